@@ -1,0 +1,3 @@
+from advbench.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""The attack interface shared by every attack module.
+
+An attack is a small object holding hyperparameters (keyword-only, paper defaults). It never
+binds a model: ``attack(model, x, y, seed=...)`` attacks any Keras model that maps images in
+[0, 1] to logits, so one attack object serves white-box runs and transfer alike. Batching,
+progress, seeds per batch and resume live in the driver (``advbench.runner``), not here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import tensorflow as tf
+
+from advbench.errors import ParameterError
+
+
+@dataclasses.dataclass
+class AttackOutput:
+    """What an attack returns for one batch.
+
+    x_adv: float32 array shaped like the input, in [0, 1].
+    extras: per-sample arrays of shape (batch,) that the attack knows and the driver cannot
+        recompute, e.g. ``eps`` (minimal eps found by fgsm-min) or ``iterations``.
+    """
+
+    x_adv: np.ndarray
+    extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class Attack:
+    """Base class: subclasses set ``name``, define keyword-only ``__init__`` parameters stored
+    as attributes of the same names, and implement ``run``.
+
+    Class attributes:
+        name: the CLI name (registry key).
+        minimal: True when the attack searches the smallest perturbation that flips the
+            prediction (usable for the empirical-robustness metric).
+        norm: the norm the attack measures its perturbation in ("linf", "l2", "l0").
+        randomized: True when the result depends on ``seed``.
+        supports_targets: True when ``target`` labels can be given.
+    """
+
+    name: ClassVar[str] = ""
+    minimal: ClassVar[bool] = False
+    norm: ClassVar[str] = "linf"
+    randomized: ClassVar[bool] = False
+    supports_targets: ClassVar[bool] = False
+
+    # Names of the constructor's keyword-only parameters, in order; filled by subclasses.
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self._compiled_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    # -- provenance -----------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Every hyperparameter by name: stored in artifacts as provenance."""
+        return {name: getattr(self, name) for name in self.param_names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- running --------------------------------------------------------------------------
+    def __call__(self, model, x, y, *, target=None, seed: int = 0) -> AttackOutput:
+        """Attack one batch.
+
+        Args:
+            model: a Keras model mapping float32 NHWC images in [0, 1] to logits.
+            x: float32 array (batch, H, W, C) in [0, 1].
+            y: int array (batch,): true labels (untargeted) or ignored when ``target`` given.
+            target: optional int array (batch,) of target classes (targeted attacks only).
+            seed: integer seed for randomized attacks; the driver derives one per batch so
+                that a resumed run reproduces an uninterrupted one.
+        """
+        if target is not None and not self.supports_targets:
+            raise ParameterError(
+                f"attack {self.name!r} is untargeted only; drop the target option"
+            )
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.int64)
+        if x.shape[0] != y.shape[0]:
+            raise ParameterError(
+                f"x has {x.shape[0]} samples but y has {y.shape[0]}; pass one label per image"
+            )
+        out = self.run(model, x, y, target=None if target is None else np.asarray(target),
+                       seed=int(seed))
+        out.x_adv = np.clip(np.asarray(out.x_adv, dtype=np.float32), 0.0, 1.0)
+        return out
+
+    def run(self, model, x: np.ndarray, y: np.ndarray, *, target, seed: int) -> AttackOutput:
+        raise NotImplementedError
+
+    def compiled(self, model, key: str, build: Callable[[], Callable]) -> Callable:
+        """A ``tf.function`` built once per (attack, model, key) and reused across batches.
+
+        ``build`` returns the Python function to compile; it may close over ``model``.
+        """
+        per_model = self._compiled_cache.get(model)
+        if per_model is None:
+            per_model = {}
+            self._compiled_cache[model] = per_model
+        if key not in per_model:
+            per_model[key] = tf.function(build(), reduce_retracing=True)
+        return per_model[key]
+
+
+def check_range(name: str, value: float, *, low: float | None = None, high: float | None = None,
+                low_inclusive: bool = True, high_inclusive: bool = True) -> None:
+    """Raise ParameterError unless low <= value <= high (bounds optional)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+    if np.isnan(value):
+        raise ParameterError(f"{name} must be a number, got NaN")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ParameterError(f"{name} must be {op} {low}, got {value}")
+    if high is not None and (value > high or (value == high and not high_inclusive)):
+        op = "<=" if high_inclusive else "<"
+        raise ParameterError(f"{name} must be {op} {high}, got {value}")
+
+
+def check_int(name: str, value: int, *, low: int) -> None:
+    """Raise ParameterError unless value is an integer >= low."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ParameterError(f"{name} must be >= {low}, got {value}")

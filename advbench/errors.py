@@ -1,0 +1,21 @@
+"""The project's error types.
+
+Library code raises these (never ``assert``) for bad user input; the CLI turns them into a
+one-line message and exit code 1.
+"""
+
+
+class AdvbenchError(ValueError):
+    """Bad input: the message says what was passed, what was expected, and how to fix it."""
+
+
+class DataError(AdvbenchError):
+    """A data set file is missing, corrupt or of the wrong shape."""
+
+
+class ArtifactError(AdvbenchError):
+    """An HDF5 artifact is missing, corrupt, not ours, or does not match its use."""
+
+
+class ParameterError(AdvbenchError):
+    """A hyperparameter is out of range or conflicts with another one."""

@@ -1,0 +1,544 @@
+"""Metrics of the paper: accuracy, perturbation norms, empirical robustness, training-set
+distance and loss sensitivity.
+
+"Efficient Defenses Against Adversarial Attacks" (Zantedeschi, Nicolae, Rawat, 2017),
+https://arxiv.org/abs/1707.06728, section 4.1. Every metric works from arrays (clean images,
+adversarial images, success flags) so that it can be recomputed from saved artifacts without
+re-running an attack. ``docs/metrics.md`` gives each formula, the samples it is averaged over,
+and how it differs from the paper's code and from IBM ART 1.20.1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from advbench.attacks._tf import per_sample_cross_entropy
+from advbench.attacks.base import check_int
+from advbench.errors import AdvbenchError, ParameterError
+
+#: Norms of a perturbation reported by ``perturbation_norms``.
+PERTURBATION_NORMS = ("l0", "l2", "linf")
+#: Norms accepted by ``empirical_robustness``.
+ROBUSTNESS_NORMS = ("l1", "l2", "linf")
+#: Variants of ``nearest_training_distance``.
+DISTANCE_VARIANTS = ("l2", "paper")
+
+# A pixel-channel feature counts as changed in L0 when it moves by more than this: float32
+# round-off of x + 0 must not count, any real attack step (>= 1/255 on image data) must.
+L0_TOLERANCE = 1e-6
+
+# Rows per numpy block in the per-sample norm computations: bounds the float64 temporaries
+# (4096 x 3072 x 8 bytes = 100 MB on CIFAR-10) whatever the data set size.
+_NUMPY_ROWS = 4096
+
+
+# -- input checks -------------------------------------------------------------------------
+def _array(name: str, value, *, dtype=None, min_ndim: int = 1) -> np.ndarray:
+    """``value`` as a non-empty numpy array of at least ``min_ndim`` dimensions."""
+    try:
+        array = np.asarray(value) if dtype is None else np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise AdvbenchError(f"{name} must be a numeric array, got {type(value).__name__}") \
+            from None
+    if array.ndim < min_ndim:
+        raise AdvbenchError(
+            f"{name} must have at least {min_ndim} dimension(s), got shape {array.shape}")
+    if array.size == 0:
+        raise AdvbenchError(f"{name} is empty (shape {array.shape}); pass at least one sample")
+    return array
+
+
+def _finite(name: str, array: np.ndarray) -> np.ndarray:
+    """Raise unless every entry is finite (NaN/inf would silently poison a mean)."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise AdvbenchError(f"{name} contains {bad} NaN or infinite value(s); expected finite")
+    return array
+
+
+def _images(name: str, value) -> np.ndarray:
+    """A finite float batch of shape (n, ...)."""
+    array = _array(name, value, min_ndim=2)
+    if array.dtype.kind not in "fiub":
+        raise AdvbenchError(f"{name} must be numeric, got dtype {array.dtype}")
+    return _finite(name, array)
+
+
+def _success(value, n: int | None = None) -> np.ndarray:
+    """A boolean success mask of shape (n,); accepts bool or 0/1 integers."""
+    array = _array("success", value, min_ndim=1)
+    if array.ndim != 1:
+        raise AdvbenchError(f"success must have shape (n,), got {array.shape}")
+    if array.dtype != np.bool_:
+        if array.dtype.kind not in "iuf" or not np.isin(array, (0, 1)).all():
+            raise AdvbenchError(
+                f"success must be booleans (or 0/1), got dtype {array.dtype} with other values")
+        array = array.astype(bool)
+    if n is not None and array.shape[0] != n:
+        raise AdvbenchError(
+            f"success has {array.shape[0]} entries but there are {n} samples; pass one per sample")
+    return array
+
+
+def _labels(name: str, value, n: int | None = None) -> np.ndarray:
+    """Integer class indices of shape (n,)."""
+    array = _array(name, value, min_ndim=1)
+    if array.ndim != 1:
+        raise AdvbenchError(
+            f"{name} must be class indices of shape (n,), got shape {array.shape}; "
+            "for one-hot labels pass labels.argmax(axis=1)")
+    if array.dtype.kind not in "iu":
+        if array.dtype.kind != "f" or not np.isfinite(array).all() \
+                or not np.all(array == np.round(array)):
+            raise AdvbenchError(f"{name} must be integer class indices, got dtype {array.dtype}")
+    if array.min() < 0:
+        raise AdvbenchError(f"{name} must be >= 0, got {array.min()}")
+    if n is not None and array.shape[0] != n:
+        raise AdvbenchError(f"{name} has {array.shape[0]} entries but expected {n}; "
+                            "pass one label per sample")
+    return array.astype(np.int64)
+
+
+def _same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise AdvbenchError(f"{name_a} has shape {a.shape} but {name_b} has shape {b.shape}; "
+                            "they must match")
+
+
+def _choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ParameterError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+# -- accuracy and success ------------------------------------------------------------------
+def accuracy(predictions, labels) -> float:
+    """Fraction of samples whose predicted class equals the label.
+
+    Args:
+        predictions: class indices of shape (n,), or scores (logits or probabilities) of
+            shape (n, classes), in which case the argmax is the prediction.
+        labels: integer class indices of shape (n,).
+
+    Returns:
+        Accuracy in [0, 1] (a fraction, not a percentage).
+
+    Example:
+        >>> accuracy(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0]))
+        0.5
+    """
+    predictions = _array("predictions", predictions, min_ndim=1)
+    if predictions.ndim == 2:
+        _finite("predictions", predictions)
+        predictions = predictions.argmax(axis=1)
+    elif predictions.ndim != 1:
+        raise AdvbenchError(
+            f"predictions must have shape (n,) or (n, classes), got {predictions.shape}")
+    predictions = _labels("predictions", predictions)
+    labels = _labels("labels", labels, predictions.shape[0])
+    return float(np.mean(predictions == labels))
+
+
+def attack_success_rate(success) -> float:
+    """Fraction of samples the attack succeeded on.
+
+    Args:
+        success: boolean (or 0/1) array of shape (n,).
+
+    Example:
+        >>> attack_success_rate(np.array([True, False, True, True]))
+        0.75
+    """
+    return float(np.mean(_success(success)))
+
+
+# -- perturbation norms --------------------------------------------------------------------
+def perturbation_norms(x, x_adv, *, tolerance: float = L0_TOLERANCE) -> dict[str, np.ndarray]:
+    """Per-sample L0, L2 and L-inf norms of ``x_adv - x``.
+
+    L0 counts pixel-channel features (not pixels) changed by more than ``tolerance``. Norms
+    are accumulated in float64.
+
+    Args:
+        x: clean images, shape (n, ...) (e.g. NHWC).
+        x_adv: adversarial images, same shape.
+        tolerance: L0 threshold on |x_adv - x|, default 1e-6.
+
+    Returns:
+        {"l0": float64 (n,), "l2": float64 (n,), "linf": float64 (n,)}.
+
+    Example:
+        >>> perturbation_norms(np.zeros((1, 2)), np.array([[0.3, -0.4]]))["l2"]
+        array([0.5])
+    """
+    x = _images("x", x)
+    x_adv = _images("x_adv", x_adv)
+    _same_shape("x", x, "x_adv", x_adv)
+    if not (isinstance(tolerance, (int, float, np.floating)) and tolerance >= 0):
+        raise ParameterError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    n = x.shape[0]
+    out = {name: np.empty(n, dtype=np.float64) for name in PERTURBATION_NORMS}
+    for start in range(0, n, _NUMPY_ROWS):
+        rows = slice(start, min(start + _NUMPY_ROWS, n))
+        diff = (x_adv[rows].reshape(rows.stop - rows.start, -1).astype(np.float64)
+                - x[rows].reshape(rows.stop - rows.start, -1).astype(np.float64))
+        magnitude = np.abs(diff)
+        out["l0"][rows] = np.count_nonzero(magnitude > tolerance, axis=1)
+        out["l2"][rows] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        out["linf"][rows] = magnitude.max(axis=1)
+    return out
+
+
+def success_summary(values, success) -> dict[str, float | int]:
+    """Mean and median of a per-sample quantity over the successful samples.
+
+    NaN-safe: with no successful sample, mean and median are NaN and ``count`` is 0, so the
+    caller can report "n/a (0 of n)" rather than a misleading 0.
+
+    Args:
+        values: float array (n,), e.g. an L2 norm or a training-set distance per sample.
+        success: boolean array (n,).
+
+    Returns:
+        {"mean": float, "median": float, "count": int (successful samples), "total": int}.
+
+    Example:
+        >>> success_summary(np.array([1.0, 5.0, 3.0]), np.array([True, False, True]))
+        {'mean': 2.0, 'median': 2.0, 'count': 2, 'total': 3}
+    """
+    values = _finite("values", _array("values", values, dtype=np.float64))
+    if values.ndim != 1:
+        raise AdvbenchError(f"values must have shape (n,), got {values.shape}")
+    success = _success(success, values.shape[0])
+    selected = values[success]
+    if selected.size == 0:
+        mean = median = math.nan
+    else:
+        mean, median = float(np.mean(selected)), float(np.median(selected))
+    return {"mean": mean, "median": median, "count": int(selected.size),
+            "total": int(values.shape[0])}
+
+
+def norm_summary(norms: dict[str, np.ndarray], success) -> dict[str, float | int]:
+    """Mean and median of each perturbation norm over the successful samples.
+
+    Failed attacks are left out: their "perturbation" is whatever the attack gave up with and
+    would mix two populations. NaN when no sample succeeded (``count`` says so).
+
+    Args:
+        norms: the dict returned by ``perturbation_norms`` (any subset of its keys).
+        success: boolean array (n,).
+
+    Returns:
+        Flat dict: "<norm>_mean", "<norm>_median" for each norm, plus "count" and "total".
+
+    Example:
+        >>> norm_summary({"l2": np.array([1.0, 3.0])}, np.array([True, True]))
+        {'l2_mean': 2.0, 'l2_median': 2.0, 'count': 2, 'total': 2}
+    """
+    if not isinstance(norms, dict) or not norms:
+        raise AdvbenchError("norms must be a non-empty dict of per-sample arrays, "
+                            f"as returned by perturbation_norms; got {type(norms).__name__}")
+    out: dict[str, float | int] = {}
+    summary: dict[str, float | int] = {}
+    for name, values in norms.items():
+        try:
+            summary = success_summary(values, success)
+        except AdvbenchError as error:
+            raise AdvbenchError(f"norm {name!r}: {error}") from None
+        out[f"{name}_mean"] = summary["mean"]
+        out[f"{name}_median"] = summary["median"]
+    out["count"] = summary["count"]
+    out["total"] = summary["total"]
+    return out
+
+
+# -- empirical robustness ------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Robustness:
+    """Empirical robustness with the facts needed to read it.
+
+    value: mean of ||x_adv - x||_p / ||x||_p over successful samples; NaN when count is 0.
+    norm: the p used ("linf", "l2" or "l1").
+    success_rate: successful samples / all samples.
+    count: number of successful samples the mean is over.
+    total: number of samples attacked.
+    """
+
+    value: float
+    norm: str
+    success_rate: float
+    count: int
+    total: int
+
+
+def _row_norms(flat: np.ndarray, norm: str) -> np.ndarray:
+    """Per-row p-norm in float64, for a 2-D float64 array."""
+    if norm == "linf":
+        return np.abs(flat).max(axis=1)
+    if norm == "l1":
+        return np.abs(flat).sum(axis=1)
+    return np.sqrt(np.einsum("ij,ij->i", flat, flat))
+
+
+def empirical_robustness(x, x_adv, success, norm: str = "linf") -> Robustness:
+    """Mean relative size of the minimal perturbation over successfully attacked samples.
+
+    rho = mean over {i : success_i} of ||x_adv_i - x_i||_p / ||x_i||_p (paper eq. 2;
+    https://arxiv.org/abs/1707.06728). ``x_adv`` should come from a minimal attack
+    (minimal FGSM, DeepFool, C&W). Use ``norm="linf"`` for minimal FGSM, as ART does, and
+    ``"l2"`` for DeepFool and C&W.
+
+    Args:
+        x: clean images, shape (n, ...).
+        x_adv: minimal adversarial images, same shape.
+        success: boolean array (n,): which attacks succeeded (only those are averaged).
+        norm: "linf" (default), "l2" or "l1"; numerator and denominator use the same p.
+
+    Returns:
+        ``Robustness(value, norm, success_rate, count, total)``; value is NaN when nothing
+        succeeded (ART returns 0.0 there).
+
+    Raises:
+        AdvbenchError: on shape mismatch, NaN, empty input, or a successful sample whose
+            clean image has zero norm (the ratio is undefined).
+
+    Example:
+        >>> r = empirical_robustness(x, x_adv, success, norm="linf")
+        >>> print(f"{r.value:.3f} ({r.norm}, {r.count}/{r.total} successful)")
+    """
+    norm = _choice("norm", norm, ROBUSTNESS_NORMS)
+    x = _images("x", x)
+    x_adv = _images("x_adv", x_adv)
+    _same_shape("x", x, "x_adv", x_adv)
+    success = _success(success, x.shape[0])
+    total = int(x.shape[0])
+    count = int(success.sum())
+    if count == 0:
+        return Robustness(value=math.nan, norm=norm, success_rate=0.0, count=0, total=total)
+    x_ok = x[success].reshape(count, -1).astype(np.float64)
+    delta = x_adv[success].reshape(count, -1).astype(np.float64) - x_ok
+    denominator = _row_norms(x_ok, norm)
+    if np.any(denominator == 0):
+        first = int(np.flatnonzero(success)[np.flatnonzero(denominator == 0)[0]])
+        raise AdvbenchError(
+            f"x[{first}] has zero {norm} norm, so ||dx||/||x|| is undefined; "
+            "drop blank images or mark them unsuccessful")
+    value = float(np.mean(_row_norms(delta, norm) / denominator))
+    return Robustness(value=value, norm=norm, success_rate=count / total, count=count,
+                      total=total)
+
+
+# -- training-set distance -----------------------------------------------------------------
+@tf.function(input_signature=[
+    tf.TensorSpec([None, None], tf.float32),  # query chunk, centred, flattened
+    tf.TensorSpec([None, None], tf.float32),  # all training images, centred, flattened
+    tf.TensorSpec([None], tf.float32),        # their squared norms
+    tf.TensorSpec([], tf.int32),              # training rows per block
+], reduce_retracing=True)
+def _nearest_in_chunks(query, train, train_squared, train_chunk):
+    """Index of the nearest training row for each query row, by blocks of training rows.
+
+    Squared distances come from ||a||^2 + ||b||^2 - 2ab (one matrix product per block); only
+    a (queries x train_chunk) block exists at a time. No clamp at 0 before the argmin: a clamp
+    would turn slightly negative values of near-duplicates into artificial ties (the reported
+    distance is recomputed exactly afterwards, so it never sees these values).
+    """
+    # ||q||^2 is the same for every candidate of a row, so the argmin needs only
+    # ||t||^2 - 2 q.t; folding the -2 into the (small) query chunk saves a pass over the block.
+    query_scaled = -2.0 * query
+    n_train = tf.shape(train)[0]
+    n_query = tf.shape(query)[0]
+    best = tf.fill([n_query], tf.constant(np.inf, tf.float32))
+    best_index = tf.zeros([n_query], tf.int64)
+
+    def body(start, best, best_index):
+        stop = tf.minimum(start + train_chunk, n_train)
+        partial = (tf.matmul(query_scaled, train[start:stop], transpose_b=True)
+                   + train_squared[None, start:stop])
+        index = tf.argmin(partial, axis=1, output_type=tf.int64)
+        value = tf.gather(partial, index, axis=1, batch_dims=1)
+        # Strictly smaller: on exact ties the earlier training image wins, as np.argmin does.
+        better = value < best
+        best = tf.where(better, value, best)
+        best_index = tf.where(better, index + tf.cast(start, tf.int64), best_index)
+        return stop, best, best_index
+
+    _, best, best_index = tf.while_loop(
+        lambda start, *_: start < n_train, body, (tf.constant(0), best, best_index))
+    return best_index
+
+
+def nearest_training_distance(x_query, x_train, *, chunk_size: int = 2048,
+                              variant: str = "l2", x_clean=None):
+    """Distance from each query image to its nearest training image, and that image's index.
+
+    Exact nearest-neighbour search by chunked matrix products in TensorFlow (runs on the GPU
+    when there is one): both the queries and the training set are cut in blocks of
+    ``chunk_size`` rows, so memory stays at about 3 * chunk_size^2 * 4 bytes plus one float32
+    copy of the training set, whatever the data set sizes. Candidates are chosen from the
+    float32 expansion ||a||^2 + ||b||^2 - 2ab on data centred on the training mean (centring
+    leaves distances unchanged and shrinks the norms, hence the cancellation error); the
+    reported distance is then recomputed in float64 from the difference vector to the chosen
+    image, so round-off in the expansion does not bias it. Among near-ties (true squared
+    distances within float32 round-off of ||a||^2 + ||b||^2, ~1e-5 on MNIST) the chosen index
+    may differ from a float64 brute force; the reported distance is then off by at most that
+    round-off.
+
+    Args:
+        x_query: images to measure (usually adversarial examples), shape (n, ...).
+        x_train: training images, shape (m, ...) with the same per-sample shape.
+        chunk_size: rows per block on both sides, default 2048 (a 16 MB float32 block).
+        variant: "l2" (default): the Euclidean distance ||q - t||_2. "paper": the authors'
+            code's quantity, the squared distance ||q - t||_2^2 divided by ||x||_2, where x
+            is ``x_clean`` when given (as in their code: the clean image the adversarial came
+            from) and ``x_query`` otherwise.
+        x_clean: optional clean images, same shape as ``x_query``; only used by "paper".
+
+    Returns:
+        (distances float64 (n,), indices int64 (n,)): the metric value per query and the
+        row of ``x_train`` that is nearest. The paper's table value is the mean over
+        successful adversarials: ``success_summary(distances, success)["mean"]``.
+
+    Example:
+        >>> d, i = nearest_training_distance(x_adv, x_train)
+        >>> float(d[success].mean())
+    """
+    variant = _choice("variant", variant, DISTANCE_VARIANTS)
+    check_int("chunk_size", chunk_size, low=1)
+    x_query = _images("x_query", x_query)
+    x_train = _images("x_train", x_train)
+    if x_query.shape[1:] != x_train.shape[1:]:
+        raise AdvbenchError(
+            f"x_query images have shape {x_query.shape[1:]} but x_train images have shape "
+            f"{x_train.shape[1:]}; they must match")
+    if x_clean is not None:
+        if variant != "paper":
+            raise ParameterError("x_clean is only used by variant='paper'; drop it or set "
+                                 "variant='paper'")
+        x_clean = _images("x_clean", x_clean)
+        _same_shape("x_query", x_query, "x_clean", x_clean)
+
+    n, m = x_query.shape[0], x_train.shape[0]
+    query_flat = x_query.reshape(n, -1)
+    train_flat = x_train.reshape(m, -1)
+    # Centre on the training mean (float64) before casting: translation-invariant, and
+    # smaller norms mean less cancellation in the float32 expansion.
+    centre = train_flat.mean(axis=0, dtype=np.float64)
+    # Block by block, so no float64 copy of the whole training set is ever made.
+    centred = np.empty(train_flat.shape, dtype=np.float32)
+    for start in range(0, m, _NUMPY_ROWS):
+        centred[start:start + _NUMPY_ROWS] = train_flat[start:start + _NUMPY_ROWS] - centre
+    train_centred = tf.convert_to_tensor(centred)
+    del centred
+    train_squared = tf.reduce_sum(tf.square(train_centred), axis=1)
+
+    indices = np.empty(n, dtype=np.int64)
+    squared = np.empty(n, dtype=np.float64)
+    for start in range(0, n, chunk_size):
+        rows = slice(start, min(start + chunk_size, n))
+        query = query_flat[rows]
+        chunk_indices = _nearest_in_chunks(
+            tf.constant((query - centre).astype(np.float32)), train_centred, train_squared,
+            tf.constant(chunk_size, tf.int32)).numpy()
+        # Exactness fix: the distance to the selected image from its difference vector, in
+        # float64 (the float32 difference of two float32 images is exact in float64).
+        diff = query.astype(np.float64) - train_flat[chunk_indices].astype(np.float64)
+        squared[rows] = np.einsum("ij,ij->i", diff, diff)
+        indices[rows] = chunk_indices
+    if variant == "l2":
+        return np.sqrt(squared), indices
+    reference = (x_clean if x_clean is not None else x_query).reshape(n, -1).astype(np.float64)
+    reference_norm = np.sqrt(np.einsum("ij,ij->i", reference, reference))
+    if np.any(reference_norm == 0):
+        first = int(np.flatnonzero(reference_norm == 0)[0])
+        name = "x_clean" if x_clean is not None else "x_query"
+        raise AdvbenchError(f"{name}[{first}] has zero L2 norm, so the paper's variant "
+                            "(squared distance / ||x||_2) is undefined; use variant='l2'")
+    return squared / reference_norm, indices
+
+
+# -- loss sensitivity ----------------------------------------------------------------------
+# One compiled gradient-norm function per model, dropped with the model.
+_GRADIENT_NORM_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _gradient_norm_function(model):
+    """A tf.function (x, labels) -> per-sample ||dJ(x_i, y_i)/dx_i||_2, built once per model."""
+    function = _GRADIENT_NORM_CACHE.get(model)
+    if function is None:
+        def gradient_norms(x, labels):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = model(x, training=False)
+                # Per-sample loss summed: the gradient w.r.t. x_i is dJ(x_i, y_i)/dx_i, with
+                # no 1/batch factor, so the value does not depend on the batch size.
+                loss = tf.reduce_sum(per_sample_cross_entropy(logits, labels))
+            gradient = tape.gradient(loss, x)
+            flat = tf.reshape(gradient, [tf.shape(gradient)[0], -1])
+            return tf.norm(flat, axis=1)
+
+        function = tf.function(gradient_norms, reduce_retracing=True)
+        _GRADIENT_NORM_CACHE[model] = function
+    return function
+
+
+def loss_sensitivity_per_sample(model, x, y, *, batch_size: int = 256) -> np.ndarray:
+    """Per-sample L2 norm of the gradient of the cross-entropy loss w.r.t. the input.
+
+    g_i = ||dJ(theta, x_i, y_i)/dx_i||_2 with J the softmax cross-entropy of one sample
+    (https://arxiv.org/abs/1707.06728, section 4.1; Koh and Liang 2017).
+
+    Args:
+        model: Keras model mapping float32 images to LOGITS (not probabilities).
+        x: images, shape (n, H, W, C).
+        y: integer class indices (n,): the true labels for the paper's l_F; pass the
+            model's own predictions to get the authors' code's variant.
+        batch_size: samples per gradient call, default 256; the result does not depend on it.
+
+    Returns:
+        float64 array (n,).
+
+    Example:
+        >>> g = loss_sensitivity_per_sample(model, x_test, y_test)
+    """
+    check_int("batch_size", batch_size, low=1)
+    x = _images("x", x).astype(np.float32, copy=False)
+    labels = _labels("y", y, x.shape[0])
+    function = _gradient_norm_function(model)
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for start in range(0, x.shape[0], batch_size):
+        stop = min(start + batch_size, x.shape[0])
+        out[start:stop] = function(tf.constant(x[start:stop]),
+                                   tf.constant(labels[start:stop])).numpy()
+    if not np.isfinite(out).all():
+        raise AdvbenchError("the model gave NaN or infinite loss gradients; check that it "
+                            "outputs finite logits")
+    return out
+
+
+def loss_sensitivity(model, x, y, *, batch_size: int = 256) -> float:
+    """Local loss sensitivity l_F: mean over samples of ||dJ(x_i, y_i)/dx_i||_2.
+
+    Paper section 4.1 and Table 3 (https://arxiv.org/abs/1707.06728). The loss is per
+    sample, never averaged over the batch, so the value is the same for any ``batch_size``.
+
+    Args:
+        model: Keras model mapping float32 images to LOGITS.
+        x: images, shape (n, H, W, C).
+        y: integer class indices (n,).
+        batch_size: samples per gradient call, default 256.
+
+    Returns:
+        float.
+
+    Example:
+        >>> loss_sensitivity(model, x_test[:1000], y_test[:1000])
+        0.06...
+    """
+    return float(np.mean(loss_sensitivity_per_sample(model, x, y, batch_size=batch_size)))

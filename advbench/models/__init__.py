@@ -1,0 +1,209 @@
+"""The model zoo: architecture builders keyed by CLI name, and zoo-name resolution.
+
+Every model maps float32 NHWC images in [0, 1] to logits (softmax lives in the loss).
+``activation="brelu"`` puts the bounded ReLU f_t(x) = min(max(x, 0), t) at every activation
+of the network, the ResNet's included (the paper authors' code kept ReLU inside its ResNet).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from advbench.errors import ArtifactError, ParameterError
+from advbench.models.layers import FeatureSqueezing
+
+ACTIVATIONS = ("relu", "brelu")
+
+
+def activation_layer(activation: str, brelu_t: float, name: str) -> keras.layers.Layer:
+    if activation == "relu":
+        return keras.layers.ReLU(name=name)
+    return keras.layers.ReLU(max_value=brelu_t, name=name)
+
+
+def _act(x, activation, brelu_t, index):
+    return activation_layer(activation, brelu_t, f"act{index}")(x)
+
+
+def build_cnn(inputs, num_classes, activation, brelu_t):
+    """The paper's CNN (CleverHans ModelBasicCNN): 28 -> 14 -> 5 -> 1 on MNIST."""
+    x = keras.layers.Conv2D(64, 8, strides=2, padding="same", name="conv1")(inputs)
+    x = _act(x, activation, brelu_t, 1)
+    x = keras.layers.Conv2D(128, 6, strides=2, padding="valid", name="conv2")(x)
+    x = _act(x, activation, brelu_t, 2)
+    x = keras.layers.Conv2D(128, 5, strides=1, padding="valid", name="conv3")(x)
+    x = _act(x, activation, brelu_t, 3)
+    x = keras.layers.Flatten(name="flatten")(x)
+    return keras.layers.Dense(num_classes, name="logits")(x)
+
+
+def build_resnet(inputs, num_classes, activation, brelu_t):
+    """The paper's ResNet: two strided convolutions, one bottleneck identity block, 3x3 max
+    pooling, dense logits."""
+    x = keras.layers.Conv2D(64, 8, strides=2, padding="same", name="conv1")(inputs)
+    x = _act(x, activation, brelu_t, 1)
+    x = keras.layers.Conv2D(128, 6, strides=2, padding="valid", name="conv2")(x)
+    shortcut = _act(x, activation, brelu_t, 2)
+    x = keras.layers.Conv2D(64, 1, name="block_conv1")(shortcut)
+    x = _act(x, activation, brelu_t, 3)
+    x = keras.layers.Conv2D(64, 3, padding="same", name="block_conv2")(x)
+    x = _act(x, activation, brelu_t, 4)
+    x = keras.layers.Conv2D(128, 1, name="block_conv3")(x)
+    x = keras.layers.Add(name="block_add")([x, shortcut])
+    x = _act(x, activation, brelu_t, 5)
+    x = keras.layers.MaxPooling2D(3, name="pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    return keras.layers.Dense(num_classes, name="logits")(x)
+
+
+def build_cifar_cnn(inputs, num_classes, activation, brelu_t):
+    """The paper authors' CIFAR-10 network (their CIFAR script)."""
+    x = keras.layers.Conv2D(32, 3, padding="same", name="conv1")(inputs)
+    x = _act(x, activation, brelu_t, 1)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Dropout(0.5, name="drop1")(x)
+    x = keras.layers.Conv2D(64, 3, padding="valid", name="conv2")(x)
+    x = _act(x, activation, brelu_t, 2)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Dropout(0.5, name="drop2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(500, name="dense1")(x)
+    x = _act(x, activation, brelu_t, 3)
+    x = keras.layers.Dropout(0.5, name="drop3")(x)
+    return keras.layers.Dense(num_classes, name="logits")(x)
+
+
+def build_mlp(inputs, num_classes, activation, brelu_t, hidden: int = 64):
+    """Two dense hidden layers: the paper's toy-experiment network (Figure 2)."""
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    x = keras.layers.Dense(hidden, name="dense1")(x)
+    x = _act(x, activation, brelu_t, 1)
+    x = keras.layers.Dense(hidden, name="dense2")(x)
+    x = _act(x, activation, brelu_t, 2)
+    return keras.layers.Dense(num_classes, name="logits")(x)
+
+
+ARCHITECTURES: dict[str, Callable] = {
+    "cnn": build_cnn,
+    "resnet": build_resnet,
+    "cifar-cnn": build_cifar_cnn,
+    "mlp": build_mlp,
+}
+
+
+def build_model(architecture: str, input_shape, num_classes: int = 10, *,
+                activation: str = "relu", brelu_t: float = 1.0,
+                squeeze_bits: int | None = None) -> keras.Model:
+    """A fresh, uncompiled Keras model giving logits.
+
+    Args:
+        architecture: a key of ``ARCHITECTURES``.
+        input_shape: (H, W, C).
+        activation: "relu" or "brelu" (bounded ReLU with threshold ``brelu_t`` > 0).
+        squeeze_bits: if set, a FeatureSqueezing layer at the input (identity gradient).
+    """
+    if architecture not in ARCHITECTURES:
+        raise ParameterError(f"unknown architecture {architecture!r}; choose one of: "
+                             f"{', '.join(sorted(ARCHITECTURES))}")
+    if activation not in ACTIVATIONS:
+        raise ParameterError(f"unknown activation {activation!r}; choose relu or brelu")
+    if not brelu_t > 0:
+        raise ParameterError(f"brelu t must be > 0, got {brelu_t}")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    if squeeze_bits is not None:
+        x = FeatureSqueezing(bit_depth=squeeze_bits, name="feature_squeezing")(x)
+    outputs = ARCHITECTURES[architecture](x, num_classes, activation, brelu_t)
+    return keras.Model(inputs, outputs, name=architecture)
+
+
+# -- the zoo store --------------------------------------------------------------------------
+def models_dir(path=None) -> Path:
+    return Path(path or os.environ.get("ADVBENCH_MODELS") or "models")
+
+
+def zoo_name(architecture: str, activation: str, defense: str) -> str:
+    """The short name of a trained model: ``cnn``, ``cnn-brelu``, ``cnn-brelu-gda``..."""
+    parts = [architecture]
+    if activation != "relu":
+        parts.append(activation)
+    if defense != "none":
+        parts.append(defense)
+    return "-".join(parts)
+
+
+def zoo_path(dataset: str, architecture: str, activation: str, defense: str,
+             directory=None) -> Path:
+    """Where `advbench train` stores a model by default."""
+    return models_dir(directory) / f"{dataset}-{architecture}-{activation}-{defense}.h5"
+
+
+def resolve_model(ref: str, dataset: str | None = None, directory=None) -> Path:
+    """A model path from a path or a zoo name (``cnn``, ``resnet-brelu``, ``cnn-brelu-gda``).
+
+    Zoo names resolve to ``<models dir>/<dataset>-<arch>-<act>-<defense>.h5``.
+    """
+    path = Path(ref)
+    if path.suffix in (".h5", ".hdf5") or path.exists() or os.sep in ref:
+        if not path.exists():
+            raise ArtifactError(f"model file {ref} does not exist; train one with "
+                                "`advbench train` or pass an existing path")
+        return path
+    store = models_dir(directory)
+    candidates = sorted(store.glob("*.h5")) if store.is_dir() else []
+    names = {}
+    for cand in candidates:
+        stem_parts = cand.stem.split("-")
+        if len(stem_parts) < 4:
+            continue
+        ds = stem_parts[0]
+        # Architectures may contain a dash (cifar-cnn); activation and defense follow it.
+        for arch in sorted(ARCHITECTURES, key=len, reverse=True):
+            prefix = f"{ds}-{arch}-"
+            if cand.stem.startswith(prefix):
+                rest = cand.stem[len(prefix):]
+                act, _, defense = rest.partition("-")
+                names.setdefault(ds, {})[zoo_name(arch, act, defense)] = cand
+                break
+    datasets = [dataset] if dataset else sorted(names)
+    for ds in datasets:
+        if ref in names.get(ds, {}):
+            return names[ds][ref]
+    known = sorted({f"{n} ({ds})" for ds in names for n in names[ds]})
+    hint = ", ".join(known) if known else "none yet; train one with `advbench train`"
+    raise ArtifactError(f"no model {ref!r} in {store}/ for data set {dataset or 'any'}; "
+                        f"available: {hint}")
+
+
+# -- prediction -----------------------------------------------------------------------------
+_FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def forward_function(model):
+    """The model's compiled inference pass (logits), built once per model."""
+    fn = _FORWARD.get(model)
+    if fn is None:
+        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        _FORWARD[model] = fn
+    return fn
+
+
+def predict_logits(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Logits for a whole array, batch by batch (never the whole set on the device at once)."""
+    forward = forward_function(model)
+    out = [forward(tf.constant(x[i:i + batch_size])).numpy()
+           for i in range(0, len(x), batch_size)]
+    if not out:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    return np.concatenate(out)
+
+
+def predict_labels(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    return predict_logits(model, x, batch_size).argmax(axis=1)

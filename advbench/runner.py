@@ -1,0 +1,215 @@
+"""The one attack driver: batches, seeds, progress, checkpoints and resume.
+
+Attacks only see one batch at a time; this module feeds them a data split, scores every batch
+(predictions, success, perturbation norms), and checkpoints the artifact every few seconds
+with a ``completed`` mask. Rerunning the same command (or ``--resume``) continues where an
+interrupted run stopped, and the finished artifact is the same as an uninterrupted run's:
+every batch has fixed boundaries and a seed derived from the run's seed and the batch start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from advbench import __version__, data
+from advbench.artifacts import ATTACK_SCHEMA, artifact_kind, read_arrays, write_arrays
+from advbench.attacks.base import Attack
+from advbench.errors import ArtifactError, ParameterError
+from advbench.models import forward_function
+from advbench.progress import Progress
+
+TARGET_MODES = ("random", "least-likely")
+
+
+@dataclasses.dataclass
+class AttackRun:
+    """What to attack: a model artifact and a slice of a data split."""
+
+    model_path: str
+    dataset: str
+    split: str = "test"
+    limit: int | None = None
+    start: int = 0
+    batch_size: int = 128
+    seed: int = 0
+    data_dir: str | None = None
+    target_mode: str | None = None  # None: untargeted; "random" / "least-likely"
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.target_mode is not None and self.target_mode not in TARGET_MODES:
+            raise ParameterError(f"target must be one of {', '.join(TARGET_MODES)}, "
+                                 f"got {self.target_mode!r}")
+
+
+def batch_seed(seed: int, batch_start: int) -> int:
+    """The seed of the batch that starts at sample ``batch_start`` (stable under resume)."""
+    return (seed * 1_000_003 + batch_start) % (2 ** 31 - 1)
+
+
+def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray) -> str:
+    """A digest of everything that determines the result: two runs with the same key give the
+    same artifact, so an existing artifact with this key can be resumed or reused."""
+    payload = {
+        "attack": attack.name, "params": attack.params(), "model_hash": model_hash,
+        "dataset": run.dataset, "split": run.split, "seed": run.seed,
+        "batch_size": run.batch_size, "target_mode": run.target_mode,
+        "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample L0 (features changed by more than 1e-6), L2 and L-inf of x_adv - x."""
+    delta = (x_adv.astype(np.float64) - x).reshape(len(x), -1)
+    return {
+        "l0": (np.abs(delta) > 1e-6).sum(axis=1).astype(np.float32),
+        "l2": np.sqrt((delta ** 2).sum(axis=1)).astype(np.float32),
+        "linf": np.abs(delta).max(axis=1, initial=0.0).astype(np.float32),
+    }
+
+
+def choose_targets(mode: str, logits: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Target classes: a uniformly random wrong class (seeded) or the least likely class."""
+    if mode == "least-likely":
+        return logits.argmin(axis=1).astype(np.int64)
+    num_classes = logits.shape[1]
+    rng = np.random.default_rng(seed)
+    shift = rng.integers(1, num_classes, size=len(labels))
+    return ((labels + shift) % num_classes).astype(np.int64)
+
+
+def _check_model_fits(model, meta: dict, x: np.ndarray, run: AttackRun) -> None:
+    shape = tuple(model.input_shape[1:])
+    if shape != tuple(x.shape[1:]):
+        raise ArtifactError(f"model {run.model_path} takes inputs of shape {shape} but "
+                            f"{run.dataset} images are {tuple(x.shape[1:])}; use the data set "
+                            f"the model was trained on ({meta.get('dataset', 'unknown')})")
+
+
+def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, Any],
+                 output: str | Path, *, resume: bool = True, overwrite: bool = False,
+                 checkpoint_seconds: float = 30.0, progress: Progress | None = None,
+                 _stop_after_batches: int | None = None) -> Path:
+    """Attack a data split batch by batch and write (or complete) the attack artifact.
+
+    ``_stop_after_batches`` simulates an interruption (tests): the run checkpoints and raises
+    KeyboardInterrupt after that many new batches.
+    """
+    run.validate()
+    if run.target_mode is not None and not attack.supports_targets:
+        raise ParameterError(f"attack {attack.name!r} is untargeted only; drop --target")
+    progress = progress or Progress(quiet=True)
+    output = Path(output)
+    x, y, indices = data.load(run.dataset, run.split, data_dir=run.data_dir, limit=run.limit,
+                              seed=run.seed, start=run.start)
+    if len(x) == 0:
+        raise ParameterError(f"no samples left in {run.dataset} {run.split} after --start "
+                             f"{run.start}; lower --start")
+    _check_model_fits(model, model_meta, x, run)
+    key = run_key(run, attack, model_meta.get("content_hash", ""), indices)
+
+    n = len(x)
+    state = _fresh_state(x, y, indices)
+    if output.exists():
+        if artifact_kind(output) != ATTACK_SCHEMA and not overwrite:
+            raise ArtifactError(f"{output} exists and is not an attack artifact; choose another "
+                                "-o or pass --overwrite")
+        if not overwrite:
+            attrs, arrays = read_arrays(output, ATTACK_SCHEMA)
+            if attrs.get("key") != key:
+                raise ArtifactError(f"{output} holds a run with other parameters, model or "
+                                    "samples; pass --overwrite to replace it or choose another -o")
+            if not resume and not attrs.get("complete"):
+                raise ArtifactError(f"{output} holds an interrupted run; pass --resume to "
+                                    "continue it or --overwrite to start again")
+            state.update(arrays)
+            state["wall_time_s"] = float(attrs.get("wall_time_s", 0.0))
+            if attrs.get("complete"):
+                progress.log(f"{output} is complete already; nothing to do")
+                return output
+
+    attrs = {
+        "key": key,
+        "attack": attack.name, "attack_params": attack.params(), "attack_repr": repr(attack),
+        "attack_minimal": attack.minimal, "attack_norm": attack.norm,
+        "model_path": str(run.model_path), "model_hash": model_meta.get("content_hash", ""),
+        "model_name": model_meta.get("zoo_name", ""), "model_dataset": model_meta.get("dataset"),
+        "dataset": run.dataset, "split": run.split, "limit": run.limit, "start": run.start,
+        "seed": run.seed, "batch_size": run.batch_size, "targeted": run.target_mode is not None,
+        "target_mode": run.target_mode or "", "num_samples": n,
+    }
+    forward = forward_function(model)
+    batch_starts = list(range(0, n, run.batch_size))
+    todo = [s for s in batch_starts if not state["completed"][s:s + run.batch_size].all()]
+    progress.start(f"{attack.name}", len(batch_starts))
+    progress.advance(len(batch_starts) - len(todo))
+    last_checkpoint = time.perf_counter()
+    done_batches = 0
+    try:
+        for start in todo:
+            sl = slice(start, min(start + run.batch_size, n))
+            began = time.perf_counter()
+            xb, yb = x[sl], y[sl]
+            clean_logits = forward(tf.constant(xb)).numpy()
+            target = None
+            if run.target_mode is not None:
+                target = choose_targets(run.target_mode, clean_logits, yb,
+                                        batch_seed(run.seed, start))
+                state["target"][sl] = target
+            out = attack(model, xb, yb, target=target, seed=batch_seed(run.seed, start))
+            adv_pred = forward(tf.constant(out.x_adv)).numpy().argmax(axis=1)
+            state["x_adv"][sl] = out.x_adv
+            state["pred_clean"][sl] = clean_logits.argmax(axis=1)
+            state["pred_adv"][sl] = adv_pred
+            state["success"][sl] = (adv_pred == target) if target is not None else (adv_pred != yb)
+            for name, values in perturbation_norms(xb, out.x_adv).items():
+                state[name][sl] = values
+            for name, values in out.extras.items():
+                arr = state.setdefault(f"extras/{name}",
+                                       np.zeros(n, dtype=np.asarray(values).dtype))
+                arr[sl] = values
+            state["completed"][sl] = True
+            state["wall_time_s"] += time.perf_counter() - began
+            done_batches += 1
+            rate = state["success"][state["completed"]].mean()
+            progress.advance(1, samples=sl.stop - sl.start, status=f"success {rate:.1%}")
+            if _stop_after_batches is not None and done_batches >= _stop_after_batches:
+                raise KeyboardInterrupt
+            if time.perf_counter() - last_checkpoint > checkpoint_seconds:
+                _write(output, attrs, state, complete=False)
+                last_checkpoint = time.perf_counter()
+    except KeyboardInterrupt:
+        _write(output, attrs, state, complete=False)
+        progress.close()
+        raise
+    progress.close()
+    _write(output, attrs, state, complete=True)
+    return output
+
+
+def _fresh_state(x: np.ndarray, y: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
+    n = len(x)
+    return {
+        "x_adv": np.zeros_like(x), "y": y, "indices": indices, "pred_clean": np.full(n, -1, np.int64),
+        "pred_adv": np.full(n, -1, np.int64), "success": np.zeros(n, bool),
+        "l0": np.zeros(n, np.float32), "l2": np.zeros(n, np.float32),
+        "linf": np.zeros(n, np.float32), "completed": np.zeros(n, bool),
+        "target": np.full(n, -1, np.int64), "wall_time_s": 0.0,
+    }
+
+
+def _write(output: Path, attrs: dict, state: dict, *, complete: bool) -> None:
+    arrays = {k: v for k, v in state.items() if k != "wall_time_s"}
+    write_arrays(output, ATTACK_SCHEMA,
+                 {**attrs, "complete": complete, "wall_time_s": round(state["wall_time_s"], 3),
+                  "advbench_version": __version__}, arrays)
