@@ -14,6 +14,47 @@ import click
 
 from advbench.errors import AdvbenchError
 
+
+def _quiet_tensorflow_import() -> None:
+    """Import TensorFlow with its C++ start-up logs (oneDNN, CUDA probing) silenced.
+
+    TF 2.21 prints them before its log level applies, so stderr is muted at the file
+    descriptor level for the import only. ``ADVBENCH_DEBUG=1`` keeps them.
+    """
+    import os
+
+    if os.environ.get("ADVBENCH_DEBUG") or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _data_dir_option(f):
+    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                        envvar="ADVBENCH_DATA", show_envvar=True,
+                        help="Folder with the data set files (default: Keras' cache, then "
+                             "Keras' download).")(f)
+
+
+def _models_dir_option(f):
+    return click.option("--models-dir", type=click.Path(file_okay=False), default=None,
+                        envvar="ADVBENCH_MODELS", show_envvar=True,
+                        help="The zoo store where model names resolve [default: models/].")(f)
+
+
+# The attack registry (imported for --attack's choices) imports TensorFlow: do it quietly first.
+_quiet_tensorflow_import()
+
 EXIT_GATE_FAILED = 3
 
 # Which `train` flags set which defense parameter.
@@ -52,19 +93,6 @@ def main():
 
         MODEL=$(advbench train --dataset mnist --model cnn --act brelu --defense gda)
     """
-
-
-def _data_dir_option(f):
-    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                        envvar="ADVBENCH_DATA", show_envvar=True,
-                        help="Folder with the data set files (default: Keras' cache, then "
-                             "Keras' download).")(f)
-
-
-def _models_dir_option(f):
-    return click.option("--models-dir", type=click.Path(file_okay=False), default=None,
-                        envvar="ADVBENCH_MODELS", show_envvar=True,
-                        help="The zoo store where model names resolve [default: models/].")(f)
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -195,6 +223,123 @@ def train(dataset, architecture, activation, brelu_t, defense, gda_sigma, gda_co
                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
                    err=True)
     click.echo(str(path))
+
+
+# -- attack ---------------------------------------------------------------------------------
+# Attack flags -> (parameter name, type, help). A flag given to an attack without that
+# parameter is a usage error, so a typo never silently runs the default.
+ATTACK_OPTIONS = [
+    ("--eps", "eps", float, "Perturbation size (fgsm, rand-fgsm, pgd, vat)."),
+    ("--norm", "norm", click.Choice(["linf", "l2"]), "Norm (fgsm, pgd)."),
+    ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
+    ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
+    ("--alpha", "alpha", float, "Random step of rand-fgsm."),
+    ("--step-size", "step_size", float, "PGD step size."),
+    ("--steps", "steps", int, "PGD steps."),
+    ("--random-start/--no-random-start", "random_start", None, "PGD random start."),
+    ("--xi", "xi", float, "VAT finite-difference step."),
+    ("--power-iterations", "power_iterations", int, "VAT power iterations."),
+    ("--theta", "theta", float, "JSMA change per feature."),
+    ("--gamma", "gamma", float, "JSMA largest fraction of features changed."),
+    ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step)."),
+    ("--overshoot", "overshoot", float, "DeepFool overshoot."),
+    ("--candidates", "candidates", int, "DeepFool: top-k candidate classes."),
+    ("--confidence", "confidence", float, "C&W confidence (kappa)."),
+    ("--learning-rate", "learning_rate", float, "C&W Adam learning rate."),
+    ("--search-steps", "binary_search_steps", int, "C&W binary search steps over c."),
+    ("--initial-const", "initial_const", float, "C&W initial c."),
+    ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early."),
+]
+
+
+def _attack_options(f):
+    for flag, param, kind, help_text in reversed(ATTACK_OPTIONS):
+        if kind is None:
+            f = click.option(flag, param, default=None, help=help_text)(f)
+        else:
+            f = click.option(flag, param, type=kind, default=None, help=help_text)(f)
+    return f
+
+
+def attack_from_flags(name: str, values: dict):
+    """Build an attack from CLI flag values, refusing flags the attack does not take."""
+    from advbench.attacks import ATTACKS, make_attack
+
+    flag_of = {param: flag.split("/")[0] for flag, param, _, _ in ATTACK_OPTIONS}
+    given = {k: v for k, v in values.items() if v is not None}
+    stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
+    if stray:
+        raise click.UsageError(f"{', '.join(stray)} do not apply to --attack {name}")
+    return make_attack(name, **given)
+
+
+def _load_model(ref: str, dataset: str | None, models_dir):
+    from advbench.artifacts import load_model
+    from advbench.models import resolve_model
+
+    path = resolve_model(ref, dataset, models_dir)
+    model, meta = load_model(path)
+    return path, model, meta
+
+
+def _attack_choice():
+    from advbench.attacks import ATTACKS
+
+    return click.Choice(sorted(ATTACKS))
+
+
+@main.command()
+@click.argument("model_ref", metavar="MODEL")
+@click.option("--attack", "attack_name", type=_attack_choice(), required=True)
+@_attack_options
+@click.option("--target", "target_mode", type=click.Choice(["random", "least-likely"]),
+              default=None, help="Targeted attack with these target classes.")
+@click.option("--dataset", type=click.Choice(["mnist", "cifar10"]), default=None,
+              help="Data set [default: the model's].")
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test",
+              show_default=True)
+@click.option("--limit", type=int, default=None, help="Attack a class-balanced subset.")
+@click.option("--start", type=int, default=0, show_default=True, help="Skip the first K samples.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_data_dir_option
+@_models_dir_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Artifact path [default: runs/<model>-<attack>-<key>.h5].")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue an interrupted run of the same command.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, batch_size, seed,
+           data_dir, models_dir, output, resume, overwrite, quiet, **attack_values):
+    """Craft adversarial examples for MODEL (a path or zoo name); print the artifact path.
+
+    The artifact holds x_adv (float32, never rounded), sample indices, labels, clean and
+    adversarial predictions, success, L0/L2/L-inf norms and the attack's parameters.
+    Interrupted runs resume when the same command is run again.
+
+    Example:
+
+        advbench attack cnn --attack deepfool --limit 1000
+    """
+    from advbench.progress import Progress
+    from advbench.runner import AttackRun, attack_split, run_key
+
+    attack_obj = attack_from_flags(attack_name, attack_values)
+    path, model, meta = _load_model(model_ref, dataset, models_dir)
+    dataset = dataset or meta.get("dataset")
+    run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
+                    batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode)
+    if output is None:
+        from advbench import data as datamod
+
+        _, _, indices = datamod.load(dataset, split, data_dir=data_dir, limit=limit, seed=seed,
+                                     start=start)
+        key = run_key(run, attack_obj, meta.get("content_hash", ""), indices)
+        output = Path("runs") / f"{Path(path).stem}-{attack_name}-{key[:10]}.h5"
+    result = attack_split(run, attack_obj, model, meta, output, resume=resume,
+                          overwrite=overwrite, progress=Progress(quiet=quiet))
+    click.echo(str(result))
 
 
 if __name__ == "__main__":

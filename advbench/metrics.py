@@ -29,8 +29,14 @@ ROBUSTNESS_NORMS = ("l1", "l2", "linf")
 DISTANCE_VARIANTS = ("l2", "paper")
 
 # A pixel-channel feature counts as changed in L0 when it moves by more than this: float32
-# round-off of x + 0 must not count, any real attack step (>= 1/255 on image data) must.
+# round-off (~6e-8 on [0, 1]) must not count, any real attack step (>= 1/255 on 8-bit data)
+# must.
 L0_TOLERANCE = 1e-6
+
+# Largest distance block of nearest_training_distance, in entries (256 MB in float32): the
+# training side of a block shrinks below chunk_size when needed, so that memory stays bounded
+# (about three blocks live at once) even for a chunk_size larger than the data sets.
+_MAX_BLOCK_ENTRIES = 2 ** 26
 
 # Rows per numpy block in the per-sample norm computations: bounds the float64 temporaries
 # (4096 x 3072 x 8 bytes = 100 MB on CIFAR-10) whatever the data set size.
@@ -380,7 +386,8 @@ def nearest_training_distance(x_query, x_train, *, chunk_size: int = 2048,
 
     Exact nearest-neighbour search by chunked matrix products in TensorFlow (runs on the GPU
     when there is one): both the queries and the training set are cut in blocks of
-    ``chunk_size`` rows, so memory stays at about 3 * chunk_size^2 * 4 bytes plus one float32
+    ``chunk_size`` rows, so memory stays at about 3 * chunk_size^2 * 4 bytes (never more than
+    3 * 256 MB: the training side of a block shrinks for very large chunks) plus one float32
     copy of the training set, whatever the data set sizes. Candidates are chosen from the
     float32 expansion ||a||^2 + ||b||^2 - 2ab on data centred on the training mean (centring
     leaves distances unchanged and shrinks the norms, hence the cancellation error); the
@@ -440,12 +447,14 @@ def nearest_training_distance(x_query, x_train, *, chunk_size: int = 2048,
 
     indices = np.empty(n, dtype=np.int64)
     squared = np.empty(n, dtype=np.float64)
-    for start in range(0, n, chunk_size):
-        rows = slice(start, min(start + chunk_size, n))
+    query_chunk = min(chunk_size, n)
+    train_chunk = max(1, min(chunk_size, _MAX_BLOCK_ENTRIES // query_chunk))
+    for start in range(0, n, query_chunk):
+        rows = slice(start, min(start + query_chunk, n))
         query = query_flat[rows]
         chunk_indices = _nearest_in_chunks(
             tf.constant((query - centre).astype(np.float32)), train_centred, train_squared,
-            tf.constant(chunk_size, tf.int32)).numpy()
+            tf.constant(train_chunk, tf.int32)).numpy()
         # Exactness fix: the distance to the selected image from its difference vector, in
         # float64 (the float32 difference of two float32 images is exact in float64).
         diff = query.astype(np.float64) - train_flat[chunk_indices].astype(np.float64)
@@ -538,7 +547,6 @@ def loss_sensitivity(model, x, y, *, batch_size: int = 256) -> float:
         float.
 
     Example:
-        >>> loss_sensitivity(model, x_test[:1000], y_test[:1000])
-        0.06...
+        >>> value = loss_sensitivity(model, x_test[:1000], y_test[:1000], batch_size=500)
     """
     return float(np.mean(loss_sensitivity_per_sample(model, x, y, batch_size=batch_size)))

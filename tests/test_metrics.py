@@ -205,6 +205,18 @@ def test_nearest_training_distance_matches_brute_force(chunk_size):
     assert distances.dtype == np.float64 and indices.dtype == np.int64
 
 
+def test_nearest_training_distance_block_cap(monkeypatch):
+    # A chunk larger than both sets with a tiny block cap: the training side of each block
+    # shrinks (here to 2 rows), and the result must not change.
+    monkeypatch.setattr(metrics, "_MAX_BLOCK_ENTRIES", 50)
+    rng = np.random.default_rng(5)
+    x_query, x_train = rng.random((29, 6)), rng.random((41, 6))
+    squared = _brute_force(x_query, x_train)
+    distances, indices = metrics.nearest_training_distance(x_query, x_train, chunk_size=10_000)
+    np.testing.assert_array_equal(indices, squared.argmin(axis=1))
+    np.testing.assert_allclose(distances, np.sqrt(squared.min(axis=1)), rtol=1e-12)
+
+
 def test_nearest_training_distance_exact_for_duplicates_and_offsets():
     # Queries equal to training images (distance exactly 0, either duplicate may win) and
     # images far from the origin, where the float32 expansion alone loses digits.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks._tf import batch_norm, expand_to
 from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
+from advbench.errors import ParameterError
 
 
 def candidate_classes(logits: tf.Tensor, labels: tf.Tensor, k: int) -> tf.Tensor:
@@ -22,38 +22,50 @@ def candidate_classes(logits: tf.Tensor, labels: tf.Tensor, k: int) -> tf.Tensor
     return tf.concat([labels[:, None], top_others], axis=1)
 
 
-def deepfool_step(model, x: tf.Tensor, candidates: tf.Tensor, epsilon: float) -> tf.Tensor:
+def deepfool_step(model, x: tf.Tensor, candidates: tf.Tensor, epsilon: float,
+                  box_aware: bool) -> tf.Tensor:
     """One DeepFool L2 step per sample: the smallest move onto the linearised boundary.
 
     For each other candidate class k, the boundary f_k - f_label = 0 is linearised at x with
     w_k = grad(f_k - f_label); the step goes to the nearest one,
     r = |f_k| / ||w_k||^2 * w_k (paper Algorithm 2). Returns r, shaped like x.
 
-    All candidate gradients come from one vectorised batch Jacobian over one forward pass:
-    the k - 1 backward passes run as one batched backward pass instead of k - 1 sequential
-    ones, which keeps both cores (or the GPU) busy when few samples are left.
+    x: (n, H, W, C) samples still classified as their label, so every f_k - f_label <= 0
+    and each step moves along +w_k. candidates: (n, k) int32, the label first.
     """
-    with tf.GradientTape() as tape:
+    k = candidates.shape[1]
+    # One forward pass, then k - 1 backward passes from it (a persistent tape). Measured on
+    # the paper's CNN on CPU this beats tape.batch_jacobian (pfor) by about 1.4x.
+    with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         logits = model(x, training=False)
         picked = tf.gather(logits, candidates, batch_dims=1)  # (n, k)
-        differences = picked[:, 1:] - picked[:, :1]  # f_k - f_label, (n, k - 1)
-    grads = tape.batch_jacobian(differences, x)  # (n, k - 1, *image)
+        differences = [picked[:, j] - picked[:, 0] for j in range(1, k)]
+    grads = [tape.gradient(d, x) for d in differences]
+    del tape
     n = tf.shape(x)[0]
-    flat = tf.reshape(grads, [n, tf.shape(differences)[1], -1])
-    grad_norms = tf.norm(flat, axis=2)  # (n, k - 1)
-    distances = tf.abs(differences) / (grad_norms + epsilon)
-    nearest = tf.argmin(distances, axis=1, output_type=tf.int32)
-    w = tf.gather(flat, nearest, batch_dims=1)  # (n, features)
-    f = tf.gather(differences, nearest, batch_dims=1)  # (n,)
-    w_norm = tf.gather(grad_norms, nearest, batch_dims=1)
-    # epsilon keeps the step finite where the gradient vanishes and, as in the authors'
-    # code (which adds 1e-4), puts the linearised point just beyond the boundary.
+    w = tf.reshape(tf.stack(grads, axis=1), [n, k - 1, -1])  # (n, k - 1, features)
+    f = tf.stack(differences, axis=1)  # (n, k - 1)
+    if box_aware:
+        # A pixel at 0 cannot decrease and one at 1 cannot increase: drop those directions
+        # so that the step is not mostly clipped away at saturated pixels.
+        flat_x = tf.reshape(x, [n, 1, -1])
+        blocked = tf.logical_or(tf.logical_and(flat_x <= 0.0, w < 0.0),
+                                tf.logical_and(flat_x >= 1.0, w > 0.0))
+        w = tf.where(blocked, tf.zeros_like(w), w)
+    w_norms = tf.norm(w, axis=2)  # (n, k - 1)
+    nearest = tf.argmin(tf.abs(f) / (w_norms + epsilon), axis=1, output_type=tf.int32)
+    w = tf.gather(w, nearest, batch_dims=1)  # (n, features)
+    f = tf.gather(f, nearest, batch_dims=1)  # (n,)
+    w_norm = tf.gather(w_norms, nearest, batch_dims=1)
+    # epsilon keeps the step finite where the gradient vanishes and, like the authors' 1e-4,
+    # puts the linearised point just beyond the boundary rather than on it.
     scale = (tf.abs(f) + epsilon) / (tf.square(w_norm) + epsilon)
     return tf.reshape(scale[:, None] * w, tf.shape(x))
 
 
-def build_deepfool(model, k: int, max_iter: int, overshoot: float, epsilon: float):
+def build_deepfool(model, k: int, max_iter: int, overshoot: float, epsilon: float,
+                   box_aware: bool):
     """The whole attack for one batch as one function (compiled by ``Attack.compiled``)."""
 
     def predicted_wrong(x, labels):
@@ -80,7 +92,7 @@ def build_deepfool(model, k: int, max_iter: int, overshoot: float, epsilon: floa
             index = active[:, None]
             xa = tf.gather(x_adv, active)
             ra = tf.gather(r_total, active) + deepfool_step(
-                model, xa, tf.gather(candidates, active), epsilon)
+                model, xa, tf.gather(candidates, active), epsilon, box_aware)
             # As in the paper: overshoot the accumulated perturbation, not each step.
             xa = tf.clip_by_value(tf.gather(x0, active) + (1.0 + overshoot) * ra, 0.0, 1.0)
             fooled = predicted_wrong(xa, tf.gather(labels, active))
@@ -99,29 +111,37 @@ def build_deepfool(model, k: int, max_iter: int, overshoot: float, epsilon: floa
 
 class DeepFool(Attack):
     """DeepFool (L2): repeatedly step to the nearest linearised decision boundary until the
-    prediction changes, then overshoot the total perturbation by ``1 + overshoot``.
+    prediction changes, overshooting the accumulated perturbation by ``1 + overshoot``.
 
     Moosavi-Dezfooli, Fawzi, Frossard, "DeepFool: a simple and accurate method to fool deep
     neural networks", CVPR 2016, https://arxiv.org/abs/1511.04599 (Algorithm 2, multi-class).
 
-    Works on logits. Batched: the whole loop runs in one ``tf.while_loop`` and each iteration
-    only touches the samples not yet fooled. A sample is done as soon as its prediction
-    differs from its label ``y``; samples misclassified from the start are returned as they
-    are (0 iterations). A sample not fooled within ``max_iter`` steps gets its last iterate
-    (as in the original); the driver counts it as a failure.
+    Works on logits. Each iterate is x + (1 + overshoot) * r_total clipped to [0, 1], as in
+    Foolbox and ART. Batched: the whole loop runs in one ``tf.while_loop``, and each
+    iteration spends its candidates - 1 gradient passes only on the samples not yet fooled.
+    A sample is done as soon as its prediction differs from its label ``y``; samples
+    misclassified from the start are returned unchanged (0 iterations). A sample not fooled
+    within ``max_iter`` steps gets its last iterate, as in the original; the driver counts it
+    as a failure.
 
     Args:
-        max_iter: maximum DeepFool steps per sample, >= 1 (default 100, the paper's).
-        overshoot: the accumulated perturbation is scaled by 1 + overshoot, >= 0 (default 0.02,
-            the original's; the Zantedeschi et al. authors used 0).
-        candidates: number of classes considered (the label plus the top others by clean
-            logits), >= 2 (default 10; all classes when >= the number of classes).
-            Each step costs candidates - 1 gradient passes.
-        epsilon: numerical guard against vanishing gradients, > 0 (default 1e-6).
+        max_iter: maximum steps per sample, >= 1 (default 100, the paper's).
+        overshoot: >= 0 (default 0.02, the original's; Zantedeschi et al.'s code used 0).
+        candidates: classes considered, >= 2: the label plus the others with the largest
+            clean logits (default 10; all classes when >= the number of classes). A step
+            costs candidates - 1 backward passes.
+        epsilon: numerical guard against vanishing gradients, > 0 (default 1e-6); also puts
+            each linearised step just past the boundary.
+        box_aware: False (default) is the original step followed by clipping. On images with
+            many saturated pixels (MNIST) clipping removes much of each step, so the
+            iterates creep towards the boundary: about 12 steps per sample on the paper's
+            CNN. True drops, in each step, the directions that the [0, 1] box blocks (a
+            pixel at 0 that would decrease, a pixel at 1 that would increase): about 2
+            steps per sample, 6x faster, for an L2 about 4% larger. Not in the original.
 
-    Input: x float32 (batch, H, W, C) in [0, 1], y int (batch,).
-    Output: ``x_adv`` in [0, 1] shaped like x; ``extras["iterations"]`` (batch,) int32: steps
-    taken per sample.
+    Input: x float32 (batch, H, W, C) in [0, 1], y int (batch,) in [0, classes).
+    Output: ``x_adv`` in [0, 1] shaped like x; ``extras["iterations"]`` (batch,) int32: the
+    steps each sample took.
 
     Example:
         >>> out = DeepFool()(model, x, y)
@@ -131,24 +151,37 @@ class DeepFool(Attack):
     name = "deepfool"
     minimal = True
     norm = "l2"
-    param_names = ("max_iter", "overshoot", "candidates", "epsilon")
+    param_names = ("max_iter", "overshoot", "candidates", "epsilon", "box_aware")
 
     def __init__(self, *, max_iter: int = 100, overshoot: float = 0.02, candidates: int = 10,
-                 epsilon: float = 1e-6) -> None:
+                 epsilon: float = 1e-6, box_aware: bool = False) -> None:
         super().__init__()
         check_int("max_iter", max_iter, low=1)
         check_range("overshoot", overshoot, low=0.0)
         check_int("candidates", candidates, low=2)
         check_range("epsilon", epsilon, low=0.0, low_inclusive=False)
+        if not isinstance(box_aware, (bool, np.bool_)):
+            raise ParameterError(f"box_aware must be True or False, got {box_aware!r}")
         self.max_iter = int(max_iter)
         self.overshoot = float(overshoot)
         self.candidates = int(candidates)
         self.epsilon = float(epsilon)
+        self.box_aware = bool(box_aware)
 
     def run(self, model, x, y, *, target, seed):
         num_classes = int(model.output_shape[-1])
+        check_labels(y, num_classes)
         k = min(self.candidates, num_classes)
         fn = self.compiled(model, f"deepfool-{k}", lambda: build_deepfool(
-            model, k, self.max_iter, self.overshoot, self.epsilon))
+            model, k, self.max_iter, self.overshoot, self.epsilon, self.box_aware))
         x_adv, iterations = fn(tf.convert_to_tensor(x), tf.convert_to_tensor(y, tf.int32))
         return AttackOutput(x_adv=x_adv.numpy(), extras={"iterations": iterations.numpy()})
+
+
+def check_labels(labels: np.ndarray, num_classes: int, name: str = "y") -> None:
+    """Raise ParameterError unless every label is a class index of the model."""
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ParameterError(
+            f"{name} must hold class indices in [0, {num_classes}) for this model's "
+            f"{num_classes} outputs, got values from {labels.min()} to {labels.max()}"
+        )

@@ -51,31 +51,26 @@ def _exclusive_prefix_max(values: tf.Tensor) -> tf.Tensor:
     return result
 
 
-def _pareto_candidates(alpha: tf.Tensor, c: tf.Tensor, allowed: tf.Tensor) -> tf.Tensor:
-    """Mask (batch, n) of the allowed features in the first two Pareto layers of (alpha, c).
+def _pareto_candidates(order: tf.Tensor, c: tf.Tensor, allowed: tf.Tensor) -> tf.Tensor:
+    """Mask (batch, n), in ``order``, of the allowed features in the first two Pareto layers.
 
-    Features are ordered by alpha descending (stable); a feature is dominated by every earlier
-    one with a c at least as large. Layer 1: c above the maximum of all earlier allowed c;
-    layer 2: the same among the allowed features outside layer 1.
+    ``order`` sorts the features by alpha descending (stably), so a feature is dominated by
+    every earlier one with a c at least as large. Layer 1: c above the maximum of all earlier
+    allowed c; layer 2: the same among the allowed features outside layer 1.
     """
-    order = tf.argsort(alpha, axis=1, direction="DESCENDING", stable=True)
-    c_masked = tf.where(allowed, c, tf.constant(-np.inf, c.dtype))
-    c_sorted = tf.gather(c_masked, order, batch_dims=1)
+    c_sorted = tf.gather(tf.where(allowed, c, tf.constant(-np.inf, c.dtype)), order, batch_dims=1)
     allowed_sorted = tf.gather(allowed, order, batch_dims=1)
     layer1 = allowed_sorted & (c_sorted > _exclusive_prefix_max(c_sorted))
     rest = tf.where(layer1, tf.constant(-np.inf, c.dtype), c_sorted)
     layer2 = allowed_sorted & ~layer1 & (c_sorted > _exclusive_prefix_max(rest))
-    # Back to the original feature order.
-    return tf.scatter_nd(
-        tf.stack([tf.broadcast_to(tf.range(tf.shape(order)[0])[:, None], tf.shape(order)),
-                  order], axis=-1),
-        layer1 | layer2, tf.shape(order, out_type=tf.int32))
+    return layer1 | layer2
 
 
-def _gather_candidates(mask: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Indices (batch, k) of the True entries of mask, padded; and which of them are real."""
-    top = tf.math.top_k(tf.cast(mask, tf.int32), k=k, sorted=True)
-    return top.indices, tf.cast(top.values, tf.bool)
+def _gather_candidates(order: tf.Tensor, mask_sorted: tf.Tensor, k: tf.Tensor):
+    """Feature indices (batch, k) of the True entries of a mask in ``order``, padded; and which
+    of them are real."""
+    top = tf.math.top_k(tf.cast(mask_sorted, tf.int32), k=k, sorted=True)
+    return tf.gather(order, top.indices, batch_dims=1), tf.cast(top.values, tf.bool)
 
 
 def select_pair(alpha: tf.Tensor, beta: tf.Tensor, first_allowed: tf.Tensor,
@@ -95,15 +90,19 @@ def select_pair(alpha: tf.Tensor, beta: tf.Tensor, first_allowed: tf.Tensor,
     Returns:
         p, q: int32 (batch,) feature indices; found: bool (batch,), False where no pair meets
         the constraints (p and q are then meaningless).
+
+    Example:
+        >>> p, q, found = select_pair(alpha, beta, domain, domain)
     """
     c = -beta
-    cand1 = _pareto_candidates(alpha, c, first_allowed)
-    cand2 = _pareto_candidates(alpha, c, second_allowed)
+    order = tf.argsort(alpha, axis=1, direction="DESCENDING", stable=True)
+    cand1 = _pareto_candidates(order, c, first_allowed)
+    cand2 = _pareto_candidates(order, c, second_allowed)
     count = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(cand1, tf.int32), axis=1)),
                        tf.reduce_max(tf.reduce_sum(tf.cast(cand2, tf.int32), axis=1)))
     k = tf.maximum(count, 1)
-    idx1, ok1 = _gather_candidates(cand1, k)
-    idx2, ok2 = _gather_candidates(cand2, k)
+    idx1, ok1 = _gather_candidates(order, cand1, k)
+    idx2, ok2 = _gather_candidates(order, cand2, k)
     alpha1, alpha2 = tf.gather(alpha, idx1, batch_dims=1), tf.gather(alpha, idx2, batch_dims=1)
     beta1, beta2 = tf.gather(beta, idx1, batch_dims=1), tf.gather(beta, idx2, batch_dims=1)
     batch = tf.shape(alpha)[0]
@@ -138,7 +137,8 @@ def select_pair(alpha: tf.Tensor, beta: tf.Tensor, first_allowed: tf.Tensor,
 
 def _target_and_sum_gradients(model, x_flat: tf.Tensor, image_shape, target: tf.Tensor):
     """Logits, dZ_t/dx and d(sum_j Z_j)/dx: one forward and two backward passes."""
-    with tf.GradientTape(persistent=True) as tape:
+    # Only x's gradient is needed: not recording the weights saves backward work.
+    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
         tape.watch(x_flat)
         logits = model(tf.reshape(x_flat, [-1, *image_shape]), training=False)
         target_logit = tf.gather(logits, target, batch_dims=1)
@@ -277,7 +277,10 @@ class JSMA(Attack):
             if not np.issubdtype(target.dtype, np.floating) or np.any(target != np.round(target)):
                 raise ParameterError(f"target must hold integer class labels, got {target.dtype}")
         target = target.astype(np.int64)
-        num_classes = getattr(model, "output_shape", (None,))[-1]
+        try:
+            num_classes = model.output_shape[-1]
+        except Exception:  # subclassed models may not know their output shape
+            num_classes = None
         high = "" if num_classes is None else f" and < {num_classes}"
         if np.any(target < 0) or (num_classes is not None and np.any(target >= num_classes)):
             raise ParameterError(

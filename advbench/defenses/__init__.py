@@ -220,7 +220,8 @@ class VirtualAdversarialTraining(Defense):
         from advbench.attacks.vat import vat_loss
 
         return self.alpha * vat_loss(model, x, logits, eps=self.eps, xi=self.xi,
-                                     power_iterations=self.power_iterations, seed=seed)
+                                     power_iterations=self.power_iterations,
+                                     seed_tensor=seed, training=True)
 
     def static_augmentation(self):
         if self.mode != "static":

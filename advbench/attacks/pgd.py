@@ -1,0 +1,109 @@
+"""Projected gradient descent (Madry et al., 2017, https://arxiv.org/abs/1706.06083)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from advbench.attacks._tf import batch_norm, expand_to, l2_normalize, loss_gradient
+from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
+from advbench.errors import ParameterError
+
+NORMS = ("linf", "l2")
+
+
+def project(x, x_adv, eps: float, norm: str):
+    """Project x_adv onto the eps ball around x (in ``norm``), then onto [0, 1].
+
+    Clipping to [0, 1] after the ball projection keeps the point in the ball: with x in
+    [0, 1], clipping only shrinks each coordinate of x_adv - x.
+    """
+    delta = x_adv - x
+    if norm == "linf":
+        delta = tf.clip_by_value(delta, -eps, eps)
+    else:
+        norms = batch_norm(delta, "l2")
+        delta = delta * expand_to(tf.minimum(1.0, eps / tf.maximum(norms, 1e-12)), delta)
+    return tf.clip_by_value(x + delta, 0.0, 1.0)
+
+
+def random_start(x, eps: float, norm: str, seed):
+    """A uniform random point of the eps ball around x (L-inf: per pixel; L2: uniform in the
+    ball, radius eps * U^(1/dim)), clipped to [0, 1]."""
+    if norm == "linf":
+        delta = tf.random.stateless_uniform(tf.shape(x), seed=seed, minval=-eps, maxval=eps)
+    else:
+        direction = l2_normalize(tf.random.stateless_normal(tf.shape(x), seed=seed))
+        dim = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), x.dtype)
+        u = tf.random.stateless_uniform([tf.shape(x)[0]], seed=seed + [0, 1])
+        delta = direction * expand_to(eps * u ** (1.0 / dim), x)
+    return tf.clip_by_value(x + delta, 0.0, 1.0)
+
+
+def pgd(model, x, labels, seed, *, eps: float, step_size: float, steps: int, norm: str,
+        start_random: bool, targeted: bool):
+    """``steps`` steps of size step_size along the sign (linf) or the L2 direction (l2) of the
+    loss gradient, each followed by the projection; one tf.while_loop."""
+    x_adv = random_start(x, eps, norm, seed) if start_random else x
+    sign = -1.0 if targeted else 1.0
+
+    def body(i, x_adv):
+        grad, _ = loss_gradient(model, x_adv, labels)
+        direction = tf.sign(grad) if norm == "linf" else l2_normalize(grad)
+        return i + 1, project(x, x_adv + (sign * step_size) * direction, eps, norm)
+
+    _, x_adv = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), x_adv))
+    return x_adv
+
+
+class PGD(Attack):
+    """Iterated FGSM with projection onto the eps ball and [0, 1], from a random start.
+
+    A fixed number of steps as in Madry et al. (no early stop: later steps keep raising the
+    loss, which matters for transfer).
+
+    Args:
+        eps: radius of the ball, >= 0 (default 0.3, Madry et al.'s MNIST setting); L-inf or
+            L2 per ``norm``.
+        step_size: size of each step, > 0 (default 0.01); an L2 length for ``l2``.
+        steps: number of steps, >= 0 (default 40).
+        random_start: start from a uniform random point of the ball (default True).
+        norm: "linf" (default) or "l2".
+
+    Example:
+        >>> out = PGD(eps=0.3, step_size=0.01, steps=40)(model, x, y, seed=0)
+        >>> out = PGD(norm="l2", eps=2.0, step_size=0.1)(model, x, y, target=t, seed=0)
+    """
+
+    name = "pgd"
+    norm = "linf"
+    randomized = True
+    supports_targets = True
+    param_names = ("eps", "step_size", "steps", "random_start", "norm")
+
+    def __init__(self, *, eps: float = 0.3, step_size: float = 0.01, steps: int = 40,
+                 random_start: bool = True, norm: str = "linf") -> None:
+        super().__init__()
+        check_range("eps", eps, low=0.0)
+        check_range("step_size", step_size, low=0.0, low_inclusive=False)
+        check_int("steps", steps, low=0)
+        if not isinstance(random_start, bool):
+            raise ParameterError(f"random_start must be True or False, got {random_start!r}")
+        if norm not in NORMS:
+            raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.eps = float(eps)
+        self.step_size = float(step_size)
+        self.steps = int(steps)
+        self.random_start = random_start
+        self.norm = norm
+
+    def run(self, model, x, y, *, target, seed):
+        targeted = target is not None
+        labels = (target if targeted else y).astype("int32")
+        attack = self.compiled(model, f"pgd-{targeted}", lambda: (
+            lambda xb, lb, seed_tensor: pgd(
+                model, xb, lb, seed_tensor, eps=self.eps, step_size=self.step_size,
+                steps=self.steps, norm=self.norm, start_random=self.random_start,
+                targeted=targeted)))
+        seed_tensor = tf.constant([seed, 0], dtype=tf.int64)
+        x_adv = attack(tf.convert_to_tensor(x), tf.convert_to_tensor(labels), seed_tensor)
+        return AttackOutput(x_adv=x_adv.numpy())

@@ -1,0 +1,63 @@
+"""Random + FGSM (R+FGSM; Tramer et al., 2017, https://arxiv.org/abs/1705.07204)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from advbench.attacks.base import Attack, AttackOutput, check_range
+from advbench.attacks.fgsm import fgsm_direction
+from advbench.errors import ParameterError
+
+
+def rand_fgsm(model, x, labels, eps: float, alpha: float, seed):
+    """x' = clip(x + alpha * sign(N(0, I))), then clip(x' + (eps - alpha) * sign(grad at x')).
+
+    ``seed``: int tensor of shape (2,) for ``tf.random.stateless_normal``.
+    """
+    noise = tf.sign(tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype))
+    x_random = tf.clip_by_value(x + alpha * noise, 0.0, 1.0)
+    step = fgsm_direction(model, x_random, labels, "linf", False)
+    return tf.clip_by_value(x_random + (eps - alpha) * step, 0.0, 1.0)
+
+
+class RandomFGSM(Attack):
+    """A random sign step of size alpha, then an FGSM step of size eps - alpha from there,
+    which escapes the gradient masking of models adversarially trained with FGSM.
+
+    The L-inf distance to x is at most eps (alpha + (eps - alpha)); outputs are clipped to
+    [0, 1] after each step.
+
+    Args:
+        eps: total L-inf budget, >= 0 (default 0.1).
+        alpha: size of the random step, 0 <= alpha <= eps (default 0.05, the paper's and
+            Tramer et al.'s MNIST setting).
+
+    Example:
+        >>> out = RandomFGSM(eps=0.3, alpha=0.05)(model, x, y, seed=1)
+        >>> out.x_adv.shape == x.shape
+    """
+
+    name = "rand-fgsm"
+    norm = "linf"
+    randomized = True
+    param_names = ("eps", "alpha")
+
+    def __init__(self, *, eps: float = 0.1, alpha: float = 0.05) -> None:
+        super().__init__()
+        check_range("eps", eps, low=0.0)
+        check_range("alpha", alpha, low=0.0)
+        if alpha > eps:
+            raise ParameterError(
+                f"alpha ({alpha}) must be <= eps ({eps}): the random step is part of the "
+                "eps budget; lower alpha or raise eps")
+        self.eps = float(eps)
+        self.alpha = float(alpha)
+
+    def run(self, model, x, y, *, target, seed):
+        attack = self.compiled(model, "rand-fgsm", lambda: (
+            lambda xb, yb, seed_tensor: rand_fgsm(model, xb, yb, self.eps, self.alpha,
+                                                  seed_tensor)))
+        seed_tensor = tf.constant([seed, 0], dtype=tf.int64)
+        x_adv = attack(tf.convert_to_tensor(x), tf.convert_to_tensor(y.astype("int32")),
+                       seed_tensor)
+        return AttackOutput(x_adv=x_adv.numpy())

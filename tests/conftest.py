@@ -1,0 +1,77 @@
+"""Shared fixtures: a tiny synthetic MNIST in the canonical IDX layout, and tiny models.
+
+The synthetic digits are learnable in a few steps (class c lights a block at a position that
+depends on c), so tests can check "better than chance" without real data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def synthetic_digits(n: int, seed: int, shape=(28, 28)) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (n, H, W) and labels (n,): class c is a bright 6x6 block at one of ten
+    positions, on a noisy background."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n,) + shape).astype(np.float64)
+    for i, c in enumerate(labels):
+        row, col = 2 + (c // 5) * 12, 1 + (c % 5) * 5
+        images[i, row:row + 6, col:col + 5] += 180
+    return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.uint8)
+
+
+def write_idx(path, array: np.ndarray, magic: int, compress: bool = True) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = header + array.tobytes()
+    if compress:
+        path = str(path) + ".gz"
+        payload = gzip.compress(payload)
+    with open(path, "wb") as f:
+        f.write(payload)
+
+
+def write_fake_mnist(folder, n_train: int = 400, n_test: int = 100, compress: bool = True):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 1), ("t10k", n_test, 2)):
+        x, y = synthetic_digits(n, seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte", x, 0x00000803, compress)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", y, 0x00000801, compress)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fake_data_dir(tmp_path_factory):
+    """A data folder holding a tiny synthetic MNIST under mnist/ (gzipped IDX)."""
+    root = tmp_path_factory.mktemp("data")
+    write_fake_mnist(root / "mnist")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """No test reads the user's data or model folders by accident."""
+    monkeypatch.delenv("ADVBENCH_DATA", raising=False)
+    monkeypatch.delenv("ADVBENCH_MODELS", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_cnn(fake_data_dir, tmp_path_factory):
+    """A paper CNN trained for one epoch on the synthetic digits, saved as an artifact."""
+    from advbench.artifacts import save_model
+    from advbench.defenses import make_defense
+    from advbench.train import TrainConfig, train
+
+    config = TrainConfig(epochs=2, data_dir=str(fake_data_dir), batch_size=32)
+    model, meta = train(config, make_defense("none", "mnist"))
+    path = tmp_path_factory.mktemp("models") / "mnist-cnn-relu-none.h5"
+    meta["content_hash"] = save_model(path, model, meta)
+    return path, model, meta

@@ -1,0 +1,156 @@
+import numpy as np
+import pytest
+
+from advbench.artifacts import load_model, save_model
+from advbench.defenses import DEFENSES, make_defense
+from advbench.errors import ParameterError
+from advbench.models import predict_logits
+from advbench.train import TrainConfig, epoch_order, train
+
+# Every defense and mode, with settings small enough for a one-epoch smoke run.
+DEFENSE_VARIANTS = [
+    ("none", {}),
+    ("gda", {"copies": 2}),
+    ("gda", {"copies": 1, "clip": True}),
+    ("label-smoothing", {}),
+    ("feature-squeezing", {}),
+    ("fgsm-at", {"mode": "static"}),
+    ("fgsm-at", {"mode": "online"}),
+    ("vat", {"mode": "static"}),
+    ("vat", {"mode": "loss"}),
+]
+
+
+def test_variants_cover_the_registry():
+    assert {name for name, _ in DEFENSE_VARIANTS} == set(DEFENSES)
+
+
+def _variant_id(variant):
+    name, overrides = variant
+    return f"{name}-{'-'.join(map(str, overrides.values())) or 'default'}"
+
+
+# The default suite trains each defense variant once, cycling through the architectures and
+# activations; the slow suite runs the full defense x activation x architecture matrix.
+FAST_MATRIX = [
+    pytest.param(arch, act, *variant, id=f"{_variant_id(variant)}-{act}-{arch}")
+    for i, variant in enumerate(DEFENSE_VARIANTS)
+    for arch, act in [[("cnn", "relu"), ("resnet", "brelu"), ("cnn", "brelu"),
+                       ("resnet", "relu")][i % 4]]
+]
+FULL_MATRIX = [
+    pytest.param(arch, act, *variant, id=f"{_variant_id(variant)}-{act}-{arch}",
+                 marks=pytest.mark.slow)
+    for variant in DEFENSE_VARIANTS for arch in ("cnn", "resnet") for act in ("relu", "brelu")
+]
+
+
+@pytest.mark.parametrize("architecture, activation, defense, overrides",
+                         FAST_MATRIX + FULL_MATRIX)
+def test_every_defense_trains_and_round_trips(fake_data_dir, tmp_path, architecture,
+                                              activation, defense, overrides):
+    config = TrainConfig(architecture=architecture, activation=activation, epochs=1,
+                         limit=60, batch_size=32, data_dir=str(fake_data_dir))
+    spec = make_defense(defense, "mnist", **overrides)
+    model, meta = train(config, spec)
+    assert meta["defense"] == defense and meta["defense_params"] == spec.params()
+    assert meta["epochs_run"] == (2 if spec.static_augmentation() else 1)
+    assert 0.0 <= meta["clean_test_accuracy"] <= 1.0
+    path = tmp_path / "m.h5"
+    save_model(path, model, meta)
+    loaded, loaded_meta = load_model(path)
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_array_equal(predict_logits(model, x), predict_logits(loaded, x))
+    assert loaded_meta["architecture"] == architecture
+    assert loaded_meta["activation"] == activation
+
+
+def test_same_seed_same_weights(fake_data_dir):
+    config = TrainConfig(epochs=1, limit=60, batch_size=32, data_dir=str(fake_data_dir))
+    gda = make_defense("gda", "mnist", copies=1)
+    first, _ = train(config, gda)
+    second, _ = train(config, gda)
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    third, _ = train(TrainConfig(epochs=1, limit=60, batch_size=32, seed=1,
+                                 data_dir=str(fake_data_dir)), gda)
+    assert not np.array_equal(first.get_weights()[0], third.get_weights()[0])
+
+
+def test_training_learns_the_synthetic_digits(trained_tiny_cnn):
+    _, _, meta = trained_tiny_cnn
+    assert meta["clean_test_accuracy"] > 0.5  # chance is 0.1
+    assert [h["epoch"] for h in meta["history"]] == [1, 2]
+
+
+def test_early_stopping_keeps_the_best_weights(fake_data_dir):
+    # A learning rate this large diverges: validation accuracy stops improving at once.
+    config = TrainConfig(epochs=6, patience=1, limit=60, batch_size=32, learning_rate=5.0,
+                         data_dir=str(fake_data_dir))
+    _, meta = train(config, make_defense("none", "mnist"))
+    assert meta["epochs_run"] < 6
+
+
+def test_epoch_order_sees_every_image_once_clean_and_copies_times_noisy():
+    index, noisy = epoch_order(5, 3, np.random.default_rng(0))
+    assert sorted(index.tolist()) == sorted(list(range(5)) * 4)
+    for i in range(5):
+        assert noisy[index == i].sum() == 3
+
+
+def test_gda_noise_is_only_on_noisy_copies():
+    import tensorflow as tf
+
+    gda = make_defense("gda", "mnist", sigma=0.5)
+    x = tf.fill([4, 3, 3, 1], 0.5)
+    out = gda.perturb_batch(x, tf.constant([False, True, False, True]),
+                            tf.constant([0, 1], tf.int32)).numpy()
+    np.testing.assert_array_equal(out[[0, 2]], 0.5)
+    assert out[[1, 3]].std() > 0.2 and (out < 0).any()  # unclipped by default, as the paper
+
+
+def test_label_smoothing_targets():
+    import tensorflow as tf
+
+    targets = make_defense("label-smoothing", "mnist").target_distribution(
+        tf.constant([2]), 10).numpy()
+    assert targets[0, 2] == pytest.approx(0.9) and targets[0, 0] == pytest.approx(0.1 / 9)
+
+
+def test_paper_defaults_per_dataset():
+    assert make_defense("gda", "mnist").sigma == 0.3
+    assert make_defense("gda", "cifar10").sigma == 0.05
+    assert make_defense("feature-squeezing", "cifar10").bit_depth == 3
+    assert make_defense("fgsm-at", "cifar10").eps == 0.05
+    assert make_defense("vat", "mnist").eps == 2.1
+
+
+@pytest.mark.parametrize("name, overrides, message", [
+    ("gdx", {}, "unknown defense 'gdx'"),
+    ("gda", {"sigma": -0.1}, "gda sigma must be >= 0"),
+    ("gda", {"copies": -1}, "gda copies must be >= 0"),
+    ("gda", {"copies": 1.5}, "gda copies must be an integer"),
+    ("label-smoothing", {"weight": 0.0}, "weight must be > 0"),
+    ("label-smoothing", {"weight": 1.5}, "weight must be <= 1"),
+    ("feature-squeezing", {"bit_depth": 0}, "bit depth must be >= 1"),
+    ("fgsm-at", {"mode": "weekly"}, "mode must be static or online"),
+    ("fgsm-at", {"eps": 0.0}, "eps must be > 0"),
+    ("vat", {"mode": "online"}, "vat mode must be static or loss"),
+    ("none", {"sigma": 0.3}, "option.* sigma do not apply to defense 'none'"),
+])
+def test_bad_defense_parameters(name, overrides, message):
+    with pytest.raises(ParameterError, match=message):
+        make_defense(name, "mnist", **overrides)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be >= 1"),
+    ("batch_size", 0, "batch-size must be >= 1"),
+    ("brelu_t", 0.0, "brelu t must be > 0"),
+    ("limit", 5, "limit must be >= 10"),
+    ("dataset", "svhn", "unknown data set"),
+])
+def test_bad_training_config(field, value, message):
+    config = TrainConfig(**{field: value})
+    with pytest.raises(ParameterError, match=message):
+        config.validate()
