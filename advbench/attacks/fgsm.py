@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks._tf import expand_to, l2_normalize, loss_gradient
+from advbench.attacks._tf import l2_normalize, loss_gradient
 from advbench.attacks.base import Attack, AttackOutput, check_range
 from advbench.errors import ParameterError
 

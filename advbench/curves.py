@@ -1,0 +1,417 @@
+"""Accuracy-vs-eps curves for FGSM and Random + FGSM (the paper's Figures 3-5).
+
+"Efficient Defenses Against Adversarial Attacks" (Zantedeschi et al. 2017,
+https://arxiv.org/abs/1707.06728), sections 4.2 and 4.3. FGSM's direction sign(dJ/dx) does
+not depend on eps, so a whole curve costs one gradient per sample (on the source model) and
+one forward pass per sample and eps (on each scored model), never one gradient per eps.
+White-box: the source is the scored model. Black-box: the direction comes from a source model
+and other target models are scored on the resulting images.
+
+A curve artifact (schema ``advbench.curve``) keeps the eps grid and, per target model, the
+predicted class of every sample at every eps as compact integers (uint8 for up to 256
+classes): 100 eps x 10,000 MNIST images is 1 MB per target instead of 3 GB of images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from advbench import __version__, data
+from advbench.artifacts import open_artifact, read_arrays, read_attrs, write_arrays
+from advbench.attacks.fgsm import NORMS as FGSM_NORMS
+from advbench.attacks.fgsm import fgsm_direction
+from advbench.errors import ArtifactError, ParameterError
+from advbench.models import forward_function
+from advbench.progress import Progress
+from advbench.runner import batch_seed
+
+CURVE_SCHEMA = "advbench.curve"
+#: Attacks whose curves are computed from one direction per sample.
+CURVE_ATTACKS = ("fgsm", "rand-fgsm")
+#: Largest number of eps points in one grid (a typo like 0:1:1e-9 must not run for days).
+MAX_EPS_POINTS = 10_000
+# Images per forward pass of the sweep: several eps of one batch go through the model at
+# once, so small batches still fill the device.
+IMAGES_PER_PASS = 2048
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+# -- eps grids ------------------------------------------------------------------------------
+def parse_eps(text) -> tuple[float, ...]:
+    """The eps values of a CLI string: one value, a comma list, or an inclusive range.
+
+    ``"0.1"`` -> (0.1,); ``"0.1,0.3"`` -> (0.1, 0.3); ``"0.01:1:0.01"`` (start:stop:step) ->
+    0.01, 0.02, ..., 1.0: the stop is included when it lies on the grid within rounding
+    (1e-9 of a step), and every value is rounded to 12 decimals so that 0.01 * 7 prints
+    as 0.07. Values must be finite and >= 0; lists keep their order, duplicates are refused.
+
+    Raises:
+        ParameterError: with what was passed and the accepted forms.
+
+    Example:
+        >>> parse_eps("0:0.3:0.1")
+        (0.0, 0.1, 0.2, 0.3)
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        values = [float(text)]
+    else:
+        text = str(text).strip()
+        forms = "one value (0.1), a list (0.1,0.2) or a range start:stop:step (0.01:1:0.01)"
+        if ":" in text:
+            parts = [p.strip() for p in text.split(":")]
+            if len(parts) != 3 or not all(re.fullmatch(_NUMBER, p) for p in parts):
+                raise ParameterError(f"eps range {text!r} is not start:stop:step; give {forms}")
+            start, stop, step = (float(p) for p in parts)
+            if not step > 0:
+                raise ParameterError(f"eps range {text!r} has step {step}; the step must be > 0")
+            if stop < start:
+                raise ParameterError(f"eps range {text!r} ends ({stop}) before it starts "
+                                     f"({start}); swap them")
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            if count > MAX_EPS_POINTS:
+                raise ParameterError(f"eps range {text!r} has {count} points, more than "
+                                     f"{MAX_EPS_POINTS}; use a larger step")
+            values = [round(start + i * step, 12) for i in range(count)]
+        else:
+            parts = [p.strip() for p in text.split(",")]
+            if not parts or not all(re.fullmatch(_NUMBER, p) for p in parts):
+                raise ParameterError(f"eps {text!r} is not a number; give {forms}")
+            values = [float(p) for p in parts]
+    for value in values:
+        if not math.isfinite(value) or value < 0:
+            raise ParameterError(f"eps must be finite and >= 0, got {value}")
+    if len(set(values)) != len(values):
+        raise ParameterError(f"eps {text!r} repeats a value; give each eps once")
+    return tuple(values)
+
+
+# -- the sweep ------------------------------------------------------------------------------
+_SWEEP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_RANDOM_START_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _sweep_function(model):
+    """tf.function (base, direction, steps (k,)) -> int32 predictions (k, batch) of
+    clip(base + step * direction) for every step, in one forward pass; built once per model."""
+    function = _SWEEP_CACHE.get(model)
+    if function is None:
+        def sweep(base, direction, steps):
+            k = tf.shape(steps)[0]
+            shape = tf.shape(base)
+            scaled = tf.reshape(steps, [-1, 1, 1, 1, 1]) * direction[None]
+            images = tf.clip_by_value(base[None] + scaled, 0.0, 1.0)
+            flat = tf.reshape(images, tf.concat([[k * shape[0]], shape[1:]], 0))
+            predictions = tf.argmax(model(flat, training=False), axis=-1, output_type=tf.int32)
+            return tf.reshape(predictions, [k, shape[0]])
+
+        function = tf.function(sweep, reduce_retracing=True)
+        _SWEEP_CACHE[model] = function
+    return function
+
+
+def _random_start_function(model):
+    """tf.function (x, labels, seed (2,), alpha) -> (sign noise, x_random, FGSM direction at
+    x_random), with the noise drawn exactly as ``RandomFGSM`` draws it for the same seed."""
+    function = _RANDOM_START_CACHE.get(model)
+    if function is None:
+        def random_start(x, labels, seed, alpha):
+            noise = tf.sign(tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype))
+            x_random = tf.clip_by_value(x + alpha * noise, 0.0, 1.0)
+            return noise, x_random, fgsm_direction(model, x_random, labels, "linf", False)
+
+        function = tf.function(random_start, reduce_retracing=True)
+        _RANDOM_START_CACHE[model] = function
+    return function
+
+
+_FGSM_BY_NORM: dict = {}
+
+
+def _fgsm(norm: str):
+    """One FGSM object per norm for the process: its compiled direction (one tf.function per
+    model) is then reused by every curve of that model instead of being traced again."""
+    from advbench.attacks.fgsm import FGSM
+
+    if norm not in _FGSM_BY_NORM:
+        _FGSM_BY_NORM[norm] = FGSM(norm=norm)
+    return _FGSM_BY_NORM[norm]
+
+
+def _prediction_dtype(num_classes: int):
+    return np.uint8 if num_classes <= 256 else np.int32
+
+
+def sweep(source_model, target_models: list, x: np.ndarray, y: np.ndarray, eps, *,
+          attack: str = "fgsm", norm: str = "linf", alpha: float = 0.05, seed: int = 0,
+          batch_size: int = 128, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Predictions of every target model on FGSM / Random+FGSM images at every eps.
+
+    FGSM: x_adv(eps) = clip(x + eps * d(x)) with d the sign of the source model's loss
+    gradient (``norm="l2"``: its unit L2 direction), computed once per sample. Random + FGSM
+    (Tramer et al., https://arxiv.org/abs/1705.07204): x_r = clip(x + alpha * sign(N(0, I))),
+    x_adv(eps) = clip(x_r + (eps - alpha) * d(x_r)), one gradient per sample at x_r; the noise
+    of a batch is the one ``RandomFGSM`` draws with seed ``batch_seed(seed, batch start)``, so
+    the curve equals ``advbench attack --attack rand-fgsm`` run at each eps with the same
+    seed and batch size. For eps < alpha the budget cannot hold the random step: the image is
+    clip(x + eps * sign(noise)), noise only (the paper's Figure 5 note: Gaussian noise there).
+
+    Args:
+        source_model: Keras model (logits) whose gradient gives the direction.
+        target_models: models scored on the images (include ``source_model`` for white-box).
+        x: float32 (n, H, W, C) in [0, 1]; y: int labels (n,).
+        eps: sequence of eps values >= 0.
+        attack: "fgsm" (default) or "rand-fgsm".
+        norm: "linf" (default) or "l2" (fgsm only).
+        alpha: random step of rand-fgsm, default 0.05.
+        seed: run seed (rand-fgsm), default 0.
+        batch_size: samples per gradient batch, default 128.
+
+    Returns:
+        {"pred_clean": (targets, n), "pred_adv": (targets, len(eps), n)} compact ints.
+
+    Example:
+        >>> out = sweep(model, [model], x, y, parse_eps("0:0.3:0.05"))
+        >>> accuracy = (out["pred_adv"] == y).mean(axis=2)  # (1, 7)
+    """
+    if attack not in CURVE_ATTACKS:
+        raise ParameterError(f"curves are computed for {', '.join(CURVE_ATTACKS)}, not "
+                             f"{attack!r}; run other attacks at one eps")
+    if norm not in FGSM_NORMS or (attack == "rand-fgsm" and norm != "linf"):
+        raise ParameterError(f"norm must be linf (or l2 for fgsm), got {norm!r}")
+    eps = np.asarray(eps, dtype=np.float64)
+    if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps < 0):
+        raise ParameterError(f"eps must be a non-empty list of finite values >= 0, got {eps}")
+    if not alpha >= 0:
+        raise ParameterError(f"alpha must be >= 0, got {alpha}")
+    if batch_size < 1:
+        raise ParameterError(f"batch size must be >= 1, got {batch_size}")
+    if not target_models:
+        raise ParameterError("give at least one model to score the curve on")
+    x = np.asarray(x, dtype=np.float32)
+    labels = np.asarray(y, dtype=np.int64)
+    n = len(x)
+    num_classes = max(int(m.output_shape[-1]) for m in target_models)
+    dtype = _prediction_dtype(num_classes)
+    pred_clean = np.zeros((len(target_models), n), dtype)
+    pred_adv = np.zeros((len(target_models), eps.size, n), dtype)
+    sweeps = [_sweep_function(m) for m in target_models]
+    forwards = [forward_function(m) for m in target_models]
+    fgsm = _fgsm(norm) if attack == "fgsm" else None
+    progress = progress or Progress(quiet=True)
+    progress.start(f"{attack} curve", math.ceil(n / batch_size))
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        xb = tf.constant(x[start:stop])
+        yb = labels[start:stop]
+        # (base, direction, steps, which eps) groups: each eps is one step along one
+        # direction from one base image.
+        if attack == "fgsm":
+            direction = tf.constant(fgsm.direction(source_model, x[start:stop], yb))
+            groups = [(xb, direction, eps, np.arange(eps.size))]
+        else:
+            seed_tensor = tf.constant([batch_seed(seed, start), 0], dtype=tf.int64)
+            noise, x_random, direction = _random_start_function(source_model)(
+                xb, tf.constant(yb.astype(np.int32)), seed_tensor, tf.constant(alpha, xb.dtype))
+            small = np.flatnonzero(eps < alpha)
+            large = np.flatnonzero(eps >= alpha)
+            groups = [(xb, noise, eps[small], small), (x_random, direction, eps[large] - alpha,
+                                                      large)]
+        per_pass = max(1, IMAGES_PER_PASS // (stop - start))
+        for t, (sweep_fn, forward) in enumerate(zip(sweeps, forwards)):
+            pred_clean[t, start:stop] = forward(xb).numpy().argmax(axis=1)
+            for base, direction, steps, where in groups:
+                for k in range(0, len(steps), per_pass):
+                    chunk = tf.constant(steps[k:k + per_pass].astype(np.float32))
+                    pred_adv[t, where[k:k + per_pass], start:stop] = \
+                        sweep_fn(base, direction, chunk).numpy()
+        progress.advance(1, samples=stop - start)
+    progress.close()
+    return {"pred_clean": pred_clean, "pred_adv": pred_adv}
+
+
+# -- curve runs and artifacts ---------------------------------------------------------------
+@dataclasses.dataclass
+class CurveRun:
+    """The samples of a curve: a data split slice, as for ``runner.AttackRun``."""
+
+    dataset: str
+    split: str = "test"
+    limit: int | None = None
+    start: int = 0
+    batch_size: int = 128
+    seed: int = 0
+    data_dir: str | None = None
+
+
+@dataclasses.dataclass
+class Curve:
+    """A curve artifact read back: accuracy per target per eps, with provenance."""
+
+    path: Path
+    attrs: dict[str, Any]
+    eps: np.ndarray          # (E,)
+    y: np.ndarray            # (n,)
+    indices: np.ndarray      # (n,)
+    pred_clean: np.ndarray   # (T, n)
+    pred_adv: np.ndarray     # (T, E, n)
+
+    @property
+    def targets(self) -> list[dict[str, Any]]:
+        return list(self.attrs["targets"])
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        """(T, E) accuracy of each target at each eps."""
+        return (self.pred_adv == self.y[None, None]).mean(axis=2)
+
+    @property
+    def clean_accuracy(self) -> np.ndarray:
+        """(T,) accuracy of each target on the clean samples."""
+        return (self.pred_clean == self.y[None]).mean(axis=1)
+
+    def target_index(self, model_hash: str) -> int | None:
+        for i, target in enumerate(self.targets):
+            if target["hash"] == model_hash:
+                return i
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: source, attack, eps and per-target accuracies."""
+        accuracy = self.accuracy
+        clean = self.clean_accuracy
+        return {
+            "path": str(self.path), "attack": self.attrs["attack"],
+            "attack_params": self.attrs["attack_params"], "source": self.attrs["source"],
+            "dataset": self.attrs["dataset"], "split": self.attrs["split"],
+            "samples": int(len(self.y)), "eps": [float(e) for e in self.eps],
+            "targets": [{**target, "setting": "white-box" if target["hash"]
+                         == self.attrs["source"]["hash"] else "black-box",
+                         "clean_accuracy": float(clean[i]),
+                         "accuracy": [float(a) for a in accuracy[i]]}
+                        for i, target in enumerate(self.targets)],
+        }
+
+
+def _model_ref(path, meta: dict) -> dict[str, str]:
+    return {"path": str(path), "hash": meta.get("content_hash", ""),
+            "name": meta.get("zoo_name", "") or Path(path).stem}
+
+
+def curve_key(run: CurveRun, attack: str, params: dict, eps, source_hash: str,
+              target_hashes: list[str], indices: np.ndarray) -> str:
+    """Digest of everything that determines a curve artifact (reuse when equal)."""
+    payload = {
+        "attack": attack, "params": params, "eps": [float(e) for e in eps],
+        "source": source_hash, "targets": list(target_hashes), "dataset": run.dataset,
+        "split": run.split, "seed": run.seed, "batch_size": run.batch_size,
+        "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def read_curve(path) -> Curve:
+    """A curve artifact; ArtifactError if it is not one or is corrupt."""
+    attrs, arrays = read_arrays(path, CURVE_SCHEMA)
+    missing = [k for k in ("eps", "y", "indices", "pred_clean", "pred_adv") if k not in arrays]
+    if missing or "targets" not in attrs or "source" not in attrs:
+        raise ArtifactError(f"{path} lacks {', '.join(missing) or 'its target list'}; it is "
+                            "incomplete: run the curve again")
+    return Curve(Path(path), attrs, arrays["eps"], arrays["y"], arrays["indices"],
+                 arrays["pred_clean"], arrays["pred_adv"])
+
+
+def find_artifact(directory, schema: str, key: str) -> Path | None:
+    """A complete artifact of ``schema`` whose ``key`` attr equals ``key`` in ``directory``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    for path in sorted(directory.glob("*.h5")):
+        try:
+            with open_artifact(path, schema) as f:
+                attrs = read_attrs(f)
+        except ArtifactError:
+            continue
+        if attrs.get("key") == key and attrs.get("complete", True):
+            return path
+    return None
+
+
+def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps, *,
+              attack: str = "fgsm", norm: str = "linf", alpha: float = 0.05,
+              output=None, runs_dir="runs", overwrite: bool = False,
+              progress: Progress | None = None) -> tuple[Path, bool]:
+    """Compute (or reuse) a curve artifact: the direction from ``source``, every target scored.
+
+    Args:
+        run: the samples (data set, split, limit, start, seed, batch size, data dir).
+        source: (path, model, metadata) of the model giving the direction.
+        targets: list of (path, model, metadata) scored on the images; the source among them
+            makes its curve white-box.
+        eps: eps values (``parse_eps``).
+        attack, norm, alpha: as in ``sweep``.
+        output: artifact path [default: <runs_dir>/<source stem>-<attack>-curve-<key>.h5].
+        runs_dir: where existing curves with the same key are looked for, default "runs".
+        overwrite: replace ``output`` when it holds another curve (else ArtifactError).
+
+    Returns:
+        (path, reused): reused is True when an existing artifact with the same key was found.
+    """
+    x, y, indices = data.load(run.dataset, run.split, data_dir=run.data_dir, limit=run.limit,
+                              seed=run.seed, start=run.start)
+    if len(x) == 0:
+        raise ParameterError(f"no samples left in {run.dataset} {run.split} after start "
+                             f"{run.start}; lower --start")
+    for path, model, meta in [source, *targets]:
+        shape = tuple(model.input_shape[1:])
+        if shape != tuple(x.shape[1:]):
+            raise ArtifactError(f"model {path} takes inputs of shape {shape} but {run.dataset} "
+                                f"images are {tuple(x.shape[1:])}; use the data set the model "
+                                f"was trained on ({meta.get('dataset', 'unknown')})")
+    params = {"norm": norm} if attack == "fgsm" else {"alpha": float(alpha)}
+    source_ref = _model_ref(source[0], source[2])
+    target_refs = [_model_ref(p, m) for p, _, m in targets]
+    key = curve_key(run, attack, params, eps, source_ref["hash"],
+                    [t["hash"] for t in target_refs], indices)
+    if output is None:
+        output = Path(runs_dir) / f"{Path(source[0]).stem}-{attack}-curve-{key[:10]}.h5"
+    output = Path(output)
+    if output.exists() and _key_of(output) == key:
+        return output, True
+    if output.exists() and not overwrite:
+        raise ArtifactError(f"{output} exists and holds something else; choose another -o or "
+                            "pass --overwrite")
+    found = find_artifact(runs_dir, CURVE_SCHEMA, key)
+    if found is not None:
+        return found, True
+    predictions = sweep(source[1], [m for _, m, _ in targets], x, y, eps, attack=attack,
+                        norm=norm, alpha=alpha, seed=run.seed, batch_size=run.batch_size,
+                        progress=progress)
+    attrs = {
+        "key": key, "attack": attack, "attack_params": params, "source": source_ref,
+        "targets": target_refs, "dataset": run.dataset, "split": run.split,
+        "limit": run.limit, "start": run.start, "seed": run.seed,
+        "batch_size": run.batch_size, "num_samples": len(x), "complete": True,
+        "advbench_version": __version__,
+    }
+    write_arrays(output, CURVE_SCHEMA, attrs, {
+        "eps": np.asarray(eps, dtype=np.float64), "y": y, "indices": indices, **predictions})
+    return output, False
+
+
+def _key_of(path: Path) -> str | None:
+    try:
+        with open_artifact(path, CURVE_SCHEMA) as f:
+            return read_attrs(f).get("key")
+    except ArtifactError:
+        return None
