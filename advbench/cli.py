@@ -284,8 +284,28 @@ def models_command(paths, models_dir, as_json):
 # -- attack ---------------------------------------------------------------------------------
 # Attack flags -> (parameter name, type, help). A flag given to an attack without that
 # parameter is a usage error, so a typo never silently runs the default.
+class EpsList(click.ParamType):
+    """``--eps``: one value (a float, as before), or a list / inclusive range (a tuple) that
+    fgsm and rand-fgsm turn into an accuracy-vs-eps curve."""
+
+    name = "EPS"
+
+    def convert(self, value, param, ctx):
+        from advbench.curves import parse_eps
+        from advbench.errors import ParameterError
+
+        if isinstance(value, (float, tuple)):
+            return value
+        try:
+            values = parse_eps(value)
+        except ParameterError as e:
+            self.fail(str(e), param, ctx)
+        return values[0] if len(values) == 1 else values
+
+
 ATTACK_OPTIONS = [
-    ("--eps", "eps", float, "Perturbation size (fgsm, rand-fgsm, pgd, vat)."),
+    ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat); for fgsm and "
+     "rand-fgsm also a list 0.1,0.3 or a range start:stop:step (0.01:1:0.01) for a curve."),
     ("--norm", "norm", click.Choice(["linf", "l2"]), "Norm (fgsm, pgd)."),
     ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
     ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
@@ -366,21 +386,38 @@ def _attack_choice():
               help="Continue an interrupted run of the same command.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="With an eps list: draw accuracy vs eps to this image (PNG).")
 def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, batch_size, seed,
-           data_dir, models_dir, output, resume, overwrite, quiet, **attack_values):
+           data_dir, models_dir, output, resume, overwrite, quiet, plot, **attack_values):
     """Craft adversarial examples for MODEL (a path or zoo name); print the artifact path.
 
     The artifact holds x_adv (float32, never rounded), sample indices, labels, clean and
     adversarial predictions, success, L0/L2/L-inf norms and the attack's parameters.
-    Interrupted runs resume when the same command is run again.
+    Interrupted runs resume when the same command is run again. With fgsm or rand-fgsm and
+    an eps list or range, it writes a curve artifact instead (accuracy vs eps, one gradient
+    per sample for all eps).
 
     Example:
 
         advbench attack cnn --attack deepfool --limit 1000
+
+        advbench attack cnn --attack fgsm --eps 0.01:1:0.01 --plot fgsm.png
     """
     from advbench.progress import Progress
     from advbench.runner import AttackRun, attack_split, run_key
 
+    if isinstance(attack_values.get("eps"), tuple):
+        if target_mode is not None:
+            raise click.UsageError("curves (an eps list) are untargeted; drop --target")
+        _echo_curves(_curves_from_flags(
+            attack_name, attack_values, [model_ref], [model_ref], dataset=dataset, split=split,
+            limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
+            models_dir=models_dir, output=output, overwrite=overwrite, quiet=quiet),
+            plot=plot, as_json=False)
+        return
+    if plot:
+        raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
     path, model, meta = _load_model(model_ref, dataset, models_dir)
     dataset = dataset or meta.get("dataset")
@@ -396,6 +433,292 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
                           overwrite=overwrite, progress=Progress(quiet=quiet))
     click.echo(str(result))
+
+
+# -- evaluate and transfer -------------------------------------------------------------------
+def _load_models(refs, dataset, models_dir) -> list:
+    """(path, model, metadata) per reference; a model named twice is loaded once, so that
+    source and target are the same object (and white-box) when they are the same file."""
+    from advbench.models import resolve_model
+
+    loaded, out = {}, []
+    for ref in refs:
+        key = str(resolve_model(ref, dataset, models_dir).resolve())
+        if key not in loaded:
+            loaded[key] = _load_model(ref, dataset, models_dir)
+        out.append(loaded[key])
+    return out
+
+
+def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, dataset, split,
+                       limit, start, batch_size, seed, data_dir, models_dir, output=None,
+                       overwrite=False, quiet=False, runs_dir="runs") -> list:
+    """Compute (or reuse) one curve artifact per source; returns the curves read back."""
+    from advbench.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
+    from advbench.progress import Progress
+
+    if attack_name not in CURVE_ATTACKS:
+        raise click.UsageError(f"an eps list draws a curve, which only {' and '.join(CURVE_ATTACKS)}"
+                               f" compute; give one --eps value for --attack {attack_name}")
+    eps = attack_values["eps"]
+    # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
+    attack_obj = attack_from_flags(attack_name, {**attack_values, "eps": max(eps)})
+    sources = _load_models(source_refs, dataset, models_dir)
+    targets = _load_models(target_refs, dataset, models_dir)
+    dataset = dataset or sources[0][2].get("dataset")
+    if output is not None and len(sources) > 1:
+        raise click.UsageError("-o names one curve artifact; with several --source leave it out")
+    run = CurveRun(dataset=dataset, split=split, limit=limit, start=start,
+                   batch_size=batch_size, seed=seed, data_dir=data_dir)
+    curves = []
+    for source in sources:
+        path, reused = run_curve(run, source, targets, eps, attack=attack_name,
+                                 norm=getattr(attack_obj, "norm", "linf"),
+                                 alpha=getattr(attack_obj, "alpha", 0.05), output=output,
+                                 runs_dir=runs_dir, overwrite=overwrite,
+                                 progress=Progress(quiet=quiet))
+        if not quiet:
+            click.echo(f"{'reusing' if reused else 'wrote'} {path}", err=True)
+        curves.append(read_curve(path))
+    return curves
+
+
+def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False) -> None:
+    from advbench import report
+
+    summaries = [c.summary() for c in curves]
+    lines = report.curve_lines(summaries)
+    if not quiet:
+        report.print_curves(lines)
+    if plot:
+        report.plot_curves(lines, plot)
+    if csv_path:
+        report.write_text(csv_path, report.csv_text(report.transfer_rows({"curves": summaries})))
+    if as_json:
+        click.echo(report.to_json({"curves": summaries}))
+        return
+    for curve in curves:
+        click.echo(str(curve.path))
+    for extra in (csv_path, plot):
+        if extra:
+            click.echo(str(extra))
+
+
+def _thresholds(under, over):
+    from advbench.errors import ParameterError
+    from advbench.evaluate import parse_threshold
+
+    out = []
+    for flag, bound, texts in (("--fail-under", "under", under), ("--fail-over", "over", over)):
+        for text in texts:
+            try:
+                out.append(parse_threshold(text, bound))
+            except ParameterError as e:
+                raise click.BadParameter(str(e), param_hint=flag) from None
+    return out
+
+
+def _output_options(f):
+    for option in reversed([
+        click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout."),
+        click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+                     help="Write the results as CSV to this file."),
+        click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+                     help="Write an HDF5 artifact with the per-sample values."),
+        click.option("--plot", type=click.Path(dir_okay=False), default=None,
+                     help="Draw accuracy vs eps (needs an eps list) to this image (PNG)."),
+        click.option("--runs-dir", type=click.Path(file_okay=False), default="runs",
+                     show_default=True, help="Where attack and curve artifacts are reused "
+                                             "from and written to."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress output or tables."),
+    ]):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("model_ref", metavar="MODEL")
+@click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test",
+              show_default=True, help="Clean split scored for accuracy and loss sensitivity.")
+@click.option("--limit", type=int, default=None, help="Score a class-balanced subset.")
+@click.option("--start", type=int, default=0, show_default=True, help="Skip the first K samples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--eps", type=EpsList(), default=None,
+              help="Also compute an accuracy-vs-eps curve: a list or range (0.01:1:0.01).")
+@click.option("--curve-attack", type=click.Choice(["fgsm", "rand-fgsm"]), default="fgsm",
+              show_default=True, help="Attack of the --eps curve.")
+@click.option("--alpha", type=float, default=None, help="rand-fgsm random step [0.05].")
+@click.option("--source", "source_ref", default=None,
+              help="Craft the --eps curve on this model (black-box) [default: MODEL].")
+@click.option("--fail-under", multiple=True, metavar="NAME=VALUE",
+              help="Exit 3 when a metric is below VALUE (repeatable).")
+@click.option("--fail-over", multiple=True, metavar="NAME=VALUE",
+              help="Exit 3 when a metric is above VALUE (repeatable).")
+@click.option("--distance-variant", type=click.Choice(["l2", "paper"]), default="l2",
+              show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
+@click.option("--distance/--no-distance", default=True, show_default=True,
+              help="Training-set distance for white-box minimal artifacts.")
+@click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
+              help="Loss sensitivity on the clean split.")
+@_output_options
+@_data_dir_option
+@_models_dir_option
+def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, curve_attack,
+             alpha, source_ref, fail_under, fail_over, distance_variant, distance, sensitivity,
+             as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir):
+    """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
+
+    Clean accuracy and loss sensitivity on the split; per attack artifact: accuracy, success
+    rate, perturbation norms, white-box (crafted on MODEL) or black-box; for white-box
+    minimal attacks (fgsm-min, deepfool, cw-l2) also robustness and training-set distance.
+    Curve artifacts that score MODEL give its accuracy per eps. Tables go to stderr; stdout
+    has JSON (--json) or the paths written.
+
+    Gate metrics (--fail-under / --fail-over NAME[@ATTACK]=VALUE): clean_accuracy,
+    adv_accuracy, success_rate, robustness, training_distance, loss_sensitivity; without
+    @ATTACK the worst value over the artifacts counts. Missed thresholds exit with code 3.
+
+    Example:
+
+        advbench evaluate cnn runs/cnn-fgsm-min-*.h5 --fail-under adv_accuracy=0.6
+    """
+    from advbench import report
+    from advbench.errors import ParameterError
+    from advbench.evaluate import check_thresholds, evaluate as run_evaluation, write_evaluation
+    from advbench.progress import Progress
+
+    thresholds = _thresholds(fail_under, fail_over)
+    if isinstance(eps, float):
+        eps = (eps,)
+    if (source_ref or alpha is not None) and eps is None:
+        raise click.UsageError("--source and --alpha shape the --eps curve; give --eps too")
+    if plot and eps is None and not any(_is_curve(p) for p in artifacts):
+        raise click.UsageError("--plot draws a curve: give --eps or a curve artifact")
+    path, model, meta = _load_model(model_ref, None, models_dir)
+    artifacts = list(artifacts)
+    if eps is not None:
+        curves = _curves_from_flags(
+            curve_attack, {"eps": eps, "alpha": alpha}, [source_ref or str(path)], [str(path)],
+            dataset=meta.get("dataset"), split=split, limit=limit, start=start,
+            batch_size=batch_size, seed=seed, data_dir=data_dir, models_dir=models_dir,
+            quiet=quiet, runs_dir=runs_dir)
+        artifacts += [str(c.path) for c in curves]
+    result = run_evaluation(model, meta, path, artifacts, split=split, limit=limit, start=start,
+                            seed=seed, data_dir=data_dir, batch_size=batch_size,
+                            sensitivity=sensitivity, distance=distance,
+                            distance_variant=distance_variant, progress=Progress(quiet=quiet))
+    try:
+        missed = check_thresholds(result.summary, thresholds)
+    except ParameterError as e:
+        raise click.UsageError(str(e)) from None
+    result.summary["gate"] = {"thresholds": [f"{t.label}{'>=' if t.bound == 'under' else '<='}"
+                                             f"{t.value:g}" for t in thresholds],
+                              "missed": missed, "passed": not missed}
+    if not quiet:
+        report.print_evaluation(result.summary)
+    written = []
+    if output:
+        written.append(write_evaluation(output, result))
+    if csv_path:
+        written.append(report.write_text(csv_path,
+                                         report.csv_text(report.evaluation_rows(result.summary))))
+    if plot:
+        lines = report.curve_lines([e for e in result.summary["artifacts"]
+                                    if e["kind"] == "curve"])
+        written.append(report.plot_curves(lines, plot, title=f"{meta.get('zoo_name') or path}"))
+    if as_json:
+        click.echo(report.to_json(result.summary))
+    else:
+        for item in written:
+            click.echo(str(item))
+    _exit_on_missed(missed)
+
+
+def _is_curve(path) -> bool:
+    from advbench.artifacts import artifact_kind
+    from advbench.curves import CURVE_SCHEMA
+
+    return Path(path).exists() and artifact_kind(path) == CURVE_SCHEMA
+
+
+def _exit_on_missed(missed) -> None:
+    if missed:
+        for line in missed:
+            click.echo(f"gate failed: {line}", err=True)
+        sys.exit(EXIT_GATE_FAILED)
+
+
+@main.command()
+@click.option("--source", "source_refs", multiple=True, required=True,
+              help="Model the adversarial examples are crafted on (path or zoo name; repeatable).")
+@click.option("--target", "target_refs", multiple=True, required=True,
+              help="Model scored on them (path or zoo name; repeatable).")
+@click.option("--attack", "attack_name", type=_attack_choice(), default="fgsm",
+              show_default=True)
+@_attack_options
+@click.option("--dataset", type=click.Choice(["mnist", "cifar10"]), default=None,
+              help="Data set [default: the first source's].")
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test",
+              show_default=True)
+@click.option("--limit", type=int, default=None, help="Attack a class-balanced subset.")
+@click.option("--start", type=int, default=0, show_default=True, help="Skip the first K samples.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_output_options
+@_data_dir_option
+@_models_dir_option
+def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start, batch_size,
+             seed, as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir,
+             **attack_values):
+    """Craft on each --source, score every --target: the transfer accuracy matrix.
+
+    Rows: crafted on; columns: tested on; the diagonal (source = target) is white-box, the
+    rest black-box (the paper's Table 1 uses fgsm with eps 0.1, the default). An attack
+    artifact of the same source, attack, parameters and samples found in --runs-dir is
+    reused instead of crafting again. With fgsm / rand-fgsm and an eps list, each cell is an
+    accuracy-vs-eps curve (one curve artifact per source).
+
+    Example:
+
+        advbench transfer --source cnn --source resnet --target cnn --target resnet --json
+    """
+    from advbench import report
+    from advbench.evaluate import transfer as run_transfer, write_evaluation
+    from advbench.progress import Progress
+
+    if isinstance(attack_values.get("eps"), tuple):
+        if output:
+            raise click.UsageError("-o writes the matrix artifact of one eps; curve artifacts "
+                                   f"are written to --runs-dir ({runs_dir})")
+        _echo_curves(_curves_from_flags(
+            attack_name, attack_values, source_refs, target_refs, dataset=dataset, split=split,
+            limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
+            models_dir=models_dir, quiet=quiet, runs_dir=runs_dir),
+            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet)
+        return
+    if plot:
+        raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
+    attack_obj = attack_from_flags(attack_name, attack_values)
+    sources = _load_models(source_refs, dataset, models_dir)
+    targets = _load_models(target_refs, dataset, models_dir)
+    result = run_transfer(sources, targets, attack_obj, dataset=dataset, split=split,
+                          limit=limit, start=start, seed=seed, batch_size=batch_size,
+                          data_dir=data_dir, runs_dir=runs_dir, progress=Progress(quiet=quiet))
+    if not quiet:
+        report.print_transfer(result.summary)
+    written = []
+    if output:
+        written.append(write_evaluation(output, result, kind="transfer"))
+    if csv_path:
+        written.append(report.write_text(csv_path,
+                                         report.csv_text(report.transfer_rows(result.summary))))
+    if as_json:
+        click.echo(report.to_json(result.summary))
+    else:
+        for item in [*result.summary["artifacts"], *written]:
+            click.echo(str(item))
 
 
 if __name__ == "__main__":

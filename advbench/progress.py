@@ -49,7 +49,7 @@ class Progress:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self._console.print(message)
+            self._console.print(message, soft_wrap=True, highlight=False)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -233,6 +233,26 @@ def test_pgd_targeted(trained, norm, eps, step):
     assert np.mean(np.argmax(model(x_adv).numpy(), 1) == target) > 0.6
 
 
+@pytest.mark.parametrize("norm, eps, step", [("linf", 0.15, 0.03), ("l2", 1.0, 0.2)])
+def test_pgd_early_stop(trained, norm, eps, step):
+    model, x, y = trained
+    # From x itself, so that the distance grows with the number of steps taken.
+    full = PGD(eps=eps, step_size=step, steps=10, norm=norm, random_start=False)(
+        model, x, y).x_adv
+    early = PGD(eps=eps, step_size=step, steps=10, norm=norm, random_start=False,
+                early_stop=True)(model, x, y).x_adv
+    fooled_early = np.argmax(model(early).numpy(), 1) != y
+    fooled_full = np.argmax(model(full).numpy(), 1) != y
+    assert fooled_early.sum() >= fooled_full.sum() > 0
+    # Frozen samples stopped short: smaller perturbations than the full run's on average.
+    distance = _linf if norm == "linf" else _l2
+    assert distance(early, x)[fooled_early].mean() < distance(full, x)[fooled_early].mean()
+    assert distance(early, x).max() <= eps + 1e-5
+    # Samples never fooled take exactly the same steps as in the full run.
+    never = ~fooled_early & ~fooled_full
+    np.testing.assert_allclose(early[never], full[never], atol=1e-6)
+
+
 # -- vat --------------------------------------------------------------------------------------
 
 def test_vat_direction_increases_kl_more_than_random(trained):
@@ -281,7 +301,8 @@ def test_vat_uses_no_label(trained):
 @pytest.mark.parametrize("attack, text", [
     (MinimalFGSM(), "MinimalFGSM(eps_step=0.05, eps_max=1.0)"),
     (RandomFGSM(), "RandomFGSM(eps=0.1, alpha=0.05)"),
-    (PGD(), "PGD(eps=0.3, step_size=0.01, steps=40, random_start=True, norm='linf')"),
+    (PGD(), "PGD(eps=0.3, step_size=0.01, steps=40, random_start=True, norm='linf', "
+            "early_stop=False)"),
     (VirtualAdversarial(), "VirtualAdversarial(eps=2.1, xi=1e-06, power_iterations=1)"),
 ])
 def test_repr_holds_every_parameter(attack, text):
@@ -302,6 +323,7 @@ def test_repr_holds_every_parameter(attack, text):
     (lambda: PGD(steps=-1), r"steps must be >= 0, got -1"),
     (lambda: PGD(random_start="yes"), r"random_start must be True or False, got 'yes'"),
     (lambda: PGD(norm="l1"), r"norm must be one of linf, l2, got 'l1'"),
+    (lambda: PGD(early_stop=1), r"early_stop must be True or False, got 1"),
     (lambda: VirtualAdversarial(eps=float("nan")), r"eps must be a number, got NaN"),
     (lambda: VirtualAdversarial(xi=0.0), r"xi must be > 0.0, got 0.0"),
     (lambda: VirtualAdversarial(power_iterations=0), r"power_iterations must be >= 1, got 0"),

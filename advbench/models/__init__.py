@@ -190,7 +190,9 @@ def forward_function(model):
     """The model's compiled inference pass (logits), built once per model."""
     fn = _FORWARD.get(model)
     if fn is None:
-        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        # Any batch size, one trace: the batch dimension is left open.
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         _FORWARD[model] = fn
     return fn
 

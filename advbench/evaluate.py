@@ -1,0 +1,506 @@
+"""Scoring models on saved artifacts: clean accuracy, adversarial accuracy, the paper's
+model-level metrics, the transfer matrix and the robustness gate.
+
+"Efficient Defenses Against Adversarial Attacks" (Zantedeschi et al. 2017,
+https://arxiv.org/abs/1707.06728): Table 1 (transfer matrix), Table 2 (accuracy, robustness
+and training-set distance under minimal FGSM), Table 3 (loss sensitivity), Tables 4-5
+(black-box accuracy). An attack artifact is scored by running the model on its saved
+``x_adv``: no attack is ever run again to score it. The artifact is white-box for the model
+it was crafted on (same content hash) and black-box for any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from advbench import data, metrics
+from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, artifact_kind, read_arrays,
+                                write_arrays)
+from advbench.curves import CURVE_SCHEMA, find_artifact, read_curve
+from advbench.errors import ArtifactError, ParameterError
+from advbench.models import predict_labels
+from advbench.progress import Progress
+from advbench.runner import AttackRun, attack_split, run_key
+
+#: Gate metrics and the direction in which they are better. An unqualified name takes the
+#: worst value over the given artifacts (lowest accuracy, highest success rate...).
+METRICS: dict[str, str] = {
+    "clean_accuracy": "higher",
+    "adv_accuracy": "higher",
+    "success_rate": "lower",
+    "robustness": "higher",
+    "training_distance": "higher",
+    "loss_sensitivity": "lower",
+}
+# Metrics read from one attack artifact (and so qualifiable with @ATTACK or @FILE-STEM).
+ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_distance")
+_REQUIRED = ("x_adv", "y", "indices", "completed")
+
+
+# -- reading and checking attack artifacts -------------------------------------------------
+def read_attack_artifact(path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(attrs, arrays) of a complete attack artifact; ArtifactError otherwise."""
+    attrs, arrays = read_arrays(path, ATTACK_SCHEMA)
+    missing = [name for name in _REQUIRED if name not in arrays]
+    if missing or "dataset" not in attrs:
+        raise ArtifactError(f"{path} lacks {', '.join(missing) or 'its data set name'}; it is "
+                            "incomplete or not written by `advbench attack`: run the attack again")
+    if not attrs.get("complete"):
+        done = int(np.count_nonzero(arrays["completed"]))
+        raise ArtifactError(f"{path} is an interrupted run ({done} of {len(arrays['completed'])} "
+                            "samples done); rerun its `advbench attack` command to finish it")
+    return attrs, arrays
+
+
+def check_fits(path, attrs: dict, x_adv: np.ndarray, model, model_meta: dict,
+               model_path) -> None:
+    """Refuse an artifact of another data set or of images the model cannot take."""
+    model_dataset = model_meta.get("dataset")
+    if model_dataset and attrs.get("dataset") != model_dataset:
+        raise ArtifactError(f"{path} holds {attrs.get('dataset')} images but model {model_path} "
+                            f"was trained on {model_dataset}; give artifacts of its data set")
+    shape = tuple(model.input_shape[1:])
+    if tuple(x_adv.shape[1:]) != shape:
+        raise ArtifactError(f"{path} holds images of shape {tuple(x_adv.shape[1:])} but model "
+                            f"{model_path} takes {shape}; give artifacts crafted for its input")
+
+
+def clean_samples(path, attrs: dict, arrays: dict, data_dir=None) -> np.ndarray:
+    """The clean images an attack artifact was crafted from, reloaded from the data set and
+    checked against the artifact's sample indices and labels."""
+    limit = attrs.get("limit")
+    x, y, indices = data.load(attrs["dataset"], attrs.get("split", "test"), data_dir=data_dir,
+                              limit=None if limit in (None, "") else int(limit),
+                              seed=int(attrs.get("seed", 0)), start=int(attrs.get("start", 0)))
+    if not (np.array_equal(indices, arrays["indices"]) and np.array_equal(y, arrays["y"])):
+        raise ArtifactError(f"{path}: the {attrs['dataset']} files found now do not hold the "
+                            "samples the artifact was crafted from (indices or labels differ); "
+                            "pass the --data-dir it was crafted with")
+    return x
+
+
+def training_set(dataset: str, data_dir=None) -> np.ndarray:
+    """The whole original training set (the fitting split and the validation split, in the
+    order of the original files): 60,000 images on MNIST, 50,000 on CIFAR-10."""
+    x_fit, _, i_fit = data.load(dataset, "train", data_dir=data_dir)
+    x_val, _, i_val = data.load(dataset, "validation", data_dir=data_dir)
+    x = np.empty((len(x_fit) + len(x_val),) + x_fit.shape[1:], np.float32)
+    x[i_fit] = x_fit
+    x[i_val] = x_val
+    return x
+
+
+# -- scoring one artifact --------------------------------------------------------------------
+@dataclasses.dataclass
+class Score:
+    """One artifact scored on one model: the summary (JSON-ready) and per-sample arrays."""
+
+    summary: dict[str, Any]
+    per_sample: dict[str, np.ndarray]
+
+
+def score_artifact(model, model_meta: dict, model_path, path, *, data_dir=None,
+                   batch_size: int = 256, training: Callable[[], np.ndarray] | None = None,
+                   distance_variant: str = "l2", model_level: bool = True) -> Score:
+    """Score ``model`` on the saved adversarial examples of an attack artifact.
+
+    Accuracy is the fraction of x_adv the model classifies as the true label; success is
+    pred != label (untargeted) or pred == target (targeted), on THIS model; perturbation
+    norms are averaged over successful samples. For a minimal-perturbation attack crafted on
+    this very model (white-box), also the empirical robustness (in the attack's norm: L-inf
+    for fgsm-min as in ART, L2 for deepfool and cw-l2) and, when ``training`` is given, the
+    nearest-training-image distance (``metrics.nearest_training_distance``).
+
+    Args:
+        model, model_meta, model_path: the scored model, its artifact metadata and path.
+        path: the attack artifact (``advbench attack`` output).
+        data_dir: where the clean data set is (to reload the clean images).
+        batch_size: prediction batch, default 256.
+        training: callable returning the training images (loaded only when needed).
+        distance_variant: "l2" (default) or "paper" (see ``nearest_training_distance``).
+        model_level: compute robustness and training distance where they apply (default).
+
+    Returns:
+        ``Score(summary, per_sample)``; per_sample has indices, pred, success, l0, l2, linf
+        and, when computed, nearest_distance and nearest_index.
+    """
+    attrs, arrays = read_attack_artifact(path)
+    x_adv = arrays["x_adv"]
+    check_fits(path, attrs, x_adv, model, model_meta, model_path)
+    x_clean = clean_samples(path, attrs, arrays, data_dir)
+    y = arrays["y"]
+    pred = predict_labels(model, x_adv, batch_size)
+    pred_clean = predict_labels(model, x_clean, batch_size)
+    targeted = bool(attrs.get("targeted"))
+    success = pred == arrays["target"] if targeted else pred != y
+    white_box = bool(attrs.get("model_hash")) and attrs.get("model_hash") == \
+        model_meta.get("content_hash")
+    norms = metrics.perturbation_norms(x_clean, x_adv)
+    per_sample = {"indices": arrays["indices"], "pred": pred, "success": success, **norms}
+    minimal = bool(attrs.get("attack_minimal"))
+    summary: dict[str, Any] = {
+        "kind": "attack", "path": str(path), "name": Path(path).stem,
+        "attack": attrs.get("attack"), "attack_params": attrs.get("attack_params"),
+        "minimal": minimal, "targeted": targeted,
+        "crafted_on": {"path": attrs.get("model_path"), "name": attrs.get("model_name"),
+                       "hash": attrs.get("model_hash")},
+        "setting": "white-box" if white_box else "black-box",
+        "dataset": attrs["dataset"], "split": attrs.get("split"), "samples": int(len(y)),
+        "clean_accuracy": float(np.mean(pred_clean == y)),
+        "adv_accuracy": float(np.mean(pred == y)),
+        "success_rate": float(np.mean(success)),
+        "norms": metrics.norm_summary(norms, success),
+        "robustness": None, "training_distance": None,
+    }
+    if model_level and minimal and white_box:
+        norm = attrs.get("attack_norm")
+        norm = norm if norm in metrics.ROBUSTNESS_NORMS else "l2"
+        robustness = metrics.empirical_robustness(x_clean, x_adv, success, norm=norm)
+        summary["robustness"] = dataclasses.asdict(robustness)
+        if training is not None:
+            distances, nearest = metrics.nearest_training_distance(
+                x_adv, training(), variant=distance_variant,
+                x_clean=x_clean if distance_variant == "paper" else None)
+            summary["training_distance"] = {
+                **metrics.success_summary(distances, success), "variant": distance_variant}
+            per_sample["nearest_distance"] = distances
+            per_sample["nearest_index"] = nearest
+    return Score(summary, per_sample)
+
+
+def score_curve(model_meta: dict, model_path, path) -> dict[str, Any]:
+    """The curve of ``model`` in a curve artifact (it must be one of its targets)."""
+    curve = read_curve(path)
+    model_dataset = model_meta.get("dataset")
+    if model_dataset and curve.attrs.get("dataset") != model_dataset:
+        raise ArtifactError(f"{path} holds a {curve.attrs.get('dataset')} curve but model "
+                            f"{model_path} was trained on {model_dataset}")
+    index = curve.target_index(model_meta.get("content_hash", ""))
+    if index is None:
+        raise ArtifactError(f"{path} does not score model {model_path}; compute its curve "
+                            "with `advbench transfer --source SOURCE --target MODEL --eps ...`")
+    summary = curve.summary()
+    target = summary.pop("targets")[index]
+    return {"kind": "curve", "name": Path(path).stem, **summary, "setting": target["setting"],
+            "clean_accuracy": target["clean_accuracy"], "accuracy": target["accuracy"]}
+
+
+# -- evaluating a model ----------------------------------------------------------------------
+@dataclasses.dataclass
+class Evaluation:
+    """Result of ``evaluate``: JSON-ready ``summary`` and per-sample arrays by group."""
+
+    summary: dict[str, Any]
+    per_sample: dict[str, np.ndarray]
+
+
+def evaluate(model, model_meta: dict, model_path, artifacts=(), *, split: str = "test",
+             limit: int | None = None, start: int = 0, seed: int = 0, data_dir=None,
+             batch_size: int = 256, sensitivity: bool = True, distance: bool = True,
+             distance_variant: str = "l2", progress: Progress | None = None) -> Evaluation:
+    """Score a model on a clean split and on saved attack / curve artifacts.
+
+    Clean: accuracy and loss sensitivity (Table 3; ``metrics.loss_sensitivity``) on the split
+    slice (``data.load`` with split, limit, seed, start). Each attack artifact: see
+    ``score_artifact``. Each curve artifact: the model's accuracy per eps.
+
+    Args:
+        model, model_meta, model_path: the model (logits), its metadata and artifact path.
+        artifacts: paths of attack or curve artifacts.
+        split, limit, start, seed, data_dir: the clean samples (defaults: the whole test split).
+        batch_size: batch of predictions and gradients, default 256.
+        sensitivity: compute loss sensitivity (default True).
+        distance: compute the training-set distance for white-box minimal artifacts (default).
+        distance_variant: "l2" (default) or "paper".
+
+    Returns:
+        ``Evaluation``; ``summary["metrics"]`` holds the gate values (see ``METRICS``).
+
+    Example:
+        >>> result = evaluate(model, meta, "models/mnist-cnn-relu-none.h5", ["runs/a.h5"])
+        >>> result.summary["metrics"]["adv_accuracy"]
+    """
+    if distance_variant not in metrics.DISTANCE_VARIANTS:
+        raise ParameterError(f"distance variant must be one of "
+                             f"{', '.join(metrics.DISTANCE_VARIANTS)}, got {distance_variant!r}")
+    progress = progress or Progress(quiet=True)
+    dataset = model_meta.get("dataset")
+    if not dataset:
+        raise ArtifactError(f"model {model_path} does not say which data set it was trained on; "
+                            "re-train it with `advbench train`")
+    # Check every artifact's kind first: a typo in the last path must not cost a full run.
+    kinds = []
+    for path in artifacts:
+        kind = artifact_kind(path) if Path(path).exists() else None
+        if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
+            read_arrays(path, ATTACK_SCHEMA)  # raises the precise one-line error
+        kinds.append(kind)
+
+    x, y, indices = data.load(dataset, split, data_dir=data_dir, limit=limit, seed=seed,
+                              start=start)
+    if len(x) == 0:
+        raise ParameterError(f"no samples left in {dataset} {split} after start {start}; "
+                             "lower --start")
+    progress.log(f"scoring {model_path} on {len(x)} clean {dataset} {split} images")
+    pred = predict_labels(model, x, batch_size)
+    per_sample = {"clean/indices": indices, "clean/y": y, "clean/pred": pred}
+    clean = {"dataset": dataset, "split": split, "samples": int(len(x)),
+             "accuracy": float(np.mean(pred == y)), "loss_sensitivity": None}
+    if sensitivity:
+        gradient_norms = metrics.loss_sensitivity_per_sample(model, x, y, batch_size=batch_size)
+        per_sample["clean/loss_gradient_norm"] = gradient_norms
+        clean["loss_sensitivity"] = float(np.mean(gradient_norms))
+
+    cache: dict[str, np.ndarray] = {}
+
+    def training() -> np.ndarray:
+        if "x" not in cache:
+            cache["x"] = training_set(dataset, data_dir)
+        return cache["x"]
+
+    entries = []
+    for k, (path, kind) in enumerate(zip(artifacts, kinds)):
+        progress.log(f"scoring {path}")
+        if kind == CURVE_SCHEMA:
+            entries.append(score_curve(model_meta, model_path, path))
+            continue
+        score = score_artifact(model, model_meta, model_path, path, data_dir=data_dir,
+                               batch_size=batch_size, training=training if distance else None,
+                               distance_variant=distance_variant)
+        entries.append(score.summary)
+        per_sample.update({f"artifacts/{k}/{name}": v for name, v in score.per_sample.items()})
+
+    summary = {
+        "model": {"path": str(model_path), "name": model_meta.get("zoo_name"),
+                  "hash": model_meta.get("content_hash"), "dataset": dataset},
+        "clean": clean, "artifacts": entries,
+    }
+    summary["metrics"] = aggregate_metrics(summary)
+    return Evaluation(summary, per_sample)
+
+
+def _value(entry: dict, name: str) -> float | None:
+    if entry.get("kind") != "attack":
+        return None
+    if name in ("robustness", "training_distance"):
+        value = entry.get(name)
+        if value is None:
+            return None
+        return value["value"] if name == "robustness" else value["mean"]
+    return entry.get(name)
+
+
+def _worst(values: list[float], direction: str) -> float | None:
+    if not values:
+        return None
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return min(values) if direction == "higher" else max(values)
+
+
+def aggregate_metrics(summary: dict) -> dict[str, float | None]:
+    """The gate values of an evaluation summary: each artifact metric at its worst over the
+    artifacts that have it; None where no artifact (or clean run) provides it."""
+    out: dict[str, float | None] = {
+        "clean_accuracy": summary["clean"]["accuracy"],
+        "loss_sensitivity": summary["clean"]["loss_sensitivity"],
+    }
+    for name in ARTIFACT_METRICS:
+        values = [v for v in (_value(e, name) for e in summary["artifacts"]) if v is not None]
+        out[name] = _worst(values, METRICS[name])
+    return out
+
+
+# -- the gate ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    """``NAME[@QUALIFIER]=VALUE`` from ``--fail-under`` / ``--fail-over``."""
+
+    name: str
+    qualifier: str | None
+    value: float
+    bound: str  # "under": fail when value < threshold; "over": fail when value > threshold
+
+    @property
+    def label(self) -> str:
+        return self.name + (f"@{self.qualifier}" if self.qualifier else "")
+
+
+def parse_threshold(text: str, bound: str = "under") -> Threshold:
+    """Parse ``adv_accuracy=0.6`` or ``adv_accuracy@deepfool=0.6`` (qualifier: an attack
+    name or an artifact file stem). Raises ParameterError on unknown names or bad numbers."""
+    match = re.fullmatch(r"\s*([a-z_]+)(?:@([^=]+))?\s*=\s*(\S+)\s*", text)
+    if not match:
+        raise ParameterError(f"threshold {text!r} is not NAME=VALUE (e.g. adv_accuracy=0.6)")
+    name, qualifier, value = match.groups()
+    if name not in METRICS:
+        raise ParameterError(f"unknown metric {name!r} in {text!r}; choose one of: "
+                             f"{', '.join(METRICS)}")
+    if qualifier and name not in ARTIFACT_METRICS:
+        raise ParameterError(f"{name} is not a per-artifact metric; drop @{qualifier}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ParameterError(f"threshold {text!r}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ParameterError(f"threshold {text!r} must be a finite number")
+    return Threshold(name, qualifier, number, bound)
+
+
+def metric_value(summary: dict, threshold: Threshold) -> float:
+    """The value a threshold is checked against; ParameterError when it is not available."""
+    if threshold.qualifier is None:
+        value = summary["metrics"].get(threshold.name)
+    else:
+        chosen = [e for e in summary["artifacts"] if e.get("kind") == "attack"
+                  and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
+        if not chosen:
+            raise ParameterError(f"{threshold.label}: no given attack artifact has attack or "
+                                 f"file name {threshold.qualifier!r}")
+        values = [v for v in (_value(e, threshold.name) for e in chosen) if v is not None]
+        value = _worst(values, METRICS[threshold.name])
+    if value is None:
+        needs = {
+            "robustness": "a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2) "
+                          "crafted on this model",
+            "training_distance": "a minimal-perturbation artifact crafted on this model "
+                                 "(and no --no-distance)",
+            "loss_sensitivity": "no --no-sensitivity",
+        }.get(threshold.name, "at least one attack artifact")
+        raise ParameterError(f"{threshold.label} is not available: it needs {needs}")
+    return value
+
+
+def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
+    """One message per missed threshold (empty when all pass). A NaN value (no successful
+    sample, so no robustness or distance) misses every threshold: the gate cannot vouch."""
+    missed = []
+    for threshold in thresholds:
+        value = metric_value(summary, threshold)
+        if math.isnan(value):
+            missed.append(f"{threshold.label} is n/a (no successful adversarial sample), "
+                          f"required {'>=' if threshold.bound == 'under' else '<='} "
+                          f"{threshold.value:g}")
+        elif threshold.bound == "under" and value < threshold.value:
+            missed.append(f"{threshold.label} {value:.4f} is under {threshold.value:g}")
+        elif threshold.bound == "over" and value > threshold.value:
+            missed.append(f"{threshold.label} {value:.4f} is over {threshold.value:g}")
+    return missed
+
+
+# -- transfer ----------------------------------------------------------------------------------
+def craft_or_reuse(run: AttackRun, attack, source: tuple, runs_dir="runs", *,
+                   progress: Progress | None = None) -> tuple[Path, bool]:
+    """The attack artifact of ``attack`` on ``source`` for ``run``'s samples: an existing
+    complete one with the same ``runner.run_key`` (the default ``advbench attack`` path, or
+    any file in ``runs_dir``), else crafted now with ``runner.attack_split`` at the default
+    path. Returns (path, reused)."""
+    source_path, model, meta = source
+    _, _, indices = data.load(run.dataset, run.split, data_dir=run.data_dir, limit=run.limit,
+                              seed=run.seed, start=run.start)
+    key = run_key(run, attack, meta.get("content_hash", ""), indices)
+    default = Path(runs_dir) / f"{Path(source_path).stem}-{attack.name}-{key[:10]}.h5"
+    found = find_artifact(runs_dir, ATTACK_SCHEMA, key)
+    if found is not None:
+        return found, True
+    return attack_split(run, attack, model, meta, default, progress=progress), False
+
+
+def transfer(sources: list[tuple], targets: list[tuple], attack, *, dataset: str | None = None,
+             split: str = "test", limit: int | None = None, start: int = 0, seed: int = 0,
+             batch_size: int = 128, data_dir=None, runs_dir="runs",
+             progress: Progress | None = None) -> Evaluation:
+    """The transfer matrix: adversarial examples crafted on each source, scored on each target.
+
+    Rows are sources (crafted on), columns targets (tested on); a cell is white-box when the
+    target is the source model (same content hash), black-box otherwise (paper Table 1, with
+    FGSM eps 0.1). Artifacts with the same run key are reused, not crafted again.
+
+    Args:
+        sources, targets: lists of (path, model, metadata).
+        attack: an ``Attack`` object (e.g. ``FGSM(eps=0.1)``).
+        dataset: the data set [default: the first source's].
+        split, limit, start, seed, batch_size, data_dir: the samples, as for ``advbench attack``.
+        runs_dir: where attack artifacts are found and written, default "runs".
+
+    Returns:
+        ``Evaluation``: summary with "sources", "targets", "accuracy" (rows x columns),
+        "success_rate", "setting", "artifacts", "reused"; per_sample predictions per cell.
+    """
+    if not sources or not targets:
+        raise ParameterError("give at least one --source and one --target")
+    progress = progress or Progress(quiet=True)
+    dataset = dataset or sources[0][2].get("dataset")
+    for path, _, meta in [*sources, *targets]:
+        if meta.get("dataset") and meta.get("dataset") != dataset:
+            raise ArtifactError(f"model {path} was trained on {meta.get('dataset')}, not "
+                                f"{dataset}; transfer needs models of one data set")
+    accuracy = np.zeros((len(sources), len(targets)))
+    success = np.zeros_like(accuracy)
+    clean = np.zeros(len(targets))
+    setting, artifacts, reused, per_sample = [], [], [], {}
+    for s, source in enumerate(sources):
+        run = AttackRun(model_path=str(source[0]), dataset=dataset, split=split, limit=limit,
+                        start=start, batch_size=batch_size, seed=seed, data_dir=data_dir)
+        path, was_reused = craft_or_reuse(run, attack, source, runs_dir, progress=progress)
+        progress.log(f"{'reusing' if was_reused else 'crafted'} {path}")
+        artifacts.append(str(path))
+        reused.append(was_reused)
+        row = []
+        for t, (target_path, model, meta) in enumerate(targets):
+            score = score_artifact(model, meta, target_path, path, data_dir=data_dir,
+                                   batch_size=max(batch_size, 256), model_level=False)
+            accuracy[s, t] = score.summary["adv_accuracy"]
+            success[s, t] = score.summary["success_rate"]
+            clean[t] = score.summary["clean_accuracy"]
+            row.append(score.summary["setting"])
+            per_sample[f"cells/{s}_{t}/pred"] = score.per_sample["pred"]
+            per_sample[f"cells/{s}_{t}/success"] = score.per_sample["success"]
+        setting.append(row)
+
+    def describe(entry):
+        path, _, meta = entry
+        return {"path": str(path), "name": meta.get("zoo_name") or Path(path).stem,
+                "hash": meta.get("content_hash")}
+
+    summary = {
+        "attack": attack.name, "attack_params": attack.params(), "dataset": dataset,
+        "split": split, "samples": int(len(per_sample[f"cells/0_0/pred"])),
+        "sources": [describe(e) for e in sources], "targets": [describe(e) for e in targets],
+        "clean_accuracy": clean.tolist(), "accuracy": accuracy.tolist(),
+        "success_rate": success.tolist(), "setting": setting, "artifacts": artifacts,
+        "reused": reused,
+    }
+    per_sample["accuracy"] = accuracy
+    return Evaluation(summary, per_sample)
+
+
+# -- writing ---------------------------------------------------------------------------------
+def jsonable(value):
+    """``value`` with numpy scalars and arrays turned into Python ones and NaN / infinity into
+    None, so that ``json.dumps`` writes strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_evaluation(path, result: Evaluation, kind: str = "evaluate") -> Path:
+    """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
+    arrays (schema ``advbench.evaluation``, written atomically)."""
+    write_arrays(path, EVALUATION_SCHEMA, {"kind": kind, "summary": jsonable(result.summary)},
+                 result.per_sample)
+    return Path(path)

@@ -1,0 +1,271 @@
+"""Reports of evaluations: rich tables (stderr), JSON, CSV and accuracy-vs-eps plots.
+
+Tables print fractions as percentages with two decimals, as the paper's tables do
+("Efficient Defenses Against Adversarial Attacks", https://arxiv.org/abs/1707.06728).
+JSON and CSV keep fractions in [0, 1] at full precision; NaN (a metric over no successful
+sample) is written as null in JSON and as an empty cell in CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from advbench.evaluate import jsonable
+
+# At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
+# CSV and plot always keep every eps.
+TABLE_EPS_COLUMNS = 11
+
+
+def _console(console: Console | None) -> Console:
+    if console is not None:
+        return console
+    # Logs and CI pipes are not terminals: give them a width that fits the tables rather
+    # than rich's 80-column default.
+    return Console(file=sys.stderr, width=None if sys.stderr.isatty() else 140)
+
+
+def _percent(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{100 * value:.2f}"
+
+
+def _number(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON text (NaN -> null), indented."""
+    return json.dumps(jsonable(value), indent=2)
+
+
+# -- curves ----------------------------------------------------------------------------------
+def curve_lines(curves: list[dict]) -> list[dict]:
+    """Flatten curve summaries (``Curve.summary()``: several targets; or an evaluate curve
+    entry: one model) into lines {label, source, target, setting, eps, accuracy, clean}."""
+    lines = []
+    for curve in curves:
+        attack = curve["attack"]
+        source = curve["source"]["name"]
+        if "targets" in curve:
+            for target in curve["targets"]:
+                lines.append({
+                    "label": f"{attack}: {source} -> {target['name']}"
+                             + (" (white-box)" if target["setting"] == "white-box" else ""),
+                    "attack": attack, "source": source, "target": target["name"],
+                    "setting": target["setting"], "eps": curve["eps"],
+                    "accuracy": target["accuracy"], "clean": target["clean_accuracy"],
+                    "path": curve["path"]})
+        else:
+            lines.append({
+                "label": f"{attack}: crafted on {source} ({curve['setting']})",
+                "attack": attack, "source": source, "target": curve.get("target", ""),
+                "setting": curve["setting"], "eps": curve["eps"], "accuracy": curve["accuracy"],
+                "clean": curve["clean_accuracy"], "path": curve["path"]})
+    return lines
+
+
+def _eps_columns(eps: list[float]) -> list[int]:
+    if len(eps) <= TABLE_EPS_COLUMNS:
+        return list(range(len(eps)))
+    step = (len(eps) - 1) / (TABLE_EPS_COLUMNS - 1)
+    return sorted({round(i * step) for i in range(TABLE_EPS_COLUMNS)})
+
+
+def print_curves(lines: list[dict], console: Console | None = None) -> None:
+    """Accuracy (%) per eps, one row per curve line; long grids are sampled evenly."""
+    if not lines:
+        return
+    eps = lines[0]["eps"]
+    shown = _eps_columns(eps)
+    table = Table(title="accuracy (%) vs eps")
+    table.add_column("curve")
+    table.add_column("clean", justify="right")
+    for i in shown:
+        table.add_column(f"{eps[i]:g}", justify="right")
+    for line in lines:
+        cells = [_percent(line["accuracy"][i]) if i < len(line["accuracy"]) else "" for i in shown]
+        table.add_row(line["label"], _percent(line["clean"]), *cells)
+    _console(console).print(table)
+
+
+def plot_curves(lines: list[dict], path, *, title: str | None = None) -> Path:
+    """Save accuracy (%) vs eps for every curve line to ``path`` (PNG, PDF, SVG...).
+
+    Uses matplotlib's Agg backend (no display needed). Example:
+        >>> plot_curves(curve_lines([curve.summary()]), "fgsm.png")
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not lines:
+        raise ValueError("no curve to plot; give an eps list (--eps 0.01:1:0.01)")
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    for line in lines:
+        style = "-" if line["setting"] == "white-box" else "--"
+        axes.plot(line["eps"], [100 * a for a in line["accuracy"]], style, label=line["label"])
+    axes.set_xlabel("eps (L-inf perturbation size)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(True, alpha=0.3)
+    axes.set_title(title or "accuracy vs eps")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+# -- evaluate --------------------------------------------------------------------------------
+def print_evaluation(summary: dict, console: Console | None = None) -> None:
+    """The clean scores, one row per attack artifact, and the curves, on stderr."""
+    console = _console(console)
+    model, clean = summary["model"], summary["clean"]
+    table = Table(title=f"{model['name'] or model['path']}: clean {clean['dataset']} "
+                        f"{clean['split']} ({clean['samples']} images)")
+    table.add_column("accuracy (%)", justify="right")
+    table.add_column("loss sensitivity", justify="right")
+    table.add_row(_percent(clean["accuracy"]), _number(clean["loss_sensitivity"]))
+    console.print(table)
+    attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
+    if attacks:
+        table = Table(title="adversarial artifacts (norms over successful samples)")
+        for column in ("attack", "crafted on", "setting", "n", "clean %", "adv %", "success %",
+                       "L2", "Linf", "robustness", "train dist"):
+            table.add_column(column, justify="left" if column in (
+                "attack", "crafted on", "setting") else "right")
+        for e in attacks:
+            params = " ".join(f"{k}={v}" for k, v in (e["attack_params"] or {}).items())
+            robustness = e["robustness"]
+            distance = e["training_distance"]
+            table.add_row(
+                f"{e['attack']} {params}".strip(),
+                e["crafted_on"]["name"] or str(e["crafted_on"]["path"]),
+                e["setting"].replace("-box", ""), str(e["samples"]),
+                _percent(e["clean_accuracy"]), _percent(e["adv_accuracy"]),
+                _percent(e["success_rate"]), _number(e["norms"]["l2_mean"], 3),
+                _number(e["norms"]["linf_mean"], 3),
+                "-" if robustness is None else
+                f"{_number(robustness['value'], 3)} {robustness['norm']} "
+                f"({robustness['count']}/{robustness['total']})",
+                "-" if distance is None else _number(distance["mean"], 2))
+        console.print(table)
+    print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console)
+
+
+def evaluation_rows(summary: dict) -> list[dict]:
+    """Long-format CSV rows: model, artifact, attack, setting, eps, metric, value."""
+    model = summary["model"]["name"] or summary["model"]["path"]
+    rows = []
+
+    def add(artifact, attack, setting, metric, value, eps=""):
+        rows.append({"model": model, "artifact": artifact, "attack": attack,
+                     "setting": setting, "eps": eps, "metric": metric, "value": value})
+
+    clean = summary["clean"]
+    add("", "", "clean", "clean_accuracy", clean["accuracy"])
+    if clean["loss_sensitivity"] is not None:
+        add("", "", "clean", "loss_sensitivity", clean["loss_sensitivity"])
+    for e in summary["artifacts"]:
+        if e["kind"] == "curve":
+            for eps, accuracy in zip(e["eps"], e["accuracy"]):
+                add(e["path"], e["attack"], e["setting"], "adv_accuracy", accuracy, eps)
+            continue
+        for metric in ("clean_accuracy", "adv_accuracy", "success_rate"):
+            add(e["path"], e["attack"], e["setting"], metric, e[metric])
+        for norm in ("l0", "l2", "linf"):
+            add(e["path"], e["attack"], e["setting"], f"{norm}_mean", e["norms"][f"{norm}_mean"])
+        if e["robustness"] is not None:
+            add(e["path"], e["attack"], e["setting"], f"robustness_{e['robustness']['norm']}",
+                e["robustness"]["value"])
+        if e["training_distance"] is not None:
+            add(e["path"], e["attack"], e["setting"],
+                f"training_distance_{e['training_distance']['variant']}",
+                e["training_distance"]["mean"])
+    return rows
+
+
+# -- transfer --------------------------------------------------------------------------------
+def print_transfer(summary: dict, console: Console | None = None) -> None:
+    """The matrix in % (rows: crafted on; columns: tested on; diagonal: white-box)."""
+    params = ", ".join(f"{k}={v}" for k, v in summary["attack_params"].items())
+    table = Table(title=f"accuracy (%) under {summary['attack']} ({params}), "
+                        f"{summary['samples']} {summary['dataset']} {summary['split']} images")
+    table.add_column("crafted on \\ tested on")
+    for target in summary["targets"]:
+        table.add_column(target["name"], justify="right")
+    for s, source in enumerate(summary["sources"]):
+        cells = []
+        for t in range(len(summary["targets"])):
+            cell = _percent(summary["accuracy"][s][t])
+            cells.append(f"[bold]{cell}[/bold]" if summary["setting"][s][t] == "white-box"
+                         else cell)
+        table.add_row(source["name"], *cells)
+    table.add_row("(clean)", *[_percent(a) for a in summary["clean_accuracy"]],
+                  style="dim")
+    _console(console).print(table)
+    console = _console(console)
+    console.print("bold: white-box (crafted on the tested model); others: black-box")
+
+
+def transfer_rows(summary: dict) -> list[dict]:
+    """CSV rows, one per (source, target) cell (and per eps for curves)."""
+    rows = []
+    if "curves" in summary:
+        for line in curve_lines(summary["curves"]):
+            for eps, accuracy in zip(line["eps"], line["accuracy"]):
+                rows.append({"source": line["source"], "target": line["target"],
+                             "setting": line["setting"], "attack": line["attack"], "eps": eps,
+                             "accuracy": accuracy, "clean_accuracy": line["clean"],
+                             "artifact": line["path"]})
+        return rows
+    for s, source in enumerate(summary["sources"]):
+        for t, target in enumerate(summary["targets"]):
+            rows.append({"source": source["name"], "target": target["name"],
+                         "setting": summary["setting"][s][t], "attack": summary["attack"],
+                         "eps": summary["attack_params"].get("eps", ""),
+                         "accuracy": summary["accuracy"][s][t],
+                         "success_rate": summary["success_rate"][s][t],
+                         "clean_accuracy": summary["clean_accuracy"][t],
+                         "artifact": summary["artifacts"][s]})
+    return rows
+
+
+def csv_text(rows: list[dict]) -> str:
+    """CSV with a header from the first row's keys; None and NaN as empty cells."""
+    buffer = io.StringIO()
+    if not rows:
+        return ""
+    fields = list(rows[0])
+    for row in rows[1:]:
+        fields += [k for k in row if k not in fields]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                         for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def write_text(path, text: str) -> Path:
+    """Write a report file (CSV, JSON), creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -1,0 +1,137 @@
+"""CLI tests: help for every command, exact error lines, exit codes, stdout = artifact path."""
+
+import pathlib
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from advbench.cli import main
+
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "usage.md"
+
+
+def all_commands(group=main, prefix=()):
+    for name, command in group.commands.items():
+        path = prefix + (name,)
+        yield path
+        if isinstance(command, click.Group):
+            yield from all_commands(command, path)
+
+
+COMMANDS = sorted(all_commands())
+
+
+def invoke(args, **kwargs):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_help_for_every_command(path):
+    result = invoke([*path, "--help"])
+    assert result.exit_code == 0
+    assert "Usage: main " + " ".join(path) in result.output or "Usage:" in result.output
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_is_documented(path):
+    assert f"advbench {' '.join(path)}" in DOCS.read_text()
+
+
+def test_train_prints_only_the_artifact_path(fake_data_dir, tmp_path):
+    out = tmp_path / "m.h5"
+    result = CliRunner().invoke(main, [
+        "train", "--epochs", "1", "--limit", "40", "--data-dir", str(fake_data_dir),
+        "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{out}\n"
+    assert out.exists()
+    listed = invoke(["models", out, "--json"])
+    assert '"defense": "none"' in listed.output
+
+
+def test_train_default_path_is_the_zoo_store(fake_data_dir, tmp_path):
+    result = CliRunner().invoke(main, [
+        "train", "--act", "brelu", "--defense", "gda", "--gda-copies", "1", "--epochs", "1",
+        "--limit", "40", "--data-dir", str(fake_data_dir), "--models-dir", str(tmp_path),
+        "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "mnist-cnn-brelu-gda.h5")
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--defense", "gdx"], 2, "Invalid value for '--defense': 'gdx' is not one of"),
+    (["--defense", "none", "--gda-sigma", "0.2"], 1,
+     "Error: --gda-sigma do not apply to --defense none"),
+    (["--defense", "gda", "--gda-sigma", "-1"], 1, "Error: gda sigma must be >= 0.0, got -1.0"),
+    (["--defense", "gda", "--gda-copies", "-2"], 1, "Error: gda copies must be >= 0, got -2"),
+    (["--brelu-t", "0"], 1, "Error: brelu t must be > 0, got 0.0"),
+    (["--epochs", "0"], 1, "Error: epochs must be >= 1, got 0"),
+    (["--defense", "label-smoothing", "--at-eps", "0.1"], 1,
+     "Error: --at-eps do not apply to --defense label-smoothing"),
+])
+def test_train_bad_flags_fail_before_any_work(args, code, message, tmp_path):
+    result = invoke(["train", "--models-dir", tmp_path, *args])
+    assert result.exit_code == code
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_missing_data_is_one_line(tmp_path):
+    result = invoke(["train", "--data-dir", tmp_path / "nothing", "-o", tmp_path / "m.h5"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no mnist files in ")
+    assert result.output.count("\n") == 1
+
+
+def test_attack_prints_path_and_writes_artifact(trained_tiny_cnn, fake_data_dir, tmp_path):
+    path, _, _ = trained_tiny_cnn
+    out = tmp_path / "adv.h5"
+    result = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "fgsm", "--eps", "0.2", "--limit", "20",
+        "--data-dir", str(fake_data_dir), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{out}\n"
+    again = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "fgsm", "--eps", "0.2", "--limit", "20",
+        "--data-dir", str(fake_data_dir), "-o", str(out)])
+    assert again.exit_code == 0 and "complete already" in again.stderr
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--attack", "nope"], 2, "Invalid value for '--attack'"),
+    (["--attack", "fgsm", "--theta", "0.1"], 2, "--theta do not apply to --attack fgsm"),
+    (["--attack", "fgsm", "--eps", "-0.1"], 2, "eps must be finite and >= 0, got -0.1"),
+])
+def test_attack_bad_flags(trained_tiny_cnn, args, code, message):
+    path, _, _ = trained_tiny_cnn
+    result = invoke(["attack", path, *args])
+    assert result.exit_code == code
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_attack_on_a_corrupt_model_file(tmp_path):
+    bad = tmp_path / "model.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 50)
+    result = invoke(["attack", bad, "--attack", "fgsm"])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {bad} is not a readable HDF5 file (OSError); it is "
+                             "truncated or corrupt: delete it and run the stage again\n")
+
+
+def test_attack_unknown_zoo_name_lists_what_exists(tmp_path):
+    result = invoke(["attack", "resnet", "--attack", "fgsm", "--models-dir", tmp_path])
+    assert result.exit_code == 1
+    assert "no model 'resnet'" in result.output and "train one with `advbench train`" in result.output
+
+
+def test_data_info_and_fetch_if_missing(fake_data_dir):
+    result = CliRunner().invoke(
+        main, ["data", "fetch", "mnist", "--if-missing", "--dest", str(fake_data_dir)])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == str(fake_data_dir / "mnist")
+    info = CliRunner().invoke(main, ["data", "info", "--data-dir",
+                                                     str(fake_data_dir)])
+    assert info.exit_code == 0 and "mnist" in info.stderr
