@@ -458,8 +458,13 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     from advbench.progress import Progress
 
     if attack_name not in CURVE_ATTACKS:
-        raise click.UsageError(f"an eps list draws a curve, which only {' and '.join(CURVE_ATTACKS)}"
-                               f" compute; give one --eps value for --attack {attack_name}")
+        raise click.UsageError(f"an eps list draws a curve, which only "
+                               f"{' and '.join(CURVE_ATTACKS)} compute; give one --eps value "
+                               f"for --attack {attack_name}")
+    from advbench.attacks import ATTACKS
+
+    if attack_name not in ATTACKS:
+        raise click.UsageError(f"attack {attack_name!r} is not registered in this advbench")
     eps = attack_values["eps"]
     # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
     attack_obj = attack_from_flags(attack_name, {**attack_values, "eps": max(eps)})
@@ -520,7 +525,8 @@ def _thresholds(under, over):
 
 def _output_options(f):
     for option in reversed([
-        click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the results as JSON on stdout."),
         click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
                      help="Write the results as CSV to this file."),
         click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,

@@ -471,7 +471,7 @@ def transfer(sources: list[tuple], targets: list[tuple], attack, *, dataset: str
 
     summary = {
         "attack": attack.name, "attack_params": attack.params(), "dataset": dataset,
-        "split": split, "samples": int(len(per_sample[f"cells/0_0/pred"])),
+        "split": split, "samples": int(len(per_sample["cells/0_0/pred"])),
         "sources": [describe(e) for e in sources], "targets": [describe(e) for e in targets],
         "clean_accuracy": clean.tolist(), "accuracy": accuracy.tolist(),
         "success_rate": success.tolist(), "setting": setting, "artifacts": artifacts,

@@ -64,8 +64,8 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
         d_active = tf.gather(direction, active)
         # (chunk, active, H, W, C): every sample at every grid point of the chunk, computed
         # with the same float32 ops as ART (x + eps * sign, then clip) for identical inputs.
-        candidates = tf.clip_by_value(
-            x_active[None] + tf.reshape(eps, [-1, 1, 1, 1, 1]) * d_active[None], 0.0, 1.0)
+        eps = tf.reshape(eps, [-1] + [1] * len(x.shape))
+        candidates = tf.clip_by_value(x_active[None] + eps * d_active[None], 0.0, 1.0)
         flat = tf.reshape(candidates, tf.concat([[chunk * n_active], tf.shape(x)[1:]], 0))
         predictions = tf.argmax(model(flat, training=False), axis=-1, output_type=tf.int32)
         predictions = tf.reshape(predictions, [chunk, n_active])

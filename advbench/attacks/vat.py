@@ -23,8 +23,8 @@ def kl_from_logits(logits_p: tf.Tensor, logits_q: tf.Tensor) -> tf.Tensor:
 
 def _normalize(d: tf.Tensor) -> tf.Tensor:
     """Unit L2 norm per sample, dividing by the largest entry first: the KL gradient at a tiny
-    r can be ~1e-30 per pixel, whose square underflows float32 (Miyato's
-    ``get_normalized_vector`` does the same)."""
+    r can be so small that its square underflows float32 (Miyato's ``get_normalized_vector``
+    does the same). An all-zero sample stays zero."""
     flat = tf.reshape(d, [tf.shape(d)[0], -1])
     scale = tf.reduce_max(tf.abs(flat), axis=1, keepdims=True)
     flat = flat / tf.maximum(scale, 1e-37)
@@ -36,7 +36,9 @@ def vat_perturbation(model, x, logits, eps, xi, power_iterations, seed_tensor, *
     """The virtual adversarial perturbation r_adv, ||r_adv||_2 = eps per sample.
 
     Graph-mode safe (call it inside a ``tf.function`` training step). Gradients do not flow
-    through the result (it is a constant for the VAT loss, as in Miyato et al.).
+    through the result (it is a constant for the VAT loss, as in Miyato et al.). A sample
+    whose KL gradient is exactly zero (saturated softmax: with a tiny xi, p(x + r) rounds to
+    p(x) in float32) keeps its random start direction instead of getting no perturbation.
 
     Args:
         model: Keras model mapping x to logits.
@@ -58,28 +60,27 @@ def vat_perturbation(model, x, logits, eps, xi, power_iterations, seed_tensor, *
             tape.watch(r)
             kl = tf.reduce_sum(kl_from_logits(logits, model(x + r, training=training)))
         grad = tf.stop_gradient(tape.gradient(kl, r))
-        # With xi = 1e-6 in float32, a sample whose softmax is saturated gets an exactly zero
-        # KL gradient (p(x + r) rounds to p(x)); it keeps its previous (random) direction
-        # rather than a zero perturbation, so every sample moves by eps.
+        # A zero gradient carries no direction: keep the previous one, so every sample moves
+        # by eps (Miyato's code returns a zero perturbation there).
         flat = tf.reshape(grad, [tf.shape(grad)[0], -1])
         flat_zero = tf.reduce_all(tf.equal(flat, 0.0), axis=1)
         d = tf.where(expand_to(flat_zero, d), d, grad)
     return eps * _normalize(d)
 
 
-def vat_loss(model, x, logits, *, eps: float = 2.1, xi: float = 1e-6,
-             power_iterations: int = 1, seed_tensor=None, training: bool = False):
+def vat_loss(model, x, logits, *, seed_tensor, eps: float = 2.1, xi: float = 1e-6,
+             power_iterations: int = 1, training: bool = False):
     """Miyato's VAT regulariser per sample: KL(p(x) || p(x + r_adv)), p(x) held constant.
 
     Add ``alpha * tf.reduce_mean(vat_loss(...))`` to the training loss; its gradient flows
-    through the model at x + r_adv only. Shape (batch,).
+    through the model at x + r_adv only. Shape (batch,). ``seed_tensor`` (int, shape (2,))
+    must change from step to step, e.g. ``tf.stack([seed, step])``, or every step draws the
+    same start direction.
 
     Example:
         >>> logits = model(x, training=True)
         >>> loss = ce(y, logits) + tf.reduce_mean(vat_loss(model, x, logits, seed_tensor=s))
     """
-    if seed_tensor is None:
-        seed_tensor = tf.constant([0, 0], dtype=tf.int64)
     r_adv = vat_perturbation(model, x, logits, eps, xi, power_iterations, seed_tensor,
                              training=training)
     return kl_from_logits(tf.stop_gradient(logits), model(x + r_adv, training=training))
@@ -91,7 +92,7 @@ class VirtualAdversarial(Attack):
 
     Args:
         eps: L2 norm of the perturbation before clipping, >= 0 (default 2.1, the paper's).
-        xi: finite-difference radius, > 0 (default 1e-6, Miyato et al.'s and the paper's).
+        xi: finite-difference radius, > 0 (default 1e-6, Miyato et al.'s).
             In float32 on [0, 1] images this difference is noisy but not void: on the paper's
             MNIST CNN the median cosine between the xi = 1e-6 direction and the exact
             Hessian-vector product is 0.23 (0.999 with xi = 1e-2), and its KL at eps 2.1 is

@@ -1,0 +1,152 @@
+"""The command line end to end in a temporary folder: train -> attack -> evaluate -> transfer,
+with exit codes, stdout, artifact contents, the --fail-under gate and one-line errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from advbench.artifacts import ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, write_arrays
+from advbench.cli import main
+from advbench.curves import read_curve
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def chain(fake_data_dir, trained_tiny_cnn, tmp_path_factory):
+    """A folder with two models (a CLI-trained MLP and the tiny CNN) and an FGSM artifact."""
+    folder = tmp_path_factory.mktemp("chain")
+    models = folder / "models"
+    models.mkdir()
+    shutil.copy(trained_tiny_cnn[0], models / "mnist-cnn-relu-none.h5")
+    trained = CliRunner().invoke(main, [
+        "train", "--model", "mlp", "--epochs", "1", "--data-dir", str(fake_data_dir),
+        "--models-dir", str(models), "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    assert trained.stdout == f"{models / 'mnist-mlp-relu-none.h5'}\n"
+    return folder
+
+
+@pytest.fixture
+def in_chain(chain, fake_data_dir, monkeypatch):
+    monkeypatch.chdir(chain)
+    monkeypatch.setenv("ADVBENCH_DATA", str(fake_data_dir))
+    monkeypatch.setenv("ADVBENCH_MODELS", str(chain / "models"))
+    return chain
+
+
+def attack_fgsm():
+    result = invoke("attack", "cnn", "--attack", "fgsm", "--eps", "0.1", "--limit", 30, "-q")
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def test_chain_attack_evaluate_transfer(in_chain):
+    artifact = attack_fgsm()
+    assert artifact.startswith("runs/mnist-cnn-relu-none-fgsm-") and "\n" not in artifact
+    attrs, arrays = read_arrays(artifact, ATTACK_SCHEMA)
+    assert attrs["attack"] == "fgsm" and attrs["attack_params"]["eps"] == 0.1
+    assert arrays["x_adv"].shape == (30, 28, 28, 1)
+
+    result = invoke("evaluate", "cnn", artifact, "--limit", 30, "--json", "-o", "eval.h5",
+                    "--csv", "eval.csv", "--fail-under", "clean_accuracy=0.5")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["clean"]["samples"] == 30
+    entry = summary["artifacts"][0]
+    assert entry["setting"] == "white-box" and entry["path"] == artifact
+    assert entry["adv_accuracy"] == pytest.approx(np.mean(arrays["pred_adv"] == arrays["y"]))
+    assert summary["gate"] == {"thresholds": ["clean_accuracy>=0.5"], "missed": [],
+                               "passed": True}
+    eval_attrs, eval_arrays = read_arrays("eval.h5", EVALUATION_SCHEMA)
+    assert eval_arrays["artifacts/0/success"].shape == (30,)
+    assert "clean,,clean_accuracy," in open("eval.csv").read().replace("cnn,,,", "")
+
+    plain = invoke("evaluate", "cnn", artifact, "--limit", 30, "-o", "eval2.h5", "-q")
+    assert plain.exit_code == 0 and plain.stdout == "eval2.h5\n"
+
+    result = invoke("transfer", "--source", "cnn", "--source", "mlp", "--target", "cnn",
+                    "--target", "mlp", "--limit", 30, "--json", "--csv", "t.csv")
+    assert result.exit_code == 0, result.output
+    matrix = json.loads(result.stdout)
+    assert matrix["reused"] == [True, False]  # the cnn artifact from `attack` is reused
+    assert matrix["artifacts"][0] == artifact
+    assert matrix["setting"][0] == ["white-box", "black-box"]
+    assert matrix["accuracy"][0][0] == entry["adv_accuracy"]
+    assert open("t.csv").read().splitlines()[0].startswith("source,target,setting,attack,eps")
+
+
+def test_curves_from_attack_and_transfer(in_chain):
+    result = invoke("attack", "cnn", "--attack", "fgsm", "--eps", "0:0.3:0.1", "--limit", 20,
+                    "--plot", "curve.png", "-q")
+    assert result.exit_code == 0, result.output
+    path, plot = result.stdout.split()
+    assert plot == "curve.png" and open(plot, "rb").read(4) == b"\x89PNG"
+    curve = read_curve(path)
+    assert list(curve.eps) == [0.0, 0.1, 0.2, 0.3] and curve.pred_adv.shape == (1, 4, 20)
+
+    result = invoke("evaluate", "cnn", path, "--limit", 20, "--json", "--no-sensitivity")
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.stdout)["artifacts"][0]
+    assert entry["kind"] == "curve" and entry["accuracy"] == list(curve.accuracy[0])
+
+    result = invoke("transfer", "--source", "mlp", "--target", "cnn", "--target", "mlp",
+                    "--attack", "fgsm", "--eps", "0.1,0.3", "--limit", 20, "--json")
+    assert result.exit_code == 0, result.output
+    targets = json.loads(result.stdout)["curves"][0]["targets"]
+    assert [t["setting"] for t in targets] == ["black-box", "white-box"]
+    assert len(targets[0]["accuracy"]) == 2
+
+
+def test_fail_under_gate_exit_codes(in_chain):
+    artifact = attack_fgsm()
+    result = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q",
+                    "--fail-under", "adv_accuracy=0.99", "--fail-over", "success_rate=0.01",
+                    "--fail-under", "clean_accuracy=0")
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("gate failed: adv_accuracy ") and "is under 0.99" in lines[0]
+    assert lines[1].startswith("gate failed: success_rate ") and "is over 0.01" in lines[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fail-under", "accuracy=0.5"], "unknown metric 'accuracy'"),
+    (["--fail-under", "robustness=0.3"], "robustness is not available"),
+    (["--eps", "1:0:0.1"], "ends (0.0) before it starts"),
+])
+def test_usage_errors_exit_2(in_chain, args, message):
+    result = invoke("evaluate", "cnn", "--limit", 10, "-q", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_attack_eps_list_usage_errors(in_chain):
+    result = invoke("attack", "cnn", "--attack", "fgsm", "--eps", "0.1", "--plot", "x.png")
+    assert result.exit_code == 2 and "--plot draws a curve" in result.stderr
+    result = invoke("attack", "cnn", "--attack", "fgsm", "--eps", "a:b:c")
+    assert result.exit_code == 2 and "is not start:stop:step" in result.stderr
+
+
+def test_bad_inputs_are_one_line_errors(in_chain):
+    artifact = attack_fgsm()
+    attrs, arrays = read_arrays(artifact, ATTACK_SCHEMA)
+    write_arrays("cifar.h5", ATTACK_SCHEMA, {**attrs, "dataset": "cifar10"}, arrays)
+    write_arrays("shape.h5", ATTACK_SCHEMA, attrs,
+                 {**arrays, "x_adv": np.zeros((30, 14, 14, 1), np.float32)})
+    shutil.copy(artifact, "cut.h5")
+    with open("cut.h5", "r+b") as f:
+        f.truncate(2000)
+    for bad, message in (("cifar.h5", "holds cifar10 images but model"),
+                         ("shape.h5", "holds images of shape (14, 14, 1)"),
+                         ("cut.h5", "is not a readable HDF5 file")):
+        result = invoke("evaluate", "cnn", bad, "--limit", 30, "-q")
+        assert result.exit_code == 1, result.output
+        assert result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.startswith("Error: ") and message in result.stderr

@@ -1,0 +1,277 @@
+"""Tests for advbench.evaluate: scoring saved artifacts without re-attacking, white-box /
+black-box detection, robustness and training distance, the gate, bad input, the eval artifact."""
+
+import math
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from advbench import data, evaluate as ev, metrics
+from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, save_model,
+                                write_arrays)
+from advbench.attacks.fgsm import FGSM
+from advbench.attacks.fgsm_min import MinimalFGSM
+from advbench.errors import ArtifactError, ParameterError
+from advbench.models import predict_labels
+from advbench.runner import AttackRun, attack_split
+
+LIMIT = 40
+
+
+@pytest.fixture(scope="module")
+def artifacts(trained_tiny_cnn, fake_data_dir, tmp_path_factory):
+    """An FGSM (eps 0.1) and a minimal-FGSM artifact crafted on the tiny CNN."""
+    path, model, meta = trained_tiny_cnn
+    folder = tmp_path_factory.mktemp("runs")
+    run = AttackRun(model_path=str(path), dataset="mnist", limit=LIMIT,
+                    data_dir=str(fake_data_dir), batch_size=16)
+    fgsm = attack_split(run, FGSM(eps=0.1), model, meta, folder / "fgsm.h5")
+    minimal = attack_split(run, MinimalFGSM(eps_step=0.05), model, meta, folder / "min.h5")
+    return {"fgsm": fgsm, "min": minimal}
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory):
+    """A second MNIST model (dense), saved, for black-box scoring."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    meta = {"dataset": "mnist", "zoo_name": "dense"}
+    path = tmp_path_factory.mktemp("other") / "dense.h5"
+    meta["content_hash"] = save_model(path, model, meta)
+    return path, model, meta
+
+
+@pytest.fixture
+def no_attacks(monkeypatch):
+    """Any attempt to run an attack fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("an attack ran while scoring saved artifacts")
+
+    monkeypatch.setattr(FGSM, "run", refuse)
+    monkeypatch.setattr(FGSM, "direction", refuse)
+    monkeypatch.setattr(MinimalFGSM, "run", refuse)
+    monkeypatch.setattr(ev, "attack_split", refuse)
+
+
+def test_evaluate_scores_saved_artifacts_without_attacking(trained_tiny_cnn, artifacts,
+                                                          fake_data_dir, no_attacks):
+    path, model, meta = trained_tiny_cnn
+    result = ev.evaluate(model, meta, path, [artifacts["fgsm"], artifacts["min"]],
+                         limit=LIMIT, data_dir=fake_data_dir, batch_size=7)
+    summary = result.summary
+    x, y, _ = data.load("mnist", "test", data_dir=fake_data_dir, limit=LIMIT)
+    assert summary["clean"]["accuracy"] == pytest.approx(np.mean(predict_labels(model, x) == y))
+    assert summary["clean"]["loss_sensitivity"] == pytest.approx(
+        metrics.loss_sensitivity(model, x, y), rel=1e-5)
+    _, arrays = read_arrays(artifacts["fgsm"], ATTACK_SCHEMA)
+    fgsm = summary["artifacts"][0]
+    pred = predict_labels(model, arrays["x_adv"])
+    assert fgsm["setting"] == "white-box"
+    assert fgsm["adv_accuracy"] == pytest.approx(np.mean(pred == arrays["y"]))
+    assert fgsm["success_rate"] == pytest.approx(np.mean(pred != arrays["y"]))
+    np.testing.assert_array_equal(pred, arrays["pred_adv"])  # white-box: as crafted
+    assert fgsm["norms"]["linf_mean"] == pytest.approx(0.1, abs=1e-6)
+    assert fgsm["robustness"] is None  # fgsm is not a minimal attack
+    metric_values = summary["metrics"]
+    assert metric_values["adv_accuracy"] == min(fgsm["adv_accuracy"],
+                                                summary["artifacts"][1]["adv_accuracy"])
+
+
+def test_minimal_artifact_gives_robustness_and_training_distance(trained_tiny_cnn, artifacts,
+                                                                 fake_data_dir, no_attacks):
+    path, model, meta = trained_tiny_cnn
+    result = ev.evaluate(model, meta, path, [artifacts["min"]], limit=LIMIT,
+                         data_dir=fake_data_dir, sensitivity=False)
+    entry = result.summary["artifacts"][0]
+    _, arrays = read_arrays(artifacts["min"], ATTACK_SCHEMA)
+    x, y, _ = data.load("mnist", "test", data_dir=fake_data_dir, limit=LIMIT)
+    success = predict_labels(model, arrays["x_adv"]) != y
+    # Robustness by hand: L-inf ratio over successful samples.
+    flat = (arrays["x_adv"] - x).reshape(LIMIT, -1)
+    ratios = np.abs(flat).max(axis=1) / np.abs(x.reshape(LIMIT, -1)).max(axis=1)
+    assert entry["robustness"]["norm"] == "linf"
+    assert entry["robustness"]["value"] == pytest.approx(ratios[success].mean(), rel=1e-6)
+    assert entry["robustness"]["count"] == success.sum()
+    # Training distance by brute force over the whole original training set.
+    train = ev.training_set("mnist", fake_data_dir)
+    assert train.shape == (400, 28, 28, 1)
+    diff = arrays["x_adv"].reshape(LIMIT, 1, -1).astype(np.float64) \
+        - train.reshape(1, 400, -1).astype(np.float64)
+    brute = np.sqrt((diff ** 2).sum(axis=2)).min(axis=1)
+    assert entry["training_distance"]["mean"] == pytest.approx(brute[success].mean(), rel=1e-6)
+    np.testing.assert_allclose(result.per_sample["artifacts/0/nearest_distance"], brute,
+                               rtol=1e-6)
+    assert result.summary["metrics"]["robustness"] == entry["robustness"]["value"]
+    assert result.summary["metrics"]["loss_sensitivity"] is None
+
+
+def test_training_set_is_in_original_file_order(fake_data_dir):
+    train = ev.training_set("mnist", fake_data_dir)
+    x_fit, _, index = data.load("mnist", "train", data_dir=fake_data_dir)
+    np.testing.assert_array_equal(train[index], x_fit)
+
+
+def test_other_model_is_black_box_without_model_level_metrics(other_model, artifacts,
+                                                              fake_data_dir, no_attacks):
+    path, model, meta = other_model
+    result = ev.evaluate(model, meta, path, [artifacts["min"]], limit=LIMIT,
+                         data_dir=fake_data_dir, sensitivity=False)
+    entry = result.summary["artifacts"][0]
+    assert entry["setting"] == "black-box" and entry["crafted_on"]["name"] == "cnn"
+    assert entry["robustness"] is None and entry["training_distance"] is None
+    _, arrays = read_arrays(artifacts["min"], ATTACK_SCHEMA)
+    assert entry["adv_accuracy"] == pytest.approx(
+        np.mean(predict_labels(model, arrays["x_adv"]) == arrays["y"]))
+
+
+def test_write_evaluation_keeps_per_sample_values(trained_tiny_cnn, artifacts, fake_data_dir,
+                                                  tmp_path):
+    path, model, meta = trained_tiny_cnn
+    result = ev.evaluate(model, meta, path, [artifacts["fgsm"]], limit=LIMIT,
+                         data_dir=fake_data_dir)
+    out = ev.write_evaluation(tmp_path / "eval.h5", result)
+    attrs, arrays = read_arrays(out, EVALUATION_SCHEMA)
+    assert attrs["kind"] == "evaluate"
+    assert attrs["summary"]["clean"]["accuracy"] == result.summary["clean"]["accuracy"]
+    for name in ("clean/pred", "clean/loss_gradient_norm", "artifacts/0/success",
+                 "artifacts/0/l2", "artifacts/0/pred"):
+        assert arrays[name].shape == (LIMIT,)
+
+
+# -- the gate on hand-made summaries ----------------------------------------------------------
+def summary_with(adv=(0.5, 0.7), success=(0.4, 0.2), robustness=0.3):
+    entries = [{"kind": "attack", "attack": f"a{i}", "name": f"file{i}", "path": f"file{i}.h5",
+                "adv_accuracy": a, "success_rate": s,
+                "robustness": {"value": robustness} if i == 0 else None,
+                "training_distance": None} for i, (a, s) in enumerate(zip(adv, success))]
+    summary = {"clean": {"accuracy": 0.98, "loss_sensitivity": 0.06}, "artifacts": entries}
+    summary["metrics"] = ev.aggregate_metrics(summary)
+    return summary
+
+
+def test_aggregate_takes_the_worst_value():
+    values = summary_with()["metrics"]
+    assert values == {"clean_accuracy": 0.98, "loss_sensitivity": 0.06, "adv_accuracy": 0.5,
+                      "success_rate": 0.4, "robustness": 0.3, "training_distance": None}
+
+
+@pytest.mark.parametrize("under, over, missed", [
+    (["adv_accuracy=0.5", "clean_accuracy=0.9"], [], []),
+    (["adv_accuracy=0.6"], [], ["adv_accuracy 0.5000 is under 0.6"]),
+    (["adv_accuracy@a1=0.6"], [], []),
+    (["adv_accuracy@file0=0.6"], [], ["adv_accuracy@file0 0.5000 is under 0.6"]),
+    ([], ["success_rate=0.3"], ["success_rate 0.4000 is over 0.3"]),
+    ([], ["loss_sensitivity=0.1"], []),
+    (["robustness=0.31"], ["loss_sensitivity=0.05"],
+     ["robustness 0.3000 is under 0.31", "loss_sensitivity 0.0600 is over 0.05"]),
+])
+def test_check_thresholds(under, over, missed):
+    thresholds = [ev.parse_threshold(t, "under") for t in under] + \
+        [ev.parse_threshold(t, "over") for t in over]
+    assert ev.check_thresholds(summary_with(), thresholds) == missed
+
+
+def test_nan_metric_misses_the_gate():
+    summary = summary_with(robustness=math.nan)
+    missed = ev.check_thresholds(summary, [ev.parse_threshold("robustness=0.1")])
+    assert missed == ["robustness is n/a (no successful adversarial sample), required >= 0.1"]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("accuracy=0.5", "unknown metric 'accuracy'"),
+    ("adv_accuracy", "is not NAME=VALUE"),
+    ("adv_accuracy=high", "'high' is not a number"),
+    ("adv_accuracy=nan", "must be a finite number"),
+    ("clean_accuracy@fgsm=0.5", "clean_accuracy is not a per-artifact metric"),
+])
+def test_parse_threshold_errors(text, match):
+    with pytest.raises(ParameterError, match=match):
+        ev.parse_threshold(text)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("training_distance=1", "training_distance is not available"),
+    ("adv_accuracy@pgd=0.1", "no given attack artifact has attack or file name 'pgd'"),
+])
+def test_unavailable_metric(text, match):
+    with pytest.raises(ParameterError, match=match):
+        ev.check_thresholds(summary_with(), [ev.parse_threshold(text)])
+
+
+def test_jsonable_turns_nan_into_null():
+    assert ev.jsonable({"a": math.nan, "b": np.float32(0.5), "c": np.arange(2)}) == \
+        {"a": None, "b": 0.5, "c": [0, 1]}
+
+
+# -- bad input ----------------------------------------------------------------------------------
+def rewrite(source, target, *, attrs=None, arrays=None):
+    """A copy of an attack artifact with some attrs or arrays replaced."""
+    old_attrs, old_arrays = read_arrays(source, ATTACK_SCHEMA)
+    write_arrays(target, ATTACK_SCHEMA, {**old_attrs, **(attrs or {})},
+                 {**old_arrays, **(arrays or {})})
+    return target
+
+
+def test_artifact_of_another_dataset(trained_tiny_cnn, artifacts, tmp_path):
+    path, model, meta = trained_tiny_cnn
+    bad = rewrite(artifacts["fgsm"], tmp_path / "cifar.h5", attrs={"dataset": "cifar10"})
+    with pytest.raises(ArtifactError, match="holds cifar10 images but model .* was trained on "
+                                            "mnist"):
+        ev.score_artifact(model, meta, path, bad)
+
+
+def test_artifact_of_other_input_shape(trained_tiny_cnn, artifacts, tmp_path):
+    path, model, meta = trained_tiny_cnn
+    bad = rewrite(artifacts["fgsm"], tmp_path / "small.h5",
+                  arrays={"x_adv": np.zeros((LIMIT, 14, 14, 1), np.float32)})
+    with pytest.raises(ArtifactError, match=r"images of shape \(14, 14, 1\) but model .* takes "
+                                            r"\(28, 28, 1\)"):
+        ev.score_artifact(model, meta, path, bad)
+
+
+def test_interrupted_artifact(trained_tiny_cnn, artifacts, tmp_path):
+    path, model, meta = trained_tiny_cnn
+    bad = rewrite(artifacts["fgsm"], tmp_path / "part.h5", attrs={"complete": False},
+                  arrays={"completed": np.arange(LIMIT) < 16})
+    with pytest.raises(ArtifactError, match="interrupted run \\(16 of 40 samples done\\)"):
+        ev.score_artifact(model, meta, path, bad)
+
+
+def test_artifact_whose_samples_differ_from_the_data(trained_tiny_cnn, artifacts, tmp_path,
+                                                    fake_data_dir):
+    path, model, meta = trained_tiny_cnn
+    _, arrays = read_arrays(artifacts["fgsm"], ATTACK_SCHEMA)
+    bad = rewrite(artifacts["fgsm"], tmp_path / "moved.h5",
+                  arrays={"indices": arrays["indices"] + 1})
+    with pytest.raises(ArtifactError, match="do not hold the samples the artifact was crafted"):
+        ev.score_artifact(model, meta, path, bad, data_dir=fake_data_dir)
+
+
+def test_truncated_artifact(trained_tiny_cnn, artifacts, tmp_path):
+    path, model, meta = trained_tiny_cnn
+    bad = tmp_path / "cut.h5"
+    shutil.copy(artifacts["fgsm"], bad)
+    with open(bad, "r+b") as f:
+        f.truncate(bad.stat().st_size // 2)
+    with pytest.raises(ArtifactError, match="is not a readable HDF5 file"):
+        ev.evaluate(model, meta, path, [bad], limit=4)
+
+
+def test_not_an_attack_artifact(trained_tiny_cnn, tmp_path):
+    path, model, meta = trained_tiny_cnn
+    with pytest.raises(ArtifactError, match="is a 'advbench.model' artifact; expected a "
+                                            "'advbench.attack'"):
+        ev.evaluate(model, meta, path, [path], limit=4)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        ev.evaluate(model, meta, path, [tmp_path / "missing.h5"], limit=4)
+
+
+def test_evaluate_option_errors(trained_tiny_cnn):
+    path, model, meta = trained_tiny_cnn
+    with pytest.raises(ParameterError, match="distance variant must be one of l2, paper"):
+        ev.evaluate(model, meta, path, [], distance_variant="cosine")
+    with pytest.raises(ArtifactError, match="does not say which data set"):
+        ev.evaluate(model, {}, path, [])
