@@ -340,7 +340,7 @@ def plot_panels(panels: list[dict], path: Path, *, title: str) -> Path:
 
     columns = 3
     rows = -(-len(panels) // columns)
-    figure, axes_grid = plt.subplots(rows, columns, figsize=(4.4 * columns, 4.5 * rows + 0.9),
+    figure, axes_grid = plt.subplots(rows, columns, figsize=(4.4 * columns, 4.7 * rows + 0.9),
                                      sharex=True, sharey=True, squeeze=False)
     # Two-class confidence contours: max(p, 1 - p) = c  <=>  p in {1 - c, c}.
     levels = sorted({round(1 - c, 6) for c in CONFIDENCE_LEVELS}
@@ -363,15 +363,18 @@ def plot_panels(panels: list[dict], path: Path, *, title: str) -> Path:
         x_train = panel["x_train"].reshape(-1, 2)
         for label, color in enumerate(CLASS_COLORS):
             added = x_added[y_added == label]
-            axes.scatter(added[:, 0], added[:, 1], s=5, c=color, alpha=0.8, linewidths=0)
+            # Small, with a thin dark edge: visible on the region of their own colour too.
+            axes.scatter(added[:, 0], added[:, 1], s=7, c=color, edgecolors="black",
+                         linewidths=0.25)
             orig = x_train[panel["y_train"] == label]
             axes.scatter(orig[:, 0], orig[:, 1], s=16, c=color, edgecolors="black",
                          linewidths=0.4)
         metrics = panel["metrics"]
         axes.set_title(f"{AUGMENTATION_TITLES[panel['name']]}\n"
-                       f"test acc {100 * metrics['test_accuracy']:.1f}%, max slope "
-                       f"{metrics['grid_max_slope']:.1f}, area conf>=0.9 "
-                       f"{100 * metrics['grid_confident_area']:.0f}%", fontsize=10)
+                       f"test acc {100 * metrics['test_accuracy']:.1f}%, "
+                       f"max slope {metrics['grid_max_slope']:.1f}\n"
+                       f"confidence >= 0.9 on {100 * metrics['grid_confident_area']:.0f}% "
+                       "of the square", fontsize=10)
         axes.set_xlim(0, 1)
         axes.set_ylim(0, 1)
         axes.set_aspect("equal")
@@ -384,8 +387,8 @@ def plot_panels(panels: list[dict], path: Path, *, title: str) -> Path:
                label="class 0 (original)"),
         Line2D([], [], marker="o", ls="", color=CLASS_COLORS[1], markeredgecolor="black",
                label="class 1 (original)"),
-        Line2D([], [], marker="o", ls="", color="grey", markersize=3,
-               label="added point (class colour)"),
+        Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="black",
+               markeredgewidth=0.3, markersize=3, label="added point (class colour)"),
         Line2D([], [], color="black", lw=0.8, label="confidence 0.6 / 0.7 / 0.8 / 0.9"),
         Line2D([], [], color="black", lw=1.8, ls="--", label="decision boundary"),
     ]
