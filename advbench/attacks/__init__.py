@@ -6,13 +6,14 @@ Every attack works on logits, batched, inside ``tf.function``; see ``base.Attack
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.fgsm_min import MinimalFGSM
+from advbench.attacks.jsma import JSMA
 from advbench.attacks.pgd import PGD
 from advbench.attacks.rand_fgsm import RandomFGSM
 from advbench.attacks.vat import VirtualAdversarial
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
-    for cls in (FGSM, MinimalFGSM, RandomFGSM, PGD, VirtualAdversarial)
+    for cls in (FGSM, MinimalFGSM, RandomFGSM, JSMA, PGD, VirtualAdversarial)
 }
 
 
