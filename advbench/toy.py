@@ -446,8 +446,8 @@ def run_toy(dataset: str, out_dir: Path, *, seed: int = 0, epochs: int = 300,
     if unknown:
         raise ParameterError(f"unknown augmentation(s) {', '.join(map(repr, unknown))}; "
                              f"choose from: {', '.join(AUGMENTATIONS)}")
-    if "none" not in names:
-        names.insert(0, "none")
+    # The clean model comes first: the adversarial augmentations are crafted on it.
+    names = ["none"] + [name for name in dict.fromkeys(names) if name != "none"]
     progress = progress or Progress(quiet=True)
     started = time.perf_counter()
     x_train, y_train = make_toy_data(dataset, n_train, seed)

@@ -126,10 +126,11 @@ def test_run_toy_writes_the_figure_and_metrics_for_every_augmentation(tmp_path):
     assert saved["panels"] == result["panels"]
 
 
-def test_run_toy_always_trains_the_clean_reference(tmp_path):
+def test_run_toy_always_trains_the_clean_reference_first(tmp_path):
     result = run_toy("circles", tmp_path, epochs=1, n_train=20, n_test=20,
-                     augmentations=["gaussian"])
-    assert list(result["panels"]) == ["none", "gaussian"]
+                     augmentations=["fgsm", "none", "fgsm"])
+    assert list(result["panels"]) == ["none", "fgsm"]
+    assert matplotlib.image.imread(result["png"]).shape[:2] == (560, 1320)
 
 
 @pytest.mark.parametrize("call, message", [

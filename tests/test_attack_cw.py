@@ -1,0 +1,186 @@
+"""Carlini & Wagner L2: smaller than FGSM, no larger than DeepFool, targets, confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from advbench.attacks.carlini_wagner import CarliniWagnerL2  # noqa: E402
+from advbench.attacks.deepfool import DeepFool  # noqa: E402
+from advbench.attacks.fgsm import FGSM, apply_step  # noqa: E402
+from advbench.errors import ParameterError  # noqa: E402
+
+SHAPE = (8, 8, 1)
+CLASSES = 4
+# A budget that is quick on the tiny model yet converges there.
+FAST = {"max_iter": 200, "binary_search_steps": 6, "learning_rate": 0.05}
+
+
+def synthetic_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy copies of one fixed random 8x8 prototype per class, in [0, 1]."""
+    prototypes = np.random.default_rng(0).uniform(0.0, 1.0, (CLASSES,) + SHAPE)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, CLASSES, count)
+    x = np.clip(prototypes[labels] + rng.normal(0.0, 0.25, (count,) + SHAPE), 0.0, 1.0)
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A small conv net trained for a few seconds on the synthetic classes."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input(SHAPE),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(CLASSES),
+    ])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = synthetic_images(1024, seed=1)
+    model.fit(x, y, batch_size=64, epochs=5, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_model):
+    x, y = synthetic_images(48, seed=2)
+    correct = np.argmax(logits_of(tiny_model, x), 1) == y
+    return x[correct], y[correct]
+
+
+def logits_of(model, x):
+    return np.asarray(model(x, training=False))
+
+
+def l2(a, b):
+    return np.linalg.norm((a - b).reshape(len(a), -1), axis=1)
+
+
+def test_smaller_than_fgsm_and_no_larger_than_deepfool(tiny_model, batch):
+    x, y = batch
+    cw = CarliniWagnerL2(confidence=0.0, **FAST)(tiny_model, x, y).x_adv
+    cw_fooled = np.argmax(logits_of(tiny_model, cw), 1) != y
+    assert cw_fooled.mean() >= 0.95
+
+    deepfool = DeepFool()(tiny_model, x, y).x_adv
+    deepfool_fooled = np.argmax(logits_of(tiny_model, deepfool), 1) != y
+
+    # FGSM (L2 direction) at the smallest eps of a fine grid that flips each sample.
+    fgsm = FGSM(norm="l2")
+    step = fgsm.direction(tiny_model, x, y)
+    fgsm_l2 = np.full(len(x), np.inf)
+    for eps in np.linspace(0.05, 8.0, 160):
+        x_eps = apply_step(x, step, eps)
+        flipped = (np.argmax(logits_of(tiny_model, x_eps), 1) != y) & np.isinf(fgsm_l2)
+        fgsm_l2[flipped] = l2(x_eps, x)[flipped]
+
+    both = cw_fooled & deepfool_fooled & np.isfinite(fgsm_l2)
+    assert both.mean() >= 0.8
+    cw_l2 = l2(cw, x)[both].mean()
+    assert cw_l2 < fgsm_l2[both].mean()
+    assert cw_l2 <= 1.05 * l2(deepfool, x)[both].mean()
+
+
+def test_targeted_reaches_the_target(tiny_model, batch):
+    x, y = batch
+    target = (y + 1) % CLASSES
+    out = CarliniWagnerL2(**FAST)(tiny_model, x, y, target=target)
+    assert (np.argmax(logits_of(tiny_model, out.x_adv), 1) == target).mean() >= 0.95
+
+
+@pytest.mark.parametrize("confidence", [0.0, 2.3])
+def test_confidence_is_respected(tiny_model, batch, confidence):
+    x, y = batch
+    out = CarliniWagnerL2(confidence=confidence, **FAST)(tiny_model, x, y)
+    logits = logits_of(tiny_model, out.x_adv)
+    others = np.where(np.eye(CLASSES, dtype=bool)[y], -np.inf, logits).max(1)
+    margin = others - logits[np.arange(len(y)), y]
+    success = np.any(out.x_adv != x, axis=(1, 2, 3))
+    assert success.mean() >= 0.95
+    assert margin[success].min() >= confidence - 1e-3
+    assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
+    # More confidence costs a larger perturbation.
+    if confidence > 0:
+        weak = CarliniWagnerL2(confidence=0.0, **FAST)(tiny_model, x, y).x_adv
+        assert l2(out.x_adv, x)[success].mean() > l2(weak, x)[success].mean()
+
+
+def test_extras_and_samples_not_attacked(tiny_model):
+    x, y = synthetic_images(32, seed=3)
+    correct = np.argmax(logits_of(tiny_model, x), 1) == y
+    assert 0 < correct.sum() < len(y)
+    out = CarliniWagnerL2(**FAST)(tiny_model, x, y)
+    # Already misclassified: returned unchanged, no step spent, c reported as 0.
+    np.testing.assert_array_equal(out.x_adv[~correct], x[~correct])
+    assert np.all(out.extras["iterations"][~correct] == 0)
+    assert np.all(out.extras["const"][~correct] == 0)
+    assert out.extras["const"].shape == (len(x),) and out.extras["const"].dtype == np.float32
+    assert np.all(out.extras["const"][correct] > 0)
+    assert np.all(out.extras["iterations"][correct] >= 1)
+    assert np.all(out.extras["iterations"] <= FAST["max_iter"] * FAST["binary_search_steps"])
+
+
+def test_failed_samples_are_returned_unchanged(tiny_model, batch):
+    x, y = batch
+    # One step with a negligible c cannot fool anything.
+    out = CarliniWagnerL2(max_iter=1, binary_search_steps=1, initial_const=1e-9)(
+        tiny_model, x, y)
+    np.testing.assert_array_equal(out.x_adv, x)
+    np.testing.assert_allclose(out.extras["const"], 1e-9)
+
+
+def test_more_search_steps_do_not_hurt(tiny_model, batch):
+    x, y = batch
+    short = CarliniWagnerL2(confidence=0.0, max_iter=100, binary_search_steps=3,
+                            learning_rate=0.05)(tiny_model, x, y).x_adv
+    long = CarliniWagnerL2(confidence=0.0, max_iter=100, binary_search_steps=6,
+                           learning_rate=0.05)(tiny_model, x, y).x_adv
+    fooled = np.argmax(logits_of(tiny_model, short), 1) != y
+    assert fooled.mean() >= 0.9
+    # The search keeps the best adversarial over its steps; later steps only replace it
+    # with smaller ones (the first steps are identical in both runs).
+    assert np.all(l2(long, x)[fooled] <= l2(short, x)[fooled] + 1e-5)
+
+
+def test_params_and_repr():
+    attack = CarliniWagnerL2(confidence=0.0, max_iter=50)
+    assert attack.params() == {"confidence": 0.0, "learning_rate": 0.01, "max_iter": 50,
+                               "binary_search_steps": 9, "initial_const": 1e-3,
+                               "abort_early": True}
+    assert repr(attack).startswith("CarliniWagnerL2(confidence=0.0, learning_rate=0.01")
+    assert (CarliniWagnerL2.name, CarliniWagnerL2.minimal, CarliniWagnerL2.norm) == (
+        "cw-l2", True, "l2")
+    assert CarliniWagnerL2.supports_targets
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"confidence": -1.0}, r"confidence must be >= 0\.0, got -1\.0"),
+    ({"learning_rate": 0.0}, r"learning_rate must be > 0\.0, got 0\.0"),
+    ({"max_iter": 0}, r"max_iter must be >= 1, got 0"),
+    ({"max_iter": 10.0}, r"max_iter must be an integer, got 10\.0"),
+    ({"binary_search_steps": 0}, r"binary_search_steps must be >= 1, got 0"),
+    ({"initial_const": 0.0}, r"initial_const must be > 0\.0, got 0\.0"),
+    ({"initial_const": float("nan")}, r"initial_const must be a number, got NaN"),
+    ({"abort_early": "no"}, r"abort_early must be True or False, got 'no'"),
+])
+def test_bad_parameters(kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        CarliniWagnerL2(**kwargs)
+
+
+@pytest.mark.parametrize("target, message", [
+    (np.array([0, 1, 2]), r"target has shape \(3,\) but y has \(4,\)"),
+    (np.array([0, 1, 2, 7]), r"target must hold class indices in \[0, 4\)"),
+])
+def test_bad_targets(tiny_model, target, message):
+    x, y = synthetic_images(4, seed=4)
+    with pytest.raises(ParameterError, match=message):
+        CarliniWagnerL2(max_iter=1)(tiny_model, x, y, target=target)
+
+
+def test_labels_out_of_range(tiny_model):
+    x, _ = synthetic_images(4, seed=4)
+    with pytest.raises(ParameterError, match=r"y must hold class indices in \[0, 4\)"):
+        CarliniWagnerL2(max_iter=1)(tiny_model, x, np.array([0, 1, -1, 2]))

@@ -1,0 +1,90 @@
+"""Properties every attack of the registry must have, on a small trained CNN."""
+
+import numpy as np
+import pytest
+
+from advbench import data
+from advbench.attacks import ATTACKS, make_attack
+from advbench.errors import ParameterError
+from advbench.models import predict_labels
+
+# Settings per attack that keep the suite fast while staying strong enough to fool the model.
+FAST = {
+    "fgsm": {"eps": 0.3},
+    "fgsm-min": {"eps_step": 0.05},
+    "rand-fgsm": {"eps": 0.3, "alpha": 0.05},
+    "pgd": {"eps": 0.3, "steps": 10, "step_size": 0.05},
+    "vat": {"eps": 6.0},
+    "jsma": {"theta": 1.0, "gamma": 0.2},
+    "deepfool": {"max_iter": 50},
+    "cw-l2": {"max_iter": 100, "binary_search_steps": 4, "initial_const": 1.0},
+}
+
+
+@pytest.fixture(scope="module")
+def samples(fake_data_dir):
+    x, y, _ = data.load("mnist", "test", data_dir=fake_data_dir, limit=20)
+    return x, y
+
+
+def test_every_registered_attack_has_fast_settings():
+    assert set(FAST) >= set(ATTACKS)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_outputs_are_images_in_bounds_and_accuracy_drops(name, trained_tiny_cnn, samples):
+    _, model, _ = trained_tiny_cnn
+    x, y = samples
+    out = make_attack(name, **FAST[name])(model, x, y, seed=1)
+    assert out.x_adv.shape == x.shape and out.x_adv.dtype == np.float32
+    assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
+    for key, values in out.extras.items():
+        assert np.asarray(values).shape == (len(x),), key
+    clean = np.mean(predict_labels(model, x) == y)
+    adversarial = np.mean(predict_labels(model, out.x_adv) == y)
+    assert adversarial < clean, (clean, adversarial)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_same_seed_same_result(name, trained_tiny_cnn, samples):
+    _, model, _ = trained_tiny_cnn
+    x, y = samples
+    attack = make_attack(name, **FAST[name])
+    first = attack(model, x[:6], y[:6], seed=3).x_adv
+    second = attack(model, x[:6], y[:6], seed=3).x_adv
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ATTACKS if "eps" in ATTACKS[n].param_names))
+def test_eps_zero_returns_the_input(name, trained_tiny_cnn, samples):
+    _, model, _ = trained_tiny_cnn
+    x, y = samples
+    params = {**FAST[name], "eps": 0.0}
+    if "alpha" in params:
+        params["alpha"] = 0.0
+    np.testing.assert_allclose(make_attack(name, **params)(model, x, y, seed=0).x_adv, x,
+                               atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_repr_records_every_parameter(name):
+    attack = make_attack(name)
+    assert set(attack.params()) == set(ATTACKS[name].param_names)
+    for param in ATTACKS[name].param_names:
+        assert f"{param}=" in repr(attack)
+
+
+def test_unknown_attack_and_foreign_parameters():
+    with pytest.raises(ParameterError, match="unknown attack 'fgsn'"):
+        make_attack("fgsn")
+    with pytest.raises(ParameterError, match="theta do not apply to attack 'fgsm'"):
+        make_attack("fgsm", theta=0.1)
+
+
+def test_untargeted_attacks_refuse_targets(trained_tiny_cnn, samples):
+    _, model, _ = trained_tiny_cnn
+    x, y = samples
+    untargeted = [n for n, cls in ATTACKS.items() if not cls.supports_targets]
+    assert untargeted
+    with pytest.raises(ParameterError, match="untargeted only"):
+        make_attack(untargeted[0])(model, x, y, target=y)
