@@ -281,6 +281,39 @@ def models_command(paths, models_dir, as_json):
     Console(file=sys.stderr).print(table)
 
 
+# -- reproduce ----------------------------------------------------------------------------
+@main.command()
+@click.option("--dataset", type=click.Choice(["mnist", "cifar10", "toy"]), default="mnist",
+              show_default=True)
+@click.option("--profile", type=click.Choice(["quick", "paper", "demo"]), default="quick",
+              show_default=True,
+              help="paper: the paper's settings (for a GPU); quick: scaled for a 2-core CPU; "
+                   "demo: a few-minute slice.")
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Results folder; the report is <out>/<dataset>/<profile>/report.md.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_data_dir_option
+@_models_dir_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def reproduce(dataset, profile, out, seed, data_dir, models_dir, quiet):
+    """Run the paper's experiments end to end and write a report; print its path.
+
+    Every stage goes through the same code as train, attack, evaluate and transfer. Rerunning
+    skips finished stages and resumes interrupted attacks; trained models in the zoo store are
+    reused when their training parameters match the profile's.
+
+    Example:
+
+        advbench reproduce --dataset mnist --profile quick
+    """
+    from advbench.progress import Progress
+    from advbench.reproduce import Reproduction
+
+    repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
+                         seed=seed, progress=Progress(quiet=quiet))
+    click.echo(str(repro.run()))
+
+
 # -- attack ---------------------------------------------------------------------------------
 # Attack flags -> (parameter name, type, help). A flag given to an attack without that
 # parameter is a usage error, so a typo never silently runs the default.

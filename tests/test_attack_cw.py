@@ -109,6 +109,7 @@ def test_confidence_is_respected(tiny_model, batch, confidence):
 
 def test_extras_and_samples_not_attacked(tiny_model):
     x, y = synthetic_images(32, seed=3)
+    y[:8] = (y[:8] + 1) % CLASSES  # wrong labels: the model "misclassifies" these
     correct = np.argmax(logits_of(tiny_model, x), 1) == y
     assert 0 < correct.sum() < len(y)
     out = CarliniWagnerL2(**FAST)(tiny_model, x, y)
@@ -133,10 +134,10 @@ def test_failed_samples_are_returned_unchanged(tiny_model, batch):
 
 def test_more_search_steps_do_not_hurt(tiny_model, batch):
     x, y = batch
-    short = CarliniWagnerL2(confidence=0.0, max_iter=100, binary_search_steps=3,
-                            learning_rate=0.05)(tiny_model, x, y).x_adv
-    long = CarliniWagnerL2(confidence=0.0, max_iter=100, binary_search_steps=6,
-                           learning_rate=0.05)(tiny_model, x, y).x_adv
+    settings = {"confidence": 0.0, "max_iter": 100, "learning_rate": 0.05,
+                "initial_const": 0.1}
+    short = CarliniWagnerL2(binary_search_steps=3, **settings)(tiny_model, x, y).x_adv
+    long = CarliniWagnerL2(binary_search_steps=6, **settings)(tiny_model, x, y).x_adv
     fooled = np.argmax(logits_of(tiny_model, short), 1) != y
     assert fooled.mean() >= 0.9
     # The search keeps the best adversarial over its steps; later steps only replace it

@@ -50,8 +50,7 @@ def affine_model(seed: int, classes: int = 5):
     return model, weights, bias
 
 
-@pytest.mark.parametrize("overshoot", [0.02, 0.3])
-@pytest.mark.parametrize("candidates", [2, 3, 10])
+@pytest.mark.parametrize("candidates, overshoot", [(2, 0.02), (3, 0.3), (10, 0.02)])
 def test_affine_model_matches_closed_form(overshoot, candidates):
     model, weights, bias = affine_model(seed=3)
     rng = np.random.default_rng(4)

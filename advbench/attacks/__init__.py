@@ -4,6 +4,8 @@ Every attack works on logits, batched, inside ``tf.function``; see ``base.Attack
 """
 
 from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.carlini_wagner import CarliniWagnerL2
+from advbench.attacks.deepfool import DeepFool
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.fgsm_min import MinimalFGSM
 from advbench.attacks.jsma import JSMA
@@ -13,7 +15,8 @@ from advbench.attacks.vat import VirtualAdversarial
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
-    for cls in (FGSM, MinimalFGSM, RandomFGSM, JSMA, PGD, VirtualAdversarial)
+    for cls in (FGSM, MinimalFGSM, RandomFGSM, JSMA, DeepFool, CarliniWagnerL2, PGD,
+                VirtualAdversarial)
 }
 
 

@@ -1,0 +1,414 @@
+"""`advbench reproduce`: the paper's experiments end to end, through the same code paths as
+`train`, `attack`, `evaluate` and `transfer`, with a report of tables and figures.
+
+The grid is a list of stages; each writes artifacts at deterministic paths (or finds them by
+key), so a rerun skips finished stages and an interrupted attack resumes from its checkpoint.
+Stage results that are cheap summaries (evaluations) are cached as JSON next to the artifacts,
+keyed by the content of their inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from advbench import data, paper
+from advbench.artifacts import load_model, read_model_metadata, save_model
+from advbench.attacks import make_attack
+from advbench.curves import CurveRun, parse_eps, read_curve, run_curve
+from advbench.defenses import make_defense
+from advbench.errors import ParameterError
+from advbench.evaluate import evaluate, score_artifact, training_set, transfer
+from advbench.models import models_dir as default_models_dir, zoo_path
+from advbench.progress import Progress
+from advbench.runner import AttackRun, attack_split, run_key
+from advbench.train import TrainConfig, train
+
+# Model specs by zoo name: (architecture, activation, defense).
+MODEL_SPECS = {
+    "cnn": ("cnn", "relu", "none"),
+    "cnn-brelu": ("cnn", "brelu", "none"),
+    "resnet": ("resnet", "relu", "none"),
+    "resnet-brelu": ("resnet", "brelu", "none"),
+    "cnn-feature-squeezing": ("cnn", "relu", "feature-squeezing"),
+    "cnn-label-smoothing": ("cnn", "relu", "label-smoothing"),
+    "cnn-fgsm-at": ("cnn", "relu", "fgsm-at"),
+    "cnn-vat": ("cnn", "relu", "vat"),
+    "cnn-gda": ("cnn", "relu", "gda"),
+    "cnn-brelu-gda": ("cnn", "brelu", "gda"),
+}
+BLACKBOX_SOURCE = "resnet"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """How much of the paper's grid to run, and at what size."""
+
+    name: str
+    description: str
+    models: tuple[str, ...]
+    epochs: int
+    train_limit: int | None          # training images (None: all)
+    gda_epochs: int                  # GDA passes 1 + copies times over the data per epoch
+    test_limit: int | None           # images for curves, FGSM tables and metrics
+    expensive_limit: int | None      # images for DeepFool, JSMA, C&W and minimal FGSM
+    eps_grid: str                    # curves (Figures 3-5)
+    attack_params: dict[str, dict[str, Any]]
+    experiments: tuple[str, ...]
+
+
+PAPER_ATTACKS = {
+    "fgsm": {"eps": 0.1},
+    "rand-fgsm": {"eps": 0.1, "alpha": 0.05},
+    "fgsm-min": {"eps_step": 0.05, "eps_max": 1.0},  # the paper code's grid
+    "deepfool": {"max_iter": 100, "overshoot": 0.02},
+    "jsma": {"theta": 0.1, "gamma": 1.0},
+    "cw-l2": {"confidence": 2.3},
+}
+
+ALL_EXPERIMENTS = ("table1", "figure3", "figure4", "table2", "table3", "table4", "figure1")
+
+PROFILES = {
+    "paper": Profile(
+        "paper", "the paper's settings: every model at 20 epochs (early stopping), the full "
+        "test set, eps 0.01 to 1 by 0.01, the attacks' paper parameters; meant for a GPU",
+        tuple(MODEL_SPECS), epochs=20, train_limit=None, gda_epochs=20, test_limit=None,
+        expensive_limit=None, eps_grid="0.01:1:0.01", attack_params=PAPER_ATTACKS,
+        experiments=ALL_EXPERIMENTS),
+    "quick": Profile(
+        "quick", "the paper's grid scaled for a 2-core CPU: 2 epochs on 20,000 training "
+        "images (GDA: 1 epoch, i.e. 11 passes), 1,000 test images for curves, FGSM and the "
+        "metrics, 200 for DeepFool, JSMA, C&W and minimal FGSM, eps 0.02 to 1 by 0.02, C&W "
+        "with 5 binary-search steps of 100 iterations",
+        tuple(MODEL_SPECS), epochs=2, train_limit=20000, gda_epochs=1, test_limit=1000,
+        expensive_limit=200, eps_grid="0.02:1:0.02",
+        attack_params={**PAPER_ATTACKS,
+                       "cw-l2": {"confidence": 2.3, "binary_search_steps": 5, "max_iter": 100}},
+        experiments=ALL_EXPERIMENTS),
+    "demo": Profile(
+        "demo", "a few-minute slice: an undefended and a GDA+BRELU CNN (1 epoch on 6,000 "
+        "images), white-box FGSM (eps 0.1) and DeepFool on 300 test images",
+        ("cnn", "cnn-brelu-gda"), epochs=1, train_limit=6000, gda_epochs=1, test_limit=300,
+        expensive_limit=300, eps_grid="0.1", attack_params=PAPER_ATTACKS,
+        experiments=("demo",)),
+}
+
+DATASETS = ("mnist", "cifar10", "toy")
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    run: Callable[[], Any]
+    weight: float = 1.0  # rough relative cost, for the time-left estimate
+
+
+class Reproduction:
+    """One `advbench reproduce` run: the stages for a data set and profile, and their results."""
+
+    def __init__(self, dataset: str, profile: str, out: str | Path, *, data_dir=None,
+                 models_dir=None, seed: int = 0, progress: Progress | None = None):
+        if dataset not in DATASETS:
+            raise ParameterError(f"unknown data set {dataset!r}; choose one of "
+                                 f"{', '.join(DATASETS)}")
+        if profile not in PROFILES:
+            raise ParameterError(f"unknown profile {profile!r}; choose one of "
+                                 f"{', '.join(PROFILES)}")
+        self.dataset, self.profile = dataset, PROFILES[profile]
+        self.root = Path(out) / dataset / self.profile.name
+        self.runs_dir = self.root / "runs"
+        self.data_dir = data_dir
+        self.models_dir = models_dir
+        self.seed = seed
+        self.progress = progress or Progress(quiet=True)
+        self.results: dict[str, Any] = {}
+        self.models: dict[str, Path] = {}
+        self.timings: dict[str, float] = {}
+
+    # -- stages --------------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        if self.dataset == "toy":
+            return [Stage(f"toy {name}", lambda n=name: self._toy(n), 2.0)
+                    for name in ("circles", "moons")]
+        p = self.profile
+        stages = [Stage(f"train {name}", lambda n=name: self._train(n), self._train_weight(name))
+                  for name in p.models]
+        experiments = set(p.experiments)
+        defenses = [m for m in paper.DEFENSE_MODELS if m in p.models]
+        archs = [m for m in paper.TABLE1_MODELS if m in p.models]
+        if "demo" in experiments:
+            for name in p.models:
+                for attack in ("fgsm", "deepfool"):
+                    stages.append(Stage(f"attack {attack} on {name}",
+                                        lambda n=name, a=attack: self._attack(n, a, n), 1.0))
+            stages.append(Stage("evaluate", self._demo_table, 0.5))
+        if "table1" in experiments:
+            stages.append(Stage("table 1: FGSM transfer matrix", self._table1, 1.0))
+        if "figure3" in experiments:
+            for name in archs:
+                stages.append(Stage(f"figure 3: FGSM curve on {name}",
+                                    lambda n=name: self._curve(n, [n], "fgsm"), 0.5))
+        if "figure4" in experiments:
+            for name in defenses:
+                for attack in ("fgsm", "rand-fgsm"):
+                    stages.append(Stage(f"figure 4: white-box {attack} curve on {name}",
+                                        lambda n=name, a=attack: self._curve(n, [n], a), 0.5))
+            for attack in ("fgsm", "rand-fgsm"):
+                stages.append(Stage(f"figure 4: black-box {attack} curves from "
+                                    f"{BLACKBOX_SOURCE}", lambda a=attack: self._curve(
+                                        BLACKBOX_SOURCE, defenses, a), 1.0))
+        if "table2" in experiments:
+            for name in defenses:
+                stages.append(Stage(f"table 2: minimal FGSM on {name}",
+                                    lambda n=name: self._table2_row(n), 1.0))
+        if "table3" in experiments:
+            stages.append(Stage("table 3: loss sensitivity", self._table3, 0.5))
+        if "table4" in experiments:
+            for attack in paper.BLACKBOX_ATTACKS:
+                stages.append(Stage(f"table 4: {attack} crafted on {BLACKBOX_SOURCE}",
+                                    lambda a=attack: self._attack(BLACKBOX_SOURCE, a, None),
+                                    3.0 if attack in ("jsma", "cw-l2", "deepfool") else 0.5))
+            stages.append(Stage("table 4: black-box scores", self._table4, 1.0))
+        if "figure1" in experiments:
+            stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5))
+        return stages
+
+    def _train_weight(self, name: str) -> float:
+        _, _, defense = MODEL_SPECS[name]
+        if defense == "gda":
+            return 11.0 * self.profile.gda_epochs / max(self.profile.epochs, 1)
+        return 2.5 if defense in ("fgsm-at", "vat") else 1.0
+
+    def run(self) -> Path:
+        """Run every stage not yet done, then write the report; returns the report path."""
+        stages = self.stages()
+        total_weight = sum(s.weight for s in stages)
+        done_weight, started = 0.0, time.perf_counter()
+        self.root.mkdir(parents=True, exist_ok=True)
+        for i, stage in enumerate(stages, 1):
+            elapsed = time.perf_counter() - started
+            left = (elapsed / done_weight * (total_weight - done_weight)) if done_weight else None
+            self.progress.log(f"[{i}/{len(stages)}] {stage.name}  (elapsed {elapsed / 60:.1f} min"
+                              + (f", about {left / 60:.0f} min left)" if left else ")"))
+            began = time.perf_counter()
+            stage.run()
+            self.timings[stage.name] = time.perf_counter() - began
+            done_weight += stage.weight
+        from advbench.reproduce_report import write_report
+
+        return write_report(self)
+
+    # -- building blocks -------------------------------------------------------------------
+    def _train_config(self, name: str) -> tuple[TrainConfig, Any]:
+        architecture, activation, defense = MODEL_SPECS[name]
+        gda = defense == "gda"
+        epochs = self.profile.gda_epochs if gda else self.profile.epochs
+        config = TrainConfig(dataset=self.dataset, architecture=architecture,
+                             activation=activation, epochs=epochs, seed=self.seed,
+                             limit=self.profile.train_limit, data_dir=self.data_dir)
+        return config, make_defense(defense, self.dataset)
+
+    @staticmethod
+    def _matches(meta: dict, config: TrainConfig, defense) -> bool:
+        return (meta.get("dataset") == config.dataset
+                and meta.get("architecture") == config.architecture
+                and meta.get("activation") == config.activation
+                and meta.get("defense") == defense.name
+                and meta.get("defense_params") == defense.params()
+                and meta.get("epochs") == config.epochs and meta.get("limit") == config.limit
+                and meta.get("seed") == config.seed
+                and meta.get("batch_size") == config.batch_size)
+
+    def _train(self, name: str) -> Path:
+        config, defense = self._train_config(name)
+        architecture, activation, defense_name = MODEL_SPECS[name]
+        candidates = [self.root / "models" / f"{self.dataset}-{name}.h5",
+                      zoo_path(self.dataset, architecture, activation, defense_name,
+                               default_models_dir(self.models_dir))]
+        for path in candidates:
+            if path.exists():
+                try:
+                    if self._matches(read_model_metadata(path), config, defense):
+                        self.progress.log(f"  using {path} (same training parameters)")
+                        self.models[name] = path
+                        return path
+                except Exception:  # a foreign or broken file is simply not a match
+                    continue
+        model, meta = train(config, defense, progress=self.progress)
+        save_model(candidates[0], model, meta)
+        self.models[name] = candidates[0]
+        return candidates[0]
+
+    def model(self, name: str) -> tuple[Path, Any, dict]:
+        path = self.models.get(name) or self._train(name)
+        model, meta = load_model(path)
+        return path, model, meta
+
+    def _limit_for(self, attack: str) -> int | None:
+        expensive = attack in ("deepfool", "jsma", "cw-l2", "fgsm-min")
+        return self.profile.expensive_limit if expensive else self.profile.test_limit
+
+    def _attack(self, source: str, attack_name: str, _target) -> Path:
+        """Craft (or resume, or reuse) an attack artifact on ``source``."""
+        path, model, meta = self.model(source)
+        attack = make_attack(attack_name, **self.profile.attack_params.get(attack_name, {}))
+        run = AttackRun(model_path=str(path), dataset=self.dataset, split="test",
+                        limit=self._limit_for(attack_name), batch_size=256, seed=self.seed,
+                        data_dir=self.data_dir)
+        _, _, indices = data.load(self.dataset, "test", data_dir=self.data_dir, limit=run.limit,
+                                  seed=run.seed)
+        key = run_key(run, attack, meta.get("content_hash", ""), indices)
+        output = self.runs_dir / f"{source}-{attack_name}-{key[:10]}.h5"
+        attack_split(run, attack, model, meta, output, progress=self.progress)
+        self.results.setdefault("attacks", {})[(source, attack_name)] = output
+        return output
+
+    def _cached(self, name: str, inputs: list, compute: Callable[[], Any]) -> Any:
+        """A JSON summary cached under ``name``, recomputed when its inputs changed."""
+        digest = hashlib.sha256(json.dumps([str(i) for i in inputs]).encode())
+        for item in inputs:
+            item = Path(str(item))
+            if item.exists():
+                digest.update(str(item.stat().st_mtime_ns).encode())
+        key = digest.hexdigest()
+        path = self.root / "summaries" / f"{name}.json"
+        if path.exists():
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key:
+                return cached["value"]
+        value = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "value": value}, default=_json_default))
+        tmp.replace(path)
+        return json.loads(json.dumps(value, default=_json_default))
+
+    # -- experiments -------------------------------------------------------------------------
+    def _table1(self):
+        names = [m for m in paper.TABLE1_MODELS if m in self.profile.models]
+        loaded = [self.model(n) for n in names]
+        attack = make_attack("fgsm", **self.profile.attack_params["fgsm"])
+
+        def compute():
+            result = transfer(loaded, loaded, attack, dataset=self.dataset,
+                              limit=self.profile.test_limit, seed=self.seed, batch_size=256,
+                              data_dir=self.data_dir, runs_dir=self.runs_dir,
+                              progress=self.progress)
+            return result.summary
+        summary = self._cached("table1", [m[0] for m in loaded], compute)
+        self.results["table1"] = {"names": names, "summary": summary}
+
+    def _curve(self, source: str, targets: list[str], attack: str):
+        src = self.model(source)
+        tgts = [self.model(t) for t in targets]
+        run = CurveRun(dataset=self.dataset, limit=self.profile.test_limit, seed=self.seed,
+                       batch_size=256, data_dir=self.data_dir)
+        eps = parse_eps(self.profile.eps_grid)
+        params = self.profile.attack_params.get(attack, {})
+        path, _ = run_curve(run, src, tgts, eps, attack=attack,
+                            alpha=params.get("alpha", 0.05), runs_dir=self.runs_dir,
+                            progress=self.progress)
+        curve = read_curve(path)
+        entry = {"source": source, "targets": targets, "attack": attack,
+                 "eps": [float(e) for e in curve.eps],
+                 "accuracy": {t: [float(a) for a in curve.accuracy[i]]
+                              for i, t in enumerate(targets)},
+                 "clean": {t: float(curve.clean_accuracy[i]) for i, t in enumerate(targets)},
+                 "path": str(path)}
+        self.results.setdefault("curves", []).append(entry)
+
+    def _training_images(self) -> np.ndarray:
+        if "training" not in self.__dict__:
+            self.__dict__["training"] = training_set(self.dataset, self.data_dir)
+        return self.__dict__["training"]
+
+    def _table2_row(self, name: str):
+        artifact = self._attack(name, "fgsm-min", None)
+        path, model, meta = self.model(name)
+
+        def compute():
+            return score_artifact(model, meta, path, artifact, data_dir=self.data_dir,
+                                  training=self._training_images).summary
+        self.results.setdefault("table2", {})[name] = self._cached(
+            f"table2-{name}", [artifact, path], compute)
+
+    def _table3(self):
+        names = [m for m in paper.DEFENSE_MODELS if m in self.profile.models]
+        rows = {}
+        for name in names:
+            path, model, meta = self.model(name)
+
+            def compute(model=model, meta=meta, path=path):
+                return evaluate(model, meta, path, [], limit=self.profile.test_limit,
+                                seed=self.seed, data_dir=self.data_dir, distance=False
+                                ).summary["clean"]
+            rows[name] = self._cached(f"table3-{name}", [path], compute)
+        self.results["table3"] = rows
+
+    def _table4(self):
+        names = [m for m in paper.DEFENSE_MODELS if m in self.profile.models]
+        artifacts = {a: self._attack(BLACKBOX_SOURCE, a, None) for a in paper.BLACKBOX_ATTACKS}
+        rows = {}
+        for name in names:
+            path, model, meta = self.model(name)
+            row = {}
+            for attack, artifact in artifacts.items():
+                def compute(model=model, meta=meta, path=path, artifact=artifact):
+                    return score_artifact(model, meta, path, artifact, data_dir=self.data_dir,
+                                          model_level=False).summary
+                row[attack] = self._cached(f"table4-{name}-{attack}", [artifact, path], compute)
+            rows[name] = row
+        self.results["table4"] = rows
+
+    def _figure1(self):
+        """Minimal FGSM perturbations of the first ten test images, undefended vs GDA+BRELU,
+        crafted by the same attack object the `attack` stage uses."""
+        x, y, _ = data.load(self.dataset, "test", data_dir=self.data_dir)
+        x, y = x[:10], y[:10]
+        attack = make_attack("fgsm-min", **self.profile.attack_params["fgsm-min"])
+        panels = {}
+        for name in ("cnn", "cnn-brelu-gda"):
+            if name not in self.profile.models:
+                continue
+            _, model, _ = self.model(name)
+            out = attack(model, x, y, seed=self.seed)
+            panels[name] = {"x_adv": out.x_adv, "eps": out.extras.get("eps"),
+                            "found": out.extras.get("found")}
+        self.results["figure1"] = {"x": x, "y": y, "panels": panels}
+
+    def _demo_table(self):
+        rows = {}
+        for name in self.profile.models:
+            path, model, meta = self.model(name)
+            artifacts = [self.results["attacks"][(name, a)] for a in ("fgsm", "deepfool")]
+            rows[name] = evaluate(model, meta, path, artifacts, limit=self.profile.test_limit,
+                                  seed=self.seed, data_dir=self.data_dir, distance=False,
+                                  progress=self.progress).summary
+            rows[name]["training_time_s"] = meta.get("training_time_s")
+            rows[name]["clean_test_accuracy"] = meta.get("clean_test_accuracy")
+        self.results["demo"] = rows
+
+    def _toy(self, name: str):
+        from advbench.toy import run_toy
+
+        self.results.setdefault("toy", {})[name] = run_toy(name, self.root, seed=self.seed,
+                                                           progress=self.progress)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"cannot store {type(value).__name__} in a summary")
