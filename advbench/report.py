@@ -269,3 +269,22 @@ def write_text(path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def print_markdown_table(markdown_path, heading: str, console: Console | None = None) -> None:
+    """Print the first markdown table under ``heading`` of a report as a rich table."""
+    lines = Path(markdown_path).read_text().splitlines()
+    start = lines.index(heading) + 1
+    rows = []
+    for line in lines[start:]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif rows:
+            break
+    header, body = rows[0], [r for r in rows[2:]]
+    table = Table(title=heading.lstrip("# "))
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in body:
+        table.add_row(*row)
+    _console(console).print(table)
