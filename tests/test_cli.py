@@ -135,3 +135,13 @@ def test_data_info_and_fetch_if_missing(fake_data_dir):
     info = CliRunner().invoke(main, ["data", "info", "--data-dir",
                                                      str(fake_data_dir)])
     assert info.exit_code == 0 and "mnist" in info.stderr
+
+
+def test_every_attack_is_documented():
+    from advbench.attacks import ATTACKS
+
+    text = (DOCS.parent / "attacks.md").read_text()
+    for name, cls in ATTACKS.items():
+        assert f"| `{name}` | `{cls.__name__}` |" in text
+        for param in cls.param_names:
+            assert f"`{param}=" in text, (name, param)
