@@ -30,10 +30,16 @@ data: install
 demo: install data
 	$(ADVBENCH) reproduce --dataset mnist --profile demo --out results
 
-bench: bench-train
+bench: bench-train bench-attacks
 
 bench-train: install
 	$(BIN)/python bench/bench_train.py
+
+# Side by side with IBM ART 1.20.1, the optional extra `bench` (never a runtime dependency).
+BENCH_MODEL ?= runs/bench/mnist-cnn-relu-none-1epoch.h5
+bench-attacks: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_attacks.py --model $(BENCH_MODEL)
 
 lint: install
 	$(BIN)/pip install --quiet pyflakes

@@ -86,11 +86,12 @@ PROFILES = {
         "quick", "the paper's grid scaled for a 2-core CPU: 2 epochs on 20,000 training "
         "images (GDA: 1 epoch, i.e. 11 passes), 1,000 test images for curves, FGSM and the "
         "metrics, 200 for DeepFool, JSMA, C&W and minimal FGSM, eps 0.02 to 1 by 0.02, C&W "
-        "with 5 binary-search steps of 100 iterations",
+        "with 5 binary-search steps of 100 Adam iterations (learning rate 0.05, initial c 0.1)",
         tuple(MODEL_SPECS), epochs=2, train_limit=20000, gda_epochs=1, test_limit=1000,
         expensive_limit=200, eps_grid="0.02:1:0.02",
         attack_params={**PAPER_ATTACKS,
-                       "cw-l2": {"confidence": 2.3, "binary_search_steps": 5, "max_iter": 100}},
+                       "cw-l2": {"confidence": 2.3, "binary_search_steps": 5, "max_iter": 100,
+                                 "learning_rate": 0.05, "initial_const": 0.1}},
         experiments=ALL_EXPERIMENTS),
     "demo": Profile(
         "demo", "a few-minute slice: an undefended CNN (3 epochs on 6,000 images) and a "
