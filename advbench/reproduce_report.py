@@ -9,7 +9,6 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

@@ -75,3 +75,36 @@ def trained_tiny_cnn(fake_data_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "mnist-cnn-relu-none.h5"
     meta["content_hash"] = save_model(path, model, meta)
     return path, model, meta
+
+
+# Small 8x8 images for attack tests: noisy copies of one random prototype per class.
+PROTOTYPE_SHAPE = (8, 8, 1)
+PROTOTYPE_CLASSES = 4
+
+
+def prototype_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy copies of one fixed random 8x8 prototype per class, in [0, 1]."""
+    prototypes = np.random.default_rng(0).uniform(0.0, 1.0,
+                                                  (PROTOTYPE_CLASSES,) + PROTOTYPE_SHAPE)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, PROTOTYPE_CLASSES, count)
+    x = np.clip(prototypes[labels] + rng.normal(0.0, 0.25, (count,) + PROTOTYPE_SHAPE), 0, 1)
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A small conv net trained for a few seconds on the prototype classes (logits out)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input(PROTOTYPE_SHAPE),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(PROTOTYPE_CLASSES),
+    ])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = prototype_images(1024, seed=1)
+    model.fit(x, y, batch_size=64, epochs=5, verbose=0)
+    return model

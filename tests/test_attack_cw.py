@@ -12,35 +12,11 @@ from advbench.attacks.deepfool import DeepFool  # noqa: E402
 from advbench.attacks.fgsm import FGSM, apply_step  # noqa: E402
 from advbench.errors import ParameterError  # noqa: E402
 
-SHAPE = (8, 8, 1)
-CLASSES = 4
+from conftest import PROTOTYPE_CLASSES as CLASSES  # noqa: E402
+from conftest import prototype_images as synthetic_images  # noqa: E402
+
 # A budget that is quick on the tiny model yet converges there.
 FAST = {"max_iter": 200, "binary_search_steps": 6, "learning_rate": 0.05}
-
-
-def synthetic_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy copies of one fixed random 8x8 prototype per class, in [0, 1]."""
-    prototypes = np.random.default_rng(0).uniform(0.0, 1.0, (CLASSES,) + SHAPE)
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, CLASSES, count)
-    x = np.clip(prototypes[labels] + rng.normal(0.0, 0.25, (count,) + SHAPE), 0.0, 1.0)
-    return x.astype(np.float32), labels.astype(np.int64)
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    """A small conv net trained for a few seconds on the synthetic classes."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input(SHAPE),
-        keras.layers.Conv2D(8, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(CLASSES),
-    ])
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x, y = synthetic_images(1024, seed=1)
-    model.fit(x, y, batch_size=64, epochs=5, verbose=0)
-    return model
 
 
 @pytest.fixture(scope="module")
