@@ -215,7 +215,11 @@ def our_attacks(name: str, quick: bool = False) -> dict[str, tuple[object, bool]
     if name == "cw-l2":
         defaults = (CarliniWagnerL2(confidence=2.3, max_iter=50, binary_search_steps=3)
                     if quick else CarliniWagnerL2(confidence=2.3))
+        # The middle budget is the one `advbench reproduce --profile quick` uses.
+        middle = CarliniWagnerL2(confidence=2.3, max_iter=100, binary_search_steps=5,
+                                 learning_rate=0.05, initial_const=0.1)
         return {"advbench, defaults": (defaults, True),
+                "advbench, 5 x 100 steps": (middle, False),
                 "advbench, ART's budget": (CarliniWagnerL2(
                     confidence=2.3, max_iter=10, binary_search_steps=10, initial_const=0.01,
                     learning_rate=0.1), False)}
