@@ -33,6 +33,8 @@ def _quiet_tensorflow_import() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+        # Retracing notices are for TF developers; our tf.functions are built per model.
+        tf.get_logger().setLevel("ERROR")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
