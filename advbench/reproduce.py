@@ -62,6 +62,9 @@ class Profile:
     eps_grid: str                    # curves (Figures 3-5)
     attack_params: dict[str, dict[str, Any]]
     experiments: tuple[str, ...]
+    # Extra training seeds for the claims that hinge on small differences (Figure 3's
+    # architectures): each is retrained and its white-box FGSM curve measured per seed.
+    extra_seeds: tuple[int, ...] = ()
 
 
 PAPER_ATTACKS = {
@@ -81,18 +84,19 @@ PROFILES = {
         "test set, eps 0.01 to 1 by 0.01, the attacks' paper parameters; meant for a GPU",
         tuple(MODEL_SPECS), epochs=20, train_limit=None, gda_epochs=20, test_limit=None,
         expensive_limit=None, eps_grid="0.01:1:0.01", attack_params=PAPER_ATTACKS,
-        experiments=ALL_EXPERIMENTS),
+        experiments=ALL_EXPERIMENTS, extra_seeds=(1, 2)),
     "quick": Profile(
         "quick", "the paper's grid scaled for a 2-core CPU: 2 epochs on 20,000 training "
         "images (GDA: 1 epoch, i.e. 11 passes), 1,000 test images for curves, FGSM and the "
         "metrics, 500 for DeepFool, JSMA, C&W and minimal FGSM, eps 0.02 to 1 by 0.02, C&W "
-        "with 5 binary-search steps of 100 Adam iterations (learning rate 0.05, initial c 0.1)",
+        "with 5 binary-search steps of 100 Adam iterations (learning rate 0.05, initial c 0.1); "
+        "the four Figure 3 architectures also trained with seeds 1 and 2",
         tuple(MODEL_SPECS), epochs=2, train_limit=20000, gda_epochs=1, test_limit=1000,
         expensive_limit=500, eps_grid="0.02:1:0.02",
         attack_params={**PAPER_ATTACKS,
                        "cw-l2": {"confidence": 2.3, "binary_search_steps": 5, "max_iter": 100,
                                  "learning_rate": 0.05, "initial_const": 0.1}},
-        experiments=ALL_EXPERIMENTS),
+        experiments=ALL_EXPERIMENTS, extra_seeds=(1, 2)),
     "demo": Profile(
         "demo", "a few-minute slice: an undefended CNN (3 epochs on 6,000 images) and a "
         "GDA+BRELU CNN (1 epoch, i.e. 11 passes, on the same images), white-box FGSM (eps 0.1) "
@@ -157,6 +161,11 @@ class Reproduction:
             for name in archs:
                 stages.append(Stage(f"figure 3: FGSM curve on {name}",
                                     lambda n=name: self._curve(n, [n], "fgsm"), 0.5))
+            for seed in p.extra_seeds:
+                for name in archs:
+                    stages.append(Stage(f"figure 3, seed {seed}: train {name}, FGSM curve",
+                                        lambda n=name, sd=seed: self._seed_curve(n, sd),
+                                        self._train_weight(name) + 0.5))
         if "figure4" in experiments:
             for name in defenses:
                 for attack in ("fgsm", "rand-fgsm"):
@@ -208,12 +217,13 @@ class Reproduction:
         return write_report(self)
 
     # -- building blocks -------------------------------------------------------------------
-    def _train_config(self, name: str) -> tuple[TrainConfig, Any]:
+    def _train_config(self, name: str, seed: int | None = None) -> tuple[TrainConfig, Any]:
         architecture, activation, defense = MODEL_SPECS[name]
+        seed = self.seed if seed is None else seed
         gda = defense == "gda"
         epochs = self.profile.gda_epochs if gda else self.profile.epochs
         config = TrainConfig(dataset=self.dataset, architecture=architecture,
-                             activation=activation, epochs=epochs, seed=self.seed,
+                             activation=activation, epochs=epochs, seed=seed,
                              limit=self.profile.train_limit, data_dir=self.data_dir)
         return config, make_defense(defense, self.dataset)
 
@@ -228,10 +238,11 @@ class Reproduction:
                 and meta.get("seed") == config.seed
                 and meta.get("batch_size") == config.batch_size)
 
-    def _train(self, name: str) -> Path:
-        config, defense = self._train_config(name)
+    def _train(self, name: str, seed: int | None = None) -> Path:
+        config, defense = self._train_config(name, seed)
         architecture, activation, defense_name = MODEL_SPECS[name]
-        candidates = [self.root / "models" / f"{self.dataset}-{name}.h5",
+        suffix = "" if seed is None or seed == self.seed else f"-seed{seed}"
+        candidates = [self.root / "models" / f"{self.dataset}-{name}{suffix}.h5",
                       zoo_path(self.dataset, architecture, activation, defense_name,
                                default_models_dir(self.models_dir))]
         for path in candidates:
@@ -239,17 +250,18 @@ class Reproduction:
                 try:
                     if self._matches(read_model_metadata(path), config, defense):
                         self.progress.log(f"  using {path} (same training parameters)")
-                        self.models[name] = path
+                        self.models[name + suffix] = path
                         return path
                 except Exception:  # a foreign or broken file is simply not a match
                     continue
         model, meta = train(config, defense, progress=self.progress)
         save_model(candidates[0], model, meta)
-        self.models[name] = candidates[0]
+        self.models[name + suffix] = candidates[0]
         return candidates[0]
 
-    def model(self, name: str) -> tuple[Path, Any, dict]:
-        path = self.models.get(name) or self._train(name)
+    def model(self, name: str, seed: int | None = None) -> tuple[Path, Any, dict]:
+        suffix = "" if seed is None or seed == self.seed else f"-seed{seed}"
+        path = self.models.get(name + suffix) or self._train(name, seed)
         model, meta = load_model(path)
         return path, model, meta
 
@@ -329,6 +341,21 @@ class Reproduction:
         if not any(c["source"] == source and c["targets"] == targets and c["attack"] == attack
                    for c in curves):
             curves.append(entry)
+
+    def _seed_curve(self, name: str, seed: int):
+        """Figure 3's white-box FGSM curve for ``name`` retrained with another seed, on the
+        same test images as the main run."""
+        source = self.model(name, seed)
+        run = CurveRun(dataset=self.dataset, limit=self.profile.test_limit, seed=self.seed,
+                       batch_size=256, data_dir=self.data_dir)
+        path, _ = run_curve(run, source, [source], parse_eps(self.profile.eps_grid),
+                            attack="fgsm", runs_dir=self.runs_dir, progress=self.progress)
+        curve = read_curve(path)
+        self.results.setdefault("seed_study", {}).setdefault(name, {})[seed] = {
+            "eps": [float(e) for e in curve.eps],
+            "accuracy": [float(a) for a in curve.accuracy[0]],
+            "clean": float(curve.clean_accuracy[0]),
+        }
 
     def _training_images(self) -> np.ndarray:
         if "training" not in self.__dict__:

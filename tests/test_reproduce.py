@@ -12,7 +12,7 @@ from advbench.errors import ParameterError
 
 TINY = dataclasses.replace(
     reproduce.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
-    test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1",
+    test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1", extra_seeds=(1,),
     attack_params={**reproduce.PAPER_ATTACKS,
                    "fgsm-min": {"eps_step": 0.1, "eps_max": 1.0},
                    "deepfool": {"max_iter": 20},
@@ -37,6 +37,8 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
                     "## Table 3", "## Table 4", "## Figure 1", "## Findings"):
         assert heading in text, heading
     assert "(73.88)" in text and "(0.0609)" in text  # the paper's numbers beside ours
+    assert "Seed variation: each architecture trained with 2 seeds" in text
+    assert "means over 2 seeds" in text
     for png in ("figure1.png", "figure3.png", "figure4.png"):
         assert (report.parent / png).stat().st_size > 10_000
     results = json.loads((report.parent / "results.json").read_text())
