@@ -200,18 +200,25 @@ class Reproduction:
     def run(self) -> Path:
         """Run every stage not yet done, then write the report; returns the report path."""
         stages = self.stages()
-        total_weight = sum(s.weight for s in stages)
-        done_weight, started = 0.0, time.perf_counter()
+        remaining = sum(s.weight for s in stages)
+        # The time-left estimate learns its seconds-per-weight from stages that did work;
+        # stages found complete from an earlier run take no time and would skew it.
+        worked_weight = worked_seconds = 0.0
+        started = time.perf_counter()
         self.root.mkdir(parents=True, exist_ok=True)
         for i, stage in enumerate(stages, 1):
             elapsed = time.perf_counter() - started
-            left = (elapsed / done_weight * (total_weight - done_weight)) if done_weight else None
+            left = worked_seconds / worked_weight * remaining if worked_weight else None
             self.progress.log(f"[{i}/{len(stages)}] {stage.name}  (elapsed {elapsed / 60:.1f} min"
                               + (f", about {left / 60:.0f} min left)" if left else ")"))
             began = time.perf_counter()
             stage.run()
-            self.timings[stage.name] = time.perf_counter() - began
-            done_weight += stage.weight
+            seconds = time.perf_counter() - began
+            self.timings[stage.name] = seconds
+            remaining -= stage.weight
+            if seconds > 2.0:
+                worked_weight += stage.weight
+                worked_seconds += seconds
         from advbench.reproduce_report import write_report
 
         return write_report(self)
