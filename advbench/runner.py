@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from advbench import __version__, data
+from advbench import __version__, data, metrics
 from advbench.artifacts import ATTACK_SCHEMA, artifact_kind, read_arrays, write_arrays
 from advbench.attacks.base import Attack
 from advbench.errors import ArtifactError, ParameterError
@@ -66,16 +66,6 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
         "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-sample L0 (features changed by more than 1e-6), L2 and L-inf of x_adv - x."""
-    delta = (x_adv.astype(np.float64) - x).reshape(len(x), -1)
-    return {
-        "l0": (np.abs(delta) > 1e-6).sum(axis=1).astype(np.float32),
-        "l2": np.sqrt((delta ** 2).sum(axis=1)).astype(np.float32),
-        "linf": np.abs(delta).max(axis=1, initial=0.0).astype(np.float32),
-    }
 
 
 def choose_targets(mode: str, logits: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -172,8 +162,8 @@ def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, An
             state["pred_clean"][sl] = clean_logits.argmax(axis=1)
             state["pred_adv"][sl] = adv_pred
             state["success"][sl] = (adv_pred == target) if target is not None else (adv_pred != yb)
-            for name, values in perturbation_norms(xb, out.x_adv).items():
-                state[name][sl] = values
+            for name, values in metrics.perturbation_norms(xb, out.x_adv).items():
+                state[name][sl] = values.astype(np.float32)
             for name, values in out.extras.items():
                 arr = state.setdefault(f"extras/{name}",
                                        np.zeros(n, dtype=np.asarray(values).dtype))

@@ -62,7 +62,7 @@ from advbench.attacks.fgsm import FGSM  # noqa: E402
 from advbench.attacks.fgsm_min import MinimalFGSM  # noqa: E402
 from advbench.attacks.jsma import JSMA, choose_targets  # noqa: E402
 from advbench.models import predict_labels  # noqa: E402
-from advbench.runner import perturbation_norms  # noqa: E402
+from advbench.metrics import perturbation_norms  # noqa: E402
 
 ALL_ATTACKS = ("fgsm", "fgsm-min", "deepfool", "cw-l2", "jsma")
 # ART's attacks that run at a few samples a second: measured on the --art-limit subset.

@@ -4,7 +4,8 @@ import pytest
 from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks import make_attack
 from advbench.errors import ArtifactError, ParameterError
-from advbench.runner import AttackRun, attack_split, choose_targets, perturbation_norms
+from advbench.metrics import perturbation_norms
+from advbench.runner import AttackRun, attack_split, choose_targets
 
 
 @pytest.fixture
