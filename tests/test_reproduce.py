@@ -57,3 +57,31 @@ def test_unknown_profile_and_dataset(tmp_path):
         reproduce.Reproduction("mnist", "huge", tmp_path)
     with pytest.raises(ParameterError, match="unknown data set 'svhn'"):
         reproduce.Reproduction("svhn", "quick", tmp_path)
+
+
+def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir, tmp_path,
+                                                                  monkeypatch):
+    from advbench.artifacts import save_model
+    from advbench.models import zoo_path
+    from advbench.train import train
+
+    profile = dataclasses.replace(TINY, name="demo", models=("cnn", "cnn-brelu"),
+                                  experiments=(), extra_seeds=())
+    monkeypatch.setitem(reproduce.PROFILES, "demo", profile)
+    zoo = tmp_path / "zoo"
+    repro = reproduce.Reproduction("mnist", "demo", tmp_path / "out",
+                                   data_dir=str(fake_data_dir), models_dir=zoo)
+    config, defense = repro._train_config("cnn")
+    model, meta = train(config, defense)
+    stored = zoo_path("mnist", "cnn", "relu", "none", zoo)
+    save_model(stored, model, meta)
+    # A zoo model trained with other parameters is not used.
+    other = dataclasses.replace(config, epochs=2)
+    model, meta = train(other, defense)
+    save_model(zoo_path("mnist", "cnn", "brelu", "none", zoo), model,
+               {**meta, "activation": "brelu"})
+
+    repro.run()
+    assert repro.models["cnn"] == stored
+    assert repro.models["cnn-brelu"] == tmp_path / "out" / "mnist" / "demo" / "models" / \
+        "mnist-cnn-brelu.h5"
