@@ -137,6 +137,7 @@ class Reproduction:
         self.results: dict[str, Any] = {}
         self.models: dict[str, Path] = {}
         self.timings: dict[str, float] = {}
+        self._training: np.ndarray | None = None  # training images, loaded once if needed
 
     # -- stages --------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -153,7 +154,7 @@ class Reproduction:
             for name in p.models:
                 for attack in ("fgsm", "deepfool"):
                     stages.append(Stage(f"attack {attack} on {name}",
-                                        lambda n=name, a=attack: self._attack(n, a, n), 1.0))
+                                        lambda n=name, a=attack: self._attack(n, a), 1.0))
             stages.append(Stage("evaluate", self._demo_table, 0.5))
         if "table1" in experiments:
             stages.append(Stage("table 1: FGSM transfer matrix", self._table1, 1.0))
@@ -184,7 +185,7 @@ class Reproduction:
         if "table4" in experiments:
             for attack in paper.BLACKBOX_ATTACKS:
                 stages.append(Stage(f"table 4: {attack} crafted on {BLACKBOX_SOURCE}",
-                                    lambda a=attack: self._attack(BLACKBOX_SOURCE, a, None),
+                                    lambda a=attack: self._attack(BLACKBOX_SOURCE, a),
                                     3.0 if attack in ("jsma", "cw-l2", "deepfool") else 0.5))
             stages.append(Stage("table 4: black-box scores", self._table4, 1.0))
         if "figure1" in experiments:
@@ -276,7 +277,7 @@ class Reproduction:
         expensive = attack in ("deepfool", "jsma", "cw-l2", "fgsm-min")
         return self.profile.expensive_limit if expensive else self.profile.test_limit
 
-    def _attack(self, source: str, attack_name: str, _target) -> Path:
+    def _attack(self, source: str, attack_name: str) -> Path:
         """Craft (or resume, or reuse) an attack artifact on ``source``."""
         path, model, meta = self.model(source)
         attack = make_attack(attack_name, **self.profile.attack_params.get(attack_name, {}))
@@ -365,12 +366,12 @@ class Reproduction:
         }
 
     def _training_images(self) -> np.ndarray:
-        if "training" not in self.__dict__:
-            self.__dict__["training"] = training_set(self.dataset, self.data_dir)
-        return self.__dict__["training"]
+        if self._training is None:
+            self._training = training_set(self.dataset, self.data_dir)
+        return self._training
 
     def _table2_row(self, name: str):
-        artifact = self._attack(name, "fgsm-min", None)
+        artifact = self._attack(name, "fgsm-min")
         path, model, meta = self.model(name)
 
         def compute():
@@ -394,7 +395,7 @@ class Reproduction:
 
     def _table4(self):
         names = [m for m in paper.DEFENSE_MODELS if m in self.profile.models]
-        artifacts = {a: self._attack(BLACKBOX_SOURCE, a, None) for a in paper.BLACKBOX_ATTACKS}
+        artifacts = {a: self._attack(BLACKBOX_SOURCE, a) for a in paper.BLACKBOX_ATTACKS}
         rows = {}
         for name in names:
             path, model, meta = self.model(name)
