@@ -361,6 +361,9 @@ ATTACK_OPTIONS = [
     ("--power-iterations", "power_iterations", int, "VAT power iterations."),
     ("--theta", "theta", float, "JSMA change per feature."),
     ("--gamma", "gamma", float, "JSMA largest fraction of features changed."),
+    ("--fallback/--no-fallback", "fallback", None,
+     "JSMA: when no pair meets the saliency map's sign constraints, move the pair with the "
+     "largest target gradient instead of stopping."),
     ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step)."),
     ("--overshoot", "overshoot", float, "DeepFool overshoot."),
     ("--candidates", "candidates", int, "DeepFool: top-k candidate classes."),

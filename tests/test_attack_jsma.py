@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from advbench.attacks import jsma as jsma_module
-from advbench.attacks.jsma import JSMA, select_pair
+from advbench.attacks.jsma import JSMA, select_pair, select_target_pair
 from advbench.errors import ParameterError
 
 NUM_CLASSES = 4
@@ -129,6 +129,58 @@ def test_pair_selection_reports_no_admissible_pair():
     assert not found.numpy().any()
 
 
+def brute_force_target_pair(alpha, first_allowed, second_allowed):
+    """The fallback over all pairs: the largest alpha_p + alpha_q > 0, or None."""
+    sums = [alpha[p] + alpha[q] for p in range(len(alpha)) for q in range(len(alpha))
+            if p != q and first_allowed[p] and second_allowed[q]]
+    best = max(sums, default=-np.inf)
+    return best if best > 0 else None
+
+
+@pytest.mark.parametrize("restricted", [False, True])
+def test_fallback_pair_equals_brute_force(restricted):
+    rng = np.random.default_rng(int(restricted))
+    batch, n = 64, 9
+    # Rounded values make ties and a shared best feature of both masks common.
+    alpha = np.round(rng.normal(size=(batch, n)) - 0.8, 0).astype(np.float32)
+    second = rng.random((batch, n)) < 0.7
+    first = second & (rng.random((batch, n)) < 0.4) if restricted else second
+    p, q, found = (t.numpy() for t in select_target_pair(
+        tf.constant(alpha), tf.constant(first), tf.constant(second)))
+    assert found.any() and not found.all()
+    for i in range(batch):
+        expected = brute_force_target_pair(alpha[i], first[i], second[i])
+        assert found[i] == (expected is not None)
+        if expected is not None:
+            assert first[i, p[i]] and second[i, q[i]] and p[i] != q[i]
+            assert alpha[i, p[i]] + alpha[i, q[i]] == expected
+
+
+def test_fallback_pair_needs_two_features():
+    _, _, found = select_target_pair(tf.constant([[3.0]]), tf.constant([[True]]),
+                                     tf.constant([[True]]))
+    assert not found.numpy().any()
+
+
+def test_fallback_moves_on_where_the_map_has_no_admissible_pair():
+    # Every pixel raises every logit, the target's most: beta > 0 everywhere, so the map's
+    # constraint beta_p + beta_q < 0 never holds, while raising pixels does reach the target.
+    net = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(),
+                            keras.layers.Dense(2)])
+    net.layers[-1].set_weights([np.array([[1.0, 2.0]] * 4, np.float32),
+                                np.array([1.0, 0.0], np.float32)])
+    x = np.full((3, 2, 2, 1), 0.1, np.float32)
+    y = np.zeros(3, np.int64)
+    target = np.ones(3, np.int64)
+    strict = JSMA(fallback=False)(net, x, y, target=target)
+    np.testing.assert_array_equal(strict.x_adv, x)
+    np.testing.assert_array_equal(strict.extras["iterations"], 0)
+    out = JSMA()(net, x, y, target=target)
+    assert np.all(predict(net, out.x_adv) == 1)
+    assert np.all(out.extras["iterations"] > 0)
+    assert out.x_adv.min() >= 0.1 and out.x_adv.max() <= 1.0
+
+
 # -- the attack -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("theta", [0.1, 0.3, 1.0, -0.2])
@@ -215,9 +267,11 @@ def test_least_likely_targets(model, data):
 
 
 def test_params_and_repr():
-    attack = JSMA(theta=-0.5, gamma=0.2, target_mode="least-likely")
-    assert attack.params() == {"theta": -0.5, "gamma": 0.2, "target_mode": "least-likely"}
-    assert repr(attack) == "JSMA(theta=-0.5, gamma=0.2, target_mode='least-likely')"
+    attack = JSMA(theta=-0.5, gamma=0.2, target_mode="least-likely", fallback=False)
+    assert attack.params() == {"theta": -0.5, "gamma": 0.2, "target_mode": "least-likely",
+                               "fallback": False}
+    assert repr(attack) == ("JSMA(theta=-0.5, gamma=0.2, target_mode='least-likely', "
+                            "fallback=False)")
     assert (JSMA.name, JSMA.norm, JSMA.supports_targets, JSMA.randomized) == (
         "jsma", "l0", True, True)
 
@@ -231,6 +285,7 @@ def test_params_and_repr():
     ({"gamma": 1.5}, "gamma must be <= 1.0, got 1.5"),
     ({"gamma": float("nan")}, "gamma must be a number, got NaN"),
     ({"target_mode": "closest"}, "target_mode must be one of random, least-likely, got 'closest'"),
+    ({"fallback": "yes"}, "fallback must be True or False, got 'yes'"),
 ])
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ParameterError, match=match):

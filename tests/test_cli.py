@@ -102,6 +102,7 @@ def test_attack_prints_path_and_writes_artifact(trained_tiny_cnn, fake_data_dir,
 @pytest.mark.parametrize("args, code, message", [
     (["--attack", "nope"], 2, "Invalid value for '--attack'"),
     (["--attack", "fgsm", "--theta", "0.1"], 2, "--theta do not apply to --attack fgsm"),
+    (["--attack", "fgsm", "--no-fallback"], 2, "--fallback do not apply to --attack fgsm"),
     (["--attack", "fgsm", "--eps", "-0.1"], 2, "eps must be finite and >= 0, got -0.1"),
 ])
 def test_attack_bad_flags(trained_tiny_cnn, args, code, message):
