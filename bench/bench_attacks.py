@@ -130,6 +130,35 @@ def raw_rates(model, x: np.ndarray, batch_size: int = 256, seconds: float = 3.0)
     return rate(forward, xb), rate(gradient, xb, yb)
 
 
+def model_flops(model) -> float:
+    """Floating-point operations of one forward pass of one image: 2 x the multiply-adds of
+    the Conv2D and Dense layers (activations, biases and pooling are left out)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel_h, kernel_w, channels_in, channels_out = layer.kernel.shape
+            _, out_h, out_w, _ = layer.output.shape
+            total += out_h * out_w * channels_out * kernel_h * kernel_w * channels_in
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return 2.0 * total
+
+
+def matmul_peak(size: int = 2048, seconds: float = 3.0) -> float:
+    """GFLOP/s of a float32 size x size matrix product: what this CPU's cores can do."""
+    a = tf.random.normal([size, size], seed=0)
+    b = tf.random.normal([size, size], seed=1)
+    product = tf.function(lambda u, v: tf.matmul(u, v))
+    product(a, b).numpy()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        product(a, b).numpy()
+        count += 1
+    return count * 2.0 * size ** 3 / (time.perf_counter() - started) / 1e9
+
+
 # -- ART -------------------------------------------------------------------------------------
 class PassCounter:
     """Counts the rows ART sends through the model (forward and backward passes) by wrapping
@@ -317,6 +346,9 @@ def main() -> None:
     parser.add_argument("--model", default=None,
                         help="model artifact to load, or where to save the one trained here")
     parser.add_argument("--batch-size", type=int, default=250, help="our attacks' batch size")
+    parser.add_argument("--cw-defaults-limit", type=int, default=20,
+                        help="first N of ART's images for C&W at our defaults (about 50 times "
+                             "ART's optimisation budget, so the slowest row)")
     parser.add_argument("--data-dir", default=default_data_dir())
     parser.add_argument("--quick", action="store_true",
                         help="smoke check: 20 images, ART on 2, model trained on 2,000 images, small C&W")
@@ -329,6 +361,7 @@ def main() -> None:
     train_limit = None
     if args.quick:
         args.limit, args.art_limit, args.batch_size, train_limit = 20, 2, 20, 2000
+        args.cw_defaults_limit = 2
     art_limit = min(args.art_limit, args.limit)
 
     if importlib.util.find_spec("art") is None:
@@ -349,6 +382,9 @@ def main() -> None:
     t_backward = 1.0 / gradient_rate - t_forward
     log(f"raw rates, batch 256: forward {forward_rate:,.0f}/s, forward+backward "
         f"{gradient_rate:,.0f}/s")
+    flops, peak = model_flops(model), matmul_peak()
+    log(f"model forward: {flops / 1e6:.2f} MFLOP/image, {flops * forward_rate / 1e9:.0f} GFLOP/s "
+        f"at batch 256; float32 matmul peak {peak:.0f} GFLOP/s")
 
     def pass_seconds(forward_rows, backward_rows):
         return forward_rows * t_forward + backward_rows * t_backward
@@ -386,7 +422,7 @@ def main() -> None:
 
         for label, (ours, subset_only) in our_attacks(name, args.quick).items():
             warm_up(ours, model, x, y, target)
-            n = n_art if subset_only else len(x)
+            n = min(n_art, args.cw_defaults_limit) if subset_only else len(x)
             log(f"{name}: {label} on {n} images ...")
             adv, extras, seconds = run_ours(ours, model, x[:n], y[:n],
                                             None if target is None else target[:n],
@@ -399,11 +435,14 @@ def main() -> None:
                     **quality(model, x[:n], y[:n], adv, correct[:n],
                               None if target is None else target[:n])}
             if slow and subset_only:
-                both = full["success_mask"] & art_quality["success_mask"]
-                full["subset"] = {"n": n_art, "rate": full["rate"], "success": full["success"],
+                # Compared with ART on the same first n images.
+                both = full["success_mask"] & art_quality["success_mask"][:n]
+                full["subset"] = {"n": n, "rate": full["rate"], "success": full["success"],
                                   "l2": full["l2"], "l0": full["l0"], "same_run": True,
+                                  "art_success": float(art_quality["success_mask"][:n].sum()
+                                                       / max(correct[:n].sum(), 1)),
                                   "l2_both": float(full["l2_all"][both].mean()) if both.any() else None,
-                                  "art_l2_both": float(art_quality["l2_all"][both].mean())
+                                  "art_l2_both": float(art_quality["l2_all"][:n][both].mean())
                                   if both.any() else None}
             elif slow:
                 # Quality on ART's images: the same first n_art samples, attacked alone.
@@ -433,23 +472,33 @@ def main() -> None:
                 full["eps_mismatches"] = int(mismatch.sum())
                 full["eps_identical"] = not mismatch.any()
                 full["x_adv_max_difference"] = float(np.abs(adv - art_adv).max())
+                # The exact search cannot skip a grid point below a sample's first flip: those
+                # forwards plus the one gradient, at the raw batch-256 rates, are a floor on
+                # the time of any exact method on this machine.
+                floor_forwards = forward_rows / n - 1.0
+                floor_seconds = floor_forwards * t_forward + 1.0 / gradient_rate
+                full["floor_forwards"] = floor_forwards
+                full["floor_rate"] = 1.0 / floor_seconds
+                full["floor_vs_art"] = full["floor_rate"] / art_row["rate"]
             full["speedup"] = full["rate"] / art_row["rate"]
             rows.append(full)
             log(f"  {label} {full['rate']:.1f}/s ({full['speedup']:.1f}x ART), success "
                 f"{full['success']:.3f}, L2 {full['l2']:.3f}")
 
     print_report(rows, args, art_limit, load_average, forward_rate, gradient_rate,
-                 float(correct.mean()))
+                 float(correct.mean()), flops, peak)
     if args.json:
         for row in rows:
             row.pop("success_mask", None)
             row.pop("l2_all", None)
         Path(args.json).write_text(json.dumps({
             "load_average": load_average, "forward_rate": forward_rate,
-            "gradient_rate": gradient_rate, "rows": rows}, indent=2, default=float))
+            "gradient_rate": gradient_rate, "model_flops": flops, "matmul_gflops": peak,
+            "rows": rows}, indent=2, default=float))
 
 
-def print_report(rows, args, art_limit, load_average, forward_rate, gradient_rate, accuracy):
+def print_report(rows, args, art_limit, load_average, forward_rate, gradient_rate, accuracy,
+                 flops, peak):
     import platform
 
     import art
@@ -463,7 +512,9 @@ def print_report(rows, args, art_limit, load_average, forward_rate, gradient_rat
           f"load average at start {load_average[0]:.2f} {load_average[1]:.2f} "
           f"{load_average[2]:.2f}; our batch size {args.batch_size}.")
     print(f"Raw model throughput at batch 256: forward {forward_rate:,.0f}/s, "
-          f"forward+backward {gradient_rate:,.0f}/s.")
+          f"forward+backward {gradient_rate:,.0f}/s. The forward pass is {flops / 1e6:.2f} MFLOP "
+          f"per image: {flops * forward_rate / 1e9:.0f} GFLOP/s, against a float32 matmul peak "
+          f"of {peak:.0f} GFLOP/s measured in the same run.")
     print()
     print("| attack | library | images | samples/s | vs ART | success | mean L2 | mean L0 | "
           "fwd + bwd passes/sample | pass share |")
@@ -482,7 +533,8 @@ def print_report(rows, args, art_limit, load_average, forward_rate, gradient_rat
         subset = row.get("subset")
         if subset and subset.get("same_run"):
             if subset["l2_both"] is not None:
-                print(f"| {row['attack']} | (same images as ART; on samples both fooled: L2 "
+                print(f"| {row['attack']} | (ART's first {subset['n']} images, where ART's "
+                      f"success is {subset['art_success']:.1%}; on samples both fooled: L2 "
                       f"{subset['l2_both']:.3f} vs ART {subset['art_l2_both']:.3f}) | | | | | | | | |")
         elif subset:
             both = ("" if subset["l2_both"] is None else
@@ -501,6 +553,11 @@ def print_report(rows, args, art_limit, load_average, forward_rate, gradient_rat
             print(f"fgsm-min: per-sample minimal eps identical to ART's: {row['eps_identical']} "
                   f"({row['eps_mismatches']} of {row['n']} samples differ; largest x_adv difference "
                   f"{row['x_adv_max_difference']:.2g}).")
+            print(f"fgsm-min floor: an exact search forwards every grid point up to each "
+                  f"sample's first flip, {row['floor_forwards']:.2f} per sample here, plus one "
+                  f"gradient; at the raw batch-256 rates that alone allows at most "
+                  f"{row['floor_rate']:,.0f} samples/s = {row['floor_vs_art']:.1f}x ART on this "
+                  f"machine.")
     print("success: over the correctly classified images (jsma: prediction = the given random "
           "target); mean L2/L0 over the successful ones. pass share: time the counted model "
           "passes take at the raw batch-256 rates / measured time.")
