@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from advbench import __version__, data
+from advbench import __version__
 from advbench.artifacts import open_artifact, read_arrays, read_attrs, write_arrays
 from advbench.attacks.fgsm import NORMS as FGSM_NORMS
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.progress import Progress
-from advbench.runner import batch_seed
+from advbench.runner import Samples, batch_seed, check_model_fits
 
 CURVE_SCHEMA = "advbench.curve"
 #: Attacks whose curves are computed from one direction per sample.
@@ -241,17 +241,9 @@ def sweep(source_model, target_models: list, x: np.ndarray, y: np.ndarray, eps, 
 
 
 # -- curve runs and artifacts ---------------------------------------------------------------
-@dataclasses.dataclass
-class CurveRun:
+@dataclasses.dataclass(kw_only=True)
+class CurveRun(Samples):
     """The samples of a curve: a data split slice, as for ``runner.AttackRun``."""
-
-    dataset: str
-    split: str = "test"
-    limit: int | None = None
-    start: int = 0
-    batch_size: int = 128
-    seed: int = 0
-    data_dir: str | None = None
 
 
 @dataclasses.dataclass
@@ -367,17 +359,10 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps, *,
     Returns:
         (path, reused): reused is True when an existing artifact with the same key was found.
     """
-    x, y, indices = data.load(run.dataset, run.split, data_dir=run.data_dir, limit=run.limit,
-                              seed=run.seed, start=run.start)
-    if len(x) == 0:
-        raise ParameterError(f"no samples left in {run.dataset} {run.split} after start "
-                             f"{run.start}; lower --start")
+    run.validate()
+    x, y, indices = run.load()
     for path, model, meta in [source, *targets]:
-        shape = tuple(model.input_shape[1:])
-        if shape != tuple(x.shape[1:]):
-            raise ArtifactError(f"model {path} takes inputs of shape {shape} but {run.dataset} "
-                                f"images are {tuple(x.shape[1:])}; use the data set the model "
-                                f"was trained on ({meta.get('dataset', 'unknown')})")
+        check_model_fits(model, meta, path, x, run.dataset)
     params = {"norm": norm} if attack == "fgsm" else {"alpha": float(alpha)}
     source_ref = _model_ref(source[0], source[2])
     target_refs = [_model_ref(p, m) for p, _, m in targets]

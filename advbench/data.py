@@ -248,7 +248,8 @@ def load(name: str, split: str = "test", *, data_dir=None, limit: int | None = N
             original training set) or "test".
         limit: keep a deterministic class-balanced subset of this many samples (``seed``
             picks it); None keeps all.
-        start: skip the first ``start`` samples of the split (after ``limit``).
+        start: skip the first ``start`` samples of the split (after ``limit``); at least one
+            must remain (else ParameterError).
 
     Returns:
         x: float32 (N, H, W, C) in [0, 1]; y: int64 (N,); indices: int64 (N,) into the split.
@@ -271,6 +272,9 @@ def load(name: str, split: str = "test", *, data_dir=None, limit: int | None = N
         base = np.arange(len(y))
     if limit is not None and limit < len(base):
         base = base[balanced_subset(y[base], limit, seed)]
+    if start >= len(base):
+        raise ParameterError(f"no samples left in {name} {split} after --start {start} (it has "
+                             f"{len(base)}); lower --start")
     base = base[start:]
     x = x8[base].astype(np.float32) / 255.0
     return x, y[base].astype(np.int64), base.astype(np.int64)

@@ -244,9 +244,6 @@ def evaluate(model, model_meta: dict, model_path, artifacts=(), *, split: str = 
 
     x, y, indices = data.load(dataset, split, data_dir=data_dir, limit=limit, seed=seed,
                               start=start)
-    if len(x) == 0:
-        raise ParameterError(f"no samples left in {dataset} {split} after start {start}; "
-                             "lower --start")
     progress.log(f"scoring {model_path} on {len(x)} clean {dataset} {split} images")
     pred = predict_labels(model, x, batch_size)
     per_sample = {"clean/indices": indices, "clean/y": y, "clean/pred": pred}

@@ -29,11 +29,10 @@ from advbench.progress import Progress
 TARGET_MODES = ("random", "least-likely")
 
 
-@dataclasses.dataclass
-class AttackRun:
-    """What to attack: a model artifact and a slice of a data split."""
+@dataclasses.dataclass(kw_only=True)
+class Samples:
+    """The samples a stage works on: a slice of a data split, in seeded batches."""
 
-    model_path: str
     dataset: str
     split: str = "test"
     limit: int | None = None
@@ -41,11 +40,26 @@ class AttackRun:
     batch_size: int = 128
     seed: int = 0
     data_dir: str | None = None
-    target_mode: str | None = None  # None: untargeted; "random" / "least-likely"
 
     def validate(self) -> None:
         if self.batch_size < 1:
             raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, indices into the split), as ``data.load`` gives them."""
+        return data.load(self.dataset, self.split, data_dir=self.data_dir, limit=self.limit,
+                         seed=self.seed, start=self.start)
+
+
+@dataclasses.dataclass(kw_only=True)
+class AttackRun(Samples):
+    """What to attack: a model artifact and a slice of a data split."""
+
+    model_path: str
+    target_mode: str | None = None  # None: untargeted; "random" / "least-likely"
+
+    def validate(self) -> None:
+        super().validate()
         if self.target_mode is not None and self.target_mode not in TARGET_MODES:
             raise ParameterError(f"target must be one of {', '.join(TARGET_MODES)}, "
                                  f"got {self.target_mode!r}")
@@ -78,12 +92,13 @@ def choose_targets(mode: str, logits: np.ndarray, labels: np.ndarray, seed: int)
     return ((labels + shift) % num_classes).astype(np.int64)
 
 
-def _check_model_fits(model, meta: dict, x: np.ndarray, run: AttackRun) -> None:
+def check_model_fits(model, meta: dict, path, x: np.ndarray, dataset: str) -> None:
+    """ArtifactError unless the model takes images of x's shape."""
     shape = tuple(model.input_shape[1:])
     if shape != tuple(x.shape[1:]):
-        raise ArtifactError(f"model {run.model_path} takes inputs of shape {shape} but "
-                            f"{run.dataset} images are {tuple(x.shape[1:])}; use the data set "
-                            f"the model was trained on ({meta.get('dataset', 'unknown')})")
+        raise ArtifactError(f"model {path} takes inputs of shape {shape} but {dataset} images "
+                            f"are {tuple(x.shape[1:])}; use the data set the model was trained "
+                            f"on ({meta.get('dataset', 'unknown')})")
 
 
 def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, Any],
@@ -100,12 +115,8 @@ def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, An
         raise ParameterError(f"attack {attack.name!r} is untargeted only; drop --target")
     progress = progress or Progress(quiet=True)
     output = Path(output)
-    x, y, indices = data.load(run.dataset, run.split, data_dir=run.data_dir, limit=run.limit,
-                              seed=run.seed, start=run.start)
-    if len(x) == 0:
-        raise ParameterError(f"no samples left in {run.dataset} {run.split} after --start "
-                             f"{run.start}; lower --start")
-    _check_model_fits(model, model_meta, x, run)
+    x, y, indices = run.load()
+    check_model_fits(model, model_meta, run.model_path, x, run.dataset)
     key = run_key(run, attack, model_meta.get("content_hash", ""), indices)
 
     n = len(x)

@@ -52,6 +52,9 @@ def test_start_skips_samples(fake_data_dir):
     _, _, all_idx = data.load("mnist", "test", data_dir=fake_data_dir)
     _, _, rest = data.load("mnist", "test", data_dir=fake_data_dir, start=90)
     np.testing.assert_array_equal(rest, all_idx[90:])
+    with pytest.raises(ParameterError, match=rf"no samples left in mnist test after --start "
+                       rf"{len(all_idx)} \(it has {len(all_idx)}\); lower --start"):
+        data.load("mnist", "test", data_dir=fake_data_dir, start=len(all_idx))
 
 
 def test_cifar_binary_layout(tmp_path):
