@@ -116,3 +116,17 @@ def test_subclassed_model_keeps_its_own_gradients():
     model = Subclassed()
     model(tf.zeros((1, 9, 9, 1)))
     assert attack_model(model) is model
+
+
+def test_models_are_freed_with_or_without_a_twin():
+    import gc
+    import weakref
+
+    refs = []
+    for architecture, shape in (("cnn", (28, 28, 1)), ("mlp", (8, 8, 1))):
+        model = build_model(architecture, shape)
+        attack_model(model)
+        refs.append(weakref.ref(model))
+        del model
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]

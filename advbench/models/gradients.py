@@ -137,6 +137,8 @@ class SubpixelGradientConv2D(keras.layers.Layer):
 
 
 _TWINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# Cached for a model that is its own twin: a model as its own value would never be freed.
+_ITSELF = object()
 
 
 def attack_model(model):
@@ -147,9 +149,9 @@ def attack_model(model):
     Built once per model. Logits are bit-identical to ``model``'s; input gradients agree up
     to float32 summation order.
     """
-    twin = _TWINS.get(model)
-    if twin is not None:
-        return twin
+    cached = _TWINS.get(model)
+    if cached is not None:
+        return model if cached is _ITSELF else cached
     twin = model
     eligible = {id(layer) for layer in getattr(model, "layers", []) if subpixel_eligible(layer)}
     if eligible and not tf.config.list_physical_devices("GPU"):
@@ -159,5 +161,5 @@ def attack_model(model):
                                                      if id(layer) in eligible else layer))
         except (ValueError, TypeError, NotImplementedError):
             twin = model  # e.g. a subclassed model: keep TensorFlow's own gradients
-    _TWINS[model] = twin
+    _TWINS[model] = _ITSELF if twin is model else twin
     return twin
