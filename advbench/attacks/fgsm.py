@@ -8,6 +8,7 @@ import tensorflow as tf
 from advbench.attacks._tf import l2_normalize, loss_gradient
 from advbench.attacks.base import Attack, AttackOutput, check_range
 from advbench.errors import ParameterError
+from advbench.models.gradients import attack_model
 
 NORMS = ("linf", "l2")
 
@@ -54,6 +55,7 @@ class FGSM(Attack):
 
     def direction(self, model, x: np.ndarray, labels: np.ndarray, targeted: bool = False):
         """The unit step direction for a batch (numpy); shared by curves over many eps."""
+        model = attack_model(model)  # called directly by curves, not only through __call__
         fn = self.compiled(model, f"direction-{self.norm}-{targeted}", lambda: (
             lambda xb, yb: fgsm_direction(model, xb, yb, self.norm, targeted)))
         return fn(tf.convert_to_tensor(x), tf.convert_to_tensor(labels)).numpy()
