@@ -8,7 +8,7 @@ ADVBENCH := $(BIN)/advbench
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
 
-.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-metrics lint clean
+.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-gradients bench-metrics lint clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,14 @@ data: install
 demo: install data
 	$(ADVBENCH) reproduce --dataset mnist --profile demo --out results
 
-bench: bench-train bench-attacks
+bench: bench-train bench-gradients bench-attacks
 
 bench-train: install
 	$(BIN)/python bench/bench_train.py
+
+# The attack twin's input gradient vs TensorFlow's, per convolution and per zoo model.
+bench-gradients: install
+	$(BIN)/python bench/bench_gradients.py
 
 # Side by side with IBM ART 1.20.1, the optional extra `bench` (never a runtime dependency).
 BENCH_MODEL ?= runs/bench/mnist-cnn-relu-none-1epoch.h5

@@ -28,8 +28,8 @@ import keras
 import tensorflow as tf
 
 #: Convolutions whose input has at most this many channels get the sub-pixel input gradient
-#: when strided: measured faster on 1 and 3 channels, equal at 8, slower from 16 on, and
-#: never faster at stride 1 (bench: the first layers of the zoo's models, batch 250).
+#: when strided: measured 1.3-3x faster on 1 and 3 channels, about equal at 8, slower at 64,
+#: and slower at stride 1 (bench/bench_gradients.py, batch 250, 2 CPU cores).
 SUBPIXEL_MAX_INPUT_CHANNELS = 4
 
 
