@@ -130,3 +130,12 @@ def test_models_are_freed_with_or_without_a_twin():
         del model
     gc.collect()
     assert [ref() for ref in refs] == [None, None]
+
+
+def test_mixed_precision_convolutions_keep_their_own_gradients():
+    conv = keras.layers.Conv2D(8, 4, strides=2, dtype="mixed_float16")
+    conv.build((None, 12, 12, 1))
+    assert not subpixel_eligible(conv)
+    plain = keras.layers.Conv2D(8, 4, strides=2)
+    plain.build((None, 12, 12, 1))
+    assert subpixel_eligible(plain)

@@ -88,8 +88,11 @@ def subpixel_input_gradient(dy: tf.Tensor, kernel: tf.Tensor, input_hw: tuple[in
 
 
 def subpixel_eligible(layer) -> bool:
-    """A plain strided NHWC Conv2D on few input channels, no dilation or groups."""
+    """A plain strided NHWC float32 Conv2D on few input channels, no dilation, groups or
+    quantization (their forward passes are not the plain convolution this layer re-runs)."""
     if type(layer) is not keras.layers.Conv2D:
+        return False
+    if layer.compute_dtype != "float32" or getattr(layer, "quantization_mode", None):
         return False
     config = layer.get_config()
     input_channels = layer.kernel.shape[2] if layer.built else None
