@@ -279,7 +279,7 @@ def run_ours(attack, model, x, y, target, batch_size: int):
 
 
 def median_time(run, repeat: bool, min_seconds: float = 3.0, max_runs: int = 15):
-    """(last result, median seconds, runs) of ``run()``: once, or with ``repeat`` again until
+    """(last result, median seconds) of ``run()``: once, or with ``repeat`` again until
     ``min_seconds`` have passed (at most ``max_runs``), so that sub-second attacks (FGSM runs
     1,000 images in about 0.2 s) are not timed on one noisy run. Both libraries get the same."""
     times = []
@@ -288,7 +288,7 @@ def median_time(run, repeat: bool, min_seconds: float = 3.0, max_runs: int = 15)
         result = run()
         times.append(time.perf_counter() - started)
         if not repeat or sum(times) >= min_seconds or len(times) >= max_runs:
-            return result, float(np.median(times)), len(times)
+            return result, float(np.median(times))
 
 
 def warm_up(attack, model, x, y, target):
@@ -429,7 +429,7 @@ def main() -> None:
         attack.generate(x[:2], y=onehot[:2])
         log(f"{name}: ART on {n_art} images ...")
         # The counter is reset before each run: it ends holding the passes of one run.
-        art_adv, art_seconds, _ = median_time(
+        art_adv, art_seconds = median_time(
             lambda: (counter.reset(), attack.generate(x[:n_art], y=onehot[:n_art]))[1],
             repeat=not slow)
         art_adv = art_adv.astype(np.float32)
@@ -448,7 +448,7 @@ def main() -> None:
             warm_up(ours, model, x, y, target)
             n = min(n_art, args.cw_defaults_limit) if subset_only else len(x)
             log(f"{name}: {label} on {n} images ...")
-            (adv, extras, _), seconds, _ = median_time(
+            (adv, extras, _), seconds = median_time(
                 lambda: run_ours(ours, model, x[:n], y[:n],
                                  None if target is None else target[:n], args.batch_size),
                 repeat=not slow)

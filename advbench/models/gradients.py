@@ -9,7 +9,7 @@ four channels, which is exactly the first layer of an image model: for the paper
 the layer's forward pass and half of the whole backward pass.
 
 The same gradient is one stride-1 convolution of the (padded) output gradient with a
-rearranged kernel, followed by ``depth_to_space`` (the "sub-pixel" form of a transposed
+rearranged kernel, followed by a depth-to-space interleave (the "sub-pixel" form of a transposed
 convolution): each of the stride x stride phases of the input grid receives a correlation
 of the output gradient with the kernel taps of that phase. That took 21 us for the same
 layer. Only the summation order differs from Conv2DBackpropInput (relative differences
@@ -56,7 +56,7 @@ def subpixel_input_gradient(dy: tf.Tensor, kernel: tf.Tensor, input_hw: tuple[in
     row s * (i + a) + r from output row i. For a fixed phase r the input rows u = i + a form
     a full correlation of dy with the taps of that phase (flipped): one stride-1 "VALID"
     convolution of dy padded by K' - 1 (K' = ceil(k / s)) gives all phases at once as
-    channels, and ``depth_to_space`` interleaves them into the input grid.
+    channels, and a reshape and transpose interleave them into the input grid.
     """
     k_h, k_w, c_in, c_out = kernel.shape
     s_h, s_w = strides
@@ -65,23 +65,21 @@ def subpixel_input_gradient(dy: tf.Tensor, kernel: tf.Tensor, input_hw: tuple[in
     padded = tf.pad(kernel, [[0, taps_h * s_h - k_h], [0, taps_w * s_w - k_w], [0, 0], [0, 0]])
     phases = tf.reshape(padded, [taps_h, s_h, taps_w, s_w, c_in, c_out])
     phases = tf.reverse(phases, [0, 2])  # correlation with the flipped taps
-    # (a, b, c_out, r, t, c_in): output channels ordered as depth_to_space reads them.
+    # (a, b, c_out, r, t, c_in): output channels ordered as the interleave reads them.
     phases = tf.transpose(phases, [0, 2, 5, 1, 3, 4])
     phases = tf.reshape(phases, [taps_h, taps_w, c_out, s_h * s_w * c_in])
     dy = tf.pad(dy, [[0, 0], [taps_h - 1, taps_h - 1], [taps_w - 1, taps_w - 1], [0, 0]])
     grid = tf.nn.conv2d(dy, phases, 1, "VALID")
-    if s_h == s_w and s_h > 1:
-        grid = tf.nn.depth_to_space(grid, s_h)
-    elif s_h > 1 or s_w > 1:
-        rows, cols = tf.shape(grid)[1], tf.shape(grid)[2]
-        grid = tf.reshape(grid, [-1, rows, cols, s_h, s_w, c_in])
-        grid = tf.transpose(grid, [0, 1, 3, 2, 4, 5])
-        grid = tf.reshape(grid, [-1, rows * s_h, cols * s_w, c_in])
+    # Interleave the phases: channel (r, t, c_in) of grid cell (u, v) is input (s_h u + r,
+    # s_w v + t, c_in).
+    rows, cols = grid.shape[1], grid.shape[2]
+    grid = tf.reshape(grid, [-1, rows, cols, s_h, s_w, c_in])
+    grid = tf.reshape(tf.transpose(grid, [0, 1, 3, 2, 4, 5]), [-1, rows * s_h, cols * s_w, c_in])
     top = _same_padding_before(height, k_h, s_h) if padding == "SAME" else 0
     left = _same_padding_before(width, k_w, s_w) if padding == "SAME" else 0
     # Input rows past the last tap never reached an output: their gradient is 0.
-    missing_h = max(0, top + height - (dy.shape[1] - taps_h + 1) * s_h)
-    missing_w = max(0, left + width - (dy.shape[2] - taps_w + 1) * s_w)
+    missing_h = max(0, top + height - rows * s_h)
+    missing_w = max(0, left + width - cols * s_w)
     if missing_h or missing_w:
         grid = tf.pad(grid, [[0, 0], [0, missing_h], [0, missing_w], [0, 0]])
     return grid[:, top:top + height, left:left + width, :]
@@ -94,15 +92,13 @@ def subpixel_eligible(layer) -> bool:
         return False
     if layer.compute_dtype != "float32" or getattr(layer, "quantization_mode", None):
         return False
-    config = layer.get_config()
-    input_channels = layer.kernel.shape[2] if layer.built else None
-    return (config.get("data_format", "channels_last") == "channels_last"
-            and tuple(config.get("dilation_rate", (1, 1))) == (1, 1)
-            and config.get("groups", 1) == 1
-            and config.get("padding") in ("same", "valid")
-            and max(config.get("strides", (1, 1))) > 1
-            and input_channels is not None
-            and input_channels <= SUBPIXEL_MAX_INPUT_CHANNELS)
+    return (layer.built
+            and layer.data_format == "channels_last"
+            and tuple(layer.dilation_rate) == (1, 1)
+            and layer.groups == 1
+            and layer.padding in ("same", "valid")
+            and max(layer.strides) > 1
+            and layer.kernel.shape[2] <= SUBPIXEL_MAX_INPUT_CHANNELS)
 
 
 class SubpixelGradientConv2D(keras.layers.Layer):
