@@ -309,7 +309,7 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, quiet):
         advbench reproduce --dataset mnist --profile quick
     """
     from advbench.progress import Progress
-    from advbench.reproduce import Reproduction
+    from advbench.paper.experiments import Reproduction
 
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from advbench import __version__, paper
+from advbench import __version__
+from advbench.paper import published
 from advbench.artifacts import read_model_metadata
 
 # Curve colours per model, fixed so that every figure uses the same one for a model.
@@ -22,7 +23,7 @@ COLOURS = {
     "cnn-fgsm-at": "#e377c2", "cnn-vat": "#7f7f7f", "cnn-gda": "#bcbd22",
     "cnn-brelu-gda": "#17becf",
 }
-LABELS = {**paper.DEFENSE_LABELS, **paper.TABLE1_LABELS}
+LABELS = {**published.DEFENSE_LABELS, **published.TABLE1_LABELS}
 
 
 def _pct(value) -> str:
@@ -190,12 +191,12 @@ def write_report(repro) -> Path:
         if "demo" in results:
             out += _demo_section(results["demo"])
         out += _table1_section(results)
-        if figure3(results, root / "figure3.png", list(paper.TABLE1_MODELS)):
+        if figure3(results, root / "figure3.png", list(published.TABLE1_MODELS)):
             out.append("## Figure 3: white-box FGSM per architecture\n")
             out.append("![Figure 3](figure3.png)\n")
-            out.append(_curve_table(results, "fgsm", True, None, list(paper.TABLE1_MODELS)))
+            out.append(_curve_table(results, "fgsm", True, None, list(published.TABLE1_MODELS)))
             out += _seed_section(results)
-        defenses = [m for m in paper.DEFENSE_MODELS if m in profile.models]
+        defenses = [m for m in published.DEFENSE_MODELS if m in profile.models]
         number = 4 if repro.dataset == "mnist" else 5
         if figure4(results, root / f"figure{number}.png", defenses, "resnet", repro.dataset):
             out.append(f"## Figure {number}: defenses under FGSM and Random + FGSM\n")
@@ -314,7 +315,7 @@ def _table1_section(results) -> list[str]:
         row = [f"crafted on {LABELS[src]}"]
         for tgt in names:
             ours = cells.get((src, tgt))
-            row.append(f"{_pct(ours)} ({paper.TABLE1[src][tgt]:.2f})")
+            row.append(f"{_pct(ours)} ({published.TABLE1[src][tgt]:.2f})")
         rows.append(row)
     return ["## Table 1: FGSM (eps 0.1) transfer matrix, accuracy (%)\n",
             "Rows: crafted on; columns: tested on; the diagonal is white-box.\n",
@@ -347,7 +348,7 @@ def _table2_section(results, dataset) -> list[str]:
     for name, s in t2.items():
         rob = s.get("robustness") or {}
         dist = s.get("training_distance") or {}
-        p = paper.TABLE2.get(name, (None, None, None)) if dataset == "mnist" else (None,) * 3
+        p = published.TABLE2.get(name, (None, None, None)) if dataset == "mnist" else (None,) * 3
         rows.append([LABELS.get(name, name),
                      f"{_pct(s['adv_accuracy'])} ({_num(p[0], 2)})",
                      f"{_num(rob.get('value'))} ({_num(p[1])})",
@@ -371,7 +372,7 @@ def _table3_section(results) -> list[str]:
     t3 = results.get("table3")
     if not t3:
         return []
-    rows = [[LABELS.get(n, n), f"{_num(s['loss_sensitivity'], 4)} ({_num(paper.TABLE3.get(n), 4)})",
+    rows = [[LABELS.get(n, n), f"{_num(s['loss_sensitivity'], 4)} ({_num(published.TABLE3.get(n), 4)})",
              s["samples"]] for n, s in t3.items()]
     return ["## Table 3: local loss sensitivity\n",
             "Mean over clean test images of ||dJ(x, y)/dx||_2 with a per-sample loss.\n",
@@ -382,12 +383,12 @@ def _table4_section(results, dataset) -> list[str]:
     t4 = results.get("table4")
     if not t4:
         return []
-    reference = paper.TABLE4 if dataset == "mnist" else paper.TABLE5
+    reference = published.TABLE4 if dataset == "mnist" else published.TABLE5
     rows = []
     samples = {}
     for name, row in t4.items():
         cells = [LABELS.get(name, name)]
-        for j, attack in enumerate(paper.BLACKBOX_ATTACKS):
+        for j, attack in enumerate(published.BLACKBOX_ATTACKS):
             s = row.get(attack)
             samples[attack] = s["samples"] if s else None
             ref = reference.get(name)
@@ -396,9 +397,9 @@ def _table4_section(results, dataset) -> list[str]:
         rows.append(cells)
     number = 4 if dataset == "mnist" else 5
     return [f"## Table {number}: black-box accuracy (%), crafted on the undefended ResNet\n",
-            "Samples per attack: " + ", ".join(f"{paper.BLACKBOX_LABELS[a]} {n}"
+            "Samples per attack: " + ", ".join(f"{published.BLACKBOX_LABELS[a]} {n}"
                                                 for a, n in samples.items()) + ".\n",
-            _table(["defense"] + [paper.BLACKBOX_LABELS[a] for a in paper.BLACKBOX_ATTACKS],
+            _table(["defense"] + [published.BLACKBOX_LABELS[a] for a in published.BLACKBOX_ATTACKS],
                    rows), ""]
 
 
@@ -452,7 +453,7 @@ def _seed_section(results) -> list[str]:
     seeds = 1 + max(len(v) for v in study.values())
     rows = [[LABELS.get(name, name)] + [_mean_spread(seed_accuracies(results, name, eps))
                                         for eps in (0.1, 0.2, 0.3)]
-            for name in paper.TABLE1_MODELS if name in study]
+            for name in published.TABLE1_MODELS if name in study]
     return [f"Seed variation: each architecture trained with {seeds} seeds (training subset and "
             "initial weights), white-box FGSM accuracy (%) as mean ± standard deviation over "
             "seeds, on the same test images:\n",
@@ -481,10 +482,10 @@ def _findings(results, models, profile) -> list[str]:
     if all(b is not None and r is not None for _, b, r in pairs):
         wins = sum(b > r for _, b, r in pairs)
         detail = "; ".join(f"eps {e}: BRELU {_pct(b)}% vs RELU {_pct(r)}%" for e, b, r in pairs)
-        out.append(f"1. {paper.CLAIMS[1]}: {_verdict(wins == len(pairs))} "
+        out.append(f"1. {published.CLAIMS[1]}: {_verdict(wins == len(pairs))} "
                    f"(BRELU ahead at {wins} of {len(pairs)} eps, {seed_note}; {detail}).")
     else:
-        out.append(f"1. {paper.CLAIMS[1]}: {_verdict(None)}.")
+        out.append(f"1. {published.CLAIMS[1]}: {_verdict(None)}.")
     # 2: ResNet not more robust than CNN; with several seeds, "more robust" must exceed the
     # seed spread (the two standard deviations combined), not just one point.
     def spread(name, eps):
@@ -498,10 +499,10 @@ def _findings(results, models, profile) -> list[str]:
         better = sum(a > b + m for (_, a, b), m in zip(pairs, margins))
         detail = "; ".join(f"eps {e}: ResNet {_pct(a)}% vs CNN {_pct(b)}% (margin {100 * m:.1f})"
                            for (e, a, b), m in zip(pairs, margins))
-        out.append(f"2. {paper.CLAIMS[2]}: {_verdict(better == 0)} (ResNet ahead by more than "
+        out.append(f"2. {published.CLAIMS[2]}: {_verdict(better == 0)} (ResNet ahead by more than "
                    f"the seed spread at {better} of {len(pairs)} eps, {seed_note}; {detail}).")
     else:
-        out.append(f"2. {paper.CLAIMS[2]}: {_verdict(None)}.")
+        out.append(f"2. {published.CLAIMS[2]}: {_verdict(None)}.")
     # 3 and 4: Table 2
     t2 = results.get("table2") or {}
 
@@ -514,61 +515,61 @@ def _findings(results, models, profile) -> list[str]:
         best_rob = max(t2, key=lambda n: rob(n) if rob(n) is not None else -1)
         best_dist = max(t2, key=lambda n: dist(n) if dist(n) is not None else -1)
         ok = "gda" in best_rob and "gda" in best_dist
-        out.append(f"3. {paper.CLAIMS[3]}: {_verdict(ok)} (highest robustness: "
+        out.append(f"3. {published.CLAIMS[3]}: {_verdict(ok)} (highest robustness: "
                    f"{LABELS[best_rob]} {_num(rob(best_rob))}; highest distance: "
                    f"{LABELS[best_dist]} {_num(dist(best_dist), 2)}).")
         base = rob("cnn")
         fs, ls = rob("cnn-feature-squeezing"), rob("cnn-label-smoothing")
         if None not in (base, fs, ls):
-            out.append(f"4. {paper.CLAIMS[4]}: {_verdict(fs < base and ls < base)} "
+            out.append(f"4. {published.CLAIMS[4]}: {_verdict(fs < base and ls < base)} "
                        f"(undefended {_num(base)}, feature squeezing {_num(fs)}, label "
                        f"smoothing {_num(ls)}).")
         else:
-            out.append(f"4. {paper.CLAIMS[4]}: {_verdict(None)}.")
+            out.append(f"4. {published.CLAIMS[4]}: {_verdict(None)}.")
     else:
-        out += [f"3. {paper.CLAIMS[3]}: {_verdict(None)}.", f"4. {paper.CLAIMS[4]}: "
+        out += [f"3. {published.CLAIMS[3]}: {_verdict(None)}.", f"4. {published.CLAIMS[4]}: "
                 f"{_verdict(None)}."]
     # 5: loss sensitivity
     t3 = results.get("table3") or {}
     if t3:
         lowest = min(t3, key=lambda n: t3[n]["loss_sensitivity"])
-        out.append(f"5. {paper.CLAIMS[5]}: {_verdict('gda' in lowest)} (lowest: "
+        out.append(f"5. {published.CLAIMS[5]}: {_verdict('gda' in lowest)} (lowest: "
                    f"{LABELS[lowest]} {_num(t3[lowest]['loss_sensitivity'], 4)}; " +
                    ", ".join(f"{LABELS[n]} {_num(s['loss_sensitivity'], 4)}"
                              for n, s in t3.items()) + ").")
     else:
-        out.append(f"5. {paper.CLAIMS[5]}: {_verdict(None)}.")
+        out.append(f"5. {published.CLAIMS[5]}: {_verdict(None)}.")
     # 6: black-box
     t4 = results.get("table4") or {}
     if t4:
         wins, details = 0, []
-        for attack in paper.BLACKBOX_ATTACKS:
+        for attack in published.BLACKBOX_ATTACKS:
             scores = {n: (row.get(attack) or {}).get("adv_accuracy") for n, row in t4.items()}
             scores = {n: v for n, v in scores.items() if v is not None}
             if not scores:
                 continue
             best = max(scores, key=scores.get)
             wins += "gda" in best
-            details.append(f"{paper.BLACKBOX_LABELS[attack]}: best {LABELS[best]} "
+            details.append(f"{published.BLACKBOX_LABELS[attack]}: best {LABELS[best]} "
                            f"{_pct(scores[best])}%")
-        out.append(f"6. {paper.CLAIMS[6]}: {_verdict(wins >= len(details) - 1 and wins > 0)} "
+        out.append(f"6. {published.CLAIMS[6]}: {_verdict(wins >= len(details) - 1 and wins > 0)} "
                    f"(a GDA model is best under {wins} of {len(details)} attacks; "
                    + "; ".join(details) + ").")
     else:
-        out.append(f"6. {paper.CLAIMS[6]}: {_verdict(None)}.")
+        out.append(f"6. {published.CLAIMS[6]}: {_verdict(None)}.")
     # 7: cost
     if "cnn" in models and "cnn-gda" in models:
         base, gda = models["cnn"], models["cnn-gda"]
         per_sample = (gda["training_time_s"] / gda["samples_processed"]) / \
             (base["training_time_s"] / base["samples_processed"])
         drop = base["clean_test_accuracy"] - gda["clean_test_accuracy"]
-        out.append(f"7. {paper.CLAIMS[7]}: {_verdict(per_sample <= 1.2 and drop <= 0.01)} "
+        out.append(f"7. {published.CLAIMS[7]}: {_verdict(per_sample <= 1.2 and drop <= 0.01)} "
                    f"(time per processed sample {per_sample:.2f}x the undefended CNN's; GDA "
                    f"processes {1 + gda['defense_params']['copies']}x the images per epoch; "
                    f"clean accuracy {_pct(gda['clean_test_accuracy'])}% vs "
                    f"{_pct(base['clean_test_accuracy'])}%).")
     else:
-        out.append(f"7. {paper.CLAIMS[7]}: {_verdict(None)}.")
+        out.append(f"7. {published.CLAIMS[7]}: {_verdict(None)}.")
     out.append("")
     if seeds > 1:
         out.append(f"Claims 1 and 2 compare means over {seeds} training seeds (the seed-variation "

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from advbench import data, paper
+from advbench import data
+from advbench.paper import published
 from advbench.artifacts import load_model, read_model_metadata, save_model
 from advbench.attacks import make_attack
 from advbench.curves import CurveRun, parse_eps, read_curve, run_curve
@@ -148,8 +149,8 @@ class Reproduction:
         stages = [Stage(f"train {name}", lambda n=name: self._train(n), self._train_weight(name))
                   for name in p.models]
         experiments = set(p.experiments)
-        defenses = [m for m in paper.DEFENSE_MODELS if m in p.models]
-        archs = [m for m in paper.TABLE1_MODELS if m in p.models]
+        defenses = [m for m in published.DEFENSE_MODELS if m in p.models]
+        archs = [m for m in published.TABLE1_MODELS if m in p.models]
         if "demo" in experiments:
             for name in p.models:
                 for attack in ("fgsm", "deepfool"):
@@ -183,7 +184,7 @@ class Reproduction:
         if "table3" in experiments:
             stages.append(Stage("table 3: loss sensitivity", self._table3, 0.5))
         if "table4" in experiments:
-            for attack in paper.BLACKBOX_ATTACKS:
+            for attack in published.BLACKBOX_ATTACKS:
                 stages.append(Stage(f"table 4: {attack} crafted on {BLACKBOX_SOURCE}",
                                     lambda a=attack: self._attack(BLACKBOX_SOURCE, a),
                                     3.0 if attack in ("jsma", "cw-l2", "deepfool") else 0.5))
@@ -220,7 +221,7 @@ class Reproduction:
             if seconds > 2.0:
                 worked_weight += stage.weight
                 worked_seconds += seconds
-        from advbench.reproduce_report import write_report
+        from advbench.paper.report import write_report
 
         return write_report(self)
 
@@ -314,7 +315,7 @@ class Reproduction:
 
     # -- experiments -------------------------------------------------------------------------
     def _table1(self):
-        names = [m for m in paper.TABLE1_MODELS if m in self.profile.models]
+        names = [m for m in published.TABLE1_MODELS if m in self.profile.models]
         loaded = [self.model(n) for n in names]
         attack = make_attack("fgsm", **self.profile.attack_params["fgsm"])
 
@@ -381,7 +382,7 @@ class Reproduction:
             f"table2-{name}", [artifact, path], compute)
 
     def _table3(self):
-        names = [m for m in paper.DEFENSE_MODELS if m in self.profile.models]
+        names = [m for m in published.DEFENSE_MODELS if m in self.profile.models]
         rows = {}
         for name in names:
             path, model, meta = self.model(name)
@@ -394,8 +395,8 @@ class Reproduction:
         self.results["table3"] = rows
 
     def _table4(self):
-        names = [m for m in paper.DEFENSE_MODELS if m in self.profile.models]
-        artifacts = {a: self._attack(BLACKBOX_SOURCE, a) for a in paper.BLACKBOX_ATTACKS}
+        names = [m for m in published.DEFENSE_MODELS if m in self.profile.models]
+        artifacts = {a: self._attack(BLACKBOX_SOURCE, a) for a in published.BLACKBOX_ATTACKS}
         rows = {}
         for name in names:
             path, model, meta = self.model(name)
@@ -437,7 +438,7 @@ class Reproduction:
         self.results["demo"] = rows
 
     def _toy(self, name: str):
-        from advbench.toy import run_toy
+        from advbench.paper.toy import run_toy
 
         self.results.setdefault("toy", {})[name] = run_toy(name, self.root, seed=self.seed,
                                                            progress=self.progress)

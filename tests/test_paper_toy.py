@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from advbench.errors import ParameterError
-from advbench.toy import (AUGMENTATIONS, GAUSSIAN_SIGMA, TOY_DATASETS, UNIFORM_HALF_WIDTH,
+from advbench.paper.toy import (AUGMENTATIONS, GAUSSIAN_SIGMA, TOY_DATASETS, UNIFORM_HALF_WIDTH,
                           augment, make_toy_data, run_toy, train_mlp)
 
 METRIC_KEYS = {"added_points", "mean_shift", "moved_fraction", "train_accuracy",

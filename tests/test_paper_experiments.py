@@ -6,14 +6,14 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from advbench import reproduce
+from advbench.paper import experiments
 from advbench.cli import main
 from advbench.errors import ParameterError
 
 TINY = dataclasses.replace(
-    reproduce.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
+    experiments.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
     test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1", extra_seeds=(1,),
-    attack_params={**reproduce.PAPER_ATTACKS,
+    attack_params={**experiments.PAPER_ATTACKS,
                    "fgsm-min": {"eps_step": 0.1, "eps_max": 1.0},
                    "deepfool": {"max_iter": 20},
                    "jsma": {"theta": 1.0, "gamma": 0.1},
@@ -22,7 +22,7 @@ TINY = dataclasses.replace(
 
 @pytest.fixture
 def tiny_profile(monkeypatch):
-    monkeypatch.setitem(reproduce.PROFILES, "quick", TINY)
+    monkeypatch.setitem(experiments.PROFILES, "quick", TINY)
 
 
 def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path):
@@ -42,7 +42,7 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
     for png in ("figure1.png", "figure3.png", "figure4.png"):
         assert (report.parent / png).stat().st_size > 10_000
     results = json.loads((report.parent / "results.json").read_text())
-    assert set(results["table2"]) == set(reproduce.paper.DEFENSE_MODELS)
+    assert set(results["table2"]) == set(experiments.published.DEFENSE_MODELS)
 
     # A rerun finds every artifact and trains nothing.
     models = sorted((report.parent / "models").iterdir())
@@ -54,9 +54,9 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
 
 def test_unknown_profile_and_dataset(tmp_path):
     with pytest.raises(ParameterError, match="unknown profile 'huge'"):
-        reproduce.Reproduction("mnist", "huge", tmp_path)
+        experiments.Reproduction("mnist", "huge", tmp_path)
     with pytest.raises(ParameterError, match="unknown data set 'svhn'"):
-        reproduce.Reproduction("svhn", "quick", tmp_path)
+        experiments.Reproduction("svhn", "quick", tmp_path)
 
 
 def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir, tmp_path,
@@ -67,9 +67,9 @@ def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir,
 
     profile = dataclasses.replace(TINY, name="demo", models=("cnn", "cnn-brelu"),
                                   experiments=(), extra_seeds=())
-    monkeypatch.setitem(reproduce.PROFILES, "demo", profile)
+    monkeypatch.setitem(experiments.PROFILES, "demo", profile)
     zoo = tmp_path / "zoo"
-    repro = reproduce.Reproduction("mnist", "demo", tmp_path / "out",
+    repro = experiments.Reproduction("mnist", "demo", tmp_path / "out",
                                    data_dir=str(fake_data_dir), models_dir=zoo)
     config, defense = repro._train_config("cnn")
     model, meta = train(config, defense)
