@@ -740,7 +740,8 @@ def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start
         advbench transfer --source cnn --source resnet --target cnn --target resnet --json
     """
     from advbench import report
-    from advbench.evaluate import transfer as run_transfer, write_evaluation
+    from advbench.evaluate import write_evaluation
+    from advbench.transfer import transfer as run_transfer
     from advbench.progress import Progress
 
     if isinstance(attack_values.get("eps"), tuple):

@@ -1,5 +1,5 @@
 """Scoring models on saved artifacts: clean accuracy, adversarial accuracy, the paper's
-model-level metrics, the transfer matrix and the robustness gate.
+model-level metrics and the robustness gate (the transfer matrix: ``advbench.transfer``).
 
 "Efficient Defenses Against Adversarial Attacks" (Zantedeschi et al. 2017,
 https://arxiv.org/abs/1707.06728): Table 1 (transfer matrix), Table 2 (accuracy, robustness
@@ -22,11 +22,10 @@ import numpy as np
 from advbench import data, metrics
 from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, artifact_kind, read_arrays,
                                 write_arrays)
-from advbench.curves import CURVE_SCHEMA, find_artifact, read_curve
+from advbench.curves import CURVE_SCHEMA, read_curve
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split, run_key
 
 #: Gate metrics and the direction in which they are better. An unqualified name takes the
 #: worst value over the given artifacts (lowest accuracy, highest success rate...).
@@ -99,7 +98,8 @@ def training_set(dataset: str, data_dir=None) -> np.ndarray:
 # -- scoring one artifact --------------------------------------------------------------------
 @dataclasses.dataclass
 class Score:
-    """One artifact scored on one model: the summary (JSON-ready) and per-sample arrays."""
+    """A scoring result: the JSON-ready ``summary`` and per-sample arrays by name (one
+    artifact on one model, a whole evaluation, or a transfer matrix)."""
 
     summary: dict[str, Any]
     per_sample: dict[str, np.ndarray]
@@ -192,18 +192,10 @@ def score_curve(model_meta: dict, model_path, path) -> dict[str, Any]:
 
 
 # -- evaluating a model ----------------------------------------------------------------------
-@dataclasses.dataclass
-class Evaluation:
-    """Result of ``evaluate``: JSON-ready ``summary`` and per-sample arrays by group."""
-
-    summary: dict[str, Any]
-    per_sample: dict[str, np.ndarray]
-
-
 def evaluate(model, model_meta: dict, model_path, artifacts=(), *, split: str = "test",
              limit: int | None = None, start: int = 0, seed: int = 0, data_dir=None,
              batch_size: int = 256, sensitivity: bool = True, distance: bool = True,
-             distance_variant: str = "l2", progress: Progress | None = None) -> Evaluation:
+             distance_variant: str = "l2", progress: Progress | None = None) -> Score:
     """Score a model on a clean split and on saved attack / curve artifacts.
 
     Clean: accuracy and loss sensitivity (Table 3; ``metrics.loss_sensitivity``) on the split
@@ -220,7 +212,7 @@ def evaluate(model, model_meta: dict, model_path, artifacts=(), *, split: str = 
         distance_variant: "l2" (default) or "paper".
 
     Returns:
-        ``Evaluation``; ``summary["metrics"]`` holds the gate values (see ``METRICS``).
+        ``Score``; ``summary["metrics"]`` holds the gate values (see ``METRICS``).
 
     Example:
         >>> result = evaluate(model, meta, "models/mnist-cnn-relu-none.h5", ["runs/a.h5"])
@@ -279,7 +271,7 @@ def evaluate(model, model_meta: dict, model_path, artifacts=(), *, split: str = 
         "clean": clean, "artifacts": entries,
     }
     summary["metrics"] = aggregate_metrics(summary)
-    return Evaluation(summary, per_sample)
+    return Score(summary, per_sample)
 
 
 def _value(entry: dict, name: str) -> float | None:
@@ -391,93 +383,6 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
     return missed
 
 
-# -- transfer ----------------------------------------------------------------------------------
-def craft_or_reuse(run: AttackRun, attack, source: tuple, runs_dir="runs", *,
-                   progress: Progress | None = None) -> tuple[Path, bool]:
-    """The attack artifact of ``attack`` on ``source`` for ``run``'s samples: an existing
-    complete one with the same ``runner.run_key`` (the default ``advbench attack`` path, or
-    any file in ``runs_dir``), else crafted now with ``runner.attack_split`` at the default
-    path. Returns (path, reused)."""
-    source_path, model, meta = source
-    _, _, indices = data.load(run.dataset, run.split, data_dir=run.data_dir, limit=run.limit,
-                              seed=run.seed, start=run.start)
-    key = run_key(run, attack, meta.get("content_hash", ""), indices)
-    default = Path(runs_dir) / f"{Path(source_path).stem}-{attack.name}-{key[:10]}.h5"
-    found = find_artifact(runs_dir, ATTACK_SCHEMA, key)
-    if found is not None:
-        return found, True
-    return attack_split(run, attack, model, meta, default, progress=progress), False
-
-
-def transfer(sources: list[tuple], targets: list[tuple], attack, *, dataset: str | None = None,
-             split: str = "test", limit: int | None = None, start: int = 0, seed: int = 0,
-             batch_size: int = 128, data_dir=None, runs_dir="runs",
-             progress: Progress | None = None) -> Evaluation:
-    """The transfer matrix: adversarial examples crafted on each source, scored on each target.
-
-    Rows are sources (crafted on), columns targets (tested on); a cell is white-box when the
-    target is the source model (same content hash), black-box otherwise (paper Table 1, with
-    FGSM eps 0.1). Artifacts with the same run key are reused, not crafted again.
-
-    Args:
-        sources, targets: lists of (path, model, metadata).
-        attack: an ``Attack`` object (e.g. ``FGSM(eps=0.1)``).
-        dataset: the data set [default: the first source's].
-        split, limit, start, seed, batch_size, data_dir: the samples, as for ``advbench attack``.
-        runs_dir: where attack artifacts are found and written, default "runs".
-
-    Returns:
-        ``Evaluation``: summary with "sources", "targets", "accuracy" (rows x columns),
-        "success_rate", "setting", "artifacts", "reused"; per_sample predictions per cell.
-    """
-    if not sources or not targets:
-        raise ParameterError("give at least one --source and one --target")
-    progress = progress or Progress(quiet=True)
-    dataset = dataset or sources[0][2].get("dataset")
-    for path, _, meta in [*sources, *targets]:
-        if meta.get("dataset") and meta.get("dataset") != dataset:
-            raise ArtifactError(f"model {path} was trained on {meta.get('dataset')}, not "
-                                f"{dataset}; transfer needs models of one data set")
-    accuracy = np.zeros((len(sources), len(targets)))
-    success = np.zeros_like(accuracy)
-    clean = np.zeros(len(targets))
-    setting, artifacts, reused, per_sample = [], [], [], {}
-    for s, source in enumerate(sources):
-        run = AttackRun(model_path=str(source[0]), dataset=dataset, split=split, limit=limit,
-                        start=start, batch_size=batch_size, seed=seed, data_dir=data_dir)
-        path, was_reused = craft_or_reuse(run, attack, source, runs_dir, progress=progress)
-        progress.log(f"{'reusing' if was_reused else 'crafted'} {path}")
-        artifacts.append(str(path))
-        reused.append(was_reused)
-        row = []
-        for t, (target_path, model, meta) in enumerate(targets):
-            score = score_artifact(model, meta, target_path, path, data_dir=data_dir,
-                                   batch_size=max(batch_size, 256), model_level=False)
-            accuracy[s, t] = score.summary["adv_accuracy"]
-            success[s, t] = score.summary["success_rate"]
-            clean[t] = score.summary["clean_accuracy"]
-            row.append(score.summary["setting"])
-            per_sample[f"cells/{s}_{t}/pred"] = score.per_sample["pred"]
-            per_sample[f"cells/{s}_{t}/success"] = score.per_sample["success"]
-        setting.append(row)
-
-    def describe(entry):
-        path, _, meta = entry
-        return {"path": str(path), "name": meta.get("zoo_name") or Path(path).stem,
-                "hash": meta.get("content_hash")}
-
-    summary = {
-        "attack": attack.name, "attack_params": attack.params(), "dataset": dataset,
-        "split": split, "samples": int(len(per_sample["cells/0_0/pred"])),
-        "sources": [describe(e) for e in sources], "targets": [describe(e) for e in targets],
-        "clean_accuracy": clean.tolist(), "accuracy": accuracy.tolist(),
-        "success_rate": success.tolist(), "setting": setting, "artifacts": artifacts,
-        "reused": reused,
-    }
-    per_sample["accuracy"] = accuracy
-    return Evaluation(summary, per_sample)
-
-
 # -- writing ---------------------------------------------------------------------------------
 def jsonable(value):
     """``value`` with numpy scalars and arrays turned into Python ones and NaN / infinity into
@@ -495,7 +400,7 @@ def jsonable(value):
     return value
 
 
-def write_evaluation(path, result: Evaluation, kind: str = "evaluate") -> Path:
+def write_evaluation(path, result: Score, kind: str = "evaluate") -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
     arrays (schema ``advbench.evaluation``, written atomically)."""
     write_arrays(path, EVALUATION_SCHEMA, {"kind": kind, "summary": jsonable(result.summary)},

@@ -53,7 +53,6 @@ def no_attacks(monkeypatch):
     monkeypatch.setattr(FGSM, "run", refuse)
     monkeypatch.setattr(FGSM, "direction", refuse)
     monkeypatch.setattr(MinimalFGSM, "run", refuse)
-    monkeypatch.setattr(ev, "attack_split", refuse)
 
 
 def test_evaluate_scores_saved_artifacts_without_attacking(trained_tiny_cnn, artifacts,

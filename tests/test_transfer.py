@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from advbench import evaluate as ev
+from advbench import evaluate as ev, transfer as tr
 from advbench.artifacts import ATTACK_SCHEMA, read_arrays, save_model
 from advbench.attacks.fgsm import FGSM
 from advbench.errors import ArtifactError, ParameterError
@@ -28,7 +28,7 @@ def dense_model(tmp_path_factory):
 
 
 def run_transfer(sources, targets, runs_dir, data_dir, **kwargs):
-    return ev.transfer(sources, targets, FGSM(eps=0.1), limit=LIMIT, batch_size=16,
+    return tr.transfer(sources, targets, FGSM(eps=0.1), limit=LIMIT, batch_size=16,
                        data_dir=data_dir, runs_dir=runs_dir, **kwargs)
 
 
@@ -62,7 +62,7 @@ def test_existing_artifact_is_reused(trained_tiny_cnn, dense_model, fake_data_di
     def refuse(*args, **kwargs):
         raise AssertionError("crafted again instead of reusing")
 
-    monkeypatch.setattr(ev, "attack_split", refuse)
+    monkeypatch.setattr(tr, "attack_split", refuse)
     again = run_transfer([trained_tiny_cnn], [dense_model], tmp_path, fake_data_dir)
     assert again.summary["reused"] == [True]
     assert again.summary["artifacts"] == [str(renamed)]
@@ -71,7 +71,7 @@ def test_existing_artifact_is_reused(trained_tiny_cnn, dense_model, fake_data_di
 
 def test_other_parameters_are_not_reused(trained_tiny_cnn, fake_data_dir, tmp_path):
     run_transfer([trained_tiny_cnn], [trained_tiny_cnn], tmp_path, fake_data_dir)
-    other = ev.transfer([trained_tiny_cnn], [trained_tiny_cnn], FGSM(eps=0.2), limit=LIMIT,
+    other = tr.transfer([trained_tiny_cnn], [trained_tiny_cnn], FGSM(eps=0.2), limit=LIMIT,
                         batch_size=16, data_dir=fake_data_dir, runs_dir=tmp_path)
     assert other.summary["reused"] == [False]
     assert len(list(tmp_path.glob("*.h5"))) == 2
@@ -93,9 +93,9 @@ def test_models_of_different_datasets(trained_tiny_cnn, tmp_path):
     cifar = ("c.h5", model, {**meta, "dataset": "cifar10"})
     with pytest.raises(ArtifactError, match="was trained on cifar10, not mnist; transfer needs "
                                             "models of one data set"):
-        ev.transfer([trained_tiny_cnn], [cifar], FGSM(), runs_dir=tmp_path)
+        tr.transfer([trained_tiny_cnn], [cifar], FGSM(), runs_dir=tmp_path)
 
 
 def test_transfer_needs_sources_and_targets(trained_tiny_cnn):
     with pytest.raises(ParameterError, match="at least one --source and one --target"):
-        ev.transfer([], [trained_tiny_cnn], FGSM())
+        tr.transfer([], [trained_tiny_cnn], FGSM())

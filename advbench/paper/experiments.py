@@ -26,7 +26,8 @@ from advbench.attacks import make_attack
 from advbench.curves import CurveRun, parse_eps, read_curve, run_curve
 from advbench.defenses import make_defense
 from advbench.errors import ParameterError
-from advbench.evaluate import evaluate, score_artifact, training_set, transfer
+from advbench.evaluate import evaluate, score_artifact, training_set
+from advbench.transfer import transfer
 from advbench.models import models_dir as default_models_dir, zoo_path
 from advbench.progress import Progress
 from advbench.runner import AttackRun, attack_split, run_key
