@@ -17,10 +17,10 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks._tf import per_sample_cross_entropy
-from advbench.attacks.base import check_int
+from advbench.checks import check_int
 from advbench.errors import AdvbenchError, ParameterError
 from advbench.models.gradients import attack_model
+from advbench.ops import per_sample_cross_entropy
 
 #: Norms of a perturbation reported by ``perturbation_norms``.
 PERTURBATION_NORMS = ("l0", "l2", "linf")

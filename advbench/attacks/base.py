@@ -109,28 +109,3 @@ class Attack:
         if key not in per_model:
             per_model[key] = tf.function(build(), reduce_retracing=True)
         return per_model[key]
-
-
-def check_range(name: str, value: float, *, low: float | None = None, high: float | None = None,
-                low_inclusive: bool = True, high_inclusive: bool = True) -> None:
-    """Raise ParameterError unless low <= value <= high (bounds optional)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number, got {value!r}") from None
-    if np.isnan(value):
-        raise ParameterError(f"{name} must be a number, got NaN")
-    if low is not None and (value < low or (value == low and not low_inclusive)):
-        op = ">=" if low_inclusive else ">"
-        raise ParameterError(f"{name} must be {op} {low}, got {value}")
-    if high is not None and (value > high or (value == high and not high_inclusive)):
-        op = "<=" if high_inclusive else "<"
-        raise ParameterError(f"{name} must be {op} {high}, got {value}")
-
-
-def check_int(name: str, value: int, *, low: int) -> None:
-    """Raise ParameterError unless value is an integer >= low."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ParameterError(f"{name} must be >= {low}, got {value}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
-from advbench.attacks.deepfool import check_labels
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 
 # Adam's constants as in tf.train.AdamOptimizer, which the authors' code used.

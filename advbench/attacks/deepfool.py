@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 
 
@@ -176,12 +177,3 @@ class DeepFool(Attack):
             model, k, self.max_iter, self.overshoot, self.epsilon, self.box_aware))
         x_adv, iterations = fn(tf.convert_to_tensor(x), tf.convert_to_tensor(y, tf.int32))
         return AttackOutput(x_adv=x_adv.numpy(), extras={"iterations": iterations.numpy()})
-
-
-def check_labels(labels: np.ndarray, num_classes: int, name: str = "y") -> None:
-    """Raise ParameterError unless every label is a class index of the model."""
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ParameterError(
-            f"{name} must hold class indices in [0, {num_classes}) for this model's "
-            f"{num_classes} outputs, got values from {labels.min()} to {labels.max()}"
-        )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks._tf import l2_normalize, loss_gradient
-from advbench.attacks.base import Attack, AttackOutput, check_range
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.checks import check_range
 from advbench.errors import ParameterError
 from advbench.models.gradients import attack_model
+from advbench.ops import l2_normalize, loss_gradient
 
 NORMS = ("linf", "l2")
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks._tf import expand_to
-from advbench.attacks.base import Attack, AttackOutput, check_range
+from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
+from advbench.checks import check_range
 from advbench.errors import ParameterError
+from advbench.ops import expand_to
 
 # Once fewer samples than this are still searching, several grid points per sample are
 # evaluated in one forward pass of about this many images: fewer, fuller passes in the tail,

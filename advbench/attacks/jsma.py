@@ -26,7 +26,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks.base import Attack, AttackOutput, check_range
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.checks import check_range, check_targets
 from advbench.errors import ParameterError
 
 TARGET_MODES = ("random", "least-likely")
@@ -244,6 +245,14 @@ def choose_targets(logits: tf.Tensor, labels: tf.Tensor, mode: str, seed: tf.Ten
     return tf.argmin(masked, axis=1, output_type=tf.int32)
 
 
+def output_classes(model) -> int | None:
+    """The model's number of classes, or None when it does not say (subclassed models)."""
+    try:
+        return model.output_shape[-1]
+    except Exception:  # subclassed models may not know their output shape
+        return None
+
+
 class JSMA(Attack):
     """Jacobian-based Saliency Map Attack, the original pairwise saliency map on logits.
 
@@ -312,30 +321,11 @@ class JSMA(Attack):
         self.target_mode = target_mode
         self.fallback = bool(fallback)
 
-    def _check_targets(self, model, target: np.ndarray, batch: int) -> np.ndarray:
-        if target.shape != (batch,):
-            raise ParameterError(
-                f"target must have shape ({batch},), one class per image, got {target.shape}")
-        if not np.issubdtype(target.dtype, np.integer):
-            if not np.issubdtype(target.dtype, np.floating) or np.any(target != np.round(target)):
-                raise ParameterError(f"target must hold integer class labels, got {target.dtype}")
-        target = target.astype(np.int64)
-        try:
-            num_classes = model.output_shape[-1]
-        except Exception:  # subclassed models may not know their output shape
-            num_classes = None
-        high = "" if num_classes is None else f" and < {num_classes}"
-        if np.any(target < 0) or (num_classes is not None and np.any(target >= num_classes)):
-            raise ParameterError(
-                f"target classes must be >= 0{high}, got values from {target.min()} to "
-                f"{target.max()}")
-        return target
-
     def run(self, model, x, y, *, target, seed):
         key = f"jsma-{self.theta}-{self.gamma}-{self.fallback}"
         explicit = target is not None
         if explicit:
-            target = self._check_targets(model, target, x.shape[0])
+            target = check_targets(target, x.shape[0], output_classes(model))
             mode = "explicit"
         else:
             mode = self.target_mode

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advbench.attacks._tf import batch_norm, expand_to, l2_normalize, loss_gradient
-from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.checks import check_int, check_range
 from advbench.errors import ParameterError
+from advbench.ops import batch_norm, expand_to, l2_normalize, loss_gradient
 
 NORMS = ("linf", "l2")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advbench.attacks.base import Attack, AttackOutput, check_range
+from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
+from advbench.checks import check_range
 from advbench.errors import ParameterError
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advbench.attacks._tf import expand_to, l2_normalize
-from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.checks import check_int, check_range
+from advbench.ops import expand_to, l2_normalize
 
 
 def kl_from_logits(logits_p: tf.Tensor, logits_q: tf.Tensor) -> tf.Tensor:

@@ -19,16 +19,11 @@ from typing import Any, ClassVar
 
 import tensorflow as tf
 
-from advbench.attacks._tf import per_sample_cross_entropy
-from advbench.attacks.base import check_int, check_range
+from advbench.checks import check_int, check_range
 from advbench.errors import ParameterError
+from advbench.ops import per_sample_cross_entropy, per_sample_soft_cross_entropy
 
 MODES = ("static", "online")
-
-
-def per_sample_soft_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Cross-entropy against a target distribution, per sample."""
-    return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
 
 class Defense:

@@ -1,4 +1,5 @@
-"""TensorFlow helpers shared by the attacks (run inside ``tf.function``)."""
+"""TensorFlow operations shared by attacks, defenses and metrics: per-sample losses, their
+input gradient and per-sample norms of image batches (all usable inside ``tf.function``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ def per_sample_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.int32), logits=logits
     )
+
+
+def per_sample_soft_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy against a target distribution (batch, classes), per sample."""
+    return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
 
 def loss_gradient(model, x: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
