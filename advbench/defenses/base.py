@@ -1,0 +1,55 @@
+"""The defense interface: a small object of hyperparameters (keyword-only, the paper's
+defaults) with hooks that the shared training loop (``advbench.train``) calls."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import tensorflow as tf
+
+
+class Defense:
+    name: ClassVar[str] = ""
+    # (data set -> default) per parameter that depends on the data set.
+    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    param_names: ClassVar[tuple[str, ...]] = ()
+    copies: int = 0
+
+    def params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.param_names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides) -> "Defense":
+        """The paper's settings for ``dataset``, with user overrides (None = keep default)."""
+        params = dict(cls.dataset_defaults.get(dataset, {}))
+        params.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**params)
+
+    # Hooks: the defaults mean "no change".
+    def model_options(self) -> dict[str, Any]:
+        return {}
+
+    def target_distribution(self, labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+        return tf.one_hot(labels, num_classes)
+
+    def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        return x
+
+    has_online_loss: ClassVar[bool] = False
+
+    def online_loss(self, model, x, labels, targets, logits, seed):
+        raise NotImplementedError
+
+    def static_augmentation(self):
+        """An attack object whose adversarials of the training set are appended, or None."""
+        return None
+
+
+class NoDefense(Defense):
+    """No defense: plain training (the paper's undefended models)."""
+
+    name = "none"

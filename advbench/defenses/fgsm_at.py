@@ -1,0 +1,59 @@
+"""FGSM adversarial training (Goodfellow et al., 2014, https://arxiv.org/abs/1412.6572), one
+of the paper's baselines."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from advbench.checks import check_range
+from advbench.defenses.base import Defense
+from advbench.errors import ParameterError
+from advbench.ops import per_sample_soft_cross_entropy
+
+MODES = ("static", "online")
+
+
+class FGSMAdversarialTraining(Defense):
+    """FGSM adversarial training (Goodfellow et al.).
+
+    Args:
+        eps: FGSM step (paper: 0.3 MNIST, 0.05 CIFAR-10).
+        mode: "static" (the paper's: after a first training phase, FGSM adversarials of the
+            whole training set are crafted once on that model, appended, and training goes
+            on over the union) or "online" (every batch: loss = (1 - ratio) * J(x) +
+            ratio * J(x_adv), x_adv crafted on the current weights).
+        ratio: weight of the adversarial loss in online mode (0.5, Goodfellow et al.).
+    """
+
+    name = "fgsm-at"
+    dataset_defaults = {"mnist": {"eps": 0.3}, "cifar10": {"eps": 0.05}}
+    param_names = ("eps", "mode", "ratio")
+    has_online_loss = True
+
+    def __init__(self, *, eps: float = 0.3, mode: str = "static", ratio: float = 0.5):
+        check_range("fgsm-at eps", eps, low=0.0, low_inclusive=False)
+        if mode not in MODES:
+            raise ParameterError(f"fgsm-at mode must be static or online, got {mode!r}")
+        check_range("fgsm-at ratio", ratio, low=0.0, high=1.0)
+        self.eps = float(eps)
+        self.mode = mode
+        self.ratio = float(ratio)
+        self.has_online_loss = mode == "online"
+
+    def online_loss(self, model, x, labels, targets, logits, seed):
+        from advbench.attacks.fgsm import fgsm_direction
+
+        x_adv = tf.stop_gradient(tf.clip_by_value(
+            x + self.eps * fgsm_direction(model, x, labels, "linf", False), 0.0, 1.0))
+        adv_logits = model(x_adv, training=True)
+        clean = per_sample_soft_cross_entropy(targets, logits)
+        adv = per_sample_soft_cross_entropy(targets, adv_logits)
+        # Replaces the clean loss: (1 - ratio) J(x) + ratio J(x_adv) - J(x).
+        return self.ratio * (adv - clean)
+
+    def static_augmentation(self):
+        if self.mode != "static":
+            return None
+        from advbench.attacks.fgsm import FGSM
+
+        return FGSM(eps=self.eps)

@@ -1,0 +1,24 @@
+"""Label smoothing (Warde-Farley & Goodfellow, 2016), one of the paper's baselines."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from advbench.checks import check_range
+from advbench.defenses.base import Defense
+
+
+class LabelSmoothing(Defense):
+    """Label smoothing (Warde-Farley & Goodfellow): the true class gets ``weight`` and the
+    other classes share 1 - weight evenly (paper: 0.9)."""
+
+    name = "label-smoothing"
+    param_names = ("weight",)
+
+    def __init__(self, *, weight: float = 0.9):
+        check_range("label smoothing weight", weight, low=0.0, high=1.0, low_inclusive=False)
+        self.weight = float(weight)
+
+    def target_distribution(self, labels, num_classes):
+        rest = (1.0 - self.weight) / (num_classes - 1)
+        return tf.one_hot(labels, num_classes, on_value=self.weight, off_value=rest)

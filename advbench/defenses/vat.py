@@ -1,0 +1,57 @@
+"""Virtual adversarial training (Miyato et al., https://arxiv.org/abs/1704.03976), one of the
+paper's baselines."""
+
+from __future__ import annotations
+
+from advbench.checks import check_int, check_range
+from advbench.defenses.base import Defense
+from advbench.errors import ParameterError
+
+MODES = ("static", "loss")
+
+
+class VirtualAdversarialTraining(Defense):
+    """Virtual adversarial training (Miyato et al., https://arxiv.org/abs/1704.03976).
+
+    Args:
+        eps: L2 norm of the virtual adversarial perturbation (paper: 2.1).
+        mode: "static" (the paper's authors': adversarials along the VAT direction of the
+            training set, crafted once after a first training phase, appended) or "loss"
+            (Miyato's VAT: loss = J(x) + alpha * KL(p(x) || p(x + r_vadv)) every batch).
+        alpha: weight of the KL term in "loss" mode (1.0, Miyato et al.).
+        xi: finite-difference step of the power iteration (1e-6).
+        power_iterations: 1 (Miyato et al.).
+    """
+
+    name = "vat"
+    param_names = ("eps", "mode", "alpha", "xi", "power_iterations")
+
+    def __init__(self, *, eps: float = 2.1, mode: str = "static", alpha: float = 1.0,
+                 xi: float = 1e-6, power_iterations: int = 1):
+        check_range("vat eps", eps, low=0.0, low_inclusive=False)
+        if mode not in MODES:
+            raise ParameterError(f"vat mode must be static or loss, got {mode!r}")
+        check_range("vat alpha", alpha, low=0.0)
+        check_range("vat xi", xi, low=0.0, low_inclusive=False)
+        check_int("vat power iterations", power_iterations, low=1)
+        self.eps = float(eps)
+        self.mode = mode
+        self.alpha = float(alpha)
+        self.xi = float(xi)
+        self.power_iterations = int(power_iterations)
+        self.has_online_loss = mode == "loss"
+
+    def online_loss(self, model, x, labels, targets, logits, seed):
+        from advbench.attacks.vat import vat_loss
+
+        return self.alpha * vat_loss(model, x, logits, eps=self.eps, xi=self.xi,
+                                     power_iterations=self.power_iterations,
+                                     seed_tensor=seed, training=True)
+
+    def static_augmentation(self):
+        if self.mode != "static":
+            return None
+        from advbench.attacks.vat import VirtualAdversarial
+
+        return VirtualAdversarial(eps=self.eps, xi=self.xi,
+                                  power_iterations=self.power_iterations)
