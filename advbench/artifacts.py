@@ -17,6 +17,7 @@ import datetime as _dt
 import hashlib
 import importlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,6 +32,9 @@ SCHEMA_VERSION = 1
 MODEL_SCHEMA = "advbench.model"
 ATTACK_SCHEMA = "advbench.attack"
 EVALUATION_SCHEMA = "advbench.evaluation"
+CURVE_SCHEMA = "advbench.curve"
+# Arrays every complete attack artifact holds.
+ATTACK_ARRAYS = ("x_adv", "y", "indices", "completed")
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -235,3 +239,71 @@ def read_arrays(path: str | os.PathLike, schema: str,
             raise ArtifactError(f"{path} is corrupt ({e.__class__.__name__}); delete it and "
                                 "run the stage again") from None
     return attrs, arrays
+
+
+# -- lookups ---------------------------------------------------------------------------------
+def read_attack_artifact(path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(attrs, arrays) of a complete attack artifact; ArtifactError otherwise."""
+    attrs, arrays = read_arrays(path, ATTACK_SCHEMA)
+    missing = [name for name in ATTACK_ARRAYS if name not in arrays]
+    if missing or "dataset" not in attrs:
+        raise ArtifactError(f"{path} lacks {', '.join(missing) or 'its data set name'}; it is "
+                            "incomplete or not written by `advbench attack`: run the attack again")
+    if not attrs.get("complete"):
+        done = int(np.count_nonzero(arrays["completed"]))
+        raise ArtifactError(f"{path} is an interrupted run ({done} of {len(arrays['completed'])} "
+                            "samples done); rerun its `advbench attack` command to finish it")
+    return attrs, arrays
+
+
+def find_artifact(directory, schema: str, key: str) -> Path | None:
+    """A complete artifact of ``schema`` whose ``key`` attr equals ``key`` in ``directory``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    for path in sorted(directory.glob("*.h5")):
+        try:
+            with open_artifact(path, schema) as f:
+                attrs = read_attrs(f)
+        except ArtifactError:
+            continue
+        if attrs.get("key") == key and attrs.get("complete", True):
+            return path
+    return None
+
+
+def run_artifact_path(runs_dir: str | os.PathLike, model_path: str | os.PathLike, attack: str,
+                      key: str, *, curve: bool = False) -> Path:
+    """Where an attack artifact (or, with ``curve``, a curve artifact) is written by default:
+    ``<runs_dir>/<model file stem>-<attack>[-curve]-<first 10 hex digits of the run key>.h5``.
+
+    The key makes the name unique per parameters and samples; reuse goes by the key stored
+    inside (``find_artifact``), so a renamed artifact is still found."""
+    infix = "-curve" if curve else ""
+    return Path(runs_dir) / f"{Path(model_path).stem}-{attack}{infix}-{key[:10]}.h5"
+
+
+# -- JSON ------------------------------------------------------------------------------------
+def jsonable(value: Any, *, strict: bool = True) -> Any:
+    """``value`` with numpy scalars and arrays turned into Python ones, paths into strings and
+    tuple keys into "a, b"; with ``strict`` (the default) NaN and infinity become None, so
+    that ``json.dumps`` writes strict JSON.
+
+    Example:
+        >>> jsonable({"a": float("nan"), "b": np.float32(0.5), ("x", "y"): np.arange(2)})
+        {'a': None, 'b': 0.5, 'x, y': [0, 1]}
+    """
+    if isinstance(value, dict):
+        return {(", ".join(k) if isinstance(k, tuple) else str(k)): jsonable(v, strict=strict)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, strict=strict) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist(), strict=strict)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if strict and isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -473,12 +473,11 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
     run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
                     batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode)
     if output is None:
-        from advbench import data as datamod
+        from advbench.artifacts import run_artifact_path
 
-        _, _, indices = datamod.load(dataset, split, data_dir=data_dir, limit=limit, seed=seed,
-                                     start=start)
+        _, _, indices = run.load()
         key = run_key(run, attack_obj, meta.get("content_hash", ""), indices)
-        output = Path("runs") / f"{Path(path).stem}-{attack_name}-{key[:10]}.h5"
+        output = run_artifact_path("runs", path, attack_name, key)
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
                           overwrite=overwrite, progress=Progress(quiet=quiet))
     click.echo(str(result))
@@ -692,8 +691,7 @@ def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, c
 
 
 def _is_curve(path) -> bool:
-    from advbench.artifacts import artifact_kind
-    from advbench.curves import CURVE_SCHEMA
+    from advbench.artifacts import CURVE_SCHEMA, artifact_kind
 
     return Path(path).exists() and artifact_kind(path) == CURVE_SCHEMA
 

@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__
-from advbench.artifacts import open_artifact, read_arrays, read_attrs, write_arrays
+from advbench.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
+                                read_attrs, run_artifact_path, write_arrays)
 from advbench.attacks.fgsm import NORMS as FGSM_NORMS
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.errors import ArtifactError, ParameterError
@@ -36,7 +37,6 @@ from advbench.models.gradients import attack_model
 from advbench.progress import Progress
 from advbench.runner import Samples, batch_seed, check_model_fits
 
-CURVE_SCHEMA = "advbench.curve"
 #: Attacks whose curves are computed from one direction per sample.
 CURVE_ATTACKS = ("fgsm", "rand-fgsm")
 #: Largest number of eps points in one grid (a typo like 0:1:1e-9 must not run for days).
@@ -327,22 +327,6 @@ def read_curve(path) -> Curve:
                  arrays["pred_clean"], arrays["pred_adv"])
 
 
-def find_artifact(directory, schema: str, key: str) -> Path | None:
-    """A complete artifact of ``schema`` whose ``key`` attr equals ``key`` in ``directory``."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    for path in sorted(directory.glob("*.h5")):
-        try:
-            with open_artifact(path, schema) as f:
-                attrs = read_attrs(f)
-        except ArtifactError:
-            continue
-        if attrs.get("key") == key and attrs.get("complete", True):
-            return path
-    return None
-
-
 def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps, *,
               attack: str = "fgsm", norm: str = "linf", alpha: float = 0.05,
               output=None, runs_dir="runs", overwrite: bool = False,
@@ -373,7 +357,7 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps, *,
     key = curve_key(run, attack, params, eps, source_ref["hash"],
                     [t["hash"] for t in target_refs], indices)
     if output is None:
-        output = Path(runs_dir) / f"{Path(source[0]).stem}-{attack}-curve-{key[:10]}.h5"
+        output = run_artifact_path(runs_dir, source[0], attack, key, curve=True)
     output = Path(output)
     if output.exists() and _key_of(output) == key:
         return output, True

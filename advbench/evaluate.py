@@ -20,9 +20,9 @@ from typing import Any, Callable
 import numpy as np
 
 from advbench import data, metrics
-from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, artifact_kind, read_arrays,
-                                write_arrays)
-from advbench.curves import CURVE_SCHEMA, read_curve
+from advbench.artifacts import (ATTACK_SCHEMA, CURVE_SCHEMA, EVALUATION_SCHEMA, artifact_kind,
+                                jsonable, read_arrays, read_attack_artifact, write_arrays)
+from advbench.curves import read_curve
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.progress import Progress
@@ -39,24 +39,9 @@ METRICS: dict[str, str] = {
 }
 # Metrics read from one attack artifact (and so qualifiable with @ATTACK or @FILE-STEM).
 ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_distance")
-_REQUIRED = ("x_adv", "y", "indices", "completed")
 
 
 # -- reading and checking attack artifacts -------------------------------------------------
-def read_attack_artifact(path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(attrs, arrays) of a complete attack artifact; ArtifactError otherwise."""
-    attrs, arrays = read_arrays(path, ATTACK_SCHEMA)
-    missing = [name for name in _REQUIRED if name not in arrays]
-    if missing or "dataset" not in attrs:
-        raise ArtifactError(f"{path} lacks {', '.join(missing) or 'its data set name'}; it is "
-                            "incomplete or not written by `advbench attack`: run the attack again")
-    if not attrs.get("complete"):
-        done = int(np.count_nonzero(arrays["completed"]))
-        raise ArtifactError(f"{path} is an interrupted run ({done} of {len(arrays['completed'])} "
-                            "samples done); rerun its `advbench attack` command to finish it")
-    return attrs, arrays
-
-
 def check_fits(path, attrs: dict, x_adv: np.ndarray, model, model_meta: dict,
                model_path) -> None:
     """Refuse an artifact of another data set or of images the model cannot take."""
@@ -384,22 +369,6 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def jsonable(value):
-    """``value`` with numpy scalars and arrays turned into Python ones and NaN / infinity into
-    None, so that ``json.dumps`` writes strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_evaluation(path, result: Score, kind: str = "evaluate") -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
     arrays (schema ``advbench.evaluation``, written atomically)."""

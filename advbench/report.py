@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from advbench.evaluate import jsonable
+from advbench.artifacts import jsonable
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
 # CSV and plot always keep every eps.

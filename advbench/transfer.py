@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from advbench import data
-from advbench.artifacts import ATTACK_SCHEMA
-from advbench.curves import find_artifact
+from advbench.artifacts import ATTACK_SCHEMA, find_artifact, run_artifact_path
 from advbench.errors import ArtifactError, ParameterError
 from advbench.evaluate import Score, score_artifact
 from advbench.progress import Progress
@@ -31,7 +30,7 @@ def craft_or_reuse(run: AttackRun, attack, source: tuple, runs_dir="runs", *,
     _, _, indices = data.load(run.dataset, run.split, data_dir=run.data_dir, limit=run.limit,
                               seed=run.seed, start=run.start)
     key = run_key(run, attack, meta.get("content_hash", ""), indices)
-    default = Path(runs_dir) / f"{Path(source_path).stem}-{attack.name}-{key[:10]}.h5"
+    default = run_artifact_path(runs_dir, source_path, attack.name, key)
     found = find_artifact(runs_dir, ATTACK_SCHEMA, key)
     if found is not None:
         return found, True

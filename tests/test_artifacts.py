@@ -1,12 +1,15 @@
 import json
+import math
+from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
 import pytest
 
-from advbench.artifacts import (MODEL_SCHEMA, atomic_h5, load_model, read_arrays,
-                                read_model_metadata, save_model, write_arrays)
+from advbench.artifacts import (MODEL_SCHEMA, atomic_h5, jsonable, load_model, read_arrays,
+                                read_model_metadata, run_artifact_path, save_model,
+                                write_arrays)
 from advbench.errors import ArtifactError
 from advbench.models import build_model
 
@@ -103,3 +106,24 @@ def test_flat_arrays_round_trip(tmp_path):
     attrs, arrays = read_arrays(path, "advbench.attack")
     assert attrs["params"] == {"eps": 0.1} and attrs["n"] == 3
     assert arrays["x"].shape == (3, 2, 2, 1) and arrays["extras/eps"].tolist() == [0, 1, 2]
+
+
+def test_jsonable_turns_nan_into_null():
+    assert jsonable({"a": math.nan, "b": np.float32(0.5), "c": np.arange(2)}) == \
+        {"a": None, "b": 0.5, "c": [0, 1]}
+
+
+def test_jsonable_keeps_nan_when_not_strict_and_joins_tuple_keys():
+    out = jsonable({("cnn", "fgsm"): [np.float64(math.nan)], "p": Path("runs/a.h5")},
+                   strict=False)
+    assert list(out) == ["cnn, fgsm", "p"] and math.isnan(out["cnn, fgsm"][0])
+    assert out["p"] == "runs/a.h5"
+
+
+def test_one_default_path_for_attack_and_curve_artifacts():
+    key = "0123456789abcdef"
+    assert run_artifact_path("runs", "models/mnist-cnn.h5", "fgsm", key) == \
+        Path("runs/mnist-cnn-fgsm-0123456789.h5")
+    assert run_artifact_path("out", Path("m/x.h5"), "fgsm", key, curve=True) == \
+        Path("out/x-fgsm-curve-0123456789.h5")
+

@@ -200,11 +200,6 @@ def test_unavailable_metric(text, match):
         ev.check_thresholds(summary_with(), [ev.parse_threshold(text)])
 
 
-def test_jsonable_turns_nan_into_null():
-    assert ev.jsonable({"a": math.nan, "b": np.float32(0.5), "c": np.arange(2)}) == \
-        {"a": None, "b": 0.5, "c": [0, 1]}
-
-
 # -- bad input ----------------------------------------------------------------------------------
 def rewrite(source, target, *, attrs=None, arrays=None):
     """A copy of an attack artifact with some attrs or arrays replaced."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,16 +20,16 @@ import numpy as np
 
 from advbench import data
 from advbench.paper import published
-from advbench.artifacts import load_model, read_model_metadata, save_model
+from advbench.artifacts import jsonable, load_model, read_model_metadata, save_model
 from advbench.attacks import make_attack
 from advbench.curves import CurveRun, parse_eps, read_curve, run_curve
 from advbench.defenses import make_defense
 from advbench.errors import ParameterError
 from advbench.evaluate import evaluate, score_artifact, training_set
-from advbench.transfer import transfer
+from advbench.transfer import craft_or_reuse, transfer
 from advbench.models import models_dir as default_models_dir, zoo_path
 from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split, run_key
+from advbench.runner import AttackRun
 from advbench.train import TrainConfig, train
 
 # Model specs by zoo name: (architecture, activation, defense).
@@ -286,11 +285,8 @@ class Reproduction:
         run = AttackRun(model_path=str(path), dataset=self.dataset, split="test",
                         limit=self._limit_for(attack_name), batch_size=256, seed=self.seed,
                         data_dir=self.data_dir)
-        _, _, indices = data.load(self.dataset, "test", data_dir=self.data_dir, limit=run.limit,
-                                  seed=run.seed)
-        key = run_key(run, attack, meta.get("content_hash", ""), indices)
-        output = self.runs_dir / f"{source}-{attack_name}-{key[:10]}.h5"
-        attack_split(run, attack, model, meta, output, progress=self.progress)
+        output, _ = craft_or_reuse(run, attack, (path, model, meta), self.runs_dir,
+                                   progress=self.progress)
         self.results.setdefault("attacks", {})[(source, attack_name)] = output
         return output
 
@@ -310,9 +306,9 @@ class Reproduction:
         value = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "value": value}, default=_json_default))
+        tmp.write_text(json.dumps({"key": key, "value": jsonable(value, strict=False)}))
         tmp.replace(path)
-        return json.loads(json.dumps(value, default=_json_default))
+        return json.loads(json.dumps(jsonable(value, strict=False)))
 
     # -- experiments -------------------------------------------------------------------------
     def _table1(self):
@@ -443,15 +439,3 @@ class Reproduction:
 
         self.results.setdefault("toy", {})[name] = run_toy(name, self.root, seed=self.seed,
                                                            progress=self.progress)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"cannot store {type(value).__name__} in a summary")

@@ -14,7 +14,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench.paper import published
-from advbench.artifacts import read_model_metadata
+from advbench.artifacts import jsonable, read_model_metadata
 
 # Curve colours per model, fixed so that every figure uses the same one for a model.
 COLOURS = {
@@ -227,7 +227,7 @@ def write_report(repro) -> Path:
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(out) + "\n")
     tmp.replace(path)
-    (root / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    (root / "results.json").write_text(json.dumps(jsonable(results, strict=False), indent=1))
     return path
 
 
@@ -255,21 +255,6 @@ def _device() -> str:
     except Exception:  # reporting only
         gpus = []
     return f"{len(gpus)} GPU" if gpus else "no GPU"
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {(", ".join(k) if isinstance(k, tuple) else str(k)): _jsonable(v)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _models_section(models: dict[str, dict]) -> list[str]:
