@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from advbench.errors import ParameterError
@@ -58,3 +60,11 @@ def check_targets(target: np.ndarray, batch: int, num_classes: int | None) -> np
             f"target classes must be >= 0{high}, got values from {target.min()} to "
             f"{target.max()}")
     return target
+
+
+def keyword_parameters(cls: type) -> tuple[str, ...]:
+    """The keyword-only parameters of ``cls``'s constructor, in order: the hyperparameters of
+    an attack or defense, so that its provenance and run key cannot miss one."""
+    signature = inspect.signature(cls.__init__)
+    return tuple(name for name, p in signature.parameters.items()
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY)

@@ -29,8 +29,8 @@ import tensorflow as tf
 from advbench import __version__
 from advbench.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
                                 read_attrs, run_artifact_path, write_arrays)
-from advbench.attacks.fgsm import NORMS as FGSM_NORMS
 from advbench.attacks.fgsm import fgsm_direction
+from advbench.attacks.norms import NORMS
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.models.gradients import attack_model
@@ -191,7 +191,7 @@ def sweep(source_model, target_models: list, x: np.ndarray, y: np.ndarray, eps, 
     if attack not in CURVE_ATTACKS:
         raise ParameterError(f"curves are computed for {', '.join(CURVE_ATTACKS)}, not "
                              f"{attack!r}; run other attacks at one eps")
-    if norm not in FGSM_NORMS or (attack == "rand-fgsm" and norm != "linf"):
+    if norm not in NORMS or (attack == "rand-fgsm" and norm != "linf"):
         raise ParameterError(f"norm must be linf (or l2 for fgsm), got {norm!r}")
     eps = np.asarray(eps, dtype=np.float64)
     if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps < 0):

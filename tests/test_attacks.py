@@ -1,5 +1,7 @@
 """Properties every attack of the registry must have, on a small trained CNN."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -66,12 +68,29 @@ def test_eps_zero_returns_the_input(name, trained_tiny_cnn, samples):
                                atol=1e-7)
 
 
+def constructor_defaults(cls) -> dict:
+    """The keyword-only constructor parameters and their defaults, read from the signature."""
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_repr_records_every_parameter(name):
+def test_provenance_and_run_key_record_every_constructor_parameter(name):
+    """A parameter missing from params() would drop out of the run key (``runner.run_key``
+    hashes params()) and let a stale artifact be reused; each one is stored under its own
+    name with the constructor's value."""
     attack = make_attack(name)
-    assert set(attack.params()) == set(ATTACKS[name].param_names)
-    for param in ATTACKS[name].param_names:
-        assert f"{param}=" in repr(attack)
+    defaults = constructor_defaults(ATTACKS[name])
+    assert attack.params() == defaults
+    for param, value in defaults.items():
+        assert f"{param}={value!r}" in repr(attack)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_norm_is_a_class_constant_or_a_parameter_never_both(name):
+    cls = ATTACKS[name]
+    assert ("norm" in vars(cls)) != ("norm" in cls.param_names)
+    assert make_attack(name).norm in ("linf", "l2", "l0")
 
 
 def test_unknown_attack_and_foreign_parameters():

@@ -1,3 +1,5 @@
+import inspect
+
 import numpy as np
 import pytest
 
@@ -154,3 +156,13 @@ def test_bad_training_config(field, value, message):
     config = TrainConfig(**{field: value})
     with pytest.raises(ParameterError, match=message):
         config.validate()
+
+
+@pytest.mark.parametrize("name", sorted(DEFENSES))
+def test_params_record_every_constructor_parameter(name):
+    """params() is stored with the model and compared when reproduce reuses one: a parameter
+    missing from it would let a model trained otherwise be reused."""
+    cls = DEFENSES[name]
+    defaults = {p: v.default for p, v in inspect.signature(cls.__init__).parameters.items()
+                if v.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert cls().params() == defaults

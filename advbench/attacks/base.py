@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import tensorflow as tf
 
+from advbench.checks import keyword_parameters
 from advbench.errors import ParameterError
 from advbench.models.gradients import attack_model
 
@@ -40,19 +41,27 @@ class Attack:
         name: the CLI name (registry key).
         minimal: True when the attack searches the smallest perturbation that flips the
             prediction (usable for the empirical-robustness metric).
-        norm: the norm the attack measures its perturbation in ("linf", "l2", "l0").
         randomized: True when the result depends on ``seed``.
         supports_targets: True when ``target`` labels can be given.
+        param_names: the constructor's keyword-only parameters, in order, derived from its
+            signature (never kept by hand): provenance and the run key come from them.
+
+    Attribute:
+        norm: the norm the attack measures its perturbation in ("linf", "l2", "l0"): a class
+            constant of attacks with one norm, the constructor's ``norm`` of attacks that take
+            one (fgsm, pgd), which then have no class attribute ``norm``.
     """
 
     name: ClassVar[str] = ""
     minimal: ClassVar[bool] = False
-    norm: ClassVar[str] = "linf"
     randomized: ClassVar[bool] = False
     supports_targets: ClassVar[bool] = False
-
-    # Names of the constructor's keyword-only parameters, in order; filled by subclasses.
     param_names: ClassVar[tuple[str, ...]] = ()
+    norm: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.param_names = keyword_parameters(cls)
 
     def __init__(self) -> None:
         self._compiled_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

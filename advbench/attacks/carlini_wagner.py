@@ -185,8 +185,6 @@ class CarliniWagnerL2(Attack):
     minimal = True
     norm = "l2"
     supports_targets = True
-    param_names = ("confidence", "learning_rate", "max_iter", "binary_search_steps",
-                   "initial_const", "abort_early")
 
     def __init__(self, *, confidence: float = 2.3, learning_rate: float = 0.01,
                  max_iter: int = 1000, binary_search_steps: int = 9,

@@ -152,7 +152,6 @@ class DeepFool(Attack):
     name = "deepfool"
     minimal = True
     norm = "l2"
-    param_names = ("max_iter", "overshoot", "candidates", "epsilon", "box_aware")
 
     def __init__(self, *, max_iter: int = 100, overshoot: float = 0.02, candidates: int = 10,
                  epsilon: float = 1e-6, box_aware: bool = False) -> None:

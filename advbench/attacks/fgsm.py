@@ -6,12 +6,10 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.norms import NORMS, check_norm
 from advbench.checks import check_range
-from advbench.errors import ParameterError
 from advbench.models.gradients import attack_model
-from advbench.ops import l2_normalize, loss_gradient
-
-NORMS = ("linf", "l2")
+from advbench.ops import loss_gradient
 
 
 def fgsm_direction(model, x: tf.Tensor, labels: tf.Tensor, norm: str, targeted: bool):
@@ -22,9 +20,7 @@ def fgsm_direction(model, x: tf.Tensor, labels: tf.Tensor, norm: str, targeted: 
     grad, _ = loss_gradient(model, x, labels)
     if targeted:
         grad = -grad
-    if norm == "linf":
-        return tf.sign(grad)
-    return l2_normalize(grad)
+    return NORMS[norm].normalise(grad)
 
 
 class FGSM(Attack):
@@ -42,15 +38,12 @@ class FGSM(Attack):
     """
 
     name = "fgsm"
-    norm = "linf"
     supports_targets = True
-    param_names = ("eps", "norm")
 
     def __init__(self, *, eps: float = 0.1, norm: str = "linf") -> None:
         super().__init__()
         check_range("eps", eps, low=0.0)
-        if norm not in NORMS:
-            raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        check_norm(norm)
         self.eps = float(eps)
         self.norm = norm
 

@@ -119,7 +119,6 @@ class MinimalFGSM(Attack):
     minimal = True
     norm = "linf"
     supports_targets = True
-    param_names = ("eps_step", "eps_max")
 
     def __init__(self, *, eps_step: float = 0.05, eps_max: float = 1.0) -> None:
         super().__init__()

@@ -300,7 +300,6 @@ class JSMA(Attack):
     norm = "l0"
     randomized = True
     supports_targets = True
-    param_names = ("theta", "gamma", "target_mode", "fallback")
 
     def __init__(self, *, theta: float = 0.1, gamma: float = 1.0,
                  target_mode: str = "random", fallback: bool = True) -> None:

@@ -5,39 +5,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.norms import NORMS, check_norm
 from advbench.checks import check_int, check_range
 from advbench.errors import ParameterError
-from advbench.ops import batch_norm, expand_to, l2_normalize, loss_gradient
-
-NORMS = ("linf", "l2")
-
-
-def project(x, x_adv, eps: float, norm: str):
-    """Project x_adv onto the eps ball around x (in ``norm``), then onto [0, 1].
-
-    Clipping to [0, 1] after the ball projection keeps the point in the ball: with x in
-    [0, 1], clipping only shrinks each coordinate of x_adv - x.
-    """
-    delta = x_adv - x
-    if norm == "linf":
-        delta = tf.clip_by_value(delta, -eps, eps)
-    else:
-        norms = batch_norm(delta, "l2")
-        delta = delta * expand_to(tf.minimum(1.0, eps / tf.maximum(norms, 1e-12)), delta)
-    return tf.clip_by_value(x + delta, 0.0, 1.0)
-
-
-def random_start(x, eps: float, norm: str, seed):
-    """A uniform random point of the eps ball around x (L-inf: per pixel; L2: uniform in the
-    ball, radius eps * U^(1/dim)), clipped to [0, 1]."""
-    if norm == "linf":
-        delta = tf.random.stateless_uniform(tf.shape(x), seed=seed, minval=-eps, maxval=eps)
-    else:
-        direction = l2_normalize(tf.random.stateless_normal(tf.shape(x), seed=seed))
-        dim = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), x.dtype)
-        u = tf.random.stateless_uniform([tf.shape(x)[0]], seed=seed + [0, 1])
-        delta = direction * expand_to(eps * u ** (1.0 / dim), x)
-    return tf.clip_by_value(x + delta, 0.0, 1.0)
+from advbench.ops import expand_to, loss_gradient
 
 
 def pgd(model, x, labels, seed, *, eps: float, step_size: float, steps: int, norm: str,
@@ -49,13 +20,14 @@ def pgd(model, x, labels, seed, *, eps: float, step_size: float, steps: int, nor
     each step; a sample is frozen at the first iterate found adversarial, judged from the
     logits of the gradient pass (no extra forward), and the loop ends when none is left.
     """
-    x_adv = random_start(x, eps, norm, seed) if start_random else x
+    ball = NORMS[norm]
+    x_adv = ball.random_start(x, eps, seed) if start_random else x
     sign = -1.0 if targeted else 1.0
 
     def step(x_start, x_now, wanted):
         grad, logits = loss_gradient(model, x_now, wanted)
-        direction = tf.sign(grad) if norm == "linf" else l2_normalize(grad)
-        return project(x_start, x_now + (sign * step_size) * direction, eps, norm), logits
+        direction = ball.normalise(grad)
+        return ball.project(x_start, x_now + (sign * step_size) * direction, eps), logits
 
     if not early_stop:
         _, x_adv = tf.while_loop(
@@ -105,10 +77,8 @@ class PGD(Attack):
     """
 
     name = "pgd"
-    norm = "linf"
     randomized = True
     supports_targets = True
-    param_names = ("eps", "step_size", "steps", "random_start", "norm", "early_stop")
 
     def __init__(self, *, eps: float = 0.3, step_size: float = 0.01, steps: int = 40,
                  random_start: bool = True, norm: str = "linf", early_stop: bool = False) -> None:
@@ -120,8 +90,7 @@ class PGD(Attack):
             raise ParameterError(f"random_start must be True or False, got {random_start!r}")
         if not isinstance(early_stop, bool):
             raise ParameterError(f"early_stop must be True or False, got {early_stop!r}")
-        if norm not in NORMS:
-            raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        check_norm(norm)
         self.eps = float(eps)
         self.step_size = float(step_size)
         self.steps = int(steps)

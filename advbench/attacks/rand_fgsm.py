@@ -41,7 +41,6 @@ class RandomFGSM(Attack):
     name = "rand-fgsm"
     norm = "linf"
     randomized = True
-    param_names = ("eps", "alpha")
 
     def __init__(self, *, eps: float = 0.1, alpha: float = 0.05) -> None:
         super().__init__()

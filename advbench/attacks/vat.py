@@ -109,7 +109,6 @@ class VirtualAdversarial(Attack):
     name = "vat"
     norm = "l2"
     randomized = True
-    param_names = ("eps", "xi", "power_iterations")
 
     def __init__(self, *, eps: float = 2.1, xi: float = 1e-6, power_iterations: int = 1) -> None:
         super().__init__()

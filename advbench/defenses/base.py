@@ -7,13 +7,23 @@ from typing import Any, ClassVar
 
 import tensorflow as tf
 
+from advbench.checks import keyword_parameters
+
 
 class Defense:
+    """Base class: subclasses set ``name``, take keyword-only hyperparameters stored as
+    attributes of the same names (``param_names``, derived from the constructor's signature)
+    and override the hooks they need."""
+
     name: ClassVar[str] = ""
     # (data set -> default) per parameter that depends on the data set.
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     param_names: ClassVar[tuple[str, ...]] = ()
     copies: int = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.param_names = keyword_parameters(cls)
 
     def params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.param_names}

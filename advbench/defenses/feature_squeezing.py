@@ -15,7 +15,6 @@ class FeatureSqueezingDefense(Defense):
 
     name = "feature-squeezing"
     dataset_defaults = {"mnist": {"bit_depth": 1}, "cifar10": {"bit_depth": 3}}
-    param_names = ("bit_depth",)
 
     def __init__(self, *, bit_depth: int = 1):
         check_int("feature squeezing bit depth", bit_depth, low=1)

@@ -27,7 +27,6 @@ class FGSMAdversarialTraining(Defense):
 
     name = "fgsm-at"
     dataset_defaults = {"mnist": {"eps": 0.3}, "cifar10": {"eps": 0.05}}
-    param_names = ("eps", "mode", "ratio")
     has_online_loss = True
 
     def __init__(self, *, eps: float = 0.3, mode: str = "static", ratio: float = 0.5):

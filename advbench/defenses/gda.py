@@ -21,7 +21,6 @@ class GaussianAugmentation(Defense):
 
     name = "gda"
     dataset_defaults = {"mnist": {"sigma": 0.3}, "cifar10": {"sigma": 0.05}}
-    param_names = ("sigma", "copies", "clip")
 
     def __init__(self, *, sigma: float = 0.3, copies: int = 10, clip: bool = False):
         check_range("gda sigma", sigma, low=0.0)

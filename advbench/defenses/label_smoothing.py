@@ -13,7 +13,6 @@ class LabelSmoothing(Defense):
     other classes share 1 - weight evenly (paper: 0.9)."""
 
     name = "label-smoothing"
-    param_names = ("weight",)
 
     def __init__(self, *, weight: float = 0.9):
         check_range("label smoothing weight", weight, low=0.0, high=1.0, low_inclusive=False)

@@ -24,7 +24,6 @@ class VirtualAdversarialTraining(Defense):
     """
 
     name = "vat"
-    param_names = ("eps", "mode", "alpha", "xi", "power_iterations")
 
     def __init__(self, *, eps: float = 2.1, mode: str = "static", alpha: float = 1.0,
                  xi: float = 1e-6, power_iterations: int = 1):
