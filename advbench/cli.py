@@ -509,10 +509,6 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
         raise click.UsageError(f"an eps list draws a curve, which only "
                                f"{' and '.join(CURVE_ATTACKS)} compute; give one --eps value "
                                f"for --attack {attack_name}")
-    from advbench.attacks import ATTACKS
-
-    if attack_name not in ATTACKS:
-        raise click.UsageError(f"attack {attack_name!r} is not registered in this advbench")
     eps = attack_values["eps"]
     # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
     attack_obj = attack_from_flags(attack_name, {**attack_values, "eps": max(eps)})

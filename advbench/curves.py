@@ -31,11 +31,12 @@ from advbench.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read
                                 read_attrs, run_artifact_path, write_arrays)
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.attacks.norms import NORMS
+from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.models.gradients import attack_model
 from advbench.progress import Progress
-from advbench.runner import Samples, batch_seed, check_model_fits
+from advbench.runner import Samples, check_model_fits
 
 #: Attacks whose curves are computed from one direction per sample.
 CURVE_ATTACKS = ("fgsm", "rand-fgsm")

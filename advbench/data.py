@@ -280,6 +280,13 @@ def load(name: str, split: str = "test", *, data_dir=None, limit: int | None = N
     return x, y[base].astype(np.int64), base.astype(np.int64)
 
 
+def batch_seed(seed: int, batch_start: int) -> int:
+    """The seed of the batch that starts at sample ``batch_start``: the one per-batch seed of
+    the attack runner, curves and training-set augmentation. It depends only on the run's
+    seed and where the batch starts, so a resumed run draws what an uninterrupted one does."""
+    return (seed * 1_000_003 + batch_start) % (2 ** 31 - 1)
+
+
 def train_validation_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed 90/10 split of the training set (seed 0 whatever the run's seed, so that every
     model of a data set is validated on the same images)."""

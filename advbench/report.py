@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from advbench.artifacts import jsonable
+from advbench.errors import ParameterError
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
 # CSV and plot always keep every eps.
@@ -104,7 +105,8 @@ def print_curves(lines: list[dict], console: Console | None = None) -> None:
 def plot_curves(lines: list[dict], path, *, title: str | None = None) -> Path:
     """Save accuracy (%) vs eps for every curve line to ``path`` (PNG, PDF, SVG...).
 
-    Uses matplotlib's Agg backend (no display needed). Example:
+    Uses matplotlib's Agg backend (no display needed). Raises ParameterError when ``lines``
+    is empty. Example:
         >>> plot_curves(curve_lines([curve.summary()]), "fgsm.png")
     """
     import matplotlib
@@ -113,7 +115,7 @@ def plot_curves(lines: list[dict], path, *, title: str | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     if not lines:
-        raise ValueError("no curve to plot; give an eps list (--eps 0.01:1:0.01)")
+        raise ParameterError("no curve to plot; give an eps list (--eps 0.01:1:0.01)")
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     for line in lines:
         style = "-" if line["setting"] == "white-box" else "--"

@@ -22,12 +22,11 @@ import tensorflow as tf
 from advbench import __version__, data, metrics
 from advbench.artifacts import ATTACK_SCHEMA, artifact_kind, read_arrays, write_arrays
 from advbench.attacks.base import Attack
+from advbench.attacks.targets import TARGET_MODES, choose_targets
+from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.progress import Progress
-
-TARGET_MODES = ("random", "least-likely")
-
 
 @dataclasses.dataclass(kw_only=True)
 class Samples:
@@ -65,11 +64,6 @@ class AttackRun(Samples):
                                  f"got {self.target_mode!r}")
 
 
-def batch_seed(seed: int, batch_start: int) -> int:
-    """The seed of the batch that starts at sample ``batch_start`` (stable under resume)."""
-    return (seed * 1_000_003 + batch_start) % (2 ** 31 - 1)
-
-
 def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray) -> str:
     """A digest of everything that determines the result: two runs with the same key give the
     same artifact, so an existing artifact with this key can be resumed or reused."""
@@ -79,17 +73,11 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
         "batch_size": run.batch_size, "target_mode": run.target_mode,
         "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
+    if run.target_mode is not None:
+        # Targets come from attacks.targets.choose_targets since advbench 0.1.0's second
+        # chooser (which could pick the true label) was dropped: never reuse those artifacts.
+        payload["target_chooser"] = 2
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def choose_targets(mode: str, logits: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Target classes: a uniformly random wrong class (seeded) or the least likely class."""
-    if mode == "least-likely":
-        return logits.argmin(axis=1).astype(np.int64)
-    num_classes = logits.shape[1]
-    rng = np.random.default_rng(seed)
-    shift = rng.integers(1, num_classes, size=len(labels))
-    return ((labels + shift) % num_classes).astype(np.int64)
 
 
 def check_model_fits(model, meta: dict, path, x: np.ndarray, dataset: str) -> None:
@@ -103,12 +91,11 @@ def check_model_fits(model, meta: dict, path, x: np.ndarray, dataset: str) -> No
 
 def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, Any],
                  output: str | Path, *, resume: bool = True, overwrite: bool = False,
-                 checkpoint_seconds: float = 30.0, progress: Progress | None = None,
-                 _stop_after_batches: int | None = None) -> Path:
+                 checkpoint_seconds: float = 30.0, progress: Progress | None = None) -> Path:
     """Attack a data split batch by batch and write (or complete) the attack artifact.
 
-    ``_stop_after_batches`` simulates an interruption (tests): the run checkpoints and raises
-    KeyboardInterrupt after that many new batches.
+    A KeyboardInterrupt (Ctrl-C) checkpoints the batches done and is raised again; rerunning
+    with the same arguments resumes.
     """
     run.validate()
     if run.target_mode is not None and not attack.supports_targets:
@@ -155,7 +142,6 @@ def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, An
     progress.start(f"{attack.name}", len(batch_starts))
     progress.advance(len(batch_starts) - len(todo))
     last_checkpoint = time.perf_counter()
-    done_batches = 0
     try:
         for start in todo:
             sl = slice(start, min(start + run.batch_size, n))
@@ -164,8 +150,10 @@ def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, An
             clean_logits = forward(tf.constant(xb)).numpy()
             target = None
             if run.target_mode is not None:
-                target = choose_targets(run.target_mode, clean_logits, yb,
-                                        batch_seed(run.seed, start))
+                target = choose_targets(
+                    tf.constant(clean_logits), tf.constant(yb), run.target_mode,
+                    tf.constant([batch_seed(run.seed, start), 0], tf.int64)).numpy().astype(
+                        np.int64)
                 state["target"][sl] = target
             out = attack(model, xb, yb, target=target, seed=batch_seed(run.seed, start))
             adv_pred = forward(tf.constant(out.x_adv)).numpy().argmax(axis=1)
@@ -181,11 +169,8 @@ def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, An
                 arr[sl] = values
             state["completed"][sl] = True
             state["wall_time_s"] += time.perf_counter() - began
-            done_batches += 1
             rate = state["success"][state["completed"]].mean()
             progress.advance(1, samples=sl.stop - sl.start, status=f"success {rate:.1%}")
-            if _stop_after_batches is not None and done_batches >= _stop_after_batches:
-                raise KeyboardInterrupt
             if time.perf_counter() - last_checkpoint > checkpoint_seconds:
                 _write(output, attrs, state, complete=False)
                 last_checkpoint = time.perf_counter()

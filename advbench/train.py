@@ -143,7 +143,7 @@ def craft_training_adversarials(attack, model, x, y, seed: int, batch_size: int 
         progress.start(f"crafting {attack.name}", batches)
     for b in range(batches):
         sl = slice(b * batch_size, (b + 1) * batch_size)
-        out[sl] = attack(model, x[sl], y[sl], seed=seed * 1_000_003 + b).x_adv
+        out[sl] = attack(model, x[sl], y[sl], seed=data.batch_seed(seed, sl.start)).x_adv
         if progress:
             progress.advance(samples=len(out[sl]))
     return out

@@ -65,7 +65,8 @@ from advbench.attacks.carlini_wagner import CarliniWagnerL2  # noqa: E402
 from advbench.attacks.deepfool import DeepFool  # noqa: E402
 from advbench.attacks.fgsm import FGSM  # noqa: E402
 from advbench.attacks.fgsm_min import MinimalFGSM  # noqa: E402
-from advbench.attacks.jsma import JSMA, choose_targets  # noqa: E402
+from advbench.attacks.jsma import JSMA  # noqa: E402
+from advbench.attacks.targets import choose_targets  # noqa: E402
 from advbench.models import predict_labels  # noqa: E402
 from advbench.models.gradients import attack_model  # noqa: E402
 from advbench.metrics import perturbation_norms  # noqa: E402

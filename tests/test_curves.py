@@ -9,9 +9,9 @@ import pytest
 from advbench import curves, data, report
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.rand_fgsm import RandomFGSM
+from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
-from advbench.runner import batch_seed
 
 
 # -- eps grids ------------------------------------------------------------------------------
@@ -203,6 +203,13 @@ def test_plot_curves_writes_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_without_a_curve_is_a_project_error(tmp_path):
+    with pytest.raises(ParameterError, match=r"^no curve to plot; give an eps list "
+                                             r"\(--eps 0.01:1:0.01\)$"):
+        report.plot_curves([], tmp_path / "curve.png")
+    assert not (tmp_path / "curve.png").exists()
+
+
 def test_curve_flags_refuse_other_attacks():
     from advbench.cli import _curves_from_flags
 
@@ -210,3 +217,9 @@ def test_curve_flags_refuse_other_attacks():
         _curves_from_flags("deepfool", {"eps": (0.1, 0.2)}, ["cnn"], ["cnn"], dataset=None,
                            split="test", limit=None, start=0, batch_size=8, seed=0,
                            data_dir=None, models_dir=None)
+
+
+def test_curve_attacks_are_registered_attacks():
+    from advbench.attacks import ATTACKS
+
+    assert set(curves.CURVE_ATTACKS) <= set(ATTACKS)

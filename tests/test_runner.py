@@ -1,11 +1,31 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from advbench.artifacts import ATTACK_SCHEMA, read_arrays
-from advbench.attacks import make_attack
+from advbench.attacks import ATTACKS, make_attack
+from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.errors import ArtifactError, ParameterError
 from advbench.metrics import perturbation_norms
-from advbench.runner import AttackRun, attack_split, choose_targets
+from advbench.progress import Progress
+from advbench.runner import AttackRun, attack_split
+
+
+SEED = tf.constant([0, 0], tf.int64)
+
+
+class InterruptAfter(Progress):
+    """Progress that presses Ctrl-C once ``batches`` batches are done."""
+
+    def __init__(self, batches: int):
+        super().__init__(quiet=True)
+        self.batches = batches
+
+    def advance(self, steps: int = 1, *, samples: int = 0, status: str = "") -> None:
+        if samples:  # a batch finished (the first call only counts resumed batches)
+            self.batches -= 1
+            if self.batches == 0:
+                raise KeyboardInterrupt
 
 
 @pytest.fixture
@@ -34,7 +54,7 @@ def test_interrupted_run_resumes_to_the_same_artifact(run, trained_tiny_cnn, tmp
     whole = attack_split(run, attack, model, meta, tmp_path / "whole.h5")
     partial = tmp_path / "partial.h5"
     with pytest.raises(KeyboardInterrupt):
-        attack_split(run, attack, model, meta, partial, _stop_after_batches=2)
+        attack_split(run, attack, model, meta, partial, progress=InterruptAfter(2))
     attrs, arrays = read_arrays(partial, ATTACK_SCHEMA)
     assert not attrs["complete"] and arrays["completed"].sum() == 16
     with pytest.raises(ArtifactError, match="interrupted run; pass --resume"):
@@ -91,8 +111,52 @@ def test_norms_and_targets_helpers():
     np.testing.assert_allclose(norms["l0"], [2, 0])
     np.testing.assert_allclose(norms["l2"], [0.5, 0], rtol=1e-6)
     np.testing.assert_allclose(norms["linf"], [0.4, 0], rtol=1e-6)
-    logits = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0]])
-    np.testing.assert_array_equal(choose_targets("least-likely", logits, np.array([0, 1]), 0),
-                                  [1, 2])
-    random_targets = choose_targets("random", np.zeros((100, 3)), np.zeros(100, int), 0)
-    assert set(random_targets) == {1, 2}
+
+
+def test_least_likely_target_is_never_the_true_label():
+    # Sample 0's true label 1 has the smallest logit: the target is the next smallest, 2.
+    logits = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0]], np.float32)
+    targets = choose_targets(logits, np.array([1, 1]), "least-likely", SEED).numpy()
+    np.testing.assert_array_equal(targets, [2, 2])
+
+
+def test_random_targets_are_uniform_over_the_other_classes():
+    labels = np.arange(3000) % 3
+    targets = choose_targets(np.zeros((3000, 3), np.float32), labels, "random", SEED).numpy()
+    assert (targets != labels).all()
+    for label in range(3):
+        counts = np.bincount(targets[labels == label], minlength=3)
+        others = np.delete(counts, label)
+        assert abs(others[0] - others[1]) < 0.15 * others.sum()
+
+
+def test_unknown_target_mode():
+    with pytest.raises(ParameterError, match="target mode must be one of random, least-likely, "
+                                             "got 'worst'"):
+        choose_targets(np.zeros((1, 3), np.float32), np.zeros(1, int), "worst", SEED)
+
+
+@pytest.mark.parametrize("mode", TARGET_MODES)
+@pytest.mark.parametrize("name", sorted(n for n in ATTACKS if ATTACKS[n].supports_targets))
+def test_every_targeted_attack_gets_targets_other_than_the_true_label(name, mode, run,
+                                                                     trained_tiny_cnn, tmp_path):
+    _, model, meta = trained_tiny_cnn
+    run.target_mode, run.limit = mode, 16
+    params = {"pgd": {"steps": 2}, "cw-l2": {"max_iter": 2, "binary_search_steps": 1},
+              "jsma": {"gamma": 0.05}}.get(name, {})
+    out = attack_split(run, make_attack(name, **params), model, meta, tmp_path / "t.h5")
+    _, arrays = read_arrays(out, ATTACK_SCHEMA)
+    assert (arrays["target"] != arrays["y"]).all()
+    if "extras/target" in arrays:  # attacks that pick targets themselves agree with the runner
+        np.testing.assert_array_equal(arrays["extras/target"], arrays["target"])
+
+
+@pytest.mark.parametrize("mode", TARGET_MODES)
+def test_jsma_chooses_its_own_targets_with_the_same_chooser(mode, trained_tiny_cnn, run):
+    _, model, _ = trained_tiny_cnn
+    x, y, _ = run.load()
+    out = make_attack("jsma", target_mode=mode, gamma=0.05)(model, x[:16], y[:16], seed=3)
+    assert (out.extras["target"] != y[:16]).all()
+    logits = model(x[:16], training=False)
+    expected = choose_targets(logits, y[:16], mode, tf.constant([3, 0], tf.int64)).numpy()
+    np.testing.assert_array_equal(out.extras["target"], expected)

@@ -27,10 +27,9 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.checks import check_range, check_targets
 from advbench.errors import ParameterError
-
-TARGET_MODES = ("random", "least-likely")
 
 # The candidate-pair scores are evaluated in row chunks of at most this many elements per
 # batch, so that even the worst case (every feature a candidate) stays bounded in memory.
@@ -229,20 +228,6 @@ def jsma_loop(model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma: float
         body,
         (tf.constant(0), x0, tf.zeros([batch], tf.bool), tf.zeros([batch], tf.int32)))
     return tf.reshape(x_adv, tf.shape(x)), iterations
-
-
-def choose_targets(logits: tf.Tensor, labels: tf.Tensor, mode: str, seed: tf.Tensor) -> tf.Tensor:
-    """A wrong target class per sample: uniformly random (seeded) or the least likely one."""
-    labels = tf.cast(labels, tf.int32)
-    num_classes = tf.shape(logits)[1]
-    if mode == "random":
-        draw = tf.random.stateless_uniform(tf.shape(labels), seed=seed, minval=0,
-                                           maxval=num_classes - 1, dtype=tf.int32)
-        # Skip over the true label: uniform over the num_classes - 1 wrong classes.
-        return draw + tf.cast(draw >= labels, tf.int32)
-    true_class = tf.one_hot(labels, num_classes, on_value=True, off_value=False)
-    masked = tf.where(true_class, tf.constant(np.inf, logits.dtype), logits)
-    return tf.argmin(masked, axis=1, output_type=tf.int32)
 
 
 def output_classes(model) -> int | None:
