@@ -7,38 +7,90 @@ stderr. Bad input is a one-line error with exit code 1 (2 for usage errors).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import sys
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import click
 
 from advbench.errors import AdvbenchError
 
+EXIT_GATE_FAILED = 3
 
-def _quiet_tensorflow_import() -> None:
-    """Import TensorFlow with its C++ start-up logs (oneDNN, CUDA probing) silenced.
 
-    TF 2.21 prints them before its log level applies, so stderr is muted at the file
-    descriptor level for the import only. ``ADVBENCH_DEBUG=1`` keeps them.
-    """
-    import os
-
-    if os.environ.get("ADVBENCH_DEBUG") or "tensorflow" in sys.modules:
+@contextlib.contextmanager
+def _muted_stderr() -> Iterator[None]:
+    """Mute stderr at the file descriptor level: TF 2.21 prints its C++ start-up logs
+    (oneDNN, CUDA probing) before its log level applies. ``ADVBENCH_DEBUG=1`` keeps them."""
+    if os.environ.get("ADVBENCH_DEBUG"):
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-        # Retracing notices are for TF developers; our tf.functions are built per model.
-        tf.get_logger().setLevel("ERROR")
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _quietly(load: Callable[[], Any]) -> Any:
+    """Run ``load`` (an import) with TensorFlow's start-up logs muted, should it import
+    TensorFlow; a TensorFlow imported here then logs errors only."""
+    if "tensorflow" in sys.modules:
+        return load()
+    with _muted_stderr():
+        value = load()
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and not os.environ.get("ADVBENCH_DEBUG"):
+            tf.config.list_physical_devices()
+            # Retracing notices are for TF developers; our tf.functions are built per model.
+            tf.get_logger().setLevel("ERROR")
+    return value
+
+
+def _quiet_tensorflow_import() -> None:
+    """Import TensorFlow quietly (see ``_quietly``) before a command runs library code."""
+    _quietly(lambda: importlib.import_module("tensorflow"))
+
+
+def _registry(reference: str) -> tuple:
+    """The names of a library registry, ``"module:ATTRIBUTE"``, in the registry's order."""
+    module, attribute = reference.split(":")
+    return tuple(getattr(_quietly(lambda: importlib.import_module(module)), attribute))
+
+
+class RegistryChoice(click.Choice):
+    """A choice among the names of a library registry (``"module:ATTRIBUTE"``), read when a
+    command's options are first parsed or shown: ``import advbench.cli`` and ``advbench
+    --help`` then never import the registries' modules (nor TensorFlow)."""
+
+    def __init__(self, reference: str, *, sort: bool = False) -> None:
+        self.reference = reference
+        self.sort = sort
+        self.case_sensitive = True
+        self._names: tuple | None = None
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple:
+        if self._names is None:
+            names = _registry(self.reference)
+            self._names = tuple(sorted(names)) if self.sort else names
+        return self._names
+
+
+class AdvbenchCommand(click.Command):
+    """A command that imports TensorFlow quietly before running."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _quiet_tensorflow_import()
+        return super().invoke(ctx)
 
 
 def _data_dir_option(f):
@@ -54,23 +106,35 @@ def _models_dir_option(f):
                         help="The zoo store where model names resolve [default: models/].")(f)
 
 
-# The attack registry (imported for --attack's choices) imports TensorFlow: do it quietly first.
-_quiet_tensorflow_import()
+def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
+                     limit_help: str, batch_size: int):
+    """The options that pick a stage's samples (``runner.Samples``): --dataset (when
+    ``dataset_help`` is given), --split, --limit, --start, --batch-size and --seed."""
+    options = [
+        click.option("--split", type=RegistryChoice("advbench.data:SPLITS"), default="test",
+                     show_default=True, help=split_help),
+        click.option("--limit", type=int, default=None, help=limit_help),
+        click.option("--start", type=int, default=0, show_default=True,
+                     help="Skip the first K samples."),
+        click.option("--batch-size", type=int, default=batch_size, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    if dataset_help is not None:
+        options.insert(0, click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"),
+                                       default=None, help=dataset_help))
 
-EXIT_GATE_FAILED = 3
-
-# Which `train` flags set which defense parameter.
-DEFENSE_FLAGS = {
-    "gda": {"--gda-sigma": "sigma", "--gda-copies": "copies", "--gda-clip": "clip"},
-    "label-smoothing": {"--ls-weight": "weight"},
-    "feature-squeezing": {"--fs-bits": "bit_depth"},
-    "fgsm-at": {"--at-eps": "eps", "--at-mode": "mode", "--at-ratio": "ratio"},
-    "vat": {"--vat-eps": "eps", "--vat-mode": "mode", "--vat-alpha": "alpha"},
-}
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
 
 
 class AdvbenchGroup(click.Group):
     """Turns the project's errors into one-line messages (exit 1) and Ctrl-C into exit 130."""
+
+    command_class = AdvbenchCommand
+    group_class = type  # subgroups are AdvbenchGroups too
 
     def invoke(self, ctx):
         try:
@@ -127,7 +191,7 @@ def data_info(data_dir):
 
 
 @data.command("fetch")
-@click.argument("dataset", type=click.Choice(["mnist", "cifar10"]))
+@click.argument("dataset", type=RegistryChoice("advbench.data:DATASETS"))
 @click.option("--dest", type=click.Path(file_okay=False), default=None, envvar="ADVBENCH_DATA",
               help="Where to put the files [default: data/].")
 @click.option("--if-missing", is_flag=True,
@@ -150,32 +214,72 @@ def data_fetch(dataset, dest, if_missing):
 
 
 # -- train ----------------------------------------------------------------------------------
+# Defense flags -> (defense, parameter name, type, help): the one table of `train`'s defense
+# options. A flag given with another --defense is a usage error (exit 2), as for attacks.
+DEFENSE_OPTIONS = [
+    ("--gda-sigma", "gda", "sigma", float, "GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10]."),
+    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10]."),
+    ("--gda-clip/--no-gda-clip", "gda", "clip", None,
+     "Clip x + noise to [0, 1] [off, as the paper's authors]."),
+    ("--ls-weight", "label-smoothing", "weight", float,
+     "Label smoothing true-class weight [0.9]."),
+    ("--fs-bits", "feature-squeezing", "bit_depth", int,
+     "Feature squeezing bit depth [1 MNIST, 3 CIFAR-10]."),
+    ("--at-eps", "fgsm-at", "eps", float, "FGSM adversarial training eps [0.3 MNIST, 0.05]."),
+    ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses.fgsm_at:MODES"),
+     "Adversarial training mode [static, the paper's]."),
+    ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [0.5]."),
+    ("--vat-eps", "vat", "eps", float, "VAT perturbation L2 norm [2.1]."),
+    ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses.vat:MODES"),
+     "VAT: the paper's static augmentation or Miyato's loss [static]."),
+    ("--vat-alpha", "vat", "alpha", float, "Weight of the VAT loss term [1.0]."),
+]
+
+
+def _flag_options(rows, f):
+    """One Click option per (flag, parameter name, type, help); a ``None`` type is an on/off
+    flag. Every default is None, so that only the flags given reach the library."""
+    for flag, dest, kind, help_text in reversed(rows):
+        kwargs = {} if kind is None else {"type": kind}
+        f = click.option(flag, dest, default=None, help=help_text, **kwargs)(f)
+    return f
+
+
+def _defense_options(f):
+    return _flag_options([(flag, _dest(flag), kind, help_text)
+                          for flag, _, _, kind, help_text in DEFENSE_OPTIONS], f)
+
+
+def _dest(flag: str) -> str:
+    """Click's parameter name of a flag: --gda-clip/--no-gda-clip -> gda_clip."""
+    return flag.split("/")[0].lstrip("-").replace("-", "_")
+
+
+def defense_from_flags(defense: str, dataset: str, values: dict):
+    """Build a defense from `train`'s flag values, refusing flags of another defense."""
+    from advbench.defenses import make_defense
+
+    rows = {_dest(flag): (flag.split("/")[0], name, param)
+            for flag, name, param, _, _ in DEFENSE_OPTIONS}
+    given = {dest: value for dest, value in values.items() if value is not None}
+    stray = sorted(rows[dest][0] for dest in given if rows[dest][1] != defense)
+    if stray:
+        raise click.UsageError(f"{', '.join(stray)} do not apply to --defense {defense}")
+    return make_defense(defense, dataset, **{rows[dest][2]: v for dest, v in given.items()})
+
+
 @main.command()
-@click.option("--dataset", type=click.Choice(["mnist", "cifar10"]), default="mnist",
+@click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"), default="mnist",
               show_default=True)
-@click.option("--model", "architecture", type=click.Choice(["cnn", "resnet", "cifar-cnn", "mlp"]),
+@click.option("--model", "architecture", type=RegistryChoice("advbench.models:ARCHITECTURES"),
               default="cnn", show_default=True, help="Architecture.")
-@click.option("--act", "activation", type=click.Choice(["relu", "brelu"]), default="relu",
-              show_default=True, help="Activation everywhere in the network.")
+@click.option("--act", "activation", type=RegistryChoice("advbench.models:ACTIVATIONS"),
+              default="relu", show_default=True, help="Activation everywhere in the network.")
 @click.option("--brelu-t", type=float, default=1.0, show_default=True,
               help="BRELU threshold t (> 0).")
-@click.option("--defense", type=click.Choice(["none", "gda", "label-smoothing",
-                                              "feature-squeezing", "fgsm-at", "vat"]),
-              default="none", show_default=True)
-@click.option("--gda-sigma", type=float, help="GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10].")
-@click.option("--gda-copies", type=int, help="GDA noisy copies per image [10].")
-@click.option("--gda-clip/--no-gda-clip", default=None,
-              help="Clip x + noise to [0, 1] [off, as the paper's authors].")
-@click.option("--ls-weight", type=float, help="Label smoothing true-class weight [0.9].")
-@click.option("--fs-bits", type=int, help="Feature squeezing bit depth [1 MNIST, 3 CIFAR-10].")
-@click.option("--at-eps", type=float, help="FGSM adversarial training eps [0.3 MNIST, 0.05].")
-@click.option("--at-mode", type=click.Choice(["static", "online"]),
-              help="Adversarial training mode [static, the paper's].")
-@click.option("--at-ratio", type=float, help="Online adversarial loss weight [0.5].")
-@click.option("--vat-eps", type=float, help="VAT perturbation L2 norm [2.1].")
-@click.option("--vat-mode", type=click.Choice(["static", "loss"]),
-              help="VAT: the paper's static augmentation or Miyato's loss [static].")
-@click.option("--vat-alpha", type=float, help="Weight of the VAT loss term [1.0].")
+@click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSES"), default="none",
+              show_default=True)
+@_defense_options
 @click.option("--epochs", type=int, default=20, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True)
@@ -189,10 +293,8 @@ def data_fetch(dataset, dest, if_missing):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Artifact path [default: <models dir>/<dataset>-<model>-<act>-<defense>.h5].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def train(dataset, architecture, activation, brelu_t, defense, gda_sigma, gda_copies, gda_clip,
-          ls_weight, fs_bits, at_eps, at_mode, at_ratio, vat_eps, vat_mode, vat_alpha, epochs,
-          batch_size, learning_rate, patience, seed, limit, data_dir, models_dir, output,
-          quiet):
+def train(dataset, architecture, activation, brelu_t, defense, epochs, batch_size, learning_rate,
+          patience, seed, limit, data_dir, models_dir, output, quiet, **defense_values):
     """Train a model of the zoo with a defense; print the artifact path.
 
     Example:
@@ -200,21 +302,11 @@ def train(dataset, architecture, activation, brelu_t, defense, gda_sigma, gda_co
         advbench train --dataset mnist --model cnn --act brelu --defense gda --epochs 5
     """
     from advbench.artifacts import save_model
-    from advbench.defenses import make_defense
     from advbench.models import zoo_path
     from advbench.progress import Progress
     from advbench.train import TrainConfig, train as run_training
 
-    given = {"--gda-sigma": gda_sigma, "--gda-copies": gda_copies, "--gda-clip": gda_clip,
-             "--ls-weight": ls_weight, "--fs-bits": fs_bits, "--at-eps": at_eps,
-             "--at-mode": at_mode, "--at-ratio": at_ratio, "--vat-eps": vat_eps,
-             "--vat-mode": vat_mode, "--vat-alpha": vat_alpha}
-    given = {flag: value for flag, value in given.items() if value is not None}
-    applicable = DEFENSE_FLAGS.get(defense, {})
-    stray = sorted(set(given) - set(applicable))
-    if stray:
-        raise AdvbenchError(f"{', '.join(stray)} do not apply to --defense {defense}")
-    spec = make_defense(defense, dataset, **{applicable[f]: v for f, v in given.items()})
+    spec = defense_from_flags(defense, dataset, defense_values)
     config = TrainConfig(dataset=dataset, architecture=architecture, activation=activation,
                          brelu_t=brelu_t, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, patience=patience, seed=seed,
@@ -285,9 +377,10 @@ def models_command(paths, models_dir, as_json):
 
 # -- reproduce ----------------------------------------------------------------------------
 @main.command()
-@click.option("--dataset", type=click.Choice(["mnist", "cifar10", "toy"]), default="mnist",
-              show_default=True)
-@click.option("--profile", type=click.Choice(["quick", "paper", "demo"]), default="quick",
+@click.option("--dataset", type=RegistryChoice("advbench.paper.experiments:DATASETS"),
+              default="mnist", show_default=True)
+@click.option("--profile", type=RegistryChoice("advbench.paper.experiments:PROFILES"),
+              default="quick",
               show_default=True,
               help="paper: the paper's settings (for a GPU); quick: scaled for a 2-core CPU; "
                    "demo: a few-minute slice.")
@@ -348,7 +441,7 @@ class EpsList(click.ParamType):
 ATTACK_OPTIONS = [
     ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat); for fgsm and "
      "rand-fgsm also a list 0.1,0.3 or a range start:stop:step (0.01:1:0.01) for a curve."),
-    ("--norm", "norm", click.Choice(["linf", "l2"]), "Norm (fgsm, pgd)."),
+    ("--norm", "norm", RegistryChoice("advbench.attacks.norms:NORMS"), "Norm (fgsm, pgd)."),
     ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
     ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
     ("--alpha", "alpha", float, "Random step of rand-fgsm."),
@@ -378,12 +471,7 @@ ATTACK_OPTIONS = [
 
 
 def _attack_options(f):
-    for flag, param, kind, help_text in reversed(ATTACK_OPTIONS):
-        if kind is None:
-            f = click.option(flag, param, default=None, help=help_text)(f)
-        else:
-            f = click.option(flag, param, type=kind, default=None, help=help_text)(f)
-    return f
+    return _flag_options(ATTACK_OPTIONS, f)
 
 
 def attack_from_flags(name: str, values: dict):
@@ -407,26 +495,19 @@ def _load_model(ref: str, dataset: str | None, models_dir):
     return path, model, meta
 
 
-def _attack_choice():
-    from advbench.attacks import ATTACKS
-
-    return click.Choice(sorted(ATTACKS))
+def _attack_choice() -> RegistryChoice:
+    return RegistryChoice("advbench.attacks:ATTACKS", sort=True)
 
 
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
 @click.option("--attack", "attack_name", type=_attack_choice(), required=True)
 @_attack_options
-@click.option("--target", "target_mode", type=click.Choice(["random", "least-likely"]),
-              default=None, help="Targeted attack with these target classes.")
-@click.option("--dataset", type=click.Choice(["mnist", "cifar10"]), default=None,
-              help="Data set [default: the model's].")
-@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test",
-              show_default=True)
-@click.option("--limit", type=int, default=None, help="Attack a class-balanced subset.")
-@click.option("--start", type=int, default=0, show_default=True, help="Skip the first K samples.")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--target", "target_mode",
+              type=RegistryChoice("advbench.attacks.targets:TARGET_MODES"), default=None,
+              help="Targeted attack with these target classes.")
+@_samples_options(dataset_help="Data set [default: the model's].",
+                  limit_help="Attack a class-balanced subset.", batch_size=128)
 @_data_dir_option
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -589,15 +670,13 @@ def _output_options(f):
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
 @click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test",
-              show_default=True, help="Clean split scored for accuracy and loss sensitivity.")
-@click.option("--limit", type=int, default=None, help="Score a class-balanced subset.")
-@click.option("--start", type=int, default=0, show_default=True, help="Skip the first K samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@_samples_options(dataset_help=None,
+                  split_help="Clean split scored for accuracy and loss sensitivity.",
+                  limit_help="Score a class-balanced subset.", batch_size=256)
 @click.option("--eps", type=EpsList(), default=None,
               help="Also compute an accuracy-vs-eps curve: a list or range (0.01:1:0.01).")
-@click.option("--curve-attack", type=click.Choice(["fgsm", "rand-fgsm"]), default="fgsm",
+@click.option("--curve-attack", type=RegistryChoice("advbench.curves:CURVE_ATTACKS"),
+              default="fgsm",
               show_default=True, help="Attack of the --eps curve.")
 @click.option("--alpha", type=float, default=None, help="rand-fgsm random step [0.05].")
 @click.option("--source", "source_ref", default=None,
@@ -606,7 +685,8 @@ def _output_options(f):
               help="Exit 3 when a metric is below VALUE (repeatable).")
 @click.option("--fail-over", multiple=True, metavar="NAME=VALUE",
               help="Exit 3 when a metric is above VALUE (repeatable).")
-@click.option("--distance-variant", type=click.Choice(["l2", "paper"]), default="l2",
+@click.option("--distance-variant", type=RegistryChoice("advbench.metrics:DISTANCE_VARIANTS"),
+              default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
 @click.option("--distance/--no-distance", default=True, show_default=True,
               help="Training-set distance for white-box minimal artifacts.")
@@ -707,14 +787,8 @@ def _exit_on_missed(missed) -> None:
 @click.option("--attack", "attack_name", type=_attack_choice(), default="fgsm",
               show_default=True)
 @_attack_options
-@click.option("--dataset", type=click.Choice(["mnist", "cifar10"]), default=None,
-              help="Data set [default: the first source's].")
-@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test",
-              show_default=True)
-@click.option("--limit", type=int, default=None, help="Attack a class-balanced subset.")
-@click.option("--start", type=int, default=0, show_default=True, help="Skip the first K samples.")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_samples_options(dataset_help="Data set [default: the first source's].",
+                  limit_help="Attack a class-balanced subset.", batch_size=128)
 @_output_options
 @_data_dir_option
 @_models_dir_option

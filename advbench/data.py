@@ -28,7 +28,8 @@ import numpy as np
 
 from advbench.errors import DataError, ParameterError
 
-SPLITS = ("train", "validation", "test")
+# Test first: the split every stage scores by default.
+SPLITS = ("test", "validation", "train")
 VALIDATION_FRACTION = 0.1
 
 

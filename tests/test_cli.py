@@ -61,13 +61,13 @@ def test_train_default_path_is_the_zoo_store(fake_data_dir, tmp_path):
 
 @pytest.mark.parametrize("args, code, message", [
     (["--defense", "gdx"], 2, "Invalid value for '--defense': 'gdx' is not one of"),
-    (["--defense", "none", "--gda-sigma", "0.2"], 1,
+    (["--defense", "none", "--gda-sigma", "0.2"], 2,
      "Error: --gda-sigma do not apply to --defense none"),
     (["--defense", "gda", "--gda-sigma", "-1"], 1, "Error: gda sigma must be >= 0.0, got -1.0"),
     (["--defense", "gda", "--gda-copies", "-2"], 1, "Error: gda copies must be >= 0, got -2"),
     (["--brelu-t", "0"], 1, "Error: brelu t must be > 0, got 0.0"),
     (["--epochs", "0"], 1, "Error: epochs must be >= 1, got 0"),
-    (["--defense", "label-smoothing", "--at-eps", "0.1"], 1,
+    (["--defense", "label-smoothing", "--at-eps", "0.1"], 2,
      "Error: --at-eps do not apply to --defense label-smoothing"),
 ])
 def test_train_bad_flags_fail_before_any_work(args, code, message, tmp_path):

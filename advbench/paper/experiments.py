@@ -80,12 +80,6 @@ PAPER_ATTACKS = {
 ALL_EXPERIMENTS = ("table1", "figure3", "figure4", "table2", "table3", "table4", "figure1")
 
 PROFILES = {
-    "paper": Profile(
-        "paper", "the paper's settings: every model at 20 epochs (early stopping), the full "
-        "test set, eps 0.01 to 1 by 0.01, the attacks' paper parameters; meant for a GPU",
-        tuple(MODEL_SPECS), epochs=20, train_limit=None, gda_epochs=20, test_limit=None,
-        expensive_limit=None, eps_grid="0.01:1:0.01", attack_params=PAPER_ATTACKS,
-        experiments=ALL_EXPERIMENTS, extra_seeds=(1, 2)),
     "quick": Profile(
         "quick", "the paper's grid scaled for a 2-core CPU: 2 epochs on 20,000 training "
         "images (GDA: 1 epoch, i.e. 11 passes), 1,000 test images for curves, FGSM and the "
@@ -97,6 +91,12 @@ PROFILES = {
         attack_params={**PAPER_ATTACKS,
                        "cw-l2": {"confidence": 2.3, "binary_search_steps": 5, "max_iter": 100,
                                  "learning_rate": 0.05, "initial_const": 0.1}},
+        experiments=ALL_EXPERIMENTS, extra_seeds=(1, 2)),
+    "paper": Profile(
+        "paper", "the paper's settings: every model at 20 epochs (early stopping), the full "
+        "test set, eps 0.01 to 1 by 0.01, the attacks' paper parameters; meant for a GPU",
+        tuple(MODEL_SPECS), epochs=20, train_limit=None, gda_epochs=20, test_limit=None,
+        expensive_limit=None, eps_grid="0.01:1:0.01", attack_params=PAPER_ATTACKS,
         experiments=ALL_EXPERIMENTS, extra_seeds=(1, 2)),
     "demo": Profile(
         "demo", "a few-minute slice: an undefended CNN (3 epochs on 6,000 images) and a "

@@ -1,0 +1,71 @@
+"""The layout's rules, checked on the source: only the CLI imports Click, no module imports
+another module's private names, every CLI choice comes from a library registry, and the CLI
+starts without TensorFlow."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+import advbench
+from advbench.cli import RegistryChoice, main
+
+PACKAGE = Path(advbench.__file__).parent
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path):
+    """(module imported, names imported from it) for every import statement of a file."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, []
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module, [alias.name for alias in node.names]
+
+
+def test_only_the_cli_imports_click():
+    importers = sorted(module_name(p) for p in MODULES
+                       if any(m == "click" or m.startswith("click.") for m, _ in imports(p)))
+    assert importers == ["advbench.cli"]
+
+
+def test_no_module_imports_private_names_of_another():
+    found = []
+    for path in MODULES:
+        for module, names in imports(path):
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            hidden = [part for part in module.split(".") if part.startswith("_")]
+            if module.startswith("advbench") and (private or hidden):
+                found.append(f"{module_name(path)}: from {module} import {', '.join(names)}")
+    assert found == []
+
+
+def test_every_cli_choice_comes_from_a_registry():
+    def commands(group):
+        for command in group.commands.values():
+            yield command
+            if isinstance(command, click.Group):
+                yield from commands(command)
+
+    literal = [f"{command.name} {param.name}" for command in commands(main)
+               for param in command.params
+               if isinstance(param.type, click.Choice)
+               and not isinstance(param.type, RegistryChoice)]
+    assert literal == []
+
+
+def test_cli_help_does_not_import_tensorflow():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom advbench.cli import main\n"
+            "result = CliRunner().invoke(main, ['--help'])\nassert result.exit_code == 0\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
