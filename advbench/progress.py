@@ -10,7 +10,7 @@ import sys
 import time
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 
@@ -20,7 +20,7 @@ class Progress:
     def __init__(self, *, quiet: bool = False, console: Console | None = None):
         self.quiet = quiet
         self._bar: RichProgress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._console = console or Console(file=sys.stderr)
         self._started = 0.0
         self._samples = 0
@@ -41,7 +41,7 @@ class Progress:
 
     def advance(self, steps: int = 1, *, samples: int = 0, status: str = "") -> None:
         self._samples += samples
-        if self.quiet or self._bar is None:
+        if self.quiet or self._bar is None or self._task is None:
             return
         rate = self._samples / max(time.perf_counter() - self._started, 1e-9)
         text = f"{status}  {rate:,.0f} samples/s" if samples or self._samples else status

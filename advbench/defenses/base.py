@@ -49,7 +49,10 @@ class Defense:
     def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         return x
 
-    has_online_loss: ClassVar[bool] = False
+    @property
+    def has_online_loss(self) -> bool:
+        """True when ``online_loss`` adds a term to every batch's loss."""
+        return False
 
     def online_loss(self, model, x, labels, targets, logits, seed):
         raise NotImplementedError

@@ -27,7 +27,6 @@ class FGSMAdversarialTraining(Defense):
 
     name = "fgsm-at"
     dataset_defaults = {"mnist": {"eps": 0.3}, "cifar10": {"eps": 0.05}}
-    has_online_loss = True
 
     def __init__(self, *, eps: float = 0.3, mode: str = "static", ratio: float = 0.5):
         check_range("fgsm-at eps", eps, low=0.0, low_inclusive=False)
@@ -37,7 +36,10 @@ class FGSMAdversarialTraining(Defense):
         self.eps = float(eps)
         self.mode = mode
         self.ratio = float(ratio)
-        self.has_online_loss = mode == "online"
+
+    @property
+    def has_online_loss(self) -> bool:
+        return self.mode == "online"
 
     def online_loss(self, model, x, labels, targets, logits, seed):
         from advbench.attacks.fgsm import fgsm_direction

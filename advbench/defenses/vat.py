@@ -38,7 +38,10 @@ class VirtualAdversarialTraining(Defense):
         self.alpha = float(alpha)
         self.xi = float(xi)
         self.power_iterations = int(power_iterations)
-        self.has_online_loss = mode == "loss"
+
+    @property
+    def has_online_loss(self) -> bool:
+        return self.mode == "loss"
 
     def online_loss(self, model, x, labels, targets, logits, seed):
         from advbench.attacks.vat import vat_loss

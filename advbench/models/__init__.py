@@ -158,7 +158,7 @@ def resolve_model(ref: str, dataset: str | None = None, directory=None) -> Path:
         return path
     store = models_dir(directory)
     candidates = sorted(store.glob("*.h5")) if store.is_dir() else []
-    names = {}
+    names: dict[str, dict[str, Path]] = {}
     for cand in candidates:
         stem_parts = cand.stem.split("-")
         if len(stem_parts) < 4:

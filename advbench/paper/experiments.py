@@ -10,6 +10,7 @@ keyed by the content of their inputs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -143,11 +144,11 @@ class Reproduction:
     # -- stages --------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         if self.dataset == "toy":
-            return [Stage(f"toy {name}", lambda n=name: self._toy(n), 2.0)
+            return [Stage(f"toy {name}", functools.partial(self._toy, name), 2.0)
                     for name in ("circles", "moons")]
         p = self.profile
-        stages = [Stage(f"train {name}", lambda n=name: self._train(n), self._train_weight(name))
-                  for name in p.models]
+        stages = [Stage(f"train {name}", functools.partial(self._train, name),
+                        self._train_weight(name)) for name in p.models]
         experiments = set(p.experiments)
         defenses = [m for m in published.DEFENSE_MODELS if m in p.models]
         archs = [m for m in published.TABLE1_MODELS if m in p.models]
@@ -155,38 +156,39 @@ class Reproduction:
             for name in p.models:
                 for attack in ("fgsm", "deepfool"):
                     stages.append(Stage(f"attack {attack} on {name}",
-                                        lambda n=name, a=attack: self._attack(n, a), 1.0))
+                                        functools.partial(self._attack, name, attack), 1.0))
             stages.append(Stage("evaluate", self._demo_table, 0.5))
         if "table1" in experiments:
             stages.append(Stage("table 1: FGSM transfer matrix", self._table1, 1.0))
         if "figure3" in experiments:
             for name in archs:
                 stages.append(Stage(f"figure 3: FGSM curve on {name}",
-                                    lambda n=name: self._curve(n, [n], "fgsm"), 0.5))
+                                    functools.partial(self._curve, name, [name], "fgsm"), 0.5))
             for seed in p.extra_seeds:
                 for name in archs:
                     stages.append(Stage(f"figure 3, seed {seed}: train {name}, FGSM curve",
-                                        lambda n=name, sd=seed: self._seed_curve(n, sd),
+                                        functools.partial(self._seed_curve, name, seed),
                                         self._train_weight(name) + 0.5))
         if "figure4" in experiments:
             for name in defenses:
                 for attack in ("fgsm", "rand-fgsm"):
                     stages.append(Stage(f"figure 4: white-box {attack} curve on {name}",
-                                        lambda n=name, a=attack: self._curve(n, [n], a), 0.5))
+                                        functools.partial(self._curve, name, [name], attack),
+                                        0.5))
             for attack in ("fgsm", "rand-fgsm"):
                 stages.append(Stage(f"figure 4: black-box {attack} curves from "
-                                    f"{BLACKBOX_SOURCE}", lambda a=attack: self._curve(
-                                        BLACKBOX_SOURCE, defenses, a), 1.0))
+                                    f"{BLACKBOX_SOURCE}", functools.partial(
+                                        self._curve, BLACKBOX_SOURCE, defenses, attack), 1.0))
         if "table2" in experiments:
             for name in defenses:
                 stages.append(Stage(f"table 2: minimal FGSM on {name}",
-                                    lambda n=name: self._table2_row(n), 1.0))
+                                    functools.partial(self._table2_row, name), 1.0))
         if "table3" in experiments:
             stages.append(Stage("table 3: loss sensitivity", self._table3, 0.5))
         if "table4" in experiments:
             for attack in published.BLACKBOX_ATTACKS:
                 stages.append(Stage(f"table 4: {attack} crafted on {BLACKBOX_SOURCE}",
-                                    lambda a=attack: self._attack(BLACKBOX_SOURCE, a),
+                                    functools.partial(self._attack, BLACKBOX_SOURCE, attack),
                                     3.0 if attack in ("jsma", "cw-l2", "deepfool") else 0.5))
             stages.append(Stage("table 4: black-box scores", self._table4, 1.0))
         if "figure1" in experiments:

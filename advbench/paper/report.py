@@ -530,10 +530,10 @@ def _findings(results, models, profile) -> list[str]:
         wins, details = 0, []
         for attack in published.BLACKBOX_ATTACKS:
             scores = {n: (row.get(attack) or {}).get("adv_accuracy") for n, row in t4.items()}
-            scores = {n: v for n, v in scores.items() if v is not None}
-            if not scores:
+            found = {n: float(v) for n, v in scores.items() if v is not None}
+            if not found:
                 continue
-            best = max(scores, key=scores.get)
+            best = max(found, key=lambda n: found[n])
             wins += "gda" in best
             details.append(f"{published.BLACKBOX_LABELS[attack]}: best {LABELS[best]} "
                            f"{_pct(scores[best])}%")

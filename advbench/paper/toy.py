@@ -396,9 +396,10 @@ def plot_panels(panels: list[dict], path: Path, *, title: str) -> Path:
                   frameon=False)
     figure.suptitle(title, fontsize=12)
     figure.tight_layout(rect=(0, 0.05, 0.92, 1))
-    colorbar_axes = figure.add_axes((0.93, 0.2, 0.015, 0.6))
-    bar = figure.colorbar(image, cax=colorbar_axes, ticks=np.linspace(0, 1, 6))
-    bar.set_label("P(class 1)")
+    if image is not None:  # at least one panel drawn
+        colorbar_axes = figure.add_axes((0.93, 0.2, 0.015, 0.6))
+        bar = figure.colorbar(image, cax=colorbar_axes, ticks=np.linspace(0, 1, 6))
+        bar.set_label("P(class 1)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
@@ -486,5 +487,5 @@ def run_toy(dataset: str, out_dir: Path, *, seed: int = 0, epochs: int = 300,
     result = {"dataset": dataset, "png": str(png), "json": str(out_dir / f"toy-{dataset}.json"),
               "seed": seed, "epochs": epochs, "n_train": n_train, "n_test": n_test,
               "seconds": round(time.perf_counter() - started, 2), "panels": metrics}
-    Path(result["json"]).write_text(json.dumps(result, indent=2) + "\n")
+    Path(out_dir / f"toy-{dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
