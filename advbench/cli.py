@@ -277,7 +277,7 @@ def defense_from_flags(defense: str, dataset: str, values: dict):
               default="relu", show_default=True, help="Activation everywhere in the network.")
 @click.option("--brelu-t", type=float, default=1.0, show_default=True,
               help="BRELU threshold t (> 0).")
-@click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSES"), default="none",
+@click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
               show_default=True)
 @_defense_options
 @click.option("--epochs", type=int, default=20, show_default=True)
@@ -496,7 +496,7 @@ def _load_model(ref: str, dataset: str | None, models_dir):
 
 
 def _attack_choice() -> RegistryChoice:
-    return RegistryChoice("advbench.attacks:ATTACKS", sort=True)
+    return RegistryChoice("advbench.attacks:ATTACK_CLASSES", sort=True)
 
 
 @main.command()

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import data
-from advbench.defenses import Defense
+from advbench.defenses.base import Defense
 from advbench.errors import ParameterError
 from advbench.models import build_model, predict_labels, zoo_name
 from advbench.ops import per_sample_soft_cross_entropy

@@ -69,3 +69,23 @@ def test_cli_help_does_not_import_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_registries_name_each_class_by_its_cli_name_and_miss_no_module():
+    import importlib
+
+    from advbench.attacks import ATTACK_CLASSES, ATTACKS
+    from advbench.attacks.base import Attack
+    from advbench.defenses import DEFENSE_CLASSES, DEFENSES
+    from advbench.defenses.base import Defense
+
+    for package, names, classes, base in (("attacks", ATTACK_CLASSES, ATTACKS, Attack),
+                                          ("defenses", DEFENSE_CLASSES, DEFENSES, Defense)):
+        assert list(classes) == list(names)
+        assert all(cls.name == name for name, cls in classes.items())
+        # Every module that defines an attack (defense) class has it registered.
+        for path in sorted((PACKAGE / package).glob("*.py")):
+            module = importlib.import_module(f"advbench.{package}.{path.stem}")
+            defined = [c for c in vars(module).values() if isinstance(c, type)
+                       and issubclass(c, base) and c.__module__ == module.__name__ and c.name]
+            assert all(c in classes.values() for c in defined), (path, defined)

@@ -1,32 +1,62 @@
-"""Attacks, one module each, keyed by CLI name in ``ATTACKS``.
+"""Attacks, one module each, keyed by CLI name in ``ATTACK_CLASSES`` / ``ATTACKS``.
 
 Every attack works on logits, batched, inside ``tf.function``; see ``base.Attack``.
 """
 
-from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.carlini_wagner import CarliniWagnerL2
-from advbench.attacks.deepfool import DeepFool
-from advbench.attacks.fgsm import FGSM
-from advbench.attacks.fgsm_min import MinimalFGSM
-from advbench.attacks.jsma import JSMA
-from advbench.attacks.pgd import PGD
-from advbench.attacks.rand_fgsm import RandomFGSM
-from advbench.attacks.vat import VirtualAdversarial
+from __future__ import annotations
 
-ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls
-    for cls in (FGSM, MinimalFGSM, RandomFGSM, JSMA, DeepFool, CarliniWagnerL2, PGD,
-                VirtualAdversarial)
+from typing import TYPE_CHECKING, Any
+
+from advbench.registry import load_classes
+
+if TYPE_CHECKING:
+    from advbench.attacks.base import Attack, AttackOutput
+
+    ATTACKS: dict[str, type[Attack]]
+
+#: CLI name -> "module:Class" in advbench.attacks: the one list of attacks (one line each).
+#: ``ATTACKS`` maps the same names to the classes, imported (with TensorFlow) on first use.
+ATTACK_CLASSES: dict[str, str] = {
+    "fgsm": "fgsm:FGSM",
+    "fgsm-min": "fgsm_min:MinimalFGSM",
+    "rand-fgsm": "rand_fgsm:RandomFGSM",
+    "jsma": "jsma:JSMA",
+    "deepfool": "deepfool:DeepFool",
+    "cw-l2": "carlini_wagner:CarliniWagnerL2",
+    "pgd": "pgd:PGD",
+    "vat": "vat:VirtualAdversarial",
 }
 
 
-def make_attack(name: str, **params) -> Attack:
-    """An attack by CLI name with keyword parameters (None values keep the defaults)."""
+def _classes() -> dict[str, type[Attack]]:
+    """``ATTACKS``, built once (a plain dict: tests and plugins may add to it)."""
+    if "ATTACKS" not in globals():
+        globals()["ATTACKS"] = load_classes(__name__, ATTACK_CLASSES)
+    return globals()["ATTACKS"]
+
+
+def __getattr__(name: str) -> Any:
+    """``ATTACKS``, ``Attack`` and ``AttackOutput``, imported when first asked for."""
+    if name == "ATTACKS":
+        return _classes()
+    if name in ("Attack", "AttackOutput"):
+        from advbench.attacks import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_attack(name: str, **params: Any) -> Attack:
+    """An attack by CLI name with keyword parameters (None values keep the defaults).
+
+    Raises ParameterError for an unknown name or a parameter the attack does not take.
+    """
     from advbench.errors import ParameterError
 
-    if name not in ATTACKS:
-        raise ParameterError(f"unknown attack {name!r}; choose one of: {', '.join(sorted(ATTACKS))}")
-    cls = ATTACKS[name]
+    if name not in ATTACK_CLASSES:
+        raise ParameterError(f"unknown attack {name!r}; choose one of: "
+                             f"{', '.join(sorted(ATTACK_CLASSES))}")
+    cls = _classes()[name]
     given = {k: v for k, v in params.items() if v is not None}
     unknown = sorted(set(given) - set(cls.param_names))
     if unknown:
@@ -35,4 +65,4 @@ def make_attack(name: str, **params) -> Attack:
     return cls(**given)
 
 
-__all__ = ["ATTACKS", "Attack", "AttackOutput", "make_attack"]
+__all__ = ["ATTACKS", "ATTACK_CLASSES", "Attack", "AttackOutput", "make_attack"]

@@ -15,31 +15,56 @@ Each defense is a small object of hyperparameters with hooks the shared training
 
 from __future__ import annotations
 
-from advbench.defenses.base import Defense, NoDefense
-from advbench.defenses.feature_squeezing import FeatureSqueezingDefense
-from advbench.defenses.fgsm_at import FGSMAdversarialTraining
-from advbench.defenses.gda import GaussianAugmentation
-from advbench.defenses.label_smoothing import LabelSmoothing
-from advbench.defenses.vat import VirtualAdversarialTraining
-from advbench.errors import ParameterError
+from typing import TYPE_CHECKING, Any
 
-DEFENSES: dict[str, type[Defense]] = {
-    cls.name: cls
-    for cls in (NoDefense, GaussianAugmentation, LabelSmoothing, FeatureSqueezingDefense,
-                FGSMAdversarialTraining, VirtualAdversarialTraining)
+from advbench.errors import ParameterError
+from advbench.registry import load_classes
+
+if TYPE_CHECKING:
+    from advbench.defenses.base import Defense
+
+    DEFENSES: dict[str, type[Defense]]
+
+#: CLI name -> "module:Class" in advbench.defenses: the one list of defenses (one line each).
+#: ``DEFENSES`` maps the same names to the classes, imported (with TensorFlow) on first use.
+DEFENSE_CLASSES: dict[str, str] = {
+    "none": "base:NoDefense",
+    "gda": "gda:GaussianAugmentation",
+    "label-smoothing": "label_smoothing:LabelSmoothing",
+    "feature-squeezing": "feature_squeezing:FeatureSqueezingDefense",
+    "fgsm-at": "fgsm_at:FGSMAdversarialTraining",
+    "vat": "vat:VirtualAdversarialTraining",
 }
 
 
-def make_defense(name: str, dataset: str, **overrides) -> Defense:
+def _classes() -> dict[str, type[Defense]]:
+    """``DEFENSES``, built once (a plain dict: tests and plugins may add to it)."""
+    if "DEFENSES" not in globals():
+        globals()["DEFENSES"] = load_classes(__name__, DEFENSE_CLASSES)
+    return globals()["DEFENSES"]
+
+
+def __getattr__(name: str) -> Any:
+    """``DEFENSES`` and ``Defense``, imported when first asked for."""
+    if name == "DEFENSES":
+        return _classes()
+    if name == "Defense":
+        from advbench.defenses.base import Defense
+
+        return Defense
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_defense(name: str, dataset: str, **overrides: Any) -> Defense:
     """A defense with the paper's settings for ``dataset`` and the given overrides.
 
     Overrides meant for another defense (e.g. ``gda_sigma`` with ``label-smoothing``) are an
     error, so a typo in a script never silently trains the wrong model.
     """
-    if name not in DEFENSES:
+    if name not in DEFENSE_CLASSES:
         raise ParameterError(f"unknown defense {name!r}; choose one of: "
-                             f"{', '.join(sorted(DEFENSES))}")
-    cls = DEFENSES[name]
+                             f"{', '.join(sorted(DEFENSE_CLASSES))}")
+    cls = _classes()[name]
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - set(cls.param_names))
     if unknown:
@@ -48,4 +73,4 @@ def make_defense(name: str, dataset: str, **overrides) -> Defense:
     return cls.for_dataset(dataset, **given)
 
 
-__all__ = ["DEFENSES", "Defense", "make_defense"]
+__all__ = ["DEFENSES", "DEFENSE_CLASSES", "Defense", "make_defense"]
