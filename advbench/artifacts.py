@@ -27,6 +27,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench.errors import ArtifactError
+from advbench.types import Model, PathLike
 
 SCHEMA_VERSION = 1
 MODEL_SCHEMA = "advbench.model"
@@ -133,7 +134,7 @@ def _model_hash(config_json: str, weights: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save_model(path: str | os.PathLike, model, metadata: dict[str, Any]) -> str:
+def save_model(path: str | os.PathLike, model: Model, metadata: dict[str, Any]) -> str:
     """Write a model artifact atomically; returns its content hash."""
     import keras
 
@@ -177,7 +178,7 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_model(path: str | os.PathLike):
+def load_model(path: str | os.PathLike) -> tuple[Model, dict[str, Any]]:
     """(model, metadata) from a model artifact, rebuilt in safe mode; the stored content
     hash is checked against the weights read back."""
     import keras
@@ -242,7 +243,7 @@ def read_arrays(path: str | os.PathLike, schema: str,
 
 
 # -- lookups ---------------------------------------------------------------------------------
-def read_attack_artifact(path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_attack_artifact(path: PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(attrs, arrays) of a complete attack artifact; ArtifactError otherwise."""
     attrs, arrays = read_arrays(path, ATTACK_SCHEMA)
     missing = [name for name in ATTACK_ARRAYS if name not in arrays]
@@ -256,7 +257,7 @@ def read_attack_artifact(path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return attrs, arrays
 
 
-def find_artifact(directory, schema: str, key: str) -> Path | None:
+def find_artifact(directory: PathLike, schema: str, key: str) -> Path | None:
     """A complete artifact of ``schema`` whose ``key`` attr equals ``key`` in ``directory``."""
     directory = Path(directory)
     if not directory.is_dir():

@@ -136,7 +136,7 @@ class AdvbenchGroup(click.Group):
     command_class = AdvbenchCommand
     group_class = type  # subgroups are AdvbenchGroups too
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except AdvbenchError as e:
@@ -255,7 +255,7 @@ def _dest(flag: str) -> str:
     return flag.split("/")[0].lstrip("-").replace("-", "_")
 
 
-def defense_from_flags(defense: str, dataset: str, values: dict):
+def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> Any:
     """Build a defense from `train`'s flag values, refusing flags of another defense."""
     from advbench.defenses import make_defense
 
@@ -425,7 +425,8 @@ class EpsList(click.ParamType):
 
     name = "EPS"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
         from advbench.curves import parse_eps
         from advbench.errors import ParameterError
 
@@ -474,7 +475,7 @@ def _attack_options(f):
     return _flag_options(ATTACK_OPTIONS, f)
 
 
-def attack_from_flags(name: str, values: dict):
+def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     """Build an attack from CLI flag values, refusing flags the attack does not take."""
     from advbench.attacks import ATTACKS, make_attack
 

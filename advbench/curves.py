@@ -21,7 +21,7 @@ import math
 import re
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +37,7 @@ from advbench.models import forward_function
 from advbench.models.gradients import attack_model
 from advbench.progress import Progress
 from advbench.runner import Samples, check_model_fits
+from advbench.types import Model, PathLike
 
 #: Attacks whose curves are computed from one direction per sample.
 CURVE_ATTACKS = ("fgsm", "rand-fgsm")
@@ -50,7 +51,7 @@ _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 # -- eps grids ------------------------------------------------------------------------------
-def parse_eps(text) -> tuple[float, ...]:
+def parse_eps(text: str | float) -> tuple[float, ...]:
     """The eps values of a CLI string: one value, a comma list, or an inclusive range.
 
     ``"0.1"`` -> (0.1,); ``"0.1,0.3"`` -> (0.1, 0.3); ``"0.01:1:0.01"`` (start:stop:step) ->
@@ -157,7 +158,8 @@ def _prediction_dtype(num_classes: int):
     return np.uint8 if num_classes <= 256 else np.int32
 
 
-def sweep(source_model, target_models: list, x: np.ndarray, y: np.ndarray, eps, *,
+def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.ndarray,
+          eps: Sequence[float] | np.ndarray, *,
           attack: str = "fgsm", norm: str = "linf", alpha: float = 0.05, seed: int = 0,
           batch_size: int = 128, progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Predictions of every target model on FGSM / Random+FGSM images at every eps.
@@ -304,7 +306,7 @@ def _model_ref(path, meta: dict) -> dict[str, str]:
             "name": meta.get("zoo_name", "") or Path(path).stem}
 
 
-def curve_key(run: CurveRun, attack: str, params: dict, eps, source_hash: str,
+def curve_key(run: CurveRun, attack: str, params: dict, eps: Sequence[float], source_hash: str,
               target_hashes: list[str], indices: np.ndarray) -> str:
     """Digest of everything that determines a curve artifact (reuse when equal)."""
     payload = {
@@ -316,7 +318,7 @@ def curve_key(run: CurveRun, attack: str, params: dict, eps, source_hash: str,
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def read_curve(path) -> Curve:
+def read_curve(path: PathLike) -> Curve:
     """A curve artifact; ArtifactError if it is not one or is corrupt."""
     attrs, arrays = read_arrays(path, CURVE_SCHEMA)
     missing = [k for k in ("eps", "y", "indices", "pred_clean", "pred_adv") if k not in arrays]
@@ -327,9 +329,9 @@ def read_curve(path) -> Curve:
                  arrays["pred_clean"], arrays["pred_adv"])
 
 
-def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps, *,
+def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[float], *,
               attack: str = "fgsm", norm: str = "linf", alpha: float = 0.05,
-              output=None, runs_dir="runs", overwrite: bool = False,
+              output: PathLike | None = None, runs_dir: PathLike = "runs", overwrite: bool = False,
               progress: Progress | None = None) -> tuple[Path, bool]:
     """Compute (or reuse) a curve artifact: the direction from ``source``, every target scored.
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from advbench.errors import DataError, ParameterError
+from advbench.types import PathLike
 
 # Test first: the split every stage scores by default.
 SPLITS = ("test", "validation", "train")
@@ -191,7 +192,7 @@ def _keras_download(name: str):
     return {"train": (xtr, ytr.reshape(-1)), "test": (xte, yte.reshape(-1))}
 
 
-def locate(name: str, data_dir=None) -> tuple[str, Path] | None:
+def locate(name: str, data_dir: PathLike | None = None) -> tuple[str, Path] | None:
     """Where the files of a data set are, as (layout, path), or None if not found locally."""
     dirs = candidate_dirs(name, data_dir)
     if name == "mnist":
@@ -239,7 +240,8 @@ def balanced_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.asarray(order[:limit], dtype=np.int64))
 
 
-def load(name: str, split: str = "test", *, data_dir=None, limit: int | None = None,
+def load(name: str, split: str = "test", *, data_dir: PathLike | None = None,
+         limit: int | None = None,
          seed: int = 0, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images, labels and their indices into the split.
 
@@ -296,7 +298,7 @@ def train_validation_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def describe(data_dir=None) -> list[dict]:
+def describe(data_dir: PathLike | None = None) -> list[dict]:
     """What is found where, for `advbench data info`."""
     rows = []
     for name in sorted(DATASETS):

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from advbench.curves import read_curve
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.progress import Progress
+from advbench.types import Model, PathLike
 
 #: Gate metrics and the direction in which they are better. An unqualified name takes the
 #: worst value over the given artifacts (lowest accuracy, highest success rate...).
@@ -42,8 +43,8 @@ ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_dist
 
 
 # -- reading and checking attack artifacts -------------------------------------------------
-def check_fits(path, attrs: dict, x_adv: np.ndarray, model, model_meta: dict,
-               model_path) -> None:
+def check_fits(path: PathLike, attrs: dict, x_adv: np.ndarray, model: Model,
+               model_meta: dict, model_path: PathLike) -> None:
     """Refuse an artifact of another data set or of images the model cannot take."""
     model_dataset = model_meta.get("dataset")
     if model_dataset and attrs.get("dataset") != model_dataset:
@@ -55,7 +56,8 @@ def check_fits(path, attrs: dict, x_adv: np.ndarray, model, model_meta: dict,
                             f"{model_path} takes {shape}; give artifacts crafted for its input")
 
 
-def clean_samples(path, attrs: dict, arrays: dict, data_dir=None) -> np.ndarray:
+def clean_samples(path: PathLike, attrs: dict, arrays: dict,
+                  data_dir: PathLike | None = None) -> np.ndarray:
     """The clean images an attack artifact was crafted from, reloaded from the data set and
     checked against the artifact's sample indices and labels."""
     limit = attrs.get("limit")
@@ -69,7 +71,7 @@ def clean_samples(path, attrs: dict, arrays: dict, data_dir=None) -> np.ndarray:
     return x
 
 
-def training_set(dataset: str, data_dir=None) -> np.ndarray:
+def training_set(dataset: str, data_dir: PathLike | None = None) -> np.ndarray:
     """The whole original training set (the fitting split and the validation split, in the
     order of the original files): 60,000 images on MNIST, 50,000 on CIFAR-10."""
     x_fit, _, i_fit = data.load(dataset, "train", data_dir=data_dir)
@@ -90,7 +92,8 @@ class Score:
     per_sample: dict[str, np.ndarray]
 
 
-def score_artifact(model, model_meta: dict, model_path, path, *, data_dir=None,
+def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: PathLike, *,
+                   data_dir: PathLike | None = None,
                    batch_size: int = 256, training: Callable[[], np.ndarray] | None = None,
                    distance_variant: str = "l2", model_level: bool = True) -> Score:
     """Score ``model`` on the saved adversarial examples of an attack artifact.
@@ -159,7 +162,7 @@ def score_artifact(model, model_meta: dict, model_path, path, *, data_dir=None,
     return Score(summary, per_sample)
 
 
-def score_curve(model_meta: dict, model_path, path) -> dict[str, Any]:
+def score_curve(model_meta: dict, model_path: PathLike, path: PathLike) -> dict[str, Any]:
     """The curve of ``model`` in a curve artifact (it must be one of its targets)."""
     curve = read_curve(path)
     model_dataset = model_meta.get("dataset")
@@ -177,8 +180,10 @@ def score_curve(model_meta: dict, model_path, path) -> dict[str, Any]:
 
 
 # -- evaluating a model ----------------------------------------------------------------------
-def evaluate(model, model_meta: dict, model_path, artifacts=(), *, split: str = "test",
-             limit: int | None = None, start: int = 0, seed: int = 0, data_dir=None,
+def evaluate(model: Model, model_meta: dict, model_path: PathLike,
+             artifacts: Sequence[PathLike] = (), *, split: str = "test",
+             limit: int | None = None, start: int = 0, seed: int = 0,
+             data_dir: PathLike | None = None,
              batch_size: int = 256, sensitivity: bool = True, distance: bool = True,
              distance_variant: str = "l2", progress: Progress | None = None) -> Score:
     """Score a model on a clean split and on saved attack / curve artifacts.
@@ -369,7 +374,7 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def write_evaluation(path, result: Score, kind: str = "evaluate") -> Path:
+def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate") -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
     arrays (schema ``advbench.evaluation``, written atomically)."""
     write_arrays(path, EVALUATION_SCHEMA, {"kind": kind, "summary": jsonable(result.summary)},

@@ -15,12 +15,14 @@ import math
 import weakref
 
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from advbench.checks import check_int
 from advbench.errors import AdvbenchError, ParameterError
 from advbench.models.gradients import attack_model
 from advbench.ops import per_sample_cross_entropy
+from advbench.types import Model
 
 #: Norms of a perturbation reported by ``perturbation_norms``.
 PERTURBATION_NORMS = ("l0", "l2", "linf")
@@ -124,7 +126,7 @@ def _choice(name: str, value, choices: tuple[str, ...]) -> str:
 
 
 # -- accuracy and success ------------------------------------------------------------------
-def accuracy(predictions, labels) -> float:
+def accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
     """Fraction of samples whose predicted class equals the label.
 
     Args:
@@ -151,7 +153,7 @@ def accuracy(predictions, labels) -> float:
     return float(np.mean(predictions == labels))
 
 
-def attack_success_rate(success) -> float:
+def attack_success_rate(success: ArrayLike) -> float:
     """Fraction of samples the attack succeeded on.
 
     Args:
@@ -165,7 +167,8 @@ def attack_success_rate(success) -> float:
 
 
 # -- perturbation norms --------------------------------------------------------------------
-def perturbation_norms(x, x_adv, *, tolerance: float = L0_TOLERANCE) -> dict[str, np.ndarray]:
+def perturbation_norms(x: ArrayLike, x_adv: ArrayLike, *,
+                       tolerance: float = L0_TOLERANCE) -> dict[str, np.ndarray]:
     """Per-sample L0, L2 and L-inf norms of ``x_adv - x``.
 
     L0 counts pixel-channel features (not pixels) changed by more than ``tolerance``. Norms
@@ -201,7 +204,7 @@ def perturbation_norms(x, x_adv, *, tolerance: float = L0_TOLERANCE) -> dict[str
     return out
 
 
-def success_summary(values, success) -> dict[str, float | int]:
+def success_summary(values: ArrayLike, success: ArrayLike) -> dict[str, float | int]:
     """Mean and median of a per-sample quantity over the successful samples.
 
     NaN-safe: with no successful sample, mean and median are NaN and ``count`` is 0, so the
@@ -231,7 +234,7 @@ def success_summary(values, success) -> dict[str, float | int]:
             "total": int(values.shape[0])}
 
 
-def norm_summary(norms: dict[str, np.ndarray], success) -> dict[str, float | int]:
+def norm_summary(norms: dict[str, np.ndarray], success: ArrayLike) -> dict[str, float | int]:
     """Mean and median of each perturbation norm over the successful samples.
 
     Failed attacks are left out: their "perturbation" is whatever the attack gave up with and
@@ -293,7 +296,8 @@ def _row_norms(flat: np.ndarray, norm: str) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", flat, flat))
 
 
-def empirical_robustness(x, x_adv, success, norm: str = "linf") -> Robustness:
+def empirical_robustness(x: ArrayLike, x_adv: ArrayLike, success: ArrayLike,
+                         norm: str = "linf") -> Robustness:
     """Mean relative size of the minimal perturbation over successfully attacked samples.
 
     rho = mean over {i : success_i} of ||x_adv_i - x_i||_p / ||x_i||_p (paper eq. 2;
@@ -381,8 +385,10 @@ def _nearest_in_chunks(query, train, train_squared, train_chunk):
     return best_index
 
 
-def nearest_training_distance(x_query, x_train, *, chunk_size: int = 2048,
-                              variant: str = "l2", x_clean=None):
+def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
+                              chunk_size: int = 2048, variant: str = "l2",
+                              x_clean: ArrayLike | None = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
     """Distance from each query image to its nearest training image, and that image's index.
 
     Exact nearest-neighbour search by chunked matrix products in TensorFlow (runs on the GPU
@@ -500,7 +506,8 @@ def _gradient_norm_function(model):
     return function
 
 
-def loss_sensitivity_per_sample(model, x, y, *, batch_size: int = 256) -> np.ndarray:
+def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike, *,
+                                batch_size: int = 256) -> np.ndarray:
     """Per-sample L2 norm of the gradient of the cross-entropy loss w.r.t. the input.
 
     g_i = ||dJ(theta, x_i, y_i)/dx_i||_2 with J the softmax cross-entropy of one sample
@@ -534,7 +541,7 @@ def loss_sensitivity_per_sample(model, x, y, *, batch_size: int = 256) -> np.nda
     return out
 
 
-def loss_sensitivity(model, x, y, *, batch_size: int = 256) -> float:
+def loss_sensitivity(model: Model, x: ArrayLike, y: ArrayLike, *, batch_size: int = 256) -> float:
     """Local loss sensitivity l_F: mean over samples of ||dJ(x_i, y_i)/dx_i||_2.
 
     Paper section 4.1 and Table 3 (https://arxiv.org/abs/1707.06728). The loss is per

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from advbench.types import Model
+
 
 def per_sample_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Cross-entropy per sample (not reduced), so gradients do not depend on batch size."""
@@ -18,7 +20,7 @@ def per_sample_soft_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.T
     return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
 
-def loss_gradient(model, x: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def loss_gradient(model: Model, x: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Gradient of the per-sample cross-entropy w.r.t. x, and the logits at x."""
     with tf.GradientTape() as tape:
         tape.watch(x)

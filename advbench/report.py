@@ -21,6 +21,7 @@ from rich.table import Table
 
 from advbench.artifacts import jsonable
 from advbench.errors import ParameterError
+from advbench.types import PathLike
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
 # CSV and plot always keep every eps.
@@ -102,7 +103,7 @@ def print_curves(lines: list[dict], console: Console | None = None) -> None:
     _console(console).print(table)
 
 
-def plot_curves(lines: list[dict], path, *, title: str | None = None) -> Path:
+def plot_curves(lines: list[dict], path: PathLike, *, title: str | None = None) -> Path:
     """Save accuracy (%) vs eps for every curve line to ``path`` (PNG, PDF, SVG...).
 
     Uses matplotlib's Agg backend (no display needed). Raises ParameterError when ``lines``
@@ -265,7 +266,7 @@ def csv_text(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def write_text(path, text: str) -> Path:
+def write_text(path: PathLike, text: str) -> Path:
     """Write a report file (CSV, JSON), creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +274,8 @@ def write_text(path, text: str) -> Path:
     return path
 
 
-def print_markdown_table(markdown_path, heading: str, console: Console | None = None) -> None:
+def print_markdown_table(markdown_path: PathLike, heading: str,
+                         console: Console | None = None) -> None:
     """Print the first markdown table under ``heading`` of a report as a rich table."""
     lines = Path(markdown_path).read_text().splitlines()
     start = lines.index(heading) + 1

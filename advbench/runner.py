@@ -27,6 +27,7 @@ from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.progress import Progress
+from advbench.types import Model, PathLike
 
 @dataclasses.dataclass(kw_only=True)
 class Samples:
@@ -38,7 +39,7 @@ class Samples:
     start: int = 0
     batch_size: int = 128
     seed: int = 0
-    data_dir: str | None = None
+    data_dir: PathLike | None = None
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -80,7 +81,7 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def check_model_fits(model, meta: dict, path, x: np.ndarray, dataset: str) -> None:
+def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray, dataset: str) -> None:
     """ArtifactError unless the model takes images of x's shape."""
     shape = tuple(model.input_shape[1:])
     if shape != tuple(x.shape[1:]):
@@ -89,7 +90,7 @@ def check_model_fits(model, meta: dict, path, x: np.ndarray, dataset: str) -> No
                             f"on ({meta.get('dataset', 'unknown')})")
 
 
-def attack_split(run: AttackRun, attack: Attack, model, model_meta: dict[str, Any],
+def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[str, Any],
                  output: str | Path, *, resume: bool = True, overwrite: bool = False,
                  checkpoint_seconds: float = 30.0, progress: Progress | None = None) -> Path:
     """Attack a data split batch by batch and write (or complete) the attack artifact.

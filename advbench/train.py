@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
@@ -22,6 +22,10 @@ from advbench.errors import ParameterError
 from advbench.models import build_model, predict_labels, zoo_name
 from advbench.ops import per_sample_soft_cross_entropy
 from advbench.progress import Progress
+from advbench.types import Model, PathLike
+
+if TYPE_CHECKING:
+    from advbench.attacks.base import Attack
 
 
 @dataclasses.dataclass
@@ -36,7 +40,7 @@ class TrainConfig:
     patience: int = 5
     seed: int = 0
     limit: int | None = None
-    data_dir: str | None = None
+    data_dir: PathLike | None = None
 
     def validate(self) -> None:
         data.dataset_info(self.dataset)
@@ -61,7 +65,8 @@ def epoch_order(n: int, copies: int, rng: np.random.Generator) -> tuple[np.ndarr
     return index[perm], noisy[perm]
 
 
-def make_train_step(model, optimizer, defense: Defense, num_classes: int):
+def make_train_step(model: Model, optimizer: keras.optimizers.Optimizer, defense: Defense,
+                    num_classes: int) -> Callable:
     """One compiled optimisation step: (x, labels, noisy mask, seed) -> (loss, accuracy)."""
 
     @tf.function(reduce_retracing=True)
@@ -134,7 +139,8 @@ class _Fitter:
         return history
 
 
-def craft_training_adversarials(attack, model, x, y, seed: int, batch_size: int = 512,
+def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: np.ndarray,
+                                seed: int, batch_size: int = 512,
                                 progress: Progress | None = None) -> np.ndarray:
     """Adversarials of a whole training set with one attack (for static augmentation)."""
     out = np.empty_like(x)

@@ -14,13 +14,16 @@ import numpy as np
 
 from advbench import data
 from advbench.artifacts import ATTACK_SCHEMA, find_artifact, run_artifact_path
+from advbench.attacks.base import Attack
 from advbench.errors import ArtifactError, ParameterError
 from advbench.evaluate import Score, score_artifact
 from advbench.progress import Progress
 from advbench.runner import AttackRun, attack_split, run_key
+from advbench.types import PathLike
 
 
-def craft_or_reuse(run: AttackRun, attack, source: tuple, runs_dir="runs", *,
+def craft_or_reuse(run: AttackRun, attack: Attack, source: tuple,
+                   runs_dir: PathLike = "runs", *,
                    progress: Progress | None = None) -> tuple[Path, bool]:
     """The attack artifact of ``attack`` on ``source`` for ``run``'s samples: an existing
     complete one with the same ``runner.run_key`` (the default ``advbench attack`` path, or
@@ -37,9 +40,11 @@ def craft_or_reuse(run: AttackRun, attack, source: tuple, runs_dir="runs", *,
     return attack_split(run, attack, model, meta, default, progress=progress), False
 
 
-def transfer(sources: list[tuple], targets: list[tuple], attack, *, dataset: str | None = None,
+def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
+             dataset: str | None = None,
              split: str = "test", limit: int | None = None, start: int = 0, seed: int = 0,
-             batch_size: int = 128, data_dir=None, runs_dir="runs",
+             batch_size: int = 128, data_dir: PathLike | None = None,
+             runs_dir: PathLike = "runs",
              progress: Progress | None = None) -> Score:
     """The transfer matrix: adversarial examples crafted on each source, scored on each target.
 

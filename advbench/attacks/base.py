@@ -13,11 +13,13 @@ import weakref
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from advbench.checks import keyword_parameters
 from advbench.errors import ParameterError
 from advbench.models.gradients import attack_model
+from advbench.types import Model
 
 
 @dataclasses.dataclass
@@ -76,7 +78,8 @@ class Attack:
         return f"{type(self).__name__}({args})"
 
     # -- running --------------------------------------------------------------------------
-    def __call__(self, model, x, y, *, target=None, seed: int = 0) -> AttackOutput:
+    def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,
+                 target: ArrayLike | None = None, seed: int = 0) -> AttackOutput:
         """Attack one batch.
 
         Args:
@@ -103,10 +106,11 @@ class Attack:
         out.x_adv = np.clip(np.asarray(out.x_adv, dtype=np.float32), 0.0, 1.0)
         return out
 
-    def run(self, model, x: np.ndarray, y: np.ndarray, *, target, seed: int) -> AttackOutput:
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         raise NotImplementedError
 
-    def compiled(self, model, key: str, build: Callable[[], Callable]) -> Callable:
+    def compiled(self, model: Model, key: str, build: Callable[[], Callable]) -> Callable:
         """A ``tf.function`` built once per (attack, model, key) and reused across batches.
 
         ``build`` returns the Python function to compile; it may close over ``model``.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
+from advbench.types import Model
 
 # Adam's constants as in tf.train.AdamOptimizer, which the authors' code used.
 ADAM_BETA_1 = 0.9
@@ -30,8 +33,8 @@ def margin_terms(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Te
     return label_logit, other_logit
 
 
-def build_search_step(model, targeted: bool, confidence: float, learning_rate: float,
-                      max_iter: int, abort_early: bool):
+def build_search_step(model: Model, targeted: bool, confidence: float, learning_rate: float,
+                      max_iter: int, abort_early: bool) -> Callable:
     """One binary-search step (Adam on w from scratch for every attacked sample) as one
     function, compiled by ``Attack.compiled``.
 
@@ -204,7 +207,8 @@ class CarliniWagnerL2(Attack):
         self.initial_const = float(initial_const)
         self.abort_early = bool(abort_early)
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         targeted = target is not None
         num_classes = int(model.output_shape[-1])
         check_labels(y, num_classes)
@@ -215,7 +219,7 @@ class CarliniWagnerL2(Attack):
                     f"target has shape {target.shape} but y has {y.shape}; "
                     "pass one target class per image")
             check_labels(target, num_classes, name="target")
-        labels = (target if targeted else y).astype(np.int32)
+        labels = (y if target is None else target).astype(np.int32)
 
         predicted = np.argmax(predict_logits(model, x), axis=1)
         attack = predicted != labels if targeted else predicted == labels
@@ -261,7 +265,7 @@ class CarliniWagnerL2(Attack):
                                                     "iterations": iterations})
 
 
-def predict_logits(model, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def predict_logits(model: Model, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """Logits of x in chunks (no Keras ``predict`` overhead or progress bar)."""
     return np.concatenate([np.asarray(model(x[i:i + chunk], training=False))
                            for i in range(0, max(len(x), 1), chunk)])[:len(x)]

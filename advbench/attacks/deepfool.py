@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
+from advbench.types import Model
 
 
 def candidate_classes(logits: tf.Tensor, labels: tf.Tensor, k: int) -> tf.Tensor:
@@ -23,7 +26,7 @@ def candidate_classes(logits: tf.Tensor, labels: tf.Tensor, k: int) -> tf.Tensor
     return tf.concat([labels[:, None], top_others], axis=1)
 
 
-def deepfool_step(model, x: tf.Tensor, candidates: tf.Tensor, epsilon: float,
+def deepfool_step(model: Model, x: tf.Tensor, candidates: tf.Tensor, epsilon: float,
                   box_aware: bool) -> tf.Tensor:
     """One DeepFool L2 step per sample: the smallest move onto the linearised boundary.
 
@@ -65,8 +68,8 @@ def deepfool_step(model, x: tf.Tensor, candidates: tf.Tensor, epsilon: float,
     return tf.reshape(scale[:, None] * w, tf.shape(x))
 
 
-def build_deepfool(model, k: int, max_iter: int, overshoot: float, epsilon: float,
-                   box_aware: bool):
+def build_deepfool(model: Model, k: int, max_iter: int, overshoot: float, epsilon: float,
+                   box_aware: bool) -> Callable:
     """The whole attack for one batch as one function (compiled by ``Attack.compiled``)."""
 
     def predicted_wrong(x, labels):
@@ -168,7 +171,8 @@ class DeepFool(Attack):
         self.epsilon = float(epsilon)
         self.box_aware = bool(box_aware)
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         num_classes = int(model.output_shape[-1])
         check_labels(y, num_classes)
         k = min(self.candidates, num_classes)

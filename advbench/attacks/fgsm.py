@@ -10,9 +10,11 @@ from advbench.attacks.norms import NORMS, check_norm
 from advbench.checks import check_range
 from advbench.models.gradients import attack_model
 from advbench.ops import loss_gradient
+from advbench.types import Model
 
 
-def fgsm_direction(model, x: tf.Tensor, labels: tf.Tensor, norm: str, targeted: bool):
+def fgsm_direction(model: Model, x: tf.Tensor, labels: tf.Tensor, norm: str,
+                   targeted: bool) -> tf.Tensor:
     """The unit FGSM step at x: sign of the loss gradient (linf) or its L2 direction (l2).
 
     Targeted: the step that decreases the loss of the target class.
@@ -47,21 +49,23 @@ class FGSM(Attack):
         self.eps = float(eps)
         self.norm = norm
 
-    def direction(self, model, x: np.ndarray, labels: np.ndarray, targeted: bool = False):
+    def direction(self, model: Model, x: np.ndarray, labels: np.ndarray,
+                  targeted: bool = False) -> np.ndarray:
         """The unit step direction for a batch (numpy); shared by curves over many eps."""
         model = attack_model(model)  # called directly by curves, not only through __call__
         fn = self.compiled(model, f"direction-{self.norm}-{targeted}", lambda: (
             lambda xb, yb: fgsm_direction(model, xb, yb, self.norm, targeted)))
         return fn(tf.convert_to_tensor(x), tf.convert_to_tensor(labels)).numpy()
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         targeted = target is not None
-        labels = target if targeted else y
+        labels = y if target is None else target
         step = self.direction(model, x, labels, targeted)
         return AttackOutput(x_adv=np.clip(x + self.eps * step, 0.0, 1.0))
 
 
-def apply_step(x: np.ndarray, step: np.ndarray, eps) -> np.ndarray:
+def apply_step(x: np.ndarray, step: np.ndarray, eps: float | np.ndarray) -> np.ndarray:
     """x + eps * step clipped to [0, 1]; eps scalar or (batch,)."""
     eps = np.asarray(eps, dtype=np.float32)
     if eps.ndim == 1:

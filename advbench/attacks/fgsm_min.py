@@ -16,6 +16,7 @@ from advbench.attacks.fgsm import fgsm_direction
 from advbench.checks import check_range
 from advbench.errors import ParameterError
 from advbench.ops import expand_to
+from advbench.types import Model
 
 # Once fewer samples than this are still searching, several grid points per sample are
 # evaluated in one forward pass of about this many images: fewer, fuller passes in the tail,
@@ -138,9 +139,10 @@ class MinimalFGSM(Attack):
         """The eps values tried, in order (float32), shape (num_points,)."""
         return self._grid.copy()
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         targeted = target is not None
-        labels = (target if targeted else y).astype(np.int32)
+        labels = (y if target is None else target).astype(np.int32)
         search = self.compiled(model, f"search-{targeted}", lambda: (
             lambda xb, lb, grid: _line_search(model, xb, lb, grid, targeted,
                                               MIN_IMAGES_PER_PASS)))

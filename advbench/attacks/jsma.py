@@ -30,6 +30,7 @@ from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.checks import check_range, check_targets
 from advbench.errors import ParameterError
+from advbench.types import Model
 
 # The candidate-pair scores are evaluated in row chunks of at most this many elements per
 # batch, so that even the worst case (every feature a candidate) stays bounded in memory.
@@ -174,8 +175,8 @@ def _target_and_sum_gradients(model, x_flat: tf.Tensor, image_shape, target: tf.
     return logits, grad_target, grad_sum
 
 
-def jsma_loop(model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma: float,
-              fallback: bool = True):
+def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma: float,
+              fallback: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
     """The whole JSMA on a batch inside one tf.while_loop. Returns (x_adv, iterations).
 
     Only samples not yet done (target reached, budget used, no admissible pair) go through
@@ -230,7 +231,7 @@ def jsma_loop(model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma: float
     return tf.reshape(x_adv, tf.shape(x)), iterations
 
 
-def output_classes(model) -> int | None:
+def output_classes(model: Model) -> int | None:
     """The model's number of classes, or None when it does not say (subclassed models)."""
     try:
         return model.output_shape[-1]
@@ -305,10 +306,11 @@ class JSMA(Attack):
         self.target_mode = target_mode
         self.fallback = bool(fallback)
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         key = f"jsma-{self.theta}-{self.gamma}-{self.fallback}"
         explicit = target is not None
-        if explicit:
+        if target is not None:
             target = check_targets(target, x.shape[0], output_classes(model))
             mode = "explicit"
         else:

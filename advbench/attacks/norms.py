@@ -58,13 +58,13 @@ class LinfNorm(Norm):
 
     name = "linf"
 
-    def normalise(self, grad):
+    def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         return tf.sign(grad)
 
-    def clip_to_ball(self, delta, eps):
+    def clip_to_ball(self, delta: tf.Tensor, eps: float) -> tf.Tensor:
         return tf.clip_by_value(delta, -eps, eps)
 
-    def random_delta(self, x, eps, seed):
+    def random_delta(self, x: tf.Tensor, eps: float, seed: tf.Tensor) -> tf.Tensor:
         return tf.random.stateless_uniform(tf.shape(x), seed=seed, minval=-eps, maxval=eps)
 
 
@@ -74,14 +74,14 @@ class L2Norm(Norm):
 
     name = "l2"
 
-    def normalise(self, grad):
+    def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         return l2_normalize(grad)
 
-    def clip_to_ball(self, delta, eps):
+    def clip_to_ball(self, delta: tf.Tensor, eps: float) -> tf.Tensor:
         norms = self.of(delta)
         return delta * expand_to(tf.minimum(1.0, eps / tf.maximum(norms, 1e-12)), delta)
 
-    def random_delta(self, x, eps, seed):
+    def random_delta(self, x: tf.Tensor, eps: float, seed: tf.Tensor) -> tf.Tensor:
         direction = l2_normalize(tf.random.stateless_normal(tf.shape(x), seed=seed))
         dim = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), x.dtype)
         u = tf.random.stateless_uniform([tf.shape(x)[0]], seed=seed + [0, 1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
@@ -9,10 +10,12 @@ from advbench.attacks.norms import NORMS, check_norm
 from advbench.checks import check_int, check_range
 from advbench.errors import ParameterError
 from advbench.ops import expand_to, loss_gradient
+from advbench.types import Model
 
 
-def pgd(model, x, labels, seed, *, eps: float, step_size: float, steps: int, norm: str,
-        start_random: bool, targeted: bool, early_stop: bool):
+def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: float,
+        step_size: float, steps: int, norm: str,
+        start_random: bool, targeted: bool, early_stop: bool) -> tf.Tensor:
     """``steps`` steps of size step_size along the sign (linf) or the L2 direction (l2) of the
     loss gradient, each followed by the projection; one tf.while_loop.
 
@@ -98,9 +101,10 @@ class PGD(Attack):
         self.norm = norm
         self.early_stop = early_stop
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         targeted = target is not None
-        labels = (target if targeted else y).astype("int32")
+        labels = (y if target is None else target).astype("int32")
         attack = self.compiled(model, f"pgd-{targeted}", lambda: (
             lambda xb, lb, seed_tensor: pgd(
                 model, xb, lb, seed_tensor, eps=self.eps, step_size=self.step_size,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.checks import check_range
 from advbench.errors import ParameterError
+from advbench.types import Model
 
 
-def rand_fgsm(model, x, labels, eps: float, alpha: float, seed):
+def rand_fgsm(model: Model, x: tf.Tensor, labels: tf.Tensor, eps: float, alpha: float,
+              seed: tf.Tensor) -> tf.Tensor:
     """x' = clip(x + alpha * sign(N(0, I))), then clip(x' + (eps - alpha) * sign(grad at x')).
 
     ``seed``: int tensor of shape (2,) for ``tf.random.stateless_normal``.
@@ -53,7 +56,8 @@ class RandomFGSM(Attack):
         self.eps = float(eps)
         self.alpha = float(alpha)
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         attack = self.compiled(model, "rand-fgsm", lambda: (
             lambda xb, yb, seed_tensor: rand_fgsm(model, xb, yb, self.eps, self.alpha,
                                                   seed_tensor)))

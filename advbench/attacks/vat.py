@@ -8,11 +8,13 @@ advbench reproduces uses it as an augmentation ("VAT" defense, eps 2.1) and as a
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.checks import check_int, check_range
 from advbench.ops import expand_to, l2_normalize
+from advbench.types import Model
 
 
 def kl_from_logits(logits_p: tf.Tensor, logits_q: tf.Tensor) -> tf.Tensor:
@@ -32,8 +34,9 @@ def _normalize(d: tf.Tensor) -> tf.Tensor:
     return tf.reshape(l2_normalize(flat), tf.shape(d))
 
 
-def vat_perturbation(model, x, logits, eps, xi, power_iterations, seed_tensor, *,
-                     training: bool = False):
+def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, xi: float,
+                     power_iterations: int, seed_tensor: tf.Tensor, *,
+                     training: bool = False) -> tf.Tensor:
     """The virtual adversarial perturbation r_adv, ||r_adv||_2 = eps per sample.
 
     Graph-mode safe (call it inside a ``tf.function`` training step). Gradients do not flow
@@ -69,8 +72,9 @@ def vat_perturbation(model, x, logits, eps, xi, power_iterations, seed_tensor, *
     return eps * _normalize(d)
 
 
-def vat_loss(model, x, logits, *, seed_tensor, eps: float = 2.1, xi: float = 1e-6,
-             power_iterations: int = 1, training: bool = False):
+def vat_loss(model: Model, x: tf.Tensor, logits: tf.Tensor, *, seed_tensor: tf.Tensor,
+             eps: float = 2.1, xi: float = 1e-6,
+             power_iterations: int = 1, training: bool = False) -> tf.Tensor:
     """Miyato's VAT regulariser per sample: KL(p(x) || p(x + r_adv)), p(x) held constant.
 
     Add ``alpha * tf.reduce_mean(vat_loss(...))`` to the training loss; its gradient flows
@@ -119,7 +123,8 @@ class VirtualAdversarial(Attack):
         self.xi = float(xi)
         self.power_iterations = int(power_iterations)
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         def build():
             def attack(xb, seed_tensor):
                 logits = model(xb, training=False)

@@ -3,11 +3,15 @@ defaults) with hooks that the shared training loop (``advbench.train``) calls.""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TYPE_CHECKING
 
 import tensorflow as tf
 
 from advbench.checks import keyword_parameters
+from advbench.types import Model
+
+if TYPE_CHECKING:
+    from advbench.attacks.base import Attack
 
 
 class Defense:
@@ -33,7 +37,7 @@ class Defense:
         return f"{type(self).__name__}({args})"
 
     @classmethod
-    def for_dataset(cls, dataset: str, **overrides) -> "Defense":
+    def for_dataset(cls, dataset: str, **overrides: Any) -> "Defense":
         """The paper's settings for ``dataset``, with user overrides (None = keep default)."""
         params = dict(cls.dataset_defaults.get(dataset, {}))
         params.update({k: v for k, v in overrides.items() if v is not None})
@@ -54,10 +58,11 @@ class Defense:
         """True when ``online_loss`` adds a term to every batch's loss."""
         return False
 
-    def online_loss(self, model, x, labels, targets, logits, seed):
+    def online_loss(self, model: Model, x: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor,
+                    logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
-    def static_augmentation(self):
+    def static_augmentation(self) -> Attack | None:
         """An attack object whose adversarials of the training set are appended, or None."""
         return None
 

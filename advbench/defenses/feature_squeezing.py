@@ -3,6 +3,8 @@ baselines: a colour-depth reduction layer at the model's input."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from advbench.checks import check_int
 from advbench.defenses.base import Defense
 from advbench.errors import ParameterError
@@ -22,5 +24,5 @@ class FeatureSqueezingDefense(Defense):
             raise ParameterError(f"feature squeezing bit depth must be <= 16, got {bit_depth}")
         self.bit_depth = int(bit_depth)
 
-    def model_options(self):
+    def model_options(self) -> dict[str, Any]:
         return {"squeeze_bits": self.bit_depth}

@@ -3,12 +3,18 @@ of the paper's baselines."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 
 from advbench.checks import check_range
 from advbench.defenses.base import Defense
 from advbench.errors import ParameterError
 from advbench.ops import per_sample_soft_cross_entropy
+from advbench.types import Model
+
+if TYPE_CHECKING:
+    from advbench.attacks.base import Attack
 
 MODES = ("static", "online")
 
@@ -41,7 +47,8 @@ class FGSMAdversarialTraining(Defense):
     def has_online_loss(self) -> bool:
         return self.mode == "online"
 
-    def online_loss(self, model, x, labels, targets, logits, seed):
+    def online_loss(self, model: Model, x: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor,
+                    logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         from advbench.attacks.fgsm import fgsm_direction
 
         x_adv = tf.stop_gradient(tf.clip_by_value(
@@ -52,7 +59,7 @@ class FGSMAdversarialTraining(Defense):
         # Replaces the clean loss: (1 - ratio) J(x) + ratio J(x_adv) - J(x).
         return self.ratio * (adv - clean)
 
-    def static_augmentation(self):
+    def static_augmentation(self) -> Attack | None:
         if self.mode != "static":
             return None
         from advbench.attacks.fgsm import FGSM

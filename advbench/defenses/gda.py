@@ -29,7 +29,7 @@ class GaussianAugmentation(Defense):
         self.copies = int(copies)
         self.clip = bool(clip)
 
-    def perturb_batch(self, x, noisy, seed):
+    def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         noise = tf.random.stateless_normal(tf.shape(x), seed=seed, stddev=self.sigma)
         mask = tf.reshape(tf.cast(noisy, x.dtype), [-1, 1, 1, 1])
         x = x + mask * noise

@@ -18,6 +18,6 @@ class LabelSmoothing(Defense):
         check_range("label smoothing weight", weight, low=0.0, high=1.0, low_inclusive=False)
         self.weight = float(weight)
 
-    def target_distribution(self, labels, num_classes):
+    def target_distribution(self, labels: tf.Tensor, num_classes: int) -> tf.Tensor:
         rest = (1.0 - self.weight) / (num_classes - 1)
         return tf.one_hot(labels, num_classes, on_value=self.weight, off_value=rest)

@@ -3,9 +3,15 @@ paper's baselines."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from advbench.checks import check_int, check_range
 from advbench.defenses.base import Defense
 from advbench.errors import ParameterError
+from advbench.types import Model, Tensor
+
+if TYPE_CHECKING:
+    from advbench.attacks.base import Attack
 
 MODES = ("static", "loss")
 
@@ -43,14 +49,15 @@ class VirtualAdversarialTraining(Defense):
     def has_online_loss(self) -> bool:
         return self.mode == "loss"
 
-    def online_loss(self, model, x, labels, targets, logits, seed):
+    def online_loss(self, model: Model, x: Tensor, labels: Tensor, targets: Tensor,
+                    logits: Tensor, seed: Tensor) -> Tensor:
         from advbench.attacks.vat import vat_loss
 
         return self.alpha * vat_loss(model, x, logits, eps=self.eps, xi=self.xi,
                                      power_iterations=self.power_iterations,
                                      seed_tensor=seed, training=True)
 
-    def static_augmentation(self):
+    def static_augmentation(self) -> Attack | None:
         if self.mode != "static":
             return None
         from advbench.attacks.vat import VirtualAdversarial

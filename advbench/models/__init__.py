@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import weakref
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models.layers import FeatureSqueezing
+from advbench.types import Model, PathLike, Tensor
 
 ACTIVATIONS = ("relu", "brelu")
 
@@ -32,7 +33,7 @@ def _act(x, activation, brelu_t, index):
     return activation_layer(activation, brelu_t, f"act{index}")(x)
 
 
-def build_cnn(inputs, num_classes, activation, brelu_t):
+def build_cnn(inputs: Tensor, num_classes: int, activation: str, brelu_t: float) -> Tensor:
     """The paper's CNN (CleverHans ModelBasicCNN): 28 -> 14 -> 5 -> 1 on MNIST."""
     x = keras.layers.Conv2D(64, 8, strides=2, padding="same", name="conv1")(inputs)
     x = _act(x, activation, brelu_t, 1)
@@ -44,7 +45,8 @@ def build_cnn(inputs, num_classes, activation, brelu_t):
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 
-def build_resnet(inputs, num_classes, activation, brelu_t):
+def build_resnet(inputs: Tensor, num_classes: int, activation: str,
+                 brelu_t: float) -> Tensor:
     """The paper's ResNet: two strided convolutions, one bottleneck identity block, 3x3 max
     pooling, dense logits."""
     x = keras.layers.Conv2D(64, 8, strides=2, padding="same", name="conv1")(inputs)
@@ -63,7 +65,8 @@ def build_resnet(inputs, num_classes, activation, brelu_t):
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 
-def build_cifar_cnn(inputs, num_classes, activation, brelu_t):
+def build_cifar_cnn(inputs: Tensor, num_classes: int, activation: str,
+                    brelu_t: float) -> Tensor:
     """The paper authors' CIFAR-10 network (their CIFAR script)."""
     x = keras.layers.Conv2D(32, 3, padding="same", name="conv1")(inputs)
     x = _act(x, activation, brelu_t, 1)
@@ -80,7 +83,8 @@ def build_cifar_cnn(inputs, num_classes, activation, brelu_t):
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 
-def build_mlp(inputs, num_classes, activation, brelu_t, hidden: int = 64):
+def build_mlp(inputs: Tensor, num_classes: int, activation: str, brelu_t: float,
+              hidden: int = 64) -> Tensor:
     """Two dense hidden layers: the paper's toy-experiment network (Figure 2)."""
     x = keras.layers.Flatten(name="flatten")(inputs)
     x = keras.layers.Dense(hidden, name="dense1")(x)
@@ -98,7 +102,7 @@ ARCHITECTURES: dict[str, Callable] = {
 }
 
 
-def build_model(architecture: str, input_shape, num_classes: int = 10, *,
+def build_model(architecture: str, input_shape: Sequence[int], num_classes: int = 10, *,
                 activation: str = "relu", brelu_t: float = 1.0,
                 squeeze_bits: int | None = None) -> keras.Model:
     """A fresh, uncompiled Keras model giving logits.
@@ -125,7 +129,7 @@ def build_model(architecture: str, input_shape, num_classes: int = 10, *,
 
 
 # -- the zoo store --------------------------------------------------------------------------
-def models_dir(path=None) -> Path:
+def models_dir(path: PathLike | None = None) -> Path:
     return Path(path or os.environ.get("ADVBENCH_MODELS") or "models")
 
 
@@ -140,12 +144,13 @@ def zoo_name(architecture: str, activation: str, defense: str) -> str:
 
 
 def zoo_path(dataset: str, architecture: str, activation: str, defense: str,
-             directory=None) -> Path:
+             directory: PathLike | None = None) -> Path:
     """Where `advbench train` stores a model by default."""
     return models_dir(directory) / f"{dataset}-{architecture}-{activation}-{defense}.h5"
 
 
-def resolve_model(ref: str, dataset: str | None = None, directory=None) -> Path:
+def resolve_model(ref: str, dataset: str | None = None,
+                  directory: PathLike | None = None) -> Path:
     """A model path from a path or a zoo name (``cnn``, ``resnet-brelu``, ``cnn-brelu-gda``).
 
     Zoo names resolve to ``<models dir>/<dataset>-<arch>-<act>-<defense>.h5``.
@@ -186,7 +191,7 @@ def resolve_model(ref: str, dataset: str | None = None, directory=None) -> Path:
 _FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def forward_function(model):
+def forward_function(model: Model) -> Callable[[Tensor], Tensor]:
     """The model's compiled inference pass (logits), built once per model."""
     fn = _FORWARD.get(model)
     if fn is None:
@@ -197,7 +202,7 @@ def forward_function(model):
     return fn
 
 
-def predict_logits(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def predict_logits(model: Model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Logits for a whole array, batch by batch (never the whole set on the device at once)."""
     forward = forward_function(model)
     out = [forward(tf.constant(x[i:i + batch_size])).numpy()
@@ -207,5 +212,5 @@ def predict_logits(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return np.concatenate(out)
 
 
-def predict_labels(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def predict_labels(model: Model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return predict_logits(model, x, batch_size).argmax(axis=1)

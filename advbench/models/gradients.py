@@ -23,9 +23,12 @@ present (cuDNN's own backward is fast there).
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 import keras
 import tensorflow as tf
+
+from advbench.types import Model
 
 #: Convolutions whose input has at most this many channels get the sub-pixel input gradient
 #: when strided: measured 1.3-3x faster on 1 and 3 channels, about equal at 8, slower at 64,
@@ -85,7 +88,7 @@ def subpixel_input_gradient(dy: tf.Tensor, kernel: tf.Tensor, input_hw: tuple[in
     return grid[:, top:top + height, left:left + width, :]
 
 
-def subpixel_eligible(layer) -> bool:
+def subpixel_eligible(layer: keras.layers.Layer) -> bool:
     """A plain strided NHWC float32 Conv2D on few input channels, no dilation, groups or
     quantization (their forward passes are not the plain convolution this layer re-runs)."""
     if type(layer) is not keras.layers.Conv2D:
@@ -106,11 +109,11 @@ class SubpixelGradientConv2D(keras.layers.Layer):
     with ``subpixel_input_gradient`` (kernel and bias gradients as TensorFlow computes them).
     Never saved: it lives only in ``attack_model``'s twin."""
 
-    def __init__(self, conv: keras.layers.Conv2D, **kwargs):
+    def __init__(self, conv: keras.layers.Conv2D, **kwargs: Any):
         super().__init__(name=f"{conv.name}_subpixel_gradient", **kwargs)
         self.conv = conv
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         conv = self.conv
         strides = tuple(conv.strides)
         padding = conv.padding.upper()
@@ -140,7 +143,7 @@ _TWINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _ITSELF = object()
 
 
-def attack_model(model):
+def attack_model(model: Model) -> Model:
     """The model to differentiate in attacks: ``model``'s twin with sub-pixel input gradients
     for its eligible convolutions, sharing its layers and variables; ``model`` itself when no
     layer qualifies, when a GPU is visible, or when Keras cannot clone it (subclassed models).

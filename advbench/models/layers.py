@@ -3,6 +3,8 @@ rebuild them from their config without running any code from the file."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -17,17 +19,17 @@ class FeatureSqueezing(keras.layers.Layer):
     the squeezing in the forward pass and the identity in the backward pass.
     """
 
-    def __init__(self, bit_depth: int = 1, **kwargs):
+    def __init__(self, bit_depth: int = 1, **kwargs: Any):
         super().__init__(**kwargs)
         if not 1 <= int(bit_depth) <= 16:
             raise ValueError(f"bit_depth must be in 1..16, got {bit_depth}")
         self.bit_depth = int(bit_depth)
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         levels = float(2 ** self.bit_depth - 1)
         squeezed = tf.round(tf.clip_by_value(x, 0.0, 1.0) * levels) / levels
         # Forward: squeezed; backward: identity.
         return x + tf.stop_gradient(squeezed - x)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "bit_depth": self.bit_depth}

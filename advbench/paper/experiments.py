@@ -20,18 +20,19 @@ from typing import Any, Callable
 import numpy as np
 
 from advbench import data
-from advbench.paper import published
 from advbench.artifacts import jsonable, load_model, read_model_metadata, save_model
 from advbench.attacks import make_attack
 from advbench.curves import CurveRun, parse_eps, read_curve, run_curve
 from advbench.defenses import make_defense
 from advbench.errors import ParameterError
 from advbench.evaluate import evaluate, score_artifact, training_set
-from advbench.transfer import craft_or_reuse, transfer
 from advbench.models import models_dir as default_models_dir, zoo_path
+from advbench.paper import published
 from advbench.progress import Progress
 from advbench.runner import AttackRun
 from advbench.train import TrainConfig, train
+from advbench.transfer import craft_or_reuse, transfer
+from advbench.types import PathLike
 
 # Model specs by zoo name: (architecture, activation, defense).
 MODEL_SPECS = {
@@ -121,8 +122,9 @@ class Stage:
 class Reproduction:
     """One `advbench reproduce` run: the stages for a data set and profile, and their results."""
 
-    def __init__(self, dataset: str, profile: str, out: str | Path, *, data_dir=None,
-                 models_dir=None, seed: int = 0, progress: Progress | None = None):
+    def __init__(self, dataset: str, profile: str, out: str | Path, *,
+                 data_dir: PathLike | None = None, models_dir: PathLike | None = None,
+                 seed: int = 0, progress: Progress | None = None):
         if dataset not in DATASETS:
             raise ParameterError(f"unknown data set {dataset!r}; choose one of "
                                  f"{', '.join(DATASETS)}")

@@ -9,12 +9,16 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from advbench import __version__
-from advbench.paper import published
 from advbench.artifacts import jsonable, read_model_metadata
+from advbench.paper import published
+
+if TYPE_CHECKING:
+    from advbench.paper.experiments import Reproduction
 
 # Curve colours per model, fixed so that every figure uses the same one for a model.
 COLOURS = {
@@ -65,7 +69,7 @@ def _curves(results, attack: str, source_only: bool, source: str | None = None) 
     return out
 
 
-def figure3(results, path: Path, models: list[str]) -> Path | None:
+def figure3(results: dict, path: Path, models: list[str]) -> Path | None:
     entries = [e for e in _curves(results, "fgsm", True) if e["source"] in models]
     if not entries:
         return None
@@ -88,7 +92,8 @@ def figure3(results, path: Path, models: list[str]) -> Path | None:
     return path
 
 
-def figure4(results, path: Path, defenses: list[str], source: str, dataset: str) -> Path | None:
+def figure4(results: dict, path: Path, defenses: list[str], source: str,
+            dataset: str) -> Path | None:
     panels = [("fgsm", True, "FGSM, white-box"), ("fgsm", False, f"FGSM, black-box (from {source})"),
               ("rand-fgsm", True, "Random + FGSM, white-box"),
               ("rand-fgsm", False, f"Random + FGSM, black-box (from {source})")]
@@ -124,7 +129,7 @@ def figure4(results, path: Path, defenses: list[str], source: str, dataset: str)
     return path
 
 
-def figure1(results, path: Path) -> Path | None:
+def figure1(results: dict, path: Path) -> Path | None:
     fig1 = results.get("figure1")
     if not fig1 or not fig1["panels"]:
         return None
@@ -155,7 +160,7 @@ def figure1(results, path: Path) -> Path | None:
 
 
 # -- the report ------------------------------------------------------------------------------
-def write_report(repro) -> Path:
+def write_report(repro: Reproduction) -> Path:
     """Write report.md (and its figures) for a finished ``Reproduction``; returns its path."""
     root, results, profile = repro.root, repro.results, repro.profile
     out: list[str] = []
@@ -413,7 +418,7 @@ def _toy_section(results, root: Path) -> list[str]:
     return out
 
 
-def seed_accuracies(results, name: str, eps: float) -> list[float]:
+def seed_accuracies(results: dict, name: str, eps: float) -> list[float]:
     """White-box FGSM accuracy of ``name`` at ``eps`` for the main seed and every extra seed."""
     values = []
     for entry in results.get("curves", []):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -32,6 +32,7 @@ from advbench.errors import ParameterError
 from advbench.metrics import loss_sensitivity_per_sample
 from advbench.models import build_model, predict_logits
 from advbench.progress import Progress
+from advbench.types import Model
 
 #: Shape of one toy point as an "image": (H, W, C) = (2, 1, 1).
 POINT_SHAPE = (2, 1, 1)
@@ -65,7 +66,8 @@ def _as_images(points: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
     return x, labels[order].astype(np.int64)
 
 
-def make_circles(n: int, seed: int, *, noise: float = 0.05, factor: float = 0.5):
+def make_circles(n: int, seed: int, *, noise: float = 0.05,
+                 factor: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Two concentric circles: class 0 the outer one, class 1 the inner one (radius ``factor``).
 
     Same construction as scikit-learn's ``make_circles(noise=0.05, factor=0.5)`` (evenly
@@ -90,7 +92,7 @@ def make_circles(n: int, seed: int, *, noise: float = 0.05, factor: float = 0.5)
     return _as_images(_to_unit_square(points, (0.0, 0.0), 0.4), labels, rng)
 
 
-def make_moons(n: int, seed: int, *, noise: float = 0.1):
+def make_moons(n: int, seed: int, *, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved half-moons: class 0 the upper one, class 1 the lower one.
 
     Same construction as scikit-learn's ``make_moons(noise=0.1)``, then mapped into [0, 1]^2
@@ -121,7 +123,7 @@ TOY_DATASETS: dict[str, Callable] = {
 }
 
 
-def make_toy_data(dataset: str, n: int, seed: int):
+def make_toy_data(dataset: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` points of a toy data set by name (see ``TOY_DATASETS``)."""
     if dataset not in TOY_DATASETS:
         raise ParameterError(f"unknown toy data set {dataset!r}; choose one of: "
@@ -134,36 +136,36 @@ def make_toy_data(dataset: str, n: int, seed: int):
 # -- augmentations --------------------------------------------------------------------------
 # Each takes the model trained on the clean data, the clean points x (N, 2, 1, 1), labels y
 # and a seed, and returns the artificial points (one per original, in [0, 1]).
-def augment_none(model, x, y, seed):
+def augment_none(model: Model, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """No augmentation: the reference panel."""
     return np.zeros((0, *x.shape[1:]), np.float32)
 
 
-def augment_fgsm(model, x, y, seed):
+def augment_fgsm(model: Model, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """FGSM with the L2 norm, eps 0.3: x' = clip(x + 0.3 * g / ||g||_2)."""
     return FGSM(eps=ADVERSARIAL_EPS, norm="l2")(model, x, y, seed=seed).x_adv
 
 
-def augment_vat(model, x, y, seed):
+def augment_vat(model: Model, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """Virtual adversarial point, ||x' - x||_2 = 0.3 before clipping (labels unused)."""
     return VirtualAdversarial(eps=ADVERSARIAL_EPS)(model, x, y, seed=seed).x_adv
 
 
-def augment_jsma(model, x, y, seed):
+def augment_jsma(model: Model, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """JSMA with theta 0.1 towards the other class. With two features the only pair is both
     coordinates, so a point moves along (+0.1, +0.1) steps until the model predicts the other
     class, a coordinate reaches 1, or the saliency map's sign conditions fail (then x' = x)."""
     return JSMA(theta=JSMA_THETA)(model, x, y, seed=seed).x_adv
 
 
-def augment_uniform(model, x, y, seed):
+def augment_uniform(model: Model, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """x' ~ U(x - 0.3, x + 0.3) per coordinate, clipped."""
     rng = np.random.default_rng([seed, 1])
     noise = rng.uniform(-UNIFORM_HALF_WIDTH, UNIFORM_HALF_WIDTH, size=x.shape)
     return np.clip(x + noise, 0.0, 1.0).astype(np.float32)
 
 
-def augment_gaussian(model, x, y, seed):
+def augment_gaussian(model: Model, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """GDA: x' ~ N(x, 0.3^2 I), clipped."""
     rng = np.random.default_rng([seed, 2])
     noise = rng.normal(scale=GAUSSIAN_SIGMA, size=x.shape)
@@ -191,7 +193,7 @@ AUGMENTATION_TITLES = {
 }
 
 
-def augment(name: str, model, x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+def augment(name: str, model: Model, x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     """The points that augmentation ``name`` adds to (x, y): one per original, in [0, 1].
 
     Args:
@@ -265,7 +267,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 300,
 
 
 # -- measurements ---------------------------------------------------------------------------
-def unit_grid(size: int = GRID_SIZE):
+def unit_grid(size: int = GRID_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """The (size * size, 2, 1, 1) grid over [0, 1]^2 and its two axes."""
     axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
     gx, gy = np.meshgrid(axis, axis)
@@ -273,7 +275,7 @@ def unit_grid(size: int = GRID_SIZE):
     return points, axis
 
 
-def probabilities(model, x: np.ndarray) -> np.ndarray:
+def probabilities(model: Model, x: np.ndarray) -> np.ndarray:
     """Softmax probabilities (N, 2) of the model's logits."""
     logits = predict_logits(model, x, batch_size=8192).astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
@@ -281,7 +283,7 @@ def probabilities(model, x: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def probability_slopes(model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+def probability_slopes(model: Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """||dP(class 1 | x)/dx||_2 per point (N,): how fast the model's belief changes at x."""
     @tf.function
     def slopes(xb):
@@ -295,7 +297,8 @@ def probability_slopes(model, x: np.ndarray, batch_size: int = 8192) -> np.ndarr
                            for i in range(0, len(x), batch_size)]).astype(np.float64)
 
 
-def panel_metrics(model, x_train, y_train, x_test, y_test, grid) -> dict:
+def panel_metrics(model: Model, x_train: np.ndarray, y_train: np.ndarray,
+                  x_test: np.ndarray, y_test: np.ndarray, grid: np.ndarray) -> dict:
     """Accuracy and smoothness figures of one panel's model.
 
     - ``train_accuracy``: on the original (clean) training points; ``test_accuracy``: on the
@@ -409,7 +412,8 @@ def plot_panels(panels: list[dict], path: Path, *, title: str) -> Path:
 
 # -- the experiment -------------------------------------------------------------------------
 def run_toy(dataset: str, out_dir: Path, *, seed: int = 0, epochs: int = 300,
-            n_train: int = 300, n_test: int = 1000, augmentations=None,
+            n_train: int = 300, n_test: int = 1000,
+            augmentations: Sequence[str] | None = None,
             progress: Progress | None = None) -> dict:
     """Figure 2 of the paper for one toy data set: train the MLP with each augmentation, save
     the figure ``<out_dir>/toy-<dataset>.png`` and the numbers ``toy-<dataset>.json``.
