@@ -5,7 +5,7 @@ TensorFlow), and the dict of classes is built from it on first use."""
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Callable
 
 
 def load_classes(package: str, references: dict[str, str]) -> dict[str, Any]:
@@ -20,3 +20,16 @@ def load_classes(package: str, references: dict[str, str]) -> dict[str, Any]:
         module, _, attribute = reference.partition(":")
         classes[name] = getattr(importlib.import_module(f"{package}.{module}"), attribute)
     return classes
+
+
+def lazy_attributes(namespace: dict[str, Any],
+                    loaders: dict[str, Callable[[], Any]]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) that computes each attribute of ``loaders`` on
+    first access and keeps it in the module's ``namespace``, so later accesses (and edits of
+    a registry dict) see the same object."""
+    def __getattr__(name: str) -> Any:
+        if name not in loaders:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        namespace[name] = loaders[name]()
+        return namespace[name]
+    return __getattr__

@@ -5,9 +5,10 @@ Every attack works on logits, batched, inside ``tf.function``; see ``base.Attack
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from advbench.registry import load_classes
+from advbench.registry import lazy_attributes, load_classes
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack, AttackOutput
@@ -27,23 +28,12 @@ ATTACK_CLASSES: dict[str, str] = {
     "vat": "vat:VirtualAdversarial",
 }
 
-
-def _classes() -> dict[str, type[Attack]]:
-    """``ATTACKS``, built once (a plain dict: tests and plugins may add to it)."""
-    if "ATTACKS" not in globals():
-        globals()["ATTACKS"] = load_classes(__name__, ATTACK_CLASSES)
-    return globals()["ATTACKS"]
-
-
-def __getattr__(name: str) -> Any:
-    """``ATTACKS``, ``Attack`` and ``AttackOutput``, imported when first asked for."""
-    if name == "ATTACKS":
-        return _classes()
-    if name in ("Attack", "AttackOutput"):
-        from advbench.attacks import base
-
-        return getattr(base, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ATTACKS and the base class, imported (with TensorFlow) when first asked for.
+__getattr__ = lazy_attributes(globals(), {
+    "ATTACKS": lambda: load_classes(__name__, ATTACK_CLASSES),
+    "Attack": lambda: importlib.import_module("advbench.attacks.base").Attack,
+    "AttackOutput": lambda: importlib.import_module("advbench.attacks.base").AttackOutput,
+})
 
 
 def make_attack(name: str, **params: Any) -> Attack:
@@ -56,7 +46,9 @@ def make_attack(name: str, **params: Any) -> Attack:
     if name not in ATTACK_CLASSES:
         raise ParameterError(f"unknown attack {name!r}; choose one of: "
                              f"{', '.join(sorted(ATTACK_CLASSES))}")
-    cls = _classes()[name]
+    from advbench.attacks import ATTACKS
+
+    cls = ATTACKS[name]
     given = {k: v for k, v in params.items() if v is not None}
     unknown = sorted(set(given) - set(cls.param_names))
     if unknown:

@@ -15,10 +15,11 @@ Each defense is a small object of hyperparameters with hooks the shared training
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from advbench.errors import ParameterError
-from advbench.registry import load_classes
+from advbench.registry import lazy_attributes, load_classes
 
 if TYPE_CHECKING:
     from advbench.defenses.base import Defense
@@ -36,23 +37,11 @@ DEFENSE_CLASSES: dict[str, str] = {
     "vat": "vat:VirtualAdversarialTraining",
 }
 
-
-def _classes() -> dict[str, type[Defense]]:
-    """``DEFENSES``, built once (a plain dict: tests and plugins may add to it)."""
-    if "DEFENSES" not in globals():
-        globals()["DEFENSES"] = load_classes(__name__, DEFENSE_CLASSES)
-    return globals()["DEFENSES"]
-
-
-def __getattr__(name: str) -> Any:
-    """``DEFENSES`` and ``Defense``, imported when first asked for."""
-    if name == "DEFENSES":
-        return _classes()
-    if name == "Defense":
-        from advbench.defenses.base import Defense
-
-        return Defense
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# DEFENSES and the base class, imported (with TensorFlow) when first asked for.
+__getattr__ = lazy_attributes(globals(), {
+    "DEFENSES": lambda: load_classes(__name__, DEFENSE_CLASSES),
+    "Defense": lambda: importlib.import_module("advbench.defenses.base").Defense,
+})
 
 
 def make_defense(name: str, dataset: str, **overrides: Any) -> Defense:
@@ -64,7 +53,9 @@ def make_defense(name: str, dataset: str, **overrides: Any) -> Defense:
     if name not in DEFENSE_CLASSES:
         raise ParameterError(f"unknown defense {name!r}; choose one of: "
                              f"{', '.join(sorted(DEFENSE_CLASSES))}")
-    cls = _classes()[name]
+    from advbench.defenses import DEFENSES
+
+    cls = DEFENSES[name]
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - set(cls.param_names))
     if unknown:
