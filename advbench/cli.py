@@ -519,8 +519,13 @@ def _attack_choice() -> RegistryChoice:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="With an eps list: draw accuracy vs eps to this image (PNG).")
+@click.option("--shard", "shard_text", default=None, metavar="I/N",
+              help="Attack batches I, I+N, I+2N, ... only (0 <= I < N); auto/N takes I from "
+                   "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
+                   "Join the shards with `advbench merge`.")
 def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, batch_size, seed,
-           data_dir, models_dir, output, resume, overwrite, quiet, plot, **attack_values):
+           data_dir, models_dir, output, resume, overwrite, quiet, plot, shard_text,
+           **attack_values):
     """Craft adversarial examples for MODEL (a path or zoo name); print the artifact path.
 
     The artifact holds x_adv (float32, never rounded), sample indices, labels, clean and
@@ -534,11 +539,17 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
         advbench attack cnn --attack deepfool --limit 1000
 
         advbench attack cnn --attack fgsm --eps 0.01:1:0.01 --plot fgsm.png
+
+        advbench attack cnn --attack pgd --shard auto/4 -o runs/pgd.h5   # in a job array
     """
     from advbench.progress import Progress
     from advbench.runner import AttackRun, attack_split, run_key
+    from advbench.shards import parse_shard, shard_output
 
+    shard = parse_shard(shard_text) if shard_text is not None else None
     if isinstance(attack_values.get("eps"), tuple):
+        if shard is not None:
+            raise click.UsageError("--shard splits attack runs, not curves; give one --eps value")
         if target_mode is not None:
             raise click.UsageError("curves (an eps list) are untargeted; drop --target")
         _echo_curves(_curves_from_flags(
@@ -560,9 +571,38 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
         _, _, indices = run.load()
         key = run_key(run, attack_obj, meta.get("content_hash", ""), indices)
         output = run_artifact_path("runs", path, attack_name, key)
+    if shard is not None:
+        # Each shard writes its own artifact: "-o runs/pgd.h5" gives runs/pgd-shard0of4.h5...
+        output = shard_output(output, shard)
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
-                          overwrite=overwrite, progress=Progress(quiet=quiet))
+                          overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard)
     click.echo(str(result))
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The merged attack artifact.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
+def merge(shards, output, overwrite):
+    """Join the SHARDS of one attack run (`advbench attack --shard I/N`) into one artifact.
+
+    The shards must have one run key (same model, attack, parameters, samples, seed and batch
+    size) and hold disjoint batches. With every shard the result is the complete artifact,
+    its arrays bit-identical to a one-process run; with some missing it is an interrupted
+    run that the plain `advbench attack ... -o OUTPUT` command finishes.
+
+    Example:
+
+        advbench merge runs/pgd-shard*of4.h5 -o runs/pgd.h5
+    """
+    from advbench.shards import merge_shards
+
+    path, attrs = merge_shards(shards, output, overwrite=overwrite)
+    if not attrs["complete"]:
+        click.echo(f"{path} is incomplete (shards are missing); rerun the attack command "
+                   f"without --shard and with -o {path} to finish it", err=True)
+    click.echo(str(path))
 
 
 # -- evaluate and transfer -------------------------------------------------------------------

@@ -21,11 +21,12 @@ import numpy as np
 
 from advbench import data, metrics
 from advbench.artifacts import (ATTACK_SCHEMA, CURVE_SCHEMA, EVALUATION_SCHEMA, artifact_kind,
-                                jsonable, read_arrays, read_attack_artifact, write_arrays)
+                                jsonable, read_arrays, write_arrays)
 from advbench.curves import read_curve
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.progress import Progress
+from advbench.shards import group_shards, read_attack_run
 from advbench.types import Model, PathLike
 
 #: Gate metrics and the direction in which they are better. An unqualified name takes the
@@ -107,7 +108,8 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
 
     Args:
         model, model_meta, model_path: the scored model, its artifact metadata and path.
-        path: the attack artifact (``advbench attack`` output).
+        path: the attack artifact (``advbench attack`` output), or a list of the shard
+            artifacts of one run (merged in memory, ``shards.read_attack_run``).
         data_dir: where the clean data set is (to reload the clean images).
         batch_size: prediction batch, default 256.
         training: callable returning the training images (loaded only when needed).
@@ -118,7 +120,11 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
         ``Score(summary, per_sample)``; per_sample has indices, pred, success, l0, l2, linf
         and, when computed, nearest_distance and nearest_index.
     """
-    attrs, arrays = read_attack_artifact(path)
+    attrs, arrays = read_attack_run(path)
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    # Shards of one run are named as the run: their paths joined, the stem without -shardIofN.
+    path = ", ".join(map(str, paths))
+    name = re.sub(r"-shard\d+of\d+$", "", paths[0].stem)
     x_adv = arrays["x_adv"]
     check_fits(path, attrs, x_adv, model, model_meta, model_path)
     x_clean = clean_samples(path, attrs, arrays, data_dir)
@@ -133,7 +139,7 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
     per_sample = {"indices": arrays["indices"], "pred": pred, "success": success, **norms}
     minimal = bool(attrs.get("attack_minimal"))
     summary: dict[str, Any] = {
-        "kind": "attack", "path": str(path), "name": Path(path).stem,
+        "kind": "attack", "path": path, "name": name,
         "attack": attrs.get("attack"), "attack_params": attrs.get("attack_params"),
         "minimal": minimal, "targeted": targeted,
         "crafted_on": {"path": attrs.get("model_path"), "name": attrs.get("model_name"),
@@ -194,7 +200,8 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
 
     Args:
         model, model_meta, model_path: the model (logits), its metadata and artifact path.
-        artifacts: paths of attack or curve artifacts.
+        artifacts: paths of attack or curve artifacts; the shard artifacts of one run
+            (``advbench attack --shard``) are merged in memory and scored as one.
         split, limit, start, seed, data_dir: the clean samples (defaults: the whole test split).
         batch_size: batch of predictions and gradients, default 256.
         sensitivity: compute loss sensitivity (default True).
@@ -218,7 +225,9 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
                             "re-train it with `advbench train`")
     # Check every artifact's kind first: a typo in the last path must not cost a full run.
     kinds = []
-    for path in artifacts:
+    artifacts = group_shards(artifacts)
+    for group in artifacts:
+        path = group[0]
         kind = artifact_kind(path) if Path(path).exists() else None
         if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
             read_arrays(path, ATTACK_SCHEMA)  # raises the precise one-line error
@@ -244,12 +253,13 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         return cache["x"]
 
     entries = []
-    for k, (path, kind) in enumerate(zip(artifacts, kinds)):
-        progress.log(f"scoring {path}")
+    for k, (group, kind) in enumerate(zip(artifacts, kinds)):
+        path = group[0]
+        progress.log(f"scoring {', '.join(map(str, group))}")
         if kind == CURVE_SCHEMA:
             entries.append(score_curve(model_meta, model_path, path))
             continue
-        score = score_artifact(model, model_meta, model_path, path, data_dir=data_dir,
+        score = score_artifact(model, model_meta, model_path, group, data_dir=data_dir,
                                batch_size=batch_size, training=training if distance else None,
                                distance_variant=distance_variant)
         entries.append(score.summary)

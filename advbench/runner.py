@@ -5,6 +5,8 @@ Attacks only see one batch at a time; this module feeds them a data split, score
 with a ``completed`` mask. Rerunning the same command (or ``--resume``) continues where an
 interrupted run stopped, and the finished artifact is the same as an uninterrupted run's:
 every batch has fixed boundaries and a seed derived from the run's seed and the batch start.
+The same property lets a run be split into shards (``advbench.shards``): shard I/N attacks
+batches I, I+N, ... and the shards merge into the one-process artifact.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.progress import Progress
+from advbench.shards import Shard
 from advbench.types import Model, PathLike
 
 @dataclasses.dataclass(kw_only=True)
@@ -92,13 +96,19 @@ def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray, da
 
 def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[str, Any],
                  output: str | Path, *, resume: bool = True, overwrite: bool = False,
-                 checkpoint_seconds: float = 30.0, progress: Progress | None = None) -> Path:
+                 checkpoint_seconds: float = 30.0, progress: Progress | None = None,
+                 shard: Shard | None = None) -> Path:
     """Attack a data split batch by batch and write (or complete) the attack artifact.
 
     A KeyboardInterrupt (Ctrl-C) checkpoints the batches done and is raised again; rerunning
-    with the same arguments resumes.
+    with the same arguments resumes. With ``shard`` only that shard's batches are attacked
+    (same run key and batch seeds as the whole run); the artifact records ``shard_index``
+    and ``shard_count`` and is complete only if the shard holds every batch. Every artifact
+    records the ``device`` (host and TensorFlow device) that attacked it.
     """
     run.validate()
+    # Same kernels, same bits: shards on other machines must reproduce the one-process run.
+    tf.config.experimental.enable_op_determinism()
     if run.target_mode is not None and not attack.supports_targets:
         raise ParameterError(f"attack {attack.name!r} is untargeted only; drop --target")
     progress = progress or Progress(quiet=True)
@@ -118,6 +128,12 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
             if attrs.get("key") != key:
                 raise ArtifactError(f"{output} holds a run with other parameters, model or "
                                     "samples; pass --overwrite to replace it or choose another -o")
+            found = (f"shard {attrs['shard_index']}/{attrs['shard_count']}"
+                     if "shard_count" in attrs else "the whole run")
+            wanted = f"shard {shard}" if shard is not None else "the whole run"
+            if found != wanted and not attrs.get("complete"):
+                raise ArtifactError(f"{output} holds {found} of this run, not {wanted}; give each "
+                                    "shard its own -o (or merge the shards with `advbench merge`)")
             if not resume and not attrs.get("complete"):
                 raise ArtifactError(f"{output} holds an interrupted run; pass --resume to "
                                     "continue it or --overwrite to start again")
@@ -135,10 +151,14 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
         "model_name": model_meta.get("zoo_name", ""), "model_dataset": model_meta.get("dataset"),
         "dataset": run.dataset, "split": run.split, "limit": run.limit, "start": run.start,
         "seed": run.seed, "batch_size": run.batch_size, "targeted": run.target_mode is not None,
-        "target_mode": run.target_mode or "", "num_samples": n,
+        "target_mode": run.target_mode or "", "num_samples": n, "device": _device(),
     }
+    if shard is not None:
+        attrs.update(shard_index=shard.index, shard_count=shard.count)
     forward = forward_function(model)
     batch_starts = list(range(0, n, run.batch_size))
+    if shard is not None:
+        batch_starts = shard.batches(batch_starts)
     todo = [s for s in batch_starts if not state["completed"][s:s + run.batch_size].all()]
     progress.start(f"{attack.name}", len(batch_starts))
     progress.advance(len(batch_starts) - len(todo))
@@ -180,8 +200,14 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
         progress.close()
         raise
     progress.close()
-    _write(output, attrs, state, complete=True)
+    _write(output, attrs, state, complete=bool(state["completed"].all()))
     return output
+
+
+def _device() -> str:
+    """Where this process attacks: host name and TensorFlow's first GPU, else its CPU."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return f"{socket.gethostname()}:{(gpus[0].name if gpus else '/device:CPU:0')}"
 
 
 def _fresh_state(x: np.ndarray, y: np.ndarray, indices: np.ndarray) -> dict[str, Any]:

@@ -19,16 +19,18 @@ from advbench.errors import ArtifactError, ParameterError
 from advbench.evaluate import Score, score_artifact
 from advbench.progress import Progress
 from advbench.runner import AttackRun, attack_split, run_key
+from advbench.shards import find_shards
 from advbench.types import PathLike
 
 
 def craft_or_reuse(run: AttackRun, attack: Attack, source: tuple,
                    runs_dir: PathLike = "runs", *,
-                   progress: Progress | None = None) -> tuple[Path, bool]:
+                   progress: Progress | None = None) -> tuple[Path | list[Path], bool]:
     """The attack artifact of ``attack`` on ``source`` for ``run``'s samples: an existing
     complete one with the same ``runner.run_key`` (the default ``advbench attack`` path, or
-    any file in ``runs_dir``), else crafted now with ``runner.attack_split`` at the default
-    path. Returns (path, reused)."""
+    any file in ``runs_dir``), else shard artifacts in ``runs_dir`` that hold the whole run
+    together (a list of paths, ``shards.find_shards``), else crafted now with
+    ``runner.attack_split`` at the default path. Returns (path or paths, reused)."""
     source_path, model, meta = source
     _, _, indices = data.load(run.dataset, run.split, data_dir=run.data_dir, limit=run.limit,
                               seed=run.seed, start=run.start)
@@ -37,6 +39,9 @@ def craft_or_reuse(run: AttackRun, attack: Attack, source: tuple,
     found = find_artifact(runs_dir, ATTACK_SCHEMA, key)
     if found is not None:
         return found, True
+    shards = find_shards(runs_dir, key)
+    if shards is not None:
+        return shards, True
     return attack_split(run, attack, model, meta, default, progress=progress), False
 
 
@@ -79,8 +84,9 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
         run = AttackRun(model_path=str(source[0]), dataset=dataset, split=split, limit=limit,
                         start=start, batch_size=batch_size, seed=seed, data_dir=data_dir)
         path, was_reused = craft_or_reuse(run, attack, source, runs_dir, progress=progress)
-        progress.log(f"{'reusing' if was_reused else 'crafted'} {path}")
-        artifacts.append(str(path))
+        label = ", ".join(map(str, path)) if isinstance(path, list) else str(path)
+        progress.log(f"{'reusing' if was_reused else 'crafted'} {label}")
+        artifacts.append(label)
         reused.append(was_reused)
         row = []
         for t, (target_path, model, meta) in enumerate(targets):

@@ -1,0 +1,240 @@
+"""Shards of one attack run: which batches a shard attacks, where a job array's index comes
+from, and the merge of shard artifacts into the artifact one process would have written.
+
+The runner gives every batch fixed boundaries and a seed that depends only on the run's seed
+and where the batch starts (``data.batch_seed``), so shard ``I/N`` runs batches I, I+N,
+I+2N, ... with the same key and seeds as the whole run, and its samples come out exactly as
+the one-process run computes them; the merge copies each shard's completed samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, read_arrays, read_attack_artifact,
+                                write_arrays)
+from advbench.errors import ArtifactError, ParameterError
+
+#: Environment variables that ``--shard auto/N`` reads, in this order, with the index their
+#: first task has: SLURM job arrays (``--array=0-3``; the index is counted from
+#: ``SLURM_ARRAY_TASK_MIN`` when set, so ``--array=1-4`` works too), Kubernetes Indexed Jobs
+#: (``JOB_COMPLETION_INDEX``, 0-based) and CI matrices in GitLab's ``parallel:`` style
+#: (``CI_NODE_INDEX``, 1-based: 1..N, converted to 0..N-1).
+SHARD_INDEX_VARIABLES: dict[str, int] = {
+    "SLURM_ARRAY_TASK_ID": 0,
+    "JOB_COMPLETION_INDEX": 0,
+    "CI_NODE_INDEX": 1,
+}
+# Attrs a shard artifact carries and a merged one drops.
+SHARD_ATTRS = ("shard_index", "shard_count", "device")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` (0-based) of ``count``: batches index, index + count, ..."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ParameterError(f"shard index must be in 0..{self.count - 1} for {self.count} "
+                                 f"shards, got {self.index}/{self.count}")
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def batches(self, starts: Sequence[int]) -> list[int]:
+        """This shard's batch starts among all of the run's batch ``starts``."""
+        return list(starts[self.index::self.count])
+
+
+def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
+    """``"I/N"`` (0 <= I < N) or ``"auto/N"`` (I from ``SHARD_INDEX_VARIABLES``) as a Shard.
+
+    Raises ParameterError for any other text, for ``auto`` when none of the variables is set
+    or holds an integer, and for an index outside 0..N-1.
+
+    Example:
+        >>> parse_shard("auto/4", {"CI_NODE_INDEX": "1"})
+        Shard(index=0, count=4)
+    """
+    environ = os.environ if environ is None else environ
+    match = re.fullmatch(r"\s*(auto|\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise ParameterError(f"--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, "
+                             f"got {text!r}")
+    count = int(match.group(2))
+    if match.group(1) != "auto":
+        return Shard(int(match.group(1)), count)
+    for name, first in SHARD_INDEX_VARIABLES.items():
+        value = environ.get(name)
+        if value is None or value == "":
+            continue
+        if name == "SLURM_ARRAY_TASK_ID" and environ.get("SLURM_ARRAY_TASK_MIN"):
+            first = _integer(environ, "SLURM_ARRAY_TASK_MIN")
+        index = _integer(environ, name) - first
+        if not 0 <= index < count:
+            raise ParameterError(f"{name}={value} gives shard index {index}, outside 0..{count - 1}"
+                                 f"; launch {count} tasks or change N in --shard auto/{count}")
+        return Shard(index, count)
+    raise ParameterError(f"--shard auto/{count} reads {', '.join(SHARD_INDEX_VARIABLES)}, and "
+                         "none is set; give the index yourself: --shard I/N")
+
+
+def _integer(environ: Mapping[str, str], name: str) -> int:
+    try:
+        return int(environ[name])
+    except ValueError:
+        raise ParameterError(f"{name} must be an integer, got {environ[name]!r}") from None
+
+
+def shard_output(path: str | os.PathLike, shard: Shard) -> Path:
+    """The default artifact path of a shard: ``<stem>-shard<I>of<N>.h5`` beside ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-shard{shard.index}of{shard.count}{path.suffix}")
+
+
+# -- merging ---------------------------------------------------------------------------------
+def merge_attack_runs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any],
+                                                                  dict[str, np.ndarray]]:
+    """(attrs, arrays) of the attack run the artifacts at ``paths`` hold together, in memory.
+
+    The artifacts must share one run key (``runner.run_key``) and hold disjoint samples
+    (their ``completed`` masks). Each array takes every sample from the artifact that
+    completed it, so with all shards merged the arrays equal, bit for bit, those of a
+    one-process run; samples no artifact completed keep the runner's fresh values, as an
+    interrupted run has them. attrs: the first artifact's, without the shard attrs, with
+    ``complete`` (all samples done), the summed ``wall_time_s``, and ``shard_devices`` (each
+    artifact's ``device``).
+
+    Raises ArtifactError for a path that is not an attack artifact, shards of different runs
+    (keys differ) and overlapping shards; ParameterError for no paths.
+    """
+    if not paths:
+        raise ParameterError("give at least one attack artifact to merge")
+    loaded = []
+    for path in paths:
+        attrs, arrays = read_arrays(path, ATTACK_SCHEMA)
+        if "key" not in attrs or "completed" not in arrays:
+            raise ArtifactError(f"{path} lacks its run key or completed mask; it is not written "
+                                "by `advbench attack`: run the attack again")
+        loaded.append((Path(path), attrs, arrays))
+    first_path, first_attrs, first_arrays = loaded[0]
+    owner = np.full(len(first_arrays["completed"]), -1)
+    for k, (path, attrs, arrays) in enumerate(loaded):
+        if attrs["key"] != first_attrs["key"]:
+            raise ArtifactError(f"{path} is a run of other parameters, model or samples than "
+                                f"{first_path} (run keys differ); merge shards of one run only")
+        completed = arrays["completed"]
+        both = completed & (owner >= 0)
+        if both.any():
+            other = loaded[int(owner[both][0])][0]
+            raise ArtifactError(f"{path} and {other} both hold {int(both.sum())} samples; "
+                                "merge each shard once")
+        owner[completed] = k
+    merged: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys(n for _, _, arrays in loaded for n in arrays):
+        like = next(arrays[name] for _, _, arrays in loaded if name in arrays)
+        # Arrays a shard lacks (an extra its batches never produced) start as the runner's.
+        out = np.array(first_arrays[name]) if name in first_arrays else np.zeros_like(like)
+        for k, (_, _, arrays) in enumerate(loaded[1:], start=1):
+            if name in arrays and name not in ("y", "indices"):
+                out[owner == k] = arrays[name][owner == k]
+        merged[name] = out
+    merged["completed"] = owner >= 0
+    attrs = {key: value for key, value in first_attrs.items() if key not in SHARD_ATTRS}
+    attrs["complete"] = bool(merged["completed"].all())
+    attrs["wall_time_s"] = round(sum(float(a.get("wall_time_s", 0.0)) for _, a, _ in loaded), 3)
+    attrs["shard_devices"] = [str(a.get("device", "")) for _, a, _ in loaded]
+    return attrs, merged
+
+
+def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *,
+                 overwrite: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Write the merge of shard artifacts (``merge_attack_runs``) to ``output``, atomically:
+    a complete attack artifact, or an interrupted one that rerunning the plain ``advbench
+    attack`` command with ``-o output`` finishes. Returns (output, attrs).
+
+    Raises ArtifactError when ``output`` exists (unless ``overwrite``) or is one of ``paths``.
+    """
+    output = Path(output)
+    if any(Path(p).resolve() == output.resolve() for p in paths):
+        raise ArtifactError(f"{output} is one of the shards; write the merge to another -o")
+    if output.exists() and not overwrite:
+        raise ArtifactError(f"{output} exists; choose another -o or pass --overwrite")
+    attrs, arrays = merge_attack_runs(paths)
+    write_arrays(output, ATTACK_SCHEMA, attrs, arrays)
+    return output, attrs
+
+
+def group_shards(paths: Sequence[str | os.PathLike]) -> list[list[Path]]:
+    """``paths`` with the shard artifacts of one run (same key) gathered into one group, at
+    the place of the first; every other path is a group of its own."""
+    groups: list[list[Path]] = []
+    by_key: dict[str, list[Path]] = {}
+    for path in paths:
+        path = Path(path)
+        key = _shard_key(path)
+        if key is None:
+            groups.append([path])
+        elif key in by_key:
+            by_key[key].append(path)
+        else:
+            by_key[key] = [path]
+            groups.append(by_key[key])
+    return groups
+
+
+def _shard_key(path: Path) -> str | None:
+    """The run key of a shard artifact, None for anything else."""
+    if not path.exists() or artifact_kind(path) != ATTACK_SCHEMA:
+        return None
+    attrs, _ = read_arrays(path, ATTACK_SCHEMA, names=[])
+    return attrs.get("key") if "shard_count" in attrs else None
+
+
+def find_shards(directory: str | os.PathLike, key: str) -> list[Path] | None:
+    """Shard artifacts in ``directory`` of the run ``key`` that hold all its samples together
+    (one per shard index of one shard count), or None."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    found: dict[tuple[int, int], Path] = {}
+    for path in sorted(directory.glob("*.h5")):
+        if _shard_key(path) != key:
+            continue
+        attrs, _ = read_arrays(path, ATTACK_SCHEMA, names=[])
+        found.setdefault((int(attrs["shard_count"]), int(attrs["shard_index"])), path)
+    for count in sorted({c for c, _ in found}):
+        paths = [found.get((count, i)) for i in range(count)]
+        if all(paths):
+            chosen = [p for p in paths if p is not None]
+            _, arrays = merge_attack_runs(chosen)
+            if arrays["completed"].all():
+                return chosen
+    return None
+
+
+def read_attack_run(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[
+        dict[str, Any], dict[str, np.ndarray]]:
+    """(attrs, arrays) of a complete attack run: one artifact (``read_attack_artifact``) or
+    the shards of one run, merged in memory (``merge_attack_runs``). ArtifactError when the
+    run is incomplete."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if len(paths) == 1:
+        return read_attack_artifact(paths[0])
+    attrs, arrays = merge_attack_runs(paths)
+    if not attrs["complete"]:
+        done = int(np.count_nonzero(arrays["completed"]))
+        raise ArtifactError(f"{', '.join(map(str, paths))} hold {done} of "
+                            f"{len(arrays['completed'])} samples of their run; give every shard "
+                            "or run the missing ones (advbench attack ... --shard I/N)")
+    return attrs, arrays

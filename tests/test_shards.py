@@ -1,0 +1,226 @@
+"""Sharded attack runs (``--shard I/N``) and their merge equal the one-process run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench.attacks import make_attack
+from advbench.cli import main
+from advbench.errors import ArtifactError, ParameterError
+from advbench.evaluate import evaluate
+from advbench.runner import AttackRun, attack_split
+from advbench.shards import (Shard, find_shards, merge_attack_runs, merge_shards, parse_shard,
+                             read_attack_run, shard_output)
+from advbench.transfer import craft_or_reuse
+
+# A deterministic attack, a randomised one (random start and steps from the batch seed) and
+# a targeted one (targets drawn from the batch seed).
+CASES = {
+    "deepfool": (("deepfool", {"max_iter": 5}), None),
+    "pgd": (("pgd", {"eps": 0.2, "steps": 3}), None),
+    "rand-fgsm": (("rand-fgsm", {"eps": 0.3, "alpha": 0.05}), None),
+    "fgsm-targeted": (("fgsm", {"eps": 0.3}), "random"),
+}
+
+
+@pytest.fixture
+def run(trained_tiny_cnn, fake_data_dir):
+    path, _, _ = trained_tiny_cnn
+    # 40 samples in 5 batches of 8: shards of 2 and 3 get unequal numbers of batches.
+    return AttackRun(model_path=str(path), dataset="mnist", limit=40, batch_size=8,
+                     data_dir=str(fake_data_dir), seed=5)
+
+
+def _shards(run, attack, model, meta, folder, count):
+    return [attack_split(run, attack, model, meta, shard_output(folder / "run.h5", shard),
+                         shard=shard) for shard in (Shard(i, count) for i in range(count))]
+
+
+def _assert_same_arrays(a, b):
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype, name
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("count", [2, 3])
+def test_merged_shards_equal_the_one_process_run(case, count, run, trained_tiny_cnn, tmp_path):
+    _, model, meta = trained_tiny_cnn
+    (name, params), target_mode = CASES[case]
+    run.target_mode = target_mode
+    attack = make_attack(name, **params)
+    whole = attack_split(run, attack, model, meta, tmp_path / "whole.h5")
+    shards = _shards(run, attack, model, meta, tmp_path, count)
+    for i, path in enumerate(shards):
+        attrs, arrays = read_arrays(path, ATTACK_SCHEMA)
+        assert (attrs["shard_index"], attrs["shard_count"]) == (i, count)
+        assert not attrs["complete"] and attrs["device"]
+        assert arrays["completed"].sum() == 8 * len(range(i, 5, count))
+    merged, attrs = merge_shards(shards, tmp_path / "merged.h5")
+    whole_attrs, whole_arrays = read_arrays(whole, ATTACK_SCHEMA)
+    merged_attrs, merged_arrays = read_arrays(merged, ATTACK_SCHEMA)
+    _assert_same_arrays(merged_arrays, whole_arrays)
+    assert merged_attrs["complete"] and merged_attrs["key"] == whole_attrs["key"]
+    assert "shard_index" not in merged_attrs and len(merged_attrs["shard_devices"]) == count
+    # The merge is a finished run: the plain command finds nothing to do.
+    assert attack_split(run, attack, model, meta, merged) == merged
+
+
+def test_partial_merge_is_finished_by_the_plain_command(run, trained_tiny_cnn, tmp_path):
+    _, model, meta = trained_tiny_cnn
+    attack = make_attack("rand-fgsm", eps=0.3)
+    whole = attack_split(run, attack, model, meta, tmp_path / "whole.h5")
+    shards = _shards(run, attack, model, meta, tmp_path, 3)
+    merged, attrs = merge_shards([shards[0], shards[2]], tmp_path / "merged.h5")
+    assert not attrs["complete"]
+    with pytest.raises(ArtifactError, match=r"hold 24 of 40 samples of their run; give every "
+                                            r"shard or run the missing ones"):
+        read_attack_run([shards[0], shards[2]])
+    attack_split(run, attack, model, meta, merged)
+    _assert_same_arrays(read_arrays(merged, ATTACK_SCHEMA)[1],
+                        read_arrays(whole, ATTACK_SCHEMA)[1])
+
+
+def test_merge_refuses_other_runs_and_overlaps(run, trained_tiny_cnn, tmp_path):
+    _, model, meta = trained_tiny_cnn
+    shards = _shards(run, make_attack("fgsm", eps=0.3), model, meta, tmp_path, 2)
+    other = attack_split(run, make_attack("fgsm", eps=0.1), model, meta, tmp_path / "other.h5",
+                         shard=Shard(1, 2))
+    with pytest.raises(ArtifactError, match=rf"^{other} is a run of other parameters, model or "
+                                            rf"samples than {shards[0]} \(run keys differ\)"):
+        merge_attack_runs([shards[0], other])
+    whole = attack_split(run, make_attack("fgsm", eps=0.3), model, meta, tmp_path / "whole.h5")
+    with pytest.raises(ArtifactError, match=rf"^{whole} and {shards[0]} both hold 24 samples; "
+                                            "merge each shard once$"):
+        merge_attack_runs([shards[0], whole])
+    with pytest.raises(ArtifactError, match="is one of the shards; write the merge to another"):
+        merge_shards(shards, shards[0])
+    merge_shards(shards, tmp_path / "m.h5")
+    with pytest.raises(ArtifactError, match="m.h5 exists; choose another -o or pass --overwrite"):
+        merge_shards(shards, tmp_path / "m.h5")
+    with pytest.raises(ParameterError, match="give at least one attack artifact to merge"):
+        merge_attack_runs([])
+
+
+def test_a_shard_refuses_another_shards_artifact(run, trained_tiny_cnn, tmp_path):
+    _, model, meta = trained_tiny_cnn
+    attack = make_attack("fgsm", eps=0.3)
+    out = attack_split(run, attack, model, meta, tmp_path / "a.h5", shard=Shard(0, 2))
+    with pytest.raises(ArtifactError, match=r"a.h5 holds shard 0/2 of this run, not shard 1/2; "
+                                            r"give each shard its own -o"):
+        attack_split(run, attack, model, meta, out, shard=Shard(1, 2))
+    with pytest.raises(ArtifactError, match=r"holds shard 0/2 of this run, not the whole run"):
+        attack_split(run, attack, model, meta, out)
+
+
+def test_evaluate_and_transfer_take_the_shards(run, trained_tiny_cnn, tmp_path):
+    path, model, meta = trained_tiny_cnn
+    attack = make_attack("deepfool", max_iter=5)
+    whole = attack_split(run, attack, model, meta, tmp_path / "whole" / "run.h5")
+    shards = _shards(run, attack, model, meta, tmp_path / "runs", 2)
+    kwargs = dict(data_dir=run.data_dir, limit=20, sensitivity=False)
+    one = evaluate(model, meta, path, [whole], **kwargs)
+    two = evaluate(model, meta, path, shards, **kwargs)
+    assert len(two.summary["artifacts"]) == 1
+    assert two.summary["artifacts"][0]["name"] == "run"
+    assert two.summary["metrics"] == one.summary["metrics"]
+    for name, values in one.per_sample.items():
+        np.testing.assert_array_equal(two.per_sample[name], values)
+    assert find_shards(tmp_path / "runs", read_arrays(whole, ATTACK_SCHEMA)[0]["key"]) == shards
+    found, reused = craft_or_reuse(run, attack, trained_tiny_cnn, tmp_path / "runs")
+    assert reused and found == shards
+    # A missing shard is not a whole run: transfer crafts it again.
+    shards[1].unlink()
+    assert find_shards(tmp_path / "runs", read_arrays(whole, ATTACK_SCHEMA)[0]["key"]) is None
+
+
+@pytest.mark.parametrize("text, environ, expected", [
+    ("0/1", {}, Shard(0, 1)),
+    (" 3 / 4 ", {}, Shard(3, 4)),
+    ("auto/4", {"SLURM_ARRAY_TASK_ID": "2"}, Shard(2, 4)),
+    ("auto/4", {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "1"}, Shard(3, 4)),
+    ("auto/4", {"JOB_COMPLETION_INDEX": "0"}, Shard(0, 4)),
+    ("auto/4", {"CI_NODE_INDEX": "1"}, Shard(0, 4)),
+    ("auto/4", {"CI_NODE_INDEX": "4", "JOB_COMPLETION_INDEX": "1"}, Shard(1, 4)),
+])
+def test_parse_shard(text, environ, expected):
+    assert parse_shard(text, environ) == expected
+
+
+@pytest.mark.parametrize("text, environ, message", [
+    ("1", {}, "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got '1'"),
+    ("a/2", {}, "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got 'a/2'"),
+    ("2/2", {}, "shard index must be in 0..1 for 2 shards, got 2/2"),
+    ("0/0", {}, "shard index must be in 0..-1 for 0 shards, got 0/0"),
+    ("auto/2", {}, "--shard auto/2 reads SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, "
+                   "CI_NODE_INDEX, and none is set; give the index yourself: --shard I/N"),
+    ("auto/2", {"CI_NODE_INDEX": "3"}, "CI_NODE_INDEX=3 gives shard index 2, outside 0..1; "
+                                       "launch 2 tasks or change N in --shard auto/2"),
+    ("auto/2", {"CI_NODE_INDEX": "0"}, "CI_NODE_INDEX=0 gives shard index -1, outside 0..1; "
+                                       "launch 2 tasks or change N in --shard auto/2"),
+    ("auto/2", {"JOB_COMPLETION_INDEX": "x"}, "JOB_COMPLETION_INDEX must be an integer, got 'x'"),
+])
+def test_parse_shard_errors(text, environ, message):
+    with pytest.raises(ParameterError) as info:
+        parse_shard(text, environ)
+    assert str(info.value) == message
+
+
+def test_two_cli_processes_and_merge_equal_one_process(trained_tiny_cnn, fake_data_dir, tmp_path):
+    path, _, _ = trained_tiny_cnn
+    command = [sys.executable, "-m", "advbench", "attack", str(path), "--attack", "pgd",
+               "--eps", "0.2", "--steps", "3", "--limit", "40", "--batch-size", "8",
+               "--data-dir", str(fake_data_dir), "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    workers = [subprocess.Popen([*command, "--shard", "auto/2", "-o", str(tmp_path / "s.h5")],
+                                stdout=subprocess.PIPE, text=True,
+                                env={**env, "JOB_COMPLETION_INDEX": str(i)}) for i in range(2)]
+    outputs = [w.communicate(timeout=300)[0].strip() for w in workers]
+    assert [w.returncode for w in workers] == [0, 0]
+    assert outputs == [str(tmp_path / "s-shard0of2.h5"), str(tmp_path / "s-shard1of2.h5")]
+    merged = subprocess.run([sys.executable, "-m", "advbench", "merge", *outputs, "-o",
+                             str(tmp_path / "merged.h5")], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout == f"{tmp_path / 'merged.h5'}\n"
+    # The one-process run in this process (a third TensorFlow start-up costs ~10 s).
+    run = AttackRun(model_path=str(path), dataset="mnist", limit=40, batch_size=8,
+                    data_dir=str(fake_data_dir))
+    whole = attack_split(run, make_attack("pgd", eps=0.2, steps=3), trained_tiny_cnn[1],
+                         trained_tiny_cnn[2], tmp_path / "whole.h5")
+    _assert_same_arrays(read_arrays(tmp_path / "merged.h5", ATTACK_SCHEMA)[1],
+                        read_arrays(whole, ATTACK_SCHEMA)[1])
+
+
+def test_cli_shard_and_merge_errors(trained_tiny_cnn, fake_data_dir, tmp_path):
+    path, _, _ = trained_tiny_cnn
+    runner = CliRunner()
+    base = ["attack", str(path), "--data-dir", str(fake_data_dir), "--limit", "16", "-q"]
+    result = runner.invoke(main, [*base, "--attack", "fgsm", "--shard", "auto/2"])
+    assert result.exit_code == 1
+    assert result.output == ("Error: --shard auto/2 reads SLURM_ARRAY_TASK_ID, "
+                             "JOB_COMPLETION_INDEX, CI_NODE_INDEX, and none is set; give the "
+                             "index yourself: --shard I/N\n")
+    result = runner.invoke(main, [*base, "--attack", "fgsm", "--eps", "0.1,0.2", "--shard", "0/2"])
+    assert result.exit_code == 2
+    assert "--shard splits attack runs, not curves; give one --eps value" in result.output
+    shard = runner.invoke(main, [*base, "--attack", "fgsm", "--shard", "1/2", "-o",
+                                 str(tmp_path / "a.h5")])
+    assert shard.exit_code == 0 and shard.output == f"{tmp_path / 'a-shard1of2.h5'}\n"
+    result = runner.invoke(main, ["merge", str(tmp_path / "a-shard1of2.h5"), "-o",
+                                  str(tmp_path / "m.h5")])
+    assert result.exit_code == 0
+    assert result.stdout == f"{tmp_path / 'm.h5'}\n"
+    assert "is incomplete (shards are missing); rerun the attack command" in result.stderr
+    result = runner.invoke(main, ["merge", str(tmp_path / "a-shard1of2.h5"), "-o",
+                                  str(tmp_path / "m.h5")])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {tmp_path / 'm.h5'} exists; choose another -o or pass "
+                             "--overwrite\n")
