@@ -292,16 +292,34 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Artifact path [default: <models dir>/<dataset>-<model>-<act>-<defense>.h5].")
+@click.option("--strategy", type=RegistryChoice("advbench.distribute:STRATEGIES"),
+              default="none", show_default=True,
+              help="tf.distribute strategy: one device, the devices of this host (mirrored), "
+                   "or the hosts of TF_CONFIG (multi-worker). --batch-size stays global.")
+@click.option("--devices", default=None, metavar="LIST",
+              help="Devices of --strategy none/mirrored: cpu:0,cpu:1 or gpu:0,gpu:1 "
+                   "[default: all GPUs, else the CPU].")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+              help="Save the training state after every epoch here; rerunning the same "
+                   "command resumes from it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def train(dataset, architecture, activation, brelu_t, defense, epochs, batch_size, learning_rate,
-          patience, seed, limit, data_dir, models_dir, output, quiet, **defense_values):
+          patience, seed, limit, data_dir, models_dir, output, strategy, devices, checkpoint_dir,
+          quiet, **defense_values):
     """Train a model of the zoo with a defense; print the artifact path.
+
+    With --strategy multi-worker every worker runs the same command (its TF_CONFIG differs)
+    and only worker 0 (or the chief) writes the artifact and checkpoints; the others print
+    nothing on stdout.
 
     Example:
 
         advbench train --dataset mnist --model cnn --act brelu --defense gda --epochs 5
+
+        advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
     from advbench.artifacts import save_model
+    from advbench.distribute import is_chief, parse_devices
     from advbench.models import zoo_path
     from advbench.progress import Progress
     from advbench.train import TrainConfig, train as run_training
@@ -310,11 +328,15 @@ def train(dataset, architecture, activation, brelu_t, defense, epochs, batch_siz
     config = TrainConfig(dataset=dataset, architecture=architecture, activation=activation,
                          brelu_t=brelu_t, epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, patience=patience, seed=seed,
-                         limit=limit, data_dir=data_dir)
+                         limit=limit, data_dir=data_dir, strategy=strategy,
+                         devices=tuple(parse_devices(devices)), checkpoint_dir=checkpoint_dir)
     config.validate()
     path = Path(output) if output else zoo_path(dataset, architecture, activation, defense,
                                                  models_dir)
-    model, metadata = run_training(config, spec, progress=Progress(quiet=quiet))
+    chief = is_chief()
+    model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief))
+    if not chief:
+        return
     save_model(path, model, metadata)
     if not quiet:
         click.echo(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "

@@ -4,21 +4,32 @@ Adam, batch 128, a fixed 10% validation split, early stopping on validation accu
 (patience 5) with the best weights kept: the paper authors' schedule. One compiled train step
 per run; GDA's noisy copies are drawn inside that step, so an epoch over (1 + copies) passes of
 the data never holds more than the clean training set in memory.
+
+The step runs through a tf.distribute strategy (``advbench.distribute``; the default one on a
+single device): every replica receives the global batch, draws the batch's randomness on it
+(GDA noise, VAT's start direction) and takes its own rows, and the loss is summed over the
+replicas' rows and divided by the global batch size, so N replicas compute the one-device
+step up to float rounding. With ``checkpoint_dir`` the state after every epoch is saved, and
+the same call resumes from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from advbench import data
+from advbench import data, distribute
+from advbench.artifacts import read_arrays, write_arrays
 from advbench.defenses.base import Defense
-from advbench.errors import ParameterError
+from advbench.errors import ArtifactError, ParameterError
 from advbench.models import build_model, predict_labels, zoo_name
 from advbench.ops import per_sample_soft_cross_entropy
 from advbench.progress import Progress
@@ -41,9 +52,15 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None
     data_dir: PathLike | None = None
+    strategy: str = "none"
+    devices: tuple[str, ...] = ()  # TensorFlow names, "/cpu:0" (distribute.parse_devices)
+    checkpoint_dir: str | None = None
 
     def validate(self) -> None:
         data.dataset_info(self.dataset)
+        if self.strategy not in distribute.STRATEGIES:
+            raise ParameterError(f"strategy must be one of {', '.join(distribute.STRATEGIES)}, "
+                                 f"got {self.strategy!r}")
         for name in ("epochs", "batch_size", "patience"):
             value = getattr(self, name)
             if value < 1:
@@ -66,43 +83,72 @@ def epoch_order(n: int, copies: int, rng: np.random.Generator) -> tuple[np.ndarr
 
 
 def make_train_step(model: Model, optimizer: keras.optimizers.Optimizer, defense: Defense,
-                    num_classes: int) -> Callable:
-    """One compiled optimisation step: (x, labels, noisy mask, seed) -> (loss, accuracy)."""
+                    num_classes: int,
+                    strategy: tf.distribute.Strategy | None = None) -> Callable:
+    """One compiled optimisation step: (x, labels, noisy mask, seed) of the global batch ->
+    (loss, accuracy), run on every replica of ``strategy`` (default: the current one)."""
+    strategy = strategy or tf.distribute.get_strategy()
 
-    @tf.function(reduce_retracing=True)
-    def step(x, labels, noisy, seed):
+    def replica_step(x, labels, noisy, seed):
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+        total = tf.shape(x)[0]
+        # Randomness is drawn on the global batch, then each replica takes its rows: the
+        # same numbers whatever the replica count.
         x = defense.perturb_batch(x, noisy, seed)
         targets = defense.target_distribution(labels, num_classes)
+        first = total * replica // replicas
+        last = total * (replica + 1) // replicas
+        x, labels, targets = x[first:last], labels[first:last], targets[first:last]
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             per_sample = per_sample_soft_cross_entropy(targets, logits)
             if defense.has_online_loss:
-                per_sample += defense.online_loss(model, x, labels, targets, logits, seed)
-            loss = tf.reduce_mean(per_sample)
+                per_sample += defense.online_loss(model, x, labels, targets, logits, seed,
+                                                  rows=(first, total))
+            # Summed over all replicas' rows (the optimizer sums their gradients): the mean
+            # over the global batch.
+            loss = tf.reduce_sum(per_sample) / tf.cast(total, per_sample.dtype)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.equal(tf.argmax(logits, axis=1, output_type=labels.dtype), labels)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+        return loss, tf.reduce_sum(tf.cast(correct, tf.float32))
+
+    @tf.function(reduce_retracing=True)
+    def step(x, labels, noisy, seed):
+        loss, correct = strategy.run(replica_step, args=(x, labels, noisy, seed))
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        correct = strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+        return loss, correct / tf.cast(tf.shape(x)[0], tf.float32)
 
     return step
 
 
 class _Fitter:
-    """Runs epochs with early stopping over one training set."""
+    """Runs epochs with early stopping over one training set, checkpointing each epoch."""
 
-    def __init__(self, model, step, config: TrainConfig, copies: int, progress: Progress):
-        self.model, self.step, self.config = model, step, config
-        self.copies, self.progress = copies, progress
+    def __init__(self, model, optimizer, step, config: TrainConfig, copies: int,
+                 progress: Progress, checkpoint: "Checkpoint | None" = None):
+        self.model, self.optimizer, self.step, self.config = model, optimizer, step, config
+        self.copies, self.progress, self.checkpoint = copies, progress, checkpoint
         self.global_step = 0
         self.samples_processed = 0
         self.compute_seconds = 0.0
+        self.history: list[dict] = []  # every phase's epochs
+        self.extra_arrays: dict[str, list[np.ndarray]] = {}  # stored with each checkpoint
 
-    def fit(self, x, y, x_val, y_val, *, phase: str, rng: np.random.Generator) -> list[dict]:
+    def fit(self, x, y, x_val, y_val, *, phase: str, rng: np.random.Generator,
+            resume: dict | None = None) -> None:
         cfg = self.config
-        history: list[dict] = []
-        best_accuracy, best_weights, waited = -1.0, None, 0
+        best_accuracy, best_weights, waited, first, stopped = -1.0, None, 0, 1, False
+        if resume is not None:
+            best_accuracy, best_weights = resume["best_accuracy"], resume["best_weights"]
+            waited, first, stopped = resume["waited"], resume["epoch"] + 1, resume["stopped"]
         batches = -(-len(x) * (self.copies + 1) // cfg.batch_size)
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(first, cfg.epochs + 1):
+            if stopped:
+                break
             order, noisy = epoch_order(len(x), self.copies, rng)
             self.progress.start(f"{phase}epoch {epoch}/{cfg.epochs}", batches)
             started = time.perf_counter()
@@ -125,18 +171,97 @@ class _Fitter:
                      "loss": loss_sum / batches, "accuracy": acc_sum / batches,
                      "val_accuracy": val_accuracy,
                      "seconds": round(time.perf_counter() - started, 3)}
-            history.append(entry)
-            self.progress.log(f"{phase}epoch {epoch}: loss {entry['loss']:.4f} "
-                              f"acc {entry['accuracy']:.4f} val_acc {val_accuracy:.4f}")
+            self.history.append(entry)
             if val_accuracy > best_accuracy:
                 best_accuracy, best_weights, waited = val_accuracy, self.model.get_weights(), 0
             else:
                 waited += 1
-                if waited >= cfg.patience:
-                    self.progress.log(f"early stop: no validation gain in {waited} epochs")
-                    break
+                stopped = waited >= cfg.patience
+            if self.checkpoint is not None:
+                self.checkpoint.save(self, rng, phase=phase, epoch=epoch, waited=waited,
+                                     stopped=stopped, best_accuracy=best_accuracy,
+                                     best_weights=best_weights)
+            self.progress.log(f"{phase}epoch {epoch}: loss {entry['loss']:.4f} "
+                              f"acc {entry['accuracy']:.4f} val_acc {val_accuracy:.4f}")
+            if stopped:
+                self.progress.log(f"early stop: no validation gain in {waited} epochs")
         self.model.set_weights(best_weights)
-        return history
+
+
+CHECKPOINT_SCHEMA = "advbench.checkpoint"
+
+
+class Checkpoint:
+    """The training state after an epoch, in ``<directory>/checkpoint.h5``: model weights,
+    optimizer variables, best weights, epoch, patience counter, step counters, history and
+    the epoch-order RNG state; written atomically by the chief worker only (shared storage
+    assumed for multi-worker runs), read by every worker when the same command is rerun."""
+
+    def __init__(self, directory: str | Path, key: str, *, write: bool = True):
+        self.path = Path(directory) / "checkpoint.h5"
+        self.key, self.write = key, write
+
+    def save(self, fitter: _Fitter, rng: np.random.Generator, *, phase: str, epoch: int,
+             waited: int, stopped: bool, best_accuracy: float, best_weights) -> None:
+        if not self.write:
+            return
+        attrs = {"key": self.key, "phase": phase, "epoch": epoch, "waited": waited,
+                 "stopped": stopped, "best_accuracy": best_accuracy,
+                 "global_step": fitter.global_step,
+                 "samples_processed": fitter.samples_processed,
+                 "compute_seconds": fitter.compute_seconds,
+                 "history": json.dumps(fitter.history),
+                 "rng_state": json.dumps(rng.bit_generator.state)}
+        arrays = {}
+        groups = {"weights": fitter.model.get_weights(), "best": best_weights,
+                  "optimizer": [np.asarray(v) for v in fitter.optimizer.variables],
+                  **fitter.extra_arrays}
+        for group, values in groups.items():
+            arrays.update({f"{group}/{i:04d}": w for i, w in enumerate(values)})
+        write_arrays(self.path, CHECKPOINT_SCHEMA, attrs, arrays)
+
+    def load(self) -> dict | None:
+        """The saved state as a dict (None when there is no checkpoint); ArtifactError when
+        it belongs to another training run."""
+        if not self.path.exists():
+            return None
+        attrs, arrays = read_arrays(self.path, CHECKPOINT_SCHEMA)
+        if attrs.get("key") != self.key:
+            raise ArtifactError(f"{self.path} is the checkpoint of another training run (other "
+                                "data, model, defense or settings); give another "
+                                "--checkpoint-dir or delete it")
+        groups: dict[str, list[np.ndarray]] = {}
+        for name in sorted(arrays):
+            group, _ = name.split("/")
+            groups.setdefault(group, []).append(arrays[name])
+        history = attrs["history"]
+        rng_state = attrs["rng_state"]
+        return {**attrs, "history": json.loads(history) if isinstance(history, str) else history,
+                "rng_state": json.loads(rng_state) if isinstance(rng_state, str) else rng_state,
+                "best_weights": groups.get("best", []), "weights": groups.get("weights", []),
+                "optimizer": groups.get("optimizer", []), "phase1": groups.get("phase1")}
+
+    def restore(self, state: dict, fitter: _Fitter, rng: np.random.Generator) -> None:
+        """Put the saved weights, optimizer variables, counters and RNG state in place."""
+        fitter.model.set_weights(state["weights"])
+        fitter.optimizer.build(fitter.model.trainable_variables)
+        for variable, value in zip(fitter.optimizer.variables, state["optimizer"]):
+            variable.assign(value)
+        fitter.global_step = int(state["global_step"])
+        fitter.samples_processed = int(state["samples_processed"])
+        fitter.compute_seconds = float(state["compute_seconds"])
+        fitter.history = list(state["history"])
+        rng.bit_generator.state = state["rng_state"]
+
+
+def training_key(config: TrainConfig, defense: Defense) -> str:
+    """A digest of what determines a training run; where it runs (strategy, devices) and
+    where it checkpoints do not count, so a launcher may resume on other devices."""
+    fields = dataclasses.asdict(config)
+    for name in ("strategy", "devices", "checkpoint_dir"):
+        fields.pop(name)
+    payload = {**fields, "defense": repr(defense)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: np.ndarray,
@@ -157,7 +282,14 @@ def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: 
 
 def train(config: TrainConfig, defense: Defense, *,
           progress: Progress | None = None) -> tuple[keras.Model, dict[str, Any]]:
-    """Train one model; returns it with the metadata its artifact stores."""
+    """Train one model; returns it with the metadata its artifact stores (with the strategy,
+    replica count and devices it ran on). Only the chief worker should write the artifact
+    (``distribute.is_chief``).
+
+    With ``config.checkpoint_dir`` the training state is saved after every epoch and a
+    rerun of the same call resumes from it, ending with the weights of an uninterrupted run.
+    Raises ParameterError for bad settings or devices, ArtifactError for a checkpoint of
+    another run."""
     config.validate()
     progress = progress or Progress(quiet=True)
     info = data.dataset_info(config.dataset)
@@ -170,24 +302,44 @@ def train(config: TrainConfig, defense: Defense, *,
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_model(config.architecture, info.input_shape, info.num_classes,
-                        activation=config.activation, brelu_t=config.brelu_t,
-                        **defense.model_options())
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-    step = make_train_step(model, optimizer, defense, info.num_classes)
-    fitter = _Fitter(model, step, config, defense.copies, progress)
+    strategy = distribute.make_strategy(config.strategy, list(config.devices))
+    with strategy.scope():
+        model = build_model(config.architecture, info.input_shape, info.num_classes,
+                            activation=config.activation, brelu_t=config.brelu_t,
+                            **defense.model_options())
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        optimizer.build(model.trainable_variables)
+    step = make_train_step(model, optimizer, defense, info.num_classes, strategy)
+    checkpoint = None if config.checkpoint_dir is None else Checkpoint(
+        config.checkpoint_dir, training_key(config, defense), write=distribute.is_chief())
+    fitter = _Fitter(model, optimizer, step, config, defense.copies, progress, checkpoint)
     rng = np.random.default_rng(config.seed)
+    state = checkpoint.load() if checkpoint is not None else None
+    augmented = state is not None and state["phase"] == "augmented: "
+    if state is not None:
+        with strategy.scope():
+            checkpoint.restore(state, fitter, rng)
+        progress.log(f"resuming from {checkpoint.path} after {state['phase']}epoch "
+                     f"{state['epoch']}")
 
     started = time.perf_counter()
-    history = fitter.fit(x, y, x_val, y_val, phase="", rng=rng)
+    if not augmented:
+        fitter.fit(x, y, x_val, y_val, phase="", rng=rng, resume=state)
     augmentation = defense.static_augmentation()
     if augmentation is not None:
         # The paper's static augmentation: adversarials of the training set, crafted once on
         # the model of the first phase, appended; training goes on over the union.
+        if augmented:
+            phase_weights = model.get_weights()
+            model.set_weights(state["phase1"])
+        fitter.extra_arrays["phase1"] = model.get_weights()
         x_adv = craft_training_adversarials(augmentation, model, x, y, config.seed,
                                             progress=progress)
-        history += fitter.fit(np.concatenate([x, x_adv]), np.concatenate([y, y]),
-                              x_val, y_val, phase="augmented: ", rng=rng)
+        if augmented:
+            model.set_weights(phase_weights)
+        fitter.fit(np.concatenate([x, x_adv]), np.concatenate([y, y]),
+                   x_val, y_val, phase="augmented: ", rng=rng, resume=state if augmented else None)
+    history = fitter.history
     training_time = time.perf_counter() - started
     progress.close()
 
@@ -215,5 +367,6 @@ def train(config: TrainConfig, defense: Defense, *,
         "clean_test_accuracy": test_accuracy,
         "test_samples": int(len(x_test)),
         "training_time_s": round(training_time, 3),
+        **distribute.describe(strategy, config.strategy),
     }
     return model, metadata

@@ -36,7 +36,7 @@ def _normalize(d: tf.Tensor) -> tf.Tensor:
 
 def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, xi: float,
                      power_iterations: int, seed_tensor: tf.Tensor, *,
-                     training: bool = False) -> tf.Tensor:
+                     training: bool = False, start: tf.Tensor | None = None) -> tf.Tensor:
     """The virtual adversarial perturbation r_adv, ||r_adv||_2 = eps per sample.
 
     Graph-mode safe (call it inside a ``tf.function`` training step). Gradients do not flow
@@ -53,11 +53,14 @@ def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, 
         power_iterations: Python int >= 1.
         seed_tensor: int (2,) seed of ``tf.random.stateless_normal`` for the start d.
         training: passed to the model for the perturbed forward passes.
+        start: the random start direction, shaped like x (default: drawn from seed_tensor);
+            a distributed training step draws it on the global batch and passes its rows.
     Returns:
         float32 tensor shaped like x (not clipped to [0, 1]).
     """
     logits = tf.stop_gradient(logits)
-    d = tf.random.stateless_normal(tf.shape(x), seed=seed_tensor, dtype=x.dtype)
+    d = start if start is not None else tf.random.stateless_normal(tf.shape(x), seed=seed_tensor,
+                                                                   dtype=x.dtype)
     for _ in range(power_iterations):
         r = xi * _normalize(d)
         with tf.GradientTape() as tape:
@@ -74,7 +77,8 @@ def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, 
 
 def vat_loss(model: Model, x: tf.Tensor, logits: tf.Tensor, *, seed_tensor: tf.Tensor,
              eps: float = 2.1, xi: float = 1e-6,
-             power_iterations: int = 1, training: bool = False) -> tf.Tensor:
+             power_iterations: int = 1, training: bool = False,
+             start: tf.Tensor | None = None) -> tf.Tensor:
     """Miyato's VAT regulariser per sample: KL(p(x) || p(x + r_adv)), p(x) held constant.
 
     Add ``alpha * tf.reduce_mean(vat_loss(...))`` to the training loss; its gradient flows
@@ -87,7 +91,7 @@ def vat_loss(model: Model, x: tf.Tensor, logits: tf.Tensor, *, seed_tensor: tf.T
         >>> loss = ce(y, logits) + tf.reduce_mean(vat_loss(model, x, logits, seed_tensor=s))
     """
     r_adv = vat_perturbation(model, x, logits, eps, xi, power_iterations, seed_tensor,
-                             training=training)
+                             training=training, start=start)
     return kl_from_logits(tf.stop_gradient(logits), model(x + r_adv, training=training))
 
 

@@ -7,8 +7,8 @@ Each defense is a small object of hyperparameters with hooks the shared training
 - ``copies``: how many extra noisy passes over each image an epoch makes (GDA);
 - ``perturb_batch(x, noisy, seed)``: in-graph noise for the GDA copies;
 - ``target_distribution(labels, num_classes)``: the training targets (label smoothing);
-- ``online_loss(model, x, labels, targets, logits)``: an extra in-graph loss term (online FGSM
-  adversarial training, the VAT loss);
+- ``online_loss(model, x, labels, targets, logits, seed, rows=)``: an extra in-graph loss
+  term (online FGSM adversarial training, the VAT loss);
 - ``static_augmentation``: the attack whose adversarials of the training set are appended after
   a first training phase (the paper's adversarial training and VAT).
 """

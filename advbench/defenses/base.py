@@ -59,7 +59,11 @@ class Defense:
         return False
 
     def online_loss(self, model: Model, x: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor,
-                    logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+                    logits: tf.Tensor, seed: tf.Tensor, *,
+                    rows: tuple[tf.Tensor, tf.Tensor] | None = None) -> tf.Tensor:
+        """Extra loss per sample, shape (batch,). ``rows`` = (first, total): x holds rows
+        first.. of a global batch of ``total`` split over replicas; random draws must come
+        from the global batch (``global_batch_normal``) to match a one-device run."""
         raise NotImplementedError
 
     def static_augmentation(self) -> Attack | None:
@@ -71,3 +75,16 @@ class NoDefense(Defense):
     """No defense: plain training (the paper's undefended models)."""
 
     name = "none"
+
+
+def global_batch_normal(x: tf.Tensor, seed: tf.Tensor,
+                        rows: tuple[tf.Tensor, tf.Tensor] | None = None) -> tf.Tensor:
+    """Standard normal noise shaped like x: the rows ``rows = (first, total)`` of a draw over
+    the whole global batch of ``total`` samples (the whole draw when rows is None), so that
+    every replica of a distributed step gets what one device would draw for those rows."""
+    if rows is None:
+        return tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype)
+    first, total = rows
+    shape = tf.concat([[total], tf.shape(x)[1:]], axis=0)
+    return tf.random.stateless_normal(shape, seed=seed, dtype=x.dtype)[
+        first:first + tf.shape(x)[0]]

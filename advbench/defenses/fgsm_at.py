@@ -48,7 +48,8 @@ class FGSMAdversarialTraining(Defense):
         return self.mode == "online"
 
     def online_loss(self, model: Model, x: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor,
-                    logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+                    logits: tf.Tensor, seed: tf.Tensor, *,
+                    rows: tuple[tf.Tensor, tf.Tensor] | None = None) -> tf.Tensor:
         from advbench.attacks.fgsm import fgsm_direction
 
         x_adv = tf.stop_gradient(tf.clip_by_value(

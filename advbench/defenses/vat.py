@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from advbench.checks import check_int, check_range
-from advbench.defenses.base import Defense
+from advbench.defenses.base import Defense, global_batch_normal
 from advbench.errors import ParameterError
 from advbench.types import Model, Tensor
 
@@ -50,12 +50,14 @@ class VirtualAdversarialTraining(Defense):
         return self.mode == "loss"
 
     def online_loss(self, model: Model, x: Tensor, labels: Tensor, targets: Tensor,
-                    logits: Tensor, seed: Tensor) -> Tensor:
+                    logits: Tensor, seed: Tensor, *,
+                    rows: tuple[Tensor, Tensor] | None = None) -> Tensor:
         from advbench.attacks.vat import vat_loss
 
         return self.alpha * vat_loss(model, x, logits, eps=self.eps, xi=self.xi,
                                      power_iterations=self.power_iterations,
-                                     seed_tensor=seed, training=True)
+                                     seed_tensor=seed, training=True,
+                                     start=global_batch_normal(x, seed, rows))
 
     def static_augmentation(self) -> Attack | None:
         if self.mode != "static":
