@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Mapping
 
 import tensorflow as tf
 
@@ -90,7 +91,7 @@ def make_strategy(name: str, devices: list[str] | None = None) -> tf.distribute.
     return tf.distribute.MirroredStrategy(devices=devices or None)
 
 
-def is_chief(environ=None) -> bool:
+def is_chief(environ: Mapping[str, str] | None = None) -> bool:
     """True in the process that writes artifacts and checkpoints: any process without a
     ``TF_CONFIG`` cluster, its ``chief`` task, or worker 0 of a cluster without a chief."""
     environ = os.environ if environ is None else environ

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -93,7 +94,8 @@ class Score:
     per_sample: dict[str, np.ndarray]
 
 
-def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: PathLike, *,
+def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
+                   path: PathLike | Sequence[PathLike], *,
                    data_dir: PathLike | None = None,
                    batch_size: int = 256, training: Callable[[], np.ndarray] | None = None,
                    distance_variant: str = "l2", model_level: bool = True) -> Score:
@@ -121,7 +123,7 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
         and, when computed, nearest_distance and nearest_index.
     """
     attrs, arrays = read_attack_run(path)
-    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
     # Shards of one run are named as the run: their paths joined, the stem without -shardIofN.
     path = ", ".join(map(str, paths))
     name = re.sub(r"-shard\d+of\d+$", "", paths[0].stem)
@@ -225,8 +227,8 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
                             "re-train it with `advbench train`")
     # Check every artifact's kind first: a typo in the last path must not cost a full run.
     kinds = []
-    artifacts = group_shards(artifacts)
-    for group in artifacts:
+    groups = group_shards(artifacts)
+    for group in groups:
         path = group[0]
         kind = artifact_kind(path) if Path(path).exists() else None
         if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
@@ -253,7 +255,7 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         return cache["x"]
 
     entries = []
-    for k, (group, kind) in enumerate(zip(artifacts, kinds)):
+    for k, (group, kind) in enumerate(zip(groups, kinds)):
         path = group[0]
         progress.log(f"scoring {', '.join(map(str, group))}")
         if kind == CURVE_SCHEMA:

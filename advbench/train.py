@@ -202,7 +202,8 @@ class Checkpoint:
         self.key, self.write = key, write
 
     def save(self, fitter: _Fitter, rng: np.random.Generator, *, phase: str, epoch: int,
-             waited: int, stopped: bool, best_accuracy: float, best_weights) -> None:
+             waited: int, stopped: bool, best_accuracy: float,
+             best_weights: list[np.ndarray] | None) -> None:
         if not self.write:
             return
         attrs = {"key": self.key, "phase": phase, "epoch": epoch, "waited": waited,
@@ -213,7 +214,7 @@ class Checkpoint:
                  "history": json.dumps(fitter.history),
                  "rng_state": json.dumps(rng.bit_generator.state)}
         arrays = {}
-        groups = {"weights": fitter.model.get_weights(), "best": best_weights,
+        groups = {"weights": fitter.model.get_weights(), "best": best_weights or [],
                   "optimizer": [np.asarray(v) for v in fitter.optimizer.variables],
                   **fitter.extra_arrays}
         for group, values in groups.items():
@@ -316,7 +317,7 @@ def train(config: TrainConfig, defense: Defense, *,
     rng = np.random.default_rng(config.seed)
     state = checkpoint.load() if checkpoint is not None else None
     augmented = state is not None and state["phase"] == "augmented: "
-    if state is not None:
+    if checkpoint is not None and state is not None:
         with strategy.scope():
             checkpoint.restore(state, fitter, rng)
         progress.log(f"resuming from {checkpoint.path} after {state['phase']}epoch "
@@ -329,7 +330,7 @@ def train(config: TrainConfig, defense: Defense, *,
     if augmentation is not None:
         # The paper's static augmentation: adversarials of the training set, crafted once on
         # the model of the first phase, appended; training goes on over the union.
-        if augmented:
+        if state is not None and augmented:
             phase_weights = model.get_weights()
             model.set_weights(state["phase1"])
         fitter.extra_arrays["phase1"] = model.get_weights()

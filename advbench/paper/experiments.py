@@ -30,6 +30,7 @@ from advbench.models import models_dir as default_models_dir, zoo_path
 from advbench.paper import published
 from advbench.progress import Progress
 from advbench.runner import AttackRun
+from advbench.shards import merge_shards
 from advbench.train import TrainConfig, train
 from advbench.transfer import craft_or_reuse, transfer
 from advbench.types import PathLike
@@ -291,6 +292,11 @@ class Reproduction:
                         data_dir=self.data_dir)
         output, _ = craft_or_reuse(run, attack, (path, model, meta), self.runs_dir,
                                    progress=self.progress)
+        if isinstance(output, list):
+            # Shards of this run (advbench attack --shard) found in runs_dir: merged once into
+            # one artifact, which the stages below cache and score like any other.
+            merged = Path(str(output[0]).rsplit("-shard", 1)[0] + ".h5")
+            output, _ = merge_shards(output, merged, overwrite=True)
         self.results.setdefault("attacks", {})[(source, attack_name)] = output
         return output
 
