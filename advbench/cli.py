@@ -541,13 +541,17 @@ def _attack_choice() -> RegistryChoice:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="With an eps list: draw accuracy vs eps to this image (PNG).")
+@click.option("--engine", type=RegistryChoice("advbench.shards:ENGINES"), default="local",
+              show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
+                                      "else a local Ray) and merge them; needs advbench[ray].")
+@click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Attack batches I, I+N, I+2N, ... only (0 <= I < N); auto/N takes I from "
                    "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
                    "Join the shards with `advbench merge`.")
 def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, batch_size, seed,
-           data_dir, models_dir, output, resume, overwrite, quiet, plot, shard_text,
-           **attack_values):
+           data_dir, models_dir, output, resume, overwrite, quiet, plot, engine, workers,
+           shard_text, **attack_values):
     """Craft adversarial examples for MODEL (a path or zoo name); print the artifact path.
 
     The artifact holds x_adv (float32, never rounded), sample indices, labels, clean and
@@ -563,15 +567,22 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
         advbench attack cnn --attack fgsm --eps 0.01:1:0.01 --plot fgsm.png
 
         advbench attack cnn --attack pgd --shard auto/4 -o runs/pgd.h5   # in a job array
+
+        advbench attack cnn --attack pgd --engine ray --workers 8 -o runs/pgd.h5
     """
     from advbench.progress import Progress
     from advbench.runner import AttackRun, attack_split, run_key
     from advbench.shards import parse_shard, shard_output
 
     shard = parse_shard(shard_text) if shard_text is not None else None
+    if engine == "ray" and (shard is not None or workers is None):
+        raise click.UsageError("--engine ray makes its own shards: give --workers N, not --shard")
+    if engine != "ray" and workers is not None:
+        raise click.UsageError("--workers is for --engine ray; a job array gives --shard I/N")
     if isinstance(attack_values.get("eps"), tuple):
-        if shard is not None:
-            raise click.UsageError("--shard splits attack runs, not curves; give one --eps value")
+        if shard is not None or engine == "ray":
+            raise click.UsageError("--shard and --engine ray split attack runs, not curves; "
+                                   "give one --eps value")
         if target_mode is not None:
             raise click.UsageError("curves (an eps list) are untargeted; drop --target")
         _echo_curves(_curves_from_flags(
@@ -593,6 +604,12 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
         _, _, indices = run.load()
         key = run_key(run, attack_obj, meta.get("content_hash", ""), indices)
         output = run_artifact_path("runs", path, attack_name, key)
+    if engine == "ray":
+        from advbench.ray_engine import attack_with_ray
+
+        click.echo(str(attack_with_ray(run, attack_obj, output, workers=workers,
+                                       overwrite=overwrite, progress=Progress(quiet=quiet))))
+        return
     if shard is not None:
         # Each shard writes its own artifact: "-o runs/pgd.h5" gives runs/pgd-shard0of4.h5...
         output = shard_output(output, shard)

@@ -49,8 +49,9 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(fake_data_dir):
         from advbench.train import TrainConfig, train
         weights, metas = {{}}, {{}}
         for strategy, devices in [("mirrored", ("/cpu:0", "/cpu:1")), ("none", ())]:
-            config = TrainConfig(epochs=2, limit=200, batch_size=32, data_dir={str(fake_data_dir)!r},
-                                 strategy=strategy, devices=devices)
+            config = TrainConfig(epochs=2, limit=200, batch_size=32,
+                                 data_dir={str(fake_data_dir)!r}, strategy=strategy,
+                                 devices=devices)
             model, metas[strategy] = train(config, make_defense("gda", "mnist"))
             weights[strategy] = model.get_weights()
         diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["none"],

@@ -210,7 +210,14 @@ def test_cli_shard_and_merge_errors(trained_tiny_cnn, fake_data_dir, tmp_path):
                              "index yourself: --shard I/N\n")
     result = runner.invoke(main, [*base, "--attack", "fgsm", "--eps", "0.1,0.2", "--shard", "0/2"])
     assert result.exit_code == 2
-    assert "--shard splits attack runs, not curves; give one --eps value" in result.output
+    assert ("--shard and --engine ray split attack runs, not curves; give one --eps value"
+            in result.output)
+    for flags, message in [(["--engine", "ray", "--shard", "0/2"], "--engine ray makes its own "
+                            "shards: give --workers N, not --shard"),
+                           (["--workers", "2"], "--workers is for --engine ray; a job array "
+                            "gives --shard I/N")]:
+        result = runner.invoke(main, [*base, "--attack", "fgsm", *flags])
+        assert result.exit_code == 2 and message in result.output
     shard = runner.invoke(main, [*base, "--attack", "fgsm", "--shard", "1/2", "-o",
                                  str(tmp_path / "a.h5")])
     assert shard.exit_code == 0 and shard.output == f"{tmp_path / 'a-shard1of2.h5'}\n"
