@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -411,23 +412,59 @@ def models_command(paths, models_dir, as_json):
 @click.option("--seed", type=int, default=0, show_default=True)
 @_data_dir_option
 @_models_dir_option
+@click.option("--plan", "show_plan", is_flag=True,
+              help="List the stages (id, dependencies, command) instead of running them.")
+@click.option("--json", "as_json", is_flag=True, help="With --plan: the graph as JSON.")
+@click.option("--stage", "stage_id", default=None, metavar="ID",
+              help="Run only this stage of --plan (its dependencies must have run).")
+@click.option("--emit", type=(RegistryChoice("advbench.paper.plan:EMITTERS"),
+                              click.Path(file_okay=False)), default=None,
+              metavar="FORMAT DIR",
+              help="Write the graph as scripts: slurm DIR (one sbatch per stage, DIR/submit.sh "
+                   "chains them with --dependency=afterok).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def reproduce(dataset, profile, out, seed, data_dir, models_dir, quiet):
+def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_json, stage_id,
+              emit, quiet):
     """Run the paper's experiments end to end and write a report; print its path.
 
     Every stage goes through the same code as train, attack, evaluate and transfer. Rerunning
     skips finished stages and resumes interrupted attacks; trained models in the zoo store are
-    reused when their training parameters match the profile's.
+    reused when their training parameters match the profile's. --plan shows the stages as a
+    graph, --stage runs one of them, --emit slurm DIR writes a job per stage; the plain
+    command then writes the report from the finished stages.
 
     Example:
 
         advbench reproduce --dataset mnist --profile quick
+
+        advbench reproduce --profile paper --out /shared/results --emit slurm jobs/
     """
     from advbench.progress import Progress
     from advbench.paper.experiments import Reproduction
 
+    if as_json and not show_plan:
+        raise click.UsageError("--json prints the --plan; give --plan too")
+    if sum(map(bool, (show_plan, stage_id, emit))) > 1:
+        raise click.UsageError("give one of --plan, --stage and --emit")
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
+    if show_plan or emit:
+        from advbench.paper.plan import EMITTERS, base_command, plan
+
+        nodes = plan(repro, base_command(repro, out, data_dir=data_dir, models_dir=models_dir))
+        if emit:
+            for path in EMITTERS[emit[0]](nodes, emit[1]):
+                click.echo(str(path))
+        elif as_json:
+            click.echo(json.dumps(nodes, indent=2))
+        else:
+            for node in nodes:
+                click.echo(f"{node['id']}\t{','.join(node['needs']) or '-'}\t{node['command']}")
+        return
+    if stage_id is not None:
+        repro.run_stage(stage_id)
+        click.echo(stage_id)
+        return
     report = repro.run()
     if "demo" in repro.results:
         from rich.console import Console

@@ -115,9 +115,15 @@ DATASETS = ("mnist", "cifar10", "toy")
 
 @dataclasses.dataclass
 class Stage:
+    """One node of the reproduction graph: ``id`` (stable, for ``--stage``), a readable
+    ``name``, what it runs, and the ids of the stages it needs (the models it uses are
+    trained by their own ``train:`` stages, never quietly by another stage)."""
+
     name: str
     run: Callable[[], Any]
     weight: float = 1.0  # rough relative cost, for the time-left estimate
+    id: str = ""
+    needs: tuple[str, ...] = ()
 
 
 class Reproduction:
@@ -146,12 +152,17 @@ class Reproduction:
 
     # -- stages --------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
+        """The stages in an order that runs every stage after the ones it needs."""
         if self.dataset == "toy":
-            return [Stage(f"toy {name}", functools.partial(self._toy, name), 2.0)
-                    for name in ("circles", "moons")]
+            return [Stage(f"toy {name}", functools.partial(self._toy, name), 2.0,
+                          id=f"toy:{name}") for name in ("circles", "moons")]
         p = self.profile
+
+        def train(*names: str) -> tuple[str, ...]:
+            return tuple(f"train:{n}" for n in names)
+
         stages = [Stage(f"train {name}", functools.partial(self._train, name),
-                        self._train_weight(name)) for name in p.models]
+                        self._train_weight(name), id=f"train:{name}") for name in p.models]
         experiments = set(p.experiments)
         defenses = [m for m in published.DEFENSE_MODELS if m in p.models]
         archs = [m for m in published.TABLE1_MODELS if m in p.models]
@@ -159,44 +170,73 @@ class Reproduction:
             for name in p.models:
                 for attack in ("fgsm", "deepfool"):
                     stages.append(Stage(f"attack {attack} on {name}",
-                                        functools.partial(self._attack, name, attack), 1.0))
-            stages.append(Stage("evaluate", self._demo_table, 0.5))
+                                        functools.partial(self._attack, name, attack), 1.0,
+                                        id=f"attack:{attack}:{name}", needs=train(name)))
+            stages.append(Stage("evaluate", self._demo_table, 0.5, id="evaluate", needs=tuple(
+                f"attack:{a}:{n}" for n in p.models for a in ("fgsm", "deepfool"))))
         if "table1" in experiments:
-            stages.append(Stage("table 1: FGSM transfer matrix", self._table1, 1.0))
+            stages.append(Stage("table 1: FGSM transfer matrix", self._table1, 1.0,
+                                id="table1", needs=train(*archs)))
         if "figure3" in experiments:
             for name in archs:
                 stages.append(Stage(f"figure 3: FGSM curve on {name}",
-                                    functools.partial(self._curve, name, [name], "fgsm"), 0.5))
+                                    functools.partial(self._curve, name, [name], "fgsm"), 0.5,
+                                    id=f"curve:fgsm:{name}", needs=train(name)))
             for seed in p.extra_seeds:
                 for name in archs:
+                    # Trains its own seeded model, which no other stage uses.
                     stages.append(Stage(f"figure 3, seed {seed}: train {name}, FGSM curve",
                                         functools.partial(self._seed_curve, name, seed),
-                                        self._train_weight(name) + 0.5))
+                                        self._train_weight(name) + 0.5,
+                                        id=f"seed{seed}:{name}"))
         if "figure4" in experiments:
             for name in defenses:
                 for attack in ("fgsm", "rand-fgsm"):
+                    # Figures 3 and 4 share the undefended CNN's white-box FGSM curve.
+                    if any(s.id == f"curve:{attack}:{name}" for s in stages):
+                        continue
                     stages.append(Stage(f"figure 4: white-box {attack} curve on {name}",
                                         functools.partial(self._curve, name, [name], attack),
-                                        0.5))
+                                        0.5, id=f"curve:{attack}:{name}", needs=train(name)))
             for attack in ("fgsm", "rand-fgsm"):
                 stages.append(Stage(f"figure 4: black-box {attack} curves from "
                                     f"{BLACKBOX_SOURCE}", functools.partial(
-                                        self._curve, BLACKBOX_SOURCE, defenses, attack), 1.0))
+                                        self._curve, BLACKBOX_SOURCE, defenses, attack), 1.0,
+                                    id=f"blackbox-curve:{attack}",
+                                    needs=train(BLACKBOX_SOURCE, *defenses)))
         if "table2" in experiments:
             for name in defenses:
                 stages.append(Stage(f"table 2: minimal FGSM on {name}",
-                                    functools.partial(self._table2_row, name), 1.0))
+                                    functools.partial(self._table2_row, name), 1.0,
+                                    id=f"table2:{name}", needs=train(name)))
         if "table3" in experiments:
-            stages.append(Stage("table 3: loss sensitivity", self._table3, 0.5))
+            stages.append(Stage("table 3: loss sensitivity", self._table3, 0.5, id="table3",
+                                needs=train(*defenses)))
         if "table4" in experiments:
             for attack in published.BLACKBOX_ATTACKS:
                 stages.append(Stage(f"table 4: {attack} crafted on {BLACKBOX_SOURCE}",
                                     functools.partial(self._attack, BLACKBOX_SOURCE, attack),
-                                    3.0 if attack in ("jsma", "cw-l2", "deepfool") else 0.5))
-            stages.append(Stage("table 4: black-box scores", self._table4, 1.0))
+                                    3.0 if attack in ("jsma", "cw-l2", "deepfool") else 0.5,
+                                    id=f"attack:{attack}:{BLACKBOX_SOURCE}",
+                                    needs=train(BLACKBOX_SOURCE)))
+            stages.append(Stage("table 4: black-box scores", self._table4, 1.0, id="table4",
+                                needs=(*train(*defenses), *(
+                                    f"attack:{a}:{BLACKBOX_SOURCE}"
+                                    for a in published.BLACKBOX_ATTACKS))))
         if "figure1" in experiments:
-            stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5))
+            stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5,
+                                id="figure1", needs=train(*(
+                                    n for n in ("cnn", "cnn-brelu-gda") if n in p.models))))
         return stages
+
+    def run_stage(self, stage_id: str) -> None:
+        """Run the one stage ``stage_id`` (its dependencies must have run: their artifacts
+        are found on disk). ParameterError for an unknown id."""
+        stages = {s.id: s for s in self.stages()}
+        if stage_id not in stages:
+            raise ParameterError(f"unknown stage {stage_id!r}; `advbench reproduce --plan` "
+                                 "lists the stages")
+        stages[stage_id].run()
 
     def _train_weight(self, name: str) -> float:
         _, _, defense = MODEL_SPECS[name]

@@ -1,0 +1,105 @@
+"""`advbench reproduce --plan / --stage / --emit slurm`: the reproduction as a task graph."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from advbench.cli import main
+from advbench.errors import ParameterError
+from advbench.paper import experiments
+from advbench.paper.plan import base_command, plan
+
+from test_paper_experiments import TINY  # noqa: F401  (the tiny profile of the grid test)
+
+
+@pytest.fixture
+def tiny_profile(monkeypatch):
+    monkeypatch.setitem(experiments.PROFILES, "quick", TINY)
+
+
+@pytest.mark.parametrize("dataset, profile", [("mnist", "quick"), ("mnist", "paper"),
+                                              ("mnist", "demo"), ("toy", "quick")])
+def test_plan_is_a_graph_in_dependency_order(dataset, profile, tmp_path):
+    repro = experiments.Reproduction(dataset, profile, tmp_path)
+    nodes = plan(repro, base_command(repro, "out"))
+    ids = [n["id"] for n in nodes]
+    assert len(set(ids)) == len(ids)
+    seen = set()
+    for node in nodes:
+        assert set(node["needs"]) <= seen, node["id"]  # every dependency comes first
+        seen.add(node["id"])
+    report = nodes[-1]
+    assert report["id"] == "report" and set(report["needs"]) == set(ids[:-1])
+    assert report["command"] == (f"advbench reproduce --dataset {dataset} --profile {profile} "
+                                 "--out out --seed 0")
+    assert nodes[0]["command"] == f"{report['command']} --stage {ids[0]}"
+    # Every model a stage uses is trained by its own train stage, which it needs.
+    if dataset == "mnist":
+        trains = {i for i in ids if i.startswith("train:")}
+        assert trains == {f"train:{m}" for m in experiments.PROFILES[profile].models}
+        for node in nodes:
+            if node["id"].startswith(("attack:", "curve:", "table2:")):
+                assert any(n.startswith("train:") for n in node["needs"]), node["id"]
+
+
+def test_plan_json_and_slurm_scripts(tmp_path):
+    base = ["reproduce", "--profile", "demo", "--out", "/shared/results", "--data-dir",
+            "/shared/data"]
+    result = CliRunner().invoke(main, [*base, "--plan", "--json"])
+    assert result.exit_code == 0, result.output
+    nodes = json.loads(result.stdout)
+    assert [n["id"] for n in nodes] == [
+        "train:cnn", "train:cnn-brelu-gda", "attack:fgsm:cnn", "attack:deepfool:cnn",
+        "attack:fgsm:cnn-brelu-gda", "attack:deepfool:cnn-brelu-gda", "evaluate", "report"]
+    assert nodes[2]["needs"] == ["train:cnn"]
+    assert nodes[2]["command"] == ("advbench reproduce --dataset mnist --profile demo --out "
+                                   "/shared/results --seed 0 --data-dir /shared/data --stage "
+                                   "attack:fgsm:cnn")
+    text = CliRunner().invoke(main, [*base, "--plan"]).stdout.splitlines()
+    assert text[0] == f"train:cnn\t-\t{nodes[0]['command']}"
+
+    result = CliRunner().invoke(main, [*base, "--emit", "slurm", str(tmp_path / "jobs")])
+    assert result.exit_code == 0, result.output
+    written = result.stdout.split()
+    assert len(written) == 9 and written[-1] == str(tmp_path / "jobs" / "submit.sh")
+    script = (tmp_path / "jobs" / "003-attack-fgsm-cnn.sbatch").read_text()
+    assert "#SBATCH --job-name=advbench-attack:fgsm:cnn" in script
+    assert script.rstrip().endswith(nodes[2]["command"])
+    submit = (tmp_path / "jobs" / "submit.sh").read_text().splitlines()
+    assert "JOB1=$(sbatch --parsable 001-train-cnn.sbatch)" in submit
+    assert ("JOB3=$(sbatch --parsable --dependency=afterok:$JOB1 003-attack-fgsm-cnn.sbatch)"
+            in submit)
+    assert ("JOB7=$(sbatch --parsable --dependency=afterok:$JOB3:$JOB4:$JOB5:$JOB6 "
+            "007-evaluate.sbatch)" in submit)
+
+
+def test_stage_runs_one_node(tiny_profile, fake_data_dir, tmp_path):
+    args = ["reproduce", "--profile", "quick", "--out", str(tmp_path), "--data-dir",
+            str(fake_data_dir), "--models-dir", str(tmp_path / "zoo"), "-q"]
+    result = CliRunner().invoke(main, [*args, "--stage", "train:cnn"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "train:cnn\n"
+    models = tmp_path / "mnist" / "quick" / "models"
+    assert [p.name for p in models.iterdir()] == ["mnist-cnn.h5"]
+    result = CliRunner().invoke(main, [*args, "--stage", "curve:fgsm:cnn"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in models.iterdir()] == ["mnist-cnn.h5"]  # trained nothing
+    assert list((tmp_path / "mnist" / "quick" / "runs").glob("*curve*.h5"))
+
+
+@pytest.mark.parametrize("flags, code, message", [
+    (["--stage", "train:nope"], 1, "Error: unknown stage 'train:nope'; `advbench reproduce "
+                                   "--plan` lists the stages\n"),
+    (["--json"], 2, "--json prints the --plan; give --plan too"),
+    (["--plan", "--stage", "train:cnn"], 2, "give one of --plan, --stage and --emit"),
+])
+def test_plan_flag_errors(flags, code, message, tmp_path):
+    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path), *flags])
+    assert result.exit_code == code
+    assert message in result.output
+
+
+def test_run_stage_unknown_id(tmp_path):
+    with pytest.raises(ParameterError, match="unknown stage 'x'"):
+        experiments.Reproduction("mnist", "demo", tmp_path).run_stage("x")
