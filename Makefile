@@ -8,7 +8,7 @@ ADVBENCH := $(BIN)/advbench
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
 
-.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-gradients bench-metrics lint clean
+.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-gradients bench-metrics bench-scale lint clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench-train: install
 # The attack twin's input gradient vs TensorFlow's, per convolution and per zoo model.
 bench-gradients: install
 	$(BIN)/python bench/bench_gradients.py
+
+# 1 vs 2 attack shards as two processes, and mirrored training on 2 logical CPUs vs 1.
+bench-scale: install
+	$(BIN)/python bench/bench_scale.py
 
 # Side by side with IBM ART 1.20.1, the optional extra `bench` (never a runtime dependency).
 BENCH_MODEL ?= runs/bench/mnist-cnn-relu-none-1epoch.h5

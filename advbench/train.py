@@ -88,6 +88,11 @@ def make_train_step(model: Model, optimizer: keras.optimizers.Optimizer, defense
     """One compiled optimisation step: (x, labels, noisy mask, seed) of the global batch ->
     (loss, accuracy), run on every replica of ``strategy`` (default: the current one)."""
     strategy = strategy or tf.distribute.get_strategy()
+    if not optimizer.built:
+        # Its variables must exist before the compiled step: tf.function cannot create them
+        # inside strategy.run's conditional apply.
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
 
     def replica_step(x, labels, noisy, seed):
         context = tf.distribute.get_replica_context()
