@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import keras
@@ -155,9 +156,64 @@ def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: 
     return out
 
 
-def train(config: TrainConfig, defense: Defense, *,
-          progress: Progress | None = None) -> tuple[keras.Model, dict[str, Any]]:
-    """Train one model; returns it with the metadata its artifact stores."""
+def prepare_architecture(path, config: TrainConfig, defense: Defense, *,
+                         fine_tune: bool = False, preprocessing=None, outputs: str = "auto",
+                         custom_objects: str | None = None
+                         ) -> tuple[keras.Model, dict[str, Any]]:
+    """The user's own architecture (a .keras or legacy .h5 file) made ready for ``train``.
+
+    Loaded safely (``models.foreign.load_foreign``); weights re-drawn from its initializers
+    under ``config.seed`` unless ``fine_tune``; with ``config.activation == "brelu"`` every
+    ReLU turned into BRELU(``config.brelu_t``) (``models.adapt.convert_relu``); the
+    defense's input layer (feature squeezing) and the model's preprocessing in front, its
+    final softmax removed (``models.adapt.adapt``).
+
+    Returns (model, source): ``source`` describes what was trained (path, kind, hash,
+    fine_tune, the BRELU changes, preprocessing, outputs, notes) and goes into the
+    artifact. Raises ParameterError for a SavedModel or a subclassed model.
+    """
+    from advbench.models import foreign
+    from advbench.models.adapt import Preprocessing, adapt, convert_relu, reinitialize
+    from advbench.models.layers import FeatureSqueezing
+
+    config.validate()
+    info = data.dataset_info(config.dataset)
+    kind = foreign.detect_kind(path)
+    if kind not in ("keras", "h5"):
+        raise ParameterError(f"train --model takes a .keras or legacy .h5 architecture; {path} "
+                             f"is {foreign.MODEL_KINDS[kind]}, which advbench cannot train")
+    keras.utils.set_random_seed(config.seed)
+    model = reinitialize(foreign.load_foreign(path, kind, custom_objects),
+                         keep_weights=fine_tune)
+    changes: list[str] = []
+    if config.activation == "brelu":
+        model, changes = convert_relu(model, config.brelu_t)
+    options = defense.model_options()
+    front = ([FeatureSqueezing(bit_depth=options.pop("squeeze_bits"), name="feature_squeezing")]
+             if "squeeze_bits" in options else [])
+    if options:
+        raise ParameterError(f"--defense {defense.name} changes the architecture in a way "
+                             "advbench cannot apply to your model")
+    adapted = adapt(model, info.input_shape, info.num_classes, preprocessing=preprocessing,
+                    outputs=outputs, name=Path(path).name, front=front)
+    source = {
+        "path": str(Path(path).resolve()), "kind": kind,
+        "hash": foreign.content_hash(path), "fine_tune": fine_tune, "brelu_changes": changes,
+        "preprocessing": (preprocessing or Preprocessing()).as_dict(),
+        "outputs": adapted.outputs,
+        "notes": adapted.notes,
+    }
+    return adapted.model, source
+
+
+def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = None,
+          model: keras.Model | None = None, source: dict[str, Any] | None = None
+          ) -> tuple[keras.Model, dict[str, Any]]:
+    """Train one model; returns it with the metadata its artifact stores.
+
+    ``model`` (with its ``source``, from ``prepare_architecture``) trains the user's own
+    architecture instead of ``config.architecture`` of the zoo.
+    """
     config.validate()
     progress = progress or Progress(quiet=True)
     info = data.dataset_info(config.dataset)
@@ -170,9 +226,10 @@ def train(config: TrainConfig, defense: Defense, *,
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_model(config.architecture, info.input_shape, info.num_classes,
-                        activation=config.activation, brelu_t=config.brelu_t,
-                        **defense.model_options())
+    if model is None:
+        model = build_model(config.architecture, info.input_shape, info.num_classes,
+                            activation=config.activation, brelu_t=config.brelu_t,
+                            **defense.model_options())
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
     step = make_train_step(model, optimizer, defense, info.num_classes)
     fitter = _Fitter(model, step, config, defense.copies, progress)
@@ -192,14 +249,18 @@ def train(config: TrainConfig, defense: Defense, *,
     progress.close()
 
     test_accuracy = float(np.mean(predict_labels(model, x_test) == y_test))
+    architecture = config.architecture if source is None else Path(source["path"]).stem
     metadata = {
-        "dataset": config.dataset,
-        "architecture": config.architecture,
+        "dataset": info.name,
+        "data_hash": data.fingerprint(info.name, config.data_dir),
+        "class_names": list(info.class_names),
+        "architecture": architecture if source is None else "own",
         "activation": config.activation,
         "brelu_t": config.brelu_t,
         "defense": defense.name,
         "defense_params": defense.params(),
-        "zoo_name": zoo_name(config.architecture, config.activation, defense.name),
+        "zoo_name": zoo_name(architecture, config.activation, defense.name),
+        "source": source,
         "input_shape": list(info.input_shape),
         "num_classes": info.num_classes,
         "seed": config.seed,

@@ -523,3 +523,20 @@ def test_attacks_on_a_foreign_file_equal_attacks_on_our_artifact(tmp_path, attac
     a = attack(ours, x, y, seed=3)
     b = attack(theirs, x, y, seed=3)
     np.testing.assert_array_equal(a.x_adv, b.x_adv)
+
+
+def test_open_foreign_records_what_makes_the_model(files):
+    paths, _ = files
+    path = paths["keras", True]
+    model, meta = foreign.open_foreign(path, SHAPE, CLASSES)
+    assert meta["model_kind"] == "keras" and meta["source_path"] == str(path.resolve())
+    assert meta["source_hash"] == foreign.content_hash(path)
+    assert meta["outputs"] == "softmax removed" and meta["zoo_name"] == "model.keras"
+    assert meta["preprocessing"] == {"input_range": [0.0, 1.0], "mean": [0.0], "std": [1.0]}
+    again = foreign.open_foreign(path, SHAPE, CLASSES)[1]["content_hash"]
+    other = foreign.open_foreign(path, SHAPE, CLASSES,
+                                 preprocessing=Preprocessing((0.0, 255.0)))[1]["content_hash"]
+    assert meta["content_hash"] == again != other
+    _, saved = foreign.open_foreign(paths["savedmodel", False], SHAPE, CLASSES)
+    assert "savedmodel: a SavedModel: inference and gradients only (no training, no --act " \
+        "brelu, no export, no attack twin)" in saved["notes"]

@@ -174,8 +174,8 @@ class Adapted:
 
 
 def adapt(model, image_shape, num_classes: int, *, preprocessing: Preprocessing | None = None,
-          outputs: str = "auto", probe: np.ndarray | None = None, name: str = "model"
-          ) -> Adapted:
+          outputs: str = "auto", probe: np.ndarray | None = None, name: str = "model",
+          front: list | None = None) -> Adapted:
     """``model`` as advbench uses it: [0, 1] NHWC images of ``image_shape`` in, logits out.
 
     Args:
@@ -187,6 +187,7 @@ def adapt(model, image_shape, num_classes: int, *, preprocessing: Preprocessing 
             probabilities are refused), "logits" (taken as they are) or "probabilities"
             (their log is taken, unless a final softmax was removed).
         probe: images in [0, 1] to check the outputs on (default: 16 seeded uniform ones).
+        front: layers applied to the [0, 1] images first (a defense's input layer).
 
     Raises ArtifactError when the shapes do not fit or the outputs look like probabilities,
     ParameterError for bad options.
@@ -199,7 +200,10 @@ def adapt(model, image_shape, num_classes: int, *, preprocessing: Preprocessing 
     notes: list[str] = []
     expected = _input_shape(model, name)
     inputs = keras.Input(shape=image_shape, name="image")
-    x = _fit_layout(inputs, image_shape, expected, name, notes)
+    x = inputs
+    for layer in front or []:
+        x = layer(x)
+    x = _fit_layout(x, image_shape, expected, name, notes)
     if not preprocessing.identity:
         for layer in preprocessing.layers(image_shape[-1]):
             x = layer(x)

@@ -368,3 +368,41 @@ def _reachable_ops(graph, tensor_names, function_names) -> dict[str, str]:
             ops.setdefault(node.op, fn)
             fn_stack += list(callees(node))
     return ops
+
+
+# -- opening a foreign model for a stage ---------------------------------------------------------
+def open_foreign(path, image_shape, num_classes: int, *, preprocessing=None,
+                 outputs: str = "auto", custom_objects: str | None = None, probe=None,
+                 kind: str | None = None):
+    """A foreign model file in advbench's convention, with the metadata stages record.
+
+    Loads ``path`` (``load_foreign``) and adapts it (``models.adapt.adapt``) to images of
+    ``image_shape`` in [0, 1] and ``num_classes`` logits.
+
+    Returns (model, metadata): ``model_kind``, ``source_path`` (absolute), ``source_hash``
+    (``content_hash`` of the file or folder), ``preprocessing``, ``outputs`` (how the
+    outputs were read), ``notes`` (what was done, one sentence each), ``zoo_name`` (the file
+    name) and ``content_hash``: the model's identity for white-box / black-box, a digest of
+    the source hash and of everything that changes the logits (preprocessing, outputs,
+    layout), so that the same file read the same way is the same model.
+    """
+    from advbench.models.adapt import Preprocessing, adapt
+
+    path = Path(path)
+    kind = kind or detect_kind(path)
+    preprocessing = preprocessing or Preprocessing()
+    adapted = adapt(load_foreign(path, kind, custom_objects), image_shape, num_classes,
+                    preprocessing=preprocessing, outputs=outputs, probe=probe, name=path.name)
+    source_hash = content_hash(path)
+    reading = {"preprocessing": preprocessing.as_dict(), "outputs": adapted.outputs,
+               "input_shape": list(image_shape), "num_classes": int(num_classes)}
+    identity = hashlib.sha256(f"{source_hash}|{json.dumps(reading, sort_keys=True)}".encode())
+    notes = list(adapted.notes)
+    if kind == "savedmodel":
+        notes.append(f"{path.name}: a SavedModel: inference and gradients only (no training, "
+                     "no --act brelu, no export, no attack twin)")
+    meta = {
+        "model_kind": kind, "source_path": str(path.resolve()), "source_hash": source_hash,
+        **reading, "notes": notes, "zoo_name": path.name, "content_hash": identity.hexdigest(),
+    }
+    return adapted.model, meta
