@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from advbench import __version__
+from advbench import __version__, data
 from advbench.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
                                 read_attrs, run_artifact_path, write_arrays)
 from advbench.attacks.fgsm import fgsm_direction
@@ -34,6 +34,7 @@ from advbench.attacks.norms import NORMS
 from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
+from advbench.models.foreign import model_provenance
 from advbench.models.gradients import attack_model
 from advbench.progress import Progress
 from advbench.runner import Samples, check_model_fits
@@ -301,9 +302,10 @@ class Curve:
         }
 
 
-def _model_ref(path, meta: dict) -> dict[str, str]:
+def _model_ref(path, meta: dict) -> dict[str, Any]:
     return {"path": str(path), "hash": meta.get("content_hash", ""),
-            "name": meta.get("zoo_name", "") or Path(path).stem}
+            "name": meta.get("zoo_name", "") or Path(path).stem,
+            "provenance": model_provenance(meta)}
 
 
 def curve_key(run: CurveRun, attack: str, params: dict, eps: Sequence[float], source_hash: str,
@@ -315,6 +317,8 @@ def curve_key(run: CurveRun, attack: str, params: dict, eps: Sequence[float], so
         "split": run.split, "seed": run.seed, "batch_size": run.batch_size,
         "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
+    if run.dataset not in data.DATASETS:
+        payload["data_hash"] = data.fingerprint(run.dataset)  # a user's file can change
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -374,7 +378,8 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
                         progress=progress)
     attrs = {
         "key": key, "attack": attack, "attack_params": params, "source": source_ref,
-        "targets": target_refs, "dataset": run.dataset, "split": run.split,
+        "targets": target_refs, "dataset": run.dataset,
+        "data_hash": data.fingerprint(run.dataset, run.data_dir), "split": run.split,
         "limit": run.limit, "start": run.start, "seed": run.seed,
         "batch_size": run.batch_size, "num_samples": len(x), "complete": True,
         "advbench_version": __version__,

@@ -95,8 +95,10 @@ def source_name(ref: str) -> str:
     return ref if ref in DATASETS else str(dataset_info(ref).name)
 
 
-def display_name(name: str) -> str:
+def display_name(name: str | None) -> str:
     """A short name for tables: ``mnist``, or a user's file name."""
+    if not name:
+        return "unknown data"
     return name if name in DATASETS else Path(name).name
 
 
@@ -358,6 +360,20 @@ def batch_seed(seed: int, batch_start: int) -> int:
 
 
 _FINGERPRINTS: dict[tuple, str] = {}
+
+
+def same_data(a: dict, b: dict) -> bool:
+    """Whether two artifacts' metadata name the same data: two built-in sets by name, else by
+    fingerprint (``data_hash``) where both have one (a user's copy of MNIST is MNIST), else
+    by name; metadata without a data set match any."""
+    names = a.get("dataset"), b.get("dataset")
+    if not all(names):
+        return True
+    if all(name in DATASETS for name in names) and names[0] != names[1]:
+        return False
+    if a.get("data_hash") and b.get("data_hash"):
+        return a["data_hash"] == b["data_hash"]
+    return names[0] == names[1]
 
 
 def fingerprint(name: str, data_dir=None) -> str:

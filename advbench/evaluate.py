@@ -25,6 +25,7 @@ from advbench.artifacts import (ATTACK_SCHEMA, CURVE_SCHEMA, EVALUATION_SCHEMA, 
 from advbench.curves import read_curve
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
+from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
 from advbench.types import Model, PathLike
 
@@ -46,14 +47,20 @@ ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_dist
 def check_fits(path: PathLike, attrs: dict, x_adv: np.ndarray, model: Model,
                model_meta: dict, model_path: PathLike) -> None:
     """Refuse an artifact of another data set or of images the model cannot take."""
-    model_dataset = model_meta.get("dataset")
-    if model_dataset and attrs.get("dataset") != model_dataset:
-        raise ArtifactError(f"{path} holds {attrs.get('dataset')} images but model {model_path} "
-                            f"was trained on {model_dataset}; give artifacts of its data set")
+    if not data.same_data(model_meta, attrs):
+        raise ArtifactError(f"{path} holds {data.display_name(attrs.get('dataset'))} images but "
+                            f"model {model_path} was trained on "
+                            f"{data.display_name(model_meta.get('dataset'))}"
+                            f"{_hash_note(model_meta, attrs)}; give artifacts of its data")
     shape = tuple(model.input_shape[1:])
     if tuple(x_adv.shape[1:]) != shape:
         raise ArtifactError(f"{path} holds images of shape {tuple(x_adv.shape[1:])} but model "
                             f"{model_path} takes {shape}; give artifacts crafted for its input")
+
+
+def _hash_note(a: dict, b: dict) -> str:
+    same_name = a.get("dataset") == b.get("dataset")
+    return " (same name, other content: the data hash differs)" if same_name else ""
 
 
 def clean_samples(path: PathLike, attrs: dict, arrays: dict,
@@ -61,6 +68,13 @@ def clean_samples(path: PathLike, attrs: dict, arrays: dict,
     """The clean images an attack artifact was crafted from, reloaded from the data set and
     checked against the artifact's sample indices and labels."""
     limit = attrs.get("limit")
+    stored = attrs.get("data_hash")
+    if stored and stored != data.fingerprint(attrs["dataset"], data_dir):
+        fix = ("pass the --data-dir it was crafted with" if attrs["dataset"] in data.DATASETS
+               else "restore that file or craft the artifact again")
+        raise ArtifactError(f"{path} was crafted on other data than "
+                            f"{data.display_name(attrs['dataset'])} holds now (the data hash "
+                            f"differs); {fix}")
     x, y, indices = data.load(attrs["dataset"], attrs.get("split", "test"), data_dir=data_dir,
                               limit=None if limit in (None, "") else int(limit),
                               seed=int(attrs.get("seed", 0)), start=int(attrs.get("start", 0)))
@@ -165,10 +179,10 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
 def score_curve(model_meta: dict, model_path: PathLike, path: PathLike) -> dict[str, Any]:
     """The curve of ``model`` in a curve artifact (it must be one of its targets)."""
     curve = read_curve(path)
-    model_dataset = model_meta.get("dataset")
-    if model_dataset and curve.attrs.get("dataset") != model_dataset:
-        raise ArtifactError(f"{path} holds a {curve.attrs.get('dataset')} curve but model "
-                            f"{model_path} was trained on {model_dataset}")
+    if not data.same_data(model_meta, curve.attrs):
+        raise ArtifactError(f"{path} holds a {data.display_name(curve.attrs.get('dataset'))} "
+                            f"curve but model {model_path} was trained on "
+                            f"{data.display_name(model_meta.get('dataset'))}")
     index = curve.target_index(model_meta.get("content_hash", ""))
     if index is None:
         raise ArtifactError(f"{path} does not score model {model_path}; compute its curve "
@@ -257,7 +271,8 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
 
     summary = {
         "model": {"path": str(model_path), "name": model_meta.get("zoo_name"),
-                  "hash": model_meta.get("content_hash"), "dataset": dataset},
+                  "hash": model_meta.get("content_hash"), "dataset": dataset,
+                  "provenance": model_provenance(model_meta)},
         "clean": clean, "artifacts": entries,
     }
     summary["metrics"] = aggregate_metrics(summary)

@@ -26,6 +26,7 @@ from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
+from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
 from advbench.types import Model, PathLike
 
@@ -78,16 +79,29 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
         # Targets come from attacks.targets.choose_targets since advbench 0.1.0's second
         # chooser (which could pick the true label) was dropped: never reuse those artifacts.
         payload["target_chooser"] = 2
+    if run.dataset not in data.DATASETS:
+        # A user's file can change under the same path; built-in sets are fixed by name.
+        payload["data_hash"] = data.fingerprint(run.dataset)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray, dataset: str) -> None:
-    """ArtifactError unless the model takes images of x's shape."""
-    shape = tuple(model.input_shape[1:])
-    if shape != tuple(x.shape[1:]):
-        raise ArtifactError(f"model {path} takes inputs of shape {shape} but {dataset} images "
-                            f"are {tuple(x.shape[1:])}; use the data set the model was trained "
-                            f"on ({meta.get('dataset', 'unknown')})")
+def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray,
+                     dataset: str) -> None:
+    """ArtifactError unless the model takes images of x's shape; the message names the fix
+    for the case at hand (other data, or a model input without its channel axis)."""
+    shape, images = tuple(model.input_shape[1:]), tuple(x.shape[1:])
+    if shape == images:
+        return
+    where = f"model {path} takes inputs of shape {shape} but {data.display_name(dataset)} " \
+            f"images are {images}"
+    if shape == images[:-1] and images[-1] == 1:
+        raise ArtifactError(f"{where}: its input has no channel axis; pass the model's own "
+                            ".keras/.h5 file (advbench adds the axis for Keras files) or "
+                            f"rebuild it with keras.Input({images})")
+    trained = meta.get("dataset")
+    fix = (f"use the data it was trained on ({data.display_name(trained)})" if trained
+           else "use data of the shape it takes")
+    raise ArtifactError(f"{where}; {fix}")
 
 
 def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[str, Any],
@@ -133,7 +147,10 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
         "attack_minimal": attack.minimal, "attack_norm": attack.norm,
         "model_path": str(run.model_path), "model_hash": model_meta.get("content_hash", ""),
         "model_name": model_meta.get("zoo_name", ""), "model_dataset": model_meta.get("dataset"),
-        "dataset": run.dataset, "split": run.split, "limit": run.limit, "start": run.start,
+        "model_provenance": model_provenance(model_meta),
+        "dataset": run.dataset, "data_hash": data.fingerprint(run.dataset, run.data_dir),
+        "class_names": list(data.dataset_info(run.dataset).class_names),
+        "split": run.split, "limit": run.limit, "start": run.start,
         "seed": run.seed, "batch_size": run.batch_size, "targeted": run.target_mode is not None,
         "target_mode": run.target_mode or "", "num_samples": n,
     }

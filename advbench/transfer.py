@@ -67,10 +67,17 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
         raise ParameterError("give at least one --source and one --target")
     progress = progress or Progress(quiet=True)
     dataset = dataset or sources[0][2].get("dataset")
+    reference = {"dataset": dataset}
+    names = {meta.get("dataset") for _, _, meta in [*sources, *targets]} | {dataset}
+    if dataset and not names <= {None, *data.DATASETS}:
+        # A user's data: compare contents (built-in sets are compared by name).
+        reference["data_hash"] = data.fingerprint(dataset, data_dir)
     for path, _, meta in [*sources, *targets]:
-        if meta.get("dataset") and meta.get("dataset") != dataset:
-            raise ArtifactError(f"model {path} was trained on {meta.get('dataset')}, not "
-                                f"{dataset}; transfer needs models of one data set")
+        if not data.same_data(meta, reference):
+            raise ArtifactError(f"model {path} was trained on "
+                                f"{data.display_name(meta.get('dataset'))}, not "
+                                f"{data.display_name(dataset)}; transfer needs models of one "
+                                "data set")
     accuracy = np.zeros((len(sources), len(targets)))
     success = np.zeros_like(accuracy)
     clean = np.zeros(len(targets))

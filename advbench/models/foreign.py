@@ -406,3 +406,14 @@ def open_foreign(path, image_shape, num_classes: int, *, preprocessing=None,
         **reading, "notes": notes, "zoo_name": path.name, "content_hash": identity.hexdigest(),
     }
     return adapted.model, meta
+
+
+def model_provenance(meta: dict) -> dict:
+    """What a stage's artifact records about how its model was read: the kind and, for a
+    foreign file, its path, content hash, preprocessing and outputs; for an advbench model
+    trained from the user's architecture, that architecture's source."""
+    keys = ("source_path", "source_hash", "preprocessing", "outputs")
+    out = {"kind": meta.get("model_kind", "advbench"), **{k: meta[k] for k in keys if k in meta}}
+    if meta.get("source"):
+        out["trained_from"] = meta["source"]
+    return out
