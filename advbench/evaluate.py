@@ -159,6 +159,8 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
         "success_rate": float(np.mean(success)),
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "training_distance": None,
+        "per_class_accuracy": per_class_accuracy(
+            pred, y, len(attrs.get("class_names") or []) or int(y.max(initial=0)) + 1),
     }
     if model_level and minimal and white_box:
         norm = attrs.get("attack_norm")
@@ -240,11 +242,15 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
 
     x, y, indices = data.load(dataset, split, data_dir=data_dir, limit=limit, seed=seed,
                               start=start)
-    progress.log(f"scoring {model_path} on {len(x)} clean {dataset} {split} images")
+    progress.log(f"scoring {model_path} on {len(x)} clean {data.display_name(dataset)} "
+                 f"{split} images")
     pred = predict_labels(model, x, batch_size)
     per_sample = {"clean/indices": indices, "clean/y": y, "clean/pred": pred}
+    class_names = list(data.dataset_info(dataset).class_names)
     clean = {"dataset": dataset, "split": split, "samples": int(len(x)),
-             "accuracy": float(np.mean(pred == y)), "loss_sensitivity": None}
+             "accuracy": float(np.mean(pred == y)), "loss_sensitivity": None,
+             "class_names": class_names,
+             "per_class_accuracy": per_class_accuracy(pred, y, len(class_names))}
     if sensitivity:
         gradient_norms = metrics.loss_sensitivity_per_sample(model, x, y, batch_size=batch_size)
         per_sample["clean/loss_gradient_norm"] = gradient_norms
@@ -277,6 +283,12 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     }
     summary["metrics"] = aggregate_metrics(summary)
     return Score(summary, per_sample)
+
+
+def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> list:
+    """Accuracy per class (None for a class without samples), in class order."""
+    return [float(np.mean(pred[y == c] == c)) if np.any(y == c) else None
+            for c in range(num_classes)]
 
 
 def _value(entry: dict, name: str) -> float | None:

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from advbench.artifacts import jsonable
+from advbench.data import display_name
 from advbench.errors import ParameterError
 from advbench.types import PathLike
 
@@ -140,8 +141,9 @@ def print_evaluation(summary: dict, console: Console | None = None) -> None:
     """The clean scores, one row per attack artifact, and the curves, on stderr."""
     console = _console(console)
     model, clean = summary["model"], summary["clean"]
-    table = Table(title=f"{model['name'] or model['path']}: clean {clean['dataset']} "
-                        f"{clean['split']} ({clean['samples']} images)")
+    table = Table(title=f"{model['name'] or model['path']}: clean "
+                        f"{display_name(clean['dataset'])} {clean['split']} "
+                        f"({clean['samples']} images)")
     table.add_column("accuracy (%)", justify="right")
     table.add_column("loss sensitivity", justify="right")
     table.add_row(_percent(clean["accuracy"]), _number(clean["loss_sensitivity"]))
@@ -170,6 +172,26 @@ def print_evaluation(summary: dict, console: Console | None = None) -> None:
                 "-" if distance is None else _number(distance["mean"], 2))
         console.print(table)
     print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console)
+    print_per_class(summary, console)
+
+
+def print_per_class(summary: dict, console: Console | None = None) -> None:
+    """Accuracy per class (rows named by the data's class names): clean, then per attack."""
+    clean = summary["clean"]
+    names = clean.get("class_names")
+    if not names or len(names) > 100:
+        return
+    attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
+    table = Table(title="accuracy per class (%)")
+    table.add_column("class")
+    table.add_column("clean", justify="right")
+    for e in attacks:
+        table.add_column(e["attack"], justify="right")
+    for c, name in enumerate(names):
+        cells = [clean["per_class_accuracy"][c]] + [
+            (e.get("per_class_accuracy") or [None] * len(names))[c] for e in attacks]
+        table.add_row(name, *("-" if v is None else _percent(v) for v in cells))
+    _console(console).print(table)
 
 
 def evaluation_rows(summary: dict) -> list[dict]:

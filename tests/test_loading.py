@@ -83,6 +83,22 @@ def test_attack_and_evaluate_a_foreign_model_on_user_data(tmp_path, npz, keras_f
     assert summary["artifacts"][0]["setting"] == "white-box"
     assert summary["clean"]["accuracy"] > 0.5
     assert summary["model"]["provenance"]["kind"] == "keras"
+    # Accuracy per class, named by the data's class names.
+    clean, entry = summary["clean"], summary["artifacts"][0]
+    x, y, _ = data.load(name, "test", limit=20)
+    pred = np.asarray(model(x)).argmax(axis=1)
+    assert clean["per_class_accuracy"][3] == float(np.mean(pred[y == 3] == 3))
+    assert len(entry["per_class_accuracy"]) == 10
+    from rich.console import Console
+
+    from advbench.report import print_per_class
+
+    console = Console(record=True, width=100)
+    print_per_class(summary, console)
+    text = console.export_text()
+    assert "accuracy per class (%)" in text and "fgsm" in text
+    rows = [line.split()[1] for line in text.splitlines() if line[:2] == "│ "]
+    assert rows == ["class", *map(str, range(10))]
     # ... and read another way it is another model: black-box.
     _, other, other_meta = open_model(str(keras_file), dataset=name,
                                       preprocessing=Preprocessing((0.0, 1.0)))
