@@ -98,7 +98,7 @@ def test_attack_and_evaluate_a_foreign_model_on_user_data(tmp_path, npz, keras_f
     text = console.export_text()
     assert "accuracy per class (%)" in text and "fgsm" in text
     rows = [line.split()[1] for line in text.splitlines() if line[:2] == "│ "]
-    assert rows == ["class", *map(str, range(10))]
+    assert rows == [str(i) for i in range(10)]
     # ... and read another way it is another model: black-box.
     _, other, other_meta = open_model(str(keras_file), dataset=name,
                                       preprocessing=Preprocessing((0.0, 1.0)))
