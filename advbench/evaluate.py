@@ -27,6 +27,7 @@ from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
+from advbench.runner import check_model_fits
 from advbench.types import Model, PathLike
 
 #: Gate metrics and the direction in which they are better. An unqualified name takes the
@@ -242,6 +243,7 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
 
     x, y, indices = data.load(dataset, split, data_dir=data_dir, limit=limit, seed=seed,
                               start=start)
+    check_model_fits(model, model_meta, model_path, x, dataset)
     progress.log(f"scoring {model_path} on {len(x)} clean {data.display_name(dataset)} "
                  f"{split} images")
     pred = predict_labels(model, x, batch_size)

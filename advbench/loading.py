@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from advbench import data
-from advbench.artifacts import load_model
+from advbench.artifacts import load_model, read_model_metadata
 from advbench.errors import ParameterError
 from advbench.models import resolve_model
 from advbench.models.adapt import Preprocessing
-from advbench.models.foreign import detect_kind, open_foreign
+from advbench.models.foreign import MODEL_KINDS, detect_kind, open_foreign
 
 #: How many test images probe a foreign model's outputs (probabilities or logits).
 PROBE_IMAGES = 64
@@ -26,7 +26,7 @@ PROBE_IMAGES = 64
 
 def open_model(ref: str, *, dataset: str | None = None, data_dir=None, models_dir=None,
                custom_objects: str | None = None, preprocessing: Preprocessing | None = None,
-               outputs: str = "auto") -> tuple[Path, Any, dict[str, Any]]:
+               outputs: str = "auto", strict: bool = True) -> tuple[Path, Any, dict[str, Any]]:
     """(path, model, metadata) for a MODEL argument.
 
     Args:
@@ -37,7 +37,8 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir=None, models_di
             against its image shape and number of classes and probed on its first test
             images. For advbench artifacts it only picks among zoo names.
         custom_objects, preprocessing, outputs: how to read a foreign model (see
-            ``models.foreign.open_foreign``); refused for advbench artifacts.
+            ``models.foreign.open_foreign``); refused for advbench artifacts unless not
+            ``strict`` (a command over several models applies them to the foreign ones).
 
     Raises ArtifactError for unreadable or unsafe files, ParameterError for options that do
     not apply.
@@ -49,13 +50,13 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir=None, models_di
         ("--input-range/--mean/--std", preprocessing is not None and not preprocessing.identity))
         if given]
     if kind == "advbench":
-        if options:
+        if options and strict:
             raise ParameterError(f"{', '.join(options)} apply to foreign model files; {path} is "
                                  "an advbench artifact (it takes [0, 1] images and gives logits)")
         model, meta = load_model(path)
         return path, model, meta
     if dataset is None:
-        raise ParameterError(f"{path} is {_kind_words(kind)} with no data set of its own; say "
+        raise ParameterError(f"{path} is {MODEL_KINDS[kind]} with no data set of its own; say "
                              "which data it takes: --dataset mnist|cifar10 or --data FILE.npz|DIR")
     info = data.dataset_info(dataset)
     probe, _, _ = data.load(info.name, "test", data_dir=data_dir,
@@ -68,7 +69,8 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir=None, models_di
     return path, model, meta
 
 
-def _kind_words(kind: str) -> str:
-    from advbench.models.foreign import MODEL_KINDS
-
-    return MODEL_KINDS[kind]
+def model_data(ref: str, models_dir=None) -> str | None:
+    """The data set an advbench model artifact was trained on (None for a foreign file),
+    read from its metadata without loading the model."""
+    path = resolve_model(ref, None, models_dir)
+    return read_model_metadata(path).get("dataset") if detect_kind(path) == "advbench" else None

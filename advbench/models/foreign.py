@@ -84,6 +84,15 @@ def detect_kind(path) -> str:
             return "savedmodel"
         raise ArtifactError(f"{path} is a folder without saved_model.pb; a model is "
                             f"{accepted_kinds()}")
+    try:
+        return _file_kind(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path} is not a readable {'HDF5' if h5py.is_hdf5(path) else 'zip'} "
+                            f"file ({e.__class__.__name__}); it is truncated or corrupt: delete "
+                            "it and run the stage again") from None
+
+
+def _file_kind(path: Path) -> str:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             if "config.json" in archive.namelist():
