@@ -193,7 +193,7 @@ def test_models_lists_an_artifact_without_training_metadata(tmp_path, tiny_model
                                 env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     row = next(line for line in result.stderr.splitlines() if "bare.h5" in line)
-    assert set("".join(row.split("│")[1:-1]).split()) == {"-"}  # every cell but the path
+    assert set("".join(row.split("│")[1:-2]).split()) == {"-"}  # every cell but the path
 
 
 def test_data_info_lists_the_default_folder_and_the_layouts(tmp_path, monkeypatch):
