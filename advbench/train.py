@@ -188,6 +188,8 @@ def prepare_architecture(path, config: TrainConfig, defense: Defense, *,
     changes: list[str] = []
     if config.activation == "brelu":
         model, changes = convert_relu(model, config.brelu_t)
+        if not changes:
+            changes = [f"{Path(path).name}: no ReLU found; --act brelu changed nothing"]
     options = defense.model_options()
     front = ([FeatureSqueezing(bit_depth=options.pop("squeeze_bits"), name="feature_squeezing")]
              if "squeeze_bits" in options else [])
