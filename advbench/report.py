@@ -185,8 +185,11 @@ def print_per_class(summary: dict, console: Console | None = None) -> None:
     table = Table(title="accuracy per class (%)")
     table.add_column("class")
     table.add_column("clean", justify="right")
+    repeated = len({e["attack"] for e in attacks}) < len(attacks)
     for e in attacks:
-        table.add_column(e["attack"], justify="right")
+        crafted_on = e["crafted_on"]["name"] or Path(str(e["crafted_on"]["path"])).name
+        table.add_column(f"{e['attack']} ({crafted_on})" if repeated else e["attack"],
+                         justify="right")
     for c, name in enumerate(names):
         cells = [clean["per_class_accuracy"][c]] + [
             (e.get("per_class_accuracy") or [None] * len(names))[c] for e in attacks]
@@ -231,7 +234,8 @@ def print_transfer(summary: dict, console: Console | None = None) -> None:
     """The matrix in % (rows: crafted on; columns: tested on; diagonal: white-box)."""
     params = ", ".join(f"{k}={v}" for k, v in summary["attack_params"].items())
     table = Table(title=f"accuracy (%) under {summary['attack']} ({params}), "
-                        f"{summary['samples']} {summary['dataset']} {summary['split']} images")
+                        f"{summary['samples']} {display_name(summary['dataset'])} "
+                        f"{summary['split']} images")
     table.add_column("crafted on \\ tested on")
     for target in summary["targets"]:
         table.add_column(target["name"], justify="right")

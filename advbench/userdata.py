@@ -136,17 +136,26 @@ def check_images(x: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
         x = x.astype(np.float32, copy=False)
     if x.ndim == 3:
         notes.append(f"{where}: (N, H, W) read as one-channel images")
-        return x[..., None], notes
+        return x[..., None], _joined(notes)
     channels_last, channels_first = x.shape[3] <= 4, x.shape[1] <= 4
     if channels_last:
         if channels_first:
             notes.append(f"{where}: shape {x.shape} read as NHWC (channels last)")
-        return x, notes
+        return x, _joined(notes)
     if channels_first:
         notes.append(f"{where}: shape {x.shape} read as NCHW, transposed to NHWC")
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)), notes
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)), _joined(notes)
     raise DataError(f"{where} has shape {x.shape}: no axis of 1 to 4 channels; save images as "
                     "(N, H, W, C) or (N, C, H, W)")
+
+
+def _joined(notes: list[str]) -> list[str]:
+    """An array's notes as one sentence: "FILE[x]: uint8 0-255, divided by 255; (N, H, W)
+    read as one-channel images"."""
+    if not notes:
+        return []
+    where = notes[0].split(": ", 1)[0]
+    return [f"{where}: " + "; ".join(note.split(": ", 1)[1] for note in notes)]
 
 
 def check_labels(y: np.ndarray, count: int, where: str) -> tuple[np.ndarray, list[str]]:

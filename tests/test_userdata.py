@@ -112,8 +112,8 @@ def test_layouts_are_detected_and_stated(tmp_path, layout):
 
 def test_ambiguous_layout_is_read_as_channels_last_and_said(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 3, 5, 3), np.uint8), y=Y)
-    assert "d.npz[x]: shape (4, 3, 5, 3) read as NHWC (channels last)" in \
-        userdata.open_data(tmp_path / "d.npz").notes
+    assert "d.npz[x]: uint8 0-255, divided by 255; shape (4, 3, 5, 3) read as NHWC (channels " \
+        "last)" in userdata.open_data(tmp_path / "d.npz").notes
 
 
 def test_labels_of_shape_n_1_are_flattened(tmp_path):
