@@ -36,9 +36,10 @@ def own(tmp_path_factory):
         Image.fromarray(image).save(folder / f"{i:03d}.png")
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((28, 28, 1)),
-                              keras.layers.Conv2D(8, 5, strides=2, activation="relu"),
+                              keras.layers.Conv2D(8, 5, strides=2, activation="relu",
+                                                  name="conv"),
                               keras.layers.Flatten(),
-                              keras.layers.Dense(10, activation="softmax")])
+                              keras.layers.Dense(10, activation="softmax", name="scores")])
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x_train[..., None].astype("float32"), y_train, epochs=4, verbose=0)
     model.save(root / "mine.keras")
@@ -54,7 +55,7 @@ def test_attack_evaluate_transfer_on_a_keras_file_and_npz(own, tmp_path):
                     *reading, "-o", tmp_path / "fgsm.h5"])
     assert attacked.exit_code == 0, attacked.output
     assert attacked.stdout == f"{tmp_path / 'fgsm.h5'}\n"
-    assert "mine.keras: its final softmax ('dense') is removed: advbench attacks the logits" \
+    assert "mine.keras: its final softmax ('scores') is removed: advbench attacks the logits" \
         in attacked.stderr
     assert "digits.npz[x_test]: uint8 0-255, divided by 255" in attacked.stderr
     scored = run(["evaluate", model, tmp_path / "fgsm.h5", *reading, "--limit", "20",
@@ -102,8 +103,8 @@ def test_train_own_architecture_then_export(own, tmp_path):
                    "--batch-size", "32", "-o", out])
     assert trained.exit_code == 0, trained.output
     assert trained.stdout == f"{out}\n"
-    assert "conv2d: activation relu -> linear + BRELU(t=1) (conv2d_brelu)" in trained.stderr
-    assert "mine.keras: its final softmax ('dense') is removed" in trained.stderr
+    assert "conv: activation relu -> linear + BRELU(t=1) (conv_brelu)" in trained.stderr
+    assert "mine.keras: its final softmax ('scores') is removed" in trained.stderr
     listed = json.loads(run(["models", out, "--json"]).stdout)
     assert listed[0]["architecture"] == "own" and listed[0]["defense"] == "gda"
     exported = run(["export", out, "-o", tmp_path / "trained.keras"])
