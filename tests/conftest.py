@@ -28,6 +28,14 @@ def synthetic_digits(n: int, seed: int, shape=(28, 28)) -> tuple[np.ndarray, np.
     return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.uint8)
 
 
+def write_digits_npz(path, n_train: int, n_test: int):
+    """The synthetic digits as a user's .npz (uint8 (N, 28, 28), train and test splits)."""
+    x_train, y_train = synthetic_digits(n_train, 1)
+    x_test, y_test = synthetic_digits(n_test, 2)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
 def write_idx(path, array: np.ndarray, magic: int, compress: bool = True) -> None:
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     payload = header + array.tobytes()

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from advbench.cli import main
-from conftest import synthetic_digits
+from conftest import synthetic_digits, write_digits_npz
 
 
 def run(args):
@@ -26,10 +26,9 @@ def own(tmp_path_factory):
     from PIL import Image
 
     root = tmp_path_factory.mktemp("own")
-    x_train, y_train = synthetic_digits(300, 1)
-    x_test, y_test = synthetic_digits(40, 2)
-    np.savez(root / "digits.npz", x_train=x_train, y_train=y_train, x_test=x_test,
-             y_test=y_test)
+    write_digits_npz(root / "digits.npz", 300, 40)
+    raw = np.load(root / "digits.npz")
+    x_train, y_train, x_test, y_test = (raw[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     for i, (image, label) in enumerate(zip(x_test, y_test)):
         folder = root / "pngs" / f"digit{label}"
         folder.mkdir(parents=True, exist_ok=True)

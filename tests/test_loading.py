@@ -18,16 +18,12 @@ from advbench.loading import open_model
 from advbench.models.adapt import Preprocessing
 from advbench.runner import AttackRun, attack_split, check_model_fits
 from advbench.transfer import transfer
-from conftest import synthetic_digits
+from conftest import synthetic_digits, write_digits_npz
 
 
 @pytest.fixture
 def npz(tmp_path):
-    x_train, y_train = synthetic_digits(200, 1, shape=(28, 28))
-    x_test, y_test = synthetic_digits(40, 2, shape=(28, 28))
-    path = tmp_path / "digits.npz"
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
+    return write_digits_npz(tmp_path / "digits.npz", 200, 40)
 
 
 @pytest.fixture

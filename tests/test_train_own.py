@@ -15,16 +15,12 @@ from advbench.errors import ParameterError
 from advbench.models import predict_labels
 from advbench.models.adapt import Preprocessing
 from advbench.train import TrainConfig, prepare_architecture, train
-from conftest import synthetic_digits
+from conftest import write_digits_npz
 
 
 @pytest.fixture
 def digits_npz(tmp_path):
-    x_train, y_train = synthetic_digits(300, 1, shape=(28, 28))
-    x_test, y_test = synthetic_digits(60, 2, shape=(28, 28))
-    path = tmp_path / "digits.npz"
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return data.source_name(str(path))
+    return data.source_name(str(write_digits_npz(tmp_path / "digits.npz", 300, 60)))
 
 
 def architecture(tmp_path, suffix=".keras", softmax=True, input_shape=(28, 28, 1)):

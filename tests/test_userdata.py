@@ -236,32 +236,31 @@ def test_image_folder_with_train_and_test_rgb(tmp_path):
     assert len(val) == 2
 
 
-def test_empty_class_folder(tmp_path):
-    root = write_folder(tmp_path / "pets")
+def _empty_class(root):
     (root / "fox").mkdir()
-    with pytest.raises(DataError, match=re.escape(
-            f"{root / 'fox'} is an empty class folder (no png/jpg/jpeg images); add images or "
-            "remove the folder")):
-        userdata.open_data(root)
+    return (f"{root / 'fox'} is an empty class folder (no png/jpg/jpeg images); add images or "
+            "remove the folder")
 
 
-def test_unreadable_image(tmp_path):
-    root = write_folder(tmp_path / "pets")
+def _unreadable_image(root):
     (root / "dog" / "9.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match=re.escape(
-            f"{root / 'dog' / '9.png'} is not a readable image (UnidentifiedImageError); fix or "
-            "remove it")):
-        userdata.open_data(root)
+    return (f"{root / 'dog' / '9.png'} is not a readable image (UnidentifiedImageError); fix or "
+            "remove it")
 
 
-def test_images_of_different_sizes(tmp_path):
+def _other_size(root):
     from PIL import Image
 
-    root = write_folder(tmp_path / "pets")
     Image.new("L", (5, 5)).save(root / "eel" / "big.png")
-    with pytest.raises(DataError, match=re.escape(
-            f"{root / 'eel' / 'big.png'} is 5x5 but {root / 'cat' / '0.png'} is 10x8; resize "
-            "all images to one size")):
+    return (f"{root / 'eel' / 'big.png'} is 5x5 but {root / 'cat' / '0.png'} is 10x8; resize all "
+            "images to one size")
+
+
+@pytest.mark.parametrize("spoil", [_empty_class, _unreadable_image, _other_size])
+def test_bad_image_folder_is_a_one_line_error(tmp_path, spoil):
+    root = write_folder(tmp_path / "pets")
+    message = spoil(root)
+    with pytest.raises(DataError, match=re.escape(message)):
         userdata.open_data(root)
 
 
