@@ -345,13 +345,14 @@ class ArchitectureOrFile(RegistryChoice):
 
     name = "architecture or file"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
         if value in self.choices or Path(value).exists():
             return value
         self.fail(f"{value!r} is neither an architecture ({', '.join(self.choices)}) nor an "
                   "existing .keras/.h5 file", param, ctx)
 
-    def get_metavar(self, param, ctx=None):
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return f"[{'|'.join(self.choices)}|FILE]"
 
 

@@ -102,7 +102,7 @@ def display_name(name: str | None) -> str:
     return name if name in DATASETS else Path(name).name
 
 
-def notes(name: str, data_dir=None) -> list[str]:
+def notes(name: str, data_dir: PathLike | None = None) -> list[str]:
     """What was detected and assumed about a data set's files, one sentence each."""
     if name not in DATASETS:
         from advbench import userdata
@@ -376,7 +376,7 @@ def same_data(a: dict, b: dict) -> bool:
     return names[0] == names[1]
 
 
-def fingerprint(name: str, data_dir=None) -> str:
+def fingerprint(name: str, data_dir: PathLike | None = None) -> str:
     """The data's identity: a SHA-256 of the arrays of every split (``userdata.fingerprint``),
     recorded in artifacts so that evaluating on other data than an artifact's is caught."""
     if name not in DATASETS:

@@ -19,12 +19,14 @@ from advbench.errors import ParameterError
 from advbench.models import resolve_model
 from advbench.models.adapt import Preprocessing
 from advbench.models.foreign import MODEL_KINDS, detect_kind, open_foreign
+from advbench.types import PathLike
 
 #: How many test images probe a foreign model's outputs (probabilities or logits).
 PROBE_IMAGES = 64
 
 
-def open_model(ref: str, *, dataset: str | None = None, data_dir=None, models_dir=None,
+def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | None = None,
+               models_dir: PathLike | None = None,
                custom_objects: str | None = None, preprocessing: Preprocessing | None = None,
                outputs: str = "auto", strict: bool = True) -> tuple[Path, Any, dict[str, Any]]:
     """(path, model, metadata) for a MODEL argument.
@@ -69,7 +71,7 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir=None, models_di
     return path, model, meta
 
 
-def model_data(ref: str, models_dir=None) -> str | None:
+def model_data(ref: str, models_dir: PathLike | None = None) -> str | None:
     """The data set an advbench model artifact was trained on (None for a foreign file),
     read from its metadata without loading the model."""
     path = resolve_model(ref, None, models_dir)

@@ -27,6 +27,7 @@ from advbench.types import Model, PathLike
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
+    from advbench.models.adapt import Preprocessing
 
 
 @dataclasses.dataclass
@@ -156,10 +157,10 @@ def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: 
     return out
 
 
-def prepare_architecture(path, config: TrainConfig, defense: Defense, *,
-                         fine_tune: bool = False, preprocessing=None, outputs: str = "auto",
-                         custom_objects: str | None = None
-                         ) -> tuple[keras.Model, dict[str, Any]]:
+def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, *,
+                         fine_tune: bool = False,
+                         preprocessing: Preprocessing | None = None, outputs: str = "auto",
+                         custom_objects: str | None = None) -> tuple[Model, dict[str, Any]]:
     """The user's own architecture (a .keras or legacy .h5 file) made ready for ``train``.
 
     Loaded safely (``models.foreign.load_foreign``); weights re-drawn from its initializers

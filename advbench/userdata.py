@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from advbench.errors import DataError
+from advbench.types import PathLike
 
 #: File name endings Pillow decodes that count as images in a class folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -57,7 +58,7 @@ class UserData:
         return len(self.class_names)
 
 
-def is_user_data(ref) -> bool:
+def is_user_data(ref: PathLike) -> bool:
     """Whether a data set reference names a file or folder rather than a built-in set."""
     text = str(ref)
     return text.endswith(".npz") or os.sep in text or Path(text).exists()
@@ -66,7 +67,7 @@ def is_user_data(ref) -> bool:
 _CACHE: dict[tuple, UserData] = {}
 
 
-def open_data(ref) -> UserData:
+def open_data(ref: PathLike) -> UserData:
     """The checked data of an ``.npz`` file or image folder (read once per process while the
     file is unchanged). Raises DataError, one line naming the file and the fix."""
     path = Path(ref).expanduser().resolve()
@@ -126,12 +127,12 @@ def check_images(x: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
     else:
         if not np.isfinite(x).all():
             raise DataError(f"{where} contains NaN or infinity; remove or fix those images")
-        low, high = float(x.min()), float(x.max())
-        if low < 0.0 or high > 1.0:
+        lowest, highest = float(x.min()), float(x.max())
+        if lowest < 0.0 or highest > 1.0:
             hint = ("divide by 255 (it looks like 0-255 pixels) or save uint8"
-                    if low >= 0.0 and high <= 255.0 else "rescale the images to [0, 1]")
-            raise DataError(f"{where} holds floats from {low:g} to {high:g}, outside [0, 1]; "
-                            f"{hint}")
+                    if lowest >= 0.0 and highest <= 255.0 else "rescale the images to [0, 1]")
+            raise DataError(f"{where} holds floats from {lowest:g} to {highest:g}, outside "
+                            f"[0, 1]; {hint}")
         notes.append(f"{where}: float in [0, 1], used as is")
         x = x.astype(np.float32, copy=False)
     if x.ndim == 3:
@@ -190,7 +191,7 @@ def _check_classes(path: Path, splits: dict, class_names: tuple[str, ...] | None
     elif top >= len(class_names):
         raise DataError(f"{path}: label {top} is out of range for {len(class_names)} class "
                         f"names; labels must be 0..{len(class_names) - 1}")
-    fit = splits.get("train", splits.get("test"))[1]
+    fit = (splits["train"] if "train" in splits else splits["test"])[1]
     if len(class_names) < 2 or len(np.unique(fit)) < 2:
         raise DataError(f"{path}: fewer than two classes in the labels; a classifier needs "
                         "at least two")

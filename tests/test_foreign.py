@@ -455,7 +455,7 @@ def test_convert_relu_replaces_every_relu_and_nothing_else(sequential):
     uncapped, _ = convert_relu(model, brelu_t=1e9)
     np.testing.assert_allclose(uncapped(probe()), model(probe()), rtol=1e-6)
     kept = {layer.name: type(layer) for layer in model.layers
-            if not adapt_mod._is_relu(layer) and not isinstance(layer, keras.layers.InputLayer)}
+            if not adapt_mod.is_relu(layer) and not isinstance(layer, keras.layers.InputLayer)}
     assert {name: type(converted.get_layer(name)) for name in kept} == kept
     assert not set(map(id, converted.layers)) & set(map(id, model.layers))
 

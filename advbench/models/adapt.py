@@ -17,13 +17,14 @@ and fresh weights.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models.layers import LogProbabilities
+from advbench.types import Model
 
 #: How to read a model's outputs: "auto" refuses outputs that look like probabilities.
 OUTPUTS = ("auto", "logits", "probabilities")
@@ -91,7 +92,7 @@ def parse_channels(text: str, flag: str) -> tuple[float, ...]:
 
 
 # -- the graph -----------------------------------------------------------------------------------
-def is_graph_model(model) -> bool:
+def is_graph_model(model: Model) -> bool:
     """A Sequential or functional model (whose layers and graph are known); False for a
     subclassed model, whose ``call`` is Python code."""
     if isinstance(model, keras.Sequential):
@@ -102,7 +103,7 @@ def is_graph_model(model) -> bool:
         return False
 
 
-def output_layer(model):
+def output_layer(model: Model) -> Any:
     """The layer that produces a graph model's single output."""
     if isinstance(model, keras.Sequential):
         return model.layers[-1]
@@ -115,7 +116,7 @@ def output_layer(model):
     return model.get_layer(spec[0])
 
 
-def call_graph(model, x, call: Callable | None = None):
+def call_graph(model: Model, x: Any, call: Callable | None = None) -> Any:
     """Run ``model``'s graph on the symbolic tensor ``x`` layer by layer, calling each layer
     through ``call(layer, *args, **kwargs)`` and nested graph models flattened into the
     same graph; returns the output tensor. The layers are shared, not copied."""
@@ -147,7 +148,7 @@ def _is_softmax(fn) -> bool:
     return getattr(fn, "__name__", "") == "softmax"
 
 
-def softmax_kind(layer) -> str | None:
+def softmax_kind(layer: Any) -> str | None:
     """How a layer applies a softmax: "layer" (a Softmax layer or Activation('softmax')),
     "activation" (another layer's ``activation="softmax"``), or None."""
     if isinstance(layer, keras.layers.Softmax):
@@ -173,7 +174,7 @@ class Adapted:
     notes: list[str]
 
 
-def adapt(model, image_shape, num_classes: int, *, preprocessing: Preprocessing | None = None,
+def adapt(model: Model, image_shape: Sequence[int], num_classes: int, *, preprocessing: Preprocessing | None = None,
           outputs: str = "auto", probe: np.ndarray | None = None, name: str = "model",
           front: list | None = None) -> Adapted:
     """``model`` as advbench uses it: [0, 1] NHWC images of ``image_shape`` in, logits out.
@@ -270,7 +271,7 @@ def looks_like_probabilities(scores: np.ndarray) -> bool:
                 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3))
 
 
-def output_layer_deep(model):
+def output_layer_deep(model: Model) -> Any:
     """The layer producing a graph model's output, looking into nested graph models."""
     layer = output_layer(model)
     while isinstance(layer, keras.Model) and is_graph_model(layer):
@@ -315,7 +316,7 @@ def _fit_layout(inputs, image_shape, expected, name, notes):
 
 
 # -- preparing an architecture for training ------------------------------------------------------
-def reinitialize(model, *, keep_weights: bool = False):
+def reinitialize(model: Model, *, keep_weights: bool = False) -> Model:
     """A copy of a graph model with fresh weights (its initializers, under Keras' seed), or
     with the same weights (``keep_weights``: fine-tuning); ``model`` is left untouched."""
     if not is_graph_model(model):
@@ -327,7 +328,7 @@ def reinitialize(model, *, keep_weights: bool = False):
     return copy
 
 
-def _is_relu(layer) -> bool:
+def is_relu(layer: Any) -> bool:
     """A plain ReLU layer: no slope, no threshold, no cap."""
     if isinstance(layer, keras.layers.ReLU):
         return (layer.max_value is None and not float(layer.negative_slope)
@@ -337,7 +338,7 @@ def _is_relu(layer) -> bool:
     return False
 
 
-def convert_relu(model, brelu_t: float = 1.0) -> tuple[keras.Model, list[str]]:
+def convert_relu(model: Model, brelu_t: float = 1.0) -> tuple[Model, list[str]]:
     """Every ReLU of a graph model turned into BRELU(t) = min(max(x, 0), t): ReLU layers and
     Activation("relu") layers become ``ReLU(max_value=t)``; a layer with
     ``activation="relu"`` (Conv2D, Dense...) gets a linear activation followed by a new
@@ -355,7 +356,7 @@ def convert_relu(model, brelu_t: float = 1.0) -> tuple[keras.Model, list[str]]:
 
     def clone(layer):
         config = layer.get_config()
-        if _is_relu(layer):
+        if is_relu(layer):
             changes.append(f"{layer.name}: {type(layer).__name__} relu -> BRELU(t={brelu_t:g})")
             return keras.layers.ReLU(max_value=brelu_t, name=layer.name)
         if getattr(getattr(layer, "activation", None), "__name__", "") == "relu" \

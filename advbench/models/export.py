@@ -18,18 +18,19 @@ from pathlib import Path
 import keras
 
 from advbench.errors import ParameterError
+from advbench.types import Model, PathLike
 
 #: advbench's own layers: loading a file that has them needs ``import advbench.models.layers``.
 CUSTOM_LAYERS = ("FeatureSqueezing", "LogProbabilities")
 
 
-def custom_layers(model) -> list[str]:
+def custom_layers(model: Model) -> list[str]:
     """Names of the advbench layers in ``model`` that a loader must register first."""
     return sorted({type(layer).__name__ for layer in model.layers
                    if type(layer).__name__ in CUSTOM_LAYERS})
 
 
-def export_keras(model, path) -> Path:
+def export_keras(model: Model, path: PathLike) -> Path:
     """Write ``model`` to ``path`` (a ``.keras`` file), atomically; returns the path.
 
     Raises ParameterError for another suffix or a model wrapping a SavedModel (a compiled

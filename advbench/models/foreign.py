@@ -28,11 +28,18 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 import h5py
 import keras
 
 from advbench.errors import ArtifactError, ParameterError
+from advbench.types import Model, PathLike
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from advbench.models.adapt import Preprocessing
 
 #: The model sources a MODEL argument accepts, in the words of error messages.
 MODEL_KINDS = {
@@ -69,7 +76,7 @@ def accepted_kinds() -> str:
 
 
 # -- what a file is ----------------------------------------------------------------------------
-def detect_kind(path) -> str:
+def detect_kind(path: PathLike) -> str:
     """The kind of model at ``path``: a key of ``MODEL_KINDS``, read from the content.
 
     Raises ArtifactError (one line) for anything else: another advbench artifact, a Keras
@@ -115,7 +122,7 @@ def _file_kind(path: Path) -> str:
     raise ArtifactError(f"{path} is not a model file advbench reads; pass {accepted_kinds()}")
 
 
-def content_hash(path) -> str:
+def content_hash(path: PathLike) -> str:
     """SHA-256 of a file's bytes, or of a folder's files (relative paths and bytes, sorted)."""
     path = Path(path)
     digest = hashlib.sha256()
@@ -156,7 +163,7 @@ def _builtin(name: str) -> bool:
     return any(hasattr(getattr(keras, module, None), name) for module in _KERAS_MODULES)
 
 
-def check_config_safe(config, path, custom_objects: dict | None = None) -> None:
+def check_config_safe(config: Any, path: PathLike, custom_objects: dict | None = None) -> None:
     """ArtifactError naming the first layer or object that would run code from the file (a
     Lambda) or that is neither Keras' own nor in ``custom_objects`` / Keras' registry."""
     custom_objects = custom_objects or {}
@@ -202,7 +209,7 @@ def check_config_safe(config, path, custom_objects: dict | None = None) -> None:
     walk(config)
 
 
-def read_keras_config(path, kind: str) -> dict:
+def read_keras_config(path: PathLike, kind: str) -> dict:
     """The model configuration stored in a .keras or legacy .h5 file (JSON, no code)."""
     try:
         if kind == "keras":
@@ -217,7 +224,8 @@ def read_keras_config(path, kind: str) -> dict:
 
 
 # -- loading -----------------------------------------------------------------------------------
-def load_foreign(path, kind: str | None = None, custom_objects: str | dict | None = None):
+def load_foreign(path: PathLike, kind: str | None = None,
+                 custom_objects: str | dict | None = None) -> Model:
     """A foreign model as a Keras model, as stored (outputs, preprocessing and all; see
     ``models.adapt`` for putting it into advbench's convention).
 
@@ -313,7 +321,7 @@ def _endpoint_input_shape(fn, path) -> tuple:
     return tuple(specs[0].shape[1:])
 
 
-def check_savedmodel_safe(path) -> None:
+def check_savedmodel_safe(path: PathLike) -> None:
     """ArtifactError when a function the SavedModel may run on loading or inference has an op
     in ``FORBIDDEN_OPS``, or a checkpoint op outside the saver's own functions."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -380,9 +388,10 @@ def _reachable_ops(graph, tensor_names, function_names) -> dict[str, str]:
 
 
 # -- opening a foreign model for a stage ---------------------------------------------------------
-def open_foreign(path, image_shape, num_classes: int, *, preprocessing=None,
-                 outputs: str = "auto", custom_objects: str | None = None, probe=None,
-                 kind: str | None = None):
+def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *,
+                 preprocessing: Preprocessing | None = None, outputs: str = "auto",
+                 custom_objects: str | None = None, probe: np.ndarray | None = None,
+                 kind: str | None = None) -> tuple[Model, dict[str, Any]]:
     """A foreign model file in advbench's convention, with the metadata stages record.
 
     Loads ``path`` (``load_foreign``) and adapts it (``models.adapt.adapt``) to images of

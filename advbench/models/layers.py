@@ -41,12 +41,12 @@ class LogProbabilities(keras.layers.Layer):
     (log softmax(z) = z - logsumexp(z)), so margins and cross-entropy are unchanged.
     Probabilities below ``floor`` are raised to it (their gradient there is lost)."""
 
-    def __init__(self, floor: float = 1e-30, **kwargs):
+    def __init__(self, floor: float = 1e-30, **kwargs: Any):
         super().__init__(**kwargs)
         self.floor = float(floor)
 
-    def call(self, p):
+    def call(self, p: tf.Tensor) -> tf.Tensor:
         return tf.math.log(tf.maximum(p, self.floor))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "floor": self.floor}
