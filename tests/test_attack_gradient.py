@@ -354,3 +354,28 @@ def test_vat_saturated_softmax_falls_back_to_random_direction():
     start = tf.random.stateless_normal(tf.shape(x), seed=seed).numpy()
     expected = 0.3 * start / np.linalg.norm(start.reshape(5, -1), axis=1)[:, None, None, None]
     np.testing.assert_allclose(r, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("margin", [5.0, 30.0, 60.0])
+def test_l2_steps_keep_their_length_on_confident_inputs(margin):
+    """A linear model whose logit margin is ``margin`` on every input: the cross-entropy
+    gradient is ~exp(-margin), whose square underflowed the old max(norm, 1e-12) guard (a step
+    of 0.06 eps at margin 30, zero from 45). Each L2 step must still move by eps."""
+    from advbench.ops import l2_normalize
+
+    features = 16
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    weights = np.zeros((features, 2), np.float32)
+    weights[:, 0], weights[:, 1] = 1.0 / features, -1.0 / features
+    model.layers[-1].set_weights([weights, np.array([margin, 0.0], np.float32)])
+    x = np.full((3, 4, 4, 1), 0.5, np.float32)
+    y = np.zeros(3, np.int64)
+    for attack in (FGSM(eps=0.5, norm="l2"), PGD(eps=0.5, step_size=0.5, steps=1, norm="l2",
+                                                 random_start=False)):
+        delta = attack(model, x, y, seed=0).x_adv - x
+        np.testing.assert_allclose(np.linalg.norm(delta.reshape(3, -1), axis=1), 0.5,
+                                   rtol=1e-5)
+    tiny = tf.constant(np.full((2, 3), 1e-30, np.float32))
+    np.testing.assert_allclose(tf.norm(l2_normalize(tiny), axis=1).numpy(), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(l2_normalize(tf.zeros((2, 3))).numpy(), 0.0)

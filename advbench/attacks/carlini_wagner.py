@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.checks import check_int, check_labels, check_range
+from advbench.ops import is_adversarial
 from advbench.errors import ParameterError
 from advbench.types import Model
 
@@ -56,10 +57,10 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
         label_logit, other_logit = margin_terms(logits, labels)
         if targeted:
             margin = label_logit - other_logit  # how far the target leads
-            hit = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
         else:
             margin = other_logit - label_logit  # how far some other class leads
-            hit = tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+        # Past float noise, so that the kept point stays adversarial at any batch size.
+        hit = is_adversarial(logits, labels, targeted)
         # f = max(-margin, -confidence) shifted by +confidence, as in the authors' code.
         loss = l2_squared + const * tf.maximum(confidence - margin, 0.0)
         success = tf.logical_and(hit, margin >= confidence)

@@ -15,7 +15,7 @@ from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.checks import check_range
 from advbench.errors import ParameterError
-from advbench.ops import expand_to
+from advbench.ops import expand_to, is_adversarial
 from advbench.types import Model
 
 # Once fewer samples than this are still searching, several grid points per sample are
@@ -69,10 +69,11 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
         eps = tf.reshape(eps, [-1] + [1] * len(x.shape))
         candidates = tf.clip_by_value(x_active[None] + eps * d_active[None], 0.0, 1.0)
         flat = tf.reshape(candidates, tf.concat([[chunk * n_active], tf.shape(x)[1:]], 0))
-        predictions = tf.argmax(model(flat, training=False), axis=-1, output_type=tf.int32)
-        predictions = tf.reshape(predictions, [chunk, n_active])
-        wanted = tf.gather(labels, active)[None]
-        hit = tf.equal(predictions, wanted) if targeted else tf.not_equal(predictions, wanted)
+        # Decisively adversarial (past float noise), so the stored success holds at any
+        # batch size; flat is chunk-major, so the labels repeat once per grid point.
+        wanted = tf.tile(tf.gather(labels, active), [chunk])
+        hit = tf.reshape(is_adversarial(model(flat, training=False), wanted, targeted),
+                         [chunk, n_active])
         done = tf.reduce_any(hit, axis=0)
         # argmax over a 0/1 column returns the first 1: the smallest grid point that flips.
         first_in_chunk = tf.argmax(tf.cast(hit, tf.int32), axis=0, output_type=tf.int32)
