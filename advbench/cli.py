@@ -689,6 +689,12 @@ def _output_options(f):
 @click.option("--distance-variant", type=RegistryChoice("advbench.metrics:DISTANCE_VARIANTS"),
               default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
+@click.option("--success", "success_against",
+              type=RegistryChoice("advbench.metrics:SUCCESS_DEFINITIONS"), default="prediction",
+              show_default=True,
+              help="An untargeted attack succeeds when it changes the model's clean prediction "
+                   "(as ART and the paper's authors) or when the output differs from the "
+                   "label; success rate, norms and robustness use it, JSON has both rates.")
 @click.option("--distance/--no-distance", default=True, show_default=True,
               help="Training-set distance for white-box minimal artifacts.")
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
@@ -697,8 +703,8 @@ def _output_options(f):
 @_data_dir_option
 @_models_dir_option
 def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, curve_attack,
-             alpha, source_ref, fail_under, fail_over, distance_variant, distance, sensitivity,
-             as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir):
+             alpha, source_ref, fail_under, fail_over, distance_variant, success_against,
+             distance, sensitivity, as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
     Clean accuracy and loss sensitivity on the split; per attack artifact: accuracy, success
@@ -739,7 +745,8 @@ def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, c
     result = run_evaluation(model, meta, path, artifacts, split=split, limit=limit, start=start,
                             seed=seed, data_dir=data_dir, batch_size=batch_size,
                             sensitivity=sensitivity, distance=distance,
-                            distance_variant=distance_variant, progress=Progress(quiet=quiet))
+                            distance_variant=distance_variant,
+                            success_against=success_against, progress=Progress(quiet=quiet))
     try:
         missed = check_thresholds(result.summary, thresholds)
     except ParameterError as e:

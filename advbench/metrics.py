@@ -153,6 +153,46 @@ def accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
     return float(np.mean(predictions == labels))
 
 
+#: What an untargeted attack must change to succeed on a sample: "prediction", the model's
+#: prediction on the clean image (IBM ART's ``empirical_robustness`` and the paper's code: a
+#: sample the model already misclassifies is fooled only once its prediction moves), or
+#: "label", the true label (any misclassified output counts, so a misclassified sample is
+#: "fooled" at no cost). Targeted success is the target being predicted, either way.
+SUCCESS_DEFINITIONS = ("prediction", "label")
+
+
+def attack_success(pred_adv: ArrayLike, pred_clean: ArrayLike, labels: ArrayLike, *,
+                   target: ArrayLike | None = None, against: str = "prediction") -> np.ndarray:
+    """Per-sample success of an attack, bool (n,).
+
+    Untargeted: ``pred_adv != pred_clean`` (``against="prediction"``, the default, as ART
+    and the paper's authors) or ``pred_adv != labels`` (``against="label"``). Targeted
+    (``target`` given): ``pred_adv == target``.
+
+    Args:
+        pred_adv: int class indices (n,) predicted on the adversarial images.
+        pred_clean: int class indices (n,) predicted on the clean images.
+        labels: int true labels (n,).
+        target: optional int target classes (n,).
+        against: "prediction" or "label" (see ``SUCCESS_DEFINITIONS``).
+
+    Raises:
+        ParameterError: on an unknown ``against``; AdvbenchError on bad arrays.
+
+    Example:
+        >>> attack_success(np.array([1, 2]), np.array([1, 1]), np.array([0, 1]))
+        array([False,  True])
+    """
+    against = _choice("against", against, SUCCESS_DEFINITIONS)
+    pred_adv = _labels("pred_adv", pred_adv)
+    n = pred_adv.shape[0]
+    if target is not None:
+        return pred_adv == _labels("target", target, n)
+    reference = pred_clean if against == "prediction" else labels
+    return pred_adv != _labels("pred_clean" if against == "prediction" else "labels",
+                               reference, n)
+
+
 def attack_success_rate(success: ArrayLike) -> float:
     """Fraction of samples the attack succeeded on.
 

@@ -28,6 +28,11 @@ from advbench.types import PathLike
 TABLE_EPS_COLUMNS = 11
 
 
+#: How a table names each success definition (metrics.SUCCESS_DEFINITIONS).
+SUCCESS_WORDS = {"prediction": "prediction moved off the clean prediction",
+                 "label": "prediction differs from the label"}
+
+
 def _console(console: Console | None) -> Console:
     if console is not None:
         return console
@@ -148,7 +153,9 @@ def print_evaluation(summary: dict, console: Console | None = None) -> None:
     console.print(table)
     attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
     if attacks:
-        table = Table(title="adversarial artifacts (norms over successful samples)")
+        against = attacks[0].get("success_against", "label")
+        table = Table(title=f"adversarial artifacts (success: {SUCCESS_WORDS[against]}; norms, "
+                            "robustness and distance over successful samples)")
         for column in ("attack", "crafted on", "setting", "n", "clean %", "adv %", "success %",
                        "L2", "Linf", "robustness", "train dist"):
             table.add_column(column, justify="left" if column in (
@@ -190,8 +197,10 @@ def evaluation_rows(summary: dict) -> list[dict]:
             for eps, accuracy in zip(e["eps"], e["accuracy"]):
                 add(e["path"], e["attack"], e["setting"], "adv_accuracy", accuracy, eps)
             continue
-        for metric in ("clean_accuracy", "adv_accuracy", "success_rate"):
-            add(e["path"], e["attack"], e["setting"], metric, e[metric])
+        for metric in ("clean_accuracy", "adv_accuracy", "success_rate",
+                       "success_rate_prediction", "success_rate_label"):
+            if metric in e:
+                add(e["path"], e["attack"], e["setting"], metric, e[metric])
         for norm in ("l0", "l2", "linf"):
             add(e["path"], e["attack"], e["setting"], f"{norm}_mean", e["norms"][f"{norm}_mean"])
         if e["robustness"] is not None:

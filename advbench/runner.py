@@ -74,6 +74,9 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
         "batch_size": run.batch_size, "target_mode": run.target_mode,
         "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
+    # Success is stored against the clean prediction and the label since issue 14 (and
+    # fgsm-min searches from the prediction): never reuse an artifact of the label form only.
+    payload["success_against"] = "prediction"
     if run.target_mode is not None:
         # Targets come from attacks.targets.choose_targets since advbench 0.1.0's second
         # chooser (which could pick the true label) was dropped: never reuse those artifacts.
@@ -136,6 +139,7 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
         "dataset": run.dataset, "split": run.split, "limit": run.limit, "start": run.start,
         "seed": run.seed, "batch_size": run.batch_size, "targeted": run.target_mode is not None,
         "target_mode": run.target_mode or "", "num_samples": n,
+        "success_against": "prediction",
     }
     forward = forward_function(model)
     batch_starts = list(range(0, n, run.batch_size))
@@ -161,7 +165,9 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
             state["x_adv"][sl] = out.x_adv
             state["pred_clean"][sl] = clean_logits.argmax(axis=1)
             state["pred_adv"][sl] = adv_pred
-            state["success"][sl] = (adv_pred == target) if target is not None else (adv_pred != yb)
+            for against in metrics.SUCCESS_DEFINITIONS:
+                state[SUCCESS_ARRAYS[against]][sl] = metrics.attack_success(
+                    adv_pred, state["pred_clean"][sl], yb, target=target, against=against)
             for name, values in metrics.perturbation_norms(xb, out.x_adv).items():
                 state[name][sl] = values.astype(np.float32)
             for name, values in out.extras.items():
@@ -184,11 +190,30 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
     return output
 
 
+#: Where an attack artifact stores each form of success (metrics.SUCCESS_DEFINITIONS).
+#: Artifacts without the attr ``success_against`` (advbench before issue 14) hold only
+#: ``success``, in the label form; ``stored_success`` reads both kinds.
+SUCCESS_ARRAYS = {"prediction": "success", "label": "success_label"}
+
+
+def stored_success(attrs: dict, arrays: dict) -> dict[str, np.ndarray]:
+    """Both forms of success of an attack artifact, by ``metrics.SUCCESS_DEFINITIONS`` name,
+    from its stored predictions: old artifacts (label form only) are read too."""
+    if attrs.get("success_against") == "prediction":
+        return {against: np.asarray(arrays[name], bool) for against, name in
+                SUCCESS_ARRAYS.items()}
+    target = arrays["target"] if attrs.get("targeted") else None
+    return {against: metrics.attack_success(arrays["pred_adv"], arrays["pred_clean"],
+                                            arrays["y"], target=target, against=against)
+            for against in metrics.SUCCESS_DEFINITIONS}
+
+
 def _fresh_state(x: np.ndarray, y: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
     n = len(x)
     return {
         "x_adv": np.zeros_like(x), "y": y, "indices": indices, "pred_clean": np.full(n, -1, np.int64),
         "pred_adv": np.full(n, -1, np.int64), "success": np.zeros(n, bool),
+        "success_label": np.zeros(n, bool),
         "l0": np.zeros(n, np.float32), "l2": np.zeros(n, np.float32),
         "linf": np.zeros(n, np.float32), "completed": np.zeros(n, bool),
         "target": np.full(n, -1, np.int64), "wall_time_s": 0.0,

@@ -153,12 +153,15 @@ def test_fgsm_min_is_first_grid_point_that_flips(trained, eps_step, eps_max):
     model, x, y = trained
     attack = MinimalFGSM(eps_step=eps_step, eps_max=eps_max)
     out = attack(model, x, y)
-    direction = FGSM(eps=1.0).direction(model, x, y)
+    # The search starts from the model's prediction (ART's y=None), not from y.
+    pred = np.argmax(model(x, training=False).numpy(), 1)
+    direction = FGSM(eps=1.0).direction(model, x, pred)
     grid = attack.grid
-    # Brute force: every sample at every grid point, then the first one misclassified.
+    # Brute force: every sample at every grid point, then the first one whose prediction
+    # changed.
     flipped = np.stack([
-        np.argmax(model(np.clip(x + g * direction, 0.0, 1.0), training=False).numpy(), 1) != y
-        for g in grid])
+        np.argmax(model(np.clip(x + g * direction, 0.0, 1.0), training=False).numpy(), 1)
+        != pred for g in grid])
     found = flipped.any(axis=0)
     first = np.where(found, np.argmax(flipped, axis=0), len(grid) - 1)
     np.testing.assert_array_equal(out.extras["found"], found)
@@ -169,14 +172,19 @@ def test_fgsm_min_is_first_grid_point_that_flips(trained, eps_step, eps_max):
     assert out.extras["eps"].dtype == np.float32 and out.extras["found"].dtype == bool
 
 
-def test_fgsm_min_misclassified_sample_gets_first_grid_point(trained):
+def test_fgsm_min_searches_from_the_prediction_not_the_label(trained):
+    # Issue 14: with the label form, a misclassified sample counted as fooled at the first
+    # grid eps. Searching from the prediction (as ART), the labels do not matter at all.
     model, x, y = trained
     wrong = (y + 1) % NUM_CLASSES
-    out = MinimalFGSM(eps_step=0.05)(model, x[:10], wrong[:10])
-    # Relative to the wrong label almost every sample is already "adversarial".
+    attack = MinimalFGSM(eps_step=0.05)
+    out = attack(model, x[:10], wrong[:10])
     clean_wrong = np.argmax(model(x[:10]).numpy(), 1) != wrong[:10]
     assert clean_wrong.sum() >= 8
-    assert np.all(out.extras["eps"][clean_wrong & out.extras["found"]] <= 0.05 + 1e-7)
+    right = attack(model, x[:10], y[:10])
+    np.testing.assert_array_equal(out.extras["eps"], right.extras["eps"])
+    np.testing.assert_array_equal(out.x_adv, right.x_adv)
+    assert np.all(out.extras["eps"][out.extras["found"]] > 0.05)
 
 
 def test_fgsm_min_failure_ends_at_last_grid_point(trained):

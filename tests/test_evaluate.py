@@ -70,7 +70,11 @@ def test_evaluate_scores_saved_artifacts_without_attacking(trained_tiny_cnn, art
     pred = predict_labels(model, arrays["x_adv"])
     assert fgsm["setting"] == "white-box"
     assert fgsm["adv_accuracy"] == pytest.approx(np.mean(pred == arrays["y"]))
-    assert fgsm["success_rate"] == pytest.approx(np.mean(pred != arrays["y"]))
+    pred_clean = predict_labels(model, x)
+    assert fgsm["success_against"] == "prediction"
+    assert fgsm["success_rate"] == pytest.approx(np.mean(pred != pred_clean))
+    assert fgsm["success_rate_prediction"] == fgsm["success_rate"]
+    assert fgsm["success_rate_label"] == pytest.approx(np.mean(pred != arrays["y"]))
     np.testing.assert_array_equal(pred, arrays["pred_adv"])  # white-box: as crafted
     assert fgsm["norms"]["linf_mean"] == pytest.approx(0.1, abs=1e-6)
     assert fgsm["robustness"] is None  # fgsm is not a minimal attack
@@ -87,7 +91,7 @@ def test_minimal_artifact_gives_robustness_and_training_distance(trained_tiny_cn
     entry = result.summary["artifacts"][0]
     _, arrays = read_arrays(artifacts["min"], ATTACK_SCHEMA)
     x, y, _ = data.load("mnist", "test", data_dir=fake_data_dir, limit=LIMIT)
-    success = predict_labels(model, arrays["x_adv"]) != y
+    success = predict_labels(model, arrays["x_adv"]) != predict_labels(model, x)
     # Robustness by hand: L-inf ratio over successful samples.
     flat = (arrays["x_adv"] - x).reshape(LIMIT, -1)
     ratios = np.abs(flat).max(axis=1) / np.abs(x.reshape(LIMIT, -1)).max(axis=1)

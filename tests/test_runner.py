@@ -45,7 +45,10 @@ def test_artifact_contents(run, trained_tiny_cnn, tmp_path):
     assert arrays["x_adv"].dtype == np.float32 and arrays["x_adv"].shape == (40, 28, 28, 1)
     assert arrays["completed"].all()
     assert np.all(arrays["linf"] <= 0.2 + 1e-6)
-    np.testing.assert_array_equal(arrays["success"], arrays["pred_adv"] != arrays["y"])
+    # Both forms of success (issue 14): against the clean prediction (as ART) and the label.
+    assert attrs["success_against"] == "prediction"
+    np.testing.assert_array_equal(arrays["success"], arrays["pred_adv"] != arrays["pred_clean"])
+    np.testing.assert_array_equal(arrays["success_label"], arrays["pred_adv"] != arrays["y"])
 
 
 def test_interrupted_run_resumes_to_the_same_artifact(run, trained_tiny_cnn, tmp_path):

@@ -93,14 +93,22 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
     return x_adv, eps, found
 
 
+def predicted_labels(model, x: np.ndarray) -> np.ndarray:
+    """int32 (batch,): the model's predicted classes on x."""
+    return np.argmax(model(tf.convert_to_tensor(x), training=False).numpy(), axis=1).astype(
+        np.int32)
+
+
 class MinimalFGSM(Attack):
     """Minimal FGSM: smallest eps on the grid eps_step, 2 eps_step, ... <= eps_max at which
     x + eps * sign(grad) (clipped to [0, 1]) is misclassified, the gradient taken once at x.
 
     Agrees sample by sample with IBM ART 1.20.1
     ``FastGradientMethod(norm=inf, minimal=True, eps_step=eps_step, eps=eps_max)``: same grid
-    (ART's float64 accumulation of ``current_eps += eps_step``), every sample starts searching
-    (one already misclassified gets the first grid point), a sample that never flips ends at
+    (ART's float64 accumulation of ``current_eps += eps_step``), the gradient and the search
+    taken from the model's prediction on x (ART with ``y=None``, as its
+    ``empirical_robustness`` calls it): untargeted, ``y`` is not used, and a sample the model
+    misclassifies searches until its prediction changes; a sample that never flips ends at
     the last grid point tried. Unlike ART, a forward pass only carries samples still searching.
 
     Args:
@@ -143,7 +151,12 @@ class MinimalFGSM(Attack):
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         targeted = target is not None
-        labels = (y if target is None else target).astype(np.int32)
+        if targeted:
+            labels = target.astype(np.int32)
+        else:
+            # From the model's prediction, as ART's empirical_robustness (y=None): a sample
+            # the model misclassifies must move off its prediction, not off its label.
+            labels = predicted_labels(model, x)
         search = self.compiled(model, f"search-{targeted}", lambda: (
             lambda xb, lb, grid: _line_search(model, xb, lb, grid, targeted,
                                               MIN_IMAGES_PER_PASS)))
