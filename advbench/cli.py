@@ -22,6 +22,19 @@ EXIT_GATE_FAILED = 3
 
 
 @contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Bad option values as usage errors (exit 2), raised before any work starts: the
+    library's checks (``advbench.checks``, the constructors' ParameterErrors) are the one
+    validation of every numeric option, and the CLI only maps them."""
+    from advbench.errors import ParameterError
+
+    try:
+        yield
+    except ParameterError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
 def _muted_stderr() -> Iterator[None]:
     """Mute stderr at the file descriptor level: TF 2.21 prints its C++ start-up logs
     (oneDNN, CUDA probing) before its log level applies. ``ADVBENCH_DEBUG=1`` keeps them."""
@@ -275,8 +288,8 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
               default="cnn", show_default=True, help="Architecture.")
 @click.option("--act", "activation", type=RegistryChoice("advbench.models:ACTIVATIONS"),
               default="relu", show_default=True, help="Activation everywhere in the network.")
-@click.option("--brelu-t", type=float, default=1.0, show_default=True,
-              help="BRELU threshold t (> 0).")
+@click.option("--brelu-t", type=float, default=None,
+              help="BRELU threshold t (> 0) [1.0]; only with --act brelu.")
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
               show_default=True)
 @_defense_options
@@ -306,12 +319,15 @@ def train(dataset, architecture, activation, brelu_t, defense, epochs, batch_siz
     from advbench.progress import Progress
     from advbench.train import TrainConfig, train as run_training
 
-    spec = defense_from_flags(defense, dataset, defense_values)
-    config = TrainConfig(dataset=dataset, architecture=architecture, activation=activation,
-                         brelu_t=brelu_t, epochs=epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, patience=patience, seed=seed,
-                         limit=limit, data_dir=data_dir)
-    config.validate()
+    if brelu_t is not None and activation != "brelu":
+        raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
+    with _usage_errors():
+        spec = defense_from_flags(defense, dataset, defense_values)
+        config = TrainConfig(dataset=dataset, architecture=architecture, activation=activation,
+                             brelu_t=1.0 if brelu_t is None else brelu_t, epochs=epochs,
+                             batch_size=batch_size, learning_rate=learning_rate,
+                             patience=patience, seed=seed, limit=limit, data_dir=data_dir)
+        config.validate()
     path = Path(output) if output else zoo_path(dataset, architecture, activation, defense,
                                                  models_dir)
     model, metadata = run_training(config, spec, progress=Progress(quiet=quiet))
@@ -404,6 +420,10 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, quiet):
     from advbench.progress import Progress
     from advbench.paper.experiments import Reproduction
 
+    from advbench.checks import check_seed
+
+    with _usage_errors():
+        check_seed(seed)
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
     report = repro.run()
@@ -484,7 +504,16 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
     if stray:
         raise click.UsageError(f"{', '.join(stray)} do not apply to --attack {name}")
-    return make_attack(name, **given)
+    with _usage_errors():
+        return make_attack(name, **given)
+
+
+def _check_samples(**values) -> None:
+    """--limit, --start, --batch-size and --seed checked as usage errors before any work."""
+    from advbench.runner import Samples
+
+    with _usage_errors():
+        Samples(dataset="", **values).validate()
 
 
 def _load_model(ref: str, dataset: str | None, models_dir):
@@ -550,6 +579,7 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     path, model, meta = _load_model(model_ref, dataset, models_dir)
     dataset = dataset or meta.get("dataset")
     run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
@@ -594,6 +624,7 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     eps = attack_values["eps"]
     # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
     attack_obj = attack_from_flags(attack_name, {**attack_values, "eps": max(eps)})
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     sources = _load_models(source_refs, dataset, models_dir)
     targets = _load_models(target_refs, dataset, models_dir)
     dataset = dataset or sources[0][2].get("dataset")
@@ -727,6 +758,12 @@ def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, c
     from advbench.progress import Progress
 
     thresholds = _thresholds(fail_under, fail_over)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    if alpha is not None:
+        from advbench.checks import check_range
+
+        with _usage_errors():
+            check_range("alpha", alpha, low=0.0)
     if isinstance(eps, float):
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
@@ -833,6 +870,7 @@ def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     sources = _load_models(source_refs, dataset, models_dir)
     targets = _load_models(target_refs, dataset, models_dir)
     result = run_transfer(sources, targets, attack_obj, dataset=dataset, split=split,

@@ -26,6 +26,7 @@ from advbench.curves import read_curve
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.progress import Progress
+from advbench.runner import Samples
 from advbench.types import Model, PathLike
 
 #: Gate metrics and the direction in which they are better. An unqualified name takes the
@@ -232,6 +233,8 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     if success_against not in metrics.SUCCESS_DEFINITIONS:
         raise ParameterError(f"success must be judged against one of "
                              f"{', '.join(metrics.SUCCESS_DEFINITIONS)}, got {success_against!r}")
+    Samples(dataset="", split=split, limit=limit, start=start, seed=seed,
+            batch_size=batch_size).validate()
     progress = progress or Progress(quiet=True)
     dataset = model_meta.get("dataset")
     if not dataset:

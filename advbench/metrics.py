@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench.checks import check_int
+from advbench.checks import check_class_labels, check_images, check_int
 from advbench.errors import AdvbenchError, ParameterError
 from advbench.models.gradients import attack_model
 from advbench.ops import per_sample_cross_entropy
@@ -71,11 +71,8 @@ def _finite(name: str, array: np.ndarray) -> np.ndarray:
 
 
 def _images(name: str, value) -> np.ndarray:
-    """A finite float batch of shape (n, ...)."""
-    array = _array(name, value, min_ndim=2)
-    if array.dtype.kind not in "fiub":
-        raise AdvbenchError(f"{name} must be numeric, got dtype {array.dtype}")
-    return _finite(name, array)
+    """A finite float batch of shape (n, ...) in [0, 1] (``checks.check_images``)."""
+    return check_images(name, value, ndim=None, float32=False)
 
 
 def _success(value, n: int | None = None) -> np.ndarray:
@@ -95,22 +92,8 @@ def _success(value, n: int | None = None) -> np.ndarray:
 
 
 def _labels(name: str, value, n: int | None = None) -> np.ndarray:
-    """Integer class indices of shape (n,)."""
-    array = _array(name, value, min_ndim=1)
-    if array.ndim != 1:
-        raise AdvbenchError(
-            f"{name} must be class indices of shape (n,), got shape {array.shape}; "
-            "for one-hot labels pass labels.argmax(axis=1)")
-    if array.dtype.kind not in "iu":
-        if array.dtype.kind != "f" or not np.isfinite(array).all() \
-                or not np.all(array == np.round(array)):
-            raise AdvbenchError(f"{name} must be integer class indices, got dtype {array.dtype}")
-    if array.min() < 0:
-        raise AdvbenchError(f"{name} must be >= 0, got {array.min()}")
-    if n is not None and array.shape[0] != n:
-        raise AdvbenchError(f"{name} has {array.shape[0]} entries but expected {n}; "
-                            "pass one label per sample")
-    return array.astype(np.int64)
+    """Integer class indices of shape (n,) (``checks.check_class_labels``)."""
+    return check_class_labels(name, value, n)
 
 
 def _same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:

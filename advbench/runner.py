@@ -23,6 +23,7 @@ from advbench import __version__, data, metrics
 from advbench.artifacts import ATTACK_SCHEMA, artifact_kind, read_arrays, write_arrays
 from advbench.attacks.base import Attack
 from advbench.attacks.targets import TARGET_MODES, choose_targets
+from advbench.checks import check_int, check_seed
 from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
@@ -42,8 +43,13 @@ class Samples:
     data_dir: PathLike | None = None
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
+        """ParameterError unless every number can run: batch size and limit in [1, 2**31),
+        start in [0, 2**31), seed in [0, 2**32) (``advbench.checks``)."""
+        check_int("batch size", self.batch_size, low=1)
+        if self.limit is not None:
+            check_int("limit", self.limit, low=1)
+        check_int("start", self.start, low=0)
+        check_seed(self.seed)
 
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, indices into the split), as ``data.load`` gives them."""

@@ -8,12 +8,14 @@ https://arxiv.org/abs/1412.6572).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
-from advbench.checks import check_range
+from advbench.checks import MAX_GRID_POINTS, check_range
 from advbench.errors import ParameterError
 from advbench.ops import expand_to, is_adversarial
 from advbench.types import Model
@@ -137,6 +139,11 @@ class MinimalFGSM(Attack):
         if eps_step > eps_max:
             raise ParameterError(
                 f"eps_step ({eps_step}) must be <= eps_max ({eps_max}): the grid would be empty")
+        points = math.floor(eps_max / eps_step)
+        if points > MAX_GRID_POINTS:
+            raise ParameterError(
+                f"eps_max / eps_step gives {points} grid points, more than {MAX_GRID_POINTS}; "
+                "use a larger eps_step")
         self.eps_step = float(eps_step)
         self.eps_max = float(eps_max)
         grid = eps_grid(self.eps_step, self.eps_max)

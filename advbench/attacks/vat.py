@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import check_int, check_range
+from advbench.checks import MAX_POWER_ITERATIONS, check_int, check_range
 from advbench.ops import expand_to, l2_normalize
 from advbench.types import Model
 
@@ -108,7 +108,7 @@ class VirtualAdversarial(Attack):
         super().__init__()
         check_range("eps", eps, low=0.0)
         check_range("xi", xi, low=0.0, low_inclusive=False)
-        check_int("power_iterations", power_iterations, low=1)
+        check_int("power_iterations", power_iterations, low=1, high=MAX_POWER_ITERATIONS)
         self.eps = float(eps)
         self.xi = float(xi)
         self.power_iterations = int(power_iterations)
