@@ -42,6 +42,8 @@ def check_range(name: str, value: float, *, low: float | None = None, high: floa
         value = float(value)
     except (TypeError, ValueError, OverflowError):
         raise ParameterError(f"{name} must be a number, got {value!r}") from None
+    if np.isnan(value):
+        raise ParameterError(f"{name} must be a number, got NaN")
     if not np.isfinite(value):
         raise ParameterError(f"{name} must be a finite number, got {value}")
     if low is not None and (value < low or (value == low and not low_inclusive)):
@@ -116,10 +118,11 @@ def check_images(name: str, value, *, ndim: int | None = 4, min_ndim: int = 2,
     return array
 
 
-def check_class_labels(name: str, value, n: int | None = None) -> np.ndarray:
+def check_class_labels(name: str, value, n: int | None = None,
+                       num_classes: int | None = None) -> np.ndarray:
     """Class indices as int64 of shape (n,), or ParameterError saying what to change: one-hot
     (n, classes) and column (n, 1) labels are refused with the call that fixes them, as are
-    non-integer values and negative ones."""
+    non-integer values, negative ones and, given ``num_classes``, ones >= num_classes."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError):
@@ -140,7 +143,9 @@ def check_class_labels(name: str, value, n: int | None = None) -> np.ndarray:
         if array.dtype.kind != "f" or not np.isfinite(array).all() \
                 or not np.all(array == np.round(array)):
             raise ParameterError(f"{name} must be integer class indices, got dtype {array.dtype}")
-    if array.min() < 0:
+    if num_classes is not None:
+        check_labels(array, num_classes, name)
+    elif array.min() < 0:
         raise ParameterError(f"{name} must be >= 0, got {array.min()}")
     if n is not None and array.shape[0] != n:
         raise ParameterError(f"{name} has {array.shape[0]} entries but expected {n}; "

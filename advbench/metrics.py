@@ -169,11 +169,11 @@ def attack_success(pred_adv: ArrayLike, pred_clean: ArrayLike, labels: ArrayLike
     against = _choice("against", against, SUCCESS_DEFINITIONS)
     pred_adv = _labels("pred_adv", pred_adv)
     n = pred_adv.shape[0]
+    pred_clean = _labels("pred_clean", pred_clean, n)
+    labels = _labels("labels", labels, n)
     if target is not None:
         return pred_adv == _labels("target", target, n)
-    reference = pred_clean if against == "prediction" else labels
-    return pred_adv != _labels("pred_clean" if against == "prediction" else "labels",
-                               reference, n)
+    return pred_adv != (pred_clean if against == "prediction" else labels)
 
 
 def attack_success_rate(success: ArrayLike) -> float:

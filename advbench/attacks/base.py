@@ -16,8 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench.checks import (check_class_labels, check_images, check_labels, check_seed,
-                             keyword_parameters)
+from advbench.checks import check_class_labels, check_images, check_seed, keyword_parameters
 from advbench.errors import ParameterError
 from advbench.models.gradients import attack_model
 from advbench.types import Model
@@ -103,14 +102,14 @@ class Attack:
                 f"attack {self.name!r} is untargeted only; drop the target option"
             )
         x = check_images("x", x)
-        y = check_class_labels("y", y)
+        outputs = getattr(model, "output_shape", None)
+        num_classes = outputs[-1] if isinstance(outputs, tuple) and outputs and isinstance(
+            outputs[-1], int) else None
+        y = check_class_labels("y", y, num_classes=num_classes)
         if x.shape[0] != y.shape[0]:
             raise ParameterError(
                 f"x has {x.shape[0]} samples but y has {y.shape[0]}; pass one label per image"
             )
-        outputs = getattr(model, "output_shape", None)
-        if isinstance(outputs, tuple) and outputs and isinstance(outputs[-1], int):
-            check_labels(y, outputs[-1])
         check_seed(seed)
         # Same logits, cheaper input gradients on the CPU (advbench.models.gradients).
         out = self.run(attack_model(model), x, y,
