@@ -548,8 +548,12 @@ def _attack_choice() -> RegistryChoice:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="With an eps list: draw accuracy vs eps to this image (PNG).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run's summary as JSON on stdout instead of the path: success "
+                   "rates both ways, norms, robustness for minimal attacks.")
 def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, batch_size, seed,
-           data_dir, models_dir, output, resume, overwrite, quiet, plot, **attack_values):
+           data_dir, models_dir, output, resume, overwrite, quiet, plot, as_json,
+           **attack_values):
     """Craft adversarial examples for MODEL (a path or zoo name); print the artifact path.
 
     The artifact holds x_adv (float32, never rounded), sample indices, labels, clean and
@@ -574,7 +578,7 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
             attack_name, attack_values, [model_ref], [model_ref], dataset=dataset, split=split,
             limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
             models_dir=models_dir, output=output, overwrite=overwrite, quiet=quiet),
-            plot=plot, as_json=False)
+            plot=plot, as_json=as_json, quiet=quiet)
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
@@ -592,6 +596,13 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
         output = run_artifact_path("runs", path, attack_name, key)
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
                           overwrite=overwrite, progress=Progress(quiet=quiet))
+    if as_json:
+        from advbench import report
+        from advbench.runner import artifact_summary
+
+        x, _, _ = run.load()
+        click.echo(report.to_json(artifact_summary(result, x)))
+        return
     click.echo(str(result))
 
 
@@ -645,13 +656,14 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     return curves
 
 
-def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False) -> None:
+def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
+                 table_format="table") -> None:
     from advbench import report
 
     summaries = [c.summary() for c in curves]
     lines = report.curve_lines(summaries)
     if not quiet:
-        report.print_curves(lines)
+        report.print_curves(lines, fmt=table_format)
     if plot:
         report.plot_curves(lines, plot)
     if csv_path:
@@ -694,6 +706,11 @@ def _output_options(f):
                      show_default=True, help="Where attack and curve artifacts are reused "
                                              "from and written to."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output or tables."),
+        click.option("--format", "table_format",
+                     type=RegistryChoice("advbench.report:TABLE_FORMATS"), default="table",
+                     show_default=True,
+                     help="Tables on stderr: rich boxes (plain, full width when stderr is not a "
+                          "terminal) or markdown."),
     ]):
         f = option(f)
     return f
@@ -735,7 +752,8 @@ def _output_options(f):
 @_models_dir_option
 def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, curve_attack,
              alpha, source_ref, fail_under, fail_over, distance_variant, success_against,
-             distance, sensitivity, as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir):
+             distance, sensitivity, as_json, csv_path, output, plot, runs_dir, quiet, table_format,
+             data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
     Clean accuracy and loss sensitivity on the split; per attack artifact: accuracy, success
@@ -792,7 +810,7 @@ def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, c
                                              f"{t.value:g}" for t in thresholds],
                               "missed": missed, "passed": not missed}
     if not quiet:
-        report.print_evaluation(result.summary)
+        report.print_evaluation(result.summary, fmt=table_format)
     written = []
     if output:
         written.append(write_evaluation(output, result))
@@ -838,8 +856,8 @@ def _exit_on_missed(missed) -> None:
 @_data_dir_option
 @_models_dir_option
 def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start, batch_size,
-             seed, as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir,
-             **attack_values):
+             seed, as_json, csv_path, output, plot, runs_dir, quiet, table_format, data_dir,
+             models_dir, **attack_values):
     """Craft on each --source, score every --target: the transfer accuracy matrix.
 
     Rows: crafted on; columns: tested on; the diagonal (source = target) is white-box, the
@@ -865,7 +883,8 @@ def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start
             attack_name, attack_values, source_refs, target_refs, dataset=dataset, split=split,
             limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
             models_dir=models_dir, quiet=quiet, runs_dir=runs_dir),
-            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet)
+            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet,
+            table_format=table_format)
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
@@ -877,7 +896,7 @@ def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start
                           limit=limit, start=start, seed=seed, batch_size=batch_size,
                           data_dir=data_dir, runs_dir=runs_dir, progress=Progress(quiet=quiet))
     if not quiet:
-        report.print_transfer(result.summary)
+        report.print_transfer(result.summary, fmt=table_format)
     written = []
     if output:
         written.append(write_evaluation(output, result, kind="transfer"))

@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from advbench.artifacts import jsonable
 from advbench.errors import ParameterError
@@ -33,12 +34,54 @@ SUCCESS_WORDS = {"prediction": "prediction moved off the clean prediction",
                  "label": "prediction differs from the label"}
 
 
+#: How tables are written to stderr (``--format``): "table", rich's boxes (plain and at full
+#: width when stderr is not a terminal), or "markdown", for CI summaries and reports.
+TABLE_FORMATS = ("table", "markdown")
+# Width of a console that is not a terminal: wide enough that no table is ever cut
+# (rich's 80-column default turned "robustness" into "robustne…" in CI logs).
+_UNBOUNDED_WIDTH = 100_000
+
+
 def _console(console: Console | None) -> Console:
     if console is not None:
         return console
-    # Logs and CI pipes are not terminals: give them a width that fits the tables rather
-    # than rich's 80-column default.
-    return Console(file=sys.stderr, width=None if sys.stderr.isatty() else 140)
+    if sys.stderr.isatty():
+        return Console(file=sys.stderr)
+    # Logs and CI pipes: full width, and no styles, which a log would lose anyway (nothing
+    # may be told by bold alone: white-box cells also carry a "*").
+    return Console(file=sys.stderr, width=_UNBOUNDED_WIDTH, color_system=None,
+                   highlight=False, emoji=False)
+
+
+def _plain(cell: Any) -> str:
+    return Text.from_markup(cell).plain if isinstance(cell, str) else str(cell)
+
+
+def markdown_table(table: Table) -> str:
+    """A rich table as GitHub markdown: its title in bold, then the header, the alignment
+    row and one line per row, markup removed and ``|`` escaped."""
+    def cell(value: Any) -> str:
+        return _plain(value).replace("|", "\\|").replace("*", "\\*")
+
+    lines = [f"**{_plain(table.title)}**", ""] if table.title else []
+    lines.append("| " + " | ".join(cell(c.header) for c in table.columns) + " |")
+    lines.append("|" + "|".join("---:" if c.justify == "right" else "---"
+                                for c in table.columns) + "|")
+    for row in zip(*(list(c.cells) for c in table.columns)):
+        lines.append("| " + " | ".join(cell(value) for value in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def show(table: Table, console: Console | None = None, fmt: str = "table") -> None:
+    """Print ``table`` to stderr (or ``console``) in one of ``TABLE_FORMATS``."""
+    if fmt not in TABLE_FORMATS:
+        raise ParameterError(f"table format must be one of {', '.join(TABLE_FORMATS)}, "
+                             f"got {fmt!r}")
+    console = _console(console)
+    if fmt == "markdown":
+        console.print(markdown_table(table), markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(table)
 
 
 def _percent(value) -> str:
@@ -91,7 +134,7 @@ def _eps_columns(eps: list[float]) -> list[int]:
     return sorted({round(i * step) for i in range(TABLE_EPS_COLUMNS)})
 
 
-def print_curves(lines: list[dict], console: Console | None = None) -> None:
+def print_curves(lines: list[dict], console: Console | None = None, fmt: str = "table") -> None:
     """Accuracy (%) per eps, one row per curve line; long grids are sampled evenly."""
     if not lines:
         return
@@ -105,7 +148,7 @@ def print_curves(lines: list[dict], console: Console | None = None) -> None:
     for line in lines:
         cells = [_percent(line["accuracy"][i]) if i < len(line["accuracy"]) else "" for i in shown]
         table.add_row(line["label"], _percent(line["clean"]), *cells)
-    _console(console).print(table)
+    show(table, console, fmt)
 
 
 def plot_curves(lines: list[dict], path: PathLike, *, title: str | None = None) -> Path:
@@ -141,7 +184,8 @@ def plot_curves(lines: list[dict], path: PathLike, *, title: str | None = None) 
 
 
 # -- evaluate --------------------------------------------------------------------------------
-def print_evaluation(summary: dict, console: Console | None = None) -> None:
+def print_evaluation(summary: dict, console: Console | None = None,
+                     fmt: str = "table") -> None:
     """The clean scores, one row per attack artifact, and the curves, on stderr."""
     console = _console(console)
     model, clean = summary["model"], summary["clean"]
@@ -150,7 +194,7 @@ def print_evaluation(summary: dict, console: Console | None = None) -> None:
     table.add_column("accuracy (%)", justify="right")
     table.add_column("loss sensitivity", justify="right")
     table.add_row(_percent(clean["accuracy"]), _number(clean["loss_sensitivity"]))
-    console.print(table)
+    show(table, console, fmt)
     attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
     if attacks:
         against = attacks[0].get("success_against", "label")
@@ -175,8 +219,9 @@ def print_evaluation(summary: dict, console: Console | None = None) -> None:
                 f"{_number(robustness['value'], 3)} {robustness['norm']} "
                 f"({robustness['count']}/{robustness['total']})",
                 "-" if distance is None else _number(distance["mean"], 2))
-        console.print(table)
-    print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console)
+        show(table, console, fmt)
+    print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console,
+                 fmt)
 
 
 def evaluation_rows(summary: dict) -> list[dict]:
@@ -214,7 +259,7 @@ def evaluation_rows(summary: dict) -> list[dict]:
 
 
 # -- transfer --------------------------------------------------------------------------------
-def print_transfer(summary: dict, console: Console | None = None) -> None:
+def print_transfer(summary: dict, console: Console | None = None, fmt: str = "table") -> None:
     """The matrix in % (rows: crafted on; columns: tested on; diagonal: white-box)."""
     params = ", ".join(f"{k}={v}" for k, v in summary["attack_params"].items())
     table = Table(title=f"accuracy (%) under {summary['attack']} ({params}), "
@@ -226,14 +271,15 @@ def print_transfer(summary: dict, console: Console | None = None) -> None:
         cells = []
         for t in range(len(summary["targets"])):
             cell = _percent(summary["accuracy"][s][t])
-            cells.append(f"[bold]{cell}[/bold]" if summary["setting"][s][t] == "white-box"
+            cells.append(f"[bold]{cell}*[/bold]" if summary["setting"][s][t] == "white-box"
                          else cell)
         table.add_row(source["name"], *cells)
     table.add_row("(clean)", *[_percent(a) for a in summary["clean_accuracy"]],
                   style="dim")
-    _console(console).print(table)
     console = _console(console)
-    console.print("bold: white-box (crafted on the tested model); others: black-box")
+    show(table, console, fmt)
+    console.print("*: white-box (crafted on the tested model); others: black-box",
+                  markup=False)
 
 
 def transfer_rows(summary: dict) -> list[dict]:

@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__, data, metrics
-from advbench.artifacts import ATTACK_SCHEMA, artifact_kind, read_arrays, write_arrays
+from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, read_arrays, read_attack_artifact,
+                                write_arrays)
 from advbench.attacks.base import Attack
 from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.checks import check_int, check_seed
@@ -212,6 +213,45 @@ def stored_success(attrs: dict, arrays: dict) -> dict[str, np.ndarray]:
     return {against: metrics.attack_success(arrays["pred_adv"], arrays["pred_clean"],
                                             arrays["y"], target=target, against=against)
             for against in metrics.SUCCESS_DEFINITIONS}
+
+
+def artifact_summary(path, x: np.ndarray) -> dict[str, Any]:
+    """The summary of a complete attack artifact on the model it was crafted on, from its
+    stored predictions (no model run): accuracies, success rates both ways
+    (``metrics.SUCCESS_DEFINITIONS``; ``success_rate`` is the clean-prediction form), L0/L2/
+    L-inf norms over the successful samples and, for a minimal attack, the empirical
+    robustness in the attack's norm. ``x``: the clean images it was crafted from (as
+    ``AttackRun.load`` gives them), float32 (N, H, W, C). What ``advbench attack --json``
+    prints, with the keys of an ``advbench evaluate`` artifact entry."""
+    attrs, arrays = read_attack_artifact(path)
+    if x.shape != arrays["x_adv"].shape:
+        raise ArtifactError(f"{path} holds {arrays['x_adv'].shape} images but "
+                            f"{x.shape} clean ones were given")
+    both = stored_success(attrs, arrays)
+    success = both["prediction"]
+    y = arrays["y"]
+    norms = {name: arrays[name].astype(np.float64) for name in metrics.PERTURBATION_NORMS}
+    summary: dict[str, Any] = {
+        "kind": "attack", "path": str(path), "name": Path(path).stem,
+        "attack": attrs.get("attack"), "attack_params": attrs.get("attack_params"),
+        "minimal": bool(attrs.get("attack_minimal")), "targeted": bool(attrs.get("targeted")),
+        "crafted_on": {"path": attrs.get("model_path"), "name": attrs.get("model_name"),
+                       "hash": attrs.get("model_hash")},
+        "setting": "white-box", "dataset": attrs.get("dataset"), "split": attrs.get("split"),
+        "samples": int(len(y)),
+        "clean_accuracy": float(np.mean(arrays["pred_clean"] == y)),
+        "adv_accuracy": float(np.mean(arrays["pred_adv"] == y)),
+        "success_rate": float(np.mean(success)), "success_against": "prediction",
+        **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
+        "norms": metrics.norm_summary(norms, success),
+        "robustness": None, "wall_time_s": attrs.get("wall_time_s"),
+    }
+    if summary["minimal"]:
+        norm = attrs.get("attack_norm")
+        norm = norm if norm in metrics.ROBUSTNESS_NORMS else "l2"
+        summary["robustness"] = dataclasses.asdict(
+            metrics.empirical_robustness(x, arrays["x_adv"], success, norm=norm))
+    return summary
 
 
 def _fresh_state(x: np.ndarray, y: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
