@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from advbench.errors import ParameterError
 
@@ -70,7 +71,7 @@ def check_seed(seed: int, name: str = "seed") -> None:
     check_int(name, seed, low=0, high=SEED_LIMIT - 1)
 
 
-def check_images(name: str, value, *, ndim: int | None = 4, min_ndim: int = 2,
+def check_images(name: str, value: ArrayLike, *, ndim: int | None = 4, min_ndim: int = 2,
                  float32: bool = True) -> np.ndarray:
     """An image batch as float32, or ParameterError saying what to change.
 
@@ -118,7 +119,7 @@ def check_images(name: str, value, *, ndim: int | None = 4, min_ndim: int = 2,
     return array
 
 
-def check_class_labels(name: str, value, n: int | None = None,
+def check_class_labels(name: str, value: ArrayLike, n: int | None = None,
                        num_classes: int | None = None) -> np.ndarray:
     """Class indices as int64 of shape (n,), or ParameterError saying what to change: one-hot
     (n, classes) and column (n, 1) labels are refused with the call that fixes them, as are

@@ -215,7 +215,7 @@ def stored_success(attrs: dict, arrays: dict) -> dict[str, np.ndarray]:
             for against in metrics.SUCCESS_DEFINITIONS}
 
 
-def artifact_summary(path, x: np.ndarray) -> dict[str, Any]:
+def artifact_summary(path: PathLike, x: np.ndarray) -> dict[str, Any]:
     """The summary of a complete attack artifact on the model it was crafted on, from its
     stored predictions (no model run): accuracies, success rates both ways
     (``metrics.SUCCESS_DEFINITIONS``; ``success_rate`` is the clean-prediction form), L0/L2/

@@ -95,7 +95,7 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
     return x_adv, eps, found
 
 
-def predicted_labels(model, x: np.ndarray) -> np.ndarray:
+def predicted_labels(model: Model, x: np.ndarray) -> np.ndarray:
     """int32 (batch,): the model's predicted classes on x."""
     return np.argmax(model(tf.convert_to_tensor(x), training=False).numpy(), axis=1).astype(
         np.int32)
@@ -158,7 +158,7 @@ class MinimalFGSM(Attack):
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         targeted = target is not None
-        if targeted:
+        if target is not None:
             labels = target.astype(np.int32)
         else:
             # From the model's prediction, as ART's empirical_robustness (y=None): a sample
