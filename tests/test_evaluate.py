@@ -4,12 +4,11 @@ black-box detection, robustness and training distance, the gate, bad input, the 
 import math
 import shutil
 
-import keras
 import numpy as np
 import pytest
 
 from advbench import data, evaluate as ev, metrics
-from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, save_model,
+from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays,
                                 write_arrays)
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.fgsm_min import MinimalFGSM
@@ -33,15 +32,9 @@ def artifacts(trained_tiny_cnn, fake_data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def other_model(tmp_path_factory):
+def other_model(dense_mnist_model):
     """A second MNIST model (dense), saved, for black-box scoring."""
-    keras.utils.set_random_seed(5)
-    inputs = keras.Input((28, 28, 1))
-    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
-    meta = {"dataset": "mnist", "zoo_name": "dense"}
-    path = tmp_path_factory.mktemp("other") / "dense.h5"
-    meta["content_hash"] = save_model(path, model, meta)
-    return path, model, meta
+    return dense_mnist_model
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from advbench import evaluate as ev, metrics
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays, save_model
+from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks.fgsm_min import MinimalFGSM
 from advbench.errors import ParameterError
 from advbench.models import predict_labels
@@ -91,20 +91,9 @@ def test_robustness_equals_arts_empirical_robustness(weak_model):
     assert label_form.value != pytest.approx(expected, rel=1e-3)
 
 
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory):
-    """An untrained dense MNIST model: it misclassifies most samples."""
-    keras.utils.set_random_seed(5)
-    inputs = keras.Input((28, 28, 1))
-    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
-    meta = {"dataset": "mnist", "zoo_name": "dense"}
-    path = tmp_path_factory.mktemp("untrained") / "dense.h5"
-    meta["content_hash"] = save_model(path, model, meta)
-    return path, model, meta
-
-
-def test_artifact_and_evaluate_use_the_prediction_form(untrained, fake_data_dir, tmp_path):
-    path, model, meta = untrained
+def test_artifact_and_evaluate_use_the_prediction_form(dense_mnist_model, fake_data_dir,
+                                                      tmp_path):
+    path, model, meta = dense_mnist_model
     run = AttackRun(model_path=str(path), dataset="mnist", limit=30, batch_size=8,
                     data_dir=str(fake_data_dir))
     out = attack_split(run, MinimalFGSM(eps_step=0.05), model, meta, tmp_path / "min.h5")
