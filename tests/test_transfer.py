@@ -3,28 +3,23 @@ artifact reuse by run key (same file or another file in the runs folder), bad in
 
 import shutil
 
-import keras
 import numpy as np
 import pytest
 
 from advbench import data, evaluate as ev, transfer as tr
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays, save_model
+from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks.fgsm import FGSM
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
+
+from conftest import save_dense_mnist
 
 LIMIT = 30
 
 
 @pytest.fixture(scope="module")
 def dense_model(tmp_path_factory):
-    keras.utils.set_random_seed(11)
-    inputs = keras.Input((28, 28, 1))
-    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
-    meta = {"dataset": "mnist", "zoo_name": "dense"}
-    path = tmp_path_factory.mktemp("dense") / "mnist-dense.h5"
-    meta["content_hash"] = save_model(path, model, meta)
-    return path, model, meta
+    return save_dense_mnist(tmp_path_factory.mktemp("dense") / "mnist-dense.h5", seed=11)
 
 
 def run_transfer(sources, targets, runs_dir, data_dir, **kwargs):
