@@ -106,10 +106,10 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
     and the paper's authors) or from the label ("label"); targeted, it is the target.
     ``success_rate`` and everything averaged over successful samples (perturbation norms,
     robustness, training distance) use ``success_against``; the summary also holds
-    ``success_rate_prediction`` and ``success_rate_label``. For a minimal-perturbation attack crafted on
-    this very model (white-box), also the empirical robustness (in the attack's norm: L-inf
-    for fgsm-min as in ART, L2 for deepfool and cw-l2) and, when ``training`` is given, the
-    nearest-training-image distance (``metrics.nearest_training_distance``).
+    ``success_rate_prediction`` and ``success_rate_label``. For a minimal-perturbation attack
+    crafted on this very model (white-box), also the empirical robustness (in the attack's
+    norm: L-inf for fgsm-min as in ART, L2 for deepfool and cw-l2) and, when ``training`` is
+    given, the nearest-training-image distance (``metrics.nearest_training_distance``).
 
     Args:
         model, model_meta, model_path: the scored model, its artifact metadata and path.

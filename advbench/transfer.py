@@ -106,7 +106,8 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
         "split": split, "samples": int(len(per_sample["cells/0_0/pred"])),
         "sources": [describe(e) for e in sources], "targets": [describe(e) for e in targets],
         "clean_accuracy": clean.tolist(), "accuracy": accuracy.tolist(),
-        "success_rate": success.tolist(), "success_against": "prediction", "setting": setting, "artifacts": artifacts,
+        "success_rate": success.tolist(), "success_against": "prediction", "setting": setting,
+        "artifacts": artifacts,
         "reused": reused,
     }
     per_sample["accuracy"] = accuracy

@@ -53,7 +53,8 @@ CASES = [
     # Ran until killed, or exhausted memory.
     (ATTACK + ["cw-l2", "--search-steps", str(2 ** 40)],
      "binary_search_steps must be <= 30, got 1099511627776"),
-    (ATTACK + ["cw-l2", "--initial-const", "1e9"], "initial_const must be <= 1000000.0, got 1000000000.0"),
+    (ATTACK + ["cw-l2", "--initial-const", "1e9"],
+     "initial_const must be <= 1000000.0, got 1000000000.0"),
     (ATTACK + ["vat", "--power-iterations", str(2 ** 32 + 1)],
      "power_iterations must be <= 100, got 4294967297"),
     (ATTACK + ["fgsm-min", "--eps-max", "inf"], "eps_max must be a finite number, got inf"),
