@@ -108,8 +108,9 @@ def test_bad_run_parameters(run, trained_tiny_cnn, tmp_path):
 
 def test_norms_and_targets_helpers():
     x = np.zeros((2, 2, 2, 1), np.float32)
+    x[0] = 0.5
     x_adv = x.copy()
-    x_adv[0, 0, 0, 0], x_adv[0, 1, 1, 0] = 0.3, -0.4
+    x_adv[0, 0, 0, 0], x_adv[0, 1, 1, 0] = 0.8, 0.1
     norms = perturbation_norms(x, x_adv)
     np.testing.assert_allclose(norms["l0"], [2, 0])
     np.testing.assert_allclose(norms["l2"], [0.5, 0], rtol=1e-6)
