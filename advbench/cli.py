@@ -22,6 +22,19 @@ EXIT_GATE_FAILED = 3
 
 
 @contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Bad option values as usage errors (exit 2), raised before any work starts: the
+    library's checks (``advbench.checks``, the constructors' ParameterErrors) are the one
+    validation of every numeric option, and the CLI only maps them."""
+    from advbench.errors import ParameterError
+
+    try:
+        yield
+    except ParameterError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
 def _muted_stderr() -> Iterator[None]:
     """Mute stderr at the file descriptor level: TF 2.21 prints its C++ start-up logs
     (oneDNN, CUDA probing) before its log level applies. ``ADVBENCH_DEBUG=1`` keeps them."""
@@ -370,8 +383,8 @@ class ArchitectureOrFile(RegistryChoice):
 @_reading_options
 @click.option("--act", "activation", type=RegistryChoice("advbench.models:ACTIVATIONS"),
               default="relu", show_default=True, help="Activation everywhere in the network.")
-@click.option("--brelu-t", type=float, default=1.0, show_default=True,
-              help="BRELU threshold t (> 0).")
+@click.option("--brelu-t", type=float, default=None,
+              help="BRELU threshold t (> 0) [1.0]; only with --act brelu.")
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
               show_default=True)
 @_defense_options
@@ -421,14 +434,18 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
     if given and not own:
         raise click.UsageError(f"{', '.join(given)} apply to --model FILE (your own "
                                "architecture)")
+    if brelu_t is not None and activation != "brelu":
+        raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
     dataset = _data_source(dataset, data_path, quiet) or "mnist"
-    spec = defense_from_flags(defense, dataset, defense_values)
     stem = Path(architecture).stem if own else architecture
-    config = TrainConfig(dataset=dataset, architecture="cnn" if own else architecture,
-                         activation=activation, brelu_t=brelu_t, epochs=epochs,
-                         batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-                         seed=seed, limit=limit, data_dir=data_dir)
-    config.validate()
+    with _usage_errors():
+        spec = defense_from_flags(defense, dataset, defense_values)
+        config = TrainConfig(dataset=dataset, architecture="cnn" if own else architecture,
+                             activation=activation,
+                             brelu_t=1.0 if brelu_t is None else brelu_t, epochs=epochs,
+                             batch_size=batch_size, learning_rate=learning_rate,
+                             patience=patience, seed=seed, limit=limit, data_dir=data_dir)
+        config.validate()
     path = Path(output) if output else zoo_path(
         Path(datamod.display_name(dataset)).stem, stem, activation, defense, models_dir)
     model = source = None
@@ -575,6 +592,10 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, quiet):
     from advbench.progress import Progress
     from advbench.paper.experiments import Reproduction
 
+    from advbench.checks import check_seed
+
+    with _usage_errors():
+        check_seed(seed)
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
     report = repro.run()
@@ -655,7 +676,16 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
     if stray:
         raise click.UsageError(f"{', '.join(stray)} do not apply to --attack {name}")
-    return make_attack(name, **given)
+    with _usage_errors():
+        return make_attack(name, **given)
+
+
+def _check_samples(**values) -> None:
+    """--limit, --start, --batch-size and --seed checked as usage errors before any work."""
+    from advbench.runner import Samples
+
+    with _usage_errors():
+        Samples(dataset="", **values).validate()
 
 
 def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
@@ -696,18 +726,13 @@ def _attack_choice() -> RegistryChoice:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="With an eps list: draw accuracy vs eps to this image (PNG).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run's summary as JSON on stdout instead of the path: success "
+                   "rates both ways, norms, robustness for minimal attacks.")
 def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit, start,
            batch_size, seed, custom_objects, outputs, input_range, mean, std, data_dir,
-           models_dir, output, resume, overwrite, quiet, plot, **attack_values):
+           models_dir, output, resume, overwrite, quiet, plot, as_json, **attack_values):
     """Craft adversarial examples for MODEL; print the artifact path.
-
-    MODEL is a zoo name, an advbench model (.h5), or your own Keras model (.keras, legacy
-    .h5, SavedModel folder; give its data with --dataset or --data, and how to read it with
-    --input-range, --mean, --std, --outputs, --custom-objects). The artifact holds x_adv
-    (float32, never rounded), sample indices, labels, clean and adversarial predictions,
-    success, L0/L2/L-inf norms and the attack's parameters. Interrupted runs resume when the
-    same command is run again. With fgsm or rand-fgsm and an eps list or range, it writes a
-    curve artifact instead (accuracy vs eps, one gradient per sample for all eps).
 
     Example:
 
@@ -729,11 +754,12 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
             attack_name, attack_values, [model_ref], [model_ref], dataset=dataset, split=split,
             limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
             models_dir=models_dir, output=output, overwrite=overwrite, quiet=quiet,
-            reading=reading), plot=plot, as_json=False)
+            reading=reading), plot=plot, as_json=as_json, quiet=quiet)
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                     reading=reading, quiet=quiet)
     dataset = dataset or meta.get("dataset")
@@ -747,6 +773,13 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
         output = run_artifact_path("runs", path, attack_name, key)
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
                           overwrite=overwrite, progress=Progress(quiet=quiet))
+    if as_json:
+        from advbench import report
+        from advbench.runner import artifact_summary
+
+        x, _, _ = run.load()
+        click.echo(report.to_json(artifact_summary(result, x)))
+        return
     click.echo(str(result))
 
 
@@ -795,6 +828,7 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     eps = attack_values["eps"]
     # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
     attack_obj = attack_from_flags(attack_name, {**attack_values, "eps": max(eps)})
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
@@ -816,13 +850,14 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     return curves
 
 
-def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False) -> None:
+def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
+                 table_format="table") -> None:
     from advbench import report
 
     summaries = [c.summary() for c in curves]
     lines = report.curve_lines(summaries)
     if not quiet:
-        report.print_curves(lines)
+        report.print_curves(lines, fmt=table_format)
     if plot:
         report.plot_curves(lines, plot)
     if csv_path:
@@ -865,6 +900,11 @@ def _output_options(f):
                      show_default=True, help="Where attack and curve artifacts are reused "
                                              "from and written to."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output or tables."),
+        click.option("--format", "table_format",
+                     type=RegistryChoice("advbench.report:TABLE_FORMATS"), default="table",
+                     show_default=True,
+                     help="Tables on stderr: rich boxes (plain, full width when stderr is not a "
+                          "terminal) or markdown."),
     ]):
         f = option(f)
     return f
@@ -892,6 +932,12 @@ def _output_options(f):
 @click.option("--distance-variant", type=RegistryChoice("advbench.metrics:DISTANCE_VARIANTS"),
               default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
+@click.option("--success", "success_against",
+              type=RegistryChoice("advbench.metrics:SUCCESS_DEFINITIONS"), default="prediction",
+              show_default=True,
+              help="An untargeted attack succeeds when it changes the model's clean prediction "
+                   "(as ART and the paper's authors) or when the output differs from the "
+                   "label; success rate, norms and robustness use it, JSON has both rates.")
 @click.option("--distance/--no-distance", default=True, show_default=True,
               help="Training-set distance for white-box minimal artifacts.")
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
@@ -901,8 +947,9 @@ def _output_options(f):
 @_models_dir_option
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
-             source_ref, fail_under, fail_over, distance_variant, distance, sensitivity,
-             as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir):
+             source_ref, fail_under, fail_over, distance_variant, success_against, distance,
+             sensitivity, as_json, csv_path, output, plot, runs_dir, quiet, table_format,
+             data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
     MODEL is a zoo name, an advbench model (.h5), or your own Keras model (.keras, legacy
@@ -931,6 +978,12 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     from advbench.progress import Progress
 
     thresholds = _thresholds(fail_under, fail_over)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    if alpha is not None:
+        from advbench.checks import check_range
+
+        with _usage_errors():
+            check_range("alpha", alpha, low=0.0)
     if isinstance(eps, float):
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
@@ -958,7 +1011,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     result = run_evaluation(model, meta, path, artifacts, split=split, limit=limit, start=start,
                             seed=seed, data_dir=data_dir, batch_size=batch_size,
                             sensitivity=sensitivity, distance=distance,
-                            distance_variant=distance_variant, progress=Progress(quiet=quiet))
+                            distance_variant=distance_variant,
+                            success_against=success_against, progress=Progress(quiet=quiet))
     try:
         missed = check_thresholds(result.summary, thresholds)
     except ParameterError as e:
@@ -967,7 +1021,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                                              f"{t.value:g}" for t in thresholds],
                               "missed": missed, "passed": not missed}
     if not quiet:
-        report.print_evaluation(result.summary)
+        report.print_evaluation(result.summary, fmt=table_format)
     written = []
     if output:
         written.append(write_evaluation(output, result))
@@ -1015,7 +1069,8 @@ def _exit_on_missed(missed) -> None:
 @_models_dir_option
 def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, limit, start,
              batch_size, seed, custom_objects, outputs, input_range, mean, std, as_json,
-             csv_path, output, plot, runs_dir, quiet, data_dir, models_dir, **attack_values):
+             csv_path, output, plot, runs_dir, quiet, table_format, data_dir, models_dir,
+             **attack_values):
     """Craft on each --source, score every --target: the transfer accuracy matrix.
 
     Models are zoo names, advbench models (.h5) or your own Keras models (.keras, legacy
@@ -1050,11 +1105,13 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
             attack_name, attack_values, source_refs, target_refs, dataset=dataset, split=split,
             limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
             models_dir=models_dir, quiet=quiet, runs_dir=runs_dir, reading=reading),
-            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet)
+            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet,
+            table_format=table_format)
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
@@ -1062,7 +1119,7 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
                           limit=limit, start=start, seed=seed, batch_size=batch_size,
                           data_dir=data_dir, runs_dir=runs_dir, progress=Progress(quiet=quiet))
     if not quiet:
-        report.print_transfer(result.summary)
+        report.print_transfer(result.summary, fmt=table_format)
     written = []
     if output:
         written.append(write_evaluation(output, result, kind="transfer"))

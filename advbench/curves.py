@@ -32,6 +32,7 @@ from advbench.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.attacks.norms import NORMS
 from advbench.data import batch_seed
+from advbench.checks import check_int, check_range
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.models.foreign import model_provenance
@@ -77,6 +78,9 @@ def parse_eps(text: str | float) -> tuple[float, ...]:
             if len(parts) != 3 or not all(re.fullmatch(_NUMBER, p) for p in parts):
                 raise ParameterError(f"eps range {text!r} is not start:stop:step; give {forms}")
             start, stop, step = (float(p) for p in parts)
+            if not all(math.isfinite(v) for v in (start, stop, step)):
+                raise ParameterError(f"eps range {text!r} must have finite start, stop and "
+                                     "step")
             if not step > 0:
                 raise ParameterError(f"eps range {text!r} has step {step}; the step must be > 0")
             if stop < start:
@@ -200,10 +204,8 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     eps = np.asarray(eps, dtype=np.float64)
     if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ParameterError(f"eps must be a non-empty list of finite values >= 0, got {eps}")
-    if not alpha >= 0:
-        raise ParameterError(f"alpha must be >= 0, got {alpha}")
-    if batch_size < 1:
-        raise ParameterError(f"batch size must be >= 1, got {batch_size}")
+    check_range("alpha", alpha, low=0.0)
+    check_int("batch size", batch_size, low=1)
     if not target_models:
         raise ParameterError("give at least one model to score the curve on")
     x = np.asarray(x, dtype=np.float32)

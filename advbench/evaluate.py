@@ -27,7 +27,7 @@ from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
-from advbench.runner import check_model_fits
+from advbench.runner import Samples, check_model_fits
 from advbench.types import Model, PathLike
 
 #: Gate metrics and the direction in which they are better. An unqualified name takes the
@@ -110,15 +110,20 @@ class Score:
 def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: PathLike, *,
                    data_dir: PathLike | None = None,
                    batch_size: int = 256, training: Callable[[], np.ndarray] | None = None,
-                   distance_variant: str = "l2", model_level: bool = True) -> Score:
+                   distance_variant: str = "l2", model_level: bool = True,
+                   success_against: str = "prediction") -> Score:
     """Score ``model`` on the saved adversarial examples of an attack artifact.
 
-    Accuracy is the fraction of x_adv the model classifies as the true label; success is
-    pred != label (untargeted) or pred == target (targeted), on THIS model; perturbation
-    norms are averaged over successful samples. For a minimal-perturbation attack crafted on
-    this very model (white-box), also the empirical robustness (in the attack's norm: L-inf
-    for fgsm-min as in ART, L2 for deepfool and cw-l2) and, when ``training`` is given, the
-    nearest-training-image distance (``metrics.nearest_training_distance``).
+    Accuracy is the fraction of x_adv the model classifies as the true label. Success is
+    judged on THIS model, both ways (``metrics.attack_success``): untargeted, the prediction
+    on x_adv differs from the model's prediction on the clean image ("prediction", as ART
+    and the paper's authors) or from the label ("label"); targeted, it is the target.
+    ``success_rate`` and everything averaged over successful samples (perturbation norms,
+    robustness, training distance) use ``success_against``; the summary also holds
+    ``success_rate_prediction`` and ``success_rate_label``. For a minimal-perturbation attack
+    crafted on this very model (white-box), also the empirical robustness (in the attack's
+    norm: L-inf for fgsm-min as in ART, L2 for deepfool and cw-l2) and, when ``training`` is
+    given, the nearest-training-image distance (``metrics.nearest_training_distance``).
 
     Args:
         model, model_meta, model_path: the scored model, its artifact metadata and path.
@@ -128,11 +133,15 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
         training: callable returning the training images (loaded only when needed).
         distance_variant: "l2" (default) or "paper" (see ``nearest_training_distance``).
         model_level: compute robustness and training distance where they apply (default).
+        success_against: "prediction" (default) or "label" (``metrics.SUCCESS_DEFINITIONS``).
 
     Returns:
         ``Score(summary, per_sample)``; per_sample has indices, pred, success, l0, l2, linf
         and, when computed, nearest_distance and nearest_index.
     """
+    if success_against not in metrics.SUCCESS_DEFINITIONS:
+        raise ParameterError(f"success must be judged against one of "
+                             f"{', '.join(metrics.SUCCESS_DEFINITIONS)}, got {success_against!r}")
     attrs, arrays = read_attack_artifact(path)
     x_adv = arrays["x_adv"]
     check_fits(path, attrs, x_adv, model, model_meta, model_path)
@@ -141,11 +150,15 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
     pred = predict_labels(model, x_adv, batch_size)
     pred_clean = predict_labels(model, x_clean, batch_size)
     targeted = bool(attrs.get("targeted"))
-    success = pred == arrays["target"] if targeted else pred != y
+    both = {against: metrics.attack_success(pred, pred_clean, y, target=arrays["target"]
+                                            if targeted else None, against=against)
+            for against in metrics.SUCCESS_DEFINITIONS}
+    success = both[success_against]
     white_box = bool(attrs.get("model_hash")) and attrs.get("model_hash") == \
         model_meta.get("content_hash")
     norms = metrics.perturbation_norms(x_clean, x_adv)
-    per_sample = {"indices": arrays["indices"], "pred": pred, "success": success, **norms}
+    per_sample = {"indices": arrays["indices"], "pred": pred, "pred_clean": pred_clean,
+                  "success": success, "success_label": both["label"], **norms}
     minimal = bool(attrs.get("attack_minimal"))
     summary: dict[str, Any] = {
         "kind": "attack", "path": str(path), "name": Path(path).stem,
@@ -157,7 +170,8 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike, path: P
         "dataset": attrs["dataset"], "split": attrs.get("split"), "samples": int(len(y)),
         "clean_accuracy": float(np.mean(pred_clean == y)),
         "adv_accuracy": float(np.mean(pred == y)),
-        "success_rate": float(np.mean(success)),
+        "success_rate": float(np.mean(success)), "success_against": success_against,
+        **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "training_distance": None,
         "per_class_accuracy": per_class_accuracy(
@@ -202,7 +216,8 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
              limit: int | None = None, start: int = 0, seed: int = 0,
              data_dir: PathLike | None = None,
              batch_size: int = 256, sensitivity: bool = True, distance: bool = True,
-             distance_variant: str = "l2", progress: Progress | None = None) -> Score:
+             distance_variant: str = "l2", success_against: str = "prediction",
+             progress: Progress | None = None) -> Score:
     """Score a model on a clean split and on saved attack / curve artifacts.
 
     Clean: accuracy and loss sensitivity (Table 3; ``metrics.loss_sensitivity``) on the split
@@ -217,6 +232,9 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         sensitivity: compute loss sensitivity (default True).
         distance: compute the training-set distance for white-box minimal artifacts (default).
         distance_variant: "l2" (default) or "paper".
+        success_against: what an untargeted attack must change to succeed: "prediction"
+            (default: the model's clean prediction, as ART) or "label" (see
+            ``score_artifact``).
 
     Returns:
         ``Score``; ``summary["metrics"]`` holds the gate values (see ``METRICS``).
@@ -228,6 +246,11 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     if distance_variant not in metrics.DISTANCE_VARIANTS:
         raise ParameterError(f"distance variant must be one of "
                              f"{', '.join(metrics.DISTANCE_VARIANTS)}, got {distance_variant!r}")
+    if success_against not in metrics.SUCCESS_DEFINITIONS:
+        raise ParameterError(f"success must be judged against one of "
+                             f"{', '.join(metrics.SUCCESS_DEFINITIONS)}, got {success_against!r}")
+    Samples(dataset="", split=split, limit=limit, start=start, seed=seed,
+            batch_size=batch_size).validate()
     progress = progress or Progress(quiet=True)
     dataset = model_meta.get("dataset")
     if not dataset:
@@ -273,7 +296,8 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
             continue
         score = score_artifact(model, model_meta, model_path, path, data_dir=data_dir,
                                batch_size=batch_size, training=training if distance else None,
-                               distance_variant=distance_variant)
+                               distance_variant=distance_variant,
+                               success_against=success_against)
         entries.append(score.summary)
         per_sample.update({f"artifacts/{k}/{name}": v for name, v in score.per_sample.items()})
 

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import data
+from advbench.checks import check_int, check_range, check_seed
 from advbench.defenses.base import Defense
 from advbench.errors import ParameterError
 from advbench.models import build_model, predict_labels, zoo_name
@@ -47,15 +48,15 @@ class TrainConfig:
     def validate(self) -> None:
         data.dataset_info(self.dataset)
         for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ParameterError(f"{name.replace('_', '-')} must be >= 1, got {value}")
-        if not self.learning_rate > 0:
-            raise ParameterError(f"learning rate must be > 0, got {self.learning_rate}")
-        if not self.brelu_t > 0:
-            raise ParameterError(f"brelu t must be > 0, got {self.brelu_t}")
-        if self.limit is not None and self.limit < 10:
-            raise ParameterError(f"limit must be >= 10 (one image per class), got {self.limit}")
+            check_int(name.replace("_", "-"), getattr(self, name), low=1)
+        check_range("learning rate", self.learning_rate, low=0.0, low_inclusive=False)
+        check_range("brelu t", self.brelu_t, low=0.0, low_inclusive=False)
+        check_seed(self.seed)
+        if self.limit is not None:
+            check_int("limit", self.limit, low=1)
+            if self.limit < 10:
+                raise ParameterError(
+                    f"limit must be >= 10 (one image per class), got {self.limit}")
 
 
 def epoch_order(n: int, copies: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

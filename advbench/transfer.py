@@ -61,7 +61,9 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
 
     Returns:
         ``Score``: summary with "sources", "targets", "accuracy" (rows x columns),
-        "success_rate", "setting", "artifacts", "reused"; per_sample predictions per cell.
+        "success_rate" (the target's prediction moved off its clean prediction, as ART;
+        "success_against" says so), "setting", "artifacts", "reused"; per_sample predictions
+        per cell.
     """
     if not sources or not targets:
         raise ParameterError("give at least one --source and one --target")
@@ -111,7 +113,8 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
         "split": split, "samples": int(len(per_sample["cells/0_0/pred"])),
         "sources": [describe(e) for e in sources], "targets": [describe(e) for e in targets],
         "clean_accuracy": clean.tolist(), "accuracy": accuracy.tolist(),
-        "success_rate": success.tolist(), "setting": setting, "artifacts": artifacts,
+        "success_rate": success.tolist(), "success_against": "prediction", "setting": setting,
+        "artifacts": artifacts,
         "reused": reused,
     }
     per_sample["accuracy"] = accuracy

@@ -85,6 +85,27 @@ def trained_tiny_cnn(fake_data_dir, tmp_path_factory):
     return path, model, meta
 
 
+def save_dense_mnist(path, seed: int):
+    """An untrained dense MNIST model saved at ``path``: (path, model, metadata)."""
+    import keras
+
+    from advbench.artifacts import save_model
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    meta = {"dataset": "mnist", "zoo_name": "dense"}
+    meta["content_hash"] = save_model(path, model, meta)
+    return path, model, meta
+
+
+@pytest.fixture(scope="session")
+def dense_mnist_model(tmp_path_factory):
+    """An untrained dense MNIST model, saved: black-box for the tiny CNN's artifacts, and it
+    misclassifies most samples."""
+    return save_dense_mnist(tmp_path_factory.mktemp("dense") / "dense.h5", seed=5)
+
+
 # Small 8x8 images for attack tests: noisy copies of one random prototype per class.
 PROTOTYPE_SHAPE = (8, 8, 1)
 PROTOTYPE_CLASSES = 4
