@@ -27,8 +27,17 @@ test-slow: install
 data: install
 	$(ADVBENCH) data fetch mnist --if-missing --dest "$(ADVBENCH_DATA)"
 
+DEMO_MODELS := results/mnist/demo/models
 demo: install data
 	$(ADVBENCH) reproduce --dataset mnist --profile demo --out results
+	@echo
+	@echo "Next, in this folder: put advbench on the PATH and tell it where MNIST is,"
+	@echo "  . $(VENV)/bin/activate && export ADVBENCH_DATA=$(ADVBENCH_DATA)"
+	@echo "then attack the GDA+BRELU model with PGD, score it, and compare white-box with black-box:"
+	@echo "  advbench attack $(DEMO_MODELS)/mnist-cnn-brelu-gda.h5 --attack pgd --limit 200 -o runs/pgd.h5"
+	@echo "  advbench evaluate $(DEMO_MODELS)/mnist-cnn-brelu-gda.h5 runs/pgd.h5 --limit 1000"
+	@echo "  advbench transfer --source $(DEMO_MODELS)/mnist-cnn.h5 --target $(DEMO_MODELS)/mnist-cnn-brelu-gda.h5 --limit 300"
+	@echo "Your own Keras model and data: docs/own-model.md"
 
 bench: bench-train bench-gradients bench-attacks
 

@@ -23,6 +23,19 @@ EXIT_GATE_FAILED = 3
 
 
 @contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Bad option values as usage errors (exit 2), raised before any work starts: the
+    library's checks (``advbench.checks``, the constructors' ParameterErrors) are the one
+    validation of every numeric option, and the CLI only maps them."""
+    from advbench.errors import ParameterError
+
+    try:
+        yield
+    except ParameterError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
 def _muted_stderr() -> Iterator[None]:
     """Mute stderr at the file descriptor level: TF 2.21 prints its C++ start-up logs
     (oneDNN, CUDA probing) before its log level applies. ``ADVBENCH_DEBUG=1`` keeps them."""
@@ -107,10 +120,73 @@ def _models_dir_option(f):
                         help="The zoo store where model names resolve [default: models/].")(f)
 
 
+MODEL_HELP = ("MODEL is a zoo name (cnn, cnn-brelu-gda...), an advbench model (.h5), or your "
+              "own Keras model: a .keras file, a legacy .h5 full model or a SavedModel folder.")
+DATA_HELP = ("Your own data instead of --dataset: an .npz (x_train, y_train, x_test, y_test; or "
+             "x, y as a test split) or a folder with one sub-folder of images per class.")
+
+
+def _data_source(dataset: str | None, data_path: str | None, quiet: bool = False) -> str | None:
+    """The data set a command works on: --dataset's name or --data's file (checked, and what
+    was detected about it said on stderr); None when neither is given."""
+    if dataset and data_path:
+        raise click.UsageError("Use just one of --dataset or --data")
+    if data_path is None:
+        return dataset
+    from advbench import data as datamod
+
+    name = datamod.source_name(data_path)
+    if not quiet:
+        for note in datamod.notes(name):
+            click.echo(note, err=True)
+    return name
+
+
+def _reading_options(f):
+    """How to read a foreign model file: custom objects, outputs, expected input."""
+    for option in reversed([
+        click.option("--custom-objects", metavar="MODULE", default=None,
+                     help="Your importable module defining your model file's custom layers "
+                          "(the only code of yours advbench runs)."),
+        click.option("--outputs", type=RegistryChoice("advbench.models.adapt:OUTPUTS"),
+                     default="auto", show_default=True,
+                     help="Your model's outputs: auto (a final softmax is removed, "
+                          "probabilities without one are refused), logits, or probabilities "
+                          "(advbench takes their log)."),
+        click.option("--input-range", metavar="LOW:HIGH", default=None,
+                     help="Pixel range your model expects, e.g. 0:255 [0:1]; attacks stay in "
+                          "[0, 1]."),
+        click.option("--mean", metavar="M[,M,M]", default=None,
+                     help="Per-channel mean your model subtracts (after the range)."),
+        click.option("--std", metavar="S[,S,S]", default=None,
+                     help="Per-channel std your model divides by (after the mean)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _reading(custom_objects, outputs, input_range, mean, std) -> dict:
+    """``loading.open_model``'s reading keywords from the flags of ``_reading_options``."""
+    from advbench.errors import ParameterError
+    from advbench.models.adapt import Preprocessing, parse_channels, parse_range
+
+    try:
+        preprocessing = None
+        if input_range or mean or std:
+            preprocessing = Preprocessing(
+                input_range=parse_range(input_range) if input_range else (0.0, 1.0),
+                mean=parse_channels(mean, "--mean") if mean else (0.0,),
+                std=parse_channels(std, "--std") if std else (1.0,))
+    except ParameterError as e:
+        raise click.BadParameter(str(e)) from None
+    return {"custom_objects": custom_objects, "outputs": outputs,
+            "preprocessing": preprocessing}
+
+
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
                      limit_help: str, batch_size: int):
-    """The options that pick a stage's samples (``runner.Samples``): --dataset (when
-    ``dataset_help`` is given), --split, --limit, --start, --batch-size and --seed."""
+    """The options that pick a stage's samples (``runner.Samples``): --dataset and --data
+    (when ``dataset_help`` is given), --split, --limit, --start, --batch-size and --seed."""
     options = [
         click.option("--split", type=RegistryChoice("advbench.data:SPLITS"), default="test",
                      show_default=True, help=split_help),
@@ -121,8 +197,10 @@ def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
         click.option("--seed", type=int, default=0, show_default=True),
     ]
     if dataset_help is not None:
-        options.insert(0, click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"),
-                                       default=None, help=dataset_help))
+        options[:0] = [click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"),
+                                    default=None, help=dataset_help),
+                       click.option("--data", "data_path", type=click.Path(), default=None,
+                                    metavar="FILE|DIR", help=DATA_HELP)]
 
     def decorate(f):
         for option in reversed(options):
@@ -165,13 +243,17 @@ def main():
 # -- data -----------------------------------------------------------------------------------
 @main.group()
 def data():
-    """Find or fetch the data sets (MNIST, CIFAR-10)."""
+    """Find or fetch the data sets (MNIST, CIFAR-10); your own data needs neither (--data)."""
 
 
 @data.command("info")
 @_data_dir_option
 def data_info(data_dir):
-    """Say which data sets are found where.
+    """Say which data sets are found where, and which file layouts are read.
+
+    Every command searches the same folders: --data-dir (or $ADVBENCH_DATA), else ./data
+    (where `advbench data fetch` writes), then Keras' cache. Your own data is passed to each
+    command with --data FILE.npz or --data DIR/ (one sub-folder of images per class).
 
     Example:
 
@@ -183,18 +265,20 @@ def data_info(data_dir):
     from advbench import data as datamod
 
     table = Table(title="advbench data sets")
-    for col in ("data set", "found", "layout", "path", "searched"):
+    for col in ("data set", "found", "layout", "path", "searched", "accepts"):
         table.add_column(col)
     for row in datamod.describe(data_dir):
         table.add_row(row["dataset"], "yes" if row["found"] else "no", row["layout"],
-                      row["path"], "\n".join(row["searched"]))
+                      row["path"], "\n".join(row["searched"]), row["accepts"])
+    table.add_row("your own", "", "", "--data PATH", "", "an .npz (x_train, y_train, x_test, "
+                  "y_test; or x, y) or DIR/<class>/*.png|jpg (or DIR/train/, DIR/test/)")
     Console(file=sys.stderr).print(table)
 
 
 @data.command("fetch")
 @click.argument("dataset", type=RegistryChoice("advbench.data:DATASETS"))
 @click.option("--dest", type=click.Path(file_okay=False), default=None, envvar="ADVBENCH_DATA",
-              help="Where to put the files [default: data/].")
+              help="Where to put the files [default: data/, where every command looks].")
 @click.option("--if-missing", is_flag=True,
               help="Do nothing when DEST already holds the data set.")
 def data_fetch(dataset, dest, if_missing):
@@ -209,7 +293,7 @@ def data_fetch(dataset, dest, if_missing):
     """
     from advbench import data as datamod
 
-    dest = dest or "data"
+    dest = dest or datamod.DEFAULT_DATA_DIR
     found = datamod.locate(dataset, dest) if if_missing else None
     click.echo(found[1] if found else datamod.fetch(dataset, dest))
 
@@ -269,15 +353,39 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
     return make_defense(defense, dataset, **{rows[dest][2]: v for dest, v in given.items()})
 
 
+class ArchitectureOrFile(RegistryChoice):
+    """``train --model``: an architecture of the zoo, or the path of the user's own
+    architecture (a .keras or legacy .h5 file)."""
+
+    name = "architecture or file"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if value in self.choices or Path(value).exists():
+            return value
+        self.fail(f"{value!r} is neither an architecture ({', '.join(self.choices)}) nor an "
+                  "existing .keras/.h5 file", param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return f"[{'|'.join(self.choices)}|FILE]"
+
+
 @main.command()
-@click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"), default="mnist",
-              show_default=True)
-@click.option("--model", "architecture", type=RegistryChoice("advbench.models:ARCHITECTURES"),
-              default="cnn", show_default=True, help="Architecture.")
+@click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"), default=None,
+              help="Data set [default: mnist].")
+@click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
+              help=DATA_HELP)
+@click.option("--model", "architecture", type=ArchitectureOrFile("advbench.models:ARCHITECTURES"),
+              default="cnn", show_default=True,
+              help="An architecture of the zoo, or your own as a .keras / legacy .h5 file "
+                   "(trained from fresh weights unless --fine-tune).")
+@click.option("--fine-tune", is_flag=True,
+              help="With --model FILE: start from the file's weights.")
+@_reading_options
 @click.option("--act", "activation", type=RegistryChoice("advbench.models:ACTIVATIONS"),
               default="relu", show_default=True, help="Activation everywhere in the network.")
-@click.option("--brelu-t", type=float, default=1.0, show_default=True,
-              help="BRELU threshold t (> 0).")
+@click.option("--brelu-t", type=float, default=None,
+              help="BRELU threshold t (> 0) [1.0]; only with --act brelu.")
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
               show_default=True)
 @_defense_options
@@ -292,7 +400,7 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
 @_data_dir_option
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Artifact path [default: <models dir>/<dataset>-<model>-<act>-<defense>.h5].")
+              help="Artifact path [default: <models dir>/<data>-<model>-<act>-<defense>.h5].")
 @click.option("--strategy", type=RegistryChoice("advbench.distribute:STRATEGIES"),
               default="none", show_default=True,
               help="tf.distribute strategy: one device, the devices of this host (mirrored), "
@@ -304,10 +412,17 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
               help="Save the training state after every epoch here; rerunning the same "
                    "command resumes from it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def train(dataset, architecture, activation, brelu_t, defense, epochs, batch_size, learning_rate,
-          patience, seed, limit, data_dir, models_dir, output, strategy, devices, checkpoint_dir,
-          quiet, **defense_values):
-    """Train a model of the zoo with a defense; print the artifact path.
+def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, input_range, mean,
+          std, activation, brelu_t, defense, epochs, batch_size, learning_rate, patience, seed,
+          limit, data_dir, models_dir, output, strategy, devices, checkpoint_dir, quiet,
+          **defense_values):
+    """Train a model (of the zoo, or your own architecture) with a defense; print its path.
+
+    --model takes an architecture of the zoo or your own Keras file (.keras or legacy .h5):
+    its weights are drawn afresh (unless --fine-tune), --act brelu turns every ReLU of it
+    into BRELU (the changes are listed on stderr), a final softmax is removed (training uses
+    logits), and --input-range/--mean/--std put its preprocessing in front. --data trains on
+    your own .npz or image folder.
 
     With --strategy multi-worker every worker runs the same command (its TF_CONFIG differs)
     and only worker 0 (or the chief) writes the artifact and checkpoints; the others print
@@ -317,25 +432,53 @@ def train(dataset, architecture, activation, brelu_t, defense, epochs, batch_siz
 
         advbench train --dataset mnist --model cnn --act brelu --defense gda --epochs 5
 
+        advbench train --model my_arch.keras --data my.npz --defense gda --act brelu
+
         advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
+    from advbench import data as datamod
     from advbench.artifacts import save_model
     from advbench.distribute import is_chief, parse_devices
-    from advbench.models import zoo_path
+    from advbench.models import ARCHITECTURES, zoo_path
     from advbench.progress import Progress
-    from advbench.train import TrainConfig, train as run_training
+    from advbench.train import TrainConfig, prepare_architecture, train as run_training
 
-    spec = defense_from_flags(defense, dataset, defense_values)
-    config = TrainConfig(dataset=dataset, architecture=architecture, activation=activation,
-                         brelu_t=brelu_t, epochs=epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, patience=patience, seed=seed,
-                         limit=limit, data_dir=data_dir, strategy=strategy,
-                         devices=tuple(parse_devices(devices)), checkpoint_dir=checkpoint_dir)
-    config.validate()
-    path = Path(output) if output else zoo_path(dataset, architecture, activation, defense,
-                                                 models_dir)
+    own = architecture not in ARCHITECTURES
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    given = [flag for flag, value in (("--fine-tune", fine_tune),
+                                      ("--custom-objects", custom_objects),
+                                      ("--outputs", outputs != "auto"),
+                                      ("--input-range/--mean/--std", reading["preprocessing"]))
+             if value]
+    if given and not own:
+        raise click.UsageError(f"{', '.join(given)} apply to --model FILE (your own "
+                               "architecture)")
+    if brelu_t is not None and activation != "brelu":
+        raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
+    dataset = _data_source(dataset, data_path, quiet) or "mnist"
+    stem = Path(architecture).stem if own else architecture
+    with _usage_errors():
+        spec = defense_from_flags(defense, dataset, defense_values)
+        config = TrainConfig(dataset=dataset, architecture="cnn" if own else architecture,
+                             activation=activation,
+                             brelu_t=1.0 if brelu_t is None else brelu_t, epochs=epochs,
+                             batch_size=batch_size, learning_rate=learning_rate,
+                             patience=patience, seed=seed, limit=limit, data_dir=data_dir,
+                             strategy=strategy, devices=tuple(parse_devices(devices)),
+                             checkpoint_dir=checkpoint_dir)
+        config.validate()
+    path = Path(output) if output else zoo_path(
+        Path(datamod.display_name(dataset)).stem, stem, activation, defense, models_dir)
+    model = source = None
+    if own:
+        model, source = prepare_architecture(architecture, config, spec, fine_tune=fine_tune,
+                                             **reading)
+        if not quiet:
+            for line in source["notes"] + source["brelu_changes"]:
+                click.echo(line, err=True)
     chief = is_chief()
-    model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief))
+    model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief),
+                                   model=model, source=source)
     if not chief:
         return
     save_model(path, model, metadata)
@@ -363,6 +506,7 @@ def models_command(paths, models_dir, as_json):
     from rich.console import Console
     from rich.table import Table
 
+    from advbench import data as datamod
     from advbench.artifacts import read_model_metadata
     from advbench.models import models_dir as default_models_dir
 
@@ -390,12 +534,57 @@ def models_command(paths, models_dir, as_json):
         table.add_column(col, justify="right" if col in ("epochs", "train images",
                                                          "clean accuracy", "train time (s)")
                          else "left")
+    def cell(value, form="{}"):
+        return "-" if value is None else form.format(value)  # artifacts may lack training info
+
     for r in rows:
         params = ", ".join(f"{k}={v}" for k, v in (r["defense_params"] or {}).items())
-        table.add_row(r["name"], r["dataset"], params or "-", str(r["epochs_run"]),
-                      str(r["train_samples"]), f"{100 * r['clean_test_accuracy']:.2f}%",
-                      f"{r['training_time_s']:.1f}", r["path"])
+        table.add_row(cell(r["name"]), cell(r["dataset"] and datamod.display_name(r["dataset"])),
+                      params or "-", cell(r["epochs_run"]), cell(r["train_samples"]),
+                      cell(r["clean_test_accuracy"] and 100 * r["clean_test_accuracy"],
+                           "{:.2f}%"),
+                      cell(r["training_time_s"], "{:.1f}"), r["path"])
     Console(file=sys.stderr).print(table)
+
+
+@main.command("export")
+@click.argument("model_ref", metavar="MODEL")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The .keras file to write.")
+@click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"), default=None,
+              help="Data set of a foreign MODEL.")
+@click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
+              help="Your own data, for a foreign MODEL.")
+@_reading_options
+@_data_dir_option
+@_models_dir_option
+@click.option("-q", "--quiet", is_flag=True, help="No messages on stderr.")
+def export(model_ref, output, dataset, data_path, custom_objects, outputs, input_range, mean,
+           std, data_dir, models_dir, quiet):
+    """Write MODEL as a standard Keras 3 .keras file; print its path.
+
+    MODEL is a zoo name, an advbench model (.h5), or your own .keras / legacy .h5 file as
+    advbench reads it (its preprocessing in front, a final softmax removed; give its data
+    with --dataset or --data). The file opens with keras.saving.load_model(path); a model
+    with feature squeezing or read with --outputs probabilities holds an advbench layer:
+    run `import advbench.models.layers` before loading it (stderr says so).
+
+    Example:
+
+        advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
+    """
+    from advbench.models.export import custom_layers, export_keras
+
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    _, model, _ = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
+                              reading=reading, quiet=quiet)
+    path = export_keras(model, output)
+    needs = custom_layers(model)
+    if needs and not quiet:
+        click.echo(f"{path} holds advbench's {', '.join(needs)}: `import advbench.models.layers` "
+                   "before keras.saving.load_model", err=True)
+    click.echo(str(path))
 
 
 # -- reproduce ----------------------------------------------------------------------------
@@ -442,6 +631,10 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
     from advbench.progress import Progress
     from advbench.paper.experiments import Reproduction
 
+    from advbench.checks import check_seed
+
+    with _usage_errors():
+        check_seed(seed)
     if as_json and not show_plan:
         raise click.UsageError("--json prints the --plan; give --plan too")
     if sum(map(bool, (show_plan, stage_id, emit))) > 1:
@@ -543,15 +736,29 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
     if stray:
         raise click.UsageError(f"{', '.join(stray)} do not apply to --attack {name}")
-    return make_attack(name, **given)
+    with _usage_errors():
+        return make_attack(name, **given)
 
 
-def _load_model(ref: str, dataset: str | None, models_dir):
-    from advbench.artifacts import load_model
-    from advbench.models import resolve_model
+def _check_samples(**values) -> None:
+    """--limit, --start, --batch-size and --seed checked as usage errors before any work."""
+    from advbench.runner import Samples
 
-    path = resolve_model(ref, dataset, models_dir)
-    model, meta = load_model(path)
+    with _usage_errors():
+        Samples(dataset="", **values).validate()
+
+
+def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
+                reading: dict | None = None, quiet: bool = False, strict: bool = True):
+    """(path, model, metadata) of a MODEL argument (``loading.open_model``); what was done
+    to read a foreign model is said on stderr."""
+    from advbench.loading import open_model
+
+    path, model, meta = open_model(ref, dataset=dataset, data_dir=data_dir,
+                                   models_dir=models_dir, strict=strict, **(reading or {}))
+    if not quiet:
+        for note in meta.get("notes", []):
+            click.echo(note, err=True)
     return path, model, meta
 
 
@@ -568,6 +775,7 @@ def _attack_choice() -> RegistryChoice:
               help="Targeted attack with these target classes.")
 @_samples_options(dataset_help="Data set [default: the model's].",
                   limit_help="Attack a class-balanced subset.", batch_size=128)
+@_reading_options
 @_data_dir_option
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -578,6 +786,9 @@ def _attack_choice() -> RegistryChoice:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="With an eps list: draw accuracy vs eps to this image (PNG).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run's summary as JSON on stdout instead of the path: success "
+                   "rates both ways, norms, robustness for minimal attacks.")
 @click.option("--engine", type=RegistryChoice("advbench.shards:ENGINES"), default="local",
               show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
                                       "else a local Ray) and merge them; needs advbench[ray].")
@@ -586,22 +797,19 @@ def _attack_choice() -> RegistryChoice:
               help="Attack batches I, I+N, I+2N, ... only (0 <= I < N); auto/N takes I from "
                    "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
                    "Join the shards with `advbench merge`.")
-def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, batch_size, seed,
-           data_dir, models_dir, output, resume, overwrite, quiet, plot, engine, workers,
+def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit, start,
+           batch_size, seed, custom_objects, outputs, input_range, mean, std, data_dir,
+           models_dir, output, resume, overwrite, quiet, plot, as_json, engine, workers,
            shard_text, **attack_values):
-    """Craft adversarial examples for MODEL (a path or zoo name); print the artifact path.
-
-    The artifact holds x_adv (float32, never rounded), sample indices, labels, clean and
-    adversarial predictions, success, L0/L2/L-inf norms and the attack's parameters.
-    Interrupted runs resume when the same command is run again. With fgsm or rand-fgsm and
-    an eps list or range, it writes a curve artifact instead (accuracy vs eps, one gradient
-    per sample for all eps).
+    """Craft adversarial examples for MODEL; print the artifact path.
 
     Example:
 
         advbench attack cnn --attack deepfool --limit 1000
 
         advbench attack cnn --attack fgsm --eps 0.01:1:0.01 --plot fgsm.png
+
+        advbench attack my_model.keras --data my.npz --input-range 0:255 --attack pgd
 
         advbench attack cnn --attack pgd --shard auto/4 -o runs/pgd.h5   # in a job array
 
@@ -616,6 +824,8 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
         raise click.UsageError("--engine ray makes its own shards: give --workers N, not --shard")
     if engine != "ray" and workers is not None:
         raise click.UsageError("--workers is for --engine ray; a job array gives --shard I/N")
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
     if isinstance(attack_values.get("eps"), tuple):
         if shard is not None or engine == "ray":
             raise click.UsageError("--shard and --engine ray split attack runs, not curves; "
@@ -625,13 +835,15 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
         _echo_curves(_curves_from_flags(
             attack_name, attack_values, [model_ref], [model_ref], dataset=dataset, split=split,
             limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
-            models_dir=models_dir, output=output, overwrite=overwrite, quiet=quiet),
-            plot=plot, as_json=False)
+            models_dir=models_dir, output=output, overwrite=overwrite, quiet=quiet,
+            reading=reading), plot=plot, as_json=as_json, quiet=quiet)
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
-    path, model, meta = _load_model(model_ref, dataset, models_dir)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
+                                    reading=reading, quiet=quiet)
     dataset = dataset or meta.get("dataset")
     run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
                     batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode)
@@ -652,6 +864,13 @@ def attack(model_ref, attack_name, target_mode, dataset, split, limit, start, ba
         output = shard_output(output, shard)
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
                           overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard)
+    if as_json:
+        from advbench import report
+        from advbench.runner import artifact_summary
+
+        x, _, _ = run.load()
+        click.echo(report.to_json(artifact_summary(result, x)))
+        return
     click.echo(str(result))
 
 
@@ -682,23 +901,39 @@ def merge(shards, output, overwrite):
 
 
 # -- evaluate and transfer -------------------------------------------------------------------
-def _load_models(refs, dataset, models_dir) -> list:
+def _load_models(refs, dataset, models_dir, *, data_dir=None, reading=None,
+                 quiet=False) -> list:
     """(path, model, metadata) per reference; a model named twice is loaded once, so that
-    source and target are the same object (and white-box) when they are the same file."""
+    source and target are the same object (and white-box) when they are the same file.
+    Foreign models take ``dataset``, else the first advbench model's data set; the reading
+    options apply to the foreign ones (an error when there is none)."""
+    from advbench.data import DATASETS
+    from advbench.errors import ParameterError
+    from advbench.loading import model_data
     from advbench.models import resolve_model
 
+    if dataset is None:
+        dataset = next((d for d in (model_data(ref, models_dir) for ref in refs) if d), None)
     loaded, out = {}, []
     for ref in refs:
-        key = str(resolve_model(ref, dataset, models_dir).resolve())
+        key = str(resolve_model(ref, dataset if dataset in DATASETS else None,
+                                models_dir).resolve())
         if key not in loaded:
-            loaded[key] = _load_model(ref, dataset, models_dir)
+            loaded[key] = _load_model(ref, dataset, models_dir, data_dir=data_dir,
+                                      reading=reading, quiet=quiet, strict=False)
         out.append(loaded[key])
+    reading = reading or {}
+    if (reading.get("custom_objects") or reading.get("outputs", "auto") != "auto"
+            or reading.get("preprocessing")) and not any("model_kind" in m for _, _, m in out):
+        raise ParameterError("--custom-objects, --outputs, --input-range, --mean and --std "
+                             "apply to foreign model files; every model here is an advbench "
+                             "artifact")
     return out
 
 
 def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, dataset, split,
                        limit, start, batch_size, seed, data_dir, models_dir, output=None,
-                       overwrite=False, quiet=False, runs_dir="runs") -> list:
+                       overwrite=False, quiet=False, runs_dir="runs", reading=None) -> list:
     """Compute (or reuse) one curve artifact per source; returns the curves read back."""
     from advbench.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
     from advbench.progress import Progress
@@ -710,8 +945,10 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     eps = attack_values["eps"]
     # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
     attack_obj = attack_from_flags(attack_name, {**attack_values, "eps": max(eps)})
-    sources = _load_models(source_refs, dataset, models_dir)
-    targets = _load_models(target_refs, dataset, models_dir)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    models = _load_models([*source_refs, *target_refs], dataset, models_dir,
+                          data_dir=data_dir, reading=reading, quiet=quiet)
+    sources, targets = models[:len(source_refs)], models[len(source_refs):]
     dataset = dataset or sources[0][2].get("dataset")
     if output is not None and len(sources) > 1:
         raise click.UsageError("-o names one curve artifact; with several --source leave it out")
@@ -730,13 +967,14 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     return curves
 
 
-def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False) -> None:
+def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
+                 table_format="table") -> None:
     from advbench import report
 
     summaries = [c.summary() for c in curves]
     lines = report.curve_lines(summaries)
     if not quiet:
-        report.print_curves(lines)
+        report.print_curves(lines, fmt=table_format)
     if plot:
         report.plot_curves(lines, plot)
     if csv_path:
@@ -779,6 +1017,11 @@ def _output_options(f):
                      show_default=True, help="Where attack and curve artifacts are reused "
                                              "from and written to."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output or tables."),
+        click.option("--format", "table_format",
+                     type=RegistryChoice("advbench.report:TABLE_FORMATS"), default="table",
+                     show_default=True,
+                     help="Tables on stderr: rich boxes (plain, full width when stderr is not a "
+                          "terminal) or markdown."),
     ]):
         f = option(f)
     return f
@@ -787,9 +1030,10 @@ def _output_options(f):
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
 @click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False))
-@_samples_options(dataset_help=None,
+@_samples_options(dataset_help="Data set [default: the model's].",
                   split_help="Clean split scored for accuracy and loss sensitivity.",
                   limit_help="Score a class-balanced subset.", batch_size=256)
+@_reading_options
 @click.option("--eps", type=EpsList(), default=None,
               help="Also compute an accuracy-vs-eps curve: a list or range (0.01:1:0.01).")
 @click.option("--curve-attack", type=RegistryChoice("advbench.curves:CURVE_ATTACKS"),
@@ -805,6 +1049,12 @@ def _output_options(f):
 @click.option("--distance-variant", type=RegistryChoice("advbench.metrics:DISTANCE_VARIANTS"),
               default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
+@click.option("--success", "success_against",
+              type=RegistryChoice("advbench.metrics:SUCCESS_DEFINITIONS"), default="prediction",
+              show_default=True,
+              help="An untargeted attack succeeds when it changes the model's clean prediction "
+                   "(as ART and the paper's authors) or when the output differs from the "
+                   "label; success rate, norms and robustness use it, JSON has both rates.")
 @click.option("--distance/--no-distance", default=True, show_default=True,
               help="Training-set distance for white-box minimal artifacts.")
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
@@ -812,12 +1062,18 @@ def _output_options(f):
 @_output_options
 @_data_dir_option
 @_models_dir_option
-def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, curve_attack,
-             alpha, source_ref, fail_under, fail_over, distance_variant, distance, sensitivity,
-             as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir):
+def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
+             custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
+             source_ref, fail_under, fail_over, distance_variant, success_against, distance,
+             sensitivity, as_json, csv_path, output, plot, runs_dir, quiet, table_format,
+             data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
-    Clean accuracy and loss sensitivity on the split; per attack artifact: accuracy, success
+    MODEL is a zoo name, an advbench model (.h5), or your own Keras model (.keras, legacy
+    .h5, SavedModel folder) with its data (--dataset or --data). The same file read the
+    same way (--input-range, --mean, --std, --outputs) is the same model: artifacts crafted
+    on it are white-box. Clean accuracy (also per class) and loss sensitivity on the split;
+    per attack artifact: accuracy, success
     rate, perturbation norms, white-box (crafted on MODEL) or black-box; for white-box
     minimal attacks (fgsm-min, deepfool, cw-l2) also robustness and training-set distance.
     Curve artifacts that score MODEL give its accuracy per eps. Tables go to stderr; stdout
@@ -830,6 +1086,8 @@ def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, c
     Example:
 
         advbench evaluate cnn runs/cnn-fgsm-min-*.h5 --fail-under adv_accuracy=0.6
+
+        advbench evaluate my_model.keras runs/my_model-pgd-*.h5 --data my.npz --input-range 0:255
     """
     from advbench import report
     from advbench.errors import ParameterError
@@ -837,25 +1095,41 @@ def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, c
     from advbench.progress import Progress
 
     thresholds = _thresholds(fail_under, fail_over)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    if alpha is not None:
+        from advbench.checks import check_range
+
+        with _usage_errors():
+            check_range("alpha", alpha, low=0.0)
     if isinstance(eps, float):
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
         raise click.UsageError("--source and --alpha shape the --eps curve; give --eps too")
     if plot and eps is None and not any(_is_curve(p) for p in artifacts):
         raise click.UsageError("--plot draws a curve: give --eps or a curve artifact")
-    path, model, meta = _load_model(model_ref, None, models_dir)
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
+                                    reading=reading, quiet=quiet)
+    if dataset and dataset != meta.get("dataset"):
+        # An advbench model scored on other data than its own (of the same image shape).
+        from advbench import data as datamod
+
+        meta = {**meta, "dataset": dataset,
+                "data_hash": datamod.fingerprint(dataset, data_dir)}
     artifacts = list(artifacts)
     if eps is not None:
         curves = _curves_from_flags(
             curve_attack, {"eps": eps, "alpha": alpha}, [source_ref or str(path)], [str(path)],
             dataset=meta.get("dataset"), split=split, limit=limit, start=start,
             batch_size=batch_size, seed=seed, data_dir=data_dir, models_dir=models_dir,
-            quiet=quiet, runs_dir=runs_dir)
+            quiet=quiet, runs_dir=runs_dir, reading=reading)
         artifacts += [str(c.path) for c in curves]
     result = run_evaluation(model, meta, path, artifacts, split=split, limit=limit, start=start,
                             seed=seed, data_dir=data_dir, batch_size=batch_size,
                             sensitivity=sensitivity, distance=distance,
-                            distance_variant=distance_variant, progress=Progress(quiet=quiet))
+                            distance_variant=distance_variant,
+                            success_against=success_against, progress=Progress(quiet=quiet))
     try:
         missed = check_thresholds(result.summary, thresholds)
     except ParameterError as e:
@@ -864,7 +1138,7 @@ def evaluate(model_ref, artifacts, split, limit, start, seed, batch_size, eps, c
                                              f"{t.value:g}" for t in thresholds],
                               "missed": missed, "passed": not missed}
     if not quiet:
-        report.print_evaluation(result.summary)
+        report.print_evaluation(result.summary, fmt=table_format)
     written = []
     if output:
         written.append(write_evaluation(output, result))
@@ -906,13 +1180,20 @@ def _exit_on_missed(missed) -> None:
 @_attack_options
 @_samples_options(dataset_help="Data set [default: the first source's].",
                   limit_help="Attack a class-balanced subset.", batch_size=128)
+@_reading_options
 @_output_options
 @_data_dir_option
 @_models_dir_option
-def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start, batch_size,
-             seed, as_json, csv_path, output, plot, runs_dir, quiet, data_dir, models_dir,
+def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, limit, start,
+             batch_size, seed, custom_objects, outputs, input_range, mean, std, as_json,
+             csv_path, output, plot, runs_dir, quiet, table_format, data_dir, models_dir,
              **attack_values):
     """Craft on each --source, score every --target: the transfer accuracy matrix.
+
+    Models are zoo names, advbench models (.h5) or your own Keras models (.keras, legacy
+    .h5, SavedModel folders); --input-range, --mean, --std, --outputs and --custom-objects
+    apply to every foreign one, and --dataset / --data give their data (default: the first
+    advbench model's).
 
     Rows: crafted on; columns: tested on; the diagonal (source = target) is white-box, the
     rest black-box (the paper's Table 1 uses fgsm with eps 0.1, the default). An attack
@@ -923,12 +1204,16 @@ def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start
     Example:
 
         advbench transfer --source cnn --source resnet --target cnn --target resnet --json
+
+        advbench transfer --source my_model.keras --target cnn --dataset mnist --input-range 0:255
     """
     from advbench import report
     from advbench.evaluate import write_evaluation
     from advbench.transfer import transfer as run_transfer
     from advbench.progress import Progress
 
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
     if isinstance(attack_values.get("eps"), tuple):
         if output:
             raise click.UsageError("-o writes the matrix artifact of one eps; curve artifacts "
@@ -936,19 +1221,22 @@ def transfer(source_refs, target_refs, attack_name, dataset, split, limit, start
         _echo_curves(_curves_from_flags(
             attack_name, attack_values, source_refs, target_refs, dataset=dataset, split=split,
             limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
-            models_dir=models_dir, quiet=quiet, runs_dir=runs_dir),
-            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet)
+            models_dir=models_dir, quiet=quiet, runs_dir=runs_dir, reading=reading),
+            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet,
+            table_format=table_format)
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
-    sources = _load_models(source_refs, dataset, models_dir)
-    targets = _load_models(target_refs, dataset, models_dir)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    models = _load_models([*source_refs, *target_refs], dataset, models_dir,
+                          data_dir=data_dir, reading=reading, quiet=quiet)
+    sources, targets = models[:len(source_refs)], models[len(source_refs):]
     result = run_transfer(sources, targets, attack_obj, dataset=dataset, split=split,
                           limit=limit, start=start, seed=seed, batch_size=batch_size,
                           data_dir=data_dir, runs_dir=runs_dir, progress=Progress(quiet=quiet))
     if not quiet:
-        report.print_transfer(result.summary)
+        report.print_transfer(result.summary, fmt=table_format)
     written = []
     if output:
         written.append(write_evaluation(output, result, kind="transfer"))

@@ -26,14 +26,16 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from advbench import __version__
+from advbench import __version__, data
 from advbench.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
                                 read_attrs, run_artifact_path, write_arrays)
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.attacks.norms import NORMS
 from advbench.data import batch_seed
+from advbench.checks import check_int, check_range
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
+from advbench.models.foreign import model_provenance
 from advbench.models.gradients import attack_model
 from advbench.progress import Progress
 from advbench.runner import Samples, check_model_fits
@@ -76,6 +78,9 @@ def parse_eps(text: str | float) -> tuple[float, ...]:
             if len(parts) != 3 or not all(re.fullmatch(_NUMBER, p) for p in parts):
                 raise ParameterError(f"eps range {text!r} is not start:stop:step; give {forms}")
             start, stop, step = (float(p) for p in parts)
+            if not all(math.isfinite(v) for v in (start, stop, step)):
+                raise ParameterError(f"eps range {text!r} must have finite start, stop and "
+                                     "step")
             if not step > 0:
                 raise ParameterError(f"eps range {text!r} has step {step}; the step must be > 0")
             if stop < start:
@@ -199,10 +204,8 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     eps = np.asarray(eps, dtype=np.float64)
     if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ParameterError(f"eps must be a non-empty list of finite values >= 0, got {eps}")
-    if not alpha >= 0:
-        raise ParameterError(f"alpha must be >= 0, got {alpha}")
-    if batch_size < 1:
-        raise ParameterError(f"batch size must be >= 1, got {batch_size}")
+    check_range("alpha", alpha, low=0.0)
+    check_int("batch size", batch_size, low=1)
     if not target_models:
         raise ParameterError("give at least one model to score the curve on")
     x = np.asarray(x, dtype=np.float32)
@@ -301,9 +304,10 @@ class Curve:
         }
 
 
-def _model_ref(path, meta: dict) -> dict[str, str]:
+def _model_ref(path, meta: dict) -> dict[str, Any]:
     return {"path": str(path), "hash": meta.get("content_hash", ""),
-            "name": meta.get("zoo_name", "") or Path(path).stem}
+            "name": meta.get("zoo_name", "") or Path(path).stem,
+            "provenance": model_provenance(meta)}
 
 
 def curve_key(run: CurveRun, attack: str, params: dict, eps: Sequence[float], source_hash: str,
@@ -315,6 +319,8 @@ def curve_key(run: CurveRun, attack: str, params: dict, eps: Sequence[float], so
         "split": run.split, "seed": run.seed, "batch_size": run.batch_size,
         "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
+    if run.dataset not in data.DATASETS:
+        payload["data_hash"] = data.fingerprint(run.dataset)  # a user's file can change
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -374,7 +380,8 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
                         progress=progress)
     attrs = {
         "key": key, "attack": attack, "attack_params": params, "source": source_ref,
-        "targets": target_refs, "dataset": run.dataset, "split": run.split,
+        "targets": target_refs, "dataset": run.dataset,
+        "data_hash": data.fingerprint(run.dataset, run.data_dir), "split": run.split,
         "limit": run.limit, "start": run.start, "seed": run.seed,
         "batch_size": run.batch_size, "num_samples": len(x), "complete": True,
         "advbench_version": __version__,

@@ -1,11 +1,16 @@
-"""Data sets: MNIST and CIFAR-10 as float32 NHWC images in [0, 1] with integer labels.
+"""Data sets as float32 NHWC images in [0, 1] with integer labels: MNIST, CIFAR-10, and the
+user's own ``.npz`` files and image folders (``advbench.userdata``), named by their path.
 
-Where the files come from, in order:
-1. ``data_dir`` (``--data-dir``) or ``$ADVBENCH_DATA``: the canonical files, directly in the
-   folder or in a sub-folder named after the data set. MNIST: the four IDX files, gzipped or
-   not, or a Keras-style ``mnist.npz``. CIFAR-10: the binary layout ``cifar-10-batches-bin/``.
+Where the built-in sets' files come from, in order:
+1. ``data_dir`` (``--data-dir``) or ``$ADVBENCH_DATA``, else ``./data`` (where ``advbench data
+   fetch`` puts them): the canonical files, directly in the folder or in a sub-folder named
+   after the data set. MNIST: the four IDX files, gzipped or not, or a Keras-style
+   ``mnist.npz``. CIFAR-10: the binary layout ``cifar-10-batches-bin/``.
 2. Keras' cache (``~/.keras/datasets``), the same layouts.
 3. Keras' own download (``keras.datasets.*.load_data``), when the network allows it.
+
+Pixels are scaled by what they are: uint8 is divided by 255, float already in [0, 1] is used
+as is (``to_unit_range``), anything else is refused rather than guessed.
 
 Nothing here unpickles a file handed to us: ``.npz`` files load with ``allow_pickle=False``
 and CIFAR-10 is read from its binary layout, not the Python pickles.
@@ -32,6 +37,8 @@ from advbench.types import PathLike
 # Test first: the split every stage scores by default.
 SPLITS = ("test", "validation", "train")
 VALIDATION_FRACTION = 0.1
+#: Where `advbench data fetch` writes without --dest, and so where every command looks.
+DEFAULT_DATA_DIR = "data"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +73,59 @@ CIFAR_RECORD = 1 + 32 * 32 * 3
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
+    """The shape, classes and sizes of a built-in set or of a user's file or folder."""
+    if name in DATASETS:
+        return DATASETS[name]
+    from advbench import userdata
+
+    if not userdata.is_user_data(name):
         raise ParameterError(
-            f"unknown data set {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
+            f"unknown data set {name!r}; choose one of: {', '.join(sorted(DATASETS))}, or "
+            "pass your own as a path (an .npz file or a folder of class folders)"
         )
-    return DATASETS[name]
+    own = userdata.open_data(name)
+    return DatasetInfo(str(own.path), own.input_shape, own.num_classes,
+                       len(own.splits.get("train", ((), ()))[1]), len(own.splits["test"][1]),
+                       own.class_names)
+
+
+def source_name(ref: str) -> str:
+    """The name artifacts record for a data set: a built-in name as is, a user's file or
+    folder as its absolute path (so any later command finds it again)."""
+    return ref if ref in DATASETS else str(dataset_info(ref).name)
+
+
+def display_name(name: str | None) -> str:
+    """A short name for tables: ``mnist``, or a user's file name."""
+    if not name:
+        return "unknown data"
+    return name if name in DATASETS else Path(name).name
+
+
+def notes(name: str, data_dir: PathLike | None = None) -> list[str]:
+    """What was detected and assumed about a data set's files, one sentence each."""
+    if name not in DATASETS:
+        from advbench import userdata
+
+        return list(userdata.open_data(name).notes)
+    found = locate(name, data_dir)
+    where = f"{found[0]} files in {found[1]}" if found else "Keras' download"
+    x, _ = _load_raw(name, "test", data_dir)
+    scaling = ("uint8 0-255 divided by 255" if x.dtype == np.uint8
+               else f"{x.dtype} used as is (must be in [0, 1])")
+    return [f"{name}: {where}, {scaling}"]
+
+
+def to_unit_range(x: np.ndarray, where: str) -> np.ndarray:
+    """float32 pixels in [0, 1]: uint8 divided by 255, float in [0, 1] as is; anything else
+    (float outside [0, 1], other dtypes) is a DataError rather than a guess."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    if x.dtype.kind == "f" and x.size and np.isfinite(x).all() and 0.0 <= x.min() \
+            and x.max() <= 1.0:
+        return x.astype(np.float32)
+    raise DataError(f"{where} holds {x.dtype} pixels that are neither uint8 0-255 nor floats "
+                    "in [0, 1]; save them as one of those")
 
 
 def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -80,6 +135,8 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list
         roots.append(Path(data_dir))
     elif os.environ.get("ADVBENCH_DATA"):
         roots.append(Path(os.environ["ADVBENCH_DATA"]))
+    else:
+        roots.append(Path(DEFAULT_DATA_DIR))
     roots.append(Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets")
     dirs = []
     for root in roots:
@@ -205,7 +262,16 @@ _CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _load_raw(name: str, split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images and int labels of the train or test split."""
+    """Images (uint8, or float in [0, 1]) and int labels of the train or test split."""
+    if name not in DATASETS:
+        from advbench import userdata
+
+        own = userdata.open_data(name)
+        if split not in own.splits:
+            raise DataError(f"{own.path} holds only a test split (x, y); save x_train, "
+                            "y_train, x_test, y_test (or a folder with train/ and test/) to "
+                            f"use its {split} images")
+        return own.splits[split]
     found = locate(name, data_dir)
     key = (name, split, str(found))
     if key in _CACHE:
@@ -258,6 +324,7 @@ def load(name: str, split: str = "test", *, data_dir: PathLike | None = None,
         x: float32 (N, H, W, C) in [0, 1]; y: int64 (N,); indices: int64 (N,) into the split.
     """
     info = dataset_info(name)
+    name = info.name
     if split not in SPLITS:
         raise ParameterError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if limit is not None and limit < 1:
@@ -265,9 +332,10 @@ def load(name: str, split: str = "test", *, data_dir: PathLike | None = None,
     if start < 0:
         raise ParameterError(f"start must be >= 0, got {start}")
     raw_split = "test" if split == "test" else "train"
-    x8, y = _load_raw(name, raw_split, data_dir)
-    if x8.shape[1:] != info.input_shape:
-        raise DataError(f"{name} images have shape {x8.shape[1:]}, expected {info.input_shape}")
+    x_raw, y = _load_raw(name, raw_split, data_dir)
+    if x_raw.shape[1:] != info.input_shape:
+        raise DataError(f"{name} images have shape {x_raw.shape[1:]}, expected "
+                        f"{info.input_shape}")
     if split != "test":
         train_idx, val_idx = train_validation_indices(len(y))
         base = train_idx if split == "train" else val_idx
@@ -276,10 +344,11 @@ def load(name: str, split: str = "test", *, data_dir: PathLike | None = None,
     if limit is not None and limit < len(base):
         base = base[balanced_subset(y[base], limit, seed)]
     if start >= len(base):
-        raise ParameterError(f"no samples left in {name} {split} after --start {start} (it has "
+        raise ParameterError(f"no samples left in {display_name(name)} {split} after --start "
+                             f"{start} (it has "
                              f"{len(base)}); lower --start")
     base = base[start:]
-    x = x8[base].astype(np.float32) / 255.0
+    x = to_unit_range(x_raw[base], f"{display_name(name)} {raw_split} images")
     return x, y[base].astype(np.int64), base.astype(np.int64)
 
 
@@ -290,12 +359,52 @@ def batch_seed(seed: int, batch_start: int) -> int:
     return (seed * 1_000_003 + batch_start) % (2 ** 31 - 1)
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def same_data(a: dict, b: dict) -> bool:
+    """Whether two artifacts' metadata name the same data: two built-in sets by name, else by
+    fingerprint (``data_hash``) where both have one (a user's copy of MNIST is MNIST), else
+    by name; metadata without a data set match any."""
+    names = a.get("dataset"), b.get("dataset")
+    if not all(names):
+        return True
+    if all(name in DATASETS for name in names) and names[0] != names[1]:
+        return False
+    if a.get("data_hash") and b.get("data_hash"):
+        return a["data_hash"] == b["data_hash"]
+    return names[0] == names[1]
+
+
+def fingerprint(name: str, data_dir: PathLike | None = None) -> str:
+    """The data's identity: a SHA-256 of the arrays of every split (``userdata.fingerprint``),
+    recorded in artifacts so that evaluating on other data than an artifact's is caught."""
+    if name not in DATASETS:
+        from advbench import userdata
+
+        return userdata.open_data(name).fingerprint
+    key = (name, str(locate(name, data_dir)))
+    if key not in _FINGERPRINTS:
+        from advbench import userdata
+
+        splits = {split: _load_raw(name, split, data_dir) for split in ("train", "test")}
+        _FINGERPRINTS[key] = userdata.fingerprint(splits, DATASETS[name].class_names)
+    return _FINGERPRINTS[key]
+
+
 def train_validation_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed 90/10 split of the training set (seed 0 whatever the run's seed, so that every
     model of a data set is validated on the same images)."""
     perm = np.random.default_rng(0).permutation(n)
     n_val = int(round(n * VALIDATION_FRACTION))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+#: The file layouts each built-in set is read from, for `advbench data info`.
+LAYOUTS = {
+    "mnist": "four IDX files (train-images-idx3-ubyte...), gzipped or not; or mnist.npz",
+    "cifar10": f"{CIFAR_BIN_DIR}/ (data_batch_1..5.bin, test_batch.bin)",
+}
 
 
 def describe(data_dir: PathLike | None = None) -> list[dict]:
@@ -309,6 +418,7 @@ def describe(data_dir: PathLike | None = None) -> list[dict]:
             "layout": found[0] if found else "",
             "path": str(found[1]) if found else "",
             "searched": [str(d) for d in candidate_dirs(name, data_dir)],
+            "accepts": LAYOUTS[name],
         })
     return rows
 

@@ -26,8 +26,10 @@ from advbench.artifacts import (ATTACK_SCHEMA, CURVE_SCHEMA, EVALUATION_SCHEMA, 
 from advbench.curves import read_curve
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
+from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
 from advbench.shards import group_shards, read_attack_run
+from advbench.runner import Samples, check_model_fits
 from advbench.types import Model, PathLike
 
 #: Gate metrics and the direction in which they are better. An unqualified name takes the
@@ -48,14 +50,20 @@ ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_dist
 def check_fits(path: PathLike, attrs: dict, x_adv: np.ndarray, model: Model,
                model_meta: dict, model_path: PathLike) -> None:
     """Refuse an artifact of another data set or of images the model cannot take."""
-    model_dataset = model_meta.get("dataset")
-    if model_dataset and attrs.get("dataset") != model_dataset:
-        raise ArtifactError(f"{path} holds {attrs.get('dataset')} images but model {model_path} "
-                            f"was trained on {model_dataset}; give artifacts of its data set")
+    if not data.same_data(model_meta, attrs):
+        raise ArtifactError(f"{path} holds {data.display_name(attrs.get('dataset'))} images but "
+                            f"model {model_path} was trained on "
+                            f"{data.display_name(model_meta.get('dataset'))}"
+                            f"{_hash_note(model_meta, attrs)}; give artifacts of its data")
     shape = tuple(model.input_shape[1:])
     if tuple(x_adv.shape[1:]) != shape:
         raise ArtifactError(f"{path} holds images of shape {tuple(x_adv.shape[1:])} but model "
                             f"{model_path} takes {shape}; give artifacts crafted for its input")
+
+
+def _hash_note(a: dict, b: dict) -> str:
+    same_name = a.get("dataset") == b.get("dataset")
+    return " (same name, other content: the data hash differs)" if same_name else ""
 
 
 def clean_samples(path: PathLike, attrs: dict, arrays: dict,
@@ -63,6 +71,13 @@ def clean_samples(path: PathLike, attrs: dict, arrays: dict,
     """The clean images an attack artifact was crafted from, reloaded from the data set and
     checked against the artifact's sample indices and labels."""
     limit = attrs.get("limit")
+    stored = attrs.get("data_hash")
+    if stored and stored != data.fingerprint(attrs["dataset"], data_dir):
+        fix = ("pass the --data-dir it was crafted with" if attrs["dataset"] in data.DATASETS
+               else "restore that file or craft the artifact again")
+        raise ArtifactError(f"{path} was crafted on other data than "
+                            f"{data.display_name(attrs['dataset'])} holds now (the data hash "
+                            f"differs); {fix}")
     x, y, indices = data.load(attrs["dataset"], attrs.get("split", "test"), data_dir=data_dir,
                               limit=None if limit in (None, "") else int(limit),
                               seed=int(attrs.get("seed", 0)), start=int(attrs.get("start", 0)))
@@ -98,15 +113,20 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
                    path: PathLike | Sequence[PathLike], *,
                    data_dir: PathLike | None = None,
                    batch_size: int = 256, training: Callable[[], np.ndarray] | None = None,
-                   distance_variant: str = "l2", model_level: bool = True) -> Score:
+                   distance_variant: str = "l2", model_level: bool = True,
+                   success_against: str = "prediction") -> Score:
     """Score ``model`` on the saved adversarial examples of an attack artifact.
 
-    Accuracy is the fraction of x_adv the model classifies as the true label; success is
-    pred != label (untargeted) or pred == target (targeted), on THIS model; perturbation
-    norms are averaged over successful samples. For a minimal-perturbation attack crafted on
-    this very model (white-box), also the empirical robustness (in the attack's norm: L-inf
-    for fgsm-min as in ART, L2 for deepfool and cw-l2) and, when ``training`` is given, the
-    nearest-training-image distance (``metrics.nearest_training_distance``).
+    Accuracy is the fraction of x_adv the model classifies as the true label. Success is
+    judged on THIS model, both ways (``metrics.attack_success``): untargeted, the prediction
+    on x_adv differs from the model's prediction on the clean image ("prediction", as ART
+    and the paper's authors) or from the label ("label"); targeted, it is the target.
+    ``success_rate`` and everything averaged over successful samples (perturbation norms,
+    robustness, training distance) use ``success_against``; the summary also holds
+    ``success_rate_prediction`` and ``success_rate_label``. For a minimal-perturbation attack
+    crafted on this very model (white-box), also the empirical robustness (in the attack's
+    norm: L-inf for fgsm-min as in ART, L2 for deepfool and cw-l2) and, when ``training`` is
+    given, the nearest-training-image distance (``metrics.nearest_training_distance``).
 
     Args:
         model, model_meta, model_path: the scored model, its artifact metadata and path.
@@ -117,11 +137,15 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
         training: callable returning the training images (loaded only when needed).
         distance_variant: "l2" (default) or "paper" (see ``nearest_training_distance``).
         model_level: compute robustness and training distance where they apply (default).
+        success_against: "prediction" (default) or "label" (``metrics.SUCCESS_DEFINITIONS``).
 
     Returns:
         ``Score(summary, per_sample)``; per_sample has indices, pred, success, l0, l2, linf
         and, when computed, nearest_distance and nearest_index.
     """
+    if success_against not in metrics.SUCCESS_DEFINITIONS:
+        raise ParameterError(f"success must be judged against one of "
+                             f"{', '.join(metrics.SUCCESS_DEFINITIONS)}, got {success_against!r}")
     attrs, arrays = read_attack_run(path)
     paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
     # Shards of one run are named as the run: their paths joined, the stem without -shardIofN.
@@ -134,11 +158,15 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
     pred = predict_labels(model, x_adv, batch_size)
     pred_clean = predict_labels(model, x_clean, batch_size)
     targeted = bool(attrs.get("targeted"))
-    success = pred == arrays["target"] if targeted else pred != y
+    both = {against: metrics.attack_success(pred, pred_clean, y, target=arrays["target"]
+                                            if targeted else None, against=against)
+            for against in metrics.SUCCESS_DEFINITIONS}
+    success = both[success_against]
     white_box = bool(attrs.get("model_hash")) and attrs.get("model_hash") == \
         model_meta.get("content_hash")
     norms = metrics.perturbation_norms(x_clean, x_adv)
-    per_sample = {"indices": arrays["indices"], "pred": pred, "success": success, **norms}
+    per_sample = {"indices": arrays["indices"], "pred": pred, "pred_clean": pred_clean,
+                  "success": success, "success_label": both["label"], **norms}
     minimal = bool(attrs.get("attack_minimal"))
     summary: dict[str, Any] = {
         "kind": "attack", "path": path, "name": name,
@@ -150,9 +178,12 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
         "dataset": attrs["dataset"], "split": attrs.get("split"), "samples": int(len(y)),
         "clean_accuracy": float(np.mean(pred_clean == y)),
         "adv_accuracy": float(np.mean(pred == y)),
-        "success_rate": float(np.mean(success)),
+        "success_rate": float(np.mean(success)), "success_against": success_against,
+        **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "training_distance": None,
+        "per_class_accuracy": per_class_accuracy(
+            pred, y, len(attrs.get("class_names") or []) or int(y.max(initial=0)) + 1),
     }
     if model_level and minimal and white_box:
         norm = attrs.get("attack_norm")
@@ -173,10 +204,10 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
 def score_curve(model_meta: dict, model_path: PathLike, path: PathLike) -> dict[str, Any]:
     """The curve of ``model`` in a curve artifact (it must be one of its targets)."""
     curve = read_curve(path)
-    model_dataset = model_meta.get("dataset")
-    if model_dataset and curve.attrs.get("dataset") != model_dataset:
-        raise ArtifactError(f"{path} holds a {curve.attrs.get('dataset')} curve but model "
-                            f"{model_path} was trained on {model_dataset}")
+    if not data.same_data(model_meta, curve.attrs):
+        raise ArtifactError(f"{path} holds a {data.display_name(curve.attrs.get('dataset'))} "
+                            f"curve but model {model_path} was trained on "
+                            f"{data.display_name(model_meta.get('dataset'))}")
     index = curve.target_index(model_meta.get("content_hash", ""))
     if index is None:
         raise ArtifactError(f"{path} does not score model {model_path}; compute its curve "
@@ -193,7 +224,8 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
              limit: int | None = None, start: int = 0, seed: int = 0,
              data_dir: PathLike | None = None,
              batch_size: int = 256, sensitivity: bool = True, distance: bool = True,
-             distance_variant: str = "l2", progress: Progress | None = None) -> Score:
+             distance_variant: str = "l2", success_against: str = "prediction",
+             progress: Progress | None = None) -> Score:
     """Score a model on a clean split and on saved attack / curve artifacts.
 
     Clean: accuracy and loss sensitivity (Table 3; ``metrics.loss_sensitivity``) on the split
@@ -209,6 +241,9 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         sensitivity: compute loss sensitivity (default True).
         distance: compute the training-set distance for white-box minimal artifacts (default).
         distance_variant: "l2" (default) or "paper".
+        success_against: what an untargeted attack must change to succeed: "prediction"
+            (default: the model's clean prediction, as ART) or "label" (see
+            ``score_artifact``).
 
     Returns:
         ``Score``; ``summary["metrics"]`` holds the gate values (see ``METRICS``).
@@ -220,6 +255,11 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     if distance_variant not in metrics.DISTANCE_VARIANTS:
         raise ParameterError(f"distance variant must be one of "
                              f"{', '.join(metrics.DISTANCE_VARIANTS)}, got {distance_variant!r}")
+    if success_against not in metrics.SUCCESS_DEFINITIONS:
+        raise ParameterError(f"success must be judged against one of "
+                             f"{', '.join(metrics.SUCCESS_DEFINITIONS)}, got {success_against!r}")
+    Samples(dataset="", split=split, limit=limit, start=start, seed=seed,
+            batch_size=batch_size).validate()
     progress = progress or Progress(quiet=True)
     dataset = model_meta.get("dataset")
     if not dataset:
@@ -237,11 +277,16 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
 
     x, y, indices = data.load(dataset, split, data_dir=data_dir, limit=limit, seed=seed,
                               start=start)
-    progress.log(f"scoring {model_path} on {len(x)} clean {dataset} {split} images")
+    check_model_fits(model, model_meta, model_path, x, dataset)
+    progress.log(f"scoring {model_path} on {len(x)} clean {data.display_name(dataset)} "
+                 f"{split} images")
     pred = predict_labels(model, x, batch_size)
     per_sample = {"clean/indices": indices, "clean/y": y, "clean/pred": pred}
+    class_names = list(data.dataset_info(dataset).class_names)
     clean = {"dataset": dataset, "split": split, "samples": int(len(x)),
-             "accuracy": float(np.mean(pred == y)), "loss_sensitivity": None}
+             "accuracy": float(np.mean(pred == y)), "loss_sensitivity": None,
+             "class_names": class_names,
+             "per_class_accuracy": per_class_accuracy(pred, y, len(class_names))}
     if sensitivity:
         gradient_norms = metrics.loss_sensitivity_per_sample(model, x, y, batch_size=batch_size)
         per_sample["clean/loss_gradient_norm"] = gradient_norms
@@ -263,17 +308,25 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
             continue
         score = score_artifact(model, model_meta, model_path, group, data_dir=data_dir,
                                batch_size=batch_size, training=training if distance else None,
-                               distance_variant=distance_variant)
+                               distance_variant=distance_variant,
+                               success_against=success_against)
         entries.append(score.summary)
         per_sample.update({f"artifacts/{k}/{name}": v for name, v in score.per_sample.items()})
 
     summary = {
         "model": {"path": str(model_path), "name": model_meta.get("zoo_name"),
-                  "hash": model_meta.get("content_hash"), "dataset": dataset},
+                  "hash": model_meta.get("content_hash"), "dataset": dataset,
+                  "provenance": model_provenance(model_meta)},
         "clean": clean, "artifacts": entries,
     }
     summary["metrics"] = aggregate_metrics(summary)
     return Score(summary, per_sample)
+
+
+def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> list:
+    """Accuracy per class (None for a class without samples), in class order."""
+    return [float(np.mean(pred[y == c] == c)) if np.any(y == c) else None
+            for c in range(num_classes)]
 
 
 def _value(entry: dict, name: str) -> float | None:

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench.checks import check_int
+from advbench.checks import check_class_labels, check_images, check_int
 from advbench.errors import AdvbenchError, ParameterError
 from advbench.models.gradients import attack_model
 from advbench.ops import per_sample_cross_entropy
@@ -71,11 +71,8 @@ def _finite(name: str, array: np.ndarray) -> np.ndarray:
 
 
 def _images(name: str, value) -> np.ndarray:
-    """A finite float batch of shape (n, ...)."""
-    array = _array(name, value, min_ndim=2)
-    if array.dtype.kind not in "fiub":
-        raise AdvbenchError(f"{name} must be numeric, got dtype {array.dtype}")
-    return _finite(name, array)
+    """A finite float batch of shape (n, ...) in [0, 1] (``checks.check_images``)."""
+    return check_images(name, value, ndim=None, float32=False)
 
 
 def _success(value, n: int | None = None) -> np.ndarray:
@@ -95,22 +92,8 @@ def _success(value, n: int | None = None) -> np.ndarray:
 
 
 def _labels(name: str, value, n: int | None = None) -> np.ndarray:
-    """Integer class indices of shape (n,)."""
-    array = _array(name, value, min_ndim=1)
-    if array.ndim != 1:
-        raise AdvbenchError(
-            f"{name} must be class indices of shape (n,), got shape {array.shape}; "
-            "for one-hot labels pass labels.argmax(axis=1)")
-    if array.dtype.kind not in "iu":
-        if array.dtype.kind != "f" or not np.isfinite(array).all() \
-                or not np.all(array == np.round(array)):
-            raise AdvbenchError(f"{name} must be integer class indices, got dtype {array.dtype}")
-    if array.min() < 0:
-        raise AdvbenchError(f"{name} must be >= 0, got {array.min()}")
-    if n is not None and array.shape[0] != n:
-        raise AdvbenchError(f"{name} has {array.shape[0]} entries but expected {n}; "
-                            "pass one label per sample")
-    return array.astype(np.int64)
+    """Integer class indices of shape (n,) (``checks.check_class_labels``)."""
+    return check_class_labels(name, value, n)
 
 
 def _same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
@@ -151,6 +134,46 @@ def accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
     predictions = _labels("predictions", predictions)
     labels = _labels("labels", labels, predictions.shape[0])
     return float(np.mean(predictions == labels))
+
+
+#: What an untargeted attack must change to succeed on a sample: "prediction", the model's
+#: prediction on the clean image (IBM ART's ``empirical_robustness`` and the paper's code: a
+#: sample the model already misclassifies is fooled only once its prediction moves), or
+#: "label", the true label (any misclassified output counts, so a misclassified sample is
+#: "fooled" at no cost). Targeted success is the target being predicted, either way.
+SUCCESS_DEFINITIONS = ("prediction", "label")
+
+
+def attack_success(pred_adv: ArrayLike, pred_clean: ArrayLike, labels: ArrayLike, *,
+                   target: ArrayLike | None = None, against: str = "prediction") -> np.ndarray:
+    """Per-sample success of an attack, bool (n,).
+
+    Untargeted: ``pred_adv != pred_clean`` (``against="prediction"``, the default, as ART
+    and the paper's authors) or ``pred_adv != labels`` (``against="label"``). Targeted
+    (``target`` given): ``pred_adv == target``.
+
+    Args:
+        pred_adv: int class indices (n,) predicted on the adversarial images.
+        pred_clean: int class indices (n,) predicted on the clean images.
+        labels: int true labels (n,).
+        target: optional int target classes (n,).
+        against: "prediction" or "label" (see ``SUCCESS_DEFINITIONS``).
+
+    Raises:
+        ParameterError: on an unknown ``against``; AdvbenchError on bad arrays.
+
+    Example:
+        >>> attack_success(np.array([1, 2]), np.array([1, 1]), np.array([0, 1]))
+        array([False,  True])
+    """
+    against = _choice("against", against, SUCCESS_DEFINITIONS)
+    pred_adv = _labels("pred_adv", pred_adv)
+    n = pred_adv.shape[0]
+    pred_clean = _labels("pred_clean", pred_clean, n)
+    labels = _labels("labels", labels, n)
+    if target is not None:
+        return pred_adv == _labels("target", target, n)
+    return pred_adv != (pred_clean if against == "prediction" else labels)
 
 
 def attack_success_rate(success: ArrayLike) -> float:

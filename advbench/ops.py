@@ -3,6 +3,7 @@ input gradient and per-sample norms of image batches (all usable inside ``tf.fun
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from advbench.types import Model
@@ -48,6 +49,40 @@ def expand_to(v: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     return tf.reshape(v, [-1] + [1] * (len(like.shape) - 1))
 
 
-def l2_normalize(v: tf.Tensor, eps: float = 1e-12) -> tf.Tensor:
-    """Unit L2 norm per sample."""
-    return v / expand_to(tf.maximum(batch_norm(v, "l2"), eps), v)
+def l2_normalize(v: tf.Tensor) -> tf.Tensor:
+    """Unit L2 norm per sample, any batch shape; zero where a sample is all zero.
+
+    Divided by its largest entry first: the loss gradient of a confidently classified input
+    has entries near 1e-13 at a logit margin of 30 and 1e-20 at 45, whose squares vanish or
+    fall under any guard on the norm, and the "unit" step would shrink to nothing. Rescaled,
+    the largest entry is 1 and the norm is at least 1.
+    """
+    largest = expand_to(batch_norm(v, "linf"), v)
+    scaled = tf.math.divide_no_nan(v, largest)
+    return tf.math.divide_no_nan(scaled, expand_to(batch_norm(scaled, "l2"), v))
+
+
+#: The lead an adversarial class must have over the runner-up, relative to the logits' scale.
+#: Float32 logits of one image differ by about 1e-6 relative between batch sizes (the kernels
+#: sum in another order), so a point closer than this to the decision boundary can be
+#: "adversarial" at one batch size and not at another. 1e-4 is well above that noise and far
+#: below any margin an attack is asked for.
+DECISIVE_MARGIN = 1e-4
+
+
+def is_adversarial(logits: tf.Tensor, labels: tf.Tensor, targeted: bool = False) -> tf.Tensor:
+    """(batch,) bool: the logits decide against the label (untargeted) or for the target
+    (targeted) by more than float noise.
+
+    Untargeted: the best other class leads the label by more than ``DECISIVE_MARGIN * (1 +
+    max |logit|)``; targeted: the target leads every other class by that much. Every attack
+    judges its own success with this, so the success the driver stores from one forward pass
+    survives re-evaluation at any batch size.
+    """
+    labels = tf.cast(labels, tf.int32)
+    is_label = tf.one_hot(labels, tf.shape(logits)[1], on_value=True, off_value=False)
+    label_logit = tf.reduce_max(tf.where(is_label, logits, -np.inf), axis=1)
+    other_logit = tf.reduce_max(tf.where(is_label, -np.inf, logits), axis=1)
+    tolerance = DECISIVE_MARGIN * (1.0 + tf.reduce_max(tf.abs(logits), axis=1))
+    lead = label_logit - other_logit if targeted else other_logit - label_logit
+    return lead > tolerance

@@ -18,8 +18,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from advbench.artifacts import jsonable
+from advbench.data import display_name
 from advbench.errors import ParameterError
 from advbench.types import PathLike
 
@@ -28,12 +30,59 @@ from advbench.types import PathLike
 TABLE_EPS_COLUMNS = 11
 
 
+#: How a table names each success definition (metrics.SUCCESS_DEFINITIONS).
+SUCCESS_WORDS = {"prediction": "prediction moved off the clean prediction",
+                 "label": "prediction differs from the label"}
+
+
+#: How tables are written to stderr (``--format``): "table", rich's boxes (plain and at full
+#: width when stderr is not a terminal), or "markdown", for CI summaries and reports.
+TABLE_FORMATS = ("table", "markdown")
+# Width of a console that is not a terminal: wide enough that no table is ever cut
+# (rich's 80-column default turned "robustness" into "robustne…" in CI logs).
+_UNBOUNDED_WIDTH = 100_000
+
+
 def _console(console: Console | None) -> Console:
     if console is not None:
         return console
-    # Logs and CI pipes are not terminals: give them a width that fits the tables rather
-    # than rich's 80-column default.
-    return Console(file=sys.stderr, width=None if sys.stderr.isatty() else 140)
+    if sys.stderr.isatty():
+        return Console(file=sys.stderr)
+    # Logs and CI pipes: full width, and no styles, which a log would lose anyway (nothing
+    # may be told by bold alone: white-box cells also carry a "*").
+    return Console(file=sys.stderr, width=_UNBOUNDED_WIDTH, color_system=None,
+                   highlight=False, emoji=False)
+
+
+def _plain(cell: Any) -> str:
+    return Text.from_markup(cell).plain if isinstance(cell, str) else str(cell)
+
+
+def markdown_table(table: Table) -> str:
+    """A rich table as GitHub markdown: its title in bold, then the header, the alignment
+    row and one line per row, markup removed and ``|`` escaped."""
+    def cell(value: Any) -> str:
+        return _plain(value).replace("|", "\\|").replace("*", "\\*")
+
+    lines = [f"**{_plain(table.title)}**", ""] if table.title else []
+    lines.append("| " + " | ".join(cell(c.header) for c in table.columns) + " |")
+    lines.append("|" + "|".join("---:" if c.justify == "right" else "---"
+                                for c in table.columns) + "|")
+    for row in zip(*(list(c.cells) for c in table.columns)):
+        lines.append("| " + " | ".join(cell(value) for value in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def show(table: Table, console: Console | None = None, fmt: str = "table") -> None:
+    """Print ``table`` to stderr (or ``console``) in one of ``TABLE_FORMATS``."""
+    if fmt not in TABLE_FORMATS:
+        raise ParameterError(f"table format must be one of {', '.join(TABLE_FORMATS)}, "
+                             f"got {fmt!r}")
+    console = _console(console)
+    if fmt == "markdown":
+        console.print(markdown_table(table), markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(table)
 
 
 def _percent(value) -> str:
@@ -86,7 +135,7 @@ def _eps_columns(eps: list[float]) -> list[int]:
     return sorted({round(i * step) for i in range(TABLE_EPS_COLUMNS)})
 
 
-def print_curves(lines: list[dict], console: Console | None = None) -> None:
+def print_curves(lines: list[dict], console: Console | None = None, fmt: str = "table") -> None:
     """Accuracy (%) per eps, one row per curve line; long grids are sampled evenly."""
     if not lines:
         return
@@ -100,7 +149,7 @@ def print_curves(lines: list[dict], console: Console | None = None) -> None:
     for line in lines:
         cells = [_percent(line["accuracy"][i]) if i < len(line["accuracy"]) else "" for i in shown]
         table.add_row(line["label"], _percent(line["clean"]), *cells)
-    _console(console).print(table)
+    show(table, console, fmt)
 
 
 def plot_curves(lines: list[dict], path: PathLike, *, title: str | None = None) -> Path:
@@ -136,19 +185,23 @@ def plot_curves(lines: list[dict], path: PathLike, *, title: str | None = None) 
 
 
 # -- evaluate --------------------------------------------------------------------------------
-def print_evaluation(summary: dict, console: Console | None = None) -> None:
+def print_evaluation(summary: dict, console: Console | None = None,
+                     fmt: str = "table") -> None:
     """The clean scores, one row per attack artifact, and the curves, on stderr."""
     console = _console(console)
     model, clean = summary["model"], summary["clean"]
-    table = Table(title=f"{model['name'] or model['path']}: clean {clean['dataset']} "
-                        f"{clean['split']} ({clean['samples']} images)")
+    table = Table(title=f"{model['name'] or model['path']}: clean "
+                        f"{display_name(clean['dataset'])} {clean['split']} "
+                        f"({clean['samples']} images)")
     table.add_column("accuracy (%)", justify="right")
     table.add_column("loss sensitivity", justify="right")
     table.add_row(_percent(clean["accuracy"]), _number(clean["loss_sensitivity"]))
-    console.print(table)
+    show(table, console, fmt)
     attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
     if attacks:
-        table = Table(title="adversarial artifacts (norms over successful samples)")
+        against = attacks[0].get("success_against", "label")
+        table = Table(title=f"adversarial artifacts (success: {SUCCESS_WORDS[against]}; norms, "
+                            "robustness and distance over successful samples)")
         for column in ("attack", "crafted on", "setting", "n", "clean %", "adv %", "success %",
                        "L2", "Linf", "robustness", "train dist"):
             table.add_column(column, justify="left" if column in (
@@ -168,8 +221,32 @@ def print_evaluation(summary: dict, console: Console | None = None) -> None:
                 f"{_number(robustness['value'], 3)} {robustness['norm']} "
                 f"({robustness['count']}/{robustness['total']})",
                 "-" if distance is None else _number(distance["mean"], 2))
-        console.print(table)
-    print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console)
+        show(table, console, fmt)
+    print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console,
+                 fmt)
+    print_per_class(summary, console, fmt)
+
+
+def print_per_class(summary: dict, console: Console | None = None, fmt: str = "table") -> None:
+    """Accuracy per class (rows named by the data's class names): clean, then per attack."""
+    clean = summary["clean"]
+    names = clean.get("class_names")
+    if not names or len(names) > 100:
+        return
+    attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
+    table = Table(title="accuracy per class (%)")
+    table.add_column("class")
+    table.add_column("clean", justify="right")
+    repeated = len({e["attack"] for e in attacks}) < len(attacks)
+    for e in attacks:
+        crafted_on = e["crafted_on"]["name"] or Path(str(e["crafted_on"]["path"])).name
+        table.add_column(f"{e['attack']} ({crafted_on})" if repeated else e["attack"],
+                         justify="right")
+    for c, name in enumerate(names):
+        cells = [clean["per_class_accuracy"][c]] + [
+            (e.get("per_class_accuracy") or [None] * len(names))[c] for e in attacks]
+        table.add_row(name, *("-" if v is None else _percent(v) for v in cells))
+    show(table, console, fmt)
 
 
 def evaluation_rows(summary: dict) -> list[dict]:
@@ -190,8 +267,10 @@ def evaluation_rows(summary: dict) -> list[dict]:
             for eps, accuracy in zip(e["eps"], e["accuracy"]):
                 add(e["path"], e["attack"], e["setting"], "adv_accuracy", accuracy, eps)
             continue
-        for metric in ("clean_accuracy", "adv_accuracy", "success_rate"):
-            add(e["path"], e["attack"], e["setting"], metric, e[metric])
+        for metric in ("clean_accuracy", "adv_accuracy", "success_rate",
+                       "success_rate_prediction", "success_rate_label"):
+            if metric in e:
+                add(e["path"], e["attack"], e["setting"], metric, e[metric])
         for norm in ("l0", "l2", "linf"):
             add(e["path"], e["attack"], e["setting"], f"{norm}_mean", e["norms"][f"{norm}_mean"])
         if e["robustness"] is not None:
@@ -205,11 +284,12 @@ def evaluation_rows(summary: dict) -> list[dict]:
 
 
 # -- transfer --------------------------------------------------------------------------------
-def print_transfer(summary: dict, console: Console | None = None) -> None:
+def print_transfer(summary: dict, console: Console | None = None, fmt: str = "table") -> None:
     """The matrix in % (rows: crafted on; columns: tested on; diagonal: white-box)."""
     params = ", ".join(f"{k}={v}" for k, v in summary["attack_params"].items())
     table = Table(title=f"accuracy (%) under {summary['attack']} ({params}), "
-                        f"{summary['samples']} {summary['dataset']} {summary['split']} images")
+                        f"{summary['samples']} {display_name(summary['dataset'])} "
+                        f"{summary['split']} images")
     table.add_column("crafted on \\ tested on")
     for target in summary["targets"]:
         table.add_column(target["name"], justify="right")
@@ -217,14 +297,15 @@ def print_transfer(summary: dict, console: Console | None = None) -> None:
         cells = []
         for t in range(len(summary["targets"])):
             cell = _percent(summary["accuracy"][s][t])
-            cells.append(f"[bold]{cell}[/bold]" if summary["setting"][s][t] == "white-box"
+            cells.append(f"[bold]{cell}*[/bold]" if summary["setting"][s][t] == "white-box"
                          else cell)
         table.add_row(source["name"], *cells)
     table.add_row("(clean)", *[_percent(a) for a in summary["clean_accuracy"]],
                   style="dim")
-    _console(console).print(table)
     console = _console(console)
-    console.print("bold: white-box (crafted on the tested model); others: black-box")
+    show(table, console, fmt)
+    console.print("*: white-box (crafted on the tested model); others: black-box",
+                  markup=False)
 
 
 def transfer_rows(summary: dict) -> list[dict]:

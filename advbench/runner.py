@@ -23,12 +23,15 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__, data, metrics
-from advbench.artifacts import ATTACK_SCHEMA, artifact_kind, read_arrays, write_arrays
+from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, read_arrays, read_attack_artifact,
+                                write_arrays)
 from advbench.attacks.base import Attack
 from advbench.attacks.targets import TARGET_MODES, choose_targets
+from advbench.checks import check_int, check_seed
 from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
+from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
 from advbench.shards import Shard
 from advbench.types import Model, PathLike
@@ -46,8 +49,13 @@ class Samples:
     data_dir: PathLike | None = None
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
+        """ParameterError unless every number can run: batch size and limit in [1, 2**31),
+        start in [0, 2**31), seed in [0, 2**32) (``advbench.checks``)."""
+        check_int("batch size", self.batch_size, low=1)
+        if self.limit is not None:
+            check_int("limit", self.limit, low=1)
+        check_int("start", self.start, low=0)
+        check_seed(self.seed)
 
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, indices into the split), as ``data.load`` gives them."""
@@ -78,20 +86,36 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
         "batch_size": run.batch_size, "target_mode": run.target_mode,
         "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
+    # Success is stored against the clean prediction and the label since issue 14 (and
+    # fgsm-min searches from the prediction): never reuse an artifact of the label form only.
+    payload["success_against"] = "prediction"
     if run.target_mode is not None:
         # Targets come from attacks.targets.choose_targets since advbench 0.1.0's second
         # chooser (which could pick the true label) was dropped: never reuse those artifacts.
         payload["target_chooser"] = 2
+    if run.dataset not in data.DATASETS:
+        # A user's file can change under the same path; built-in sets are fixed by name.
+        payload["data_hash"] = data.fingerprint(run.dataset)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray, dataset: str) -> None:
-    """ArtifactError unless the model takes images of x's shape."""
-    shape = tuple(model.input_shape[1:])
-    if shape != tuple(x.shape[1:]):
-        raise ArtifactError(f"model {path} takes inputs of shape {shape} but {dataset} images "
-                            f"are {tuple(x.shape[1:])}; use the data set the model was trained "
-                            f"on ({meta.get('dataset', 'unknown')})")
+def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray,
+                     dataset: str) -> None:
+    """ArtifactError unless the model takes images of x's shape; the message names the fix
+    for the case at hand (other data, or a model input without its channel axis)."""
+    shape, images = tuple(model.input_shape[1:]), tuple(x.shape[1:])
+    if shape == images:
+        return
+    where = f"model {path} takes inputs of shape {shape} but {data.display_name(dataset)} " \
+            f"images are {images}"
+    if shape == images[:-1] and images[-1] == 1:
+        raise ArtifactError(f"{where}: its input has no channel axis; pass the model's own "
+                            ".keras/.h5 file (advbench adds the axis for Keras files) or "
+                            f"rebuild it with keras.Input({images})")
+    trained = meta.get("dataset")
+    fix = (f"use the data it was trained on ({data.display_name(trained)})" if trained
+           else "use data of the shape it takes")
+    raise ArtifactError(f"{where}; {fix}")
 
 
 def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[str, Any],
@@ -149,9 +173,13 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
         "attack_minimal": attack.minimal, "attack_norm": attack.norm,
         "model_path": str(run.model_path), "model_hash": model_meta.get("content_hash", ""),
         "model_name": model_meta.get("zoo_name", ""), "model_dataset": model_meta.get("dataset"),
-        "dataset": run.dataset, "split": run.split, "limit": run.limit, "start": run.start,
+        "model_provenance": model_provenance(model_meta),
+        "dataset": run.dataset, "data_hash": data.fingerprint(run.dataset, run.data_dir),
+        "class_names": list(data.dataset_info(run.dataset).class_names),
+        "split": run.split, "limit": run.limit, "start": run.start,
         "seed": run.seed, "batch_size": run.batch_size, "targeted": run.target_mode is not None,
         "target_mode": run.target_mode or "", "num_samples": n, "device": _device(),
+        "success_against": "prediction",
     }
     if shard is not None:
         attrs.update(shard_index=shard.index, shard_count=shard.count)
@@ -181,7 +209,9 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
             state["x_adv"][sl] = out.x_adv
             state["pred_clean"][sl] = clean_logits.argmax(axis=1)
             state["pred_adv"][sl] = adv_pred
-            state["success"][sl] = (adv_pred == target) if target is not None else (adv_pred != yb)
+            for against in metrics.SUCCESS_DEFINITIONS:
+                state[SUCCESS_ARRAYS[against]][sl] = metrics.attack_success(
+                    adv_pred, state["pred_clean"][sl], yb, target=target, against=against)
             for name, values in metrics.perturbation_norms(xb, out.x_adv).items():
                 state[name][sl] = values.astype(np.float32)
             for name, values in out.extras.items():
@@ -210,11 +240,69 @@ def _device() -> str:
     return f"{socket.gethostname()}:{(gpus[0].name if gpus else '/device:CPU:0')}"
 
 
+#: Where an attack artifact stores each form of success (metrics.SUCCESS_DEFINITIONS).
+#: Artifacts without the attr ``success_against`` (advbench before issue 14) hold only
+#: ``success``, in the label form; ``stored_success`` reads both kinds.
+SUCCESS_ARRAYS = {"prediction": "success", "label": "success_label"}
+
+
+def stored_success(attrs: dict, arrays: dict) -> dict[str, np.ndarray]:
+    """Both forms of success of an attack artifact, by ``metrics.SUCCESS_DEFINITIONS`` name,
+    from its stored predictions: old artifacts (label form only) are read too."""
+    if attrs.get("success_against") == "prediction":
+        return {against: np.asarray(arrays[name], bool) for against, name in
+                SUCCESS_ARRAYS.items()}
+    target = arrays["target"] if attrs.get("targeted") else None
+    return {against: metrics.attack_success(arrays["pred_adv"], arrays["pred_clean"],
+                                            arrays["y"], target=target, against=against)
+            for against in metrics.SUCCESS_DEFINITIONS}
+
+
+def artifact_summary(path: PathLike, x: np.ndarray) -> dict[str, Any]:
+    """The summary of a complete attack artifact on the model it was crafted on, from its
+    stored predictions (no model run): accuracies, success rates both ways
+    (``metrics.SUCCESS_DEFINITIONS``; ``success_rate`` is the clean-prediction form), L0/L2/
+    L-inf norms over the successful samples and, for a minimal attack, the empirical
+    robustness in the attack's norm. ``x``: the clean images it was crafted from (as
+    ``AttackRun.load`` gives them), float32 (N, H, W, C). What ``advbench attack --json``
+    prints, with the keys of an ``advbench evaluate`` artifact entry."""
+    attrs, arrays = read_attack_artifact(path)
+    if x.shape != arrays["x_adv"].shape:
+        raise ArtifactError(f"{path} holds {arrays['x_adv'].shape} images but "
+                            f"{x.shape} clean ones were given")
+    both = stored_success(attrs, arrays)
+    success = both["prediction"]
+    y = arrays["y"]
+    norms = {name: arrays[name].astype(np.float64) for name in metrics.PERTURBATION_NORMS}
+    summary: dict[str, Any] = {
+        "kind": "attack", "path": str(path), "name": Path(path).stem,
+        "attack": attrs.get("attack"), "attack_params": attrs.get("attack_params"),
+        "minimal": bool(attrs.get("attack_minimal")), "targeted": bool(attrs.get("targeted")),
+        "crafted_on": {"path": attrs.get("model_path"), "name": attrs.get("model_name"),
+                       "hash": attrs.get("model_hash")},
+        "setting": "white-box", "dataset": attrs.get("dataset"), "split": attrs.get("split"),
+        "samples": int(len(y)),
+        "clean_accuracy": float(np.mean(arrays["pred_clean"] == y)),
+        "adv_accuracy": float(np.mean(arrays["pred_adv"] == y)),
+        "success_rate": float(np.mean(success)), "success_against": "prediction",
+        **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
+        "norms": metrics.norm_summary(norms, success),
+        "robustness": None, "wall_time_s": attrs.get("wall_time_s"),
+    }
+    if summary["minimal"]:
+        norm = attrs.get("attack_norm")
+        norm = norm if norm in metrics.ROBUSTNESS_NORMS else "l2"
+        summary["robustness"] = dataclasses.asdict(
+            metrics.empirical_robustness(x, arrays["x_adv"], success, norm=norm))
+    return summary
+
+
 def _fresh_state(x: np.ndarray, y: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
     n = len(x)
     return {
         "x_adv": np.zeros_like(x), "y": y, "indices": indices, "pred_clean": np.full(n, -1, np.int64),
         "pred_adv": np.full(n, -1, np.int64), "success": np.zeros(n, bool),
+        "success_label": np.zeros(n, bool),
         "l0": np.zeros(n, np.float32), "l2": np.zeros(n, np.float32),
         "linf": np.zeros(n, np.float32), "completed": np.zeros(n, bool),
         "target": np.full(n, -1, np.int64), "wall_time_s": 0.0,

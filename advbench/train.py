@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from advbench import data, distribute
 from advbench.artifacts import read_arrays, write_arrays
+from advbench.checks import check_int, check_range, check_seed
 from advbench.defenses.base import Defense
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import build_model, predict_labels, zoo_name
@@ -37,6 +38,7 @@ from advbench.types import Model, PathLike
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
+    from advbench.models.adapt import Preprocessing
 
 
 @dataclasses.dataclass
@@ -62,15 +64,15 @@ class TrainConfig:
             raise ParameterError(f"strategy must be one of {', '.join(distribute.STRATEGIES)}, "
                                  f"got {self.strategy!r}")
         for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ParameterError(f"{name.replace('_', '-')} must be >= 1, got {value}")
-        if not self.learning_rate > 0:
-            raise ParameterError(f"learning rate must be > 0, got {self.learning_rate}")
-        if not self.brelu_t > 0:
-            raise ParameterError(f"brelu t must be > 0, got {self.brelu_t}")
-        if self.limit is not None and self.limit < 10:
-            raise ParameterError(f"limit must be >= 10 (one image per class), got {self.limit}")
+            check_int(name.replace("_", "-"), getattr(self, name), low=1)
+        check_range("learning rate", self.learning_rate, low=0.0, low_inclusive=False)
+        check_range("brelu t", self.brelu_t, low=0.0, low_inclusive=False)
+        check_seed(self.seed)
+        if self.limit is not None:
+            check_int("limit", self.limit, low=1)
+            if self.limit < 10:
+                raise ParameterError(
+                    f"limit must be >= 10 (one image per class), got {self.limit}")
 
 
 def epoch_order(n: int, copies: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -260,13 +262,16 @@ class Checkpoint:
         rng.bit_generator.state = state["rng_state"]
 
 
-def training_key(config: TrainConfig, defense: Defense) -> str:
-    """A digest of what determines a training run; where it runs (strategy, devices) and
-    where it checkpoints do not count, so a launcher may resume on other devices."""
+def training_key(config: TrainConfig, defense: Defense,
+                 source: dict[str, Any] | None = None) -> str:
+    """A digest of what determines a training run (with ``source``, the user's architecture
+    file of ``prepare_architecture``); where it runs (strategy, devices) and where it
+    checkpoints do not count, so a launcher may resume on other devices."""
     fields = dataclasses.asdict(config)
     for name in ("strategy", "devices", "checkpoint_dir"):
         fields.pop(name)
-    payload = {**fields, "defense": repr(defense)}
+    payload = {**fields, "data_dir": str(fields["data_dir"]), "defense": repr(defense),
+               "source": (source or {}).get("hash")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -286,16 +291,72 @@ def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: 
     return out
 
 
-def train(config: TrainConfig, defense: Defense, *,
-          progress: Progress | None = None) -> tuple[keras.Model, dict[str, Any]]:
+def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, *,
+                         fine_tune: bool = False,
+                         preprocessing: Preprocessing | None = None, outputs: str = "auto",
+                         custom_objects: str | None = None) -> tuple[Model, dict[str, Any]]:
+    """The user's own architecture (a .keras or legacy .h5 file) made ready for ``train``.
+
+    Loaded safely (``models.foreign.load_foreign``); weights re-drawn from its initializers
+    under ``config.seed`` unless ``fine_tune``; with ``config.activation == "brelu"`` every
+    ReLU turned into BRELU(``config.brelu_t``) (``models.adapt.convert_relu``); the
+    defense's input layer (feature squeezing) and the model's preprocessing in front, its
+    final softmax removed (``models.adapt.adapt``).
+
+    Returns (model, source): ``source`` describes what was trained (path, kind, hash,
+    fine_tune, the BRELU changes, preprocessing, outputs, notes) and goes into the
+    artifact. Raises ParameterError for a SavedModel or a subclassed model.
+    """
+    from advbench.models import foreign
+    from advbench.models.adapt import Preprocessing, adapt, convert_relu, reinitialize
+    from advbench.models.layers import FeatureSqueezing
+
+    config.validate()
+    info = data.dataset_info(config.dataset)
+    kind = foreign.detect_kind(path)
+    if kind not in ("keras", "h5"):
+        raise ParameterError(f"train --model takes a .keras or legacy .h5 architecture; {path} "
+                             f"is {foreign.MODEL_KINDS[kind]}, which advbench cannot train")
+    keras.utils.set_random_seed(config.seed)
+    model = reinitialize(foreign.load_foreign(path, kind, custom_objects),
+                         keep_weights=fine_tune)
+    changes: list[str] = []
+    if config.activation == "brelu":
+        model, changes = convert_relu(model, config.brelu_t)
+        if not changes:
+            changes = [f"{Path(path).name}: no ReLU found; --act brelu changed nothing"]
+    options = defense.model_options()
+    front = ([FeatureSqueezing(bit_depth=options.pop("squeeze_bits"), name="feature_squeezing")]
+             if "squeeze_bits" in options else [])
+    if options:
+        raise ParameterError(f"--defense {defense.name} changes the architecture in a way "
+                             "advbench cannot apply to your model")
+    adapted = adapt(model, info.input_shape, info.num_classes, preprocessing=preprocessing,
+                    outputs=outputs, name=Path(path).name, front=front)
+    source = {
+        "path": str(Path(path).resolve()), "kind": kind,
+        "hash": foreign.content_hash(path), "fine_tune": fine_tune, "brelu_changes": changes,
+        "preprocessing": (preprocessing or Preprocessing()).as_dict(),
+        "outputs": adapted.outputs,
+        "notes": adapted.notes,
+    }
+    return adapted.model, source
+
+
+def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = None,
+          model: keras.Model | None = None, source: dict[str, Any] | None = None
+          ) -> tuple[keras.Model, dict[str, Any]]:
     """Train one model; returns it with the metadata its artifact stores (with the strategy,
     replica count and devices it ran on). Only the chief worker should write the artifact
     (``distribute.is_chief``).
 
-    With ``config.checkpoint_dir`` the training state is saved after every epoch and a
-    rerun of the same call resumes from it, ending with the weights of an uninterrupted run.
-    Raises ParameterError for bad settings or devices, ArtifactError for a checkpoint of
-    another run."""
+    ``model`` (with its ``source``, from ``prepare_architecture``) trains the user's own
+    architecture instead of ``config.architecture`` of the zoo (with ``--strategy none``
+    only). With ``config.checkpoint_dir`` the training state is saved after every epoch and
+    a rerun of the same call resumes from it, ending with the weights of an uninterrupted
+    run. Raises ParameterError for bad settings or devices, ArtifactError for a checkpoint of
+    another run.
+    """
     config.validate()
     progress = progress or Progress(quiet=True)
     info = data.dataset_info(config.dataset)
@@ -309,15 +370,20 @@ def train(config: TrainConfig, defense: Defense, *,
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     strategy = distribute.make_strategy(config.strategy, list(config.devices))
+    if model is not None and config.strategy != "none":
+        raise ParameterError("--strategy mirrored and multi-worker train the zoo's "
+                             "architectures; train your own model with --strategy none")
     with strategy.scope():
-        model = build_model(config.architecture, info.input_shape, info.num_classes,
-                            activation=config.activation, brelu_t=config.brelu_t,
-                            **defense.model_options())
+        if model is None:
+            model = build_model(config.architecture, info.input_shape, info.num_classes,
+                                activation=config.activation, brelu_t=config.brelu_t,
+                                **defense.model_options())
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
         optimizer.build(model.trainable_variables)
     step = make_train_step(model, optimizer, defense, info.num_classes, strategy)
     checkpoint = None if config.checkpoint_dir is None else Checkpoint(
-        config.checkpoint_dir, training_key(config, defense), write=distribute.is_chief())
+        config.checkpoint_dir, training_key(config, defense, source),
+        write=distribute.is_chief())
     fitter = _Fitter(model, optimizer, step, config, defense.copies, progress, checkpoint)
     rng = np.random.default_rng(config.seed)
     state = checkpoint.load() if checkpoint is not None else None
@@ -350,14 +416,18 @@ def train(config: TrainConfig, defense: Defense, *,
     progress.close()
 
     test_accuracy = float(np.mean(predict_labels(model, x_test) == y_test))
+    architecture = config.architecture if source is None else Path(source["path"]).stem
     metadata = {
-        "dataset": config.dataset,
-        "architecture": config.architecture,
+        "dataset": info.name,
+        "data_hash": data.fingerprint(info.name, config.data_dir),
+        "class_names": list(info.class_names),
+        "architecture": architecture if source is None else "own",
         "activation": config.activation,
         "brelu_t": config.brelu_t,
         "defense": defense.name,
         "defense_params": defense.params(),
-        "zoo_name": zoo_name(config.architecture, config.activation, defense.name),
+        "zoo_name": zoo_name(architecture, config.activation, defense.name),
+        "source": source,
         "input_shape": list(info.input_shape),
         "num_classes": info.num_classes,
         "seed": config.seed,

@@ -66,16 +66,25 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
 
     Returns:
         ``Score``: summary with "sources", "targets", "accuracy" (rows x columns),
-        "success_rate", "setting", "artifacts", "reused"; per_sample predictions per cell.
+        "success_rate" (the target's prediction moved off its clean prediction, as ART;
+        "success_against" says so), "setting", "artifacts", "reused"; per_sample predictions
+        per cell.
     """
     if not sources or not targets:
         raise ParameterError("give at least one --source and one --target")
     progress = progress or Progress(quiet=True)
     dataset = dataset or sources[0][2].get("dataset")
+    reference = {"dataset": dataset}
+    names = {meta.get("dataset") for _, _, meta in [*sources, *targets]} | {dataset}
+    if dataset and not names <= {None, *data.DATASETS}:
+        # A user's data: compare contents (built-in sets are compared by name).
+        reference["data_hash"] = data.fingerprint(dataset, data_dir)
     for path, _, meta in [*sources, *targets]:
-        if meta.get("dataset") and meta.get("dataset") != dataset:
-            raise ArtifactError(f"model {path} was trained on {meta.get('dataset')}, not "
-                                f"{dataset}; transfer needs models of one data set")
+        if not data.same_data(meta, reference):
+            raise ArtifactError(f"model {path} was trained on "
+                                f"{data.display_name(meta.get('dataset'))}, not "
+                                f"{data.display_name(dataset)}; transfer needs models of one "
+                                "data set")
     accuracy = np.zeros((len(sources), len(targets)))
     success = np.zeros_like(accuracy)
     clean = np.zeros(len(targets))
@@ -110,7 +119,8 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
         "split": split, "samples": int(len(per_sample["cells/0_0/pred"])),
         "sources": [describe(e) for e in sources], "targets": [describe(e) for e in targets],
         "clean_accuracy": clean.tolist(), "accuracy": accuracy.tolist(),
-        "success_rate": success.tolist(), "setting": setting, "artifacts": artifacts,
+        "success_rate": success.tolist(), "success_against": "prediction", "setting": setting,
+        "artifacts": artifacts,
         "reused": reused,
     }
     per_sample["accuracy"] = accuracy

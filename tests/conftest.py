@@ -28,6 +28,14 @@ def synthetic_digits(n: int, seed: int, shape=(28, 28)) -> tuple[np.ndarray, np.
     return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.uint8)
 
 
+def write_digits_npz(path, n_train: int, n_test: int):
+    """The synthetic digits as a user's .npz (uint8 (N, 28, 28), train and test splits)."""
+    x_train, y_train = synthetic_digits(n_train, 1)
+    x_test, y_test = synthetic_digits(n_test, 2)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
 def write_idx(path, array: np.ndarray, magic: int, compress: bool = True) -> None:
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     payload = header + array.tobytes()
@@ -75,6 +83,27 @@ def trained_tiny_cnn(fake_data_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "mnist-cnn-relu-none.h5"
     meta["content_hash"] = save_model(path, model, meta)
     return path, model, meta
+
+
+def save_dense_mnist(path, seed: int):
+    """An untrained dense MNIST model saved at ``path``: (path, model, metadata)."""
+    import keras
+
+    from advbench.artifacts import save_model
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    meta = {"dataset": "mnist", "zoo_name": "dense"}
+    meta["content_hash"] = save_model(path, model, meta)
+    return path, model, meta
+
+
+@pytest.fixture(scope="session")
+def dense_mnist_model(tmp_path_factory):
+    """An untrained dense MNIST model, saved: black-box for the tiny CNN's artifacts, and it
+    misclassifies most samples."""
+    return save_dense_mnist(tmp_path_factory.mktemp("dense") / "dense.h5", seed=5)
 
 
 # Small 8x8 images for attack tests: noisy copies of one random prototype per class.

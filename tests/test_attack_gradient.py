@@ -153,12 +153,15 @@ def test_fgsm_min_is_first_grid_point_that_flips(trained, eps_step, eps_max):
     model, x, y = trained
     attack = MinimalFGSM(eps_step=eps_step, eps_max=eps_max)
     out = attack(model, x, y)
-    direction = FGSM(eps=1.0).direction(model, x, y)
+    # The search starts from the model's prediction (ART's y=None), not from y.
+    pred = np.argmax(model(x, training=False).numpy(), 1)
+    direction = FGSM(eps=1.0).direction(model, x, pred)
     grid = attack.grid
-    # Brute force: every sample at every grid point, then the first one misclassified.
+    # Brute force: every sample at every grid point, then the first one whose prediction
+    # changed.
     flipped = np.stack([
-        np.argmax(model(np.clip(x + g * direction, 0.0, 1.0), training=False).numpy(), 1) != y
-        for g in grid])
+        np.argmax(model(np.clip(x + g * direction, 0.0, 1.0), training=False).numpy(), 1)
+        != pred for g in grid])
     found = flipped.any(axis=0)
     first = np.where(found, np.argmax(flipped, axis=0), len(grid) - 1)
     np.testing.assert_array_equal(out.extras["found"], found)
@@ -169,14 +172,19 @@ def test_fgsm_min_is_first_grid_point_that_flips(trained, eps_step, eps_max):
     assert out.extras["eps"].dtype == np.float32 and out.extras["found"].dtype == bool
 
 
-def test_fgsm_min_misclassified_sample_gets_first_grid_point(trained):
+def test_fgsm_min_searches_from_the_prediction_not_the_label(trained):
+    # Issue 14: with the label form, a misclassified sample counted as fooled at the first
+    # grid eps. Searching from the prediction (as ART), the labels do not matter at all.
     model, x, y = trained
     wrong = (y + 1) % NUM_CLASSES
-    out = MinimalFGSM(eps_step=0.05)(model, x[:10], wrong[:10])
-    # Relative to the wrong label almost every sample is already "adversarial".
+    attack = MinimalFGSM(eps_step=0.05)
+    out = attack(model, x[:10], wrong[:10])
     clean_wrong = np.argmax(model(x[:10]).numpy(), 1) != wrong[:10]
     assert clean_wrong.sum() >= 8
-    assert np.all(out.extras["eps"][clean_wrong & out.extras["found"]] <= 0.05 + 1e-7)
+    right = attack(model, x[:10], y[:10])
+    np.testing.assert_array_equal(out.extras["eps"], right.extras["eps"])
+    np.testing.assert_array_equal(out.x_adv, right.x_adv)
+    assert np.all(out.extras["eps"][out.extras["found"]] > 0.05)
 
 
 def test_fgsm_min_failure_ends_at_last_grid_point(trained):
@@ -354,3 +362,28 @@ def test_vat_saturated_softmax_falls_back_to_random_direction():
     start = tf.random.stateless_normal(tf.shape(x), seed=seed).numpy()
     expected = 0.3 * start / np.linalg.norm(start.reshape(5, -1), axis=1)[:, None, None, None]
     np.testing.assert_allclose(r, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("margin", [5.0, 30.0, 60.0])
+def test_l2_steps_keep_their_length_on_confident_inputs(margin):
+    """A linear model whose logit margin is ``margin`` on every input: the cross-entropy
+    gradient is ~exp(-margin), whose square underflowed the old max(norm, 1e-12) guard (a step
+    of 0.06 eps at margin 30, zero from 45). Each L2 step must still move by eps."""
+    from advbench.ops import l2_normalize
+
+    features = 16
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    weights = np.zeros((features, 2), np.float32)
+    weights[:, 0], weights[:, 1] = 1.0 / features, -1.0 / features
+    model.layers[-1].set_weights([weights, np.array([margin, 0.0], np.float32)])
+    x = np.full((3, 4, 4, 1), 0.5, np.float32)
+    y = np.zeros(3, np.int64)
+    for attack in (FGSM(eps=0.5, norm="l2"), PGD(eps=0.5, step_size=0.5, steps=1, norm="l2",
+                                                 random_start=False)):
+        delta = attack(model, x, y, seed=0).x_adv - x
+        np.testing.assert_allclose(np.linalg.norm(delta.reshape(3, -1), axis=1), 0.5,
+                                   rtol=1e-5)
+    tiny = tf.constant(np.full((2, 3), 1e-30, np.float32))
+    np.testing.assert_allclose(tf.norm(l2_normalize(tiny), axis=1).numpy(), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(l2_normalize(tf.zeros((2, 3))).numpy(), 0.0)

@@ -107,3 +107,27 @@ def test_untargeted_attacks_refuse_targets(trained_tiny_cnn, samples):
     assert untargeted
     with pytest.raises(ParameterError, match="untargeted only"):
         make_attack(untargeted[0])(model, x, y, target=y)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_success_survives_any_batch_size(name, trained_tiny_cnn, samples):
+    """The success the driver stores (one forward at the run's batch size) must not flip when
+    evaluate recomputes it at batch 1: every adversarial point the attack returns lies past
+    float noise from the boundary. DeepFool returned points with a top-2 logit gap of ~1e-6
+    before it overshot the clipped perturbation; this fails on that version."""
+    from advbench.ops import DECISIVE_MARGIN
+    from advbench.models import predict_logits
+
+    _, model, _ = trained_tiny_cnn
+    x, y = samples
+    x_adv = make_attack(name, **FAST[name])(model, x, y, seed=1).x_adv
+    batched = predict_logits(model, x_adv).argmax(axis=1)
+    one_by_one = np.concatenate([predict_logits(model, x_adv[i:i + 1]) for i in range(len(x))])
+    np.testing.assert_array_equal(one_by_one.argmax(axis=1) != y, batched != y)
+    if ATTACKS[name].minimal:
+        # Minimal attacks stop right past the boundary: they must stop decisively past it.
+        fooled = batched != y
+        top2 = np.sort(one_by_one, axis=1)[:, -2:]
+        scale = 1.0 + np.abs(one_by_one).max(axis=1)
+        lead = (top2[:, 1] - top2[:, 0]) / scale
+        assert np.all(lead[fooled] > DECISIVE_MARGIN / 2), np.sort(lead[fooled])[:5]

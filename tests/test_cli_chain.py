@@ -150,3 +150,57 @@ def test_bad_inputs_are_one_line_errors(in_chain):
         assert result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1
         assert result.stderr.startswith("Error: ") and message in result.stderr
+
+
+def test_attack_json_prints_the_run_summary(in_chain):
+    # Issue 14: a pipeline gets success both ways, norms and robustness without `evaluate`.
+    result = invoke("attack", "cnn", "--attack", "fgsm-min", "--eps-step", "0.05", "--limit", 30,
+                    "-q", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    attrs, arrays = read_arrays(summary["path"], ATTACK_SCHEMA)
+    moved = arrays["pred_adv"] != arrays["pred_clean"]
+    assert summary["attack"] == "fgsm-min" and summary["samples"] == 30
+    assert summary["success_against"] == "prediction"
+    assert summary["success_rate"] == summary["success_rate_prediction"] == moved.mean()
+    assert summary["success_rate_label"] == np.mean(arrays["pred_adv"] != arrays["y"])
+    assert summary["norms"]["count"] == moved.sum()
+    assert summary["norms"]["linf_mean"] == pytest.approx(arrays["linf"][moved].mean(), rel=1e-6)
+    # The same values `evaluate` finds for the artifact on its model.
+    scored = json.loads(invoke("evaluate", "cnn", summary["path"], "--limit", 30, "--json",
+                               "--no-sensitivity", "--no-distance", "-q").stdout)["artifacts"][0]
+    for key in ("success_rate", "success_rate_label", "adv_accuracy", "clean_accuracy"):
+        assert summary[key] == scored[key], key
+    assert summary["robustness"]["value"] == pytest.approx(scored["robustness"]["value"],
+                                                           rel=1e-6)
+    assert summary["robustness"]["count"] == scored["robustness"]["count"]
+
+
+def test_tables_in_logs_are_full_width_and_plain(in_chain):
+    # CliRunner's stderr is not a terminal, as in CI: no column cut to 80 characters.
+    artifact = attack_fgsm()
+    result = invoke("evaluate", "cnn", artifact, "--limit", 30, "--no-sensitivity")
+    assert result.exit_code == 0, result.output
+    assert "robustness" in result.stderr and "train dist" in result.stderr
+    assert "…" not in result.stderr
+    assert max(len(line) for line in result.stderr.splitlines()) > 80
+    assert "\x1b[" not in result.stderr  # no styles in a log
+    assert "success: prediction moved off the clean prediction" in result.stderr
+
+    result = invoke("evaluate", "cnn", artifact, "--limit", 30, "--no-sensitivity",
+                    "--format", "markdown", "--success", "label")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    header = next(line for line in lines if line.startswith("| attack |"))
+    assert header == ("| attack | crafted on | setting | n | clean % | adv % | success % | L2 | "
+                      "Linf | robustness | train dist |")
+    assert "**adversarial artifacts (success: prediction differs from the label; norms, " \
+           "robustness and distance over successful samples)**" in lines
+
+    result = invoke("transfer", "--source", "cnn", "--source", "mlp", "--target", "cnn",
+                    "--limit", 30, "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stderr.splitlines() if line.startswith("| mnist-cnn")
+            or line.startswith("| cnn") or line.startswith("| mlp")]
+    assert len(rows) == 2 and rows[0].endswith("\\* |") and not rows[1].endswith("\\* |")
+    assert "*: white-box (crafted on the tested model); others: black-box" in result.stderr

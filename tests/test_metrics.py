@@ -55,9 +55,10 @@ def test_attack_success_rate_errors(success, match):
 # -- perturbation norms --------------------------------------------------------------------
 def test_perturbation_norms_hand_values():
     x = np.zeros((2, 2, 2, 1), np.float32)
+    x[0] = 0.5
     x_adv = x.copy()
-    x_adv[0, 0, 0, 0] = 0.3
-    x_adv[0, 1, 1, 0] = -0.4
+    x_adv[0, 0, 0, 0] = 0.8
+    x_adv[0, 1, 1, 0] = 0.1
     x_adv[1, 0, 1, 0] = 1e-7  # below the L0 tolerance: round-off, not a change
     norms = metrics.perturbation_norms(x, x_adv)
     np.testing.assert_array_equal(norms["l0"], [2, 0])
@@ -80,7 +81,8 @@ def test_perturbation_norms_tolerance_option():
 @pytest.mark.parametrize("x_adv, match", [
     (np.zeros((2, 3)), r"x has shape \(2, 4\) but x_adv has shape \(2, 3\)"),
     (np.full((2, 4), np.nan), "x_adv contains 8 NaN"),
-    (np.zeros(4), "x_adv must have at least 2 dimension"),
+    (np.zeros(4), r"x_adv must have shape \(n, ...\) with at least 2 dimensions, got shape "
+                  r"\(4,\)"),
 ])
 def test_perturbation_norms_errors(x_adv, match):
     with pytest.raises(AdvbenchError, match=match):
@@ -221,9 +223,9 @@ def test_nearest_training_distance_exact_for_duplicates_and_offsets():
     # Queries equal to training images (distance exactly 0, either duplicate may win) and
     # images far from the origin, where the float32 expansion alone loses digits.
     rng = np.random.default_rng(0)
-    x_train = (100.0 + rng.random((20, 8))).astype(np.float32)
+    x_train = (0.9 + 0.1 * rng.random((20, 8))).astype(np.float32)
     x_train[13] = x_train[4]
-    x_query = np.concatenate([x_train[[4, 7]], x_train[[2]] + np.float32(1e-3)])
+    x_query = np.concatenate([x_train[[4, 7]], x_train[[2]] - np.float32(1e-3)])
     distances, indices = metrics.nearest_training_distance(x_query, x_train, chunk_size=3)
     assert indices[0] in (4, 13)
     np.testing.assert_array_equal(indices[1:], [7, 2])
@@ -233,17 +235,17 @@ def test_nearest_training_distance_exact_for_duplicates_and_offsets():
 
 
 def test_nearest_training_distance_paper_variant():
-    x_train = np.array([[0.0, 0.0], [3.0, 4.0]], np.float32)
-    x_query = np.array([[3.0, 0.0], [0.0, 2.0]], np.float32)
-    # Query 0: nearest [0, 0] at 3 ([3, 4] is at 4): 9 / ||q|| = 9 / 3.
-    # Query 1: nearest [0, 0] at 2: 4 / 2.
+    x_train = np.array([[0.0, 0.0], [0.6, 0.8]], np.float32)
+    x_query = np.array([[0.6, 0.0], [0.0, 0.4]], np.float32)
+    # Query 0: nearest [0, 0] at 0.6 ([0.6, 0.8] is at 0.8): 0.36 / ||q|| = 0.36 / 0.6.
+    # Query 1: nearest [0, 0] at 0.4: 0.16 / 0.4.
     distances, indices = metrics.nearest_training_distance(x_query, x_train, variant="paper")
     np.testing.assert_array_equal(indices, [0, 0])
-    np.testing.assert_allclose(distances, [3.0, 2.0])
-    x_clean = np.array([[0.0, 1.0], [4.0, 3.0]], np.float32)
+    np.testing.assert_allclose(distances, [0.6, 0.4], rtol=1e-6)
+    x_clean = np.array([[0.0, 0.2], [0.8, 0.6]], np.float32)
     distances, _ = metrics.nearest_training_distance(
         x_query, x_train, variant="paper", x_clean=x_clean)
-    np.testing.assert_allclose(distances, [9.0, 4.0 / 5.0])
+    np.testing.assert_allclose(distances, [0.36 / 0.2, 0.16 / 1.0], rtol=1e-6)
 
 
 def test_nearest_training_distance_errors():
@@ -319,7 +321,7 @@ def test_loss_sensitivity_errors(linear_model):
         metrics.loss_sensitivity(linear_model, x, np.array([0, 1]), batch_size=0)
     with pytest.raises(AdvbenchError, match="y has 1 entries but expected 2"):
         metrics.loss_sensitivity(linear_model, x, np.array([0]))
-    with pytest.raises(AdvbenchError, match="for one-hot labels pass labels.argmax"):
+    with pytest.raises(AdvbenchError, match=r"for one-hot labels pass y\.argmax\(axis=1\)"):
         metrics.loss_sensitivity(linear_model, x, np.eye(3)[[0, 1]])
     with pytest.raises(AdvbenchError, match="x contains 32 NaN"):
         metrics.loss_sensitivity(linear_model, np.full_like(x, np.nan), np.array([0, 1]))

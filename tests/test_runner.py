@@ -45,7 +45,10 @@ def test_artifact_contents(run, trained_tiny_cnn, tmp_path):
     assert arrays["x_adv"].dtype == np.float32 and arrays["x_adv"].shape == (40, 28, 28, 1)
     assert arrays["completed"].all()
     assert np.all(arrays["linf"] <= 0.2 + 1e-6)
-    np.testing.assert_array_equal(arrays["success"], arrays["pred_adv"] != arrays["y"])
+    # Both forms of success (issue 14): against the clean prediction (as ART) and the label.
+    assert attrs["success_against"] == "prediction"
+    np.testing.assert_array_equal(arrays["success"], arrays["pred_adv"] != arrays["pred_clean"])
+    np.testing.assert_array_equal(arrays["success_label"], arrays["pred_adv"] != arrays["y"])
 
 
 def test_interrupted_run_resumes_to_the_same_artifact(run, trained_tiny_cnn, tmp_path):
@@ -105,8 +108,9 @@ def test_bad_run_parameters(run, trained_tiny_cnn, tmp_path):
 
 def test_norms_and_targets_helpers():
     x = np.zeros((2, 2, 2, 1), np.float32)
+    x[0] = 0.5
     x_adv = x.copy()
-    x_adv[0, 0, 0, 0], x_adv[0, 1, 1, 0] = 0.3, -0.4
+    x_adv[0, 0, 0, 0], x_adv[0, 1, 1, 0] = 0.8, 0.1
     norms = perturbation_norms(x, x_adv)
     np.testing.assert_allclose(norms["l0"], [2, 0])
     np.testing.assert_allclose(norms["l2"], [0.5, 0], rtol=1e-6)

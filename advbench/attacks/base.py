@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench.checks import keyword_parameters
+from advbench.checks import check_class_labels, check_images, check_seed, keyword_parameters
 from advbench.errors import ParameterError
 from advbench.models.gradients import attack_model
 from advbench.types import Model
@@ -84,22 +84,33 @@ class Attack:
 
         Args:
             model: a Keras model mapping float32 NHWC images in [0, 1] to logits.
-            x: float32 array (batch, H, W, C) in [0, 1].
-            y: int array (batch,): true labels (untargeted) or ignored when ``target`` given.
+            x: float array (batch, H, W, C) in [0, 1]; float64 and float16 are converted to
+                float32, integer arrays refused (8-bit pixels: divide by 255 first).
+            y: int array (batch,) of class indices (not one-hot, not (batch, 1)): true labels
+                (untargeted) or ignored when ``target`` given.
             target: optional int array (batch,) of target classes (targeted attacks only).
-            seed: integer seed for randomized attacks; the driver derives one per batch so
-                that a resumed run reproduces an uninterrupted one.
+            seed: integer seed in [0, 2**32) for randomized attacks; the driver derives one
+                per batch so that a resumed run reproduces an uninterrupted one.
+
+        Raises:
+            ParameterError: one line naming the fix, for images outside [0, 1], NaN or
+                infinite, integer dtypes, a rank other than 4, one-hot or (batch, 1) labels,
+                labels outside the model's classes, mismatched lengths, a bad seed.
         """
         if target is not None and not self.supports_targets:
             raise ParameterError(
                 f"attack {self.name!r} is untargeted only; drop the target option"
             )
-        x = np.asarray(x, dtype=np.float32)
-        y = np.asarray(y, dtype=np.int64)
+        x = check_images("x", x)
+        outputs = getattr(model, "output_shape", None)
+        num_classes = outputs[-1] if isinstance(outputs, tuple) and outputs and isinstance(
+            outputs[-1], int) else None
+        y = check_class_labels("y", y, num_classes=num_classes)
         if x.shape[0] != y.shape[0]:
             raise ParameterError(
                 f"x has {x.shape[0]} samples but y has {y.shape[0]}; pass one label per image"
             )
+        check_seed(seed)
         # Same logits, cheaper input gradients on the CPU (advbench.models.gradients).
         out = self.run(attack_model(model), x, y,
                        target=None if target is None else np.asarray(target), seed=int(seed))

@@ -8,7 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import check_int, check_labels, check_range
+from advbench.checks import (MAX_INITIAL_CONST, MAX_SEARCH_STEPS, check_int, check_labels,
+                             check_range)
+from advbench.ops import is_adversarial
 from advbench.errors import ParameterError
 from advbench.types import Model
 
@@ -56,10 +58,10 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
         label_logit, other_logit = margin_terms(logits, labels)
         if targeted:
             margin = label_logit - other_logit  # how far the target leads
-            hit = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
         else:
             margin = other_logit - label_logit  # how far some other class leads
-            hit = tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+        # Past float noise, so that the kept point stays adversarial at any batch size.
+        hit = is_adversarial(logits, labels, targeted)
         # f = max(-margin, -confidence) shifted by +confidence, as in the authors' code.
         loss = l2_squared + const * tf.maximum(confidence - margin, 0.0)
         success = tf.logical_and(hit, margin >= confidence)
@@ -196,8 +198,11 @@ class CarliniWagnerL2(Attack):
         check_range("confidence", confidence, low=0.0)
         check_range("learning_rate", learning_rate, low=0.0, low_inclusive=False)
         check_int("max_iter", max_iter, low=1)
-        check_int("binary_search_steps", binary_search_steps, low=1)
-        check_range("initial_const", initial_const, low=0.0, low_inclusive=False)
+        # c grows tenfold per search step without success: 30 steps from at most 1e6 stay
+        # finite in float32 (< 3.4e38); more steps cannot help and used to run for ever.
+        check_int("binary_search_steps", binary_search_steps, low=1, high=MAX_SEARCH_STEPS)
+        check_range("initial_const", initial_const, low=0.0, low_inclusive=False,
+                    high=MAX_INITIAL_CONST)
         if not isinstance(abort_early, (bool, np.bool_)):
             raise ParameterError(f"abort_early must be True or False, got {abort_early!r}")
         self.confidence = float(confidence)

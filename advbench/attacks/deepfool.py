@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.checks import check_int, check_labels, check_range
+from advbench.ops import DECISIVE_MARGIN, is_adversarial
 from advbench.errors import ParameterError
 from advbench.types import Model
 
@@ -62,19 +63,18 @@ def deepfool_step(model: Model, x: tf.Tensor, candidates: tf.Tensor, epsilon: fl
     w = tf.gather(w, nearest, batch_dims=1)  # (n, features)
     f = tf.gather(f, nearest, batch_dims=1)  # (n,)
     w_norm = tf.gather(w_norms, nearest, batch_dims=1)
-    # epsilon keeps the step finite where the gradient vanishes and, like the authors' 1e-4,
-    # puts the linearised point just beyond the boundary rather than on it.
-    scale = (tf.abs(f) + epsilon) / (tf.square(w_norm) + epsilon)
+    # Aim past the linearised boundary by twice the lead ``is_adversarial`` asks for (the
+    # authors add 1e-4 for the same reason): a step aimed at the boundary itself lands within
+    # float noise of it, and the next steps, each as small as the gap, never get clear of it.
+    # epsilon keeps the step finite where the gradient vanishes.
+    lead = 2.0 * DECISIVE_MARGIN * (1.0 + tf.reduce_max(tf.abs(logits), axis=1))
+    scale = (tf.abs(f) + lead + epsilon) / (tf.square(w_norm) + epsilon)
     return tf.reshape(scale[:, None] * w, tf.shape(x))
 
 
 def build_deepfool(model: Model, k: int, max_iter: int, overshoot: float, epsilon: float,
                    box_aware: bool) -> Callable:
     """The whole attack for one batch as one function (compiled by ``Attack.compiled``)."""
-
-    def predicted_wrong(x, labels):
-        logits = model(x, training=False)
-        return tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
 
     def attack(x0, labels):
         labels = tf.cast(labels, tf.int32)
@@ -97,9 +97,10 @@ def build_deepfool(model: Model, k: int, max_iter: int, overshoot: float, epsilo
             xa = tf.gather(x_adv, active)
             ra = tf.gather(r_total, active) + deepfool_step(
                 model, xa, tf.gather(candidates, active), epsilon, box_aware)
-            # As in the paper: overshoot the accumulated perturbation, not each step.
-            xa = tf.clip_by_value(tf.gather(x0, active) + (1.0 + overshoot) * ra, 0.0, 1.0)
-            fooled = predicted_wrong(xa, tf.gather(labels, active))
+            xa = tf.clip_by_value(tf.gather(x0, active) + ra, 0.0, 1.0)
+            # Decisively across (not within float noise of the boundary), so the success
+            # the driver stores holds at any batch size.
+            fooled = is_adversarial(model(xa, training=False), tf.gather(labels, active))
             return (i + 1,
                     tf.tensor_scatter_nd_update(x_adv, index, xa),
                     tf.tensor_scatter_nd_update(r_total, index, ra),
@@ -108,6 +109,14 @@ def build_deepfool(model: Model, k: int, max_iter: int, overshoot: float, epsilo
 
         _, x_adv, _, _, iterations = tf.while_loop(
             cond, body, (tf.constant(0), x_adv, r_total, done, iterations))
+        # Overshoot once the boundary is crossed, as the original and ART do: scale the
+        # perturbation actually applied (after clipping), so saturated pixels, which clipping
+        # removed from r_total, do not swallow the margin. Kept only where it stays
+        # adversarial (the overshoot leaves the linear regime on rare samples).
+        x_over = tf.clip_by_value(x0 + (1.0 + overshoot) * (x_adv - x0), 0.0, 1.0)
+        keep = tf.logical_and(iterations > 0,
+                              is_adversarial(model(x_over, training=False), labels))
+        x_adv = tf.where(keep[:, None, None, None], x_over, x_adv)
         return x_adv, iterations
 
     return attack
@@ -120,8 +129,11 @@ class DeepFool(Attack):
     Moosavi-Dezfooli, Fawzi, Frossard, "DeepFool: a simple and accurate method to fool deep
     neural networks", CVPR 2016, https://arxiv.org/abs/1511.04599 (Algorithm 2, multi-class).
 
-    Works on logits. Each iterate is x + (1 + overshoot) * r_total clipped to [0, 1], as in
-    Foolbox and ART. Batched: the whole loop runs in one ``tf.while_loop``, and each
+    Works on logits. Each iterate is x + r_total clipped to [0, 1]; once it is decisively
+    adversarial (``ops.is_adversarial``: past float noise), the perturbation actually applied
+    is scaled by ``1 + overshoot`` and clipped again, as ART does after its loop, which gives
+    the point a real margin (the original overshoots inside the loop, without a box).
+    Batched: the whole loop runs in one ``tf.while_loop``, and each
     iteration spends its candidates - 1 gradient passes only on the samples not yet fooled.
     A sample is done as soon as its prediction differs from its label ``y``; samples
     misclassified from the start are returned unchanged (0 iterations). A sample not fooled

@@ -8,14 +8,16 @@ https://arxiv.org/abs/1412.6572).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
-from advbench.checks import check_range
+from advbench.checks import MAX_GRID_POINTS, check_range
 from advbench.errors import ParameterError
-from advbench.ops import expand_to
+from advbench.ops import expand_to, is_adversarial
 from advbench.types import Model
 
 # Once fewer samples than this are still searching, several grid points per sample are
@@ -69,10 +71,11 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
         eps = tf.reshape(eps, [-1] + [1] * len(x.shape))
         candidates = tf.clip_by_value(x_active[None] + eps * d_active[None], 0.0, 1.0)
         flat = tf.reshape(candidates, tf.concat([[chunk * n_active], tf.shape(x)[1:]], 0))
-        predictions = tf.argmax(model(flat, training=False), axis=-1, output_type=tf.int32)
-        predictions = tf.reshape(predictions, [chunk, n_active])
-        wanted = tf.gather(labels, active)[None]
-        hit = tf.equal(predictions, wanted) if targeted else tf.not_equal(predictions, wanted)
+        # Decisively adversarial (past float noise), so the stored success holds at any
+        # batch size; flat is chunk-major, so the labels repeat once per grid point.
+        wanted = tf.tile(tf.gather(labels, active), [chunk])
+        hit = tf.reshape(is_adversarial(model(flat, training=False), wanted, targeted),
+                         [chunk, n_active])
         done = tf.reduce_any(hit, axis=0)
         # argmax over a 0/1 column returns the first 1: the smallest grid point that flips.
         first_in_chunk = tf.argmax(tf.cast(hit, tf.int32), axis=0, output_type=tf.int32)
@@ -92,14 +95,22 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
     return x_adv, eps, found
 
 
+def predicted_labels(model: Model, x: np.ndarray) -> np.ndarray:
+    """int32 (batch,): the model's predicted classes on x."""
+    return np.argmax(model(tf.convert_to_tensor(x), training=False).numpy(), axis=1).astype(
+        np.int32)
+
+
 class MinimalFGSM(Attack):
     """Minimal FGSM: smallest eps on the grid eps_step, 2 eps_step, ... <= eps_max at which
     x + eps * sign(grad) (clipped to [0, 1]) is misclassified, the gradient taken once at x.
 
     Agrees sample by sample with IBM ART 1.20.1
     ``FastGradientMethod(norm=inf, minimal=True, eps_step=eps_step, eps=eps_max)``: same grid
-    (ART's float64 accumulation of ``current_eps += eps_step``), every sample starts searching
-    (one already misclassified gets the first grid point), a sample that never flips ends at
+    (ART's float64 accumulation of ``current_eps += eps_step``), the gradient and the search
+    taken from the model's prediction on x (ART with ``y=None``, as its
+    ``empirical_robustness`` calls it): untargeted, ``y`` is not used, and a sample the model
+    misclassifies searches until its prediction changes; a sample that never flips ends at
     the last grid point tried. Unlike ART, a forward pass only carries samples still searching.
 
     Args:
@@ -128,6 +139,11 @@ class MinimalFGSM(Attack):
         if eps_step > eps_max:
             raise ParameterError(
                 f"eps_step ({eps_step}) must be <= eps_max ({eps_max}): the grid would be empty")
+        points = math.floor(eps_max / eps_step)
+        if points > MAX_GRID_POINTS:
+            raise ParameterError(
+                f"eps_max / eps_step gives {points} grid points, more than {MAX_GRID_POINTS}; "
+                "use a larger eps_step")
         self.eps_step = float(eps_step)
         self.eps_max = float(eps_max)
         grid = eps_grid(self.eps_step, self.eps_max)
@@ -142,7 +158,12 @@ class MinimalFGSM(Attack):
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         targeted = target is not None
-        labels = (y if target is None else target).astype(np.int32)
+        if target is not None:
+            labels = target.astype(np.int32)
+        else:
+            # From the model's prediction, as ART's empirical_robustness (y=None): a sample
+            # the model misclassifies must move off its prediction, not off its label.
+            labels = predicted_labels(model, x)
         search = self.compiled(model, f"search-{targeted}", lambda: (
             lambda xb, lb, grid: _line_search(model, xb, lb, grid, targeted,
                                               MIN_IMAGES_PER_PASS)))

@@ -29,6 +29,7 @@ import tensorflow as tf
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.checks import check_range, check_targets
+from advbench.ops import is_adversarial
 from advbench.errors import ParameterError
 from advbench.types import Model
 
@@ -202,7 +203,7 @@ def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma
         xa = tf.gather(x_cur, active)
         ta = tf.gather(target, active)
         logits, grad_target, grad_sum = _target_and_sum_gradients(model, xa, image_shape, ta)
-        reached = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), ta)
+        reached = is_adversarial(logits, ta, targeted=True)
         changed = tf.not_equal(xa, tf.gather(x0, active))
         remaining = budget - tf.reduce_sum(tf.cast(changed, tf.int32), axis=1)
         domain = in_domain(xa)

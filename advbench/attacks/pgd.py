@@ -9,7 +9,7 @@ from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS, check_norm
 from advbench.checks import check_int, check_range
 from advbench.errors import ParameterError
-from advbench.ops import expand_to, loss_gradient
+from advbench.ops import expand_to, is_adversarial, loss_gradient
 from advbench.types import Model
 
 
@@ -43,8 +43,7 @@ def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: 
         wanted = tf.gather(labels, active)
         x_now = tf.gather(x_adv, active)
         x_next, logits = step(tf.gather(x, active), x_now, wanted)
-        predictions = tf.argmax(logits, axis=-1, output_type=wanted.dtype)
-        done = tf.equal(predictions, wanted) if targeted else tf.not_equal(predictions, wanted)
+        done = is_adversarial(logits, wanted, targeted)
         x_next = tf.where(expand_to(done, x_next), x_now, x_next)
         x_adv = tf.tensor_scatter_nd_update(x_adv, active[:, None], x_next)
         return i + 1, x_adv, tf.boolean_mask(active, tf.logical_not(done))

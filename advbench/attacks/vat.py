@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import check_int, check_range
+from advbench.checks import MAX_POWER_ITERATIONS, check_int, check_range
 from advbench.ops import expand_to, l2_normalize
 from advbench.types import Model
 
@@ -22,16 +22,6 @@ def kl_from_logits(logits_p: tf.Tensor, logits_q: tf.Tensor) -> tf.Tensor:
     log_p = tf.nn.log_softmax(logits_p)
     log_q = tf.nn.log_softmax(logits_q)
     return tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
-
-
-def _normalize(d: tf.Tensor) -> tf.Tensor:
-    """Unit L2 norm per sample, dividing by the largest entry first: the KL gradient at a tiny
-    r can be so small that its square underflows float32 (Miyato's ``get_normalized_vector``
-    does the same). An all-zero sample stays zero."""
-    flat = tf.reshape(d, [tf.shape(d)[0], -1])
-    scale = tf.reduce_max(tf.abs(flat), axis=1, keepdims=True)
-    flat = flat / tf.maximum(scale, 1e-37)
-    return tf.reshape(l2_normalize(flat), tf.shape(d))
 
 
 def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, xi: float,
@@ -62,7 +52,7 @@ def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, 
     d = start if start is not None else tf.random.stateless_normal(tf.shape(x), seed=seed_tensor,
                                                                    dtype=x.dtype)
     for _ in range(power_iterations):
-        r = xi * _normalize(d)
+        r = xi * l2_normalize(d)
         with tf.GradientTape() as tape:
             tape.watch(r)
             kl = tf.reduce_sum(kl_from_logits(logits, model(x + r, training=training)))
@@ -72,7 +62,7 @@ def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, 
         flat = tf.reshape(grad, [tf.shape(grad)[0], -1])
         flat_zero = tf.reduce_all(tf.equal(flat, 0.0), axis=1)
         d = tf.where(expand_to(flat_zero, d), d, grad)
-    return eps * _normalize(d)
+    return eps * l2_normalize(d)
 
 
 def vat_loss(model: Model, x: tf.Tensor, logits: tf.Tensor, *, seed_tensor: tf.Tensor,
@@ -122,7 +112,7 @@ class VirtualAdversarial(Attack):
         super().__init__()
         check_range("eps", eps, low=0.0)
         check_range("xi", xi, low=0.0, low_inclusive=False)
-        check_int("power_iterations", power_iterations, low=1)
+        check_int("power_iterations", power_iterations, low=1, high=MAX_POWER_ITERATIONS)
         self.eps = float(eps)
         self.xi = float(xi)
         self.power_iterations = int(power_iterations)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advbench.checks import check_int, check_range
+from advbench.checks import MAX_GDA_COPIES, check_int, check_range
 from advbench.defenses.base import Defense
 
 
@@ -24,7 +24,9 @@ class GaussianAugmentation(Defense):
 
     def __init__(self, *, sigma: float = 0.3, copies: int = 10, clip: bool = False):
         check_range("gda sigma", sigma, low=0.0)
-        check_int("gda copies", copies, low=0)
+        # Each epoch holds (copies + 1) index pairs per training image: 100 copies of
+        # 60,000 images is 6 million, while 1e9 exhausted memory.
+        check_int("gda copies", copies, low=0, high=MAX_GDA_COPIES)
         self.sigma = float(sigma)
         self.copies = int(copies)
         self.clip = bool(clip)

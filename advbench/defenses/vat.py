@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from advbench.checks import check_int, check_range
+from advbench.checks import MAX_POWER_ITERATIONS, check_int, check_range
 from advbench.defenses.base import Defense, global_batch_normal
 from advbench.errors import ParameterError
 from advbench.types import Model, Tensor
@@ -38,7 +38,8 @@ class VirtualAdversarialTraining(Defense):
             raise ParameterError(f"vat mode must be static or loss, got {mode!r}")
         check_range("vat alpha", alpha, low=0.0)
         check_range("vat xi", xi, low=0.0, low_inclusive=False)
-        check_int("vat power iterations", power_iterations, low=1)
+        check_int("vat power iterations", power_iterations, low=1,
+                  high=MAX_POWER_ITERATIONS)
         self.eps = float(eps)
         self.mode = mode
         self.alpha = float(alpha)

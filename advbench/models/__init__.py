@@ -151,12 +151,13 @@ def zoo_path(dataset: str, architecture: str, activation: str, defense: str,
 
 def resolve_model(ref: str, dataset: str | None = None,
                   directory: PathLike | None = None) -> Path:
-    """A model path from a path or a zoo name (``cnn``, ``resnet-brelu``, ``cnn-brelu-gda``).
+    """A model path from a path (an artifact, a .keras / .h5 file, a SavedModel folder) or a
+    zoo name (``cnn``, ``resnet-brelu``, ``cnn-brelu-gda``).
 
     Zoo names resolve to ``<models dir>/<dataset>-<arch>-<act>-<defense>.h5``.
     """
     path = Path(ref)
-    if path.suffix in (".h5", ".hdf5") or path.exists() or os.sep in ref:
+    if path.suffix in (".h5", ".hdf5", ".keras") or path.exists() or os.sep in ref:
         if not path.exists():
             raise ArtifactError(f"model file {ref} does not exist; train one with "
                                 "`advbench train` or pass an existing path")

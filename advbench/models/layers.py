@@ -33,3 +33,20 @@ class FeatureSqueezing(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "bit_depth": self.bit_depth}
+
+
+@keras.saving.register_keras_serializable(package="advbench")
+class LogProbabilities(keras.layers.Layer):
+    """log(p) of a model that outputs probabilities: logits up to a per-sample constant
+    (log softmax(z) = z - logsumexp(z)), so margins and cross-entropy are unchanged.
+    Probabilities below ``floor`` are raised to it (their gradient there is lost)."""
+
+    def __init__(self, floor: float = 1e-30, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.floor = float(floor)
+
+    def call(self, p: tf.Tensor) -> tf.Tensor:
+        return tf.math.log(tf.maximum(p, self.floor))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "floor": self.floor}

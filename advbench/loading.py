@@ -1,0 +1,78 @@
+"""What a MODEL argument names, opened one way for every stage: a zoo name, an advbench model
+artifact, or a foreign model file (Keras 3 ``.keras``, legacy ``.h5``, SavedModel folder).
+
+Every stage gets (path, model, metadata) with a model in advbench's convention ([0, 1] NHWC
+images in, logits out) and metadata with at least ``dataset`` and ``content_hash`` (the
+identity that tells white-box from black-box). A foreign model has no data set of its own:
+it takes the data it is opened with (``--dataset`` or ``--data``), and its metadata say how
+it was read (``models.foreign.open_foreign``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from advbench import data
+from advbench.artifacts import load_model, read_model_metadata
+from advbench.errors import ParameterError
+from advbench.models import resolve_model
+from advbench.models.adapt import Preprocessing
+from advbench.models.foreign import MODEL_KINDS, detect_kind, open_foreign
+from advbench.types import PathLike
+
+#: How many test images probe a foreign model's outputs (probabilities or logits).
+PROBE_IMAGES = 64
+
+
+def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | None = None,
+               models_dir: PathLike | None = None,
+               custom_objects: str | None = None, preprocessing: Preprocessing | None = None,
+               outputs: str = "auto", strict: bool = True) -> tuple[Path, Any, dict[str, Any]]:
+    """(path, model, metadata) for a MODEL argument.
+
+    Args:
+        ref: a zoo name (resolved in ``models_dir``), an advbench model artifact, a .keras or
+            legacy .h5 file, or a SavedModel folder.
+        dataset: the data a foreign model is used with (a built-in name or a user's data
+            path, ``data.source_name``); required for foreign models, which are checked
+            against its image shape and number of classes and probed on its first test
+            images. For advbench artifacts it only picks among zoo names.
+        custom_objects, preprocessing, outputs: how to read a foreign model (see
+            ``models.foreign.open_foreign``); refused for advbench artifacts unless not
+            ``strict`` (a command over several models applies them to the foreign ones).
+
+    Raises ArtifactError for unreadable or unsafe files, ParameterError for options that do
+    not apply.
+    """
+    path = resolve_model(ref, dataset if dataset in data.DATASETS else None, models_dir)
+    kind = detect_kind(path)
+    options = [flag for flag, given in (
+        ("--custom-objects", custom_objects), ("--outputs", outputs != "auto"),
+        ("--input-range/--mean/--std", preprocessing is not None and not preprocessing.identity))
+        if given]
+    if kind == "advbench":
+        if options and strict:
+            raise ParameterError(f"{', '.join(options)} apply to foreign model files; {path} is "
+                                 "an advbench artifact (it takes [0, 1] images and gives logits)")
+        model, meta = load_model(path)
+        return path, model, meta
+    if dataset is None:
+        raise ParameterError(f"{path} is {MODEL_KINDS[kind]} with no data set of its own; say "
+                             "which data it takes: --dataset mnist|cifar10 or --data FILE.npz|DIR")
+    info = data.dataset_info(dataset)
+    probe, _, _ = data.load(info.name, "test", data_dir=data_dir,
+                            limit=min(PROBE_IMAGES, info.test_size), seed=0)
+    model, meta = open_foreign(path, info.input_shape, info.num_classes,
+                               preprocessing=preprocessing, outputs=outputs,
+                               custom_objects=custom_objects, probe=probe, kind=kind)
+    meta.update(dataset=info.name, data_hash=data.fingerprint(info.name, data_dir),
+                class_names=list(info.class_names))
+    return path, model, meta
+
+
+def model_data(ref: str, models_dir: PathLike | None = None) -> str | None:
+    """The data set an advbench model artifact was trained on (None for a foreign file),
+    read from its metadata without loading the model."""
+    path = resolve_model(ref, None, models_dir)
+    return read_model_metadata(path).get("dataset") if detect_kind(path) == "advbench" else None

@@ -1,0 +1,54 @@
+"""Any advbench model as a standard Keras 3 ``.keras`` file.
+
+The file opens with ``keras.saving.load_model(path)`` (safe mode) anywhere Keras 3 runs. Two
+of advbench's layers are custom and need ``import advbench.models.layers`` before loading
+(the import registers them with Keras): ``FeatureSqueezing`` (models trained with
+``--defense feature-squeezing``) and ``LogProbabilities`` (foreign models read with
+``--outputs probabilities``). BRELU is Keras' own ``ReLU(max_value=t)``, and a foreign
+model's input range, mean and std are Keras' ``Rescaling`` and ``Normalization``: files
+without the two custom layers need nothing of advbench.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import keras
+
+from advbench.errors import ParameterError
+from advbench.types import Model, PathLike
+
+#: advbench's own layers: loading a file that has them needs ``import advbench.models.layers``.
+CUSTOM_LAYERS = ("FeatureSqueezing", "LogProbabilities")
+
+
+def custom_layers(model: Model) -> list[str]:
+    """Names of the advbench layers in ``model`` that a loader must register first."""
+    return sorted({type(layer).__name__ for layer in model.layers
+                   if type(layer).__name__ in CUSTOM_LAYERS})
+
+
+def export_keras(model: Model, path: PathLike) -> Path:
+    """Write ``model`` to ``path`` (a ``.keras`` file), atomically; returns the path.
+
+    Raises ParameterError for another suffix or a model wrapping a SavedModel (a compiled
+    graph Keras cannot store in a .keras file; export the original model instead).
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ParameterError(f"export writes a Keras 3 file; name it *.keras, not {path.name}")
+    if any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
+        raise ParameterError("a SavedModel cannot be written as a .keras file (Keras stores "
+                             "layers, not compiled graphs); it is already a standard format")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return path

@@ -1,0 +1,437 @@
+"""Model files advbench did not write: Keras 3 ``.keras``, legacy Keras ``.h5`` full models and
+TensorFlow SavedModel directories, loaded without running code from the file.
+
+The kind is read from the content (a zip with ``config.json``; an HDF5 file with Keras'
+``model_config`` attribute and none of advbench's ``schema``; a folder with
+``saved_model.pb``), not from the suffix.
+
+Safety. Keras models are rebuilt from their configuration in Keras' safe mode, after a scan
+of the configuration that refuses ``Lambda`` layers (their Python bytecode is in the file)
+and any class that is neither Keras' own nor given by the user: a user who trusts their own
+layers passes ``custom_objects`` as an importable module name (``--custom-objects
+my_package.layers``), whose import registers them; that import is the only code that runs,
+and it is theirs. A SavedModel holds TensorFlow graphs rather than Python; the graphs of the
+functions advbench may call are scanned for ops that read or write files or call back into
+Python, and refused if they have any.
+
+What a SavedModel loses: it is a compiled graph, so advbench can run it and differentiate
+through it (every attack works) but cannot train it (``train --model``), convert its
+activations (``--act brelu``), export it, or give it the attack twin's faster gradient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import h5py
+import keras
+
+from advbench.errors import ArtifactError, ParameterError
+from advbench.types import Model, PathLike
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from advbench.models.adapt import Preprocessing
+
+#: The model sources a MODEL argument accepts, in the words of error messages.
+MODEL_KINDS = {
+    "advbench": "an advbench model artifact (.h5 from `advbench train`)",
+    "keras": "a Keras 3 .keras file",
+    "h5": "a legacy Keras .h5 full-model file",
+    "savedmodel": "a TensorFlow SavedModel directory",
+}
+FOREIGN_KINDS = ("keras", "h5", "savedmodel")
+_LAMBDA_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__")
+_KERAS_MODULES = ("layers", "models", "initializers", "regularizers", "constraints",
+                  "activations", "losses", "metrics", "optimizers", "dtype_policies",
+                  "mixed_precision")
+#: SavedModel ops that touch files or run Python: refused in any function advbench may call.
+FORBIDDEN_OPS = frozenset({
+    "WriteFile", "ReadFile", "MatchingFiles", "DeleteFile", "ImmutableConst",
+    "PyFunc", "PyFuncStateless", "EagerPyFunc",
+    "Save", "SaveSlices", "Restore", "RestoreSlice",
+    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "WriteSummary", "WriteScalarSummary",
+    "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary", "WriteGraphSummary",
+    "WriteRawProtoSummary", "ImportEvent", "FlushSummaryWriter",
+    "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset", "FixedLengthRecordDataset",
+    "FixedLengthRecordDatasetV2", "WholeFileReader", "WholeFileReaderV2", "TextLineReader",
+    "TextLineReaderV2", "TFRecordReader", "TFRecordReaderV2", "FixedLengthRecordReader",
+    "FixedLengthRecordReaderV2", "InitializeTableFromTextFile",
+    "InitializeTableFromTextFileV2", "LoadAndRemapMatrix", "DatasetToTFRecord",
+})
+#: Checkpoint ops every SavedModel has in its saver functions, and nowhere else.
+CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints"})
+
+
+def accepted_kinds() -> str:
+    return ", ".join(MODEL_KINDS.values())
+
+
+# -- what a file is ----------------------------------------------------------------------------
+def detect_kind(path: PathLike) -> str:
+    """The kind of model at ``path``: a key of ``MODEL_KINDS``, read from the content.
+
+    Raises ArtifactError (one line) for anything else: another advbench artifact, a Keras
+    weights-only file, a folder without ``saved_model.pb``, any other file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"model {path} does not exist; pass {accepted_kinds()}, or a zoo "
+                            "name")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        raise ArtifactError(f"{path} is a folder without saved_model.pb; a model is "
+                            f"{accepted_kinds()}")
+    try:
+        return _file_kind(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path} is not a readable {'HDF5' if h5py.is_hdf5(path) else 'zip'} "
+                            f"file ({e.__class__.__name__}); it is truncated or corrupt: delete "
+                            "it and run the stage again") from None
+
+
+def _file_kind(path: Path) -> str:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" in archive.namelist():
+                return "keras"
+    elif h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            schema = f.attrs.get("schema")
+            schema = schema.decode() if isinstance(schema, bytes) else schema
+            if schema == "advbench.model":
+                return "advbench"
+            if schema:
+                raise ArtifactError(f"{path} is a {schema!r} artifact, not a model; pass "
+                                    f"{accepted_kinds()}")
+            if "model_config" in f.attrs:
+                return "h5"
+            # Keras 2 weights (layer_names / model_weights) or Keras 3 ones (layers + vars).
+            if "layer_names" in f.attrs or "model_weights" in f or {"layers", "vars"} <= set(f):
+                raise ArtifactError(f"{path} holds Keras weights without the architecture; "
+                                    "save the whole model (model.save('model.keras'))")
+    raise ArtifactError(f"{path} is not a model file advbench reads; pass {accepted_kinds()}")
+
+
+def content_hash(path: PathLike) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (relative paths and bytes, sorted)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+# -- custom objects ----------------------------------------------------------------------------
+def load_custom_objects(module_name: str | None) -> dict:
+    """Import the user's module of custom Keras objects (its import registers them) and
+    return its Keras classes by name. The one place where code of the user's runs."""
+    if not module_name:
+        return {}
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # ImportError, or any error raised by the module's own code
+        raise ParameterError(f"--custom-objects {module_name}: cannot import it "
+                             f"({e.__class__.__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+                             "pass an importable module (on PYTHONPATH) that defines your "
+                             "layers") from None
+    bases = (keras.layers.Layer, keras.Model, keras.losses.Loss, keras.metrics.Metric,
+             keras.initializers.Initializer, keras.regularizers.Regularizer,
+             keras.constraints.Constraint)
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, bases)}
+
+
+# -- the configuration scan ----------------------------------------------------------------------
+def _builtin(name: str) -> bool:
+    if name in ("Functional", "Sequential", "Model"):
+        return True
+    return any(hasattr(getattr(keras, module, None), name) for module in _KERAS_MODULES)
+
+
+def check_config_safe(config: Any, path: PathLike, custom_objects: dict | None = None) -> None:
+    """ArtifactError naming the first layer or object that would run code from the file (a
+    Lambda) or that is neither Keras' own nor in ``custom_objects`` / Keras' registry."""
+    custom_objects = custom_objects or {}
+
+    def known_custom(cls, registered):
+        return cls in custom_objects or (registered and keras.saving.get_registered_object(
+            registered, custom_objects) is not None)
+
+    def check(obj):
+        cls, module = obj["class_name"], obj.get("module")
+        inner = obj.get("config")
+        name = (inner.get("name") if isinstance(inner, dict) else None) or obj.get("name") or cls
+        if cls in _LAMBDA_CLASSES:
+            raise ArtifactError(f"{path}: layer {name!r} is a {cls} layer, whose code is stored "
+                                "in the file and never run by advbench; replace it by a "
+                                "registered custom layer and pass --custom-objects MODULE")
+        if cls.startswith("__") and cls.endswith("__"):
+            return  # serialized tensors, arrays and type specs: data, not code
+        if known_custom(cls, obj.get("registered_name")):
+            return
+        if module == "builtins" and cls == "function":
+            if isinstance(inner, str) and _builtin(inner):
+                return
+            cls, module = f"function {inner!r}", "an unknown module"
+        elif module is None and _builtin(cls):
+            return
+        elif module and (module == "keras" or module.startswith("keras.")):
+            return
+        raise ArtifactError(f"{path}: layer {name!r} uses {cls} from "
+                            f"{module or 'an unknown module'}, which is not Keras' own; if you "
+                            "trust it, pass --custom-objects MODULE (your module that defines it)")
+
+    def walk(value):
+        if isinstance(value, dict):
+            if isinstance(value.get("class_name"), str) and "config" in value:
+                check(value)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(config)
+
+
+def read_keras_config(path: PathLike, kind: str) -> dict:
+    """The model configuration stored in a .keras or legacy .h5 file (JSON, no code)."""
+    try:
+        if kind == "keras":
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        with h5py.File(path, "r") as f:
+            text = f.attrs["model_config"]
+        return json.loads(text.decode() if isinstance(text, bytes) else text)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path}: cannot read its model configuration "
+                            f"({e.__class__.__name__}); save the model again") from None
+
+
+# -- loading -----------------------------------------------------------------------------------
+def load_foreign(path: PathLike, kind: str | None = None,
+                 custom_objects: str | dict | None = None) -> Model:
+    """A foreign model as a Keras model, as stored (outputs, preprocessing and all; see
+    ``models.adapt`` for putting it into advbench's convention).
+
+    Args:
+        path: a .keras file, a legacy .h5 full-model file or a SavedModel directory.
+        kind: its ``detect_kind`` (detected when None).
+        custom_objects: a module name (see ``load_custom_objects``) or its classes by name.
+
+    Returns a ``keras.Model``; for a SavedModel, one whose only layer after the input is a
+    ``keras.layers.TFSMLayer`` on the SavedModel's ``serve`` (else ``serving_default``)
+    endpoint. Raises ArtifactError on unsafe or unreadable files.
+    """
+    path = Path(path)
+    kind = kind or detect_kind(path)
+    if isinstance(custom_objects, str) or custom_objects is None:
+        custom_objects = load_custom_objects(custom_objects)
+    importlib.import_module("advbench.models.layers")  # our layers in exported files
+    if kind == "savedmodel":
+        return _load_savedmodel(path)
+    if kind not in ("keras", "h5"):
+        raise ArtifactError(f"{path} is {MODEL_KINDS.get(kind, kind)}, not a foreign model")
+    check_config_safe(read_keras_config(path, kind), path, custom_objects)
+    suffix = ".keras" if kind == "keras" else ".h5"
+    with tempfile.TemporaryDirectory() as tmp:
+        # Keras picks its reader by the suffix; the kind was read from the content.
+        target = path if path.suffix == suffix else Path(tmp) / f"model{suffix}"
+        if target != path:
+            os.symlink(path.resolve(), target)
+        try:
+            model = keras.saving.load_model(str(target), custom_objects=custom_objects,
+                                            compile=False, safe_mode=True)
+        except Exception as e:
+            raise ArtifactError(f"{path}: Keras cannot load it ({e.__class__.__name__}: "
+                                f"{(str(e).splitlines() or [''])[0][:200]})") from None
+    if not isinstance(model, keras.Model):
+        raise ArtifactError(f"{path} holds a {type(model).__name__}, not a Keras model")
+    return model
+
+
+def _load_savedmodel(path: Path):
+    check_savedmodel_safe(path)
+    try:
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))
+        endpoint = "serve" if hasattr(loaded, "serve") else "serving_default"
+        if endpoint not in ("serve",) and endpoint not in loaded.signatures:
+            raise ArtifactError(f"{path} has neither a 'serve' endpoint nor a "
+                                "'serving_default' signature; export it with model.export()")
+        del loaded
+        layer = _SavedModelLayer(str(path), call_endpoint=endpoint, trainable=False,
+                                 name="savedmodel")
+        shape = _endpoint_input_shape(layer.call_endpoint_fn, path)
+        inputs = keras.Input(shape=shape, name="image")
+        outputs = layer(inputs)
+    except ArtifactError:
+        raise
+    except Exception as e:
+        raise ArtifactError(f"{path}: TensorFlow cannot load the SavedModel "
+                            f"({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:200]})"
+                            ) from None
+    return keras.Model(inputs, outputs, name=path.name)
+
+
+class _SavedModelLayer(keras.layers.TFSMLayer):
+    """A SavedModel endpoint as a layer with one output tensor (``serving_default``
+    signatures return a dict of one entry). Never saved."""
+
+    def call(self, inputs, training=False, **kwargs):
+        outputs = super().call(inputs, training=training, **kwargs)
+        if isinstance(outputs, dict):
+            if len(outputs) != 1:
+                raise ArtifactError(f"{self.filepath}: the SavedModel returns {len(outputs)} "
+                                    f"outputs ({', '.join(sorted(outputs))}); advbench needs "
+                                    "one (the class scores)")
+            outputs = next(iter(outputs.values()))
+        return outputs
+
+
+def _endpoint_input_shape(fn, path) -> tuple:
+    """The per-image input shape of a SavedModel endpoint (one float image tensor)."""
+    import tensorflow as tf
+
+    specs = getattr(fn, "input_signature", None)
+    if specs is None:
+        args, kwargs = fn.structured_input_signature
+        specs = list(args) + list(kwargs.values())
+    specs = [s for s in tf.nest.flatten(specs) if isinstance(s, tf.TensorSpec)]
+    if len(specs) != 1 or specs[0].shape.rank is None or specs[0].shape.rank < 3:
+        raise ArtifactError(f"{path}: the SavedModel's endpoint takes {len(specs)} inputs "
+                            f"{[str(s.shape) for s in specs]}; advbench needs one batch of "
+                            "images")
+    return tuple(specs[0].shape[1:])
+
+
+def check_savedmodel_safe(path: PathLike) -> None:
+    """ArtifactError when a function the SavedModel may run on loading or inference has an op
+    in ``FORBIDDEN_OPS``, or a checkpoint op outside the saver's own functions."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    except Exception as e:
+        raise ArtifactError(f"{path}/saved_model.pb is not a readable SavedModel "
+                            f"({e.__class__.__name__}); export the model again") from None
+    for graph in proto.meta_graphs:
+        # Signatures (the init op is one), NoOps run at load, and the object graph's
+        # functions are what loading and inference may run; the saver only saves and
+        # restores the variables.
+        roots = [t.name for sig in graph.signature_def.values() for t in sig.outputs.values()]
+        roots += [n.name for n in graph.graph_def.node if n.op == "NoOp"]
+        runnable = _reachable_ops(graph, roots, list(graph.object_graph_def.concrete_functions))
+        saver = _reachable_ops(graph, [graph.saver_def.save_tensor_name,
+                                       graph.saver_def.restore_op_name], [])
+        for ops, forbidden in ((runnable, FORBIDDEN_OPS | CHECKPOINT_OPS),
+                               (saver, FORBIDDEN_OPS)):
+            for op, where in sorted(ops.items()):
+                if op in forbidden:
+                    raise ArtifactError(f"{path}: the SavedModel runs op {op} (in {where}), "
+                                        "which reads or writes files or calls Python; advbench "
+                                        "does not run it: export the model for inference only")
+
+
+def _reachable_ops(graph, tensor_names, function_names) -> dict[str, str]:
+    """Every op type (-> the function it is in) reachable from top-level tensors and
+    functions of a MetaGraphDef, through node inputs and function-valued attributes."""
+    functions = {f.signature.name: f for f in graph.graph_def.library.function}
+    nodes = {n.name: n for n in graph.graph_def.node}
+    ops: dict[str, str] = {}
+    node_stack = [t.split(":")[0].lstrip("^") for t in tensor_names if t]
+    fn_stack = list(function_names)
+    seen_nodes, seen_fns = set(), set()
+
+    def callees(node):
+        for attr in node.attr.values():
+            if attr.HasField("func"):
+                yield attr.func.name
+            if attr.HasField("list"):
+                yield from (f.name for f in attr.list.func)
+
+    while node_stack:
+        name = node_stack.pop()
+        if name in seen_nodes or name not in nodes:
+            continue
+        seen_nodes.add(name)
+        node = nodes[name]
+        ops.setdefault(node.op, "the top-level graph")
+        node_stack += [i.split(":")[0].lstrip("^") for i in node.input]
+        fn_stack += list(callees(node))
+    while fn_stack:
+        fn = fn_stack.pop()
+        if fn in seen_fns or fn not in functions:
+            continue
+        seen_fns.add(fn)
+        for node in functions[fn].node_def:
+            ops.setdefault(node.op, fn)
+            fn_stack += list(callees(node))
+    return ops
+
+
+# -- opening a foreign model for a stage ---------------------------------------------------------
+def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *,
+                 preprocessing: Preprocessing | None = None, outputs: str = "auto",
+                 custom_objects: str | None = None, probe: np.ndarray | None = None,
+                 kind: str | None = None) -> tuple[Model, dict[str, Any]]:
+    """A foreign model file in advbench's convention, with the metadata stages record.
+
+    Loads ``path`` (``load_foreign``) and adapts it (``models.adapt.adapt``) to images of
+    ``image_shape`` in [0, 1] and ``num_classes`` logits.
+
+    Returns (model, metadata): ``model_kind``, ``source_path`` (absolute), ``source_hash``
+    (``content_hash`` of the file or folder), ``preprocessing``, ``outputs`` (how the
+    outputs were read), ``notes`` (what was done, one sentence each), ``zoo_name`` (the file
+    name) and ``content_hash``: the model's identity for white-box / black-box, a digest of
+    the source hash and of everything that changes the logits (preprocessing, outputs,
+    layout), so that the same file read the same way is the same model.
+    """
+    from advbench.models.adapt import Preprocessing, adapt
+
+    path = Path(path)
+    kind = kind or detect_kind(path)
+    preprocessing = preprocessing or Preprocessing()
+    adapted = adapt(load_foreign(path, kind, custom_objects), image_shape, num_classes,
+                    preprocessing=preprocessing, outputs=outputs, probe=probe, name=path.name)
+    source_hash = content_hash(path)
+    reading = {"preprocessing": preprocessing.as_dict(), "outputs": adapted.outputs,
+               "input_shape": list(image_shape), "num_classes": int(num_classes)}
+    identity = hashlib.sha256(f"{source_hash}|{json.dumps(reading, sort_keys=True)}".encode())
+    notes = list(adapted.notes)
+    if kind == "savedmodel":
+        notes.append(f"{path.name}: a SavedModel: inference and gradients only (no training, "
+                     "no --act brelu, no export, no attack twin)")
+    meta = {
+        "model_kind": kind, "source_path": str(path.resolve()), "source_hash": source_hash,
+        **reading, "notes": notes, "zoo_name": path.name, "content_hash": identity.hexdigest(),
+    }
+    return adapted.model, meta
+
+
+def model_provenance(meta: dict) -> dict:
+    """What a stage's artifact records about how its model was read: the kind and, for a
+    foreign file, its path, content hash, preprocessing and outputs; for an advbench model
+    trained from the user's architecture, that architecture's source."""
+    keys = ("source_path", "source_hash", "preprocessing", "outputs")
+    out = {"kind": meta.get("model_kind", "advbench"), **{k: meta[k] for k in keys if k in meta}}
+    if meta.get("source"):
+        out["trained_from"] = meta["source"]
+    return out
