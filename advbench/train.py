@@ -369,10 +369,10 @@ def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = 
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    strategy = distribute.make_strategy(config.strategy, list(config.devices))
     if model is not None and config.strategy != "none":
         raise ParameterError("--strategy mirrored and multi-worker train the zoo's "
                              "architectures; train your own model with --strategy none")
+    strategy = distribute.make_strategy(config.strategy, list(config.devices))
     with strategy.scope():
         if model is None:
             model = build_model(config.architecture, info.input_shape, info.num_classes,

@@ -106,6 +106,14 @@ def test_checkpoint_of_another_run_is_refused(fake_data_dir, tmp_path):
         train(config, make_defense("none", "mnist"))
 
 
+def test_own_architectures_train_on_one_device_only(fake_data_dir, tiny_model):
+    config = TrainConfig(epochs=1, limit=20, data_dir=str(fake_data_dir), strategy="mirrored")
+    with pytest.raises(ParameterError, match=r"^--strategy mirrored and multi-worker train the "
+                                             r"zoo's architectures; train your own model with "
+                                             r"--strategy none$"):
+        train(config, make_defense("none", "mnist"), model=tiny_model, source={})
+
+
 @pytest.mark.parametrize("text, message", [
     ("cpu0", "--devices takes a list such as cpu:0,cpu:1 or gpu:0,gpu:1, got 'cpu0' in 'cpu0'"),
     ("cpu:0,cpu:0", "--devices lists a device twice: 'cpu:0,cpu:0'"),
