@@ -148,7 +148,7 @@ def _reading_options(f):
         click.option("--custom-objects", metavar="MODULE", default=None,
                      help="Your importable module defining your model file's custom layers "
                           "(the only code of yours advbench runs)."),
-        click.option("--outputs", type=RegistryChoice("advbench.models.adapt:OUTPUTS"),
+        click.option("--outputs", type=RegistryChoice("advbench.names:OUTPUTS"),
                      default="auto", show_default=True,
                      help="Your model's outputs: auto (a final softmax is removed, "
                           "probabilities without one are refused), logits, or probabilities "
@@ -311,11 +311,11 @@ DEFENSE_OPTIONS = [
     ("--fs-bits", "feature-squeezing", "bit_depth", int,
      "Feature squeezing bit depth [1 MNIST, 3 CIFAR-10]."),
     ("--at-eps", "fgsm-at", "eps", float, "FGSM adversarial training eps [0.3 MNIST, 0.05]."),
-    ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses.fgsm_at:MODES"),
+    ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses:FGSM_AT_MODES"),
      "Adversarial training mode [static, the paper's]."),
     ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [0.5]."),
     ("--vat-eps", "vat", "eps", float, "VAT perturbation L2 norm [2.1]."),
-    ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses.vat:MODES"),
+    ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses:VAT_MODES"),
      "VAT: the paper's static augmentation or Miyato's loss [static]."),
     ("--vat-alpha", "vat", "alpha", float, "Weight of the VAT loss term [1.0]."),
 ]
@@ -375,14 +375,15 @@ class ArchitectureOrFile(RegistryChoice):
               help="Data set [default: mnist].")
 @click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
               help=DATA_HELP)
-@click.option("--model", "architecture", type=ArchitectureOrFile("advbench.models:ARCHITECTURES"),
+@click.option("--model", "architecture",
+              type=ArchitectureOrFile("advbench.names:ARCHITECTURE_BUILDERS"),
               default="cnn", show_default=True,
               help="An architecture of the zoo, or your own as a .keras / legacy .h5 file "
                    "(trained from fresh weights unless --fine-tune).")
 @click.option("--fine-tune", is_flag=True,
               help="With --model FILE: start from the file's weights.")
 @_reading_options
-@click.option("--act", "activation", type=RegistryChoice("advbench.models:ACTIVATIONS"),
+@click.option("--act", "activation", type=RegistryChoice("advbench.names:ACTIVATIONS"),
               default="relu", show_default=True, help="Activation everywhere in the network.")
 @click.option("--brelu-t", type=float, default=None,
               help="BRELU threshold t (> 0) [1.0]; only with --act brelu.")
@@ -589,9 +590,9 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
 
 # -- reproduce ----------------------------------------------------------------------------
 @main.command()
-@click.option("--dataset", type=RegistryChoice("advbench.paper.experiments:DATASETS"),
+@click.option("--dataset", type=RegistryChoice("advbench.paper.profiles:DATASETS"),
               default="mnist", show_default=True)
-@click.option("--profile", type=RegistryChoice("advbench.paper.experiments:PROFILES"),
+@click.option("--profile", type=RegistryChoice("advbench.paper.profiles:PROFILES"),
               default="quick",
               show_default=True,
               help="paper: the paper's settings (for a GPU); quick: scaled for a 2-core CPU; "
@@ -694,7 +695,7 @@ class EpsList(click.ParamType):
 ATTACK_OPTIONS = [
     ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat); for fgsm and "
      "rand-fgsm also a list 0.1,0.3 or a range start:stop:step (0.01:1:0.01) for a curve."),
-    ("--norm", "norm", RegistryChoice("advbench.attacks.norms:NORMS"), "Norm (fgsm, pgd)."),
+    ("--norm", "norm", RegistryChoice("advbench.attacks:NORM_CLASSES"), "Norm (fgsm, pgd)."),
     ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
     ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
     ("--alpha", "alpha", float, "Random step of rand-fgsm."),
@@ -771,7 +772,7 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--attack", "attack_name", type=_attack_choice(), required=True)
 @_attack_options
 @click.option("--target", "target_mode",
-              type=RegistryChoice("advbench.attacks.targets:TARGET_MODES"), default=None,
+              type=RegistryChoice("advbench.attacks:TARGET_MODES"), default=None,
               help="Targeted attack with these target classes.")
 @_samples_options(dataset_help="Data set [default: the model's].",
                   limit_help="Attack a class-balanced subset.", batch_size=128)
@@ -1018,7 +1019,7 @@ def _output_options(f):
                                              "from and written to."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output or tables."),
         click.option("--format", "table_format",
-                     type=RegistryChoice("advbench.report:TABLE_FORMATS"), default="table",
+                     type=RegistryChoice("advbench.names:TABLE_FORMATS"), default="table",
                      show_default=True,
                      help="Tables on stderr: rich boxes (plain, full width when stderr is not a "
                           "terminal) or markdown."),
@@ -1036,7 +1037,7 @@ def _output_options(f):
 @_reading_options
 @click.option("--eps", type=EpsList(), default=None,
               help="Also compute an accuracy-vs-eps curve: a list or range (0.01:1:0.01).")
-@click.option("--curve-attack", type=RegistryChoice("advbench.curves:CURVE_ATTACKS"),
+@click.option("--curve-attack", type=RegistryChoice("advbench.names:CURVE_ATTACKS"),
               default="fgsm",
               show_default=True, help="Attack of the --eps curve.")
 @click.option("--alpha", type=float, default=None, help="rand-fgsm random step [0.05].")
@@ -1046,11 +1047,11 @@ def _output_options(f):
               help="Exit 3 when a metric is below VALUE (repeatable).")
 @click.option("--fail-over", multiple=True, metavar="NAME=VALUE",
               help="Exit 3 when a metric is above VALUE (repeatable).")
-@click.option("--distance-variant", type=RegistryChoice("advbench.metrics:DISTANCE_VARIANTS"),
+@click.option("--distance-variant", type=RegistryChoice("advbench.names:DISTANCE_VARIANTS"),
               default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
 @click.option("--success", "success_against",
-              type=RegistryChoice("advbench.metrics:SUCCESS_DEFINITIONS"), default="prediction",
+              type=RegistryChoice("advbench.names:SUCCESS_DEFINITIONS"), default="prediction",
               show_default=True,
               help="An untargeted attack succeeds when it changes the model's clean prediction "
                    "(as ART and the paper's authors) or when the output differs from the "

@@ -37,12 +37,11 @@ from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.models.foreign import model_provenance
 from advbench.models.gradients import attack_model
+from advbench.names import CURVE_ATTACKS
 from advbench.progress import Progress
 from advbench.runner import Samples, check_model_fits
 from advbench.types import Model, PathLike
 
-#: Attacks whose curves are computed from one direction per sample.
-CURVE_ATTACKS = ("fgsm", "rand-fgsm")
 #: Largest number of eps points in one grid (a typo like 0:1:1e-9 must not run for days).
 MAX_EPS_POINTS = 10_000
 # Images per forward pass of the sweep: several eps of one batch go through the model at

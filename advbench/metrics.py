@@ -21,6 +21,7 @@ import tensorflow as tf
 from advbench.checks import check_class_labels, check_images, check_int
 from advbench.errors import AdvbenchError, ParameterError
 from advbench.models.gradients import attack_model
+from advbench.names import DISTANCE_VARIANTS, SUCCESS_DEFINITIONS
 from advbench.ops import per_sample_cross_entropy
 from advbench.types import Model
 
@@ -28,8 +29,6 @@ from advbench.types import Model
 PERTURBATION_NORMS = ("l0", "l2", "linf")
 #: Norms accepted by ``empirical_robustness``.
 ROBUSTNESS_NORMS = ("l1", "l2", "linf")
-#: Variants of ``nearest_training_distance``.
-DISTANCE_VARIANTS = ("l2", "paper")
 
 # A pixel-channel feature counts as changed in L0 when it moves by more than this: float32
 # round-off (~6e-8 on [0, 1]) must not count, any real attack step (>= 1/255 on 8-bit data)
@@ -136,12 +135,6 @@ def accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
     return float(np.mean(predictions == labels))
 
 
-#: What an untargeted attack must change to succeed on a sample: "prediction", the model's
-#: prediction on the clean image (IBM ART's ``empirical_robustness`` and the paper's code: a
-#: sample the model already misclassifies is fooled only once its prediction moves), or
-#: "label", the true label (any misclassified output counts, so a misclassified sample is
-#: "fooled" at no cost). Targeted success is the target being predicted, either way.
-SUCCESS_DEFINITIONS = ("prediction", "label")
 
 
 def attack_success(pred_adv: ArrayLike, pred_clean: ArrayLike, labels: ArrayLike, *,

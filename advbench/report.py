@@ -23,6 +23,7 @@ from rich.text import Text
 from advbench.artifacts import jsonable
 from advbench.data import display_name
 from advbench.errors import ParameterError
+from advbench.names import TABLE_FORMATS
 from advbench.types import PathLike
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
@@ -35,9 +36,6 @@ SUCCESS_WORDS = {"prediction": "prediction moved off the clean prediction",
                  "label": "prediction differs from the label"}
 
 
-#: How tables are written to stderr (``--format``): "table", rich's boxes (plain and at full
-#: width when stderr is not a terminal), or "markdown", for CI summaries and reports.
-TABLE_FORMATS = ("table", "markdown")
 # Width of a console that is not a terminal: wide enough that no table is ever cut
 # (rich's 80-column default turned "robustness" into "robustne…" in CI logs).
 _UNBOUNDED_WIDTH = 100_000

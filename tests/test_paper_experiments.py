@@ -6,14 +6,14 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from advbench.paper import experiments
+from advbench.paper import experiments, profiles
 from advbench.cli import main
 from advbench.errors import ParameterError
 
 TINY = dataclasses.replace(
     experiments.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
     test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1", extra_seeds=(1,),
-    attack_params={**experiments.PAPER_ATTACKS,
+    attack_params={**profiles.PAPER_ATTACKS,
                    "fgsm-min": {"eps_step": 0.1, "eps_max": 1.0},
                    "deepfool": {"max_iter": 20},
                    "jsma": {"theta": 1.0, "gamma": 0.1},

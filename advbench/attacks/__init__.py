@@ -28,6 +28,13 @@ ATTACK_CLASSES: dict[str, str] = {
     "vat": "vat:VirtualAdversarial",
 }
 
+#: --norm name -> "module:Class" in advbench.attacks: the norms of the gradient attacks
+#: (``norms.NORMS`` holds one instance of each, named by its key).
+NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm"}
+#: How target classes are chosen when none are given (``--target``, JSMA's target_mode):
+#: the modes of ``targets.choose_targets``.
+TARGET_MODES = ("random", "least-likely")
+
 # ATTACKS and the base class, imported (with TensorFlow) when first asked for.
 __getattr__ = lazy_attributes(globals(), {
     "ATTACKS": lambda: load_classes(__name__, ATTACK_CLASSES),
@@ -57,4 +64,5 @@ def make_attack(name: str, **params: Any) -> Attack:
     return cls(**given)
 
 
-__all__ = ["ATTACKS", "ATTACK_CLASSES", "Attack", "AttackOutput", "make_attack"]
+__all__ = ["ATTACKS", "ATTACK_CLASSES", "Attack", "AttackOutput", "NORM_CLASSES", "TARGET_MODES",
+           "make_attack"]

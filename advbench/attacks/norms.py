@@ -2,17 +2,17 @@
 into the steepest unit step, how to project onto its eps ball, and how to draw a random start
 in that ball (the structure of foolbox 3's ``gradient_descent_base``).
 
-``NORMS`` is the registry, keyed by the CLI names of ``--norm``.
+``NORMS`` is the registry, keyed by the CLI names of ``--norm`` (``advbench.attacks.NORM_CLASSES``).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import tensorflow as tf
 
+from advbench.attacks import NORM_CLASSES
 from advbench.errors import ParameterError
 from advbench.ops import batch_norm, expand_to, l2_normalize
+from advbench.registry import load_classes
 
 
 class Norm:
@@ -22,7 +22,8 @@ class Norm:
     ``tf.function``.
     """
 
-    name: ClassVar[str] = ""
+    def __init__(self, name: str) -> None:
+        self.name = name  # its key in advbench.attacks.NORM_CLASSES
 
     def of(self, v: tf.Tensor) -> tf.Tensor:
         """The norm of each sample of ``v``, shape (batch,)."""
@@ -56,8 +57,6 @@ class Norm:
 class LinfNorm(Norm):
     """L-inf: the sign of the gradient; per-pixel clipping; uniform per pixel."""
 
-    name = "linf"
-
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         return tf.sign(grad)
 
@@ -71,8 +70,6 @@ class LinfNorm(Norm):
 class L2Norm(Norm):
     """L2: the gradient over its L2 norm; radial scaling; uniform in the ball (a normal
     direction with radius eps * U^(1/dim))."""
-
-    name = "l2"
 
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         return l2_normalize(grad)
@@ -88,7 +85,8 @@ class L2Norm(Norm):
         return direction * expand_to(eps * u ** (1.0 / dim), x)
 
 
-NORMS: dict[str, Norm] = {norm.name: norm for norm in (LinfNorm(), L2Norm())}
+NORMS: dict[str, Norm] = {name: cls(name)
+                          for name, cls in load_classes("advbench.attacks", NORM_CLASSES).items()}
 
 
 def check_norm(name: str) -> Norm:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advbench.attacks import TARGET_MODES
 from advbench.errors import ParameterError
-
-#: How target classes are chosen when none are given (``--target`` and JSMA's target_mode).
-TARGET_MODES = ("random", "least-likely")
 
 
 def choose_targets(logits: tf.Tensor, labels: tf.Tensor, mode: str, seed: tf.Tensor) -> tf.Tensor:

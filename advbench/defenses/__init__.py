@@ -37,6 +37,11 @@ DEFENSE_CLASSES: dict[str, str] = {
     "vat": "vat:VirtualAdversarialTraining",
 }
 
+#: The modes of the defenses that have one (``MODES`` of their modules; --at-mode, --vat-mode),
+#: here, without TensorFlow, for the CLI's choices.
+FGSM_AT_MODES = ("static", "online")
+VAT_MODES = ("static", "loss")
+
 # DEFENSES and the base class, imported (with TensorFlow) when first asked for.
 __getattr__ = lazy_attributes(globals(), {
     "DEFENSES": lambda: load_classes(__name__, DEFENSE_CLASSES),
@@ -64,4 +69,4 @@ def make_defense(name: str, dataset: str, **overrides: Any) -> Defense:
     return cls.for_dataset(dataset, **given)
 
 
-__all__ = ["DEFENSES", "DEFENSE_CLASSES", "Defense", "make_defense"]
+__all__ = ["DEFENSES", "DEFENSE_CLASSES", "Defense", "FGSM_AT_MODES", "VAT_MODES", "make_defense"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 
 from advbench.checks import check_range
+from advbench.defenses import FGSM_AT_MODES
 from advbench.defenses.base import Defense
 from advbench.errors import ParameterError
 from advbench.ops import per_sample_soft_cross_entropy
@@ -16,7 +17,7 @@ from advbench.types import Model
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
 
-MODES = ("static", "online")
+MODES = FGSM_AT_MODES
 
 
 class FGSMAdversarialTraining(Defense):

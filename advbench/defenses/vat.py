@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from advbench.checks import MAX_POWER_ITERATIONS, check_int, check_range
+from advbench.defenses import VAT_MODES
 from advbench.defenses.base import Defense, global_batch_normal
 from advbench.errors import ParameterError
 from advbench.types import Model, Tensor
@@ -13,7 +14,7 @@ from advbench.types import Model, Tensor
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
 
-MODES = ("static", "loss")
+MODES = VAT_MODES
 
 
 class VirtualAdversarialTraining(Defense):

@@ -18,9 +18,8 @@ import tensorflow as tf
 
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models.layers import FeatureSqueezing
+from advbench.names import ACTIVATIONS, ARCHITECTURE_BUILDERS
 from advbench.types import Model, PathLike, Tensor
-
-ACTIVATIONS = ("relu", "brelu")
 
 
 def activation_layer(activation: str, brelu_t: float, name: str) -> keras.layers.Layer:
@@ -94,12 +93,9 @@ def build_mlp(inputs: Tensor, num_classes: int, activation: str, brelu_t: float,
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 
-ARCHITECTURES: dict[str, Callable] = {
-    "cnn": build_cnn,
-    "resnet": build_resnet,
-    "cifar-cnn": build_cifar_cnn,
-    "mlp": build_mlp,
-}
+# The builders by --model name; the names live in advbench.names, without TensorFlow.
+ARCHITECTURES: dict[str, Callable] = {name: globals()[builder]
+                                      for name, builder in ARCHITECTURE_BUILDERS.items()}
 
 
 def build_model(architecture: str, input_shape: Sequence[int], num_classes: int = 10, *,

@@ -24,10 +24,9 @@ import numpy as np
 
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models.layers import LogProbabilities
+from advbench.names import OUTPUTS
 from advbench.types import Model
 
-#: How to read a model's outputs: "auto" refuses outputs that look like probabilities.
-OUTPUTS = ("auto", "logits", "probabilities")
 
 
 @dataclasses.dataclass(frozen=True)

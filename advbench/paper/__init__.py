@@ -6,6 +6,7 @@ https://arxiv.org/abs/1707.06728), reproduced with the same code paths as `advbe
 
 - ``published``: the paper's published numbers, printed beside ours;
 - ``experiments``: `advbench reproduce`, the grid of stages and their results;
+- ``profiles``: its settings (models, profiles, data sets), TensorFlow-free for the CLI;
 - ``report``: the report of a reproduction (tables, figures, findings);
 - ``toy``: the two-dimensional toy study of Figure 2.
 """
