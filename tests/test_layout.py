@@ -1,6 +1,6 @@
 """The layout's rules, checked on the source: only the CLI imports Click, no module imports
 another module's private names, every CLI choice comes from a library registry, and the CLI
-starts without TensorFlow."""
+and every command's help start without TensorFlow."""
 
 import ast
 import subprocess
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 
 import advbench
 from advbench.cli import RegistryChoice, main
@@ -48,25 +49,30 @@ def test_no_module_imports_private_names_of_another():
     assert found == []
 
 
-def test_every_cli_choice_comes_from_a_registry():
-    def commands(group):
-        for command in group.commands.values():
-            yield command
-            if isinstance(command, click.Group):
-                yield from commands(command)
+def commands(group: click.Group, path: tuple[str, ...] = ()):
+    """(path, command) for every command and subcommand of ``group``."""
+    for name, command in group.commands.items():
+        yield path + (name,), command
+        if isinstance(command, click.Group):
+            yield from commands(command, path + (name,))
 
-    literal = [f"{command.name} {param.name}" for command in commands(main)
+
+def test_every_cli_choice_comes_from_a_registry():
+    literal = [f"{command.name} {param.name}" for _, command in commands(main)
                for param in command.params
                if isinstance(param.type, click.Choice)
                and not isinstance(param.type, RegistryChoice)]
     assert literal == []
 
 
-def test_cli_help_does_not_import_tensorflow():
+# Every command's and subcommand's help, listed from the group so a new command is covered.
+@pytest.mark.parametrize("path", [()] + [path for path, _ in commands(main)], ids=" ".join)
+def test_cli_help_does_not_import_tensorflow(path):
     code = ("import sys\nfrom click.testing import CliRunner\nfrom advbench.cli import main\n"
-            "result = CliRunner().invoke(main, ['--help'])\nassert result.exit_code == 0\n"
+            "result = CliRunner().invoke(main, sys.argv[1:] + ['--help'])\n"
+            "assert result.exit_code == 0, result.output\n"
             "print(sorted(m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code, *path], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
 
