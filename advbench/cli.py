@@ -402,7 +402,7 @@ class ArchitectureOrFile(RegistryChoice):
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Artifact path [default: <models dir>/<data>-<model>-<act>-<defense>.h5].")
-@click.option("--strategy", type=RegistryChoice("advbench.distribute:STRATEGIES"),
+@click.option("--strategy", type=RegistryChoice("advbench.names:STRATEGIES"),
               default="none", show_default=True,
               help="tf.distribute strategy: one device, the devices of this host (mirrored), "
                    "or the hosts of TF_CONFIG (multi-worker). --batch-size stays global.")
@@ -790,7 +790,7 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run's summary as JSON on stdout instead of the path: success "
                    "rates both ways, norms, robustness for minimal attacks.")
-@click.option("--engine", type=RegistryChoice("advbench.shards:ENGINES"), default="local",
+@click.option("--engine", type=RegistryChoice("advbench.names:ENGINES"), default="local",
               show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
                                       "else a local Ray) and merge them; needs advbench[ray].")
 @click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")

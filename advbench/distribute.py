@@ -16,10 +16,7 @@ from typing import Mapping
 import tensorflow as tf
 
 from advbench.errors import ParameterError
-
-#: Strategy names of ``--strategy``: one device (TensorFlow's default placement, or the one
-#: ``--devices`` entry), the devices of one host, or workers on several hosts.
-STRATEGIES = ("none", "mirrored", "multi-worker")
+from advbench.names import STRATEGIES
 
 
 def parse_devices(text: str | None) -> list[str]:

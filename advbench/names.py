@@ -1,7 +1,8 @@
 """Names of CLI choices whose implementing modules import TensorFlow or h5py (the models
-package, curves, metrics, report), kept here without them so that every ``--help`` lists the
-choices without importing TensorFlow. The implementing modules take their names from here;
-attacks, defenses and the paper's profiles keep theirs in their own TensorFlow-free modules."""
+package, curves, metrics, report, distribute, shards), kept here without them so that every
+``--help`` lists the choices without importing TensorFlow. The implementing modules take their
+names from here; attacks, defenses and the paper's profiles keep theirs in their own
+TensorFlow-free modules."""
 
 #: --model name -> the builder function of ``advbench.models`` (``models.ARCHITECTURES``).
 ARCHITECTURE_BUILDERS: dict[str, str] = {
@@ -36,3 +37,14 @@ OUTPUTS = ("auto", "logits", "probabilities")
 #: --format: how tables are written to stderr (``report``): "table", rich's boxes (plain and
 #: at full width when stderr is not a terminal), or "markdown", for CI summaries and reports.
 TABLE_FORMATS = ("table", "markdown")
+
+#: --strategy (``distribute``): one device (TensorFlow's default placement, or the one
+#: ``--devices`` entry), the devices of one host, or workers on several hosts.
+STRATEGIES = ("none", "mirrored", "multi-worker")
+
+#: attack --engine (``shards``): this process (the whole run, or the one ``--shard`` a job
+#: array gives it), or one Ray task per shard (``advbench.ray_engine``).
+ENGINES: dict[str, str] = {
+    "local": "this process",
+    "ray": "one Ray task per shard, then the merge",
+}

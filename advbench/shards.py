@@ -31,12 +31,6 @@ SHARD_INDEX_VARIABLES: dict[str, int] = {
     "JOB_COMPLETION_INDEX": 0,
     "CI_NODE_INDEX": 1,
 }
-#: Engines of ``advbench attack --engine``: this process (the whole run, or the one
-#: ``--shard`` a job array gives it), or one Ray task per shard (``advbench.ray_engine``).
-ENGINES: dict[str, str] = {
-    "local": "this process",
-    "ray": "one Ray task per shard, then the merge",
-}
 # Attrs a shard artifact carries and a merged one drops.
 SHARD_ATTRS = ("shard_index", "shard_count", "device")
 
