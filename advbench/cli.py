@@ -400,10 +400,11 @@ class ArchitectureOrFile(RegistryChoice):
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Artifact path [default: <models dir>/<data>-<model>-<act>-<defense>.h5].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, input_range, mean,
           std, activation, brelu_t, defense, epochs, batch_size, learning_rate, patience, seed,
-          limit, data_dir, models_dir, output, quiet, **defense_values):
+          limit, data_dir, models_dir, output, overwrite, quiet, **defense_values):
     """Train a model (of the zoo, or your own architecture) with a defense; print its path.
 
     --model takes an architecture of the zoo or your own Keras file (.keras or legacy .h5):
@@ -420,6 +421,8 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
     """
     from advbench import data as datamod
     from advbench.artifacts import save_model
+    from advbench.errors import OutputError
+    from advbench.files import output_lock
     from advbench.models import ARCHITECTURES, zoo_path
     from advbench.progress import Progress
     from advbench.train import TrainConfig, prepare_architecture, train as run_training
@@ -448,16 +451,22 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
         config.validate()
     path = Path(output) if output else zoo_path(
         Path(datamod.display_name(dataset)).stem, stem, activation, defense, models_dir)
-    model = source = None
-    if own:
-        model, source = prepare_architecture(architecture, config, spec, fine_tune=fine_tune,
-                                             **reading)
-        if not quiet:
-            for line in source["notes"] + source["brelu_changes"]:
-                click.echo(line, err=True)
-    model, metadata = run_training(config, spec, progress=Progress(quiet=quiet), model=model,
-                                   source=source)
-    save_model(path, model, metadata)
+    with output_lock(path, "model artifact"):
+        # Checked before training: artifacts made on the old model would turn black-box.
+        if path.exists() and not overwrite:
+            raise OutputError(f"{path} exists; pass --overwrite to replace it (attack "
+                              "artifacts made on it then no longer match it) or choose "
+                              "another -o")
+        model = source = None
+        if own:
+            model, source = prepare_architecture(architecture, config, spec,
+                                                 fine_tune=fine_tune, **reading)
+            if not quiet:
+                for line in source["notes"] + source["brelu_changes"]:
+                    click.echo(line, err=True)
+        model, metadata = run_training(config, spec, progress=Progress(quiet=quiet),
+                                       model=model, source=source)
+        save_model(path, model, metadata)
     if not quiet:
         click.echo(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
@@ -593,9 +602,11 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, quiet):
     from advbench.paper.experiments import Reproduction
 
     from advbench.checks import check_seed
+    from advbench.files import check_writable
 
     with _usage_errors():
         check_seed(seed)
+    check_writable(Path(out) / dataset / profile / "report.md", "report")
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
     report = repro.run()
@@ -750,6 +761,7 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
     if isinstance(attack_values.get("eps"), tuple):
         if target_mode is not None:
             raise click.UsageError("curves (an eps list) are untargeted; drop --target")
+        _check_outputs(output=output, plot=plot)
         _echo_curves(_curves_from_flags(
             attack_name, attack_values, [model_ref], [model_ref], dataset=dataset, split=split,
             limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
@@ -760,6 +772,7 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    _check_outputs(output=output)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                     reading=reading, quiet=quiet)
     dataset = dataset or meta.get("dataset")
@@ -984,6 +997,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         with _usage_errors():
             check_range("alpha", alpha, low=0.0)
+    _check_outputs(output=output, csv_path=csv_path, plot=plot)
     if isinstance(eps, float):
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
@@ -1038,6 +1052,16 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
         for item in written:
             click.echo(str(item))
     _exit_on_missed(missed)
+
+
+def _check_outputs(**paths) -> None:
+    """Refuse, before any work, outputs that cannot be written (OutputError, one line)."""
+    from advbench.files import check_writable
+
+    what = {"output": "artifact", "csv_path": "CSV", "plot": "plot"}
+    for name, path in paths.items():
+        if path:
+            check_writable(path, what[name])
 
 
 def _is_curve(path) -> bool:
@@ -1095,6 +1119,7 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
     from advbench.transfer import transfer as run_transfer
     from advbench.progress import Progress
 
+    _check_outputs(output=output, csv_path=csv_path, plot=plot)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     if isinstance(attack_values.get("eps"), tuple):

@@ -29,6 +29,7 @@ from advbench.evaluate import evaluate, score_artifact, training_set
 from advbench.models import models_dir as default_models_dir, zoo_path
 from advbench.paper import published
 from advbench.progress import Progress
+from advbench.report import write_text
 from advbench.runner import AttackRun
 from advbench.train import TrainConfig, train
 from advbench.transfer import craft_or_reuse, transfer
@@ -308,10 +309,7 @@ class Reproduction:
             if cached.get("key") == key:
                 return cached["value"]
         value = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "value": jsonable(value, strict=False)}))
-        tmp.replace(path)
+        write_text(path, json.dumps({"key": key, "value": jsonable(value, strict=False)}))
         return json.loads(json.dumps(jsonable(value, strict=False)))
 
     # -- experiments -------------------------------------------------------------------------
