@@ -118,6 +118,10 @@ def test_fail_under_gate_exit_codes(in_chain):
 @pytest.mark.parametrize("args, message", [
     (["--fail-under", "accuracy=0.5"], "unknown metric 'accuracy'"),
     (["--fail-under", "robustness=0.3"], "robustness is not available"),
+    (["--fail-under", "adv_accuracy=50"], "Invalid value for --fail-under: threshold "
+     "'adv_accuracy=50': adv_accuracy is a fraction in [0, 1]; give 0.5 for 50%"),
+    (["--fail-over", "success_rate=-0.1"], "success_rate is a fraction in [0, 1]\n"),
+    (["--fail-under", "robustness=-1"], "robustness is >= 0\n"),
     (["--eps", "1:0:0.1"], "ends (0.0) before it starts"),
 ])
 def test_usage_errors_exit_2(in_chain, args, message):
@@ -136,7 +140,8 @@ def test_attack_eps_list_usage_errors(in_chain):
 def test_bad_inputs_are_one_line_errors(in_chain):
     artifact = attack_fgsm()
     attrs, arrays = read_arrays(artifact, ATTACK_SCHEMA)
-    write_arrays("cifar.h5", ATTACK_SCHEMA, {**attrs, "dataset": "cifar10"}, arrays)
+    write_arrays("cifar.h5", ATTACK_SCHEMA, {**attrs, "dataset": "cifar10"},
+                 {**arrays, "x_adv": np.zeros((30, 32, 32, 3), np.float32)})
     write_arrays("shape.h5", ATTACK_SCHEMA, attrs,
                  {**arrays, "x_adv": np.zeros((30, 14, 14, 1), np.float32)})
     shutil.copy(artifact, "cut.h5")
