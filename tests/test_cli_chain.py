@@ -2,6 +2,7 @@
 with exit codes, stdout, artifact contents, the --fail-under gate and one-line errors."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -209,3 +210,117 @@ def test_tables_in_logs_are_full_width_and_plain(in_chain):
             or line.startswith("| cnn") or line.startswith("| mlp")]
     assert len(rows) == 2 and rows[0].endswith("\\* |") and not rows[1].endswith("\\* |")
     assert "*: white-box (crafted on the tested model); others: black-box" in result.stderr
+
+
+# -- outputs: full disks, read-only places, locks, replacing results (issue 14) --------------
+ENOSPC_FIX = "No space left on device; free space on that disk or choose another output path (-o)"
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+    import errno
+    import os
+
+    from advbench import files
+
+    def full(_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(files, "_fsync", full)
+
+
+def one_line_error(result, code=1):
+    assert result.exit_code == code, result.output
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.output
+    return result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--model", "mlp", "--epochs", "1", "-q"],
+    ["attack", "cnn", "--attack", "fgsm", "--limit", 10, "-q"],
+    ["attack", "cnn", "--attack", "fgsm", "--eps", "0.1,0.2", "--limit", 10, "-q"],
+])
+def test_output_whose_parent_is_a_file_is_refused_before_work(in_chain, command):
+    with open("afile", "w") as f:
+        f.write("x")
+    result = invoke(*command, "-o", "afile/out.h5")
+    assert "afile is a file, not a folder; choose another output path (-o)" in \
+        one_line_error(result)
+
+
+@pytest.mark.parametrize("flag", ["-o", "--csv", "--plot"])
+def test_evaluate_outputs_are_checked_before_work(in_chain, flag):
+    with open("afile", "w") as f:
+        f.write("x")
+    result = invoke("evaluate", "cnn", "--limit", 10, "-q", "--eps", "0.1,0.2", flag,
+                    "afile/out")
+    assert one_line_error(result).startswith("Error: cannot write ")
+
+
+def test_attack_on_a_full_disk_fails_and_leaves_nothing(in_chain, disk_full):
+    result = invoke("attack", "cnn", "--attack", "fgsm", "--limit", 10, "-q", "-o", "full.h5")
+    assert one_line_error(result) == f"Error: cannot write artifact full.h5: {ENOSPC_FIX}\n"
+    assert not any(p.name.startswith(("full.h5", ".full.h5.")) and not p.name.endswith("lock")
+                   for p in in_chain.iterdir())
+
+
+def test_evaluate_csv_on_a_full_disk_leaves_the_previous_file(in_chain, monkeypatch):
+    artifact = attack_fgsm()
+    with open("eval.csv", "w") as f:
+        f.write("previous\n")
+    import errno
+    import os
+
+    from advbench import files
+
+    monkeypatch.setattr(files, "_fsync", lambda _: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    result = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "--csv", "eval.csv")
+    assert one_line_error(result) == f"Error: cannot write report eval.csv: {ENOSPC_FIX}\n"
+    with open("eval.csv") as f:
+        assert f.read() == "previous\n"
+
+
+def test_train_does_not_replace_a_model_without_overwrite(in_chain):
+    model = in_chain / "models" / "mnist-mlp-relu-none.h5"
+    before = model.read_bytes()
+    result = invoke("train", "--model", "mlp", "--epochs", "1", "-q")
+    assert one_line_error(result) == (f"Error: {model} exists; pass --overwrite to replace it "
+                                      "(attack artifacts made on it then no longer match it) "
+                                      "or choose another -o\n")
+    assert model.read_bytes() == before
+
+
+def test_a_second_attack_on_the_same_output_is_refused(in_chain, monkeypatch):
+    import os
+
+    from advbench import files
+
+    monkeypatch.setattr(files, "LOCK_WAIT_S", 0.05)
+    with files.output_lock("held.h5"):
+        result = invoke("attack", "cnn", "--attack", "fgsm", "--limit", 10, "-q", "-o",
+                        "held.h5")
+    assert one_line_error(result).startswith(f"Error: held.h5 is being written by process "
+                                             f"{os.getpid()} (")
+    assert not (in_chain / "held.h5").exists()
+
+
+def test_evaluate_on_something_that_is_not_hdf5(in_chain):
+    with open("text.h5", "w") as f:
+        f.write("not hdf5")
+    result = invoke("evaluate", "cnn", "text.h5", "--limit", 10, "-q")
+    assert one_line_error(result) == ("Error: text.h5 is not an HDF5 file, so not an advbench "
+                                      "artifact; check the path\n")
+    os.mkdir("dir.h5")  # Click refuses a folder as a usage error
+    result = invoke("evaluate", "cnn", "dir.h5", "--limit", 10, "-q")
+    assert result.exit_code == 2 and "'dir.h5' is a directory" in result.stderr
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line(in_chain, monkeypatch):
+    import advbench.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_quiet_tensorflow_import", interrupted)
+    result = invoke("models")
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted; completed work is saved, rerun the command to resume\n"
