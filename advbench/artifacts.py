@@ -206,7 +206,7 @@ def _field_of(schema: str, name: str) -> Field | None:
     return SCHEMA_FIELDS.get(schema, {}).get(name)
 
 
-def check_attrs(path, attrs: dict[str, Any], schema: str) -> None:
+def check_attrs(path: PathLike, attrs: dict[str, Any], schema: str) -> None:
     """ArtifactError unless every attribute the schema knows has its type and range."""
     for name, rule in SCHEMA_ATTRS.get(schema, {}).items():
         if name not in attrs:
@@ -230,7 +230,7 @@ def check_attrs(path, attrs: dict[str, Any], schema: str) -> None:
                                 "the file was edited or is corrupt: run the stage again")
 
 
-def check_dataset(path, name: str, ds: h5py.Dataset, *, kinds: str = "fiub",
+def check_dataset(path: PathLike, name: str, ds: h5py.Dataset, *, kinds: str = "fiub",
                   dtype: str | None = None, ndim: int | None = None,
                   max_bytes: int = MAX_ARRAY_BYTES) -> None:
     """Refuse, from its header alone, an array advbench could not have written or that would
@@ -284,7 +284,7 @@ def _check_chunks(where: str, ds: h5py.Dataset, deflate_index: int) -> None:
                                 f"declared {limit} bytes (a compression bomb?); refusing it")
 
 
-def check_arrays(path, f: h5py.File, schema: str, attrs: dict[str, Any],
+def check_arrays(path: PathLike, f: h5py.File, schema: str, attrs: dict[str, Any],
                  names: list[str] | None = None) -> None:
     """Check every array (those in ``names``, or all) against ``schema`` before reading:
     structure, dtypes, ranks, sizes, one row per sample (``num_samples``), and images of
@@ -294,7 +294,7 @@ def check_arrays(path, f: h5py.File, schema: str, attrs: dict[str, Any],
     info = data.DATASETS.get(attrs.get("dataset", ""))
     found: list[tuple[str, h5py.Dataset]] = []
 
-    def visit(name, obj):
+    def visit(name: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset) and (names is None or name in names):
             found.append((name, obj))
         elif isinstance(obj, h5py.Group) and name in SCHEMA_FIELDS.get(schema, {}):
@@ -313,7 +313,7 @@ def check_arrays(path, f: h5py.File, schema: str, attrs: dict[str, Any],
                                 f"{info.name} images are {info.input_shape}")
 
 
-def check_values(path, schema: str, attrs: dict[str, Any],
+def check_values(path: PathLike, schema: str, attrs: dict[str, Any],
                  arrays: dict[str, np.ndarray]) -> None:
     """Value ranges, once read: x_adv finite and in [0, 1], labels of the data set's
     classes, indices >= 0 (ArtifactError naming the field otherwise)."""

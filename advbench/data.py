@@ -194,7 +194,7 @@ def _read_idx(path: Path, expected_magic: int, max_bytes: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
-def check_split_arrays(x: np.ndarray, y: np.ndarray, *, where, num_classes: int,
+def check_split_arrays(x: np.ndarray, y: np.ndarray, *, where: object, num_classes: int,
                        image_shape: tuple[int, ...] | None = None) -> None:
     """Check images and labels read from any source (IDX, CIFAR binary, npz, image folders)
     before they are used: x uint8 (N, H, W, C) with the data set's image shape (when
