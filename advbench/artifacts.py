@@ -20,6 +20,7 @@ import importlib
 import json
 import math
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,8 +51,17 @@ def atomic_h5(path: str | os.PathLike, what: str = "artifact") -> Iterator[h5py.
     OS errors (a full disk, a read-only folder) become one OutputError line
     (``files.atomic_write``)."""
     with atomic_write(path, what) as tmp:
-        with h5py.File(tmp, "w") as f:
-            yield f
+        try:
+            with h5py.File(tmp, "w") as f:
+                yield f
+        except RuntimeError as e:
+            # HDF5 reports a write that failed on close (a full disk) as a RuntimeError
+            # carrying the errno: make it the OSError it is, for atomic_write's message.
+            found = re.search(r"errno = (\d+)", str(e))
+            if found is None:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from None
 
 
 def stamp(f: h5py.File, schema: str) -> None:

@@ -24,7 +24,7 @@ LOCK_WAIT_S = 5.0
 
 
 def _fix(error: OSError) -> str:
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return "free space on that disk or choose another output path (-o)"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "the folder is read-only for you: choose another output path (-o)"
@@ -61,9 +61,16 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     return path
 
 
-def _fsync(handle_or_fd) -> None:
+def _new_file_mode() -> int:
+    """0o666 less the process umask, as ``open(path, "w")`` would create the file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _fsync(fd: int) -> None:
     """fsync a file (the low-level flush that reports a full disk on delayed allocation)."""
-    os.fsync(handle_or_fd if isinstance(handle_or_fd, int) else handle_or_fd.fileno())
+    os.fsync(fd)
 
 
 @contextlib.contextmanager
@@ -74,8 +81,11 @@ def atomic_write(path: str | os.PathLike, what: str = "output") -> Iterator[Path
     path = Path(path)
     check_writable(path, what)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     tmp = Path(name)
+    try:  # mkstemp makes the file private (0600): give it the mode a plain open would
+        os.fchmod(fd, _new_file_mode())
+    finally:
+        os.close(fd)
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)

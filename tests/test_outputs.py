@@ -111,3 +111,46 @@ def test_ctrl_c_while_the_cli_loads_is_one_line(monkeypatch, capsys):
         entry.run()
     assert exit_info.value.code == 130
     assert capsys.readouterr().err == "interrupted while starting; nothing was done\n"
+
+
+FILE_SIZE_LIMIT = """
+import resource, signal, sys
+import numpy as np
+from advbench.artifacts import EVALUATION_SCHEMA, write_arrays
+from advbench.errors import AdvbenchError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+try:
+    write_arrays(sys.argv[1], EVALUATION_SCHEMA, {"kind": "evaluate"},
+                 {"pred": np.random.default_rng(0).random(1 << 19)})  # 4 MiB
+except AdvbenchError as e:
+    print(e)
+    sys.exit(1)
+"""
+
+
+def test_hdf5_that_does_not_fit_fails_cleanly_in_hdf5_itself(tmp_path):
+    """A real failed write inside the HDF5 library (a file-size limit standing in for a full
+    disk, which tests cannot mount): one line, exit 1, no crash in HDF5's close, the previous
+    artifact intact and no temporary file left."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "eval.h5"
+    write_arrays(path, EVALUATION_SCHEMA, {"kind": "evaluate"}, {"pred": np.arange(3)})
+    proc = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == (f"cannot write artifact {path}: File too large; free space on that "
+                           "disk or choose another output path (-o)\n")
+    assert read_arrays(path, EVALUATION_SCHEMA)[1]["pred"].tolist() == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.h5"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.csv", "x\n")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
