@@ -82,9 +82,21 @@ def set_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
             f.attrs[key] = value
 
 
+# Attributes are scalars, strings or short lists; a larger one is refused unread.
+MAX_ATTR_ELEMENTS = 4096
+
+
 def read_attrs(f: h5py.File) -> dict[str, Any]:
+    """The root attributes, strings decoded and JSON strings parsed; an attribute declaring
+    more than MAX_ATTR_ELEMENTS values is an ArtifactError before it is read."""
     out = {}
-    for key, value in f.attrs.items():
+    for key in f.attrs:
+        shape = f.attrs.get_id(key).shape or ()
+        if math.prod(shape) > MAX_ATTR_ELEMENTS:
+            raise ArtifactError(f"{f.filename}: attribute {key} declares shape {shape}, more "
+                                f"than the {MAX_ATTR_ELEMENTS} values advbench writes; the file "
+                                "was edited or is corrupt")
+        value = f.attrs[key]
         if isinstance(value, bytes):
             value = value.decode()
         if isinstance(value, np.generic):

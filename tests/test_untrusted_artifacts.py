@@ -212,3 +212,16 @@ def test_a_weight_of_integers_is_refused(model_file):
     with pytest.raises(ArtifactError, match="model.h5: weights/0001 has dtype int64, expected "
                        "a float array"):
         load_model(model_file)
+
+
+def test_an_attribute_declaring_a_huge_array_is_refused_unread(attack_file, tmp_path):
+    hostile = tmp_path / "hostile.h5"
+    with h5py.File(attack_file, "r") as good, h5py.File(hostile, "w", libver="latest") as f:
+        for key, value in good.attrs.items():  # libver latest: attributes over 64 KiB
+            f.attrs[key] = value
+        for name in good:
+            good.copy(name, f)
+        f.attrs["seed"] = np.zeros(10 ** 6, np.int64)
+    with pytest.raises(ArtifactError, match=r"hostile.h5: attribute seed declares shape "
+                       r"\(1000000,\), more than the 4096 values advbench writes"):
+        read_attack_artifact(hostile)
