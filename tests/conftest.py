@@ -6,6 +6,7 @@ depends on c), so tests can check "better than chance" without real data.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import zlib
 import os
@@ -152,3 +153,16 @@ def deflate_bomb(inflated_bytes: int, *, gzip_format: bool = False) -> bytes:
     repeated = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
     count = max(inflated_bytes // segment - 1, 1)
     return first + repeated * count + compressor.flush()
+
+
+@pytest.fixture
+def fill_disk(monkeypatch):
+    """Call it to make the disk full from then on: the one writer's low-level flush (fsync,
+    where delayed allocation reports it) raises ENOSPC, as on a full file system."""
+    def fill():
+        from advbench import files
+
+        def full(_):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(files, "_fsync", full)
+    return fill

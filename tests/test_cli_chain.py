@@ -216,18 +216,6 @@ def test_tables_in_logs_are_full_width_and_plain(in_chain):
 ENOSPC_FIX = "No space left on device; free space on that disk or choose another output path (-o)"
 
 
-@pytest.fixture
-def disk_full(monkeypatch):
-    import errno
-    import os
-
-    from advbench import files
-
-    def full(_):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(files, "_fsync", full)
-
-
 def one_line_error(result, code=1):
     assert result.exit_code == code, result.output
     assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.output
@@ -256,24 +244,19 @@ def test_evaluate_outputs_are_checked_before_work(in_chain, flag):
     assert one_line_error(result).startswith("Error: cannot write ")
 
 
-def test_attack_on_a_full_disk_fails_and_leaves_nothing(in_chain, disk_full):
+def test_attack_on_a_full_disk_fails_and_leaves_nothing(in_chain, fill_disk):
+    fill_disk()
     result = invoke("attack", "cnn", "--attack", "fgsm", "--limit", 10, "-q", "-o", "full.h5")
     assert one_line_error(result) == f"Error: cannot write artifact full.h5: {ENOSPC_FIX}\n"
     assert not any(p.name.startswith(("full.h5", ".full.h5.")) and not p.name.endswith("lock")
                    for p in in_chain.iterdir())
 
 
-def test_evaluate_csv_on_a_full_disk_leaves_the_previous_file(in_chain, monkeypatch):
+def test_evaluate_csv_on_a_full_disk_leaves_the_previous_file(in_chain, fill_disk):
     artifact = attack_fgsm()
     with open("eval.csv", "w") as f:
         f.write("previous\n")
-    import errno
-    import os
-
-    from advbench import files
-
-    monkeypatch.setattr(files, "_fsync", lambda _: (_ for _ in ()).throw(
-        OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    fill_disk()
     result = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "--csv", "eval.csv")
     assert one_line_error(result) == f"Error: cannot write report eval.csv: {ENOSPC_FIX}\n"
     with open("eval.csv") as f:
@@ -291,8 +274,6 @@ def test_train_does_not_replace_a_model_without_overwrite(in_chain):
 
 
 def test_a_second_attack_on_the_same_output_is_refused(in_chain, monkeypatch):
-    import os
-
     from advbench import files
 
     monkeypatch.setattr(files, "LOCK_WAIT_S", 0.05)

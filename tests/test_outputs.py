@@ -2,7 +2,6 @@
 early writability check, the output lock, and Ctrl-C at start-up (issue 14)."""
 
 import builtins
-import errno
 import os
 
 import numpy as np
@@ -16,17 +15,10 @@ from advbench.report import write_text
 ENOSPC = "No space left on device; free space on that disk or choose another output path (-o)"
 
 
-@pytest.fixture
-def disk_full(monkeypatch):
-    """The writer's low-level flush reports a full disk, as fsync does on delayed allocation."""
-    def full(_):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(files, "_fsync", full)
-
-
-def test_disk_full_leaves_the_previous_file_and_no_temporary(tmp_path, disk_full):
+def test_disk_full_leaves_the_previous_file_and_no_temporary(tmp_path, fill_disk):
     path = tmp_path / "eval.csv"
     path.write_text("previous\n")
+    fill_disk()
     with pytest.raises(OutputError) as error:
         write_text(path, "new,rows\n")
     assert str(error.value) == f"cannot write report {path}: {ENOSPC}"
@@ -34,17 +26,17 @@ def test_disk_full_leaves_the_previous_file_and_no_temporary(tmp_path, disk_full
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.csv"]
 
 
-def test_disk_full_leaves_nothing_at_a_new_path(tmp_path, disk_full):
+def test_disk_full_leaves_nothing_at_a_new_path(tmp_path, fill_disk):
+    fill_disk()
     with pytest.raises(OutputError, match="cannot write report .*/new.csv: No space left"):
         write_text(tmp_path / "new.csv", "a\n")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_disk_full_while_writing_hdf5_keeps_the_previous_artifact(tmp_path, monkeypatch):
+def test_disk_full_while_writing_hdf5_keeps_the_previous_artifact(tmp_path, fill_disk):
     path = tmp_path / "eval.h5"
     write_arrays(path, EVALUATION_SCHEMA, {"kind": "evaluate"}, {"pred": np.arange(3)})
-    monkeypatch.setattr(files, "_fsync", lambda _: (_ for _ in ()).throw(
-        OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    fill_disk()
     with pytest.raises(OutputError) as error:
         write_arrays(path, EVALUATION_SCHEMA, {"kind": "evaluate"}, {"pred": np.arange(5)})
     assert str(error.value) == f"cannot write artifact {path}: {ENOSPC}"
