@@ -997,7 +997,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         with _usage_errors():
             check_range("alpha", alpha, low=0.0)
-    _check_outputs(output=output, csv_path=csv_path, plot=plot)
+    _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
     if isinstance(eps, float):
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
@@ -1054,14 +1054,18 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     _exit_on_missed(missed)
 
 
-def _check_outputs(**paths) -> None:
-    """Refuse, before any work, outputs that cannot be written (OutputError, one line)."""
-    from advbench.files import check_writable
+def _check_outputs(*, lock: bool = False, **paths) -> None:
+    """Refuse, before any work, outputs that cannot be written (OutputError, one line); with
+    ``lock``, hold the lock on the -o artifact until the command ends, so that two commands
+    never write the same one."""
+    from advbench.files import check_writable, output_lock
 
     what = {"output": "artifact", "csv_path": "CSV", "plot": "plot"}
     for name, path in paths.items():
         if path:
             check_writable(path, what[name])
+    if lock and paths.get("output"):
+        click.get_current_context().with_resource(output_lock(paths["output"], "artifact"))
 
 
 def _is_curve(path) -> bool:
@@ -1119,7 +1123,7 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
     from advbench.transfer import transfer as run_transfer
     from advbench.progress import Progress
 
-    _check_outputs(output=output, csv_path=csv_path, plot=plot)
+    _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     if isinstance(attack_values.get("eps"), tuple):

@@ -283,6 +283,10 @@ def test_a_second_attack_on_the_same_output_is_refused(in_chain, monkeypatch):
     assert one_line_error(result).startswith(f"Error: held.h5 is being written by process "
                                              f"{os.getpid()} (")
     assert not (in_chain / "held.h5").exists()
+    artifact = attack_fgsm()
+    with files.output_lock("eval.h5"):
+        result = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "-o", "eval.h5")
+    assert "Error: eval.h5 is being written by process" in one_line_error(result)
 
 
 def test_evaluate_on_something_that_is_not_hdf5(in_chain):

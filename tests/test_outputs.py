@@ -146,3 +146,35 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
+
+
+HOLD_LOCK = """
+import pathlib, sys, time
+from advbench.files import output_lock
+with output_lock(sys.argv[1], "attack artifact"):
+    pathlib.Path(sys.argv[2]).write_text("held")
+    while not pathlib.Path(sys.argv[3]).exists():
+        time.sleep(0.01)
+"""
+
+
+def test_a_second_process_writing_the_same_output_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    path, held, done = tmp_path / "run.h5", tmp_path / "held", tmp_path / "done"
+    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), str(held), str(done)])
+    try:
+        while not held.exists():
+            assert other.poll() is None, "the lock holder died"
+            time.sleep(0.01)
+        with pytest.raises(OutputError, match=f"run.h5 is being written by process {other.pid} "
+                           r"\(.*\); wait for it to finish or choose another output path"):
+            with files.output_lock(path, "attack artifact", wait_s=0.05):
+                pass
+    finally:
+        done.write_text("")
+        assert other.wait(timeout=60) == 0
+    with files.output_lock(path, "attack artifact", wait_s=0.05):  # released with the process
+        pass
