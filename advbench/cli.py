@@ -602,11 +602,11 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, quiet):
     from advbench.paper.experiments import Reproduction
 
     from advbench.checks import check_seed
-    from advbench.files import check_writable
+    from advbench.files import ensure_folder
 
     with _usage_errors():
         check_seed(seed)
-    check_writable(Path(out) / dataset / profile / "report.md", "report")
+    ensure_folder(Path(out) / dataset / profile, "results folder")
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
     report = repro.run()

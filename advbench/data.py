@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from advbench.errors import DataError, ParameterError
-from advbench.files import write_bytes
+from advbench.files import ensure_folder, write_bytes
 from advbench.types import PathLike
 
 # Test first: the split every stage scores by default.
@@ -492,8 +492,7 @@ def fetch(name: str, dest: str | os.PathLike) -> Path:
     download, written back in the binary layout.
     """
     dataset_info(name)
-    target = Path(dest) / name
-    target.mkdir(parents=True, exist_ok=True)
+    target = ensure_folder(Path(dest) / name, "data folder")  # before the download
     if name == "mnist":
         try:
             arrays = _keras_download(name)

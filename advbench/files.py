@@ -45,20 +45,31 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {what} {path}: it is a folder; give a file path")
-    folder = path.parent
+    _writable_folder(path.parent, path, what)
+    return path
+
+
+def ensure_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` (and its parents) and check that files can be written in it, as
+    ``check_writable`` does for a file. Returns ``folder``; OutputError otherwise."""
+    folder = Path(folder)
+    _writable_folder(folder, folder, what)
+    return folder
+
+
+def _writable_folder(folder: Path, shown: Path, what: str) -> None:
     for parent in [folder, *folder.parents]:
         if parent.exists():
             if not parent.is_dir():
-                raise OutputError(f"cannot write {what} {path}: {parent} is a file, not a "
+                raise OutputError(f"cannot write {what} {shown}: {parent} is a file, not a "
                                   "folder; choose another output path (-o)")
             break
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".check"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".advbench-", suffix=".check"):
             pass
     except OSError as e:
-        raise output_error(what, path, e) from None
-    return path
+        raise output_error(what, shown, e) from None
 
 
 def _new_file_mode() -> int:

@@ -235,6 +235,18 @@ def test_output_whose_parent_is_a_file_is_refused_before_work(in_chain, command)
         one_line_error(result)
 
 
+@pytest.mark.parametrize("command, message", [
+    (["reproduce", "--profile", "demo", "--out", "afile/results", "-q"],
+     "Error: cannot write results folder afile/results/mnist/demo: afile is a file"),
+    (["data", "fetch", "mnist", "--dest", "afile/data"],
+     "Error: cannot write data folder afile/data/mnist: afile is a file"),
+])
+def test_result_folders_under_a_file_are_refused_before_work(in_chain, command, message):
+    with open("afile", "w") as f:
+        f.write("x")
+    assert one_line_error(invoke(*command)).startswith(message)
+
+
 @pytest.mark.parametrize("flag", ["-o", "--csv", "--plot"])
 def test_evaluate_outputs_are_checked_before_work(in_chain, flag):
     with open("afile", "w") as f:

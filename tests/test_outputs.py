@@ -178,3 +178,13 @@ def test_a_second_process_writing_the_same_output_is_refused(tmp_path):
         assert other.wait(timeout=60) == 0
     with files.output_lock(path, "attack artifact", wait_s=0.05):  # released with the process
         pass
+
+
+def test_a_folder_under_a_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError) as error:
+        files.ensure_folder(tmp_path / "afile" / "mnist", "data folder")
+    assert str(error.value) == (f"cannot write data folder {tmp_path}/afile/mnist: "
+                                f"{tmp_path}/afile is a file, not a folder; choose another "
+                                "output path (-o)")
+    assert files.ensure_folder(tmp_path / "new" / "mnist").is_dir()
