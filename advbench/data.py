@@ -197,12 +197,15 @@ def _read_idx(path: Path, expected_magic: int, max_bytes: int) -> np.ndarray:
 def check_split_arrays(x: np.ndarray, y: np.ndarray, *, where: object, num_classes: int,
                        image_shape: tuple[int, ...] | None = None) -> None:
     """Check images and labels read from any source (IDX, CIFAR binary, npz, image folders)
-    before they are used: x uint8 (N, H, W, C) with the data set's image shape (when
-    ``image_shape`` is given), y integer of shape (N,) with every label in
-    [0, num_classes). ``where`` (a path or a description) is named in the DataError."""
-    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
+    before they are used: x uint8 or float (N, H, W, C) with the data set's image shape (when
+    ``image_shape`` is given; the range of float pixels is checked where they are scaled), y
+    integer of shape (N,) with every label in [0, num_classes). ``where`` (a path or a
+    description) is named in the DataError."""
+    if not isinstance(x, np.ndarray) or (x.dtype != np.uint8 and x.dtype.kind != "f") \
+            or x.ndim != 4:
         raise DataError(f"images in {where} are {getattr(x, 'dtype', type(x).__name__)} of "
-                        f"shape {getattr(x, 'shape', '?')}; expected uint8 (N, H, W, C)")
+                        f"shape {getattr(x, 'shape', '?')}; expected uint8 or float "
+                        "(N, H, W, C)")
     if image_shape is not None and tuple(x.shape[1:]) != tuple(image_shape):
         raise DataError(f"images in {where} have shape {tuple(x.shape[1:])}, expected "
                         f"{tuple(image_shape)}")

@@ -81,8 +81,8 @@ GOOD_Y = np.array([0, 1, 9])
 
 
 @pytest.mark.parametrize("x, y, message", [
-    (GOOD_X.astype(np.float32), GOOD_Y, r"images in src are float32 of shape \(3, 28, 28, 1\); "
-     r"expected uint8 \(N, H, W, C\)"),
+    (GOOD_X.astype(np.int32), GOOD_Y, r"images in src are int32 of shape \(3, 28, 28, 1\); "
+     r"expected uint8 or float \(N, H, W, C\)"),
     (GOOD_X[..., 0], GOOD_Y, r"images in src are uint8 of shape \(3, 28, 28\)"),
     (np.zeros((3, 32, 32, 3), np.uint8), GOOD_Y, r"images in src have shape \(32, 32, 3\), "
      r"expected \(28, 28, 1\)"),
