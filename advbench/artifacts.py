@@ -13,12 +13,15 @@ built-in or one of advbench's registered layers, so no code from a file ever run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import hashlib
 import importlib
 import json
 import math
 import os
+import re
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,7 +29,9 @@ import h5py
 import numpy as np
 
 from advbench import __version__
+from advbench import data
 from advbench.errors import ArtifactError
+from advbench.files import atomic_write
 from advbench.types import Model, PathLike
 
 SCHEMA_VERSION = 1
@@ -40,20 +45,23 @@ ATTACK_ARRAYS = ("x_adv", "y", "indices", "completed")
 
 # -- writing --------------------------------------------------------------------------------
 @contextlib.contextmanager
-def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
-    """Open a temporary HDF5 file beside ``path`` for writing; rename it into place on
-    success, delete it on any error (including KeyboardInterrupt)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+def atomic_h5(path: str | os.PathLike, what: str = "artifact") -> Iterator[h5py.File]:
+    """Open a temporary HDF5 file beside ``path`` for writing; it is closed, fsynced and
+    renamed into place on success, deleted on any error (including KeyboardInterrupt), and
+    OS errors (a full disk, a read-only folder) become one OutputError line
+    (``files.atomic_write``)."""
+    with atomic_write(path, what) as tmp:
+        try:
+            with h5py.File(tmp, "w") as f:
+                yield f
+        except RuntimeError as e:
+            # HDF5 reports a write that failed on close (a full disk) as a RuntimeError
+            # carrying the errno: make it the OSError it is, for atomic_write's message.
+            found = re.search(r"errno = (\d+)", str(e))
+            if found is None:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from None
 
 
 def stamp(f: h5py.File, schema: str) -> None:
@@ -74,9 +82,21 @@ def set_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
             f.attrs[key] = value
 
 
+# Attributes are scalars, strings or short lists; a larger one is refused unread.
+MAX_ATTR_ELEMENTS = 4096
+
+
 def read_attrs(f: h5py.File) -> dict[str, Any]:
+    """The root attributes, strings decoded and JSON strings parsed; an attribute declaring
+    more than MAX_ATTR_ELEMENTS values is an ArtifactError before it is read."""
     out = {}
-    for key, value in f.attrs.items():
+    for key in f.attrs:
+        shape = f.attrs.get_id(key).shape or ()
+        if math.prod(shape) > MAX_ATTR_ELEMENTS:
+            raise ArtifactError(f"{f.filename}: attribute {key} declares shape {shape}, more "
+                                f"than the {MAX_ATTR_ELEMENTS} values advbench writes; the file "
+                                "was edited or is corrupt")
+        value = f.attrs[key]
         if isinstance(value, bytes):
             value = value.decode()
         if isinstance(value, np.generic):
@@ -97,6 +117,11 @@ def open_artifact(path: str | os.PathLike, schema: str) -> Iterator[h5py.File]:
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path} does not exist; check the path")
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not an artifact; give the .h5 file inside")
+    if not _has_hdf5_signature(path):
+        raise ArtifactError(f"{path} is not an HDF5 file, so not an advbench artifact; check "
+                            "the path")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -116,6 +141,15 @@ def open_artifact(path: str | os.PathLike, schema: str) -> Iterator[h5py.File]:
         yield f
 
 
+def _has_hdf5_signature(path: Path) -> bool:
+    """Whether the file starts with the HDF5 signature (or has it after a user block, at
+    offset 512, 1024, ...): files without it are something else, not a damaged artifact."""
+    try:
+        return bool(h5py.is_hdf5(path))
+    except OSError:
+        return False
+
+
 def artifact_kind(path: str | os.PathLike) -> str | None:
     """The schema name of an advbench artifact, or None if it is not one."""
     try:
@@ -124,6 +158,203 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
     except OSError:
         return None
     return found.decode() if isinstance(found, bytes) else found
+
+
+# -- validation: what each schema allows, checked before any data is read -------------------
+# No artifact advbench writes holds an array this large; a larger declared shape is refused
+# before h5py allocates it (10^9 MNIST images would be 3 TB).
+MAX_ARRAY_BYTES = 4 * 2 ** 30
+# The HDF5 filters advbench writes; anything else (szip, lzf, plugins) is not ours.
+ALLOWED_FILTERS = {h5py.h5z.FILTER_DEFLATE: "gzip", h5py.h5z.FILTER_SHUFFLE: "shuffle"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One array of an artifact: allowed dtypes (numpy kinds, or one exact dtype), its rank,
+    whether its first axis has one row per sample (``num_samples``), and its value range
+    (checked after reading; None: unbounded)."""
+
+    kinds: str = "fiub"
+    dtype: str | None = None
+    ndim: int | None = None
+    per_sample: bool = True
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Attr:
+    """One root attribute: "int", "float", "bool" or "str"; ``low``: smallest value allowed."""
+
+    kind: str
+    required: bool = False
+    low: float | None = None
+
+
+_SAMPLE_ATTRS = {
+    "num_samples": Attr("int", required=True, low=0), "limit": Attr("int", low=1),
+    "start": Attr("int", low=0), "seed": Attr("int", low=0), "batch_size": Attr("int", low=1),
+    "complete": Attr("bool"), "key": Attr("str"), "dataset": Attr("str"), "split": Attr("str"),
+}
+SCHEMA_FIELDS: dict[str, dict[str, Field]] = {
+    ATTACK_SCHEMA: {
+        "x_adv": Field(dtype="float32", ndim=4, low=0.0, high=1.0),
+        "y": Field(kinds="iu", ndim=1, low=0), "indices": Field(kinds="iu", ndim=1, low=0),
+        "completed": Field(kinds="b", ndim=1), "success": Field(kinds="b", ndim=1),
+        "pred_clean": Field(kinds="iu", ndim=1, low=-1),
+        "pred_adv": Field(kinds="iu", ndim=1, low=-1),
+        "target": Field(kinds="iu", ndim=1, low=-1),
+        "l0": Field(kinds="f", ndim=1, low=0.0), "l2": Field(kinds="f", ndim=1, low=0.0),
+        "linf": Field(kinds="f", ndim=1, low=0.0),
+    },
+    CURVE_SCHEMA: {
+        "eps": Field(kinds="f", ndim=1, per_sample=False, low=0.0),
+        "y": Field(kinds="iu", ndim=1, low=0), "indices": Field(kinds="iu", ndim=1, low=0),
+    },
+    EVALUATION_SCHEMA: {},
+}
+SCHEMA_ATTRS: dict[str, dict[str, Attr]] = {
+    ATTACK_SCHEMA: {**_SAMPLE_ATTRS, "targeted": Attr("bool"), "wall_time_s": Attr("float")},
+    CURVE_SCHEMA: _SAMPLE_ATTRS,
+    EVALUATION_SCHEMA: {"kind": Attr("str")},
+}
+# Arrays under extras/ (attack-specific per-sample values) follow this rule.
+_EXTRAS = Field()
+
+
+def _field_of(schema: str, name: str) -> Field | None:
+    if name.startswith("extras/") and schema == ATTACK_SCHEMA:
+        return _EXTRAS
+    return SCHEMA_FIELDS.get(schema, {}).get(name)
+
+
+def check_attrs(path: PathLike, attrs: dict[str, Any], schema: str) -> None:
+    """ArtifactError unless every attribute the schema knows has its type and range."""
+    for name, rule in SCHEMA_ATTRS.get(schema, {}).items():
+        if name not in attrs:
+            if rule.required:
+                raise ArtifactError(f"{path}: attribute {name} is missing; the file is not "
+                                    "a complete advbench artifact: run the stage again")
+            continue
+        value = attrs[name]
+        ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+              "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+              "bool": isinstance(value, bool) or value in (0, 1),
+              "str": isinstance(value, str)}[rule.kind]
+        if ok and rule.low is not None and value < rule.low:
+            ok = False
+        if not ok:
+            wanted = {"int": "an integer", "float": "a number", "bool": "true or false",
+                      "str": "a string"}[rule.kind]
+            if rule.low is not None:
+                wanted += f" >= {rule.low:g}"
+            raise ArtifactError(f"{path}: attribute {name} is {value!r}, expected {wanted}; "
+                                "the file was edited or is corrupt: run the stage again")
+
+
+def check_dataset(path: PathLike, name: str, ds: h5py.Dataset, *, kinds: str = "fiub",
+                  dtype: str | None = None, ndim: int | None = None,
+                  max_bytes: int = MAX_ARRAY_BYTES) -> None:
+    """Refuse, from its header alone, an array advbench could not have written or that would
+    not fit: wrong dtype or rank, a declared size over ``max_bytes``, a filter we never use,
+    or a compressed chunk that inflates past its declared size (a compression bomb: HDF5's
+    gzip filter would grow its buffer without limit). Reads only the compressed chunks."""
+    where = f"{path}: {name}"
+    if dtype is not None and ds.dtype != np.dtype(dtype):
+        raise ArtifactError(f"{where} is {ds.dtype}, expected {dtype}; the file was edited or "
+                            "not written by advbench: run the stage again")
+    if ds.dtype.kind not in kinds:
+        raise ArtifactError(f"{where} has dtype {ds.dtype}, expected a "
+                            f"{'/'.join(_KIND_NAMES[k] for k in kinds)} array")
+    if ndim is not None and ds.ndim != ndim:
+        raise ArtifactError(f"{where} has shape {ds.shape}, expected {ndim} dimensions")
+    nbytes = math.prod(ds.shape) * ds.dtype.itemsize
+    if nbytes > max_bytes:
+        raise ArtifactError(f"{where} declares shape {ds.shape} ({nbytes / 2 ** 30:.3g} GiB), "
+                            f"more than the {max_bytes / 2 ** 30:g} GiB advbench allows; the "
+                            "file was edited or is corrupt")
+    plist = ds.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    for code in filters:
+        if code not in ALLOWED_FILTERS:
+            raise ArtifactError(f"{where} uses HDF5 filter {code}, which advbench never writes "
+                                f"(only {', '.join(ALLOWED_FILTERS.values())}); refusing it")
+    if h5py.h5z.FILTER_DEFLATE in filters and ds.chunks is not None:
+        _check_chunks(where, ds, filters.index(h5py.h5z.FILTER_DEFLATE))
+
+
+_KIND_NAMES = {"f": "float", "i": "integer", "u": "unsigned integer", "b": "boolean"}
+
+
+def _check_chunks(where: str, ds: h5py.Dataset, deflate_index: int) -> None:
+    """Inflate each gzip chunk with a bounded decompressor: at most its declared size + 1."""
+    limit = math.prod(ds.chunks) * ds.dtype.itemsize
+    dsid = ds.id
+    for i in range(dsid.get_num_chunks()):
+        offset = dsid.get_chunk_info(i).chunk_offset
+        mask, raw = dsid.read_direct_chunk(offset)
+        if mask & (1 << deflate_index):  # this chunk skipped the gzip filter
+            size = len(raw)
+        else:
+            try:
+                size = len(zlib.decompressobj().decompress(raw, limit + 1))
+            except zlib.error:
+                raise ArtifactError(f"{where} has a corrupt compressed chunk at {offset}; the "
+                                    "file is damaged: run the stage again") from None
+        if size > limit:
+            raise ArtifactError(f"{where} has a chunk at {offset} that inflates past its "
+                                f"declared {limit} bytes (a compression bomb?); refusing it")
+
+
+def check_arrays(path: PathLike, f: h5py.File, schema: str, attrs: dict[str, Any],
+                 names: list[str] | None = None) -> None:
+    """Check every array (those in ``names``, or all) against ``schema`` before reading:
+    structure, dtypes, ranks, sizes, one row per sample (``num_samples``), and images of
+    the data set's shape. ArtifactError naming the file and field otherwise."""
+    check_attrs(path, attrs, schema)
+    n = attrs.get("num_samples")
+    info = data.DATASETS.get(attrs.get("dataset", ""))
+    found: list[tuple[str, h5py.Dataset]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and (names is None or name in names):
+            found.append((name, obj))
+        elif isinstance(obj, h5py.Group) and name in SCHEMA_FIELDS.get(schema, {}):
+            raise ArtifactError(f"{path}: {name} is a group, expected an array")
+
+    f.visititems(visit)
+    for name, ds in found:
+        field = _field_of(schema, name) or Field(ndim=None, per_sample=False)
+        check_dataset(path, name, ds, kinds=field.kinds, dtype=field.dtype, ndim=field.ndim)
+        if field.per_sample and n is not None and (ds.ndim == 0 or ds.shape[0] != n):
+            raise ArtifactError(f"{path}: {name} has {ds.shape[0] if ds.ndim else 0} rows but "
+                                f"the artifact holds {n} samples; the file is damaged or "
+                                "edited: run the stage again")
+        if name == "x_adv" and info is not None and ds.shape[1:] != info.input_shape:
+            raise ArtifactError(f"{path}: x_adv holds images of shape {ds.shape[1:]}, but "
+                                f"{info.name} images are {info.input_shape}")
+
+
+def check_values(path: PathLike, schema: str, attrs: dict[str, Any],
+                 arrays: dict[str, np.ndarray]) -> None:
+    """Value ranges, once read: x_adv finite and in [0, 1], labels of the data set's
+    classes, indices >= 0 (ArtifactError naming the field otherwise)."""
+    info = data.DATASETS.get(attrs.get("dataset", ""))
+    for name, value in arrays.items():
+        field = _field_of(schema, name)
+        if field is None or value.size == 0 or value.dtype.kind == "b":
+            continue
+        high = field.high
+        if name in ("y", "pred_clean", "pred_adv", "target") and info is not None:
+            high = info.num_classes - 1
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ArtifactError(f"{path}: {name} holds NaN or infinite values; the file is "
+                                "damaged or edited: run the stage again")
+        lo, hi = value.min(), value.max()
+        if (field.low is not None and lo < field.low) or (high is not None and hi > high):
+            span = f"[{field.low:g}, {high:g}]" if high is not None else f">= {field.low:g}"
+            raise ArtifactError(f"{path}: {name} holds values from {lo:g} to {hi:g}, expected "
+                                f"{span}; the file is damaged or edited: run the stage again")
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -179,8 +410,12 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike) -> tuple[Model, dict[str, Any]]:
-    """(model, metadata) from a model artifact, rebuilt in safe mode; the stored content
-    hash is checked against the weights read back."""
+    """(model, metadata) from a model artifact, rebuilt in safe mode.
+
+    The file is untrusted: ``model_config`` must be JSON naming only Keras' and advbench's
+    layers, ``weights`` a group of float arrays whose declared shapes are exactly those the
+    architecture needs (checked before any weight is read, as are compression bombs), and
+    the stored content hash must match what is read back. ArtifactError otherwise."""
     import keras
 
     importlib.import_module("advbench.models.layers")  # registers our layers with Keras
@@ -188,26 +423,67 @@ def load_model(path: str | os.PathLike) -> tuple[Model, dict[str, Any]]:
     path = Path(path)
     with open_artifact(path, MODEL_SCHEMA) as f:
         meta = read_attrs(f)
+        meta.pop("model_config", None)
         config_json = f.attrs.get("model_config")
         if config_json is None or "weights" not in f:
             raise ArtifactError(f"{path} has no model inside; it is incomplete: train it again")
         if isinstance(config_json, bytes):
-            config_json = config_json.decode()
+            config_json = config_json.decode(errors="replace")
+        if not isinstance(config_json, str):
+            raise ArtifactError(f"{path}: model_config is not a JSON string; the file was "
+                                "edited or is corrupt: train the model again")
+        try:
+            config = json.loads(config_json)
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{path}: model_config is not JSON ({e.msg} at character "
+                                f"{e.pos}); the file was edited or is corrupt: train the model "
+                                "again") from None
         group = f["weights"]
-        weights = [group[k][()] for k in sorted(group)]
-    meta.pop("model_config", None)
+        if not isinstance(group, h5py.Group):
+            raise ArtifactError(f"{path}: weights is an array, expected a group of weight "
+                                "arrays; the file was edited or is corrupt: train it again")
+        entries = []
+        for key in sorted(group):
+            item = group[key]
+            if not isinstance(item, h5py.Dataset):
+                raise ArtifactError(f"{path}: weights/{key} is a group, expected a weight "
+                                    "array; the file was edited or is corrupt: train it again")
+            check_dataset(path, f"weights/{key}", item, kinds="f")
+            entries.append((key, item))
+        _check_layers_safe(config, path)
+        try:
+            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        except Exception as e:
+            raise ArtifactError(f"{path}: cannot rebuild the model ({e.__class__.__name__}: "
+                                f"{str(e).splitlines()[0][:200]})") from None
+        _check_weight_shapes(path, model, entries)
+        try:
+            weights = [item[()] for _, item in entries]
+        except (OSError, RuntimeError) as e:
+            raise ArtifactError(f"{path} is corrupt ({e.__class__.__name__}); train the model "
+                                "again") from None
     if _model_hash(config_json, weights) != meta.get("content_hash"):
         raise ArtifactError(f"{path} fails its content-hash check (the weights or the "
                             "architecture changed after writing); train the model again")
-    config = json.loads(config_json)
-    _check_layers_safe(config, path)
     try:
-        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
         model.set_weights(weights)
     except Exception as e:
         raise ArtifactError(f"{path}: cannot rebuild the model ({e.__class__.__name__}: "
                             f"{str(e).splitlines()[0][:200]})") from None
     return model, meta
+
+
+def _check_weight_shapes(path: Path, model, entries: list) -> None:
+    """The declared weight shapes must be those of the architecture, before reading them."""
+    needed = [tuple(w.shape) for w in model.weights]
+    if len(needed) != len(entries):
+        raise ArtifactError(f"{path}: {len(entries)} weight arrays, but the architecture in "
+                            f"model_config has {len(needed)}; train the model again")
+    for (key, item), shape in zip(entries, needed):
+        if tuple(item.shape) != shape:
+            raise ArtifactError(f"{path}: weights/{key} has shape {tuple(item.shape)}, but the "
+                                f"architecture in model_config needs {shape}; train the model "
+                                "again")
 
 
 # -- attack and evaluation artifacts ---------------------------------------------------------
@@ -225,20 +501,26 @@ def write_arrays(path: str | os.PathLike, schema: str, attrs: dict[str, Any],
 
 def read_arrays(path: str | os.PathLike, schema: str,
                 names: list[str] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(attrs, arrays) of a flat artifact; all arrays unless ``names`` is given."""
+    """(attrs, arrays) of a flat artifact; all arrays unless ``names`` is given.
+
+    The file is untrusted: its attributes, dtypes, shapes and sizes are checked against
+    ``schema`` before any array is read (``check_arrays``), and value ranges after
+    (``check_values``); ArtifactError names the file and field otherwise."""
     with open_artifact(path, schema) as f:
         attrs = read_attrs(f)
-        arrays: dict[str, np.ndarray] = {}
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and (names is None or name in names):
-                arrays[name] = obj[()]
-
         try:
+            check_arrays(path, f, schema, attrs, names)
+            arrays: dict[str, np.ndarray] = {}
+
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset) and (names is None or name in names):
+                    arrays[name] = obj[()]
+
             f.visititems(visit)
         except (OSError, RuntimeError) as e:
             raise ArtifactError(f"{path} is corrupt ({e.__class__.__name__}); delete it and "
                                 "run the stage again") from None
+    check_values(path, schema, attrs, arrays)
     return attrs, arrays
 
 

@@ -412,11 +412,12 @@ class ArchitectureOrFile(RegistryChoice):
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Save the training state after every epoch here; rerunning the same "
                    "command resumes from it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, input_range, mean,
           std, activation, brelu_t, defense, epochs, batch_size, learning_rate, patience, seed,
-          limit, data_dir, models_dir, output, strategy, devices, checkpoint_dir, quiet,
-          **defense_values):
+          limit, data_dir, models_dir, output, strategy, devices, checkpoint_dir, overwrite,
+          quiet, **defense_values):
     """Train a model (of the zoo, or your own architecture) with a defense; print its path.
 
     --model takes an architecture of the zoo or your own Keras file (.keras or legacy .h5):
@@ -440,6 +441,8 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
     from advbench import data as datamod
     from advbench.artifacts import save_model
     from advbench.distribute import is_chief, parse_devices
+    from advbench.errors import OutputError
+    from advbench.files import output_lock
     from advbench.models import ARCHITECTURES, zoo_path
     from advbench.progress import Progress
     from advbench.train import TrainConfig, prepare_architecture, train as run_training
@@ -470,19 +473,26 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
         config.validate()
     path = Path(output) if output else zoo_path(
         Path(datamod.display_name(dataset)).stem, stem, activation, defense, models_dir)
-    model = source = None
-    if own:
-        model, source = prepare_architecture(architecture, config, spec, fine_tune=fine_tune,
-                                             **reading)
-        if not quiet:
-            for line in source["notes"] + source["brelu_changes"]:
-                click.echo(line, err=True)
     chief = is_chief()
-    model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief),
-                                   model=model, source=source)
-    if not chief:
-        return
-    save_model(path, model, metadata)
+    # Only the chief writes, so only it holds the lock; every worker refuses alike.
+    with output_lock(path, "model artifact") if chief else contextlib.nullcontext():
+        # Checked before training: artifacts made on the old model would turn black-box.
+        if path.exists() and not overwrite:
+            raise OutputError(f"{path} exists; pass --overwrite to replace it (attack "
+                              "artifacts made on it then no longer match it) or choose "
+                              "another -o")
+        model = source = None
+        if own:
+            model, source = prepare_architecture(architecture, config, spec,
+                                                 fine_tune=fine_tune, **reading)
+            if not quiet:
+                for line in source["notes"] + source["brelu_changes"]:
+                    click.echo(line, err=True)
+        model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief),
+                                       model=model, source=source)
+        if not chief:
+            return
+        save_model(path, model, metadata)
     if not quiet:
         click.echo(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
@@ -633,6 +643,7 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
     from advbench.paper.experiments import Reproduction
 
     from advbench.checks import check_seed
+    from advbench.files import ensure_folder
 
     with _usage_errors():
         check_seed(seed)
@@ -640,6 +651,8 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
         raise click.UsageError("--json prints the --plan; give --plan too")
     if sum(map(bool, (show_plan, stage_id, emit))) > 1:
         raise click.UsageError("give one of --plan, --stage and --emit")
+    if not show_plan:
+        ensure_folder(Path(out) / dataset / profile, "results folder")
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
     if show_plan or emit:
@@ -833,6 +846,7 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
                                    "give one --eps value")
         if target_mode is not None:
             raise click.UsageError("curves (an eps list) are untargeted; drop --target")
+        _check_outputs(output=output, plot=plot)
         _echo_curves(_curves_from_flags(
             attack_name, attack_values, [model_ref], [model_ref], dataset=dataset, split=split,
             limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
@@ -843,6 +857,7 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    _check_outputs(output=output)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                     reading=reading, quiet=quiet)
     dataset = dataset or meta.get("dataset")
@@ -1102,6 +1117,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         with _usage_errors():
             check_range("alpha", alpha, low=0.0)
+    _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
     if isinstance(eps, float):
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
@@ -1156,6 +1172,20 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
         for item in written:
             click.echo(str(item))
     _exit_on_missed(missed)
+
+
+def _check_outputs(*, lock: bool = False, **paths) -> None:
+    """Refuse, before any work, outputs that cannot be written (OutputError, one line); with
+    ``lock``, hold the lock on the -o artifact until the command ends, so that two commands
+    never write the same one."""
+    from advbench.files import check_writable, output_lock
+
+    what = {"output": "artifact", "csv_path": "CSV", "plot": "plot"}
+    for name, path in paths.items():
+        if path:
+            check_writable(path, what[name])
+    if lock and paths.get("output"):
+        click.get_current_context().with_resource(output_lock(paths["output"], "artifact"))
 
 
 def _is_curve(path) -> bool:
@@ -1213,6 +1243,7 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
     from advbench.transfer import transfer as run_transfer
     from advbench.progress import Progress
 
+    _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     if isinstance(attack_values.get("eps"), tuple):

@@ -33,6 +33,7 @@ from advbench.attacks.fgsm import fgsm_direction
 from advbench.attacks.norms import NORMS
 from advbench.data import batch_seed
 from advbench.checks import check_int, check_range
+from advbench.files import output_lock
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.models.foreign import model_provenance
@@ -366,28 +367,39 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
     if output is None:
         output = run_artifact_path(runs_dir, source[0], attack, key, curve=True)
     output = Path(output)
-    if output.exists() and _key_of(output) == key:
-        return output, True
-    if output.exists() and not overwrite:
-        raise ArtifactError(f"{output} exists and holds something else; choose another -o or "
-                            "pass --overwrite")
-    found = find_artifact(runs_dir, CURVE_SCHEMA, key)
-    if found is not None:
+    found = _reusable(output, runs_dir, key)
+    if found is not None:  # reuse needs no lock, so a read-only runs folder still serves
         return found, True
-    predictions = sweep(source[1], [m for _, m, _ in targets], x, y, eps, attack=attack,
-                        norm=norm, alpha=alpha, seed=run.seed, batch_size=run.batch_size,
-                        progress=progress)
-    attrs = {
-        "key": key, "attack": attack, "attack_params": params, "source": source_ref,
-        "targets": target_refs, "dataset": run.dataset,
-        "data_hash": data.fingerprint(run.dataset, run.data_dir), "split": run.split,
-        "limit": run.limit, "start": run.start, "seed": run.seed,
-        "batch_size": run.batch_size, "num_samples": len(x), "complete": True,
-        "advbench_version": __version__,
-    }
-    write_arrays(output, CURVE_SCHEMA, attrs, {
-        "eps": np.asarray(eps, dtype=np.float64), "y": y, "indices": indices, **predictions})
-    return output, False
+    # One writer per output: a second run of the same -o waits briefly, then refuses; once
+    # it holds the lock, the first run's finished curve is reused.
+    with output_lock(output, "curve artifact"):
+        found = _reusable(output, runs_dir, key)
+        if found is not None:
+            return found, True
+        if output.exists() and not overwrite:
+            raise ArtifactError(f"{output} exists and holds something else; choose another "
+                                "-o or pass --overwrite")
+        predictions = sweep(source[1], [m for _, m, _ in targets], x, y, eps, attack=attack,
+                            norm=norm, alpha=alpha, seed=run.seed, batch_size=run.batch_size,
+                            progress=progress)
+        attrs = {
+            "key": key, "attack": attack, "attack_params": params, "source": source_ref,
+            "targets": target_refs, "dataset": run.dataset,
+            "data_hash": data.fingerprint(run.dataset, run.data_dir), "split": run.split,
+            "limit": run.limit, "start": run.start, "seed": run.seed,
+            "batch_size": run.batch_size, "num_samples": len(x), "complete": True,
+            "advbench_version": __version__,
+        }
+        write_arrays(output, CURVE_SCHEMA, attrs, {
+            "eps": np.asarray(eps, dtype=np.float64), "y": y, "indices": indices, **predictions})
+        return output, False
+
+
+def _reusable(output: Path, runs_dir, key: str) -> Path | None:
+    """A finished curve with this key: at ``output``, else anywhere in ``runs_dir``."""
+    if output.exists() and _key_of(output) == key:
+        return output
+    return find_artifact(runs_dir, CURVE_SCHEMA, key)
 
 
 def _key_of(path: Path) -> str | None:

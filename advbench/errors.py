@@ -19,3 +19,8 @@ class ArtifactError(AdvbenchError):
 
 class ParameterError(AdvbenchError):
     """A hyperparameter is out of range or conflicts with another one."""
+
+
+class OutputError(AdvbenchError):
+    """An output cannot be written (disk full, read-only folder, a file where a folder must
+    be) or is held by another run."""

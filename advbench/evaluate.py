@@ -42,6 +42,12 @@ METRICS: dict[str, str] = {
     "training_distance": "higher",
     "loss_sensitivity": "lower",
 }
+# The values each gate metric can take: accuracies and rates are fractions, not percentages.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "clean_accuracy": (0.0, 1.0), "adv_accuracy": (0.0, 1.0), "success_rate": (0.0, 1.0),
+    "robustness": (0.0, math.inf), "training_distance": (0.0, math.inf),
+    "loss_sensitivity": (0.0, math.inf),
+}
 # Metrics read from one attack artifact (and so qualifiable with @ATTACK or @FILE-STEM).
 ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_distance")
 
@@ -394,6 +400,12 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
         raise ParameterError(f"threshold {text!r}: {value!r} is not a number") from None
     if not math.isfinite(number):
         raise ParameterError(f"threshold {text!r} must be a finite number")
+    low, high = METRIC_RANGES[name]
+    if not low <= number <= high:
+        if high == 1.0:
+            hint = (f"; give {number / 100:g} for {number:g}%" if 1 < number <= 100 else "")
+            raise ParameterError(f"threshold {text!r}: {name} is a fraction in [0, 1]{hint}")
+        raise ParameterError(f"threshold {text!r}: {name} is >= 0")
     return Threshold(name, qualifier, number, bound)
 
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from advbench import files
 from advbench.artifacts import jsonable
 from advbench.data import display_name
 from advbench.errors import ParameterError
@@ -176,9 +177,10 @@ def plot_curves(lines: list[dict], path: PathLike, *, title: str | None = None) 
     axes.legend(fontsize="small")
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    try:
+        save_figure(figure, path, dpi=120)
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -346,10 +348,15 @@ def csv_text(rows: list[dict]) -> str:
 
 
 def write_text(path: PathLike, text: str) -> Path:
-    """Write a report file (CSV, JSON), creating its folder."""
+    """Write a report file (CSV, JSON) atomically, creating its folder (``files``)."""
+    return files.write_text(path, text, "report")
+
+
+def save_figure(figure: Any, path: PathLike, **kwargs: Any) -> Path:
+    """Save a matplotlib figure atomically; the format comes from ``path``'s extension."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    with files.atomic_write(path, "plot") as tmp:
+        figure.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", **kwargs)
     return path
 
 

@@ -23,13 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__, data, metrics
-from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, read_arrays, read_attack_artifact,
-                                write_arrays)
+from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, open_artifact, read_arrays,
+                                read_attack_artifact, read_attrs, write_arrays)
 from advbench.attacks.base import Attack
 from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.checks import check_int, check_seed
 from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
+from advbench.files import output_lock
 from advbench.models import forward_function
 from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
@@ -140,33 +141,30 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
     x, y, indices = run.load()
     check_model_fits(model, model_meta, run.model_path, x, run.dataset)
     key = run_key(run, attack, model_meta.get("content_hash", ""), indices)
+    if not overwrite and _is_complete_run(output, key):  # needs no lock: read-only is fine
+        progress.log(f"{output} is complete already; nothing to do")
+        return output
+    # One writer per output: a second run of the same -o waits briefly, then refuses.
+    with output_lock(output, "attack artifact"):
+        return _attack_split(run, attack, model, output, (x, y, indices), key, attrs_of(
+            run, attack, model_meta, key, len(x), shard), resume=resume, overwrite=overwrite,
+            checkpoint_seconds=checkpoint_seconds, progress=progress, shard=shard)
 
-    n = len(x)
-    state = _fresh_state(x, y, indices)
-    if output.exists():
-        if artifact_kind(output) != ATTACK_SCHEMA and not overwrite:
-            raise ArtifactError(f"{output} exists and is not an attack artifact; choose another "
-                                "-o or pass --overwrite")
-        if not overwrite:
-            attrs, arrays = read_arrays(output, ATTACK_SCHEMA)
-            if attrs.get("key") != key:
-                raise ArtifactError(f"{output} holds a run with other parameters, model or "
-                                    "samples; pass --overwrite to replace it or choose another -o")
-            found = (f"shard {attrs['shard_index']}/{attrs['shard_count']}"
-                     if "shard_count" in attrs else "the whole run")
-            wanted = f"shard {shard}" if shard is not None else "the whole run"
-            if found != wanted and not attrs.get("complete"):
-                raise ArtifactError(f"{output} holds {found} of this run, not {wanted}; give each "
-                                    "shard its own -o (or merge the shards with `advbench merge`)")
-            if not resume and not attrs.get("complete"):
-                raise ArtifactError(f"{output} holds an interrupted run; pass --resume to "
-                                    "continue it or --overwrite to start again")
-            state.update(arrays)
-            state["wall_time_s"] = float(attrs.get("wall_time_s", 0.0))
-            if attrs.get("complete"):
-                progress.log(f"{output} is complete already; nothing to do")
-                return output
 
+def _is_complete_run(output: Path, key: str) -> bool:
+    if not output.exists() or artifact_kind(output) != ATTACK_SCHEMA:
+        return False
+    try:
+        with open_artifact(output, ATTACK_SCHEMA) as f:
+            attrs = read_attrs(f)
+    except ArtifactError:
+        return False
+    return attrs.get("key") == key and bool(attrs.get("complete"))
+
+
+def attrs_of(run: AttackRun, attack: Attack, model_meta: dict[str, Any], key: str,
+             n: int, shard: Shard | None = None) -> dict[str, Any]:
+    """The attributes of a run's attack artifact (provenance, samples and shard)."""
     attrs = {
         "key": key,
         "attack": attack.name, "attack_params": attack.params(), "attack_repr": repr(attack),
@@ -183,6 +181,45 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
     }
     if shard is not None:
         attrs.update(shard_index=shard.index, shard_count=shard.count)
+    return attrs
+
+
+def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: tuple,
+                  key: str, attrs: dict[str, Any], *, resume: bool, overwrite: bool,
+                  checkpoint_seconds: float, progress: Progress,
+                  shard: Shard | None = None) -> Path:
+    x, y, indices = samples
+    n = len(x)
+    state = _fresh_state(x, y, indices)
+    if output.exists():
+        if artifact_kind(output) != ATTACK_SCHEMA and not overwrite:
+            raise ArtifactError(f"{output} exists and is not an attack artifact; choose another "
+                                "-o or pass --overwrite")
+        if not overwrite:
+            stored, arrays = read_arrays(output, ATTACK_SCHEMA)
+            if stored.get("key") != key:
+                raise ArtifactError(f"{output} holds a run with other parameters, model or "
+                                    "samples; pass --overwrite to replace it or choose another -o")
+            found = (f"shard {stored['shard_index']}/{stored['shard_count']}"
+                     if "shard_count" in stored else "the whole run")
+            wanted = f"shard {shard}" if shard is not None else "the whole run"
+            if found != wanted and not stored.get("complete"):
+                raise ArtifactError(f"{output} holds {found} of this run, not {wanted}; give each "
+                                    "shard its own -o (or merge the shards with `advbench merge`)")
+            if not resume and not stored.get("complete"):
+                raise ArtifactError(f"{output} holds an interrupted run; pass --resume to "
+                                    "continue it or --overwrite to start again")
+            if stored.get("num_samples") != n:
+                raise ArtifactError(f"{output} holds {stored.get('num_samples')} samples where "
+                                    f"this run has {n}; pass --overwrite to start again")
+            state.update(arrays)
+            state["wall_time_s"] = float(stored.get("wall_time_s", 0.0))
+            if stored.get("complete"):
+                progress.log(f"{output} is complete already; nothing to do")
+                return output
+            progress.log(f"resuming: {int(np.count_nonzero(state['completed']))} of {n} "
+                         f"samples done in {output}")
+
     forward = forward_function(model)
     batch_starts = list(range(0, n, run.batch_size))
     if shard is not None:

@@ -6,7 +6,9 @@ depends on c), so tests can check "better than chance" without real data.
 
 from __future__ import annotations
 
+import errno
 import gzip
+import zlib
 import os
 
 import numpy as np
@@ -137,3 +139,30 @@ def tiny_model():
     x, y = prototype_images(1024, seed=1)
     model.fit(x, y, batch_size=64, epochs=5, verbose=0)
     return model
+
+
+def deflate_bomb(inflated_bytes: int, *, gzip_format: bool = False) -> bytes:
+    """A zlib (or, with ``gzip_format``, gzip) stream of zeros that inflates to
+    ``inflated_bytes``, built without ever holding them: after a full flush, compressing the
+    same zeros again gives the same bytes, so one segment is repeated. The trailing checksum
+    is the one of the first segments only: a reader must refuse long before reaching it."""
+    segment = 4 << 20
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31 if gzip_format else 15)
+    zeros = bytes(segment)
+    first = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    repeated = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    count = max(inflated_bytes // segment - 1, 1)
+    return first + repeated * count + compressor.flush()
+
+
+@pytest.fixture
+def fill_disk(monkeypatch):
+    """Call it to make the disk full from then on: the one writer's low-level flush (fsync,
+    where delayed allocation reports it) raises ENOSPC, as on a full file system."""
+    def fill():
+        from advbench import files
+
+        def full(_):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(files, "_fsync", full)
+    return fill

@@ -101,9 +101,9 @@ def test_foreign_module_layers_are_refused(saved_model):
 
 def test_flat_arrays_round_trip(tmp_path):
     path = tmp_path / "flat.h5"
-    write_arrays(path, "advbench.attack", {"params": {"eps": 0.1}, "n": 3},
+    write_arrays(path, "advbench.evaluation", {"params": {"eps": 0.1}, "n": 3},
                  {"x": np.ones((3, 2, 2, 1), np.float32), "extras/eps": np.arange(3.0)})
-    attrs, arrays = read_arrays(path, "advbench.attack")
+    attrs, arrays = read_arrays(path, "advbench.evaluation")
     assert attrs["params"] == {"eps": 0.1} and attrs["n"] == 3
     assert arrays["x"].shape == (3, 2, 2, 1) and arrays["extras/eps"].tolist() == [0, 1, 2]
 

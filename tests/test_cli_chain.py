@@ -2,6 +2,7 @@
 with exit codes, stdout, artifact contents, the --fail-under gate and one-line errors."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -118,6 +119,10 @@ def test_fail_under_gate_exit_codes(in_chain):
 @pytest.mark.parametrize("args, message", [
     (["--fail-under", "accuracy=0.5"], "unknown metric 'accuracy'"),
     (["--fail-under", "robustness=0.3"], "robustness is not available"),
+    (["--fail-under", "adv_accuracy=50"], "Invalid value for --fail-under: threshold "
+     "'adv_accuracy=50': adv_accuracy is a fraction in [0, 1]; give 0.5 for 50%"),
+    (["--fail-over", "success_rate=-0.1"], "success_rate is a fraction in [0, 1]\n"),
+    (["--fail-under", "robustness=-1"], "robustness is >= 0\n"),
     (["--eps", "1:0:0.1"], "ends (0.0) before it starts"),
 ])
 def test_usage_errors_exit_2(in_chain, args, message):
@@ -136,7 +141,8 @@ def test_attack_eps_list_usage_errors(in_chain):
 def test_bad_inputs_are_one_line_errors(in_chain):
     artifact = attack_fgsm()
     attrs, arrays = read_arrays(artifact, ATTACK_SCHEMA)
-    write_arrays("cifar.h5", ATTACK_SCHEMA, {**attrs, "dataset": "cifar10"}, arrays)
+    write_arrays("cifar.h5", ATTACK_SCHEMA, {**attrs, "dataset": "cifar10"},
+                 {**arrays, "x_adv": np.zeros((30, 32, 32, 3), np.float32)})
     write_arrays("shape.h5", ATTACK_SCHEMA, attrs,
                  {**arrays, "x_adv": np.zeros((30, 14, 14, 1), np.float32)})
     shutil.copy(artifact, "cut.h5")
@@ -204,3 +210,114 @@ def test_tables_in_logs_are_full_width_and_plain(in_chain):
             or line.startswith("| cnn") or line.startswith("| mlp")]
     assert len(rows) == 2 and rows[0].endswith("\\* |") and not rows[1].endswith("\\* |")
     assert "*: white-box (crafted on the tested model); others: black-box" in result.stderr
+
+
+# -- outputs: full disks, read-only places, locks, replacing results (issue 14) --------------
+ENOSPC_FIX = "No space left on device; free space on that disk or choose another output path (-o)"
+
+
+def one_line_error(result, code=1):
+    assert result.exit_code == code, result.output
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, result.output
+    return result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--model", "mlp", "--epochs", "1", "-q"],
+    ["attack", "cnn", "--attack", "fgsm", "--limit", 10, "-q"],
+    ["attack", "cnn", "--attack", "fgsm", "--eps", "0.1,0.2", "--limit", 10, "-q"],
+])
+def test_output_whose_parent_is_a_file_is_refused_before_work(in_chain, command):
+    with open("afile", "w") as f:
+        f.write("x")
+    result = invoke(*command, "-o", "afile/out.h5")
+    assert "afile is a file, not a folder; choose another output path (-o)" in \
+        one_line_error(result)
+
+
+@pytest.mark.parametrize("command, message", [
+    (["reproduce", "--profile", "demo", "--out", "afile/results", "-q"],
+     "Error: cannot write results folder afile/results/mnist/demo: afile is a file"),
+    (["data", "fetch", "mnist", "--dest", "afile/data"],
+     "Error: cannot write data folder afile/data/mnist: afile is a file"),
+])
+def test_result_folders_under_a_file_are_refused_before_work(in_chain, command, message):
+    with open("afile", "w") as f:
+        f.write("x")
+    assert one_line_error(invoke(*command)).startswith(message)
+
+
+@pytest.mark.parametrize("flag", ["-o", "--csv", "--plot"])
+def test_evaluate_outputs_are_checked_before_work(in_chain, flag):
+    with open("afile", "w") as f:
+        f.write("x")
+    result = invoke("evaluate", "cnn", "--limit", 10, "-q", "--eps", "0.1,0.2", flag,
+                    "afile/out")
+    assert one_line_error(result).startswith("Error: cannot write ")
+
+
+def test_attack_on_a_full_disk_fails_and_leaves_nothing(in_chain, fill_disk):
+    fill_disk()
+    result = invoke("attack", "cnn", "--attack", "fgsm", "--limit", 10, "-q", "-o", "full.h5")
+    assert one_line_error(result) == f"Error: cannot write artifact full.h5: {ENOSPC_FIX}\n"
+    assert not any(p.name.startswith(("full.h5", ".full.h5.")) and not p.name.endswith("lock")
+                   for p in in_chain.iterdir())
+
+
+def test_evaluate_csv_on_a_full_disk_leaves_the_previous_file(in_chain, fill_disk):
+    artifact = attack_fgsm()
+    with open("eval.csv", "w") as f:
+        f.write("previous\n")
+    fill_disk()
+    result = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "--csv", "eval.csv")
+    assert one_line_error(result) == f"Error: cannot write report eval.csv: {ENOSPC_FIX}\n"
+    with open("eval.csv") as f:
+        assert f.read() == "previous\n"
+
+
+def test_train_does_not_replace_a_model_without_overwrite(in_chain):
+    model = in_chain / "models" / "mnist-mlp-relu-none.h5"
+    before = model.read_bytes()
+    result = invoke("train", "--model", "mlp", "--epochs", "1", "-q")
+    assert one_line_error(result) == (f"Error: {model} exists; pass --overwrite to replace it "
+                                      "(attack artifacts made on it then no longer match it) "
+                                      "or choose another -o\n")
+    assert model.read_bytes() == before
+
+
+def test_a_second_attack_on_the_same_output_is_refused(in_chain, monkeypatch):
+    from advbench import files
+
+    monkeypatch.setattr(files, "LOCK_WAIT_S", 0.05)
+    with files.output_lock("held.h5"):
+        result = invoke("attack", "cnn", "--attack", "fgsm", "--limit", 10, "-q", "-o",
+                        "held.h5")
+    assert one_line_error(result).startswith(f"Error: held.h5 is being written by process "
+                                             f"{os.getpid()} (")
+    assert not (in_chain / "held.h5").exists()
+    artifact = attack_fgsm()
+    with files.output_lock("eval.h5"):
+        result = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "-o", "eval.h5")
+    assert "Error: eval.h5 is being written by process" in one_line_error(result)
+
+
+def test_evaluate_on_something_that_is_not_hdf5(in_chain):
+    with open("text.h5", "w") as f:
+        f.write("not hdf5")
+    result = invoke("evaluate", "cnn", "text.h5", "--limit", 10, "-q")
+    assert one_line_error(result) == ("Error: text.h5 is not an HDF5 file, so not an advbench "
+                                      "artifact; check the path\n")
+    os.mkdir("dir.h5")  # Click refuses a folder as a usage error
+    result = invoke("evaluate", "cnn", "dir.h5", "--limit", 10, "-q")
+    assert result.exit_code == 2 and "'dir.h5' is a directory" in result.stderr
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line(in_chain, monkeypatch):
+    import advbench.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_quiet_tensorflow_import", interrupted)
+    result = invoke("models")
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted; completed work is saved, rerun the command to resume\n"

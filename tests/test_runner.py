@@ -1,6 +1,10 @@
+import io
+
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
+from rich.console import Console
 
 from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks import ATTACKS, make_attack
@@ -62,7 +66,9 @@ def test_interrupted_run_resumes_to_the_same_artifact(run, trained_tiny_cnn, tmp
     assert not attrs["complete"] and arrays["completed"].sum() == 16
     with pytest.raises(ArtifactError, match="interrupted run; pass --resume"):
         attack_split(run, attack, model, meta, partial, resume=False)
-    attack_split(run, attack, model, meta, partial)
+    console = Console(file=io.StringIO(), width=200)
+    attack_split(run, attack, model, meta, partial, progress=Progress(console=console))
+    assert f"resuming: 16 of 40 samples done in {partial}\n" in console.file.getvalue()
     _, resumed = read_arrays(partial, ATTACK_SCHEMA)
     _, expected = read_arrays(whole, ATTACK_SCHEMA)
     for name in expected:
@@ -164,3 +170,20 @@ def test_jsma_chooses_its_own_targets_with_the_same_chooser(mode, trained_tiny_c
     logits = model(x[:16], training=False)
     expected = choose_targets(logits, y[:16], mode, tf.constant([3, 0], tf.int64)).numpy()
     np.testing.assert_array_equal(out.extras["target"], expected)
+
+
+@pytest.mark.parametrize("name", ["x_adv", "completed"])
+def test_resuming_a_partial_artifact_of_the_wrong_length_is_refused(run, trained_tiny_cnn,
+                                                                      tmp_path, name):
+    _, model, meta = trained_tiny_cnn
+    attack = make_attack("fgsm", eps=0.3)
+    partial = tmp_path / "partial.h5"
+    with pytest.raises(KeyboardInterrupt):
+        attack_split(run, attack, model, meta, partial, progress=InterruptAfter(1))
+    with h5py.File(partial, "a") as f:
+        value = f[name][()]
+        del f[name]
+        f[name] = value[:-3]
+    with pytest.raises(ArtifactError, match=f"partial.h5: {name} has 37 rows but the artifact "
+                       "holds 40 samples"):
+        attack_split(run, attack, model, meta, partial)

@@ -30,6 +30,7 @@ from advbench.models import models_dir as default_models_dir, zoo_path
 from advbench.paper import published
 from advbench.paper.profiles import DATASETS, MODEL_SPECS, PROFILES
 from advbench.progress import Progress
+from advbench.report import write_text
 from advbench.runner import AttackRun
 from advbench.shards import merge_shards
 from advbench.train import TrainConfig, train
@@ -280,10 +281,7 @@ class Reproduction:
             if cached.get("key") == key:
                 return cached["value"]
         value = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "value": jsonable(value, strict=False)}))
-        tmp.replace(path)
+        write_text(path, json.dumps({"key": key, "value": jsonable(value, strict=False)}))
         return json.loads(json.dumps(jsonable(value, strict=False)))
 
     # -- experiments -------------------------------------------------------------------------

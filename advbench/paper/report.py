@@ -16,6 +16,7 @@ import numpy as np
 from advbench import __version__
 from advbench.artifacts import jsonable, read_model_metadata
 from advbench.paper import published
+from advbench.report import save_figure, write_text
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction
@@ -87,8 +88,10 @@ def figure3(results: dict, path: Path, models: list[str]) -> Path | None:
     ax.set_title("Figure 3: white-box FGSM, per architecture (MNIST)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -124,8 +127,10 @@ def figure4(results: dict, path: Path, defenses: list[str], source: str,
     number = 4 if dataset == "mnist" else 5
     fig.suptitle(f"Figure {number}: defenses under FGSM and Random + FGSM ({dataset})")
     fig.tight_layout(rect=(0, 0.08, 1, 0.96))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -154,8 +159,10 @@ def figure1(results: dict, path: Path) -> Path | None:
                               fontsize=8)
     fig.suptitle("Figure 1: minimal FGSM perturbations of the first ten test images")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -229,10 +236,8 @@ def write_report(repro: Reproduction) -> Path:
                       [[k, f"{t:.1f}", "this run" if now else "an earlier run"]
                        for k, (t, now) in timings.items()]))
     path = root / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(out) + "\n")
-    tmp.replace(path)
-    (root / "results.json").write_text(json.dumps(jsonable(results, strict=False), indent=1))
+    write_text(path, "\n".join(out) + "\n")
+    write_text(root / "results.json", json.dumps(jsonable(results, strict=False), indent=1))
     return path
 
 
@@ -248,7 +253,7 @@ def _merged_timings(root: Path, timings: dict[str, float]) -> dict[str, tuple[fl
         else:
             merged[stage] = (seconds, True)
     recorded = {**earlier, **{k: t for k, (t, now) in merged.items() if now and t >= 2.0}}
-    path.write_text(json.dumps(recorded, indent=1))
+    write_text(path, json.dumps(recorded, indent=1))
     return merged
 
 

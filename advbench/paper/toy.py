@@ -32,6 +32,7 @@ from advbench.errors import ParameterError
 from advbench.metrics import loss_sensitivity_per_sample
 from advbench.models import build_model, predict_logits
 from advbench.progress import Progress
+from advbench.report import save_figure, write_text
 from advbench.types import Model
 
 #: Shape of one toy point as an "image": (H, W, C) = (2, 1, 1).
@@ -404,9 +405,10 @@ def plot_panels(panels: list[dict], path: Path, *, title: str) -> Path:
         bar = figure.colorbar(image, cax=colorbar_axes, ticks=np.linspace(0, 1, 6))
         bar.set_label("P(class 1)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        save_figure(figure, path, dpi=100)
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -491,5 +493,5 @@ def run_toy(dataset: str, out_dir: Path, *, seed: int = 0, epochs: int = 300,
     result = {"dataset": dataset, "png": str(png), "json": str(out_dir / f"toy-{dataset}.json"),
               "seed": seed, "epochs": epochs, "n_train": n_train, "n_test": n_test,
               "seconds": round(time.perf_counter() - started, 2), "panels": metrics}
-    Path(out_dir / f"toy-{dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out_dir / f"toy-{dataset}.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -1,0 +1,227 @@
+"""Hostile artifacts: hand-edited copies of our own files give one-line ArtifactErrors naming
+the file and field, checked before any array is read (issue 14, "untrusted input")."""
+
+import resource
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from advbench.artifacts import (ATTACK_SCHEMA, load_model, read_arrays, read_attack_artifact,
+                                save_model, write_arrays)
+from advbench.errors import ArtifactError
+from conftest import deflate_bomb
+
+N = 10
+
+
+def write_attack_artifact(path, **attrs):
+    """A small, valid attack artifact of N MNIST samples, as the runner writes it."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_adv": rng.random((N, 28, 28, 1), dtype=np.float32), "y": np.arange(N) % 10,
+        "indices": np.arange(N), "completed": np.ones(N, bool), "success": np.ones(N, bool),
+        "pred_clean": np.arange(N) % 10, "pred_adv": (np.arange(N) + 1) % 10,
+        "target": np.full(N, -1), "l0": np.ones(N, np.float32), "l2": np.ones(N, np.float32),
+        "linf": np.ones(N, np.float32),
+    }
+    base = {"key": "k" * 64, "attack": "fgsm", "dataset": "mnist", "split": "test",
+            "limit": N, "start": 0, "seed": 0, "batch_size": 4, "num_samples": N,
+            "complete": True, "targeted": False, "wall_time_s": 1.0}
+    write_arrays(path, ATTACK_SCHEMA, {**base, **attrs}, arrays)
+    return path
+
+
+@pytest.fixture
+def attack_file(tmp_path):
+    return write_attack_artifact(tmp_path / "attack.h5")
+
+
+def replace(path, name, **kwargs):
+    with h5py.File(path, "a") as f:
+        del f[name]
+        return f.create_dataset(name, **kwargs).name
+
+
+def test_a_valid_attack_artifact_reads(attack_file):
+    attrs, arrays = read_attack_artifact(attack_file)
+    assert arrays["x_adv"].shape == (N, 28, 28, 1) and attrs["num_samples"] == N
+
+
+def test_declared_shape_of_a_billion_images_is_refused_before_reading(attack_file):
+    replace(attack_file, "x_adv", shape=(10 ** 9, 28, 28, 1), dtype=np.float32,
+            chunks=(1, 28, 28, 1), compression="gzip")
+    with pytest.raises(ArtifactError, match=r"attack.h5: x_adv declares shape "
+                       r"\(1000000000, 28, 28, 1\) \(2.92e\+03 GiB\), more than the 4 GiB"):
+        read_attack_artifact(attack_file)
+
+
+def test_compression_bomb_is_refused_without_inflating_it(attack_file):
+    with h5py.File(attack_file, "a") as f:
+        del f["x_adv"]
+        ds = f.create_dataset("x_adv", shape=(N, 28, 28, 1), dtype=np.float32,
+                              chunks=(N, 28, 28, 1), compression="gzip")
+        ds.id.write_direct_chunk((0, 0, 0, 0), deflate_bomb(2 << 30))  # inflates to 2 GiB
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError, match=r"attack.h5: x_adv has a chunk at \(0, 0, 0, 0\) "
+                       r"that inflates past its declared 31360 bytes \(a compression bomb\?\)"):
+        read_attack_artifact(attack_file)
+    # ru_maxrss is in KiB: HDF5's own gzip filter would have grown it by gigabytes.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024
+
+
+def test_x_adv_outside_the_unit_box_is_refused(tmp_path, attack_file):
+    with h5py.File(attack_file, "a") as f:
+        f["x_adv"][0, 0, 0, 0] = 2.5
+    with pytest.raises(ArtifactError, match=r"attack.h5: x_adv holds values from [0-9.e-]+ to "
+                       r"2.5, expected \[0, 1\]"):
+        read_attack_artifact(attack_file)
+
+
+def test_fewer_x_adv_rows_than_labels_is_refused(attack_file):
+    replace(attack_file, "x_adv", data=np.zeros((N - 1, 28, 28, 1), np.float32))
+    with pytest.raises(ArtifactError, match="attack.h5: x_adv has 9 rows but the artifact "
+                       "holds 10 samples"):
+        read_attack_artifact(attack_file)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.uint8])
+def test_x_adv_of_another_dtype_is_refused(attack_file, dtype):
+    replace(attack_file, "x_adv", data=np.zeros((N, 28, 28, 1), dtype))
+    with pytest.raises(ArtifactError, match=f"attack.h5: x_adv is {np.dtype(dtype)}, expected "
+                       "float32"):
+        read_attack_artifact(attack_file)
+
+
+def test_non_numeric_limit_is_refused(tmp_path):
+    path = write_attack_artifact(tmp_path / "attack.h5", limit="all of them")
+    with pytest.raises(ArtifactError, match="attack.h5: attribute limit is 'all of them', "
+                       "expected an integer >= 1"):
+        read_attack_artifact(path)
+
+
+@pytest.mark.parametrize("name", ["x_adv", "completed"])
+def test_partial_artifact_with_a_wrong_length_is_refused(tmp_path, name):
+    path = write_attack_artifact(tmp_path / "partial.h5", complete=False)
+    shape = (N + 3, 28, 28, 1) if name == "x_adv" else (N + 3,)
+    replace(path, name, data=np.zeros(shape, np.float32 if name == "x_adv" else bool))
+    with pytest.raises(ArtifactError, match=f"partial.h5: {name} has 13 rows but the artifact "
+                       "holds 10 samples"):
+        read_arrays(path, ATTACK_SCHEMA)  # what the runner reads on resume
+
+
+def test_labels_of_another_data_set_are_refused(attack_file):
+    with h5py.File(attack_file, "a") as f:
+        f["y"][1] = 200
+    with pytest.raises(ArtifactError, match=r"attack.h5: y holds values from 0 to 200, "
+                       r"expected \[0, 9\]"):
+        read_attack_artifact(attack_file)
+
+
+def test_an_array_where_a_field_is_a_group_is_refused(attack_file):
+    with h5py.File(attack_file, "a") as f:
+        del f["y"]
+        f.create_group("y")
+    with pytest.raises(ArtifactError, match="attack.h5: y is a group, expected an array"):
+        read_attack_artifact(attack_file)
+
+
+def test_a_folder_is_not_called_corrupt(tmp_path):
+    (tmp_path / "runs.h5").mkdir()
+    with pytest.raises(ArtifactError, match=r"runs.h5 is a folder, not an artifact; give the "
+                       r"\.h5 file inside"):
+        read_attack_artifact(tmp_path / "runs.h5")
+
+
+def test_a_text_file_is_not_called_corrupt(tmp_path):
+    path = tmp_path / "notes.h5"
+    path.write_text("hello\n")
+    with pytest.raises(ArtifactError, match="notes.h5 is not an HDF5 file, so not an advbench "
+                       "artifact; check the path$"):
+        read_attack_artifact(path)
+
+
+# -- model artifacts -----------------------------------------------------------------------
+@pytest.fixture
+def model_file(tmp_path):
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64)])
+    path = tmp_path / "model.h5"
+    save_model(path, model, {"dataset": "mnist"})
+    return path
+
+
+def test_a_valid_model_loads(model_file):
+    model, _ = load_model(model_file)
+    assert [tuple(w.shape) for w in model.weights] == [(64, 64), (64,)]
+
+
+def test_model_config_not_json(model_file):
+    with h5py.File(model_file, "a") as f:
+        f.attrs["model_config"] = "{'class_name': 'Sequential'"
+    with pytest.raises(ArtifactError, match="model.h5: model_config is not JSON"):
+        load_model(model_file)
+
+
+def test_weights_a_dataset_instead_of_a_group(model_file):
+    with h5py.File(model_file, "a") as f:
+        del f["weights"]
+        f["weights"] = np.zeros(3, np.float32)
+    with pytest.raises(ArtifactError, match="model.h5: weights is an array, expected a group"):
+        load_model(model_file)
+
+
+def test_a_weight_entry_that_is_a_group(model_file):
+    with h5py.File(model_file, "a") as f:
+        del f["weights/0000"]
+        f["weights"].create_group("0000")
+    with pytest.raises(ArtifactError, match="model.h5: weights/0000 is a group, expected a "
+                       "weight array"):
+        load_model(model_file)
+
+
+def test_a_weight_declaring_2_to_the_40_elements(model_file):
+    replace(model_file, "weights/0000", shape=(2 ** 20, 2 ** 20), dtype=np.float32,
+            chunks=(256, 256))
+    with pytest.raises(ArtifactError, match=r"model.h5: weights/0000 declares shape "
+                       r"\(1048576, 1048576\)"):
+        load_model(model_file)
+
+
+def test_a_gzip_weight_that_inflates_to_gigabytes(model_file):
+    with h5py.File(model_file, "a") as f:
+        del f["weights/0000"]
+        ds = f["weights"].create_dataset("0000", shape=(64, 64), dtype=np.float32,
+                                         chunks=(64, 64),
+                                         compression="gzip")
+        ds.id.write_direct_chunk((0, 0), deflate_bomb(2 << 30))
+    with pytest.raises(ArtifactError, match=r"model.h5: weights/0000 has a chunk at \(0, 0\) "
+                       "that inflates past its declared 16384 bytes"):
+        load_model(model_file)
+
+
+def test_a_weight_of_another_shape_than_the_architecture(model_file):
+    replace(model_file, "weights/0000", data=np.zeros((65, 64), np.float32))
+    with pytest.raises(ArtifactError, match=r"model.h5: weights/0000 has shape \(65, 64\), but "
+                       r"the architecture in model_config needs \(64, 64\)"):
+        load_model(model_file)
+
+
+def test_a_weight_of_integers_is_refused(model_file):
+    replace(model_file, "weights/0001", data=np.zeros(64, np.int64))
+    with pytest.raises(ArtifactError, match="model.h5: weights/0001 has dtype int64, expected "
+                       "a float array"):
+        load_model(model_file)
+
+
+def test_an_attribute_declaring_a_huge_array_is_refused_unread(attack_file, tmp_path):
+    hostile = tmp_path / "hostile.h5"
+    with h5py.File(attack_file, "r") as good, h5py.File(hostile, "w", libver="latest") as f:
+        for key, value in good.attrs.items():  # libver latest: attributes over 64 KiB
+            f.attrs[key] = value
+        for name in good:
+            good.copy(name, f)
+        f.attrs["seed"] = np.zeros(10 ** 6, np.int64)
+    with pytest.raises(ArtifactError, match=r"hostile.h5: attribute seed declares shape "
+                       r"\(1000000,\), more than the 4096 values advbench writes"):
+        read_attack_artifact(hostile)
