@@ -167,7 +167,11 @@ def build_apgd(model, *, loss: str, eps: float, norm: str, n_iter: int, rho: flo
                 tape.watch(x_adv)
                 logits = model(x_adv, training=False)
                 value = per_sample_loss(loss, logits, labels, targets)
-            return value, tape.gradient(value, x_adv), logits
+            # A model with no gradient path to its input (a stop_gradient quantiser) gets a
+            # zero gradient, not None: APGD then stays at its start, as it should.
+            grad = tape.gradient(value, x_adv,
+                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return value, grad, logits
 
         value, grad, logits = one_pass()
         if eot_iter > 1:
