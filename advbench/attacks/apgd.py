@@ -134,13 +134,22 @@ def start_point(x, ids, total, seed, eps: float, norm: str):
     return tf.clip_by_value(x + eps * delta, 0.0, 1.0)
 
 
+def batch_signature(image_shape: tuple[int, ...], int_vectors: int) -> list[tf.TensorSpec]:
+    """Specs of (x, int_vectors int32 vectors, total, seed) for any batch size: one trace
+    serves every batch, however many samples are still running (``Attack.compiled`` traces
+    the shapes it sees, twice before it relaxes the batch size)."""
+    return ([tf.TensorSpec([None, *image_shape], tf.float32)]
+            + [tf.TensorSpec([None], tf.int32)] * int_vectors
+            + [tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int64)])
+
+
 def drop(state: dict, keep: tf.Tensor) -> dict:
     """Every per-sample tensor of ``state`` restricted to the rows where ``keep``."""
     return {k: tf.boolean_mask(v, keep) for k, v in state.items()}
 
 
 def build_apgd(model, *, loss: str, eps: float, norm: str, n_iter: int, rho: float,
-               eot_iter: int):
+               eot_iter: int, image_shape: tuple[int, ...]):
     """One APGD run (one restart, one target) over a batch, as one function compiled by
     ``Attack.compiled``.
 
@@ -269,7 +278,7 @@ def build_apgd(model, *, loss: str, eps: float, norm: str, n_iter: int, rho: flo
         out_loss = tf.tensor_scatter_nd_update(out_loss, rows, state["loss_best"])
         return out_x, out_fooled, out_loss
 
-    return attack
+    return tf.function(attack, input_signature=batch_signature(image_shape, 3))
 
 
 class AutoPGD(Attack):
@@ -318,7 +327,7 @@ class AutoPGD(Attack):
     def apgd_function(self, model, loss: str):
         return self.compiled(model, f"apgd-{loss}", lambda: build_apgd(
             model, loss=loss, eps=self.eps, norm=self.norm, n_iter=self.n_iter, rho=self.rho,
-            eot_iter=self.eot_iter))
+            eot_iter=self.eot_iter, image_shape=tuple(model.input_shape[1:])))
 
     def fold_run(self, fn, x, labels, targets, ids, total, run_seed, attack, result):
         """Run ``fn`` once, seeded with ``run_seed`` (a pair), on the samples of ``attack``

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks._tf import l2_normalize
-from advbench.attacks.apgd import NORMS, drop, hold_budget, label_logit
+from advbench.attacks.apgd import NORMS, batch_signature, drop, hold_budget, label_logit
 from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
 from advbench.attacks.deepfool import check_labels
 from advbench.errors import ParameterError
@@ -262,7 +262,7 @@ def build_square(model, *, eps: float, norm: str, n_queries: int, p_init: float,
         out_loss = tf.tensor_scatter_nd_update(out_loss, rows, state["loss"])
         return out_x, out_fooled, out_queries, out_loss
 
-    return attack
+    return tf.function(attack, input_signature=batch_signature(image_shape, 2))
 
 
 class Square(Attack):
