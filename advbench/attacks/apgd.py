@@ -20,14 +20,13 @@ from typing import ClassVar
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks._tf import batch_norm, expand_to, l2_normalize
-from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
-from advbench.attacks.deepfool import check_labels
-from advbench.attacks.pgd import project
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.norms import NORMS, check_norm
+from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
+from advbench.ops import batch_norm, expand_to, l2_normalize
 
-NORMS = ("linf", "l2")
 #: Weight of the new step against the previous move (the paper's alpha), from step 2 on.
 MOMENTUM = 0.75
 #: The first step size, in units of eps (the paper's eta^(0) = 2 eps).
@@ -164,7 +163,7 @@ def build_apgd(model, *, loss: str, eps: float, norm: str, n_iter: int, rho: flo
     the state, so the later steps run on a smaller batch; the loop ends when none is left.
     """
     lengths = tf.constant(checkpoint_lengths(n_iter))
-    targeted = loss == "dlr-targeted"
+    ball = NORMS[norm]
 
     def value_and_gradient(x_adv, labels, targets):
         """Loss, input gradient and logits; with eot_iter > 1 the loss and the gradient are
@@ -194,9 +193,6 @@ def build_apgd(model, *, loss: str, eps: float, norm: str, n_iter: int, rho: flo
 
     def is_fooled(logits, labels):
         return tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
-
-    def step_direction(grad):
-        return tf.sign(grad) if norm == "linf" else l2_normalize(grad)
 
     def attack(x, labels, targets, ids, total, seed):
         labels = tf.cast(labels, tf.int32)
@@ -228,10 +224,10 @@ def build_apgd(model, *, loss: str, eps: float, norm: str, n_iter: int, rho: flo
             s = dict(s)
             weight = tf.where(i == 0, 1.0, MOMENTUM)
             x_now, x0 = s["x_now"], s["x"]
-            z = project(x0, x_now + expand_to(s["step"], x_now) * step_direction(s["grad"]),
-                        eps, norm)
-            x_new = project(x0, x_now + weight * (z - x_now) + (1.0 - weight) * (x_now - s["x_prev"]),
-                            eps, norm)
+            z = ball.project(x0, x_now + expand_to(s["step"], x_now) * ball.normalise(s["grad"]),
+                             eps)
+            x_new = ball.project(
+                x0, x_now + weight * (z - x_now) + (1.0 - weight) * (x_now - s["x_prev"]), eps)
             value, grad, logits = value_and_gradient(x_new, s["labels"], s["targets"])
             fooled = is_fooled(logits, s["labels"])
 
@@ -293,15 +289,12 @@ class AutoPGD(Attack):
 
     loss: ClassVar[str] = "ce"
     randomized = True
-    param_names: ClassVar[tuple[str, ...]] = ("eps", "norm", "n_iter", "n_restarts", "rho",
-                                              "eot_iter")
 
     def __init__(self, *, eps: float = 0.3, norm: str = "linf", n_iter: int = 100,
                  n_restarts: int = 1, rho: float = 0.75, eot_iter: int = 1) -> None:
         super().__init__()
         check_range("eps", eps, low=0.0)
-        if norm not in NORMS:
-            raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        check_norm(norm)
         check_int("n_iter", n_iter, low=1)
         check_int("n_restarts", n_restarts, low=1)
         check_range("rho", rho, low=0.0, high=1.0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from advbench.attacks.apgd import AutoPGD, hold_budget
-from advbench.attacks.base import check_int
+from advbench.checks import check_int
 from advbench.models import predict_logits
 
 
@@ -51,7 +51,6 @@ class APGDTargeted(AutoPGD):
 
     name = "apgd-t"
     loss = "dlr-targeted"
-    param_names = AutoPGD.param_names + ("n_target_classes",)
 
     def __init__(self, *, eps: float = 0.3, norm: str = "linf", n_iter: int = 100,
                  n_restarts: int = 1, rho: float = 0.75, eot_iter: int = 1,

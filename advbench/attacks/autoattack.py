@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from advbench.attacks.apgd import MIN_CLASSES, NORMS, hold_budget
+from advbench.attacks.apgd import MIN_CLASSES, hold_budget
 from advbench.attacks.apgd_ce import APGDCrossEntropy
 from advbench.attacks.apgd_dlr import APGDDifferenceLogitsRatio
 from advbench.attacks.apgd_t import APGDTargeted
-from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
-from advbench.attacks.deepfool import check_labels
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.norms import check_norm
 from advbench.attacks.square import Square
+from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
 
@@ -80,18 +81,14 @@ class AutoAttack(Attack):
     """
 
     name = "autoattack"
-    norm = "linf"
     randomized = True
-    param_names = ("eps", "norm", "version", "n_iter", "n_target_classes", "n_queries",
-                   "eot_iter")
 
     def __init__(self, *, eps: float = 0.3, norm: str = "linf", version: str = "standard",
                  n_iter: int = 100, n_target_classes: int = 9, n_queries: int = 5000,
                  eot_iter: int = 20) -> None:
         super().__init__()
         check_range("eps", eps, low=0.0)
-        if norm not in NORMS:
-            raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        check_norm(norm)
         if version not in VERSIONS:
             raise ParameterError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
         for param, value in (("n_iter", n_iter), ("n_target_classes", n_target_classes),

@@ -20,12 +20,13 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks._tf import l2_normalize
-from advbench.attacks.apgd import NORMS, batch_signature, drop, hold_budget, label_logit
-from advbench.attacks.base import Attack, AttackOutput, check_int, check_range
-from advbench.attacks.deepfool import check_labels
+from advbench.attacks.apgd import batch_signature, drop, hold_budget, label_logit
+from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.norms import check_norm
+from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
+from advbench.ops import l2_normalize
 
 #: Queries after which p is halved (the paper's schedule for 10,000 queries).
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -297,18 +298,14 @@ class Square(Attack):
     """
 
     name = "square"
-    norm = "linf"
     randomized = True
-    param_names = ("eps", "norm", "n_queries", "p_init", "n_restarts", "loss",
-                   "rescale_schedule")
 
     def __init__(self, *, eps: float = 0.3, norm: str = "linf", n_queries: int = 5000,
                  p_init: float = 0.8, n_restarts: int = 1, loss: str = "margin",
                  rescale_schedule: bool = False) -> None:
         super().__init__()
         check_range("eps", eps, low=0.0)
-        if norm not in NORMS:
-            raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        check_norm(norm)
         check_int("n_queries", n_queries, low=1)
         check_range("p_init", p_init, low=0.0, high=1.0, low_inclusive=False)
         check_int("n_restarts", n_restarts, low=1)
