@@ -143,8 +143,10 @@ def batch_signature(image_shape: tuple[int, ...], int_vectors: int) -> list[tf.T
 
 
 def drop(state: dict, keep: tf.Tensor) -> dict:
-    """Every per-sample tensor of ``state`` restricted to the rows where ``keep``."""
-    return {k: tf.boolean_mask(v, keep) for k, v in state.items()}
+    """Every per-sample tensor of ``state`` restricted to the rows where ``keep``; the state
+    itself when all are kept (most steps once the easy samples are gone: no copies)."""
+    return tf.cond(tf.reduce_all(keep), lambda: dict(state),
+                   lambda: {k: tf.boolean_mask(v, keep) for k, v in state.items()})
 
 
 def build_apgd(model, *, loss: str, eps: float, norm: str, n_iter: int, rho: float,
