@@ -15,7 +15,7 @@ A halved sample restarts from its best point. The modules ``apgd_ce``, ``apgd_dl
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -26,6 +26,7 @@ from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
 from advbench.ops import batch_norm, expand_to, l2_normalize
+from advbench.types import Model, Tensor
 
 #: Weight of the new step against the previous move (the paper's alpha), from step 2 on.
 MOMENTUM = 0.75
@@ -106,7 +107,8 @@ def dlr_targeted_loss(logits: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor) 
     return -(label_logit(logits, labels) - label_logit(logits, targets)) / scale
 
 
-def per_sample_loss(name: str, logits, labels, targets):
+def per_sample_loss(name: str, logits: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
+    """The loss ``name`` ("ce", "dlr" or "dlr-targeted") per sample, (batch,), to maximise."""
     if name == "ce":
         return tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.cast(labels, tf.int32), logits=logits)
@@ -119,7 +121,8 @@ def per_sample_loss(name: str, logits, labels, targets):
 MIN_CLASSES = {"ce": 2, "dlr": 3, "dlr-targeted": 4}
 
 
-def start_point(x, ids, total, seed, eps: float, norm: str):
+def start_point(x: Tensor, ids: Tensor, total: Tensor, seed: Tensor, eps: float,
+                norm: str) -> Tensor:
     """The authors' random start: x + eps * t / ||t|| (t uniform in [-1, 1]^d for L-inf, so
     that ||delta||_inf = eps; standard normal for L2, on the sphere of radius eps), clipped to
     [0, 1]. t is drawn for all ``total`` samples of the caller's batch and row ``ids`` taken,
@@ -149,8 +152,8 @@ def drop(state: dict, keep: tf.Tensor) -> dict:
                    lambda: {k: tf.boolean_mask(v, keep) for k, v in state.items()})
 
 
-def build_apgd(model, *, loss: str, eps: float, norm: str, n_iter: int, rho: float,
-               eot_iter: int, image_shape: tuple[int, ...]):
+def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, rho: float,
+               eot_iter: int, image_shape: tuple[int, ...]) -> Callable[..., Any]:
     """One APGD run (one restart, one target) over a batch, as one function compiled by
     ``Attack.compiled``.
 
@@ -309,7 +312,7 @@ class AutoPGD(Attack):
         self.eot_iter = int(eot_iter)
 
     # -- shared by the APGD attacks ---------------------------------------------------------
-    def check_classes(self, model, y: np.ndarray, loss: str) -> int:
+    def check_classes(self, model: Model, y: np.ndarray, loss: str) -> int:
         """The model's number of classes, after checking labels and that the loss applies."""
         num_classes = int(model.output_shape[-1])
         check_labels(y, num_classes)
@@ -319,12 +322,15 @@ class AutoPGD(Attack):
                 f"(its loss reads the logits ranked below the top two), got {num_classes}")
         return num_classes
 
-    def apgd_function(self, model, loss: str):
+    def apgd_function(self, model: Model, loss: str) -> Callable[..., Any]:
         return self.compiled(model, f"apgd-{loss}", lambda: build_apgd(
             model, loss=loss, eps=self.eps, norm=self.norm, n_iter=self.n_iter, rho=self.rho,
             eot_iter=self.eot_iter, image_shape=tuple(model.input_shape[1:])))
 
-    def fold_run(self, fn, x, labels, targets, ids, total, run_seed, attack, result):
+    def fold_run(self, fn: Callable[..., Any], x: np.ndarray, labels: np.ndarray,
+                 targets: np.ndarray, ids: np.ndarray, total: int, run_seed: list[int],
+                 attack: np.ndarray, result: tuple[np.ndarray, np.ndarray, np.ndarray]
+                 ) -> np.ndarray | None:
         """Run ``fn`` once, seeded with ``run_seed`` (a pair), on the samples of ``attack``
         (bool, n) not yet fooled, and fold it into ``result`` = (x_adv, fooled, best_loss),
         updated in place: a fooled sample takes its adversarial, the others keep the point of
@@ -344,8 +350,8 @@ class AutoPGD(Attack):
         fooled[todo[out_fooled]] = True
         return todo[better]
 
-    def run_on(self, model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
-               total: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
+               total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Attack x (rows ``ids`` of a caller's batch of ``total`` samples: the random draws
         depend only on seed and row, so the ensemble gets each sample's standalone result).
         Returns x_adv, fooled (bool, n) and extras."""
@@ -361,7 +367,8 @@ class AutoPGD(Attack):
                           attack, (x_adv, fooled, best_loss))
         return hold_budget(x, x_adv, self.eps, self.norm), fooled | ~attack, {}
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         x_adv, _, extras = self.run_on(model, x, y, seed=seed, ids=np.arange(len(x)),
                                        total=len(x))
         return AttackOutput(x_adv=x_adv, extras=extras)

@@ -9,6 +9,7 @@ import numpy as np
 from advbench.attacks.apgd import AutoPGD, hold_budget
 from advbench.checks import check_int
 from advbench.models import predict_logits
+from advbench.types import Model
 
 
 def ranked_targets(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -60,7 +61,8 @@ class APGDTargeted(AutoPGD):
         check_int("n_target_classes", n_target_classes, low=1)
         self.n_target_classes = int(n_target_classes)
 
-    def run_on(self, model, x, y, *, seed, ids, total):
+    def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
+               total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         num_classes = self.check_classes(model, y, self.loss)
         labels = y.astype(np.int32)
         logits = predict_logits(model, x)

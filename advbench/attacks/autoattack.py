@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advbench.attacks.apgd import MIN_CLASSES, hold_budget
+from advbench.attacks.apgd import MIN_CLASSES, AutoPGD, hold_budget
 from advbench.attacks.apgd_ce import APGDCrossEntropy
 from advbench.attacks.apgd_dlr import APGDDifferenceLogitsRatio
 from advbench.attacks.apgd_t import APGDTargeted
@@ -26,6 +26,7 @@ from advbench.attacks.square import Square
 from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
+from advbench.types import Model
 
 VERSIONS = ("standard", "rand")
 #: ``extras["broken_by"]`` for a sample no attack fooled, and for one misclassified clean.
@@ -101,19 +102,20 @@ class AutoAttack(Attack):
         self.n_target_classes = int(n_target_classes)
         self.n_queries = int(n_queries)
         self.eot_iter = int(eot_iter)
-        ball = {"eps": self.eps, "norm": norm}
+        eps = self.eps
+        self.attacks: tuple[AutoPGD | Square, ...]
         if version == "standard":
             self.attacks = (
-                APGDCrossEntropy(**ball, n_iter=self.n_iter, n_restarts=1),
-                APGDTargeted(**ball, n_iter=self.n_iter, n_restarts=1,
+                APGDCrossEntropy(eps=eps, norm=norm, n_iter=self.n_iter, n_restarts=1),
+                APGDTargeted(eps=eps, norm=norm, n_iter=self.n_iter, n_restarts=1,
                              n_target_classes=self.n_target_classes),
-                Square(**ball, n_queries=self.n_queries, p_init=0.8, n_restarts=1),
+                Square(eps=eps, norm=norm, n_queries=self.n_queries, p_init=0.8, n_restarts=1),
             )
         else:
             self.attacks = (
-                APGDCrossEntropy(**ball, n_iter=self.n_iter, n_restarts=1,
+                APGDCrossEntropy(eps=eps, norm=norm, n_iter=self.n_iter, n_restarts=1,
                                  eot_iter=self.eot_iter),
-                APGDDifferenceLogitsRatio(**ball, n_iter=self.n_iter, n_restarts=1,
+                APGDDifferenceLogitsRatio(eps=eps, norm=norm, n_iter=self.n_iter, n_restarts=1,
                                           eot_iter=self.eot_iter),
             )
 
@@ -122,7 +124,8 @@ class AutoAttack(Attack):
         """The members' registry names, in the order they run."""
         return tuple(attack.name for attack in self.attacks)
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         num_classes = int(model.output_shape[-1])
         check_labels(y, num_classes)
         x_adv = x.copy()

@@ -16,6 +16,7 @@ orientation are drawn per sample (it shares them across the batch), as in the pa
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +28,7 @@ from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
 from advbench.ops import l2_normalize
+from advbench.types import Model
 
 #: Queries after which p is halved (the paper's schedule for 10,000 queries).
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -110,8 +112,9 @@ def l2_init_tiles(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.n
     return tile, pattern, transposed
 
 
-def build_square(model, *, eps: float, norm: str, n_queries: int, p_init: float,
-                 rescale_schedule: bool, loss: str, image_shape: tuple[int, int, int]):
+def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init: float,
+                 rescale_schedule: bool, loss: str, image_shape: tuple[int, ...]
+                 ) -> Callable[..., Any]:
     """One Square Attack run over a batch, as one function compiled by ``Attack.compiled``.
 
     The function takes x (n, H, W, C) float32, labels (n,) int32, ids (n,) int32 and total
@@ -322,8 +325,8 @@ class Square(Attack):
         self.loss = loss
         self.rescale_schedule = bool(rescale_schedule)
 
-    def run_on(self, model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
-               total: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
+               total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Attack x, rows ``ids`` of a caller's batch of ``total`` samples (the random draws
         depend only on seed and row). Returns x_adv, fooled (bool, n) and extras."""
         if x.ndim != 4:
@@ -356,7 +359,8 @@ class Square(Attack):
         return (hold_budget(x, x_adv, self.eps, self.norm), fooled | ~attack,
                 {"queries": queries})
 
-    def run(self, model, x, y, *, target, seed):
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int) -> AttackOutput:
         x_adv, _, extras = self.run_on(model, x, y, seed=seed, ids=np.arange(len(x)),
                                        total=len(x))
         return AttackOutput(x_adv=x_adv, extras=extras)
