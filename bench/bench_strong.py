@@ -113,6 +113,16 @@ def our_attack(name: str, eps: float, quick: bool):
     raise ValueError(name)
 
 
+def attack_list(text: str) -> list[str]:
+    """``--attacks``: a comma list of names out of ALL_ATTACKS (argparse reports the error)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(ALL_ATTACKS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown attack(s) {', '.join(unknown)}; choose "
+                                         f"from {', '.join(ALL_ATTACKS)}")
+    return names
+
+
 def robust_accuracy(model, x, y, x_adv) -> float:
     return float(np.mean(predict_labels(model, x_adv) == y))
 
@@ -128,7 +138,7 @@ def main() -> None:
     parser.add_argument("--art-limit", type=int, default=100,
                         help="first N images for ART's square and autoattack")
     parser.add_argument("--eps", default="0.1,0.3", help="comma list of L-inf budgets")
-    parser.add_argument("--attacks", default=",".join(ALL_ATTACKS),
+    parser.add_argument("--attacks", default=list(ALL_ATTACKS), type=attack_list,
                         help=f"comma list out of {','.join(ALL_ATTACKS)}")
     parser.add_argument("--art-default", action="store_true",
                         help="also run ART's AutoAttack at its default attacks (slow)")
@@ -140,10 +150,7 @@ def main() -> None:
                         help="smoke check: 20 images, ART on 4, 10 steps and 100 queries")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    unknown = sorted(set(attacks) - set(ALL_ATTACKS))
-    if unknown:
-        parser.error(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ALL_ATTACKS)}")
+    attacks = args.attacks
     eps_values = [float(e) for e in args.eps.split(",") if e.strip()]
     train_limit = None
     if args.quick:

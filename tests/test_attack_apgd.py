@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, prototype_images
+from conftest import (PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, accuracy, behind, input_noise,
+                      perturbation_size, prototype_images)
 
 from advbench.attacks.apgd import checkpoint_lengths, dlr_loss, dlr_targeted_loss, hold_budget
 from advbench.attacks.apgd_ce import APGDCrossEntropy
@@ -24,10 +25,6 @@ EPS = {"linf": 0.2, "l2": 1.0}
 @pytest.fixture(scope="module")
 def samples():
     return prototype_images(60, seed=5)
-
-
-def accuracy(model, x, y) -> float:
-    return float(np.mean(np.argmax(model(x, training=False).numpy(), axis=1) == y))
 
 
 def make(name: str, **params):
@@ -75,9 +72,7 @@ def test_budget_holds_and_outputs_in_bounds(tiny_model, samples, name, norm):
     x, y = samples
     eps = EPS[norm]
     out = make(name, eps=eps, norm=norm)(tiny_model, x, y, seed=1)
-    delta = (out.x_adv.astype(np.float64) - x).reshape(len(x), -1)
-    size = np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
-    assert size.max() <= eps
+    assert perturbation_size(x, out.x_adv, norm).max() <= eps
     assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
     assert accuracy(tiny_model, out.x_adv, y) < accuracy(tiny_model, x, y)
 
@@ -169,9 +164,7 @@ def test_eot_on_a_deterministic_model_changes_nothing(tiny_model, samples):
 def test_eot_attacks_a_randomised_model(tiny_model, samples):
     """A model that adds fresh Gaussian noise to its input on every call."""
     x, y = samples
-    inputs = keras.Input(PROTOTYPE_SHAPE)
-    noisy = keras.layers.Lambda(lambda t: t + tf.random.normal(tf.shape(t), stddev=0.05))(inputs)
-    model = keras.Model(inputs, tiny_model(noisy))
+    model = behind(tiny_model, input_noise())
     out = make("apgd-ce", eps=0.2, eot_iter=4)(model, x, y, seed=0)
     assert np.abs(out.x_adv.astype(np.float64) - x).max() <= 0.2
     assert accuracy(tiny_model, out.x_adv, y) < accuracy(tiny_model, x, y) - 0.3

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from conftest import PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, prototype_images
+from conftest import (PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, behind, input_noise, perturbation_size,
+                      prototype_images, quantiser)
 
 from advbench.attacks.autoattack import (MISCLASSIFIED, ROBUST, AutoAttack,
                                          robust_accuracy_by_attack)
@@ -52,9 +52,8 @@ def test_never_weaker_than_any_member(tiny_model, samples, norm, eps):
         fooled_by_some |= alone
     # And the ensemble fools exactly the union of its members' samples.
     np.testing.assert_array_equal(~robust, fooled_by_some)
-    delta = (out.x_adv.astype(np.float64) - x).reshape(len(x), -1)
-    size = np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
-    assert size.max() <= eps and out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
+    assert perturbation_size(x, out.x_adv, norm).max() <= eps
+    assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
 
 
 def test_broken_by_records_the_first_member_that_fooled(tiny_model, samples):
@@ -86,9 +85,7 @@ def test_square_catches_what_gradients_miss(tiny_model, samples):
     """Behind a quantiser with no gradient only Square (index 2) fools anything: the
     per-attack table then shows the gradient attacks leaving robust accuracy untouched."""
     x, y = samples
-    inputs = keras.Input(PROTOTYPE_SHAPE)
-    levels = keras.layers.Lambda(lambda t: tf.stop_gradient(tf.round(t * 4.0) / 4.0))(inputs)
-    model = keras.Model(inputs, tiny_model(levels))
+    model = behind(tiny_model, quantiser())
     attack = AutoAttack(eps=0.3, n_iter=5, n_target_classes=2, n_queries=300)
     table = robust_accuracy_by_attack(attack(model, x, y, seed=0).extras["broken_by"],
                                       attack.attack_names)
@@ -98,9 +95,7 @@ def test_square_catches_what_gradients_miss(tiny_model, samples):
 
 def test_rand_version_on_a_randomised_model(tiny_model, samples):
     x, y = samples
-    inputs = keras.Input(PROTOTYPE_SHAPE)
-    noisy = keras.layers.Lambda(lambda t: t + tf.random.normal(tf.shape(t), stddev=0.05))(inputs)
-    model = keras.Model(inputs, tiny_model(noisy))
+    model = behind(tiny_model, input_noise())
     attack = AutoAttack(eps=0.2, version="rand", n_iter=5, eot_iter=3)
     out = attack(model, x, y, seed=0)
     assert np.abs(out.x_adv.astype(np.float64) - x).max() <= 0.2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from conftest import PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, prototype_images
+from conftest import (PROTOTYPE_CLASSES, accuracy, behind, perturbation_size, prototype_images,
+                      quantiser)
 
 from advbench.attacks.apgd_ce import APGDCrossEntropy
 from advbench.attacks.square import (Square, l2_init_tiles, l2_pattern, nested_rectangles,
@@ -21,17 +21,10 @@ def samples():
     return prototype_images(40, seed=5)
 
 
-def accuracy(model, x, y) -> float:
-    return float(np.mean(np.argmax(model(x, training=False).numpy(), axis=1) == y))
-
-
 @pytest.fixture(scope="module")
 def quantised_model(tiny_model):
-    """The tiny model behind a 5-level input quantiser with no gradient (stop_gradient): every
-    input gradient is zero, so gradient attacks cannot move."""
-    inputs = keras.Input(PROTOTYPE_SHAPE)
-    levels = keras.layers.Lambda(lambda t: tf.stop_gradient(tf.round(t * 4.0) / 4.0))(inputs)
-    return keras.Model(inputs, tiny_model(levels))
+    """The tiny model behind an input quantiser with no gradient."""
+    return behind(tiny_model, quantiser())
 
 
 def test_window_sides_follow_the_papers_schedule():
@@ -65,9 +58,7 @@ def test_budget_holds_outputs_in_bounds_and_queries_counted(tiny_model, samples,
     x, y = samples
     eps = EPS[norm]
     out = Square(eps=eps, norm=norm, n_queries=200, n_restarts=2)(tiny_model, x, y, seed=1)
-    delta = (out.x_adv.astype(np.float64) - x).reshape(len(x), -1)
-    size = np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
-    assert size.max() <= eps
+    assert perturbation_size(x, out.x_adv, norm).max() <= eps
     assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
     fooled = np.argmax(tiny_model(out.x_adv).numpy(), axis=1) != y
     queries = out.extras["queries"]

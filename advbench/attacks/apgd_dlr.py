@@ -12,16 +12,9 @@ class APGDDifferenceLogitsRatio(AutoPGD):
 
     The DLR loss is invariant to shifts and scalings of the logits: a model that scales its
     logits until the softmax saturates (zero cross-entropy gradient) does not stop it.
-    Needs at least 3 classes. Parameters and defaults as ``APGDCrossEntropy``
+    Needs at least 3 classes. Arguments (eps=0.3, norm="linf", n_iter=100, n_restarts=1,
+    rho=0.75, eot_iter=1), input and output as ``APGDCrossEntropy``
     (``advbench.attacks.apgd_ce``).
-
-    Args:
-        eps: radius of the ball, >= 0 (default 0.3).
-        norm: "linf" (default) or "l2".
-        n_iter: steps per run, >= 1 (default 100).
-        n_restarts: runs from random starts, >= 1 (default 1).
-        rho: condition-1 fraction of loss increases, in [0, 1] (default 0.75).
-        eot_iter: gradients averaged per step over the model's randomness, >= 1 (default 1).
 
     Example:
         >>> out = APGDDifferenceLogitsRatio(eps=0.3, eot_iter=20)(model, x, y, seed=0)
