@@ -9,6 +9,8 @@ from conftest import (PROTOTYPE_CLASSES, accuracy, behind, perturbation_size, pr
                       quantiser)
 
 from advbench.attacks.apgd_ce import APGDCrossEntropy
+from advbench.attacks.fgsm import FGSM
+from advbench.attacks.pgd import PGD
 from advbench.attacks.square import (Square, l2_init_tiles, l2_pattern, nested_rectangles,
                                      window_sides)
 from advbench.errors import ParameterError
@@ -104,6 +106,10 @@ def test_square_succeeds_where_the_gradient_is_zero(quantised_model, samples):
     square = accuracy(quantised_model, Square(eps=0.3, n_queries=300)(
         quantised_model, x, y, seed=0).x_adv, y)
     assert clean > 0.9 and apgd == clean
+    # The gradient attacks see a zero gradient (not None): they run and change nothing.
+    np.testing.assert_array_equal(FGSM(eps=0.3)(quantised_model, x, y).x_adv, x)
+    pgd = PGD(eps=0.3, steps=5, random_start=False)(quantised_model, x, y, seed=0).x_adv
+    np.testing.assert_array_equal(pgd, x)
     assert square < apgd - 0.3, (square, apgd)
 
 
