@@ -8,7 +8,7 @@ ADVBENCH := $(BIN)/advbench
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
 
-.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-gradients bench-metrics bench-scale lint clean
+.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-strong bench-gradients bench-metrics bench-scale lint clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ demo: install data
 	@echo "  advbench transfer --source $(DEMO_MODELS)/mnist-cnn.h5 --target $(DEMO_MODELS)/mnist-cnn-brelu-gda.h5 --limit 300"
 	@echo "Your own Keras model and data: docs/own-model.md"
 
-bench: bench-train bench-gradients bench-attacks
+bench: bench-train bench-gradients bench-attacks bench-strong
 
 bench-train: install
 	$(BIN)/python bench/bench_train.py
@@ -57,6 +57,11 @@ BENCH_MODEL ?= runs/bench/mnist-cnn-relu-none-1epoch.h5
 bench-attacks: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_attacks.py --model $(BENCH_MODEL)
+
+# AutoAttack's attacks (apgd-ce, square, the ensemble) against ART's: robust accuracy and speed.
+bench-strong: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_strong.py --model $(BENCH_MODEL)
 
 # pyflakes and mypy (settings in setup.cfg) come with the `test` extra.
 lint: install

@@ -22,12 +22,16 @@ def per_sample_soft_cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.T
 
 
 def loss_gradient(model: Model, x: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Gradient of the per-sample cross-entropy w.r.t. x, and the logits at x."""
+    """Gradient of the per-sample cross-entropy w.r.t. x, and the logits at x.
+
+    A model with no gradient path to its input (e.g. a stop_gradient quantiser) gets a zero
+    gradient rather than None, so attacks on it stay put instead of failing.
+    """
     with tf.GradientTape() as tape:
         tape.watch(x)
         logits = model(x, training=False)
         loss = per_sample_cross_entropy(logits, labels)
-    return tape.gradient(loss, x), logits
+    return tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO), logits
 
 
 def batch_norm(v: tf.Tensor, norm: str) -> tf.Tensor:

@@ -166,3 +166,37 @@ def fill_disk(monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         monkeypatch.setattr(files, "_fsync", full)
     return fill
+def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    """The fraction of x that the model classifies as y."""
+    return float(np.mean(np.argmax(model(x, training=False).numpy(), axis=1) == y))
+
+
+def perturbation_size(x: np.ndarray, x_adv: np.ndarray, norm: str) -> np.ndarray:
+    """Per-sample L-inf or L2 norm of x_adv - x, in float64 (as budgets are checked)."""
+    delta = (x_adv.astype(np.float64) - x).reshape(len(x), -1)
+    return np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+
+
+def behind(model, layer):
+    """``model`` applied after ``layer`` (a Keras layer on the prototype images)."""
+    import keras
+
+    inputs = keras.Input(PROTOTYPE_SHAPE)
+    return keras.Model(inputs, model(layer(inputs)))
+
+
+def quantiser():
+    """A 5-level input quantiser with no gradient (stop_gradient): every input gradient
+    through it is zero, so gradient attacks cannot move."""
+    import keras
+    import tensorflow as tf
+
+    return keras.layers.Lambda(lambda t: tf.stop_gradient(tf.round(t * 4.0) / 4.0))
+
+
+def input_noise():
+    """Fresh Gaussian noise (std 0.05) on the input at every call: a randomised model."""
+    import keras
+    import tensorflow as tf
+
+    return keras.layers.Lambda(lambda t: t + tf.random.normal(tf.shape(t), stddev=0.05))

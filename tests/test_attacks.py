@@ -20,6 +20,11 @@ FAST = {
     "jsma": {"theta": 1.0, "gamma": 0.2},
     "deepfool": {"max_iter": 50},
     "cw-l2": {"max_iter": 100, "binary_search_steps": 4, "initial_const": 1.0},
+    "apgd-ce": {"eps": 0.3, "n_iter": 10},
+    "apgd-dlr": {"eps": 0.3, "n_iter": 10},
+    "apgd-t": {"eps": 0.3, "n_iter": 10, "n_target_classes": 2},
+    "square": {"eps": 0.3, "n_queries": 100},
+    "autoattack": {"eps": 0.3, "n_iter": 10, "n_target_classes": 2, "n_queries": 100},
 }
 
 

@@ -26,6 +26,11 @@ ATTACK_CLASSES: dict[str, str] = {
     "cw-l2": "carlini_wagner:CarliniWagnerL2",
     "pgd": "pgd:PGD",
     "vat": "vat:VirtualAdversarial",
+    "apgd-ce": "apgd_ce:APGDCrossEntropy",
+    "apgd-dlr": "apgd_dlr:APGDDifferenceLogitsRatio",
+    "apgd-t": "apgd_t:APGDTargeted",
+    "square": "square:Square",
+    "autoattack": "autoattack:AutoAttack",
 }
 
 #: --norm name -> "module:Class" in advbench.attacks: the norms of the gradient attacks
