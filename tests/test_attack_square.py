@@ -136,6 +136,7 @@ def test_bad_parameters(params, message):
 def test_images_only():
     inputs = keras.Input((5,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-    with pytest.raises(ParameterError, match=r"^square needs images \(batch, height, width, "
-                       r"channels\), got an array of shape \(2, 5\)$"):
+    # The API's input check (checks.check_images) refuses it before the attack runs.
+    with pytest.raises(ParameterError, match=r"^x must have shape \(batch, height, width, "
+                       r"channels\), got shape \(2, 5\); for one image pass image\[None\]$"):
         Square()(model, np.zeros((2, 5), np.float32), np.zeros(2))
