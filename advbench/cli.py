@@ -706,9 +706,11 @@ class EpsList(click.ParamType):
 
 
 ATTACK_OPTIONS = [
-    ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat); for fgsm and "
+    ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, "
+     "autoattack); for fgsm and "
      "rand-fgsm also a list 0.1,0.3 or a range start:stop:step (0.01:1:0.01) for a curve."),
-    ("--norm", "norm", RegistryChoice("advbench.attacks:NORM_CLASSES"), "Norm (fgsm, pgd)."),
+    ("--norm", "norm", RegistryChoice("advbench.attacks:NORM_CLASSES"),
+     "Norm (fgsm, pgd, apgd-*, square, autoattack)."),
     ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
     ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
     ("--alpha", "alpha", float, "Random step of rand-fgsm."),
@@ -727,6 +729,8 @@ ATTACK_OPTIONS = [
     ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step)."),
     ("--overshoot", "overshoot", float, "DeepFool overshoot."),
     ("--candidates", "candidates", int, "DeepFool: top-k candidate classes."),
+    ("--epsilon", "epsilon", float,
+     "DeepFool: numerical guard against vanishing gradients (> 0)."),
     ("--box-aware/--no-box-aware", "box_aware", None,
      "DeepFool: account for the [0, 1] box when stepping."),
     ("--confidence", "confidence", float, "C&W confidence (kappa)."),
@@ -734,6 +738,20 @@ ATTACK_OPTIONS = [
     ("--search-steps", "binary_search_steps", int, "C&W binary search steps over c."),
     ("--initial-const", "initial_const", float, "C&W initial c."),
     ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early."),
+    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack)."),
+    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square)."),
+    ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves."),
+    ("--eot-iter", "eot_iter", int,
+     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack)."),
+    ("--n-target-classes", "n_target_classes", int,
+     "Top-k target classes of apgd-t and autoattack."),
+    ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack)."),
+    ("--p-init", "p_init", float, "Square: initial fraction of pixels per square."),
+    ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"), "Square's loss."),
+    ("--rescale-schedule/--no-rescale-schedule", "rescale_schedule", None,
+     "Square: stretch the p schedule, written for 10,000 queries, to --n-queries."),
+    ("--version", "version", RegistryChoice("advbench.attacks:AUTOATTACK_VERSIONS"),
+     "AutoAttack version: standard, or rand (EOT, for randomised defenses)."),
 ]
 
 

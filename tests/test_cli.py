@@ -6,6 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from advbench.attacks import ATTACK_CLASSES
 from advbench.cli import main
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "usage.md"
@@ -146,3 +147,15 @@ def test_every_attack_is_documented():
         assert f"| `{name}` | `{cls.__name__}` |" in text
         for param in cls.param_names:
             assert f"`{param}=" in text, (name, param)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACK_CLASSES))
+def test_every_attack_parameter_has_a_flag(name):
+    """The CLI can set every parameter of every attack of the registry (issue 10: "every
+    parameter a flag"); a new attack parameter without an ATTACK_OPTIONS row fails here."""
+    from advbench.attacks import ATTACKS
+    from advbench.cli import ATTACK_OPTIONS
+
+    # --target sets JSMA's target classes through the driver (one chooser for every attack).
+    flags = {param for _, param, _, _ in ATTACK_OPTIONS} | {"target_mode"}
+    assert set(ATTACKS[name].param_names) <= flags, set(ATTACKS[name].param_names) - flags

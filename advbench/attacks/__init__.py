@@ -39,6 +39,11 @@ NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm"}
 #: How target classes are chosen when none are given (``--target``, JSMA's target_mode):
 #: the modes of ``targets.choose_targets``.
 TARGET_MODES = ("random", "least-likely")
+#: The losses the Square Attack can maximise (``square.Square``, --loss).
+SQUARE_LOSSES = ("margin", "ce")
+#: AutoAttack's versions (``autoattack.AutoAttack``, --version): "standard" (APGD-CE,
+#: APGD-T, Square) or "rand" (APGD-CE and APGD-DLR with EOT, for randomised defenses).
+AUTOATTACK_VERSIONS = ("standard", "rand")
 
 # ATTACKS and the base class, imported (with TensorFlow) when first asked for.
 __getattr__ = lazy_attributes(globals(), {

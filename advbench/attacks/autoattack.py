@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from advbench.attacks import AUTOATTACK_VERSIONS as VERSIONS
 from advbench.attacks.apgd import MIN_CLASSES, AutoPGD, hold_budget
 from advbench.attacks.apgd_ce import APGDCrossEntropy
 from advbench.attacks.apgd_dlr import APGDDifferenceLogitsRatio
@@ -28,7 +29,6 @@ from advbench.errors import ParameterError
 from advbench.models import predict_logits
 from advbench.types import Model
 
-VERSIONS = ("standard", "rand")
 #: ``extras["broken_by"]`` for a sample no attack fooled, and for one misclassified clean.
 ROBUST = -1
 MISCLASSIFIED = -2

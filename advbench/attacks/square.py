@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from advbench.attacks import SQUARE_LOSSES as LOSSES
 from advbench.attacks.apgd import batch_signature, drop, hold_budget, label_logit
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import check_norm
@@ -32,7 +33,6 @@ from advbench.types import Model
 
 #: Queries after which p is halved (the paper's schedule for 10,000 queries).
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-LOSSES = ("margin", "ce")
 
 
 def window_sides(n_queries: int, p_init: float, height: int, width: int, norm: str,
