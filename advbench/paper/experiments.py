@@ -400,7 +400,9 @@ class Reproduction:
         rows = {}
         for name in self.profile.models:
             path, model, meta = self.model(name)
-            artifacts = [self.results["attacks"][(name, a)] for a in ("fgsm", "deepfool")]
+            # Found on disk when the attack stages ran elsewhere (--stage, --engine ray).
+            artifacts = [self.results.get("attacks", {}).get((name, a)) or self._attack(name, a)
+                         for a in ("fgsm", "deepfool")]
             rows[name] = evaluate(model, meta, path, artifacts, limit=self.profile.test_limit,
                                   seed=self.seed, data_dir=self.data_dir, distance=False,
                                   progress=self.progress).summary
