@@ -93,6 +93,9 @@ def test_stage_runs_one_node(tiny_profile, fake_data_dir, tmp_path):
                                    "--plan` lists the stages\n"),
     (["--json"], 2, "--json prints the --plan; give --plan too"),
     (["--plan", "--stage", "train:cnn"], 2, "give one of --plan, --stage and --emit"),
+    (["--engine", "ray", "--stage", "train:cnn"], 2,
+     "--engine ray runs every stage; drop --plan, --stage and --emit"),
+    (["--workers", "2"], 2, "--workers is for --engine ray"),
 ])
 def test_plan_flag_errors(flags, code, message, tmp_path):
     result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path), *flags])

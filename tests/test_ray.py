@@ -11,7 +11,7 @@ import pytest
 
 from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks import make_attack
-from advbench.errors import ArtifactError
+from advbench.errors import ArtifactError, ParameterError
 from advbench.paper import experiments, profiles
 from advbench.paper.plan import base_command, plan
 from advbench.runner import AttackRun, attack_split
@@ -132,3 +132,12 @@ def _leaves(tree, prefix=""):
     if items is None:
         return {prefix: tree}
     return {k: v for key, value in items for k, v in _leaves(value, f"{prefix}.{key}").items()}
+
+
+def test_a_stage_error_is_raised_as_it_is(local_ray, tmp_path):
+    settings = {"dataset": "mnist", "profile": "demo", "out": str(tmp_path), "seed": 0}
+    with pytest.raises(ParameterError, match="^unknown stage 'nope'; `advbench reproduce --plan` "
+                                             "lists the stages$"):
+        reproduce_with_ray(settings, [{"id": "nope", "needs": []}], retries=0)
+    with pytest.raises(ParameterError, match="^workers must be >= 1, got 0$"):
+        reproduce_with_ray(settings, [], workers=0)
