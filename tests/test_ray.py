@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench.artifacts import ATTACK_SCHEMA, load_model, read_arrays
 from advbench.attacks import make_attack
 from advbench.errors import ArtifactError, ParameterError
 from advbench.paper import experiments, profiles
@@ -103,6 +103,10 @@ def test_reproduce_stages_as_ray_tasks_equal_the_sequential_run(local_ray, fake_
     for folder in ("models", "runs"):
         names = sorted(p.name for p in (seq_root / folder).glob("*.h5"))
         assert names and names == sorted(p.name for p in (ray_root / folder).glob("*.h5"))
+    for model in TINY_DEMO.models:
+        one, two = load_model(sequential.models[model])[0], load_model(ray_repro.models[model])[0]
+        for a, b in zip(one.get_weights(), two.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=model)
     for name in sorted(p.name for p in (seq_root / "runs").glob("*.h5")):
         one = read_arrays(seq_root / "runs" / name, ATTACK_SCHEMA)[1]
         two = read_arrays(ray_root / "runs" / name, ATTACK_SCHEMA)[1]
