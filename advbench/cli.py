@@ -622,9 +622,16 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
               metavar="FORMAT DIR",
               help="Write the graph as scripts: slurm DIR (one sbatch per stage, DIR/submit.sh "
                    "chains them with --dependency=afterok).")
+@click.option("--engine", type=RegistryChoice("advbench.names:ENGINES"), default="local",
+              show_default=True, help="ray: run each stage of --plan as a Ray task after the "
+                                      "stages it needs (RAY_ADDRESS, else a local Ray), then "
+                                      "write the report; needs advbench[ray].")
+@click.option("--workers", type=int, default=None,
+              help="CPUs of the local Ray of --engine ray (default: all); a cluster "
+                   "(RAY_ADDRESS) uses its own.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_json, stage_id,
-              emit, quiet):
+              emit, engine, workers, quiet):
     """Run the paper's experiments end to end and write a report; print its path.
 
     Every stage goes through the same code as train, attack, evaluate and transfer. Rerunning
@@ -638,6 +645,8 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
         advbench reproduce --dataset mnist --profile quick
 
         advbench reproduce --profile paper --out /shared/results --emit slurm jobs/
+
+        RAY_ADDRESS=auto advbench reproduce --profile paper --out /shared/results --engine ray
     """
     from advbench.progress import Progress
     from advbench.paper.experiments import Reproduction
@@ -651,6 +660,10 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
         raise click.UsageError("--json prints the --plan; give --plan too")
     if sum(map(bool, (show_plan, stage_id, emit))) > 1:
         raise click.UsageError("give one of --plan, --stage and --emit")
+    if engine == "ray" and (show_plan or stage_id or emit):
+        raise click.UsageError("--engine ray runs every stage; drop --plan, --stage and --emit")
+    if engine != "ray" and workers is not None:
+        raise click.UsageError("--workers is for --engine ray")
     if not show_plan:
         ensure_folder(Path(out) / dataset / profile, "results folder")
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
@@ -672,6 +685,17 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
         repro.run_stage(stage_id)
         click.echo(stage_id)
         return
+    if engine == "ray":
+        from advbench.paper.plan import base_command, plan
+        from advbench.ray_engine import reproduce_with_ray
+
+        # Absolute paths: a Ray worker's working folder is not ours.
+        settings = {"dataset": dataset, "profile": profile, "out": str(Path(out).resolve()),
+                    "seed": seed, "data_dir": data_dir and str(Path(data_dir).resolve()),
+                    "models_dir": models_dir and str(Path(models_dir).resolve())}
+        reproduce_with_ray(settings, plan(repro, base_command(repro, out)), workers=workers,
+                           progress=repro.progress)
+    # The plain path: finds every stage done (or does what is left) and writes the report.
     report = repro.run()
     if "demo" in repro.results:
         from rich.console import Console

@@ -42,9 +42,10 @@ TABLE_FORMATS = ("table", "markdown")
 #: ``--devices`` entry), the devices of one host, or workers on several hosts.
 STRATEGIES = ("none", "mirrored", "multi-worker")
 
-#: attack --engine (``shards``): this process (the whole run, or the one ``--shard`` a job
-#: array gives it), or one Ray task per shard (``advbench.ray_engine``).
+#: attack and reproduce --engine (``shards``, ``advbench.ray_engine``): this process (the
+#: whole run, or the one ``--shard`` or ``--stage`` a job gives it), or Ray tasks: one per
+#: attack shard, then the merge; one per reproduction stage, then the report.
 ENGINES: dict[str, str] = {
     "local": "this process",
-    "ray": "one Ray task per shard, then the merge",
+    "ray": "Ray tasks: one per attack shard or reproduction stage",
 }

@@ -1,4 +1,5 @@
-"""``advbench attack --engine ray --workers N``: one Ray task per shard, then the merge.
+"""``advbench attack --engine ray --workers N``: one Ray task per shard, then the merge; and
+``advbench reproduce --engine ray``: one Ray task per stage of the plan, then the report.
 
 Ray is an optional extra (``pip install advbench[ray]``), imported only here. Each task runs
 ``runner.attack_split`` on one shard (``shards.Shard``), loading the model and data itself
@@ -42,6 +43,21 @@ def _ray() -> Any:
     return ray
 
 
+def _init_ray(num_cpus: int | None) -> Any:
+    """Ray, connected to the cluster of ``RAY_ADDRESS`` when set, else to a local Ray with
+    ``num_cpus`` CPUs (None: all of them); a cluster keeps its own resources."""
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else num_cpus,
+                 include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _task_gpus(ray: Any) -> int:
+    """One GPU per task when the cluster has GPUs, else none."""
+    return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+
+
 def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *, workers: int,
                     retries: int = 3, overwrite: bool = False,
                     progress: Progress | None = None,
@@ -74,13 +90,8 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *, workers
             return output
         raise ArtifactError(f"{output} exists and holds another or an unfinished run; pass "
                             "--overwrite to replace it or choose another -o")
-    ray = _ray()
-    if not ray.is_initialized():
-        # A local Ray gets one CPU per shard; a cluster (RAY_ADDRESS) keeps its own.
-        ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else workers,
-                 include_dashboard=False, log_to_driver=False)
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=retries)(shard_task)
+    ray = _init_ray(workers)  # a local Ray gets one CPU per shard
+    task = ray.remote(num_cpus=1, num_gpus=_task_gpus(ray), max_retries=retries)(shard_task)
     shards = [Shard(i, workers) for i in range(workers)]
     run_fields = dataclasses.asdict(run)
     pending = [task.remote(AttackRun(**run_fields), attack.name, attack.params(),
@@ -90,3 +101,58 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *, workers
     paths = ray.get(pending)
     path, _ = merge_shards(paths, output, overwrite=True)
     return path
+
+
+def run_stage(settings: dict[str, Any], stage_id: str, *needs: str) -> str:
+    """Run one stage of the reproduction in this process (what a Ray task runs), as
+    ``advbench reproduce --stage ID`` does: ``settings`` are ``Reproduction``'s arguments
+    (dataset, profile, out, data_dir, models_dir, seed); ``needs`` are the ids the stage's
+    dependencies returned (Ray starts the task only once they are done). Returns ``stage_id``.
+    """
+    from advbench.paper.experiments import Reproduction
+
+    Reproduction(**settings, progress=Progress(quiet=True)).run_stage(stage_id)
+    return stage_id
+
+
+def reproduce_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *,
+                       workers: int | None = None, retries: int = 3,
+                       progress: Progress | None = None,
+                       stage_task: Callable[..., str] = run_stage) -> list[str]:
+    """Run the stage nodes of ``nodes`` (``paper.plan.plan``; the ``report`` node is left to
+    the caller's plain run) as Ray tasks, one per node, each given its dependencies' ObjectRefs
+    so that Ray starts it only after them. Returns the stage ids run, in plan order.
+
+    The stage runs inside the task's worker (``stage_task``, default ``run_stage``), not in a
+    subprocess: a worker that dies takes the stage's work with it, so the retry (up to
+    ``retries``) never races an orphan writing the same files, and resumes from what is on
+    disk. Connects to ``RAY_ADDRESS`` when set, else starts a local Ray with ``workers`` CPUs
+    (None: all); a task takes one CPU, and one GPU when the cluster has GPUs. Paths in
+    ``settings`` must be readable from every node (shared storage).
+
+    Raises ParameterError without Ray or for workers < 1; a stage's own advbench error as it
+    is (the first failed stage in plan order; the stages that need it do not run).
+    """
+    from advbench.errors import AdvbenchError
+    from advbench.paper.plan import REPORT_STAGE
+
+    if workers is not None and workers < 1:
+        raise ParameterError(f"workers must be >= 1, got {workers}")
+    progress = progress or Progress(quiet=True)
+    ray = _init_ray(workers)
+    task = ray.remote(num_cpus=1, num_gpus=_task_gpus(ray), max_retries=retries)(stage_task)
+    refs: dict[str, Any] = {}
+    for node in nodes:
+        if node["id"] != REPORT_STAGE:
+            refs[node["id"]] = task.options(name=node["id"]).remote(
+                settings, node["id"], *(refs[need] for need in node["needs"]))
+    progress.log(f"{len(refs)} stages as Ray tasks")
+    for stage_id, ref in refs.items():
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, AdvbenchError):
+                raise e.cause from None
+            raise
+        progress.log(f"{stage_id} done")
+    return list(refs)

@@ -150,3 +150,34 @@ def test_bad_names_and_settings_raise_one_line_errors(tmp_path, call, message):
     with pytest.raises(ParameterError, match=message) as error:
         call(tmp_path)
     assert "\n" not in str(error.value)
+
+
+def test_reproduce_reuses_a_finished_toy_run_of_the_same_settings(tmp_path, monkeypatch):
+    from advbench.paper import experiments, toy
+
+    real, calls = toy.run_toy, []
+
+    def small(dataset, out_dir, *, epochs=2, n_train=20, n_test=20, **kwargs):
+        calls.append((dataset, epochs, kwargs["seed"]))
+        return real(dataset, out_dir, epochs=epochs, n_train=n_train, n_test=n_test, **kwargs)
+
+    monkeypatch.setattr(toy, "run_toy", small)
+    first = experiments.Reproduction("toy", "quick", tmp_path)
+    first.run_stage("toy:moons")
+    again = experiments.Reproduction("toy", "quick", tmp_path)
+    again.run_stage("toy:moons")  # e.g. the report after --engine ray: nothing trained
+    assert calls == [("moons", 2, 0)]
+    assert again.results["toy"]["moons"] == json.loads(
+        json.dumps(first.results["toy"]["moons"], default=str))
+    # Another seed, other settings, or an unreadable file: trained again.
+    experiments.Reproduction("toy", "quick", tmp_path, seed=1).run_stage("toy:moons")
+
+    def other(dataset, out_dir, *, epochs=3, n_train=20, n_test=20, **kwargs):
+        calls.append((dataset, epochs, kwargs["seed"]))
+        return real(dataset, out_dir, epochs=epochs, n_train=n_train, n_test=n_test, **kwargs)
+
+    monkeypatch.setattr(toy, "run_toy", other)
+    experiments.Reproduction("toy", "quick", tmp_path, seed=1).run_stage("toy:moons")
+    (tmp_path / "toy" / "quick" / "toy-moons.json").write_text("{not json")
+    experiments.Reproduction("toy", "quick", tmp_path, seed=1).run_stage("toy:moons")
+    assert calls == [("moons", 2, 0), ("moons", 2, 1), ("moons", 3, 1), ("moons", 3, 1)]

@@ -1,6 +1,7 @@
 """`advbench reproduce --plan / --stage / --emit slurm`: the reproduction as a task graph."""
 
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -93,6 +94,9 @@ def test_stage_runs_one_node(tiny_profile, fake_data_dir, tmp_path):
                                    "--plan` lists the stages\n"),
     (["--json"], 2, "--json prints the --plan; give --plan too"),
     (["--plan", "--stage", "train:cnn"], 2, "give one of --plan, --stage and --emit"),
+    (["--engine", "ray", "--stage", "train:cnn"], 2,
+     "--engine ray runs every stage; drop --plan, --stage and --emit"),
+    (["--workers", "2"], 2, "--workers is for --engine ray"),
 ])
 def test_plan_flag_errors(flags, code, message, tmp_path):
     result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path), *flags])
@@ -103,3 +107,11 @@ def test_plan_flag_errors(flags, code, message, tmp_path):
 def test_run_stage_unknown_id(tmp_path):
     with pytest.raises(ParameterError, match="unknown stage 'x'"):
         experiments.Reproduction("mnist", "demo", tmp_path).run_stage("x")
+
+
+def test_engine_ray_without_ray_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    result = CliRunner().invoke(main, ["reproduce", "--profile", "demo", "--out", str(tmp_path),
+                                       "--engine", "ray", "-q"])
+    assert result.exit_code == 1
+    assert result.output == "Error: --engine ray needs Ray: pip install 'advbench[ray]'\n"

@@ -1,19 +1,30 @@
 """--engine ray: one Ray task per shard, retried when its worker dies, merged bit-identical to
-one process (skipped without Ray, an optional extra)."""
+one process; reproduce's stages as Ray tasks in dependency order, equal to the sequential run
+(skipped without Ray, an optional extra)."""
 
+import dataclasses
+import json
 import os
 
 import numpy as np
 import pytest
 
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench.artifacts import ATTACK_SCHEMA, load_model, read_arrays
 from advbench.attacks import make_attack
-from advbench.errors import ArtifactError
+from advbench.errors import ArtifactError, ParameterError
+from advbench.paper import experiments, profiles
+from advbench.paper.plan import base_command, plan
 from advbench.runner import AttackRun, attack_split
 
 ray = pytest.importorskip("ray")
 
-from advbench.ray_engine import attack_shard, attack_with_ray  # noqa: E402
+from advbench.ray_engine import (attack_shard, attack_with_ray, reproduce_with_ray,  # noqa: E402
+                                 run_stage)
+
+#: The demo profile cut to seconds (its graph: two trainings, four attacks, evaluate).
+TINY_DEMO = dataclasses.replace(
+    experiments.PROFILES["demo"], epochs=1, train_limit=60, gda_epochs=1, test_limit=20,
+    expensive_limit=10, attack_params={**profiles.PAPER_ATTACKS, "deepfool": {"max_iter": 20}})
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +61,87 @@ def test_ray_shards_with_a_crashed_task_equal_one_process(local_ray, trained_tin
     with pytest.raises(ArtifactError, match="ray.h5 exists and holds another or an unfinished "
                                             "run; pass --overwrite"):
         attack_with_ray(run, make_attack("pgd", eps=0.1, steps=3), merged, workers=2)
+
+
+def test_reproduce_stages_as_ray_tasks_equal_the_sequential_run(local_ray, fake_data_dir,
+                                                                tmp_path, monkeypatch):
+    monkeypatch.setitem(experiments.PROFILES, "demo", TINY_DEMO)
+    log, crashed = tmp_path / "done.log", tmp_path / "crashed"
+
+    def tiny_stage(settings, stage_id, *needs):
+        experiments.PROFILES["demo"] = TINY_DEMO  # this worker's registry, not the test's
+        # The first attempt of one attack kills its worker: Ray must retry the task.
+        if stage_id == "attack:deepfool:cnn" and not crashed.exists():
+            crashed.touch()
+            os._exit(1)
+        done = run_stage(settings, stage_id, *needs)
+        with log.open("a") as f:
+            f.write(f"{stage_id}\n")
+        return done
+
+    def settings(name):
+        return {"dataset": "mnist", "profile": "demo", "out": str(tmp_path / name),
+                "data_dir": str(fake_data_dir), "models_dir": str(tmp_path / f"zoo-{name}"),
+                "seed": 0}
+
+    ray_repro = experiments.Reproduction(**settings("ray"))
+    nodes = plan(ray_repro, base_command(ray_repro, str(tmp_path / "ray")))
+    ran = reproduce_with_ray(settings("ray"), nodes, stage_task=tiny_stage)
+    assert crashed.exists()
+    assert ran == [n["id"] for n in nodes[:-1]]
+    # Each stage finished after every stage it needs (the retried one exactly once).
+    order = log.read_text().split()
+    assert sorted(order) == sorted(ran)
+    for node in nodes[:-1]:
+        assert all(order.index(n) < order.index(node["id"]) for n in node["needs"]), node["id"]
+    ray_repro.run()  # the report, from the finished stages
+
+    sequential = experiments.Reproduction(**settings("seq"))
+    sequential.run()
+    ray_root, seq_root = ray_repro.root, sequential.root
+    assert (ray_root / "report.md").exists()
+    for folder in ("models", "runs"):
+        names = sorted(p.name for p in (seq_root / folder).glob("*.h5"))
+        assert names and names == sorted(p.name for p in (ray_root / folder).glob("*.h5"))
+    for model in TINY_DEMO.models:
+        one, two = load_model(sequential.models[model])[0], load_model(ray_repro.models[model])[0]
+        for a, b in zip(one.get_weights(), two.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=model)
+    for name in sorted(p.name for p in (seq_root / "runs").glob("*.h5")):
+        one = read_arrays(seq_root / "runs" / name, ATTACK_SCHEMA)[1]
+        two = read_arrays(ray_root / "runs" / name, ATTACK_SCHEMA)[1]
+        assert sorted(one) == sorted(two)
+        for array in one:
+            np.testing.assert_array_equal(one[array], two[array], err_msg=f"{name}:{array}")
+    for model in TINY_DEMO.models:
+        one, two = sequential.results["demo"][model], ray_repro.results["demo"][model]
+        one.pop("training_time_s"), two.pop("training_time_s")
+        # The same numbers (gradient sums to float32 rounding: a Ray worker runs TensorFlow
+        # on its one CPU); only the folders in the artifacts' paths differ.
+        two = json.loads(json.dumps(two, default=str).replace(str(tmp_path / "ray"),
+                                                              str(tmp_path / "seq")))
+        one, two = _leaves(json.loads(json.dumps(one, default=str))), _leaves(two)
+        assert sorted(one) == sorted(two), model
+        floats = [k for k, v in one.items() if isinstance(v, float)]
+        assert {k: two[k] for k in floats} == pytest.approx({k: one[k] for k in floats},
+                                                            rel=1e-6), model
+        assert {k: v for k, v in two.items() if k not in floats} == \
+            {k: v for k, v in one.items() if k not in floats}, model
+
+
+def _leaves(tree, prefix=""):
+    """{"a.b.0": leaf} of nested dicts and lists."""
+    items = tree.items() if isinstance(tree, dict) else \
+        enumerate(tree) if isinstance(tree, list) else None
+    if items is None:
+        return {prefix: tree}
+    return {k: v for key, value in items for k, v in _leaves(value, f"{prefix}.{key}").items()}
+
+
+def test_a_stage_error_is_raised_as_it_is(local_ray, tmp_path):
+    settings = {"dataset": "mnist", "profile": "demo", "out": str(tmp_path), "seed": 0}
+    with pytest.raises(ParameterError, match="^unknown stage 'nope'; `advbench reproduce --plan` "
+                                             "lists the stages$"):
+        reproduce_with_ray(settings, [{"id": "nope", "needs": []}], retries=0)
+    with pytest.raises(ParameterError, match="^workers must be >= 1, got 0$"):
+        reproduce_with_ray(settings, [], workers=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -400,7 +401,9 @@ class Reproduction:
         rows = {}
         for name in self.profile.models:
             path, model, meta = self.model(name)
-            artifacts = [self.results["attacks"][(name, a)] for a in ("fgsm", "deepfool")]
+            # Found on disk when the attack stages ran elsewhere (--stage, --engine ray).
+            artifacts = [self.results.get("attacks", {}).get((name, a)) or self._attack(name, a)
+                         for a in ("fgsm", "deepfool")]
             rows[name] = evaluate(model, meta, path, artifacts, limit=self.profile.test_limit,
                                   seed=self.seed, data_dir=self.data_dir, distance=False,
                                   progress=self.progress).summary
@@ -411,5 +414,31 @@ class Reproduction:
     def _toy(self, name: str):
         from advbench.paper.toy import run_toy
 
-        self.results.setdefault("toy", {})[name] = run_toy(name, self.root, seed=self.seed,
-                                                           progress=self.progress)
+        result = self._saved_toy(name, run_toy)
+        if result is None:
+            result = run_toy(name, self.root, seed=self.seed, progress=self.progress)
+        self.results.setdefault("toy", {})[name] = result
+
+    def _saved_toy(self, name: str, run_toy: Callable[..., dict]) -> dict | None:
+        """The finished ``toy-<name>.json`` of this seed and ``run_toy``'s settings, or None:
+        a rerun, or the report after --stage or --engine ray, reuses it instead of training
+        every panel again. An unreadable or partial file is recomputed."""
+        from advbench.paper.toy import AUGMENTATIONS
+
+        saved, figure = self.root / f"toy-{name}.json", self.root / f"toy-{name}.png"
+        if not (saved.is_file() and figure.is_file()):
+            return None
+        try:
+            result = json.loads(saved.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        settings = {key: parameter.default for key, parameter
+                    in inspect.signature(run_toy).parameters.items()
+                    if key in ("epochs", "n_train", "n_test")}
+        if not (isinstance(result, dict) and result.get("seed") == self.seed
+                and all(result.get(key) == value for key, value in settings.items())
+                and isinstance(result.get("panels"), dict)
+                and set(result["panels"]) == set(AUGMENTATIONS)):
+            return None
+        self.progress.log(f"{saved} is complete already; reused")
+        return result
