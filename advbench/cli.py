@@ -717,9 +717,10 @@ class EpsList(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        from advbench.curves import parse_eps
         from advbench.errors import ParameterError
 
+        # Parsed before the command runs (and quietly imports TensorFlow): curves imports it.
+        parse_eps = _quietly(lambda: importlib.import_module("advbench.curves")).parse_eps
         if isinstance(value, (float, tuple)):
             return value
         try:

@@ -159,3 +159,23 @@ def test_every_attack_parameter_has_a_flag(name):
     # --target sets JSMA's target classes through the driver (one chooser for every attack).
     flags = {param for _, param, _, _ in ATTACK_OPTIONS} | {"target_mode"}
     assert set(ATTACKS[name].param_names) <= flags, set(ATTACKS[name].param_names) - flags
+
+
+def test_cli_stderr_has_no_tensorflow_start_up_logs(trained_tiny_cnn, fake_data_dir, tmp_path):
+    """--eps is parsed before the command runs; parsing it imports TensorFlow, which must
+    happen quietly like the command's own import (a fresh process, since TensorFlow prints its
+    oneDNN and CUDA lines only when it first loads)."""
+    import os
+    import subprocess
+    import sys
+
+    model_path, _, _ = trained_tiny_cnn
+    env = {**os.environ, "ADVBENCH_DATA": str(fake_data_dir)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-m", "advbench", "attack", str(model_path),
+                           "--attack", "fgsm", "--eps", "0.1", "--limit", "10", "-q",
+                           "-o", str(tmp_path / "fgsm.h5")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{tmp_path / 'fgsm.h5'}\n"
+    assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr, proc.stderr

@@ -231,3 +231,4 @@ def test_cli_shard_and_merge_errors(trained_tiny_cnn, fake_data_dir, tmp_path):
     assert result.exit_code == 1
     assert result.output == (f"Error: {tmp_path / 'm.h5'} exists; choose another -o or pass "
                              "--overwrite\n")
+
