@@ -122,7 +122,8 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
     all ``total`` rows and these rows taken, so a sample's search does not depend on which
     other samples run with it), and seed (2,) int64. It returns x_adv (n, H, W, C): the
     first point found adversarial, else the point of lowest loss; fooled (n,) bool;
-    queries (n,) int32, model evaluations spent per sample (the start counts one); and
+    queries (n,) int32, the queries spent per sample as AutoAttack counts them (the start
+    counts one; a candidate equal to the current point counts without being evaluated); and
     best_loss (n,) float32.
 
     A sample leaves the batch once fooled; the loop ends after ``n_queries`` queries or when
@@ -242,7 +243,20 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
         def body(i, s, out_x, out_fooled, out_loss, out_queries):
             s = dict(s)
             x_new = candidate(s["x"], s["x_best"], s["ids"], total, fold(seed, i + 1), sides[i])
-            value, fooled = loss_and_fooled(x_new, s["labels"])
+            # A candidate equal to the current point (its window already at those signs, or
+            # clipped there: common once windows are a few pixels) would score the same and
+            # be rejected; AutoAttack's code queries it anyway, we skip its forward pass.
+            moved = tf.reduce_any(tf.not_equal(x_new, s["x_best"]), axis=[1, 2, 3])
+            where = tf.where(moved)
+            # (The model never sees an empty batch: oneDNN's fused convolutions reject one.)
+            moved_value, moved_fooled = tf.cond(
+                tf.reduce_any(moved),
+                lambda: loss_and_fooled(tf.boolean_mask(x_new, moved),
+                                        tf.boolean_mask(s["labels"], moved)),
+                lambda: (tf.zeros([0]), tf.zeros([0], tf.bool)))
+            count = tf.shape(moved)
+            value = tf.tensor_scatter_nd_update(tf.fill(count, np.inf), where, moved_value)
+            fooled = tf.tensor_scatter_nd_update(tf.zeros(count, tf.bool), where, moved_fooled)
             better = tf.logical_or(value < s["loss"], fooled)
             s["x_best"] = tf.where(better[:, None, None, None], x_new, s["x_best"])
             s["loss"] = tf.where(better, value, s["loss"])
@@ -283,7 +297,7 @@ class Square(Attack):
         eps: radius of the ball, >= 0 (default 0.3).
         norm: "linf" (default) or "l2".
         n_queries: search steps per run after the start, >= 1 (default 5000); a sample spends
-            at most n_queries + 1 model evaluations per run.
+            at most n_queries + 1 queries per run.
         p_init: fraction of the image the first windows cover, in (0, 1] (default 0.8).
         n_restarts: runs, >= 1 (default 1).
         loss: "margin" (default; z_y - max_{i != y} z_i) or "ce" (the negative
@@ -292,8 +306,8 @@ class Square(Attack):
             (default False, as AutoAttack runs it).
 
     Input: x float32 (batch, H, W, C) in [0, 1]; y int (batch,). Output: ``x_adv`` in [0, 1]
-    within eps of x; ``extras["queries"]`` (batch,) int32: model evaluations spent on each
-    sample over all runs (0 for samples not attacked).
+    within eps of x; ``extras["queries"]`` (batch,) int32: queries spent on each sample over
+    all runs (0 for samples not attacked).
 
     Example:
         >>> out = Square(eps=0.3)(model, x, y, seed=0)
