@@ -1118,14 +1118,19 @@ def _output_options(f):
               help="Training-set distance for white-box minimal artifacts.")
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
               help="Loss sensitivity on the clean split.")
+@click.option("--distance-shard", "distance_shard_text", default=None, metavar="I/N",
+              help="Compute only query blocks I, I+N, ... of the training-set distance and "
+                   "write them to -o (as PART-shard<I>of<N>.h5); auto/N takes I from "
+                   "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
+                   "Give every part to a plain evaluate with the artifacts.")
 @_output_options
 @_data_dir_option
 @_models_dir_option
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
              source_ref, fail_under, fail_over, distance_variant, success_against, distance,
-             sensitivity, as_json, csv_path, output, plot, runs_dir, quiet, table_format,
-             data_dir, models_dir):
+             sensitivity, distance_shard_text, as_json, csv_path, output, plot, runs_dir, quiet,
+             table_format, data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
     MODEL is a zoo name, an advbench model (.h5), or your own Keras model (.keras, legacy
@@ -1142,9 +1147,18 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     adv_accuracy, success_rate, robustness, training_distance, loss_sensitivity; without
     @ATTACK the worst value over the artifacts counts. Missed thresholds exit with code 3.
 
+    The training-set distance can be split over a job array: each task runs the command with
+    --distance-shard I/N -o PART.h5 (it computes nothing else), then one plain evaluate given
+    the artifacts and every part scores the rest and takes the distances from the parts,
+    bit-identical to one process.
+
     Example:
 
         advbench evaluate cnn runs/cnn-fgsm-min-*.h5 --fail-under adv_accuracy=0.6
+
+        advbench evaluate cnn runs/df.h5 --distance-shard auto/8 -o parts/df.h5   # in an array
+
+        advbench evaluate cnn runs/df.h5 parts/df-shard*of8.h5
 
         advbench evaluate my_model.keras runs/my_model-pgd-*.h5 --data my.npz --input-range 0:255
     """
@@ -1155,6 +1169,16 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
     thresholds = _thresholds(fail_under, fail_over)
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    if distance_shard_text is not None:
+        _distance_shard(model_ref, artifacts, distance_shard_text, distance=distance,
+                        output=output, dataset=_data_source(dataset, data_path, quiet),
+                        reading=_reading(custom_objects, outputs, input_range, mean, std),
+                        distance_variant=distance_variant, as_json=as_json, quiet=quiet,
+                        data_dir=data_dir, models_dir=models_dir,
+                        stray={"--eps": eps is not None, "--source": source_ref,
+                               "--alpha": alpha is not None, "--fail-under": fail_under,
+                               "--fail-over": fail_over, "--csv": csv_path, "--plot": plot})
+        return
     if alpha is not None:
         from advbench.checks import check_range
 
@@ -1215,6 +1239,45 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
         for item in written:
             click.echo(str(item))
     _exit_on_missed(missed)
+
+
+def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, dataset, reading,
+                    distance_variant, as_json, quiet, data_dir, models_dir, stray) -> None:
+    """``evaluate --distance-shard``: write one part of the training-set distance."""
+    from advbench import report
+    from advbench.evaluate import (DISTANCE_BLOCK, DISTANCE_PART, distance_part,
+                                   write_evaluation)
+    from advbench.progress import Progress
+    from advbench.shards import parse_shard, shard_output
+
+    flags = [flag for flag, given in stray.items() if given]
+    if flags:
+        raise click.UsageError(f"{', '.join(flags)} do not apply to --distance-shard: it only "
+                               "computes a part of the training-set distance")
+    if not distance:
+        raise click.UsageError("--distance-shard computes the training-set distance; drop "
+                               "--no-distance")
+    if not output:
+        raise click.UsageError("--distance-shard writes its part to -o PART.h5 (as "
+                               "PART-shard<I>of<N>.h5)")
+    shard = parse_shard(shard_text, flag="--distance-shard")
+    # Each part its own file, named as attack shards are: -o parts/df.h5 -> df-shard0of4.h5.
+    output = shard_output(output, shard)
+    _check_outputs(output=output, lock=True)
+    path, _, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
+                                reading=reading, quiet=quiet)
+    if dataset and dataset != meta.get("dataset"):
+        from advbench import data as datamod
+
+        meta = {**meta, "dataset": dataset,
+                "data_hash": datamod.fingerprint(dataset, data_dir)}
+    part = distance_part(meta, path, list(artifacts), shard, data_dir=data_dir,
+                         distance_variant=distance_variant, progress=Progress(quiet=quiet))
+    if not quiet and not any(run["rows"] for run in part.summary["runs"]):
+        click.echo(f"shard {shard} holds no rows: the runs have fewer blocks of "
+                   f"{DISTANCE_BLOCK} query rows than {shard.count} shards", err=True)
+    written = write_evaluation(output, part, kind=DISTANCE_PART)
+    click.echo(report.to_json(part.summary) if as_json else str(written))
 
 
 def _check_outputs(*, lock: bool = False, **paths) -> None:

@@ -28,7 +28,7 @@ from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
-from advbench.shards import group_shards, read_attack_run
+from advbench.shards import Shard, group_shards, read_attack_run
 from advbench.runner import Samples, check_model_fits
 from advbench.types import Model, PathLike
 
@@ -50,6 +50,11 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
 }
 # Metrics read from one attack artifact (and so qualifiable with @ATTACK or @FILE-STEM).
 ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_distance")
+#: Query rows per block of the training-set distance (``metrics.query_blocks``), and so the
+#: unit a distance shard takes: 10,000 test images make 20 blocks, so 20 useful shards.
+DISTANCE_BLOCK = 512
+#: The ``kind`` of an evaluation artifact holding one shard of training-set distances.
+DISTANCE_PART = "distance-part"
 
 
 # -- reading and checking attack artifacts -------------------------------------------------
@@ -120,7 +125,8 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
                    data_dir: PathLike | None = None,
                    batch_size: int = 256, training: Callable[[], np.ndarray] | None = None,
                    distance_variant: str = "l2", model_level: bool = True,
-                   success_against: str = "prediction") -> Score:
+                   success_against: str = "prediction",
+                   distances: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Score:
     """Score ``model`` on the saved adversarial examples of an attack artifact.
 
     Accuracy is the fraction of x_adv the model classifies as the true label. Success is
@@ -144,6 +150,9 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
         distance_variant: "l2" (default) or "paper" (see ``nearest_training_distance``).
         model_level: compute robustness and training distance where they apply (default).
         success_against: "prediction" (default) or "label" (``metrics.SUCCESS_DEFINITIONS``).
+        distances: (distances, nearest indices) by run key, already computed (the combined
+            distance parts, ``combine_distance_parts``); a run found here is not measured
+            again.
 
     Returns:
         ``Score(summary, per_sample)``; per_sample has indices, pred, success, l0, l2, linf
@@ -197,12 +206,15 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
         robustness = metrics.empirical_robustness(x_clean, x_adv, success, norm=norm)
         summary["robustness"] = dataclasses.asdict(robustness)
         if training is not None:
-            distances, nearest = metrics.nearest_training_distance(
-                x_adv, training(), variant=distance_variant,
-                x_clean=x_clean if distance_variant == "paper" else None)
+            if distances is not None and attrs.get("key") in distances:
+                distance, nearest = distances[attrs["key"]]
+            else:
+                distance, nearest = metrics.nearest_training_distance(
+                    x_adv, training(), variant=distance_variant, chunk_size=DISTANCE_BLOCK,
+                    x_clean=x_clean if distance_variant == "paper" else None)
             summary["training_distance"] = {
-                **metrics.success_summary(distances, success), "variant": distance_variant}
-            per_sample["nearest_distance"] = distances
+                **metrics.success_summary(distance, success), "variant": distance_variant}
+            per_sample["nearest_distance"] = distance
             per_sample["nearest_index"] = nearest
     return Score(summary, per_sample)
 
@@ -224,6 +236,182 @@ def score_curve(model_meta: dict, model_path: PathLike, path: PathLike) -> dict[
             "clean_accuracy": target["clean_accuracy"], "accuracy": target["accuracy"]}
 
 
+# -- the training-set distance in shards -------------------------------------------------------
+def _gets_distance(attrs: dict, model_meta: dict) -> bool:
+    """Whether scoring gives this attack run a training-set distance: a minimal attack
+    crafted on the scored model (as ``score_artifact`` decides)."""
+    return bool(attrs.get("attack_minimal")) and bool(attrs.get("model_hash")) and \
+        attrs.get("model_hash") == model_meta.get("content_hash")
+
+
+def is_distance_part(path: PathLike) -> bool:
+    """Whether ``path`` is a distance part (``advbench evaluate --distance-shard``)."""
+    if not Path(path).exists() or artifact_kind(path) != EVALUATION_SCHEMA:
+        return False
+    return read_arrays(path, EVALUATION_SCHEMA, names=[])[0].get("kind") == DISTANCE_PART
+
+
+def distance_part(model_meta: dict, model_path: PathLike, artifacts: Sequence[PathLike],
+                  shard: Shard, *, data_dir: PathLike | None = None,
+                  distance_variant: str = "l2", progress: Progress | None = None) -> Score:
+    """Shard ``shard`` of the training-set distances that ``evaluate`` computes for
+    ``artifacts``: for every minimal attack run crafted on the model, the query blocks
+    I, I+N, ... (``metrics.query_blocks`` with ``DISTANCE_BLOCK`` rows) of
+    ``metrics.nearest_training_distance``, the same bits as one process computes for them.
+    Nothing else is scored. Write it with ``write_evaluation(path, part, kind=DISTANCE_PART)``;
+    ``evaluate`` given every part of a run takes its distances from them
+    (``combine_distance_parts``).
+
+    Returns:
+        ``Score``: summary {kind, shard [I, N], dataset, data_hash (of the data the training
+        set comes from), variant, block, model {path, hash}, runs [{key, path, samples,
+        rows}]}; per_sample ``runs/<j>/rows`` (bool (n,): the rows this part holds),
+        ``runs/<j>/nearest_distance`` (float64 (n,), NaN outside rows) and
+        ``runs/<j>/nearest_index`` (int64 (n,), -1 outside rows).
+
+    Raises:
+        ParameterError: when no artifact gets a training-set distance from this model.
+        ArtifactError: as ``score_artifact`` for unreadable, incomplete or mismatched runs.
+    """
+    if distance_variant not in metrics.DISTANCE_VARIANTS:
+        raise ParameterError(f"distance variant must be one of "
+                             f"{', '.join(metrics.DISTANCE_VARIANTS)}, got {distance_variant!r}")
+    progress = progress or Progress(quiet=True)
+    dataset = model_meta.get("dataset")
+    if not dataset:
+        raise ArtifactError(f"model {model_path} does not say which data set it was trained on; "
+                            "re-train it with `advbench train`")
+    groups = group_shards(artifacts)
+    for group in groups:  # every path checked before the training set is read
+        kind = artifact_kind(group[0]) if Path(group[0]).exists() else None
+        if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
+            read_arrays(group[0], ATTACK_SCHEMA)  # raises the precise one-line error
+    cache: dict[str, np.ndarray] = {}
+    runs: list[dict[str, Any]] = []
+    per_sample: dict[str, np.ndarray] = {}
+    for group in groups:
+        if artifact_kind(group[0]) == CURVE_SCHEMA:
+            continue
+        attrs, arrays = read_attack_run(group)
+        name = ", ".join(map(str, group))
+        if not _gets_distance(attrs, model_meta):
+            continue
+        if not attrs.get("key"):
+            raise ArtifactError(f"{name} lacks its run key; it is not written by `advbench "
+                                "attack`: run the attack again")
+        x_clean = clean_samples(name, attrs, arrays, data_dir)
+        if "x" not in cache:
+            cache["x"] = training_set(dataset, data_dir)
+        n = len(arrays["x_adv"])
+        rows = np.zeros(n, dtype=bool)
+        for block in metrics.query_blocks(n, DISTANCE_BLOCK, (shard.index, shard.count)):
+            rows[block] = True
+        progress.log(f"training-set distance of {name}: shard {shard}, {int(rows.sum())} of "
+                     f"{n} rows")
+        distance, nearest = metrics.nearest_training_distance(
+            arrays["x_adv"], cache["x"], variant=distance_variant, chunk_size=DISTANCE_BLOCK,
+            x_clean=x_clean if distance_variant == "paper" else None,
+            shard=(shard.index, shard.count))
+        j = len(runs)
+        runs.append({"key": attrs["key"], "path": name, "samples": n, "rows": int(rows.sum())})
+        per_sample.update({f"runs/{j}/rows": rows, f"runs/{j}/nearest_distance": distance,
+                           f"runs/{j}/nearest_index": nearest})
+    if not runs:
+        raise ParameterError(f"no given artifact gets a training-set distance from model "
+                             f"{model_path}: that needs a minimal attack (fgsm-min, deepfool, "
+                             "cw-l2) crafted on it")
+    summary = {"kind": DISTANCE_PART, "shard": [shard.index, shard.count], "dataset": dataset,
+               "data_hash": data.fingerprint(dataset, data_dir), "variant": distance_variant,
+               "block": DISTANCE_BLOCK,
+               "model": {"path": str(model_path), "hash": model_meta.get("content_hash")},
+               "runs": runs}
+    return Score(summary, per_sample)
+
+
+def combine_distance_parts(parts: Sequence[PathLike], runs: dict[str, tuple[str, bool]], *,
+                           dataset: str, model_path: PathLike, data_dir: PathLike | None = None,
+                           distance_variant: str = "l2"
+                           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(distances, nearest indices) by run key, each run's rows taken from the distance parts
+    (``distance_part``) that hold them: the arrays one process computes, bit for bit.
+
+    Args:
+        parts: distance part artifacts (``advbench evaluate --distance-shard``).
+        runs: the given attack runs: run key -> (name, whether it gets a distance here).
+        dataset, data_dir: the training set the distances must be to.
+        model_path: the scored model (for messages).
+        distance_variant: the variant the parts must hold.
+
+    Raises:
+        ArtifactError: a part of another training set, variant or block size, of a run not
+            given or one that gets no distance here; two parts holding the same rows; a run
+            whose parts leave rows out.
+    """
+    fingerprint = data.fingerprint(dataset, data_dir)
+    found: dict[str, list[tuple[Path, list, dict[str, np.ndarray]]]] = {}
+    for path in map(Path, parts):
+        attrs, arrays = read_arrays(path, EVALUATION_SCHEMA)
+        summary = attrs.get("summary") or {}
+        if summary.get("dataset") != dataset or summary.get("data_hash") != fingerprint:
+            raise ArtifactError(f"{path} holds distances to another "
+                                f"{data.display_name(dataset)} training set than the one here "
+                                "(the data hash differs); compute every part on the same data")
+        if summary.get("variant") != distance_variant:
+            raise ArtifactError(f"{path} holds {summary.get('variant')} distances, not "
+                                f"{distance_variant}; evaluate with --distance-variant "
+                                f"{summary.get('variant')} or compute the parts again")
+        if summary.get("block") != DISTANCE_BLOCK:
+            raise ArtifactError(f"{path} was cut in blocks of {summary.get('block')} query "
+                                f"rows, not {DISTANCE_BLOCK}; compute the parts again with "
+                                "this advbench")
+        for j, run in enumerate(summary.get("runs") or []):
+            key = run.get("key")
+            if key not in runs:
+                raise ArtifactError(f"{path} holds distances of another attack run than the "
+                                    "given artifacts (run keys differ); give the parts of "
+                                    "their runs")
+            name, gets = runs[key]
+            if not gets:
+                raise ArtifactError(f"{path} holds distances of {name}, which gets none from "
+                                    f"model {model_path} (not a minimal attack crafted on it); "
+                                    "drop the part")
+            found.setdefault(key, []).append((path, summary.get("shard") or [], {
+                name: arrays[f"runs/{j}/{name}"]
+                for name in ("rows", "nearest_distance", "nearest_index")}))
+    out = {}
+    for key, items in found.items():
+        name = runs[key][0]
+        owner = np.full(len(items[0][2]["rows"]), -1)
+        for k, (path, _, part) in enumerate(items):
+            rows = part["rows"]
+            if rows.shape != owner.shape:
+                raise ArtifactError(f"{path} holds {len(rows)} rows of {name}, which has "
+                                    f"{len(owner)}; compute the parts again")
+            both = rows & (owner >= 0)
+            if both.any():
+                raise ArtifactError(f"{path} and {items[int(owner[both][0])][0]} both hold "
+                                    f"rows of {name}; give each part once")
+            owner[rows] = k
+        if (owner < 0).any():
+            counts = {int(shard[1]) for _, shard, _ in items if len(shard) == 2}
+            missing = ""
+            if len(counts) == 1:
+                count = counts.pop()
+                have = {int(shard[0]) for _, shard, _ in items}
+                missing = " (missing: " + ", ".join(
+                    f"{i}/{count}" for i in range(count) if i not in have) + ")"
+            raise ArtifactError(f"the distance parts of {name} hold "
+                                f"{int(np.count_nonzero(owner >= 0))} of {len(owner)} rows; "
+                                f"give every part{missing}")
+        distance = np.empty(len(owner), dtype=np.float64)
+        nearest = np.empty(len(owner), dtype=np.int64)
+        for k, (_, _, part) in enumerate(items):
+            distance[owner == k] = part["nearest_distance"][owner == k]
+            nearest[owner == k] = part["nearest_index"][owner == k]
+        out[key] = (distance, nearest)
+    return out
+
+
 # -- evaluating a model ----------------------------------------------------------------------
 def evaluate(model: Model, model_meta: dict, model_path: PathLike,
              artifacts: Sequence[PathLike] = (), *, split: str = "test",
@@ -241,7 +429,9 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     Args:
         model, model_meta, model_path: the model (logits), its metadata and artifact path.
         artifacts: paths of attack or curve artifacts; the shard artifacts of one run
-            (``advbench attack --shard``) are merged in memory and scored as one.
+            (``advbench attack --shard``) are merged in memory and scored as one. Distance
+            parts (``distance_part``) among them give the training-set distance of their
+            runs instead of computing it (``combine_distance_parts``; every part needed).
         split, limit, start, seed, data_dir: the clean samples (defaults: the whole test split).
         batch_size: batch of predictions and gradients, default 256.
         sensitivity: compute loss sensitivity (default True).
@@ -271,15 +461,29 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     if not dataset:
         raise ArtifactError(f"model {model_path} does not say which data set it was trained on; "
                             "re-train it with `advbench train`")
+    parts = [p for p in artifacts if is_distance_part(p)]
+    if parts and not distance:
+        raise ParameterError("distance parts were given but the training-set distance is off "
+                             "(--no-distance); drop one or the other")
     # Check every artifact's kind first: a typo in the last path must not cost a full run.
     kinds = []
-    groups = group_shards(artifacts)
+    groups = group_shards([p for p in artifacts if p not in parts])
     for group in groups:
         path = group[0]
         kind = artifact_kind(path) if Path(path).exists() else None
         if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
             read_arrays(path, ATTACK_SCHEMA)  # raises the precise one-line error
         kinds.append(kind)
+    distances = None
+    if parts:
+        runs = {}
+        for group, kind in zip(groups, kinds):
+            if kind == ATTACK_SCHEMA:
+                attrs = read_arrays(group[0], ATTACK_SCHEMA, names=[])[0]
+                runs[attrs.get("key")] = (", ".join(map(str, group)),
+                                          _gets_distance(attrs, model_meta))
+        distances = combine_distance_parts(parts, runs, dataset=dataset, model_path=model_path,
+                                           data_dir=data_dir, distance_variant=distance_variant)
 
     x, y, indices = data.load(dataset, split, data_dir=data_dir, limit=limit, seed=seed,
                               start=start)
@@ -315,7 +519,7 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         score = score_artifact(model, model_meta, model_path, group, data_dir=data_dir,
                                batch_size=batch_size, training=training if distance else None,
                                distance_variant=distance_variant,
-                               success_against=success_against)
+                               success_against=success_against, distances=distances)
         entries.append(score.summary)
         per_sample.update({f"artifacts/{k}/{name}": v for name, v in score.per_sample.items()})
 

@@ -401,9 +401,31 @@ def _nearest_in_chunks(query, train, train_squared, train_chunk):
     return best_index
 
 
+def query_blocks(n: int, chunk_size: int = 2048,
+                 shard: tuple[int, int] | None = None) -> list[slice]:
+    """The blocks of query rows ``nearest_training_distance`` computes one at a time, in
+    order: ``min(chunk_size, n)`` rows each (the last may be shorter). With ``shard=(I, N)``
+    only blocks I, I+N, I+2N, ... (none when I >= the number of blocks).
+
+    Example:
+        >>> query_blocks(5, 2, shard=(1, 2))
+        [slice(2, 4, None)]
+    """
+    check_int("chunk_size", chunk_size, low=1)
+    step = max(1, min(chunk_size, n))
+    blocks = [slice(start, min(start + step, n)) for start in range(0, n, step)]
+    if shard is None:
+        return blocks
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise ParameterError(f"shard must be (I, N) with 0 <= I < N, got {shard}")
+    return blocks[index::count]
+
+
 def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
                               chunk_size: int = 2048, variant: str = "l2",
-                              x_clean: ArrayLike | None = None
+                              x_clean: ArrayLike | None = None,
+                              shard: tuple[int, int] | None = None
                               ) -> tuple[np.ndarray, np.ndarray]:
     """Distance from each query image to its nearest training image, and that image's index.
 
@@ -429,6 +451,10 @@ def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
             is ``x_clean`` when given (as in their code: the clean image the adversarial came
             from) and ``x_query`` otherwise.
         x_clean: optional clean images, same shape as ``x_query``; only used by "paper".
+        shard: ``(I, N)``: compute only the query blocks ``query_blocks(n, chunk_size,
+            shard)`` (I, I+N, ... of the whole computation, each with the same rows as
+            without ``shard``, so their values are the same bits); the other rows get
+            distance NaN and index -1. Default: every row.
 
     Returns:
         (distances float64 (n,), indices int64 (n,)): the metric value per query and the
@@ -468,12 +494,12 @@ def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
     del centred
     train_squared = tf.reduce_sum(tf.square(train_centred), axis=1)
 
-    indices = np.empty(n, dtype=np.int64)
-    squared = np.empty(n, dtype=np.float64)
+    indices = np.full(n, -1, dtype=np.int64)
+    squared = np.full(n, np.nan, dtype=np.float64)
+    # Both from the whole query set, whatever the shard: a block's computation is the same.
     query_chunk = min(chunk_size, n)
     train_chunk = max(1, min(chunk_size, _MAX_BLOCK_ENTRIES // query_chunk))
-    for start in range(0, n, query_chunk):
-        rows = slice(start, min(start + query_chunk, n))
+    for rows in query_blocks(n, chunk_size, shard):
         query = query_flat[rows]
         chunk_indices = _nearest_in_chunks(
             tf.constant((query - centre).astype(np.float32)), train_centred, train_squared,
@@ -487,6 +513,8 @@ def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
         return np.sqrt(squared), indices
     reference = (x_clean if x_clean is not None else x_query).reshape(n, -1).astype(np.float64)
     reference_norm = np.sqrt(np.einsum("ij,ij->i", reference, reference))
+    if shard is not None:  # only this shard's rows must be defined
+        reference_norm[np.isnan(squared)] = 1.0
     if np.any(reference_norm == 0):
         first = int(np.flatnonzero(reference_norm == 0)[0])
         name = "x_clean" if x_clean is not None else "x_query"

@@ -55,11 +55,13 @@ class Shard:
         return list(starts[self.index::self.count])
 
 
-def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
+def parse_shard(text: str, environ: Mapping[str, str] | None = None, *,
+                flag: str = "--shard") -> Shard:
     """``"I/N"`` (0 <= I < N) or ``"auto/N"`` (I from ``SHARD_INDEX_VARIABLES``) as a Shard.
 
     Raises ParameterError for any other text, for ``auto`` when none of the variables is set
-    or holds an integer, and for an index outside 0..N-1.
+    or holds an integer, and for an index outside 0..N-1; the messages name the option
+    ``flag``.
 
     Example:
         >>> parse_shard("auto/4", {"CI_NODE_INDEX": "1"})
@@ -68,7 +70,7 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
     environ = os.environ if environ is None else environ
     match = re.fullmatch(r"\s*(auto|\d+)\s*/\s*(\d+)\s*", text)
     if not match:
-        raise ParameterError(f"--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, "
+        raise ParameterError(f"{flag} must be I/N (0 <= I < N, e.g. 0/4) or auto/N, "
                              f"got {text!r}")
     count = int(match.group(2))
     if match.group(1) != "auto":
@@ -82,10 +84,10 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
         index = _integer(environ, name) - first
         if not 0 <= index < count:
             raise ParameterError(f"{name}={value} gives shard index {index}, outside 0..{count - 1}"
-                                 f"; launch {count} tasks or change N in --shard auto/{count}")
+                                 f"; launch {count} tasks or change N in {flag} auto/{count}")
         return Shard(index, count)
-    raise ParameterError(f"--shard auto/{count} reads {', '.join(SHARD_INDEX_VARIABLES)}, and "
-                         "none is set; give the index yourself: --shard I/N")
+    raise ParameterError(f"{flag} auto/{count} reads {', '.join(SHARD_INDEX_VARIABLES)}, and "
+                         f"none is set; give the index yourself: {flag} I/N")
 
 
 def _integer(environ: Mapping[str, str], name: str) -> int:

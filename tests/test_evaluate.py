@@ -1,6 +1,7 @@
 """Tests for advbench.evaluate: scoring saved artifacts without re-attacking, white-box /
 black-box detection, robustness and training distance, the gate, bad input, the eval artifact."""
 
+import json
 import math
 import shutil
 
@@ -8,13 +9,14 @@ import numpy as np
 import pytest
 
 from advbench import data, evaluate as ev, metrics
-from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays,
+from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, jsonable, read_arrays,
                                 write_arrays)
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.fgsm_min import MinimalFGSM
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
 from advbench.runner import AttackRun, attack_split
+from advbench.shards import Shard
 
 LIMIT = 40
 
@@ -268,3 +270,88 @@ def test_evaluate_option_errors(trained_tiny_cnn):
         ev.evaluate(model, meta, path, [], distance_variant="cosine")
     with pytest.raises(ArtifactError, match="does not say which data set"):
         ev.evaluate(model, {}, path, [])
+
+
+# -- the training-set distance in shards ------------------------------------------------------
+def _json(value):
+    return json.dumps(jsonable(value), sort_keys=True)
+
+
+def _parts(meta, path, paths, count, folder, fake_data_dir, variant="l2"):
+    return [ev.write_evaluation(folder / f"part{i}.h5", ev.distance_part(
+        meta, path, paths, Shard(i, count), data_dir=fake_data_dir, distance_variant=variant),
+        kind=ev.DISTANCE_PART) for i in range(count)]
+
+
+@pytest.mark.parametrize("count, variant", [(2, "l2"), (3, "paper"), (7, "l2")])
+def test_distance_parts_combine_to_the_one_process_evaluation(
+        count, variant, trained_tiny_cnn, artifacts, fake_data_dir, tmp_path, monkeypatch):
+    path, model, meta = trained_tiny_cnn
+    monkeypatch.setattr(ev, "DISTANCE_BLOCK", 8)  # 40 queries: 5 blocks, 7 shards leave 2 empty
+    given = [artifacts["fgsm"], artifacts["min"]]
+    kwargs = dict(limit=LIMIT, data_dir=fake_data_dir, distance_variant=variant)
+    one = ev.evaluate(model, meta, path, given, **kwargs)
+    parts = _parts(meta, path, given, count, tmp_path, fake_data_dir, variant)
+    rows = [read_arrays(p, EVALUATION_SCHEMA)[1]["runs/0/rows"] for p in parts]
+    assert [int(r.sum()) for r in rows] == [len(range(i, 5, count)) * 8 for i in range(count)]
+    assert (np.sum(rows, axis=0) == 1).all()
+    # The combination reads no training image: every distance comes from the parts.
+    monkeypatch.setattr(ev, "training_set", lambda *a: pytest.fail("distance computed again"))
+    two = ev.evaluate(model, meta, path, [*parts[::-1], *given], **kwargs)
+    assert _json(two.summary) == _json(one.summary)
+    assert sorted(two.per_sample) == sorted(one.per_sample)
+    for name, values in one.per_sample.items():
+        assert two.per_sample[name].dtype == values.dtype, name
+        np.testing.assert_array_equal(two.per_sample[name], values, err_msg=name)
+
+
+def _rewrite_part(source, target, **summary):
+    attrs, arrays = read_arrays(source, EVALUATION_SCHEMA)
+    write_arrays(target, EVALUATION_SCHEMA,
+                 {**attrs, "summary": {**attrs["summary"], **summary}}, arrays)
+    return target
+
+
+def test_distance_part_errors(trained_tiny_cnn, artifacts, other_model, fake_data_dir,
+                              tmp_path, monkeypatch):
+    path, model, meta = trained_tiny_cnn
+    monkeypatch.setattr(ev, "DISTANCE_BLOCK", 8)
+    minimal = artifacts["min"]
+    p0, p1 = _parts(meta, path, [minimal], 2, tmp_path, fake_data_dir)
+    kwargs = dict(limit=LIMIT, data_dir=fake_data_dir, sensitivity=False)
+
+    def message(paths, scored=(model, meta, path), **options):
+        with pytest.raises((ArtifactError, ParameterError)) as info:
+            ev.evaluate(*scored, paths, **{**kwargs, **options})
+        return str(info.value)
+
+    assert message([minimal, p0]) == (f"the distance parts of {minimal} hold 24 of 40 rows; "
+                                      "give every part (missing: 1/2)")
+    assert message([minimal, p0, p1, p0]) == (f"{p0} and {p0} both hold rows of {minimal}; "
+                                              "give each part once")
+    assert message([artifacts["fgsm"], p0, p1]) == (
+        f"{p0} holds distances of another attack run than the given artifacts (run keys "
+        "differ); give the parts of their runs")
+    other = _rewrite_part(p1, tmp_path / "other.h5", data_hash="0" * 64)
+    assert message([minimal, p0, other]) == (
+        f"{other} holds distances to another mnist training set than the one here (the data "
+        "hash differs); compute every part on the same data")
+    assert message([minimal, p0, p1], distance_variant="paper") == (
+        f"{p0} holds l2 distances, not paper; evaluate with --distance-variant l2 or compute "
+        "the parts again")
+    blocks = _rewrite_part(p1, tmp_path / "blocks.h5", block=512)
+    assert message([minimal, p0, blocks]) == (
+        f"{blocks} was cut in blocks of 512 query rows, not 8; compute the parts again with "
+        "this advbench")
+    assert message([minimal, p0, p1], distance=False) == (
+        "distance parts were given but the training-set distance is off (--no-distance); "
+        "drop one or the other")
+    dense_path, dense, dense_meta = other_model
+    assert message([minimal, p0, p1], scored=(dense, dense_meta, dense_path)) == (
+        f"{p0} holds distances of {minimal}, which gets none from model {dense_path} (not a "
+        "minimal attack crafted on it); drop the part")
+    with pytest.raises(ParameterError) as info:
+        ev.distance_part(meta, path, [artifacts["fgsm"]], Shard(0, 2), data_dir=fake_data_dir)
+    assert str(info.value) == (f"no given artifact gets a training-set distance from model "
+                               f"{path}: that needs a minimal attack (fgsm-min, deepfool, cw-l2) "
+                               "crafted on it")
