@@ -906,11 +906,13 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
     dataset = dataset or meta.get("dataset")
     run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
                     batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode)
+    samples = None
     if output is None:
         from advbench.artifacts import run_artifact_path
 
-        _, _, indices = run.load()
-        key = run_key(run, attack_obj, meta.get("content_hash", ""), indices)
+        # Loaded once: the key needs the indices, the attack the images.
+        samples = run.load()
+        key = run_key(run, attack_obj, meta.get("content_hash", ""), samples[2])
         output = run_artifact_path("runs", path, attack_name, key)
     if engine == "ray":
         from advbench.ray_engine import attack_with_ray
@@ -921,14 +923,16 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
     if shard is not None:
         # Each shard writes its own artifact: "-o runs/pgd.h5" gives runs/pgd-shard0of4.h5...
         output = shard_output(output, shard)
+    if samples is None:
+        samples = run.load()
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
-                          overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard)
+                          overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard,
+                          samples=samples)
     if as_json:
         from advbench import report
         from advbench.runner import artifact_summary
 
-        x, _, _ = run.load()
-        click.echo(report.to_json(artifact_summary(result, x)))
+        click.echo(report.to_json(artifact_summary(result, samples[0])))
         return
     click.echo(str(result))
 

@@ -122,14 +122,16 @@ def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray,
 def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[str, Any],
                  output: str | Path, *, resume: bool = True, overwrite: bool = False,
                  checkpoint_seconds: float = 30.0, progress: Progress | None = None,
-                 shard: Shard | None = None) -> Path:
+                 shard: Shard | None = None,
+                 samples: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Path:
     """Attack a data split batch by batch and write (or complete) the attack artifact.
 
     A KeyboardInterrupt (Ctrl-C) checkpoints the batches done and is raised again; rerunning
     with the same arguments resumes. With ``shard`` only that shard's batches are attacked
     (same run key and batch seeds as the whole run); the artifact records ``shard_index``
     and ``shard_count`` and is complete only if the shard holds every batch. Every artifact
-    records the ``device`` (host and TensorFlow device) that attacked it.
+    records the ``device`` (host and TensorFlow device) that attacked it. ``samples``: the
+    run's (x, y, indices) when the caller has loaded them already (``run.load()``).
     """
     run.validate()
     # Same kernels, same bits: shards on other machines must reproduce the one-process run.
@@ -138,7 +140,7 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
         raise ParameterError(f"attack {attack.name!r} is untargeted only; drop --target")
     progress = progress or Progress(quiet=True)
     output = Path(output)
-    x, y, indices = run.load()
+    x, y, indices = run.load() if samples is None else samples
     check_model_fits(model, model_meta, run.model_path, x, run.dataset)
     key = run_key(run, attack, model_meta.get("content_hash", ""), indices)
     if not overwrite and _is_complete_run(output, key):  # needs no lock: read-only is fine

@@ -100,6 +100,23 @@ def test_attack_prints_path_and_writes_artifact(trained_tiny_cnn, fake_data_dir,
     assert again.exit_code == 0 and "complete already" in again.stderr
 
 
+def test_attack_loads_its_samples_once(trained_tiny_cnn, fake_data_dir, tmp_path, monkeypatch):
+    from advbench import data
+
+    loads = []
+    load = data.load
+    monkeypatch.setattr(data, "load", lambda *a, **k: loads.append(a) or load(*a, **k))
+    monkeypatch.chdir(tmp_path)
+    path, _, _ = trained_tiny_cnn
+    # The default output path needs the run key, hence the samples; --json the clean images.
+    result = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "fgsm", "--eps", "0.2", "--limit", "8",
+        "--data-dir", str(fake_data_dir), "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    assert loads == [("mnist", "test")]
+    assert list((tmp_path / "runs").glob("*-fgsm-*.h5"))
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--attack", "nope"], 2, "Invalid value for '--attack'"),
     (["--attack", "fgsm", "--theta", "0.1"], 2, "--theta do not apply to --attack fgsm"),

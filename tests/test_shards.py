@@ -1,5 +1,6 @@
 """Sharded attack runs (``--shard I/N``) and their merge equal the one-process run."""
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks import make_attack
 from advbench.cli import main
 from advbench.errors import ArtifactError, ParameterError
+from advbench import evaluate as evaluate_module
 from advbench.evaluate import evaluate
 from advbench.runner import AttackRun, attack_split
 from advbench.shards import (Shard, find_shards, merge_attack_runs, merge_shards, parse_shard,
@@ -232,3 +234,46 @@ def test_cli_shard_and_merge_errors(trained_tiny_cnn, fake_data_dir, tmp_path):
     assert result.output == (f"Error: {tmp_path / 'm.h5'} exists; choose another -o or pass "
                              "--overwrite\n")
 
+
+
+def test_cli_distance_shards_and_their_combination(run, trained_tiny_cnn, tmp_path, monkeypatch):
+    path, model, meta = trained_tiny_cnn
+    monkeypatch.setattr(evaluate_module, "DISTANCE_BLOCK", 8)  # 40 queries in 5 blocks
+    whole = attack_split(run, make_attack("deepfool", max_iter=5), model, meta,
+                         tmp_path / "df.h5")
+    runner = CliRunner()
+    base = ["evaluate", str(path), str(whole), "--data-dir", run.data_dir, "--limit", "40",
+            "--seed", "5", "-q"]
+    outputs = []
+    for index in range(2):
+        result = runner.invoke(main, [*base, "--distance-shard", "auto/2", "-o",
+                                      str(tmp_path / "part.h5")],
+                               env={"SLURM_ARRAY_TASK_ID": str(index)})
+        assert result.exit_code == 0, result.output
+        outputs.append(result.stdout.strip())
+    assert outputs == [str(tmp_path / "part-shard0of2.h5"), str(tmp_path / "part-shard1of2.h5")]
+    one = runner.invoke(main, [*base, "--json"])
+    combined = runner.invoke(main, [*base, *outputs, "--json"])
+    assert one.exit_code == 0 and combined.exit_code == 0, combined.output
+    assert combined.stdout == one.stdout
+    assert json.loads(one.stdout)["artifacts"][0]["training_distance"]["count"] > 0
+    # One line and exit 1 for a missing part; usage errors exit 2.
+    result = runner.invoke(main, [*base, outputs[1]])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: the distance parts of {whole} hold 16 of 40 rows; give "
+                             "every part (missing: 0/2)\n")
+    result = runner.invoke(main, [*base, "--distance-shard", "auto/2", "-o",
+                                  str(tmp_path / "p.h5")])
+    assert result.exit_code == 1
+    assert result.output == ("Error: --distance-shard auto/2 reads SLURM_ARRAY_TASK_ID, "
+                             "JOB_COMPLETION_INDEX, CI_NODE_INDEX, and none is set; give the "
+                             "index yourself: --distance-shard I/N\n")
+    for flags, message in [
+            ([], "--distance-shard writes its part to -o PART.h5 (as PART-shard<I>of<N>.h5)"),
+            (["-o", "p.h5", "--no-distance"], "--distance-shard computes the training-set "
+                                              "distance; drop --no-distance"),
+            (["-o", "p.h5", "--fail-under", "adv_accuracy=0.5", "--csv", "p.csv"],
+             "--fail-under, --csv do not apply to --distance-shard: it only computes a part "
+             "of the training-set distance")]:
+        result = runner.invoke(main, [*base, "--distance-shard", "0/2", *flags])
+        assert result.exit_code == 2 and message in result.output, result.output
