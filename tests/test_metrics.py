@@ -234,6 +234,34 @@ def test_nearest_training_distance_exact_for_duplicates_and_offsets():
     assert distances[2] == pytest.approx(exact, rel=1e-12)
 
 
+@pytest.mark.parametrize("variant", ["l2", "paper"])
+@pytest.mark.parametrize("count", [1, 2, 3, 9])
+def test_nearest_training_distance_shards_are_blocks_of_the_whole(variant, count):
+    # 43 queries in blocks of 10 (the last of 3 rows): shard I/N holds blocks I, I+N, ...,
+    # with exactly the values of the whole computation; other rows NaN and -1.
+    rng = np.random.default_rng(count)
+    x_query, x_train = rng.random((43, 4, 4, 1)), rng.random((97, 4, 4, 1))
+    whole = metrics.nearest_training_distance(x_query, x_train, chunk_size=10, variant=variant)
+    seen = np.zeros(43, int)
+    for index in range(count):
+        blocks = metrics.query_blocks(43, 10, (index, count))
+        assert blocks == [slice(s, min(s + 10, 43)) for s in range(10 * index, 43, 10 * count)]
+        distances, indices = metrics.nearest_training_distance(
+            x_query, x_train, chunk_size=10, variant=variant, shard=(index, count))
+        rows = np.zeros(43, bool)
+        for block in blocks:
+            rows[block] = True
+        seen += rows
+        np.testing.assert_array_equal(distances[rows], whole[0][rows])
+        np.testing.assert_array_equal(indices[rows], whole[1][rows])
+        assert np.isnan(distances[~rows]).all() and (indices[~rows] == -1).all()
+    assert (seen == 1).all()
+    assert metrics.query_blocks(5, 2048) == [slice(0, 5)]
+    with pytest.raises(ParameterError, match=r"shard must be \(I, N\) with 0 <= I < N, got "
+                                             r"\(2, 2\)"):
+        metrics.query_blocks(5, 2, (2, 2))
+
+
 def test_nearest_training_distance_paper_variant():
     x_train = np.array([[0.0, 0.0], [0.6, 0.8]], np.float32)
     x_query = np.array([[0.6, 0.0], [0.0, 0.4]], np.float32)
