@@ -476,12 +476,13 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         kinds.append(kind)
     distances = None
     if parts:
-        runs = {}
+        runs: dict[str, tuple[str, bool]] = {}
         for group, kind in zip(groups, kinds):
-            if kind == ATTACK_SCHEMA:
-                attrs = read_arrays(group[0], ATTACK_SCHEMA, names=[])[0]
-                runs[attrs.get("key")] = (", ".join(map(str, group)),
-                                          _gets_distance(attrs, model_meta))
+            attrs = read_arrays(group[0], ATTACK_SCHEMA, names=[])[0] \
+                if kind == ATTACK_SCHEMA else {}
+            if attrs.get("key"):  # a run without a key has no parts (distance_part refuses)
+                runs[attrs["key"]] = (", ".join(map(str, group)),
+                                      _gets_distance(attrs, model_meta))
         distances = combine_distance_parts(parts, runs, dataset=dataset, model_path=model_path,
                                            data_dir=data_dir, distance_variant=distance_variant)
 

@@ -236,6 +236,26 @@ def test_cli_shard_and_merge_errors(trained_tiny_cnn, fake_data_dir, tmp_path):
 
 
 
+def test_distance_parts_of_attack_shards_combine_with_the_merged_run(run, trained_tiny_cnn,
+                                                                     tmp_path, monkeypatch):
+    path, model, meta = trained_tiny_cnn
+    monkeypatch.setattr(evaluate_module, "DISTANCE_BLOCK", 8)
+    attack = make_attack("deepfool", max_iter=5)
+    whole = attack_split(run, attack, model, meta, tmp_path / "whole.h5")
+    shards = _shards(run, attack, model, meta, tmp_path, 2)
+    # Parts computed from the attack shards; the combination given the merged artifact.
+    parts = [evaluate_module.write_evaluation(
+        tmp_path / f"part{i}.h5", evaluate_module.distance_part(
+            meta, path, shards, Shard(i, 3), data_dir=run.data_dir),
+        kind=evaluate_module.DISTANCE_PART) for i in range(3)]
+    kwargs = dict(data_dir=run.data_dir, limit=40, seed=5, sensitivity=False)
+    one = evaluate(model, meta, path, [whole], **kwargs)
+    combined = evaluate(model, meta, path, [whole, *parts], **kwargs)
+    assert combined.summary == one.summary
+    for name, values in one.per_sample.items():
+        np.testing.assert_array_equal(combined.per_sample[name], values)
+
+
 def test_cli_distance_shards_and_their_combination(run, trained_tiny_cnn, tmp_path, monkeypatch):
     path, model, meta = trained_tiny_cnn
     monkeypatch.setattr(evaluate_module, "DISTANCE_BLOCK", 8)  # 40 queries in 5 blocks
