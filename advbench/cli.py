@@ -1199,12 +1199,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                     reading=reading, quiet=quiet)
-    if dataset and dataset != meta.get("dataset"):
-        # An advbench model scored on other data than its own (of the same image shape).
-        from advbench import data as datamod
-
-        meta = {**meta, "dataset": dataset,
-                "data_hash": datamod.fingerprint(dataset, data_dir)}
+    meta = _scored_on(meta, dataset, data_dir)
     artifacts = list(artifacts)
     if eps is not None:
         curves = _curves_from_flags(
@@ -1245,6 +1240,16 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     _exit_on_missed(missed)
 
 
+def _scored_on(meta: dict, dataset: str | None, data_dir) -> dict:
+    """The model's metadata with ``dataset`` as its data when it is scored on other data than
+    its own (of the same image shape)."""
+    if not dataset or dataset == meta.get("dataset"):
+        return meta
+    from advbench import data as datamod
+
+    return {**meta, "dataset": dataset, "data_hash": datamod.fingerprint(dataset, data_dir)}
+
+
 def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, dataset, reading,
                     distance_variant, as_json, quiet, data_dir, models_dir, stray) -> None:
     """``evaluate --distance-shard``: write one part of the training-set distance."""
@@ -1270,13 +1275,9 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
     _check_outputs(output=output, lock=True)
     path, _, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                 reading=reading, quiet=quiet)
-    if dataset and dataset != meta.get("dataset"):
-        from advbench import data as datamod
-
-        meta = {**meta, "dataset": dataset,
-                "data_hash": datamod.fingerprint(dataset, data_dir)}
-    part = distance_part(meta, path, list(artifacts), shard, data_dir=data_dir,
-                         distance_variant=distance_variant, progress=Progress(quiet=quiet))
+    part = distance_part(_scored_on(meta, dataset, data_dir), path, list(artifacts), shard,
+                         data_dir=data_dir, distance_variant=distance_variant,
+                         progress=Progress(quiet=quiet))
     if not quiet and not any(run["rows"] for run in part.summary["runs"]):
         click.echo(f"shard {shard} holds no rows: the runs have fewer blocks of "
                    f"{DISTANCE_BLOCK} query rows than {shard.count} shards", err=True)

@@ -237,6 +237,28 @@ def score_curve(model_meta: dict, model_path: PathLike, path: PathLike) -> dict[
 
 
 # -- the training-set distance in shards -------------------------------------------------------
+def _scoring_checks(model_meta: dict, model_path: PathLike, distance_variant: str,
+                    artifacts: Sequence[PathLike]) -> tuple[str, list[list[Path]], list]:
+    """(the model's data set, the artifacts grouped by run, each group's schema), after the
+    checks that must fail before any work: the variant, the model's data set, and every
+    artifact's kind (a typo in the last path must not cost a full run)."""
+    if distance_variant not in metrics.DISTANCE_VARIANTS:
+        raise ParameterError(f"distance variant must be one of "
+                             f"{', '.join(metrics.DISTANCE_VARIANTS)}, got {distance_variant!r}")
+    dataset = model_meta.get("dataset")
+    if not dataset:
+        raise ArtifactError(f"model {model_path} does not say which data set it was trained on; "
+                            "re-train it with `advbench train`")
+    groups = group_shards(artifacts)
+    kinds = []
+    for group in groups:
+        kind = artifact_kind(group[0]) if Path(group[0]).exists() else None
+        if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
+            read_arrays(group[0], ATTACK_SCHEMA)  # raises the precise one-line error
+        kinds.append(kind)
+    return dataset, groups, kinds
+
+
 def _gets_distance(attrs: dict, model_meta: dict) -> bool:
     """Whether scoring gives this attack run a training-set distance: a minimal attack
     crafted on the scored model (as ``score_artifact`` decides)."""
@@ -273,24 +295,14 @@ def distance_part(model_meta: dict, model_path: PathLike, artifacts: Sequence[Pa
         ParameterError: when no artifact gets a training-set distance from this model.
         ArtifactError: as ``score_artifact`` for unreadable, incomplete or mismatched runs.
     """
-    if distance_variant not in metrics.DISTANCE_VARIANTS:
-        raise ParameterError(f"distance variant must be one of "
-                             f"{', '.join(metrics.DISTANCE_VARIANTS)}, got {distance_variant!r}")
+    dataset, groups, kinds = _scoring_checks(model_meta, model_path, distance_variant,
+                                             artifacts)
     progress = progress or Progress(quiet=True)
-    dataset = model_meta.get("dataset")
-    if not dataset:
-        raise ArtifactError(f"model {model_path} does not say which data set it was trained on; "
-                            "re-train it with `advbench train`")
-    groups = group_shards(artifacts)
-    for group in groups:  # every path checked before the training set is read
-        kind = artifact_kind(group[0]) if Path(group[0]).exists() else None
-        if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
-            read_arrays(group[0], ATTACK_SCHEMA)  # raises the precise one-line error
     cache: dict[str, np.ndarray] = {}
     runs: list[dict[str, Any]] = []
     per_sample: dict[str, np.ndarray] = {}
-    for group in groups:
-        if artifact_kind(group[0]) == CURVE_SCHEMA:
+    for group, kind in zip(groups, kinds):
+        if kind == CURVE_SCHEMA:
             continue
         attrs, arrays = read_attack_run(group)
         name = ", ".join(map(str, group))
@@ -448,32 +460,18 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         >>> result = evaluate(model, meta, "models/mnist-cnn-relu-none.h5", ["runs/a.h5"])
         >>> result.summary["metrics"]["adv_accuracy"]
     """
-    if distance_variant not in metrics.DISTANCE_VARIANTS:
-        raise ParameterError(f"distance variant must be one of "
-                             f"{', '.join(metrics.DISTANCE_VARIANTS)}, got {distance_variant!r}")
     if success_against not in metrics.SUCCESS_DEFINITIONS:
         raise ParameterError(f"success must be judged against one of "
                              f"{', '.join(metrics.SUCCESS_DEFINITIONS)}, got {success_against!r}")
     Samples(dataset="", split=split, limit=limit, start=start, seed=seed,
             batch_size=batch_size).validate()
     progress = progress or Progress(quiet=True)
-    dataset = model_meta.get("dataset")
-    if not dataset:
-        raise ArtifactError(f"model {model_path} does not say which data set it was trained on; "
-                            "re-train it with `advbench train`")
     parts = [p for p in artifacts if is_distance_part(p)]
     if parts and not distance:
         raise ParameterError("distance parts were given but the training-set distance is off "
                              "(--no-distance); drop one or the other")
-    # Check every artifact's kind first: a typo in the last path must not cost a full run.
-    kinds = []
-    groups = group_shards([p for p in artifacts if p not in parts])
-    for group in groups:
-        path = group[0]
-        kind = artifact_kind(path) if Path(path).exists() else None
-        if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
-            read_arrays(path, ATTACK_SCHEMA)  # raises the precise one-line error
-        kinds.append(kind)
+    dataset, groups, kinds = _scoring_checks(model_meta, model_path, distance_variant,
+                                             [p for p in artifacts if p not in parts])
     distances = None
     if parts:
         runs: dict[str, tuple[str, bool]] = {}
