@@ -210,7 +210,7 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
                 distance, nearest = distances[attrs["key"]]
             else:
                 distance, nearest = metrics.nearest_training_distance(
-                    x_adv, training(), variant=distance_variant, chunk_size=DISTANCE_BLOCK,
+                    x_adv, training(), variant=distance_variant, query_chunk=DISTANCE_BLOCK,
                     x_clean=x_clean if distance_variant == "paper" else None)
             summary["training_distance"] = {
                 **metrics.success_summary(distance, success), "variant": distance_variant}
@@ -321,7 +321,7 @@ def distance_part(model_meta: dict, model_path: PathLike, artifacts: Sequence[Pa
         progress.log(f"training-set distance of {name}: shard {shard}, {int(rows.sum())} of "
                      f"{n} rows")
         distance, nearest = metrics.nearest_training_distance(
-            arrays["x_adv"], cache["x"], variant=distance_variant, chunk_size=DISTANCE_BLOCK,
+            arrays["x_adv"], cache["x"], variant=distance_variant, query_chunk=DISTANCE_BLOCK,
             x_clean=x_clean if distance_variant == "paper" else None,
             shard=(shard.index, shard.count))
         j = len(runs)

@@ -425,6 +425,7 @@ def query_blocks(n: int, chunk_size: int = 2048,
 def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
                               chunk_size: int = 2048, variant: str = "l2",
                               x_clean: ArrayLike | None = None,
+                              query_chunk: int | None = None,
                               shard: tuple[int, int] | None = None
                               ) -> tuple[np.ndarray, np.ndarray]:
     """Distance from each query image to its nearest training image, and that image's index.
@@ -446,12 +447,14 @@ def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
         x_query: images to measure (usually adversarial examples), shape (n, ...).
         x_train: training images, shape (m, ...) with the same per-sample shape.
         chunk_size: rows per block on both sides, default 2048 (a 16 MB float32 block).
+        query_chunk: query rows per block when other than ``chunk_size`` (smaller blocks
+            give a shard a finer unit, at some CPU time).
         variant: "l2" (default): the Euclidean distance ||q - t||_2. "paper": the authors'
             code's quantity, the squared distance ||q - t||_2^2 divided by ||x||_2, where x
             is ``x_clean`` when given (as in their code: the clean image the adversarial came
             from) and ``x_query`` otherwise.
         x_clean: optional clean images, same shape as ``x_query``; only used by "paper".
-        shard: ``(I, N)``: compute only the query blocks ``query_blocks(n, chunk_size,
+        shard: ``(I, N)``: compute only the query blocks ``query_blocks(n, query_chunk,
             shard)`` (I, I+N, ... of the whole computation, each with the same rows as
             without ``shard``, so their values are the same bits); the other rows get
             distance NaN and index -1. Default: every row.
@@ -467,6 +470,8 @@ def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
     """
     variant = _choice("variant", variant, DISTANCE_VARIANTS)
     check_int("chunk_size", chunk_size, low=1)
+    query_rows = chunk_size if query_chunk is None else query_chunk
+    check_int("query_chunk", query_rows, low=1)
     x_query = _images("x_query", x_query)
     x_train = _images("x_train", x_train)
     if x_query.shape[1:] != x_train.shape[1:]:
@@ -497,9 +502,9 @@ def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
     indices = np.full(n, -1, dtype=np.int64)
     squared = np.full(n, np.nan, dtype=np.float64)
     # Both from the whole query set, whatever the shard: a block's computation is the same.
-    query_chunk = min(chunk_size, n)
-    train_chunk = max(1, min(chunk_size, _MAX_BLOCK_ENTRIES // query_chunk))
-    for rows in query_blocks(n, chunk_size, shard):
+    query_step = min(query_rows, n)
+    train_chunk = max(1, min(chunk_size, _MAX_BLOCK_ENTRIES // query_step))
+    for rows in query_blocks(n, query_rows, shard):
         query = query_flat[rows]
         chunk_indices = _nearest_in_chunks(
             tf.constant((query - centre).astype(np.float32)), train_centred, train_squared,

@@ -237,17 +237,21 @@ def test_nearest_training_distance_exact_for_duplicates_and_offsets():
 @pytest.mark.parametrize("variant", ["l2", "paper"])
 @pytest.mark.parametrize("count", [1, 2, 3, 9])
 def test_nearest_training_distance_shards_are_blocks_of_the_whole(variant, count):
-    # 43 queries in blocks of 10 (the last of 3 rows): shard I/N holds blocks I, I+N, ...,
-    # with exactly the values of the whole computation; other rows NaN and -1.
+    # 43 queries in blocks of 10 (the last of 3 rows; training blocks of 7): shard I/N holds
+    # blocks I, I+N, ..., with exactly the values of the whole computation; other rows NaN
+    # and -1.
     rng = np.random.default_rng(count)
     x_query, x_train = rng.random((43, 4, 4, 1)), rng.random((97, 4, 4, 1))
-    whole = metrics.nearest_training_distance(x_query, x_train, chunk_size=10, variant=variant)
+    whole = metrics.nearest_training_distance(x_query, x_train, chunk_size=7, query_chunk=10,
+                                              variant=variant)
+    np.testing.assert_array_equal(whole[1], _brute_force(x_query, x_train).argmin(axis=1))
     seen = np.zeros(43, int)
     for index in range(count):
         blocks = metrics.query_blocks(43, 10, (index, count))
         assert blocks == [slice(s, min(s + 10, 43)) for s in range(10 * index, 43, 10 * count)]
         distances, indices = metrics.nearest_training_distance(
-            x_query, x_train, chunk_size=10, variant=variant, shard=(index, count))
+            x_query, x_train, chunk_size=7, query_chunk=10, variant=variant,
+            shard=(index, count))
         rows = np.zeros(43, bool)
         for block in blocks:
             rows[block] = True
