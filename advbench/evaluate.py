@@ -388,8 +388,8 @@ def combine_distance_parts(parts: Sequence[PathLike], runs: dict[str, tuple[str,
                                     f"model {model_path} (not a minimal attack crafted on it); "
                                     "drop the part")
             found.setdefault(key, []).append((path, summary.get("shard") or [], {
-                name: arrays[f"runs/{j}/{name}"]
-                for name in ("rows", "nearest_distance", "nearest_index")}))
+                field: arrays[f"runs/{j}/{field}"]
+                for field in ("rows", "nearest_distance", "nearest_index")}))
     out = {}
     for key, items in found.items():
         name = runs[key][0]
