@@ -738,6 +738,10 @@ ATTACK_OPTIONS = [
      "Norm (fgsm, pgd, apgd-*, square, autoattack)."),
     ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
     ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
+    ("--search", "search", RegistryChoice("advbench.attacks:FGSM_MIN_SEARCHES"),
+     "fgsm-min's search: exact (default), or authors (the paper authors' loop, which attacks "
+     "the wrong images from the third eps on; to reproduce their Table 2, with --batch-size "
+     ">= the sample count)."),
     ("--alpha", "alpha", float, "Random step of rand-fgsm."),
     ("--step-size", "step_size", float, "PGD step size."),
     ("--steps", "steps", int, "PGD steps."),
