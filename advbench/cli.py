@@ -1122,14 +1122,20 @@ def _output_options(f):
               help="Training-set distance for white-box minimal artifacts.")
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
               help="Loss sensitivity on the clean split.")
+@click.option("--sensitivity-variant",
+              type=RegistryChoice("advbench.names:SENSITIVITY_VARIANTS"), default="loss",
+              show_default=True,
+              help="What loss sensitivity differentiates: the loss at the label (the paper's "
+                   "text), or the predicted class's softmax output / logit (the authors' "
+                   "code, ART 735ead0c0 / tag 0.1).")
 @_output_options
 @_data_dir_option
 @_models_dir_option
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
              source_ref, fail_under, fail_over, distance_variant, success_against, distance,
-             sensitivity, as_json, csv_path, output, plot, runs_dir, quiet, table_format,
-             data_dir, models_dir):
+             sensitivity, sensitivity_variant, as_json, csv_path, output, plot, runs_dir, quiet,
+             table_format, data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
     MODEL is a zoo name, an advbench model (.h5), or your own Keras model (.keras, legacy
@@ -1193,7 +1199,9 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                             seed=seed, data_dir=data_dir, batch_size=batch_size,
                             sensitivity=sensitivity, distance=distance,
                             distance_variant=distance_variant,
-                            success_against=success_against, progress=Progress(quiet=quiet))
+                            success_against=success_against,
+                            sensitivity_variant=sensitivity_variant,
+                            progress=Progress(quiet=quiet))
     try:
         missed = check_thresholds(result.summary, thresholds)
     except ParameterError as e:
