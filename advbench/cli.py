@@ -306,13 +306,17 @@ DEFENSE_OPTIONS = [
     ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10]."),
     ("--gda-clip/--no-gda-clip", "gda", "clip", None,
      "Clip x + noise to [0, 1] [off, as the paper's authors]."),
+    ("--gda-noise", "gda", "noise", RegistryChoice("advbench.defenses:GDA_NOISES"),
+     "GDA noise: fresh every epoch, or drawn once per image and copy (the authors' code) "
+     "[fresh]."),
     ("--ls-weight", "label-smoothing", "weight", float,
      "Label smoothing true-class weight [0.9]."),
     ("--fs-bits", "feature-squeezing", "bit_depth", int,
      "Feature squeezing bit depth [1 MNIST, 3 CIFAR-10]."),
     ("--at-eps", "fgsm-at", "eps", float, "FGSM adversarial training eps [0.3 MNIST, 0.05]."),
     ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses:FGSM_AT_MODES"),
-     "Adversarial training mode [static, the paper's]."),
+     "Adversarial training mode: static (the paper's), fresh (the authors' code: a fresh "
+     "model learns clean + adversarial data) or online [static]."),
     ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [0.5]."),
     ("--vat-eps", "vat", "eps", float, "VAT perturbation L2 norm [2.1]."),
     ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses:VAT_MODES"),
