@@ -125,3 +125,26 @@ def test_without_squeezing_is_the_raw_network(fake_data_dir):
                                atol=1e-6)
     with pytest.raises(ValueError, match="has no feature squeezing layer to remove"):
         authors.without_squeezing(plain)
+
+
+def test_authors_profile_uses_the_authors_code_settings(tmp_path):
+    quick, profile = experiments.PROFILES["quick"], experiments.PROFILES["authors"]
+    assert (profile.epochs, profile.train_limit, profile.test_limit, profile.expensive_limit,
+            profile.extra_seeds) == (quick.epochs, quick.train_limit, quick.test_limit,
+                                     quick.expensive_limit, quick.extra_seeds)
+    assert profile.eps_grid == "0.1:1:0.1"
+    assert profile.attack_params["jsma"]["theta"] == 1.0
+    assert profile.attack_params["cw-l2"]["confidence"] == 10.0
+    assert profile.attack_params["deepfool"]["overshoot"] == 0.0
+    repro = experiments.Reproduction("mnist", "authors", tmp_path)
+    assert repro._train_config("cnn-gda")[1].noise == "once"
+    assert repro._train_config("cnn-fgsm-at")[1].mode == "fresh"
+    assert repro._train_config("cnn-vat")[1].params() == \
+        experiments.Reproduction("mnist", "quick", tmp_path)._train_config("cnn-vat")[1].params()
+    quick_repro = experiments.Reproduction("mnist", "quick", tmp_path)
+    assert quick_repro._train_config("cnn-gda")[1].noise == "fresh"
+    assert quick_repro._train_config("cnn-fgsm-at")[1].mode == "static"
+    # Every setting of the authors' code is listed, with what this profile does with it.
+    settings = {row[0]: row[4] for row in authors.AUTHORS_SETTINGS}
+    assert settings["JSMA theta"] == "1.0" and settings["C&W confidence"] == "10"
+    assert settings["FGSM labels"].startswith("not applied")

@@ -57,6 +57,7 @@ AUTHORS_SETTINGS: tuple[tuple[str, str, str, str, str], ...] = (
      "the loss at the true label; the authors' variants as extra columns", "same"),
     ("JSMA theta", "0.1", "1.0", "0.1", "1.0"),
     ("C&W confidence", "2.3", "10", "2.3", "10"),
+    ("DeepFool overshoot", "0.02 (the original's)", "none", "0.02", "0"),
     ("FGSM curve grid (Figures 3-5)", "0 to 1", "0.1 to 1 by 0.1",
      "0.01 to 1 by 0.01 (quick: 0.02)", "0.1 to 1 by 0.1"),
     ("minimal-FGSM grid", "not given", "eps step 0.05 up to 1 (the notebook's)",
@@ -70,9 +71,11 @@ AUTHORS_SETTINGS: tuple[tuple[str, str, str, str, str], ...] = (
      "the true label", "not applied: the true label (the two differ only on the "
      "misclassified test images)"),
     ("FGSM adversarial training", "adversarial training (eps 0.3)",
-     "a fresh model trained on clean + FGSM data crafted on the separately trained CNN",
+     "a fresh model trained on clean + FGSM data crafted on the separately trained CNN "
+     "(validation split: the tail of that array, i.e. adversarial images)",
      "the first-phase model trained on, over the union (fgsm-at mode static)",
-     "a fresh model on the union (fgsm-at mode fresh)"),
+     "a fresh model on the union (fgsm-at mode fresh; the first phase is the separately "
+     "trained CNN; clean validation split)"),
     ("ResNet + BRELU", "bounded ReLU everywhere", "ReLU hard-coded inside the ResNet",
      "BRELU on every activation", "same as advbench (not applied)"),
     ("feature squeezing under white-box attack", "not discussed", "not attacked through",

@@ -228,7 +228,8 @@ class Reproduction:
         config = TrainConfig(dataset=self.dataset, architecture=architecture,
                              activation=activation, epochs=epochs, seed=seed,
                              limit=self.profile.train_limit, data_dir=self.data_dir)
-        return config, make_defense(defense, self.dataset)
+        return config, make_defense(defense, self.dataset,
+                                    **self.profile.defense_params.get(defense, {}))
 
     @staticmethod
     def _matches(meta: dict, config: TrainConfig, defense) -> bool:
