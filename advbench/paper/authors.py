@@ -280,7 +280,7 @@ def table2_section(results: dict, dataset: str) -> list[str]:
                rows), ""]
 
 
-def table3_section(results: dict) -> list[str]:
+def table3_section(results: dict, dataset: str) -> list[str]:
     """Table 3 with the authors' sensitivity variants beside the loss one and the paper's."""
     from advbench.paper import published
 
@@ -291,7 +291,8 @@ def table3_section(results: dict) -> list[str]:
     if not t3:
         return []
     rows = [[_label(name), _num(s["loss"], 4), _num(s["softmax"], 4), _num(s["logit"], 4),
-             _num(published.TABLE3.get(FS_MODEL if name == FS_AS_PAPER else name), 4),
+             _num(published.TABLE3.get(FS_MODEL if name == FS_AS_PAPER else name)
+                  if dataset == "mnist" else None, 4),
              s["samples"]] for name, s in t3.items()]
     return [
         "### Table 3 beside the authors' code\n",

@@ -221,7 +221,7 @@ def write_report(repro: Reproduction) -> Path:
         out += _table2_section(results, repro.dataset)
         out += authors.table2_section(results, repro.dataset)
         out += _table3_section(results)
-        out += authors.table3_section(results)
+        out += authors.table3_section(results, repro.dataset)
         out += _table4_section(results, repro.dataset)
         if figure1(results, root / "figure1.png"):
             out.append("## Figure 1: minimal perturbations\n")
