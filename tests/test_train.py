@@ -134,6 +134,15 @@ def test_gda_noise_once_is_the_same_for_a_copy_in_every_batch():
     assert out[1].std() > 0.2 and (out < 0).any()  # unclipped by default, as the authors
 
 
+def test_gda_noise_once_trains_end_to_end(fake_data_dir):
+    config = TrainConfig(epochs=1, limit=60, batch_size=32, data_dir=str(fake_data_dir))
+    model, meta = train(config, make_defense("gda", "mnist", copies=2, noise="once"))
+    assert meta["defense_params"] == {"sigma": 0.3, "copies": 2, "clip": False,
+                                      "noise": "once"}
+    assert meta["samples_processed"] == 3 * meta["train_samples"]
+    assert np.isfinite(meta["history"][0]["loss"])
+
+
 def test_fgsm_at_fresh_learns_the_union_from_the_initial_weights(fake_data_dir, monkeypatch):
     # The authors' code: the adversarials of a trained model, learnt with the clean set by a
     # fresh model. The second phase must start from the untrained weights.
