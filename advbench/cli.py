@@ -610,7 +610,8 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
               default="quick",
               show_default=True,
               help="paper: the paper's settings (for a GPU); quick: scaled for a 2-core CPU; "
-                   "demo: a few-minute slice.")
+                   "demo: a few-minute slice; authors: the paper authors' code settings at "
+                   "quick's size.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Results folder; the report is <out>/<dataset>/<profile>/report.md.")
 @click.option("--seed", type=int, default=0, show_default=True)
