@@ -306,13 +306,17 @@ DEFENSE_OPTIONS = [
     ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10]."),
     ("--gda-clip/--no-gda-clip", "gda", "clip", None,
      "Clip x + noise to [0, 1] [off, as the paper's authors]."),
+    ("--gda-noise", "gda", "noise", RegistryChoice("advbench.defenses:GDA_NOISES"),
+     "GDA noise: fresh every epoch, or drawn once per image and copy (the authors' code) "
+     "[fresh]."),
     ("--ls-weight", "label-smoothing", "weight", float,
      "Label smoothing true-class weight [0.9]."),
     ("--fs-bits", "feature-squeezing", "bit_depth", int,
      "Feature squeezing bit depth [1 MNIST, 3 CIFAR-10]."),
     ("--at-eps", "fgsm-at", "eps", float, "FGSM adversarial training eps [0.3 MNIST, 0.05]."),
     ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses:FGSM_AT_MODES"),
-     "Adversarial training mode [static, the paper's]."),
+     "Adversarial training mode: static (the paper's), fresh (the authors' code: a fresh "
+     "model learns clean + adversarial data) or online [static]."),
     ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [0.5]."),
     ("--vat-eps", "vat", "eps", float, "VAT perturbation L2 norm [2.1]."),
     ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses:VAT_MODES"),
@@ -606,7 +610,8 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
               default="quick",
               show_default=True,
               help="paper: the paper's settings (for a GPU); quick: scaled for a 2-core CPU; "
-                   "demo: a few-minute slice.")
+                   "demo: a few-minute slice; authors: the paper authors' code settings at "
+                   "quick's size.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Results folder; the report is <out>/<dataset>/<profile>/report.md.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -738,6 +743,10 @@ ATTACK_OPTIONS = [
      "Norm (fgsm, pgd, apgd-*, square, autoattack)."),
     ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
     ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
+    ("--search", "search", RegistryChoice("advbench.attacks:FGSM_MIN_SEARCHES"),
+     "fgsm-min's search: exact (default), or authors (the paper authors' loop, which attacks "
+     "the wrong images from the third eps on; to reproduce their Table 2, with --batch-size "
+     ">= the sample count)."),
     ("--alpha", "alpha", float, "Random step of rand-fgsm."),
     ("--step-size", "step_size", float, "PGD step size."),
     ("--steps", "steps", int, "PGD steps."),
@@ -1122,6 +1131,12 @@ def _output_options(f):
               help="Training-set distance for white-box minimal artifacts.")
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
               help="Loss sensitivity on the clean split.")
+@click.option("--sensitivity-variant",
+              type=RegistryChoice("advbench.names:SENSITIVITY_VARIANTS"), default="loss",
+              show_default=True,
+              help="What loss sensitivity differentiates: the loss at the label (the paper's "
+                   "text), or the predicted class's softmax output / logit (the authors' "
+                   "code, ART 735ead0c0 / tag 0.1).")
 @click.option("--distance-shard", "distance_shard_text", default=None, metavar="I/N",
               help="Compute only query blocks I, I+N, ... of the training-set distance and "
                    "write them to -o (as PART-shard<I>of<N>.h5); auto/N takes I from "
@@ -1133,8 +1148,8 @@ def _output_options(f):
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
              source_ref, fail_under, fail_over, distance_variant, success_against, distance,
-             sensitivity, distance_shard_text, as_json, csv_path, output, plot, runs_dir, quiet,
-             table_format, data_dir, models_dir):
+             sensitivity, sensitivity_variant, distance_shard_text, as_json, csv_path, output,
+             plot, runs_dir, quiet, table_format, data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
     MODEL is a zoo name, an advbench model (.h5), or your own Keras model (.keras, legacy
@@ -1212,7 +1227,9 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                             seed=seed, data_dir=data_dir, batch_size=batch_size,
                             sensitivity=sensitivity, distance=distance,
                             distance_variant=distance_variant,
-                            success_against=success_against, progress=Progress(quiet=quiet))
+                            success_against=success_against,
+                            sensitivity_variant=sensitivity_variant,
+                            progress=Progress(quiet=quiet))
     try:
         missed = check_thresholds(result.summary, thresholds)
     except ParameterError as e:

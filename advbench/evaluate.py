@@ -431,6 +431,7 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
              data_dir: PathLike | None = None,
              batch_size: int = 256, sensitivity: bool = True, distance: bool = True,
              distance_variant: str = "l2", success_against: str = "prediction",
+             sensitivity_variant: str = "loss",
              progress: Progress | None = None) -> Score:
     """Score a model on a clean split and on saved attack / curve artifacts.
 
@@ -452,6 +453,9 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         success_against: what an untargeted attack must change to succeed: "prediction"
             (default: the model's clean prediction, as ART) or "label" (see
             ``score_artifact``).
+        sensitivity_variant: what the loss sensitivity differentiates: "loss" (default, the
+            paper's text, at the true label), or the authors' code's "softmax" / "logit" of
+            the predicted class (``metrics.loss_sensitivity_per_sample``).
 
     Returns:
         ``Score``; ``summary["metrics"]`` holds the gate values (see ``METRICS``).
@@ -463,6 +467,10 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     if success_against not in metrics.SUCCESS_DEFINITIONS:
         raise ParameterError(f"success must be judged against one of "
                              f"{', '.join(metrics.SUCCESS_DEFINITIONS)}, got {success_against!r}")
+    if sensitivity_variant not in metrics.SENSITIVITY_VARIANTS:
+        raise ParameterError(f"sensitivity variant must be one of "
+                             f"{', '.join(metrics.SENSITIVITY_VARIANTS)}, "
+                             f"got {sensitivity_variant!r}")
     Samples(dataset="", split=split, limit=limit, start=start, seed=seed,
             batch_size=batch_size).validate()
     progress = progress or Progress(quiet=True)
@@ -494,10 +502,12 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     class_names = list(data.dataset_info(dataset).class_names)
     clean = {"dataset": dataset, "split": split, "samples": int(len(x)),
              "accuracy": float(np.mean(pred == y)), "loss_sensitivity": None,
+             "loss_sensitivity_variant": sensitivity_variant if sensitivity else None,
              "class_names": class_names,
              "per_class_accuracy": per_class_accuracy(pred, y, len(class_names))}
     if sensitivity:
-        gradient_norms = metrics.loss_sensitivity_per_sample(model, x, y, batch_size=batch_size)
+        gradient_norms = metrics.loss_sensitivity_per_sample(
+            model, x, y, batch_size=batch_size, variant=sensitivity_variant)
         per_sample["clean/loss_gradient_norm"] = gradient_norms
         clean["loss_sensitivity"] = float(np.mean(gradient_norms))
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from advbench.checks import check_class_labels, check_images, check_int
 from advbench.errors import AdvbenchError, ParameterError
 from advbench.models.gradients import attack_model
-from advbench.names import DISTANCE_VARIANTS, SUCCESS_DEFINITIONS
+from advbench.names import DISTANCE_VARIANTS, SENSITIVITY_VARIANTS, SUCCESS_DEFINITIONS
 from advbench.ops import per_sample_cross_entropy
 from advbench.types import Model
 
@@ -529,13 +529,25 @@ def nearest_training_distance(x_query: ArrayLike, x_train: ArrayLike, *,
 
 
 # -- loss sensitivity ----------------------------------------------------------------------
-# One compiled gradient-norm function per model, dropped with the model.
+# One compiled gradient-norm function per model and variant, dropped with the model.
 _GRADIENT_NORM_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _gradient_norm_function(model):
-    """A tf.function (x, labels) -> per-sample ||dJ(x_i, y_i)/dx_i||_2, built once per model."""
-    function = _GRADIENT_NORM_CACHE.get(model)
+def _differentiated_output(logits: tf.Tensor, labels: tf.Tensor, variant: str) -> tf.Tensor:
+    """Per-sample scalar whose input gradient the variant measures, shape (batch,)."""
+    if variant == "loss":
+        return per_sample_cross_entropy(logits, labels)
+    # The authors' code: the output of the model's predicted class, not a loss.
+    predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+    outputs = tf.nn.softmax(logits) if variant == "softmax" else logits
+    return tf.gather(outputs, predicted, axis=1, batch_dims=1)
+
+
+def _gradient_norm_function(model, variant: str = "loss"):
+    """A tf.function (x, labels) -> per-sample input-gradient norms of the variant's output,
+    built once per model and variant."""
+    per_model = _GRADIENT_NORM_CACHE.setdefault(model, {})
+    function = per_model.get(variant)
     if function is None:
         differentiated = attack_model(model)  # same logits, cheaper input gradient
 
@@ -543,42 +555,62 @@ def _gradient_norm_function(model):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 logits = differentiated(x, training=False)
-                # Per-sample loss summed: the gradient w.r.t. x_i is dJ(x_i, y_i)/dx_i, with
-                # no 1/batch factor, so the value does not depend on the batch size.
-                loss = tf.reduce_sum(per_sample_cross_entropy(logits, labels))
-            gradient = tape.gradient(loss, x)
+                # Per-sample values summed: the gradient w.r.t. x_i is that of sample i's own
+                # value, with no 1/batch factor, so the result does not depend on the batch.
+                total = tf.reduce_sum(_differentiated_output(logits, labels, variant))
+            gradient = tape.gradient(total, x)
             flat = tf.reshape(gradient, [tf.shape(gradient)[0], -1])
             return tf.norm(flat, axis=1)
 
         function = tf.function(gradient_norms, reduce_retracing=True)
-        _GRADIENT_NORM_CACHE[model] = function
+        per_model[variant] = function
     return function
 
 
-def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike, *,
-                                batch_size: int = 256) -> np.ndarray:
-    """Per-sample L2 norm of the gradient of the cross-entropy loss w.r.t. the input.
+def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike | None, *,
+                                batch_size: int = 256, variant: str = "loss") -> np.ndarray:
+    """Per-sample L2 norm of the input gradient of the cross-entropy loss (or, by
+    ``variant``, of the output the paper authors' code differentiated).
 
-    g_i = ||dJ(theta, x_i, y_i)/dx_i||_2 with J the softmax cross-entropy of one sample
-    (https://arxiv.org/abs/1707.06728, section 4.1; Koh and Liang 2017).
+    ``variant="loss"`` (default): g_i = ||dJ(theta, x_i, y_i)/dx_i||_2 with J the softmax
+    cross-entropy of one sample (https://arxiv.org/abs/1707.06728, section 4.1; Koh and
+    Liang 2017). The authors' code (history of IBM's ART, ``src/metrics.py`` /
+    ``art/metrics.py::loss_sensitivity``) differentiated no loss: ``"softmax"`` is
+    ||d softmax(F(x_i))_c / dx_i||_2 with c the model's predicted class (commit 735ead0c0,
+    the code of the paper's Table 3), ``"logit"`` the same for the logit F(x_i)_c (tag 0.1).
 
     Args:
         model: Keras model mapping float32 images to LOGITS (not probabilities).
         x: images, shape (n, H, W, C).
-        y: integer class indices (n,): the true labels for the paper's l_F; pass the
-            model's own predictions to get the authors' code's variant.
+        y: integer class indices (n,), the true labels for the paper's l_F; not used by the
+            "softmax" and "logit" variants (the class is the model's prediction), which take
+            None.
         batch_size: samples per gradient call, default 256; the result does not depend on it.
+        variant: "loss", "softmax" or "logit" (``SENSITIVITY_VARIANTS``).
 
     Returns:
-        float64 array (n,).
+        float64 array (n,): nats per unit L2 of input ("loss"), probability per unit
+        ("softmax") or logit per unit ("logit").
+
+    Raises:
+        ParameterError: an unknown variant, or no labels for "loss".
+        AdvbenchError: bad images or labels, or non-finite gradients.
 
     Example:
         >>> g = loss_sensitivity_per_sample(model, x_test, y_test)
+        >>> authors = loss_sensitivity_per_sample(model, x_test, None, variant="softmax")
     """
     check_int("batch_size", batch_size, low=1)
+    _choice("sensitivity variant", variant, SENSITIVITY_VARIANTS)
     x = _images("x", x).astype(np.float32, copy=False)
-    labels = _labels("y", y, x.shape[0])
-    function = _gradient_norm_function(model)
+    if y is None:
+        if variant == "loss":
+            raise ParameterError("the loss variant of loss sensitivity needs the labels y; "
+                                 "pass them, or choose variant softmax or logit")
+        labels = np.zeros(x.shape[0], dtype=np.int32)  # unused: the class is predicted
+    else:
+        labels = _labels("y", y, x.shape[0])
+    function = _gradient_norm_function(model, variant)
     out = np.empty(x.shape[0], dtype=np.float64)
     for start in range(0, x.shape[0], batch_size):
         stop = min(start + batch_size, x.shape[0])
@@ -590,17 +622,21 @@ def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike, *,
     return out
 
 
-def loss_sensitivity(model: Model, x: ArrayLike, y: ArrayLike, *, batch_size: int = 256) -> float:
+def loss_sensitivity(model: Model, x: ArrayLike, y: ArrayLike | None, *, batch_size: int = 256,
+                     variant: str = "loss") -> float:
     """Local loss sensitivity l_F: mean over samples of ||dJ(x_i, y_i)/dx_i||_2.
 
     Paper section 4.1 and Table 3 (https://arxiv.org/abs/1707.06728). The loss is per
     sample, never averaged over the batch, so the value is the same for any ``batch_size``.
+    ``variant`` "softmax" or "logit" gives the authors' code's quantity instead (see
+    ``loss_sensitivity_per_sample``).
 
     Args:
         model: Keras model mapping float32 images to LOGITS.
         x: images, shape (n, H, W, C).
-        y: integer class indices (n,).
+        y: integer class indices (n,); None for the "softmax" and "logit" variants.
         batch_size: samples per gradient call, default 256.
+        variant: "loss" (default), "softmax" or "logit".
 
     Returns:
         float.
@@ -608,4 +644,5 @@ def loss_sensitivity(model: Model, x: ArrayLike, y: ArrayLike, *, batch_size: in
     Example:
         >>> value = loss_sensitivity(model, x_test[:1000], y_test[:1000], batch_size=500)
     """
-    return float(np.mean(loss_sensitivity_per_sample(model, x, y, batch_size=batch_size)))
+    return float(np.mean(loss_sensitivity_per_sample(model, x, y, batch_size=batch_size,
+                                                     variant=variant)))

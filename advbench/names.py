@@ -22,6 +22,12 @@ CURVE_ATTACKS = ("fgsm", "rand-fgsm")
 #: --distance-variant: the variants of ``metrics.nearest_training_distance``.
 DISTANCE_VARIANTS = ("l2", "paper")
 
+#: --sensitivity-variant: what ``metrics.loss_sensitivity`` differentiates: "loss", the
+#: per-sample cross-entropy at the label (the paper's text, section 4.1); "softmax", the
+#: predicted class's softmax output (the authors' code, ART commit 735ead0c0, which printed
+#: Table 3); "logit", the predicted class's logit (the same code at ART tag 0.1).
+SENSITIVITY_VARIANTS = ("loss", "softmax", "logit")
+
 #: --success: what an untargeted attack must change to succeed on a sample (``metrics``):
 #: "prediction", the model's prediction on the clean image (IBM ART's ``empirical_robustness``
 #: and the paper's code: a sample the model already misclassifies is fooled only once its

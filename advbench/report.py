@@ -194,7 +194,10 @@ def print_evaluation(summary: dict, console: Console | None = None,
                         f"{display_name(clean['dataset'])} {clean['split']} "
                         f"({clean['samples']} images)")
     table.add_column("accuracy (%)", justify="right")
-    table.add_column("loss sensitivity", justify="right")
+    variant = clean.get("loss_sensitivity_variant")
+    # The authors' variants differentiate no loss: say which quantity the column holds.
+    table.add_column("loss sensitivity" if variant in (None, "loss")
+                     else f"sensitivity ({variant} of predicted class)", justify="right")
     table.add_row(_percent(clean["accuracy"]), _number(clean["loss_sensitivity"]))
     show(table, console, fmt)
     attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]

@@ -77,9 +77,11 @@ class TrainConfig:
 
 def epoch_order(n: int, copies: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled (index, noisy) pairs of one epoch: every image once clean and ``copies`` times
-    as a noisy copy."""
+    as a noisy copy. ``noisy`` is int32: 0 for the clean pass, else 1 + c * n + i for copy c
+    of image i, a key that names the same copy in every epoch (GDA's noise drawn once)."""
     index = np.tile(np.arange(n), copies + 1)
-    noisy = np.repeat(np.arange(copies + 1) > 0, n)
+    noisy = np.where(np.arange(n * (copies + 1)) >= n, np.arange(n * (copies + 1)) + 1,
+                     0).astype(np.int32)
     perm = rng.permutation(len(index))
     return index[perm], noisy[perm]
 
@@ -381,6 +383,9 @@ def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = 
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
         optimizer.build(model.trainable_variables)
     step = make_train_step(model, optimizer, defense, info.num_classes, strategy)
+    # The untrained state, for a defense that learns its augmented set from scratch.
+    initial_state = ((model.get_weights(), [v.numpy() for v in optimizer.variables])
+                     if defense.fresh_after_crafting else None)
     checkpoint = None if config.checkpoint_dir is None else Checkpoint(
         config.checkpoint_dir, training_key(config, defense, source),
         write=distribute.is_chief())
@@ -409,6 +414,12 @@ def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = 
                                             progress=progress)
         if augmented:
             model.set_weights(phase_weights)
+        elif initial_state is not None:
+            # The authors' code: a fresh model learns the union (the phase-1 model only
+            # crafted the adversarials, as their separately trained CNN did).
+            model.set_weights(initial_state[0])
+            for variable, value in zip(optimizer.variables, initial_state[1]):
+                variable.assign(value)
         fitter.fit(np.concatenate([x, x_adv]), np.concatenate([y, y]),
                    x_val, y_val, phase="augmented: ", rng=rng, resume=state if augmented else None)
     history = fitter.history

@@ -307,7 +307,7 @@ def test_vat_uses_no_label(trained):
 # -- provenance and errors --------------------------------------------------------------------
 
 @pytest.mark.parametrize("attack, text", [
-    (MinimalFGSM(), "MinimalFGSM(eps_step=0.05, eps_max=1.0)"),
+    (MinimalFGSM(), "MinimalFGSM(eps_step=0.05, eps_max=1.0, search='exact')"),
     (RandomFGSM(), "RandomFGSM(eps=0.1, alpha=0.05)"),
     (PGD(), "PGD(eps=0.3, step_size=0.01, steps=40, random_start=True, norm='linf', "
             "early_stop=False)"),

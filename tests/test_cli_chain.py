@@ -182,6 +182,25 @@ def test_attack_json_prints_the_run_summary(in_chain):
     assert summary["robustness"]["count"] == scored["robustness"]["count"]
 
 
+def test_attack_search_authors_and_sensitivity_variant_flags(in_chain):
+    # The authors' minimal-FGSM search (one call over the 30 samples) and their sensitivity.
+    result = invoke("attack", "cnn", "--attack", "fgsm-min", "--search", "authors",
+                    "--batch-size", 30, "--limit", 30, "-q", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    attrs, _ = read_arrays(summary["path"], ATTACK_SCHEMA)
+    assert attrs["attack_params"]["search"] == "authors"
+    result = invoke("evaluate", "cnn", "--limit", 30, "--json", "-q",
+                    "--sensitivity-variant", "logit")
+    assert result.exit_code == 0, result.output
+    clean = json.loads(result.stdout)["clean"]
+    assert clean["loss_sensitivity_variant"] == "logit" and clean["loss_sensitivity"] > 0
+    result = invoke("attack", "cnn", "--attack", "fgsm", "--search", "authors", "--limit", 5)
+    assert result.exit_code == 2
+    assert result.stderr.rstrip().splitlines()[-1] == ("Error: --search do not apply to "
+                                                       "--attack fgsm")
+
+
 def test_tables_in_logs_are_full_width_and_plain(in_chain):
     # CliRunner's stderr is not a terminal, as in CI: no column cut to 80 characters.
     artifact = attack_fgsm()

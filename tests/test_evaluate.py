@@ -268,6 +268,10 @@ def test_evaluate_option_errors(trained_tiny_cnn):
     path, model, meta = trained_tiny_cnn
     with pytest.raises(ParameterError, match="distance variant must be one of l2, paper"):
         ev.evaluate(model, meta, path, [], distance_variant="cosine")
+    with pytest.raises(ParameterError) as error:
+        ev.evaluate(model, meta, path, [], sensitivity_variant="gradient")
+    assert str(error.value) == ("sensitivity variant must be one of loss, softmax, logit, "
+                                "got 'gradient'")
     with pytest.raises(ArtifactError, match="does not say which data set"):
         ev.evaluate(model, {}, path, [])
 
@@ -355,3 +359,13 @@ def test_distance_part_errors(trained_tiny_cnn, artifacts, other_model, fake_dat
     assert str(info.value) == (f"no given artifact gets a training-set distance from model "
                                f"{path}: that needs a minimal attack (fgsm-min, deepfool, cw-l2) "
                                "crafted on it")
+
+@pytest.mark.parametrize("variant", ["loss", "softmax", "logit"])
+def test_evaluate_sensitivity_variant(trained_tiny_cnn, fake_data_dir, variant):
+    path, model, meta = trained_tiny_cnn
+    x, y, _ = data.load("mnist", "test", data_dir=fake_data_dir, limit=LIMIT)
+    clean = ev.evaluate(model, meta, path, [], limit=LIMIT, data_dir=fake_data_dir,
+                        sensitivity_variant=variant).summary["clean"]
+    assert clean["loss_sensitivity_variant"] == variant
+    assert clean["loss_sensitivity"] == pytest.approx(
+        metrics.loss_sensitivity(model, x, y, variant=variant), rel=1e-5)

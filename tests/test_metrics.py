@@ -338,6 +338,44 @@ def test_loss_sensitivity_per_sample_closed_form(linear_model):
                                                                          rel=1e-5)
 
 
+def test_loss_sensitivity_authors_variants_closed_form(linear_model):
+    # The authors' code (ART 735ead0c0 / tag 0.1) differentiated the predicted class c's
+    # softmax output, d p_c / dx = p_c W (onehot(c) - p), or its logit, d z_c / dx = W_c.
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 4, 4, 1)).astype(np.float32)
+    kernel, bias = (w.astype(np.float64) for w in linear_model.layers[-1].get_weights())
+    logits = x.reshape(6, -1) @ kernel + bias
+    predicted = logits.argmax(1)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p_c = p[np.arange(6), predicted][:, None]
+    softmax = np.linalg.norm(p_c * (np.eye(3)[predicted] - p) @ kernel.T, axis=1)
+    logit = np.linalg.norm(kernel.T[predicted], axis=1)
+    labels = (predicted + 1) % 3  # never used by these variants
+    for variant, expected in (("softmax", softmax), ("logit", logit)):
+        got = metrics.loss_sensitivity_per_sample(linear_model, x, labels, batch_size=4,
+                                                  variant=variant)
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+        without_labels = metrics.loss_sensitivity(linear_model, x, None, variant=variant)
+        assert without_labels == pytest.approx(expected.mean(), rel=1e-5)
+    # ... and neither is the loss's gradient (the paper's text), which the default keeps.
+    loss = metrics.loss_sensitivity_per_sample(linear_model, x, predicted)
+    assert not np.allclose(loss, softmax) and not np.allclose(loss, logit)
+    assert metrics.SENSITIVITY_VARIANTS == ("loss", "softmax", "logit")
+
+
+def test_loss_sensitivity_variant_errors(linear_model):
+    x = np.zeros((2, 4, 4, 1), np.float32)
+    with pytest.raises(ParameterError) as error:
+        metrics.loss_sensitivity(linear_model, x, np.array([0, 1]), variant="gradient")
+    assert str(error.value) == ("sensitivity variant must be one of loss, softmax, logit, "
+                                "got 'gradient'")
+    with pytest.raises(ParameterError) as error:
+        metrics.loss_sensitivity(linear_model, x, None)
+    assert str(error.value) == ("the loss variant of loss sensitivity needs the labels y; pass "
+                                "them, or choose variant softmax or logit")
+
+
 def test_loss_sensitivity_same_for_any_batch_size(conv_model):
     rng = np.random.default_rng(4)
     x = rng.random((64, 8, 8, 1)).astype(np.float32)

@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from advbench.paper import experiments, profiles
+from advbench.paper import authors, experiments, profiles
 from advbench.cli import main
 from advbench.errors import ParameterError
 
@@ -43,6 +43,26 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
         assert (report.parent / png).stat().st_size > 10_000
     results = json.loads((report.parent / "results.json").read_text())
     assert set(results["table2"]) == set(experiments.published.DEFENSE_MODELS)
+    # The authors'-code columns and rows (issue 12).
+    for heading in ("### Table 2 beside the authors' code", "### Table 3 beside the "
+                    "authors' code", "## The authors' code against the paper's text"):
+        assert heading in text, heading
+    assert authors.FS_AS_PAPER_LABEL in text and "(BPDA)" in text
+    assert set(results["authors"]["table2"]) == {*experiments.published.DEFENSE_MODELS,
+                                                 authors.FS_AS_PAPER}
+    for name, row in results["authors"]["table2"].items():
+        assert row["attack_params"]["search"] == "authors", name
+        assert row["samples"] == TINY.expensive_limit
+    assert results["table2"]["cnn"]["attack_params"]["search"] == "exact"
+    fs_paper = results["authors"]["fs_as_paper"]
+    assert fs_paper["table2"]["attack_params"]["search"] == "exact"
+    assert fs_paper["table2"]["setting"] == "white-box"
+    for row in [*results["authors"]["table3"].values(), fs_paper["table3"]]:
+        assert set(row) == {"samples", "loss", "softmax", "logit"}
+        assert row["samples"] == TINY.test_limit and row["logit"] > 0
+    # The loss variant is Table 3's own number.
+    assert results["authors"]["table3"]["cnn"]["loss"] == pytest.approx(
+        results["table3"]["cnn"]["loss_sensitivity"], rel=1e-5)
 
     # A rerun finds every artifact and trains nothing.
     models = sorted((report.parent / "models").iterdir())
@@ -85,3 +105,46 @@ def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir,
     assert repro.models["cnn"] == stored
     assert repro.models["cnn-brelu"] == tmp_path / "out" / "mnist" / "demo" / "models" / \
         "mnist-cnn-brelu.h5"
+
+
+def test_without_squeezing_is_the_raw_network(fake_data_dir):
+    import numpy as np
+
+    from advbench.models import build_model
+    from advbench.models.layers import FeatureSqueezing
+
+    squeezing = build_model("cnn", (28, 28, 1), 10, squeeze_bits=1)
+    raw = authors.without_squeezing(squeezing)
+    assert not any(isinstance(layer, FeatureSqueezing) for layer in raw.layers)
+    plain = build_model("cnn", (28, 28, 1), 10)
+    plain.set_weights(squeezing.get_weights())
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(raw(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
+    squeezed = np.round(x)
+    np.testing.assert_allclose(squeezing(x).numpy(), plain(squeezed).numpy(), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="has no feature squeezing layer to remove"):
+        authors.without_squeezing(plain)
+
+
+def test_authors_profile_uses_the_authors_code_settings(tmp_path):
+    quick, profile = experiments.PROFILES["quick"], experiments.PROFILES["authors"]
+    assert (profile.epochs, profile.train_limit, profile.test_limit, profile.expensive_limit,
+            profile.extra_seeds) == (quick.epochs, quick.train_limit, quick.test_limit,
+                                     quick.expensive_limit, quick.extra_seeds)
+    assert profile.eps_grid == "0.1:1:0.1"
+    assert profile.attack_params["jsma"]["theta"] == 1.0
+    assert profile.attack_params["cw-l2"]["confidence"] == 10.0
+    assert profile.attack_params["deepfool"]["overshoot"] == 0.0
+    repro = experiments.Reproduction("mnist", "authors", tmp_path)
+    assert repro._train_config("cnn-gda")[1].noise == "once"
+    assert repro._train_config("cnn-fgsm-at")[1].mode == "fresh"
+    assert repro._train_config("cnn-vat")[1].params() == \
+        experiments.Reproduction("mnist", "quick", tmp_path)._train_config("cnn-vat")[1].params()
+    quick_repro = experiments.Reproduction("mnist", "quick", tmp_path)
+    assert quick_repro._train_config("cnn-gda")[1].noise == "fresh"
+    assert quick_repro._train_config("cnn-fgsm-at")[1].mode == "static"
+    # Every setting of the authors' code is listed, with what this profile does with it.
+    settings = {row[0]: row[4] for row in authors.AUTHORS_SETTINGS}
+    assert settings["JSMA theta"] == "1.0" and settings["C&W confidence"] == "10"
+    assert settings["FGSM labels"].startswith("not applied")

@@ -20,7 +20,8 @@ def tiny_profile(monkeypatch):
 
 
 @pytest.mark.parametrize("dataset, profile", [("mnist", "quick"), ("mnist", "paper"),
-                                              ("mnist", "demo"), ("toy", "quick")])
+                                              ("mnist", "demo"), ("toy", "quick"),
+                                              ("mnist", "authors")])
 def test_plan_is_a_graph_in_dependency_order(dataset, profile, tmp_path):
     repro = experiments.Reproduction(dataset, profile, tmp_path)
     nodes = plan(repro, base_command(repro, "out"))

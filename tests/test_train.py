@@ -97,7 +97,77 @@ def test_epoch_order_sees_every_image_once_clean_and_copies_times_noisy():
     index, noisy = epoch_order(5, 3, np.random.default_rng(0))
     assert sorted(index.tolist()) == sorted(list(range(5)) * 4)
     for i in range(5):
-        assert noisy[index == i].sum() == 3
+        assert (noisy[index == i] > 0).sum() == 3
+
+
+def test_epoch_order_keys_name_the_same_copy_every_epoch():
+    rng = np.random.default_rng(0)
+    first, second = epoch_order(4, 2, rng), epoch_order(4, 2, rng)
+    for index, noisy in (first, second):
+        assert noisy.dtype == np.int32
+        assert sorted(noisy[noisy > 0].tolist()) == list(range(5, 13))  # 1 + c * n + i
+        np.testing.assert_array_equal(index[noisy > 0], (noisy[noisy > 0] - 1) % 4)
+    assert not np.array_equal(first[0], second[0])  # shuffled differently
+
+
+def test_gda_noise_once_is_the_same_for_a_copy_in_every_batch():
+    import tensorflow as tf
+
+    gda = make_defense("gda", "mnist", sigma=0.5, noise="once")
+    x = tf.fill([4, 3, 3, 1], 0.5)
+    keys = tf.constant([0, 7, 9, 7], tf.int32)
+    out = gda.perturb_batch(x, keys, tf.constant([3, 1], tf.int32)).numpy()
+    np.testing.assert_array_equal(out[0], 0.5)  # the clean row
+    np.testing.assert_array_equal(out[1], out[3])  # one key, one draw
+    assert not np.array_equal(out[1], out[2])
+    # Another step (other batch seed), another position in the batch: the same noise.
+    again = gda.perturb_batch(tf.fill([2, 3, 3, 1], 0.5), tf.constant([9, 0], tf.int32),
+                              tf.constant([3, 57], tf.int32)).numpy()
+    np.testing.assert_array_equal(again[0], out[2])
+    # ... but another training seed draws other noise; "fresh" redraws with the step.
+    other = gda.perturb_batch(x, keys, tf.constant([4, 1], tf.int32)).numpy()
+    assert not np.array_equal(other[1], out[1])
+    fresh = make_defense("gda", "mnist", sigma=0.5)
+    assert not np.array_equal(
+        fresh.perturb_batch(x, keys, tf.constant([3, 1], tf.int32)).numpy()[1],
+        fresh.perturb_batch(x, keys, tf.constant([3, 2], tf.int32)).numpy()[1])
+    assert out[1].std() > 0.2 and (out < 0).any()  # unclipped by default, as the authors
+
+
+def test_gda_noise_once_trains_end_to_end(fake_data_dir):
+    config = TrainConfig(epochs=1, limit=60, batch_size=32, data_dir=str(fake_data_dir))
+    model, meta = train(config, make_defense("gda", "mnist", copies=2, noise="once"))
+    assert meta["defense_params"] == {"sigma": 0.3, "copies": 2, "clip": False,
+                                      "noise": "once"}
+    assert meta["samples_processed"] == 3 * meta["train_samples"]
+    assert np.isfinite(meta["history"][0]["loss"])
+
+
+def test_fgsm_at_fresh_learns_the_union_from_the_initial_weights(fake_data_dir, monkeypatch):
+    # The authors' code: the adversarials of a trained model, learnt with the clean set by a
+    # fresh model. The second phase must start from the untrained weights.
+    from advbench import train as train_module
+
+    config = TrainConfig(epochs=1, limit=60, batch_size=32, data_dir=str(fake_data_dir))
+    starts = []
+    original = train_module._Fitter.fit
+
+    def fit(self, x, *args, phase, **kwargs):
+        starts.append((phase, [w.copy() for w in self.model.get_weights()],
+                       int(self.optimizer.iterations.numpy())))
+        return original(self, x, *args, phase=phase, **kwargs)
+
+    monkeypatch.setattr(train_module._Fitter, "fit", fit)
+    _, fresh_meta = train(config, make_defense("fgsm-at", "mnist", mode="fresh"))
+    (phase1, initial, steps1), (phase2, restart, steps2) = starts
+    assert (phase1, phase2) == ("", "augmented: ") and steps1 == steps2 == 0
+    for a, b in zip(initial, restart):
+        np.testing.assert_array_equal(a, b)
+    assert fresh_meta["defense_params"]["mode"] == "fresh"
+    starts.clear()
+    train(config, make_defense("fgsm-at", "mnist", mode="static"))
+    (_, initial, _), (_, continued, steps) = starts
+    assert steps > 0 and not all(np.array_equal(a, b) for a, b in zip(initial, continued))
 
 
 def test_gda_noise_is_only_on_noisy_copies():
@@ -135,7 +205,9 @@ def test_paper_defaults_per_dataset():
     ("label-smoothing", {"weight": 0.0}, "weight must be > 0"),
     ("label-smoothing", {"weight": 1.5}, "weight must be <= 1"),
     ("feature-squeezing", {"bit_depth": 0}, "bit depth must be >= 1"),
-    ("fgsm-at", {"mode": "weekly"}, "mode must be static or online"),
+    ("fgsm-at", {"mode": "weekly"}, "fgsm-at mode must be one of static, online, fresh, got "
+     "'weekly'"),
+    ("gda", {"noise": "twice"}, "gda noise must be one of fresh, once, got 'twice'"),
     ("fgsm-at", {"eps": 0.0}, "eps must be > 0"),
     ("vat", {"mode": "online"}, "vat mode must be static or loss"),
     ("none", {"sigma": 0.3}, "option.* sigma do not apply to defense 'none'"),

@@ -44,6 +44,10 @@ SQUARE_LOSSES = ("margin", "ce")
 #: AutoAttack's versions (``autoattack.AutoAttack``, --version): "standard" (APGD-CE,
 #: APGD-T, Square) or "rand" (APGD-CE and APGD-DLR with EOT, for randomised defenses).
 AUTOATTACK_VERSIONS = ("standard", "rand")
+#: How fgsm-min walks its eps grid (``fgsm_min.MinimalFGSM``, --search): "exact" (every sample
+#: until its first flip, as ART 1.20.1) or "authors" (the paper authors' loop, which attacks
+#: the wrong images from the third grid step on; for reproducing their Table 2 only).
+FGSM_MIN_SEARCHES = ("exact", "authors")
 
 # ATTACKS and the base class, imported (with TensorFlow) when first asked for.
 __getattr__ = lazy_attributes(globals(), {

@@ -3,7 +3,8 @@
 The "robustness" attack of the paper (Zantedeschi et al., https://arxiv.org/abs/1707.06728),
 with the semantics of IBM ART 1.20.1's ``FastGradientMethod(minimal=True)``: one loss gradient
 at x, then a line search along that fixed sign direction (FGSM: Goodfellow et al.,
-https://arxiv.org/abs/1412.6572).
+https://arxiv.org/abs/1412.6572). ``search="authors"`` replays instead the paper authors'
+search, index bug included, to show what their Table 2 measured (``_authors_search``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from advbench.attacks import FGSM_MIN_SEARCHES
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.checks import MAX_GRID_POINTS, check_range
@@ -26,6 +28,9 @@ from advbench.types import Model
 # CNN with eps_step 0.01: 13,360 images forwarded in 24 passes for 1,000 samples, against the
 # 12,959 a one-point-per-pass search needs in 99 passes, and ART's 29,888 in 952).
 MIN_IMAGES_PER_PASS = 256
+# Images per forward or gradient pass of the authors' search: its index bookkeeping spans the
+# whole call, the passes only bound memory.
+AUTHORS_CHUNK = 1024
 
 
 def eps_grid(eps_step: float, eps_max: float) -> np.ndarray:
@@ -95,6 +100,44 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
     return x_adv, eps, found
 
 
+def _authors_search(direction_of, adversarial_of, x: np.ndarray, labels: np.ndarray,
+                    grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paper authors' minimal-FGSM loop, bug included: (x_adv, eps, found).
+
+    Read from the history of IBM's ART, commit 735ead0c0 (``src/attackers/fast_gradient.py``,
+    ``FastGradientMethod.minimal_perturbations``; unchanged at tag 0.1 as
+    ``art/attacks/fast_gradient.py``), whose results the paper's Table 2 printed
+    (``notebooks/metric-for-MNIST.ipynb``, eps_step 0.05, eps_max 1, all 10,000 test images
+    in one call). Each step attacks ``x[active]`` at the next grid eps, writes the candidates
+    into ``x_adv[active]``, then sets ``active`` to the POSITIONS inside ``active`` of the
+    samples that did not flip and uses them as indices into the whole batch. After the first
+    step ``active`` is ``arange(n)``, so positions are indices and the second step is right;
+    from the third step on the search attacks images 0, 1, 2, ... instead of the unflipped
+    ones: those are left at the second step's candidate (not adversarial), and images that
+    flipped early are overwritten with larger perturbations.
+
+    ``direction_of(x)``: the FGSM sign direction at x (from the model's prediction);
+    ``adversarial_of(x, labels)``: bool per sample. ``eps``: the grid eps of each returned
+    candidate (every sample is written at the first step); ``found``: whether the returned
+    example is adversarial.
+    """
+    direction = direction_of(x)
+    x_adv = x.copy()
+    eps_of = np.zeros(len(x), dtype=np.float32)
+    active = np.arange(len(x))
+    for eps in grid:
+        if active.size == 0:
+            break
+        candidates = np.clip(x[active] + eps * direction[active], 0.0, 1.0)
+        flipped = adversarial_of(candidates, labels[active])
+        x_adv[active] = candidates
+        eps_of[active] = eps
+        # The authors' `curr_indexes = np.where(y[curr_indexes] == new_y)[0]`: positions in
+        # the active subset, used below as indices into the batch.
+        active = np.flatnonzero(~flipped)
+    return x_adv, eps_of, adversarial_of(x_adv, labels)
+
+
 def predicted_labels(model: Model, x: np.ndarray) -> np.ndarray:
     """int32 (batch,): the model's predicted classes on x."""
     return np.argmax(model(tf.convert_to_tensor(x), training=False).numpy(), axis=1).astype(
@@ -113,14 +156,30 @@ class MinimalFGSM(Attack):
     misclassifies searches until its prediction changes; a sample that never flips ends at
     the last grid point tried. Unlike ART, a forward pass only carries samples still searching.
 
+    ``search="authors"`` (never the default) replays the paper authors' search instead, for
+    reproducing what their Table 2 measured: from the third grid step on it attacks the wrong
+    images (``_authors_search``, read from ART's history, commit 735ead0c0 and tag 0.1), so
+    many samples end unflipped at the second step's eps and early ones get larger
+    perturbations. The bug acts within one call: the authors passed all 10,000 MNIST test
+    images at once, so run it with a batch size of at least the sample count to reproduce
+    that (``advbench attack --batch-size``); smaller batches restart it per batch.
+    Untargeted only.
+
     Args:
         eps_step: grid spacing, > 0 (default 0.05, the paper's code; ART's default is 0.1).
         eps_max: largest eps tried, >= eps_step (default 1.0).
+        search: "exact" (default) or "authors" (``FGSM_MIN_SEARCHES``).
 
     Returns (extras, shape (batch,)):
         eps: float32, the minimal eps found; for a sample never adversarial, the last grid
-            point tried (the eps of its returned x_adv). Mask it with ``found``.
-        found: bool, whether a grid point made the sample adversarial.
+            point tried (the eps of its returned x_adv). Mask it with ``found``. With
+            ``search="authors"``: the eps of the returned x_adv.
+        found: bool, whether a grid point made the sample adversarial (``"authors"``:
+            whether the returned x_adv is adversarial).
+
+    Raises:
+        ParameterError: an empty or oversized grid, an unknown search, or a target with
+            ``search="authors"``.
 
     Example:
         >>> out = MinimalFGSM(eps_step=0.01)(model, x, y)
@@ -132,8 +191,12 @@ class MinimalFGSM(Attack):
     norm = "linf"
     supports_targets = True
 
-    def __init__(self, *, eps_step: float = 0.05, eps_max: float = 1.0) -> None:
+    def __init__(self, *, eps_step: float = 0.05, eps_max: float = 1.0,
+                 search: str = "exact") -> None:
         super().__init__()
+        if search not in FGSM_MIN_SEARCHES:
+            raise ParameterError(f"search must be one of {', '.join(FGSM_MIN_SEARCHES)}, "
+                                 f"got {search!r}")
         check_range("eps_step", eps_step, low=0.0, low_inclusive=False)
         check_range("eps_max", eps_max, low=0.0, low_inclusive=False)
         if eps_step > eps_max:
@@ -146,6 +209,7 @@ class MinimalFGSM(Attack):
                 "use a larger eps_step")
         self.eps_step = float(eps_step)
         self.eps_max = float(eps_max)
+        self.search = search
         grid = eps_grid(self.eps_step, self.eps_max)
         # float32 as ART feeds it: NumPy casts the Python float to the float32 array's dtype.
         self._grid = grid.astype(np.float32)
@@ -158,6 +222,11 @@ class MinimalFGSM(Attack):
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         targeted = target is not None
+        if targeted and self.search == "authors":
+            raise ParameterError("fgsm-min search 'authors' is untargeted only (the authors' "
+                                 "code had no target); drop the target option")
+        if self.search == "authors":
+            return self._run_authors(model, x)
         if target is not None:
             labels = target.astype(np.int32)
         else:
@@ -171,3 +240,24 @@ class MinimalFGSM(Attack):
                                    tf.convert_to_tensor(self._grid))
         return AttackOutput(x_adv=x_adv.numpy(),
                             extras={"eps": eps.numpy(), "found": found.numpy()})
+
+    def _run_authors(self, model: Model, x: np.ndarray) -> AttackOutput:
+        labels = predicted_labels(model, x)
+
+        def gradient(xb, lb):
+            direction = fgsm_direction(model, xb, lb, "linf", False)
+            return tf.where(tf.math.is_nan(direction), tf.zeros_like(direction), direction)
+
+        direction_fn = self.compiled(model, "authors-direction", lambda: gradient)
+        decide = self.compiled(model, "authors-adversarial", lambda: (
+            lambda xb, lb: is_adversarial(model(xb, training=False), lb)))
+
+        def chunked(fn, *arrays):
+            return np.concatenate([fn(*(tf.convert_to_tensor(a[i:i + AUTHORS_CHUNK])
+                                        for a in arrays)).numpy()
+                                   for i in range(0, len(arrays[0]), AUTHORS_CHUNK)])
+
+        x_adv, eps, found = _authors_search(
+            lambda xs: chunked(direction_fn, xs, labels), lambda xs, ls: chunked(decide, xs, ls),
+            x, labels, self._grid)
+        return AttackOutput(x_adv=x_adv, extras={"eps": eps, "found": found})

@@ -5,12 +5,14 @@ Each defense is a small object of hyperparameters with hooks the shared training
 
 - ``model_options()``: extra arguments for ``build_model`` (feature squeezing adds its layer);
 - ``copies``: how many extra noisy passes over each image an epoch makes (GDA);
-- ``perturb_batch(x, noisy, seed)``: in-graph noise for the GDA copies;
+- ``perturb_batch(x, noisy, seed)``: in-graph noise for the GDA copies (``noisy``: 0 for a
+  clean row, else a key unique to the image and copy, ``train.epoch_order``);
 - ``target_distribution(labels, num_classes)``: the training targets (label smoothing);
 - ``online_loss(model, x, labels, targets, logits, seed, rows=)``: an extra in-graph loss
   term (online FGSM adversarial training, the VAT loss);
 - ``static_augmentation``: the attack whose adversarials of the training set are appended after
-  a first training phase (the paper's adversarial training and VAT).
+  a first training phase (the paper's adversarial training and VAT); ``fresh_after_crafting``:
+  whether the union is then learnt by a fresh model (the authors' code) instead.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ DEFENSE_CLASSES: dict[str, str] = {
 
 #: The modes of the defenses that have one (``MODES`` of their modules; --at-mode, --vat-mode),
 #: here, without TensorFlow, for the CLI's choices.
-FGSM_AT_MODES = ("static", "online")
+FGSM_AT_MODES = ("static", "online", "fresh")
 VAT_MODES = ("static", "loss")
+#: GDA's noise (``gda.GaussianAugmentation``, --gda-noise): "fresh" every epoch, or drawn
+#: "once" per image and copy and reused every epoch (the paper authors' code stacked its 10
+#: noisy copies once before training).
+GDA_NOISES = ("fresh", "once")
 
 # DEFENSES and the base class, imported (with TensorFlow) when first asked for.
 __getattr__ = lazy_attributes(globals(), {
@@ -69,4 +75,5 @@ def make_defense(name: str, dataset: str, **overrides: Any) -> Defense:
     return cls.for_dataset(dataset, **given)
 
 
-__all__ = ["DEFENSES", "DEFENSE_CLASSES", "Defense", "FGSM_AT_MODES", "VAT_MODES", "make_defense"]
+__all__ = ["DEFENSES", "DEFENSE_CLASSES", "Defense", "FGSM_AT_MODES", "GDA_NOISES", "VAT_MODES",
+           "make_defense"]

@@ -70,6 +70,12 @@ class Defense:
         """An attack object whose adversarials of the training set are appended, or None."""
         return None
 
+    @property
+    def fresh_after_crafting(self) -> bool:
+        """True when, after the static augmentation is crafted, the model restarts from its
+        untrained weights (and optimizer state) to learn the union."""
+        return False
+
 
 class NoDefense(Defense):
     """No defense: plain training (the paper's undefended models)."""

@@ -27,8 +27,12 @@ class FGSMAdversarialTraining(Defense):
         eps: FGSM step (paper: 0.3 MNIST, 0.05 CIFAR-10).
         mode: "static" (the paper's: after a first training phase, FGSM adversarials of the
             whole training set are crafted once on that model, appended, and training goes
-            on over the union) or "online" (every batch: loss = (1 - ratio) * J(x) +
-            ratio * J(x_adv), x_adv crafted on the current weights).
+            on over the union), "fresh" (the authors' code, ART history 735ead0c0,
+            ``train_adversarially.py``: the same adversarials, crafted on a separately
+            trained model, learnt with the clean set by a fresh, untrained model; here the
+            first-phase model crafts them and the weights restart from their initial values)
+            or "online" (every batch: loss = (1 - ratio) * J(x) + ratio * J(x_adv), x_adv
+            crafted on the current weights).
         ratio: weight of the adversarial loss in online mode (0.5, Goodfellow et al.).
     """
 
@@ -38,7 +42,7 @@ class FGSMAdversarialTraining(Defense):
     def __init__(self, *, eps: float = 0.3, mode: str = "static", ratio: float = 0.5):
         check_range("fgsm-at eps", eps, low=0.0, low_inclusive=False)
         if mode not in MODES:
-            raise ParameterError(f"fgsm-at mode must be static or online, got {mode!r}")
+            raise ParameterError(f"fgsm-at mode must be one of {', '.join(MODES)}, got {mode!r}")
         check_range("fgsm-at ratio", ratio, low=0.0, high=1.0)
         self.eps = float(eps)
         self.mode = mode
@@ -61,8 +65,12 @@ class FGSMAdversarialTraining(Defense):
         # Replaces the clean loss: (1 - ratio) J(x) + ratio J(x_adv) - J(x).
         return self.ratio * (adv - clean)
 
+    @property
+    def fresh_after_crafting(self) -> bool:
+        return self.mode == "fresh"
+
     def static_augmentation(self) -> Attack | None:
-        if self.mode != "static":
+        if self.mode not in ("static", "fresh"):
             return None
         from advbench.attacks.fgsm import FGSM
 

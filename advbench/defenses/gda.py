@@ -6,23 +6,30 @@ from __future__ import annotations
 import tensorflow as tf
 
 from advbench.checks import MAX_GDA_COPIES, check_int, check_range
+from advbench.defenses import GDA_NOISES
 from advbench.defenses.base import Defense
+from advbench.errors import ParameterError
 
 
 class GaussianAugmentation(Defense):
     """Gaussian data augmentation (the paper's GDA): each epoch sees every image plus
-    ``copies`` fresh noisy versions x + N(0, sigma^2), drawn on the fly.
+    ``copies`` noisy versions x + N(0, sigma^2), drawn on the fly.
 
     Args:
         sigma: noise standard deviation (paper: 0.3 MNIST, 0.05 CIFAR-10).
         copies: noisy copies per image per epoch (paper: 10).
         clip: clip x + noise to [0, 1] (the paper's authors did not; default off to match).
+        noise: "fresh" (default: new noise every epoch) or "once": each (image, copy) gets
+            the same noise every epoch, as the authors' code (ART history, commit 735ead0c0,
+            ``train_with_noise.py``) drew its copies once and stacked them before training.
+            Drawn per row from the training seed and the row's key, never stored.
     """
 
     name = "gda"
     dataset_defaults = {"mnist": {"sigma": 0.3}, "cifar10": {"sigma": 0.05}}
 
-    def __init__(self, *, sigma: float = 0.3, copies: int = 10, clip: bool = False):
+    def __init__(self, *, sigma: float = 0.3, copies: int = 10, clip: bool = False,
+                 noise: str = "fresh"):
         check_range("gda sigma", sigma, low=0.0)
         # Each epoch holds (copies + 1) index pairs per training image: 100 copies of
         # 60,000 images is 6 million, while 1e9 exhausted memory.
@@ -30,9 +37,22 @@ class GaussianAugmentation(Defense):
         self.sigma = float(sigma)
         self.copies = int(copies)
         self.clip = bool(clip)
+        if noise not in GDA_NOISES:
+            raise ParameterError(f"gda noise must be one of {', '.join(GDA_NOISES)}, "
+                                 f"got {noise!r}")
+        self.noise = noise
 
     def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        noise = tf.random.stateless_normal(tf.shape(x), seed=seed, stddev=self.sigma)
-        mask = tf.reshape(tf.cast(noisy, x.dtype), [-1, 1, 1, 1])
+        if self.noise == "once":
+            # One draw per row from (training seed, row key): the same noise for an image's
+            # copy in every epoch, whatever batch it lands in.
+            keys = tf.cast(noisy, tf.int32)
+            noise = tf.map_fn(
+                lambda key: tf.random.stateless_normal(tf.shape(x)[1:], seed=tf.stack(
+                    [seed[0], key]), stddev=self.sigma, dtype=x.dtype),
+                keys, fn_output_signature=x.dtype)
+        else:
+            noise = tf.random.stateless_normal(tf.shape(x), seed=seed, stddev=self.sigma)
+        mask = tf.reshape(tf.cast(tf.cast(noisy, tf.bool), x.dtype), [-1, 1, 1, 1])
         x = x + mask * noise
         return tf.clip_by_value(x, 0.0, 1.0) if self.clip else x

@@ -137,9 +137,11 @@ class Reproduction:
                 stages.append(Stage(f"table 2: minimal FGSM on {name}",
                                     functools.partial(self._table2_row, name), 1.0,
                                     id=f"table2:{name}", needs=train(name)))
+            stages += self._authors_stages("table2", defenses)
         if "table3" in experiments:
             stages.append(Stage("table 3: loss sensitivity", self._table3, 0.5, id="table3",
                                 needs=train(*defenses)))
+            stages += self._authors_stages("table3", defenses)
         if "table4" in experiments:
             for attack in published.BLACKBOX_ATTACKS:
                 stages.append(Stage(f"table 4: {attack} crafted on {BLACKBOX_SOURCE}",
@@ -155,6 +157,25 @@ class Reproduction:
             stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5,
                                 id="figure1", needs=train(*(
                                     n for n in ("cnn", "cnn-brelu-gda") if n in p.models))))
+        return stages
+
+    def _authors_stages(self, table: str, defenses: list[str]) -> list[Stage]:
+        """Table 2 or 3 as the authors' code measured it (``advbench.paper.authors``)."""
+        from advbench.paper import authors
+
+        if table == "table3":
+            return [Stage("table 3, authors' code: sensitivity variants", functools.partial(
+                authors.table3_authors, self, defenses), 0.5, id="table3-authors",
+                needs=tuple(f"train:{n}" for n in defenses))]
+        stages = [Stage(f"table 2, authors' search: minimal FGSM on {name}",
+                        functools.partial(authors.table2_authors_row, self, name), 1.0,
+                        id=f"table2-authors:{name}", needs=(f"train:{name}",))
+                  for name in defenses]
+        if authors.FS_MODEL in defenses:
+            stages.append(Stage("table 2, feature squeezing as the paper measured",
+                                functools.partial(authors.feature_squeezing_as_paper, self),
+                                1.0, id="table2-authors:fs-as-paper",
+                                needs=(f"train:{authors.FS_MODEL}",)))
         return stages
 
     def run_stage(self, stage_id: str) -> None:
@@ -207,7 +228,8 @@ class Reproduction:
         config = TrainConfig(dataset=self.dataset, architecture=architecture,
                              activation=activation, epochs=epochs, seed=seed,
                              limit=self.profile.train_limit, data_dir=self.data_dir)
-        return config, make_defense(defense, self.dataset)
+        return config, make_defense(defense, self.dataset,
+                                    **self.profile.defense_params.get(defense, {}))
 
     @staticmethod
     def _matches(meta: dict, config: TrainConfig, defense) -> bool:

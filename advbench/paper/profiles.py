@@ -40,6 +40,8 @@ class Profile:
     # Extra training seeds for the claims that hinge on small differences (Figure 3's
     # architectures): each is retrained and its white-box FGSM curve measured per seed.
     extra_seeds: tuple[int, ...] = ()
+    # Defense parameters beyond the paper's defaults, by defense name (``make_defense``).
+    defense_params: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 PAPER_ATTACKS = {
@@ -80,5 +82,22 @@ PROFILES = {
         expensive_limit=300, eps_grid="0.1", attack_params=PAPER_ATTACKS,
         experiments=("demo",)),
 }
+
+# The paper authors' code settings (history of IBM's ART, commit 735ead0c0 / tag 0.1) at the
+# quick profile's sizes and seeds; advbench.paper.authors.AUTHORS_SETTINGS lists each setting,
+# and the ones not applied.
+PROFILES["authors"] = dataclasses.replace(
+    PROFILES["quick"], name="authors",
+    description="the paper authors' code settings (ART history, commit 735ead0c0 / tag 0.1) "
+    "at the quick profile's sizes and seeds: JSMA theta 1.0, C&W confidence 10, DeepFool "
+    "without overshoot, FGSM curves 0.1 to 1 by 0.1, GDA noise drawn once per image and "
+    "copy, FGSM adversarial training by a fresh model on clean + adversarial data; the "
+    "section on the authors' code lists the settings not applied",
+    eps_grid="0.1:1:0.1",
+    attack_params={**PROFILES["quick"].attack_params,
+                   "jsma": {**PAPER_ATTACKS["jsma"], "theta": 1.0},
+                   "cw-l2": {**PROFILES["quick"].attack_params["cw-l2"], "confidence": 10.0},
+                   "deepfool": {**PAPER_ATTACKS["deepfool"], "overshoot": 0.0}},
+    defense_params={"gda": {"noise": "once"}, "fgsm-at": {"mode": "fresh"}})
 
 DATASETS = ("mnist", "cifar10", "toy")

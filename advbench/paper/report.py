@@ -15,7 +15,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench.artifacts import jsonable, read_model_metadata
-from advbench.paper import published
+from advbench.paper import authors, published
 from advbench.report import save_figure, write_text
 
 if TYPE_CHECKING:
@@ -219,7 +219,9 @@ def write_report(repro: Reproduction) -> Path:
                 out.append(f"Black-box {attack} (crafted on the undefended ResNet):\n")
                 out.append(_curve_table(results, attack, False, "resnet", defenses))
         out += _table2_section(results, repro.dataset)
+        out += authors.table2_section(results, repro.dataset)
         out += _table3_section(results)
+        out += authors.table3_section(results, repro.dataset)
         out += _table4_section(results, repro.dataset)
         if figure1(results, root / "figure1.png"):
             out.append("## Figure 1: minimal perturbations\n")
@@ -228,6 +230,7 @@ def write_report(repro: Reproduction) -> Path:
             out.append("![Figure 1](figure1.png)\n")
         if "demo" not in results:
             out += _findings(results, models, profile)
+            out += authors.settings_section(profile.name)
     out.append("## Stage times\n")
     timings = _merged_timings(root, repro.timings)
     out.append(f"Sum over the stages when they did their work: "
@@ -358,8 +361,8 @@ def _table2_section(results, dataset) -> list[str]:
             "adversarials to their nearest training image (the paper's code divided a squared "
             "distance by ||x||; see docs/metrics.md). The paper's accuracy column (52% for "
             "the undefended CNN) cannot be the accuracy on minimal-FGSM examples searched up "
-            "to eps 1, which fool nearly every image; the paper does not say which eps its "
-            "column used, so compare the robustness and distance columns.\n",
+            "to eps 1, which fool nearly every image: it is the share of images the authors' "
+            "search left unflipped (the next table computes it).\n",
             _table(["defense", "accuracy (%)", "robustness", "training-set distance",
                     "fooled (%)", "samples"], rows), ""]
 
