@@ -12,7 +12,7 @@ from advbench.errors import ParameterError
 
 TINY = dataclasses.replace(
     experiments.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
-    test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1", extra_seeds=(1,),
+    test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1", seeds=2, seed_expensive_limit=6,
     attack_params={**profiles.PAPER_ATTACKS,
                    "fgsm-min": {"eps_step": 0.1, "eps_max": 1.0},
                    "deepfool": {"max_iter": 20},
@@ -37,8 +37,14 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
                     "## Table 3", "## Table 4", "## Figure 1", "## Findings"):
         assert heading in text, heading
     assert "(73.88)" in text and "(0.0609)" in text  # the paper's numbers beside ours
-    assert "Seed variation: each architecture trained with 2 seeds" in text
-    assert "means over 2 seeds" in text
+    assert "every model (the black-box source included) was trained with 2 seeds" in text
+    for number in range(1, 13):  # every MNIST claim, judged with an interval
+        assert f"### Claim {number} (" in text, number
+    assert "mean [95% CI]" in text and "## Success and \"fooled\"" in text
+    assert "Equal footing: the same number of processed samples" in text
+    results_seeds = json.loads((report.parent / "results.json").read_text())["by_seed"]
+    assert sorted(results_seeds) == ["0", "1"]
+    assert set(results_seeds["1"]["table4"]) == set(experiments.published.DEFENSE_MODELS)
     for png in ("figure1.png", "figure3.png", "figure4.png"):
         assert (report.parent / png).stat().st_size > 10_000
     results = json.loads((report.parent / "results.json").read_text())
@@ -66,7 +72,7 @@ def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir,
     from advbench.train import train
 
     profile = dataclasses.replace(TINY, name="demo", models=("cnn", "cnn-brelu"),
-                                  experiments=(), extra_seeds=())
+                                  experiments=(), seeds=1)
     monkeypatch.setitem(experiments.PROFILES, "demo", profile)
     zoo = tmp_path / "zoo"
     repro = experiments.Reproduction("mnist", "demo", tmp_path / "out",
