@@ -91,3 +91,32 @@ def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir,
     assert repro.models["cnn"] == stored
     assert repro.models["cnn-brelu"] == tmp_path / "out" / "mnist" / "demo" / "models" / \
         "mnist-cnn-brelu.h5"
+
+
+def test_cifar10_quick_has_figure5_table5_and_their_claims(fake_data_dir, tmp_path,
+                                                            monkeypatch):
+    import numpy as np
+
+    from advbench.data import _write_cifar_bin
+
+    rng = np.random.default_rng(0)
+    arrays = {split: (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                      np.arange(n) % 10) for split, n in (("train", 100), ("test", 30))}
+    _write_cifar_bin(arrays, tmp_path / "data" / "cifar-10-batches-bin")
+    cifar = experiments.profile_for("cifar10", "quick")
+    assert cifar.experiments == ("figure4", "table4") and cifar.seeds == 5
+    monkeypatch.setitem(profiles.DATASET_PROFILES, ("cifar10", "quick"), dataclasses.replace(
+        cifar, epochs=1, static_epochs=1, patience=1, train_limit=40, test_limit=12,
+        expensive_limit=4, eps_grid="0.1:0.3:0.1", seeds=2, attack_params=TINY.attack_params))
+    result = CliRunner().invoke(main, [
+        "reproduce", "--dataset", "cifar10", "--profile", "quick", "--out", str(tmp_path),
+        "--data-dir", str(tmp_path / "data"), "--models-dir", str(tmp_path / "zoo"), "-q"])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "cifar10" / "quick" / "report.md").read_text()
+    assert "## Figure 5" in text and "## Table 5" in text and "(51.55)" in text
+    assert "JPEG (quality 75) re-encode" in text
+    assert "## Figure 3" not in text and "## Table 1" not in text
+    claims = [line for line in text.splitlines() if line.startswith("### Claim ")]
+    assert [c.split(" (")[0] for c in claims] == [
+        "### Claim 6", "### Claim 7", "### Claim 10", "### Claim 11", "### Claim 13"]
+    assert (tmp_path / "cifar10" / "quick" / "figure5.png").stat().st_size > 10_000

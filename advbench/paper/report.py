@@ -267,7 +267,8 @@ def write_report(repro: Reproduction) -> Path:
         else:
             out += _definitions_section()
         out += _table1_section(view)
-        if figure3(results, root / "figure3.png", list(published.TABLE1_MODELS)):
+        if "figure3" in profile.experiments and figure3(results, root / "figure3.png",
+                                                        list(published.TABLE1_MODELS)):
             out.append("## Figure 3: white-box FGSM per architecture\n")
             out.append("![Figure 3](figure3.png)\n")
             out.append("Stars: the paper's white-box accuracy at eps 0.1 (Table 1's diagonal); "
