@@ -86,9 +86,8 @@ def _seed_curves(results: dict, attack: str, white_box: bool, name: str,
 
 def _plot_band(ax, eps, rows, name, **style):
     """Mean over seeds as a line, min-max over seeds as a band (a line alone for one seed)."""
-    label = LABELS.get(name, name) + (f" (mean, min-max of {len(rows)} seeds)"
-                                      if len(rows) > 1 else "")
-    ax.plot(eps, 100 * rows.mean(axis=0), color=COLOURS.get(name), label=label, **style)
+    ax.plot(eps, 100 * rows.mean(axis=0), color=COLOURS.get(name),
+            label=LABELS.get(name, name), **style)
     if len(rows) > 1:
         ax.fill_between(eps, 100 * rows.min(axis=0), 100 * rows.max(axis=0),
                         color=COLOURS.get(name), alpha=0.18, linewidth=0)
@@ -126,7 +125,10 @@ def figure3(results: dict, path: Path, models: list[str]) -> Path | None:
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(True, alpha=0.3)
-    ax.set_title("Figure 3: white-box FGSM, per architecture (MNIST)")
+    seeds = max(len(rows) for _, rows in curves.values())
+    ax.set_title("Figure 3: white-box FGSM, per architecture (MNIST)" + (
+        f"\nlines: mean over {seeds} seeds; bands: min-max over seeds" if seeds > 1 else ""),
+        fontsize="medium")
     ax.legend(fontsize="small")
     fig.tight_layout()
     try:
@@ -174,7 +176,9 @@ def figure4(results: dict, path: Path, defenses: list[str], source: str,
         handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="small")
     number = 4 if dataset == "mnist" else 5
-    fig.suptitle(f"Figure {number}: defenses under FGSM and Random + FGSM ({dataset})")
+    seeds = len(results.get("by_seed") or {0: None})
+    fig.suptitle(f"Figure {number}: defenses under FGSM and Random + FGSM ({dataset})" + (
+        f"; lines: mean over {seeds} seeds, bands: min-max over seeds" if seeds > 1 else ""))
     fig.tight_layout(rect=(0, 0.12, 1, 0.96))
     try:
         save_figure(fig, path, dpi=110)
@@ -432,7 +436,8 @@ def _table1_section(results) -> list[str]:
             row.append(f"{_pct(ours)} ({published.TABLE1[src][tgt]:.2f})")
         rows.append(row)
     return ["## Table 1: FGSM (eps 0.1) transfer matrix, accuracy (%)\n",
-            "Rows: crafted on; columns: tested on; the diagonal is white-box.\n",
+            "Rows: crafted on; columns: tested on; the diagonal is white-box. Each seed's "
+            "models attack each other; mean over seeds.\n",
             _table([""] + [f"tested on {LABELS[n]}" for n in names], rows), ""]
 
 
