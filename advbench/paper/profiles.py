@@ -79,7 +79,7 @@ PROFILES = {
         "samples, FGSM-AT and VAT 4 epochs = 96,000, GDA 1 epoch of 11 passes = 88,000; "
         "early stopping off); 1,000 test images for curves, FGSM and the metrics; 500 for "
         "minimal FGSM and, on the first seed's ResNet, DeepFool, JSMA and C&W (200 on the "
-        "other seeds' ResNets: they cost a third of the run); eps 0.02 to 1 by 0.02; C&W "
+        "other seeds' ResNets, which keeps the 5-seed run near 80 minutes); eps 0.02 to 1 by 0.02; C&W "
         "with 5 binary-search steps of 100 Adam iterations (learning rate 0.05, initial c "
         "0.1)",
         tuple(MODEL_SPECS), epochs=11, train_limit=8000, gda_epochs=1, test_limit=1000,
