@@ -572,8 +572,11 @@ def _average(values: list, key: str = ""):
                 if all(k in v for v in values)}
     if all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
         return [_average([v[i] for v in values], key) for i in range(len(first))]
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    numbers = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in values]
+    if all(numbers):
         return float(np.mean(values))
+    if any(numbers) and all(n or v is None for n, v in zip(numbers, values)):
+        return None  # a seed that did not measure it: no mean
     return first
 
 
