@@ -110,16 +110,16 @@ DATASET_PROFILES: dict[tuple[str, str], Profile] = {
         PROFILES["quick"],
         description="the paper's CIFAR-10 experiments (Figure 5, Table 5: the seven defended "
         "CNNs and the undefended ResNet as black-box source) scaled for a 2-core CPU, every "
-        "model trained with 5 seeds: 8,000 training images (as MNIST's quick); equal footing "
-        "by processed samples (undefended 11 epochs = 88,000 samples, FGSM-AT and VAT 4 "
-        "epochs = 96,000, GDA 1 epoch of 11 passes = 88,000; early stopping off); 500 test images for the "
-        "curves and FGSM; 100 for DeepFool, JSMA and C&W on each seed's ResNet (JSMA costs "
-        "about 1.7 s an image on CIFAR-10 here, 6x MNIST); eps 0.01 to 0.3 by 0.01 (the "
-        "paper plots CIFAR-10 up to 0.3); C&W with 5 binary-search steps of 100 Adam "
-        "iterations (learning rate 0.05, initial c 0.1)",
+        "model trained with 5 seeds: 6,000 training images (a CIFAR-10 sample costs about "
+        "1.5x an MNIST one here); equal footing by processed samples (undefended 11 epochs = "
+        "66,000 samples, FGSM-AT and VAT 4 epochs = 72,000, GDA 1 epoch of 11 passes = "
+        "66,000; early stopping off); 500 test images for the curves and FGSM; 200 for "
+        "DeepFool, JSMA and C&W on each seed's ResNet; eps 0.01 to 0.3 by 0.01 (the paper "
+        "plots CIFAR-10 up to 0.3); C&W with 5 binary-search steps of 100 Adam iterations "
+        "(learning rate 0.05, initial c 0.1)",
         models=("cnn", "resnet", "cnn-feature-squeezing", "cnn-label-smoothing", "cnn-fgsm-at",
                 "cnn-vat", "cnn-gda", "cnn-brelu-gda"),
-        test_limit=500, expensive_limit=100, seed_expensive_limit=None,
+        train_limit=6000, test_limit=500, expensive_limit=200, seed_expensive_limit=None,
         eps_grid="0.01:0.3:0.01", experiments=("figure4", "table4")),
 }
 
