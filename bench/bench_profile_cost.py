@@ -11,6 +11,12 @@ us of wall time per sample; this probe measured 729 us of CPU time per sample fo
 model, as TensorFlow keeps about 1.3 of the 2 cores busy).
 
     python bench/bench_profile_cost.py --dataset mnist --profile quick [--json out.json]
+    python bench/bench_profile_cost.py --dataset cifar10 --units bench/profile_cost_units_cifar10.json
+
+The committed ``bench/profile_cost_units_*.json`` hold the units measured on the development
+machine (their "note" says how they were checked against one full-size training); with
+``--units`` the estimate of a resized profile takes seconds. Numbers and method:
+docs/results/README.md.
 """
 
 from __future__ import annotations
