@@ -39,10 +39,19 @@ def test_plan_is_a_graph_in_dependency_order(dataset, profile, tmp_path):
     # Every model a stage uses is trained by its own train stage, which it needs.
     if dataset == "mnist":
         trains = {i for i in ids if i.startswith("train:")}
-        assert trains == {f"train:{m}" for m in experiments.PROFILES[profile].models}
+        seeds = repro.seeds if profile != "demo" else (0,)
+        assert trains == {f"train:{m}{repro.suffix(s)}"
+                          for m in experiments.PROFILES[profile].models for s in seeds}
+        if profile != "demo":
+            assert len(seeds) == 5 and "train:cnn@seed4" in trains
         for node in nodes:
             if node["id"].startswith(("attack:", "curve:", "table2:")):
                 assert any(n.startswith("train:") for n in node["needs"]), node["id"]
+            # A seed's experiments need that seed's models, never another seed's.
+            tag = node["id"].partition("@")[2]
+            if node["id"] != "report":
+                assert all(n.partition("@")[2] == tag for n in node["needs"]
+                           if n.startswith("train:") and node["id"] != "figure1"), node["id"]
 
 
 def test_plan_json_and_slurm_scripts(tmp_path):

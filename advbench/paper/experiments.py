@@ -29,7 +29,7 @@ from advbench.errors import ParameterError
 from advbench.evaluate import evaluate, score_artifact, training_set
 from advbench.models import models_dir as default_models_dir, zoo_path
 from advbench.paper import published
-from advbench.paper.profiles import DATASETS, MODEL_SPECS, PROFILES
+from advbench.paper.profiles import DATASETS, MODEL_SPECS, PROFILES, profile_for
 from advbench.progress import Progress
 from advbench.report import write_text
 from advbench.runner import AttackRun
@@ -66,7 +66,7 @@ class Reproduction:
         if profile not in PROFILES:
             raise ParameterError(f"unknown profile {profile!r}; choose one of "
                                  f"{', '.join(PROFILES)}")
-        self.dataset, self.profile = dataset, PROFILES[profile]
+        self.dataset, self.profile = dataset, profile_for(dataset, profile)
         self.root = Path(out) / dataset / self.profile.name
         self.runs_dir = self.root / "runs"
         self.data_dir = data_dir
@@ -79,18 +79,49 @@ class Reproduction:
         self._training: np.ndarray | None = None  # training images, loaded once if needed
 
     # -- stages --------------------------------------------------------------------------------
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The training seeds: ``--seed`` first, then the profile's others."""
+        return self.profile.seed_list(self.seed)
+
+    def suffix(self, seed: int) -> str:
+        """Stage-id suffix of a training seed: none for the first, ``@seedS`` for the others."""
+        return "" if seed == self.seed else f"@seed{seed}"
+
     def stages(self) -> list[Stage]:
-        """The stages in an order that runs every stage after the ones it needs."""
+        """The stages in an order that runs every stage after the ones it needs. Every model
+        has one ``train:NAME[@seedS]`` stage per training seed; every experiment a claim rests
+        on has one stage per seed, which needs that seed's trainings."""
         if self.dataset == "toy":
             return [Stage(f"toy {name}", functools.partial(self._toy, name), 2.0,
                           id=f"toy:{name}") for name in ("circles", "moons")]
         p = self.profile
+        seeds = self.seeds if "demo" not in p.experiments else (self.seed,)
+        stages = []
+        for seed in seeds:
+            tag = self.suffix(seed)
+            label = f" (seed {seed})" if tag else ""
+            stages += [Stage(f"train {name}{label}", functools.partial(self._train, name, seed),
+                             self._train_weight(name), id=f"train:{name}{tag}")
+                       for name in p.models]
+        for seed in seeds:
+            stages += self._seed_stages(seed)
+        if "figure1" in p.experiments:
+            stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5,
+                                id="figure1", needs=tuple(
+                                    f"train:{n}" for n in ("cnn", "cnn-brelu-gda")
+                                    if n in p.models)))
+        return stages
+
+    def _seed_stages(self, seed: int) -> list[Stage]:
+        """The experiment stages of one training seed."""
+        p, tag = self.profile, self.suffix(seed)
+        label = f", seed {seed}" if tag else ""
 
         def train(*names: str) -> tuple[str, ...]:
-            return tuple(f"train:{n}" for n in names)
+            return tuple(f"train:{n}{tag}" for n in names)
 
-        stages = [Stage(f"train {name}", functools.partial(self._train, name),
-                        self._train_weight(name), id=f"train:{name}") for name in p.models]
+        stages: list[Stage] = []
         experiments = set(p.experiments)
         defenses = [m for m in published.DEFENSE_MODELS if m in p.models]
         archs = [m for m in published.TABLE1_MODELS if m in p.models]
@@ -103,60 +134,58 @@ class Reproduction:
             stages.append(Stage("evaluate", self._demo_table, 0.5, id="evaluate", needs=tuple(
                 f"attack:{a}:{n}" for n in p.models for a in ("fgsm", "deepfool"))))
         if "table1" in experiments:
-            stages.append(Stage("table 1: FGSM transfer matrix", self._table1, 1.0,
-                                id="table1", needs=train(*archs)))
+            stages.append(Stage(f"table 1: FGSM transfer matrix{label}",
+                                functools.partial(self._table1, seed), 1.0,
+                                id=f"table1{tag}", needs=train(*archs)))
+        curves: list[str] = []
         if "figure3" in experiments:
             for name in archs:
-                stages.append(Stage(f"figure 3: FGSM curve on {name}",
-                                    functools.partial(self._curve, name, [name], "fgsm"), 0.5,
-                                    id=f"curve:fgsm:{name}", needs=train(name)))
-            for seed in p.extra_seeds:
-                for name in archs:
-                    # Trains its own seeded model, which no other stage uses.
-                    stages.append(Stage(f"figure 3, seed {seed}: train {name}, FGSM curve",
-                                        functools.partial(self._seed_curve, name, seed),
-                                        self._train_weight(name) + 0.5,
-                                        id=f"seed{seed}:{name}"))
+                curves.append(f"curve:fgsm:{name}")
+                stages.append(Stage(f"figure 3: FGSM curve on {name}{label}", functools.partial(
+                    self._curve, name, [name], "fgsm", seed), 0.5,
+                    id=f"curve:fgsm:{name}{tag}", needs=train(name)))
         if "figure4" in experiments:
             for name in defenses:
                 for attack in ("fgsm", "rand-fgsm"):
                     # Figures 3 and 4 share the undefended CNN's white-box FGSM curve.
-                    if any(s.id == f"curve:{attack}:{name}" for s in stages):
+                    if f"curve:{attack}:{name}" in curves:
                         continue
-                    stages.append(Stage(f"figure 4: white-box {attack} curve on {name}",
-                                        functools.partial(self._curve, name, [name], attack),
-                                        0.5, id=f"curve:{attack}:{name}", needs=train(name)))
+                    stages.append(Stage(
+                        f"figure 4: white-box {attack} curve on {name}{label}",
+                        functools.partial(self._curve, name, [name], attack, seed), 0.5,
+                        id=f"curve:{attack}:{name}{tag}", needs=train(name)))
             for attack in ("fgsm", "rand-fgsm"):
-                stages.append(Stage(f"figure 4: black-box {attack} curves from "
-                                    f"{BLACKBOX_SOURCE}", functools.partial(
-                                        self._curve, BLACKBOX_SOURCE, defenses, attack), 1.0,
-                                    id=f"blackbox-curve:{attack}",
-                                    needs=train(BLACKBOX_SOURCE, *defenses)))
+                stages.append(Stage(
+                    f"figure 4: black-box {attack} curves from {BLACKBOX_SOURCE}{label}",
+                    functools.partial(self._curve, BLACKBOX_SOURCE, defenses, attack, seed),
+                    1.0, id=f"blackbox-curve:{attack}{tag}",
+                    needs=train(BLACKBOX_SOURCE, *defenses)))
         if "table2" in experiments:
             for name in defenses:
-                stages.append(Stage(f"table 2: minimal FGSM on {name}",
-                                    functools.partial(self._table2_row, name), 1.0,
-                                    id=f"table2:{name}", needs=train(name)))
-            stages += self._authors_stages("table2", defenses)
+                stages.append(Stage(f"table 2: minimal FGSM on {name}{label}",
+                                    functools.partial(self._table2_row, name, seed), 1.0,
+                                    id=f"table2:{name}{tag}", needs=train(name)))
+            if not tag:  # the authors' code measured one model per defense
+                stages += self._authors_stages("table2", defenses)
         if "table3" in experiments:
-            stages.append(Stage("table 3: loss sensitivity", self._table3, 0.5, id="table3",
+            stages.append(Stage(f"table 3: loss sensitivity{label}",
+                                functools.partial(self._table3, seed), 0.5, id=f"table3{tag}",
                                 needs=train(*defenses)))
-            stages += self._authors_stages("table3", defenses)
+            if not tag:
+                stages += self._authors_stages("table3", defenses)
         if "table4" in experiments:
             for attack in published.BLACKBOX_ATTACKS:
-                stages.append(Stage(f"table 4: {attack} crafted on {BLACKBOX_SOURCE}",
-                                    functools.partial(self._attack, BLACKBOX_SOURCE, attack),
-                                    3.0 if attack in ("jsma", "cw-l2", "deepfool") else 0.5,
-                                    id=f"attack:{attack}:{BLACKBOX_SOURCE}",
-                                    needs=train(BLACKBOX_SOURCE)))
-            stages.append(Stage("table 4: black-box scores", self._table4, 1.0, id="table4",
+                expensive = attack in ("jsma", "cw-l2", "deepfool")
+                stages.append(Stage(
+                    f"table 4: {attack} crafted on {BLACKBOX_SOURCE}{label}",
+                    functools.partial(self._attack, BLACKBOX_SOURCE, attack, seed),
+                    3.0 if expensive else 0.5, id=f"attack:{attack}:{BLACKBOX_SOURCE}{tag}",
+                    needs=train(BLACKBOX_SOURCE)))
+            stages.append(Stage(f"table 4: black-box scores{label}",
+                                functools.partial(self._table4, seed), 1.0, id=f"table4{tag}",
                                 needs=(*train(*defenses), *(
-                                    f"attack:{a}:{BLACKBOX_SOURCE}"
+                                    f"attack:{a}:{BLACKBOX_SOURCE}{tag}"
                                     for a in published.BLACKBOX_ATTACKS))))
-        if "figure1" in experiments:
-            stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5,
-                                id="figure1", needs=train(*(
-                                    n for n in ("cnn", "cnn-brelu-gda") if n in p.models))))
         return stages
 
     def _authors_stages(self, table: str, defenses: list[str]) -> list[Stage]:
@@ -189,9 +218,16 @@ class Reproduction:
 
     def _train_weight(self, name: str) -> float:
         _, _, defense = MODEL_SPECS[name]
-        if defense == "gda":
-            return 11.0 * self.profile.gda_epochs / max(self.profile.epochs, 1)
-        return 2.5 if defense in ("fgsm-at", "vat") else 1.0
+        config, defense_object = self._train_config(name)
+        # Relative to one epoch over the images: GDA passes 1 + copies times, static
+        # augmentation 3 times (a phase over the images, a phase over images + adversarials).
+        passes = 1 + defense_object.copies
+        if defense in ("fgsm-at", "vat"):
+            passes = 3
+        # One unit is about 40,000 processed samples (the stage weights below were set
+        # against a training of that size).
+        images = config.limit or data.dataset_info(self.dataset).train_size
+        return passes * config.epochs * images / 40_000
 
     def run(self) -> Path:
         """Run every stage not yet done, then write the report; returns the report path."""
@@ -223,13 +259,13 @@ class Reproduction:
     def _train_config(self, name: str, seed: int | None = None) -> tuple[TrainConfig, Any]:
         architecture, activation, defense = MODEL_SPECS[name]
         seed = self.seed if seed is None else seed
-        gda = defense == "gda"
-        epochs = self.profile.gda_epochs if gda else self.profile.epochs
+        p = self.profile
+        epochs = {"gda": p.gda_epochs, "fgsm-at": p.static_epochs or p.epochs,
+                  "vat": p.static_epochs or p.epochs}.get(defense, p.epochs)
         config = TrainConfig(dataset=self.dataset, architecture=architecture,
                              activation=activation, epochs=epochs, seed=seed,
-                             limit=self.profile.train_limit, data_dir=self.data_dir)
-        return config, make_defense(defense, self.dataset,
-                                    **self.profile.defense_params.get(defense, {}))
+                             limit=p.train_limit, patience=p.patience, data_dir=self.data_dir)
+        return config, make_defense(defense, self.dataset, **p.defense_params.get(defense, {}))
 
     @staticmethod
     def _matches(meta: dict, config: TrainConfig, defense) -> bool:
@@ -240,6 +276,7 @@ class Reproduction:
                 and meta.get("defense_params") == defense.params()
                 and meta.get("epochs") == config.epochs and meta.get("limit") == config.limit
                 and meta.get("seed") == config.seed
+                and meta.get("patience") == config.patience
                 and meta.get("batch_size") == config.batch_size)
 
     def _train(self, name: str, seed: int | None = None) -> Path:
@@ -269,16 +306,29 @@ class Reproduction:
         model, meta = load_model(path)
         return path, model, meta
 
-    def _limit_for(self, attack: str) -> int | None:
+    def _limit_for(self, attack: str, seed: int | None = None) -> int | None:
+        p = self.profile
+        if attack in ("deepfool", "jsma", "cw-l2") and seed not in (None, self.seed) \
+                and p.seed_expensive_limit is not None:
+            return p.seed_expensive_limit
         expensive = attack in ("deepfool", "jsma", "cw-l2", "fgsm-min")
-        return self.profile.expensive_limit if expensive else self.profile.test_limit
+        return p.expensive_limit if expensive else p.test_limit
 
-    def _attack(self, source: str, attack_name: str) -> Path:
-        """Craft (or resume, or reuse) an attack artifact on ``source``."""
-        path, model, meta = self.model(source)
+    def _put(self, seed: int | None, key: str, value: Any) -> None:
+        """Store one seed's result under ``results["by_seed"][seed][key]``; the first seed's
+        also under ``results[key]`` (the tables print it beside the paper's numbers)."""
+        seed = self.seed if seed is None else seed
+        self.results.setdefault("by_seed", {}).setdefault(seed, {})[key] = value
+        if seed == self.seed:
+            self.results[key] = value
+
+    def _attack(self, source: str, attack_name: str, seed: int | None = None) -> Path:
+        """Craft (or resume, or reuse) an attack artifact on ``source`` of training seed
+        ``seed`` (always on the test images chosen by ``--seed``, the same for every seed)."""
+        path, model, meta = self.model(source, seed)
         attack = make_attack(attack_name, **self.profile.attack_params.get(attack_name, {}))
         run = AttackRun(model_path=str(path), dataset=self.dataset, split="test",
-                        limit=self._limit_for(attack_name), batch_size=256, seed=self.seed,
+                        limit=self._limit_for(attack_name, seed), batch_size=256, seed=self.seed,
                         data_dir=self.data_dir)
         output, _ = craft_or_reuse(run, attack, (path, model, meta), self.runs_dir,
                                    progress=self.progress)
@@ -287,7 +337,8 @@ class Reproduction:
             # one artifact, which the stages below cache and score like any other.
             merged = Path(str(output[0]).rsplit("-shard", 1)[0] + ".h5")
             output, _ = merge_shards(output, merged, overwrite=True)
-        self.results.setdefault("attacks", {})[(source, attack_name)] = output
+        key = source + self.suffix(self.seed if seed is None else seed)
+        self.results.setdefault("attacks", {})[(key, attack_name)] = output
         return output
 
     def _cached(self, name: str, inputs: list, compute: Callable[[], Any]) -> Any:
@@ -308,9 +359,9 @@ class Reproduction:
         return json.loads(json.dumps(jsonable(value, strict=False)))
 
     # -- experiments -------------------------------------------------------------------------
-    def _table1(self):
+    def _table1(self, seed: int | None = None):
         names = [m for m in published.TABLE1_MODELS if m in self.profile.models]
-        loaded = [self.model(n) for n in names]
+        loaded = [self.model(n, seed) for n in names]
         attack = make_attack("fgsm", **self.profile.attack_params["fgsm"])
 
         def compute():
@@ -319,12 +370,16 @@ class Reproduction:
                               data_dir=self.data_dir, runs_dir=self.runs_dir,
                               progress=self.progress)
             return result.summary
-        summary = self._cached("table1", [m[0] for m in loaded], compute)
-        self.results["table1"] = {"names": names, "summary": summary}
+        summary = self._cached(f"table1{self._tag(seed)}", [m[0] for m in loaded], compute)
+        self._put(seed, "table1", {"names": names, "summary": summary})
 
-    def _curve(self, source: str, targets: list[str], attack: str):
-        src = self.model(source)
-        tgts = [self.model(t) for t in targets]
+    def _tag(self, seed: int | None) -> str:
+        """File-name suffix of a training seed's summaries (none for the first seed)."""
+        return "" if seed in (None, self.seed) else f"-seed{seed}"
+
+    def _curve(self, source: str, targets: list[str], attack: str, seed: int | None = None):
+        src = self.model(source, seed)
+        tgts = [self.model(t, seed) for t in targets]
         run = CurveRun(dataset=self.dataset, limit=self.profile.test_limit, seed=self.seed,
                        batch_size=256, data_dir=self.data_dir)
         eps = parse_eps(self.profile.eps_grid)
@@ -339,69 +394,65 @@ class Reproduction:
                               for i, t in enumerate(targets)},
                  "clean": {t: float(curve.clean_accuracy[i]) for i, t in enumerate(targets)},
                  "path": str(path)}
-        curves = self.results.setdefault("curves", [])
+        seed = self.seed if seed is None else seed
+        curves = self.results.setdefault("by_seed", {}).setdefault(seed, {}).setdefault(
+            "curves", [])
+        if seed == self.seed:
+            self.results["curves"] = curves
         # Figures 3 and 4 share the white-box FGSM curve of the undefended CNN: keep it once.
         if not any(c["source"] == source and c["targets"] == targets and c["attack"] == attack
                    for c in curves):
             curves.append(entry)
-
-    def _seed_curve(self, name: str, seed: int):
-        """Figure 3's white-box FGSM curve for ``name`` retrained with another seed, on the
-        same test images as the main run."""
-        source = self.model(name, seed)
-        run = CurveRun(dataset=self.dataset, limit=self.profile.test_limit, seed=self.seed,
-                       batch_size=256, data_dir=self.data_dir)
-        path, _ = run_curve(run, source, [source], parse_eps(self.profile.eps_grid),
-                            attack="fgsm", runs_dir=self.runs_dir, progress=self.progress)
-        curve = read_curve(path)
-        self.results.setdefault("seed_study", {}).setdefault(name, {})[seed] = {
-            "eps": [float(e) for e in curve.eps],
-            "accuracy": [float(a) for a in curve.accuracy[0]],
-            "clean": float(curve.clean_accuracy[0]),
-        }
 
     def _training_images(self) -> np.ndarray:
         if self._training is None:
             self._training = training_set(self.dataset, self.data_dir)
         return self._training
 
-    def _table2_row(self, name: str):
-        artifact = self._attack(name, "fgsm-min")
-        path, model, meta = self.model(name)
+    def _table2_row(self, name: str, seed: int | None = None):
+        artifact = self._attack(name, "fgsm-min", seed)
+        path, model, meta = self.model(name, seed)
 
         def compute():
             return score_artifact(model, meta, path, artifact, data_dir=self.data_dir,
                                   training=self._training_images).summary
-        self.results.setdefault("table2", {})[name] = self._cached(
-            f"table2-{name}", [artifact, path], compute)
+        row = self._cached(f"table2-{name}{self._tag(seed)}", [artifact, path], compute)
+        seed = self.seed if seed is None else seed
+        table = self.results.setdefault("by_seed", {}).setdefault(seed, {}).setdefault(
+            "table2", {})
+        table[name] = row
+        if seed == self.seed:
+            self.results["table2"] = table
 
-    def _table3(self):
+    def _table3(self, seed: int | None = None):
         names = [m for m in published.DEFENSE_MODELS if m in self.profile.models]
         rows = {}
         for name in names:
-            path, model, meta = self.model(name)
+            path, model, meta = self.model(name, seed)
 
             def compute(model=model, meta=meta, path=path):
                 return evaluate(model, meta, path, [], limit=self.profile.test_limit,
                                 seed=self.seed, data_dir=self.data_dir, distance=False
                                 ).summary["clean"]
-            rows[name] = self._cached(f"table3-{name}", [path], compute)
-        self.results["table3"] = rows
+            rows[name] = self._cached(f"table3-{name}{self._tag(seed)}", [path], compute)
+        self._put(seed, "table3", rows)
 
-    def _table4(self):
+    def _table4(self, seed: int | None = None):
         names = [m for m in published.DEFENSE_MODELS if m in self.profile.models]
-        artifacts = {a: self._attack(BLACKBOX_SOURCE, a) for a in published.BLACKBOX_ATTACKS}
+        artifacts = {a: self._attack(BLACKBOX_SOURCE, a, seed)
+                     for a in published.BLACKBOX_ATTACKS}
         rows = {}
         for name in names:
-            path, model, meta = self.model(name)
+            path, model, meta = self.model(name, seed)
             row = {}
             for attack, artifact in artifacts.items():
                 def compute(model=model, meta=meta, path=path, artifact=artifact):
                     return score_artifact(model, meta, path, artifact, data_dir=self.data_dir,
                                           model_level=False).summary
-                row[attack] = self._cached(f"table4-{name}-{attack}", [artifact, path], compute)
+                row[attack] = self._cached(f"table4-{name}-{attack}{self._tag(seed)}",
+                                           [artifact, path], compute)
             rows[name] = row
-        self.results["table4"] = rows
+        self._put(seed, "table4", rows)
 
     def _figure1(self):
         """Minimal FGSM perturbations of the first ten test images, undefended vs GDA+BRELU,

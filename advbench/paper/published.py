@@ -1,7 +1,7 @@
 """The paper's published numbers (Zantedeschi et al., 2017), to print beside ours.
 
 Accuracies in percent, as printed in the paper. Figures 3-5 are plots without tables; the
-paper's text claims about them are in ``CLAIMS``.
+paper's claims, in its words, are in ``advbench.paper.claims``.
 """
 
 from __future__ import annotations
@@ -64,14 +64,4 @@ TABLE5 = {
     "cnn-vat": (44.16, 56.47, 68.94, 68.21, 68.47),
     "cnn-gda": (59.96, 71.93, 76.80, 76.45, 76.61),
     "cnn-brelu-gda": (55.65, 69.43, 74.97, 74.73, 74.78),
-}
-
-CLAIMS = {
-    1: "BRELU makes the CNN more robust to white-box FGSM for eps <= 0.3 (Figure 3)",
-    2: "ResNet is not more robust than CNN (Figure 3, Table 1)",
-    3: "GDA gives the highest robustness and training-set distance (Table 2)",
-    4: "Feature squeezing and label smoothing lower robustness (Table 2)",
-    5: "GDA gives the lowest loss sensitivity (Table 3)",
-    6: "GDA is best under black-box transfer (Tables 4, 5)",
-    7: "GDA costs almost nothing in training time and clean accuracy",
 }

@@ -15,7 +15,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench.artifacts import jsonable, read_model_metadata
-from advbench.paper import authors, published
+from advbench.paper import authors, claims as paper_claims, published
 from advbench.report import save_figure, write_text
 
 if TYPE_CHECKING:
@@ -70,23 +70,66 @@ def _curves(results, attack: str, source_only: bool, source: str | None = None) 
     return out
 
 
+def _seed_curves(results: dict, attack: str, white_box: bool, name: str,
+                 source: str | None = None) -> tuple[list[float], np.ndarray] | None:
+    """(eps, accuracy per seed x eps) of one model's curve over every training seed."""
+    rows: list[list[float]] = []
+    grid: list[float] = []
+    for seed_results in (results.get("by_seed") or {0: results}).values():
+        for e in _curves(seed_results, attack, white_box, source):
+            if name in e["accuracy"] and (not white_box or e["source"] == name):
+                grid = grid or e["eps"]
+                if len(e["eps"]) == len(grid):
+                    rows.append(e["accuracy"][name])
+    return (grid, np.asarray(rows, float)) if rows else None
+
+
+def _plot_band(ax, eps, rows, name, **style):
+    """Mean over seeds as a line, min-max over seeds as a band (a line alone for one seed)."""
+    ax.plot(eps, 100 * rows.mean(axis=0), color=COLOURS.get(name),
+            label=LABELS.get(name, name), **style)
+    if len(rows) > 1:
+        ax.fill_between(eps, 100 * rows.min(axis=0), 100 * rows.max(axis=0),
+                        color=COLOURS.get(name), alpha=0.18, linewidth=0)
+
+
+def _eps_lines(ax, lines: dict[float, str]):
+    """Vertical eps marks, each labelled with what it is."""
+    for value, text in lines.items():
+        ax.axvline(value, color="grey", linestyle=":", linewidth=1)
+        ax.text(value, 99, f" eps {value}: {text}", rotation=90, va="top", ha="left",
+                fontsize=7, color="dimgrey")
+
+
 def figure3(results: dict, path: Path, models: list[str]) -> Path | None:
-    entries = [e for e in _curves(results, "fgsm", True) if e["source"] in models]
-    if not entries:
+    """White-box FGSM accuracy per architecture: mean over seeds with min-max bands, the
+    paper's points where it printed them (Table 1's diagonal, eps 0.1)."""
+    curves = {}
+    for name in models:
+        found = _seed_curves(results, "fgsm", True, name)
+        if found is not None:
+            curves[name] = found
+    if not curves:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for e in sorted(entries, key=lambda e: models.index(e["source"])):
-        name = e["source"]
-        ax.plot(e["eps"], [100 * a for a in e["accuracy"][name]], label=LABELS.get(name, name),
-                color=COLOURS.get(name), linewidth=1.8)
-    ax.axvline(0.3, color="grey", linestyle=":", linewidth=1)
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    for name, (eps, rows) in curves.items():
+        _plot_band(ax, eps, rows, name, linewidth=1.8)
+        if name in published.TABLE1:
+            ax.plot([0.1], [published.TABLE1[name][name]], marker="*", markersize=11,
+                    color=COLOURS.get(name), markeredgecolor="black", linestyle="none")
+    ax.plot([], [], marker="*", color="white", markeredgecolor="black", markersize=11,
+            linestyle="none", label="paper (Table 1 diagonal, eps 0.1)")
+    _eps_lines(ax, {0.1: "Table 1", 0.3: "the paper's bound for undetectable FGSM"})
     ax.set_xlabel("FGSM eps (L-inf)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(True, alpha=0.3)
-    ax.set_title("Figure 3: white-box FGSM, per architecture (MNIST)")
-    ax.legend()
+    seeds = max(len(rows) for _, rows in curves.values())
+    ax.set_title("Figure 3: white-box FGSM, per architecture (MNIST)" + (
+        f"\nlines: mean over {seeds} seeds; bands: min-max over seeds" if seeds > 1 else ""),
+        fontsize="medium")
+    ax.legend(fontsize="small")
     fig.tight_layout()
     try:
         save_figure(fig, path, dpi=110)
@@ -104,15 +147,23 @@ def figure4(results: dict, path: Path, defenses: list[str], source: str,
         return None
     plt = _plt()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey=True)
+    reference = published.TABLE4 if dataset == "mnist" else published.TABLE5
     for ax, (attack, white_box, title) in zip(axes.flat, panels):
-        for e in _curves(results, attack, white_box, source):
-            for name, acc in e["accuracy"].items():
-                if name not in defenses:
-                    continue
-                ax.plot(e["eps"], [100 * a for a in acc], color=COLOURS.get(name),
-                        label=LABELS.get(name, name),
-                        linewidth=2.2 if "gda" in name else 1.4,
-                        linestyle="-" if "gda" in name or name == "cnn" else "--")
+        for name in defenses:
+            found = _seed_curves(results, attack, white_box, name, None if white_box else source)
+            if found is None:
+                continue
+            _plot_band(ax, found[0], found[1], name, linewidth=2.2 if "gda" in name else 1.4,
+                       linestyle="-" if "gda" in name or name == "cnn" else "--")
+            if attack == "fgsm" and not white_box and name in reference:
+                # The paper's black-box FGSM (eps 0.1) accuracy: Table 4 / 5's first column.
+                ax.plot([0.1], [reference[name][0]], marker="*", markersize=10,
+                        color=COLOURS.get(name), markeredgecolor="black", linestyle="none")
+        if attack == "fgsm" and not white_box:
+            ax.plot([], [], marker="*", color="white", markeredgecolor="black", markersize=10,
+                    linestyle="none", label=f"paper (Table {4 if dataset == 'mnist' else 5}, "
+                    "FGSM column, eps 0.1)")
+        _eps_lines(ax, {0.1: "Tables 4, 5", 0.3: "upper end of the significant range"})
         ax.set_title(title)
         ax.set_ylim(0, 100)
         ax.grid(True, alpha=0.3)
@@ -120,13 +171,15 @@ def figure4(results: dict, path: Path, defenses: list[str], source: str,
         ax.set_xlabel("eps (L-inf)")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy (%)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, labels = axes[0, 1].get_legend_handles_labels()
     if not handles:
-        handles, labels = axes[0, 1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize="medium")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="small")
     number = 4 if dataset == "mnist" else 5
-    fig.suptitle(f"Figure {number}: defenses under FGSM and Random + FGSM ({dataset})")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    seeds = len(results.get("by_seed") or {0: None})
+    fig.suptitle(f"Figure {number}: defenses under FGSM and Random + FGSM ({dataset})" + (
+        f"; lines: mean over {seeds} seeds, bands: min-max over seeds" if seeds > 1 else ""))
+    fig.tight_layout(rect=(0, 0.12, 1, 0.96))
     try:
         save_figure(fig, path, dpi=110)
     finally:
@@ -174,6 +227,12 @@ def write_report(repro: Reproduction) -> Path:
     models = {}
     for name, path in repro.models.items():
         models[name] = read_model_metadata(path)
+    by_seed_models: dict[int, dict[str, dict]] = {}
+    for key, meta in models.items():
+        base = key.rsplit("-seed", 1)[0] if "-seed" in key else key
+        by_seed_models.setdefault(int(meta.get("seed", repro.seed)), {})[base] = meta
+    seeds = sorted((results.get("by_seed") or {}).keys())
+    view = _mean_view(results)
     out.append(f"# advbench reproduce: {repro.dataset}, profile `{profile.name}`\n")
     out.append(f"Reproduction of Zantedeschi, Nicolae, Rawat, \"Efficient Defenses Against "
                f"Adversarial Attacks\" (2017) with advbench {__version__}, "
@@ -188,8 +247,15 @@ def write_report(repro: Reproduction) -> Path:
         out.append(f"**Profile `{profile.name}`**: {profile.description}.\n")
     if repro.dataset == "cifar10":
         out.append("CIFAR-10 here is a JPEG (quality 75) re-encode of the original images "
-                   "(about 30.5 dB PSNR): accuracies are close to, not identical with, those on "
-                   "the lossless data.\n")
+                   "(about 30.5 dB PSNR), built by ../shared/data/cifar10/build_bin.py: "
+                   "accuracies are close to, not identical with, those on the lossless data.\n")
+    if len(seeds) > 1:
+        out.append(f"**Seeds**: every model (the black-box source included) was trained with "
+                   f"{len(seeds)} seeds ({', '.join(map(str, seeds))}: training subset, initial "
+                   "weights, batch order, GDA noise); every experiment ran once per seed on the "
+                   "same test images. Tables and figures give the mean over seeds (figures: "
+                   "with min-max bands); the findings judge each claim by 95% bootstrap "
+                   "intervals over seeds.\n")
     total = sum(repro.timings.values())
     out.append(f"Run time of this invocation: {total / 60:.1f} min (stages already complete "
                "from an earlier run take no time).\n")
@@ -199,37 +265,49 @@ def write_report(repro: Reproduction) -> Path:
     if repro.dataset == "toy":
         out += _toy_section(results, root)
     else:
-        out += _models_section(models)
+        out += _models_section(by_seed_models, profile)
         if "demo" in results:
             out += _demo_section(results["demo"])
-        out += _table1_section(results)
-        if figure3(results, root / "figure3.png", list(published.TABLE1_MODELS)):
+        else:
+            out += _definitions_section()
+        out += _table1_section(view)
+        if "figure3" in profile.experiments and figure3(results, root / "figure3.png",
+                                                        list(published.TABLE1_MODELS)):
             out.append("## Figure 3: white-box FGSM per architecture\n")
             out.append("![Figure 3](figure3.png)\n")
-            out.append(_curve_table(results, "fgsm", True, None, list(published.TABLE1_MODELS)))
-            out += _seed_section(results)
+            out.append("Stars: the paper's white-box accuracy at eps 0.1 (Table 1's diagonal); "
+                       "the paper prints no other point of Figure 3. Accuracy (%), mean over "
+                       "seeds:\n")
+            out.append(_curve_table(view, "fgsm", True, None, list(published.TABLE1_MODELS)))
         defenses = [m for m in published.DEFENSE_MODELS if m in profile.models]
         number = 4 if repro.dataset == "mnist" else 5
         if figure4(results, root / f"figure{number}.png", defenses, "resnet", repro.dataset):
             out.append(f"## Figure {number}: defenses under FGSM and Random + FGSM\n")
             out.append(f"![Figure {number}](figure{number}.png)\n")
+            out.append(f"Stars: the paper's black-box FGSM accuracy at eps 0.1 (Table {number}'s "
+                       "FGSM column); the paper prints no other point of the figure.\n")
+            points = (0.05, 0.1, 0.2, 0.3) if repro.dataset == "cifar10" else None
             for attack in ("fgsm", "rand-fgsm"):
-                out.append(f"White-box {attack}, accuracy (%) at selected eps:\n")
-                out.append(_curve_table(results, attack, True, None, defenses))
-                out.append(f"Black-box {attack} (crafted on the undefended ResNet):\n")
-                out.append(_curve_table(results, attack, False, "resnet", defenses))
-        out += _table2_section(results, repro.dataset)
+                out.append(f"White-box {attack}, accuracy (%) at selected eps (mean over "
+                           "seeds):\n")
+                out.append(_curve_table(view, attack, True, None, defenses, points))
+                out.append(f"Black-box {attack} (crafted on the undefended ResNet of the same "
+                           "seed):\n")
+                out.append(_curve_table(view, attack, False, "resnet", defenses, points))
+        out += _table2_section(view, repro.dataset)
+        # The authors' code measured one model per defense: their columns sit beside the
+        # first seed's (results, not the mean view).
         out += authors.table2_section(results, repro.dataset)
-        out += _table3_section(results)
+        out += _table3_section(view)
         out += authors.table3_section(results, repro.dataset)
-        out += _table4_section(results, repro.dataset)
+        out += _table4_section(view, repro.dataset, profile, len(seeds))
         if figure1(results, root / "figure1.png"):
             out.append("## Figure 1: minimal perturbations\n")
             out.append("Minimal FGSM (the Table 2 attack) on the first ten test images; titles "
                        "give the smallest eps that changes the prediction.\n")
             out.append("![Figure 1](figure1.png)\n")
         if "demo" not in results:
-            out += _findings(results, models, profile)
+            out += _findings(results, by_seed_models, repro.dataset)
             out += authors.settings_section(profile.name)
     out.append("## Stage times\n")
     timings = _merged_timings(root, repro.timings)
@@ -270,20 +348,67 @@ def _device() -> str:
     return f"{len(gpus)} GPU" if gpus else "no GPU"
 
 
-def _models_section(models: dict[str, dict]) -> list[str]:
+def _models_section(by_seed: dict[int, dict[str, dict]], profile) -> list[str]:
+    """One row per model: means over its training seeds (min-max of the clean accuracy)."""
+    names = list(dict.fromkeys(n for metas in by_seed.values() for n in metas))
     rows = []
-    for name, meta in models.items():
+    for name in names:
+        metas = [metas[name] for metas in by_seed.values() if name in metas]
+        meta = metas[0]
         params = ", ".join(f"{k}={v}" for k, v in (meta.get("defense_params") or {}).items())
-        per_epoch = meta["training_time_s"] / max(meta["epochs_run"], 1)
-        rows.append([LABELS.get(name, name), name, params or "-", meta["epochs_run"],
-                     meta["train_samples"], meta["samples_processed"],
-                     _pct(meta["clean_test_accuracy"]), f"{meta['training_time_s']:.0f}",
-                     f"{1e6 * meta['training_time_s'] / max(meta['samples_processed'], 1):.0f}",
-                     f"{per_epoch:.0f}"])
-    return ["## Models\n", _table(
-        ["model", "zoo name", "defense parameters", "epochs", "train images",
-         "samples processed", "clean test acc (%)", "train time (s)", "us / processed sample",
-         "s / epoch"], rows), ""]
+        acc = [m["clean_test_accuracy"] for m in metas]
+        seconds = [m["training_time_s"] for m in metas]
+        epochs = [max(m["epochs_run"], 1) for m in metas]
+        processed = [max(m["samples_processed"], 1) for m in metas]
+        rows.append([LABELS.get(name, name), name, params or "-", len(metas),
+                     f"{np.mean(epochs):g}", meta["train_samples"],
+                     f"{np.mean(processed):.0f}",
+                     _pct(float(np.mean(acc))) + (f" [{_pct(min(acc))}, {_pct(max(acc))}]"
+                                                  if len(acc) > 1 else ""),
+                     f"{np.mean(seconds):.0f}",
+                     f"{np.mean([t / e for t, e in zip(seconds, epochs)]):.1f}",
+                     f"{1e6 * np.mean([t / n for t, n in zip(seconds, processed)]):.0f}"])
+    return ["## Models\n", _footing_note(profile), _table(
+        ["model", "zoo name", "defense parameters", "seeds", "epochs", "train images",
+         "samples processed", "clean test acc (%) [min, max]", "train time (s)", "s / epoch",
+         "us / processed sample"], rows),
+        "\nTimes are means over seeds; \"train time\" is the whole training (both phases of "
+        "adversarial training and VAT, with the crafting of their adversarials), measured on "
+        "this machine while the stage ran.\n"]
+
+
+def _footing_note(profile) -> str:
+    """How this profile puts the defenses on an equal footing, and why."""
+    if profile.patience >= max(profile.epochs, profile.static_epochs or 0, profile.gda_epochs):
+        return ("**Equal footing: the same number of processed samples.** Early stopping is "
+                "off (patience >= epochs), and the epochs are chosen so that every model "
+                "processes about the same number of training samples: an undefended epoch is "
+                "one pass over the images, a GDA epoch eleven (each image and 10 noisy "
+                "copies), an adversarial-training or VAT epoch three (a phase over the images, "
+                "then one over the images and their adversarials). Chosen over training to "
+                "convergence because it fixes the cost in advance (what a 2-core budget "
+                "needs) and makes the defenses' cost comparable per sample (claim 7); "
+                "convergence by early stopping is the `paper` profile's rule.\n")
+    return (f"**Equal footing: every model trained to convergence** (early stopping on "
+            f"validation accuracy, patience {profile.patience}, at most {profile.epochs} "
+            "epochs, best weights kept; the authors' schedule): each defense gets the samples "
+            "it needs, so the processed samples differ (GDA's epochs are 11 passes).\n")
+
+
+def _definitions_section() -> list[str]:
+    return ["## Success and \"fooled\"\n",
+            "An adversarial sample *fools* the model (counts as a success) when its prediction "
+            "differs from the model's prediction on the clean image, as in IBM ART and the "
+            "authors' code; the artifacts also store success against the true label (a "
+            "sample the model already misclassified then counts as fooled). Which each table "
+            "uses:\n",
+            "- Accuracies (Tables 1, 4, 5 and the curves of Figures 3-5): the share of "
+            "adversarial images predicted as their true label; no success definition enters.\n"
+            "- Table 2 robustness and training-set distance, and its \"fooled\" column: "
+            "against the clean prediction (the minimal-FGSM search stops when the prediction "
+            "changes, the paper's rule); the fooled share against the true label is given "
+            "beside it.\n"
+            "- Table 3 (loss sensitivity): clean images, no attack.\n"]
 
 
 def _demo_section(demo: dict) -> list[str]:
@@ -316,7 +441,8 @@ def _table1_section(results) -> list[str]:
             row.append(f"{_pct(ours)} ({published.TABLE1[src][tgt]:.2f})")
         rows.append(row)
     return ["## Table 1: FGSM (eps 0.1) transfer matrix, accuracy (%)\n",
-            "Rows: crafted on; columns: tested on; the diagonal is white-box.\n",
+            "Rows: crafted on; columns: tested on; the diagonal is white-box. Each seed's "
+            "models attack each other; mean over seeds.\n",
             _table([""] + [f"tested on {LABELS[n]}" for n in names], rows), ""]
 
 
@@ -326,8 +452,8 @@ def _accuracy_at(entry, name, eps_value):
     return entry["accuracy"][name][i] if abs(eps[i] - eps_value) < 1e-6 else None
 
 
-def _curve_table(results, attack, white_box, source, names) -> str:
-    points = (0.1, 0.2, 0.3, 0.5, 1.0)
+def _curve_table(results, attack, white_box, source, names, points=None) -> str:
+    points = points or (0.1, 0.2, 0.3, 0.5, 1.0)
     rows = []
     for e in _curves(results, attack, white_box, source):
         for name in e["accuracy"]:
@@ -351,7 +477,7 @@ def _table2_section(results, dataset) -> list[str]:
                      f"{_pct(s['adv_accuracy'])} ({_num(p[0], 2)})",
                      f"{_num(rob.get('value'))} ({_num(p[1])})",
                      f"{_num(dist.get('mean'), 2)} ({_num(p[2], 2)})",
-                     _pct(s["success_rate"]), s["samples"]])
+                     _pct(s["success_rate"]), _pct(s.get("success_rate_label")), s["samples"]])
     return ["## Table 2: white-box minimal FGSM\n",
             "Minimal FGSM with the paper code's grid (eps step 0.05 up to 1.0). Accuracy: "
             "on the returned examples (a sample never fooled on the grid keeps its label); "
@@ -364,7 +490,8 @@ def _table2_section(results, dataset) -> list[str]:
             "to eps 1, which fool nearly every image: it is the share of images the authors' "
             "search left unflipped (the next table computes it).\n",
             _table(["defense", "accuracy (%)", "robustness", "training-set distance",
-                    "fooled (%)", "samples"], rows), ""]
+                    "fooled vs clean prediction (%)", "fooled vs label (%)", "samples"],
+                   rows), ""]
 
 
 def _table3_section(results) -> list[str]:
@@ -378,7 +505,7 @@ def _table3_section(results) -> list[str]:
             _table(["model", "loss sensitivity", "samples"], rows), ""]
 
 
-def _table4_section(results, dataset) -> list[str]:
+def _table4_section(results, dataset, profile=None, seeds: int = 1) -> list[str]:
     t4 = results.get("table4")
     if not t4:
         return []
@@ -395,9 +522,15 @@ def _table4_section(results, dataset) -> list[str]:
                          f"({_num(ref[j], 2) if ref else 'n/a'})")
         rows.append(cells)
     number = 4 if dataset == "mnist" else 5
+    note = ""
+    if seeds > 1 and profile is not None and profile.seed_expensive_limit is not None:
+        note = (f" (first seed; {profile.seed_expensive_limit} for DeepFool, JSMA and C&W on "
+                "the other seeds)")
     return [f"## Table {number}: black-box accuracy (%), crafted on the undefended ResNet\n",
-            "Samples per attack: " + ", ".join(f"{published.BLACKBOX_LABELS[a]} {n}"
-                                                for a, n in samples.items()) + ".\n",
+            "Each seed's defenses are attacked with examples crafted on that seed's ResNet; "
+            f"mean over {seeds} seed(s), the paper's number in parentheses. Samples per "
+            "attack: " + ", ".join(f"{published.BLACKBOX_LABELS[a]} {n}"
+                                   for a, n in samples.items()) + note + ".\n",
             _table(["defense"] + [published.BLACKBOX_LABELS[a] for a in published.BLACKBOX_ATTACKS],
                    rows), ""]
 
@@ -427,156 +560,122 @@ def _toy_section(results, root: Path) -> list[str]:
     return out
 
 
-def seed_accuracies(results: dict, name: str, eps: float) -> list[float]:
-    """White-box FGSM accuracy of ``name`` at ``eps`` for the main seed and every extra seed."""
-    values = []
-    for entry in results.get("curves", []):
-        if entry["attack"] == "fgsm" and entry["targets"] == [name] == [entry["source"]]:
-            values.append(_accuracy_at(entry, name, eps))
-    for curve in (results.get("seed_study") or {}).get(name, {}).values():
-        values.append(_accuracy_at({"eps": curve["eps"], "accuracy": {name: curve["accuracy"]}},
-                                   name, eps))
-    return [v for v in values if v is not None]
+# -- means over seeds ----------------------------------------------------------------------
+_KEEP_FIRST = ("samples", "path", "eps", "names", "source", "targets", "attack", "variant",
+               "success_against", "setting")
 
 
-def _mean_spread(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
+def _average(values: list, key: str = ""):
+    """Element-wise mean of the same structure over seeds: dicts by common key, lists of equal
+    length by position, numbers by mean (None if any is None); identifiers kept from the
+    first."""
+    first = values[0]
+    if key in _KEEP_FIRST:
+        return first
+    if all(isinstance(v, dict) for v in values):
+        return {k: _average([v[k] for v in values], k) for k in first
+                if all(k in v for v in values)}
+    if all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
+        return [_average([v[i] for v in values], key) for i in range(len(first))]
+    numbers = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in values]
+    if all(numbers):
+        return float(np.mean(values))
+    if any(numbers) and all(n or v is None for n, v in zip(numbers, values)):
+        return None  # a seed that did not measure it: no mean
+    return first
 
 
-def _seed_section(results) -> list[str]:
-    study = results.get("seed_study")
-    if not study:
-        return []
-    seeds = 1 + max(len(v) for v in study.values())
-    rows = [[LABELS.get(name, name)] + [_mean_spread(seed_accuracies(results, name, eps))
-                                        for eps in (0.1, 0.2, 0.3)]
-            for name in published.TABLE1_MODELS if name in study]
-    return [f"Seed variation: each architecture trained with {seeds} seeds (training subset and "
-            "initial weights), white-box FGSM accuracy (%) as mean ± standard deviation over "
-            "seeds, on the same test images:\n",
-            _table(["model", "eps 0.1", "eps 0.2", "eps 0.3"], rows), ""]
+def _mean_view(results: dict) -> dict:
+    """``results`` with the tables and curves averaged over training seeds (as they are
+    when one seed ran)."""
+    by_seed = results.get("by_seed") or {}
+    if len(by_seed) < 2:
+        return results
+    view = dict(results)
+    seeds = list(by_seed.values())
+    for key in ("table1", "table2", "table3", "table4"):
+        found = [r[key] for r in seeds if key in r]
+        if found:
+            view[key] = _average(found) if len(found) == len(seeds) else results.get(key)
+    curves = []
+    for entry in results.get("curves") or []:
+        same = [c for r in seeds for c in r.get("curves", [])
+                if (c["source"], c["targets"], c["attack"]) ==
+                (entry["source"], entry["targets"], entry["attack"])]
+        curves.append(_average(same) if len(same) == len(seeds) else entry)
+    view["curves"] = curves
+    return view
 
 
 # -- findings --------------------------------------------------------------------------------
-def _verdict(ok: bool | None) -> str:
-    return {True: "**reproduced**", False: "**not reproduced**", None: "**not measured**"}[ok]
+VERDICT_TEXT = {"reproduced": "**reproduced**", "not reproduced": "**not reproduced**",
+                "inconclusive": "**inconclusive**", None: "**not measured**"}
 
 
-def _findings(results, models, profile) -> list[str]:
-    out = ["## Findings: the paper's claims against this run\n"]
+def _interval_text(c, scale: float) -> str:
+    i = c.interval
+    return f"{scale * i.mean:+.2f} [{scale * i.low:+.2f}, {scale * i.high:+.2f}]"
 
-    def wb(name, eps):
-        """Mean over seeds (just the main seed when no seed study ran)."""
-        values = seed_accuracies(results, name, eps)
-        return float(np.mean(values)) if values else None
 
-    seeds = 1 + max((len(v) for v in (results.get("seed_study") or {}).values()), default=0)
-    seed_note = f"means over {seeds} seeds" if seeds > 1 else "one seed"
-
-    # 1: BRELU vs RELU CNN for eps <= 0.3
-    grid = [0.1, 0.2, 0.3]
-    pairs = [(eps, wb("cnn-brelu", eps), wb("cnn", eps)) for eps in grid]
-    if all(b is not None and r is not None for _, b, r in pairs):
-        wins = sum(b > r for _, b, r in pairs)
-        detail = "; ".join(f"eps {e}: BRELU {_pct(b)}% vs RELU {_pct(r)}%" for e, b, r in pairs)
-        out.append(f"1. {published.CLAIMS[1]}: {_verdict(wins == len(pairs))} "
-                   f"(BRELU ahead at {wins} of {len(pairs)} eps, {seed_note}; {detail}).")
-    else:
-        out.append(f"1. {published.CLAIMS[1]}: {_verdict(None)}.")
-    # 2: ResNet not more robust than CNN; with several seeds, "more robust" must exceed the
-    # seed spread (the two standard deviations combined), not just one point.
-    def spread(name, eps):
-        values = seed_accuracies(results, name, eps)
-        return float(np.std(values)) if len(values) > 1 else 0.0
-
-    pairs = [(eps, wb("resnet", eps), wb("cnn", eps)) for eps in grid]
-    if all(a is not None and b is not None for _, a, b in pairs):
-        margins = [max(0.01, float(np.hypot(spread("resnet", e), spread("cnn", e))))
-                   for e, _, _ in pairs]
-        better = sum(a > b + m for (_, a, b), m in zip(pairs, margins))
-        detail = "; ".join(f"eps {e}: ResNet {_pct(a)}% vs CNN {_pct(b)}% (margin {100 * m:.1f})"
-                           for (e, a, b), m in zip(pairs, margins))
-        out.append(f"2. {published.CLAIMS[2]}: {_verdict(better == 0)} (ResNet ahead by more than "
-                   f"the seed spread at {better} of {len(pairs)} eps, {seed_note}; {detail}).")
-    else:
-        out.append(f"2. {published.CLAIMS[2]}: {_verdict(None)}.")
-    # 3 and 4: Table 2
-    t2 = results.get("table2") or {}
-
-    def rob(name):
-        return ((t2.get(name) or {}).get("robustness") or {}).get("value")
-
-    def dist(name):
-        return ((t2.get(name) or {}).get("training_distance") or {}).get("mean")
-    if t2:
-        best_rob = max(t2, key=lambda n: rob(n) if rob(n) is not None else -1)
-        best_dist = max(t2, key=lambda n: dist(n) if dist(n) is not None else -1)
-        ok = "gda" in best_rob and "gda" in best_dist
-        out.append(f"3. {published.CLAIMS[3]}: {_verdict(ok)} (highest robustness: "
-                   f"{LABELS[best_rob]} {_num(rob(best_rob))}; highest distance: "
-                   f"{LABELS[best_dist]} {_num(dist(best_dist), 2)}).")
-        base = rob("cnn")
-        fs, ls = rob("cnn-feature-squeezing"), rob("cnn-label-smoothing")
-        if None not in (base, fs, ls):
-            out.append(f"4. {published.CLAIMS[4]}: {_verdict(fs < base and ls < base)} "
-                       f"(undefended {_num(base)}, feature squeezing {_num(fs)}, label "
-                       f"smoothing {_num(ls)}).")
-        else:
-            out.append(f"4. {published.CLAIMS[4]}: {_verdict(None)}.")
-    else:
-        out += [f"3. {published.CLAIMS[3]}: {_verdict(None)}.", f"4. {published.CLAIMS[4]}: "
-                f"{_verdict(None)}."]
-    # 5: loss sensitivity
-    t3 = results.get("table3") or {}
-    if t3:
-        lowest = min(t3, key=lambda n: t3[n]["loss_sensitivity"])
-        out.append(f"5. {published.CLAIMS[5]}: {_verdict('gda' in lowest)} (lowest: "
-                   f"{LABELS[lowest]} {_num(t3[lowest]['loss_sensitivity'], 4)}; " +
-                   ", ".join(f"{LABELS[n]} {_num(s['loss_sensitivity'], 4)}"
-                             for n, s in t3.items()) + ").")
-    else:
-        out.append(f"5. {published.CLAIMS[5]}: {_verdict(None)}.")
-    # 6: black-box
-    t4 = results.get("table4") or {}
-    if t4:
-        wins, details = 0, []
-        for attack in published.BLACKBOX_ATTACKS:
-            scores = {n: (row.get(attack) or {}).get("adv_accuracy") for n, row in t4.items()}
-            found = {n: float(v) for n, v in scores.items() if v is not None}
-            if not found:
-                continue
-            best = max(found, key=lambda n: found[n])
-            wins += "gda" in best
-            details.append(f"{published.BLACKBOX_LABELS[attack]}: best {LABELS[best]} "
-                           f"{_pct(scores[best])}%")
-        out.append(f"6. {published.CLAIMS[6]}: {_verdict(wins >= len(details) - 1 and wins > 0)} "
-                   f"(a GDA model is best under {wins} of {len(details)} attacks; "
-                   + "; ".join(details) + ").")
-    else:
-        out.append(f"6. {published.CLAIMS[6]}: {_verdict(None)}.")
-    # 7: cost
-    if "cnn" in models and "cnn-gda" in models:
-        base, gda = models["cnn"], models["cnn-gda"]
-        per_sample = (gda["training_time_s"] / gda["samples_processed"]) / \
-            (base["training_time_s"] / base["samples_processed"])
-        drop = base["clean_test_accuracy"] - gda["clean_test_accuracy"]
-        out.append(f"7. {published.CLAIMS[7]}: {_verdict(per_sample <= 1.2 and drop <= 0.01)} "
-                   f"(time per processed sample {per_sample:.2f}x the undefended CNN's; GDA "
-                   f"processes {1 + gda['defense_params']['copies']}x the images per epoch; "
-                   f"clean accuracy {_pct(gda['clean_test_accuracy'])}% vs "
-                   f"{_pct(base['clean_test_accuracy'])}%).")
-    else:
-        out.append(f"7. {published.CLAIMS[7]}: {_verdict(None)}.")
-    out.append("")
-    if seeds > 1:
-        out.append(f"Claims 1 and 2 compare means over {seeds} training seeds (the seed-variation "
-                   "table under Figure 3 gives the spread). The other tables come from one seed "
-                   "(as the paper's): differences of a point or two there are within the seed "
-                   "spread seen for Figure 3 and should not be read as rankings.\n")
-    else:
-        out.append(f"All figures from one seed (profile `{profile.name}`). Claims that hinge on "
-                   "differences of a point or two should be rerun with `--seed 1`, `--seed 2` "
-                   "before being trusted.\n")
+def _findings(results, models: dict[int, dict[str, dict]], dataset: str) -> list[str]:
+    by_seed = results.get("by_seed") or {}
+    n = len(by_seed)
+    out = ["## Findings: the paper's claims against this run\n",
+           f"Each claim in the paper's words, what we measure, and the verdict over {n} "
+           "training seed(s). Every comparison is a paired difference per seed (both models "
+           "of the same seed, on the same test images); the interval is the 95% percentile "
+           "bootstrap of its mean over seeds (10,000 resamples, fixed generator seed; "
+           "advbench/paper/statistics.py). **Reproduced**: the interval lies on the claim's "
+           "side of 0; **not reproduced**: on the other side; **inconclusive**: it contains "
+           "0. A claim made of several comparisons is reproduced when all are, not "
+           "reproduced when any is. Accuracies and their differences are in percentage "
+           "points; robustness, distances and sensitivities in their own units.\n"]
+    if n < 2:
+        out.append("Only one training seed ran: every verdict is inconclusive; run a profile "
+                   "with seeds >= 2 (quick and paper have 5).\n")
+    tally: dict[str | None, int] = {}
+    for claim in paper_claims.CLAIMS.values():
+        if dataset not in claim.datasets:
+            continue
+        verdict, comparisons = paper_claims.judge(claim, by_seed, models, dataset)
+        tally[verdict] = tally.get(verdict, 0) + 1
+        out.append(f"### Claim {claim.number} ({claim.where}): {VERDICT_TEXT[verdict]}\n")
+        out.append(f"> \"{claim.quote}\"\n")
+        out.append(f"Measured: {claim.measure}.\n")
+        if comparisons:
+            rows = []
+            for c in comparisons:
+                percent = claim.number not in (3, 4, 5)
+                scale = 100.0 if percent else 1.0
+                per_seed = ", ".join(f"{scale * v:+.2f}" if percent else f"{v:+.4f}"
+                                     for v in c.differences.values())
+                rows.append([c.label, per_seed, _interval_text(c, scale) if percent else
+                             f"{c.interval.mean:+.4f} [{c.interval.low:+.4f}, "
+                             f"{c.interval.high:+.4f}]",
+                             "> 0" if c.side == "greater" else "< 0", c.verdict])
+            out.append(_table(["comparison", "per seed", "mean [95% CI]", "claimed", "verdict"],
+                              rows))
+            out.append("")
+        if claim.number == 7:
+            out += _cost_lines(models)
+    out.append("Summary: " + ", ".join(f"{count} {VERDICT_TEXT[v].strip('*')}"
+                                       for v, count in tally.items()) + ".\n")
     return out
+
+
+def _cost_lines(models: dict[int, dict[str, dict]]) -> list[str]:
+    """Claim 7's times: total training time and time per epoch beside the per-sample ratio."""
+    rows = []
+    for name in ("cnn", "cnn-gda", "cnn-brelu-gda", "cnn-fgsm-at", "cnn-vat"):
+        metas = [m[name] for m in models.values() if name in m]
+        if not metas:
+            continue
+        total = np.mean([m["training_time_s"] for m in metas])
+        per_epoch = np.mean([m["training_time_s"] / max(m["epochs_run"], 1) for m in metas])
+        per_sample = np.mean([paper_claims.per_sample_seconds(m) or np.nan for m in metas])
+        rows.append([LABELS.get(name, name), f"{total:.0f}", f"{np.mean([m['epochs_run'] for m in metas]):g}",
+                     f"{per_epoch:.1f}", f"{np.mean([m['samples_processed'] for m in metas]):.0f}",
+                     f"{1e6 * per_sample:.0f}"])
+    return ["Training cost, means over seeds:\n", _table(
+        ["model", "total training time (s)", "epochs", "s / epoch", "samples processed",
+         "us / processed sample"], rows), ""]
