@@ -115,7 +115,9 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
                 tape.watch(w)
                 loss, image, l2, success = objective(w, x, labels, const)
                 total = tf.reduce_sum(loss)
-            grad = tape.gradient(total, w)
+            # Zero, not None, where the model has no gradient path to its input: only the L2
+            # term then pulls, and the sample stays at x (as in every gradient attack).
+            grad = tape.gradient(total, w, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             # The iterate at which loss was evaluated is the candidate (as in the authors'
             # code, where one session run returns the loss and the image before the update).
             better = tf.logical_and(success, l2 < best_l2)
