@@ -1,7 +1,8 @@
 """Jacobian-based Saliency Map Attack (Papernot et al., 2016, https://arxiv.org/abs/1511.07528).
 
-This is the ORIGINAL pairwise saliency map of the paper (Algorithm 3), not the simplified
-"two best single features" variant of IBM ART. For a target class t, with
+By default the ORIGINAL pairwise saliency map of the paper (Algorithm 3); the simplified
+"two best single features" map of IBM ART is offered as ``saliency="simplified"`` (it changes
+fewer pixels; see ``JSMA``). For a target class t, with
 ``alpha_i = dZ_t/dx_i`` and ``beta_i = sum_{j != t} dZ_j/dx_i`` on the logits Z, each iteration
 picks the pair of distinct features (p, q) in the search domain that maximises
 
