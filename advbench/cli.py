@@ -760,6 +760,8 @@ ATTACK_OPTIONS = [
     ("--fallback/--no-fallback", "fallback", None,
      "JSMA: when no pair meets the saliency map's sign constraints, move the pair with the "
      "largest target gradient instead of stopping."),
+    ("--saliency", "saliency", RegistryChoice("advbench.attacks:SALIENCY_MAPS"),
+     "JSMA's saliency map: pairwise (the paper's) or simplified (ART's; fewer pixels)."),
     ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step)."),
     ("--overshoot", "overshoot", float, "DeepFool overshoot."),
     ("--candidates", "candidates", int, "DeepFool: top-k candidate classes."),

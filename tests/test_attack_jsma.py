@@ -181,12 +181,32 @@ def test_fallback_moves_on_where_the_map_has_no_admissible_pair():
     assert out.x_adv.min() >= 0.1 and out.x_adv.max() <= 1.0
 
 
+@pytest.mark.parametrize("saliency, moved", [("pairwise", [0, 1]), ("simplified", [1, 2])])
+def test_saliency_maps_pick_their_pairs(saliency, moved):
+    # Linear logits: alpha (target weights) = [0.5, 3, 2, -1], beta (the other class) =
+    # [-3, 1, 1, 0]. The pairwise map maximises -(alpha_p + alpha_q)(beta_p + beta_q) under
+    # its sign constraints: features 0 and 1 (score 7). The simplified map takes the two
+    # largest alpha: features 1 and 2, which also raise the other class.
+    net = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(),
+                            keras.layers.Dense(2)])
+    net.layers[-1].set_weights([np.array([[-3.0, 0.5], [1.0, 3.0], [1.0, 2.0], [0.0, -1.0]],
+                                         np.float32), np.array([1.0, 0.0], np.float32)])
+    x = np.full((1, 2, 2, 1), 0.1, np.float32)
+    out = JSMA(saliency=saliency)(net, x, np.zeros(1, np.int64), target=np.ones(1, np.int64))
+    assert predict(net, out.x_adv)[0] == 1
+    np.testing.assert_array_equal(np.flatnonzero(out.x_adv != x), moved)
+    # Pairwise: one step reaches the target; simplified: two (its pair helps class 0 too).
+    assert out.extras["iterations"][0] == (1 if saliency == "pairwise" else 2)
+
+
 # -- the attack -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("theta", [0.1, 0.3, 1.0, -0.2])
-def test_outputs_in_range_and_features_move_by_theta(model, data, theta):
+@pytest.mark.parametrize("theta, saliency", [(0.1, "pairwise"), (0.3, "pairwise"),
+                                             (1.0, "pairwise"), (-0.2, "pairwise"),
+                                             (0.1, "simplified"), (-0.2, "simplified")])
+def test_outputs_in_range_and_features_move_by_theta(model, data, theta, saliency):
     x, y = data
-    out = JSMA(theta=theta)(model, x, y, seed=0)
+    out = JSMA(theta=theta, saliency=saliency)(model, x, y, seed=0)
     assert out.x_adv.shape == x.shape and out.x_adv.dtype == np.float32
     assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
     diff = (out.x_adv - x).ravel()
@@ -267,11 +287,13 @@ def test_least_likely_targets(model, data):
 
 
 def test_params_and_repr():
-    attack = JSMA(theta=-0.5, gamma=0.2, target_mode="least-likely", fallback=False)
+    attack = JSMA(theta=-0.5, gamma=0.2, target_mode="least-likely", fallback=False,
+                  saliency="simplified")
     assert attack.params() == {"theta": -0.5, "gamma": 0.2, "target_mode": "least-likely",
-                               "fallback": False}
+                               "fallback": False, "saliency": "simplified"}
     assert repr(attack) == ("JSMA(theta=-0.5, gamma=0.2, target_mode='least-likely', "
-                            "fallback=False)")
+                            "fallback=False, saliency='simplified')")
+    assert JSMA().saliency == "pairwise"
     assert (JSMA.name, JSMA.norm, JSMA.supports_targets, JSMA.randomized) == (
         "jsma", "l0", True, True)
 
@@ -286,6 +308,7 @@ def test_params_and_repr():
     ({"gamma": float("nan")}, "gamma must be a number, got NaN"),
     ({"target_mode": "closest"}, "target_mode must be one of random, least-likely, got 'closest'"),
     ({"fallback": "yes"}, "fallback must be True or False, got 'yes'"),
+    ({"saliency": "single"}, "saliency must be one of pairwise, simplified, got 'single'"),
 ])
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ParameterError, match=match):

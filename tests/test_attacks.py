@@ -136,3 +136,88 @@ def test_success_survives_any_batch_size(name, trained_tiny_cnn, samples):
         scale = 1.0 + np.abs(one_by_one).max(axis=1)
         lead = (top2[:, 1] - top2[:, 0]) / scale
         assert np.all(lead[fooled] > DECISIVE_MARGIN / 2), np.sort(lead[fooled])[:5]
+
+
+# Attacks that only follow input gradients and draw nothing at random: with no gradient they
+# have no direction at all and must return every sample unchanged.
+GRADIENT_ONLY = ("fgsm", "fgsm-min", "deepfool", "jsma", "cw-l2")
+
+
+def without_input_gradient(model):
+    """``model`` behind a 5-level input quantiser with no gradient: TensorFlow's tape returns
+    None for the input gradient (no path), not zeros."""
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input(model.input_shape[1:])
+    quantised = keras.layers.Lambda(lambda t: tf.stop_gradient(tf.round(t * 4.0) / 4.0))(inputs)
+    return keras.Model(inputs, model(quantised))
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_model_without_input_gradient_is_attacked_without_error(name, trained_tiny_cnn,
+                                                                samples):
+    """Every attack treats a missing gradient path as a zero gradient (as
+    ``advbench.ops.loss_gradient`` does): no traceback, outputs in bounds, and the attacks
+    that only follow gradients leave the images as they are (failures, which the audit
+    reports as masking). DeepFool, JSMA and VAT raised TensorFlow errors here before."""
+    import tensorflow as tf
+
+    _, model, _ = trained_tiny_cnn
+    masked = without_input_gradient(model)
+    x, y = samples
+    with tf.GradientTape() as tape:
+        xt = tf.constant(x[:2])
+        tape.watch(xt)
+        assert tape.gradient(masked(xt), xt) is None
+    out = make_attack(name, **FAST[name])(masked, x, y, seed=1)
+    assert out.x_adv.shape == x.shape
+    assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
+    if name in GRADIENT_ONLY:
+        np.testing.assert_array_equal(out.x_adv, x)
+
+
+NO_GRADIENT_LAYERS = '''
+import keras
+import tensorflow as tf
+
+
+class Quantise(keras.layers.Layer):
+    """Rounds to 5 levels: no gradient path to the input."""
+
+    def call(self, x):
+        return tf.stop_gradient(tf.round(x * 4.0) / 4.0)
+'''
+
+
+@pytest.mark.parametrize("name", ["deepfool", "jsma", "cw-l2", "vat"])
+def test_cli_attacks_a_model_without_input_gradient(name, fake_data_dir, tmp_path,
+                                                    monkeypatch):
+    import sys
+
+    import keras
+    from click.testing import CliRunner
+
+    from advbench.cli import main
+
+    module = f"no_gradient_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(NO_GRADIENT_LAYERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        layers = __import__(module)
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((28, 28, 1))
+        h = keras.layers.Flatten()(layers.Quantise()(inputs))
+        keras.Model(inputs, keras.layers.Dense(10)(h)).save(tmp_path / "masked.keras")
+        out = tmp_path / "adv.h5"
+        settings = [f"--{flag}={value}" for flag, value in {
+            "deepfool": {"max-iter": 3}, "jsma": {"gamma": 0.1}, "vat": {"eps": 1.0},
+            "cw-l2": {"max-iter": 5, "search-steps": 2}}[name].items()]
+        result = CliRunner().invoke(main, [
+            "attack", str(tmp_path / "masked.keras"), "--attack", name, *settings,
+            "--dataset", "mnist", "--data-dir", str(fake_data_dir), "--custom-objects",
+            module, "--limit", "8", "-o", str(out), "-q"])
+    finally:
+        sys.modules.pop(module, None)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}\n"

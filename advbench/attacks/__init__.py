@@ -39,6 +39,9 @@ NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm"}
 #: How target classes are chosen when none are given (``--target``, JSMA's target_mode):
 #: the modes of ``targets.choose_targets``.
 TARGET_MODES = ("random", "least-likely")
+#: JSMA's saliency maps (``jsma.JSMA``, --saliency): "pairwise", the paper's map over
+#: feature pairs, or "simplified", the two features of largest target gradient (IBM ART's).
+SALIENCY_MAPS = ("pairwise", "simplified")
 #: The losses the Square Attack can maximise (``square.Square``, --loss).
 SQUARE_LOSSES = ("margin", "ce")
 #: AutoAttack's versions (``autoattack.AutoAttack``, --version): "standard" (APGD-CE,

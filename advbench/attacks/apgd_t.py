@@ -73,6 +73,12 @@ class APGDTargeted(AutoPGD):
         best_loss = np.full(len(x), -np.inf, np.float32)
         target = np.full(len(x), -1, np.int64)
         fn = self.apgd_function(model, self.loss)
+        # The target classes run one after another, as in AutoAttack, not as one batch of k
+        # copies: each run attacks only the samples no earlier target fooled, which batching
+        # would give up. Measured on 200 MNIST images (1-epoch CNN, eps 0.1, 2 CPU cores):
+        # the 9 runs took 114 s on 198, 109, then ~106 rows; one call on the 105 robust
+        # samples tiled 9 times took 91 s (97 ms per row against 111 at 105 rows), before
+        # adding the 9 copies of the 93 samples fooled early: no gain on a CPU.
         for rank in range(ranked.shape[1]):
             targets = ranked[:, rank].astype(np.int32)
             for restart in range(self.n_restarts):

@@ -14,7 +14,8 @@ from advbench.ops import is_adversarial
 from advbench.errors import ParameterError
 from advbench.types import Model
 
-# Adam's constants as in tf.train.AdamOptimizer, which the authors' code used.
+# Adam's constants (Kingma and Ba's defaults, also tf.train.AdamOptimizer's, which the
+# authors' code used).
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
 ADAM_EPSILON = 1e-8
@@ -33,6 +34,41 @@ def margin_terms(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Te
     other_logit = tf.reduce_max(tf.where(is_label, tf.cast(-np.inf, logits.dtype), logits),
                                 axis=1)
     return label_logit, other_logit
+
+
+def adam_update(w: tf.Tensor, m: tf.Tensor, v: tf.Tensor, grad: tf.Tensor, step: tf.Tensor,
+                learning_rate: float) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One Adam step, element-wise: returns the new (w, m, v); step counts from 1 (float32).
+
+    Algorithm 1 of Kingma and Ba (https://arxiv.org/abs/1412.6980), as Foolbox's C&W has it:
+    epsilon is added to sqrt(v_hat). tf.train.AdamOptimizer, which the C&W authors used,
+    adds it to sqrt(v) instead, an effective epsilon of 1e-8 / sqrt(1 - beta_2^t): 3e-7 at
+    the first step. That matters here: a pixel at 0 or 1 sits where tanh saturates, so its
+    gradient with respect to w is about 1e-6 times its image gradient (~1e-7), and the
+    larger epsilon slowed exactly those pixels' first steps by up to 4x. Measured on the
+    paper's MNIST CNN (100 images, 5 x 100 steps, no abort): mean L2 1.577 -> 1.566.
+    """
+    m = ADAM_BETA_1 * m + (1.0 - ADAM_BETA_1) * grad
+    v = ADAM_BETA_2 * v + (1.0 - ADAM_BETA_2) * tf.square(grad)
+    m_hat = m / (1.0 - ADAM_BETA_1 ** step)
+    v_hat = v / (1.0 - ADAM_BETA_2 ** step)
+    return w - learning_rate * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON), m, v
+
+
+def keeps_running(window_mean: tf.Tensor, previous_mean: tf.Tensor) -> tf.Tensor:
+    """The abort-early test per sample, (batch,) bool: go on while the mean loss over the last
+    window (a tenth of max_iter) is 0.01% below the mean over the window before.
+
+    The authors' code compares the loss of the single iterate at each tenth with the one a
+    tenth earlier. Adam's iterates oscillate, so one sampled iterate above the last often
+    stopped a sample whose loss was still falling (the authors ran one image per batch, where
+    this is their rule; Foolbox tests the loss summed over the batch, which at batch 100
+    almost never stops). The window means are the same test with that noise averaged out.
+    Measured, per fixed c on the paper's MNIST CNN (100 images, 100 steps at learning rate
+    0.05), best adversarial L2 over the no-abort one: 1.016-1.103 with the single-iterate
+    test, 1.003-1.045 with the means.
+    """
+    return window_mean <= ABORT_FACTOR * previous_mean
 
 
 def build_search_step(model: Model, targeted: bool, confidence: float, learning_rate: float,
@@ -68,34 +104,32 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
         return loss, image, tf.sqrt(l2_squared), success
 
     def run_chunk(t, steps, w, m, v, x, labels, const, best_l2, best_adv):
-        """``steps`` Adam iterations on a compacted batch; t is the step count so far."""
+        """``steps`` Adam iterations on a compacted batch; t is the step count so far.
+        Also returns the mean loss over the chunk's iterates."""
 
         def cond(j, *state):
             return j < steps
 
-        def body(j, w, m, v, best_l2, best_adv, loss):
+        def body(j, w, m, v, best_l2, best_adv, loss_sum):
             with tf.GradientTape() as tape:
                 tape.watch(w)
                 loss, image, l2, success = objective(w, x, labels, const)
                 total = tf.reduce_sum(loss)
-            grad = tape.gradient(total, w)
+            # Zero, not None, where the model has no gradient path to its input: only the L2
+            # term then pulls, and the sample stays at x (as in every gradient attack).
+            grad = tape.gradient(total, w, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             # The iterate at which loss was evaluated is the candidate (as in the authors'
             # code, where one session run returns the loss and the image before the update).
             better = tf.logical_and(success, l2 < best_l2)
             best_l2 = tf.where(better, l2, best_l2)
             best_adv = tf.where(better[:, None, None, None], image, best_adv)
-            # Adam, per element; every sample in the batch started at the same step.
-            step = tf.cast(t + j + 1, tf.float32)
-            m = ADAM_BETA_1 * m + (1.0 - ADAM_BETA_1) * grad
-            v = ADAM_BETA_2 * v + (1.0 - ADAM_BETA_2) * tf.square(grad)
-            rate = learning_rate * tf.sqrt(1.0 - ADAM_BETA_2 ** step) / (1.0 - ADAM_BETA_1 ** step)
-            w = w - rate * m / (tf.sqrt(v) + ADAM_EPSILON)
-            return j + 1, w, m, v, best_l2, best_adv, loss
+            # Every sample in the batch started at the same step.
+            w, m, v = adam_update(w, m, v, grad, tf.cast(t + j + 1, tf.float32), learning_rate)
+            return j + 1, w, m, v, best_l2, best_adv, loss_sum + loss
 
-        loss = tf.zeros_like(const)
-        _, w, m, v, best_l2, best_adv, loss = tf.while_loop(
-            cond, body, (tf.constant(0), w, m, v, best_l2, best_adv, loss))
-        return w, m, v, best_l2, best_adv, loss
+        _, w, m, v, best_l2, best_adv, loss_sum = tf.while_loop(
+            cond, body, (tf.constant(0), w, m, v, best_l2, best_adv, tf.zeros_like(const)))
+        return w, m, v, best_l2, best_adv, loss_sum / tf.cast(steps, tf.float32)
 
     def search_step(x, labels, const, attack):
         labels = tf.cast(labels, tf.int32)
@@ -104,23 +138,22 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
         v = tf.zeros_like(x)
         best_l2 = tf.fill(tf.shape(const), tf.constant(np.inf, tf.float32))
         best_adv = x
-        previous_loss = tf.fill(tf.shape(const), tf.constant(np.inf, tf.float32))
+        previous_mean = tf.fill(tf.shape(const), tf.constant(np.inf, tf.float32))
         iterations = tf.zeros(tf.shape(const), tf.int32)
 
         def cond(t, running, *state):
             return tf.logical_and(t < max_iter, tf.reduce_any(running))
 
-        def body(t, running, w, m, v, best_l2, best_adv, previous_loss, iterations):
+        def body(t, running, w, m, v, best_l2, best_adv, previous_mean, iterations):
             active = tf.where(running)[:, 0]
             index = active[:, None]
             steps = tf.minimum(period, max_iter - t)
-            wa, ma, va, l2a, adva, loss = run_chunk(
+            wa, ma, va, l2a, adva, mean = run_chunk(
                 t, steps, tf.gather(w, active), tf.gather(m, active), tf.gather(v, active),
                 tf.gather(x, active), tf.gather(labels, active), tf.gather(const, active),
                 tf.gather(best_l2, active), tf.gather(best_adv, active))
             if abort_early:
-                # Stop a sample whose loss did not fall by 0.01% since the last test.
-                still = loss <= ABORT_FACTOR * tf.gather(previous_loss, active)
+                still = keeps_running(mean, tf.gather(previous_mean, active))
                 running = tf.tensor_scatter_nd_update(running, index, still)
             return (t + steps, running,
                     tf.tensor_scatter_nd_update(w, index, wa),
@@ -128,11 +161,11 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
                     tf.tensor_scatter_nd_update(v, index, va),
                     tf.tensor_scatter_nd_update(best_l2, index, l2a),
                     tf.tensor_scatter_nd_update(best_adv, index, adva),
-                    tf.tensor_scatter_nd_update(previous_loss, index, loss),
+                    tf.tensor_scatter_nd_update(previous_mean, index, mean),
                     tf.tensor_scatter_nd_add(iterations, index, tf.fill(tf.shape(active), steps)))
 
         state = tf.while_loop(cond, body, (tf.constant(0), tf.convert_to_tensor(attack), w, m, v,
-                                           best_l2, best_adv, previous_loss, iterations))
+                                           best_l2, best_adv, previous_mean, iterations))
         _, _, _, _, _, best_l2, best_adv, _, iterations = state
         return best_l2, best_adv, iterations
 
@@ -153,8 +186,16 @@ class CarliniWagnerL2(Attack):
     (bisection towards the smallest successful c) after a success, or raised (x10 until a
     first success, then bisection) after a failure. Over all steps the smallest-L2
     adversarial is returned. With ``abort_early`` a sample stops its search step once its
-    loss fell by less than 0.01% over max_iter / 10 steps; the others go on, on a compacted
-    batch. Each search step is one ``tf.function``; the search itself is a short Python loop.
+    mean loss over the last max_iter / 10 steps is not 0.01% below the mean over the tenth
+    before (the authors' test compares two single iterates, which Adam's oscillation fools;
+    see ``keeps_running``); the others go on, on a compacted batch. Adam is Kingma and Ba's
+    Algorithm 1 (``adam_update``). Each search step is one ``tf.function``; the search itself
+    is a short Python loop.
+
+    Against Foolbox 3.3.4's ``L2CarliniWagnerAttack`` (same 1-epoch MNIST CNN, first 100 test
+    images, 5 x 100 steps, learning rate 0.05, initial c 0.1): mean L2 1.566 vs Foolbox 1.565
+    at confidence 0 and 2.027 vs 2.028 at 2.3, all samples fooled by both (before these two
+    changes: 1.588 and 2.053).
 
     Samples that the model already gets wrong (untargeted), or already puts in the target
     class (targeted), are returned unchanged and cost nothing. Samples for which no

@@ -46,7 +46,11 @@ def deepfool_step(model: Model, x: tf.Tensor, candidates: tf.Tensor, epsilon: fl
         logits = model(x, training=False)
         picked = tf.gather(logits, candidates, batch_dims=1)  # (n, k)
         differences = [picked[:, j] - picked[:, 0] for j in range(1, k)]
-    grads = [tape.gradient(d, x) for d in differences]
+    # A model with no gradient path to its input (a stop_gradient quantiser) gets zero
+    # gradients, as in every gradient attack (advbench.ops.loss_gradient): w = 0, no step,
+    # and the sample is returned unchanged, a failure.
+    grads = [tape.gradient(d, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+             for d in differences]
     del tape
     n = tf.shape(x)[0]
     w = tf.reshape(tf.stack(grads, axis=1), [n, k - 1, -1])  # (n, k - 1, features)

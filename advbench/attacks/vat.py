@@ -56,7 +56,10 @@ def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, 
         with tf.GradientTape() as tape:
             tape.watch(r)
             kl = tf.reduce_sum(kl_from_logits(logits, model(x + r, training=training)))
-        grad = tf.stop_gradient(tape.gradient(kl, r))
+        # No gradient path to the input (a stop_gradient quantiser) counts as a zero gradient,
+        # as in every gradient attack (advbench.ops.loss_gradient).
+        grad = tf.stop_gradient(tape.gradient(
+            kl, r, unconnected_gradients=tf.UnconnectedGradients.ZERO))
         # A zero gradient carries no direction: keep the previous one, so every sample moves
         # by eps (Miyato's code returns a zero perturbation there).
         flat = tf.reshape(grad, [tf.shape(grad)[0], -1])
