@@ -174,7 +174,6 @@ def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
     like x. The margin, not the cross-entropy, so that a confidently classified sample (whose
     softmax saturates to 1 in float32, a zero cross-entropy gradient) does not count as
     masked: only the model's own gradient can vanish here."""
-    y_onehot = None
     out = np.empty_like(x)
     for start in range(0, len(x), batch_size):
         xb = tf.constant(x[start:start + batch_size])
@@ -186,7 +185,9 @@ def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
             true = tf.reduce_sum(logits * y_onehot, axis=-1)
             other = tf.reduce_max(logits - 1e9 * y_onehot, axis=-1)
             margin = true - other
-        out[start:start + batch_size] = tape.gradient(margin, xb).numpy()
+        # A layer without a gradient (tf.round) disconnects the input: that is a zero gradient.
+        out[start:start + batch_size] = tape.gradient(
+            margin, xb, unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy()
     return out
 
 
