@@ -29,7 +29,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 import tensorflow as tf
@@ -46,6 +46,9 @@ from advbench.models.gradients import attack_model
 from advbench.names import ARCHITECTURE_BUILDERS, AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
 from advbench.progress import Progress
 from advbench.types import Model, PathLike
+
+if TYPE_CHECKING:
+    from advbench.attacks.fgsm import FGSM
 
 #: The checks by number (1-8), as issue 10 and the docs number them.
 CHECK_NUMBERS: dict[str, int] = {name: i for i, name in enumerate(AUDIT_CHECKS, start=1)}
@@ -227,7 +230,7 @@ class _Audit:
     def accuracy(self, label: str) -> float:
         return float(np.mean(self.robust[label]))
 
-    def _scored(self, label: str, x_adv_of: Callable[[slice], np.ndarray],
+    def _scored(self, label: str, x_adv_of: Callable[[np.ndarray], np.ndarray],
                 mask: np.ndarray | None = None) -> np.ndarray:
         """Robust mask of an attack given per batch of rows: correct clean and under x_adv.
         Only the correct samples (of ``mask``, when given) are attacked; the others are not
@@ -273,16 +276,19 @@ class _Audit:
         labels = [f"{prefix}@{e:g}" for e in eps_values]
         if all(label in self.robust for label in labels):
             return [self.accuracy(label) for label in labels]
-        fgsm = make_attack("fgsm", eps=max(eps_values), norm=self.norm)
+        fgsm = cast("FGSM", make_attack("fgsm", eps=max(eps_values), norm=self.norm))
         source = attack_model(self.model if model is None else model)
         rows = np.flatnonzero(self.correct)
         direction = np.zeros_like(self.x)
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start:start + self.batch_size]
             direction[batch] = fgsm.direction(source, self.x[batch], self.y[batch])
+        def along(e: float) -> Callable[[np.ndarray], np.ndarray]:
+            return lambda batch: np.clip(self.x[batch] + e * direction[batch], 0.0,
+                                         1.0).astype(np.float32)
+
         for e, label in zip(eps_values, labels):
-            self._scored(label, lambda batch, e=e: np.clip(
-                self.x[batch] + e * direction[batch], 0.0, 1.0).astype(np.float32))
+            self._scored(label, along(e))
             self.attacks[label] = {"attack": "fgsm", "params": {"eps": e, "norm": self.norm},
                                    "crafted_on": "model" if model is None else "surrogate",
                                    "robust_accuracy": self.accuracy(label)}

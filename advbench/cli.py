@@ -1499,7 +1499,7 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     x, y, indices = samples.load()
     check_model_fits(model, meta, path, x, dataset)
     progress = Progress(quiet=quiet)
-    surrogate = None
+    surrogate: Callable[[], tuple[Any, dict[str, Any]]] | None = None
     surrogate_id: dict[str, Any] = {}
     if transfer_check and surrogate_ref:
         s_path, s_model, s_meta = _load_model(surrogate_ref, dataset, models_dir,
@@ -1512,13 +1512,11 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
         info = {"source": str(s_path), "hash": s_meta.get("content_hash"),
                 "clean_test_accuracy": s_meta.get("clean_test_accuracy")}
         surrogate_id = {"surrogate": s_meta.get("content_hash")}
-
-        def surrogate():
-            return s_model, info
+        surrogate = (lambda: (s_model, info))
     elif transfer_check:
-        def surrogate():
-            return train_surrogate(dataset, data_dir=data_dir, settings=settings, seed=seed,
-                                   progress=progress)
+        # Trained only when check 3 runs (the record may already hold the audit).
+        surrogate = (lambda: train_surrogate(dataset, data_dir=data_dir, settings=settings,
+                                             seed=seed, progress=progress))
     import dataclasses
 
     from advbench import data as datamod
