@@ -356,8 +356,6 @@ def test_cli_errors_exit_1(trained_tiny_cnn, fake_data_dir, tmp_path):
         ([tmp_path / "missing.h5", "--eps", "0.3"],
          f"Error: model file {tmp_path / 'missing.h5'} does not exist; train one with "
          "`advbench train` or pass an existing path"),
-        ([trained_tiny_cnn[0], "--eps", "0.3", "--checks", "1", "-o", tmp_path],
-         f"Error: cannot write artifact {tmp_path}: it is a folder; give a file path"),
     ]
     for args, message in cases:
         result = run_cli(args, fake_data_dir)
@@ -365,3 +363,7 @@ def test_cli_errors_exit_1(trained_tiny_cnn, fake_data_dir, tmp_path):
         assert result.output.strip().splitlines()[-1] == message
         assert "Traceback" not in result.output
     assert not_audit.read_text() == "my notes"
+    folder = run_cli([trained_tiny_cnn[0], "--eps", "0.3", "-o", tmp_path], fake_data_dir)
+    assert folder.exit_code == 2
+    assert f"Error: Invalid value for '-o' / '--output': File '{tmp_path}' is a directory." \
+        in folder.output
