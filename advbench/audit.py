@@ -532,8 +532,9 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
                              "data (--dataset/--data, --input-range)")
     rows = []
     for name in checks:
-        progress.log(f"check {CHECK_NUMBERS[name]}: {name}")
+        progress.log(f"check {CHECK_NUMBERS[name]}: {name} ({AUDIT_CHECKS[name]})")
         row = getattr(run, name.replace("-", "_"))()
+        progress.log(f"check {CHECK_NUMBERS[name]}: {row['verdict']}: {row['detail']}")
         rows.append({"number": CHECK_NUMBERS[name], "name": name, **row})
     per_sample = {"y": y, "pred_clean": run.logits.argmax(axis=1).astype(np.int64),
                   **{f"robust/{label}": mask for label, mask in run.robust.items()}}

@@ -188,7 +188,7 @@ def test_audit_refuses_bad_input(models, samples, kwargs, message):
     settings = {k[len("settings_"):]: v for k, v in kwargs.items() if k.startswith("settings_")}
     args = {"eps": EPS, **{k: v for k, v in kwargs.items() if not k.startswith("settings_")}}
     with pytest.raises(ParameterError, match="^" + __import__("re").escape(message)):
-        audit(models["plain"], x, y, settings=AuditSettings(**FAST, **settings), **args)
+        audit(models["plain"], x, y, settings=AuditSettings(**{**FAST, **settings}), **args)
 
 
 def test_audit_refuses_a_model_that_gets_nothing_right(samples):
