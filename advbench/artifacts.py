@@ -39,6 +39,7 @@ MODEL_SCHEMA = "advbench.model"
 ATTACK_SCHEMA = "advbench.attack"
 EVALUATION_SCHEMA = "advbench.evaluation"
 CURVE_SCHEMA = "advbench.curve"
+AUDIT_SCHEMA = "advbench.audit"
 # Arrays every complete attack artifact holds.
 ATTACK_ARRAYS = ("x_adv", "y", "indices", "completed")
 
@@ -212,19 +213,29 @@ SCHEMA_FIELDS: dict[str, dict[str, Field]] = {
         "y": Field(kinds="iu", ndim=1, low=0), "indices": Field(kinds="iu", ndim=1, low=0),
     },
     EVALUATION_SCHEMA: {},
+    AUDIT_SCHEMA: {
+        "y": Field(kinds="iu", ndim=1, low=0), "indices": Field(kinds="iu", ndim=1, low=0),
+        "pred_clean": Field(kinds="iu", ndim=1, low=0),
+    },
 }
 SCHEMA_ATTRS: dict[str, dict[str, Attr]] = {
     ATTACK_SCHEMA: {**_SAMPLE_ATTRS, "targeted": Attr("bool"), "wall_time_s": Attr("float")},
     CURVE_SCHEMA: _SAMPLE_ATTRS,
     EVALUATION_SCHEMA: {"kind": Attr("str")},
+    AUDIT_SCHEMA: {**_SAMPLE_ATTRS, "eps": Attr("float", required=True, low=0.0),
+                   "norm": Attr("str", required=True), "verdict": Attr("str", required=True)},
 }
-# Arrays under extras/ (attack-specific per-sample values) follow this rule.
+# Arrays under extras/ (attack-specific per-sample values) follow this rule; an audit's
+# robust/<attack> masks the next one.
 _EXTRAS = Field()
+_ROBUST = Field(kinds="b", ndim=1)
 
 
 def _field_of(schema: str, name: str) -> Field | None:
     if name.startswith("extras/") and schema == ATTACK_SCHEMA:
         return _EXTRAS
+    if name.startswith("robust/") and schema == AUDIT_SCHEMA:
+        return _ROBUST
     return SCHEMA_FIELDS.get(schema, {}).get(name)
 
 

@@ -20,6 +20,7 @@ import click
 from advbench.errors import AdvbenchError
 
 EXIT_GATE_FAILED = 3
+EXIT_AUDIT_FAILED = 4
 
 
 @contextlib.contextmanager
@@ -1410,6 +1411,237 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
     else:
         for item in [*result.summary["artifacts"], *written]:
             click.echo(str(item))
+
+
+# -- audit ----------------------------------------------------------------------------------
+class CheckList(click.ParamType):
+    """``--checks``: comma-separated check names or numbers 1-8 (``names.AUDIT_CHECKS``)."""
+
+    name = "LIST"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from advbench.errors import ParameterError
+
+        # Parsed before the command runs (and quietly imports TensorFlow): audit imports it.
+        parse_checks = _quietly(lambda: importlib.import_module("advbench.audit")).parse_checks
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_checks(value)
+        except ParameterError as e:
+            self.fail(str(e), param, ctx)
+
+
+def _audit_default(name: str) -> Any:
+    from advbench.names import AUDIT_DEFAULTS
+
+    return AUDIT_DEFAULTS[name]
+
+
+# Audit flags -> (settings field, type, help); defaults from names.AUDIT_DEFAULTS.
+AUDIT_OPTIONS = [
+    ("--tolerance", "tolerance", float,
+     "Checks 2, 3, 5, 7, 8: by how much (a fraction of the samples) the attack expected to be "
+     "weaker may win, accuracy may rise along the eps curve, or more budget may lower it."),
+    ("--square-lead", "square_lead", float,
+     "Check 6: the fraction of samples Square may fool that every gradient attack missed."),
+    ("--min-unbounded-success", "min_unbounded_success", float,
+     "Check 4: success the unbounded attack must reach on correctly classified samples."),
+    ("--max-bad-gradients", "max_bad_gradients", float,
+     "Check 1: the fraction of samples whose input gradient may be zero or not finite."),
+    ("--pgd-steps", "pgd_steps", int, "PGD steps (step size 2.5 eps / steps, random start)."),
+    ("--n-iter", "n_iter", int, "APGD-CE iterations."),
+    ("--convergence-factor", "convergence_factor", int,
+     "Check 8 reruns APGD-CE with this many times the iterations and as many restarts."),
+    ("--square-queries", "square_queries", int, "Square's queries per sample."),
+    ("--curve-points", "curve_points", int,
+     "Check 5: eps values of the FGSM and PGD curves (eps * k / points), beside 0."),
+    ("--noise-draws", "noise_draws", int, "Check 7: random perturbations per sample."),
+]
+
+
+def _audit_options(f):
+    for flag, dest, kind, help_text in reversed(AUDIT_OPTIONS):
+        f = click.option(flag, dest, type=kind, default=_audit_default(dest), show_default=True,
+                         help=help_text)(f)
+    return f
+
+
+@main.command()
+@click.argument("model_ref", metavar="MODEL")
+@click.option("--eps", type=float, required=True,
+              help="The perturbation budget audited, in --norm (e.g. 0.3 L-inf on MNIST).")
+@click.option("--norm", type=RegistryChoice("advbench.attacks:NORM_CLASSES"), default="linf",
+              show_default=True)
+@click.option("--checks", type=CheckList(), default=None,
+              help="Run only these checks: names or numbers, e.g. 1,2,6 [default: all].")
+@_samples_options(dataset_help="Data set [default: the model's].",
+                  split_help="Split the audited samples come from.",
+                  limit_help="Audit a class-balanced subset of this many samples [default: "
+                             "500].", batch_size=128)
+@_reading_options
+@click.option("--surrogate", "surrogate_ref", default=None, metavar="MODEL",
+              help="Check 3's source of transfer attacks (a zoo name or model file) "
+                   "[default: a cnn trained on the split's training data].")
+@click.option("--surrogate-epochs", type=int, default=None,
+              help="Epochs of the trained surrogate [2].")
+@click.option("--surrogate-limit", type=int, default=None,
+              help="Training images of the trained surrogate [5000].")
+@click.option("--surrogate-architecture",
+              type=RegistryChoice("advbench.names:ARCHITECTURE_BUILDERS"), default=None,
+              help="Architecture of the trained surrogate [cnn].")
+@click.option("--unbounded-eps", type=float, default=None,
+              help="Check 4's eps [default: the whole image box, 1 (linf) or "
+                   "sqrt(pixels x channels) (l2)].")
+@_audit_options
+@click.option("--fail-on", type=RegistryChoice("advbench.names:FAIL_ON"), default=None,
+              help="Exit with code 4 when a check's verdict is this or worse (CI).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the audit as JSON on stdout instead of the record's path.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the audit record (HDF5) here; rerunning the same audit reuses it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing record.")
+@click.option("--format", "table_format", type=RegistryChoice("advbench.names:TABLE_FORMATS"),
+              default="table", show_default=True, help="The table on stderr: rich or markdown.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output or table.")
+@_data_dir_option
+@_models_dir_option
+def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start, batch_size,
+          seed, custom_objects, outputs, input_range, mean, std, surrogate_ref, surrogate_epochs,
+          surrogate_limit, surrogate_architecture, unbounded_eps, fail_on, as_json, output,
+          overwrite, table_format, quiet, data_dir, models_dir, **settings_values):
+    """Check MODEL for gradient masking: the sanity checks of a robustness evaluation.
+
+    Runs eight checks (Carlini et al. 2019, "On Evaluating Adversarial Robustness"; Athalye
+    et al. 2018; Croce and Hein 2020) on a sample of the split at --eps in --norm, with the
+    project's attacks (FGSM, PGD, APGD-CE, Square), and prints one row per check with its
+    evidence and a verdict, pass, warn or fail:
+
+    \b
+    1 logits-and-gradients       logits, deterministic outputs, usable input gradients
+    2 iterative-vs-single-step   PGD and APGD-CE at least as strong as FGSM
+    3 white-box-vs-transfer      white-box at least as strong as transfer from a surrogate
+    4 unbounded-attack           APGD-CE with an unbounded eps fools every sample
+    5 accuracy-vs-eps            accuracy does not rise with eps (FGSM and PGD curves)
+    6 gradient-free-vs-gradient  Square fools few samples the gradient attacks missed
+    7 attack-vs-random-noise     random noise of the same norm is weaker than the attacks
+    8 attack-convergence         more APGD iterations and restarts change little
+
+    A check fails when its violation exceeds its threshold and warns above half of it
+    (docs/audit.md). The table goes to stderr; stdout has the -o record's path or, with
+    --json, the audit. Exit codes: 0 done, 1 bad input or data, 2 usage error, 4 a verdict
+    at or above --fail-on.
+
+    Example:
+
+        advbench audit cnn --eps 0.3 --limit 500 --fail-on fail -o audit-cnn.h5
+
+        advbench audit my_model.keras --data my.npz --eps 0.5 --norm l2 --checks 1,2,6 --json
+    """
+    from advbench import report
+    from advbench.audit import (AuditSettings, audit as run_audit, audit_key, stored_audit,
+                                train_surrogate, write_audit)
+    from advbench.names import AUDIT_CHECKS, AUDIT_SAMPLES, VERDICTS
+    from advbench.progress import Progress
+    from advbench.runner import Samples, check_model_fits
+
+    checks = checks or tuple(AUDIT_CHECKS)
+    transfer_check = "white-box-vs-transfer" in checks
+    surrogate_flags = {"--surrogate-epochs": surrogate_epochs,
+                       "--surrogate-limit": surrogate_limit,
+                       "--surrogate-architecture": surrogate_architecture}
+    given = [flag for flag, value in surrogate_flags.items() if value is not None]
+    stray = (["--surrogate"] if surrogate_ref else []) + given
+    if stray and not transfer_check:
+        raise click.UsageError(f"{', '.join(stray)} apply to check 3 (white-box-vs-transfer), "
+                               "which --checks leaves out")
+    if surrogate_ref and given:
+        raise click.UsageError(f"{', '.join(given)} shape the surrogate advbench trains; drop "
+                               "them with --surrogate")
+    if unbounded_eps is not None and "unbounded-attack" not in checks:
+        raise click.UsageError("--unbounded-eps applies to check 4 (unbounded-attack), which "
+                               "--checks leaves out")
+    limit = AUDIT_SAMPLES if limit is None else limit
+    with _usage_errors():
+        from advbench.attacks.norms import check_norm
+        from advbench.checks import check_range
+
+        check_range("eps", eps, low=0.0, low_inclusive=False)
+        check_norm(norm)
+        settings = AuditSettings(**settings_values, unbounded_eps=unbounded_eps, **{
+            name: value for name, value in (
+                ("surrogate_epochs", surrogate_epochs), ("surrogate_limit", surrogate_limit),
+                ("surrogate_architecture", surrogate_architecture)) if value is not None})
+        settings.validate()
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    _check_outputs(output=output, lock=True)
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
+                                    reading=reading, quiet=quiet)
+    dataset = dataset or meta.get("dataset")
+    samples = Samples(dataset=dataset, split=split, limit=limit, start=start,
+                      batch_size=batch_size, seed=seed, data_dir=data_dir)
+    x, y, indices = samples.load()
+    check_model_fits(model, meta, path, x, dataset)
+    progress = Progress(quiet=quiet)
+    surrogate: Callable[[], tuple[Any, dict[str, Any]]] | None = None
+    surrogate_id: dict[str, Any] = {}
+    if transfer_check and surrogate_ref:
+        s_path, s_model, s_meta = _load_model(surrogate_ref, dataset, models_dir,
+                                              data_dir=data_dir, quiet=quiet, strict=False)
+        if s_meta.get("content_hash") == meta.get("content_hash"):
+            raise click.UsageError(f"--surrogate {surrogate_ref} is MODEL itself, so its "
+                                   "attacks are white-box; give another model or leave "
+                                   "--surrogate out to train one")
+        check_model_fits(s_model, s_meta, s_path, x, dataset)
+        info = {"source": str(s_path), "hash": s_meta.get("content_hash"),
+                "clean_test_accuracy": s_meta.get("clean_test_accuracy")}
+        surrogate_id = {"surrogate": s_meta.get("content_hash")}
+        surrogate = (lambda: (s_model, info))
+    elif transfer_check:
+        # Trained only when check 3 runs (the record may already hold the audit).
+        surrogate = (lambda: train_surrogate(dataset, data_dir=data_dir, settings=settings,
+                                             seed=seed, progress=progress))
+    import dataclasses
+
+    from advbench import data as datamod
+
+    key = audit_key({"model_hash": meta.get("content_hash"), "dataset": dataset,
+                     "data_hash": datamod.fingerprint(dataset, data_dir), "split": split,
+                     "seed": seed, "batch_size": batch_size, "eps": eps, "norm": norm,
+                     "checks": list(checks), "settings": dataclasses.asdict(settings),
+                     **surrogate_id}, indices)
+    summary = stored_audit(output, key, overwrite) if output else None
+    if summary is not None:
+        progress.log(f"{output} holds this audit already; reusing it (--overwrite reruns it)")
+    else:
+        result = run_audit(model, x, y, eps=eps, norm=norm, checks=checks, settings=settings,
+                           batch_size=batch_size, seed=seed, surrogate=surrogate,
+                           progress=progress)
+        summary = result.summary
+        summary.update(model={"path": str(path), "name": meta.get("zoo_name"),
+                              "hash": meta.get("content_hash")},
+                       dataset=dataset, split=split)
+        if output:
+            result.per_sample["indices"] = indices
+            write_audit(output, result, {
+                "key": key, "model_path": str(path), "model_hash": meta.get("content_hash", ""),
+                "dataset": dataset, "split": split, "limit": limit, "start": start,
+                "seed": seed, "batch_size": batch_size})
+    if not quiet:
+        report.print_audit(summary, fmt=table_format)
+    if as_json:
+        click.echo(report.to_json(summary))
+    elif output:
+        click.echo(str(output))
+    if fail_on is not None and VERDICTS.index(summary["verdict"]) >= VERDICTS.index(fail_on):
+        flagged = [f"{row['number']} {row['name']} ({row['verdict']})"
+                   for row in summary["checks"]
+                   if VERDICTS.index(row["verdict"]) >= VERDICTS.index(fail_on)]
+        click.echo(f"audit failed (--fail-on {fail_on}): {', '.join(flagged)}", err=True)
+        sys.exit(EXIT_AUDIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ def markdown_table(table: Table) -> str:
                                 for c in table.columns) + "|")
     for row in zip(*(list(c.cells) for c in table.columns)):
         lines.append("| " + " | ".join(cell(value) for value in row) + " |")
+    if table.caption:
+        lines += ["", _plain(table.caption)]
     return "\n".join(lines) + "\n"
 
 
@@ -228,6 +230,25 @@ def print_evaluation(summary: dict, console: Console | None = None,
     print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console,
                  fmt)
     print_per_class(summary, console, fmt)
+
+
+# -- audit -----------------------------------------------------------------------------------
+def print_audit(summary: dict, console: Console | None = None, fmt: str = "table") -> None:
+    """One row per audit check (number, name, verdict, evidence), on stderr; the title
+    names the model, eps, norm, samples and clean accuracy, the caption the worst verdict."""
+    console = _console(console)
+    model = summary.get("model") or {}
+    name = model.get("name") or model.get("path") or "model"
+    table = Table(title=f"audit of {name} at eps {summary['eps']:g} ({summary['norm']}), "
+                        f"{summary['samples']} samples, clean accuracy "
+                        f"{_percent(summary['clean_accuracy'])}% (accuracies are robust "
+                        "accuracies: correct clean and under attack)",
+                  caption=f"verdict: {summary['verdict']}")
+    for column in ("#", "check", "verdict", "evidence"):
+        table.add_column(column, justify="right" if column == "#" else "left")
+    for row in summary["checks"]:
+        table.add_row(str(row["number"]), row["name"], row["verdict"], row["detail"])
+    show(table, console, fmt)
 
 
 def print_per_class(summary: dict, console: Console | None = None, fmt: str = "table") -> None:
