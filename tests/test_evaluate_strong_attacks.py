@@ -49,10 +49,11 @@ def test_evaluate_and_gate_take_strong_attack_artifacts(attack, trained_tiny_cnn
     assert summary["metrics"]["adv_accuracy"] == pytest.approx(robust)
     assert summary["gate"]["passed"] is True
 
+    threshold = round(robust + 0.05, 4)
     gated = invoke(["evaluate", model, out, *common, "--no-sensitivity", "-q",
-                    "--fail-under", f"adv_accuracy={robust + 0.05:.4f}"])
+                    "--fail-under", f"adv_accuracy={threshold}"])
     assert gated.exit_code == EXIT_GATE_FAILED
-    assert f"gate failed: adv_accuracy {robust:.4f} is under {robust + 0.05:.4f}" in gated.output
+    assert f"gate failed: adv_accuracy {robust:.4f} is under {threshold:g}" in gated.output
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
