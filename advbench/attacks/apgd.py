@@ -69,7 +69,12 @@ def hold_budget(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> np.n
             outside = np.abs(delta) > eps
             if not outside.any():
                 return x_adv
-            x_adv[outside] = np.nextafter(x_adv[outside], x[outside])
+            # Onto the boundary in float64 first: one ulp of x_adv is tiny near 0 (x = eps,
+            # e.g. a pixel 0.2 = 51/255 at eps 0.2, or 8/255 at CIFAR's 8/255), so stepping
+            # by ulps from there never reached the ball.
+            bound = x[outside].astype(np.float64) + np.sign(delta[outside]) * eps
+            x_adv[outside] = np.nextafter(np.clip(bound, 0.0, 1.0).astype(np.float32),
+                                          x[outside])
         else:
             norms = np.linalg.norm(flat, axis=1)
             outside = norms > eps
