@@ -67,8 +67,8 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import (art_classifier, base_parser, log, run_ours, start,  # noqa: E402
-                      warm_up)
+from benchlib import (art_classifier, base_parser, log, machine_line, run_ours,  # noqa: E402
+                      start, warm_up)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -664,22 +664,13 @@ def eps_check(x, y, ours: dict, art_adv, model, t_forward: float, twin_gradient_
 
 def print_report(rows, notes, args, peer_limit, load_start, load_end, rates,
                  twin_gradient_rate, accuracy, flops, peak):
-    import platform
-
-    import keras
-
     forward_rate, gradient_rate = rates
     peers = sorted({row["library"] for row in rows if "runs" in row})
     print(f"advbench vs {', '.join(peers) or 'no peer'}: paper's MNIST CNN trained 1 epoch, "
           f"first {args.limit} MNIST test images (clean accuracy {accuracy:.1%}); the peers' "
           f"slow attacks (deepfool, cw-l2, jsma) on the first {peer_limit}, at a batch under "
           f"10 on the first {min(args.small_batch_limit, peer_limit)}.")
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), "
-          f"{'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'}; load average "
-          f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} at the start, "
-          f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} at the end; our batch size "
-          f"{args.batch_size}.")
+    print(f"{machine_line(load_start, load_end)}; our batch size {args.batch_size}.")
     print(f"Raw model throughput at batch 256: forward {forward_rate:,.0f}/s, "
           f"forward+backward {gradient_rate:,.0f}/s (the Keras model, as the peers run it), "
           f"{twin_gradient_rate:,.0f}/s (advbench's attack twin). The forward pass is "

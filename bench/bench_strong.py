@@ -50,10 +50,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import art_classifier, base_parser, log, run_ours, start, warm_up  # noqa: E402
+from benchlib import (art_classifier, base_parser, log, machine_line, run_ours,  # noqa: E402
+                      start, warm_up)
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from advbench.attacks.apgd_ce import APGDCrossEntropy  # noqa: E402
 from advbench.attacks.autoattack import AutoAttack, robust_accuracy_by_attack  # noqa: E402
@@ -202,20 +202,13 @@ def main() -> None:
 
 
 def print_report(rows, tables, args, art_limit, clean, load_start, load_end):
-    import platform
-
     import art
-    import keras
 
     print(f"advbench vs ART {art.__version__}, L-inf: paper's MNIST CNN trained 1 epoch, first "
           f"{args.limit} MNIST test images (clean accuracy {clean:.1%}); ART's square and "
           f"autoattack on the first {art_limit}.")
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), "
-          f"{'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'}; load average "
-          f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} at the start, "
-          f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} at the end; our batch size "
-          f"{args.batch_size}, ART's defaults.")
+    print(f"{machine_line(load_start, load_end)}; our batch size {args.batch_size}, ART's "
+          f"defaults.")
     print()
     print("| eps | attack | library | images | robust accuracy | samples/s | vs ART | "
           "largest L-inf |")

@@ -98,6 +98,20 @@ def trained_cnn(path: str | None, data_dir: str | None, limit: int | None):
     return model
 
 
+def machine_line(load_start, load_end) -> str:
+    """The versions, the CPU, whether there is a GPU and the load average at the start and
+    the end of the run: the first words of a report."""
+    import platform
+
+    import keras
+
+    return (f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), "
+            f"{'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'}; load average "
+            f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} at the start, "
+            f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} at the end")
+
+
 # -- ART -------------------------------------------------------------------------------------
 class PassCounter:
     """Counts the rows ART sends through the model (forward and backward passes) by wrapping
