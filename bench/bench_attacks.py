@@ -306,9 +306,13 @@ def settings(name: str, quick: bool) -> list[Setting]:
 
 
 def median_time(run, repeat: bool, min_seconds: float = 3.0, max_runs: int = 15):
-    """(last result, median seconds) of ``run()``: once, or with ``repeat`` again until
-    ``min_seconds`` have passed (at most ``max_runs``), so that sub-second attacks (FGSM runs
-    1,000 images in about 0.2 s) are not timed on one noisy run. Every library gets the same."""
+    """(last result, median seconds) of ``run()``: once, or with ``repeat`` after one untimed
+    run (the first call at the set's shapes pays for memory and oneDNN primitives, eager
+    libraries on every new shape) and again until ``min_seconds`` have passed (at most
+    ``max_runs``), so that sub-second attacks (FGSM runs 1,000 images in about 0.2 s) are not
+    timed on one noisy run. Every library gets the same."""
+    if repeat:
+        run()
     times = []
     while True:
         started = time.perf_counter()
