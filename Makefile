@@ -52,11 +52,14 @@ bench-gradients: install
 bench-scale: install
 	$(BIN)/python bench/bench_scale.py
 
-# Side by side with IBM ART 1.20.1, the optional extra `bench` (never a runtime dependency).
+# Side by side with ART 1.20.1, Foolbox 3.3.4 and CleverHans 4.0, each at its default batch size
+# and at its best: the optional extra `bench` (never a runtime dependency).
 BENCH_MODEL ?= runs/bench/mnist-cnn-relu-none-1epoch.h5
+# Sizes, e.g. BENCH_ATTACKS_ARGS='--limit 500 --peer-limit 50' on a shared machine.
+BENCH_ATTACKS_ARGS ?=
 bench-attacks: install
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/bench_attacks.py --model $(BENCH_MODEL)
+	$(BIN)/python bench/bench_attacks.py --model $(BENCH_MODEL) $(BENCH_ATTACKS_ARGS)
 
 # AutoAttack's attacks (apgd-ce, square, the ensemble) against ART's: robust accuracy and speed.
 bench-strong: install

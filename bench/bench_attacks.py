@@ -1,109 +1,371 @@
-"""Attack speed and quality side by side with IBM ART 1.20.1 on the paper's MNIST CNN.
+"""Attack speed and quality side by side with ART 1.20.1, Foolbox 3.3.4 and CleverHans 4.0
+on the paper's MNIST CNN, each peer at its default batch size and at its best.
 
 One process, one trained CNN (Conv 64-128-128 + Dense, one epoch on MNIST), the first
-``--limit`` MNIST test images, both libraries on the same machine:
+``--limit`` MNIST test images, every library on the same machine and the same Keras model
+(ART through its TensorFlowV2Classifier, Foolbox through its TensorFlowModel, CleverHans'
+tf2 functions called on the model):
 
-    attack     advbench                               ART 1.20.1 (TensorFlowV2Classifier)
-    fgsm       FGSM(eps=0.1)                           FastGradientMethod(eps=0.1)
-    fgsm-min   MinimalFGSM(eps_step=0.01, eps_max=1)   FastGradientMethod(minimal=True, ...)
-    deepfool   DeepFool(max_iter=100, overshoot=0.02)  DeepFool(max_iter=100, epsilon=0.02)
-    cw-l2      CarliniWagnerL2(confidence=2.3), ours   CarliniL2Method(confidence=2.3)
-               at its defaults and at ART's budget
-    jsma       JSMA(theta=0.1, gamma=1)                SaliencyMapMethod(theta=0.1, gamma=1)
+    attack    advbench (setting)              ART 1.20.1          Foolbox 3.3.4        CleverHans 4.0
+    fgsm      FGSM(eps=0.1)                   FastGradientMethod  FGSM                 fast_gradient_method
+    fgsm-min  MinimalFGSM(0.01, eps_max=1)    FastGradientMethod(minimal=True)
+    pgd       PGD(eps=0.1, 40 x 0.01)         ProjectedGradient-  LinfPGD              projected_gradient_descent
+                                              Descent
+    deepfool  DeepFool(100 steps, overshoot   DeepFool(epsilon=   L2DeepFoolAttack
+              0.02)                           0.02)               (candidates=10)
+    cw-l2     ART's budget: 10 x 10 steps     CarliniL2Method
+              5 x 100 Adam steps, lr 0.05,                        L2CarliniWagnerAttack carlini_wagner_l2
+              c0 0.1                                              (same budget)         (same budget)
+              our defaults (9 x 1,000)
+    jsma      JSMA(theta=0.1, gamma=1)        SaliencyMapMethod
 
-ART's slow attacks (deepfool, cw-l2, jsma) run on the first ``--art-limit`` images only;
-ours run on all ``--limit`` images (the speed figure) and again on that subset, so that the
-quality figures compare the two libraries on the same images. The fast attacks (fgsm,
-fgsm-min) are timed as the median of repeated runs (3 s at least), the slow ones once.
-Success and norms are taken
-over the samples the model classifies correctly (ART's DeepFool moves misclassified samples
-too, ours leaves them alone), norms over the successful ones. JSMA gets the same random
-target per sample in both libraries and succeeds when the prediction is the target.
+All at confidence 2.3 for C&W. Every peer runs each of its attacks at its own default batch
+size (ART: 32 for FGM and PGD, 1 for the others; Foolbox and CleverHans' FGSM and PGD: the
+whole set in one call; CleverHans' C&W: 128) and at 50, 250 and 1,000 (capped at the number
+of images): the fastest is its best batch, and the ratio ours/peer is given at both. Ours run
+at ``--batch-size`` (250).
 
-The raw forward+backward throughput of the CNN at batch 256 (one input gradient, the ceiling
-for a one-gradient attack) is measured in the same run. For every attack the script counts
-the model passes the attack needed (from its per-sample iteration counts for ours, from
-counting calls into the classifier for ART) and converts them into the time those passes
-take at the measured raw rates: the "pass share" is that time over the measured time, the
-rest is overhead (Python, data movement, small batches, bookkeeping). ART runs the Keras
-model; ours differentiate its attack twin (``advbench.models.gradients``: same forward pass,
-faster input gradient), whose forward+backward rate is measured too and is the reference
-for our rows.
+The peers' slow attacks (deepfool, cw-l2, jsma) run on the first ``--peer-limit`` images,
+a batch under 10 on the first ``--small-batch-limit`` of those (a rate per sample that does
+not depend on the count); ours run on all ``--limit`` images and again on the peers' images,
+and the ratio ours/peer compares the two on the same images. Fast attacks are timed as the
+median of repeated runs (3 s at least), slow ones once. Success and norms are taken over the
+samples the model classifies correctly, norms over the successful ones, and "both" compares
+the mean L2 (L0 for JSMA) of ours and the peer's over the samples both fooled. JSMA gets the
+same random target per sample in both libraries and succeeds when the prediction is the
+target.
+
+The raw forward+backward throughput of the CNN at batch 256 is measured in the same run. For
+ours and ART the script counts the model passes each attack needed (from our per-sample
+iteration counts; by counting calls into ART's classifier) and converts them into the time
+those passes take at the raw rates: the "pass share" is that time over the measured time.
+Ours differentiate the model's attack twin (``advbench.models.gradients``: same forward pass,
+faster input gradient), whose rate is the reference for our rows.
 
 Usage:
-    python bench/bench_attacks.py [--limit 1000] [--art-limit 100] [--attacks fgsm,jsma]
-        [--model PATH] [--batch-size 250] [--quick] [--json out.json]
+    python bench/bench_attacks.py [--limit 1000] [--peer-limit 100] [--attacks fgsm,jsma]
+        [--peers art,foolbox,cleverhans] [--model PATH] [--batch-size 250] [--quick]
+        [--json out.json]
 
 ``--model PATH`` loads the model artifact at PATH, or trains one (about a minute on two CPU
-cores) and saves it there. ``--quick`` is a smoke check on tiny sizes (under two minutes).
-Needs the optional extra: ``pip install -e '.[bench]'`` (adversarial-robustness-toolbox).
+cores) and saves it there. ``--quick`` is a smoke check on tiny sizes. The peers come with
+the optional extra ``pip install -e '.[bench]'``; a peer that is not installed is skipped
+with a line saying so.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
 import sys
 import time
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import (art_classifier, base_parser, log, machine_line, run_ours,  # noqa: E402
+                      start, warm_up)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-# ART's class_gradient calls tape.gradient inside the tape's context: TF warns on every call.
-tf.get_logger().setLevel("ERROR")
-warnings.filterwarnings("ignore", message="PyTorch not found")
-
-from advbench import data  # noqa: E402
 from advbench.attacks.carlini_wagner import CarliniWagnerL2  # noqa: E402
 from advbench.attacks.deepfool import DeepFool  # noqa: E402
 from advbench.attacks.fgsm import FGSM  # noqa: E402
 from advbench.attacks.fgsm_min import MinimalFGSM  # noqa: E402
 from advbench.attacks.jsma import JSMA  # noqa: E402
+from advbench.attacks.pgd import PGD  # noqa: E402
 from advbench.attacks.targets import choose_targets  # noqa: E402
 from advbench.models import predict_labels  # noqa: E402
 from advbench.models.gradients import attack_model  # noqa: E402
 from advbench.metrics import perturbation_norms  # noqa: E402
 
-ALL_ATTACKS = ("fgsm", "fgsm-min", "deepfool", "cw-l2", "jsma")
-# ART's attacks that run at a few samples a second: measured on the --art-limit subset.
+ALL_ATTACKS = ("fgsm", "fgsm-min", "pgd", "deepfool", "cw-l2", "jsma")
+# Attacks at which a peer runs at a few samples a second: measured on --peer-limit images.
 SLOW_ATTACKS = ("deepfool", "cw-l2", "jsma")
+# Batch sizes every peer also runs at, besides its default (capped at the number of images).
+SWEEP = (50, 250, 1000)
+EPS = 0.1
+PGD_STEPS, PGD_STEP_SIZE = 40, 0.01
 
 
-def default_data_dir() -> str | None:
-    if os.environ.get("ADVBENCH_DATA"):
-        return os.environ["ADVBENCH_DATA"]
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return str(shared) if shared.is_dir() else None
+# -- the peers -------------------------------------------------------------------------------
+def art_wrap(model):
+    return art_classifier(model)
 
 
-# -- model -----------------------------------------------------------------------------------
-def trained_cnn(path: str | None, data_dir: str | None, limit: int | None):
-    """The paper's CNN trained one epoch on MNIST (advbench.train: Adam, batch 128), loaded
-    from ``path`` when it exists, else trained and saved there."""
-    from advbench.artifacts import load_model, save_model
-    from advbench.defenses import make_defense
-    from advbench.train import TrainConfig, train
+def art_attack(wrapped, name: str, batch: int):
+    """ART's attack ``name`` at ``batch``: run(x, y, target) -> x_adv. ART takes one-hot
+    labels (the true ones; JSMA's targets) and chunks the set itself."""
+    from art.attacks.evasion import (CarliniL2Method, DeepFool as ArtDeepFool,
+                                     FastGradientMethod, ProjectedGradientDescent,
+                                     SaliencyMapMethod)
 
-    if path and Path(path).exists():
-        model, meta = load_model(path)
-        log(f"model: {path} (clean test accuracy {meta.get('clean_test_accuracy', float('nan')):.4f})")
-        return model
-    started = time.perf_counter()
-    model, meta = train(TrainConfig(epochs=1, limit=limit, data_dir=data_dir),
-                        make_defense("none", "mnist"))
-    log(f"model: trained 1 epoch in {time.perf_counter() - started:.0f} s, clean test accuracy "
-        f"{meta['clean_test_accuracy']:.4f}")
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        save_model(path, model, meta)
-    return model
+    classifier, counter = wrapped
+    attack = {
+        "fgsm": lambda: FastGradientMethod(classifier, eps=EPS, batch_size=batch),
+        "fgsm-min": lambda: FastGradientMethod(classifier, minimal=True, eps_step=0.01,
+                                               eps=1.0, batch_size=batch),
+        "pgd": lambda: ProjectedGradientDescent(
+            classifier, norm=np.inf, eps=EPS, eps_step=PGD_STEP_SIZE, max_iter=PGD_STEPS,
+            num_random_init=1, batch_size=batch, verbose=False),
+        # ART calls the overshoot "epsilon" and applies it once to the final perturbation.
+        "deepfool": lambda: ArtDeepFool(classifier, max_iter=100, epsilon=0.02,
+                                        batch_size=batch, verbose=False),
+        # ART's defaults otherwise: 10 binary-search steps of 10 line-searched steps.
+        "cw-l2": lambda: CarliniL2Method(classifier, confidence=2.3, batch_size=batch,
+                                         verbose=False),
+        "jsma": lambda: SaliencyMapMethod(classifier, theta=0.1, gamma=1.0, batch_size=batch,
+                                          verbose=False),
+    }[name]()
+
+    def run(x, y, target):
+        counter.reset()  # it ends holding the passes of the last run
+        labels = y if target is None else target
+        return attack.generate(x, y=np.eye(10, dtype=np.float32)[labels]).astype(np.float32)
+    return run
+
+
+def art_passes(wrapped) -> tuple[float, float]:
+    counter = wrapped[1]
+    return float(counter.forward), float(counter.backward)
+
+
+def foolbox_wrap(model):
+    import foolbox
+
+    return foolbox.TensorFlowModel(model, bounds=(0.0, 1.0))
+
+
+def foolbox_attack(fmodel, name: str, batch: int):
+    """Foolbox's attack ``name``: it attacks what it is given in one call, so ``batch`` is
+    the size of the calls (the default: the whole set)."""
+    import foolbox
+
+    attack, epsilons = {
+        "fgsm": lambda: (foolbox.attacks.FGSM(), EPS),
+        "pgd": lambda: (foolbox.attacks.LinfPGD(abs_stepsize=PGD_STEP_SIZE, steps=PGD_STEPS,
+                                                random_start=True), EPS),
+        "deepfool": lambda: (foolbox.attacks.L2DeepFoolAttack(
+            steps=100, candidates=10, overshoot=0.02, loss="logits"), None),
+        "cw-l2": lambda: (foolbox.attacks.L2CarliniWagnerAttack(
+            binary_search_steps=5, steps=100, stepsize=0.05, confidence=2.3,
+            initial_const=0.1), None),
+    }[name]()
+
+    def one_call(x, y, target):
+        _, clipped, _ = attack(fmodel, tf.constant(x), tf.constant(y.astype(np.int64)),
+                               epsilons=epsilons)
+        return clipped.numpy()
+    return in_calls(one_call, batch)
+
+
+def cleverhans_wrap(model):
+    return model  # CleverHans' tf2 functions take the model as a callable
+
+
+def cleverhans_attack(model, name: str, batch: int):
+    """CleverHans' tf2 function ``name``: FGSM and PGD attack what they are given in one call
+    (``batch``: the size of the calls), C&W chunks the set by its ``batch_size``."""
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    if name == "cw-l2":
+        # Untargeted when no y is given (it attacks the model's prediction).
+        attack = cleverhans_carlini_wagner(model, batch_size=batch, binary_search_steps=5,
+                                           max_iterations=100, learning_rate=0.05,
+                                           initial_const=0.1, confidence=2.3)
+        return lambda x, y, target: attack.attack(x)
+    call = {
+        "fgsm": lambda x, y: fast_gradient_method(model, x, EPS, np.inf, clip_min=0.0,
+                                                  clip_max=1.0, y=y),
+        "pgd": lambda x, y: projected_gradient_descent(
+            model, x, EPS, PGD_STEP_SIZE, PGD_STEPS, np.inf, clip_min=0.0, clip_max=1.0, y=y,
+            rand_init=True, rand_minmax=EPS),
+    }[name]
+    return in_calls(lambda x, y, target: call(tf.constant(x), tf.constant(y)).numpy(), batch)
+
+
+def cleverhans_carlini_wagner(model, **kwargs):
+    """CleverHans 4.0's CarliniWagnerL2 made to run under Keras 3, its algorithm unchanged.
+
+    It resets its Adam between binary-search steps through Keras 2's ``optimizer.variables()``;
+    Keras 3 has a list there, which also holds the learning rate, and an optimizer that
+    refuses a variable it was not built on, where CleverHans makes a new one per batch. So each
+    batch gets a fresh Adam whose ``variables()`` are the step count and the moments.
+    """
+    import keras
+    from cleverhans.tf2.attacks.carlini_wagner_l2 import CarliniWagnerL2
+
+    class ResettableAdam:
+        def __init__(self, learning_rate):
+            self.adam = keras.optimizers.Adam(learning_rate)
+
+        def apply_gradients(self, pairs):
+            self.adam.apply_gradients(pairs)
+
+        def variables(self):
+            return [v for v in self.adam.variables if v.name != "learning_rate"]
+
+    class KerasThreeCarliniWagnerL2(CarliniWagnerL2):
+        def _attack(self, x):
+            self.optimizer = ResettableAdam(self.learning_rate)
+            return super()._attack(x)
+
+    return KerasThreeCarliniWagnerL2(model, **kwargs)
+
+
+def in_calls(one_call, batch: int):
+    """run(x, y, target) that attacks the set ``batch`` images per call."""
+    def run(x, y, target):
+        return np.concatenate([one_call(x[i:i + batch], y[i:i + batch],
+                                        None if target is None else target[i:i + batch])
+                               for i in range(0, len(x), batch)]).astype(np.float32)
+    return run
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A library compared with ours: how to wrap the model and build its attacks."""
+    name: str
+    package: str  # its distribution name, for the version and the skip line
+    module: str
+    #: attack -> the peer's default batch size; None: the whole set in one call.
+    defaults: dict
+    wrap: Callable
+    attack: Callable  # (wrapped model, attack name, batch) -> run(x, y, target) -> x_adv
+    passes: Callable | None = None  # (wrapped model) -> (forward, backward) rows of the last run
+
+
+PEERS = {
+    "art": Peer("ART", "adversarial-robustness-toolbox", "art",
+                {"fgsm": 32, "fgsm-min": 32, "pgd": 32, "deepfool": 1, "cw-l2": 1, "jsma": 1},
+                art_wrap, art_attack, art_passes),
+    "foolbox": Peer("Foolbox", "foolbox", "foolbox",
+                    {"fgsm": None, "pgd": None, "deepfool": None, "cw-l2": None},
+                    foolbox_wrap, foolbox_attack),
+    "cleverhans": Peer("CleverHans", "cleverhans", "cleverhans",
+                       {"fgsm": None, "pgd": None, "cw-l2": 128},
+                       cleverhans_wrap, cleverhans_attack),
+}
+
+
+def peer_label(peer: Peer) -> str:
+    return f"{peer.name} {importlib.metadata.version(peer.package)}"
+
+
+# -- ours ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One configuration of our attack and the peers run against it."""
+    label: str
+    attack: object
+    peers: tuple
+    subset_only: bool = False  # too slow for all --limit images: the peers' first ones only
+
+
+def settings(name: str, quick: bool) -> list[Setting]:
+    """Our configuration(s) of ``name`` and the peers each is compared with.
+
+    C&W: ART's defaults (10 binary-search steps of 10 line-searched steps from c = 0.01) are
+    matched by ours at 10 x 10 Adam steps at a learning rate of 0.1 (at Adam's 0.01, ten steps
+    cannot reach the boundary); Foolbox and CleverHans run the same 5 x 100 Adam steps as
+    ours (the `reproduce --profile quick` budget); ours at its defaults (9 search steps of up
+    to 1,000 Adam steps) run alone, on the first --cw-defaults-limit images.
+    """
+    everyone = ("art", "foolbox", "cleverhans")
+    if name == "fgsm":
+        return [Setting("eps 0.1", FGSM(eps=EPS), everyone)]
+    if name == "fgsm-min":
+        return [Setting("eps step 0.01", MinimalFGSM(eps_step=0.01, eps_max=1.0), ("art",))]
+    if name == "pgd":
+        return [Setting(f"eps 0.1, {PGD_STEPS} x {PGD_STEP_SIZE}",
+                        PGD(eps=EPS, step_size=PGD_STEP_SIZE, steps=PGD_STEPS), everyone)]
+    if name == "deepfool":
+        return [Setting("100 steps, overshoot 0.02", DeepFool(max_iter=100, overshoot=0.02),
+                        ("art", "foolbox"))]
+    if name == "cw-l2":
+        defaults = (CarliniWagnerL2(confidence=2.3, max_iter=50, binary_search_steps=3)
+                    if quick else CarliniWagnerL2(confidence=2.3))
+        return [
+            Setting("ART's budget, 10 x 10", CarliniWagnerL2(
+                confidence=2.3, max_iter=10, binary_search_steps=10, initial_const=0.01,
+                learning_rate=0.1), ("art",)),
+            Setting("5 x 100", CarliniWagnerL2(confidence=2.3, max_iter=100,
+                                               binary_search_steps=5, learning_rate=0.05,
+                                               initial_const=0.1), ("foolbox", "cleverhans")),
+            Setting("our defaults, 9 x 1000", defaults, (), subset_only=True),
+        ]
+    if name == "jsma":
+        return [Setting("theta 0.1, gamma 1", JSMA(theta=0.1, gamma=1.0), ("art",))]
+    raise ValueError(name)
+
+
+def median_time(run, repeat: bool, min_seconds: float = 3.0, max_runs: int = 15):
+    """(last result, median seconds) of ``run()``: once, or with ``repeat`` after one untimed
+    run (the first call at the set's shapes pays for memory and oneDNN primitives, eager
+    libraries on every new shape) and again until ``min_seconds`` have passed (at most
+    ``max_runs``), so that sub-second attacks (FGSM runs 1,000 images in about 0.2 s) are not
+    timed on one noisy run. Every library gets the same."""
+    if repeat:
+        run()
+    times = []
+    while True:
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+        if not repeat or sum(times) >= min_seconds or len(times) >= max_runs:
+            return result, float(np.median(times))
+
+
+def sweep(peer: Peer, wrapped, name: str, x, y, target, slow: bool, small_limit: int) -> dict:
+    """The peer's attack ``name`` at its default batch size and at each of SWEEP (capped at
+    len(x)): {"default": batch, "runs": [{batch, n, seconds, rate, passes}], "best": the
+    fastest run, "x_adv": the adversarials of the fastest run on all len(x) images}."""
+    n = len(x)
+    default = min(peer.defaults[name] or n, n)
+    runs, x_adv, best_full = [], None, None
+    for batch in sorted({default, *(min(b, n) for b in SWEEP)}):
+        m = min(n, small_limit) if slow and batch < min(10, n) else n
+        run = peer.attack(wrapped, name, batch)
+        run(x[:2], y[:2], None if target is None else target[:2])  # warm-up, traces
+        adv, seconds = median_time(
+            lambda: run(x[:m], y[:m], None if target is None else target[:m]), repeat=not slow)
+        passes = peer.passes(wrapped) if peer.passes else None
+        record = {"batch": batch, "n": m, "seconds": seconds, "rate": m / seconds,
+                  "passes": None if passes is None else (passes[0] / m, passes[1] / m)}
+        runs.append(record)
+        log(f"  {peer.name} batch {batch} on {m}: {record['rate']:.1f}/s")
+        if m == n and (best_full is None or record["rate"] > best_full["rate"]):
+            best_full, x_adv = record, adv
+    return {"default": default, "runs": runs, "x_adv": x_adv,
+            "best": max(runs, key=lambda r: r["rate"])}
+
+
+def run_timed_ours(setting: Setting, name: str, model, x, y, target, batch_size: int,
+                   slow: bool) -> dict:
+    """Our attack on x, timed like the peers' (median of repeats for the fast ones)."""
+    (adv, extras, _), seconds = median_time(
+        lambda: run_ours(setting.attack, model, x, y, target, batch_size), repeat=not slow)
+    forward, backward = our_passes(name, extras, len(x))
+    return {"n": len(x), "seconds": seconds, "rate": len(x) / seconds, "x_adv": adv,
+            "extras": extras, "passes": (forward / len(x), backward / len(x))}
+
+
+def both_succeeded(ours: dict, peer: dict) -> dict | None:
+    """Mean L2 and L0 of ours and the peer's over the samples both fooled (same images)."""
+    both = ours["success_mask"] & peer["success_mask"]
+    if not both.any():
+        return None
+    return {"n": int(both.sum()),
+            "ours_l2": float(ours["l2_all"][both].mean()),
+            "peer_l2": float(peer["l2_all"][both].mean()),
+            "ours_l0": float(ours["l0_all"][both].mean()),
+            "peer_l0": float(peer["l0_all"][both].mean())}
 
 
 def raw_rates(model, x: np.ndarray, batch_size: int = 256, seconds: float = 3.0):
@@ -166,139 +428,6 @@ def matmul_peak(size: int = 2048, seconds: float = 3.0) -> float:
     return count * 2.0 * size ** 3 / (time.perf_counter() - started) / 1e9
 
 
-# -- ART -------------------------------------------------------------------------------------
-class PassCounter:
-    """Counts the rows ART sends through the model (forward and backward passes) by wrapping
-    the classifier's predict / loss_gradient / class_gradient.
-
-    ART's TensorFlowV2Classifier.class_gradient runs one forward and one backward pass per
-    class it differentiates: all classes for ``label=None``, one for an int, one per distinct
-    label for an array.
-    """
-
-    def __init__(self, classifier):
-        self.forward = 0
-        self.backward = 0
-        for name in ("predict", "loss_gradient", "class_gradient"):
-            setattr(classifier, name, self._wrap(name, getattr(classifier, name)))
-
-    def _wrap(self, name, method):
-        def counted(x, *args, **kwargs):
-            rows = len(x)
-            passes = 1
-            if name == "predict":
-                passes = 0
-            elif name == "class_gradient":
-                label = kwargs.get("label", args[0] if args else None)
-                if label is None:
-                    passes = 10
-                elif not isinstance(label, (int, np.integer)):
-                    passes = len(np.unique(label))
-            self.forward += rows * max(passes, 1)
-            self.backward += rows * passes
-            return method(x, *args, **kwargs)
-        return counted
-
-    def reset(self):
-        self.forward = self.backward = 0
-
-
-def art_classifier(model):
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    classifier = TensorFlowV2Classifier(
-        model=model, nb_classes=10, input_shape=(28, 28, 1),
-        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        clip_values=(0.0, 1.0))
-    return classifier, PassCounter(classifier)
-
-
-def art_attack(name: str, classifier):
-    from art.attacks.evasion import (CarliniL2Method, DeepFool as ArtDeepFool,
-                                     FastGradientMethod, SaliencyMapMethod)
-
-    # ART's own batch sizes (32 for FGM, 1 for the others), as a user gets them.
-    if name == "fgsm":
-        return FastGradientMethod(classifier, eps=0.1)
-    if name == "fgsm-min":
-        return FastGradientMethod(classifier, minimal=True, eps_step=0.01, eps=1.0)
-    if name == "deepfool":
-        # ART calls the overshoot "epsilon" and applies it once to the final perturbation.
-        return ArtDeepFool(classifier, max_iter=100, epsilon=0.02, verbose=False)
-    if name == "cw-l2":
-        return CarliniL2Method(classifier, confidence=2.3, verbose=False)
-    if name == "jsma":
-        return SaliencyMapMethod(classifier, theta=0.1, gamma=1.0, verbose=False)
-    raise ValueError(name)
-
-
-# -- ours ------------------------------------------------------------------------------------
-def our_attacks(name: str, quick: bool = False) -> dict[str, tuple[object, bool]]:
-    """The advbench attack(s) compared with ART's ``name``: label -> (attack, subset only).
-
-    C&W at our defaults (9 search steps of up to 1,000 Adam steps) spends far more
-    optimisation per sample than ART's defaults (10 search steps of 10 line-searched steps),
-    so it runs on ART's subset only; the row at ART's budget gives both 10 x 10 steps from
-    c = 0.01, with Adam at a learning rate of 0.1 standing in for ART's learning-rate line
-    search (at Adam's 0.01, ten steps cannot reach the boundary).
-    """
-    if name == "fgsm":
-        return {"advbench": (FGSM(eps=0.1), False)}
-    if name == "fgsm-min":
-        return {"advbench": (MinimalFGSM(eps_step=0.01, eps_max=1.0), False)}
-    if name == "deepfool":
-        return {"advbench": (DeepFool(max_iter=100, overshoot=0.02), False)}
-    if name == "cw-l2":
-        defaults = (CarliniWagnerL2(confidence=2.3, max_iter=50, binary_search_steps=3)
-                    if quick else CarliniWagnerL2(confidence=2.3))
-        # The middle budget is the one `advbench reproduce --profile quick` uses.
-        middle = CarliniWagnerL2(confidence=2.3, max_iter=100, binary_search_steps=5,
-                                 learning_rate=0.05, initial_const=0.1)
-        return {"advbench, defaults": (defaults, True),
-                "advbench, 5 x 100 steps": (middle, False),
-                "advbench, ART's budget": (CarliniWagnerL2(
-                    confidence=2.3, max_iter=10, binary_search_steps=10, initial_const=0.01,
-                    learning_rate=0.1), False)}
-    if name == "jsma":
-        return {"advbench": (JSMA(theta=0.1, gamma=1.0), False)}
-    raise ValueError(name)
-
-
-def run_ours(attack, model, x, y, target, batch_size: int):
-    """x_adv and the extras of the whole set, batch by batch; returns (x_adv, extras, seconds)."""
-    parts, extras = [], {}
-    started = time.perf_counter()
-    for i in range(0, len(x), batch_size):
-        sl = slice(i, i + batch_size)
-        out = attack(model, x[sl], y[sl], target=None if target is None else target[sl],
-                     seed=i)
-        parts.append(out.x_adv)
-        for key, value in out.extras.items():
-            extras.setdefault(key, []).append(np.asarray(value))
-    seconds = time.perf_counter() - started
-    return np.concatenate(parts), {k: np.concatenate(v) for k, v in extras.items()}, seconds
-
-
-def median_time(run, repeat: bool, min_seconds: float = 3.0, max_runs: int = 15):
-    """(last result, median seconds) of ``run()``: once, or with ``repeat`` again until
-    ``min_seconds`` have passed (at most ``max_runs``), so that sub-second attacks (FGSM runs
-    1,000 images in about 0.2 s) are not timed on one noisy run. Both libraries get the same."""
-    times = []
-    while True:
-        started = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - started)
-        if not repeat or sum(times) >= min_seconds or len(times) >= max_runs:
-            return result, float(np.median(times))
-
-
-def warm_up(attack, model, x, y, target):
-    """Trace the attack's tf.functions outside the timing: two batch sizes, so that
-    ``reduce_retracing`` settles on a shape-generic trace reused by every later batch."""
-    for n in (2, 3):
-        attack(model, x[:n], y[:n], target=None if target is None else target[:n], seed=0)
-
-
 def our_passes(name: str, extras: dict, n: int) -> tuple[float, float]:
     """(forward rows, backward rows) our attack needed, from its per-sample extras.
 
@@ -310,6 +439,8 @@ def our_passes(name: str, extras: dict, n: int) -> tuple[float, float]:
     """
     if name == "fgsm":
         return float(n), float(n)
+    if name == "pgd":
+        return float(PGD_STEPS * n), float(PGD_STEPS * n)
     if name == "fgsm-min":
         first = np.rint(extras["eps"] / 0.01)  # grid index + 1: grid points forwarded
         return float(n + first.sum()), float(n)
@@ -328,7 +459,7 @@ def our_passes(name: str, extras: dict, n: int) -> tuple[float, float]:
 # -- quality ---------------------------------------------------------------------------------
 def quality(model, x, y, x_adv, correct, target=None) -> dict:
     """Success rate over the correctly classified samples; mean L2 (and L0) over the
-    successful ones."""
+    successful ones; the per-sample success mask and norms."""
     predictions = predict_labels(model, x_adv)
     success = (predictions == target) if target is not None else (predictions != y)
     success = success & correct
@@ -340,6 +471,7 @@ def quality(model, x, y, x_adv, correct, target=None) -> dict:
         "l0": float(norms["l0"][hit].mean()) if hit.any() else float("nan"),
         "success_mask": success,
         "l2_all": norms["l2"],
+        "l0_all": norms["l0"],
     }
 
 
@@ -351,227 +483,251 @@ def recovered_eps(x: np.ndarray, x_adv: np.ndarray) -> np.ndarray:
     return np.where(unclipped > 0, unclipped, delta.max(axis=1))
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=1000,
-                        help="first N MNIST test images for our attacks and ART's fast ones")
-    parser.add_argument("--art-limit", type=int, default=100,
-                        help="first N images for ART's slow attacks (deepfool, cw-l2, jsma)")
+    parser = base_parser(__doc__.splitlines()[0],
+                         "first N MNIST test images for our attacks and the peers' fast ones",
+                         "smoke check: 20 images, the peers' slow attacks on 4, model trained "
+                         "on 2,000 images, small C&W")
+    parser.add_argument("--peer-limit", type=int, default=100,
+                        help="first N images for the peers' slow attacks (deepfool, cw-l2, jsma)")
+    parser.add_argument("--small-batch-limit", type=int, default=20,
+                        help="first N of those for a slow attack at a batch under 10")
     parser.add_argument("--attacks", default=",".join(ALL_ATTACKS),
                         help=f"comma list out of {','.join(ALL_ATTACKS)}")
-    parser.add_argument("--model", default=None,
-                        help="model artifact to load, or where to save the one trained here")
-    parser.add_argument("--batch-size", type=int, default=250, help="our attacks' batch size")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help=f"comma list out of {','.join(PEERS)}")
     parser.add_argument("--cw-defaults-limit", type=int, default=20,
-                        help="first N of ART's images for C&W at our defaults (about 50 times "
-                             "ART's optimisation budget, so the slowest row)")
-    parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke check: 20 images, ART on 2, model trained on 2,000 images, small C&W")
-    parser.add_argument("--json", default=None, help="also write the results here")
+                        help="first N of the peers' images for C&W at our defaults (about 50 "
+                             "times ART's optimisation budget, so the slowest row)")
     args = parser.parse_args()
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     unknown = sorted(set(attacks) - set(ALL_ATTACKS))
     if unknown:
         parser.error(f"unknown attack(s) {', '.join(unknown)}; choose from {', '.join(ALL_ATTACKS)}")
+    peer_keys = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = sorted(set(peer_keys) - set(PEERS))
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
     train_limit = None
     if args.quick:
-        args.limit, args.art_limit, args.batch_size, train_limit = 20, 2, 20, 2000
-        args.cw_defaults_limit = 2
-    art_limit = min(args.art_limit, args.limit)
+        args.limit, args.peer_limit, args.batch_size, train_limit = 20, 4, 20, 2000
+        args.cw_defaults_limit, args.small_batch_limit = 2, 2
+    peer_limit = min(args.peer_limit, args.limit)
 
-    if importlib.util.find_spec("art") is None:
-        sys.exit("ART is not installed: pip install -e '.[bench]' (adversarial-robustness-toolbox)")
+    notes = []
+    peers = {}
+    for key in peer_keys:
+        peer = PEERS[key]
+        if importlib.util.find_spec(peer.module) is None:
+            notes.append(f"{peer.name}: not installed, skipped (pip install -e '.[bench]' "
+                         f"installs {peer.package}).")
+            log(notes[-1])
+            continue
+        peers[key] = peer
 
-    load_average = os.getloadavg()
-    log(f"load average at start: {load_average[0]:.2f} {load_average[1]:.2f} {load_average[2]:.2f}")
-    model = trained_cnn(None if args.quick else args.model, args.data_dir, train_limit)
-    x_all, y_all, _ = data.load("mnist", "test", data_dir=args.data_dir)
-    x, y = x_all[:args.limit], y_all[:args.limit]
-    clean = predict_labels(model, x)
-    correct = clean == y
-    log(f"{len(x)} test images, clean accuracy on them {correct.mean():.4f}; "
-        f"ART's slow attacks on the first {art_limit}")
+    setup = start(args, train_limit)
+    model, x, y, correct = setup.model, setup.x, setup.y, setup.correct
+    log(f"the peers' slow attacks on the first {peer_limit}")
+    wrapped = {}
+    for key, peer in list(peers.items()):
+        try:
+            wrapped[key] = peer.wrap(model)
+        except Exception as error:  # a peer that cannot take the model is reported, not fatal
+            notes.append(f"{peer.name}: cannot wrap the model ({type(error).__name__}: "
+                         f"{error}), skipped.")
+            log(notes[-1])
+            del peers[key]
 
-    forward_rate, gradient_rate = raw_rates(model, x)
+    rates = raw_rates(model, x)
     # Our attacks differentiate the model's attack twin (same forward, sub-pixel input
     # gradient of the first convolution): its rates are the reference for our pass share.
-    _, twin_gradient_rate = raw_rates(attack_model(model), x)
+    twin_gradient_rate = raw_rates(attack_model(model), x)[1]
+    forward_rate, gradient_rate = rates
     t_forward = 1.0 / forward_rate
-    t_backward = 1.0 / gradient_rate - t_forward
-    t_backward_twin = 1.0 / twin_gradient_rate - t_forward
+    t_backward = {False: 1.0 / gradient_rate - t_forward,
+                  True: 1.0 / twin_gradient_rate - t_forward}
     log(f"raw rates, batch 256: forward {forward_rate:,.0f}/s, forward+backward "
         f"{gradient_rate:,.0f}/s (Keras model), {twin_gradient_rate:,.0f}/s (attack twin)")
     flops, peak = model_flops(model), matmul_peak()
-    log(f"model forward: {flops / 1e6:.2f} MFLOP/image, {flops * forward_rate / 1e9:.0f} GFLOP/s "
-        f"at batch 256; float32 matmul peak {peak:.0f} GFLOP/s")
 
-    def pass_seconds(forward_rows, backward_rows, twin=False):
-        return forward_rows * t_forward + backward_rows * (t_backward_twin if twin else t_backward)
+    def pass_share(passes, seconds_per_sample, twin):
+        if passes is None:
+            return None
+        return (passes[0] * t_forward + passes[1] * t_backward[twin]) / seconds_per_sample
 
-    classifier, counter = art_classifier(model)
-    # JSMA targets: one random wrong class per sample, the same for both libraries.
+    # JSMA targets: one random wrong class per sample, the same for every library.
     targets = choose_targets(tf.constant(np.zeros((len(y), 10), np.float32)), tf.constant(y),
                              "random", tf.constant([0, 1], tf.int64)).numpy().astype(np.int64)
 
     rows = []
     for name in attacks:
         slow = name in SLOW_ATTACKS
-        n_art = art_limit if slow else len(x)
+        n_peer = peer_limit if slow else len(x)
         target = targets if name == "jsma" else None
-        # ART: y one-hot (true labels; JSMA: its targets), warmed up on two images.
-        attack = art_attack(name, classifier)
-        labels = target if target is not None else y
-        onehot = np.eye(10, dtype=np.float32)[labels]
-        attack.generate(x[:2], y=onehot[:2])
-        log(f"{name}: ART on {n_art} images ...")
-        # The counter is reset before each run: it ends holding the passes of one run.
-        art_adv, art_seconds = median_time(
-            lambda: (counter.reset(), attack.generate(x[:n_art], y=onehot[:n_art]))[1],
-            repeat=not slow)
-        art_adv = art_adv.astype(np.float32)
-        art_quality = quality(model, x[:n_art], y[:n_art], art_adv, correct[:n_art],
-                              None if target is None else target[:n_art])
-        art_row = {"attack": name, "library": "ART 1.20.1", "n": n_art,
-                   "seconds": art_seconds, "rate": n_art / art_seconds,
-                   "pass_share": pass_seconds(counter.forward, counter.backward) / art_seconds,
-                   "passes": (counter.forward / n_art, counter.backward / n_art),
-                   **art_quality}
-        rows.append(art_row)
-        log(f"  ART {art_row['rate']:.1f}/s, success {art_row['success']:.3f}, "
-            f"L2 {art_row['l2']:.3f}")
 
-        for label, (ours, subset_only) in our_attacks(name, args.quick).items():
-            warm_up(ours, model, x, y, target)
-            n = min(n_art, args.cw_defaults_limit) if subset_only else len(x)
-            log(f"{name}: {label} on {n} images ...")
-            (adv, extras, _), seconds = median_time(
-                lambda: run_ours(ours, model, x[:n], y[:n],
-                                 None if target is None else target[:n], args.batch_size),
-                repeat=not slow)
-            forward_rows, backward_rows = our_passes(name, extras, n)
-            full = {"attack": name, "library": label, "n": n, "seconds": seconds,
-                    "rate": n / seconds,
-                    "pass_share": pass_seconds(forward_rows, backward_rows, twin=True) / seconds,
-                    "passes": (forward_rows / n, backward_rows / n),
-                    **quality(model, x[:n], y[:n], adv, correct[:n],
-                              None if target is None else target[:n])}
-            if slow and subset_only:
-                # Compared with ART on the same first n images.
-                both = full["success_mask"] & art_quality["success_mask"][:n]
-                full["subset"] = {"n": n, "rate": full["rate"], "success": full["success"],
-                                  "l2": full["l2"], "l0": full["l0"], "same_run": True,
-                                  "art_success": float(art_quality["success_mask"][:n].sum()
-                                                       / max(correct[:n].sum(), 1)),
-                                  "l2_both": float(full["l2_all"][both].mean()) if both.any() else None,
-                                  "art_l2_both": float(art_quality["l2_all"][:n][both].mean())
-                                  if both.any() else None}
-            elif slow:
-                # Quality on ART's images: the same first n_art samples, attacked alone.
-                sub_adv, _, sub_seconds = run_ours(ours, model, x[:n_art], y[:n_art],
-                                                   None if target is None else target[:n_art],
-                                                   args.batch_size)
-                subset = quality(model, x[:n_art], y[:n_art], sub_adv, correct[:n_art],
-                                 None if target is None else target[:n_art])
-                both = subset["success_mask"] & art_quality["success_mask"]
-                full["subset"] = {
-                    "n": n_art, "rate": n_art / sub_seconds, "success": subset["success"],
-                    "l2": subset["l2"], "l0": subset["l0"],
-                    # Mean L2 over the samples both libraries fooled: same conditioning set.
-                    "l2_both": float(subset["l2_all"][both].mean()) if both.any() else None,
-                    "art_l2_both": (float(art_quality["l2_all"][both].mean())
-                                    if both.any() else None),
-                }
-            else:
-                full["subset"] = None
-            if name == "fgsm-min":
-                # ART does not return its eps: read it off a pixel that moved without being
-                # clipped (|delta| = eps there); samples with none fall back to the L-inf norm.
-                art_eps = recovered_eps(x, art_adv)
-                found = extras["found"]
-                art_found = predict_labels(model, art_adv) != y
-                mismatch = (found != art_found) | (np.abs(extras["eps"] - art_eps) > 1e-5)
-                full["eps_mismatches"] = int(mismatch.sum())
-                full["eps_identical"] = not mismatch.any()
-                full["x_adv_max_difference"] = float(np.abs(adv - art_adv).max())
-                # The exact search cannot skip a grid point below a sample's first flip: those
-                # forwards plus the one gradient, at the raw batch-256 rates, are a floor on
-                # the time of any exact method on this machine.
-                floor_forwards = forward_rows / n - 1.0
-                floor_seconds = floor_forwards * t_forward + 1.0 / twin_gradient_rate
-                full["floor_forwards"] = floor_forwards
-                full["floor_rate"] = 1.0 / floor_seconds
-                full["floor_vs_art"] = full["floor_rate"] / art_row["rate"]
-            full["speedup"] = full["rate"] / art_row["rate"]
-            rows.append(full)
-            log(f"  {label} {full['rate']:.1f}/s ({full['speedup']:.1f}x ART), success "
-                f"{full['success']:.3f}, L2 {full['l2']:.3f}")
+        def sub(array, n):
+            return None if array is None else array[:n]
 
-    print_report(rows, args, art_limit, load_average, forward_rate, gradient_rate,
+        def judged(run, n):
+            return quality(model, x[:n], y[:n], run["x_adv"], correct[:n], sub(target, n))
+
+        for setting in settings(name, args.quick):
+            warm_up(setting.attack, model, x, y, target)
+            n = min(n_peer, args.cw_defaults_limit) if setting.subset_only else len(x)
+            log(f"{name}, {setting.label}: advbench on {n} images ...")
+            ours = run_timed_ours(setting, name, model, x[:n], y[:n], sub(target, n),
+                                  args.batch_size, slow)
+            ours_quality = judged(ours, n)
+            row = {"attack": name, "setting": setting.label, "library": "advbench",
+                   "batch": min(args.batch_size, n), "n": n, "rate": ours["rate"],
+                   "passes": ours["passes"],
+                   "pass_share": pass_share(ours["passes"], 1.0 / ours["rate"], True),
+                   **ours_quality}
+            rows.append(row)
+            log(f"  advbench {row['rate']:.1f}/s, success {row['success']:.3f}, "
+                f"L2 {row['l2']:.3f}")
+            same_images, same_quality = ours, ours_quality
+            if slow and not setting.subset_only and n_peer < n:
+                log(f"{name}, {setting.label}: advbench on the peers' {n_peer} images ...")
+                same_images = run_timed_ours(setting, name, model, x[:n_peer], y[:n_peer],
+                                             sub(target, n_peer), args.batch_size, slow)
+                same_quality = judged(same_images, n_peer)
+                rows.append({"attack": name, "setting": setting.label,
+                             "library": "advbench, the peers' images",
+                             "batch": min(args.batch_size, n_peer), "n": n_peer,
+                             "rate": same_images["rate"], "passes": same_images["passes"],
+                             "pass_share": pass_share(same_images["passes"],
+                                                      1.0 / same_images["rate"], True),
+                             **same_quality})
+            for key in setting.peers:
+                if key not in peers:
+                    continue
+                peer = peers[key]
+                log(f"{name}, {setting.label}: {peer.name} on {n_peer} images ...")
+                try:
+                    result = sweep(peer, wrapped[key], name, x[:n_peer], y[:n_peer],
+                                   sub(target, n_peer), slow, args.small_batch_limit)
+                except Exception as error:  # a peer's failure is a line in the report
+                    notes.append(f"{peer.name} {name}: failed ({type(error).__name__}: "
+                                 f"{error}).")
+                    log(notes[-1])
+                    continue
+                default_run = next(r for r in result["runs"] if r["batch"] == result["default"])
+                best = result["best"]
+                peer_quality = quality(model, x[:n_peer], y[:n_peer], result["x_adv"],
+                                       correct[:n_peer], sub(target, n_peer))
+                peer_row = {
+                    "attack": name, "setting": setting.label, "library": peer_label(peer),
+                    "n": n_peer, "default": default_run, "best": best, "runs": result["runs"],
+                    "default_is_all": peer.defaults[name] is None,
+                    "vs_default": same_images["rate"] / default_run["rate"],
+                    "vs_best": same_images["rate"] / best["rate"],
+                    "pass_share": pass_share(best["passes"], 1.0 / best["rate"], False),
+                    "both": both_succeeded(same_quality, peer_quality), **peer_quality}
+                rows.append(peer_row)
+                log(f"  {peer.name}: best batch {best['batch']} {best['rate']:.1f}/s, ours "
+                    f"{peer_row['vs_best']:.1f}x; success {peer_row['success']:.3f}, "
+                    f"L2 {peer_row['l2']:.3f}")
+                if name == "fgsm-min":
+                    row.update(eps_check(x, y, ours, result["x_adv"], model, t_forward,
+                                         twin_gradient_rate, best["rate"]))
+
+    load_end = os.getloadavg()
+    print_report(rows, notes, args, peer_limit, setup.load_start, load_end, rates,
                  twin_gradient_rate, float(correct.mean()), flops, peak)
     if args.json:
         for row in rows:
-            row.pop("success_mask", None)
-            row.pop("l2_all", None)
+            for key in ("success_mask", "l2_all", "l0_all"):
+                row.pop(key, None)
         Path(args.json).write_text(json.dumps({
-            "load_average": load_average, "forward_rate": forward_rate,
-            "gradient_rate": gradient_rate, "twin_gradient_rate": twin_gradient_rate,
-            "model_flops": flops, "matmul_gflops": peak,
-            "rows": rows}, indent=2, default=float))
+            "load_average_start": setup.load_start, "load_average_end": load_end,
+            "forward_rate": forward_rate, "gradient_rate": gradient_rate,
+            "twin_gradient_rate": twin_gradient_rate, "model_flops": flops,
+            "matmul_gflops": peak, "notes": notes, "rows": rows}, indent=2, default=float))
 
 
-def print_report(rows, args, art_limit, load_average, forward_rate, gradient_rate,
+def eps_check(x, y, ours: dict, art_adv, model, t_forward: float, twin_gradient_rate: float,
+              art_rate: float) -> dict:
+    """Minimal FGSM: do ours and ART's find the same per-sample eps, and the floor on the
+    time of any exact search on this machine."""
+    # ART does not return its eps: read it off a pixel that moved without being clipped
+    # (|delta| = eps there); samples with none fall back to the L-inf norm.
+    art_eps = recovered_eps(x, art_adv)
+    found = ours["extras"]["found"]
+    art_found = predict_labels(model, art_adv) != y
+    mismatch = (found != art_found) | (np.abs(ours["extras"]["eps"] - art_eps) > 1e-5)
+    # The exact search cannot skip a grid point below a sample's first flip: those forwards
+    # plus the one gradient, at the raw batch-256 rates, are a floor on any exact method.
+    floor_forwards = ours["passes"][0] - 1.0
+    floor_rate = 1.0 / (floor_forwards * t_forward + 1.0 / twin_gradient_rate)
+    return {"eps_mismatches": int(mismatch.sum()), "eps_identical": not mismatch.any(),
+            "x_adv_max_difference": float(np.abs(ours["x_adv"] - art_adv).max()),
+            "floor_forwards": floor_forwards, "floor_rate": floor_rate,
+            "floor_vs_art": floor_rate / art_rate}
+
+
+def print_report(rows, notes, args, peer_limit, load_start, load_end, rates,
                  twin_gradient_rate, accuracy, flops, peak):
-    import platform
-
-    import art
-    import keras
-
-    print(f"advbench vs ART {art.__version__}: paper's MNIST CNN trained 1 epoch, first "
-          f"{args.limit} MNIST test images (clean accuracy {accuracy:.1%}); ART's slow attacks "
-          f"(deepfool, cw-l2, jsma) on the first {art_limit}.")
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPU(s), {'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'}; "
-          f"load average at start {load_average[0]:.2f} {load_average[1]:.2f} "
-          f"{load_average[2]:.2f}; our batch size {args.batch_size}.")
+    forward_rate, gradient_rate = rates
+    peers = sorted({row["library"] for row in rows if "runs" in row})
+    print(f"advbench vs {', '.join(peers) or 'no peer'}: paper's MNIST CNN trained 1 epoch, "
+          f"first {args.limit} MNIST test images (clean accuracy {accuracy:.1%}); the peers' "
+          f"slow attacks (deepfool, cw-l2, jsma) on the first {peer_limit}, at a batch under "
+          f"10 on the first {min(args.small_batch_limit, peer_limit)}.")
+    print(f"{machine_line(load_start, load_end)}; our batch size {args.batch_size}.")
     print(f"Raw model throughput at batch 256: forward {forward_rate:,.0f}/s, "
-          f"forward+backward {gradient_rate:,.0f}/s (the Keras model, as ART runs it), "
-          f"{twin_gradient_rate:,.0f}/s (advbench's attack twin). The forward pass is {flops / 1e6:.2f} MFLOP "
-          f"per image: {flops * forward_rate / 1e9:.0f} GFLOP/s, against a float32 matmul peak "
-          f"of {peak:.0f} GFLOP/s measured in the same run.")
-    print()
-    print("| attack | library | images | samples/s | vs ART | success | mean L2 | mean L0 | "
-          "fwd + bwd passes/sample | pass share |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          f"forward+backward {gradient_rate:,.0f}/s (the Keras model, as the peers run it), "
+          f"{twin_gradient_rate:,.0f}/s (advbench's attack twin). The forward pass is "
+          f"{flops / 1e6:.2f} MFLOP per image: {flops * forward_rate / 1e9:.0f} GFLOP/s, "
+          f"against a float32 matmul peak of {peak:.0f} GFLOP/s measured in the same run.")
+    for note in notes:
+        print(note)
 
     def fmt(value, spec):
         return "-" if value is None or value != value else format(value, spec)
 
+    def passes(row, spec):
+        return "-" if row is None or row["passes"] is None else (
+            f"{row['passes'][0]:{spec}} + {row['passes'][1]:{spec}}")
+
+    print()
+    print("Speed. ours/peer: our samples/s over the peer's, on the same images.")
+    print()
+    print("| attack | setting | library | images | default batch: samples/s | ours/peer | "
+          "best batch: samples/s | ours/peer | every batch tried: samples/s | "
+          "fwd + bwd passes/sample | pass share |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        ratio = row.get("speedup")
-        ratio_text = "1" if ratio is None else f"**{ratio:.1f}x**"
-        l0 = fmt(row["l0"], ".1f") if row["attack"] == "jsma" else "-"
-        print(f"| {row['attack']} | {row['library']} | {row['n']} | {row['rate']:,.1f} | "
-              f"{ratio_text} | {row['success']:.1%} | {fmt(row['l2'], '.3f')} | {l0} | "
-              f"{row['passes'][0]:.1f} + {row['passes'][1]:.1f} | {row['pass_share']:.0%} |")
-        subset = row.get("subset")
-        if subset and subset.get("same_run"):
-            if subset["l2_both"] is not None:
-                print(f"| {row['attack']} | (ART's first {subset['n']} images, where ART's "
-                      f"success is {subset['art_success']:.1%}; on samples both fooled: L2 "
-                      f"{subset['l2_both']:.3f} vs ART {subset['art_l2_both']:.3f}) | | | | | | | | |")
-        elif subset:
-            both = ("" if subset["l2_both"] is None else
-                    f" (on samples both fooled: {subset['l2_both']:.3f} vs ART "
-                    f"{subset['art_l2_both']:.3f})")
-            l0 = fmt(subset["l0"], ".1f") if row["attack"] == "jsma" else "-"
-            print(f"| {row['attack']} | {row['library']}, ART's images | {subset['n']} | "
-                  f"{subset['rate']:,.1f} | | {subset['success']:.1%} | "
-                  f"{fmt(subset['l2'], '.3f')}{both} | {l0} | | |")
+        head = f"| {row['attack']} | {row['setting']} | {row['library']} | {row['n']} |"
+        if "runs" not in row:
+            print(f"{head} {row['batch']}: {row['rate']:,.1f} | | | | | {passes(row, '.1f')} | "
+                  f"{fmt(row['pass_share'], '.0%')} |")
+            continue
+        default, best = row["default"], row["best"]
+        default_label = f"{default['batch']} (all)" if row["default_is_all"] else default["batch"]
+        tried = ", ".join(f"{r['batch']}: {r['rate']:,.1f}"
+                          + ("" if r["n"] == row["n"] else f" (on {r['n']})")
+                          for r in row["runs"])
+        print(f"{head} {default_label}: {default['rate']:,.1f} | **{row['vs_default']:.1f}x** | "
+              f"{best['batch']}: {best['rate']:,.1f} | **{row['vs_best']:.1f}x** | {tried} | "
+              f"{passes(best, '.1f')} | {fmt(row['pass_share'], '.0%')} |")
+    print()
+    print("Quality. success: over the correctly classified images (jsma: prediction = the "
+          "given random target); mean L2/L0 over the successful ones; both: over the samples "
+          "both ours and the peer fooled, on the same images.")
+    print()
+    print("| attack | setting | library | images | success | mean L2 | mean L0 (jsma) | "
+          "both fooled | L2 ours vs peer | L0 ours vs peer |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        both = row.get("both")
+        jsma = row["attack"] == "jsma"
+        pair = ("| | |" if both is None else
+                f"{both['n']} | {both['ours_l2']:.3f} vs {both['peer_l2']:.3f} | "
+                + (f"{both['ours_l0']:.1f} vs {both['peer_l0']:.1f} |" if jsma else "- |"))
+        print(f"| {row['attack']} | {row['setting']} | {row['library']} | {row['n']} | "
+              f"{row['success']:.1%} | {fmt(row['l2'], '.3f')} | "
+              f"{fmt(row['l0'], '.1f') if jsma else '-'} | {pair}")
     print()
     for row in rows:
         if row["attack"] == "fgsm" and row["library"] == "advbench":
@@ -581,16 +737,15 @@ def print_report(rows, args, art_limit, load_average, forward_rate, gradient_rat
                   f"({twin_gradient_rate:,.0f}/s).")
         if "eps_identical" in row:
             print(f"fgsm-min: per-sample minimal eps identical to ART's: {row['eps_identical']} "
-                  f"({row['eps_mismatches']} of {row['n']} samples differ; largest x_adv difference "
-                  f"{row['x_adv_max_difference']:.2g}).")
+                  f"({row['eps_mismatches']} of {row['n']} samples differ; largest x_adv "
+                  f"difference {row['x_adv_max_difference']:.2g}).")
             print(f"fgsm-min floor: an exact search forwards every grid point up to each "
                   f"sample's first flip, {row['floor_forwards']:.2f} per sample here, plus one "
                   f"gradient; at the raw batch-256 rates that alone allows at most "
-                  f"{row['floor_rate']:,.0f} samples/s = {row['floor_vs_art']:.1f}x ART on this "
-                  f"machine.")
-    print("success: over the correctly classified images (jsma: prediction = the given random "
-          "target); mean L2/L0 over the successful ones. pass share: time the counted model "
-          "passes take at the raw batch-256 rates (ours: the attack twin's) / measured time.")
+                  f"{row['floor_rate']:,.0f} samples/s = {row['floor_vs_art']:.1f}x ART at its "
+                  f"best batch on this machine.")
+    print("pass share: the time the counted model passes take at the raw batch-256 rates "
+          "(ours: the attack twin's) / measured time; counted for ours and ART only.")
 
 
 if __name__ == "__main__":

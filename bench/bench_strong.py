@@ -46,21 +46,15 @@ import json
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import (art_classifier, base_parser, log, machine_line, run_ours,  # noqa: E402
+                      start, warm_up)
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-tf.get_logger().setLevel("ERROR")
-warnings.filterwarnings("ignore", message="PyTorch not found")
-
-from bench_attacks import art_classifier, default_data_dir, log, run_ours, trained_cnn  # noqa: E402
-
-from advbench import data  # noqa: E402
 from advbench.attacks.apgd_ce import APGDCrossEntropy  # noqa: E402
 from advbench.attacks.autoattack import AutoAttack, robust_accuracy_by_attack  # noqa: E402
 from advbench.attacks.square import Square  # noqa: E402
@@ -132,9 +126,9 @@ def largest_linf(x, x_adv) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=1000,
-                        help="first N MNIST test images for our attacks and ART's APGD")
+    parser = base_parser(__doc__.splitlines()[0],
+                         "first N MNIST test images for our attacks and ART's APGD",
+                         "smoke check: 20 images, ART on 4, 10 steps and 100 queries")
     parser.add_argument("--art-limit", type=int, default=100,
                         help="first N images for ART's square and autoattack")
     parser.add_argument("--eps", default="0.1,0.3", help="comma list of L-inf budgets")
@@ -142,13 +136,6 @@ def main() -> None:
                         help=f"comma list out of {','.join(ALL_ATTACKS)}")
     parser.add_argument("--art-default", action="store_true",
                         help="also run ART's AutoAttack at its default attacks (slow)")
-    parser.add_argument("--model", default=None,
-                        help="model artifact to load, or where to save the one trained here")
-    parser.add_argument("--batch-size", type=int, default=250, help="our attacks' batch size")
-    parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke check: 20 images, ART on 4, 10 steps and 100 queries")
-    parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     attacks = args.attacks
     eps_values = [float(e) for e in args.eps.split(",") if e.strip()]
@@ -159,13 +146,9 @@ def main() -> None:
     if importlib.util.find_spec("art") is None:
         sys.exit("ART is not installed: pip install -e '.[bench]' (adversarial-robustness-toolbox)")
 
-    load_start = os.getloadavg()
-    log(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
-    model = trained_cnn(None if args.quick else args.model, args.data_dir, train_limit)
-    x_all, y_all, _ = data.load("mnist", "test", data_dir=args.data_dir)
-    x, y = x_all[:args.limit], y_all[:args.limit]
-    clean = float(np.mean(predict_labels(model, x) == y))
-    log(f"{len(x)} test images, clean accuracy {clean:.4f}")
+    setup = start(args, train_limit)
+    model, x, y, load_start = setup.model, setup.x, setup.y, setup.load_start
+    clean = float(setup.correct.mean())
     classifier, _ = art_classifier(model)
 
     rows, tables = [], {}
@@ -173,8 +156,7 @@ def main() -> None:
         for name in attacks:
             n_art = art_limit if name in SLOW_ATTACKS else len(x)
             ours = our_attack(name, eps, args.quick)
-            ours(model, x[:2], y[:2], seed=0)  # trace outside the timing
-            ours(model, x[:3], y[:3], seed=0)
+            warm_up(ours, model, x, y)
             for label, art in art_attacks(name, classifier, eps, args.quick,
                                           args.art_default).items():
                 art.generate(x[:2], y=np.eye(10, dtype=np.float32)[y[:2]])
@@ -220,20 +202,13 @@ def main() -> None:
 
 
 def print_report(rows, tables, args, art_limit, clean, load_start, load_end):
-    import platform
-
     import art
-    import keras
 
     print(f"advbench vs ART {art.__version__}, L-inf: paper's MNIST CNN trained 1 epoch, first "
           f"{args.limit} MNIST test images (clean accuracy {clean:.1%}); ART's square and "
           f"autoattack on the first {art_limit}.")
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), "
-          f"{'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'}; load average "
-          f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} at the start, "
-          f"{load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} at the end; our batch size "
-          f"{args.batch_size}, ART's defaults.")
+    print(f"{machine_line(load_start, load_end)}; our batch size {args.batch_size}, ART's "
+          f"defaults.")
     print()
     print("| eps | attack | library | images | robust accuracy | samples/s | vs ART | "
           "largest L-inf |")
