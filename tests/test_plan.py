@@ -40,7 +40,7 @@ def test_plan_is_a_graph_in_dependency_order(dataset, profile, tmp_path):
         trains = {i for i in ids if i.startswith("train:")}
         assert trains == {f"train:{m}" for m in experiments.PROFILES[profile].models}
         for node in nodes:
-            if node["id"].startswith(("attack:", "curve:", "table2:")):
+            if node["id"].startswith(("attack:", "curve:", "table2:", "strong:")):
                 assert any(n.startswith("train:") for n in node["needs"]), node["id"]
 
 

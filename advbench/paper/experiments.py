@@ -151,6 +151,10 @@ class Reproduction:
                                 needs=(*train(*defenses), *(
                                     f"attack:{a}:{BLACKBOX_SOURCE}"
                                     for a in published.BLACKBOX_ATTACKS))))
+        if "strong" in experiments:
+            from advbench.paper.strong import strong_stages
+
+            stages += strong_stages(self, defenses)
         if "figure1" in experiments:
             stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5,
                                 id="figure1", needs=train(*(

@@ -40,6 +40,8 @@ class Profile:
     # Extra training seeds for the claims that hinge on small differences (Figure 3's
     # architectures): each is retrained and its white-box FGSM curve measured per seed.
     extra_seeds: tuple[int, ...] = ()
+    # Images for the strong white-box attacks (AutoAttack; paper.strong), None: all.
+    strong_limit: int | None = None
 
 
 PAPER_ATTACKS = {
@@ -51,7 +53,8 @@ PAPER_ATTACKS = {
     "cw-l2": {"confidence": 2.3},
 }
 
-ALL_EXPERIMENTS = ("table1", "figure3", "figure4", "table2", "table3", "table4", "figure1")
+ALL_EXPERIMENTS = ("table1", "figure3", "figure4", "table2", "table3", "table4", "figure1",
+                   "strong")
 
 PROFILES = {
     "quick": Profile(
@@ -59,13 +62,15 @@ PROFILES = {
         "images (GDA: 1 epoch, i.e. 11 passes), 1,000 test images for curves, FGSM and the "
         "metrics, 500 for DeepFool, JSMA, C&W and minimal FGSM, eps 0.02 to 1 by 0.02, C&W "
         "with 5 binary-search steps of 100 Adam iterations (learning rate 0.05, initial c 0.1); "
-        "the four Figure 3 architectures also trained with seeds 1 and 2",
+        "the four Figure 3 architectures also trained with seeds 1 and 2; AutoAttack (standard "
+        "parameters) and FGSM at three eps (MNIST 0.1, 0.2, 0.3) on 200 test images per "
+        "defense",
         tuple(MODEL_SPECS), epochs=2, train_limit=20000, gda_epochs=1, test_limit=1000,
         expensive_limit=500, eps_grid="0.02:1:0.02",
         attack_params={**PAPER_ATTACKS,
                        "cw-l2": {"confidence": 2.3, "binary_search_steps": 5, "max_iter": 100,
                                  "learning_rate": 0.05, "initial_const": 0.1}},
-        experiments=ALL_EXPERIMENTS, extra_seeds=(1, 2)),
+        experiments=ALL_EXPERIMENTS, extra_seeds=(1, 2), strong_limit=200),
     "paper": Profile(
         "paper", "the paper's settings: every model at 20 epochs (early stopping), the full "
         "test set, eps 0.01 to 1 by 0.01, the attacks' paper parameters; meant for a GPU",
