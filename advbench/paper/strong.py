@@ -78,7 +78,7 @@ def run_strong(repro: Reproduction, name: str) -> dict[str, Any]:
     params = repro.profile.attack_params.get("autoattack", {})
     artifacts = []
     for eps in eps_values:
-        attack = make_attack("autoattack", eps=eps, **params)
+        attack = make_attack("autoattack", **{**params, "eps": eps})
         output, _ = craft_or_reuse(run, attack, (path, model, meta), repro.runs_dir,
                                    progress=repro.progress)
         if isinstance(output, list):  # shards of this run (advbench attack --shard)
