@@ -25,7 +25,7 @@ import numpy as np
 
 from advbench.artifacts import read_attack_artifact
 from advbench.attacks import make_attack
-from advbench.attacks.autoattack import robust_accuracy_by_attack
+from advbench.attacks.autoattack import AutoAttack, robust_accuracy_by_attack
 from advbench.curves import CurveRun, read_curve, run_curve
 from advbench.errors import ArtifactError
 from advbench.runner import AttackRun
@@ -89,7 +89,7 @@ def run_strong(repro: Reproduction, name: str) -> dict[str, Any]:
                          data_dir=repro.data_dir)
     curve, _ = run_curve(curve_run, (path, model, meta), [(path, model, meta)], eps_values,
                          attack="fgsm", runs_dir=repro.runs_dir, progress=repro.progress)
-    names = make_attack("autoattack", **params).attack_names
+    names = AutoAttack(**params).attack_names
 
     def compute():
         fgsm = read_curve(curve)
@@ -136,7 +136,7 @@ def audit_verdict(model: Model, x: np.ndarray, y: np.ndarray, eps: tuple[float, 
     """
     if importlib.util.find_spec("advbench.audit") is None:
         return stand_in_verdict(rows)
-    from advbench.audit import audit_model  # type: ignore[import-not-found]
+    from advbench.audit import audit_model
 
     result = dict(audit_model(model, x, y, eps=max(eps)))
     return {"verdict": str(result["verdict"]), "flags": [str(f) for f in result.get("flags", [])],
