@@ -2,12 +2,13 @@
 (advbench.paper.strong) on a tiny profile and the synthetic digits."""
 
 import dataclasses
-import importlib.machinery
 import sys
 import types
 
 import numpy as np
 import pytest
+
+import advbench
 
 from advbench.errors import ArtifactError
 from advbench.paper import experiments, strong
@@ -45,17 +46,20 @@ def test_stand_in_verdict_flags(rows, flags):
 def test_audit_verdict_uses_the_audit_module_when_there(monkeypatch):
     calls = []
 
-    def audit_model(model, x, y, *, eps):
+    def audit(model, x, y, *, eps):
         calls.append((model, x.shape, y.shape, eps))
-        return {"verdict": "masked", "flags": ["squeeze layer"]}
+        checks = [{"name": "gradient-free-vs-gradient", "verdict": "fail"},
+                  {"name": "logits-and-gradients", "verdict": "pass"}]
+        return types.SimpleNamespace(summary={"verdict": "fail", "checks": checks})
 
     module = types.ModuleType("advbench.audit")
-    module.__spec__ = importlib.machinery.ModuleSpec("advbench.audit", None)
-    module.audit_model = audit_model
+    module.audit = audit
     monkeypatch.setitem(sys.modules, "advbench.audit", module)
+    monkeypatch.setattr(advbench, "audit", module, raising=False)
     x, y = np.zeros((3, 28, 28, 1), np.float32), np.zeros(3, np.int64)
     verdict = strong.audit_verdict("model", x, y, (0.1, 0.3, 0.2), [row(0.1, 0.5, 0.3, 0.2, 0.1)])
-    assert verdict == {"verdict": "masked", "flags": ["squeeze layer"], "source": "advbench audit"}
+    assert verdict == {"verdict": "fail", "flags": ["gradient-free-vs-gradient: fail"],
+                       "source": "advbench audit"}
     assert calls == [("model", (3, 28, 28, 1), (3,), 0.3)]
 
 

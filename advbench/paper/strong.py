@@ -17,7 +17,6 @@ Each model also gets an audit verdict, from ``audit_verdict``.
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,18 +127,21 @@ def audit_verdict(model: Model, x: np.ndarray, y: np.ndarray, eps: tuple[float, 
     """The audit verdict of ``model`` for the section: {"verdict": str, "flags": [str],
     "source": str}.
 
-    With ``advbench.audit`` installed, its ``audit_model(model, x, y, eps=max(eps))``
-    decides (x float32 (n, H, W, C) in [0, 1], y int (n,): the section's images; the largest
-    eps, 0.3 on MNIST, AutoAttack's budget); it returns a mapping with "verdict" and
-    optionally "flags". Without it, ``stand_in_verdict`` reads the section's own numbers
-    (``rows``, as ``strong_row`` gives them) and says so in "source".
+    With ``advbench.audit`` (`advbench audit`'s module), its ``audit(model, x, y,
+    eps=max(eps))`` decides: x float32 (n, H, W, C) in [0, 1], y int (n,), the section's
+    images; the largest eps (0.3 on MNIST, AutoAttack's budget); the verdict is its worst
+    check ("pass", "warn" or "fail") and the flags its checks that did not pass. Without the
+    module, ``stand_in_verdict`` reads the section's own numbers (``rows``, as ``strong_row``
+    gives them) and says so in "source", which the report prints.
     """
-    if importlib.util.find_spec("advbench.audit") is None:
+    try:
+        from advbench import audit as auditing
+    except ImportError:  # an advbench without `advbench audit`
         return stand_in_verdict(rows)
-    from advbench.audit import audit_model
-
-    result = dict(audit_model(model, x, y, eps=max(eps)))
-    return {"verdict": str(result["verdict"]), "flags": [str(f) for f in result.get("flags", [])],
+    summary = auditing.audit(model, x, y, eps=max(eps)).summary
+    return {"verdict": str(summary["verdict"]),
+            "flags": [f"{check['name']}: {check['verdict']}" for check in summary["checks"]
+                      if check["verdict"] != "pass"],
             "source": "advbench audit"}
 
 
