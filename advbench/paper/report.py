@@ -222,7 +222,7 @@ def write_report(repro: Reproduction) -> Path:
         out += _table2_section(results, repro.dataset)
         out += _table3_section(results)
         out += _table4_section(results, repro.dataset)
-        out += strong_section(results, LABELS)
+        out += strong_section(results, {**LABELS, **published.DEFENSE_LABELS})
         if figure1(results, root / "figure1.png"):
             out.append("## Figure 1: minimal perturbations\n")
             out.append("Minimal FGSM (the Table 2 attack) on the first ten test images; titles "

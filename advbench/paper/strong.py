@@ -169,11 +169,14 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
+
+
 def strong_section(results: dict[str, Any], labels: dict[str, str]) -> list[str]:
     """The report's lines for "The defenses under strong white-box attacks" (none when the
     stages did not run): accuracy (%) per model and eps, then the audit verdict per model."""
-    from advbench.paper.report import _table
-
     strong = results.get("strong")
     if not strong:
         return []
@@ -205,14 +208,14 @@ def strong_section(results: dict[str, Any], labels: dict[str, str]) -> list[str]
         "robust accuracy, lower than or equal to every member's). A defense whose FGSM "
         "accuracy is well above its AutoAttack accuracy owes its FGSM numbers to FGSM's "
         "weakness. Seconds: the ensemble's attack time at that eps.\n",
-        _table(header, rows), "",
+        _markdown(header, rows), "",
     ]
     if STAND_IN in sources:
         lines.append(
             "Audit verdict: a stand-in computed from the numbers above only, not `advbench "
-            f"audit`: a flag when Square lowers robust accuracy by more than "
-            f"{100 * SQUARE_MARGIN:g} points after the two gradient attacks (AutoAttack's own "
-            "warning of gradient masking), or when APGD-CE leaves more than "
-            f"{100 * FGSM_MARGIN:g} points more images correct than FGSM.\n")
-    lines += [_table(["model", "audit verdict", "flags", "from"], verdicts), ""]
+            f"audit`: a flag when Square fools more than {100 * SQUARE_MARGIN:g}% of the "
+            "images after the two gradient attacks (AutoAttack's own warning of gradient "
+            f"masking), or when APGD-CE leaves more than {100 * FGSM_MARGIN:g}% of the images "
+            "more correct than FGSM.\n")
+    lines += [_markdown(["model", "audit verdict", "flags", "from"], verdicts), ""]
     return lines
