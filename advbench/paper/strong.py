@@ -17,6 +17,7 @@ Each model also gets an audit verdict, from ``audit_verdict``.
 from __future__ import annotations
 
 import functools
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,7 +136,7 @@ def audit_verdict(model: Model, x: np.ndarray, y: np.ndarray, eps: tuple[float, 
     gives them) and says so in "source", which the report prints.
     """
     try:
-        from advbench import audit as auditing
+        auditing = importlib.import_module("advbench.audit")
     except ImportError:  # an advbench without `advbench audit`
         return stand_in_verdict(rows)
     summary = auditing.audit(model, x, y, eps=max(eps)).summary
