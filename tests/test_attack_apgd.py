@@ -89,6 +89,17 @@ def test_hold_budget_moves_points_an_ulp_inside():
     assert np.linalg.norm((held.astype(np.float64) - x), axis=1).max() <= 0.2
 
 
+def test_hold_budget_from_zero_when_x_minus_eps_rounds_to_zero():
+    # MNIST's pixel 51/255 is 0.2 in float32 (0.2000000030): x - eps clips to 0, which lies
+    # 3e-9 outside the ball in float64; the ulps between 0 and the edge are subnormals.
+    x = np.array([[51 / 255, 52 / 255, 0.5]], np.float32)
+    x_adv = np.array([[0.0, 0.0, 0.3]], np.float32)
+    held = hold_budget(x, x_adv, 0.2, "linf")
+    distance = np.abs(held.astype(np.float64) - x)
+    assert distance.max() <= 0.2
+    assert distance[0, :2].min() > 0.2 - 1e-7 and held[0, 2] == np.float32(0.3)
+
+
 @pytest.mark.parametrize("name", sorted(APGD))
 def test_same_seed_same_result_other_seed_other_start(tiny_model, samples, name):
     x, y = samples

@@ -13,7 +13,11 @@ from advbench.errors import ParameterError
 TINY = dataclasses.replace(
     experiments.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
     test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1", seeds=2, seed_expensive_limit=6,
+    strong_limit=10,
     attack_params={**profiles.PAPER_ATTACKS,
+                   "autoattack": {"n_iter": 10, "n_target_classes": 3, "n_queries": 100},
+                   "audit": {"checks": ("logits-and-gradients", "accuracy-vs-eps"),
+                             "pgd_steps": 5, "curve_points": 2},
                    "fgsm-min": {"eps_step": 0.1, "eps_max": 1.0},
                    "deepfool": {"max_iter": 20},
                    "jsma": {"theta": 1.0, "gamma": 0.1},
@@ -34,7 +38,8 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
     assert result.stdout.strip() == str(report)
     text = report.read_text()
     for heading in ("## Models", "## Table 1", "## Figure 3", "## Figure 4", "## Table 2",
-                    "## Table 3", "## Table 4", "## Figure 1", "## Findings"):
+                    "## Table 3", "## Table 4", "## Figure 1", "## Findings",
+                    "## The defenses under strong white-box attacks"):
         assert heading in text, heading
     assert "(73.88)" in text and "(0.0609)" in text  # the paper's numbers beside ours
     assert "every model (the black-box source included) was trained with 2 seeds" in text

@@ -45,7 +45,7 @@ def test_plan_is_a_graph_in_dependency_order(dataset, profile, tmp_path):
         if profile != "demo":
             assert len(seeds) == 5 and "train:cnn@seed4" in trains
         for node in nodes:
-            if node["id"].startswith(("attack:", "curve:", "table2:")):
+            if node["id"].startswith(("attack:", "curve:", "table2:", "strong:")):
                 assert any(n.startswith("train:") for n in node["needs"]), node["id"]
             # A seed's experiments need that seed's models, never another seed's.
             tag = node["id"].partition("@")[2]

@@ -186,6 +186,10 @@ class Reproduction:
                                 needs=(*train(*defenses), *(
                                     f"attack:{a}:{BLACKBOX_SOURCE}{tag}"
                                     for a in published.BLACKBOX_ATTACKS))))
+        if "strong" in experiments and not tag:  # one seed: the section reads no interval
+            from advbench.paper.strong import strong_stages
+
+            stages += strong_stages(self, defenses)
         return stages
 
     def _authors_stages(self, table: str, defenses: list[str]) -> list[Stage]:

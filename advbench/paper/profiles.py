@@ -55,6 +55,8 @@ class Profile:
     seed_expensive_limit: int | None = None
     # Defense parameters beyond the paper's defaults, by defense name (``make_defense``).
     defense_params: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Images for the strong white-box attacks and the audit (paper.strong), None: all.
+    strong_limit: int | None = None
 
     def seed_list(self, first: int) -> tuple[int, ...]:
         return tuple(first + k for k in range(self.seeds))
@@ -71,7 +73,8 @@ PAPER_ATTACKS = {
 QUICK_CW = {"confidence": 2.3, "binary_search_steps": 5, "max_iter": 100, "learning_rate": 0.05,
             "initial_const": 0.1}
 
-ALL_EXPERIMENTS = ("table1", "figure3", "figure4", "table2", "table3", "table4", "figure1")
+ALL_EXPERIMENTS = ("table1", "figure3", "figure4", "table2", "table3", "table4", "figure1",
+                   "strong")
 
 PROFILES = {
     "quick": Profile(
@@ -81,14 +84,17 @@ PROFILES = {
         "samples, FGSM-AT and VAT 4 epochs = 96,000, GDA 1 epoch of 11 passes = 88,000; "
         "early stopping off); 1,000 test images for curves, FGSM and the metrics; 500 for "
         "minimal FGSM and, on the first seed's ResNet, DeepFool, JSMA and C&W (200 on the "
-        "other seeds' ResNets, which keeps the 5-seed run near 80 minutes); eps 0.02 to 1 by 0.02; C&W "
-        "with 5 binary-search steps of 100 Adam iterations (learning rate 0.05, initial c "
-        "0.1)",
+        "other seeds' ResNets); eps 0.02 to 1 by 0.02; C&W with 5 binary-search steps of 100 "
+        "Adam iterations (learning rate 0.05, initial c 0.1); on the first seed, AutoAttack "
+        "(standard parameters) and FGSM at three eps (MNIST 0.1, 0.2, 0.3) and the audit at "
+        "0.3 (convergence check at 2x APGD-CE's iterations) on 100 test images per defense",
         tuple(MODEL_SPECS), epochs=11, train_limit=8000, gda_epochs=1, test_limit=1000,
         expensive_limit=500, eps_grid="0.02:1:0.02",
-        attack_params={**PAPER_ATTACKS, "cw-l2": QUICK_CW},
+        attack_params={**PAPER_ATTACKS, "cw-l2": QUICK_CW,
+                       # the audit's convergence check at 2x (not 4x) APGD-CE's budget
+                       "audit": {"convergence_factor": 2}},
         experiments=ALL_EXPERIMENTS, seeds=5, static_epochs=4, patience=11,
-        seed_expensive_limit=200),
+        seed_expensive_limit=200, strong_limit=100),
     "paper": Profile(
         "paper", "the paper's settings: every model up to 20 epochs with early stopping "
         "(patience 5: trained to convergence, the authors' schedule), 5 seeds, the full test "

@@ -16,6 +16,7 @@ import numpy as np
 from advbench import __version__
 from advbench.artifacts import jsonable, read_model_metadata
 from advbench.paper import authors, claims as paper_claims, published
+from advbench.paper.strong import strong_section
 from advbench.report import save_figure, write_text
 
 if TYPE_CHECKING:
@@ -301,6 +302,7 @@ def write_report(repro: Reproduction) -> Path:
         out += _table3_section(view)
         out += authors.table3_section(results, repro.dataset)
         out += _table4_section(view, repro.dataset, profile, len(seeds))
+        out += strong_section(results, LABELS)
         if figure1(results, root / "figure1.png"):
             out.append("## Figure 1: minimal perturbations\n")
             out.append("Minimal FGSM (the Table 2 attack) on the first ten test images; titles "
