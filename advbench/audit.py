@@ -152,11 +152,17 @@ def parse_checks(text: str) -> tuple[str, ...]:
     return tuple(name for name in AUDIT_CHECKS if name in chosen)
 
 
+# Violations are differences of sample fractions: 0.86 - 0.85 is 0.010000000000000009 in
+# floating point, which must not read as above a threshold of exactly 0.01.
+_ROUNDING = 1e-9
+
+
 def grade(violation: float, threshold: float) -> str:
-    """"fail" above ``threshold``, "warn" above half of it, else "pass" (NaN: "fail")."""
-    if math.isnan(violation) or violation > threshold:
+    """"fail" above ``threshold``, "warn" above half of it, else "pass" (NaN: "fail");
+    a violation within 1e-9 of a bound is at it, not above."""
+    if math.isnan(violation) or violation > threshold + _ROUNDING:
         return "fail"
-    if violation > threshold / 2:
+    if violation > threshold / 2 + _ROUNDING:
         return "warn"
     return "pass"
 
@@ -491,8 +497,8 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
         model: a Keras model mapping float32 (n, H, W, C) images in [0, 1] to logits (a
             model giving probabilities fails check 1, as it should).
         x: float32 (n, H, W, C) in [0, 1]; y: int (n,) class indices.
-        eps: the perturbation budget in ``norm`` (L-inf: pixel units in [0, 1]; L2: the
-            perturbation's Euclidean length), > 0.
+        eps: the perturbation budget in ``norm`` (L-inf: pixel units, in (0, 1]; L2: the
+            perturbation's Euclidean length, > 0).
         norm: "linf" or "l2".
         checks: names of ``advbench.names.AUDIT_CHECKS`` [default: all eight].
         settings: budgets and thresholds (``AuditSettings``).
@@ -512,7 +518,8 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
 
     settings = settings or AuditSettings()
     settings.validate()
-    check_range("eps", eps, low=0.0, low_inclusive=False)
+    # L-inf eps above 1 is the whole [0, 1] box: check 4 could not go beyond the audited eps.
+    check_range("eps", eps, low=0.0, low_inclusive=False, high=1.0 if norm == "linf" else None)
     check_norm(norm)
     check_int("batch size", batch_size, low=1)
     check_seed(seed)

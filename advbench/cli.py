@@ -210,6 +210,14 @@ def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
     return decorate
 
 
+# What Ctrl-C leaves behind, by command: an audit writes its record only at the end.
+INTERRUPTED = {
+    "": "interrupted; completed work is saved, rerun the command to resume",
+    "audit": "interrupted; an audit writes nothing until every check is done, rerun the "
+             "command to start it again",
+}
+
+
 class AdvbenchGroup(click.Group):
     """Turns the project's errors into one-line messages (exit 1) and Ctrl-C into exit 130."""
 
@@ -222,8 +230,7 @@ class AdvbenchGroup(click.Group):
         except AdvbenchError as e:
             raise click.ClickException(str(e)) from None
         except KeyboardInterrupt:
-            click.echo("interrupted; completed work is saved, rerun the command to resume",
-                       err=True)
+            click.echo(INTERRUPTED.get(ctx.invoked_subcommand or "", INTERRUPTED[""]), err=True)
             sys.exit(130)
 
 
@@ -1567,8 +1574,9 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
         from advbench.attacks.norms import check_norm
         from advbench.checks import check_range
 
-        check_range("eps", eps, low=0.0, low_inclusive=False)
         check_norm(norm)
+        check_range("eps", eps, low=0.0, low_inclusive=False,
+                    high=1.0 if norm == "linf" else None)
         settings = AuditSettings(**settings_values, unbounded_eps=unbounded_eps, **{
             name: value for name, value in (
                 ("surrogate_epochs", surrogate_epochs), ("surrogate_limit", surrogate_limit),

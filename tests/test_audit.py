@@ -219,6 +219,7 @@ def test_parse_checks_takes_names_and_numbers():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(eps=0.0), "eps must be > 0.0, got 0.0"),
+    (dict(eps=1.5), "eps must be <= 1.0, got 1.5"),
     (dict(norm="l1"), "norm must be one of linf, l2, got 'l1'"),
     (dict(checks=["speed"]), "unknown check(s) speed; choose from: logits-and-gradients"),
     (dict(checks=[]), "unknown check(s) (none given); choose from"),
@@ -355,6 +356,7 @@ def test_cli_takes_a_surrogate_file(trained_tiny_cnn, dense_mnist_model, fake_da
 
 @pytest.mark.parametrize("args, message", [
     (["--eps", "0"], "Error: eps must be > 0.0, got 0.0"),
+    (["--eps", "2"], "Error: eps must be <= 1.0, got 2.0"),
     (["--eps", "0.3", "--checks", "1,speed"],
      "Error: Invalid value for '--checks': unknown check 'speed' in '1,speed'; give names or "
      "numbers 1-8: logits-and-gradients, iterative-vs-single-step"),
@@ -419,3 +421,14 @@ def test_cli_errors_exit_1(trained_tiny_cnn, fake_data_dir, tmp_path):
     assert folder.exit_code == 2
     assert f"Error: Invalid value for '-o' / '--output': File '{tmp_path}' is a directory." \
         in folder.output
+
+
+def test_a_violation_at_a_bound_is_not_above_it():
+    from advbench.audit import grade
+
+    # 0.86 - 0.85 = 0.010000000000000009: one sample in 100 at a 0.02 tolerance is half of it.
+    assert grade(0.86 - 0.85, 0.02) == "pass"
+    assert grade(0.011, 0.02) == "warn"
+    assert grade(0.02 + 1e-12, 0.02) == "warn"
+    assert grade(0.021, 0.02) == "fail"
+    assert grade(float("nan"), 0.02) == "fail"

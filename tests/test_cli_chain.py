@@ -340,3 +340,15 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line(in_chain, monkeypatch):
     result = invoke("models")
     assert result.exit_code == 130
     assert result.stderr == "interrupted; completed work is saved, rerun the command to resume\n"
+
+
+def test_ctrl_c_during_an_audit_says_nothing_was_written(in_chain, monkeypatch):
+    import advbench.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_quiet_tensorflow_import", interrupted)
+    result = invoke("audit", "cnn", "--eps", 0.1)
+    assert result.exit_code == 130
+    assert result.stderr == ("interrupted; an audit writes nothing until every check is done, "
+                             "rerun the command to start it again\n")

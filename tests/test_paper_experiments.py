@@ -188,3 +188,16 @@ def test_cifar10_quick_has_figure5_table5_and_their_claims(fake_data_dir, tmp_pa
     assert [c.split(" (")[0] for c in claims] == [
         "### Claim 6", "### Claim 7", "### Claim 10", "### Claim 11", "### Claim 13"]
     assert (tmp_path / "cifar10" / "quick" / "figure5.png").stat().st_size > 10_000
+
+
+def test_cifar10_authors_profile_is_the_cifar10_grid_with_the_authors_settings():
+    cifar, authors_mnist = profiles.profile_for("cifar10", "quick"), profiles.PROFILES["authors"]
+    profile = profiles.profile_for("cifar10", "authors")
+    assert (profile.name, profile.models, profile.experiments, profile.train_limit,
+            profile.seeds) == ("authors", cifar.models, cifar.experiments, cifar.train_limit,
+                               cifar.seeds)
+    assert profile.attack_params["jsma"]["theta"] == 1.0
+    assert profile.attack_params["cw-l2"]["confidence"] == 10.0
+    assert profile.attack_params["deepfool"] == authors_mnist.attack_params["deepfool"]
+    assert profile.defense_params == authors_mnist.defense_params
+    assert profile.eps_grid == "0.1:0.3:0.1"

@@ -61,13 +61,6 @@ def hold_budget(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> np.n
     measured in float64 (x + delta rounds to float32 and can land an ulp outside the ball),
     staying in [0, 1]. x, x_adv: float32 (n, ...); norm "linf" or "l2"."""
     x_adv = np.array(x_adv, dtype=np.float32)
-    if norm == "linf":
-        # Offending pixels go to the ball's edge first: walking ulps towards x from 0, where
-        # x - eps rounds to 0 in float32 (MNIST's pixel 51/255 at eps 0.2), would crawl
-        # through the subnormals for ever; from the edge one or two ulps do.
-        delta = x_adv.astype(np.float64) - x
-        outside = np.abs(delta) > eps
-        x_adv[outside] = (x[outside] + np.clip(delta[outside], -eps, eps)).astype(np.float32)
     margin = 1e-7
     while True:  # each pass moves the offending samples strictly towards x: one or two do
         delta = x_adv.astype(np.float64) - x
