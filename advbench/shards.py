@@ -73,6 +73,8 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None, *,
         raise ParameterError(f"{flag} must be I/N (0 <= I < N, e.g. 0/4) or auto/N, "
                              f"got {text!r}")
     count = int(match.group(2))
+    if count < 1:
+        raise ParameterError(f"{flag} needs at least one shard (N >= 1), got {text!r}")
     if match.group(1) != "auto":
         return Shard(int(match.group(1)), count)
     for name, first in SHARD_INDEX_VARIABLES.items():

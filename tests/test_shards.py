@@ -159,8 +159,10 @@ def test_parse_shard(text, environ, expected):
 @pytest.mark.parametrize("text, environ, message", [
     ("1", {}, "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got '1'"),
     ("a/2", {}, "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got 'a/2'"),
+    ("0/0", {}, "--shard needs at least one shard (N >= 1), got '0/0'"),
+    ("auto/0", {"CI_NODE_INDEX": "1"},
+     "--shard needs at least one shard (N >= 1), got 'auto/0'"),
     ("2/2", {}, "shard index must be in 0..1 for 2 shards, got 2/2"),
-    ("0/0", {}, "shard index must be in 0..-1 for 0 shards, got 0/0"),
     ("auto/2", {}, "--shard auto/2 reads SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, "
                    "CI_NODE_INDEX, and none is set; give the index yourself: --shard I/N"),
     ("auto/2", {"CI_NODE_INDEX": "3"}, "CI_NODE_INDEX=3 gives shard index 2, outside 0..1; "
