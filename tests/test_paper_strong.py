@@ -28,16 +28,20 @@ def test_audit_verdict_runs_the_audit(monkeypatch):
 
     calls = []
 
-    def audit(model, x, y, *, eps, checks, settings, seed):
+    def audit(model, x, y, *, eps, checks, settings, seed, surrogate):
         calls.append((model, x.shape, y.shape, eps, checks, settings.n_iter, seed))
+        assert surrogate() == ("surrogate", "mnist", "data", 7, 3)
         checks = [{"name": "gradient-free-vs-gradient", "verdict": "fail"},
                   {"name": "logits-and-gradients", "verdict": "pass"}]
         return types.SimpleNamespace(summary={"verdict": "fail", "checks": checks})
 
     monkeypatch.setattr(auditing, "audit", audit)
+    monkeypatch.setattr(auditing, "train_surrogate", lambda dataset, *, data_dir, settings, seed: (
+        "surrogate", dataset, data_dir, settings.n_iter, seed))
     x, y = np.zeros((3, 28, 28, 1), np.float32), np.zeros(3, np.int64)
     verdict = strong.audit_verdict("model", x, y, (0.1, 0.3, 0.2),
-                                   {"checks": ("logits-and-gradients",), "n_iter": 7}, seed=3)
+                                   {"checks": ("logits-and-gradients",), "n_iter": 7},
+                                   dataset="mnist", data_dir="data", seed=3)
     assert verdict == {"verdict": "fail", "flags": ["gradient-free-vs-gradient: fail"],
                        "source": "advbench audit (logits-and-gradients)"}
     assert calls == [("model", (3, 28, 28, 1), (3,), 0.3, ("logits-and-gradients",), 7, 3)]

@@ -30,7 +30,7 @@ from advbench.errors import ArtifactError
 from advbench.runner import AttackRun
 from advbench.shards import merge_shards
 from advbench.transfer import craft_or_reuse
-from advbench.types import Model
+from advbench.types import Model, PathLike
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction, Stage
@@ -89,6 +89,7 @@ def run_strong(repro: Reproduction, name: str) -> dict[str, Any]:
         return {"eps": list(eps_values), "rows": rows,
                 "audit": audit_verdict(model, x, y, eps_values,
                                        repro.profile.attack_params.get("audit", {}),
+                                       dataset=repro.dataset, data_dir=repro.data_dir,
                                        seed=repro.seed),
                 "artifacts": [str(a) for a in [*artifacts, curve]]}
 
@@ -116,20 +117,24 @@ def strong_row(artifact: str | Path, names: tuple[str, ...], fgsm: float) -> dic
 
 
 def audit_verdict(model: Model, x: np.ndarray, y: np.ndarray, eps: tuple[float, ...],
-                  params: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+                  params: dict[str, Any], *, dataset: str, data_dir: PathLike | None = None,
+                  seed: int = 0) -> dict[str, Any]:
     """The audit verdict of ``model`` for the section: {"verdict": str, "flags": [str],
     "source": str}, from ``advbench.audit.audit(model, x, y, eps=max(eps))``: x float32
     (n, H, W, C) in [0, 1], y int (n,), the section's images; the largest eps (0.3 on
     MNIST); ``params`` the profile's ``attack_params["audit"]`` (``checks``: a subset of
     ``names.AUDIT_CHECKS``, default all; the rest ``audit.AuditSettings`` fields). The verdict
     is the audit's worst check ("pass", "warn" or "fail"), the flags its checks that did not
-    pass."""
-    from advbench.audit import AuditSettings, audit
+    pass. Check 3's surrogate is trained as `advbench audit` trains it (``train_surrogate`` on
+    ``dataset``'s training images in ``data_dir``), only when that check runs."""
+    from advbench.audit import AuditSettings, audit, train_surrogate
 
-    settings = dict(params)
-    checks = settings.pop("checks", None)
-    summary = audit(model, x, y, eps=max(eps), checks=checks,
-                    settings=AuditSettings(**settings), seed=seed).summary
+    values = dict(params)
+    checks = values.pop("checks", None)
+    settings = AuditSettings(**values)
+    summary = audit(model, x, y, eps=max(eps), checks=checks, settings=settings, seed=seed,
+                    surrogate=lambda: train_surrogate(dataset, data_dir=data_dir,
+                                                      settings=settings, seed=seed)).summary
     return {"verdict": str(summary["verdict"]),
             "flags": [f"{check['name']}: {check['verdict']}" for check in summary["checks"]
                       if check["verdict"] != "pass"],
