@@ -25,6 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from advbench.paper.tables import markdown_table as _table, number as _num, percent as _pct
+
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction
     from advbench.types import Model
@@ -220,20 +222,6 @@ def table3_authors(repro: Reproduction, names: list[str]) -> None:
 
 
 # -- report ------------------------------------------------------------------------------------
-def _pct(value) -> str:
-    return "n/a" if value is None or value != value else f"{100 * value:.2f}"
-
-
-def _num(value, digits: int = 3) -> str:
-    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _label(name: str) -> str:
     from advbench.paper import published
 

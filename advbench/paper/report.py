@@ -17,6 +17,7 @@ from advbench import __version__
 from advbench.artifacts import jsonable, read_model_metadata
 from advbench.paper import authors, claims as paper_claims, published
 from advbench.paper.strong import strong_section
+from advbench.paper.tables import markdown_table as _table, number as _num, percent as _pct
 from advbench.report import save_figure, write_text
 
 if TYPE_CHECKING:
@@ -30,22 +31,6 @@ COLOURS = {
     "cnn-brelu-gda": "#17becf",
 }
 LABELS = {**published.DEFENSE_LABELS, **published.TABLE1_LABELS}
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) \
-        else f"{100 * value:.2f}"
-
-
-def _num(value, digits: int = 3) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) \
-        else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _plt():

@@ -31,6 +31,7 @@ from advbench.runner import AttackRun
 from advbench.shards import merge_shards
 from advbench.transfer import craft_or_reuse
 from advbench.types import Model, PathLike
+from advbench.paper.tables import markdown_table, percent
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction, Stage
@@ -141,15 +142,6 @@ def audit_verdict(model: Model, x: np.ndarray, y: np.ndarray, eps: tuple[float, 
             "source": "advbench audit" + (f" ({', '.join(checks)})" if checks else "")}
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
-
-
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(row) + " |" for row in rows)])
-
-
 def strong_section(results: dict[str, Any], labels: dict[str, str]) -> list[str]:
     """The report's lines for "The defenses under strong white-box attacks" (none when the
     stages did not run): accuracy (%) per model and eps, then the audit verdict per model."""
@@ -163,9 +155,9 @@ def strong_section(results: dict[str, Any], labels: dict[str, str]) -> list[str]
         for row in entry["rows"]:
             after = row["after"]
             samples.add(row["samples"])
-            rows.append([labels.get(name, name), f"{row['eps']:g}", _pct(row["clean"]),
-                         _pct(row["fgsm"]), _pct(after.get("apgd-ce")),
-                         _pct(after.get("apgd-t")), _pct(row["autoattack"]),
+            rows.append([labels.get(name, name), f"{row['eps']:g}", percent(row["clean"], 1),
+                         percent(row["fgsm"], 1), percent(after.get("apgd-ce"), 1),
+                         percent(after.get("apgd-t"), 1), percent(row["autoattack"], 1),
                          f"{100 * (row['fgsm'] - row['autoattack']):+.1f}",
                          f"{row['seconds']:.0f}"])
         audit = entry["audit"]
@@ -183,9 +175,9 @@ def strong_section(results: dict[str, Any], labels: dict[str, str]) -> list[str]
         "robust accuracy, lower than or equal to every member's). A defense whose FGSM "
         "accuracy is well above its AutoAttack accuracy owes its FGSM numbers to FGSM's "
         "weakness. Seconds: the ensemble's attack time at that eps.\n",
-        _markdown(header, rows), "",
+        markdown_table(header, rows), "",
     ]
     lines.append("Audit verdict (`advbench audit`, docs/audit.md) at the largest eps on the "
                  "same images: the worst of its checks, and the checks that did not pass.\n")
-    lines += [_markdown(["model", "audit verdict", "flags", "from"], verdicts), ""]
+    lines += [markdown_table(["model", "audit verdict", "flags", "from"], verdicts), ""]
     return lines
