@@ -13,11 +13,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 
-from advbench.errors import AdvbenchError
+from advbench.errors import AdvbenchError, flags_verb
 
 EXIT_GATE_FAILED = 3
 EXIT_AUDIT_FAILED = 4
@@ -361,7 +361,7 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
     given = {dest: value for dest, value in values.items() if value is not None}
     stray = sorted(rows[dest][0] for dest in given if rows[dest][1] != defense)
     if stray:
-        raise click.UsageError(f"{', '.join(stray)} do not apply to --defense {defense}")
+        raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense {defense}")
     return make_defense(defense, dataset, **{rows[dest][2]: v for dest, v in given.items()})
 
 
@@ -467,7 +467,7 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
                                       ("--input-range/--mean/--std", reading["preprocessing"]))
              if value]
     if given and not own:
-        raise click.UsageError(f"{', '.join(given)} apply to --model FILE (your own "
+        raise click.UsageError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your own "
                                "architecture)")
     if brelu_t is not None and activation != "brelu":
         raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
@@ -811,7 +811,7 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     given = {k: v for k, v in values.items() if v is not None}
     stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
     if stray:
-        raise click.UsageError(f"{', '.join(stray)} do not apply to --attack {name}")
+        raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
     with _usage_errors():
         return make_attack(name, **given)
 
@@ -918,6 +918,9 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     attack_obj = attack_from_flags(attack_name, attack_values)
+    if target_mode is not None and not attack_obj.accepts_targets():
+        raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
+                               "--target")
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     _check_outputs(output=output)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
@@ -1288,7 +1291,7 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
 
     flags = [flag for flag, given in stray.items() if given]
     if flags:
-        raise click.UsageError(f"{', '.join(flags)} do not apply to --distance-shard: it only "
+        raise click.UsageError(f"{flags_verb(flags, 'does', 'do')} not apply to --distance-shard: it only "
                                "computes a part of the training-set distance")
     if not distance:
         raise click.UsageError("--distance-shard computes the training-set distance; drop "
@@ -1468,6 +1471,26 @@ AUDIT_OPTIONS = [
 ]
 
 
+def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
+    """Usage error naming the budget and threshold flags given on the command line that
+    none of ``checks`` uses (``names.AUDIT_SETTING_CHECKS``): they would be ignored."""
+    from advbench.names import AUDIT_CHECKS, AUDIT_SETTING_CHECKS
+
+    ctx = click.get_current_context()
+    chosen = {i for i, name in enumerate(AUDIT_CHECKS, start=1) if name in checks}
+    unused = [(flag, AUDIT_SETTING_CHECKS[dest]) for flag, dest, _, _ in AUDIT_OPTIONS
+              if ctx.get_parameter_source(dest) is click.core.ParameterSource.COMMANDLINE
+              and not chosen & set(AUDIT_SETTING_CHECKS[dest])]
+    if unused:
+        named = [f"{flag} (check{'s' if len(numbers) > 1 else ''} "
+                 f"{', '.join(map(str, numbers))})" for flag, numbers in unused]
+        one = len(unused) == 1
+        raise click.UsageError(
+            f"{flags_verb(named, 'does', 'do')} not apply to the checks chosen by --checks "
+            f"({', '.join(map(str, sorted(chosen)))}); drop {'it' if one else 'them'} or add "
+            f"{'its' if one else 'their'} checks")
+
+
 def _audit_options(f):
     for flag, dest, kind, help_text in reversed(AUDIT_OPTIONS):
         f = click.option(flag, dest, type=kind, default=_audit_default(dest), show_default=True,
@@ -1561,14 +1584,16 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     given = [flag for flag, value in surrogate_flags.items() if value is not None]
     stray = (["--surrogate"] if surrogate_ref else []) + given
     if stray and not transfer_check:
-        raise click.UsageError(f"{', '.join(stray)} apply to check 3 (white-box-vs-transfer), "
+        raise click.UsageError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 (white-box-vs-transfer), "
                                "which --checks leaves out")
     if surrogate_ref and given:
-        raise click.UsageError(f"{', '.join(given)} shape the surrogate advbench trains; drop "
-                               "them with --surrogate")
+        raise click.UsageError(f"{flags_verb(given, 'shapes', 'shape')} the surrogate advbench "
+                               f"trains; drop {'it' if len(given) == 1 else 'them'} with "
+                               "--surrogate")
     if unbounded_eps is not None and "unbounded-attack" not in checks:
         raise click.UsageError("--unbounded-eps applies to check 4 (unbounded-attack), which "
                                "--checks leaves out")
+    _refuse_unused_audit_flags(checks)
     limit = AUDIT_SAMPLES if limit is None else limit
     with _usage_errors():
         from advbench.attacks.norms import check_norm

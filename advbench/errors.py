@@ -24,3 +24,9 @@ class ParameterError(AdvbenchError):
 class OutputError(AdvbenchError):
     """An output cannot be written (disk full, read-only folder, a file where a folder must
     be) or is held by another run."""
+
+
+def flags_verb(flags: "list[str] | tuple[str, ...]", singular: str, plural: str) -> str:
+    """``flags`` joined by commas, then the verb agreeing with their number: "--x does",
+    "--x, --y do" (the refusals of options that do not apply)."""
+    return f"{', '.join(flags)} {singular if len(flags) == 1 else plural}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from advbench import data
 from advbench.artifacts import load_model, read_model_metadata
-from advbench.errors import ParameterError
+from advbench.errors import ParameterError, flags_verb
 from advbench.models import resolve_model
 from advbench.models.adapt import Preprocessing
 from advbench.models.foreign import MODEL_KINDS, detect_kind, open_foreign
@@ -53,7 +53,7 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
         if given]
     if kind == "advbench":
         if options and strict:
-            raise ParameterError(f"{', '.join(options)} apply to foreign model files; {path} is "
+            raise ParameterError(f"{flags_verb(options, 'applies', 'apply')} to foreign model files; {path} is "
                                  "an advbench artifact (it takes [0, 1] images and gives logits)")
         model, meta = load_model(path)
         return path, model, meta

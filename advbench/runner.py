@@ -136,8 +136,8 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
     run.validate()
     # Same kernels, same bits: shards on other machines must reproduce the one-process run.
     tf.config.experimental.enable_op_determinism()
-    if run.target_mode is not None and not attack.supports_targets:
-        raise ParameterError(f"attack {attack.name!r} is untargeted only; drop --target")
+    if run.target_mode is not None and not attack.accepts_targets():
+        raise ParameterError(f"{attack.untargeted_only()} is untargeted only; drop --target")
     progress = progress or Progress(quiet=True)
     output = Path(output)
     x, y, indices = run.load() if samples is None else samples

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from advbench.cli import EXIT_AUDIT_FAILED, main
-from advbench.names import AUDIT_CHECKS, AUDIT_DEFAULTS
+from advbench.names import AUDIT_CHECKS, AUDIT_DEFAULTS, AUDIT_SETTING_CHECKS
 from tests.conftest import PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, prototype_images
 
 # Small budgets: the tiny models break (or resist) in a few steps.
@@ -277,6 +277,17 @@ CLI_FAST = ["--pgd-steps", "5", "--n-iter", "10", "--square-queries", "50", "--c
             "--batch-size", "20"]
 
 
+def fast(checks: str) -> list[str]:
+    """CLI_FAST without the budget flags that none of ``checks`` (numbers) uses: audit
+    refuses those."""
+    chosen = {int(c) for c in checks.split(",")}
+    pairs = zip(CLI_FAST[::2], CLI_FAST[1::2])
+    return [part for flag, value in pairs
+            for part in (flag, value)
+            if flag.lstrip("-").replace("-", "_") not in AUDIT_SETTING_CHECKS
+            or chosen & set(AUDIT_SETTING_CHECKS[flag.lstrip("-").replace("-", "_")])]
+
+
 def run_cli(args, data_dir):
     return CliRunner().invoke(main, ["audit", *map(str, args), "--data-dir", str(data_dir)])
 
@@ -286,7 +297,7 @@ def test_cli_table_json_and_record(trained_tiny_cnn, fake_data_dir, tmp_path):
 
     path = trained_tiny_cnn[0]
     out = tmp_path / "audit.h5"
-    result = run_cli([path, "--eps", "0.3", "--checks", "1,2,7", *CLI_FAST, "-o", out],
+    result = run_cli([path, "--eps", "0.3", "--checks", "1,2,7", *fast("1,2,7"), "-o", out],
                      fake_data_dir)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out}\n"
@@ -300,7 +311,7 @@ def test_cli_table_json_and_record(trained_tiny_cnn, fake_data_dir, tmp_path):
     assert attrs["verdict"] == attrs["summary"]["verdict"]
     assert arrays["robust/pgd@0.3"].dtype == bool and arrays["indices"].shape == (20,)
     # The same audit again reuses the record; --json prints the same summary.
-    again = run_cli([path, "--eps", "0.3", "--checks", "1,2,7", *CLI_FAST, "-o", out,
+    again = run_cli([path, "--eps", "0.3", "--checks", "1,2,7", *fast("1,2,7"), "-o", out,
                      "--json", "--format", "markdown"], fake_data_dir)
     assert again.exit_code == 0, again.output
     assert "holds this audit already; reusing it" in again.stderr
@@ -309,13 +320,13 @@ def test_cli_table_json_and_record(trained_tiny_cnn, fake_data_dir, tmp_path):
     assert summary["checks"] == attrs["summary"]["checks"]
     assert summary["model"]["name"] == "cnn" and summary["dataset"] == "mnist"
     # Another audit into the same record is refused.
-    other = run_cli([path, "--eps", "0.2", "--checks", "1", *CLI_FAST, "-o", out],
+    other = run_cli([path, "--eps", "0.2", "--checks", "1", *fast("1"), "-o", out],
                     fake_data_dir)
     assert other.exit_code == 1
     assert other.output.strip().endswith(
         f"Error: {out} holds an audit with other parameters, model or samples; pass "
         "--overwrite to replace it or choose another -o")
-    replaced = run_cli([path, "--eps", "0.2", "--checks", "1", *CLI_FAST, "-o", out,
+    replaced = run_cli([path, "--eps", "0.2", "--checks", "1", *fast("1"), "-o", out,
                         "--overwrite", "-q"], fake_data_dir)
     assert replaced.exit_code == 0, replaced.output
     assert read_audit(out)[0]["eps"] == 0.2
@@ -324,7 +335,7 @@ def test_cli_table_json_and_record(trained_tiny_cnn, fake_data_dir, tmp_path):
 def test_cli_fail_on_exits_4(trained_tiny_cnn, fake_data_dir):
     # An "unbounded" eps of 0.001 cannot fool every sample: check 4 fails.
     args = [trained_tiny_cnn[0], "--eps", "0.3", "--checks", "unbounded-attack",
-            "--unbounded-eps", "0.001", *CLI_FAST]
+            "--unbounded-eps", "0.001", *fast("4")]
     plain = run_cli(args, fake_data_dir)
     assert plain.exit_code == 0, plain.output
     assert "fail" in plain.stderr
@@ -337,7 +348,7 @@ def test_cli_fail_on_exits_4(trained_tiny_cnn, fake_data_dir):
 
 @pytest.mark.slow
 def test_cli_trains_a_surrogate_for_check_3(trained_tiny_cnn, fake_data_dir):
-    result = run_cli([trained_tiny_cnn[0], "--eps", "0.3", "--checks", "3", *CLI_FAST,
+    result = run_cli([trained_tiny_cnn[0], "--eps", "0.3", "--checks", "3", *fast("3"),
                       "--surrogate-epochs", "1", "--surrogate-limit", "100", "--json"],
                      fake_data_dir)
     assert result.exit_code == 0, result.output
@@ -347,7 +358,7 @@ def test_cli_trains_a_surrogate_for_check_3(trained_tiny_cnn, fake_data_dir):
 
 
 def test_cli_takes_a_surrogate_file(trained_tiny_cnn, dense_mnist_model, fake_data_dir):
-    result = run_cli([trained_tiny_cnn[0], "--eps", "0.3", "--checks", "3", *CLI_FAST,
+    result = run_cli([trained_tiny_cnn[0], "--eps", "0.3", "--checks", "3", *fast("3"),
                       "--surrogate", dense_mnist_model[0], "--json", "-q"], fake_data_dir)
     assert result.exit_code == 0, result.output
     evidence = json.loads(result.stdout)["checks"][0]["evidence"]
@@ -362,14 +373,20 @@ def test_cli_takes_a_surrogate_file(trained_tiny_cnn, dense_mnist_model, fake_da
      "numbers 1-8: logits-and-gradients, iterative-vs-single-step"),
     (["--eps", "0.3", "--checks", "9"], "Error: Invalid value for '--checks': unknown check '9'"),
     (["--eps", "0.3", "--checks", "1", "--surrogate", "cnn"],
-     "Error: --surrogate apply to check 3 (white-box-vs-transfer), which --checks leaves out"),
+     "Error: --surrogate applies to check 3 (white-box-vs-transfer), which --checks leaves out"),
     (["--eps", "0.3", "--checks", "1,2", "--surrogate-epochs", "1"],
-     "Error: --surrogate-epochs apply to check 3 (white-box-vs-transfer), which --checks "
+     "Error: --surrogate-epochs applies to check 3 (white-box-vs-transfer), which --checks "
      "leaves out"),
     (["--eps", "0.3", "--surrogate", "cnn", "--surrogate-limit", "100"],
-     "Error: --surrogate-limit shape the surrogate advbench trains; drop them with --surrogate"),
+     "Error: --surrogate-limit shapes the surrogate advbench trains; drop it with --surrogate"),
     (["--eps", "0.3", "--checks", "1", "--unbounded-eps", "2"],
      "Error: --unbounded-eps applies to check 4 (unbounded-attack), which --checks leaves out"),
+    (["--eps", "0.3", "--checks", "1,3", "--square-queries", "10"],
+     "Error: --square-queries (check 6) does not apply to the checks chosen by --checks (1, 3); "
+     "drop it or add its checks"),
+    (["--eps", "0.3", "--checks", "logits-and-gradients", "--noise-draws", "2", "--n-iter", "5"],
+     "Error: --n-iter (checks 2, 3, 4, 6, 7, 8), --noise-draws (check 7) do not apply to the "
+     "checks chosen by --checks (1); drop them or add their checks"),
     (["--eps", "0.3", "--tolerance", "2"], "Error: tolerance must be <= 1.0, got 2.0"),
     (["--eps", "0.3", "--square-lead", "-0.1"], "Error: square-lead must be >= 0.0, got -0.1"),
     (["--eps", "0.3", "--convergence-factor", "1"],
@@ -392,7 +409,7 @@ def test_cli_usage_errors_exit_2(trained_tiny_cnn, fake_data_dir, args, message)
 
 def test_cli_surrogate_must_not_be_the_model(trained_tiny_cnn, fake_data_dir):
     path = trained_tiny_cnn[0]
-    result = run_cli([path, "--eps", "0.3", "--checks", "3", "--surrogate", path, *CLI_FAST],
+    result = run_cli([path, "--eps", "0.3", "--checks", "3", "--surrogate", path, *fast("3")],
                      fake_data_dir)
     assert result.exit_code == 2
     assert result.output.strip().endswith(

@@ -63,13 +63,13 @@ def test_train_default_path_is_the_zoo_store(fake_data_dir, tmp_path):
 @pytest.mark.parametrize("args, code, message", [
     (["--defense", "gdx"], 2, "Invalid value for '--defense': 'gdx' is not one of"),
     (["--defense", "none", "--gda-sigma", "0.2"], 2,
-     "Error: --gda-sigma do not apply to --defense none"),
+     "Error: --gda-sigma does not apply to --defense none"),
     (["--defense", "gda", "--gda-sigma", "-1"], 2, "Error: gda sigma must be >= 0.0, got -1.0"),
     (["--defense", "gda", "--gda-copies", "-2"], 2, "Error: gda copies must be >= 0, got -2"),
     (["--act", "brelu", "--brelu-t", "0"], 2, "Error: brelu t must be > 0.0, got 0.0"),
     (["--epochs", "0"], 2, "Error: epochs must be >= 1, got 0"),
     (["--defense", "label-smoothing", "--at-eps", "0.1"], 2,
-     "Error: --at-eps do not apply to --defense label-smoothing"),
+     "Error: --at-eps does not apply to --defense label-smoothing"),
 ])
 def test_train_bad_flags_fail_before_any_work(args, code, message, tmp_path):
     result = invoke(["train", "--models-dir", tmp_path, *args])
@@ -119,8 +119,8 @@ def test_attack_loads_its_samples_once(trained_tiny_cnn, fake_data_dir, tmp_path
 
 @pytest.mark.parametrize("args, code, message", [
     (["--attack", "nope"], 2, "Invalid value for '--attack'"),
-    (["--attack", "fgsm", "--theta", "0.1"], 2, "--theta do not apply to --attack fgsm"),
-    (["--attack", "fgsm", "--no-fallback"], 2, "--fallback do not apply to --attack fgsm"),
+    (["--attack", "fgsm", "--theta", "0.1"], 2, "--theta does not apply to --attack fgsm"),
+    (["--attack", "fgsm", "--no-fallback"], 2, "--fallback does not apply to --attack fgsm"),
     (["--attack", "fgsm", "--eps", "-0.1"], 2, "eps must be finite and >= 0, got -0.1"),
 ])
 def test_attack_bad_flags(trained_tiny_cnn, args, code, message):

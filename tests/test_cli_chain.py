@@ -197,7 +197,7 @@ def test_attack_search_authors_and_sensitivity_variant_flags(in_chain):
     assert clean["loss_sensitivity_variant"] == "logit" and clean["loss_sensitivity"] > 0
     result = invoke("attack", "cnn", "--attack", "fgsm", "--search", "authors", "--limit", 5)
     assert result.exit_code == 2
-    assert result.stderr.rstrip().splitlines()[-1] == ("Error: --search do not apply to "
+    assert result.stderr.rstrip().splitlines()[-1] == ("Error: --search does not apply to "
                                                        "--attack fgsm")
 
 

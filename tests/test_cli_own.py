@@ -138,7 +138,7 @@ def test_train_default_output_names_the_data_and_the_file(own, tmp_path):
       "--input-range", "0-255"], 2,
      "Invalid value: --input-range '0-255' is not LOW:HIGH (e.g. 0:255)"),
     (["train", "--model", "cnn", "--fine-tune"], 2,
-     "--fine-tune apply to --model FILE (your own architecture)"),
+     "--fine-tune applies to --model FILE (your own architecture)"),
     (["train", "--model", "nothing.keras"], 2,
      "Invalid value for '--model': 'nothing.keras' is neither an architecture (cnn, resnet, "
      "cifar-cnn, mlp) nor an existing .keras/.h5 file"),
@@ -161,7 +161,7 @@ def test_reading_options_refused_for_our_artifacts(trained_tiny_cnn, fake_data_d
     result = run(["attack", path, "--attack", "fgsm", "--outputs", "logits", "--data-dir",
                   fake_data_dir])
     assert result.exit_code == 1
-    assert result.output == (f"Error: --outputs apply to foreign model files; {path} is an "
+    assert result.output == (f"Error: --outputs applies to foreign model files; {path} is an "
                              "advbench artifact (it takes [0, 1] images and gives logits)\n")
 
 

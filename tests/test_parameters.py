@@ -88,9 +88,16 @@ CASES = [
      "alpha must be a finite number, got inf"),
     # Options that do not apply: one rule, a usage error.
     (TRAIN + ["--defense", "none", "--gda-sigma", "0.2"],
-     "--gda-sigma do not apply to --defense none"),
+     "--gda-sigma does not apply to --defense none"),
     (TRAIN + ["--brelu-t", "0.5"], "--brelu-t does not apply to --act relu"),
-    (ATTACK + ["fgsm", "--steps", "3"], "--steps do not apply to --attack fgsm"),
+    (ATTACK + ["fgsm", "--steps", "3"], "--steps does not apply to --attack fgsm"),
+    (ATTACK + ["deepfool", "--target", "random"],
+     "attack 'deepfool' is untargeted only; drop --target"),
+    (ATTACK + ["fgsm-min", "--search", "authors", "--target", "random"],
+     "attack MinimalFGSM(eps_step=0.05, eps_max=1.0, search='authors') is untargeted only; "
+     "drop --target"),
+    (ATTACK + ["fgsm", "--steps", "3", "--theta", "1"],
+     "--steps, --theta do not apply to --attack fgsm"),
 ]
 
 

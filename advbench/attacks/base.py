@@ -77,6 +77,19 @@ class Attack:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
 
+    def accepts_targets(self) -> bool:
+        """True when this attack, with its parameters, takes ``target`` labels: the class's
+        ``supports_targets``, unless a parameter rules targets out (fgsm-min's authors
+        search)."""
+        return self.supports_targets
+
+    def untargeted_only(self) -> str:
+        """Who refuses targets, for error messages: the attack's name, with its parameters
+        when they (not the attack) rule targets out."""
+        if self.supports_targets:
+            return f"attack {self!r}"
+        return f"attack {self.name!r}"
+
     # -- running --------------------------------------------------------------------------
     def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,
                  target: ArrayLike | None = None, seed: int = 0) -> AttackOutput:
@@ -97,10 +110,9 @@ class Attack:
                 infinite, integer dtypes, a rank other than 4, one-hot or (batch, 1) labels,
                 labels outside the model's classes, mismatched lengths, a bad seed.
         """
-        if target is not None and not self.supports_targets:
-            raise ParameterError(
-                f"attack {self.name!r} is untargeted only; drop the target option"
-            )
+        if target is not None and not self.accepts_targets():
+            raise ParameterError(f"{self.untargeted_only()} is untargeted only; drop the "
+                                 "target option")
         x = check_images("x", x)
         outputs = getattr(model, "output_shape", None)
         num_classes = outputs[-1] if isinstance(outputs, tuple) and outputs and isinstance(
