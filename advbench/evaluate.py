@@ -650,16 +650,20 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
     """One message per missed threshold (empty when all pass). A NaN value (no successful
     sample, so no robustness or distance) misses every threshold: the gate cannot vouch."""
     missed = []
+    variant = summary["clean"].get("loss_sensitivity_variant") or "loss"
     for threshold in thresholds:
         value = metric_value(summary, threshold)
+        label = threshold.label
+        if threshold.name == "loss_sensitivity" and variant != "loss":
+            label += f" ({variant} variant)"
         if math.isnan(value):
-            missed.append(f"{threshold.label} is n/a (no successful adversarial sample), "
+            missed.append(f"{label} is n/a (no successful adversarial sample), "
                           f"required {'>=' if threshold.bound == 'under' else '<='} "
                           f"{threshold.value:g}")
         elif threshold.bound == "under" and value < threshold.value:
-            missed.append(f"{threshold.label} {value:.4f} is under {threshold.value:g}")
+            missed.append(f"{label} {value:.4f} is under {threshold.value:g}")
         elif threshold.bound == "over" and value > threshold.value:
-            missed.append(f"{threshold.label} {value:.4f} is over {threshold.value:g}")
+            missed.append(f"{label} {value:.4f} is over {threshold.value:g}")
     return missed
 
 

@@ -285,7 +285,10 @@ def evaluation_rows(summary: dict) -> list[dict]:
     clean = summary["clean"]
     add("", "", "clean", "clean_accuracy", clean["accuracy"])
     if clean["loss_sensitivity"] is not None:
-        add("", "", "clean", "loss_sensitivity", clean["loss_sensitivity"])
+        # The paper's variant keeps the plain name; the authors' variants say theirs.
+        variant = clean.get("loss_sensitivity_variant") or "loss"
+        add("", "", "clean", "loss_sensitivity" + ("" if variant == "loss" else f"_{variant}"),
+            clean["loss_sensitivity"])
     for e in summary["artifacts"]:
         if e["kind"] == "curve":
             for eps, accuracy in zip(e["eps"], e["accuracy"]):

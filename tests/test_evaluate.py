@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from advbench import data, evaluate as ev, metrics
+from advbench import data, evaluate as ev, metrics, report
 from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, jsonable, read_arrays,
                                 write_arrays)
 from advbench.attacks.fgsm import FGSM
@@ -170,6 +170,25 @@ def test_check_thresholds(under, over, missed):
     thresholds = [ev.parse_threshold(t, "under") for t in under] + \
         [ev.parse_threshold(t, "over") for t in over]
     assert ev.check_thresholds(summary_with(), thresholds) == missed
+
+
+def test_the_gate_names_an_authors_sensitivity_variant():
+    summary = summary_with()
+    summary["clean"]["loss_sensitivity_variant"] = "softmax"
+    missed = ev.check_thresholds(summary, [ev.parse_threshold("loss_sensitivity=0.05", "over")])
+    assert missed == ["loss_sensitivity (softmax variant) 0.0600 is over 0.05"]
+
+
+@pytest.mark.parametrize("variant, metric", [(None, "loss_sensitivity"),
+                                             ("loss", "loss_sensitivity"),
+                                             ("logit", "loss_sensitivity_logit")])
+def test_csv_names_the_sensitivity_variant(variant, metric):
+    summary = {"model": {"name": "cnn", "path": "cnn.h5"}, "artifacts": [],
+               "clean": {"accuracy": 0.98, "loss_sensitivity": 0.06,
+                         "loss_sensitivity_variant": variant}}
+    rows = report.evaluation_rows(summary)
+    assert [(r["metric"], r["value"]) for r in rows] == [("clean_accuracy", 0.98),
+                                                        (metric, 0.06)]
 
 
 def test_nan_metric_misses_the_gate():
