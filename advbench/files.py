@@ -136,6 +136,8 @@ def output_lock(path: str | os.PathLike, what: str = "output",
                 wait_s: float | None = None) -> Iterator[None]:
     """Hold an exclusive lock on the output ``path`` (a ``.NAME.lock`` file beside it, via
     the filelock library) for the whole run, so that two runs never write the same output.
+    The lock file stays after release: deleting it would let two runs lock different inodes
+    of the same path (tox-dev/filelock#574).
     A second writer waits ``wait_s`` (default LOCK_WAIT_S) seconds, then raises OutputError
     naming the run that holds it."""
     import filelock
