@@ -677,10 +677,13 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
         raise click.UsageError("--engine ray runs every stage; drop --plan, --stage and --emit")
     if engine != "ray" and workers is not None:
         raise click.UsageError("--workers is for --engine ray")
-    if not show_plan:
-        ensure_folder(Path(out) / dataset / profile, "results folder")
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
+    if stage_id is not None:
+        with _usage_errors():
+            repro.stage(stage_id)  # an unknown stage is refused before any folder is made
+    if not show_plan:
+        ensure_folder(Path(out) / dataset / profile, "results folder")
     if show_plan or emit:
         from advbench.paper.plan import EMITTERS, base_command, plan
 

@@ -100,7 +100,7 @@ def test_stage_runs_one_node(tiny_profile, fake_data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("flags, code, message", [
-    (["--stage", "train:nope"], 1, "Error: unknown stage 'train:nope'; `advbench reproduce "
+    (["--stage", "train:nope"], 2, "Error: unknown stage 'train:nope'; `advbench reproduce "
                                    "--plan` lists the stages\n"),
     (["--json"], 2, "--json prints the --plan; give --plan too"),
     (["--plan", "--stage", "train:cnn"], 2, "give one of --plan, --stage and --emit"),
@@ -109,9 +109,10 @@ def test_stage_runs_one_node(tiny_profile, fake_data_dir, tmp_path):
     (["--workers", "2"], 2, "--workers is for --engine ray"),
 ])
 def test_plan_flag_errors(flags, code, message, tmp_path):
-    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path), *flags])
+    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path / "out"), *flags])
     assert result.exit_code == code
     assert message in result.output
+    assert list(tmp_path.iterdir()) == []  # refused before any folder is made
 
 
 def test_run_stage_unknown_id(tmp_path):

@@ -211,14 +211,18 @@ class Reproduction:
                                 needs=(f"train:{authors.FS_MODEL}",)))
         return stages
 
-    def run_stage(self, stage_id: str) -> None:
-        """Run the one stage ``stage_id`` (its dependencies must have run: their artifacts
-        are found on disk). ParameterError for an unknown id."""
+    def stage(self, stage_id: str) -> Stage:
+        """The stage ``stage_id``; ParameterError for an unknown id."""
         stages = {s.id: s for s in self.stages()}
         if stage_id not in stages:
             raise ParameterError(f"unknown stage {stage_id!r}; `advbench reproduce --plan` "
                                  "lists the stages")
-        stages[stage_id].run()
+        return stages[stage_id]
+
+    def run_stage(self, stage_id: str) -> None:
+        """Run the one stage ``stage_id`` (its dependencies must have run: their artifacts
+        are found on disk). ParameterError for an unknown id."""
+        self.stage(stage_id).run()
 
     def _train_weight(self, name: str) -> float:
         _, _, defense = MODEL_SPECS[name]
