@@ -251,6 +251,30 @@ def print_audit(summary: dict, console: Console | None = None, fmt: str = "table
     show(table, console, fmt)
 
 
+def artifact_labels(entries: list[dict]) -> list[str]:
+    """Distinct column labels of attack artifacts (``evaluate``'s entries): the attack name;
+    where names repeat, with the model it was crafted on; where those repeat too, with the
+    attack parameters that differ (``fgsm-min (cnn) search=authors``); where even those are
+    equal (two runs of one attack), with the artifact's file stem."""
+    def crafted_on(e: dict) -> str:
+        return e["crafted_on"]["name"] or Path(str(e["crafted_on"]["path"])).name
+
+    labels = [e["attack"] for e in entries]
+    if len(set(labels)) == len(labels):
+        return labels
+    labels = [f"{e['attack']} ({crafted_on(e)})" for e in entries]
+    out = []
+    for e, label in zip(entries, labels):
+        same = [o for o, other in zip(entries, labels) if other == label]
+        params = e.get("attack_params") or {}
+        differing = [f"{k}={v}" for k, v in params.items()
+                     if any((o.get("attack_params") or {}).get(k) != v for o in same)]
+        out.append(" ".join([label, *differing]))
+    if len(set(out)) < len(out):
+        out = [f"{label} [{Path(str(e['path'])).stem}]" for e, label in zip(entries, out)]
+    return out
+
+
 def print_per_class(summary: dict, console: Console | None = None, fmt: str = "table") -> None:
     """Accuracy per class (rows named by the data's class names): clean, then per attack."""
     clean = summary["clean"]
@@ -261,11 +285,8 @@ def print_per_class(summary: dict, console: Console | None = None, fmt: str = "t
     table = Table(title="accuracy per class (%)")
     table.add_column("class")
     table.add_column("clean", justify="right")
-    repeated = len({e["attack"] for e in attacks}) < len(attacks)
-    for e in attacks:
-        crafted_on = e["crafted_on"]["name"] or Path(str(e["crafted_on"]["path"])).name
-        table.add_column(f"{e['attack']} ({crafted_on})" if repeated else e["attack"],
-                         justify="right")
+    for label in artifact_labels(attacks):
+        table.add_column(label, justify="right")
     for c, name in enumerate(names):
         cells = [clean["per_class_accuracy"][c]] + [
             (e.get("per_class_accuracy") or [None] * len(names))[c] for e in attacks]

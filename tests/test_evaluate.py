@@ -191,6 +191,26 @@ def test_csv_names_the_sensitivity_variant(variant, metric):
                                                         (metric, 0.06)]
 
 
+def _entry(attack, on, path, **params):
+    return {"attack": attack, "crafted_on": {"name": on, "path": f"{on}.h5"}, "path": path,
+            "attack_params": params}
+
+
+@pytest.mark.parametrize("entries, labels", [
+    ([_entry("fgsm", "cnn", "a.h5"), _entry("pgd", "cnn", "b.h5")], ["fgsm", "pgd"]),
+    ([_entry("fgsm", "cnn", "a.h5"), _entry("fgsm", "mlp", "b.h5")],
+     ["fgsm (cnn)", "fgsm (mlp)"]),
+    ([_entry("fgsm-min", "cnn", "a.h5", eps_step=0.05, search="exact"),
+      _entry("fgsm-min", "cnn", "b.h5", eps_step=0.05, search="authors"),
+      _entry("fgsm", "cnn", "c.h5", eps=0.1)],
+     ["fgsm-min (cnn) search=exact", "fgsm-min (cnn) search=authors", "fgsm (cnn)"]),
+    ([_entry("fgsm", "cnn", "runs/a.h5", eps=0.1), _entry("fgsm", "cnn", "runs/b.h5", eps=0.1)],
+     ["fgsm (cnn) [a]", "fgsm (cnn) [b]"]),
+])
+def test_artifact_labels_are_distinct(entries, labels):
+    assert report.artifact_labels(entries) == labels
+
+
 def test_nan_metric_misses_the_gate():
     summary = summary_with(robustness=math.nan)
     missed = ev.check_thresholds(summary, [ev.parse_threshold("robustness=0.1")])
