@@ -526,10 +526,9 @@ def models_command(paths, models_dir, as_json):
     """
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
-    from advbench import data as datamod
+    from advbench import data as datamod, report
     from advbench.artifacts import read_model_metadata
     from advbench.models import models_dir as default_models_dir
 
@@ -567,7 +566,8 @@ def models_command(paths, models_dir, as_json):
                       cell(r["clean_test_accuracy"] and 100 * r["clean_test_accuracy"],
                            "{:.2f}%"),
                       cell(r["training_time_s"], "{:.1f}"), r["path"])
-    Console(file=sys.stderr).print(table)
+    # The project's console rule: full width and no styles when stderr is a pipe or a log.
+    report.show(table)
 
 
 @main.command("export")

@@ -49,6 +49,10 @@ def test_train_prints_only_the_artifact_path(fake_data_dir, tmp_path):
     assert out.exists()
     listed = invoke(["models", out, "--json"])
     assert '"defense": "none"' in listed.output
+    # Piped (as here), the table keeps its full width: the path is not cut to 80 columns.
+    table = CliRunner().invoke(main, ["models", str(out)])
+    assert table.exit_code == 0, table.output
+    assert str(out) in table.stderr and "…" not in table.stderr
 
 
 def test_train_default_path_is_the_zoo_store(fake_data_dir, tmp_path):
