@@ -6,9 +6,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
+import advbench
 from advbench.paper import authors, experiments, profiles
 from advbench.cli import main
 from advbench.errors import ParameterError
+from advbench.revision import describe, source_revision
 
 TINY = dataclasses.replace(
     experiments.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
@@ -47,6 +49,9 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
         assert f"### Claim {number} (" in text, number
     assert "mean [95% CI]" in text and "## Success and \"fooled\"" in text
     assert "Equal footing: the same number of processed samples" in text
+    # Which code made it, and that this invocation computed every stage.
+    assert f"advbench {advbench.__version__} at {describe(source_revision())}" in text
+    assert "stages did their work in it (one uninterrupted run)." in text
     results_seeds = json.loads((report.parent / "results.json").read_text())["by_seed"]
     assert sorted(results_seeds) == ["0", "1"]
     assert set(results_seeds["1"]["table4"]) == set(experiments.published.DEFENSE_MODELS)
@@ -81,6 +86,10 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0
     assert [m.stat().st_mtime_ns for m in models] == mtimes
+    assert "were found complete on disk, done by an earlier invocation" in report.read_text()
+    provenance = json.loads((report.parent / "results.json").read_text())["provenance"]
+    assert provenance["revision"] == source_revision()
+    assert provenance["invocation"]["wall_seconds"] > 0
 
 
 def test_unknown_profile_and_dataset(tmp_path):

@@ -10,10 +10,12 @@ keyed by the content of their inputs.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import functools
 import hashlib
 import inspect
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +34,7 @@ from advbench.paper import published
 from advbench.paper.profiles import DATASETS, MODEL_SPECS, PROFILES, profile_for
 from advbench.progress import Progress
 from advbench.report import write_text
+from advbench.revision import source_revision
 from advbench.runner import AttackRun
 from advbench.shards import merge_shards
 from advbench.train import TrainConfig, train
@@ -39,6 +42,19 @@ from advbench.transfer import craft_or_reuse, transfer
 from advbench.types import PathLike
 
 BLACKBOX_SOURCE = "resnet"
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 min load averages (None where the OS has none): a run's wall time
+    means little without the load it ran under."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 @dataclasses.dataclass
@@ -77,6 +93,10 @@ class Reproduction:
         self.models: dict[str, Path] = {}
         self.timings: dict[str, float] = {}
         self._training: np.ndarray | None = None  # training images, loaded once if needed
+        # Where and when this invocation ran, for the report: read at the start, so a run
+        # whose checkout changes meanwhile still names the code it imported.
+        self.revision = source_revision()
+        self.invocation: dict[str, Any] = {}
 
     # -- stages --------------------------------------------------------------------------------
     @property
@@ -245,6 +265,7 @@ class Reproduction:
         # stages found complete from an earlier run take no time and would skew it.
         worked_weight = worked_seconds = 0.0
         started = time.perf_counter()
+        self.invocation = {"started": _now(), "load_start": _load_average()}
         self.root.mkdir(parents=True, exist_ok=True)
         for i, stage in enumerate(stages, 1):
             elapsed = time.perf_counter() - started
@@ -259,6 +280,8 @@ class Reproduction:
             if seconds > 2.0:
                 worked_weight += stage.weight
                 worked_seconds += seconds
+        self.invocation.update(finished=_now(), load_end=_load_average(),
+                               wall_seconds=time.perf_counter() - started)
         from advbench.paper.report import write_report
 
         return write_report(self)

@@ -19,6 +19,7 @@ from advbench.paper import authors, claims as paper_claims, published
 from advbench.paper.strong import strong_section
 from advbench.paper.tables import markdown_table as _table, number as _num, percent as _pct
 from advbench.report import save_figure, write_text
+from advbench.revision import describe
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction
@@ -242,9 +243,8 @@ def write_report(repro: Reproduction) -> Path:
                    "same test images. Tables and figures give the mean over seeds (figures: "
                    "with min-max bands); the findings judge each claim by 95% bootstrap "
                    "intervals over seeds.\n")
-    total = sum(repro.timings.values())
-    out.append(f"Run time of this invocation: {total / 60:.1f} min (stages already complete "
-               "from an earlier run take no time).\n")
+    timings = _merged_timings(root, repro.timings)
+    out.append(_provenance(repro, timings))
     out.append(f"Reproduce with `advbench reproduce --dataset {repro.dataset} --profile "
                f"{profile.name}`. Paper numbers are in parentheses.\n")
 
@@ -297,7 +297,6 @@ def write_report(repro: Reproduction) -> Path:
             out += _findings(results, by_seed_models, repro.dataset)
             out += authors.settings_section(profile.name)
     out.append("## Stage times\n")
-    timings = _merged_timings(root, repro.timings)
     out.append(f"Sum over the stages when they did their work: "
                f"{sum(t for t, _ in timings.values()) / 60:.1f} min.\n")
     out.append(_table(["stage", "seconds", "measured in"],
@@ -305,8 +304,31 @@ def write_report(repro: Reproduction) -> Path:
                        for k, (t, now) in timings.items()]))
     path = root / "report.md"
     write_text(path, "\n".join(out) + "\n")
-    write_text(root / "results.json", json.dumps(jsonable(results, strict=False), indent=1))
+    provenance = {"advbench_version": __version__, "revision": repro.revision,
+                  "invocation": repro.invocation}
+    write_text(root / "results.json", json.dumps(jsonable({**results, "provenance": provenance},
+                                                          strict=False), indent=1))
     return path
+
+
+def _provenance(repro, timings: dict[str, tuple[float, bool]]) -> str:
+    """Which code made the report, when, under what load, and how much of it this
+    invocation computed (one uninterrupted run computes every stage)."""
+    run = repro.invocation
+    worked = sum(now for _, now in timings.values())
+    text = (f"**Provenance**: advbench {__version__} at {describe(repro.revision)} (read when "
+            "this invocation started).")
+    if run.get("finished"):
+        loads = [run.get("load_start"), run.get("load_end")]
+        load = (f", load average {loads[0][0]:g} at the start and {loads[1][0]:g} at the end "
+                f"(1 min, {os.cpu_count()} cores)" if all(loads) else "")
+        text += (f" This invocation ran from {run['started']} to {run['finished']} "
+                 f"({run['wall_seconds'] / 60:.1f} min wall clock{load}).")
+    text += (f" {worked} of {len(timings)} stages did their work in it"
+             + (" (one uninterrupted run)." if worked == len(timings) else
+                f"; the other {len(timings) - worked} were found complete on disk, done by an "
+                "earlier invocation, a job array or Ray tasks (their times below say so)."))
+    return text + "\n"
 
 
 def _merged_timings(root: Path, timings: dict[str, float]) -> dict[str, tuple[float, bool]]:
