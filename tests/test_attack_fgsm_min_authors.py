@@ -107,5 +107,5 @@ def test_authors_search_refuses_a_target():
     with pytest.raises(ParameterError) as error:
         MinimalFGSM(search="authors")(model, x, np.zeros(2, np.int64),
                                       target=np.ones(2, np.int64))
-    assert str(error.value) == ("attack MinimalFGSM(eps_step=0.05, eps_max=1.0, "
-                                "search='authors') is untargeted only; drop the target option")
+    assert str(error.value) == ("attack 'fgsm-min' with search='authors' is untargeted only; "
+                                "drop the target option")

@@ -94,8 +94,7 @@ CASES = [
     (ATTACK + ["deepfool", "--target", "random"],
      "attack 'deepfool' is untargeted only; drop --target"),
     (ATTACK + ["fgsm-min", "--search", "authors", "--target", "random"],
-     "attack MinimalFGSM(eps_step=0.05, eps_max=1.0, search='authors') is untargeted only; "
-     "drop --target"),
+     "attack 'fgsm-min' with search='authors' is untargeted only; drop --target"),
     (ATTACK + ["fgsm", "--steps", "3", "--theta", "1"],
      "--steps, --theta do not apply to --attack fgsm"),
 ]

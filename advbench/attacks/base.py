@@ -9,6 +9,7 @@ progress, seeds per batch and resume live in the driver (``advbench.runner``), n
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import weakref
 from typing import Any, Callable, ClassVar
 
@@ -84,11 +85,14 @@ class Attack:
         return self.supports_targets
 
     def untargeted_only(self) -> str:
-        """Who refuses targets, for error messages: the attack's name, with its parameters
-        when they (not the attack) rule targets out."""
-        if self.supports_targets:
-            return f"attack {self!r}"
-        return f"attack {self.name!r}"
+        """Who refuses targets, for error messages: the attack's name, with the parameters
+        that differ from their defaults when they (not the attack) rule targets out."""
+        if not self.supports_targets:
+            return f"attack {self.name!r}"
+        defaults = {name: parameter.default for name, parameter
+                    in inspect.signature(type(self).__init__).parameters.items()}
+        changed = [f"{k}={v!r}" for k, v in self.params().items() if defaults.get(k) != v]
+        return f"attack {self.name!r} with {', '.join(changed)}"
 
     # -- running --------------------------------------------------------------------------
     def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,
