@@ -320,8 +320,8 @@ def _provenance(repro, timings: dict[str, tuple[float, bool]]) -> str:
             "this invocation started).")
     if run.get("finished"):
         loads = [run.get("load_start"), run.get("load_end")]
-        load = (f", load average {loads[0][0]:g} at the start and {loads[1][0]:g} at the end "
-                f"(1 min, {os.cpu_count()} cores)" if all(loads) else "")
+        load = (f"; 1-min load average {loads[0][0]:.2f} at the start, {loads[1][0]:.2f} at "
+                f"the end, on {os.cpu_count()} cores" if all(loads) else "")
         text += (f" This invocation ran from {run['started']} to {run['finished']} "
                  f"({run['wall_seconds'] / 60:.1f} min wall clock{load}).")
     text += (f" {worked} of {len(timings)} stages did their work in it"
