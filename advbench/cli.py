@@ -679,9 +679,10 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
         raise click.UsageError("--workers is for --engine ray")
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
+    stage = None
     if stage_id is not None:
         with _usage_errors():
-            repro.stage(stage_id)  # an unknown stage is refused before any folder is made
+            stage = repro.stage(stage_id)  # an unknown stage is refused before any folder
     if not show_plan:
         ensure_folder(Path(out) / dataset / profile, "results folder")
     if show_plan or emit:
@@ -697,8 +698,8 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
             for node in nodes:
                 click.echo(f"{node['id']}\t{','.join(node['needs']) or '-'}\t{node['command']}")
         return
-    if stage_id is not None:
-        repro.run_stage(stage_id)
+    if stage is not None:
+        stage.run()
         click.echo(stage_id)
         return
     if engine == "ray":

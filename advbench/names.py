@@ -89,7 +89,7 @@ AUDIT_DEFAULTS: dict[str, object] = {
     "surrogate_epochs": 2, "surrogate_limit": 5000, "surrogate_architecture": "cnn",
 }
 
-#: The checks that use each budget or threshold of ``AUDIT_DEFAULTS`` (numbers of
+#: The checks that use each budget or threshold flag of `advbench audit` (numbers of
 #: ``AUDIT_CHECKS``, from ``advbench.audit``: checks 6 and 7 compare against FGSM, PGD and
 #: APGD-CE together, so they use those attacks' budgets): `advbench audit` refuses a flag that
 #: none of the chosen checks uses.
@@ -97,8 +97,7 @@ AUDIT_SETTING_CHECKS: dict[str, tuple[int, ...]] = {
     "tolerance": (2, 3, 5, 7, 8), "square_lead": (6,), "min_unbounded_success": (4,),
     "max_bad_gradients": (1,), "pgd_steps": (2, 3, 5, 6, 7), "n_iter": (2, 3, 4, 6, 7, 8),
     "convergence_factor": (8,), "square_queries": (6,), "curve_points": (2, 5, 6, 7),
-    "unbounded_eps": (4,), "noise_draws": (7,), "surrogate_epochs": (3,),
-    "surrogate_limit": (3,), "surrogate_architecture": (3,),
+    "noise_draws": (7,),
 }
 
 #: How many test samples `advbench audit` attacks when --limit is not given.
