@@ -36,6 +36,17 @@ def _usage_errors() -> Iterator[None]:
         raise click.UsageError(str(e)) from None
 
 
+def _check_shard(ctx: click.Context, param: click.Parameter, text: str | None) -> str | None:
+    """Refuse a bad ``--shard``/``--distance-shard`` while parsing (exit 2), before TensorFlow
+    starts; the command parses the checked text again (``shards.parse_shard``)."""
+    if text is not None:
+        from advbench.shards import parse_shard
+
+        with _usage_errors():
+            parse_shard(text, flag=param.opts[0])
+    return text
+
+
 @contextlib.contextmanager
 def _muted_stderr() -> Iterator[None]:
     """Mute stderr at the file descriptor level: TF 2.21 prints its C++ start-up logs
@@ -873,7 +884,7 @@ def _attack_choice() -> RegistryChoice:
               show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
                                       "else a local Ray) and merge them; needs advbench[ray].")
 @click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
-@click.option("--shard", "shard_text", default=None, metavar="I/N",
+@click.option("--shard", "shard_text", default=None, metavar="I/N", callback=_check_shard,
               help="Attack batches I, I+N, I+2N, ... only (0 <= I < N); auto/N takes I from "
                    "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
                    "Join the shards with `advbench merge`.")
@@ -1155,6 +1166,7 @@ def _output_options(f):
                    "text), or the predicted class's softmax output / logit (the authors' "
                    "code, ART 735ead0c0 / tag 0.1).")
 @click.option("--distance-shard", "distance_shard_text", default=None, metavar="I/N",
+              callback=_check_shard,
               help="Compute only query blocks I, I+N, ... of the training-set distance and "
                    "write them to -o (as PART-shard<I>of<N>.h5); auto/N takes I from "
                    "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "

@@ -33,6 +33,10 @@ SHARD_INDEX_VARIABLES: dict[str, int] = {
 }
 # Attrs a shard artifact carries and a merged one drops.
 SHARD_ATTRS = ("shard_index", "shard_count", "device")
+#: The most shards a run can be split into: above any job array's size (SLURM's MaxArraySize
+#: is at most 4,000,001; a Kubernetes Indexed Job has at most 100,000 completions) and far
+#: above the one shard per batch that still helps, while an index stays an int64 in HDF5.
+MAX_SHARDS = 10_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,23 +64,32 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None, *,
     """``"I/N"`` (0 <= I < N) or ``"auto/N"`` (I from ``SHARD_INDEX_VARIABLES``) as a Shard.
 
     Raises ParameterError for any other text, for ``auto`` when none of the variables is set
-    or holds an integer, and for an index outside 0..N-1; the messages name the option
-    ``flag``.
+    or holds an integer, for an index outside 0..N-1 and for N above ``MAX_SHARDS``; the
+    messages name the option ``flag``.
 
     Example:
         >>> parse_shard("auto/4", {"CI_NODE_INDEX": "1"})
         Shard(index=0, count=4)
     """
     environ = os.environ if environ is None else environ
+    shown = repr(text if len(text) <= 40 else f"{text[:40]}...")
     match = re.fullmatch(r"\s*(auto|\d+)\s*/\s*(\d+)\s*", text)
     if not match:
         raise ParameterError(f"{flag} must be I/N (0 <= I < N, e.g. 0/4) or auto/N, "
-                             f"got {text!r}")
-    count = int(match.group(2))
+                             f"got {shown}")
+    # Digits past the bound are not converted (int() refuses over 4300 digits).
+    count = int(match.group(2)) if len(match.group(2)) <= 30 else MAX_SHARDS + 1
     if count < 1:
-        raise ParameterError(f"{flag} needs at least one shard (N >= 1), got {text!r}")
+        raise ParameterError(f"{flag} needs at least one shard (N >= 1), got {shown}")
+    if count > MAX_SHARDS:
+        raise ParameterError(f"{flag} allows at most {MAX_SHARDS} shards (N), got {shown}; "
+                             "one shard per batch is the most that helps")
     if match.group(1) != "auto":
-        return Shard(int(match.group(1)), count)
+        index = int(match.group(1)) if len(match.group(1)) <= 30 else count
+        if index >= count:
+            raise ParameterError(f"{flag} index I must be in 0..{count - 1} for {count} shards, "
+                                 f"got {shown}")
+        return Shard(index, count)
     for name, first in SHARD_INDEX_VARIABLES.items():
         value = environ.get(name)
         if value is None or value == "":

@@ -162,7 +162,14 @@ def test_parse_shard(text, environ, expected):
     ("0/0", {}, "--shard needs at least one shard (N >= 1), got '0/0'"),
     ("auto/0", {"CI_NODE_INDEX": "1"},
      "--shard needs at least one shard (N >= 1), got 'auto/0'"),
-    ("2/2", {}, "shard index must be in 0..1 for 2 shards, got 2/2"),
+    ("2/2", {}, "--shard index I must be in 0..1 for 2 shards, got '2/2'"),
+    ("-1/2", {}, "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got '-1/2'"),
+    ("3/100000000000000000000", {}, "--shard allows at most 10000000 shards (N), got "
+     "'3/100000000000000000000'; one shard per batch is the most that helps"),
+    ("0/" + "9" * 5000, {}, "--shard allows at most 10000000 shards (N), got "
+     "'0/99999999999999999999999999999999999999...'; one shard per batch is the most that helps"),
+    ("9" * 5000 + "/4", {}, "--shard index I must be in 0..3 for 4 shards, got "
+     "'9999999999999999999999999999999999999999...'"),
     ("auto/2", {}, "--shard auto/2 reads SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, "
                    "CI_NODE_INDEX, and none is set; give the index yourself: --shard I/N"),
     ("auto/2", {"CI_NODE_INDEX": "3"}, "CI_NODE_INDEX=3 gives shard index 2, outside 0..1; "
@@ -175,6 +182,35 @@ def test_parse_shard_errors(text, environ, message):
     with pytest.raises(ParameterError) as info:
         parse_shard(text, environ)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("command, text, message", [
+    (["attack", "cnn", "--attack", "fgsm"], "3/100000000000000000000",
+     "--shard allows at most 10000000 shards (N), got '3/100000000000000000000'; one shard "
+     "per batch is the most that helps"),
+    (["attack", "cnn", "--attack", "fgsm"], "0/0",
+     "--shard needs at least one shard (N >= 1), got '0/0'"),
+    (["attack", "cnn", "--attack", "fgsm"], "-1/4",
+     "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got '-1/4'"),
+    (["attack", "cnn", "--attack", "fgsm"], "4/4",
+     "--shard index I must be in 0..3 for 4 shards, got '4/4'"),
+    (["evaluate", "cnn", "runs/df.h5", "-o", "part.h5"], "5/3",
+     "--distance-shard index I must be in 0..2 for 3 shards, got '5/3'"),
+    (["evaluate", "cnn", "runs/df.h5", "-o", "part.h5"], "0/100000000000000000000",
+     "--distance-shard allows at most 10000000 shards (N), got '0/100000000000000000000'; "
+     "one shard per batch is the most that helps"),
+])
+def test_shard_bounds_are_usage_errors_before_tensorflow(command, text, message, tmp_path):
+    # A fresh process: the refusal comes while parsing, before TensorFlow is imported.
+    flag = "--shard" if command[0] == "attack" else "--distance-shard"
+    probe = ("import sys; from advbench.cli import main\n"
+             "try:\n    main(sys.argv[1:], prog_name='advbench')\n"
+             "finally:\n    print('tensorflow' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe, *command, flag, text],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-2:] == [f"Error: {message}", "False"]
 
 
 def test_two_cli_processes_and_merge_equal_one_process(trained_tiny_cnn, fake_data_dir, tmp_path):
@@ -208,10 +244,10 @@ def test_cli_shard_and_merge_errors(trained_tiny_cnn, fake_data_dir, tmp_path):
     runner = CliRunner()
     base = ["attack", str(path), "--data-dir", str(fake_data_dir), "--limit", "16", "-q"]
     result = runner.invoke(main, [*base, "--attack", "fgsm", "--shard", "auto/2"])
-    assert result.exit_code == 1
-    assert result.output == ("Error: --shard auto/2 reads SLURM_ARRAY_TASK_ID, "
-                             "JOB_COMPLETION_INDEX, CI_NODE_INDEX, and none is set; give the "
-                             "index yourself: --shard I/N\n")
+    assert result.exit_code == 2
+    assert result.output.endswith("\nError: --shard auto/2 reads SLURM_ARRAY_TASK_ID, "
+                                  "JOB_COMPLETION_INDEX, CI_NODE_INDEX, and none is set; give "
+                                  "the index yourself: --shard I/N\n")
     result = runner.invoke(main, [*base, "--attack", "fgsm", "--eps", "0.1,0.2", "--shard", "0/2"])
     assert result.exit_code == 2
     assert ("--shard and --engine ray split attack runs, not curves; give one --eps value"
