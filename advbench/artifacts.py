@@ -20,7 +20,6 @@ import importlib
 import json
 import math
 import os
-import re
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,7 +30,7 @@ import numpy as np
 from advbench import __version__
 from advbench import data
 from advbench.errors import ArtifactError
-from advbench.files import atomic_write
+from advbench.files import check_writable, write_bytes
 from advbench.types import Model, PathLike
 
 SCHEMA_VERSION = 1
@@ -47,22 +46,26 @@ ATTACK_ARRAYS = ("x_adv", "y", "indices", "completed")
 # -- writing --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike, what: str = "artifact") -> Iterator[h5py.File]:
-    """Open a temporary HDF5 file beside ``path`` for writing; it is closed, fsynced and
-    renamed into place on success, deleted on any error (including KeyboardInterrupt), and
-    OS errors (a full disk, a read-only folder) become one OutputError line
-    (``files.atomic_write``)."""
-    with atomic_write(path, what) as tmp:
-        try:
-            with h5py.File(tmp, "w") as f:
-                yield f
-        except RuntimeError as e:
-            # HDF5 reports a write that failed on close (a full disk) as a RuntimeError
-            # carrying the errno: make it the OSError it is, for atomic_write's message.
-            found = re.search(r"errno = (\d+)", str(e))
-            if found is None:
-                raise
-            code = int(found.group(1))
-            raise OSError(code, os.strerror(code)) from None
+    """Open an HDF5 file in memory for writing; on success its bytes are written to ``path``
+    by the one atomic writer (``files.write_bytes``: a temporary file beside ``path``,
+    fsynced and renamed into place), on any error (including KeyboardInterrupt) nothing is
+    written and ``path`` is left as it was. OS errors (a full disk, a read-only folder)
+    become one OutputError line.
+
+    In memory because HDF5's C library, writing a file on a full disk, fails inside its
+    flush and close and can crash the process (segmentation fault) or report the error with
+    line breaks; a disk write of ours fails as a plain OSError. The file's size in memory is
+    about its size on disk (arrays of 3+ dimensions are compressed as they are written)."""
+    check_writable(path, what)  # before the arrays are built, as the file writer checks
+    # backing_store=False: HDF5 never touches the disk; the image is read before closing.
+    f = h5py.File(f"advbench-{id(path)}.h5", "w", driver="core", backing_store=False)
+    try:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    finally:
+        f.close()
+    write_bytes(path, image, what)
 
 
 def stamp(f: h5py.File, schema: str) -> None:
