@@ -40,6 +40,7 @@ from advbench.artifacts import (AUDIT_SCHEMA, artifact_kind, jsonable, read_arra
 from advbench.attacks import make_attack
 from advbench.checks import check_int, check_range, check_seed
 from advbench.errors import ArtifactError, ParameterError
+from advbench.files import refuse_existing
 from advbench.models import forward_function, predict_logits
 from advbench.models.adapt import looks_like_probabilities
 from advbench.models.gradients import attack_model
@@ -616,8 +617,7 @@ def stored_audit(path: PathLike, key: str, overwrite: bool) -> dict[str, Any] | 
     if overwrite or not path.exists():
         return None
     if artifact_kind(path) != AUDIT_SCHEMA:
-        raise ArtifactError(f"{path} exists and is not an audit record; choose another -o or "
-                            "pass --overwrite")
+        refuse_existing(path, overwrite=False, holds=" and is not an audit record")
     attrs, _ = read_audit(path)
     if attrs.get("key") != key:
         raise ArtifactError(f"{path} holds an audit with other parameters, model or samples; "

@@ -592,9 +592,10 @@ def models_command(paths, models_dir, as_json):
 @_reading_options
 @_data_dir_option
 @_models_dir_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr.")
 def export(model_ref, output, dataset, data_path, custom_objects, outputs, input_range, mean,
-           std, data_dir, models_dir, quiet):
+           std, data_dir, models_dir, overwrite, quiet):
     """Write MODEL as a standard Keras 3 .keras file; print its path.
 
     MODEL is a zoo name, an advbench model (.h5), or your own .keras / legacy .h5 file as
@@ -607,13 +608,17 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
 
         advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
     """
+    from advbench.files import check_writable, refuse_existing
     from advbench.models.export import custom_layers, export_keras
 
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
+    # Before the model loads (export_keras checks again, holding the output lock).
+    check_writable(output, "model file")
+    refuse_existing(output, overwrite=overwrite)
     _, model, _ = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                               reading=reading, quiet=quiet)
-    path = export_keras(model, output)
+    path = export_keras(model, output, overwrite=overwrite)
     needs = custom_layers(model)
     if needs and not quiet:
         click.echo(f"{path} holds advbench's {', '.join(needs)}: `import advbench.models.layers` "

@@ -33,7 +33,7 @@ from advbench.attacks.fgsm import fgsm_direction
 from advbench.attacks.norms import NORMS
 from advbench.data import batch_seed
 from advbench.checks import check_int, check_range
-from advbench.files import output_lock
+from advbench.files import output_lock, refuse_existing
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import forward_function
 from advbench.models.foreign import model_provenance
@@ -376,9 +376,7 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
         found = _reusable(output, runs_dir, key)
         if found is not None:
             return found, True
-        if output.exists() and not overwrite:
-            raise ArtifactError(f"{output} exists and holds something else; choose another "
-                                "-o or pass --overwrite")
+        refuse_existing(output, overwrite=overwrite, holds=" and holds something else")
         predictions = sweep(source[1], [m for _, m, _ in targets], x, y, eps, attack=attack,
                             norm=norm, alpha=alpha, seed=run.seed, batch_size=run.batch_size,
                             progress=progress)

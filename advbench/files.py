@@ -84,14 +84,24 @@ def _fsync(fd: int) -> None:
     os.fsync(fd)
 
 
+def refuse_existing(path: str | os.PathLike, *, overwrite: bool, holds: str = "") -> None:
+    """The one rule for an output that exists and is not reused or resumed: refused unless
+    ``overwrite``. ``holds`` says what is there (" and is not an audit record"). Raises
+    OutputError "PATH exists[holds]; choose another -o or pass --overwrite"."""
+    if not overwrite and Path(path).exists():
+        raise OutputError(f"{path} exists{holds}; choose another -o or pass --overwrite")
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` to write ``what`` to; on success fsync it and
+def atomic_write(path: str | os.PathLike, what: str = "output",
+                 suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (``.NAME.XXXX`` + ``suffix``: a writer that
+    insists on a file extension gets it) to write ``what`` to; on success fsync it and
     rename it over ``path``. On any error (or Ctrl-C) the temporary file is deleted and
     ``path`` is left as it was; OS errors become one OutputError line."""
     path = Path(path)
     check_writable(path, what)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     tmp = Path(name)
     try:  # mkstemp makes the file private (0600): give it the mode a plain open would
         os.fchmod(fd, _new_file_mode())

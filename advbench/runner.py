@@ -30,7 +30,7 @@ from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.checks import check_int, check_seed
 from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
-from advbench.files import output_lock
+from advbench.files import output_lock, refuse_existing
 from advbench.models import forward_function
 from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
@@ -194,9 +194,8 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     n = len(x)
     state = _fresh_state(x, y, indices)
     if output.exists():
-        if artifact_kind(output) != ATTACK_SCHEMA and not overwrite:
-            raise ArtifactError(f"{output} exists and is not an attack artifact; choose another "
-                                "-o or pass --overwrite")
+        if artifact_kind(output) != ATTACK_SCHEMA:
+            refuse_existing(output, overwrite=overwrite, holds=" and is not an attack artifact")
         if not overwrite:
             stored, arrays = read_arrays(output, ATTACK_SCHEMA)
             if stored.get("key") != key:

@@ -20,6 +20,7 @@ import numpy as np
 from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, read_arrays, read_attack_artifact,
                                 write_arrays)
 from advbench.errors import ArtifactError, ParameterError
+from advbench.files import output_lock, refuse_existing
 
 #: Environment variables that ``--shard auto/N`` reads, in this order, with the index their
 #: first task has: SLURM job arrays (``--array=0-3``; the index is counted from
@@ -179,15 +180,17 @@ def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, 
     a complete attack artifact, or an interrupted one that rerunning the plain ``advbench
     attack`` command with ``-o output`` finishes. Returns (output, attrs).
 
-    Raises ArtifactError when ``output`` exists (unless ``overwrite``) or is one of ``paths``.
+    Holds the output lock while it merges (``files.output_lock``). Raises ArtifactError when
+    ``output`` is one of ``paths`` and as ``merge_attack_runs``; OutputError when ``output``
+    exists (unless ``overwrite``), another run writes it, or the disk refuses.
     """
     output = Path(output)
     if any(Path(p).resolve() == output.resolve() for p in paths):
         raise ArtifactError(f"{output} is one of the shards; write the merge to another -o")
-    if output.exists() and not overwrite:
-        raise ArtifactError(f"{output} exists; choose another -o or pass --overwrite")
-    attrs, arrays = merge_attack_runs(paths)
-    write_arrays(output, ATTACK_SCHEMA, attrs, arrays)
+    with output_lock(output, "attack artifact"):
+        refuse_existing(output, overwrite=overwrite)
+        attrs, arrays = merge_attack_runs(paths)
+        write_arrays(output, ATTACK_SCHEMA, attrs, arrays)
     return output, attrs
 
 

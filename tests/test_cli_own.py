@@ -156,6 +156,19 @@ def test_bad_input_is_one_line(own, args, code, message):
     assert result.output.splitlines()[-1] == f"Error: {message.format(own=own)}"
 
 
+def test_export_refuses_an_existing_file_before_loading_the_model(own, tmp_path):
+    out = tmp_path / "x.keras"
+    out.write_bytes(b"previous")
+    # The model does not exist: the refusal comes first, before anything loads.
+    result = run(["export", tmp_path / "missing.keras", "-o", out])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {out} exists; choose another -o or pass --overwrite\n"
+    result = run(["export", own / "mine.keras", "--data", own / "digits.npz", "-o", out,
+                  "--overwrite", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}\n" and out.read_bytes()[:2] == b"PK"
+
+
 def test_reading_options_refused_for_our_artifacts(trained_tiny_cnn, fake_data_dir):
     path, _, _ = trained_tiny_cnn
     result = run(["attack", path, "--attack", "fgsm", "--outputs", "logits", "--data-dir",

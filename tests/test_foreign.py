@@ -3,6 +3,7 @@ advbench's convention ([0, 1] in, logits out), BRELU conversion and export."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -504,6 +505,35 @@ def test_export_refusals(tmp_path, files):
     saved = adapt(foreign.load_foreign(paths["savedmodel", False]), SHAPE, CLASSES).model
     with pytest.raises(ParameterError, match="a SavedModel cannot be written as a .keras file"):
         export_keras(saved, tmp_path / "m.keras")
+
+
+def test_export_goes_through_the_output_guards(tmp_path, monkeypatch):
+    from advbench import files
+    from advbench.errors import OutputError
+
+    model = small_cnn(softmax=False)
+    out = tmp_path / "m.keras"
+    out.write_bytes(b"previous")
+    with pytest.raises(OutputError) as info:
+        export_keras(model, out)
+    assert str(info.value) == f"{out} exists; choose another -o or pass --overwrite"
+    assert out.read_bytes() == b"previous"
+    # A second writer of the same output waits for the lock, then refuses.
+    monkeypatch.setattr(files, "LOCK_WAIT_S", 0.1)
+    with files.output_lock(out):
+        with pytest.raises(OutputError, match=rf"^{re.escape(str(out))} is being written by "
+                                              rf"process {os.getpid()} "):
+            export_keras(model, out, overwrite=True)
+    assert out.read_bytes() == b"previous"
+    assert export_keras(model, out, overwrite=True) == out
+    np.testing.assert_array_equal(keras.saving.load_model(out)(probe()), model(probe()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.keras.lock", "m.keras"]
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError) as info:
+        export_keras(model, tmp_path / "afile" / "m.keras")
+    assert str(info.value) == (f"cannot write model file {tmp_path / 'afile' / 'm.keras'}: "
+                               f"{tmp_path / 'afile'} is a file, not a folder; choose another "
+                               "output path (-o)")
 
 
 # -- the same attack on the same weights, whatever the file ---------------------------------------

@@ -173,3 +173,29 @@ def test_a_mid_run_checkpoint_on_a_real_full_disk_keeps_the_previous_one(trained
     attrs, arrays = read_arrays(out, ATTACK_SCHEMA)
     assert not attrs["complete"] and arrays["completed"].tolist() == [True] * 10 + [False] * 20
     assert leftovers(disk, "run.h5") == ["run.h5"]
+
+
+ROFS_FIX = ("Read-only file system; the folder is read-only for you: choose another output "
+            "path (-o)")
+
+
+def test_export_and_merge_on_a_real_full_or_read_only_disk(cli_env, disk):
+    shards = []
+    for i in range(2):
+        result = invoke("attack", cli_env, "--attack", "fgsm", "--limit", 20, "--batch-size",
+                        10, "-q", "--shard", f"{i}/2", "-o", "run.h5")
+        assert result.exit_code == 0, result.output
+        shards.append(result.stdout.strip())
+    fill(disk)
+    result = invoke("export", cli_env, "-o", disk / "m.keras", "-q")
+    assert one_line_error(result) == (f"Error: cannot write model file {disk / 'm.keras'}: "
+                                      f"{ENOSPC_FIX}\n")
+    result = invoke("merge", *shards, "-o", disk / "m.h5")
+    assert one_line_error(result) == f"Error: cannot write artifact {disk / 'm.h5'}: {ENOSPC_FIX}\n"
+    assert leftovers(disk, "m.keras") == [] and leftovers(disk, "m.h5") == []
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    result = invoke("export", cli_env, "-o", disk / "m.keras", "-q")
+    assert one_line_error(result) == f"Error: cannot write model file {disk / 'm.keras'}: {ROFS_FIX}\n"
+    result = invoke("merge", *shards, "-o", disk / "m.h5")
+    assert one_line_error(result) == (f"Error: cannot write attack artifact {disk / 'm.h5'}: "
+                                      f"{ROFS_FIX}\n")

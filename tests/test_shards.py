@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks import make_attack
 from advbench.cli import main
-from advbench.errors import ArtifactError, ParameterError
+from advbench import files
+from advbench.errors import ArtifactError, OutputError, ParameterError
 from advbench import evaluate as evaluate_module
 from advbench.evaluate import evaluate
 from advbench.runner import AttackRun, attack_split
@@ -90,7 +91,7 @@ def test_partial_merge_is_finished_by_the_plain_command(run, trained_tiny_cnn, t
                         read_arrays(whole, ATTACK_SCHEMA)[1])
 
 
-def test_merge_refuses_other_runs_and_overlaps(run, trained_tiny_cnn, tmp_path):
+def test_merge_refuses_other_runs_and_overlaps(run, trained_tiny_cnn, tmp_path, monkeypatch):
     _, model, meta = trained_tiny_cnn
     shards = _shards(run, make_attack("fgsm", eps=0.3), model, meta, tmp_path, 2)
     other = attack_split(run, make_attack("fgsm", eps=0.1), model, meta, tmp_path / "other.h5",
@@ -105,8 +106,15 @@ def test_merge_refuses_other_runs_and_overlaps(run, trained_tiny_cnn, tmp_path):
     with pytest.raises(ArtifactError, match="is one of the shards; write the merge to another"):
         merge_shards(shards, shards[0])
     merge_shards(shards, tmp_path / "m.h5")
-    with pytest.raises(ArtifactError, match="m.h5 exists; choose another -o or pass --overwrite"):
+    before = (tmp_path / "m.h5").read_bytes()
+    with pytest.raises(OutputError, match="m.h5 exists; choose another -o or pass --overwrite"):
         merge_shards(shards, tmp_path / "m.h5")
+    # Two merges to one output: the second waits for the first's lock, then refuses.
+    monkeypatch.setattr(files, "LOCK_WAIT_S", 0.1)
+    with files.output_lock(tmp_path / "m.h5"):
+        with pytest.raises(OutputError, match=rf"m.h5 is being written by process {os.getpid()} "):
+            merge_shards(shards, tmp_path / "m.h5", overwrite=True)
+    assert (tmp_path / "m.h5").read_bytes() == before
     with pytest.raises(ParameterError, match="give at least one attack artifact to merge"):
         merge_attack_runs([])
 

@@ -11,13 +11,12 @@ without the two custom layers need nothing of advbench.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import keras
 
 from advbench.errors import ParameterError
+from advbench.files import atomic_write, output_lock, refuse_existing
 from advbench.types import Model, PathLike
 
 #: advbench's own layers: loading a file that has them needs ``import advbench.models.layers``.
@@ -30,11 +29,14 @@ def custom_layers(model: Model) -> list[str]:
                    if type(layer).__name__ in CUSTOM_LAYERS})
 
 
-def export_keras(model: Model, path: PathLike) -> Path:
-    """Write ``model`` to ``path`` (a ``.keras`` file), atomically; returns the path.
+def export_keras(model: Model, path: PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``model`` to ``path`` (a ``.keras`` file) through the one atomic writer, holding
+    the output lock (``files.atomic_write``, ``files.output_lock``); returns the path.
 
     Raises ParameterError for another suffix or a model wrapping a SavedModel (a compiled
-    graph Keras cannot store in a .keras file; export the original model instead).
+    graph Keras cannot store in a .keras file; export the original model instead);
+    OutputError when ``path`` exists (unless ``overwrite``), another run writes it, or the
+    disk refuses (a full disk, a read-only folder, a file where a folder must be).
     """
     path = Path(path)
     if path.suffix != ".keras":
@@ -42,13 +44,9 @@ def export_keras(model: Model, path: PathLike) -> Path:
     if any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
         raise ParameterError("a SavedModel cannot be written as a .keras file (Keras stores "
                              "layers, not compiled graphs); it is already a standard format")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with output_lock(path, "model file"):
+        refuse_existing(path, overwrite=overwrite)
+        # Keras saves only to a name ending in .keras.
+        with atomic_write(path, "model file", suffix=".tmp.keras") as tmp:
+            model.save(tmp)
     return path
