@@ -34,6 +34,16 @@ SHARD_INDEX_VARIABLES: dict[str, int] = {
 }
 # Attrs a shard artifact carries and a merged one drops.
 SHARD_ATTRS = ("shard_index", "shard_count", "device")
+# Attrs that may differ between the shards of one run: where and when each ran, how far it
+# got, and the model's path on its machine (its hash is in the run key). Every other attr
+# must be equal in every shard.
+PER_SHARD_ATTRS = (*SHARD_ATTRS, "complete", "wall_time_s", "created", "advbench_version",
+                   "model_path")
+# Per-sample arrays every shard holds for the whole run (from the data) and must agree on
+# everywhere, and those each shard computes for its own samples (-1 elsewhere) and must agree
+# on wherever two shards computed them.
+SHARED_ARRAYS = {"y": "labels", "indices": "sample indices"}
+COMPUTED_ARRAYS = {"pred_clean": "clean predictions", "target": "targets"}
 #: The most shards a run can be split into: above any job array's size (SLURM's MaxArraySize
 #: is at most 4,000,001; a Kubernetes Indexed Job has at most 100,000 completions) and far
 #: above the one shard per batch that still helps, while an index stays an int64 in HDF5.
@@ -124,7 +134,9 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any
                                                                   dict[str, np.ndarray]]:
     """(attrs, arrays) of the attack run the artifacts at ``paths`` hold together, in memory.
 
-    The artifacts must share one run key (``runner.run_key``) and hold disjoint samples
+    The artifacts must share one run key (``runner.run_key``), agree on every attr of the
+    run and on the per-sample arrays that do not depend on who attacked (labels, indices;
+    clean predictions and targets where both computed them), and hold disjoint samples
     (their ``completed`` masks). Each array takes every sample from the artifact that
     completed it, so with all shards merged the arrays equal, bit for bit, those of a
     one-process run; samples no artifact completed keep the runner's fresh values, as an
@@ -133,7 +145,9 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any
     artifact's ``device``).
 
     Raises ArtifactError for a path that is not an attack artifact, shards of different runs
-    (keys differ) and overlapping shards; ParameterError for no paths.
+    (keys differ), a shard that differs from the first (another number of samples, an attr,
+    an array above; the message names it) and overlapping shards; ParameterError for no
+    paths.
     """
     if not paths:
         raise ParameterError("give at least one attack artifact to merge")
@@ -150,6 +164,7 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any
         if attrs["key"] != first_attrs["key"]:
             raise ArtifactError(f"{path} is a run of other parameters, model or samples than "
                                 f"{first_path} (run keys differ); merge shards of one run only")
+        _check_agrees(path, attrs, arrays, first_path, first_attrs, first_arrays)
         completed = arrays["completed"]
         both = completed & (owner >= 0)
         if both.any():
@@ -172,6 +187,39 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any
     attrs["wall_time_s"] = round(sum(float(a.get("wall_time_s", 0.0)) for _, a, _ in loaded), 3)
     attrs["shard_devices"] = [str(a.get("device", "")) for _, a, _ in loaded]
     return attrs, merged
+
+
+def _check_agrees(path: Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray],
+                  first_path: Path, first_attrs: dict[str, Any],
+                  first_arrays: dict[str, np.ndarray]) -> None:
+    """ArtifactError unless the shard at ``path`` agrees with the first one: its number of
+    samples, every attr of the run (all but PER_SHARD_ATTRS), SHARED_ARRAYS everywhere and
+    COMPUTED_ARRAYS wherever both computed them. A shard of one run with the same key can
+    differ only if a file was edited."""
+    fix = "merge shards of one run only (was one edited?)"
+    n, first_n = len(arrays["completed"]), len(first_arrays["completed"])
+    if n != first_n:
+        raise ArtifactError(f"{path} holds {n} samples where {first_path} holds {first_n}; "
+                            f"{fix}")
+    for name in sorted(set(attrs) | set(first_attrs)):
+        if name not in PER_SHARD_ATTRS and attrs.get(name) != first_attrs.get(name):
+            raise ArtifactError(f"{path} differs from {first_path} in attribute {name}; {fix}")
+    for name, what in {**SHARED_ARRAYS, **COMPUTED_ARRAYS}.items():
+        if (name in arrays) != (name in first_arrays):
+            raise ArtifactError(f"{path} differs from {first_path} in {name} ({what}): one of "
+                                f"them lacks it; {fix}")
+        if name not in arrays:
+            continue
+        ours, theirs = arrays[name], first_arrays[name]
+        if ours.shape != theirs.shape:
+            raise ArtifactError(f"{path} differs from {first_path} in {name} ({what}): shape "
+                                f"{ours.shape}, not {theirs.shape}; {fix}")
+        differ = ours != theirs
+        if name in COMPUTED_ARRAYS:
+            differ &= (ours != -1) & (theirs != -1)
+        if differ.any():
+            raise ArtifactError(f"{path} differs from {first_path} in {name} ({what}) at "
+                                f"{int(np.count_nonzero(differ))} samples; {fix}")
 
 
 def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *,

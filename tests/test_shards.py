@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench.artifacts import ATTACK_SCHEMA, read_arrays, write_arrays
 from advbench.attacks import make_attack
 from advbench.cli import main
 from advbench import files
@@ -117,6 +117,72 @@ def test_merge_refuses_other_runs_and_overlaps(run, trained_tiny_cnn, tmp_path, 
     assert (tmp_path / "m.h5").read_bytes() == before
     with pytest.raises(ParameterError, match="give at least one attack artifact to merge"):
         merge_attack_runs([])
+
+
+def _forge(path, out, attrs_change=None, arrays_change=None):
+    """A copy of the shard at ``path`` at ``out`` with edited attrs and arrays."""
+    attrs, arrays = read_arrays(path, ATTACK_SCHEMA)
+    attrs.update(attrs_change or {})
+    for name, change in (arrays_change or {}).items():
+        arrays[name] = change(arrays[name].copy())
+    write_arrays(out, ATTACK_SCHEMA, attrs, arrays)
+    return out
+
+
+def _set(index, value):
+    def change(array):
+        array[index] = value
+        return array
+    return change
+
+
+def test_merge_compares_the_shards(run, trained_tiny_cnn, tmp_path):
+    _, model, meta = trained_tiny_cnn
+    attack = make_attack("fgsm", eps=0.3)
+    shards = _shards(run, attack, model, meta, tmp_path, 2)
+    shard0 = read_arrays(shards[0], ATTACK_SCHEMA)[1]
+    ours = int(np.flatnonzero(shard0["completed"])[0])  # a sample shard 0 attacked
+    fix = "merge shards of one run only (was one edited?)"
+    forged = tmp_path / "forged.h5"
+    cases = [
+        ({}, {"y": _set(ours, (shard0["y"][ours] + 1) % 10)},
+         f"differs from {shards[0]} in y (labels) at 1 samples; {fix}"),
+        ({}, {"indices": _set(3, 9999)},
+         f"differs from {shards[0]} in indices (sample indices) at 1 samples; {fix}"),
+        ({}, {"pred_clean": _set(ours, (shard0["pred_clean"][ours] + 1) % 10)},
+         f"differs from {shards[0]} in pred_clean (clean predictions) at 1 samples; {fix}"),
+        ({"seed": 6}, {}, f"differs from {shards[0]} in attribute seed; {fix}"),
+        ({"attack_params": {"eps": 0.5}}, {},
+         f"differs from {shards[0]} in attribute attack_params; {fix}"),
+        ({"num_samples": 24}, {name: (lambda a: a[:24]) for name in
+                               read_arrays(shards[1], ATTACK_SCHEMA)[1]},
+         f"holds 24 samples where {shards[0]} holds 40; {fix}"),
+    ]
+    for attrs_change, arrays_change, message in cases:
+        _forge(shards[1], forged, attrs_change, arrays_change)
+        with pytest.raises(ArtifactError) as info:
+            merge_attack_runs([shards[0], forged])
+        assert str(info.value) == f"{forged} {message}"
+    # Unedited shards from other places and times merge: device, created, wall time and
+    # model path may differ.
+    _forge(shards[1], forged, {"device": "elsewhere:/device:GPU:0", "wall_time_s": 99.0,
+                               "model_path": "/elsewhere/model.h5"})
+    attrs, _ = merge_attack_runs([shards[0], forged])
+    assert attrs["complete"] and attrs["shard_devices"][1] == "elsewhere:/device:GPU:0"
+
+
+def test_merge_of_a_forged_shard_is_one_line(run, trained_tiny_cnn, tmp_path):
+    _, model, meta = trained_tiny_cnn
+    shards = _shards(run, make_attack("fgsm", eps=0.3), model, meta, tmp_path, 2)
+    forged = _forge(shards[1], tmp_path / "forged.h5", {"num_samples": 24},
+                    {name: (lambda a: a[:24]) for name in
+                     read_arrays(shards[1], ATTACK_SCHEMA)[1]})
+    result = CliRunner().invoke(main, ["merge", str(shards[0]), str(forged), "-o",
+                                       str(tmp_path / "m.h5")])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {forged} holds 24 samples where {shards[0]} holds 40; "
+                             "merge shards of one run only (was one edited?)\n")
+    assert not (tmp_path / "m.h5").exists()
 
 
 def test_a_shard_refuses_another_shards_artifact(run, trained_tiny_cnn, tmp_path):
@@ -330,10 +396,10 @@ def test_cli_distance_shards_and_their_combination(run, trained_tiny_cnn, tmp_pa
                              "every part (missing: 0/2)\n")
     result = runner.invoke(main, [*base, "--distance-shard", "auto/2", "-o",
                                   str(tmp_path / "p.h5")])
-    assert result.exit_code == 1
-    assert result.output == ("Error: --distance-shard auto/2 reads SLURM_ARRAY_TASK_ID, "
-                             "JOB_COMPLETION_INDEX, CI_NODE_INDEX, and none is set; give the "
-                             "index yourself: --distance-shard I/N\n")
+    assert result.exit_code == 2
+    assert result.output.endswith("\nError: --distance-shard auto/2 reads SLURM_ARRAY_TASK_ID, "
+                                  "JOB_COMPLETION_INDEX, CI_NODE_INDEX, and none is set; give "
+                                  "the index yourself: --distance-shard I/N\n")
     for flags, message in [
             ([], "--distance-shard writes its part to -o PART.h5 (as PART-shard<I>of<N>.h5)"),
             (["-o", "p.h5", "--no-distance"], "--distance-shard computes the training-set "
