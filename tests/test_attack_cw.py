@@ -161,6 +161,59 @@ def test_abort_early_does_not_stop_samples_still_improving(tiny_model, batch):
     assert aborted.extras["iterations"].sum() < full.extras["iterations"].sum()
 
 
+# C&W's per-sample iteration count (issue 20: one run recorded 150 where four recorded 145,
+# x_adv equal). It comes from the abort-early test, a float comparison of loss means
+# (``keeps_running``): any bit of difference in a loss can flip a near-tie. Measured on
+# a 2-epoch paper CNN, 64 MNIST-like images, 5 x 50 steps: bit-identical iterations and
+# x_adv in three runs in one process, in separate processes, with oneDNN off, and after
+# other batch shapes were traced (a relaxed tf.function trace); x_adv differs by up to
+# 2.2e-6 with 1 instead of 2 intra-op threads, and by 1.5e-7 in batches of 32 instead of 64
+# (iterations equal there): the same machine, thread count and batch give the same bits,
+# as the tests below hold; another thread count, CPU or batching may not.
+def _cw_runs(model, x, y, runs):
+    attack = CarliniWagnerL2(confidence=0.0, max_iter=50, binary_search_steps=3,
+                             learning_rate=0.1, initial_const=0.1)
+    return [attack(model, x, y) for _ in range(runs)]
+
+
+def test_cw_iterations_are_the_same_in_repeated_runs(tiny_model, batch):
+    x, y = batch
+    first, *others = _cw_runs(tiny_model, x, y, 3)
+    # Abort early decided something: samples stopped after different numbers of steps.
+    assert len(set(first.extras["iterations"].tolist())) > 1
+    for out in others:
+        np.testing.assert_array_equal(out.extras["iterations"], first.extras["iterations"])
+        np.testing.assert_array_equal(out.x_adv, first.x_adv)
+
+
+@pytest.mark.slow
+def test_cw_iterations_are_the_same_in_another_process(tiny_model, batch, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    x, y = batch
+    tiny_model.save(tmp_path / "tiny.keras")
+    np.savez(tmp_path / "batch.npz", x=x, y=y)
+    here = _cw_runs(tiny_model, x, y, 1)[0]
+    script = (
+        "import sys, keras, numpy as np\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_attack_cw import _cw_runs\n"
+        "model = keras.saving.load_model(sys.argv[1] + '/tiny.keras')\n"
+        "data = np.load(sys.argv[1] + '/batch.npz')\n"
+        "out = _cw_runs(model, data['x'], data['y'], 1)[0]\n"
+        "np.savez(sys.argv[1] + '/out.npz', iterations=out.extras['iterations'], "
+        "x_adv=out.x_adv)\n")
+    tests = Path(__file__).parent
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), str(tests)], check=True,
+                   timeout=300, env={**os.environ, "PYTHONPATH": str(tests.parent)})
+    there = np.load(tmp_path / "out.npz")
+    np.testing.assert_array_equal(there["iterations"], here.extras["iterations"])
+    np.testing.assert_array_equal(there["x_adv"], here.x_adv)
+
+
 def test_params_and_repr():
     attack = CarliniWagnerL2(confidence=0.0, max_iter=50)
     assert attack.params() == {"confidence": 0.0, "learning_rate": 0.01, "max_iter": 50,
