@@ -20,6 +20,7 @@ import importlib
 import json
 import math
 import os
+import uuid
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -58,7 +59,9 @@ def atomic_h5(path: str | os.PathLike, what: str = "artifact") -> Iterator[h5py.
     about its size on disk (arrays of 3+ dimensions are compressed as they are written)."""
     check_writable(path, what)  # before the arrays are built, as the file writer checks
     # backing_store=False: HDF5 never touches the disk; the image is read before closing.
-    f = h5py.File(f"advbench-{id(path)}.h5", "w", driver="core", backing_store=False)
+    # The name only identifies the file to HDF5: unique, as two files open under one name
+    # are refused ("unable to truncate a file which is already open").
+    f = h5py.File(f"advbench-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False)
     try:
         yield f
         f.flush()

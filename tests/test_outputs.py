@@ -188,3 +188,17 @@ def test_a_folder_under_a_file(tmp_path):
                                 f"{tmp_path}/afile is a file, not a folder; choose another "
                                 "output path (-o)")
     assert files.ensure_folder(tmp_path / "new" / "mnist").is_dir()
+
+
+def test_two_hdf5_files_built_in_memory_at_once(tmp_path):
+    # HDF5 refuses a second open file under one name: each in-memory file has its own.
+    from advbench.artifacts import atomic_h5
+
+    with atomic_h5(tmp_path / "a.h5") as a, atomic_h5(tmp_path / "b.h5") as b:
+        a["x"], b["x"] = np.arange(2), np.arange(3)
+    with atomic_h5(tmp_path / "a.h5") as again:  # the same path once more
+        again["x"] = np.arange(4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5"]
+    import h5py
+    with h5py.File(tmp_path / "a.h5") as f, h5py.File(tmp_path / "b.h5") as g:
+        assert f["x"][()].tolist() == [0, 1, 2, 3] and g["x"][()].tolist() == [0, 1, 2]
