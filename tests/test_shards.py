@@ -238,6 +238,7 @@ def test_parse_shard(text, environ, expected):
      "--shard needs at least one shard (N >= 1), got 'auto/0'"),
     ("2/2", {}, "--shard index I must be in 0..1 for 2 shards, got '2/2'"),
     ("-1/2", {}, "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got '-1/2'"),
+    ("3/1e20", {}, "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got '3/1e20'"),
     ("3/100000000000000000000", {}, "--shard allows at most 10000000 shards (N), got "
      "'3/100000000000000000000'; one shard per batch is the most that helps"),
     ("0/" + "9" * 5000, {}, "--shard allows at most 10000000 shards (N), got "
