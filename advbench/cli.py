@@ -155,12 +155,21 @@ def _reading_options(f):
                           "probabilities without one are refused), logits, or probabilities "
                           "(advbench takes their log)."),
         click.option("--input-range", metavar="LOW:HIGH", default=None,
-                     help="Pixel range your model expects, e.g. 0:255 [0:1]; attacks stay in "
-                          "[0, 1]."),
+                     help="Pixel range your model expects, e.g. 0:255 [default: read from "
+                          "its first Rescaling/Normalization layers, else 0:1]; attacks stay "
+                          "in [0, 1]."),
         click.option("--mean", metavar="M[,M,M]", default=None,
                      help="Per-channel mean your model subtracts (after the range)."),
         click.option("--std", metavar="S[,S,S]", default=None,
                      help="Per-channel std your model divides by (after the mean)."),
+        # Not -o/--output (the artifact path) nor --outputs (logits or probabilities).
+        # Stored in the context, so that the commands' signatures stay as they are.
+        click.option("--model-output", metavar="NAME|INDEX", default=None, expose_value=False,
+                     callback=lambda ctx, param, value: ctx.meta.__setitem__(
+                         "model_output", value),
+                     help="Which output of your multi-output model holds the class scores: "
+                          "its layer name or 0-based index (named --model-output because "
+                          "-o/--output is the artifact path and --outputs their kind)."),
     ]):
         f = option(f)
     return f
@@ -181,7 +190,8 @@ def _reading(custom_objects, outputs, input_range, mean, std) -> dict:
     except ParameterError as e:
         raise click.BadParameter(str(e)) from None
     return {"custom_objects": custom_objects, "outputs": outputs,
-            "preprocessing": preprocessing}
+            "preprocessing": preprocessing,
+            "model_output": click.get_current_context().meta.get("model_output")}
 
 
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
@@ -464,6 +474,7 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
     given = [flag for flag, value in (("--fine-tune", fine_tune),
                                       ("--custom-objects", custom_objects),
                                       ("--outputs", outputs != "auto"),
+                                      ("--model-output", reading["model_output"] is not None),
                                       ("--input-range/--mean/--std", reading["preprocessing"]))
              if value]
     if given and not own:
@@ -1013,10 +1024,11 @@ def _load_models(refs, dataset, models_dir, *, data_dir=None, reading=None,
         out.append(loaded[key])
     reading = reading or {}
     if (reading.get("custom_objects") or reading.get("outputs", "auto") != "auto"
-            or reading.get("preprocessing")) and not any("model_kind" in m for _, _, m in out):
-        raise ParameterError("--custom-objects, --outputs, --input-range, --mean and --std "
-                             "apply to foreign model files; every model here is an advbench "
-                             "artifact")
+            or reading.get("preprocessing") or reading.get("model_output") is not None) \
+            and not any("model_kind" in m for _, _, m in out):
+        raise ParameterError("--custom-objects, --outputs, --model-output, --input-range, "
+                             "--mean and --std apply to foreign model files; every model here "
+                             "is an advbench artifact")
     return out
 
 
