@@ -101,11 +101,44 @@ class RegistryChoice(click.Choice):
 
 
 class AdvbenchCommand(click.Command):
-    """A command that imports TensorFlow quietly before running."""
+    """A command that checks its model files and data (``advbench.precheck``) on the raw
+    arguments, before any option's conversion can import TensorFlow (``--attack``'s choices
+    do), and imports TensorFlow quietly before running."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not any(arg in ("-h", "--help") for arg in args):
+            try:
+                raw, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+            except click.UsageError:
+                raw = None  # said by the full parse below
+            if raw is not None:
+                _precheck(self.name or "", raw)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         _quiet_tensorflow_import()
         return super().invoke(ctx)
+
+
+def _precheck(command: str, raw: dict) -> None:
+    """The usage errors a command's MODEL files and data give away before TensorFlow's import
+    (10-30 s): a missing file, several outputs, a flat input, a shape the data cannot fit
+    (``raw``: the command's parameters as typed, unconverted)."""
+    from advbench.precheck import check_model, data_image_shape
+
+    def strings(value):
+        return [value] if isinstance(value, str) else [v for v in value or () if
+                                                       isinstance(v, str)]
+    if raw.get("data_path") and raw.get("dataset"):
+        return  # "Use just one of --dataset or --data" comes first
+    data = raw.get("data_path") or raw.get("dataset") or ("mnist" if command == "train"
+                                                          else None)
+    if raw.get("data_path"):
+        data_image_shape(raw["data_path"])  # its errors, now
+    refs = strings(raw.get("model_ref")) + strings(raw.get("source_refs")) + \
+        strings(raw.get("target_refs")) + strings(raw.get("architecture"))
+    for ref in refs:
+        check_model(ref, data, raw.get("model_output"))
 
 
 def _data_dir_option(f):

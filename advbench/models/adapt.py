@@ -502,6 +502,10 @@ def _fit_layout(inputs, image_shape, expected, name, notes):
         notes.append(f"{name}: takes channels-first ({c}, {h}, {w}) images; advbench "
                      "transposes its NHWC images")
         return keras.layers.Permute((3, 1, 2), name="channels_first")(inputs)
+    if len(expected) == 1:
+        from advbench.precheck import flat_input_message
+
+        raise ArtifactError(flat_input_message(name, expected))
     raise ArtifactError(f"{name} takes images of shape {expected} but the data's are "
                         f"{image_shape}; pass the data it was trained on (or resize the "
                         "data to its input)")
