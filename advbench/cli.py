@@ -346,7 +346,8 @@ def data_fetch(dataset, dest, if_missing):
 
     dest = dest or datamod.DEFAULT_DATA_DIR
     found = datamod.locate(dataset, dest) if if_missing else None
-    click.echo(found[1] if found else datamod.fetch(dataset, dest))
+    click.echo(found[1] if found else datamod.fetch(
+        dataset, dest, say=lambda line: click.echo(line, err=True)))
 
 
 # -- train ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from advbench.errors import ArtifactError
+from advbench.errors import ArtifactError, ParameterError
 
 
 def looks_like_path(ref: str) -> bool:
@@ -93,7 +93,8 @@ def check_model(ref: str, data: str | None = None, model_output: str | None = No
     """The errors ``loading.open_model`` would raise after TensorFlow's import, raised now
     when a file's header tells: ArtifactError (one line) for a missing model file, several
     outputs without ``model_output``, a flat input, or an input no layout of ``data``'s
-    images (a built-in name or a user's file) fits."""
+    images (a built-in name or a user's file) fits; ParameterError for a ``model_output``
+    that names no output."""
     if not looks_like_path(ref):
         return
     path = Path(ref)
@@ -107,6 +108,11 @@ def check_model(ref: str, data: str | None = None, model_output: str | None = No
     if len(outputs) > 1 and model_output is None:
         raise ArtifactError(f"{path.name} has {len(outputs)} outputs ({', '.join(outputs)}); "
                             "pick the class scores with --model-output NAME|INDEX")
+    if outputs and model_output is not None and model_output not in outputs and not (
+            model_output.isdigit() and int(model_output) < len(outputs)):
+        raise ParameterError(f"--model-output {model_output}: {path.name} has no such output; "
+                             "its outputs are "
+                             f"{', '.join(f'{i}: {n}' for i, n in enumerate(outputs))}")
     if expected is None:
         return
     if len(expected) == 1:

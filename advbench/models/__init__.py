@@ -180,8 +180,15 @@ def resolve_model(ref: str, dataset: str | None = None,
             return names[ds][ref]
     known = sorted({f"{n} ({ds})" for ds in names for n in names[ds]})
     hint = ", ".join(known) if known else "none yet; train one with `advbench train`"
-    raise ArtifactError(f"no model {ref!r} in {store}/ for data set {dataset or 'any'}; "
-                        f"available: {hint}")
+    # `advbench reproduce` (make demo) trains into results/<data>/<profile>/models/.
+    elsewhere = sorted({str(p.parent) for p in Path("results").glob("*/*/models/*.h5")})
+    raise ArtifactError(
+        f"no model {ref!r}: no file {ref}, and no zoo model {ref!r} in {store}/ (the zoo "
+        f"store: --models-dir, else $ADVBENCH_MODELS, else models/; files named "
+        f"<data>-<architecture>-<activation>-<defense>.h5) for data set {dataset or 'any'}; "
+        f"available: {hint}"
+        + (f"; other trained models are in {', '.join(elsewhere)}/ (pass a file's path, or "
+           "--models-dir)" if elsewhere else ""))
 
 
 # -- prediction -----------------------------------------------------------------------------
