@@ -440,7 +440,11 @@ class ArchitectureOrFile(RegistryChoice):
               help="With --model FILE: start from the file's weights.")
 @_reading_options
 @click.option("--act", "activation", type=RegistryChoice("advbench.names:ACTIVATIONS"),
-              default="relu", show_default=True, help="Activation everywhere in the network.")
+              default="relu", show_default=True,
+              help="Activation of the network: everywhere in a zoo architecture; in --model "
+                   "FILE, brelu turns every plain ReLU (ReLU layers, Activation('relu'), "
+                   "activation='relu') into BRELU and leaves other activations (ReLU6, "
+                   "hard-swish, LeakyReLU...) as they are, listing both on stderr.")
 @click.option("--brelu-t", type=float, default=None,
               help="BRELU threshold t (> 0) [1.0]; only with --act brelu.")
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
@@ -632,8 +636,10 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
     """Write MODEL as a standard Keras 3 .keras file; print its path.
 
     MODEL is a zoo name, an advbench model (.h5), or your own .keras / legacy .h5 file as
-    advbench reads it (its preprocessing in front, a final softmax removed; give its data
-    with --dataset or --data). The file opens with keras.saving.load_model(path); a model
+    advbench reads it (a final softmax removed; give its data with --dataset or --data). The
+    exported model takes what your model took (0-255 for one holding Rescaling(1/255), or
+    what --input-range/--mean/--std said): the input range advbench put in front is left
+    out, and stderr says what it takes. The file opens with keras.saving.load_model(path); a model
     with feature squeezing or read with --outputs probabilities holds an advbench layer:
     run `import advbench.models.layers` before loading it (stderr says so).
 
@@ -641,12 +647,15 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
 
         advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
     """
-    from advbench.models.export import custom_layers, export_keras
+    from advbench.models.export import custom_layers, export_keras, with_original_input
 
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     _, model, _ = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                               reading=reading, quiet=quiet)
+    model, contract = with_original_input(model)
+    if contract and not (quiet and not contract.startswith("Warning")):
+        click.echo(contract, err=True)
     path = export_keras(model, output)
     needs = custom_layers(model)
     if needs and not quiet:

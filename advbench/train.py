@@ -311,7 +311,8 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
     artifact. Raises ParameterError for a SavedModel or a subclassed model.
     """
     from advbench.models import foreign
-    from advbench.models.adapt import adapt, convert_relu, reinitialize, select_output
+    from advbench.models.adapt import (adapt, convert_relu, describe_left, other_activations,
+                                       reinitialize, select_output)
     from advbench.models.layers import FeatureSqueezing
 
     config.validate()
@@ -325,10 +326,15 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
                                        model_output, Path(path).name),
                          keep_weights=fine_tune)
     changes: list[str] = []
+    left: dict[str, list[str]] = {}
     if config.activation == "brelu":
+        left = other_activations(model)
         model, changes = convert_relu(model, config.brelu_t)
+        summary = describe_left(Path(path).name, left, len(changes))
         if not changes:
             changes = [f"{Path(path).name}: no ReLU found; --act brelu changed nothing"]
+        if summary:
+            changes.append(summary)
     options = defense.model_options()
     front = ([FeatureSqueezing(bit_depth=options.pop("squeeze_bits"), name="feature_squeezing")]
              if "squeeze_bits" in options else [])
@@ -340,6 +346,7 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
     source = {
         "path": str(Path(path).resolve()), "kind": kind,
         "hash": foreign.content_hash(path), "fine_tune": fine_tune, "brelu_changes": changes,
+        "brelu_left": left,
         "preprocessing": adapted.preprocessing.as_dict(),
         "input_scale": adapted.input_scale,
         "outputs": adapted.outputs,

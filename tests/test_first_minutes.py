@@ -150,7 +150,7 @@ def test_an_unknown_zoo_name_says_everywhere_it_looked(tmp_path, monkeypatch):
     with pytest.raises(ArtifactError) as e:
         resolve_model("cnn", None, tmp_path / "models")
     assert str(e.value) == (
-        f"no model 'cnn': no file cnn, and no zoo model 'cnn' in {tmp_path / 'models'}/ (the "
+        f"no model 'cnn' as a file or as a zoo name in {tmp_path / 'models'}/ (the "
         "zoo store: --models-dir, else $ADVBENCH_MODELS, else models/; files named "
         "<data>-<architecture>-<activation>-<defense>.h5) for data set any; available: none "
         "yet; train one with `advbench train`; other trained models are in "

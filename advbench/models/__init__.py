@@ -183,7 +183,7 @@ def resolve_model(ref: str, dataset: str | None = None,
     # `advbench reproduce` (make demo) trains into results/<data>/<profile>/models/.
     elsewhere = sorted({str(p.parent) for p in Path("results").glob("*/*/models/*.h5")})
     raise ArtifactError(
-        f"no model {ref!r}: no file {ref}, and no zoo model {ref!r} in {store}/ (the zoo "
+        f"no model {ref!r} as a file or as a zoo name in {store}/ (the zoo "
         f"store: --models-dir, else $ADVBENCH_MODELS, else models/; files named "
         f"<data>-<architecture>-<activation>-<defense>.h5) for data set {dataset or 'any'}; "
         f"available: {hint}"

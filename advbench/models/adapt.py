@@ -534,6 +534,56 @@ def is_relu(layer: Any) -> bool:
     return False
 
 
+_NOT_ACTIVATIONS = ("linear", "relu", "softmax")
+
+
+def other_activations(model: Model) -> dict[str, list[str]]:
+    """The activations of a graph model that ``convert_relu`` leaves as they are, by kind
+    (``"ReLU(max_value=6)"``, ``"hard_swish"``, ``"LeakyReLU"``...) -> layer names, nested
+    models looked into: capped, leaky or thresholded ReLU layers, other activation layers
+    (LeakyReLU, PReLU, ELU), ``Activation`` layers and ``activation=`` arguments other than
+    relu, linear and softmax."""
+    found: dict[str, list[str]] = {}
+
+    def fn_name(fn):
+        return getattr(fn, "__name__", type(fn).__name__)
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            for kind, names in other_activations(layer).items():
+                found.setdefault(kind, []).extend(names)
+            continue
+        kind = None
+        if isinstance(layer, keras.layers.ReLU) and not is_relu(layer):
+            kind = "ReLU(" + ", ".join(
+                f"{k}={float(v):g}" for k, v in (("max_value", layer.max_value),
+                                                  ("negative_slope", layer.negative_slope),
+                                                  ("threshold", layer.threshold))
+                if v is not None and float(v)) + ")"
+        elif type(layer).__name__ in ("LeakyReLU", "PReLU", "ELU"):
+            kind = type(layer).__name__
+        elif isinstance(layer, keras.layers.Activation):
+            kind = None if fn_name(layer.activation) in _NOT_ACTIVATIONS \
+                else fn_name(layer.activation)
+        elif getattr(layer, "activation", None) is not None \
+                and fn_name(layer.activation) not in _NOT_ACTIVATIONS:
+            kind = fn_name(layer.activation)
+        if kind:
+            found.setdefault(kind, []).append(layer.name)
+    return found
+
+
+def describe_left(name: str, left: dict[str, list[str]], converted: int) -> str | None:
+    """The one line ``train --act brelu`` prints about the activations it left, or None."""
+    if not left:
+        return None
+    kinds = "; ".join(f"{len(layers)} {kind} ({', '.join(layers[:4])}"
+                      f"{', ...' if len(layers) > 4 else ''})" for kind, layers in left.items())
+    return (f"Warning: {name}: --act brelu turned {converted} ReLUs into BRELU and left "
+            f"{sum(map(len, left.values()))} other activations as they are: {kinds}; BRELU "
+            "bounds plain ReLUs only")
+
+
 def convert_relu(model: Model, brelu_t: float = 1.0) -> tuple[Model, list[str]]:
     """Every ReLU of a graph model turned into BRELU(t) = min(max(x, 0), t): ReLU layers and
     Activation("relu") layers become ``ReLU(max_value=t)``; a layer with
