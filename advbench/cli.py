@@ -890,8 +890,8 @@ def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
 
     path, model, meta = open_model(ref, dataset=dataset, data_dir=data_dir,
                                    models_dir=models_dir, strict=strict, **(reading or {}))
-    if not quiet:
-        for note in meta.get("notes", []):
+    for note in meta.get("notes", []):
+        if not quiet or note.startswith("Warning:"):  # a misread model is said even then
             click.echo(note, err=True)
     return path, model, meta
 

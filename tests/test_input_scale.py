@@ -232,3 +232,62 @@ def test_the_class_output_is_picked_by_name_or_index(choice):
 def test_bad_output_choices(model, choice, message):
     with pytest.raises(ParameterError, match=re.escape(message)):
         select_output(model(), choice, "m")
+
+
+# -- the command line, no flag at all ------------------------------------------------------
+@pytest.fixture(scope="module")
+def rescaling_file(tmp_path_factory):
+    """A user's model whose first layer is Rescaling(1/255), trained by plain Keras on 0-255
+    digits, and the digits as uint8 (.npz)."""
+    from conftest import write_digits_npz
+
+    root = tmp_path_factory.mktemp("rescaling")
+    write_digits_npz(root / "digits.npz", 300, 60)
+    raw = np.load(root / "digits.npz")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255, name="rescale"),
+                              keras.layers.Conv2D(8, 5, strides=2, activation="relu"),
+                              keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
+    model.fit(raw["x_train"][..., None].astype("float32"), raw["y_train"], epochs=3, verbose=0)
+    model.save(root / "mine.keras")
+    predicted = model.predict(raw["x_test"][..., None].astype("float32"), verbose=0).argmax(1)
+    return root, float(np.mean(predicted == raw["y_test"]))
+
+
+def test_clean_accuracy_without_flags_equals_keras(rescaling_file):
+    import json
+
+    from click.testing import CliRunner
+
+    from advbench.cli import main
+
+    root, keras_accuracy = rescaling_file
+    args = ["evaluate", str(root / "mine.keras"), "--data", str(root / "digits.npz"), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["clean"]["accuracy"] == keras_accuracy
+    assert report["model"]["provenance"]["input_scale"]["source"] == "model"
+    assert ("mine.keras: its first layers, Rescaling 'rescale' (scale 0.00392157, offset 0), "
+            "take pixels in 0..255") in result.stderr
+    # Flags that disagree: followed, and the warning is said even with -q.
+    flagged = CliRunner().invoke(main, [*args, "--input-range", "0:1", "-q"])
+    assert flagged.exit_code == 0, flagged.output
+    assert flagged.stderr.startswith(
+        "Warning: mine.keras's first layers, Rescaling 'rescale' (scale 0.00392157, offset "
+        "0), take pixels in 0..255, but the flags say --input-range 0:1: advbench follows the "
+        "flags; drop them to feed 0..255\n")
+    assert json.loads(flagged.stdout)["clean"]["accuracy"] < keras_accuracy
+
+
+def test_own_model_docs_say_which_layers_are_read():
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "own-model.md")
+                    .read_text().split())
+    assert "needs none of them" not in text
+    for phrase in ("`Rescaling(1/255)`", "`Rescaling(1/127.5, offset=-1)`", "offset -1",
+                   "`Normalization` first", "`Random*`", "nested", "They always win"):
+        assert phrase in text, phrase
