@@ -135,8 +135,10 @@ def _precheck(command: str, raw: dict) -> None:
                                                           else None)
     if raw.get("data_path"):
         data_image_shape(raw["data_path"])  # its errors, now
+    # train --model's own type says a missing file (with the architectures' names).
     refs = strings(raw.get("model_ref")) + strings(raw.get("source_refs")) + \
-        strings(raw.get("target_refs")) + strings(raw.get("architecture"))
+        strings(raw.get("target_refs")) + [a for a in strings(raw.get("architecture"))
+                                           if Path(a).exists()]
     for ref in refs:
         check_model(ref, data, raw.get("model_output"))
 

@@ -245,7 +245,8 @@ def rescaling_file(tmp_path_factory):
     write_digits_npz(root / "digits.npz", 300, 60)
     raw = np.load(root / "digits.npz")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255, name="rescale"),
+    model = keras.Sequential([keras.Input((28, 28, 1)),
+                              keras.layers.Rescaling(1 / 255, name="rescale"),
                               keras.layers.Conv2D(8, 5, strides=2, activation="relu"),
                               keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax")])
