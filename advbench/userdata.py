@@ -298,7 +298,7 @@ def _read_folder(root: Path) -> UserData:
                          np.asarray([label for _, label in items], np.int64))
     notes = [f"{root}: {'grayscale' if gray else 'RGB'} images decoded by Pillow, uint8 "
              "0-255 divided by 255; classes are the sub-folder names in sorted order: "
-             + class_mapping(class_names)]
+             + class_mapping(class_names or ())]
     class_names = _check_classes(root, splits, class_names, notes)
     return UserData(root, "folder", splits, class_names, tuple(notes),
                     fingerprint(splits, class_names))

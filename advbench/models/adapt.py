@@ -550,10 +550,10 @@ def other_activations(model: Model) -> dict[str, list[str]]:
 
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            for kind, names in other_activations(layer).items():
-                found.setdefault(kind, []).extend(names)
+            for inner, names in other_activations(layer).items():
+                found.setdefault(inner, []).extend(names)
             continue
-        kind = None
+        kind: str | None = None
         if isinstance(layer, keras.layers.ReLU) and not is_relu(layer):
             kind = "ReLU(" + ", ".join(
                 f"{k}={float(v):g}" for k, v in (("max_value", layer.max_value),
