@@ -140,7 +140,7 @@ def _precheck(command: str, raw: dict) -> None:
         strings(raw.get("target_refs")) + [a for a in strings(raw.get("architecture"))
                                            if Path(a).exists()]
     for ref in refs:
-        check_model(ref, data, raw.get("model_output"))
+        check_model(ref, data, raw.get("model_output"), raw.get("models_dir"))
 
 
 def _data_dir_option(f):

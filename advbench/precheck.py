@@ -1,5 +1,6 @@
 """Usage errors about model files and data found before TensorFlow starts (it takes 10-30 s
-to import): a missing model file, a Keras model with several outputs and no
+to import): a missing model file or unknown zoo name (the zoo store's names are resolved
+here, ``resolve_model``), a Keras model with several outputs and no
 ``--model-output``, a flat (vector) input, a model input that no layout of the data's
 images fits.
 
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from advbench.errors import ArtifactError, ParameterError
+from advbench.names import ARCHITECTURE_BUILDERS
+from advbench.types import PathLike
 
 
 def looks_like_path(ref: str) -> bool:
@@ -89,18 +92,17 @@ def data_image_shape(ref: str | None) -> tuple | None:
     return tuple(open_data(ref).input_shape) if is_user_data(ref) else None
 
 
-def check_model(ref: str, data: str | None = None, model_output: str | None = None) -> None:
+def check_model(ref: str, data: str | None = None, model_output: str | None = None,
+                models_directory: PathLike | None = None) -> None:
     """The errors ``loading.open_model`` would raise after TensorFlow's import, raised now
     when a file's header tells: ArtifactError (one line) for a missing model file, several
     outputs without ``model_output``, a flat input, or an input no layout of ``data``'s
     images (a built-in name or a user's file) fits; ParameterError for a ``model_output``
-    that names no output."""
-    if not looks_like_path(ref):
-        return
-    path = Path(ref)
-    if not path.exists():
-        raise ArtifactError(f"model file {ref} does not exist; train one with "
-                            "`advbench train` or pass an existing path")
+    that names no output; a zoo name is resolved in ``models_directory`` (``resolve_model``:
+    an unknown one is an ArtifactError naming where it looked)."""
+    from advbench.data import DATASETS
+
+    path = resolve_model(ref, data if data in DATASETS else None, models_directory)
     config = keras_config(path) if path.is_file() else None
     if config is None:
         return
@@ -140,3 +142,65 @@ def layout_fits(image: tuple, expected: tuple) -> bool:
                                                    for s, e in zip(shape, expected))
     h, w, c = image
     return fits((h, w, c)) or (c == 1 and fits((h, w))) or fits((c, h, w))
+
+
+# -- the zoo store ------------------------------------------------------------------------------
+def models_dir(path: PathLike | None = None) -> Path:
+    return Path(path or os.environ.get("ADVBENCH_MODELS") or "models")
+
+
+def zoo_name(architecture: str, activation: str, defense: str) -> str:
+    """The short name of a trained model: ``cnn``, ``cnn-brelu``, ``cnn-brelu-gda``..."""
+    parts = [architecture]
+    if activation != "relu":
+        parts.append(activation)
+    if defense != "none":
+        parts.append(defense)
+    return "-".join(parts)
+
+
+def resolve_model(ref: str, dataset: str | None = None,
+                  directory: PathLike | None = None) -> Path:
+    """A model path from a path (an artifact, a .keras / .h5 file, a SavedModel folder) or a
+    zoo name (``cnn``, ``resnet-brelu``, ``cnn-brelu-gda``).
+
+    Zoo names resolve to ``<models dir>/<dataset>-<arch>-<act>-<defense>.h5``.
+    """
+    path = Path(ref)
+    if path.suffix in (".h5", ".hdf5", ".keras") or path.exists() or os.sep in ref:
+        if not path.exists():
+            raise ArtifactError(f"model file {ref} does not exist; train one with "
+                                "`advbench train` or pass an existing path")
+        return path
+    store = models_dir(directory)
+    candidates = sorted(store.glob("*.h5")) if store.is_dir() else []
+    names: dict[str, dict[str, Path]] = {}
+    architectures = ARCHITECTURE_BUILDERS  # the zoo's --model names
+    for cand in candidates:
+        stem_parts = cand.stem.split("-")
+        if len(stem_parts) < 4:
+            continue
+        ds = stem_parts[0]
+        # Architectures may contain a dash (cifar-cnn); activation and defense follow it.
+        for arch in sorted(architectures, key=len, reverse=True):
+            prefix = f"{ds}-{arch}-"
+            if cand.stem.startswith(prefix):
+                rest = cand.stem[len(prefix):]
+                act, _, defense = rest.partition("-")
+                names.setdefault(ds, {})[zoo_name(arch, act, defense)] = cand
+                break
+    datasets = [dataset] if dataset else sorted(names)
+    for ds in datasets:
+        if ref in names.get(ds, {}):
+            return names[ds][ref]
+    known = sorted({f"{n} ({ds})" for ds in names for n in names[ds]})
+    hint = ", ".join(known) if known else "none yet; train one with `advbench train`"
+    # `advbench reproduce` (make demo) trains into results/<data>/<profile>/models/.
+    elsewhere = sorted({str(p.parent) for p in Path("results").glob("*/*/models/*.h5")})
+    raise ArtifactError(
+        f"no model {ref!r} as a file or as a zoo name in {store}/ (the zoo "
+        f"store: --models-dir, else $ADVBENCH_MODELS, else models/; files named "
+        f"<data>-<architecture>-<activation>-<defense>.h5) for data set {dataset or 'any'}; "
+        f"available: {hint}"
+        + (f"; other trained models are in {', '.join(elsewhere)}/ (pass a file's path, or "
+           "--models-dir)" if elsewhere else ""))

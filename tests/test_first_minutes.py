@@ -96,17 +96,23 @@ def test_the_class_output_is_picked_on_the_command_line(files, tmp_path):
                              "outputs are 0: aux, 1: class_scores\n")
 
 
-def test_errors_come_before_tensorflow_is_imported(files):
+@pytest.mark.parametrize("model, ending", [
+    ("two.keras", "pick the class scores with --model-output NAME|INDEX\n"),
+    ("cnn", "available: none yet; train one with `advbench train`\n"),
+])
+def test_errors_come_before_tensorflow_is_imported(files, model, ending, tmp_path):
+    ref = str(files / model) if model.endswith(".keras") else model
     code = ("import sys; from advbench.cli import main\n"
             "try:\n"
-            f"    main(['attack', {str(files / 'two.keras')!r}, '--data', "
+            f"    main(['attack', {ref!r}, '--data', "
             f"{str(files / 'digits.npz')!r}, '--attack', 'fgsm', '--eps', '0.1'])\n"
             "except SystemExit as e:\n"
             "    print(e.code, 'tensorflow' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k != "ADVBENCH_MODELS"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          cwd=tmp_path, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})
     assert proc.stdout == "1 False\n"
-    assert proc.stderr.endswith("pick the class scores with --model-output NAME|INDEX\n")
+    assert proc.stderr.endswith(ending)
 
 
 def test_layouts_that_fit():
