@@ -30,6 +30,13 @@ data: install
 DEMO_MODELS := results/mnist/demo/models
 demo: install data
 	$(ADVBENCH) reproduce --dataset mnist --profile demo --out results
+	@# The demo's two models into the zoo store too (never over a model there), so that the
+	@# README's zoo names (`advbench attack cnn ...`, `cnn-brelu-gda`) work after it.
+	@zoo="$${ADVBENCH_MODELS:-models}"; mkdir -p "$$zoo"; \
+	for pair in mnist-cnn:mnist-cnn-relu-none mnist-cnn-brelu-gda:mnist-cnn-brelu-gda; do \
+	  src="$(DEMO_MODELS)/$${pair%%:*}.h5"; dst="$$zoo/$${pair##*:}.h5"; \
+	  if [ -e "$$src" ] && [ ! -e "$$dst" ]; then cp "$$src" "$$dst" && echo "$$src -> $$dst"; fi; \
+	done
 	@echo
 	@echo "Next, in this folder: put advbench on the PATH and tell it where MNIST is,"
 	@echo "  . $(VENV)/bin/activate && export ADVBENCH_DATA=$(ADVBENCH_DATA)"
@@ -37,6 +44,7 @@ demo: install data
 	@echo "  advbench attack $(DEMO_MODELS)/mnist-cnn-brelu-gda.h5 --attack pgd --limit 200 -o runs/pgd.h5"
 	@echo "  advbench evaluate $(DEMO_MODELS)/mnist-cnn-brelu-gda.h5 runs/pgd.h5 --limit 1000"
 	@echo "  advbench transfer --source $(DEMO_MODELS)/mnist-cnn.h5 --target $(DEMO_MODELS)/mnist-cnn-brelu-gda.h5 --limit 300"
+	@echo "The zoo names of the README (cnn, cnn-brelu-gda) now name the demo's models: advbench attack cnn --attack fgsm --eps 0.1"
 	@echo "Your own Keras model and data: docs/own-model.md"
 
 bench: bench-train bench-gradients bench-attacks bench-strong

@@ -112,11 +112,46 @@ class RegistryChoice(click.Choice):
 
 
 class AdvbenchCommand(click.Command):
-    """A command that imports TensorFlow quietly before running."""
+    """A command that checks its model files and data (``advbench.precheck``) on the raw
+    arguments, before any option's conversion can import TensorFlow (``--attack``'s choices
+    do), and imports TensorFlow quietly before running."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not any(arg in ("-h", "--help") for arg in args):
+            try:
+                raw, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+            except click.UsageError:
+                raw = None  # said by the full parse below
+            if raw is not None:
+                _precheck(self.name or "", raw)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         _quiet_tensorflow_import()
         return super().invoke(ctx)
+
+
+def _precheck(command: str, raw: dict) -> None:
+    """The usage errors a command's MODEL files and data give away before TensorFlow's import
+    (10-30 s): a missing file, several outputs, a flat input, a shape the data cannot fit
+    (``raw``: the command's parameters as typed, unconverted)."""
+    from advbench.precheck import check_model, data_image_shape
+
+    def strings(value):
+        return [value] if isinstance(value, str) else [v for v in value or () if
+                                                       isinstance(v, str)]
+    if raw.get("data_path") and raw.get("dataset"):
+        return  # "Use just one of --dataset or --data" comes first
+    data = raw.get("data_path") or raw.get("dataset") or ("mnist" if command == "train"
+                                                          else None)
+    if raw.get("data_path"):
+        data_image_shape(raw["data_path"])  # its errors, now
+    # train --model's own type says a missing file (with the architectures' names).
+    refs = strings(raw.get("model_ref")) + strings(raw.get("source_refs")) + \
+        strings(raw.get("target_refs")) + [a for a in strings(raw.get("architecture"))
+                                           if Path(a).exists()]
+    for ref in refs:
+        check_model(ref, data, raw.get("model_output"), raw.get("models_dir"))
 
 
 def _data_dir_option(f):
@@ -166,12 +201,21 @@ def _reading_options(f):
                           "probabilities without one are refused), logits, or probabilities "
                           "(advbench takes their log)."),
         click.option("--input-range", metavar="LOW:HIGH", default=None,
-                     help="Pixel range your model expects, e.g. 0:255 [0:1]; attacks stay in "
-                          "[0, 1]."),
+                     help="Pixel range your model expects, e.g. 0:255 [default: read from "
+                          "its first Rescaling/Normalization layers, else 0:1]; attacks stay "
+                          "in [0, 1]."),
         click.option("--mean", metavar="M[,M,M]", default=None,
                      help="Per-channel mean your model subtracts (after the range)."),
         click.option("--std", metavar="S[,S,S]", default=None,
                      help="Per-channel std your model divides by (after the mean)."),
+        # Not -o/--output (the artifact path) nor --outputs (logits or probabilities).
+        # Stored in the context, so that the commands' signatures stay as they are.
+        click.option("--model-output", metavar="NAME|INDEX", default=None, expose_value=False,
+                     callback=lambda ctx, param, value: ctx.meta.__setitem__(
+                         "model_output", value),
+                     help="Which output of your multi-output model holds the class scores: "
+                          "its layer name or 0-based index (named --model-output because "
+                          "-o/--output is the artifact path and --outputs their kind)."),
     ]):
         f = option(f)
     return f
@@ -192,7 +236,8 @@ def _reading(custom_objects, outputs, input_range, mean, std) -> dict:
     except ParameterError as e:
         raise click.BadParameter(str(e)) from None
     return {"custom_objects": custom_objects, "outputs": outputs,
-            "preprocessing": preprocessing}
+            "preprocessing": preprocessing,
+            "model_output": click.get_current_context().meta.get("model_output")}
 
 
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
@@ -314,7 +359,8 @@ def data_fetch(dataset, dest, if_missing):
 
     dest = dest or datamod.DEFAULT_DATA_DIR
     found = datamod.locate(dataset, dest) if if_missing else None
-    click.echo(found[1] if found else datamod.fetch(dataset, dest))
+    click.echo(found[1] if found else datamod.fetch(
+        dataset, dest, say=lambda line: click.echo(line, err=True)))
 
 
 # -- train ----------------------------------------------------------------------------------
@@ -407,7 +453,11 @@ class ArchitectureOrFile(RegistryChoice):
               help="With --model FILE: start from the file's weights.")
 @_reading_options
 @click.option("--act", "activation", type=RegistryChoice("advbench.names:ACTIVATIONS"),
-              default="relu", show_default=True, help="Activation everywhere in the network.")
+              default="relu", show_default=True,
+              help="Activation of the network: everywhere in a zoo architecture; in --model "
+                   "FILE, brelu turns every plain ReLU (ReLU layers, Activation('relu'), "
+                   "activation='relu') into BRELU and leaves other activations (ReLU6, "
+                   "hard-swish, LeakyReLU...) as they are, listing both on stderr.")
 @click.option("--brelu-t", type=float, default=None,
               help="BRELU threshold t (> 0) [1.0]; only with --act brelu.")
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
@@ -475,6 +525,7 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
     given = [flag for flag, value in (("--fine-tune", fine_tune),
                                       ("--custom-objects", custom_objects),
                                       ("--outputs", outputs != "auto"),
+                                      ("--model-output", reading["model_output"] is not None),
                                       ("--input-range/--mean/--std", reading["preprocessing"]))
              if value]
     if given and not own:
@@ -599,8 +650,10 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
     """Write MODEL as a standard Keras 3 .keras file; print its path.
 
     MODEL is a zoo name, an advbench model (.h5), or your own .keras / legacy .h5 file as
-    advbench reads it (its preprocessing in front, a final softmax removed; give its data
-    with --dataset or --data). The file opens with keras.saving.load_model(path); a model
+    advbench reads it (a final softmax removed; give its data with --dataset or --data). The
+    exported model takes what your model took (0-255 for one holding Rescaling(1/255), or
+    what --input-range/--mean/--std said): the input range advbench put in front is left
+    out, and stderr says what it takes. The file opens with keras.saving.load_model(path); a model
     with feature squeezing or read with --outputs probabilities holds an advbench layer:
     run `import advbench.models.layers` before loading it (stderr says so).
 
@@ -609,7 +662,7 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
         advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
     """
     from advbench.files import check_writable, refuse_existing
-    from advbench.models.export import custom_layers, export_keras
+    from advbench.models.export import custom_layers, export_keras, with_original_input
 
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
@@ -618,6 +671,9 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
     refuse_existing(output, overwrite=overwrite)
     _, model, _ = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                               reading=reading, quiet=quiet)
+    model, contract = with_original_input(model)
+    if contract and not (quiet and not contract.startswith("Warning")):
+        click.echo(contract, err=True)
     path = export_keras(model, output, overwrite=overwrite)
     needs = custom_layers(model)
     if needs and not quiet:
@@ -852,8 +908,8 @@ def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
 
     path, model, meta = open_model(ref, dataset=dataset, data_dir=data_dir,
                                    models_dir=models_dir, strict=strict, **(reading or {}))
-    if not quiet:
-        for note in meta.get("notes", []):
+    for note in meta.get("notes", []):
+        if not quiet or note.startswith("Warning:"):  # a misread model is said even then
             click.echo(note, err=True)
     return path, model, meta
 
@@ -1029,10 +1085,11 @@ def _load_models(refs, dataset, models_dir, *, data_dir=None, reading=None,
         out.append(loaded[key])
     reading = reading or {}
     if (reading.get("custom_objects") or reading.get("outputs", "auto") != "auto"
-            or reading.get("preprocessing")) and not any("model_kind" in m for _, _, m in out):
-        raise ParameterError("--custom-objects, --outputs, --input-range, --mean and --std "
-                             "apply to foreign model files; every model here is an advbench "
-                             "artifact")
+            or reading.get("preprocessing") or reading.get("model_output") is not None) \
+            and not any("model_kind" in m for _, _, m in out):
+        raise ParameterError("--custom-objects, --outputs, --model-output, --input-range, "
+                             "--mean and --std apply to foreign model files; every model here "
+                             "is an advbench artifact")
     return out
 
 

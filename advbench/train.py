@@ -296,7 +296,8 @@ def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: 
 def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, *,
                          fine_tune: bool = False,
                          preprocessing: Preprocessing | None = None, outputs: str = "auto",
-                         custom_objects: str | None = None) -> tuple[Model, dict[str, Any]]:
+                         custom_objects: str | None = None,
+                         model_output: str | None = None) -> tuple[Model, dict[str, Any]]:
     """The user's own architecture (a .keras or legacy .h5 file) made ready for ``train``.
 
     Loaded safely (``models.foreign.load_foreign``); weights re-drawn from its initializers
@@ -310,7 +311,8 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
     artifact. Raises ParameterError for a SavedModel or a subclassed model.
     """
     from advbench.models import foreign
-    from advbench.models.adapt import Preprocessing, adapt, convert_relu, reinitialize
+    from advbench.models.adapt import (adapt, convert_relu, describe_left, other_activations,
+                                       reinitialize, select_output)
     from advbench.models.layers import FeatureSqueezing
 
     config.validate()
@@ -320,13 +322,19 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
         raise ParameterError(f"train --model takes a .keras or legacy .h5 architecture; {path} "
                              f"is {foreign.MODEL_KINDS[kind]}, which advbench cannot train")
     keras.utils.set_random_seed(config.seed)
-    model = reinitialize(foreign.load_foreign(path, kind, custom_objects),
+    model = reinitialize(select_output(foreign.load_foreign(path, kind, custom_objects),
+                                       model_output, Path(path).name),
                          keep_weights=fine_tune)
     changes: list[str] = []
+    left: dict[str, list[str]] = {}
     if config.activation == "brelu":
+        left = other_activations(model)
         model, changes = convert_relu(model, config.brelu_t)
+        summary = describe_left(Path(path).name, left, len(changes))
         if not changes:
             changes = [f"{Path(path).name}: no ReLU found; --act brelu changed nothing"]
+        if summary:
+            changes.append(summary)
     options = defense.model_options()
     front = ([FeatureSqueezing(bit_depth=options.pop("squeeze_bits"), name="feature_squeezing")]
              if "squeeze_bits" in options else [])
@@ -338,7 +346,9 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
     source = {
         "path": str(Path(path).resolve()), "kind": kind,
         "hash": foreign.content_hash(path), "fine_tune": fine_tune, "brelu_changes": changes,
-        "preprocessing": (preprocessing or Preprocessing()).as_dict(),
+        "brelu_left": left,
+        "preprocessing": adapted.preprocessing.as_dict(),
+        "input_scale": adapted.input_scale,
         "outputs": adapted.outputs,
         "notes": adapted.notes,
     }

@@ -9,7 +9,10 @@ class. ``data.load`` reads them through ``open_data`` exactly as it reads MNIST 
     1 to 4 channels. Labels: integers 0..K-1, shape (N,) (or (N, 1), flattened).
 Image folder
     ``DIR/<class>/*.png|jpg|...`` (a single test split) or ``DIR/train/<class>/...`` and
-    ``DIR/test/<class>/...``. Classes are the sub-folder names in sorted order. Images are
+    ``DIR/test/<class>/...``. Classes are the sub-folder names in sorted order (Python's
+    ``sorted``: by code point, so ``Cat`` before ``bird`` and ``10`` before ``2``; the order
+    of Keras' ``image_dataset_from_directory``): label 0 is the first name. The mapping is
+    said in the notes (``class_mapping``). Images are
     decoded by Pillow, all of one size; grayscale when every image is, RGB otherwise.
 
 Every accepted file gets a fingerprint (a SHA-256 of the arrays, ``fingerprint``) that
@@ -294,10 +297,19 @@ def _read_folder(root: Path) -> UserData:
         splits[split] = (x[..., None] if gray else x,
                          np.asarray([label for _, label in items], np.int64))
     notes = [f"{root}: {'grayscale' if gray else 'RGB'} images decoded by Pillow, uint8 "
-             "0-255 divided by 255; classes are the sub-folder names"]
+             "0-255 divided by 255; classes are the sub-folder names in sorted order: "
+             + class_mapping(class_names or ())]
     class_names = _check_classes(root, splits, class_names, notes)
     return UserData(root, "folder", splits, class_names, tuple(notes),
                     fingerprint(splits, class_names))
+
+
+def class_mapping(class_names: tuple[str, ...], shown: int = 30) -> str:
+    """``"0 'bird', 1 'cat', ..."``: the class index of each folder name, the first
+    ``shown`` of them and then how many more."""
+    text = ", ".join(f"{i} {name!r}" for i, name in enumerate(class_names[:shown]))
+    more = len(class_names) - shown
+    return text + (f", ... ({more} more, {len(class_names)} in all)" if more > 0 else "")
 
 
 def _decode(path: Path):

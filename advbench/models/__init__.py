@@ -7,7 +7,6 @@ of the network, the ResNet's included (the paper authors' code kept ReLU inside 
 
 from __future__ import annotations
 
-import os
 import weakref
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advbench.errors import ArtifactError, ParameterError
+from advbench import precheck
+from advbench.errors import ParameterError
 from advbench.models.layers import FeatureSqueezing
 from advbench.names import ACTIVATIONS, ARCHITECTURE_BUILDERS
 from advbench.types import Model, PathLike, Tensor
@@ -126,62 +126,30 @@ def build_model(architecture: str, input_shape: Sequence[int], num_classes: int 
 
 # -- the zoo store --------------------------------------------------------------------------
 def models_dir(path: PathLike | None = None) -> Path:
-    return Path(path or os.environ.get("ADVBENCH_MODELS") or "models")
+    """The zoo store: ``path``, else $ADVBENCH_MODELS, else ``models/``."""
+    return precheck.models_dir(path)
 
 
 def zoo_name(architecture: str, activation: str, defense: str) -> str:
     """The short name of a trained model: ``cnn``, ``cnn-brelu``, ``cnn-brelu-gda``..."""
-    parts = [architecture]
-    if activation != "relu":
-        parts.append(activation)
-    if defense != "none":
-        parts.append(defense)
-    return "-".join(parts)
+    return precheck.zoo_name(architecture, activation, defense)
+
+
+def resolve_model(ref: str, dataset: str | None = None,
+                  directory: PathLike | None = None) -> Path:
+    """A model path from a path (an artifact, a .keras / .h5 file, a SavedModel folder) or a
+    zoo name (``cnn``, ``resnet-brelu``, ``cnn-brelu-gda``): ``precheck.resolve_model``,
+    which needs no TensorFlow, so that the CLI says an unknown name before importing it.
+
+    Zoo names resolve to ``<models dir>/<dataset>-<arch>-<act>-<defense>.h5``.
+    """
+    return precheck.resolve_model(ref, dataset, directory)
 
 
 def zoo_path(dataset: str, architecture: str, activation: str, defense: str,
              directory: PathLike | None = None) -> Path:
     """Where `advbench train` stores a model by default."""
     return models_dir(directory) / f"{dataset}-{architecture}-{activation}-{defense}.h5"
-
-
-def resolve_model(ref: str, dataset: str | None = None,
-                  directory: PathLike | None = None) -> Path:
-    """A model path from a path (an artifact, a .keras / .h5 file, a SavedModel folder) or a
-    zoo name (``cnn``, ``resnet-brelu``, ``cnn-brelu-gda``).
-
-    Zoo names resolve to ``<models dir>/<dataset>-<arch>-<act>-<defense>.h5``.
-    """
-    path = Path(ref)
-    if path.suffix in (".h5", ".hdf5", ".keras") or path.exists() or os.sep in ref:
-        if not path.exists():
-            raise ArtifactError(f"model file {ref} does not exist; train one with "
-                                "`advbench train` or pass an existing path")
-        return path
-    store = models_dir(directory)
-    candidates = sorted(store.glob("*.h5")) if store.is_dir() else []
-    names: dict[str, dict[str, Path]] = {}
-    for cand in candidates:
-        stem_parts = cand.stem.split("-")
-        if len(stem_parts) < 4:
-            continue
-        ds = stem_parts[0]
-        # Architectures may contain a dash (cifar-cnn); activation and defense follow it.
-        for arch in sorted(ARCHITECTURES, key=len, reverse=True):
-            prefix = f"{ds}-{arch}-"
-            if cand.stem.startswith(prefix):
-                rest = cand.stem[len(prefix):]
-                act, _, defense = rest.partition("-")
-                names.setdefault(ds, {})[zoo_name(arch, act, defense)] = cand
-                break
-    datasets = [dataset] if dataset else sorted(names)
-    for ds in datasets:
-        if ref in names.get(ds, {}):
-            return names[ds][ref]
-    known = sorted({f"{n} ({ds})" for ds in names for n in names[ds]})
-    hint = ", ".join(known) if known else "none yet; train one with `advbench train`"
-    raise ArtifactError(f"no model {ref!r} in {store}/ for data set {dataset or 'any'}; "
-                        f"available: {hint}")
 
 
 # -- prediction -----------------------------------------------------------------------------

@@ -50,3 +50,40 @@ def export_keras(model: Model, path: PathLike, *, overwrite: bool = False) -> Pa
         with atomic_write(path, "model file", suffix=".tmp.keras") as tmp:
             model.save(tmp)
     return path
+
+
+#: The layers ``models.adapt.Preprocessing.layers`` puts in front of a user's model.
+PREPROCESSING_LAYERS = ("input_range", "input_normalization")
+#: Layers that may come before them without caring about the pixel scale.
+_LAYOUT_LAYERS = ("drop_channel_axis", "channels_first")
+
+
+def with_original_input(model: Model) -> tuple[Model, str | None]:
+    """``model`` taking what the user's own model took: the input range / normalization that
+    advbench put in front of it (``--input-range/--mean/--std``, or read from the model's own
+    Rescaling layers) left out, so that a model holding ``Rescaling(1/255)`` keeps taking
+    0-255 pixels. Returns (model, a sentence saying what the exported model takes), or
+    (``model``, None) when advbench put nothing in front. Where a layer that needs [0, 1]
+    (feature squeezing) comes first, the model is kept as is and the sentence says so loudly.
+    """
+    from advbench.models.adapt import call_graph
+
+    names = [layer.name for layer in model.layers]
+    if "input_range" not in names:
+        return model, None
+    scale_layer = model.get_layer("input_range")
+    low, high = scale_layer.offset, scale_layer.offset + scale_layer.scale
+    before = names[1:names.index("input_range")]
+    if any(name not in _LAYOUT_LAYERS for name in before):
+        return model, (f"Warning: the exported model takes [0, 1] images (advbench's "
+                       f"convention), not the {low:g}..{high:g} pixels your model took, "
+                       f"because {', '.join(before)} needs [0, 1] first: feed it x / "
+                       f"{high - low:g}")
+
+    def call(layer, *args, **kwargs):
+        return args[0] if layer.name in PREPROCESSING_LAYERS else layer(*args, **kwargs)
+
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    stripped = keras.Model(inputs, call_graph(model, inputs, call), name=model.name)
+    return stripped, (f"the exported model takes {low:g}..{high:g} pixels, as your model did "
+                      "(advbench's input range layer left out), and gives logits")

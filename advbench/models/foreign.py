@@ -391,29 +391,35 @@ def _reachable_ops(graph, tensor_names, function_names) -> dict[str, str]:
 def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *,
                  preprocessing: Preprocessing | None = None, outputs: str = "auto",
                  custom_objects: str | None = None, probe: np.ndarray | None = None,
-                 kind: str | None = None) -> tuple[Model, dict[str, Any]]:
+                 kind: str | None = None,
+                 model_output: str | None = None) -> tuple[Model, dict[str, Any]]:
     """A foreign model file in advbench's convention, with the metadata stages record.
 
     Loads ``path`` (``load_foreign``) and adapts it (``models.adapt.adapt``) to images of
-    ``image_shape`` in [0, 1] and ``num_classes`` logits.
+    ``image_shape`` in [0, 1] and ``num_classes`` logits; ``preprocessing`` None reads the
+    input range from the model's own first layers (``models.adapt.read_input_scale``).
 
     Returns (model, metadata): ``model_kind``, ``source_path`` (absolute), ``source_hash``
-    (``content_hash`` of the file or folder), ``preprocessing``, ``outputs`` (how the
+    (``content_hash`` of the file or folder), ``preprocessing`` (as fed), ``input_scale``
+    (where it came from: model, flags or default, and what the model reads), ``model_output``
+    (when picked), ``outputs`` (how the
     outputs were read), ``notes`` (what was done, one sentence each), ``zoo_name`` (the file
     name) and ``content_hash``: the model's identity for white-box / black-box, a digest of
     the source hash and of everything that changes the logits (preprocessing, outputs,
     layout), so that the same file read the same way is the same model.
     """
-    from advbench.models.adapt import Preprocessing, adapt
+    from advbench.models.adapt import adapt
 
     path = Path(path)
     kind = kind or detect_kind(path)
-    preprocessing = preprocessing or Preprocessing()
     adapted = adapt(load_foreign(path, kind, custom_objects), image_shape, num_classes,
-                    preprocessing=preprocessing, outputs=outputs, probe=probe, name=path.name)
+                    preprocessing=preprocessing, outputs=outputs, probe=probe, name=path.name,
+                    model_output=model_output)
     source_hash = content_hash(path)
-    reading = {"preprocessing": preprocessing.as_dict(), "outputs": adapted.outputs,
+    reading = {"preprocessing": adapted.preprocessing.as_dict(), "outputs": adapted.outputs,
                "input_shape": list(image_shape), "num_classes": int(num_classes)}
+    if model_output is not None:  # only then, so that older identities stay the same
+        reading["model_output"] = model_output
     identity = hashlib.sha256(f"{source_hash}|{json.dumps(reading, sort_keys=True)}".encode())
     notes = list(adapted.notes)
     if kind == "savedmodel":
@@ -422,6 +428,7 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
     meta = {
         "model_kind": kind, "source_path": str(path.resolve()), "source_hash": source_hash,
         **reading, "notes": notes, "zoo_name": path.name, "content_hash": identity.hexdigest(),
+        "input_scale": adapted.input_scale,
     }
     return adapted.model, meta
 
@@ -430,7 +437,8 @@ def model_provenance(meta: dict) -> dict:
     """What a stage's artifact records about how its model was read: the kind and, for a
     foreign file, its path, content hash, preprocessing and outputs; for an advbench model
     trained from the user's architecture, that architecture's source."""
-    keys = ("source_path", "source_hash", "preprocessing", "outputs")
+    keys = ("source_path", "source_hash", "preprocessing", "input_scale", "model_output",
+            "outputs")
     out = {"kind": meta.get("model_kind", "advbench"), **{k: meta[k] for k in keys if k in meta}}
     if meta.get("source"):
         out["trained_from"] = meta["source"]
