@@ -159,8 +159,9 @@ def test_bad_input_is_one_line(own, args, code, message):
 def test_export_refuses_an_existing_file_before_loading_the_model(own, tmp_path):
     out = tmp_path / "x.keras"
     out.write_bytes(b"previous")
-    # The model does not exist: the refusal comes first, before anything loads.
-    result = run(["export", tmp_path / "missing.keras", "-o", out])
+    # The refusal comes before the model loads (a missing model file is found even earlier,
+    # by the pre-TensorFlow checks, so this uses a real one).
+    result = run(["export", own / "mine.keras", "--data", own / "digits.npz", "-o", out, "-q"])
     assert result.exit_code == 1
     assert result.output == f"Error: {out} exists; choose another -o or pass --overwrite\n"
     result = run(["export", own / "mine.keras", "--data", own / "digits.npz", "-o", out,
