@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advbench import progress
 from advbench.types import Model
 
 
@@ -90,3 +91,23 @@ def is_adversarial(logits: tf.Tensor, labels: tf.Tensor, targeted: bool = False)
     tolerance = DECISIVE_MARGIN * (1.0 + tf.reduce_max(tf.abs(logits), axis=1))
     lead = label_logit - other_logit if targeted else other_logit - label_logit
     return lead > tolerance
+
+
+def report_step(done: tf.Tensor, running: tf.Tensor | int = -1) -> tf.Tensor:
+    """``done`` (int32 scalar) unchanged, after telling ``advbench.progress.step`` that
+    ``done`` iterations finished with ``running`` samples still attacked (int32 scalar, -1:
+    not known). Use the result as the loop counter so the callback cannot be pruned; only
+    int32 scalars cross to the host (no device sync on a GPU beyond the loop's own counter).
+    Compiled in only while a bar listens (``advbench.progress.listening``): without one it is
+    the identity, and the graph is the one without progress."""
+    if not progress.listening():
+        return done
+
+    def tell(value: np.ndarray, still: np.ndarray) -> np.ndarray:
+        progress.step(int(value), int(still))
+        return value
+
+    out = tf.numpy_function(tell, [tf.cast(done, tf.int32), tf.cast(running, tf.int32)],
+                            tf.int32, stateful=True)
+    out.set_shape([])
+    return out
