@@ -8,7 +8,7 @@ ADVBENCH := $(BIN)/advbench
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
 
-.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-strong bench-gradients bench-metrics bench-scale lint clean
+.PHONY: install test test-fast test-slow demo data bench bench-train bench-attacks bench-strong bench-gradients bench-metrics bench-scale lint clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# Contracts and units on tiny models, no training run and no reproduction: argument and
+# artifact/data validation, registries, metrics, statistics, success definitions, claims,
+# progress. The inner loop while editing; `make test` before a commit.
+FAST_TESTS := tests/test_parameters.py tests/test_layout.py tests/test_statistics.py \
+	tests/test_metrics.py tests/test_artifacts.py tests/test_untrusted_artifacts.py \
+	tests/test_untrusted_data.py tests/test_success_definitions.py tests/test_paper_claims.py \
+	tests/test_paper_report.py tests/test_api_inputs.py tests/test_models.py \
+	tests/test_revision.py tests/test_progress.py
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" $(FAST_TESTS)
 
 data: install
 	$(ADVBENCH) data fetch mnist --if-missing --dest "$(ADVBENCH_DATA)"

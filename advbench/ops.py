@@ -93,13 +93,18 @@ def is_adversarial(logits: tf.Tensor, labels: tf.Tensor, targeted: bool = False)
     return lead > tolerance
 
 
-def report_step(done: tf.Tensor, running: tf.Tensor | int = -1) -> tf.Tensor:
+def report_step(done: tf.Tensor, running: tf.Tensor | int = -1, *, budget: int = 0) -> tf.Tensor:
     """``done`` (int32 scalar) unchanged, after telling ``advbench.progress.step`` that
     ``done`` iterations finished with ``running`` samples still attacked (int32 scalar, -1:
     not known). Use the result as the loop counter so the callback cannot be pruned; only
     int32 scalars cross to the host (no device sync on a GPU beyond the loop's own counter).
-    Compiled in only while a bar listens (``advbench.progress.listening``): without one it is
-    the identity, and the graph is the one without progress."""
+
+    With ``budget`` (the loop's most iterations) it reports every ``budget // REPORTS``-th
+    iteration only. A callback cost 1.7 ms on the shared 2-core CPU at load 12 (Square, 300
+    queries on 64 MNIST images and a small CNN, one report per query: 39.4 -> 29.9 samples/s,
+    a quarter of each 5 ms query). Compiled in only
+    while a bar listens (``advbench.progress.listening``): without one it is the identity,
+    and the graph is the one without progress."""
     if not progress.listening():
         return done
 
@@ -107,7 +112,17 @@ def report_step(done: tf.Tensor, running: tf.Tensor | int = -1) -> tf.Tensor:
         progress.step(int(value), int(still))
         return value
 
-    out = tf.numpy_function(tell, [tf.cast(done, tf.int32), tf.cast(running, tf.int32)],
-                            tf.int32, stateful=True)
-    out.set_shape([])
-    return out
+    def call() -> tf.Tensor:
+        out = tf.numpy_function(tell, [tf.cast(done, tf.int32), tf.cast(running, tf.int32)],
+                                tf.int32, stateful=True)
+        out.set_shape([])
+        return out
+
+    every = max(budget // REPORTS, 1)
+    if every == 1:
+        return call()
+    return tf.cond(tf.equal(done % every, 0), call, lambda: tf.cast(done, tf.int32))
+
+
+#: At most about this many progress reports per compiled loop (``report_step``).
+REPORTS = 100

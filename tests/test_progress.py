@@ -214,3 +214,27 @@ def test_training_in_a_log_prints_each_epoch_once(fake_data_dir, tmp_path):
         assert len([line for line in result.stderr.splitlines()
                     if line.startswith(f"epoch {epoch}")]) == 1, result.stderr
     assert "…" not in result.stderr and "━" not in result.stderr
+
+
+def test_a_long_loop_reports_about_a_hundred_times(monkeypatch):
+    import tensorflow as tf
+
+    from advbench.ops import REPORTS, report_step
+
+    seen = []
+    monkeypatch.setattr(progress_module, "step", lambda done, running=-1: seen.append(done))
+    bar, _ = plain(interval=1e9)
+    bar.start("loop", 1)
+
+    @tf.function
+    def loop():
+        return tf.while_loop(lambda i: i < 1000, lambda i: report_step(i + 1, 7, budget=1000),
+                             (tf.constant(0),))
+
+    assert int(loop()[0]) == 1000
+    bar.close()
+    assert seen == list(range(10, 1001, 10)) and len(seen) == REPORTS
+    seen.clear()
+    # Traced while listening, it still calls back (progress.step then finds no listener).
+    assert int(loop()[0]) == 1000
+    assert seen == list(range(10, 1001, 10))

@@ -127,7 +127,7 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
             # Every sample in the batch started at the same step.
             w, m, v = adam_update(w, m, v, grad, tf.cast(t + j + 1, tf.float32), learning_rate)
             # Progress (advbench.progress): steps of this search step done, samples running.
-            j = report_step(t + j + 1, tf.shape(x)[0]) - t
+            j = report_step(t + j + 1, tf.shape(x)[0], budget=max_iter) - t
             return j, w, m, v, best_l2, best_adv, loss_sum + loss
 
         _, w, m, v, best_l2, best_adv, loss_sum = tf.while_loop(

@@ -36,7 +36,7 @@ def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: 
     if not early_stop:
         _, x_adv = tf.while_loop(
             lambda i, _: i < steps,
-            lambda i, x_now: (report_step(i + 1, tf.shape(x)[0]), step(x, x_now, labels)[0]),
+            lambda i, x_now: (report_step(i + 1, tf.shape(x)[0], budget=steps), step(x, x_now, labels)[0]),
             (tf.constant(0), x_adv))
         return x_adv
 
@@ -48,7 +48,7 @@ def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: 
         x_next = tf.where(expand_to(done, x_next), x_now, x_next)
         x_adv = tf.tensor_scatter_nd_update(x_adv, active[:, None], x_next)
         active = tf.boolean_mask(active, tf.logical_not(done))
-        return report_step(i + 1, tf.size(active)), x_adv, active
+        return report_step(i + 1, tf.size(active), budget=steps), x_adv, active
 
     _, x_adv, _ = tf.while_loop(
         lambda i, _, active: tf.logical_and(i < steps, tf.size(active) > 0), body,
