@@ -8,7 +8,7 @@ ADVBENCH := $(BIN)/advbench
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
 
-.PHONY: install test test-fast test-slow demo data bench bench-train bench-attacks bench-strong bench-gradients bench-metrics bench-scale lint clean
+.PHONY: install test test-fast test-slow demo data bench bench-train bench-attacks bench-strong bench-gradients bench-metrics bench-scale bench-progress lint clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-gradients: install
 # 1 vs 2 attack shards as two processes, and mirrored training on 2 logical CPUs vs 1.
 bench-scale: install
 	$(BIN)/python bench/bench_scale.py
+
+# What progress inside the attacks' compiled loops costs (samples/s with and without a bar).
+bench-progress: install
+	$(BIN)/python bench/bench_progress.py
 
 # Side by side with ART 1.20.1, Foolbox 3.3.4 and CleverHans 4.0, each at its default batch size
 # and at its best: the optional extra `bench` (never a runtime dependency).

@@ -509,7 +509,7 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
              "per_class_accuracy": per_class_accuracy(pred, y, len(class_names))}
     if sensitivity:
         gradient_norms = metrics.loss_sensitivity_per_sample(
-            model, x, y, batch_size=batch_size, variant=sensitivity_variant)
+            model, x, y, batch_size=batch_size, variant=sensitivity_variant, progress=progress)
         per_sample["clean/loss_gradient_norm"] = gradient_norms
         clean["loss_sensitivity"] = float(np.mean(gradient_norms))
 

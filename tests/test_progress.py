@@ -238,3 +238,23 @@ def test_a_long_loop_reports_about_a_hundred_times(monkeypatch):
     # Traced while listening, it still calls back (progress.step then finds no listener).
     assert int(loop()[0]) == 1000
     assert seen == list(range(10, 1001, 10))
+
+
+def test_evaluate_in_a_log_shows_its_passes(trained_tiny_cnn, fake_data_dir, tmp_path,
+                                            monkeypatch):
+    """The clean pass and the loss sensitivity over the test set (211 s of silence on 10,000
+    CIFAR-10 images before) print their batches."""
+    from click.testing import CliRunner
+    from advbench.cli import main
+
+    monkeypatch.setenv("ADVBENCH_PROGRESS_SECONDS", "0")
+    path, _, _ = trained_tiny_cnn
+    result = CliRunner().invoke(main, [
+        "evaluate", str(path), "--limit", "40", "--batch-size", "16", "--data-dir",
+        str(fake_data_dir), "--no-distance", "-o", str(tmp_path / "e.h5")])
+    assert result.exit_code == 0, result.stderr
+    passes = [line.split(",")[0] for line in result.stderr.splitlines()
+              if line.startswith(("clean pass: ", "loss sensitivity: "))]
+    assert passes == ["clean pass: 1/3 batches", "clean pass: 2/3 batches",
+                      "clean pass: 3/3 batches", "loss sensitivity: 1/3 batches",
+                      "loss sensitivity: 2/3 batches", "loss sensitivity: 3/3 batches"]
