@@ -100,9 +100,9 @@ def report_step(done: tf.Tensor, running: tf.Tensor | int = -1, *, budget: int =
     int32 scalars cross to the host (no device sync on a GPU beyond the loop's own counter).
 
     With ``budget`` (the loop's most iterations) it reports every ``budget // REPORTS``-th
-    iteration only. A callback cost 1.7 ms on the shared 2-core CPU at load 12 (Square, 300
-    queries on 64 MNIST images and a small CNN, one report per query: 39.4 -> 29.9 samples/s,
-    a quarter of each 5 ms query). Compiled in only
+    iteration only. A callback cost about 1 ms on the shared 2-core CPU at load 8-12 (Square,
+    300 queries on 64 MNIST images and a small CNN, 1.6 ms per query: one report per query
+    cost 24% of samples/s, one per 3 queries 16%; docs/performance.md). Compiled in only
     while a bar listens (``advbench.progress.listening``): without one it is the identity,
     and the graph is the one without progress."""
     if not progress.listening():
@@ -124,5 +124,6 @@ def report_step(done: tf.Tensor, running: tf.Tensor | int = -1, *, budget: int =
     return tf.cond(tf.equal(done % every, 0), call, lambda: tf.cast(done, tf.int32))
 
 
-#: At most about this many progress reports per compiled loop (``report_step``).
-REPORTS = 100
+#: At most about this many progress reports per compiled loop (``report_step``): a bar
+#: advances by 5% of a loop at worst.
+REPORTS = 20

@@ -216,7 +216,7 @@ def test_training_in_a_log_prints_each_epoch_once(fake_data_dir, tmp_path):
     assert "…" not in result.stderr and "━" not in result.stderr
 
 
-def test_a_long_loop_reports_about_a_hundred_times(monkeypatch):
+def test_a_long_loop_reports_a_bounded_number_of_times(monkeypatch):
     import tensorflow as tf
 
     from advbench.ops import REPORTS, report_step
@@ -233,11 +233,11 @@ def test_a_long_loop_reports_about_a_hundred_times(monkeypatch):
 
     assert int(loop()[0]) == 1000
     bar.close()
-    assert seen == list(range(10, 1001, 10)) and len(seen) == REPORTS
+    assert seen == list(range(50, 1001, 50)) and len(seen) == REPORTS
     seen.clear()
     # Traced while listening, it still calls back (progress.step then finds no listener).
     assert int(loop()[0]) == 1000
-    assert seen == list(range(10, 1001, 10))
+    assert seen == list(range(50, 1001, 50))
 
 
 def test_evaluate_in_a_log_shows_its_passes(trained_tiny_cnn, fake_data_dir, tmp_path,
