@@ -28,6 +28,8 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
+from advbench.errors import ParameterError
+
 #: Seconds between two plain lines where stderr is not a terminal (ADVBENCH_PROGRESS_SECONDS).
 DEFAULT_INTERVAL = 30.0
 # Inner steps arrive once per iteration (thousands per second on small models): the bar is
@@ -66,6 +68,21 @@ def step(done: int, running: int = -1) -> None:
         task._inner_step(int(done), int(running))
 
 
+def _interval_from_environment() -> float:
+    """ADVBENCH_PROGRESS_SECONDS as seconds >= 0 (default 30); ParameterError otherwise."""
+    text = os.environ.get("ADVBENCH_PROGRESS_SECONDS", "").strip()
+    if not text:
+        return DEFAULT_INTERVAL
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ParameterError(f"ADVBENCH_PROGRESS_SECONDS must be a number of seconds >= 0, "
+                             f"got {text!r}; unset it for the default ({DEFAULT_INTERVAL:g})")
+    return value
+
+
 def _duration(seconds: float) -> str:
     seconds = int(max(seconds, 0) + 0.5)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -91,7 +108,7 @@ class Progress:
         self._console = console or Console(file=sys.stderr)
         self.plain = not self._console.is_terminal or self._console.is_dumb_terminal
         if interval is None:
-            interval = float(os.environ.get("ADVBENCH_PROGRESS_SECONDS", DEFAULT_INTERVAL))
+            interval = _interval_from_environment()
         self.interval = max(float(interval), 0.0)
         self._description = ""
         self._unit = ""

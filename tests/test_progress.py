@@ -122,6 +122,18 @@ def test_interval_from_the_environment(monkeypatch):
     assert Progress(console=Console(file=io.StringIO())).interval == 7.5
 
 
+@pytest.mark.parametrize("text", ["soon", "-1", "inf", "nan"])
+def test_a_bad_interval_is_one_line(text, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+    from advbench.cli import main
+
+    monkeypatch.setenv("ADVBENCH_PROGRESS_SECONDS", text)
+    result = CliRunner().invoke(main, ["reproduce", "--plan", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: ADVBENCH_PROGRESS_SECONDS must be a number of seconds "
+                             f">= 0, got {text!r}; unset it for the default (30)\n")
+
+
 def test_a_terminal_gets_a_bar_not_lines(clock):
     out = io.StringIO()
     bar = Progress(console=Console(file=out, force_terminal=True, width=120), interval=0)
