@@ -1,8 +1,9 @@
 """What progress inside an attack's compiled loop costs: samples/s of C&W, PGD and Square
 with a bar that does not listen (as before: the graph without callback, ``advbench.ops.
 report_step`` the identity, while the bar draws as the driver's did) and with one that
-listens (a host callback about ``advbench.ops.REPORTS`` times per loop), alternated round by round in one process
-so that both see the same load; the x_adv of the two must be bit-identical.
+listens (a host callback about ``advbench.ops.REPORTS`` times per loop), alternated round
+by round in one process so that both see the same load; the x_adv of the two must be
+bit-identical.
 
 The model: a small MNIST CNN (two convolutions, 16 and 32 filters, one dense layer) trained
 one epoch on 5,000 MNIST training images (needs MNIST under $ADVBENCH_DATA).

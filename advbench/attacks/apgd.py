@@ -274,7 +274,8 @@ def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, r
                 out_loss, rows, tf.fill(tf.shape(rows[:, 0]), tf.cast(-np.inf, tf.float32)))
             s = drop(s, tf.logical_not(fooled))
             # Progress (advbench.progress): iterations of this run done, samples running.
-            return report_step(i + 1, tf.size(s["row"]), budget=n_iter), s, out_x, out_fooled, out_loss
+            return (report_step(i + 1, tf.size(s["row"]), budget=n_iter), s, out_x, out_fooled,
+                    out_loss)
 
         invariants = {k: tf.TensorShape([None]).concatenate(v.shape[1:])
                       for k, v in state.items()}

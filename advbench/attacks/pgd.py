@@ -36,7 +36,8 @@ def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: 
     if not early_stop:
         _, x_adv = tf.while_loop(
             lambda i, _: i < steps,
-            lambda i, x_now: (report_step(i + 1, tf.shape(x)[0], budget=steps), step(x, x_now, labels)[0]),
+            lambda i, x_now: (report_step(i + 1, tf.shape(x)[0], budget=steps),
+                              step(x, x_now, labels)[0]),
             (tf.constant(0), x_adv))
         return x_adv
 

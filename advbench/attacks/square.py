@@ -270,8 +270,8 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
             out_loss = tf.tensor_scatter_nd_update(out_loss, done, tf.boolean_mask(value, fooled))
             s = drop(s, tf.logical_not(fooled))
             # Progress (advbench.progress): queries of this run done, samples running.
-            return (report_step(i + 1, tf.size(s["row"]), budget=n_queries), s, out_x, out_fooled, out_loss,
-                    out_queries)
+            return (report_step(i + 1, tf.size(s["row"]), budget=n_queries), s, out_x,
+                    out_fooled, out_loss, out_queries)
 
         invariants = {k: tf.TensorShape([None]).concatenate(v.shape[1:])
                       for k, v in state.items()}
