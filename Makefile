@@ -8,7 +8,7 @@ ADVBENCH := $(BIN)/advbench
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
 
-.PHONY: install test test-slow demo data bench bench-train bench-attacks bench-strong bench-gradients bench-metrics bench-scale lint clean
+.PHONY: install test test-fast test-slow demo data bench bench-train bench-attacks bench-strong bench-gradients bench-metrics bench-scale bench-progress lint clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# Contracts and units on tiny models, no reproduction: argument and artifact/data
+# validation, registries, metrics, statistics, success definitions, claims, progress (44 s
+# of CPU time). The inner loop while editing; `make test` before a commit.
+FAST_TESTS := tests/test_parameters.py tests/test_layout.py tests/test_statistics.py \
+	tests/test_metrics.py tests/test_artifacts.py tests/test_untrusted_artifacts.py \
+	tests/test_untrusted_data.py tests/test_success_definitions.py tests/test_paper_claims.py \
+	tests/test_paper_report.py tests/test_api_inputs.py tests/test_models.py \
+	tests/test_revision.py tests/test_progress.py
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" $(FAST_TESTS)
 
 data: install
 	$(ADVBENCH) data fetch mnist --if-missing --dest "$(ADVBENCH_DATA)"
@@ -59,6 +70,10 @@ bench-gradients: install
 # 1 vs 2 attack shards as two processes, and mirrored training on 2 logical CPUs vs 1.
 bench-scale: install
 	$(BIN)/python bench/bench_scale.py
+
+# What progress inside the attacks' compiled loops costs (samples/s with and without a bar).
+bench-progress: install
+	$(BIN)/python bench/bench_progress.py
 
 # Side by side with ART 1.20.1, Foolbox 3.3.4 and CleverHans 4.0, each at its default batch size
 # and at its best: the optional extra `bench` (never a runtime dependency).

@@ -126,8 +126,10 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
                    batch_size: int = 256, training: Callable[[], np.ndarray] | None = None,
                    distance_variant: str = "l2", model_level: bool = True,
                    success_against: str = "prediction",
-                   distances: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Score:
-    """Score ``model`` on the saved adversarial examples of an attack artifact.
+                   distances: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                   progress: Progress | None = None) -> Score:
+    """Score ``model`` on the saved adversarial examples of an attack artifact (``progress``:
+    shows its two passes over the images).
 
     Accuracy is the fraction of x_adv the model classifies as the true label. Success is
     judged on THIS model, both ways (``metrics.attack_success``): untargeted, the prediction
@@ -170,8 +172,8 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
     check_fits(path, attrs, x_adv, model, model_meta, model_path)
     x_clean = clean_samples(path, attrs, arrays, data_dir)
     y = arrays["y"]
-    pred = predict_labels(model, x_adv, batch_size)
-    pred_clean = predict_labels(model, x_clean, batch_size)
+    pred = predict_labels(model, x_adv, batch_size, progress=progress, what="adversarial pass")
+    pred_clean = predict_labels(model, x_clean, batch_size, progress=progress)
     targeted = bool(attrs.get("targeted"))
     both = {against: metrics.attack_success(pred, pred_clean, y, target=arrays["target"]
                                             if targeted else None, against=against)
@@ -497,7 +499,7 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
     check_model_fits(model, model_meta, model_path, x, dataset)
     progress.log(f"scoring {model_path} on {len(x)} clean {data.display_name(dataset)} "
                  f"{split} images")
-    pred = predict_labels(model, x, batch_size)
+    pred = predict_labels(model, x, batch_size, progress=progress)
     per_sample = {"clean/indices": indices, "clean/y": y, "clean/pred": pred}
     class_names = list(data.dataset_info(dataset).class_names)
     clean = {"dataset": dataset, "split": split, "samples": int(len(x)),
@@ -507,7 +509,7 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
              "per_class_accuracy": per_class_accuracy(pred, y, len(class_names))}
     if sensitivity:
         gradient_norms = metrics.loss_sensitivity_per_sample(
-            model, x, y, batch_size=batch_size, variant=sensitivity_variant)
+            model, x, y, batch_size=batch_size, variant=sensitivity_variant, progress=progress)
         per_sample["clean/loss_gradient_norm"] = gradient_norms
         clean["loss_sensitivity"] = float(np.mean(gradient_norms))
 
@@ -528,7 +530,8 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         score = score_artifact(model, model_meta, model_path, group, data_dir=data_dir,
                                batch_size=batch_size, training=training if distance else None,
                                distance_variant=distance_variant,
-                               success_against=success_against, distances=distances)
+                               success_against=success_against, distances=distances,
+                               progress=progress)
         entries.append(score.summary)
         per_sample.update({f"artifacts/{k}/{name}": v for name, v in score.per_sample.items()})
 

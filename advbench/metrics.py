@@ -23,6 +23,7 @@ from advbench.errors import AdvbenchError, ParameterError
 from advbench.models.gradients import attack_model
 from advbench.names import DISTANCE_VARIANTS, SENSITIVITY_VARIANTS, SUCCESS_DEFINITIONS
 from advbench.ops import per_sample_cross_entropy
+from advbench.progress import Progress
 from advbench.types import Model
 
 #: Norms of a perturbation reported by ``perturbation_norms``.
@@ -568,7 +569,8 @@ def _gradient_norm_function(model, variant: str = "loss"):
 
 
 def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike | None, *,
-                                batch_size: int = 256, variant: str = "loss") -> np.ndarray:
+                                batch_size: int = 256, variant: str = "loss",
+                                progress: Progress | None = None) -> np.ndarray:
     """Per-sample L2 norm of the input gradient of the cross-entropy loss (or, by
     ``variant``, of the output the paper authors' code differentiated).
 
@@ -587,6 +589,7 @@ def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike | None,
             None.
         batch_size: samples per gradient call, default 256; the result does not depend on it.
         variant: "loss", "softmax" or "logit" (``SENSITIVITY_VARIANTS``).
+        progress: an ``advbench.progress.Progress`` that shows the batches (default: none).
 
     Returns:
         float64 array (n,): nats per unit L2 of input ("loss"), probability per unit
@@ -612,10 +615,17 @@ def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike | None,
         labels = _labels("y", y, x.shape[0])
     function = _gradient_norm_function(model, variant)
     out = np.empty(x.shape[0], dtype=np.float64)
-    for start in range(0, x.shape[0], batch_size):
+    starts = range(0, x.shape[0], batch_size)
+    if progress is not None:
+        progress.start("loss sensitivity", len(starts), unit="batches")
+    for start in starts:
         stop = min(start + batch_size, x.shape[0])
         out[start:stop] = function(tf.constant(x[start:stop]),
                                    tf.constant(labels[start:stop])).numpy()
+        if progress is not None:
+            progress.advance(1, samples=stop - start)
+    if progress is not None:
+        progress.close()
     if not np.isfinite(out).all():
         raise AdvbenchError("the model gave NaN or infinite loss gradients; check that it "
                             "outputs finite logits")

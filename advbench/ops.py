@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advbench import progress
 from advbench.types import Model
 
 
@@ -90,3 +91,39 @@ def is_adversarial(logits: tf.Tensor, labels: tf.Tensor, targeted: bool = False)
     tolerance = DECISIVE_MARGIN * (1.0 + tf.reduce_max(tf.abs(logits), axis=1))
     lead = label_logit - other_logit if targeted else other_logit - label_logit
     return lead > tolerance
+
+
+def report_step(done: tf.Tensor, running: tf.Tensor | int = -1, *, budget: int = 0) -> tf.Tensor:
+    """``done`` (int32 scalar) unchanged, after telling ``advbench.progress.step`` that
+    ``done`` iterations finished with ``running`` samples still attacked (int32 scalar, -1:
+    not known). Use the result as the loop counter so the callback cannot be pruned; only
+    int32 scalars cross to the host (no device sync on a GPU beyond the loop's own counter).
+
+    With ``budget`` (the loop's most iterations) it reports every ``budget // REPORTS``-th
+    iteration only. A callback cost about 1 ms on the shared 2-core CPU at load 8-12 (Square,
+    300 queries on 64 MNIST images and a small CNN, 1.6 ms per query: one report per query
+    cost 24% of samples/s, one per 3 queries 16%; docs/performance.md). Compiled in only
+    while a bar listens (``advbench.progress.listening``): without one it is the identity,
+    and the graph is the one without progress."""
+    if not progress.listening():
+        return done
+
+    def tell(value: np.ndarray, still: np.ndarray) -> np.ndarray:
+        progress.step(int(value), int(still))
+        return value
+
+    def call() -> tf.Tensor:
+        out = tf.numpy_function(tell, [tf.cast(done, tf.int32), tf.cast(running, tf.int32)],
+                                tf.int32, stateful=True)
+        out.set_shape([])
+        return out
+
+    every = max(budget // REPORTS, 1)
+    if every == 1:
+        return call()
+    return tf.cond(tf.equal(done % every, 0), call, lambda: tf.cast(done, tf.int32))
+
+
+#: At most about this many progress reports per compiled loop (``report_step``): a bar
+#: advances by 5% of a loop at worst.
+REPORTS = 20

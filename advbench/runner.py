@@ -226,7 +226,7 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     if shard is not None:
         batch_starts = shard.batches(batch_starts)
     todo = [s for s in batch_starts if not state["completed"][s:s + run.batch_size].all()]
-    progress.start(f"{attack.name}", len(batch_starts))
+    progress.start(f"{attack.name}", len(batch_starts), unit="batches")
     progress.advance(len(batch_starts) - len(todo))
     last_checkpoint = time.perf_counter()
     try:
@@ -259,7 +259,8 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
             state["completed"][sl] = True
             state["wall_time_s"] += time.perf_counter() - began
             rate = state["success"][state["completed"]].mean()
-            progress.advance(1, samples=sl.stop - sl.start, status=f"success {rate:.1%}")
+            progress.advance(1, samples=sl.stop - sl.start, status=(
+                f"{int(state['completed'].sum())}/{n} samples done, success {rate:.1%}"))
             if time.perf_counter() - last_checkpoint > checkpoint_seconds:
                 _write(output, attrs, state, complete=False)
                 last_checkpoint = time.perf_counter()

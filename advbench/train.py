@@ -159,7 +159,7 @@ class _Fitter:
             if stopped:
                 break
             order, noisy = epoch_order(len(x), self.copies, rng)
-            self.progress.start(f"{phase}epoch {epoch}/{cfg.epochs}", batches)
+            self.progress.start(f"{phase}epoch {epoch}/{cfg.epochs}", batches, unit="batches")
             started = time.perf_counter()
             loss_sum = acc_sum = 0.0
             for b in range(batches):

@@ -100,7 +100,8 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
         row = []
         for t, (target_path, model, meta) in enumerate(targets):
             score = score_artifact(model, meta, target_path, path, data_dir=data_dir,
-                                   batch_size=max(batch_size, 256), model_level=False)
+                                   batch_size=max(batch_size, 256), model_level=False,
+                                   progress=progress)
             accuracy[s, t] = score.summary["adv_accuracy"]
             success[s, t] = score.summary["success_rate"]
             clean[t] = score.summary["clean_accuracy"]

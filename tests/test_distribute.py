@@ -31,10 +31,10 @@ class InterruptAt(Progress):
         super().__init__(quiet=True)
         self.name = name
 
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: int, **kwargs) -> None:
         if description == self.name:
             raise KeyboardInterrupt
-        super().start(description, total)
+        super().start(description, total, **kwargs)
 
 
 def _max_difference(a, b) -> float:

@@ -20,12 +20,13 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import tensorflow as tf
 
+from advbench import progress
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS, check_norm
 from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
-from advbench.ops import batch_norm, expand_to, l2_normalize
+from advbench.ops import batch_norm, expand_to, l2_normalize, report_step
 from advbench.types import Model, Tensor
 
 #: Weight of the new step against the previous move (the paper's alpha), from step 2 on.
@@ -271,7 +272,10 @@ def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, r
                                                      tf.ones_like(rows[:, 0], tf.bool))
             out_loss = tf.tensor_scatter_nd_update(
                 out_loss, rows, tf.fill(tf.shape(rows[:, 0]), tf.cast(-np.inf, tf.float32)))
-            return i + 1, drop(s, tf.logical_not(fooled)), out_x, out_fooled, out_loss
+            s = drop(s, tf.logical_not(fooled))
+            # Progress (advbench.progress): iterations of this run done, samples running.
+            return (report_step(i + 1, tf.size(s["row"]), budget=n_iter), s, out_x, out_fooled,
+                    out_loss)
 
         invariants = {k: tf.TensorShape([None]).concatenate(v.shape[1:])
                       for k, v in state.items()}
@@ -344,6 +348,7 @@ class AutoPGD(Attack):
         todo = np.flatnonzero(attack & ~fooled)
         if todo.size == 0:
             return None
+        progress.iterations(self.n_iter, label=f"{self.name} iteration", samples=todo.size)
         out_x, out_fooled, out_loss = fn(
             tf.constant(x[todo]), tf.constant(labels[todo]), tf.constant(targets[todo]),
             tf.constant(ids[todo]), tf.constant(total, tf.int32),

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
+from advbench import progress
 from advbench.checks import check_class_labels, check_images, check_seed, keyword_parameters
 from advbench.errors import ParameterError
 from advbench.models.gradients import attack_model
@@ -140,8 +141,12 @@ class Attack:
     def compiled(self, model: Model, key: str, build: Callable[[], Callable]) -> Callable:
         """A ``tf.function`` built once per (attack, model, key) and reused across batches.
 
-        ``build`` returns the Python function to compile; it may close over ``model``.
+        ``build`` returns the Python function to compile; it may close over ``model``. While a
+        progress bar listens (``advbench.progress.listening``) a second one is built, with the
+        in-loop step callback (``advbench.ops.report_step``) traced in: the same ops otherwise.
         """
+        if progress.listening():
+            key += "/progress"
         per_model = self._compiled_cache.get(model)
         if per_model is None:
             per_model = {}

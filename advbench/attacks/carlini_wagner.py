@@ -10,7 +10,8 @@ import tensorflow as tf
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.checks import (MAX_INITIAL_CONST, MAX_SEARCH_STEPS, check_int, check_labels,
                              check_range)
-from advbench.ops import is_adversarial
+from advbench import progress
+from advbench.ops import is_adversarial, report_step
 from advbench.errors import ParameterError
 from advbench.types import Model
 
@@ -125,7 +126,9 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
             best_adv = tf.where(better[:, None, None, None], image, best_adv)
             # Every sample in the batch started at the same step.
             w, m, v = adam_update(w, m, v, grad, tf.cast(t + j + 1, tf.float32), learning_rate)
-            return j + 1, w, m, v, best_l2, best_adv, loss_sum + loss
+            # Progress (advbench.progress): steps of this search step done, samples running.
+            j = report_step(t + j + 1, tf.shape(x)[0], budget=max_iter) - t
+            return j, w, m, v, best_l2, best_adv, loss_sum + loss
 
         _, w, m, v, best_l2, best_adv, loss_sum = tf.while_loop(
             cond, body, (tf.constant(0), w, m, v, best_l2, best_adv, tf.zeros_like(const)))
@@ -289,6 +292,9 @@ class CarliniWagnerL2(Attack):
             if self.binary_search_steps >= 10 and search == self.binary_search_steps - 1:
                 # The authors' "repeat" rule: the last step retries the best c found.
                 const = np.where(upper < NO_UPPER_BOUND, upper, const).astype(np.float32)
+            progress.iterations(self.binary_search_steps * self.max_iter,
+                                base=search * self.max_iter, label="Adam step",
+                                samples=int(attack.sum()))
             step_l2, step_adv, step_iterations = step_fn(
                 x_tensor, labels_tensor, tf.convert_to_tensor(const),
                 tf.convert_to_tensor(attack))

@@ -7,9 +7,10 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from advbench import progress
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.checks import check_int, check_labels, check_range
-from advbench.ops import DECISIVE_MARGIN, is_adversarial
+from advbench.ops import DECISIVE_MARGIN, is_adversarial, report_step
 from advbench.errors import ParameterError
 from advbench.types import Model
 
@@ -105,7 +106,9 @@ def build_deepfool(model: Model, k: int, max_iter: int, overshoot: float, epsilo
             # Decisively across (not within float noise of the boundary), so the success
             # the driver stores holds at any batch size.
             fooled = is_adversarial(model(xa, training=False), tf.gather(labels, active))
-            return (i + 1,
+            # Progress (advbench.progress): steps done, samples still not fooled.
+            running = tf.size(active) - tf.reduce_sum(tf.cast(fooled, tf.int32))
+            return (report_step(i + 1, running, budget=max_iter),
                     tf.tensor_scatter_nd_update(x_adv, index, xa),
                     tf.tensor_scatter_nd_update(r_total, index, ra),
                     tf.tensor_scatter_nd_update(done, index, fooled),
@@ -194,5 +197,6 @@ class DeepFool(Attack):
         k = min(self.candidates, num_classes)
         fn = self.compiled(model, f"deepfool-{k}", lambda: build_deepfool(
             model, k, self.max_iter, self.overshoot, self.epsilon, self.box_aware))
+        progress.iterations(self.max_iter, label="step", samples=len(x))
         x_adv, iterations = fn(tf.convert_to_tensor(x), tf.convert_to_tensor(y, tf.int32))
         return AttackOutput(x_adv=x_adv.numpy(), extras={"iterations": iterations.numpy()})

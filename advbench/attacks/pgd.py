@@ -9,7 +9,8 @@ from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS, check_norm
 from advbench.checks import check_int, check_range
 from advbench.errors import ParameterError
-from advbench.ops import expand_to, is_adversarial, loss_gradient
+from advbench import progress
+from advbench.ops import expand_to, is_adversarial, loss_gradient, report_step
 from advbench.types import Model
 
 
@@ -35,7 +36,8 @@ def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: 
     if not early_stop:
         _, x_adv = tf.while_loop(
             lambda i, _: i < steps,
-            lambda i, x_now: (i + 1, step(x, x_now, labels)[0]),
+            lambda i, x_now: (report_step(i + 1, tf.shape(x)[0], budget=steps),
+                              step(x, x_now, labels)[0]),
             (tf.constant(0), x_adv))
         return x_adv
 
@@ -46,7 +48,8 @@ def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: 
         done = is_adversarial(logits, wanted, targeted)
         x_next = tf.where(expand_to(done, x_next), x_now, x_next)
         x_adv = tf.tensor_scatter_nd_update(x_adv, active[:, None], x_next)
-        return i + 1, x_adv, tf.boolean_mask(active, tf.logical_not(done))
+        active = tf.boolean_mask(active, tf.logical_not(done))
+        return report_step(i + 1, tf.size(active), budget=steps), x_adv, active
 
     _, x_adv, _ = tf.while_loop(
         lambda i, _, active: tf.logical_and(i < steps, tf.size(active) > 0), body,
@@ -110,5 +113,6 @@ class PGD(Attack):
                 steps=self.steps, norm=self.norm, start_random=self.random_start,
                 targeted=targeted, early_stop=self.early_stop)))
         seed_tensor = tf.constant([seed, 0], dtype=tf.int64)
+        progress.iterations(self.steps, label="step", samples=len(x))
         x_adv = attack(tf.convert_to_tensor(x), tf.convert_to_tensor(labels), seed_tensor)
         return AttackOutput(x_adv=x_adv.numpy())

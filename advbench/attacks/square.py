@@ -28,7 +28,8 @@ from advbench.attacks.norms import check_norm
 from advbench.checks import check_int, check_labels, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
-from advbench.ops import l2_normalize
+from advbench import progress
+from advbench.ops import l2_normalize, report_step
 from advbench.types import Model
 
 #: Queries after which p is halved (the paper's schedule for 10,000 queries).
@@ -267,7 +268,10 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
             out_fooled = tf.tensor_scatter_nd_update(out_fooled, done,
                                                      tf.ones_like(done[:, 0], tf.bool))
             out_loss = tf.tensor_scatter_nd_update(out_loss, done, tf.boolean_mask(value, fooled))
-            return i + 1, drop(s, tf.logical_not(fooled)), out_x, out_fooled, out_loss, out_queries
+            s = drop(s, tf.logical_not(fooled))
+            # Progress (advbench.progress): queries of this run done, samples running.
+            return (report_step(i + 1, tf.size(s["row"]), budget=n_queries), s, out_x,
+                    out_fooled, out_loss, out_queries)
 
         invariants = {k: tf.TensorShape([None]).concatenate(v.shape[1:])
                       for k, v in state.items()}
@@ -362,6 +366,8 @@ class Square(Attack):
             todo = np.flatnonzero(attack & ~fooled)
             if todo.size == 0:
                 break
+            progress.iterations(self.n_restarts * self.n_queries, base=restart * self.n_queries,
+                                label="query", samples=todo.size)
             out_x, out_fooled, out_queries, out_loss = (t.numpy() for t in fn(
                 tf.constant(x[todo]), tf.constant(labels[todo]), tf.constant(ids[todo]),
                 tf.constant(total, tf.int32), tf.constant([seed, restart], tf.int64)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import keras
 import numpy as np
@@ -20,6 +20,9 @@ from advbench.errors import ParameterError
 from advbench.models.layers import FeatureSqueezing
 from advbench.names import ACTIVATIONS, ARCHITECTURE_BUILDERS
 from advbench.types import Model, PathLike, Tensor
+
+if TYPE_CHECKING:
+    from advbench.progress import Progress
 
 
 def activation_layer(activation: str, brelu_t: float, name: str) -> keras.layers.Layer:
@@ -167,15 +170,26 @@ def forward_function(model: Model) -> Callable[[Tensor], Tensor]:
     return fn
 
 
-def predict_logits(model: Model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Logits for a whole array, batch by batch (never the whole set on the device at once)."""
+def predict_logits(model: Model, x: np.ndarray, batch_size: int = 500, *,
+                   progress: "Progress | None" = None, what: str = "clean pass") -> np.ndarray:
+    """Logits for a whole array, batch by batch (never the whole set on the device at once).
+    With ``progress`` (``advbench.progress.Progress``) the pass is a task named ``what``."""
     forward = forward_function(model)
-    out = [forward(tf.constant(x[i:i + batch_size])).numpy()
-           for i in range(0, len(x), batch_size)]
+    starts = range(0, len(x), batch_size)
+    if progress is not None:
+        progress.start(what, len(starts), unit="batches")
+    out = []
+    for i in starts:
+        out.append(forward(tf.constant(x[i:i + batch_size])).numpy())
+        if progress is not None:
+            progress.advance(1, samples=len(out[-1]))
+    if progress is not None:
+        progress.close()
     if not out:
         return np.zeros((0, model.output_shape[-1]), np.float32)
     return np.concatenate(out)
 
 
-def predict_labels(model: Model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    return predict_logits(model, x, batch_size).argmax(axis=1)
+def predict_labels(model: Model, x: np.ndarray, batch_size: int = 500, *,
+                   progress: "Progress | None" = None, what: str = "clean pass") -> np.ndarray:
+    return predict_logits(model, x, batch_size, progress=progress, what=what).argmax(axis=1)
