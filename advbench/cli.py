@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import click
 
+from advbench.budgets import EPS_HELP
 from advbench.errors import AdvbenchError, flags_verb
 
 EXIT_GATE_FAILED = 3
@@ -306,11 +307,50 @@ def data_fetch(dataset, dest, if_missing):
     click.echo(found[1] if found else datamod.fetch(dataset, dest))
 
 
+# -- eps-like values ------------------------------------------------------------------------
+class EpsList(click.ParamType):
+    """``--eps``: one value (a float, as before), or a list / inclusive range (a tuple) that
+    fgsm and rand-fgsm turn into an accuracy-vs-eps curve; fractions (8/255) anywhere."""
+
+    name = "EPS"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from advbench.budgets import parse_eps
+        from advbench.errors import ParameterError
+
+        if isinstance(value, (float, tuple)):
+            return value
+        try:
+            values = parse_eps(value)
+        except ParameterError as e:
+            self.fail(str(e), param, ctx)
+        return values[0] if len(values) == 1 else values
+
+
+class EpsValue(click.ParamType):
+    """One eps-like value (a budget, step size, noise std): a float or a fraction (8/255)."""
+
+    name = "FLOAT"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from advbench.budgets import parse_value
+        from advbench.errors import ParameterError
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_value(value, param.opts[0] if param is not None else "value")
+        except ParameterError as e:
+            self.fail(str(e), param, ctx)
+
+
 # -- train ----------------------------------------------------------------------------------
 # Defense flags -> (defense, parameter name, type, help): the one table of `train`'s defense
 # options. A flag given with another --defense is a usage error (exit 2), as for attacks.
 DEFENSE_OPTIONS = [
-    ("--gda-sigma", "gda", "sigma", float, "GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10]."),
+    ("--gda-sigma", "gda", "sigma", EpsValue(), "GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10]."),
     ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10]."),
     ("--gda-clip/--no-gda-clip", "gda", "clip", None,
      "Clip x + noise to [0, 1] [off, as the paper's authors]."),
@@ -321,12 +361,12 @@ DEFENSE_OPTIONS = [
      "Label smoothing true-class weight [0.9]."),
     ("--fs-bits", "feature-squeezing", "bit_depth", int,
      "Feature squeezing bit depth [1 MNIST, 3 CIFAR-10]."),
-    ("--at-eps", "fgsm-at", "eps", float, "FGSM adversarial training eps [0.3 MNIST, 0.05]."),
+    ("--at-eps", "fgsm-at", "eps", EpsValue(), "FGSM adversarial training eps [0.3 MNIST, 0.05]."),
     ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses:FGSM_AT_MODES"),
      "Adversarial training mode: static (the paper's), fresh (the authors' code: a fresh "
      "model learns clean + adversarial data) or online [static]."),
     ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [0.5]."),
-    ("--vat-eps", "vat", "eps", float, "VAT perturbation L2 norm [2.1]."),
+    ("--vat-eps", "vat", "eps", EpsValue(), "VAT perturbation L2 norm [2.1]."),
     ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses:VAT_MODES"),
      "VAT: the paper's static augmentation or Miyato's loss [static]."),
     ("--vat-alpha", "vat", "alpha", float, "Weight of the VAT loss term [1.0]."),
@@ -726,80 +766,74 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 # -- attack ---------------------------------------------------------------------------------
 # Attack flags -> (parameter name, type, help). A flag given to an attack without that
 # parameter is a usage error, so a typo never silently runs the default.
-class EpsList(click.ParamType):
-    """``--eps``: one value (a float, as before), or a list / inclusive range (a tuple) that
-    fgsm and rand-fgsm turn into an accuracy-vs-eps curve."""
-
-    name = "EPS"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> Any:
-        from advbench.errors import ParameterError
-
-        # Parsed before the command runs (and quietly imports TensorFlow): curves imports it.
-        parse_eps = _quietly(lambda: importlib.import_module("advbench.curves")).parse_eps
-        if isinstance(value, (float, tuple)):
-            return value
-        try:
-            values = parse_eps(value)
-        except ParameterError as e:
-            self.fail(str(e), param, ctx)
-        return values[0] if len(values) == 1 else values
-
-
 ATTACK_OPTIONS = [
     ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, "
-     "autoattack); for fgsm and "
-     "rand-fgsm also a list 0.1,0.3 or a range start:stop:step (0.01:1:0.01) for a curve."),
+     "autoattack), a value or a fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 "
+     "or a range start:stop:step (0:8/255:1/255) for a curve. Your own data of another image "
+     "size has no default. " + EPS_HELP),
     ("--norm", "norm", RegistryChoice("advbench.attacks:NORM_CLASSES"),
-     "Norm (fgsm, pgd, apgd-*, square, autoattack)."),
-    ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
-    ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
+     "Norm (fgsm, pgd, apgd-*, square, autoattack) [default: linf]."),
+    ("--eps-step", "eps_step", EpsValue(),
+     "Grid step of fgsm-min [default: 0.05 on MNIST, 1/255 on CIFAR-10]."),
+    ("--eps-max", "eps_max", EpsValue(), "Largest eps fgsm-min tries [default: 1.0]."),
     ("--search", "search", RegistryChoice("advbench.attacks:FGSM_MIN_SEARCHES"),
-     "fgsm-min's search: exact (default), or authors (the paper authors' loop, which attacks "
+     "fgsm-min's search: exact, or authors (the paper authors' loop, which attacks "
      "the wrong images from the third eps on; to reproduce their Table 2, with --batch-size "
-     ">= the sample count)."),
-    ("--alpha", "alpha", float, "Random step of rand-fgsm."),
-    ("--step-size", "step_size", float, "PGD step size."),
-    ("--steps", "steps", int, "PGD steps."),
-    ("--random-start/--no-random-start", "random_start", None, "PGD random start."),
+     ">= the sample count) [default: exact]."),
+    ("--alpha", "alpha", EpsValue(), "Random step of rand-fgsm [default: 0.05 on MNIST, 4/255 "
+     "on CIFAR-10; eps/2 on your own data]."),
+    ("--step-size", "step_size", EpsValue(), "PGD step size [default: 0.01 on MNIST, 2/255 on "
+     "CIFAR-10 (L-inf); 2.5 eps / 40 at the L2 budget; 2.5 eps / steps on your own data]."),
+    ("--steps", "steps", int, "PGD steps [default: 40]."),
+    ("--random-start/--no-random-start", "random_start", None,
+     "PGD random start [default: on]."),
     ("--early-stop/--no-early-stop", "early_stop", None,
-     "PGD: stop each sample at its first adversarial step."),
-    ("--xi", "xi", float, "VAT finite-difference step."),
-    ("--power-iterations", "power_iterations", int, "VAT power iterations."),
-    ("--theta", "theta", float, "JSMA change per feature."),
-    ("--gamma", "gamma", float, "JSMA largest fraction of features changed."),
+     "PGD: stop each sample at its first adversarial step [default: off]."),
+    ("--xi", "xi", EpsValue(), "VAT finite-difference step [default: 1e-06]."),
+    ("--power-iterations", "power_iterations", int, "VAT power iterations [default: 1]."),
+    ("--theta", "theta", float, "JSMA change per feature [default: 0.1]."),
+    ("--gamma", "gamma", float, "JSMA largest fraction of features changed [default: 1.0]."),
     ("--fallback/--no-fallback", "fallback", None,
      "JSMA: when no pair meets the saliency map's sign constraints, move the pair with the "
-     "largest target gradient instead of stopping."),
+     "largest target gradient instead of stopping [default: on]."),
     ("--saliency", "saliency", RegistryChoice("advbench.attacks:SALIENCY_MAPS"),
-     "JSMA's saliency map: pairwise (the paper's) or simplified (ART's; fewer pixels)."),
-    ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step)."),
-    ("--overshoot", "overshoot", float, "DeepFool overshoot."),
-    ("--candidates", "candidates", int, "DeepFool: top-k candidate classes."),
+     "JSMA's saliency map: pairwise (the paper's) or simplified (ART's; fewer pixels) "
+     "[default: pairwise]."),
+    ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step) "
+     "[default: 100 deepfool, 1000 cw-l2]."),
+    ("--overshoot", "overshoot", float, "DeepFool overshoot [default: 0.02]."),
+    ("--candidates", "candidates", int, "DeepFool: top-k candidate classes [default: 10]."),
     ("--epsilon", "epsilon", float,
-     "DeepFool: numerical guard against vanishing gradients (> 0)."),
+     "DeepFool: numerical guard against vanishing gradients (> 0) [default: 1e-06]."),
     ("--box-aware/--no-box-aware", "box_aware", None,
-     "DeepFool: account for the [0, 1] box when stepping."),
-    ("--confidence", "confidence", float, "C&W confidence (kappa)."),
-    ("--learning-rate", "learning_rate", float, "C&W Adam learning rate."),
-    ("--search-steps", "binary_search_steps", int, "C&W binary search steps over c."),
-    ("--initial-const", "initial_const", float, "C&W initial c."),
-    ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early."),
-    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack)."),
-    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square)."),
-    ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves."),
+     "DeepFool: account for the [0, 1] box when stepping [default: off]."),
+    ("--confidence", "confidence", float, "C&W confidence (kappa) [default: 2.3]."),
+    ("--learning-rate", "learning_rate", float, "C&W Adam learning rate [default: 0.01]."),
+    ("--search-steps", "binary_search_steps", int,
+     "C&W binary search steps over c [default: 9]."),
+    ("--initial-const", "initial_const", float, "C&W initial c [default: 0.001]."),
+    ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early [default: on]."),
+    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack) [default: 100]."),
+    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square) [default: 1]."),
+    ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves "
+     "[default: 0.75]."),
     ("--eot-iter", "eot_iter", int,
-     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack)."),
+     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack) "
+     "[default: 1 apgd-*, 20 autoattack]."),
     ("--n-target-classes", "n_target_classes", int,
-     "Top-k target classes of apgd-t and autoattack."),
-    ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack)."),
-    ("--p-init", "p_init", float, "Square: initial fraction of pixels per square."),
-    ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"), "Square's loss."),
+     "Top-k target classes of apgd-t and autoattack [default: 9]."),
+    ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack) "
+     "[default: 5000]."),
+    ("--p-init", "p_init", float, "Square: initial fraction of pixels per square "
+     "[default: 0.8]."),
+    ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"),
+     "Square's loss [default: margin]."),
     ("--rescale-schedule/--no-rescale-schedule", "rescale_schedule", None,
-     "Square: stretch the p schedule, written for 10,000 queries, to --n-queries."),
+     "Square: stretch the p schedule, written for 10,000 queries, to --n-queries "
+     "[default: off]."),
     ("--version", "version", RegistryChoice("advbench.attacks:AUTOATTACK_VERSIONS"),
-     "AutoAttack version: standard, or rand (EOT, for randomised defenses)."),
+     "AutoAttack version: standard, or rand (EOT, for randomised defenses) "
+     "[default: standard]."),
 ]
 
 
@@ -818,6 +852,41 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
     with _usage_errors():
         return make_attack(name, **given)
+
+
+def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None,
+                   data_path: str | None, input_shape: tuple | None = None) -> Any:
+    """The eps-like defaults (``budgets.Budget``) of an attack on a data set, the flags given
+    kept; a user's data of no known image size without --eps is a usage error (exit 2)."""
+    from advbench import data as datamod
+    from advbench.budgets import attack_budget
+    from advbench.errors import ParameterError
+
+    if dataset and dataset not in datamod.DATASETS:
+        input_shape = datamod.dataset_info(dataset).input_shape
+    try:
+        budget = attack_budget(attack_name, dataset, norm=values.get("norm"), given=values,
+                               input_shape=input_shape, steps=values.get("steps"),
+                               source_text=f"--data {data_path}" if data_path else None)
+    except ParameterError as e:
+        raise click.UsageError(str(e)) from None
+    if budget.note:
+        click.echo(budget.note, err=True)
+    return budget
+
+
+def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: Any) -> None:
+    """The line that starts an attack run on stderr: every parameter it uses."""
+    from advbench import data as datamod
+    from advbench.budgets import parameter_line
+
+    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
+    samples = (f"{count} samples of {datamod.display_name(run.dataset)} {run.split} (start "
+               f"{run.start}, batch size {run.batch_size}"
+               f"{f', shard {shard}' if shard is not None else ''})")
+    params = {"norm": attack_obj.norm, **attack_obj.params()}
+    click.echo(parameter_line(attack_obj.name, params, budget=budget,
+                              extra=target, seed=run.seed, samples=samples), err=True)
 
 
 def _check_samples(**values) -> None:
@@ -921,7 +990,11 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    attack_obj = attack_from_flags(attack_name, attack_values)
+    # The data set's budgets when it is known before TensorFlow starts (a usage error on
+    # the user's data of an unknown size comes first); else the model's, once it is loaded.
+    budget = _attack_budget(attack_name, attack_values, dataset, data_path) if dataset else None
+    attack_obj = attack_from_flags(attack_name, {**attack_values,
+                                                 **(budget.values if budget else {})})
     if target_mode is not None and not attack_obj.accepts_targets():
         raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
                                "--target")
@@ -930,6 +1003,10 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                     reading=reading, quiet=quiet)
     dataset = dataset or meta.get("dataset")
+    if budget is None:
+        budget = _attack_budget(attack_name, attack_values, dataset, data_path,
+                                input_shape=tuple(model.input_shape[1:]))
+        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
     run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
                     batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode)
     samples = None
@@ -951,6 +1028,8 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
         output = shard_output(output, shard)
     if samples is None:
         samples = run.load()
+    if not quiet:
+        _echo_parameters(attack_obj, budget, run, len(samples[0]), shard)
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
                           overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard,
                           samples=samples)
