@@ -78,8 +78,9 @@ def shown(value: float) -> str:
     return f"{value:g}"
 
 
-def parse_value(text: str | float, what: str = "eps") -> float:
-    """One eps-like value: a float (``0.03``) or a fraction (``8/255``), finite and >= 0.
+def parse_value(text: str | float, what: str = "eps", *, bounded: bool = True) -> float:
+    """One eps-like value: a float (``0.03``) or a fraction (``8/255``), finite and >= 0
+    (unless ``bounded`` is False: then the caller's own range check speaks).
 
     Raises:
         ParameterError: one line with what was passed and the accepted forms.
@@ -92,7 +93,7 @@ def parse_value(text: str | float, what: str = "eps") -> float:
             raise ParameterError(f"{what} {text!r} is not a number; give a value such as 0.03 "
                                  "or 8/255")
         value = _fraction(text, what)
-    if not math.isfinite(value) or value < 0:
+    if bounded and (not math.isfinite(value) or value < 0):
         raise ParameterError(f"{what} must be finite and >= 0, got {text}")
     return value
 

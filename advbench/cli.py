@@ -341,7 +341,9 @@ class EpsValue(click.ParamType):
         if isinstance(value, float):
             return value
         try:
-            return parse_value(value, param.opts[0] if param is not None else "value")
+            # The range is the library's to check (its message names the parameter).
+            return parse_value(value, param.opts[0] if param is not None else "value",
+                               bounded=False)
         except ParameterError as e:
             self.fail(str(e), param, ctx)
 
@@ -392,9 +394,16 @@ def _dest(flag: str) -> str:
     return flag.split("/")[0].lstrip("-").replace("-", "_")
 
 
-def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> Any:
-    """Build a defense from `train`'s flag values, refusing flags of another defense."""
-    from advbench.defenses import make_defense
+def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
+                       notes: list[str] | None = None) -> Any:
+    """Build a defense from `train`'s flag values, refusing flags of another defense.
+
+    Its data-set defaults (GDA sigma, FGSM-AT eps, feature squeezing bits) are those of
+    ``dataset``, or, for a user's data, of the built-in set of its image size (said in
+    ``notes``); a user's data of another size must give them (a usage error)."""
+    from advbench import data as datamod
+    from advbench.budgets import matching_dataset
+    from advbench.defenses import DEFENSES, make_defense
 
     rows = {_dest(flag): (flag.split("/")[0], name, param)
             for flag, name, param, _, _ in DEFENSE_OPTIONS}
@@ -402,7 +411,28 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
     stray = sorted(rows[dest][0] for dest in given if rows[dest][1] != defense)
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense {defense}")
-    return make_defense(defense, dataset, **{rows[dest][2]: v for dest, v in given.items()})
+    params = {rows[dest][2]: v for dest, v in given.items()}
+    if dataset not in datamod.DATASETS:
+        shape = datamod.dataset_info(dataset).input_shape
+        source = matching_dataset(dataset, shape)
+        flag_of = {param: flag.split("/")[0] for flag, name, param, _, _ in DEFENSE_OPTIONS
+                   if name == defense}
+        wanted = [p for p in DEFENSES[defense].dataset_defaults.get("mnist", {})
+                  if p not in params]
+        size = "x".join(str(s) for s in shape)
+        if wanted and source is None:
+            raise click.UsageError(
+                f"--data {dataset} holds {size} images, the shape of no built-in data set "
+                f"(mnist 28x28x1, cifar10 32x32x3), so {' and '.join(flag_of[p] for p in wanted)}"
+                f" {'has' if len(wanted) == 1 else 'have'} no default; give "
+                f"{'it' if len(wanted) == 1 else 'them'}")
+        if wanted and notes is not None:
+            taken = ", ".join(f"{flag_of[p]} {DEFENSES[defense].dataset_defaults[source][p]}"
+                              for p in wanted)
+            notes.append(f"--data {dataset} holds {size} images, {source}'s shape: {defense} "
+                         f"takes {source}'s default {taken}")
+        dataset = source or dataset
+    return make_defense(defense, dataset, **params)
 
 
 class ArchitectureOrFile(RegistryChoice):
@@ -513,8 +543,9 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
         raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
     dataset = _data_source(dataset, data_path, quiet) or "mnist"
     stem = Path(architecture).stem if own else architecture
+    budget_notes: list[str] = []
     with _usage_errors():
-        spec = defense_from_flags(defense, dataset, defense_values)
+        spec = defense_from_flags(defense, dataset, defense_values, budget_notes)
         config = TrainConfig(dataset=dataset, architecture="cnn" if own else architecture,
                              activation=activation,
                              brelu_t=1.0 if brelu_t is None else brelu_t, epochs=epochs,
@@ -533,6 +564,9 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
             raise OutputError(f"{path} exists; pass --overwrite to replace it (attack "
                               "artifacts made on it then no longer match it) or choose "
                               "another -o")
+        if not quiet and chief:
+            for line in budget_notes:
+                click.echo(line, err=True)
         model = source = None
         if own:
             model, source = prepare_architecture(architecture, config, spec,
@@ -541,7 +575,8 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
                 for line in source["notes"] + source["brelu_changes"]:
                     click.echo(line, err=True)
         model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief),
-                                       model=model, source=source)
+                                       model=model, source=source,
+                                       announce=_training_line(config, spec, stem))
         if not chief:
             return
         save_model(path, model, metadata)
@@ -550,6 +585,21 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
                    err=True)
     click.echo(str(path))
+
+
+def _training_line(config: Any, spec: Any, architecture: str) -> str:
+    """The line that starts a training run on stderr: every parameter it uses."""
+    from advbench import data as datamod
+    from advbench.budgets import shown
+
+    params = " ".join(f"{k}={shown(v) if isinstance(v, float) else v}"
+                      for k, v in spec.params().items())
+    brelu = f" (t={config.brelu_t:g})" if config.activation == "brelu" else ""
+    return (f"train {architecture} {config.activation}{brelu}, defense {spec.name}"
+            f"{': ' + params if params else ''}; epochs {config.epochs}, batch size "
+            f"{config.batch_size}, learning rate {config.learning_rate:g}, patience "
+            f"{config.patience}; seed {config.seed}; {datamod.display_name(config.dataset)} "
+            f"train split{f', limit {config.limit}' if config.limit else ''}")
 
 
 # -- models -------------------------------------------------------------------------------

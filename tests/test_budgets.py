@@ -192,3 +192,37 @@ def test_help_defaults_match_the_attack_classes():
             default = p.default
             shown = ("on" if default else "off") if isinstance(default, bool) else f"{default}"
             assert shown in text.split("[default:")[1], (name, flag, shown)
+
+
+# -- train: the defense defaults of the data set ---------------------------------------------
+def test_train_on_own_data_of_another_size_needs_the_sigma(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "big.npz", x=rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8),
+             y=np.arange(4) % 2)
+    result = invoke(["train", "--data", tmp_path / "big.npz", "--defense", "gda",
+                     "--models-dir", tmp_path])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: --data {tmp_path / 'big.npz'} holds 16x16x3 images, the shape of no built-in "
+        "data set (mnist 28x28x1, cifar10 32x32x3), so --gda-sigma has no default; give it")
+
+
+def test_train_prints_every_parameter_and_the_borrowed_default(tmp_path):
+    from conftest import write_digits_npz
+
+    write_digits_npz(tmp_path / "digits.npz", 40, 10)
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(tmp_path / "digits.npz"), "--defense", "fgsm-at", "--at-eps",
+        "1/10", "--defense", "gda", "--at-eps", "0.1", "--epochs", "1", "-o",
+        str(tmp_path / "m.h5")])
+    assert result.exit_code == 2  # --at-eps with gda: the refusal still comes first
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(tmp_path / "digits.npz"), "--defense", "gda", "--gda-copies",
+        "1", "--epochs", "1", "-o", str(tmp_path / "m.h5")])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert (f"--data {tmp_path / 'digits.npz'} holds 28x28x1 images, mnist's shape: gda takes "
+            "mnist's default --gda-sigma 0.3") in lines
+    assert ("train cnn relu, defense gda: sigma=0.3 copies=1 clip=False noise=fresh; epochs 1, "
+            "batch size 128, learning rate 0.001, patience 5; seed 0; digits.npz train split"
+            ) in lines
