@@ -426,7 +426,7 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
                 f"(mnist 28x28x1, cifar10 32x32x3), so {' and '.join(flag_of[p] for p in wanted)}"
                 f" {'has' if len(wanted) == 1 else 'have'} no default; give "
                 f"{'it' if len(wanted) == 1 else 'them'}")
-        if wanted and notes is not None:
+        if wanted and notes is not None and source is not None:
             taken = ", ".join(f"{flag_of[p]} {DEFENSES[defense].dataset_defaults[source][p]}"
                               for p in wanted)
             notes.append(f"--data {dataset} holds {size} images, {source}'s shape: {defense} "
@@ -930,7 +930,11 @@ def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: 
     from advbench import data as datamod
     from advbench.budgets import parameter_line
 
+    from advbench.runner import starts_from
+
     target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
+    if starts_from(run, attack_obj):
+        target += f", from the {run.start_from}"
     samples = (f"{count} samples of {datamod.display_name(run.dataset)} {run.split} (start "
                f"{run.start}, batch size {run.batch_size}"
                f"{f', shard {shard}' if shard is not None else ''})")
@@ -972,6 +976,12 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--target", "target_mode",
               type=RegistryChoice("advbench.attacks:TARGET_MODES"), default=None,
               help="Targeted attack with these target classes.")
+@click.option("--from", "start_from", type=RegistryChoice("advbench.names:START_FROM"),
+              default="prediction", show_default=True,
+              help="Where deepfool, cw-l2 and untargeted jsma start: the model's prediction "
+                   "(as ART: misclassified samples are attacked too) or the label "
+                   "(misclassified samples are returned unchanged). fgsm-min always starts "
+                   "from the prediction.")
 @_samples_options(dataset_help="Data set [default: the model's].",
                   limit_help="Attack a class-balanced subset.", batch_size=128)
 @_reading_options
@@ -996,7 +1006,8 @@ def _attack_choice() -> RegistryChoice:
               help="Attack batches I, I+N, I+2N, ... only (0 <= I < N); auto/N takes I from "
                    "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
                    "Join the shards with `advbench merge`.")
-def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit, start,
+def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, split, limit,
+           start,
            batch_size, seed, custom_objects, outputs, input_range, mean, std, data_dir,
            models_dir, output, resume, overwrite, quiet, plot, as_json, engine, workers,
            shard_text, **attack_values):
@@ -1048,6 +1059,11 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
     if target_mode is not None and not attack_obj.accepts_targets():
         raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
                                "--target")
+    if start_from != "prediction" and (attack_name not in ("deepfool", "cw-l2", "jsma")
+                                       or target_mode is not None):
+        raise click.UsageError("--from applies to untargeted deepfool, cw-l2 and jsma "
+                               "(fgsm-min always starts from the prediction, bounded attacks "
+                               "from the label)")
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     _check_outputs(output=output)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
@@ -1058,7 +1074,8 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
                                 input_shape=tuple(model.input_shape[1:]))
         attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
     run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
-                    batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode)
+                    batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode,
+                    start_from=start_from)
     samples = None
     if output is None:
         from advbench.artifacts import run_artifact_path
@@ -1309,7 +1326,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     has JSON (--json) or the paths written.
 
     Gate metrics (--fail-under / --fail-over NAME[@ATTACK]=VALUE): clean_accuracy,
-    adv_accuracy, success_rate, robustness, training_distance, loss_sensitivity; without
+    adv_accuracy (= robust_accuracy), success_rate (of the correctly classified samples),
+    robustness, training_distance, loss_sensitivity; without
     @ATTACK the worst value over the artifacts counts. Missed thresholds exit with code 3.
 
     The training-set distance can be split over a job array: each task runs the command with
@@ -1501,7 +1519,8 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
     advbench model's).
 
     Rows: crafted on; columns: tested on; the diagonal (source = target) is white-box, the
-    rest black-box (the paper's Table 1 uses fgsm with eps 0.1, the default). An attack
+    rest black-box (the paper's Table 1 uses fgsm with eps 0.1, the default on MNIST; eps
+    defaults come from the data set as in `attack`). An attack
     artifact of the same source, attack, parameters and samples found in --runs-dir is
     reused instead of crafting again. With fgsm / rand-fgsm and an eps list, each cell is an
     accuracy-vs-eps curve (one curve artifact per source).
@@ -1533,11 +1552,25 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    attack_obj = attack_from_flags(attack_name, attack_values)
+    # eps-like defaults from the data set, as in `attack` (the sources' once loaded).
+    budget = _attack_budget(attack_name, attack_values, dataset, data_path) if dataset else None
+    attack_obj = attack_from_flags(attack_name, {**attack_values,
+                                                 **(budget.values if budget else {})})
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
+    if budget is None:
+        _, first, first_meta = sources[0]
+        budget = _attack_budget(attack_name, attack_values, first_meta.get("dataset"), None,
+                                input_shape=tuple(first.input_shape[1:]))
+        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
+    if not quiet:
+        from advbench.budgets import parameter_line
+
+        click.echo(parameter_line(attack_obj.name, {"norm": attack_obj.norm,
+                                                    **attack_obj.params()},
+                                  budget=budget, seed=seed), err=True)
     result = run_transfer(sources, targets, attack_obj, dataset=dataset, split=split,
                           limit=limit, start=start, seed=seed, batch_size=batch_size,
                           data_dir=data_dir, runs_dir=runs_dir, progress=Progress(quiet=quiet))

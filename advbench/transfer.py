@@ -102,7 +102,8 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
             score = score_artifact(model, meta, target_path, path, data_dir=data_dir,
                                    batch_size=max(batch_size, 256), model_level=False)
             accuracy[s, t] = score.summary["adv_accuracy"]
-            success[s, t] = score.summary["success_rate"]
+            # The matrix keeps its form: over all samples, against the clean prediction.
+            success[s, t] = score.summary["success_rate_prediction"]
             clean[t] = score.summary["clean_accuracy"]
             row.append(score.summary["setting"])
             per_sample[f"cells/{s}_{t}/pred"] = score.per_sample["pred"]
