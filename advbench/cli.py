@@ -352,26 +352,30 @@ class EpsValue(click.ParamType):
 # Defense flags -> (defense, parameter name, type, help): the one table of `train`'s defense
 # options. A flag given with another --defense is a usage error (exit 2), as for attacks.
 DEFENSE_OPTIONS = [
-    ("--gda-sigma", "gda", "sigma", EpsValue(), "GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10]."),
-    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10]."),
+    ("--gda-sigma", "gda", "sigma", EpsValue(),
+     "GDA noise std [default: 0.3 on MNIST, 0.05 on CIFAR-10 (the paper's); your own data: "
+     "its size's set, else required]."),
+    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [default: 10]."),
     ("--gda-clip/--no-gda-clip", "gda", "clip", None,
-     "Clip x + noise to [0, 1] [off, as the paper's authors]."),
+     "Clip x + noise to [0, 1] [default: off, as the paper's authors]."),
     ("--gda-noise", "gda", "noise", RegistryChoice("advbench.defenses:GDA_NOISES"),
      "GDA noise: fresh every epoch, or drawn once per image and copy (the authors' code) "
-     "[fresh]."),
+     "[default: fresh]."),
     ("--ls-weight", "label-smoothing", "weight", float,
-     "Label smoothing true-class weight [0.9]."),
+     "Label smoothing true-class weight [default: 0.9]."),
     ("--fs-bits", "feature-squeezing", "bit_depth", int,
-     "Feature squeezing bit depth [1 MNIST, 3 CIFAR-10]."),
-    ("--at-eps", "fgsm-at", "eps", EpsValue(), "FGSM adversarial training eps [0.3 MNIST, 0.05]."),
+     "Feature squeezing bit depth [default: 1 on MNIST, 3 on CIFAR-10]."),
+    ("--at-eps", "fgsm-at", "eps", EpsValue(),
+     "FGSM adversarial training eps [default: 0.3 on MNIST, 0.05 on CIFAR-10 (the paper's); "
+     "your own data: its size's set, else required]."),
     ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses:FGSM_AT_MODES"),
      "Adversarial training mode: static (the paper's), fresh (the authors' code: a fresh "
-     "model learns clean + adversarial data) or online [static]."),
-    ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [0.5]."),
-    ("--vat-eps", "vat", "eps", EpsValue(), "VAT perturbation L2 norm [2.1]."),
+     "model learns clean + adversarial data) or online [default: static]."),
+    ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [default: 0.5]."),
+    ("--vat-eps", "vat", "eps", EpsValue(), "VAT perturbation L2 norm [default: 2.1]."),
     ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses:VAT_MODES"),
-     "VAT: the paper's static augmentation or Miyato's loss [static]."),
-    ("--vat-alpha", "vat", "alpha", float, "Weight of the VAT loss term [1.0]."),
+     "VAT: the paper's static augmentation or Miyato's loss [default: static]."),
+    ("--vat-alpha", "vat", "alpha", float, "Weight of the VAT loss term [default: 1.0]."),
 ]
 
 
@@ -468,7 +472,7 @@ class ArchitectureOrFile(RegistryChoice):
 @click.option("--act", "activation", type=RegistryChoice("advbench.names:ACTIVATIONS"),
               default="relu", show_default=True, help="Activation everywhere in the network.")
 @click.option("--brelu-t", type=float, default=None,
-              help="BRELU threshold t (> 0) [1.0]; only with --act brelu.")
+              help="BRELU threshold t (> 0) [default: 1.0]; only with --act brelu.")
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
               show_default=True)
 @_defense_options
@@ -1274,7 +1278,8 @@ def _output_options(f):
 @click.option("--curve-attack", type=RegistryChoice("advbench.names:CURVE_ATTACKS"),
               default="fgsm",
               show_default=True, help="Attack of the --eps curve.")
-@click.option("--alpha", type=float, default=None, help="rand-fgsm random step [0.05].")
+@click.option("--alpha", type=EpsValue(), default=None,
+              help="rand-fgsm random step [default: 0.05].")
 @click.option("--source", "source_ref", default=None,
               help="Craft the --eps curve on this model (black-box) [default: MODEL].")
 @click.option("--fail-under", multiple=True, metavar="NAME=VALUE",
@@ -1666,7 +1671,7 @@ def _audit_options(f):
 
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--eps", type=float, required=True,
+@click.option("--eps", type=EpsValue(), required=True,
               help="The perturbation budget audited, in --norm (e.g. 0.3 L-inf on MNIST).")
 @click.option("--norm", type=RegistryChoice("advbench.attacks:NORM_CLASSES"), default="linf",
               show_default=True)
@@ -1687,7 +1692,7 @@ def _audit_options(f):
 @click.option("--surrogate-architecture",
               type=RegistryChoice("advbench.names:ARCHITECTURE_BUILDERS"), default=None,
               help="Architecture of the trained surrogate [cnn].")
-@click.option("--unbounded-eps", type=float, default=None,
+@click.option("--unbounded-eps", type=EpsValue(), default=None,
               help="Check 4's eps [default: the whole image box, 1 (linf) or "
                    "sqrt(pixels x channels) (l2)].")
 @_audit_options

@@ -226,3 +226,31 @@ def test_train_prints_every_parameter_and_the_borrowed_default(tmp_path):
     assert ("train cnn relu, defense gda: sigma=0.3 copies=1 clip=False noise=fresh; epochs 1, "
             "batch size 128, learning rate 0.001, patience 5; seed 0; digits.npz train split"
             ) in lines
+
+
+def test_every_defense_option_shows_its_default():
+    from advbench.cli import DEFENSE_OPTIONS
+
+    assert [flag for flag, *_, text in DEFENSE_OPTIONS if "[default:" not in text] == []
+    result = invoke(["train", "--help"])
+    assert "[default: 0.3 on MNIST, 0.05 on CIFAR-10" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("args, line", [
+    (["audit", "m.keras", "--eps", "8/0"],
+     "Error: Invalid value for '--eps': --eps '8/0' divides by zero; give a value such as "
+     "8/255\n"),
+    (["train", "--defense", "gda", "--gda-sigma", "1/x"],
+     "Error: Invalid value for '--gda-sigma': --gda-sigma '1/x' is not a number; give a value "
+     "such as 0.03 or 8/255\n"),
+])
+def test_fractions_everywhere_and_their_errors(args, line):
+    result = invoke(args)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] + "\n" == line
+
+
+def test_audit_takes_a_fraction():
+    from advbench.cli import EpsValue
+
+    assert EpsValue().convert("8/255", None, None) == pytest.approx(8 / 255)
