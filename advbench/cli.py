@@ -911,7 +911,8 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
 def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None,
                    data_path: str | None, input_shape: tuple | None = None) -> Any:
     """The eps-like defaults (``budgets.Budget``) of an attack on a data set, the flags given
-    kept; a user's data of no known image size without --eps is a usage error (exit 2)."""
+    kept; a user's data of no known image size without --eps is a usage error (exit 2).
+    Its note (defaults borrowed by image size) is printed with the run's parameter line."""
     from advbench import data as datamod
     from advbench.budgets import attack_budget
     from advbench.errors import ParameterError
@@ -924,8 +925,6 @@ def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None
                                source_text=f"--data {data_path}" if data_path else None)
     except ParameterError as e:
         raise click.UsageError(str(e)) from None
-    if budget.note:
-        click.echo(budget.note, err=True)
     return budget
 
 
@@ -943,6 +942,8 @@ def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: 
                f"{run.start}, batch size {run.batch_size}"
                f"{f', shard {shard}' if shard is not None else ''})")
     params = {"norm": attack_obj.norm, **attack_obj.params()}
+    if budget is not None and budget.note:
+        click.echo(budget.note, err=True)
     click.echo(parameter_line(attack_obj.name, params, budget=budget,
                               extra=target, seed=run.seed, samples=samples), err=True)
 
@@ -1174,6 +1175,7 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                        limit, start, batch_size, seed, data_dir, models_dir, output=None,
                        overwrite=False, quiet=False, runs_dir="runs", reading=None) -> list:
     """Compute (or reuse) one curve artifact per source; returns the curves read back."""
+    from advbench.budgets import shown
     from advbench.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
     from advbench.progress import Progress
 
@@ -1182,13 +1184,27 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                                f"{' and '.join(CURVE_ATTACKS)} compute; give one --eps value "
                                f"for --attack {attack_name}")
     eps = attack_values["eps"]
+    # rand-fgsm's alpha from the data set (the eps are given), once it is known.
+    budget = _attack_budget(attack_name, attack_values, dataset, None) if dataset else None
     # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
-    attack_obj = attack_from_flags(attack_name, {**attack_values, "eps": max(eps)})
+    values = {**attack_values, **(budget.values if budget else {}), "eps": max(eps)}
+    if attack_name == "rand-fgsm" and values.get("alpha") is None:
+        values["alpha"] = 0.0  # checked against the data set's default once it is known
+    attack_obj = attack_from_flags(attack_name, values)
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
     dataset = dataset or sources[0][2].get("dataset")
+    if budget is None:
+        budget = _attack_budget(attack_name, attack_values, dataset, None,
+                                input_shape=tuple(sources[0][1].input_shape[1:]))
+        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values,
+                                                     "eps": max(eps)})
+    if not quiet and budget.values:
+        click.echo(f"{attack_name} curve: " + ", ".join(
+            f"{k}={shown(v)}" for k, v in budget.values.items())
+            + f" ({budget.source}'s default)", err=True)
     if output is not None and len(sources) > 1:
         raise click.UsageError("-o names one curve artifact; with several --source leave it out")
     run = CurveRun(dataset=dataset, split=split, limit=limit, start=start,
@@ -1573,6 +1589,8 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
     if not quiet:
         from advbench.budgets import parameter_line
 
+        if budget.note:
+            click.echo(budget.note, err=True)
         click.echo(parameter_line(attack_obj.name, {"norm": attack_obj.norm,
                                                     **attack_obj.params()},
                                   budget=budget, seed=seed), err=True)

@@ -206,9 +206,10 @@ def print_evaluation(summary: dict, console: Console | None = None,
     if attacks:
         against = attacks[0].get("success_against", "label")
         table = Table(title="adversarial artifacts (robust %: label-based, all samples; "
-                            "success %: of the correctly classified samples; clean errors "
-                            "apart, with the share the attack moved; norms, robustness and "
-                            f"distance over successful samples: {SUCCESS_WORDS[against]})")
+                            "success %: of the correctly classified samples, clean errors "
+                            "apart with how many the attack moved; norms, robustness and "
+                            "distance over the samples of success: "
+                            f"{SUCCESS_WORDS[against]})")
         for column in ("attack", "crafted on", "setting", "n", "clean %", "robust %",
                        "success %", "clean errors", "L2", "Linf", "robustness", "train dist"):
             table.add_column(column, justify="left" if column in (

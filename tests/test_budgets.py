@@ -254,3 +254,18 @@ def test_audit_takes_a_fraction():
     from advbench.cli import EpsValue
 
     assert EpsValue().convert("8/255", None, None) == pytest.approx(8 / 255)
+
+
+def test_rand_fgsm_curve_takes_the_data_sets_alpha(trained_tiny_cnn, fake_data_dir, tmp_path):
+    path, _, _ = trained_tiny_cnn
+    result = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "rand-fgsm", "--eps", "0:0.04:0.02", "--limit", "4",
+        "--data-dir", str(fake_data_dir), "--dataset", "mnist", "-o", str(tmp_path / "c.h5")])
+    # MNIST's alpha 0.05 exceeds the largest eps: the library refuses, naming both.
+    assert result.exit_code == 2
+    assert "alpha (0.05) must be <= eps (0.04)" in result.output
+    result = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "rand-fgsm", "--eps", "0:0.2:0.1", "--limit", "4",
+        "--data-dir", str(fake_data_dir), "-o", str(tmp_path / "c.h5")])
+    assert result.exit_code == 0, result.output
+    assert "rand-fgsm curve: alpha=0.05 (mnist's default)" in result.stderr.splitlines()
