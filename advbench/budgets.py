@@ -89,10 +89,13 @@ def parse_value(text: str | float, what: str = "eps", *, bounded: bool = True) -
         value = float(text)
     else:
         text = str(text).strip()
-        if not re.fullmatch(_VALUE, text):
+        if re.fullmatch(_VALUE, text):
+            value = _fraction(text, what)
+        elif not bounded and re.fullmatch(r"[-+]?(?:inf(?:inity)?|nan)", text, re.IGNORECASE):
+            value = float(text)  # the caller's range check names it ("must be finite")
+        else:
             raise ParameterError(f"{what} {text!r} is not a number; give a value such as 0.03 "
                                  "or 8/255")
-        value = _fraction(text, what)
     if bounded and (not math.isfinite(value) or value < 0):
         raise ParameterError(f"{what} must be finite and >= 0, got {text}")
     return value

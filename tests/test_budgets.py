@@ -269,3 +269,10 @@ def test_rand_fgsm_curve_takes_the_data_sets_alpha(trained_tiny_cnn, fake_data_d
         "--data-dir", str(fake_data_dir), "-o", str(tmp_path / "c.h5")])
     assert result.exit_code == 0, result.output
     assert "rand-fgsm curve: alpha=0.05 (mnist's default)" in result.stderr.splitlines()
+
+
+def test_eps_like_flags_leave_infinity_to_the_library():
+    """--step-size inf reaches the attack's own check, whose message names the parameter."""
+    result = invoke(["attack", "no-such-model.h5", "--attack", "pgd", "--step-size", "inf"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: step_size must be a finite number, got inf"
