@@ -1080,7 +1080,9 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
         attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
     run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
                     batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode,
-                    start_from=start_from)
+                    start_from=start_from, defaults_from=(
+                        f"{', '.join(budget.values)}: {budget.source}"
+                        if budget.values and budget.source else ""))
     samples = None
     if output is None:
         from advbench.artifacts import run_artifact_path

@@ -77,6 +77,9 @@ class AttackRun(Samples):
     model_path: str
     target_mode: str | None = None  # None: untargeted; "random" / "least-likely"
     start_from: str = "prediction"  # START_FROM: used by START_FROM_ATTACKS, untargeted
+    # Which parameters took the data set's defaults, and whose ("eps, step_size: cifar10"),
+    # stored as provenance (``budgets.attack_budget``); not part of the run key.
+    defaults_from: str = ""
 
     def validate(self) -> None:
         super().validate()
@@ -205,6 +208,8 @@ def attrs_of(run: AttackRun, attack: Attack, model_meta: dict[str, Any], key: st
     }
     if starts_from(run, attack) is not None:
         attrs["start_from"] = run.start_from
+    if run.defaults_from:
+        attrs["defaults_from"] = run.defaults_from
     if shard is not None:
         attrs.update(shard_index=shard.index, shard_count=shard.count)
     return attrs

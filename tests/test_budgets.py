@@ -166,6 +166,13 @@ def test_attack_run_prints_every_parameter(trained_tiny_cnn, fake_data_dir, tmp_
     assert ("pgd: norm=linf eps=0.3 step_size=0.01 steps=2 random_start=True early_stop=False "
             "(eps, step_size: mnist's defaults); untargeted; seed 0; 4 samples of mnist test "
             "(start 0, batch size 128)") in result.stderr.splitlines()
+    from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+
+    attrs, _ = read_arrays(tmp_path / "pgd.h5", ATTACK_SCHEMA)
+    assert attrs["attack_params"] == {"eps": 0.3, "step_size": 0.01, "steps": 2,
+                                      "random_start": True, "norm": "linf",
+                                      "early_stop": False}
+    assert attrs["defaults_from"] == "eps, step_size: mnist"
 
 
 # -- --help shows every default ------------------------------------------------------------
