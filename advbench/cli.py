@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import click
 
+from advbench.budgets import EPS_HELP
 from advbench.errors import AdvbenchError, flags_verb
 
 EXIT_GATE_FAILED = 3
@@ -363,30 +364,75 @@ def data_fetch(dataset, dest, if_missing):
         dataset, dest, say=lambda line: click.echo(line, err=True)))
 
 
+# -- eps-like values ------------------------------------------------------------------------
+class EpsList(click.ParamType):
+    """``--eps``: one value (a float, as before), or a list / inclusive range (a tuple) that
+    fgsm and rand-fgsm turn into an accuracy-vs-eps curve; fractions (8/255) anywhere."""
+
+    name = "EPS"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from advbench.budgets import parse_eps
+        from advbench.errors import ParameterError
+
+        if isinstance(value, (float, tuple)):
+            return value
+        try:
+            values = parse_eps(value)
+        except ParameterError as e:
+            self.fail(str(e), param, ctx)
+        return values[0] if len(values) == 1 else values
+
+
+class EpsValue(click.ParamType):
+    """One eps-like value (a budget, step size, noise std): a float or a fraction (8/255)."""
+
+    name = "FLOAT"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from advbench.budgets import parse_value
+        from advbench.errors import ParameterError
+
+        if isinstance(value, float):
+            return value
+        try:
+            # The range is the library's to check (its message names the parameter).
+            return parse_value(value, param.opts[0] if param is not None else "value",
+                               bounded=False)
+        except ParameterError as e:
+            self.fail(str(e), param, ctx)
+
+
 # -- train ----------------------------------------------------------------------------------
 # Defense flags -> (defense, parameter name, type, help): the one table of `train`'s defense
 # options. A flag given with another --defense is a usage error (exit 2), as for attacks.
 DEFENSE_OPTIONS = [
-    ("--gda-sigma", "gda", "sigma", float, "GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10]."),
-    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10]."),
+    ("--gda-sigma", "gda", "sigma", EpsValue(),
+     "GDA noise std [default: 0.3 on MNIST, 0.05 on CIFAR-10 (the paper's); your own data: "
+     "its size's set, else required]."),
+    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [default: 10]."),
     ("--gda-clip/--no-gda-clip", "gda", "clip", None,
-     "Clip x + noise to [0, 1] [off, as the paper's authors]."),
+     "Clip x + noise to [0, 1] [default: off, as the paper's authors]."),
     ("--gda-noise", "gda", "noise", RegistryChoice("advbench.defenses:GDA_NOISES"),
      "GDA noise: fresh every epoch, or drawn once per image and copy (the authors' code) "
-     "[fresh]."),
+     "[default: fresh]."),
     ("--ls-weight", "label-smoothing", "weight", float,
-     "Label smoothing true-class weight [0.9]."),
+     "Label smoothing true-class weight [default: 0.9]."),
     ("--fs-bits", "feature-squeezing", "bit_depth", int,
-     "Feature squeezing bit depth [1 MNIST, 3 CIFAR-10]."),
-    ("--at-eps", "fgsm-at", "eps", float, "FGSM adversarial training eps [0.3 MNIST, 0.05]."),
+     "Feature squeezing bit depth [default: 1 on MNIST, 3 on CIFAR-10]."),
+    ("--at-eps", "fgsm-at", "eps", EpsValue(),
+     "FGSM adversarial training eps [default: 0.3 on MNIST, 0.05 on CIFAR-10 (the paper's); "
+     "your own data: its size's set, else required]."),
     ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses:FGSM_AT_MODES"),
      "Adversarial training mode: static (the paper's), fresh (the authors' code: a fresh "
-     "model learns clean + adversarial data) or online [static]."),
-    ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [0.5]."),
-    ("--vat-eps", "vat", "eps", float, "VAT perturbation L2 norm [2.1]."),
+     "model learns clean + adversarial data) or online [default: static]."),
+    ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [default: 0.5]."),
+    ("--vat-eps", "vat", "eps", EpsValue(), "VAT perturbation L2 norm [default: 2.1]."),
     ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses:VAT_MODES"),
-     "VAT: the paper's static augmentation or Miyato's loss [static]."),
-    ("--vat-alpha", "vat", "alpha", float, "Weight of the VAT loss term [1.0]."),
+     "VAT: the paper's static augmentation or Miyato's loss [default: static]."),
+    ("--vat-alpha", "vat", "alpha", float, "Weight of the VAT loss term [default: 1.0]."),
 ]
 
 
@@ -409,9 +455,16 @@ def _dest(flag: str) -> str:
     return flag.split("/")[0].lstrip("-").replace("-", "_")
 
 
-def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> Any:
-    """Build a defense from `train`'s flag values, refusing flags of another defense."""
-    from advbench.defenses import make_defense
+def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
+                       notes: list[str] | None = None) -> Any:
+    """Build a defense from `train`'s flag values, refusing flags of another defense.
+
+    Its data-set defaults (GDA sigma, FGSM-AT eps, feature squeezing bits) are those of
+    ``dataset``, or, for a user's data, of the built-in set of its image size (said in
+    ``notes``); a user's data of another size must give them (a usage error)."""
+    from advbench import data as datamod
+    from advbench.budgets import matching_dataset
+    from advbench.defenses import DEFENSES, make_defense
 
     rows = {_dest(flag): (flag.split("/")[0], name, param)
             for flag, name, param, _, _ in DEFENSE_OPTIONS}
@@ -419,7 +472,28 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
     stray = sorted(rows[dest][0] for dest in given if rows[dest][1] != defense)
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense {defense}")
-    return make_defense(defense, dataset, **{rows[dest][2]: v for dest, v in given.items()})
+    params = {rows[dest][2]: v for dest, v in given.items()}
+    if dataset not in datamod.DATASETS:
+        shape = datamod.dataset_info(dataset).input_shape
+        source = matching_dataset(dataset, shape)
+        flag_of = {param: flag.split("/")[0] for flag, name, param, _, _ in DEFENSE_OPTIONS
+                   if name == defense}
+        wanted = [p for p in DEFENSES[defense].dataset_defaults.get("mnist", {})
+                  if p not in params]
+        size = "x".join(str(s) for s in shape)
+        if wanted and source is None:
+            raise click.UsageError(
+                f"--data {dataset} holds {size} images, the shape of no built-in data set "
+                f"(mnist 28x28x1, cifar10 32x32x3), so {' and '.join(flag_of[p] for p in wanted)}"
+                f" {'has' if len(wanted) == 1 else 'have'} no default; give "
+                f"{'it' if len(wanted) == 1 else 'them'}")
+        if wanted and notes is not None and source is not None:
+            taken = ", ".join(f"{flag_of[p]} {DEFENSES[defense].dataset_defaults[source][p]}"
+                              for p in wanted)
+            notes.append(f"--data {dataset} holds {size} images, {source}'s shape: {defense} "
+                         f"takes {source}'s default {taken}")
+        dataset = source or dataset
+    return make_defense(defense, dataset, **params)
 
 
 class ArchitectureOrFile(RegistryChoice):
@@ -459,7 +533,7 @@ class ArchitectureOrFile(RegistryChoice):
                    "activation='relu') into BRELU and leaves other activations (ReLU6, "
                    "hard-swish, LeakyReLU...) as they are, listing both on stderr.")
 @click.option("--brelu-t", type=float, default=None,
-              help="BRELU threshold t (> 0) [1.0]; only with --act brelu.")
+              help="BRELU threshold t (> 0) [default: 1.0]; only with --act brelu.")
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
               show_default=True)
 @_defense_options
@@ -535,8 +609,9 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
         raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
     dataset = _data_source(dataset, data_path, quiet) or "mnist"
     stem = Path(architecture).stem if own else architecture
+    budget_notes: list[str] = []
     with _usage_errors():
-        spec = defense_from_flags(defense, dataset, defense_values)
+        spec = defense_from_flags(defense, dataset, defense_values, budget_notes)
         config = TrainConfig(dataset=dataset, architecture="cnn" if own else architecture,
                              activation=activation,
                              brelu_t=1.0 if brelu_t is None else brelu_t, epochs=epochs,
@@ -555,6 +630,9 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
             raise OutputError(f"{path} exists; pass --overwrite to replace it (attack "
                               "artifacts made on it then no longer match it) or choose "
                               "another -o")
+        if not quiet and chief:
+            for line in budget_notes:
+                click.echo(line, err=True)
         model = source = None
         if own:
             model, source = prepare_architecture(architecture, config, spec,
@@ -563,7 +641,8 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
                 for line in source["notes"] + source["brelu_changes"]:
                     click.echo(line, err=True)
         model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief),
-                                       model=model, source=source)
+                                       model=model, source=source,
+                                       announce=_training_line(config, spec, stem))
         if not chief:
             return
         save_model(path, model, metadata)
@@ -572,6 +651,21 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
                    err=True)
     click.echo(str(path))
+
+
+def _training_line(config: Any, spec: Any, architecture: str) -> str:
+    """The line that starts a training run on stderr: every parameter it uses."""
+    from advbench import data as datamod
+    from advbench.budgets import shown
+
+    params = " ".join(f"{k}={shown(v) if isinstance(v, float) else v}"
+                      for k, v in spec.params().items())
+    brelu = f" (t={config.brelu_t:g})" if config.activation == "brelu" else ""
+    return (f"train {architecture} {config.activation}{brelu}, defense {spec.name}"
+            f"{': ' + params if params else ''}; epochs {config.epochs}, batch size "
+            f"{config.batch_size}, learning rate {config.learning_rate:g}, patience "
+            f"{config.patience}; seed {config.seed}; {datamod.display_name(config.dataset)} "
+            f"train split{f', limit {config.limit}' if config.limit else ''}")
 
 
 # -- models -------------------------------------------------------------------------------
@@ -798,80 +892,74 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 # -- attack ---------------------------------------------------------------------------------
 # Attack flags -> (parameter name, type, help). A flag given to an attack without that
 # parameter is a usage error, so a typo never silently runs the default.
-class EpsList(click.ParamType):
-    """``--eps``: one value (a float, as before), or a list / inclusive range (a tuple) that
-    fgsm and rand-fgsm turn into an accuracy-vs-eps curve."""
-
-    name = "EPS"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> Any:
-        from advbench.errors import ParameterError
-
-        # Parsed before the command runs (and quietly imports TensorFlow): curves imports it.
-        parse_eps = _quietly(lambda: importlib.import_module("advbench.curves")).parse_eps
-        if isinstance(value, (float, tuple)):
-            return value
-        try:
-            values = parse_eps(value)
-        except ParameterError as e:
-            self.fail(str(e), param, ctx)
-        return values[0] if len(values) == 1 else values
-
-
 ATTACK_OPTIONS = [
     ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, "
-     "autoattack); for fgsm and "
-     "rand-fgsm also a list 0.1,0.3 or a range start:stop:step (0.01:1:0.01) for a curve."),
+     "autoattack), a value or a fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 "
+     "or a range start:stop:step (0:8/255:1/255) for a curve. Your own data of another image "
+     "size has no default. " + EPS_HELP),
     ("--norm", "norm", RegistryChoice("advbench.attacks:NORM_CLASSES"),
-     "Norm (fgsm, pgd, apgd-*, square, autoattack)."),
-    ("--eps-step", "eps_step", float, "Grid step of fgsm-min."),
-    ("--eps-max", "eps_max", float, "Largest eps fgsm-min tries."),
+     "Norm (fgsm, pgd, apgd-*, square, autoattack) [default: linf]."),
+    ("--eps-step", "eps_step", EpsValue(),
+     "Grid step of fgsm-min [default: 0.05 on MNIST, 1/255 on CIFAR-10]."),
+    ("--eps-max", "eps_max", EpsValue(), "Largest eps fgsm-min tries [default: 1.0]."),
     ("--search", "search", RegistryChoice("advbench.attacks:FGSM_MIN_SEARCHES"),
-     "fgsm-min's search: exact (default), or authors (the paper authors' loop, which attacks "
+     "fgsm-min's search: exact, or authors (the paper authors' loop, which attacks "
      "the wrong images from the third eps on; to reproduce their Table 2, with --batch-size "
-     ">= the sample count)."),
-    ("--alpha", "alpha", float, "Random step of rand-fgsm."),
-    ("--step-size", "step_size", float, "PGD step size."),
-    ("--steps", "steps", int, "PGD steps."),
-    ("--random-start/--no-random-start", "random_start", None, "PGD random start."),
+     ">= the sample count) [default: exact]."),
+    ("--alpha", "alpha", EpsValue(), "Random step of rand-fgsm [default: 0.05 on MNIST, 4/255 "
+     "on CIFAR-10; eps/2 on your own data]."),
+    ("--step-size", "step_size", EpsValue(), "PGD step size [default: 0.01 on MNIST, 2/255 on "
+     "CIFAR-10 (L-inf); 2.5 eps / 40 at the L2 budget; 2.5 eps / steps on your own data]."),
+    ("--steps", "steps", int, "PGD steps [default: 40]."),
+    ("--random-start/--no-random-start", "random_start", None,
+     "PGD random start [default: on]."),
     ("--early-stop/--no-early-stop", "early_stop", None,
-     "PGD: stop each sample at its first adversarial step."),
-    ("--xi", "xi", float, "VAT finite-difference step."),
-    ("--power-iterations", "power_iterations", int, "VAT power iterations."),
-    ("--theta", "theta", float, "JSMA change per feature."),
-    ("--gamma", "gamma", float, "JSMA largest fraction of features changed."),
+     "PGD: stop each sample at its first adversarial step [default: off]."),
+    ("--xi", "xi", EpsValue(), "VAT finite-difference step [default: 1e-06]."),
+    ("--power-iterations", "power_iterations", int, "VAT power iterations [default: 1]."),
+    ("--theta", "theta", float, "JSMA change per feature [default: 0.1]."),
+    ("--gamma", "gamma", float, "JSMA largest fraction of features changed [default: 1.0]."),
     ("--fallback/--no-fallback", "fallback", None,
      "JSMA: when no pair meets the saliency map's sign constraints, move the pair with the "
-     "largest target gradient instead of stopping."),
+     "largest target gradient instead of stopping [default: on]."),
     ("--saliency", "saliency", RegistryChoice("advbench.attacks:SALIENCY_MAPS"),
-     "JSMA's saliency map: pairwise (the paper's) or simplified (ART's; fewer pixels)."),
-    ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step)."),
-    ("--overshoot", "overshoot", float, "DeepFool overshoot."),
-    ("--candidates", "candidates", int, "DeepFool: top-k candidate classes."),
+     "JSMA's saliency map: pairwise (the paper's) or simplified (ART's; fewer pixels) "
+     "[default: pairwise]."),
+    ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step) "
+     "[default: 100 deepfool, 1000 cw-l2]."),
+    ("--overshoot", "overshoot", float, "DeepFool overshoot [default: 0.02]."),
+    ("--candidates", "candidates", int, "DeepFool: top-k candidate classes [default: 10]."),
     ("--epsilon", "epsilon", float,
-     "DeepFool: numerical guard against vanishing gradients (> 0)."),
+     "DeepFool: numerical guard against vanishing gradients (> 0) [default: 1e-06]."),
     ("--box-aware/--no-box-aware", "box_aware", None,
-     "DeepFool: account for the [0, 1] box when stepping."),
-    ("--confidence", "confidence", float, "C&W confidence (kappa)."),
-    ("--learning-rate", "learning_rate", float, "C&W Adam learning rate."),
-    ("--search-steps", "binary_search_steps", int, "C&W binary search steps over c."),
-    ("--initial-const", "initial_const", float, "C&W initial c."),
-    ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early."),
-    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack)."),
-    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square)."),
-    ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves."),
+     "DeepFool: account for the [0, 1] box when stepping [default: off]."),
+    ("--confidence", "confidence", float, "C&W confidence (kappa) [default: 2.3]."),
+    ("--learning-rate", "learning_rate", float, "C&W Adam learning rate [default: 0.01]."),
+    ("--search-steps", "binary_search_steps", int,
+     "C&W binary search steps over c [default: 9]."),
+    ("--initial-const", "initial_const", float, "C&W initial c [default: 0.001]."),
+    ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early [default: on]."),
+    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack) [default: 100]."),
+    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square) [default: 1]."),
+    ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves "
+     "[default: 0.75]."),
     ("--eot-iter", "eot_iter", int,
-     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack)."),
+     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack) "
+     "[default: 1 apgd-*, 20 autoattack]."),
     ("--n-target-classes", "n_target_classes", int,
-     "Top-k target classes of apgd-t and autoattack."),
-    ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack)."),
-    ("--p-init", "p_init", float, "Square: initial fraction of pixels per square."),
-    ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"), "Square's loss."),
+     "Top-k target classes of apgd-t and autoattack [default: 9]."),
+    ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack) "
+     "[default: 5000]."),
+    ("--p-init", "p_init", float, "Square: initial fraction of pixels per square "
+     "[default: 0.8]."),
+    ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"),
+     "Square's loss [default: margin]."),
     ("--rescale-schedule/--no-rescale-schedule", "rescale_schedule", None,
-     "Square: stretch the p schedule, written for 10,000 queries, to --n-queries."),
+     "Square: stretch the p schedule, written for 10,000 queries, to --n-queries "
+     "[default: off]."),
     ("--version", "version", RegistryChoice("advbench.attacks:AUTOATTACK_VERSIONS"),
-     "AutoAttack version: standard, or rand (EOT, for randomised defenses)."),
+     "AutoAttack version: standard, or rand (EOT, for randomised defenses) "
+     "[default: standard]."),
 ]
 
 
@@ -890,6 +978,46 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
     with _usage_errors():
         return make_attack(name, **given)
+
+
+def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None,
+                   data_path: str | None, input_shape: tuple | None = None) -> Any:
+    """The eps-like defaults (``budgets.Budget``) of an attack on a data set, the flags given
+    kept; a user's data of no known image size without --eps is a usage error (exit 2).
+    Its note (defaults borrowed by image size) is printed with the run's parameter line."""
+    from advbench import data as datamod
+    from advbench.budgets import attack_budget
+    from advbench.errors import ParameterError
+
+    if dataset and dataset not in datamod.DATASETS:
+        input_shape = datamod.dataset_info(dataset).input_shape
+    try:
+        budget = attack_budget(attack_name, dataset, norm=values.get("norm"), given=values,
+                               input_shape=input_shape, steps=values.get("steps"),
+                               source_text=f"--data {data_path}" if data_path else None)
+    except ParameterError as e:
+        raise click.UsageError(str(e)) from None
+    return budget
+
+
+def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: Any) -> None:
+    """The line that starts an attack run on stderr: every parameter it uses."""
+    from advbench import data as datamod
+    from advbench.budgets import parameter_line
+
+    from advbench.runner import starts_from
+
+    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
+    if starts_from(run, attack_obj):
+        target += f", from the {run.start_from}"
+    samples = (f"{count} samples of {datamod.display_name(run.dataset)} {run.split} (start "
+               f"{run.start}, batch size {run.batch_size}"
+               f"{f', shard {shard}' if shard is not None else ''})")
+    params = {"norm": attack_obj.norm, **attack_obj.params()}
+    if budget is not None and budget.note:
+        click.echo(budget.note, err=True)
+    click.echo(parameter_line(attack_obj.name, params, budget=budget,
+                              extra=target, seed=run.seed, samples=samples), err=True)
 
 
 def _check_samples(**values) -> None:
@@ -925,6 +1053,12 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--target", "target_mode",
               type=RegistryChoice("advbench.attacks:TARGET_MODES"), default=None,
               help="Targeted attack with these target classes.")
+@click.option("--from", "start_from", type=RegistryChoice("advbench.names:START_FROM"),
+              default="prediction", show_default=True,
+              help="Where deepfool, cw-l2 and untargeted jsma start: the model's prediction "
+                   "(as ART: misclassified samples are attacked too) or the label "
+                   "(misclassified samples are returned unchanged). fgsm-min always starts "
+                   "from the prediction.")
 @_samples_options(dataset_help="Data set [default: the model's].",
                   limit_help="Attack a class-balanced subset.", batch_size=128)
 @_reading_options
@@ -949,7 +1083,8 @@ def _attack_choice() -> RegistryChoice:
               help="Attack batches I, I+N, I+2N, ... only (0 <= I < N); auto/N takes I from "
                    "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
                    "Join the shards with `advbench merge`.")
-def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit, start,
+def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, split, limit,
+           start,
            batch_size, seed, custom_objects, outputs, input_range, mean, std, data_dir,
            models_dir, output, resume, overwrite, quiet, plot, as_json, engine, workers,
            shard_text, **attack_values):
@@ -993,17 +1128,33 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    attack_obj = attack_from_flags(attack_name, attack_values)
+    # The data set's budgets when it is known before TensorFlow starts (a usage error on
+    # the user's data of an unknown size comes first); else the model's, once it is loaded.
+    budget = _attack_budget(attack_name, attack_values, dataset, data_path) if dataset else None
+    attack_obj = attack_from_flags(attack_name, {**attack_values,
+                                                 **(budget.values if budget else {})})
     if target_mode is not None and not attack_obj.accepts_targets():
         raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
                                "--target")
+    if start_from != "prediction" and (attack_name not in ("deepfool", "cw-l2", "jsma")
+                                       or target_mode is not None):
+        raise click.UsageError("--from applies to untargeted deepfool, cw-l2 and jsma "
+                               "(fgsm-min always starts from the prediction, bounded attacks "
+                               "from the label)")
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     _check_outputs(output=output)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                     reading=reading, quiet=quiet)
     dataset = dataset or meta.get("dataset")
+    if budget is None:
+        budget = _attack_budget(attack_name, attack_values, dataset, data_path,
+                                input_shape=tuple(model.input_shape[1:]))
+        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
     run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
-                    batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode)
+                    batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode,
+                    start_from=start_from, defaults_from=(
+                        f"{', '.join(budget.values)}: {budget.source}"
+                        if budget.values and budget.source else ""))
     samples = None
     if output is None:
         from advbench.artifacts import run_artifact_path
@@ -1023,6 +1174,8 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
         output = shard_output(output, shard)
     if samples is None:
         samples = run.load()
+    if not quiet:
+        _echo_parameters(attack_obj, budget, run, len(samples[0]), shard)
     result = attack_split(run, attack_obj, model, meta, output, resume=resume,
                           overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard,
                           samples=samples)
@@ -1097,6 +1250,7 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                        limit, start, batch_size, seed, data_dir, models_dir, output=None,
                        overwrite=False, quiet=False, runs_dir="runs", reading=None) -> list:
     """Compute (or reuse) one curve artifact per source; returns the curves read back."""
+    from advbench.budgets import shown
     from advbench.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
     from advbench.progress import Progress
 
@@ -1105,13 +1259,27 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                                f"{' and '.join(CURVE_ATTACKS)} compute; give one --eps value "
                                f"for --attack {attack_name}")
     eps = attack_values["eps"]
+    # rand-fgsm's alpha from the data set (the eps are given), once it is known.
+    budget = _attack_budget(attack_name, attack_values, dataset, None) if dataset else None
     # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
-    attack_obj = attack_from_flags(attack_name, {**attack_values, "eps": max(eps)})
+    values = {**attack_values, **(budget.values if budget else {}), "eps": max(eps)}
+    if attack_name == "rand-fgsm" and values.get("alpha") is None:
+        values["alpha"] = 0.0  # checked against the data set's default once it is known
+    attack_obj = attack_from_flags(attack_name, values)
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
     dataset = dataset or sources[0][2].get("dataset")
+    if budget is None:
+        budget = _attack_budget(attack_name, attack_values, dataset, None,
+                                input_shape=tuple(sources[0][1].input_shape[1:]))
+        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values,
+                                                     "eps": max(eps)})
+    if not quiet and budget.values:
+        click.echo(f"{attack_name} curve: " + ", ".join(
+            f"{k}={shown(v)}" for k, v in budget.values.items())
+            + f" ({budget.source}'s default)", err=True)
     if output is not None and len(sources) > 1:
         raise click.UsageError("-o names one curve artifact; with several --source leave it out")
     run = CurveRun(dataset=dataset, split=split, limit=limit, start=start,
@@ -1201,7 +1369,8 @@ def _output_options(f):
 @click.option("--curve-attack", type=RegistryChoice("advbench.names:CURVE_ATTACKS"),
               default="fgsm",
               show_default=True, help="Attack of the --eps curve.")
-@click.option("--alpha", type=float, default=None, help="rand-fgsm random step [0.05].")
+@click.option("--alpha", type=EpsValue(), default=None,
+              help="rand-fgsm random step [default: 0.05].")
 @click.option("--source", "source_ref", default=None,
               help="Craft the --eps curve on this model (black-box) [default: MODEL].")
 @click.option("--fail-under", multiple=True, metavar="NAME=VALUE",
@@ -1254,7 +1423,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     has JSON (--json) or the paths written.
 
     Gate metrics (--fail-under / --fail-over NAME[@ATTACK]=VALUE): clean_accuracy,
-    adv_accuracy, success_rate, robustness, training_distance, loss_sensitivity; without
+    adv_accuracy (= robust_accuracy), success_rate (of the correctly classified samples),
+    robustness, training_distance, loss_sensitivity; without
     @ATTACK the worst value over the artifacts counts. Missed thresholds exit with code 3.
 
     The training-set distance can be split over a job array: each task runs the command with
@@ -1446,7 +1616,8 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
     advbench model's).
 
     Rows: crafted on; columns: tested on; the diagonal (source = target) is white-box, the
-    rest black-box (the paper's Table 1 uses fgsm with eps 0.1, the default). An attack
+    rest black-box (the paper's Table 1 uses fgsm with eps 0.1, the default on MNIST; eps
+    defaults come from the data set as in `attack`). An attack
     artifact of the same source, attack, parameters and samples found in --runs-dir is
     reused instead of crafting again. With fgsm / rand-fgsm and an eps list, each cell is an
     accuracy-vs-eps curve (one curve artifact per source).
@@ -1478,11 +1649,27 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    attack_obj = attack_from_flags(attack_name, attack_values)
+    # eps-like defaults from the data set, as in `attack` (the sources' once loaded).
+    budget = _attack_budget(attack_name, attack_values, dataset, data_path) if dataset else None
+    attack_obj = attack_from_flags(attack_name, {**attack_values,
+                                                 **(budget.values if budget else {})})
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
+    if budget is None:
+        _, first, first_meta = sources[0]
+        budget = _attack_budget(attack_name, attack_values, first_meta.get("dataset"), None,
+                                input_shape=tuple(first.input_shape[1:]))
+        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
+    if not quiet:
+        from advbench.budgets import parameter_line
+
+        if budget.note:
+            click.echo(budget.note, err=True)
+        click.echo(parameter_line(attack_obj.name, {"norm": attack_obj.norm,
+                                                    **attack_obj.params()},
+                                  budget=budget, seed=seed), err=True)
     result = run_transfer(sources, targets, attack_obj, dataset=dataset, split=split,
                           limit=limit, start=start, seed=seed, batch_size=batch_size,
                           data_dir=data_dir, runs_dir=runs_dir, progress=Progress(quiet=quiet))
@@ -1578,7 +1765,7 @@ def _audit_options(f):
 
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--eps", type=float, required=True,
+@click.option("--eps", type=EpsValue(), required=True,
               help="The perturbation budget audited, in --norm (e.g. 0.3 L-inf on MNIST).")
 @click.option("--norm", type=RegistryChoice("advbench.attacks:NORM_CLASSES"), default="linf",
               show_default=True)
@@ -1599,7 +1786,7 @@ def _audit_options(f):
 @click.option("--surrogate-architecture",
               type=RegistryChoice("advbench.names:ARCHITECTURE_BUILDERS"), default=None,
               help="Architecture of the trained surrogate [cnn].")
-@click.option("--unbounded-eps", type=float, default=None,
+@click.option("--unbounded-eps", type=EpsValue(), default=None,
               help="Check 4's eps [default: the whole image box, 1 (linf) or "
                    "sqrt(pixels x channels) (l2)].")
 @_audit_options

@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 import weakref
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +30,7 @@ from advbench.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read
                                 read_attrs, run_artifact_path, write_arrays)
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.attacks.norms import NORMS
+from advbench import budgets
 from advbench.data import batch_seed
 from advbench.checks import check_int, check_range
 from advbench.files import output_lock, refuse_existing
@@ -43,65 +43,12 @@ from advbench.progress import Progress
 from advbench.runner import Samples, check_model_fits
 from advbench.types import Model, PathLike
 
-#: Largest number of eps points in one grid (a typo like 0:1:1e-9 must not run for days).
-MAX_EPS_POINTS = 10_000
+# The eps grids of curves (parsed in the TensorFlow-free ``budgets``, kept here by name).
+parse_eps = budgets.parse_eps
+MAX_EPS_POINTS = budgets.MAX_EPS_POINTS
 # Images per forward pass of the sweep: several eps of one batch go through the model at
 # once, so small batches still fill the device.
 IMAGES_PER_PASS = 2048
-
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-
-
-# -- eps grids ------------------------------------------------------------------------------
-def parse_eps(text: str | float) -> tuple[float, ...]:
-    """The eps values of a CLI string: one value, a comma list, or an inclusive range.
-
-    ``"0.1"`` -> (0.1,); ``"0.1,0.3"`` -> (0.1, 0.3); ``"0.01:1:0.01"`` (start:stop:step) ->
-    0.01, 0.02, ..., 1.0: the stop is included when it lies on the grid within rounding
-    (1e-9 of a step), and every value is rounded to 12 decimals so that 0.01 * 7 prints
-    as 0.07. Values must be finite and >= 0; lists keep their order, duplicates are refused.
-
-    Raises:
-        ParameterError: with what was passed and the accepted forms.
-
-    Example:
-        >>> parse_eps("0:0.3:0.1")
-        (0.0, 0.1, 0.2, 0.3)
-    """
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        values = [float(text)]
-    else:
-        text = str(text).strip()
-        forms = "one value (0.1), a list (0.1,0.2) or a range start:stop:step (0.01:1:0.01)"
-        if ":" in text:
-            parts = [p.strip() for p in text.split(":")]
-            if len(parts) != 3 or not all(re.fullmatch(_NUMBER, p) for p in parts):
-                raise ParameterError(f"eps range {text!r} is not start:stop:step; give {forms}")
-            start, stop, step = (float(p) for p in parts)
-            if not all(math.isfinite(v) for v in (start, stop, step)):
-                raise ParameterError(f"eps range {text!r} must have finite start, stop and "
-                                     "step")
-            if not step > 0:
-                raise ParameterError(f"eps range {text!r} has step {step}; the step must be > 0")
-            if stop < start:
-                raise ParameterError(f"eps range {text!r} ends ({stop}) before it starts "
-                                     f"({start}); swap them")
-            count = math.floor((stop - start) / step + 1e-9) + 1
-            if count > MAX_EPS_POINTS:
-                raise ParameterError(f"eps range {text!r} has {count} points, more than "
-                                     f"{MAX_EPS_POINTS}; use a larger step")
-            values = [round(start + i * step, 12) for i in range(count)]
-        else:
-            parts = [p.strip() for p in text.split(",")]
-            if not parts or not all(re.fullmatch(_NUMBER, p) for p in parts):
-                raise ParameterError(f"eps {text!r} is not a number; give {forms}")
-            values = [float(p) for p in parts]
-    for value in values:
-        if not math.isfinite(value) or value < 0:
-            raise ParameterError(f"eps must be finite and >= 0, got {value}")
-    if len(set(values)) != len(values):
-        raise ParameterError(f"eps {text!r} repeats a value; give each eps once")
-    return tuple(values)
 
 
 # -- the sweep ------------------------------------------------------------------------------

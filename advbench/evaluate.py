@@ -120,6 +120,15 @@ class Score:
     per_sample: dict[str, np.ndarray]
 
 
+def success_fields(pred_adv: np.ndarray, pred_clean: np.ndarray, y: np.ndarray,
+                   target: np.ndarray | None) -> dict[str, Any]:
+    """The summary keys of ``metrics.success_counts``: ``robust_accuracy`` (all samples),
+    ``success_rate`` over the correctly classified samples (``success_over``: "correct"),
+    ``correct``, ``clean_errors`` and ``success_rate_errors``."""
+    return {**metrics.success_counts(pred_adv, pred_clean, y, target=target),
+            "success_over": "correct"}
+
+
 def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
                    path: PathLike | Sequence[PathLike], *,
                    data_dir: PathLike | None = None,
@@ -135,9 +144,13 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
     judged on THIS model, both ways (``metrics.attack_success``): untargeted, the prediction
     on x_adv differs from the model's prediction on the clean image ("prediction", as ART
     and the paper's authors) or from the label ("label"); targeted, it is the target.
-    ``success_rate`` and everything averaged over successful samples (perturbation norms,
-    robustness, training distance) use ``success_against``; the summary also holds
-    ``success_rate_prediction`` and ``success_rate_label``. For a minimal-perturbation attack
+    The headline ``robust_accuracy`` (= ``adv_accuracy``) is label-based over all samples;
+    ``success_rate`` is over the samples the model classifies correctly (AutoAttack's
+    convention, ``metrics.success_counts``), with ``clean_errors`` and
+    ``success_rate_errors`` apart, so a model's clean errors never cap it. The perturbation
+    norms, robustness and training distance average over the successful samples of
+    ``success_against``; the summary also holds ``success_rate_prediction`` and
+    ``success_rate_label`` (over all samples, as before issue 19). For a minimal-perturbation attack
     crafted on this very model (white-box), also the empirical robustness (in the attack's
     norm: L-inf for fgsm-min as in ART, L2 for deepfool and cw-l2) and, when ``training`` is
     given, the nearest-training-image distance (``metrics.nearest_training_distance``).
@@ -195,7 +208,8 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
         "dataset": attrs["dataset"], "split": attrs.get("split"), "samples": int(len(y)),
         "clean_accuracy": float(np.mean(pred_clean == y)),
         "adv_accuracy": float(np.mean(pred == y)),
-        "success_rate": float(np.mean(success)), "success_against": success_against,
+        **success_fields(pred, pred_clean, y, arrays["target"] if targeted else None),
+        "success_against": success_against, "start_from": attrs.get("start_from"),
         **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "training_distance": None,

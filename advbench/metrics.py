@@ -183,6 +183,49 @@ def attack_success_rate(success: ArrayLike) -> float:
     return float(np.mean(_success(success)))
 
 
+def success_counts(pred_adv: ArrayLike, pred_clean: ArrayLike, labels: ArrayLike, *,
+                   target: ArrayLike | None = None) -> dict[str, float | int]:
+    """Robust accuracy and the success rate over the correctly classified samples, with the
+    clean errors counted apart (AutoAttack's convention, Croce and Hein 2020): a rate that a
+    model's clean errors can neither cap nor pad.
+
+    Returns a dict:
+        robust_accuracy: fraction of all n samples whose adversarial prediction is the label.
+        success_rate: among the samples the model classifies correctly, the fraction whose
+            adversarial prediction is not the label (untargeted; on these samples the label
+            and the clean prediction agree, so both success definitions give it) or is the
+            target (targeted); NaN when no sample is classified correctly.
+        correct, clean_errors: how many samples the model classifies correctly / not.
+        success_rate_errors: among the clean errors, the fraction whose prediction the attack
+            moved (untargeted) or made the target (targeted); NaN when there are none.
+
+    Args:
+        pred_adv, pred_clean, labels: int arrays (n,) of class indices.
+        target: int array (n,) of target classes for a targeted attack, else None.
+
+    Example:
+        >>> success_counts(np.array([1, 1, 2]), np.array([0, 1, 2]),
+        ...                np.array([0, 1, 0]))["success_rate"]  # 1 of 2 correct fooled
+        0.5
+    """
+    pred_adv = _labels("pred_adv", pred_adv)
+    n = len(pred_adv)
+    pred_clean = _labels("pred_clean", pred_clean, n)
+    labels = _labels("labels", labels, n)
+    correct = pred_clean == labels
+    on_label = attack_success(pred_adv, pred_clean, labels, target=target, against="label")
+    on_prediction = attack_success(pred_adv, pred_clean, labels, target=target,
+                                   against="prediction")
+    errors = ~correct
+    return {
+        "robust_accuracy": float(np.mean(pred_adv == labels)),
+        "success_rate": float(np.mean(on_label[correct])) if correct.any() else math.nan,
+        "correct": int(correct.sum()), "clean_errors": int(errors.sum()),
+        "success_rate_errors": (float(np.mean(on_prediction[errors])) if errors.any()
+                                else math.nan),
+    }
+
+
 # -- perturbation norms --------------------------------------------------------------------
 def perturbation_norms(x: ArrayLike, x_adv: ArrayLike, *,
                        tolerance: float = L0_TOLERANCE) -> dict[str, np.ndarray]:

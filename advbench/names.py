@@ -36,6 +36,12 @@ SENSITIVITY_VARIANTS = ("loss", "softmax", "logit")
 #: predicted, either way.
 SUCCESS_DEFINITIONS = ("prediction", "label")
 
+#: attack --from (``runner.AttackRun.start_from``): where an untargeted minimal attack
+#: (deepfool, cw-l2, jsma) starts: "prediction", the model's clean prediction, as IBM ART and
+#: the authors' code (a misclassified sample is moved off its prediction too), or "label",
+#: the true label (a misclassified sample is returned unchanged).
+START_FROM = ("prediction", "label")
+
 #: --outputs: how to read a model's outputs (``models.adapt``): "auto" refuses outputs that
 #: look like probabilities.
 OUTPUTS = ("auto", "logits", "probabilities")

@@ -205,10 +205,13 @@ def print_evaluation(summary: dict, console: Console | None = None,
     attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
     if attacks:
         against = attacks[0].get("success_against", "label")
-        table = Table(title=f"adversarial artifacts (success: {SUCCESS_WORDS[against]}; norms, "
-                            "robustness and distance over successful samples)")
-        for column in ("attack", "crafted on", "setting", "n", "clean %", "adv %", "success %",
-                       "L2", "Linf", "robustness", "train dist"):
+        table = Table(title="adversarial artifacts (robust %: label-based, all samples; "
+                            "success %: of the correctly classified samples, clean errors "
+                            "apart with how many the attack moved; norms, robustness and "
+                            "distance over the samples of success: "
+                            f"{SUCCESS_WORDS[against]})")
+        for column in ("attack", "crafted on", "setting", "n", "clean %", "robust %",
+                       "success %", "clean errors", "L2", "Linf", "robustness", "train dist"):
             table.add_column(column, justify="left" if column in (
                 "attack", "crafted on", "setting") else "right")
         for e in attacks:
@@ -220,7 +223,7 @@ def print_evaluation(summary: dict, console: Console | None = None,
                 e["crafted_on"]["name"] or str(e["crafted_on"]["path"]),
                 e["setting"].replace("-box", ""), str(e["samples"]),
                 _percent(e["clean_accuracy"]), _percent(e["adv_accuracy"]),
-                _percent(e["success_rate"]), _number(e["norms"]["l2_mean"], 3),
+                _percent(e["success_rate"]), _clean_errors(e), _number(e["norms"]["l2_mean"], 3),
                 _number(e["norms"]["linf_mean"], 3),
                 "-" if robustness is None else
                 f"{_number(robustness['value'], 3)} {robustness['norm']} "
@@ -230,6 +233,18 @@ def print_evaluation(summary: dict, console: Console | None = None,
     print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console,
                  fmt)
     print_per_class(summary, console, fmt)
+
+
+def _clean_errors(entry: dict) -> str:
+    """"3 (2 moved)": the samples misclassified before the attack, and how many of them the
+    attack moved off their prediction; "-" for summaries older than issue 19."""
+    if "clean_errors" not in entry:
+        return "-"
+    moved = entry.get("success_rate_errors")
+    count = entry["clean_errors"]
+    if not count or moved is None or math.isnan(moved):
+        return str(count)
+    return f"{count} ({round(moved * count)} moved)"
 
 
 # -- audit -----------------------------------------------------------------------------------
@@ -315,8 +330,9 @@ def evaluation_rows(summary: dict) -> list[dict]:
             for eps, accuracy in zip(e["eps"], e["accuracy"]):
                 add(e["path"], e["attack"], e["setting"], "adv_accuracy", accuracy, eps)
             continue
-        for metric in ("clean_accuracy", "adv_accuracy", "success_rate",
-                       "success_rate_prediction", "success_rate_label"):
+        for metric in ("clean_accuracy", "adv_accuracy", "robust_accuracy", "success_rate",
+                       "clean_errors", "success_rate_errors", "success_rate_prediction",
+                       "success_rate_label"):
             if metric in e:
                 add(e["path"], e["attack"], e["setting"], metric, e[metric])
         for norm in ("l0", "l2", "linf"):

@@ -33,6 +33,7 @@ from advbench.errors import ArtifactError, ParameterError
 from advbench.files import output_lock, refuse_existing
 from advbench.models import forward_function
 from advbench.models.foreign import model_provenance
+from advbench.names import START_FROM
 from advbench.progress import Progress
 from advbench.shards import Shard
 from advbench.types import Model, PathLike
@@ -64,18 +65,38 @@ class Samples:
                          seed=self.seed, start=self.start)
 
 
+#: The minimal attacks whose starting class ``start_from`` chooses (JSMA untargeted picks its
+#: target among the other classes). fgsm-min always searches from the prediction, as ART.
+START_FROM_ATTACKS = ("deepfool", "cw-l2", "jsma")
+
+
 @dataclasses.dataclass(kw_only=True)
 class AttackRun(Samples):
     """What to attack: a model artifact and a slice of a data split."""
 
     model_path: str
     target_mode: str | None = None  # None: untargeted; "random" / "least-likely"
+    start_from: str = "prediction"  # START_FROM: used by START_FROM_ATTACKS, untargeted
+    # Which parameters took the data set's defaults, and whose ("eps, step_size: cifar10"),
+    # stored as provenance (``budgets.attack_budget``); not part of the run key.
+    defaults_from: str = ""
 
     def validate(self) -> None:
         super().validate()
         if self.target_mode is not None and self.target_mode not in TARGET_MODES:
             raise ParameterError(f"target must be one of {', '.join(TARGET_MODES)}, "
                                  f"got {self.target_mode!r}")
+        if self.start_from not in START_FROM:
+            raise ParameterError(f"start_from must be one of {', '.join(START_FROM)}, "
+                                 f"got {self.start_from!r}")
+
+
+def starts_from(run: AttackRun, attack: Attack) -> str | None:
+    """The class an attack run moves each sample off ("prediction" or "label"), for the
+    attacks that start from either (``START_FROM_ATTACKS``, untargeted); None for others."""
+    if attack.name in START_FROM_ATTACKS and run.target_mode is None:
+        return run.start_from
+    return None
 
 
 def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray) -> str:
@@ -90,6 +111,10 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
     # Success is stored against the clean prediction and the label since issue 14 (and
     # fgsm-min searches from the prediction): never reuse an artifact of the label form only.
     payload["success_against"] = "prediction"
+    if starts_from(run, attack) is not None:
+        # Since issue 19 these attacks start from the prediction by default; before, from the
+        # label: artifacts of either never stand in for the other.
+        payload["start_from"] = run.start_from
     if run.target_mode is not None:
         # Targets come from attacks.targets.choose_targets since advbench 0.1.0's second
         # chooser (which could pick the true label) was dropped: never reuse those artifacts.
@@ -181,6 +206,10 @@ def attrs_of(run: AttackRun, attack: Attack, model_meta: dict[str, Any], key: st
         "target_mode": run.target_mode or "", "num_samples": n, "device": _device(),
         "success_against": "prediction",
     }
+    if starts_from(run, attack) is not None:
+        attrs["start_from"] = run.start_from
+    if run.defaults_from:
+        attrs["defaults_from"] = run.defaults_from
     if shard is not None:
         attrs.update(shard_index=shard.index, shard_count=shard.count)
     return attrs
@@ -242,7 +271,12 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
                     tf.constant([batch_seed(run.seed, start), 0], tf.int64)).numpy().astype(
                         np.int64)
                 state["target"][sl] = target
-            out = attack(model, xb, yb, target=target, seed=batch_seed(run.seed, start))
+            # Minimal attacks move a sample off the class they start from: the clean
+            # prediction by default (as ART), so misclassified samples are attacked too.
+            start_class = (clean_logits.argmax(axis=1).astype(np.int64)
+                           if starts_from(run, attack) == "prediction" else yb)
+            out = attack(model, xb, start_class, target=target,
+                         seed=batch_seed(run.seed, start))
             adv_pred = forward(tf.constant(out.x_adv)).numpy().argmax(axis=1)
             state["x_adv"][sl] = out.x_adv
             state["pred_clean"][sl] = clean_logits.argmax(axis=1)
@@ -258,9 +292,13 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
                 arr[sl] = values
             state["completed"][sl] = True
             state["wall_time_s"] += time.perf_counter() - began
-            rate = state["success"][state["completed"]].mean()
+            done = state["completed"]
+            correct = done & (state["pred_clean"] == y)
+            robust = np.mean(state["pred_adv"][done] == y[done])
+            fooled = state["success_label"][correct].mean() if correct.any() else float("nan")
             progress.advance(1, samples=sl.stop - sl.start, status=(
-                f"{int(state['completed'].sum())}/{n} samples done, success {rate:.1%}"))
+                f"{int(done.sum())}/{n} samples done, robust acc {robust:.1%}, "
+                f"success {fooled:.1%} of correct"))
             if time.perf_counter() - last_checkpoint > checkpoint_seconds:
                 _write(output, attrs, state, complete=False)
                 last_checkpoint = time.perf_counter()
@@ -299,8 +337,10 @@ def stored_success(attrs: dict, arrays: dict) -> dict[str, np.ndarray]:
 
 def artifact_summary(path: PathLike, x: np.ndarray) -> dict[str, Any]:
     """The summary of a complete attack artifact on the model it was crafted on, from its
-    stored predictions (no model run): accuracies, success rates both ways
-    (``metrics.SUCCESS_DEFINITIONS``; ``success_rate`` is the clean-prediction form), L0/L2/
+    stored predictions (no model run): accuracies (``robust_accuracy`` = ``adv_accuracy``,
+    over all samples), ``success_rate`` over the correctly classified samples with the clean
+    errors apart (``metrics.success_counts``), the success rates both ways over all samples
+    (``metrics.SUCCESS_DEFINITIONS``), L0/L2/
     L-inf norms over the successful samples and, for a minimal attack, the empirical
     robustness in the attack's norm. ``x``: the clean images it was crafted from (as
     ``AttackRun.load`` gives them), float32 (N, H, W, C). What ``advbench attack --json``
@@ -323,7 +363,12 @@ def artifact_summary(path: PathLike, x: np.ndarray) -> dict[str, Any]:
         "samples": int(len(y)),
         "clean_accuracy": float(np.mean(arrays["pred_clean"] == y)),
         "adv_accuracy": float(np.mean(arrays["pred_adv"] == y)),
-        "success_rate": float(np.mean(success)), "success_against": "prediction",
+        # Robust accuracy, and success over the correctly classified samples (AutoAttack's
+        # convention) with the clean errors apart: never capped by the clean accuracy.
+        **metrics.success_counts(arrays["pred_adv"], arrays["pred_clean"], y,
+                                 target=arrays["target"] if attrs.get("targeted") else None),
+        "success_over": "correct", "success_against": "prediction",
+        "start_from": attrs.get("start_from"),
         **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "wall_time_s": attrs.get("wall_time_s"),

@@ -356,8 +356,8 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
 
 
 def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = None,
-          model: keras.Model | None = None, source: dict[str, Any] | None = None
-          ) -> tuple[keras.Model, dict[str, Any]]:
+          model: keras.Model | None = None, source: dict[str, Any] | None = None,
+          announce: str = "") -> tuple[keras.Model, dict[str, Any]]:
     """Train one model; returns it with the metadata its artifact stores (with the strategy,
     replica count and devices it ran on). Only the chief worker should write the artifact
     (``distribute.is_chief``).
@@ -366,7 +366,8 @@ def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = 
     architecture instead of ``config.architecture`` of the zoo (with ``--strategy none``
     only). With ``config.checkpoint_dir`` the training state is saved after every epoch and
     a rerun of the same call resumes from it, ending with the weights of an uninterrupted
-    run. Raises ParameterError for bad settings or devices, ArtifactError for a checkpoint of
+    run. ``announce``: the line (every parameter of the run) logged once the data is read.
+    Raises ParameterError for bad settings or devices, ArtifactError for a checkpoint of
     another run.
     """
     config.validate()
@@ -378,6 +379,8 @@ def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = 
     x_val, y_val, _ = data.load(config.dataset, "validation", data_dir=config.data_dir,
                                 limit=val_limit, seed=config.seed)
     x_test, y_test, _ = data.load(config.dataset, "test", data_dir=config.data_dir)
+    if announce:
+        progress.log(announce)
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()

@@ -103,7 +103,8 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
                                    batch_size=max(batch_size, 256), model_level=False,
                                    progress=progress)
             accuracy[s, t] = score.summary["adv_accuracy"]
-            success[s, t] = score.summary["success_rate"]
+            # The matrix keeps its form: over all samples, against the clean prediction.
+            success[s, t] = score.summary["success_rate_prediction"]
             clean[t] = score.summary["clean_accuracy"]
             row.append(score.summary["setting"])
             per_sample[f"cells/{s}_{t}/pred"] = score.per_sample["pred"]

@@ -217,10 +217,13 @@ def test_tables_in_logs_are_full_width_and_plain(in_chain):
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     header = next(line for line in lines if line.startswith("| attack |"))
-    assert header == ("| attack | crafted on | setting | n | clean % | adv % | success % | L2 | "
-                      "Linf | robustness | train dist |")
-    assert "**adversarial artifacts (success: prediction differs from the label; norms, " \
-           "robustness and distance over successful samples)**" in lines
+    # Issue 19: robust accuracy over all samples, success over the correctly classified.
+    assert header == ("| attack | crafted on | setting | n | clean % | robust % | success % | "
+                      "clean errors | L2 | Linf | robustness | train dist |")
+    assert ("**adversarial artifacts (robust %: label-based, all samples; success %: of the "
+            "correctly classified samples, clean errors apart with how many the attack moved; "
+            "norms, robustness and distance over the samples of success: prediction differs "
+            "from the label)**") in lines
 
     result = invoke("transfer", "--source", "cnn", "--source", "mlp", "--target", "cnn",
                     "--limit", 30, "--format", "markdown")

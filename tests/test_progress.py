@@ -194,7 +194,9 @@ def test_attack_in_a_log_prints_plain_lines_within_the_batches(trained_tiny_cnn,
         "attack", str(path), "--attack", "pgd", "--eps", "0.1", "--steps", "3", "--limit", "16",
         "--batch-size", "8", "--data-dir", str(fake_data_dir), "-o", str(tmp_path / "a.h5")])
     assert result.exit_code == 0, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("pgd: ")]
+    # The progress lines (not the run's parameter line, "pgd: norm=...").
+    lines = [line for line in result.stderr.splitlines()
+             if line.startswith("pgd: ") and not line.startswith("pgd: norm=")]
     assert "…" not in result.stderr and "━" not in result.stderr
     assert len(lines) == len(set(lines))
     # Every step of both batches, then each batch's end (no line before the first step:
@@ -203,11 +205,11 @@ def test_attack_in_a_log_prints_plain_lines_within_the_batches(trained_tiny_cnn,
         "pgd: 0/2 batches, step 1/3, 8/8 samples running, elapsed ",
         "pgd: 0/2 batches, step 2/3, 8/8 samples running, elapsed ",
         "pgd: 0/2 batches, step 3/3, 8/8 samples running, elapsed ",
-        "pgd: 1/2 batches, 8/16 samples done, success ",
-        "pgd: 1/2 batches, step 1/3, 8/8 samples running, 8/16 samples done, success ",
-        "pgd: 1/2 batches, step 2/3, 8/8 samples running, 8/16 samples done, success ",
-        "pgd: 1/2 batches, step 3/3, 8/8 samples running, 8/16 samples done, success ",
-        "pgd: 2/2 batches, 16/16 samples done, success ",
+        "pgd: 1/2 batches, 8/16 samples done, robust acc ",
+        "pgd: 1/2 batches, step 1/3, 8/8 samples running, 8/16 samples done, robust acc ",
+        "pgd: 1/2 batches, step 2/3, 8/8 samples running, 8/16 samples done, robust acc ",
+        "pgd: 1/2 batches, step 3/3, 8/8 samples running, 8/16 samples done, robust acc ",
+        "pgd: 2/2 batches, 16/16 samples done, robust acc ",
     ]
     assert len(lines) == len(starts), lines
     for line, start in zip(lines, starts):

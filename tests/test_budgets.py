@@ -1,0 +1,285 @@
+"""Budgets per data set (advbench.budgets), eps fractions and ranges, the parameter line that
+starts every attack run, and --help showing every default."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from advbench import budgets
+from advbench.budgets import attack_budget, parse_eps, parse_value
+from advbench.cli import ATTACK_OPTIONS, main
+from advbench.errors import ParameterError
+
+
+def invoke(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# -- fractions and ranges -------------------------------------------------------------------
+@pytest.mark.parametrize("text, expected", [
+    ("8/255", 8 / 255), ("0.3", 0.3), (" 16 / 255 ", 16 / 255), ("1e-2", 0.01), (0.5, 0.5),
+])
+def test_parse_value_takes_fractions(text, expected):
+    assert parse_value(text) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("8/255", (8 / 255,)),
+    ("2/255,8/255", (2 / 255, 8 / 255)),
+    ("0:8/255:2/255", (0.0, round(2 / 255, 12), round(4 / 255, 12), round(6 / 255, 12),
+                       round(8 / 255, 12))),
+])
+def test_parse_eps_takes_fractions_in_lists_and_ranges(text, expected):
+    assert parse_eps(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0:1e308:1e-300", "eps range '0:1e308:1e-300' has more than 10000 points; use a larger step"),
+    ("0:1:1e-9", "eps range '0:1:1e-9' has more than 10000 points; use a larger step"),
+    ("8/0", "eps '8/0' divides by zero; give a value such as 8/255"),
+    ("1/2/3", "eps '1/2/3' is not a number; give one value (0.1 or 8/255), a list (0.1,0.2) or "
+              "a range start:stop:step (0:8/255:1/255)"),
+    ("0:1e400:1", "eps range '0:1e400:1' must have finite start, stop and step"),
+])
+def test_parse_eps_bounds_are_one_line_errors(text, message):
+    with pytest.raises(ParameterError) as e:
+        parse_eps(text)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--eps", "0:1e308:1e-300"],
+     "Error: Invalid value for '--eps': eps range '0:1e308:1e-300' has more than 10000 points; "
+     "use a larger step\n"),
+    (["--eps", "8/0"], "Error: Invalid value for '--eps': eps '8/0' divides by zero; give a "
+                       "value such as 8/255\n"),
+    (["--step-size", "x/255"], "Error: Invalid value for '--step-size': --step-size 'x/255' is "
+                               "not a number; give a value such as 0.03 or 8/255\n"),
+])
+def test_eps_errors_are_usage_errors_at_parse_time(args, line, tmp_path):
+    result = invoke(["attack", tmp_path / "none.keras", "--attack", "pgd", *args])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] + "\n" == line
+
+
+def test_evaluate_eps_range_bound_is_a_usage_error(tmp_path):
+    result = invoke(["evaluate", tmp_path / "none.keras", "--eps", "0:1e308:1e-300"])
+    assert result.exit_code == 2
+    assert result.output.endswith("has more than 10000 points; use a larger step\n")
+
+
+# -- defaults per data set ------------------------------------------------------------------
+@pytest.mark.parametrize("attack, dataset, norm, expected", [
+    ("pgd", "mnist", "linf", {"eps": 0.3, "step_size": 0.01}),
+    ("pgd", "cifar10", "linf", {"eps": 8 / 255, "step_size": 2 / 255}),
+    ("pgd", "mnist", "l2", {"eps": 1.5, "step_size": 2.5 * 1.5 / 40}),
+    ("pgd", "cifar10", "l2", {"eps": 0.5, "step_size": 2.5 * 0.5 / 40}),
+    ("apgd-ce", "cifar10", "linf", {"eps": 8 / 255}),
+    ("autoattack", "cifar10", "l2", {"eps": 0.5}),
+    ("square", "mnist", "linf", {"eps": 0.3}),
+    ("fgsm", "mnist", "linf", {"eps": 0.1}),
+    ("fgsm", "cifar10", "linf", {"eps": 8 / 255}),
+    ("fgsm", "cifar10", "l2", {"eps": 0.5}),
+    ("rand-fgsm", "cifar10", None, {"eps": 8 / 255, "alpha": 4 / 255}),
+    ("fgsm-min", "cifar10", None, {"eps_step": 1 / 255}),
+    ("vat", "mnist", None, {"eps": 2.1}),
+    ("deepfool", "cifar10", None, {}),
+])
+def test_defaults_come_from_the_data_set(attack, dataset, norm, expected):
+    budget = attack_budget(attack, dataset, norm=norm)
+    assert budget.values == pytest.approx(expected)
+    assert budget.note == ""
+
+
+def test_mnist_defaults_are_the_attack_classes_own():
+    """The classes keep the MNIST defaults of their papers; the table agrees with them."""
+    from advbench.attacks import make_attack
+
+    for name in ("pgd", "fgsm", "rand-fgsm", "fgsm-min", "vat", "apgd-ce", "square",
+                 "autoattack"):
+        attack = make_attack(name)
+        for param, value in attack_budget(name, "mnist").values.items():
+            assert getattr(attack, param) == pytest.approx(value), (name, param)
+
+
+def test_given_values_are_kept():
+    assert attack_budget("pgd", "cifar10", given={"eps": 0.1}).values == \
+        pytest.approx({"step_size": 2 / 255})
+    assert attack_budget("pgd", "cifar10", given={"eps": 0.1, "step_size": 0.01}).values == {}
+
+
+def test_own_data_of_a_known_size_borrows_and_says_so():
+    budget = attack_budget("pgd", "/x/my.npz", input_shape=(32, 32, 3),
+                           source_text="--data my.npz")
+    assert budget.values == pytest.approx({"eps": 8 / 255, "step_size": 2 / 255})
+    assert budget.source == "cifar10"
+    assert budget.note == ("--data my.npz holds 32x32x3 images, cifar10's shape: pgd takes "
+                           "cifar10's default --eps 8/255, --step-size 2/255 (give --eps to "
+                           "change it)")
+
+
+def test_own_data_of_another_size_needs_eps():
+    with pytest.raises(ParameterError) as e:
+        attack_budget("pgd", "/x/my.npz", input_shape=(64, 64, 3), source_text="--data my.npz")
+    assert str(e.value) == (
+        "--data my.npz holds 64x64x3 images, the shape of no built-in data set (mnist 28x28x1, "
+        "cifar10 32x32x3), so pgd's --eps has no default; give it, e.g. --eps 8/255")
+    # With --eps given, PGD's step follows Madry et al.'s rule, rand-fgsm's alpha is eps / 2.
+    assert attack_budget("pgd", "/x/my.npz", input_shape=(64, 64, 3), given={"eps": 0.1},
+                         steps=10).values == pytest.approx({"step_size": 0.025})
+    assert attack_budget("rand-fgsm", "/x/my.npz", input_shape=(64, 64, 3),
+                         given={"eps": 0.1}).values == pytest.approx({"alpha": 0.05})
+    # Minimal attacks need no budget.
+    assert attack_budget("deepfool", "/x/my.npz", input_shape=(64, 64, 3)).values == {}
+
+
+def test_cli_refuses_own_data_of_another_size_without_eps(tmp_path):
+    """A usage error (exit 2) before TensorFlow: the data's header gives the size."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "big.npz", x=rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8),
+             y=np.arange(4) % 2)
+    result = invoke(["attack", tmp_path / "none.keras", "--attack", "pgd",
+                     "--data", tmp_path / "big.npz"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: --data {tmp_path / 'big.npz'} holds 16x16x3 images, the shape of no built-in "
+        "data set (mnist 28x28x1, cifar10 32x32x3), so pgd's --eps has no default; give it, "
+        "e.g. --eps 8/255")
+
+
+# -- the parameter line ---------------------------------------------------------------------
+def test_parameter_line_names_every_parameter_and_the_source():
+    budget = attack_budget("pgd", "cifar10")
+    line = budgets.parameter_line("pgd", {"norm": "linf", "eps": 8 / 255, "step_size": 2 / 255,
+                                          "steps": 40}, budget=budget, extra="untargeted",
+                                  seed=0, samples="10 samples of cifar10 test")
+    assert line == ("pgd: norm=linf eps=8/255 step_size=2/255 steps=40 (eps, step_size: "
+                    "cifar10's defaults); untargeted; seed 0; 10 samples of cifar10 test")
+
+
+def test_attack_run_prints_every_parameter(trained_tiny_cnn, fake_data_dir, tmp_path):
+    path, _, _ = trained_tiny_cnn
+    result = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "pgd", "--steps", "2", "--limit", "4",
+        "--data-dir", str(fake_data_dir), "-o", str(tmp_path / "pgd.h5")])
+    assert result.exit_code == 0, result.output
+    assert ("pgd: norm=linf eps=0.3 step_size=0.01 steps=2 random_start=True early_stop=False "
+            "(eps, step_size: mnist's defaults); untargeted; seed 0; 4 samples of mnist test "
+            "(start 0, batch size 128)") in result.stderr.splitlines()
+    from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+
+    attrs, _ = read_arrays(tmp_path / "pgd.h5", ATTACK_SCHEMA)
+    assert attrs["attack_params"] == {"eps": 0.3, "step_size": 0.01, "steps": 2,
+                                      "random_start": True, "norm": "linf",
+                                      "early_stop": False}
+    assert attrs["defaults_from"] == "eps, step_size: mnist"
+
+
+# -- --help shows every default ------------------------------------------------------------
+def test_every_attack_option_shows_its_default():
+    missing = [flag for flag, _, _, text in ATTACK_OPTIONS if "[default:" not in text]
+    assert missing == []
+    result = invoke(["attack", "--help"])
+    assert "[default: 0.3 on MNIST, 8/255 on CIFAR-10" in " ".join(result.output.split())
+
+
+def test_help_defaults_match_the_attack_classes():
+    """Each number a flag's help gives as its default is the constructor's default."""
+    import inspect
+
+    from advbench.attacks import ATTACKS
+
+    flag_of = {param: (flag, text) for flag, param, _, text in ATTACK_OPTIONS}
+    per_data_set = {"eps", "step_size", "alpha", "eps_step"}
+    for name, cls in ATTACKS.items():
+        for param, p in inspect.signature(cls.__init__).parameters.items():
+            if param in ("self", "target_mode") or param in per_data_set:
+                continue
+            flag, text = flag_of[param]
+            default = p.default
+            shown = ("on" if default else "off") if isinstance(default, bool) else f"{default}"
+            assert shown in text.split("[default:")[1], (name, flag, shown)
+
+
+# -- train: the defense defaults of the data set ---------------------------------------------
+def test_train_on_own_data_of_another_size_needs_the_sigma(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "big.npz", x=rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8),
+             y=np.arange(4) % 2)
+    result = invoke(["train", "--data", tmp_path / "big.npz", "--defense", "gda",
+                     "--models-dir", tmp_path])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: --data {tmp_path / 'big.npz'} holds 16x16x3 images, the shape of no built-in "
+        "data set (mnist 28x28x1, cifar10 32x32x3), so --gda-sigma has no default; give it")
+
+
+def test_train_prints_every_parameter_and_the_borrowed_default(tmp_path):
+    from conftest import write_digits_npz
+
+    write_digits_npz(tmp_path / "digits.npz", 40, 10)
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(tmp_path / "digits.npz"), "--defense", "fgsm-at", "--at-eps",
+        "1/10", "--defense", "gda", "--at-eps", "0.1", "--epochs", "1", "-o",
+        str(tmp_path / "m.h5")])
+    assert result.exit_code == 2  # --at-eps with gda: the refusal still comes first
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(tmp_path / "digits.npz"), "--defense", "gda", "--gda-copies",
+        "1", "--epochs", "1", "-o", str(tmp_path / "m.h5")])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert (f"--data {tmp_path / 'digits.npz'} holds 28x28x1 images, mnist's shape: gda takes "
+            "mnist's default --gda-sigma 0.3") in lines
+    assert ("train cnn relu, defense gda: sigma=0.3 copies=1 clip=False noise=fresh; epochs 1, "
+            "batch size 128, learning rate 0.001, patience 5; seed 0; digits.npz train split"
+            ) in lines
+
+
+def test_every_defense_option_shows_its_default():
+    from advbench.cli import DEFENSE_OPTIONS
+
+    assert [flag for flag, *_, text in DEFENSE_OPTIONS if "[default:" not in text] == []
+    result = invoke(["train", "--help"])
+    assert "[default: 0.3 on MNIST, 0.05 on CIFAR-10" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("args, line", [
+    (["audit", "m.keras", "--eps", "8/0"],
+     "Error: Invalid value for '--eps': --eps '8/0' divides by zero; give a value such as "
+     "8/255\n"),
+    (["train", "--defense", "gda", "--gda-sigma", "1/x"],
+     "Error: Invalid value for '--gda-sigma': --gda-sigma '1/x' is not a number; give a value "
+     "such as 0.03 or 8/255\n"),
+])
+def test_fractions_everywhere_and_their_errors(args, line):
+    result = invoke(args)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] + "\n" == line
+
+
+def test_audit_takes_a_fraction():
+    from advbench.cli import EpsValue
+
+    assert EpsValue().convert("8/255", None, None) == pytest.approx(8 / 255)
+
+
+def test_rand_fgsm_curve_takes_the_data_sets_alpha(trained_tiny_cnn, fake_data_dir, tmp_path):
+    path, _, _ = trained_tiny_cnn
+    result = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "rand-fgsm", "--eps", "0:0.04:0.02", "--limit", "4",
+        "--data-dir", str(fake_data_dir), "--dataset", "mnist", "-o", str(tmp_path / "c.h5")])
+    # MNIST's alpha 0.05 exceeds the largest eps: the library refuses, naming both.
+    assert result.exit_code == 2
+    assert "alpha (0.05) must be <= eps (0.04)" in result.output
+    result = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "rand-fgsm", "--eps", "0:0.2:0.1", "--limit", "4",
+        "--data-dir", str(fake_data_dir), "-o", str(tmp_path / "c.h5")])
+    assert result.exit_code == 0, result.output
+    assert "rand-fgsm curve: alpha=0.05 (mnist's default)" in result.stderr.splitlines()
+
+
+def test_eps_like_flags_leave_infinity_to_the_library():
+    """--step-size inf reaches the attack's own check, whose message names the parameter."""
+    result = invoke(["attack", "no-such-model.h5", "--attack", "pgd", "--step-size", "inf"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: step_size must be a finite number, got inf"
