@@ -1,6 +1,8 @@
 """Budgets per data set (advbench.budgets), eps fractions and ranges, the parameter line that
 starts every attack run, and --help showing every default."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -57,12 +59,15 @@ def test_parse_eps_bounds_are_one_line_errors(text, message):
                                "not a number; give a value such as 0.03 or 8/255\n"),
 ])
 def test_eps_errors_are_usage_errors_at_parse_time(args, line, tmp_path):
+    # An existing file: a missing model is refused even earlier, before the flags are parsed.
+    (tmp_path / "none.keras").touch()
     result = invoke(["attack", tmp_path / "none.keras", "--attack", "pgd", *args])
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] + "\n" == line
 
 
 def test_evaluate_eps_range_bound_is_a_usage_error(tmp_path):
+    (tmp_path / "none.keras").touch()
     result = invoke(["evaluate", tmp_path / "none.keras", "--eps", "0:1e308:1e-300"])
     assert result.exit_code == 2
     assert result.output.endswith("has more than 10000 points; use a larger step\n")
@@ -138,6 +143,7 @@ def test_cli_refuses_own_data_of_another_size_without_eps(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "big.npz", x=rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8),
              y=np.arange(4) % 2)
+    (tmp_path / "none.keras").touch()  # a missing model is refused before the data is read
     result = invoke(["attack", tmp_path / "none.keras", "--attack", "pgd",
                      "--data", tmp_path / "big.npz"])
     assert result.exit_code == 2
@@ -251,7 +257,9 @@ def test_every_defense_option_shows_its_default():
      "Error: Invalid value for '--gda-sigma': --gda-sigma '1/x' is not a number; give a value "
      "such as 0.03 or 8/255\n"),
 ])
-def test_fractions_everywhere_and_their_errors(args, line):
+def test_fractions_everywhere_and_their_errors(args, line, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("m.keras").touch()  # a missing model is refused before the flags are parsed
     result = invoke(args)
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] + "\n" == line
@@ -278,8 +286,9 @@ def test_rand_fgsm_curve_takes_the_data_sets_alpha(trained_tiny_cnn, fake_data_d
     assert "rand-fgsm curve: alpha=0.05 (mnist's default)" in result.stderr.splitlines()
 
 
-def test_eps_like_flags_leave_infinity_to_the_library():
+def test_eps_like_flags_leave_infinity_to_the_library(tmp_path):
     """--step-size inf reaches the attack's own check, whose message names the parameter."""
-    result = invoke(["attack", "no-such-model.h5", "--attack", "pgd", "--step-size", "inf"])
+    (tmp_path / "m.h5").touch()  # a missing model is refused before the flags are parsed
+    result = invoke(["attack", tmp_path / "m.h5", "--attack", "pgd", "--step-size", "inf"])
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == "Error: step_size must be a finite number, got inf"
