@@ -30,6 +30,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench import data
+from advbench.budget import MEMORY_BUDGET, check_size
 from advbench.errors import ArtifactError
 from advbench.files import atomic_write
 from advbench.types import Model, PathLike
@@ -164,7 +165,7 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
 # -- validation: what each schema allows, checked before any data is read -------------------
 # No artifact advbench writes holds an array this large; a larger declared shape is refused
 # before h5py allocates it (10^9 MNIST images would be 3 TB).
-MAX_ARRAY_BYTES = 4 * 2 ** 30
+MAX_ARRAY_BYTES = MEMORY_BUDGET
 # The HDF5 filters advbench writes; anything else (szip, lzf, plugins) is not ours.
 ALLOWED_FILTERS = {h5py.h5z.FILTER_DEFLATE: "gzip", h5py.h5z.FILTER_SHUFFLE: "shuffle"}
 
@@ -461,13 +462,29 @@ def load_model(path: str | os.PathLike) -> tuple[Model, dict[str, Any]]:
                                     "array; the file was edited or is corrupt: train it again")
             check_dataset(path, f"weights/{key}", item, kinds="f")
             entries.append((key, item))
+        if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+            raise ArtifactError(f"{path}: model_config is a JSON {type(config).__name__}, not "
+                                "a Keras model configuration; the file was edited or is "
+                                "corrupt: train the model again")
         _check_layers_safe(config, path)
-        try:
-            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-        except Exception as e:
-            raise ArtifactError(f"{path}: cannot rebuild the model ({e.__class__.__name__}: "
-                                f"{str(e).splitlines()[0][:200]})") from None
-        _check_weight_shapes(path, model, entries)
+        check_size(path, "weights", sum(math.prod(item.shape) * item.dtype.itemsize
+                                        for _, item in entries), error=ArtifactError,
+                   fix="the file was edited or is corrupt: train the model again")
+        with deferred_variables() as pending:
+            try:
+                model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+            except Exception as e:
+                raise ArtifactError(f"{path}: cannot rebuild the model "
+                                    f"({e.__class__.__name__}: "
+                                    f"{(str(e).splitlines() or [''])[0][:200]})") from None
+            if not isinstance(model, keras.Model):
+                raise ArtifactError(f"{path}: model_config describes a "
+                                    f"{type(model).__name__}, not a Keras model; the file was "
+                                    "edited or is corrupt: train the model again")
+            # The shapes the config declares, compared with the stored ones before any
+            # variable is allocated (a Dense(2,700,000) in a 30 KB file is refused here).
+            _check_weight_shapes(path, model, entries)
+        pending.initialize()
         try:
             weights = [item[()] for _, item in entries]
         except (OSError, RuntimeError) as e:
@@ -482,6 +499,42 @@ def load_model(path: str | os.PathLike) -> tuple[Model, dict[str, Any]]:
         raise ArtifactError(f"{path}: cannot rebuild the model ({e.__class__.__name__}: "
                             f"{str(e).splitlines()[0][:200]})") from None
     return model, meta
+
+
+class _Pending:
+    """The variables created inside ``deferred_variables``, not yet allocated."""
+
+    def __init__(self) -> None:
+        self.variables: list = []
+
+    def initialize(self) -> None:
+        """Allocate them (with their initializers); after this they are ordinary variables."""
+        for variable in self.variables:
+            variable._deferred_initialize()
+        self.variables = []
+
+
+@contextlib.contextmanager
+def deferred_variables() -> Iterator[_Pending]:
+    """Build Keras models whose variables have shapes but no memory until
+    ``pending.initialize()``: what the config declares can be checked before anything the
+    size of a layer is allocated. Variables never initialized are dropped on exit (Keras
+    would otherwise allocate them at the next stateless scope of the process)."""
+    import keras
+    from keras.src.backend.common import global_state
+
+    key = "uninitialized_variables"
+    before = global_state.get_global_attribute(key)
+    global_state.set_global_attribute(key, [])
+    pending = _Pending()
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            try:
+                yield pending
+            finally:
+                pending.variables = list(global_state.get_global_attribute(key) or [])
+    finally:
+        global_state.set_global_attribute(key, before)
 
 
 def _check_weight_shapes(path: Path, model, entries: list) -> None:
