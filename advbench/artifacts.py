@@ -30,7 +30,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench import data
-from advbench.budget import MEMORY_BUDGET, check_size
+from advbench.budget import MEMORY_BUDGET, check_count, check_size
 from advbench.errors import ArtifactError
 from advbench.files import atomic_write
 from advbench.types import Model, PathLike
@@ -326,6 +326,14 @@ def check_arrays(path: PathLike, f: h5py.File, schema: str, attrs: dict[str, Any
     check_attrs(path, attrs, schema)
     n = attrs.get("num_samples")
     info = data.DATASETS.get(attrs.get("dataset", ""))
+    split = attrs.get("split")
+    if info is not None and n is not None and split in ("train", "test"):
+        # Per-sample arrays are sized by the split before anything is read (1.3M samples
+        # of a 10,000-image split fit under MEMORY_BUDGET array by array).
+        size = info.train_size if split == "train" else info.test_size
+        check_count(path, "attribute num_samples", n, size,
+                    f"images of the {info.name} {split} split", error=ArtifactError,
+                    fix="the file was edited or is corrupt: run the stage again")
     found: list[tuple[str, h5py.Dataset]] = []
 
     def visit(name: str, obj: Any) -> None:

@@ -38,11 +38,11 @@ def size_text(nbytes: float) -> str:
 
 def check_size(where: object, field: str, nbytes: int, limit: int = MEMORY_BUDGET, *,
                error: Type[AdvbenchError] = AdvbenchError,
-               fix: str = "the file was edited or is corrupt") -> None:
+               fix: str = "the file was edited or is corrupt", verb: str = "declares") -> None:
     """``error`` (one line: the file, the field, the size and the limit) when ``nbytes`` >
     ``limit``; ``where`` names the file."""
     if nbytes > limit:
-        raise error(f"{where}: {field} declares {size_text(nbytes)}, more than the "
+        raise error(f"{where}: {field} {verb} {size_text(nbytes)}, more than the "
                     f"{size_text(limit)} advbench allows; {fix}")
 
 
@@ -61,8 +61,8 @@ def check_zip_members(path: object, archive: zipfile.ZipFile, limits: dict[str, 
     """Refuse a zip (a .keras or .npz file) whose members declare more than ``limits[name]``
     (``default`` for the others) or ``default`` in all once inflated.
 
-    The declared sizes are enough: Python's zipfile never inflates a member past its declared
-    size (a member that would is a CRC error), so every later read is bounded by them."""
+    A member may lie about its size: read it with ``read_zip_member``, whose reads are
+    bounded (``ZipFile.read`` inflates up to 2 GiB at a time before comparing)."""
     total = 0
     for info in archive.infolist():
         check_size(path, f"zip member {info.filename}", info.file_size,
@@ -71,3 +71,16 @@ def check_zip_members(path: object, archive: zipfile.ZipFile, limits: dict[str, 
         total += info.file_size
     check_size(path, "its zip members", total, default, error=error,
                fix="it is a compression bomb or corrupt: refusing it")
+
+
+def read_zip_member(path: object, archive: zipfile.ZipFile, name: str, limit: int, *,
+                    error: Type[AdvbenchError] = AdvbenchError) -> bytes:
+    """The bytes of member ``name``, inflating no more than its declared size (at most
+    ``limit``): a member declaring more is refused (one line), one lying about its size is a
+    CRC error (``zipfile.BadZipFile``) once its declared size is read."""
+    info = archive.getinfo(name)
+    check_size(path, f"zip member {name}", info.file_size, limit, error=error,
+               fix="it is a compression bomb or corrupt: refusing it")
+    with archive.open(info) as member:
+        data = member.read(info.file_size + 1)  # a liar fails its CRC at the declared size
+    return data

@@ -279,3 +279,24 @@ def test_a_dense_of_2_700_000_units_is_refused_before_it_is_built(model_file):
     # Nothing of the refused model is allocated later either (Keras' deferred variables).
     model, _ = load_model(write_small_model(model_file.with_name("other.h5")))
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024
+
+
+def test_more_samples_than_the_split_holds_are_refused_before_reading(tmp_path):
+    # 1.3M samples of the 10,000-image MNIST test split: each array under the 4 GiB cap.
+    path = write_attack_artifact(tmp_path / "attack.h5")
+    n = 1_300_000
+    with h5py.File(path, "a") as f:
+        f.attrs["num_samples"] = n
+        for name in list(f):
+            ds = f[name]
+            shape, dtype = (n, *ds.shape[1:]), ds.dtype
+            del f[name]
+            f.create_dataset(name, shape=shape, dtype=dtype, chunks=(1, *shape[1:]),
+                             compression="gzip")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as info:
+        read_attack_artifact(path)
+    assert str(info.value) == (f"{path}: attribute num_samples is 1,300,000, more than the "
+                               "10,000 images of the mnist test split; the file was edited or "
+                               "is corrupt: run the stage again")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
