@@ -30,7 +30,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench import data
-from advbench.budget import MEMORY_BUDGET, check_count, check_size
+from advbench.budget import MEMORY_BUDGET, check_count, check_size, deferred_variables
 from advbench.errors import ArtifactError
 from advbench.files import atomic_write
 from advbench.types import Model, PathLike
@@ -507,42 +507,6 @@ def load_model(path: str | os.PathLike) -> tuple[Model, dict[str, Any]]:
         raise ArtifactError(f"{path}: cannot rebuild the model ({e.__class__.__name__}: "
                             f"{str(e).splitlines()[0][:200]})") from None
     return model, meta
-
-
-class _Pending:
-    """The variables created inside ``deferred_variables``, not yet allocated."""
-
-    def __init__(self) -> None:
-        self.variables: list = []
-
-    def initialize(self) -> None:
-        """Allocate them (with their initializers); after this they are ordinary variables."""
-        for variable in self.variables:
-            variable._deferred_initialize()
-        self.variables = []
-
-
-@contextlib.contextmanager
-def deferred_variables() -> Iterator[_Pending]:
-    """Build Keras models whose variables have shapes but no memory until
-    ``pending.initialize()``: what the config declares can be checked before anything the
-    size of a layer is allocated. Variables never initialized are dropped on exit (Keras
-    would otherwise allocate them at the next stateless scope of the process)."""
-    import keras
-    from keras.src.backend.common import global_state
-
-    key = "uninitialized_variables"
-    before = global_state.get_global_attribute(key)
-    global_state.set_global_attribute(key, [])
-    pending = _Pending()
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            try:
-                yield pending
-            finally:
-                pending.variables = list(global_state.get_global_attribute(key) or [])
-    finally:
-        global_state.set_global_attribute(key, before)
 
 
 def _check_weight_shapes(path: Path, model, entries: list) -> None:

@@ -10,8 +10,9 @@ killed without a message; the refusal is one line naming the file, the field and
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
-from typing import Type
+from typing import Iterator, Type
 
 from advbench.errors import AdvbenchError
 
@@ -84,3 +85,39 @@ def read_zip_member(path: object, archive: zipfile.ZipFile, name: str, limit: in
     with archive.open(info) as member:
         data = member.read(info.file_size + 1)  # a liar fails its CRC at the declared size
     return data
+
+
+class PendingVariables:
+    """The variables created inside ``deferred_variables``, not yet allocated."""
+
+    def __init__(self) -> None:
+        self.variables: list = []
+
+    def initialize(self) -> None:
+        """Allocate them (with their initializers); after this they are ordinary variables."""
+        for variable in self.variables:
+            variable._deferred_initialize()
+        self.variables = []
+
+
+@contextlib.contextmanager
+def deferred_variables() -> Iterator[PendingVariables]:
+    """Build Keras models whose variables have shapes but no memory until
+    ``pending.initialize()``: what the config declares can be checked before anything the
+    size of a layer is allocated. Variables never initialized are dropped on exit (Keras
+    would otherwise allocate them at the next stateless scope of the process)."""
+    import keras
+    from keras.src.backend.common import global_state
+
+    key = "uninitialized_variables"
+    before = global_state.get_global_attribute(key)
+    global_state.set_global_attribute(key, [])
+    pending = PendingVariables()
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            try:
+                yield pending
+            finally:
+                pending.variables = list(global_state.get_global_attribute(key) or [])
+    finally:
+        global_state.set_global_attribute(key, before)
