@@ -815,3 +815,34 @@ def test_a_keras_config_that_is_not_a_model(tmp_path, config):
     assert str(info.value) == (f"{path}: its model configuration is a JSON "
                                f"{type(config).__name__}, not a Keras model; save the model "
                                "again")
+
+
+@pytest.mark.parametrize("command", ["attack", "evaluate"])
+def test_attack_and_evaluate_refuse_a_savedmodel_that_prints_to_a_file(tmp_path,
+                                                                     fake_data_dir, command):
+    from click.testing import CliRunner
+
+    from advbench.cli import main
+
+    marker = tmp_path / "bashrc"
+
+    class Printer(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(tf.zeros((784, 10)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+        def serve(self, x):
+            tf.print("echo attacker text", output_stream=f"file://{marker}")
+            return tf.reshape(x, (-1, 784)) @ self.w
+
+    path = tmp_path / "printer"
+    module = Printer()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    args = {"attack": ["--attack", "fgsm", "-o", str(tmp_path / "a.h5")], "evaluate": []}
+    result = CliRunner().invoke(main, [command, str(path), *args[command], "--dataset", "mnist",
+                                       "--data-dir", str(fake_data_dir), "--limit", "10", "-q"])
+    assert result.exit_code == 1, result.output
+    assert re.fullmatch("Error: " + refusal(path, "PrintV2", r"__inference_serve_\d+\)")[:-1]
+                        + "\n", result.output)
+    assert not marker.exists()
