@@ -846,3 +846,36 @@ def test_attack_and_evaluate_refuse_a_savedmodel_that_prints_to_a_file(tmp_path,
     assert re.fullmatch("Error: " + refusal(path, "PrintV2", r"__inference_serve_\d+\)")[:-1]
                         + "\n", result.output)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["keras", "h5"])
+def test_stored_weights_declaring_gigabytes_are_refused_unread(tmp_path, kind):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
+                              keras.layers.Dense(CLASSES, name="scores")])
+    path = save(model, tmp_path, kind)
+
+    def inflate(f):  # one more array, declared 8 GiB, never written (it takes no space)
+        f.create_dataset("extra", shape=(2 ** 31,), dtype=np.float32, chunks=(1024,))
+
+    if kind == "h5":
+        with h5py.File(path, "a") as f:
+            inflate(f)
+    else:
+        with zipfile.ZipFile(path) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        weights = tmp_path / "weights.h5"
+        weights.write_bytes(members["model.weights.h5"])
+        with h5py.File(weights, "a") as f:
+            inflate(f)
+        members["model.weights.h5"] = weights.read_bytes()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+    stored = foreign.size_text(foreign.stored_weight_bytes(path, kind))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as info:
+        foreign.load_foreign(path)
+    assert str(info.value) == (f"{path}: its weight arrays declare 8 GiB, more than the "
+                               f"{stored} the file stores; the file was edited or is corrupt")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB

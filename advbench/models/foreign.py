@@ -234,6 +234,27 @@ def stored_weight_bytes(path: Path, kind: str) -> int:
     return path.stat().st_size
 
 
+def declared_weight_bytes(path: Path, kind: str) -> int:
+    """The bytes the weight arrays of a .keras file's weights member or of a legacy .h5 file
+    declare (their shapes and dtypes, from the HDF5 headers; nothing is read)."""
+    def total(f: h5py.File) -> int:
+        found = []
+        f.visititems(lambda _, obj: found.append(math.prod(obj.shape) * obj.dtype.itemsize)
+                     if isinstance(obj, h5py.Dataset) else None)
+        return sum(found)
+
+    if kind == "h5":
+        with h5py.File(path, "r") as f:
+            return total(f)
+    with zipfile.ZipFile(path) as archive:
+        count = 0
+        for name in archive.namelist():
+            if name.endswith(".h5"):
+                with archive.open(name) as member, h5py.File(member, "r") as f:
+                    count += total(f)
+        return count
+
+
 def check_declared_weights(path: Path, kind: str, config: Any, custom_objects: dict) -> None:
     """ArtifactError (one line) when the architecture in ``config`` needs more weight bytes
     than the file stores or than ``budget.MEMORY_BUDGET``: the model is built with deferred
@@ -262,10 +283,22 @@ def check_declared_weights(path: Path, kind: str, config: Any, custom_objects: d
         # What Keras' loader would say; it is not run, as it would build the layers.
         raise ArtifactError(f"{path}: Keras cannot load it ({e.__class__.__name__}: "
                             f"{(str(e).splitlines() or [''])[0][:200]})") from None
+    stored = stored_weight_bytes(path, kind)
+    try:
+        declared = declared_weight_bytes(path, kind)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: its weights are not readable HDF5 "
+                            f"({e.__class__.__name__}); save the model again") from None
+    # Keras reads every stored array whole: their declared sizes, not the file's, would be
+    # allocated (an HDF5 array of 10^12 elements takes no space until written).
+    limit, what = min((stored, "the file stores"), (MEMORY_BUDGET, "advbench allows"))
+    if declared > limit:
+        raise ArtifactError(f"{path}: its weight arrays declare {size_text(declared)}, more "
+                            f"than the {size_text(limit)} {what}; the file was edited or is "
+                            "corrupt")
     if not sizes:
         return
     needed = sum(sizes.values())
-    stored = stored_weight_bytes(path, kind)
     largest = max(sizes, key=lambda name: sizes[name])
     limit, what = min((stored, "the file stores"), (MEMORY_BUDGET, "advbench allows"))
     if needed > limit:
