@@ -11,8 +11,11 @@ killed without a message; the refusal is one line naming the file, the field and
 from __future__ import annotations
 
 import contextlib
+import random
 import zipfile
 from typing import Iterator, Type
+
+import numpy as np
 
 from advbench.errors import AdvbenchError
 
@@ -101,11 +104,14 @@ class PendingVariables:
 
 
 @contextlib.contextmanager
-def deferred_variables() -> Iterator[PendingVariables]:
+def deferred_variables(*, restore_random: bool = False) -> Iterator[PendingVariables]:
     """Build Keras models whose variables have shapes but no memory until
     ``pending.initialize()``: what the config declares can be checked before anything the
     size of a layer is allocated. Variables never initialized are dropped on exit (Keras
-    would otherwise allocate them at the next stateless scope of the process)."""
+    would otherwise allocate them at the next stateless scope of the process).
+    ``restore_random``: leave Python's and NumPy's global generators as they were (for a
+    build made only to be checked: Keras draws initializer seeds from them, and a check must
+    not change the weights a seeded run draws next)."""
     import keras
     from keras.src.backend.common import global_state
 
@@ -113,6 +119,7 @@ def deferred_variables() -> Iterator[PendingVariables]:
     before = global_state.get_global_attribute(key)
     global_state.set_global_attribute(key, [])
     pending = PendingVariables()
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         with keras.StatelessScope(initialize_variables=False):
             try:
@@ -121,3 +128,6 @@ def deferred_variables() -> Iterator[PendingVariables]:
                 pending.variables = list(global_state.get_global_attribute(key) or [])
     finally:
         global_state.set_global_attribute(key, before)
+        if restore_random:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)

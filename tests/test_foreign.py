@@ -879,3 +879,20 @@ def test_stored_weights_declaring_gigabytes_are_refused_unread(tmp_path, kind):
     assert str(info.value) == (f"{path}: its weight arrays declare 8 GiB, more than the "
                                f"{stored} the file stores; the file was edited or is corrupt")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+def test_the_size_check_leaves_the_random_generators_as_they_were(files):
+    """The check builds the model once more (deferred): that must not change the weights a
+    seeded run draws next (Keras draws initializer seeds from the global generators)."""
+    import random
+
+    paths, _ = files
+    path = paths["keras", False]
+    config = foreign.read_keras_config(path, "keras")
+    random.seed(3)
+    np.random.seed(3)
+    expected = (random.random(), np.random.random())
+    random.seed(3)
+    np.random.seed(3)
+    foreign.check_declared_weights(path, "keras", config, {})
+    assert (random.random(), np.random.random()) == expected

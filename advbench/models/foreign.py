@@ -267,7 +267,8 @@ def check_declared_weights(path: Path, kind: str, config: Any, custom_objects: d
     # The optimizer of a compiled model is not loaded (compile=False), nor built here.
     config = {key: value for key, value in config.items() if key != "compile_config"}
     try:
-        with deferred_variables(), keras.saving.custom_object_scope(custom_objects):
+        with deferred_variables(restore_random=True), \
+                keras.saving.custom_object_scope(custom_objects):
             if kind == "keras":
                 model = keras.saving.deserialize_keras_object(config, safe_mode=True)
             else:  # Keras' own reader of legacy .h5 files
