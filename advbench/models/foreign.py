@@ -415,7 +415,7 @@ def allowed_ops() -> frozenset[str]:
     return frozenset(json.loads(ALLOWED_OPS_FILE.read_text())["ops"])
 
 
-def read_savedmodel_proto(path: PathLike):
+def read_savedmodel_proto(path: PathLike) -> Any:
     """The ``SavedModel`` protocol buffer of a SavedModel folder (parsed, nothing run)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -432,7 +432,7 @@ def read_savedmodel_proto(path: PathLike):
 TOP_LEVEL = "the top-level graph"
 
 
-def ops_by_function(graph) -> tuple[dict[str, set[str]], set[str]]:
+def ops_by_function(graph: Any) -> tuple[dict[str, set[str]], set[str]]:
     """Every function of a MetaGraphDef (the library's, nested ones included, and
     ``TOP_LEVEL``) -> the op names of its nodes; and the names of the saver's functions: those
     reachable from the saver's save and restore ops and from nothing loading or inference may
