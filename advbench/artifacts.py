@@ -30,6 +30,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench import data
+from advbench.budget import MEMORY_BUDGET, check_count, check_size, deferred_variables
 from advbench.errors import ArtifactError
 from advbench.files import check_writable, write_bytes
 from advbench.types import Model, PathLike
@@ -170,7 +171,7 @@ def artifact_kind(path: str | os.PathLike) -> str | None:
 # -- validation: what each schema allows, checked before any data is read -------------------
 # No artifact advbench writes holds an array this large; a larger declared shape is refused
 # before h5py allocates it (10^9 MNIST images would be 3 TB).
-MAX_ARRAY_BYTES = 4 * 2 ** 30
+MAX_ARRAY_BYTES = MEMORY_BUDGET
 # The HDF5 filters advbench writes; anything else (szip, lzf, plugins) is not ours.
 ALLOWED_FILTERS = {h5py.h5z.FILTER_DEFLATE: "gzip", h5py.h5z.FILTER_SHUFFLE: "shuffle"}
 
@@ -331,6 +332,14 @@ def check_arrays(path: PathLike, f: h5py.File, schema: str, attrs: dict[str, Any
     check_attrs(path, attrs, schema)
     n = attrs.get("num_samples")
     info = data.DATASETS.get(attrs.get("dataset", ""))
+    split = attrs.get("split")
+    if info is not None and n is not None and split in ("train", "test"):
+        # Per-sample arrays are sized by the split before anything is read (1.3M samples
+        # of a 10,000-image split fit under MEMORY_BUDGET array by array).
+        size = info.train_size if split == "train" else info.test_size
+        check_count(path, "attribute num_samples", n, size,
+                    f"images of the {info.name} {split} split", error=ArtifactError,
+                    fix="the file was edited or is corrupt: run the stage again")
     found: list[tuple[str, h5py.Dataset]] = []
 
     def visit(name: str, obj: Any) -> None:
@@ -467,13 +476,29 @@ def load_model(path: str | os.PathLike) -> tuple[Model, dict[str, Any]]:
                                     "array; the file was edited or is corrupt: train it again")
             check_dataset(path, f"weights/{key}", item, kinds="f")
             entries.append((key, item))
+        if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+            raise ArtifactError(f"{path}: model_config is a JSON {type(config).__name__}, not "
+                                "a Keras model configuration; the file was edited or is "
+                                "corrupt: train the model again")
         _check_layers_safe(config, path)
-        try:
-            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-        except Exception as e:
-            raise ArtifactError(f"{path}: cannot rebuild the model ({e.__class__.__name__}: "
-                                f"{str(e).splitlines()[0][:200]})") from None
-        _check_weight_shapes(path, model, entries)
+        check_size(path, "weights", sum(math.prod(item.shape) * item.dtype.itemsize
+                                        for _, item in entries), error=ArtifactError,
+                   fix="the file was edited or is corrupt: train the model again")
+        with deferred_variables() as pending:
+            try:
+                model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+            except Exception as e:
+                raise ArtifactError(f"{path}: cannot rebuild the model "
+                                    f"({e.__class__.__name__}: "
+                                    f"{(str(e).splitlines() or [''])[0][:200]})") from None
+            if not isinstance(model, keras.Model):
+                raise ArtifactError(f"{path}: model_config describes a "
+                                    f"{type(model).__name__}, not a Keras model; the file was "
+                                    "edited or is corrupt: train the model again")
+            # The shapes the config declares, compared with the stored ones before any
+            # variable is allocated (a Dense(2,700,000) in a 30 KB file is refused here).
+            _check_weight_shapes(path, model, entries)
+        pending.initialize()
         try:
             weights = [item[()] for _, item in entries]
         except (OSError, RuntimeError) as e:

@@ -127,10 +127,13 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
 
 def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray,
                      dataset: str) -> None:
-    """ArtifactError unless the model takes images of x's shape; the message names the fix
-    for the case at hand (other data, or a model input without its channel axis)."""
+    """ArtifactError unless the model takes images of x's shape and gives one score per class
+    of the whole data set (not only of the classes the drawn sample happens to hold); the
+    message names the fix for the case at hand (other data, or a model input without its
+    channel axis)."""
     shape, images = tuple(model.input_shape[1:]), tuple(x.shape[1:])
     if shape == images:
+        _check_classes_fit(model, meta, path, dataset)
         return
     where = f"model {path} takes inputs of shape {shape} but {data.display_name(dataset)} " \
             f"images are {images}"
@@ -142,6 +145,18 @@ def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray,
     fix = (f"use the data it was trained on ({data.display_name(trained)})" if trained
            else "use data of the shape it takes")
     raise ArtifactError(f"{where}; {fix}")
+
+
+def _check_classes_fit(model: Model, meta: dict, path: PathLike, dataset: str) -> None:
+    scores, classes = int(model.output_shape[-1]), data.dataset_info(dataset).num_classes
+    if scores == classes:
+        return
+    trained = meta.get("dataset")
+    fix = (f"use the data it was trained on ({data.display_name(trained)})"
+           if trained and trained != dataset else f"use data of {scores} classes")
+    raise ArtifactError(f"model {path} gives {scores} class scores but "
+                        f"{data.display_name(dataset)} has {classes} classes (its labels, every "
+                        f"split); {fix}")
 
 
 def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[str, Any],

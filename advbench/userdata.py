@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from advbench.budget import (MAX_CLASSES, check_count, check_size,
+                             check_zip_members)
 from advbench.errors import DataError
 from advbench.types import PathLike
 
@@ -187,7 +190,12 @@ def check_labels(y: np.ndarray, count: int, where: str) -> tuple[np.ndarray, lis
 
 def _check_classes(path: Path, splits: dict, class_names: tuple[str, ...] | None,
                    notes: list[str]) -> tuple[str, ...]:
-    """The class names (given, or "0".."K-1"), checked against every split's labels."""
+    """The class names (given, or "0".."K-1"), checked against every split's labels; the
+    largest label is bounded (``budget.MAX_CLASSES``) before any name is made."""
+    for split, (_, y) in splits.items():
+        check_count(path, f"the largest {split} label", int(y.max()), MAX_CLASSES - 1,
+                    f"a label may be (at most {MAX_CLASSES:,} classes)", error=DataError,
+                    fix="labels must be 0..K-1")
     top = max(int(y.max()) for _, y in splits.values())
     if class_names is None:
         class_names = tuple(str(i) for i in range(top + 1))
@@ -208,8 +216,43 @@ def _check_classes(path: Path, splits: dict, class_names: tuple[str, ...] | None
 
 
 # -- .npz -------------------------------------------------------------------------------------
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array of an .npz as (shape, dtype), read from its .npy header alone, after the
+    zip directory's sizes: nothing is inflated or allocated past the headers. DataError (one
+    line) for an array over ``budget.MEMORY_BUDGET`` or larger than its member holds."""
+    headers = {}
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        check_zip_members(path, archive, {}, error=DataError)
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[:-4]
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(member)
+                header_bytes = member.tell()
+            if dtype.hasobject:
+                continue  # np.load refuses it (allow_pickle=False), with its own message
+            nbytes = math.prod(shape) * dtype.itemsize
+            check_size(path, f"array {key} (shape {shape}, {dtype})", nbytes, error=DataError,
+                       fix="the file is edited or corrupt, or save a smaller data set")
+            if info.file_size < header_bytes + nbytes:
+                raise DataError(f"{path}: array {key} declares shape {shape} ({nbytes} bytes) "
+                                f"but holds {info.file_size - header_bytes}; it is truncated "
+                                "or edited: save it again with np.savez")
+            total += nbytes
+            headers[key] = (tuple(shape), dtype)
+    check_size(path, "its arrays", total, error=DataError, verb="declare",
+               fix="save a smaller data set (fewer images)")
+    return headers
+
+
 def _read_npz(path: Path) -> UserData:
     try:
+        _npz_headers(path)
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             if all(k in names for pair in _NPZ_SPLITS.values() for k in pair):
@@ -279,20 +322,28 @@ def _read_folder(root: Path) -> UserData:
                                 f"{'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} images); add "
                                 "images or remove the folder")
             files[split] += [(p, label) for p in images]
-    decoded = {split: [_decode(p) for p, _ in items] for split, items in files.items()}
-    gray = all(img.mode in _GRAY_MODES for imgs in decoded.values() for img in imgs)
+    # Sizes and modes from each image's header (Pillow opens lazily), compared and bounded
+    # before any image is decoded: a 9000x9000 image among small ones is refused unread.
+    size = first = None
+    gray = True
+    for items in files.values():
+        for p, _ in items:
+            img_size, img_mode = _header(p)
+            if size is None:
+                size, first = img_size, p
+            elif img_size != size:
+                raise DataError(f"{p} is {img_size[0]}x{img_size[1]} but {first} is "
+                                f"{size[0]}x{size[1]}; resize all images to one size")
+            gray = gray and img_mode in _GRAY_MODES
+    assert size is not None
     mode = "L" if gray else "RGB"
-    size = None
+    count = sum(len(items) for items in files.values())
+    check_size(root, f"{count} images of {size[0]}x{size[1]} {mode}",
+               count * size[0] * size[1] * (1 if gray else 3), error=DataError,
+               fix="use fewer or smaller images", verb="take")
     splits = {}
     for split, items in files.items():
-        pixels = []
-        for (p, _), img in zip(items, decoded[split]):
-            if size is None:
-                size, first = img.size, p
-            elif img.size != size:
-                raise DataError(f"{p} is {img.size[0]}x{img.size[1]} but {first} is "
-                                f"{size[0]}x{size[1]}; resize all images to one size")
-            pixels.append(np.asarray(img.convert(mode), dtype=np.uint8))
+        pixels = [np.asarray(_decode(p).convert(mode), dtype=np.uint8) for p, _ in items]
         x = np.stack(pixels)
         splits[split] = (x[..., None] if gray else x,
                          np.asarray([label for _, label in items], np.int64))
@@ -312,17 +363,28 @@ def class_mapping(class_names: tuple[str, ...], shown: int = 30) -> str:
     return text + (f", ... ({more} more, {len(class_names)} in all)" if more > 0 else "")
 
 
+def _header(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and Pillow mode of an image, read from its header (nothing decoded)."""
+    return _open(path, decode=False)
+
+
 def _decode(path: Path):
+    return _open(path, decode=True)
+
+
+def _open(path: Path, decode: bool):
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            img.load()
+            if decode:
+                img.load()
+            size, mode = img.size, img.mode
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError,
             ValueError) as e:
         raise DataError(f"{path} is not a readable image ({e.__class__.__name__}); fix or "
                         "remove it") from None
-    if img.mode not in _GRAY_MODES + _COLOUR_MODES:
-        raise DataError(f"{path} has Pillow mode {img.mode!r} (e.g. 16-bit); save it as an "
+    if mode not in _GRAY_MODES + _COLOUR_MODES:
+        raise DataError(f"{path} has Pillow mode {mode!r} (e.g. 16-bit); save it as an "
                         "8-bit grayscale or RGB image")
-    return img
+    return img if decode else (size, mode)

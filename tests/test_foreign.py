@@ -3,10 +3,16 @@ advbench's convention ([0, 1] in, logits out), BRELU conversion and export."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import resource
 import sys
+import zipfile
+import zlib
+from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -394,25 +400,190 @@ def test_custom_objects_module_must_import():
         foreign.load_custom_objects("no_such_module_here")
 
 
-def test_savedmodel_that_writes_files_is_refused(tmp_path):
-    marker = tmp_path / "marker"
+def hostile_savedmodel(path, body, signature=True):
+    """A SavedModel whose ``serve`` runs ``body(x)`` (for its side effects) and returns
+    logits: what an attacker would write with TensorFlow."""
 
-    class Writer(tf.Module):
+    class Hostile(tf.Module):
         def __init__(self):
             super().__init__()
             self.w = tf.Variable(tf.ones((64, CLASSES)))
 
         @tf.function(input_signature=[tf.TensorSpec([None, *SHAPE], tf.float32)])
         def serve(self, x):
-            tf.io.write_file(str(marker), "graph code ran")
+            body(x)
             return tf.reshape(x, (-1, 64)) @ self.w
 
-    path = tmp_path / "writer"
-    tf.saved_model.save(Writer(), str(path))
-    with pytest.raises(ArtifactError, match=re.escape(
-            f"{path}: the SavedModel runs op WriteFile (in ")):
+    module = Hostile()
+    tf.saved_model.save(module, str(path),
+                        signatures={"serving_default": module.serve} if signature else None)
+    return path
+
+
+def refusal(path, op, function):
+    """The one-line refusal of ``op`` in ``function`` (a regular expression: TensorFlow
+    numbers its functions)."""
+    return (re.escape(f"{path}: the SavedModel has op {op} (in ") + function
+            + re.escape(", which is not among the ops advbench runs (computation only: no "
+                        "files, network, printing or Python); export the model for inference "
+                        "only") + "$")
+
+
+def _print_to_file(marker):
+    def body(x):
+        tf.print("attacker text", output_stream=f"file://{marker}")
+    return body
+
+
+def _inner_print(marker):
+    @tf.function
+    def inner(x):
+        tf.print("attacker text", output_stream=f"file://{marker}")
+        return x
+
+    return inner
+
+
+def _dataset_save(marker):
+    def body(x):
+        tf.data.Dataset.from_tensors(x).save(str(marker))
+    return body
+
+
+def _tfrecord(marker):
+    def body(x):
+        tf.data.TFRecordDataset([str(marker)]).reduce(tf.constant(""), lambda a, b: b)
+    return body
+
+
+def _csv(marker):
+    def body(x):
+        tf.data.experimental.CsvDataset([str(marker)], [tf.float32]).reduce(
+            tf.constant(0.0), lambda a, b: b)
+    return body
+
+
+def _snapshot(marker):
+    def body(x):
+        tf.data.Dataset.from_tensors(x).snapshot(str(marker)).reduce(
+            tf.constant(0.0), lambda a, b: a)
+    return body
+
+
+def _py_function(marker):
+    def body(x):
+        tf.py_function(lambda t: marker.write_text("python ran") and t, [x], tf.float32)
+    return body
+
+
+def _data_service(marker):
+    def body(x):
+        # Sends the data to a tf.data service dispatcher over the network.
+        dataset = tf.data.Dataset.from_tensors(x).apply(tf.data.experimental.service.distribute(
+            "parallel_epochs", "grpc://localhost:5050", job_name=str(marker)))
+        dataset.reduce(tf.constant(0.0), lambda a, b: a)
+    return body
+
+
+def _save_v2(marker):
+    def body(x):
+        tf.raw_ops.SaveV2(prefix=str(marker), tensor_names=["x"], shape_and_slices=[""],
+                          tensors=[x])
+    return body
+
+
+@pytest.mark.parametrize("make_body, op, function", [
+    (_print_to_file, "PrintV2", r"__inference_serve_\d+\)"),
+    (_inner_print, "PrintV2", r"__inference_inner_\d+\)"),
+    (lambda m: lambda x: tf.io.write_file(str(m), "graph code ran"), "WriteFile",
+     r"__inference_serve_\d+\)"),
+    (lambda m: lambda x: tf.io.read_file(str(m)), "ReadFile", r"__inference_serve_\d+\)"),
+    (_dataset_save, "SaveDataset", r"__inference_serve_\d+\)"),
+    (_tfrecord, "TFRecordDataset", r"__inference_Dataset_flat_map_read_one_file_\d+\)"),
+    (_csv, "CSVDatasetV2", r"__inference_serve_\d+\)"),
+    (_snapshot, "ParallelInterleaveDatasetV4",
+     r"__inference_Dataset_snapshot\(\)_reader_fu_lambda_\d+\)"),
+    (_py_function, "EagerPyFunc", r"__inference_serve_\d+\)"),
+    (_data_service, "UncompressElement",
+     r"__inference_DataServiceDataset_uncompress_lambda_\d+\)"),
+    (_save_v2, "SaveV2", r"__inference_serve_\d+\)"),
+], ids=["print-to-file", "print-in-nested-function", "write-file", "read-file",
+        "dataset-save", "tfrecord", "csv", "snapshot", "py-function", "data-service",
+        "checkpoint-op-outside-the-saver"])
+def test_hostile_savedmodels_are_refused_before_anything_runs(tmp_path, make_body, op,
+                                                              function):
+    import shutil
+
+    marker = tmp_path / "marker"
+    path = hostile_savedmodel(tmp_path / "hostile", make_body(marker))
+    if marker.is_dir():  # Dataset.save ran while TensorFlow traced it, in the attacker's hands
+        shutil.rmtree(marker)
+    with pytest.raises(ArtifactError, match=refusal(path, op, function)):
         foreign.load_foreign(path)
     assert not marker.exists()
+    assert op not in foreign.allowed_ops()
+
+
+def test_print_to_file_is_refused_in_a_function_no_signature_calls(tmp_path):
+    """Every function of the graph is checked, not only those the endpoints reach."""
+    marker = tmp_path / "marker"
+
+    class Hidden(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(tf.ones((64, CLASSES)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *SHAPE], tf.float32)])
+        def serve(self, x):
+            return tf.reshape(x, (-1, 64)) @ self.w
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
+        def other(self, x):
+            tf.print("attacker text", output_stream=f"file://{marker}")
+            return x
+
+    module = Hidden()
+    path = tmp_path / "hidden"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    with pytest.raises(ArtifactError, match=refusal(path, "PrintV2",
+                                                    r"__inference_other_\d+\)")):
+        foreign.load_foreign(path)
+    assert not marker.exists()
+
+
+def test_the_allowed_ops_are_plain_data():
+    document = json.loads(foreign.ALLOWED_OPS_FILE.read_text())
+    assert set(document["ops"]) == foreign.allowed_ops()
+    assert document["ops"] == sorted(set(document["ops"]))
+    assert not foreign.allowed_ops() & {"PrintV2", "WriteFile", "ReadFile", "EagerPyFunc",
+                                        "PyFunc", "SaveV2", "RestoreV2", "MergeV2Checkpoints",
+                                        "StringFormat", "MatchingFiles", "ImmutableConst"}
+
+
+@pytest.mark.parametrize("architecture", ["resnet", "mlp"])
+def test_zoo_savedmodels_are_accepted(tmp_path, architecture):
+    from advbench.models import build_model
+
+    model = build_model(architecture, (28, 28, 1), 10, activation="brelu", squeeze_bits=4)
+    model.export(str(tmp_path / "zoo"), verbose=False)
+    foreign.check_savedmodel_safe(tmp_path / "zoo")
+    x = probe(4, shape=(28, 28, 1))
+    np.testing.assert_allclose(foreign.load_foreign(tmp_path / "zoo")(x), model(x), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n in dir(keras.applications) if n[0].isupper()))
+def test_every_keras_application_exported_is_accepted(tmp_path, name):
+    """Every keras.applications architecture (weights=None, its smallest input), exported
+    with model.export, passes the allow-list (minutes each for the large ones)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from savedmodel_ops import build_application
+    finally:
+        sys.path.pop(0)
+    build_application(name).export(str(tmp_path / name), verbose=False)
+    foreign.check_savedmodel_safe(tmp_path / name)
 
 
 # -- BRELU conversion and fresh weights ---------------------------------------------------------
@@ -570,3 +741,188 @@ def test_open_foreign_records_what_makes_the_model(files):
     _, saved = foreign.open_foreign(paths["savedmodel", False], SHAPE, CLASSES)
     assert "savedmodel: a SavedModel: inference and gradients only (no training, no --act " \
         "brelu, no export, no attack twin)" in saved["notes"]
+
+
+# -- sizes declared by a .keras file, checked before anything is inflated or built ------------
+def zip_with_member(path, name, deflated, inflated_size, crc=0, others=()):
+    """A zip whose member ``name`` is the raw deflate stream ``deflated`` declaring
+    ``inflated_size`` bytes (plus stored ``others``: (name, bytes)); written by hand so the
+    inflated bytes are never held."""
+    import struct
+
+    entries, blob = [], b""
+    for member, data, method, size, checksum in (
+            [(n, d, 0, len(d), zlib.crc32(d)) for n, d in others]
+            + [(name, deflated, 8, inflated_size, crc)]):
+        encoded = member.encode()
+        offset = len(blob)
+        blob += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, checksum,
+                            len(data), size, len(encoded), 0) + encoded + data
+        entries.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0,
+                                   checksum, len(data), size, len(encoded), 0, 0, 0, 0, 0,
+                                   offset) + encoded)
+    directory = b"".join(entries)
+    blob += directory + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries),
+                                    len(directory), len(blob), 0)
+    path.write_bytes(blob)
+    return path
+
+
+def raw_deflate_of_spaces(inflated: int) -> bytes:
+    """A raw deflate stream of ``inflated`` spaces (valid JSON whitespace), built in 4 MiB
+    segments that repeat after a full flush (never holding the inflated bytes)."""
+    segment = 4 << 20
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    spaces = b" " * segment
+    first = compressor.compress(spaces) + compressor.flush(zlib.Z_FULL_FLUSH)
+    repeated = compressor.compress(spaces) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return first + repeated * (inflated // segment - 1) + compressor.flush()
+
+
+def test_a_keras_file_whose_config_inflates_to_3_gib_is_refused_unread(tmp_path):
+    bomb = raw_deflate_of_spaces(3 << 30)
+    path = zip_with_member(tmp_path / "bomb.keras", "config.json", bomb, 3 << 30,
+                           others=[("metadata.json", b"{}")])
+    assert path.stat().st_size < 4 << 20  # about 3 MB on disk
+    assert foreign.detect_kind(path) == "keras"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as info:
+        foreign.load_foreign(path)
+    assert str(info.value) == (f"{path}: zip member config.json declares 3 GiB, more than the "
+                               "64 MiB advbench allows; it is a compression bomb or corrupt: "
+                               "refusing it")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+def test_a_keras_file_lying_about_its_config_size_is_refused(tmp_path):
+    # The directory says 100 bytes; the stream inflates to 1 GiB: zipfile stops at 100 bytes.
+    path = zip_with_member(tmp_path / "liar.keras", "config.json",
+                           raw_deflate_of_spaces(1 << 30), 100)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as info:
+        foreign.load_foreign(path)
+    assert str(info.value) == (f"{path}: cannot read its model configuration (BadZipFile); "
+                               "save the model again")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+@pytest.mark.parametrize("kind", ["keras", "h5"])
+def test_a_layer_of_2_700_000_units_is_refused_before_it_is_built(tmp_path, kind):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
+                              keras.layers.Dense(27, name="big")])
+    path = save(model, tmp_path, kind)
+    if kind == "keras":
+        with zipfile.ZipFile(path) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        members["config.json"] = members["config.json"].replace(b'"units": 27,',
+                                                                b'"units": 2700000,')
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+    else:
+        with h5py.File(path, "a") as f:
+            f.attrs["model_config"] = f.attrs["model_config"].replace('"units": 27,',
+                                                                      '"units": 2700000,')
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as info:
+        foreign.load_foreign(path)
+    stored = foreign.size_text(foreign.stored_weight_bytes(path, kind))
+    assert str(info.value) == (f"{path}: its configuration declares 669 MiB of weights (layer "
+                               f"'big': 669 MiB), more than the {stored} the file stores; "
+                               "the file was edited or is corrupt")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+@pytest.mark.parametrize("config", [[1, 2, 3], "model", 7])
+def test_a_keras_config_that_is_not_a_model(tmp_path, config):
+    path = tmp_path / "odd.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", "{}")
+    with pytest.raises(ArtifactError) as info:
+        foreign.load_foreign(path)
+    assert str(info.value) == (f"{path}: its model configuration is a JSON "
+                               f"{type(config).__name__}, not a Keras model; save the model "
+                               "again")
+
+
+@pytest.mark.parametrize("command", ["attack", "evaluate"])
+def test_attack_and_evaluate_refuse_a_savedmodel_that_prints_to_a_file(tmp_path,
+                                                                     fake_data_dir, command):
+    from click.testing import CliRunner
+
+    from advbench.cli import main
+
+    marker = tmp_path / "bashrc"
+
+    class Printer(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(tf.zeros((784, 10)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+        def serve(self, x):
+            tf.print("echo attacker text", output_stream=f"file://{marker}")
+            return tf.reshape(x, (-1, 784)) @ self.w
+
+    path = tmp_path / "printer"
+    module = Printer()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    args = {"attack": ["--attack", "fgsm", "-o", str(tmp_path / "a.h5")], "evaluate": []}
+    result = CliRunner().invoke(main, [command, str(path), *args[command], "--dataset", "mnist",
+                                       "--data-dir", str(fake_data_dir), "--limit", "10", "-q"])
+    assert result.exit_code == 1, result.output
+    assert re.fullmatch("Error: " + refusal(path, "PrintV2", r"__inference_serve_\d+\)")[:-1]
+                        + "\n", result.output)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["keras", "h5"])
+def test_stored_weights_declaring_gigabytes_are_refused_unread(tmp_path, kind):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
+                              keras.layers.Dense(CLASSES, name="scores")])
+    path = save(model, tmp_path, kind)
+
+    def inflate(f):  # one more array, declared 8 GiB, never written (it takes no space)
+        f.create_dataset("extra", shape=(2 ** 31,), dtype=np.float32, chunks=(1024,))
+
+    if kind == "h5":
+        with h5py.File(path, "a") as f:
+            inflate(f)
+    else:
+        with zipfile.ZipFile(path) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        weights = tmp_path / "weights.h5"
+        weights.write_bytes(members["model.weights.h5"])
+        with h5py.File(weights, "a") as f:
+            inflate(f)
+        members["model.weights.h5"] = weights.read_bytes()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+    stored = foreign.size_text(foreign.stored_weight_bytes(path, kind))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as info:
+        foreign.load_foreign(path)
+    assert str(info.value) == (f"{path}: its weight arrays declare 8 GiB, more than the "
+                               f"{stored} the file stores; the file was edited or is corrupt")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+def test_the_size_check_leaves_the_random_generators_as_they_were(files):
+    """The check builds the model once more (deferred): that must not change the weights a
+    seeded run draws next (Keras draws initializer seeds from the global generators)."""
+    import random
+
+    paths, _ = files
+    path = paths["keras", False]
+    config = foreign.read_keras_config(path, "keras")
+    random.seed(3)
+    np.random.seed(3)
+    expected = (random.random(), np.random.random())
+    random.seed(3)
+    np.random.seed(3)
+    foreign.check_declared_weights(path, "keras", config, {})
+    assert (random.random(), np.random.random()) == expected

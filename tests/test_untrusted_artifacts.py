@@ -1,6 +1,7 @@
 """Hostile artifacts: hand-edited copies of our own files give one-line ArtifactErrors naming
 the file and field, checked before any array is read (issue 14, "untrusted input")."""
 
+import json
 import resource
 
 import h5py
@@ -143,12 +144,15 @@ def test_a_text_file_is_not_called_corrupt(tmp_path):
 
 
 # -- model artifacts -----------------------------------------------------------------------
-@pytest.fixture
-def model_file(tmp_path):
+def write_small_model(path):
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64)])
-    path = tmp_path / "model.h5"
     save_model(path, model, {"dataset": "mnist"})
     return path
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    return write_small_model(tmp_path / "model.h5")
 
 
 def test_a_valid_model_loads(model_file):
@@ -225,3 +229,74 @@ def test_an_attribute_declaring_a_huge_array_is_refused_unread(attack_file, tmp_
     with pytest.raises(ArtifactError, match=r"hostile.h5: attribute seed declares shape "
                        r"\(1000000,\), more than the 4096 values advbench writes"):
         read_attack_artifact(hostile)
+
+
+def _rewrite_config(path, config):
+    """Store ``config`` as the artifact's model_config, with the content hash recomputed (as
+    an attacker would: the hash is no signature)."""
+    from advbench.artifacts import _model_hash
+
+    text = json.dumps(config)
+    with h5py.File(path, "a") as f:
+        weights = [f["weights"][key][()] for key in sorted(f["weights"])]
+        f.attrs["model_config"] = text
+        f.attrs["content_hash"] = _model_hash(text, weights)
+
+
+def test_a_config_that_is_not_a_model(model_file):
+    _rewrite_config(model_file, [1, 2, 3])
+    with pytest.raises(ArtifactError) as info:
+        load_model(model_file)
+    assert str(info.value) == (f"{model_file}: model_config is a JSON list, not a Keras model "
+                               "configuration; the file was edited or is corrupt: train the "
+                               "model again")
+
+
+def test_a_config_of_a_layer_not_a_model(model_file):
+    _rewrite_config(model_file, keras.saving.serialize_keras_object(keras.layers.Dense(3)))
+    with pytest.raises(ArtifactError) as info:
+        load_model(model_file)
+    assert str(info.value) == (f"{model_file}: model_config describes a Dense, not a Keras "
+                               "model; the file was edited or is corrupt: train the model "
+                               "again")
+
+
+def test_a_dense_of_2_700_000_units_is_refused_before_it_is_built(model_file):
+    with h5py.File(model_file, "r") as f:
+        config = json.loads(f.attrs["model_config"])
+    dense = config["config"]["layers"][-1]["config"]
+    assert dense["units"] == 64
+    dense["units"] = 2_700_000
+    _rewrite_config(model_file, config)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as info:
+        load_model(model_file)
+    assert str(info.value) == (f"{model_file}: weights/0000 has shape (64, 64), but the "
+                               "architecture in model_config needs (64, 2700000); train the "
+                               "model again")
+    # ru_maxrss is in KiB: building the layer would have allocated 691 MB for its kernel.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024
+    # Nothing of the refused model is allocated later either (Keras' deferred variables).
+    model, _ = load_model(write_small_model(model_file.with_name("other.h5")))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024
+
+
+def test_more_samples_than_the_split_holds_are_refused_before_reading(tmp_path):
+    # 1.3M samples of the 10,000-image MNIST test split: each array under the 4 GiB cap.
+    path = write_attack_artifact(tmp_path / "attack.h5")
+    n = 1_300_000
+    with h5py.File(path, "a") as f:
+        f.attrs["num_samples"] = n
+        for name in list(f):
+            ds = f[name]
+            shape, dtype = (n, *ds.shape[1:]), ds.dtype
+            del f[name]
+            f.create_dataset(name, shape=shape, dtype=dtype, chunks=(1, *shape[1:]),
+                             compression="gzip")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as info:
+        read_attack_artifact(path)
+    assert str(info.value) == (f"{path}: attribute num_samples is 1,300,000, more than the "
+                               "10,000 images of the mnist test split; the file was edited or "
+                               "is corrupt: run the stage again")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB

@@ -2,6 +2,7 @@
 bombs, and the shared array check every source goes through (issue 14)."""
 
 import gzip
+import zlib
 import resource
 
 import numpy as np
@@ -101,3 +102,155 @@ def test_check_split_arrays(x, y, message):
 def test_check_split_arrays_accepts_a_good_split():
     data.check_split_arrays(GOOD_X, GOOD_Y.astype(np.uint8), where="src", num_classes=10,
                             image_shape=(28, 28, 1))
+
+
+# -- a user's .npz and image folders: sizes from headers, before anything is allocated -------
+def npz_with_header(path, shape, payload=b"", dtype="|u1", others=None):
+    """An .npz whose x.npy declares ``shape`` in its header but holds ``payload`` only."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False,
+                                                  "shape": shape})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + payload)
+        for name, array in (others or {"y": np.arange(4) % 2}).items():
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            archive.writestr(f"{name}.npy", buffer.getvalue())
+    return path
+
+
+def test_npz_header_of_a_billion_images_is_one_line(tmp_path):
+    from advbench import userdata
+
+    path = npz_with_header(tmp_path / "huge.npz", (10 ** 9, 28, 28))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError) as info:
+        userdata.open_data(path)
+    assert str(info.value) == (f"{path}: array x (shape (1000000000, 28, 28), uint8) declares "
+                               "730 GiB, more than the 4 GiB advbench allows; the file is "
+                               "edited or corrupt, or save a smaller data set")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+def test_npz_header_declaring_more_than_its_member_holds(tmp_path):
+    from advbench import userdata
+
+    # 2 GiB declared (under the budget), 100 bytes stored: refused before np.load allocates.
+    path = npz_with_header(tmp_path / "short.npz", (2 ** 31 // 784, 28, 28), bytes(100))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError) as info:
+        userdata.open_data(path)
+    assert str(info.value) == (f"{path}: array x declares shape (2739137, 28, 28) (2147483408 "
+                               "bytes) but holds 100; it is truncated or edited: save it again "
+                               "with np.savez")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+def test_a_label_of_a_billion_is_refused_before_class_names_are_made(tmp_path):
+    from advbench import userdata
+
+    path = tmp_path / "label.npz"
+    np.savez(path, x=np.zeros((4, 6, 6), np.uint8), y=np.array([0, 1, 10 ** 9, 1]))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError) as info:
+        userdata.open_data(path)
+    assert str(info.value) == (f"{path}: the largest test label is 1,000,000,000, more than the "
+                               "99,999 a label may be (at most 100,000 classes); labels must be "
+                               "0..K-1")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+def png_of_zeros(path, width, height):
+    """An RGB PNG of ``width`` x ``height`` black pixels, encoded row by row (never held)."""
+    import struct
+
+    def chunk(tag, body):
+        return (struct.pack(">I", len(body)) + tag + body
+                + struct.pack(">I", zlib.crc32(tag + body)))
+
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+def small_folder(root, per_class=3):
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (10, 8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_later_9000x9000_image_is_refused_before_any_decoding(tmp_path):
+    from advbench import userdata
+
+    root = small_folder(tmp_path / "pets")
+    big = png_of_zeros(root / "dog" / "z.png", 9000, 9000)
+    decoded = []
+    original = userdata._decode
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        userdata._decode = lambda path: decoded.append(path) or original(path)
+        with pytest.raises(DataError) as info:
+            userdata.open_data(root)
+    finally:
+        userdata._decode = original
+    assert str(info.value) == (f"{big} is 9000x9000 but {root / 'cat' / '0.png'} is 10x8; "
+                               "resize all images to one size")
+    assert decoded == []
+    # ru_maxrss is in KiB: decoding the image would take 243 MB.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024
+
+
+def test_images_of_one_size_over_the_budget_are_refused_before_decoding(tmp_path):
+    from advbench import userdata
+
+    root = tmp_path / "huge"
+    one = png_of_zeros(tmp_path / "one.png", 9000, 9000).read_bytes()
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            (root / name / f"{i}.png").write_bytes(one)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError) as info:
+        userdata.open_data(root)
+    assert str(info.value) == (f"{root}: 20 images of 9000x9000 RGB take 4.53 GiB, more than "
+                               "the 4 GiB advbench allows; use fewer or smaller images")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+
+
+def test_class_count_is_checked_on_the_whole_data_set_not_the_sample(tmp_path):
+    from click.testing import CliRunner
+
+    from advbench.artifacts import save_model
+    from advbench.cli import main
+    from advbench.models import build_model
+    from conftest import synthetic_digits
+
+    x, y = synthetic_digits(200, 2)
+    y = y.astype(np.int64)
+    y[:3] = [10, 12, 14]  # 15 classes; three images of the five new ones
+    path = tmp_path / "fifteen.npz"
+    np.savez(path, x=x, y=y)
+    _, drawn, _ = data.load(str(path), "test", limit=10, seed=0)
+    assert drawn.max() < 10  # the sample --limit 10 draws holds only the model's classes
+    model = tmp_path / "ten.h5"
+    save_model(model, build_model("mlp", (28, 28, 1), 10), {"dataset": "mnist"})
+    for command, fix in (
+            (["attack", model, "--attack", "fgsm", "--eps", "0.1", "-o", tmp_path / "a.h5"],
+             "use the data it was trained on (mnist)"),
+            (["evaluate", model], "use data of 10 classes")):  # evaluate reads it as the data's
+        result = CliRunner().invoke(main, [str(a) for a in command]
+                                    + ["--data", str(path), "--limit", "10", "-q"])
+        assert result.exit_code == 1, result.output
+        assert result.output == (f"Error: model {model} gives 10 class scores but fifteen.npz "
+                                 f"has 15 classes (its labels, every split); {fix}\n")

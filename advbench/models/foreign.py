@@ -10,9 +10,11 @@ of the configuration that refuses ``Lambda`` layers (their Python bytecode is in
 and any class that is neither Keras' own nor given by the user: a user who trusts their own
 layers passes ``custom_objects`` as an importable module name (``--custom-objects
 my_package.layers``), whose import registers them; that import is the only code that runs,
-and it is theirs. A SavedModel holds TensorFlow graphs rather than Python; the graphs of the
-functions advbench may call are scanned for ops that read or write files or call back into
-Python, and refused if they have any.
+and it is theirs. A SavedModel holds TensorFlow graphs rather than Python; every function of
+its graph (nested ones included) must hold only ops of an allow-list of ops that compute
+(``ALLOWED_OPS_FILE``), checked before anything of it runs. Sizes a file declares (zip
+members, layer sizes against the stored weights) are checked against ``advbench.budget``
+before anything is inflated or built.
 
 What a SavedModel loses: it is a compiled graph, so advbench can run it and differentiate
 through it (every attack works) but cannot train it (``train --model``), convert its
@@ -21,9 +23,11 @@ activations (``--act brelu``), export it, or give it the attack twin's faster gr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -32,13 +36,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import h5py
 import keras
+import numpy as np
 
+from advbench.budget import (MAX_CONFIG_BYTES, MEMORY_BUDGET, check_zip_members,
+                             deferred_variables, read_zip_member, size_text)
 from advbench.errors import ArtifactError, ParameterError
 from advbench.types import Model, PathLike
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from advbench.models.adapt import Preprocessing
 
 #: The model sources a MODEL argument accepts, in the words of error messages.
@@ -53,20 +58,11 @@ _LAMBDA_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__")
 _KERAS_MODULES = ("layers", "models", "initializers", "regularizers", "constraints",
                   "activations", "losses", "metrics", "optimizers", "dtype_policies",
                   "mixed_precision")
-#: SavedModel ops that touch files or run Python: refused in any function advbench may call.
-FORBIDDEN_OPS = frozenset({
-    "WriteFile", "ReadFile", "MatchingFiles", "DeleteFile", "ImmutableConst",
-    "PyFunc", "PyFuncStateless", "EagerPyFunc",
-    "Save", "SaveSlices", "Restore", "RestoreSlice",
-    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "WriteSummary", "WriteScalarSummary",
-    "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary", "WriteGraphSummary",
-    "WriteRawProtoSummary", "ImportEvent", "FlushSummaryWriter",
-    "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset", "FixedLengthRecordDataset",
-    "FixedLengthRecordDatasetV2", "WholeFileReader", "WholeFileReaderV2", "TextLineReader",
-    "TextLineReaderV2", "TFRecordReader", "TFRecordReaderV2", "FixedLengthRecordReader",
-    "FixedLengthRecordReaderV2", "InitializeTableFromTextFile",
-    "InitializeTableFromTextFileV2", "LoadAndRemapMatrix", "DatasetToTFRecord",
-})
+#: The ops a SavedModel may run: a JSON file beside this module (``ops``: op names), generated
+#: by ``bench/savedmodel_ops.py`` from the SavedModels of every keras.applications
+#: architecture, the zoo and Keras' standard layers (``model.export``). Ops that compute only
+#: (math, nn, array, control flow, variables); any other op is refused.
+ALLOWED_OPS_FILE = Path(__file__).with_name("savedmodel_ops.json")
 #: Checkpoint ops every SavedModel has in its saver functions, and nowhere else.
 CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints"})
 
@@ -214,13 +210,103 @@ def read_keras_config(path: PathLike, kind: str) -> dict:
     try:
         if kind == "keras":
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
+                # Sizes declared in the zip directory, checked before anything is inflated.
+                check_zip_members(path, archive, {"config.json": MAX_CONFIG_BYTES},
+                                  error=ArtifactError)
+                return json.loads(read_zip_member(path, archive, "config.json",
+                                                  MAX_CONFIG_BYTES, error=ArtifactError))
         with h5py.File(path, "r") as f:
             text = f.attrs["model_config"]
         return json.loads(text.decode() if isinstance(text, bytes) else text)
+    except ArtifactError:
+        raise
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ArtifactError(f"{path}: cannot read its model configuration "
                             f"({e.__class__.__name__}); save the model again") from None
+
+
+def stored_weight_bytes(path: Path, kind: str) -> int:
+    """The bytes a .keras file's ``model.weights.h5`` member or a legacy .h5 file holds (its
+    size: Keras stores weights uncompressed)."""
+    if kind == "keras":
+        with zipfile.ZipFile(path) as archive:
+            return sum(i.file_size for i in archive.infolist() if i.filename.endswith(".h5"))
+    return path.stat().st_size
+
+
+def declared_weight_bytes(path: Path, kind: str) -> int:
+    """The bytes the weight arrays of a .keras file's weights member or of a legacy .h5 file
+    declare (their shapes and dtypes, from the HDF5 headers; nothing is read)."""
+    def total(f: h5py.File) -> int:
+        found = []
+        f.visititems(lambda _, obj: found.append(math.prod(obj.shape) * obj.dtype.itemsize)
+                     if isinstance(obj, h5py.Dataset) else None)
+        return sum(found)
+
+    if kind == "h5":
+        with h5py.File(path, "r") as f:
+            return total(f)
+    with zipfile.ZipFile(path) as archive:
+        count = 0
+        for name in archive.namelist():
+            if name.endswith(".h5"):
+                with archive.open(name) as member, h5py.File(member, "r") as f:
+                    count += total(f)
+        return count
+
+
+def check_declared_weights(path: Path, kind: str, config: Any, custom_objects: dict) -> None:
+    """ArtifactError (one line) when the architecture in ``config`` needs more weight bytes
+    than the file stores or than ``budget.MEMORY_BUDGET``: the model is built with deferred
+    variables (shapes, no memory), so a Dense(2,700,000) in a 30 KB file is refused before
+    anything of its size is allocated. A config that cannot be built is refused with Keras'
+    own message."""
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: its model configuration is a JSON "
+                            f"{type(config).__name__}, not a Keras model; save the model again")
+    # The optimizer of a compiled model is not loaded (compile=False), nor built here.
+    config = {key: value for key, value in config.items() if key != "compile_config"}
+    try:
+        with deferred_variables(restore_random=True), \
+                keras.saving.custom_object_scope(custom_objects):
+            if kind == "keras":
+                model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+            else:  # Keras' own reader of legacy .h5 files
+                from keras.src.legacy.saving import saving_utils
+
+                model = saving_utils.model_from_config(config, custom_objects)
+            sizes = {layer.name: sum(math.prod(w.shape) * np.dtype(w.dtype).itemsize
+                                     for w in layer.weights)
+                     for layer in getattr(model, "layers", [])}
+    except Exception as e:
+        if "stateless scope" in str(e):
+            return  # a (custom) layer that cannot defer its variables: Keras loads it as usual
+        # What Keras' loader would say; it is not run, as it would build the layers.
+        raise ArtifactError(f"{path}: Keras cannot load it ({e.__class__.__name__}: "
+                            f"{(str(e).splitlines() or [''])[0][:200]})") from None
+    stored = stored_weight_bytes(path, kind)
+    try:
+        declared = declared_weight_bytes(path, kind)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: its weights are not readable HDF5 "
+                            f"({e.__class__.__name__}); save the model again") from None
+    # Keras reads every stored array whole: their declared sizes, not the file's, would be
+    # allocated (an HDF5 array of 10^12 elements takes no space until written).
+    limit, what = min((stored, "the file stores"), (MEMORY_BUDGET, "advbench allows"))
+    if declared > limit:
+        raise ArtifactError(f"{path}: its weight arrays declare {size_text(declared)}, more "
+                            f"than the {size_text(limit)} {what}; the file was edited or is "
+                            "corrupt")
+    if not sizes:
+        return
+    needed = sum(sizes.values())
+    largest = max(sizes, key=lambda name: sizes[name])
+    limit, what = min((stored, "the file stores"), (MEMORY_BUDGET, "advbench allows"))
+    if needed > limit:
+        raise ArtifactError(f"{path}: its configuration declares {size_text(needed)} of "
+                            f"weights (layer {largest!r}: {size_text(sizes[largest])}), more "
+                            f"than the {size_text(limit)} {what}; the file was edited or is "
+                            "corrupt")
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -247,7 +333,9 @@ def load_foreign(path: PathLike, kind: str | None = None,
         return _load_savedmodel(path)
     if kind not in ("keras", "h5"):
         raise ArtifactError(f"{path} is {MODEL_KINDS.get(kind, kind)}, not a foreign model")
-    check_config_safe(read_keras_config(path, kind), path, custom_objects)
+    config = read_keras_config(path, kind)
+    check_config_safe(config, path, custom_objects)
+    check_declared_weights(path, kind, config, custom_objects)
     suffix = ".keras" if kind == "keras" else ".h5"
     with tempfile.TemporaryDirectory() as tmp:
         # Keras picks its reader by the suffix; the kind was read from the content.
@@ -321,9 +409,14 @@ def _endpoint_input_shape(fn, path) -> tuple:
     return tuple(specs[0].shape[1:])
 
 
-def check_savedmodel_safe(path: PathLike) -> None:
-    """ArtifactError when a function the SavedModel may run on loading or inference has an op
-    in ``FORBIDDEN_OPS``, or a checkpoint op outside the saver's own functions."""
+@functools.lru_cache(maxsize=1)
+def allowed_ops() -> frozenset[str]:
+    """The op names of ``ALLOWED_OPS_FILE`` (read without TensorFlow)."""
+    return frozenset(json.loads(ALLOWED_OPS_FILE.read_text())["ops"])
+
+
+def read_savedmodel_proto(path: PathLike) -> Any:
+    """The ``SavedModel`` protocol buffer of a SavedModel folder (parsed, nothing run)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
@@ -332,33 +425,56 @@ def check_savedmodel_safe(path: PathLike) -> None:
     except Exception as e:
         raise ArtifactError(f"{path}/saved_model.pb is not a readable SavedModel "
                             f"({e.__class__.__name__}); export the model again") from None
-    for graph in proto.meta_graphs:
-        # Signatures (the init op is one), NoOps run at load, and the object graph's
-        # functions are what loading and inference may run; the saver only saves and
-        # restores the variables.
-        roots = [t.name for sig in graph.signature_def.values() for t in sig.outputs.values()]
-        roots += [n.name for n in graph.graph_def.node if n.op == "NoOp"]
-        runnable = _reachable_ops(graph, roots, list(graph.object_graph_def.concrete_functions))
-        saver = _reachable_ops(graph, [graph.saver_def.save_tensor_name,
-                                       graph.saver_def.restore_op_name], [])
-        for ops, forbidden in ((runnable, FORBIDDEN_OPS | CHECKPOINT_OPS),
-                               (saver, FORBIDDEN_OPS)):
-            for op, where in sorted(ops.items()):
-                if op in forbidden:
-                    raise ArtifactError(f"{path}: the SavedModel runs op {op} (in {where}), "
-                                        "which reads or writes files or calls Python; advbench "
-                                        "does not run it: export the model for inference only")
+    return proto
 
 
-def _reachable_ops(graph, tensor_names, function_names) -> dict[str, str]:
-    """Every op type (-> the function it is in) reachable from top-level tensors and
-    functions of a MetaGraphDef, through node inputs and function-valued attributes."""
+#: The name ``ops_by_function`` gives the graph outside the function library.
+TOP_LEVEL = "the top-level graph"
+
+
+def ops_by_function(graph: Any) -> tuple[dict[str, set[str]], set[str]]:
+    """Every function of a MetaGraphDef (the library's, nested ones included, and
+    ``TOP_LEVEL``) -> the op names of its nodes; and the names of the saver's functions: those
+    reachable from the saver's save and restore ops and from nothing loading or inference may
+    run (signatures, NoOps, the object graph's functions)."""
+    functions = {f.signature.name: f for f in graph.graph_def.library.function}
+    ops = {name: {node.op for node in f.node_def} for name, f in functions.items()}
+    ops[TOP_LEVEL] = {node.op for node in graph.graph_def.node}
+    roots = [t.name for sig in graph.signature_def.values() for t in sig.outputs.values()]
+    roots += [n.name for n in graph.graph_def.node if n.op == "NoOp"]
+    runnable = _reachable_functions(graph, roots, list(graph.object_graph_def.concrete_functions))
+    saver = _reachable_functions(graph, [graph.saver_def.save_tensor_name,
+                                         graph.saver_def.restore_op_name], [])
+    return ops, saver - runnable
+
+
+def check_savedmodel_safe(path: PathLike) -> None:
+    """ArtifactError (one line) naming the first op, in any function of the SavedModel's
+    graphs, that is not in ``allowed_ops()`` (checkpoint ops ``CHECKPOINT_OPS`` are allowed in
+    the saver's own functions only). Nothing of the SavedModel runs before this check."""
+    allowed = allowed_ops()
+    for graph in read_savedmodel_proto(path).meta_graphs:
+        ops, saver = ops_by_function(graph)
+        for function in sorted(ops):
+            extra = CHECKPOINT_OPS if function in saver else frozenset()
+            refused = sorted(ops[function] - allowed - extra)
+            if refused:
+                raise ArtifactError(
+                    f"{path}: the SavedModel has op {refused[0]} (in {function}), which is not "
+                    "among the ops advbench runs (computation only: no files, network, "
+                    "printing or Python); export the model for inference only")
+
+
+def _reachable_functions(graph, tensor_names, function_names) -> set[str]:
+    """The function names (``TOP_LEVEL`` included when a top-level node is reached) reachable
+    from top-level tensors and functions of a MetaGraphDef, through node inputs and
+    function-valued attributes."""
     functions = {f.signature.name: f for f in graph.graph_def.library.function}
     nodes = {n.name: n for n in graph.graph_def.node}
-    ops: dict[str, str] = {}
     node_stack = [t.split(":")[0].lstrip("^") for t in tensor_names if t]
     fn_stack = list(function_names)
-    seen_nodes, seen_fns = set(), set()
+    seen_nodes: set[str] = set()
+    seen_fns: set[str] = set()
 
     def callees(node):
         for attr in node.attr.values():
@@ -373,7 +489,6 @@ def _reachable_ops(graph, tensor_names, function_names) -> dict[str, str]:
             continue
         seen_nodes.add(name)
         node = nodes[name]
-        ops.setdefault(node.op, "the top-level graph")
         node_stack += [i.split(":")[0].lstrip("^") for i in node.input]
         fn_stack += list(callees(node))
     while fn_stack:
@@ -382,9 +497,8 @@ def _reachable_ops(graph, tensor_names, function_names) -> dict[str, str]:
             continue
         seen_fns.add(fn)
         for node in functions[fn].node_def:
-            ops.setdefault(node.op, fn)
             fn_stack += list(callees(node))
-    return ops
+    return seen_fns | ({TOP_LEVEL} if seen_nodes else set())
 
 
 # -- opening a foreign model for a stage ---------------------------------------------------------
