@@ -17,8 +17,9 @@ from advbench.attacks import make_attack
 from advbench.defenses import make_defense
 from advbench.errors import ParameterError
 
-# The model and data never exist: every bad value must be refused before they are read.
-MODEL = "no-such-model.h5"
+# The model file is empty and the data never exist: every bad value must be refused before
+# they are read (a missing model file would be refused even earlier, before the flags).
+MODEL = "empty-model.h5"
 ATTACK = ["attack", MODEL, "--attack"]
 TRAIN = ["train", "--data-dir", "no-such-data"]
 GRID = math.floor(1.0 / 1e-9)
@@ -104,11 +105,14 @@ CASES = [
                                                        for c in CASES])
 def test_bad_values_are_usage_errors_at_parse_time(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / MODEL).touch()
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 2, result.output
     assert result.output.rstrip().splitlines()[-1] == f"Error: {message}"
     assert "Traceback" not in result.output
-    assert list(tmp_path.iterdir()) == []  # nothing written, nothing started
+    # Nothing written, nothing started (keras-home is Keras' own folder, which the autouse
+    # fixture points into tmp_path; Keras makes it when a test is the first to import it).
+    assert [p.name for p in tmp_path.iterdir() if p.name != "keras-home"] == [MODEL]
 
 
 @pytest.mark.parametrize("make, message", [
