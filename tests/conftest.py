@@ -200,3 +200,27 @@ def input_noise():
     import tensorflow as tf
 
     return keras.layers.Lambda(lambda t: t + tf.random.normal(tf.shape(t), stddev=0.05))
+
+
+# -- memory ------------------------------------------------------------------------------------
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak_rss() -> int:
+    """Resets the kernel's resident-memory high-water mark of this process (Linux >= 4.0:
+    ``/proc/self/clear_refs``) and returns the resident memory now, in KiB. Without the reset
+    an earlier test's peak (TensorFlow's, say) would hide any growth below it, and a memory
+    test could not fail."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kib("VmRSS")
+
+
+def peak_rss() -> int:
+    """The resident-memory high-water mark since ``reset_peak_rss``, in KiB."""
+    return _status_kib("VmHWM")

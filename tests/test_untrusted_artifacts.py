@@ -2,7 +2,6 @@
 the file and field, checked before any array is read (issue 14, "untrusted input")."""
 
 import json
-import resource
 
 import h5py
 import keras
@@ -12,7 +11,7 @@ import pytest
 from advbench.artifacts import (ATTACK_SCHEMA, load_model, read_arrays, read_attack_artifact,
                                 save_model, write_arrays)
 from advbench.errors import ArtifactError
-from conftest import deflate_bomb
+from conftest import deflate_bomb, peak_rss, reset_peak_rss
 
 N = 10
 
@@ -64,12 +63,12 @@ def test_compression_bomb_is_refused_without_inflating_it(attack_file):
         ds = f.create_dataset("x_adv", shape=(N, 28, 28, 1), dtype=np.float32,
                               chunks=(N, 28, 28, 1), compression="gzip")
         ds.id.write_direct_chunk((0, 0, 0, 0), deflate_bomb(2 << 30))  # inflates to 2 GiB
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = reset_peak_rss()
     with pytest.raises(ArtifactError, match=r"attack.h5: x_adv has a chunk at \(0, 0, 0, 0\) "
                        r"that inflates past its declared 31360 bytes \(a compression bomb\?\)"):
         read_attack_artifact(attack_file)
-    # ru_maxrss is in KiB: HDF5's own gzip filter would have grown it by gigabytes.
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024
+    # In KiB: HDF5's own gzip filter would have grown it by gigabytes.
+    assert peak_rss() - before < 200 * 1024
 
 
 def test_x_adv_outside_the_unit_box_is_refused(tmp_path, attack_file):
@@ -268,17 +267,17 @@ def test_a_dense_of_2_700_000_units_is_refused_before_it_is_built(model_file):
     assert dense["units"] == 64
     dense["units"] = 2_700_000
     _rewrite_config(model_file, config)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = reset_peak_rss()
     with pytest.raises(ArtifactError) as info:
         load_model(model_file)
     assert str(info.value) == (f"{model_file}: weights/0000 has shape (64, 64), but the "
                                "architecture in model_config needs (64, 2700000); train the "
                                "model again")
-    # ru_maxrss is in KiB: building the layer would have allocated 691 MB for its kernel.
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024
+    # In KiB: building the layer would have allocated 691 MB for its kernel.
+    assert peak_rss() - before < 100 * 1024
     # Nothing of the refused model is allocated later either (Keras' deferred variables).
     model, _ = load_model(write_small_model(model_file.with_name("other.h5")))
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024
+    assert peak_rss() - before < 100 * 1024
 
 
 def test_more_samples_than_the_split_holds_are_refused_before_reading(tmp_path):
@@ -293,10 +292,10 @@ def test_more_samples_than_the_split_holds_are_refused_before_reading(tmp_path):
             del f[name]
             f.create_dataset(name, shape=shape, dtype=dtype, chunks=(1, *shape[1:]),
                              compression="gzip")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = reset_peak_rss()
     with pytest.raises(ArtifactError) as info:
         read_attack_artifact(path)
     assert str(info.value) == (f"{path}: attribute num_samples is 1,300,000, more than the "
                                "10,000 images of the mnist test split; the file was edited or "
                                "is corrupt: run the stage again")
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB
+    assert peak_rss() - before < 100 * 1024  # KiB
