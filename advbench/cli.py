@@ -1250,7 +1250,8 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                        limit, start, batch_size, seed, data_dir, models_dir, output=None,
                        overwrite=False, quiet=False, runs_dir="runs", reading=None) -> list:
     """Compute (or reuse) one curve artifact per source; returns the curves read back."""
-    from advbench.budgets import shown
+    from advbench import data as datamod
+    from advbench.budgets import parameter_line, shown
     from advbench.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
     from advbench.progress import Progress
 
@@ -1276,10 +1277,18 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                                 input_shape=tuple(sources[0][1].input_shape[1:]))
         attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values,
                                                      "eps": max(eps)})
-    if not quiet and budget.values:
-        click.echo(f"{attack_name} curve: " + ", ".join(
-            f"{k}={shown(v)}" for k, v in budget.values.items())
-            + f" ({budget.source}'s default)", err=True)
+    if not quiet:
+        # Every parameter of the curve, as an attack run's line gives them.
+        params: dict[str, Any] = {"norm": getattr(attack_obj, "norm", "linf"),
+                                  "eps": ",".join(shown(e) for e in eps)}
+        if attack_name == "rand-fgsm":
+            params["alpha"] = float(attack_obj.alpha)
+        if budget.note:
+            click.echo(budget.note, err=True)
+        click.echo(parameter_line(
+            f"{attack_name} curve", params, budget=budget, extra="untargeted", seed=seed,
+            samples=(f"{limit if limit else 'all'} samples of {datamod.display_name(dataset)} "
+                     f"{split} (start {start}, batch size {batch_size})")), err=True)
     if output is not None and len(sources) > 1:
         raise click.UsageError("-o names one curve artifact; with several --source leave it out")
     run = CurveRun(dataset=dataset, split=split, limit=limit, start=start,

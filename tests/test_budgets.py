@@ -283,7 +283,9 @@ def test_rand_fgsm_curve_takes_the_data_sets_alpha(trained_tiny_cnn, fake_data_d
         "attack", str(path), "--attack", "rand-fgsm", "--eps", "0:0.2:0.1", "--limit", "4",
         "--data-dir", str(fake_data_dir), "-o", str(tmp_path / "c.h5")])
     assert result.exit_code == 0, result.output
-    assert "rand-fgsm curve: alpha=0.05 (mnist's default)" in result.stderr.splitlines()
+    assert ("rand-fgsm curve: norm=linf eps=0,0.1,0.2 alpha=0.05 (alpha: mnist's default); "
+            "untargeted; seed 0; 4 samples of mnist test (start 0, batch size 128)"
+            ) in result.stderr.splitlines()
 
 
 def test_eps_like_flags_leave_infinity_to_the_library(tmp_path):
