@@ -1,0 +1,140 @@
+"""Randomized smoothing (advbench.certify): the statistics against scipy's own distributions,
+the sampler against a linear model's closed form, and the run's artifact, resume and shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import beta, binom, norm
+
+from advbench import certify
+from advbench.certify import (certified_radius, certify_counts, lower_confidence_bound,
+                              predict_counts)
+
+
+# -- statistics -----------------------------------------------------------------------------
+def _triples():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 200_000))
+        yield int(rng.integers(0, n + 1)), n, float(10 ** rng.uniform(-6, -0.5))
+    yield 0, 10, 0.001
+    yield 10, 10, 0.001
+    yield 100_000, 100_000, 0.001
+
+
+def test_bound_is_the_exact_clopper_pearson_bound():
+    """Independent of Beta's quantile: the one-sided bound p solves P(X >= nA | p) = alpha
+    for X ~ Binomial(n, p) (binom.sf), and it agrees with the Beta quantile statsmodels'
+    proportion_confint(method="beta") computes."""
+    for n_a, n, alpha in _triples():
+        p = float(lower_confidence_bound(n_a, n, alpha))
+        if n_a == 0:
+            assert p == 0.0
+            continue
+        assert binom.sf(n_a - 1, n, p) == pytest.approx(alpha, rel=1e-5)
+        assert p == pytest.approx(beta.ppf(alpha, n_a, n - n_a + 1), rel=1e-12)
+
+
+def test_bound_vectorised_and_monotone():
+    n, alpha = 1000, 0.001
+    bounds = lower_confidence_bound(np.arange(n + 1), n, alpha)
+    assert bounds.shape == (n + 1,) and bounds[0] == 0.0 and bounds[-1] < 1.0
+    assert np.all(np.diff(bounds) > 0)
+    radii = certified_radius(bounds, 0.25)
+    assert np.all(np.diff(radii) >= 0) and radii[-1] > 0
+
+
+def test_abstain_exactly_below_one_half():
+    assert certified_radius(np.array([0.4999999, 0.5, 0.75]), 0.5).tolist() == [
+        0.0, 0.0, pytest.approx(0.5 * norm.ppf(0.75))]
+    counts0 = np.array([[0, 10], [10, 0]])
+    n, alpha = 1000, 0.001
+    # The smallest nA whose bound reaches 0.5 certifies; one less abstains.
+    bounds = lower_confidence_bound(np.arange(n + 1), n, alpha)
+    first = int(np.argmax(bounds >= 0.5))
+    counts = np.array([[n - first, first], [first - 1, n - first + 1]])
+    pred, p_lower, radius = certify_counts(counts0, counts, n, alpha, 0.25)
+    assert pred.tolist() == [1, -1] and p_lower[0] >= 0.5 > p_lower[1]
+    assert radius[1] == 0.0 and radius[0] == pytest.approx(0.25 * norm.ppf(p_lower[0]))
+
+
+def test_predict_is_the_two_sided_binomial_test():
+    from scipy.stats import binomtest
+
+    counts = np.array([[60, 40, 0], [0, 5, 95], [50, 50, 0], [0, 0, 0]])
+    assert predict_counts(counts, 0.05).tolist() == [
+        0 if binomtest(60, 100).pvalue <= 0.05 else -1, 2, -1, -1]
+    assert predict_counts(np.array([[52, 48]]), 0.001).tolist() == [-1]
+
+
+# -- sampling: the linear model's closed form -----------------------------------------------
+SHAPE = (4, 4, 1)
+
+
+def linear_model(w: np.ndarray, b: float):
+    """Two classes, logit 1 minus logit 0 = w . x + b: P(f(x + e) = 1) = Phi(m / (sigma
+    ||w||)) with m = w . x + b, so g's true radius is sigma * Phi^-1(pA) = |m| / ||w||."""
+    import keras
+
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(2)])
+    model.layers[-1].set_weights([np.stack([np.zeros(w.size), w.ravel()], 1).astype(np.float32),
+                                  np.array([0.0, b], np.float32)])
+    return model
+
+
+def test_linear_model_matches_the_closed_form():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=SHAPE).astype(np.float32)
+    x = rng.uniform(0, 1, (6,) + SHAPE).astype(np.float32)
+    b = -float(np.mean(x.reshape(6, -1) @ w.ravel()))
+    model = linear_model(w, b)
+    sigma, n, alpha = 0.5, 4000, 0.001
+    margin = x.reshape(6, -1) @ w.ravel() + b
+    p1 = norm.cdf(margin / (sigma * np.linalg.norm(w)))
+    count = certify.noise_counter(model, 2)
+    keys = certify.noise_keys(0, np.arange(6))
+    group, chunk = certify.group_layout(n, 3000)
+    counts = np.concatenate([count(x[i:i + group], keys[i:i + group], 1, n, chunk, sigma)
+                             for i in range(0, 6, group)])
+    assert counts.sum(axis=1).tolist() == [n] * 6
+    # Each count within 4.5 binomial standard deviations of n * p.
+    sd = np.sqrt(n * p1 * (1 - p1))
+    assert np.all(np.abs(counts[:, 1] - n * p1) <= 4.5 * sd + 1)
+    top = (margin > 0).astype(int)
+    pred, p_lower, radius = certify_counts(np.eye(2, dtype=np.int64)[top] * 10, counts, n,
+                                           alpha, sigma)
+    # The certified radius lies in the band the Monte Carlo error allows around the truth.
+    p_top = np.where(top == 1, p1, 1 - p1)
+    band = [certified_radius(lower_confidence_bound(np.clip(np.round(n * p_top + s * 4.5 *
+                                                                      sd), 0, n), n, alpha),
+                             sigma) for s in (-1, 1)]
+    assert np.all(band[0] - 1e-9 <= radius) and np.all(radius <= band[1] + 1e-9)
+    truth = np.abs(margin) / np.linalg.norm(w)
+    certified = pred >= 0
+    assert certified.any() and np.all(radius[certified] <= truth[certified] + 0.05)
+
+
+def test_noise_depends_on_the_image_key_not_the_group():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=SHAPE).astype(np.float32)
+    model = linear_model(w, 0.0)
+    x = rng.uniform(0, 1, (3,) + SHAPE).astype(np.float32) - 0.5
+    count = certify.noise_counter(model, 2)
+    keys = certify.noise_keys(7, np.array([10, 11, 12]))
+    together = count(x, keys, 1, 50, 50, 1.0)
+    alone = np.concatenate([count(x[i:i + 1], keys[i:i + 1], 1, 50, 50, 1.0) for i in range(3)])
+    assert np.array_equal(together, alone)
+    other_phase = count(x, keys, 0, 50, 50, 1.0)
+    assert not np.array_equal(together, other_phase)
+    # A partial last chunk counts exactly `draws` copies.
+    assert count(x, keys, 1, 45, 20, 1.0).sum(axis=1).tolist() == [45] * 3
+
+
+def test_group_layout_bounds_each_forward_pass():
+    assert certify.group_layout(100_000, 1000) == (1, 1000)
+    assert certify.group_layout(200, 1000) == (5, 200)
+    assert certify.group_layout(2000, 1000) == (1, 1000)
+    for n, batch in ((7, 100), (100, 7), (1, 1)):
+        images, chunk = certify.group_layout(n, batch)
+        assert images * chunk <= max(batch, 1) and chunk <= n
