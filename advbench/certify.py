@@ -280,6 +280,7 @@ def certify_split(run: CertifyRun, model: Model, model_meta: dict[str, Any],
         from advbench.shards import shard_output
 
         output = shard_output(output, shard)
+    progress.log(describe(run, output, len(x)) + (f" (shard {shard})" if shard else ""))
     with output_lock(output, "certification artifact"):
         state = _claim(output, key, len(x), shard, overwrite=overwrite, resume=resume,
                        progress=progress)
@@ -422,10 +423,12 @@ def certification_summary(attrs: dict[str, Any], arrays: dict[str, np.ndarray],
     """Certified accuracy at each radius (the fraction of images whose class is correct and
     radius >= r; at r = 0 the smoothed classifier's accuracy), the average certified radius
     (0 for wrong or abstained images, as Cohen et al. and later work report it) and the
-    abstention rate, over the images of a complete certification artifact. PREDICT
-    artifacts have no radius: only accuracy and abstention."""
-    correct = np.asarray(arrays["correct"], bool)
-    radius = np.where(correct, np.asarray(arrays["radius"], np.float64), 0.0)
+    abstention rate, over the completed images of a certification artifact (all of a
+    complete one, a shard's own). PREDICT artifacts have no radius: only accuracy and
+    abstention."""
+    done = np.asarray(arrays["completed"], bool)
+    correct = np.asarray(arrays["correct"], bool)[done]
+    radius = np.where(correct, np.asarray(arrays["radius"], np.float64)[done], 0.0)
     certify = attrs.get("mode", "certify") == "certify"
     return {
         "mode": attrs.get("mode", "certify"), "sigma": attrs.get("sigma"),
@@ -435,7 +438,7 @@ def certification_summary(attrs: dict[str, Any], arrays: dict[str, np.ndarray],
         "certified_accuracy": ({f"{r:g}": float(np.mean(correct & (radius >= r)))
                                 for r in radii} if certify and len(correct) else {}),
         "average_certified_radius": float(radius.mean()) if certify and len(correct) else None,
-        "abstention_rate": float(np.mean(arrays["pred"] < 0)) if len(correct) else None,
+        "abstention_rate": float(np.mean(arrays["pred"][done] < 0)) if len(correct) else None,
     }
 
 

@@ -969,7 +969,8 @@ def attack(model_ref, attack_name, target_mode, dataset, data_path, split, limit
               help="The merged attack artifact.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
 def merge(shards, output, overwrite):
-    """Join the SHARDS of one attack run (`advbench attack --shard I/N`) into one artifact.
+    """Join the SHARDS of one attack run (`advbench attack --shard I/N`) into one artifact;
+    shards of `advbench certify --shard I/N` merge the same way.
 
     The shards must have one run key (same model, attack, parameters, samples, seed and batch
     size) and hold disjoint batches. With every shard the result is the complete artifact,
@@ -987,6 +988,88 @@ def merge(shards, output, overwrite):
         click.echo(f"{path} is incomplete (shards are missing); rerun the attack command "
                    f"without --shard and with -o {path} to finish it", err=True)
     click.echo(str(path))
+
+
+# -- certify ---------------------------------------------------------------------------------
+@main.command()
+@click.argument("model_ref", metavar="MODEL")
+@click.option("--sigma", type=float, required=True,
+              help="Noise standard deviation, in [0, 1] pixel units; the GDA sigma the model "
+                   "was trained with (Cohen et al.: 0.12, 0.25, 0.5 or 1.0).")
+@click.option("--n0", type=int, default=100, show_default=True,
+              help="Noisy draws that choose the class.")
+@click.option("--n", "n", type=int, default=100_000, show_default=True,
+              help="Noisy draws that bound its probability.")
+@click.option("--alpha", type=float, default=0.001, show_default=True,
+              help="Failure probability of each certificate.")
+@click.option("--predict", is_flag=True,
+              help="Run PREDICT (class or abstain, no radius) instead of CERTIFY.")
+@click.option("--sigma-mismatch-ok", is_flag=True,
+              help="Certify at a --sigma other than the GDA sigma the model records.")
+@_samples_options(dataset_help="Data set [default: the model's].",
+                  limit_help="Certify a class-balanced subset.", batch_size=1000)
+@_reading_options
+@_data_dir_option
+@_models_dir_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Artifact path [default: runs/<model>-certify-s<sigma>-<key>.h5].")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue an interrupted run of the same command.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
+@click.option("--shard", "shard_text", default=None, metavar="I/N",
+              help="Certify image groups I, I+N, ... only (as attack --shard); join the "
+                   "shards with `advbench merge`.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary (certified accuracy at radii 0-1, average radius, "
+                   "abstention) as JSON instead of the path.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset, data_path,
+            split, limit, start, batch_size, seed, custom_objects, outputs, input_range, mean,
+            std, data_dir, models_dir, output, resume, overwrite, shard_text, as_json, quiet):
+    """Certify MODEL's smoothed classifier by randomized smoothing; print the artifact path.
+
+    Cohen, Rosenfeld and Kolter (ICML 2019): per image, --n0 noisy draws x + N(0, sigma^2)
+    choose a class, --n fresh draws bound its probability pA from below at 1 - --alpha, and
+    the smoothed classifier is certified constant within the L2 radius sigma * Phi^-1(pA)
+    (abstains, class -1, when pA < 0.5). --batch-size is noisy images per forward pass.
+    See docs/certify.md for what a certificate promises.
+
+    Example:
+
+        advbench certify cnn-gda --sigma 0.25 --limit 500
+
+        advbench certify cnn-gda --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
+    """
+    from advbench.certify import CertifyRun, certify_split
+    from advbench.progress import Progress
+    from advbench.shards import parse_shard
+
+    shard = parse_shard(shard_text) if shard_text is not None else None
+    mode = "predict" if predict else "certify"
+    with _usage_errors():
+        CertifyRun(model_path=model_ref, dataset="", sigma=sigma, n0=n0, n=n, alpha=alpha,
+                   mode=mode, limit=limit, start=start, batch_size=batch_size,
+                   seed=seed).validate()
+    _check_outputs(output=output)
+    dataset = _data_source(dataset, data_path, quiet)
+    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
+                                    reading=_reading(custom_objects, outputs, input_range, mean,
+                                                     std), quiet=quiet)
+    run = CertifyRun(model_path=str(path), dataset=dataset or meta.get("dataset"), split=split,
+                     limit=limit, start=start, batch_size=batch_size, seed=seed,
+                     data_dir=data_dir, sigma=sigma, n0=n0, n=n, alpha=alpha, mode=mode)
+    result = certify_split(run, model, meta, output, overwrite=overwrite, resume=resume,
+                           sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,
+                           progress=Progress(quiet=quiet))
+    if as_json:
+        from advbench import report
+        from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+        from advbench.certify import certification_summary
+
+        attrs, arrays = read_arrays(result, CERTIFICATION_SCHEMA)
+        click.echo(report.to_json({"path": str(result), **certification_summary(attrs, arrays)}))
+        return
+    click.echo(str(result))
 
 
 # -- evaluate and transfer -------------------------------------------------------------------

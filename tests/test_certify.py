@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import beta, binom, norm
 
 from advbench import certify
+from advbench.errors import ArtifactError, ParameterError
 from advbench.certify import (certified_radius, certify_counts, lower_confidence_bound,
                               predict_counts)
 
@@ -138,3 +139,153 @@ def test_group_layout_bounds_each_forward_pass():
     for n, batch in ((7, 100), (100, 7), (1, 1)):
         images, chunk = certify.group_layout(n, batch)
         assert images * chunk <= max(batch, 1) and chunk <= n
+
+
+# -- the run: artifact, reuse, resume, shards, sigma check, CLI -----------------------------
+@pytest.fixture
+def small_run(dense_mnist_model, fake_data_dir):
+    path, model, meta = dense_mnist_model
+    return certify.CertifyRun(model_path=str(path), dataset="mnist", limit=12, sigma=0.25,
+                              n0=10, n=200, batch_size=500, data_dir=str(fake_data_dir))
+
+
+def _gda(meta, sigma):
+    return {**meta, "defense": "gda", "defense_params": {"sigma": sigma, "copies": 1}}
+
+
+def test_certify_split_writes_the_artifact(small_run, dense_mnist_model, tmp_path):
+    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+
+    _, model, meta = dense_mnist_model
+    out = certify.certify_split(small_run, model, meta, tmp_path / "c.h5")
+    attrs, arrays = read_arrays(out, CERTIFICATION_SCHEMA)
+    assert attrs["complete"] and attrs["sigma"] == 0.25 and attrs["n"] == 200
+    assert attrs["mode"] == "certify" and attrs["model_hash"] == meta["content_hash"]
+    assert arrays["counts"].sum(axis=1).tolist() == [200] * 12
+    assert arrays["counts0"].sum(axis=1).tolist() == [10] * 12
+    pred, p_lower, radius = certify_counts(arrays["counts0"], arrays["counts"], 200, 0.001, 0.25)
+    assert np.array_equal(arrays["pred"], pred) and np.array_equal(arrays["radius"], radius)
+    assert np.array_equal(arrays["correct"], pred == arrays["y"])
+    summary = certify.certification_summary(attrs, arrays)
+    assert summary["certified_accuracy"]["0"] == pytest.approx(np.mean(pred == arrays["y"]))
+    assert list(summary["certified_accuracy"]) == ["0", "0.25", "0.5", "0.75", "1"]
+    # The same run again is reused; another run at that path is refused.
+    before = out.stat().st_mtime_ns
+    assert certify.certify_split(small_run, model, meta, out) == out
+    assert out.stat().st_mtime_ns == before
+    other = certify.CertifyRun(**{**small_run.__dict__, "n": 300})
+    with pytest.raises(ArtifactError, match="holds a certification with other parameters"):
+        certify.certify_split(other, model, meta, out)
+
+
+def test_interrupted_run_resumes_to_the_same_artifact(small_run, dense_mnist_model, tmp_path,
+                                                      monkeypatch):
+    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+
+    _, model, meta = dense_mnist_model
+    whole = certify.certify_split(small_run, model, meta, tmp_path / "whole.h5")
+    real = certify.certify_counts
+    calls = []
+
+    def interrupt(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(certify, "certify_counts", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        certify.certify_split(small_run, model, meta, tmp_path / "r.h5")
+    monkeypatch.setattr(certify, "certify_counts", real)
+    attrs, arrays = read_arrays(tmp_path / "r.h5", CERTIFICATION_SCHEMA)
+    assert not attrs["complete"] and 0 < arrays["completed"].sum() < 12
+    with pytest.raises(ArtifactError, match="holds an interrupted run; pass --resume"):
+        certify.certify_split(small_run, model, meta, tmp_path / "r.h5", resume=False)
+    certify.certify_split(small_run, model, meta, tmp_path / "r.h5")
+    _same(read_arrays(tmp_path / "r.h5", CERTIFICATION_SCHEMA)[1],
+          read_arrays(whole, CERTIFICATION_SCHEMA)[1])
+
+
+def _same(a, b):
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+
+
+def test_shards_merge_into_the_one_process_artifact(small_run, dense_mnist_model, tmp_path):
+    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+    from advbench.shards import Shard, merge_shards
+
+    _, model, meta = dense_mnist_model
+    whole = certify.certify_split(small_run, model, meta, tmp_path / "whole.h5")
+    # 500 // 200 = 2 images per group: 6 groups, shards of 3 groups each.
+    shards = [certify.certify_split(small_run, model, meta, tmp_path / "s.h5",
+                                    shard=Shard(i, 2)) for i in range(2)]
+    assert shards == [tmp_path / "s-shard0of2.h5", tmp_path / "s-shard1of2.h5"]
+    merged, attrs = merge_shards(shards, tmp_path / "m.h5")
+    assert attrs["complete"]
+    _same(read_arrays(merged, CERTIFICATION_SCHEMA)[1], read_arrays(whole, CERTIFICATION_SCHEMA)[1])
+
+
+def test_sigma_must_match_the_gda_sigma(small_run, dense_mnist_model, tmp_path):
+    _, model, meta = dense_mnist_model
+    with pytest.raises(ParameterError) as info:
+        certify.certify_split(small_run, model, _gda(meta, 0.5), tmp_path / "c.h5")
+    assert str(info.value) == (f"model {small_run.model_path} was trained with GDA at sigma 0.5 "
+                               "but --sigma is 0.25; certify at --sigma 0.5 or pass "
+                               "--sigma-mismatch-ok")
+    assert not (tmp_path / "c.h5").exists()
+    out = certify.certify_split(small_run, model, _gda(meta, 0.5), tmp_path / "c.h5",
+                                sigma_mismatch_ok=True)
+    assert out.exists()
+    assert certify.trained_sigma(_gda(meta, 0.25)) == 0.25 and certify.trained_sigma(meta) is None
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("sigma", 0.0, "sigma must be > 0.0, got 0.0"), ("n", 0, "n must be >= 1, got 0"),
+    ("n0", 0, "n0 must be >= 1, got 0"), ("alpha", 1.0, "alpha must be < 1.0, got 1.0"),
+    ("mode", "x", "mode must be one of certify, predict, got 'x'"),
+])
+def test_run_parameters_are_checked(small_run, field, value, message):
+    run = certify.CertifyRun(**{**small_run.__dict__, field: value})
+    with pytest.raises(ParameterError) as info:
+        run.validate()
+    assert str(info.value) == message
+
+
+def test_predict_mode(small_run, dense_mnist_model, tmp_path):
+    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+
+    _, model, meta = dense_mnist_model
+    run = certify.CertifyRun(**{**small_run.__dict__, "mode": "predict"})
+    attrs, arrays = read_arrays(certify.certify_split(run, model, meta, tmp_path / "p.h5"),
+                                CERTIFICATION_SCHEMA)
+    assert attrs["mode"] == "predict" and not arrays["counts0"].any()
+    assert np.array_equal(arrays["pred"], predict_counts(arrays["counts"], 0.001))
+    assert certify.certification_summary(attrs, arrays)["certified_accuracy"] == {}
+
+
+def test_cli_certify(dense_mnist_model, fake_data_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from advbench.cli import main
+
+    path, _, _ = dense_mnist_model
+    base = ["certify", str(path), "--data-dir", str(fake_data_dir), "--limit", "6", "--n0",
+            "10", "--n", "100"]
+    runner = CliRunner()
+    result = runner.invoke(main, [*base, "--sigma", "0.25", "-o", str(tmp_path / "c.h5")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{tmp_path / 'c.h5'}\n"
+    assert (f"certify {path}: 6 mnist test images (start 0, limit 6), sigma 0.25, n0 10, n 100, "
+            f"alpha 0.001, batch size 1000, seed 0 -> {tmp_path / 'c.h5'}") in result.stderr
+    result = runner.invoke(main, [*base, "--sigma", "0.25", "-o", str(tmp_path / "c.h5"), "-q",
+                                  "--json"])
+    summary = json.loads(result.stdout)
+    assert summary["samples"] == 6 and summary["sigma"] == 0.25 and summary["n"] == 100
+    result = runner.invoke(main, [*base, "--sigma", "-1"])
+    assert result.exit_code == 2 and "Error: sigma must be > 0.0, got -1.0" in result.output
+    result = runner.invoke(main, [*base])
+    assert result.exit_code == 2 and "Missing option '--sigma'" in result.output
