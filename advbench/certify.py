@@ -37,7 +37,7 @@ from advbench.errors import ArtifactError, ParameterError
 from advbench.files import output_lock
 from advbench.models.foreign import model_provenance
 from advbench.progress import Progress
-from advbench.runner import Samples, check_model_fits, _device
+from advbench.runner import Samples, check_model_fits, device_name
 from advbench.shards import Shard
 from advbench.types import Model, PathLike
 
@@ -343,7 +343,7 @@ def _attrs(run: CertifyRun, meta: dict[str, Any], key: str, n: int,
         "model_provenance": model_provenance(meta),
         "dataset": run.dataset, "data_hash": data.fingerprint(run.dataset, run.data_dir),
         "split": run.split, "limit": run.limit, "start": run.start, "seed": run.seed,
-        "batch_size": run.batch_size, "num_samples": n, "device": _device(),
+        "batch_size": run.batch_size, "num_samples": n, "device": device_name(),
         "noise": "fresh per draw, unclipped, added to the [0, 1] input",
     }
     if shard is not None:
