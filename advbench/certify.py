@@ -24,9 +24,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -454,3 +455,46 @@ def read_certification(path: PathLike) -> tuple[dict[str, Any], dict[str, np.nda
                             f"{len(arrays['completed'])} images done); rerun its `advbench "
                             "certify` command to finish it")
     return attrs, arrays
+
+
+def read_certification_run(paths: PathLike | Sequence[PathLike]) -> tuple[
+        dict[str, Any], dict[str, np.ndarray]]:
+    """(attrs, arrays) of a complete certification: one artifact, or the shards of one run
+    merged in memory (``shards.merge_attack_runs``). ArtifactError when incomplete."""
+    from advbench.shards import merge_attack_runs
+
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if len(paths) == 1:
+        return read_certification(paths[0])
+    attrs, arrays = merge_attack_runs(paths, CERTIFICATION_SCHEMA)
+    if not attrs["complete"]:
+        raise ArtifactError(f"{', '.join(map(str, paths))} hold {int(arrays['completed'].sum())} "
+                            f"of {len(arrays['completed'])} images of their run; give every "
+                            "shard or run the missing ones (advbench certify ... --shard I/N)")
+    return attrs, arrays
+
+
+#: Points of the certified-accuracy-vs-radius curve an evaluation entry keeps (for --plot).
+CURVE_POINTS = 101
+
+
+def certification_entry(paths: PathLike | Sequence[PathLike],
+                        radii: tuple[float, ...] = DEFAULT_RADII) -> dict[str, Any]:
+    """An ``evaluate`` entry for a certification run (one artifact or its shards): kind
+    "certification", the certified model, the samples, ``certification_summary`` at
+    ``radii``, and ``curve`` {radius, certified_accuracy}: CURVE_POINTS radii from 0 to the
+    largest certified radius (empty for PREDICT)."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    attrs, arrays = read_certification_run(paths)
+    summary = certification_summary(attrs, arrays, radii)
+    curve: dict[str, list[float]] = {"radius": [], "certified_accuracy": []}
+    if summary["mode"] == "certify" and len(arrays["correct"]):
+        radius = np.where(arrays["correct"], arrays["radius"], -1.0)
+        grid = np.linspace(0.0, max(float(radius.max()), 0.0), CURVE_POINTS)
+        curve = {"radius": [float(r) for r in grid],
+                 "certified_accuracy": [float(np.mean(radius >= r)) for r in grid]}
+    return {"kind": "certification", "path": str(paths[0]), "name": Path(paths[0]).stem,
+            "certified_on": {"path": attrs.get("model_path"), "name": attrs.get("model_name"),
+                             "hash": attrs.get("model_hash")},
+            "dataset": attrs.get("dataset"), "split": attrs.get("split"), **summary,
+            "curve": curve, "wall_time_s": attrs.get("wall_time_s")}

@@ -1218,6 +1218,9 @@ def _output_options(f):
               help="Exit 3 when a metric is below VALUE (repeatable).")
 @click.option("--fail-over", multiple=True, metavar="NAME=VALUE",
               help="Exit 3 when a metric is above VALUE (repeatable).")
+@click.option("--radii", default=None, metavar="R[,R...]",
+              help="L2 radii of certified accuracy for certification artifacts "
+                   "[0,0.25,0.5,0.75,1].")
 @click.option("--distance-variant", type=RegistryChoice("advbench.names:DISTANCE_VARIANTS"),
               default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
@@ -1247,7 +1250,7 @@ def _output_options(f):
 @_models_dir_option
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
-             source_ref, fail_under, fail_over, distance_variant, success_against, distance,
+             source_ref, fail_under, fail_over, radii, distance_variant, success_against, distance,
              sensitivity, sensitivity_variant, distance_shard_text, as_json, csv_path, output,
              plot, runs_dir, quiet, table_format, data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
@@ -1264,7 +1267,10 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
     Gate metrics (--fail-under / --fail-over NAME[@ATTACK]=VALUE): clean_accuracy,
     adv_accuracy, success_rate, robustness, training_distance, loss_sensitivity; without
-    @ATTACK the worst value over the artifacts counts. Missed thresholds exit with code 3.
+    @ATTACK the worst value over the artifacts counts. Certification artifacts (`advbench
+    certify`) give certified_accuracy@RADIUS, average_certified_radius and abstention_rate
+    (worst over them); --plot then draws certified accuracy vs radius. Missed thresholds
+    exit with code 3.
 
     The training-set distance can be split over a job array: each task runs the command with
     --distance-shard I/N -o PART.h5 (it computes nothing else), then one plain evaluate given
@@ -1286,7 +1292,17 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     from advbench.evaluate import check_thresholds, evaluate as run_evaluation, write_evaluation
     from advbench.progress import Progress
 
+    from advbench.certify import DEFAULT_RADII
+    from advbench.evaluate import parse_radii, threshold_radii
+
     thresholds = _thresholds(fail_under, fail_over)
+    try:
+        given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{radii!r} is not a comma-separated list of numbers",
+                                 param_hint="--radii") from None
+    with _usage_errors():
+        radii = parse_radii(given + threshold_radii(thresholds))
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     if distance_shard_text is not None:
         _distance_shard(model_ref, artifacts, distance_shard_text, distance=distance,
@@ -1308,8 +1324,10 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
         raise click.UsageError("--source and --alpha shape the --eps curve; give --eps too")
-    if plot and eps is None and not any(_is_curve(p) for p in artifacts):
-        raise click.UsageError("--plot draws a curve: give --eps or a curve artifact")
+    if plot and eps is None and not any(_is_curve(p) or _is_certification(p)
+                                        for p in artifacts):
+        raise click.UsageError("--plot draws a curve: give --eps, a curve artifact or a "
+                               "certification artifact")
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
@@ -1328,7 +1346,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                             sensitivity=sensitivity, distance=distance,
                             distance_variant=distance_variant,
                             success_against=success_against,
-                            sensitivity_variant=sensitivity_variant,
+                            sensitivity_variant=sensitivity_variant, radii=radii,
                             progress=Progress(quiet=quiet))
     try:
         missed = check_thresholds(result.summary, thresholds)
@@ -1348,7 +1366,10 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     if plot:
         lines = report.curve_lines([e for e in result.summary["artifacts"]
                                     if e["kind"] == "curve"])
-        written.append(report.plot_curves(lines, plot, title=f"{meta.get('zoo_name') or path}"))
+        certified = [e for e in result.summary["artifacts"] if e["kind"] == "certification"]
+        # Curves take --plot when there are any; otherwise the certified-accuracy curves.
+        written.append(report.plot_curves(lines, plot, title=f"{meta.get('zoo_name') or path}")
+                       if lines or not certified else report.plot_certified(certified, plot))
     if as_json:
         click.echo(report.to_json(result.summary))
     else:
@@ -1414,6 +1435,12 @@ def _check_outputs(*, lock: bool = False, **paths) -> None:
             check_writable(path, what[name])
     if lock and paths.get("output"):
         click.get_current_context().with_resource(output_lock(paths["output"], "artifact"))
+
+
+def _is_certification(path) -> bool:
+    from advbench.artifacts import CERTIFICATION_SCHEMA, artifact_kind
+
+    return Path(path).exists() and artifact_kind(path) == CERTIFICATION_SCHEMA
 
 
 def _is_curve(path) -> bool:

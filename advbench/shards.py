@@ -201,10 +201,11 @@ def group_shards(paths: Sequence[str | os.PathLike]) -> list[list[Path]]:
 
 
 def _shard_key(path: Path) -> str | None:
-    """The run key of a shard artifact, None for anything else."""
-    if not path.exists() or artifact_kind(path) != ATTACK_SCHEMA:
+    """The run key of a shard artifact (attack or certification), None for anything else."""
+    kind = artifact_kind(path) if path.exists() else None
+    if kind not in (ATTACK_SCHEMA, CERTIFICATION_SCHEMA):
         return None
-    attrs, _ = read_arrays(path, ATTACK_SCHEMA, names=[])
+    attrs, _ = read_arrays(path, kind, names=[])
     return attrs.get("key") if "shard_count" in attrs else None
 
 

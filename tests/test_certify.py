@@ -289,3 +289,57 @@ def test_cli_certify(dense_mnist_model, fake_data_dir, tmp_path):
     assert result.exit_code == 2 and "Error: sigma must be > 0.0, got -1.0" in result.output
     result = runner.invoke(main, [*base])
     assert result.exit_code == 2 and "Missing option '--sigma'" in result.output
+
+
+# -- evaluate: certified accuracy, the gate, the plot ---------------------------------------
+def test_evaluate_reads_certifications(trained_tiny_cnn, fake_data_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+    from advbench.cli import main
+    from advbench.shards import Shard
+
+    path, model, meta = trained_tiny_cnn
+    run = certify.CertifyRun(model_path=str(path), dataset="mnist", limit=10, sigma=0.25, n0=10,
+                             n=200, batch_size=400, data_dir=str(fake_data_dir))
+    out = certify.certify_split(run, model, meta, tmp_path / "c.h5")
+    attrs, arrays = read_arrays(out, CERTIFICATION_SCHEMA)
+    radius = np.where(arrays["correct"], arrays["radius"], 0.0)
+    expected = {r: float(np.mean(arrays["correct"] & (radius >= r))) for r in (0.0, 0.1, 0.5)}
+    assert expected[0.0] > 0  # the gate below is not vacuous
+    base = ["evaluate", str(path), "--data-dir", str(fake_data_dir), "--limit", "10",
+            "--no-sensitivity", "--no-distance", "-q"]
+    runner = CliRunner()
+    result = runner.invoke(main, [*base, str(out), "--radii", "0,0.1", "--json",
+                                  "--fail-under", "certified_accuracy@0.5=0",
+                                  "--plot", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    entry = summary["artifacts"][0]
+    assert entry["kind"] == "certification" and entry["certified_on"]["hash"] == meta["content_hash"]
+    assert entry["certified_accuracy"] == {"0": expected[0.0], "0.1": expected[0.1],
+                                           "0.5": expected[0.5]}
+    assert entry["average_certified_radius"] == pytest.approx(radius.mean())
+    assert summary["metrics"]["certified_accuracy"] == expected[0.0]
+    assert (tmp_path / "c.png").stat().st_size > 0
+    result = runner.invoke(main, [*base, str(out), "--fail-over",
+                                  f"certified_accuracy@0={expected[0.0] - 0.05:g}"])
+    assert result.exit_code == 3, result.output
+    assert f"certified_accuracy@0 {expected[0.0]:.4f} is over" in result.output
+    # The shards of the run, given together, score as the whole run.
+    shards = [certify.certify_split(run, model, meta, tmp_path / "s.h5", shard=Shard(i, 2))
+              for i in range(2)]
+    result = runner.invoke(main, [*base, *map(str, shards), "--json"])
+    assert json.loads(result.stdout)["artifacts"][0]["certified_accuracy"]["0"] == expected[0.0]
+    result = runner.invoke(main, [*base, "--fail-under", "certified_accuracy@0.5=0.4"])
+    assert result.exit_code == 2
+    assert ("certified_accuracy@0.5 is not available: it needs a certification artifact "
+            "(advbench certify; CERTIFY, not --predict)") in result.output
+    result = runner.invoke(main, [*base, str(out), "--fail-under", "certified_accuracy@x=0.4"])
+    assert result.exit_code == 2
+    assert ("threshold 'certified_accuracy@x=0.4': certified_accuracy@R takes an L2 radius R >= "
+            "0 (e.g. certified_accuracy@0.5=0.4), got 'x'") in result.output
+    result = runner.invoke(main, [*base, str(out), "--radii", "0,a"])
+    assert result.exit_code == 2 and "'0,a' is not a comma-separated list" in result.output
