@@ -311,12 +311,15 @@ def data_fetch(dataset, dest, if_missing):
 # options. A flag given with another --defense is a usage error (exit 2), as for attacks.
 DEFENSE_OPTIONS = [
     ("--gda-sigma", "gda", "sigma", float, "GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10]."),
-    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10]."),
+    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10; cohen: none]."),
     ("--gda-clip/--no-gda-clip", "gda", "clip", None,
      "Clip x + noise to [0, 1] [off, as the paper's authors]."),
     ("--gda-noise", "gda", "noise", RegistryChoice("advbench.defenses:GDA_NOISES"),
      "GDA noise: fresh every epoch, or drawn once per image and copy (the authors' code) "
      "[fresh]."),
+    ("--gda-scheme", "gda", "scheme", RegistryChoice("advbench.defenses:GDA_SCHEMES"),
+     "GDA training: paper (each image clean plus the copies) or cohen (each image once per "
+     "epoch, always noisy: the base classifier of `advbench certify`) [paper]."),
     ("--ls-weight", "label-smoothing", "weight", float,
      "Label smoothing true-class weight [0.9]."),
     ("--fs-bits", "feature-squeezing", "bit_depth", int,

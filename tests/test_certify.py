@@ -343,3 +343,59 @@ def test_evaluate_reads_certifications(trained_tiny_cnn, fake_data_dir, tmp_path
             "0 (e.g. certified_accuracy@0.5=0.4), got 'x'") in result.output
     result = runner.invoke(main, [*base, str(out), "--radii", "0,a"])
     assert result.exit_code == 2 and "'0,a' is not a comma-separated list" in result.output
+
+
+# -- train --defense gda --gda-scheme cohen: the base classifier certify is made for ----------
+def test_gda_cohen_scheme_noises_every_row_unclipped():
+    import tensorflow as tf
+
+    from advbench.defenses import make_defense
+
+    gda = make_defense("gda", "mnist", sigma=0.5, scheme="cohen")
+    assert gda.copies == 0 and gda.params()["scheme"] == "cohen" and gda.sigma == 0.5
+    x = tf.fill([64, 4, 4, 1], 0.5)
+    out = gda.perturb_batch(x, tf.zeros([64], tf.int32), tf.constant([1, 2], tf.int32)).numpy()
+    assert np.all(out != 0.5)  # every row noisy, though no row is marked as a copy
+    assert out.min() < 0.0 and out.max() > 1.0  # never clipped
+    assert np.std(out - 0.5) == pytest.approx(0.5, rel=0.1)
+    paper = make_defense("gda", "mnist")
+    assert paper.copies == 10 and paper.scheme == "paper"
+
+
+@pytest.mark.parametrize("overrides, dropped", [
+    ({"copies": 3}, "--gda-copies"), ({"clip": True}, "--gda-clip"),
+    ({"noise": "once", "copies": 2}, "--gda-copies, --gda-noise once"),
+])
+def test_gda_cohen_scheme_refuses_the_paper_settings(overrides, dropped):
+    from advbench.defenses import make_defense
+
+    with pytest.raises(ParameterError) as info:
+        make_defense("gda", "mnist", scheme="cohen", **overrides)
+    assert str(info.value) == ("gda scheme cohen trains on one fresh, unclipped noisy copy of "
+                               f"each image per step; drop {dropped}")
+
+
+def test_train_gda_cohen_records_sigma_and_certify_checks_it(fake_data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from advbench.artifacts import read_model_metadata
+    from advbench.cli import main
+
+    runner = CliRunner()
+    model = tmp_path / "m.h5"
+    result = runner.invoke(main, ["train", "--epochs", "1", "--limit", "40", "--data-dir",
+                                  str(fake_data_dir), "--defense", "gda", "--gda-scheme",
+                                  "cohen", "--gda-sigma", "0.25", "-o", str(model), "-q"])
+    assert result.exit_code == 0, result.output
+    meta = read_model_metadata(model)
+    assert meta["defense_params"] == {"sigma": 0.25, "copies": 0, "clip": False,
+                                      "noise": "fresh", "scheme": "cohen"}
+    base = ["certify", str(model), "--data-dir", str(fake_data_dir), "--limit", "4", "--n0",
+            "5", "--n", "20", "-q", "-o", str(tmp_path / "c.h5")]
+    result = runner.invoke(main, [*base, "--sigma", "0.5"])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: model {model} was trained with GDA at sigma 0.25 but "
+                             "--sigma is 0.5; certify at --sigma 0.25 or pass "
+                             "--sigma-mismatch-ok\n")
+    result = runner.invoke(main, [*base, "--sigma", "0.25"])
+    assert result.exit_code == 0, result.output
