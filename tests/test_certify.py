@@ -132,6 +132,20 @@ def test_noise_depends_on_the_image_key_not_the_group():
     assert count(x, keys, 1, 45, 20, 1.0).sum(axis=1).tolist() == [45] * 3
 
 
+def test_colour_images_count_every_draw():
+    """CIFAR-10's layout (H, W, 3): the noise has the image's shape, per image keyed."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)
+    count = certify.noise_counter(model, 10)
+    counts = count(x, certify.noise_keys(0, np.arange(3)), 1, 30, 7, 0.5)
+    assert counts.shape == (3, 10) and counts.sum(axis=1).tolist() == [30] * 3
+    assert len(np.unique(counts, axis=0)) > 1  # different images, different noise
+
+
 def test_group_layout_bounds_each_forward_pass():
     assert certify.group_layout(100_000, 1000) == (1, 1000)
     assert certify.group_layout(200, 1000) == (5, 200)
