@@ -224,8 +224,9 @@ def default_path(runs_dir: PathLike, model_path: PathLike, run: CertifyRun, key:
 
 
 def trained_sigma(meta: dict[str, Any]) -> float | None:
-    """The GDA sigma a model artifact records (``defense_params``), None if not GDA."""
-    if meta.get("defense") != "gda":
+    """The GDA sigma a model artifact records (``defense_params``; defenses gda and
+    gda-cohen), None if it records none."""
+    if meta.get("defense") not in ("gda", "gda-cohen"):
         return None
     params = meta.get("defense_params")
     sigma = params.get("sigma") if isinstance(params, dict) else None

@@ -310,16 +310,14 @@ def data_fetch(dataset, dest, if_missing):
 # Defense flags -> (defense, parameter name, type, help): the one table of `train`'s defense
 # options. A flag given with another --defense is a usage error (exit 2), as for attacks.
 DEFENSE_OPTIONS = [
-    ("--gda-sigma", "gda", "sigma", float, "GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10]."),
-    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10; cohen: none]."),
+    ("--gda-sigma", ("gda", "gda-cohen"), "sigma", float,
+     "GDA noise std [paper: 0.3 MNIST, 0.05 CIFAR-10; gda-cohen: 0.25]."),
+    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [10]."),
     ("--gda-clip/--no-gda-clip", "gda", "clip", None,
      "Clip x + noise to [0, 1] [off, as the paper's authors]."),
     ("--gda-noise", "gda", "noise", RegistryChoice("advbench.defenses:GDA_NOISES"),
      "GDA noise: fresh every epoch, or drawn once per image and copy (the authors' code) "
      "[fresh]."),
-    ("--gda-scheme", "gda", "scheme", RegistryChoice("advbench.defenses:GDA_SCHEMES"),
-     "GDA training: paper (each image clean plus the copies) or cohen (each image once per "
-     "epoch, always noisy: the base classifier of `advbench certify`) [paper]."),
     ("--ls-weight", "label-smoothing", "weight", float,
      "Label smoothing true-class weight [0.9]."),
     ("--fs-bits", "feature-squeezing", "bit_depth", int,
@@ -362,7 +360,10 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any]) -> An
     rows = {_dest(flag): (flag.split("/")[0], name, param)
             for flag, name, param, _, _ in DEFENSE_OPTIONS}
     given = {dest: value for dest, value in values.items() if value is not None}
-    stray = sorted(rows[dest][0] for dest in given if rows[dest][1] != defense)
+    # A flag's defense: one name, or a tuple of the defenses sharing it (--gda-sigma).
+    stray = sorted(rows[dest][0] for dest in given
+                   if defense not in ((rows[dest][1],) if isinstance(rows[dest][1], str)
+                                      else rows[dest][1]))
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense {defense}")
     return make_defense(defense, dataset, **{rows[dest][2]: v for dest, v in given.items()})

@@ -359,34 +359,20 @@ def test_evaluate_reads_certifications(trained_tiny_cnn, fake_data_dir, tmp_path
     assert result.exit_code == 2 and "'0,a' is not a comma-separated list" in result.output
 
 
-# -- train --defense gda --gda-scheme cohen: the base classifier certify is made for ----------
-def test_gda_cohen_scheme_noises_every_row_unclipped():
+# -- train --defense gda-cohen: the base classifier certify is made for ----------------------
+def test_gda_cohen_noises_every_row_unclipped():
     import tensorflow as tf
 
     from advbench.defenses import make_defense
 
-    gda = make_defense("gda", "mnist", sigma=0.5, scheme="cohen")
-    assert gda.copies == 0 and gda.params()["scheme"] == "cohen" and gda.sigma == 0.5
+    gda = make_defense("gda-cohen", "mnist", sigma=0.5)
+    assert gda.copies == 0 and gda.params() == {"sigma": 0.5}
+    assert make_defense("gda-cohen", "cifar10").sigma == 0.25
     x = tf.fill([64, 4, 4, 1], 0.5)
     out = gda.perturb_batch(x, tf.zeros([64], tf.int32), tf.constant([1, 2], tf.int32)).numpy()
     assert np.all(out != 0.5)  # every row noisy, though no row is marked as a copy
     assert out.min() < 0.0 and out.max() > 1.0  # never clipped
     assert np.std(out - 0.5) == pytest.approx(0.5, rel=0.1)
-    paper = make_defense("gda", "mnist")
-    assert paper.copies == 10 and paper.scheme == "paper"
-
-
-@pytest.mark.parametrize("overrides, dropped", [
-    ({"copies": 3}, "--gda-copies"), ({"clip": True}, "--gda-clip"),
-    ({"noise": "once", "copies": 2}, "--gda-copies, --gda-noise once"),
-])
-def test_gda_cohen_scheme_refuses_the_paper_settings(overrides, dropped):
-    from advbench.defenses import make_defense
-
-    with pytest.raises(ParameterError) as info:
-        make_defense("gda", "mnist", scheme="cohen", **overrides)
-    assert str(info.value) == ("gda scheme cohen trains on one fresh, unclipped noisy copy of "
-                               f"each image per step; drop {dropped}")
 
 
 def test_train_gda_cohen_records_sigma_and_certify_checks_it(fake_data_dir, tmp_path):
@@ -397,13 +383,15 @@ def test_train_gda_cohen_records_sigma_and_certify_checks_it(fake_data_dir, tmp_
 
     runner = CliRunner()
     model = tmp_path / "m.h5"
-    result = runner.invoke(main, ["train", "--epochs", "1", "--limit", "40", "--data-dir",
-                                  str(fake_data_dir), "--defense", "gda", "--gda-scheme",
-                                  "cohen", "--gda-sigma", "0.25", "-o", str(model), "-q"])
+    train = ["train", "--epochs", "1", "--limit", "40", "--data-dir", str(fake_data_dir),
+             "--defense", "gda-cohen", "-o", str(model), "-q"]
+    result = runner.invoke(main, [*train, "--gda-copies", "2"])
+    assert result.exit_code == 2 and "--gda-copies does not apply to --defense gda-cohen" in \
+        result.output
+    result = runner.invoke(main, [*train, "--gda-sigma", "0.25"])
     assert result.exit_code == 0, result.output
     meta = read_model_metadata(model)
-    assert meta["defense_params"] == {"sigma": 0.25, "copies": 0, "clip": False,
-                                      "noise": "fresh", "scheme": "cohen"}
+    assert meta["defense"] == "gda-cohen" and meta["defense_params"] == {"sigma": 0.25}
     base = ["certify", str(model), "--data-dir", str(fake_data_dir), "--limit", "4", "--n0",
             "5", "--n", "20", "-q", "-o", str(tmp_path / "c.h5")]
     result = runner.invoke(main, [*base, "--sigma", "0.5"])

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 DEFENSE_CLASSES: dict[str, str] = {
     "none": "base:NoDefense",
     "gda": "gda:GaussianAugmentation",
+    "gda-cohen": "gda:CohenGaussianAugmentation",
     "label-smoothing": "label_smoothing:LabelSmoothing",
     "feature-squeezing": "feature_squeezing:FeatureSqueezingDefense",
     "fgsm-at": "fgsm_at:FGSMAdversarialTraining",
@@ -47,10 +48,6 @@ VAT_MODES = ("static", "loss")
 #: "once" per image and copy and reused every epoch (the paper authors' code stacked its 10
 #: noisy copies once before training).
 GDA_NOISES = ("fresh", "once")
-#: GDA's training scheme (--gda-scheme): the paper's (each image clean plus ``copies`` noisy
-#: copies per epoch), or Cohen et al.'s base classifier of randomized smoothing (each image
-#: once per epoch, always noisy), the one ``advbench certify`` is made for.
-GDA_SCHEMES = ("paper", "cohen")
 
 # DEFENSES and the base class, imported (with TensorFlow) when first asked for.
 __getattr__ = lazy_attributes(globals(), {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from advbench.checks import MAX_GDA_COPIES, check_int, check_range
-from advbench.defenses import GDA_NOISES, GDA_SCHEMES
+from advbench.defenses import GDA_NOISES
 from advbench.defenses.base import Defense
 from advbench.errors import ParameterError
 
@@ -15,17 +15,9 @@ class GaussianAugmentation(Defense):
     """Gaussian data augmentation (the paper's GDA): each epoch sees every image plus
     ``copies`` noisy versions x + N(0, sigma^2), drawn on the fly.
 
-    With ``scheme="cohen"`` it is instead the base-classifier training of randomized
-    smoothing (Cohen, Rosenfeld and Kolter 2019, section 4 / their ``train.py``): each epoch
-    sees every image once, always noisy (one fresh copy per image per step, no clean pass,
-    never clipped), at the sigma ``advbench certify`` will use (theirs: 0.12, 0.25, 0.5, 1.0).
-
     Args:
         sigma: noise standard deviation (paper: 0.3 MNIST, 0.05 CIFAR-10).
-        copies: noisy copies per image per epoch (paper: 10; None: 10, or 0 extra passes
-            with the cohen scheme, which refuses any other value).
-        scheme: "paper" (default: every image clean plus ``copies`` noisy copies per epoch)
-            or "cohen" (every image once, noisy; needs fresh noise and no clip).
+        copies: noisy copies per image per epoch (paper: 10).
         clip: clip x + noise to [0, 1] (the paper's authors did not; default off to match).
         noise: "fresh" (default: new noise every epoch) or "once": each (image, copy) gets
             the same noise every epoch, as the authors' code (ART history, commit 735ead0c0,
@@ -36,22 +28,9 @@ class GaussianAugmentation(Defense):
     name = "gda"
     dataset_defaults = {"mnist": {"sigma": 0.3}, "cifar10": {"sigma": 0.05}}
 
-    def __init__(self, *, sigma: float = 0.3, copies: int | None = None, clip: bool = False,
-                 noise: str = "fresh", scheme: str = "paper"):
+    def __init__(self, *, sigma: float = 0.3, copies: int = 10, clip: bool = False,
+                 noise: str = "fresh"):
         check_range("gda sigma", sigma, low=0.0)
-        if scheme not in GDA_SCHEMES:
-            raise ParameterError(f"gda scheme must be one of {', '.join(GDA_SCHEMES)}, "
-                                 f"got {scheme!r}")
-        if scheme == "cohen":
-            # Cohen et al. noise every image once per step: no clean pass, no extra copies.
-            wrong = [flag for flag, given in (("--gda-copies", copies not in (None, 0)),
-                                              ("--gda-clip", clip),
-                                              ("--gda-noise once", noise == "once")) if given]
-            if wrong:
-                raise ParameterError(f"gda scheme cohen trains on one fresh, unclipped noisy "
-                                     f"copy of each image per step; drop {', '.join(wrong)}")
-            copies = 0
-        copies = 10 if copies is None else copies
         # Each epoch holds (copies + 1) index pairs per training image: 100 copies of
         # 60,000 images is 6 million, while 1e9 exhausted memory.
         check_int("gda copies", copies, low=0, high=MAX_GDA_COPIES)
@@ -62,7 +41,6 @@ class GaussianAugmentation(Defense):
             raise ParameterError(f"gda noise must be one of {', '.join(GDA_NOISES)}, "
                                  f"got {noise!r}")
         self.noise = noise
-        self.scheme = scheme
 
     def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if self.noise == "once":
@@ -75,8 +53,27 @@ class GaussianAugmentation(Defense):
                 keys, fn_output_signature=x.dtype)
         else:
             noise = tf.random.stateless_normal(tf.shape(x), seed=seed, stddev=self.sigma)
-        if self.scheme == "cohen":
-            return x + noise  # every row, every step: the one pass is the noisy one
         mask = tf.reshape(tf.cast(tf.cast(noisy, tf.bool), x.dtype), [-1, 1, 1, 1])
         x = x + mask * noise
         return tf.clip_by_value(x, 0.0, 1.0) if self.clip else x
+
+
+class CohenGaussianAugmentation(GaussianAugmentation):
+    """The base-classifier training of randomized smoothing (Cohen, Rosenfeld and Kolter 2019,
+    https://arxiv.org/abs/1902.02918, section 4 and their ``train.py``): each epoch sees every
+    image once, always noisy: one fresh copy x + N(0, sigma^2) per image per step, no clean
+    pass, never clipped. Train at the sigma ``advbench certify`` will use.
+
+    Args:
+        sigma: noise standard deviation (Cohen et al.: 0.12, 0.25, 0.5 or 1.0; default 0.25).
+    """
+
+    name = "gda-cohen"
+    dataset_defaults = {}
+
+    def __init__(self, *, sigma: float = 0.25):
+        super().__init__(sigma=sigma, copies=0)
+
+    def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        # Every row of every step: the epoch's one pass over each image is its noisy copy.
+        return x + tf.random.stateless_normal(tf.shape(x), seed=seed, stddev=self.sigma)
