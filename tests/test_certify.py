@@ -3,6 +3,8 @@ the sampler against a linear model's closed form, and the run's artifact, resume
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.stats import beta, binom, norm
@@ -299,6 +301,12 @@ def test_cli_certify(dense_mnist_model, fake_data_dir, tmp_path):
                                   "--json"])
     summary = json.loads(result.stdout)
     assert summary["samples"] == 6 and summary["sigma"] == 0.25 and summary["n"] == 100
+    # Several groups (2 images per pass of 200): a time estimate from the first one.
+    result = runner.invoke(main, [*base, "--sigma", "0.25", "--batch-size", "200", "-o",
+                                  str(tmp_path / "g.h5")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"estimated time: \d+ s for 3 groups of 2 image\(s\) \([\d.]+ s for the "
+                     r"first\)", result.stderr)
     result = runner.invoke(main, [*base, "--sigma", "-1"])
     assert result.exit_code == 2 and "Error: sigma must be > 0.0, got -1.0" in result.output
     result = runner.invoke(main, [*base])
