@@ -219,7 +219,8 @@ def certify_key(run: CertifyRun, model_hash: str, indices: np.ndarray) -> str:
 
 
 def default_path(runs_dir: PathLike, model_path: PathLike, run: CertifyRun, key: str) -> Path:
-    """``<runs_dir>/<model stem>-certify-s<sigma>-<first 10 hex digits of the key>.h5``."""
+    """``<runs_dir>/<model stem>-<mode>-s<sigma>-<first 10 hex digits of the key>.h5``
+    (mode: certify or predict)."""
     return Path(runs_dir) / f"{Path(model_path).stem}-{run.mode}-s{run.sigma:g}-{key[:10]}.h5"
 
 
@@ -289,10 +290,9 @@ def certify_split(run: CertifyRun, model: Model, model_meta: dict[str, Any],
         if state is None:
             return output
         attrs = _attrs(run, model_meta, key, len(x), shard)
-        fresh = not state["completed"].any()
         for name, value in (("y", y), ("indices", indices)):
             state[name] = value
-        _certify(run, model, x, y, indices, state, output, attrs, shard=shard, fresh=fresh,
+        _certify(run, model, x, y, indices, state, output, attrs, shard=shard,
                  checkpoint_seconds=checkpoint_seconds, progress=progress)
     return output
 
@@ -355,7 +355,7 @@ def _attrs(run: CertifyRun, meta: dict[str, Any], key: str, n: int,
 
 def _certify(run: CertifyRun, model: Model, x: np.ndarray, y: np.ndarray,
              indices: np.ndarray, state: dict[str, Any], output: Path, attrs: dict[str, Any],
-             *, shard: Shard | None, fresh: bool, checkpoint_seconds: float,
+             *, shard: Shard | None, checkpoint_seconds: float,
              progress: Progress) -> None:
     num_classes = int(model.output_shape[-1])
     count = noise_counter(model, num_classes)
