@@ -409,3 +409,25 @@ def test_train_gda_cohen_records_sigma_and_certify_checks_it(fake_data_dir, tmp_
                              "--sigma-mismatch-ok\n")
     result = runner.invoke(main, [*base, "--sigma", "0.25"])
     assert result.exit_code == 0, result.output
+
+
+def test_edited_certification_artifacts_are_refused(small_run, dense_mnist_model, tmp_path):
+    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays, write_arrays
+
+    _, model, meta = dense_mnist_model
+    out = certify.certify_split(small_run, model, meta, tmp_path / "c.h5")
+    attrs, arrays = read_arrays(out, CERTIFICATION_SCHEMA)
+    for name, value, message in [
+            ("pa_lower", 1.5, r"pa_lower holds values from \S+ to 1.5, expected \[0, 1\]"),
+            ("pred", 10, r"pred holds values from \S+ to 10, expected \[-1, 9\]"),
+            ("radius", -0.5, r"radius holds values from -0.5 to \S+, expected >= 0"),
+    ]:
+        edited = {**arrays, name: arrays[name].copy()}
+        edited[name][0] = value
+        write_arrays(tmp_path / "e.h5", CERTIFICATION_SCHEMA, attrs, edited)
+        with pytest.raises(ArtifactError, match=message):
+            certify.read_certification(tmp_path / "e.h5")
+    write_arrays(tmp_path / "i.h5", CERTIFICATION_SCHEMA, {**attrs, "complete": False}, arrays)
+    with pytest.raises(ArtifactError, match="is an interrupted run .12 of 12 images done.; "
+                                            "rerun its `advbench certify` command"):
+        certify.read_certification(tmp_path / "i.h5")
