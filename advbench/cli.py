@@ -1040,9 +1040,9 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 
     Example:
 
-        advbench certify cnn-gda --sigma 0.25 --limit 500
+        advbench certify cnn-gda-cohen --sigma 0.25 --limit 500
 
-        advbench certify cnn-gda --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
+        advbench certify cnn-gda-cohen --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
     """
     from advbench.certify import CertifyRun, certify_split
     from advbench.progress import Progress
