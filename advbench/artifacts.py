@@ -41,6 +41,7 @@ ATTACK_SCHEMA = "advbench.attack"
 EVALUATION_SCHEMA = "advbench.evaluation"
 CURVE_SCHEMA = "advbench.curve"
 AUDIT_SCHEMA = "advbench.audit"
+CERTIFICATION_SCHEMA = "advbench.certification"
 # Arrays every complete attack artifact holds.
 ATTACK_ARRAYS = ("x_adv", "y", "indices", "completed")
 
@@ -224,6 +225,15 @@ SCHEMA_FIELDS: dict[str, dict[str, Field]] = {
         "y": Field(kinds="iu", ndim=1, low=0), "indices": Field(kinds="iu", ndim=1, low=0),
         "pred_clean": Field(kinds="iu", ndim=1, low=0),
     },
+    CERTIFICATION_SCHEMA: {
+        "y": Field(kinds="iu", ndim=1, low=0), "indices": Field(kinds="iu", ndim=1, low=0),
+        "completed": Field(kinds="b", ndim=1), "correct": Field(kinds="b", ndim=1),
+        "pred": Field(kinds="iu", ndim=1, low=-1),
+        "pa_lower": Field(kinds="f", ndim=1, low=0.0, high=1.0),
+        "radius": Field(kinds="f", ndim=1, low=0.0),
+        "count_top": Field(kinds="iu", ndim=1, low=0),
+        "counts0": Field(kinds="iu", ndim=2, low=0), "counts": Field(kinds="iu", ndim=2, low=0),
+    },
 }
 SCHEMA_ATTRS: dict[str, dict[str, Attr]] = {
     ATTACK_SCHEMA: {**_SAMPLE_ATTRS, "targeted": Attr("bool"), "wall_time_s": Attr("float")},
@@ -231,6 +241,11 @@ SCHEMA_ATTRS: dict[str, dict[str, Attr]] = {
     EVALUATION_SCHEMA: {"kind": Attr("str")},
     AUDIT_SCHEMA: {**_SAMPLE_ATTRS, "eps": Attr("float", required=True, low=0.0),
                    "norm": Attr("str", required=True), "verdict": Attr("str", required=True)},
+    CERTIFICATION_SCHEMA: {**_SAMPLE_ATTRS, "sigma": Attr("float", required=True, low=0.0),
+                           "n0": Attr("int", required=True, low=1),
+                           "n": Attr("int", required=True, low=1),
+                           "alpha": Attr("float", required=True, low=0.0),
+                           "mode": Attr("str", required=True), "wall_time_s": Attr("float")},
 }
 # Arrays under extras/ (attack-specific per-sample values) follow this rule; an audit's
 # robust/<attack> masks the next one.
@@ -371,7 +386,7 @@ def check_values(path: PathLike, schema: str, attrs: dict[str, Any],
         if field is None or value.size == 0 or value.dtype.kind == "b":
             continue
         high = field.high
-        if name in ("y", "pred_clean", "pred_adv", "target") and info is not None:
+        if name in ("y", "pred_clean", "pred_adv", "target", "pred") and info is not None:
             high = info.num_classes - 1
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise ArtifactError(f"{path}: {name} holds NaN or infinite values; the file is "

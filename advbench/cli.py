@@ -409,9 +409,9 @@ class EpsValue(click.ParamType):
 # Defense flags -> (defense, parameter name, type, help): the one table of `train`'s defense
 # options. A flag given with another --defense is a usage error (exit 2), as for attacks.
 DEFENSE_OPTIONS = [
-    ("--gda-sigma", "gda", "sigma", EpsValue(),
+    ("--gda-sigma", ("gda", "gda-cohen"), "sigma", EpsValue(),
      "GDA noise std [default: 0.3 on MNIST, 0.05 on CIFAR-10 (the paper's); your own data: "
-     "its size's set, else required]."),
+     "its size's set, else required; gda-cohen: 0.25 on any data]."),
     ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [default: 10]."),
     ("--gda-clip/--no-gda-clip", "gda", "clip", None,
      "Clip x + noise to [0, 1] [default: off, as the paper's authors]."),
@@ -469,7 +469,10 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
     rows = {_dest(flag): (flag.split("/")[0], name, param)
             for flag, name, param, _, _ in DEFENSE_OPTIONS}
     given = {dest: value for dest, value in values.items() if value is not None}
-    stray = sorted(rows[dest][0] for dest in given if rows[dest][1] != defense)
+    # A flag's defense: one name, or a tuple of the defenses sharing it (--gda-sigma).
+    stray = sorted(rows[dest][0] for dest in given
+                   if defense not in ((rows[dest][1],) if isinstance(rows[dest][1], str)
+                                      else rows[dest][1]))
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense {defense}")
     params = {rows[dest][2]: v for dest, v in given.items()}
@@ -477,7 +480,7 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
         shape = datamod.dataset_info(dataset).input_shape
         source = matching_dataset(dataset, shape)
         flag_of = {param: flag.split("/")[0] for flag, name, param, _, _ in DEFENSE_OPTIONS
-                   if name == defense}
+                   if defense in ((name,) if isinstance(name, str) else name)}
         wanted = [p for p in DEFENSES[defense].dataset_defaults.get("mnist", {})
                   if p not in params]
         size = "x".join(str(s) for s in shape)
@@ -1194,7 +1197,8 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
               help="The merged attack artifact.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
 def merge(shards, output, overwrite):
-    """Join the SHARDS of one attack run (`advbench attack --shard I/N`) into one artifact.
+    """Join the SHARDS of one attack run (`advbench attack --shard I/N`) into one artifact;
+    shards of `advbench certify --shard I/N` merge the same way.
 
     The shards must have one run key (same model, attack, parameters, samples, seed and batch
     size) and hold disjoint batches. With every shard the result is the complete artifact,
@@ -1212,6 +1216,88 @@ def merge(shards, output, overwrite):
         click.echo(f"{path} is incomplete (shards are missing); rerun the attack command "
                    f"without --shard and with -o {path} to finish it", err=True)
     click.echo(str(path))
+
+
+# -- certify ---------------------------------------------------------------------------------
+@main.command()
+@click.argument("model_ref", metavar="MODEL")
+@click.option("--sigma", type=float, required=True,
+              help="Noise standard deviation, in [0, 1] pixel units; the GDA sigma the model "
+                   "was trained with (Cohen et al.: 0.12, 0.25, 0.5 or 1.0).")
+@click.option("--n0", type=int, default=100, show_default=True,
+              help="Noisy draws that choose the class.")
+@click.option("--n", "n", type=int, default=100_000, show_default=True,
+              help="Noisy draws that bound its probability.")
+@click.option("--alpha", type=float, default=0.001, show_default=True,
+              help="Failure probability of each certificate.")
+@click.option("--predict", is_flag=True,
+              help="Run PREDICT (class or abstain, no radius) instead of CERTIFY.")
+@click.option("--sigma-mismatch-ok", is_flag=True,
+              help="Certify at a --sigma other than the GDA sigma the model records.")
+@_samples_options(dataset_help="Data set [default: the model's].",
+                  limit_help="Certify a class-balanced subset.", batch_size=1000)
+@_reading_options
+@_data_dir_option
+@_models_dir_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Artifact path [default: runs/<model>-certify-s<sigma>-<key>.h5].")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue an interrupted run of the same command.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
+@click.option("--shard", "shard_text", default=None, metavar="I/N",
+              help="Certify image groups I, I+N, ... only (as attack --shard); join the "
+                   "shards with `advbench merge`.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary (certified accuracy at radii 0-1, average radius, "
+                   "abstention) as JSON instead of the path.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset, data_path,
+            split, limit, start, batch_size, seed, custom_objects, outputs, input_range, mean,
+            std, data_dir, models_dir, output, resume, overwrite, shard_text, as_json, quiet):
+    """Certify MODEL's smoothed classifier by randomized smoothing; print the artifact path.
+
+    Cohen, Rosenfeld and Kolter (ICML 2019): per image, --n0 noisy draws x + N(0, sigma^2)
+    choose a class, --n fresh draws bound its probability pA from below at 1 - --alpha, and
+    the smoothed classifier is certified constant within the L2 radius sigma * Phi^-1(pA)
+    (abstains, class -1, when pA < 0.5). --batch-size is noisy images per forward pass.
+    See docs/certify.md for what a certificate promises.
+
+    Example:
+
+        advbench certify cnn-gda-cohen --sigma 0.25 --limit 500
+
+        advbench certify cnn-gda-cohen --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
+    """
+    from advbench.certify import CertifyRun, certify_split
+    from advbench.progress import Progress
+    from advbench.shards import parse_shard
+
+    shard = parse_shard(shard_text) if shard_text is not None else None
+    mode = "predict" if predict else "certify"
+    with _usage_errors():
+        CertifyRun(model_path=model_ref, dataset="", sigma=sigma, n0=n0, n=n, alpha=alpha,
+                   mode=mode, limit=limit, start=start, batch_size=batch_size,
+                   seed=seed).validate()
+    _check_outputs(output=output)
+    dataset = _data_source(dataset, data_path, quiet)
+    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
+                                    reading=_reading(custom_objects, outputs, input_range, mean,
+                                                     std), quiet=quiet)
+    run = CertifyRun(model_path=str(path), dataset=dataset or meta.get("dataset"), split=split,
+                     limit=limit, start=start, batch_size=batch_size, seed=seed,
+                     data_dir=data_dir, sigma=sigma, n0=n0, n=n, alpha=alpha, mode=mode)
+    result = certify_split(run, model, meta, output, overwrite=overwrite, resume=resume,
+                           sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,
+                           progress=Progress(quiet=quiet))
+    if as_json:
+        from advbench import report
+        from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+        from advbench.certify import certification_summary
+
+        attrs, arrays = read_arrays(result, CERTIFICATION_SCHEMA)
+        click.echo(report.to_json({"path": str(result), **certification_summary(attrs, arrays)}))
+        return
+    click.echo(str(result))
 
 
 # -- evaluate and transfer -------------------------------------------------------------------
@@ -1386,6 +1472,9 @@ def _output_options(f):
               help="Exit 3 when a metric is below VALUE (repeatable).")
 @click.option("--fail-over", multiple=True, metavar="NAME=VALUE",
               help="Exit 3 when a metric is above VALUE (repeatable).")
+@click.option("--radii", default=None, metavar="R[,R...]",
+              help="L2 radii of certified accuracy for certification artifacts "
+                   "[0,0.25,0.5,0.75,1].")
 @click.option("--distance-variant", type=RegistryChoice("advbench.names:DISTANCE_VARIANTS"),
               default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
@@ -1416,7 +1505,7 @@ def _output_options(f):
 @_models_dir_option
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
-             source_ref, fail_under, fail_over, distance_variant, success_against, distance,
+             source_ref, fail_under, fail_over, radii, distance_variant, success_against, distance,
              sensitivity, sensitivity_variant, distance_shard_text, as_json, csv_path, output,
              plot, runs_dir, quiet, table_format, data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
@@ -1433,8 +1522,10 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
     Gate metrics (--fail-under / --fail-over NAME[@ATTACK]=VALUE): clean_accuracy,
     adv_accuracy (= robust_accuracy), success_rate (of the correctly classified samples),
-    robustness, training_distance, loss_sensitivity; without
-    @ATTACK the worst value over the artifacts counts. Missed thresholds exit with code 3.
+    robustness, training_distance, loss_sensitivity; without @ATTACK the worst value over the
+    artifacts counts. Certification artifacts (`advbench certify`) give
+    certified_accuracy@RADIUS, average_certified_radius and abstention_rate (worst over them);
+    --plot then draws certified accuracy vs radius. Missed thresholds exit with code 3.
 
     The training-set distance can be split over a job array: each task runs the command with
     --distance-shard I/N -o PART.h5 (it computes nothing else), then one plain evaluate given
@@ -1456,7 +1547,17 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     from advbench.evaluate import check_thresholds, evaluate as run_evaluation, write_evaluation
     from advbench.progress import Progress
 
+    from advbench.certify import DEFAULT_RADII
+    from advbench.evaluate import parse_radii, threshold_radii
+
     thresholds = _thresholds(fail_under, fail_over)
+    try:
+        given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{radii!r} is not a comma-separated list of numbers",
+                                 param_hint="--radii") from None
+    with _usage_errors():
+        radii = parse_radii(given + threshold_radii(thresholds))
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     if distance_shard_text is not None:
         _distance_shard(model_ref, artifacts, distance_shard_text, distance=distance,
@@ -1478,8 +1579,10 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
         raise click.UsageError("--source and --alpha shape the --eps curve; give --eps too")
-    if plot and eps is None and not any(_is_curve(p) for p in artifacts):
-        raise click.UsageError("--plot draws a curve: give --eps or a curve artifact")
+    if plot and eps is None and not any(_is_curve(p) or _is_certification(p)
+                                        for p in artifacts):
+        raise click.UsageError("--plot draws a curve: give --eps, a curve artifact or a "
+                               "certification artifact")
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
@@ -1498,7 +1601,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                             sensitivity=sensitivity, distance=distance,
                             distance_variant=distance_variant,
                             success_against=success_against,
-                            sensitivity_variant=sensitivity_variant,
+                            sensitivity_variant=sensitivity_variant, radii=radii,
                             progress=Progress(quiet=quiet))
     try:
         missed = check_thresholds(result.summary, thresholds)
@@ -1518,7 +1621,10 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     if plot:
         lines = report.curve_lines([e for e in result.summary["artifacts"]
                                     if e["kind"] == "curve"])
-        written.append(report.plot_curves(lines, plot, title=f"{meta.get('zoo_name') or path}"))
+        certified = [e for e in result.summary["artifacts"] if e["kind"] == "certification"]
+        # Curves take --plot when there are any; otherwise the certified-accuracy curves.
+        written.append(report.plot_curves(lines, plot, title=f"{meta.get('zoo_name') or path}")
+                       if lines or not certified else report.plot_certified(certified, plot))
     if as_json:
         click.echo(report.to_json(result.summary))
     else:
@@ -1584,6 +1690,12 @@ def _check_outputs(*, lock: bool = False, **paths) -> None:
             check_writable(path, what[name])
     if lock and paths.get("output"):
         click.get_current_context().with_resource(output_lock(paths["output"], "artifact"))
+
+
+def _is_certification(path) -> bool:
+    from advbench.artifacts import CERTIFICATION_SCHEMA, artifact_kind
+
+    return Path(path).exists() and artifact_kind(path) == CERTIFICATION_SCHEMA
 
 
 def _is_curve(path) -> bool:

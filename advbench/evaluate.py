@@ -21,8 +21,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from advbench import data, metrics
-from advbench.artifacts import (ATTACK_SCHEMA, CURVE_SCHEMA, EVALUATION_SCHEMA, artifact_kind,
-                                jsonable, read_arrays, write_arrays)
+from advbench.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, CURVE_SCHEMA,
+                                EVALUATION_SCHEMA, artifact_kind, jsonable, read_arrays,
+                                write_arrays)
+from advbench.certify import DEFAULT_RADII, certification_entry
 from advbench.curves import read_curve
 from advbench.errors import ArtifactError, ParameterError
 from advbench.models import predict_labels
@@ -41,15 +43,24 @@ METRICS: dict[str, str] = {
     "robustness": "higher",
     "training_distance": "higher",
     "loss_sensitivity": "lower",
+    # Of certification artifacts (``advbench certify``); certified_accuracy@R at radius R.
+    "certified_accuracy": "higher",
+    "average_certified_radius": "higher",
+    "abstention_rate": "lower",
 }
 # The values each gate metric can take: accuracies and rates are fractions, not percentages.
 METRIC_RANGES: dict[str, tuple[float, float]] = {
     "clean_accuracy": (0.0, 1.0), "adv_accuracy": (0.0, 1.0), "success_rate": (0.0, 1.0),
     "robustness": (0.0, math.inf), "training_distance": (0.0, math.inf),
     "loss_sensitivity": (0.0, math.inf),
+    "certified_accuracy": (0.0, 1.0), "average_certified_radius": (0.0, math.inf),
+    "abstention_rate": (0.0, 1.0),
 }
 # Metrics read from one attack artifact (and so qualifiable with @ATTACK or @FILE-STEM).
 ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_distance")
+# Metrics of certification artifacts: the worst over them; certified_accuracy takes @RADIUS
+# (L2, [0, 1] pixel units; without it radius 0, the smoothed classifier's accuracy).
+CERTIFICATION_METRICS = ("certified_accuracy", "average_certified_radius", "abstention_rate")
 #: Query rows per block of the training-set distance (``metrics.query_blocks``), and so the
 #: unit a distance shard takes: 10,000 test images make 20 blocks, so 20 useful shards.
 DISTANCE_BLOCK = 512
@@ -269,7 +280,7 @@ def _scoring_checks(model_meta: dict, model_path: PathLike, distance_variant: st
     kinds = []
     for group in groups:
         kind = artifact_kind(group[0]) if Path(group[0]).exists() else None
-        if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA):
+        if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA, CERTIFICATION_SCHEMA):
             read_arrays(group[0], ATTACK_SCHEMA)  # raises the precise one-line error
         kinds.append(kind)
     return dataset, groups, kinds
@@ -447,9 +458,9 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
              data_dir: PathLike | None = None,
              batch_size: int = 256, sensitivity: bool = True, distance: bool = True,
              distance_variant: str = "l2", success_against: str = "prediction",
-             sensitivity_variant: str = "loss",
+             sensitivity_variant: str = "loss", radii: Sequence[float] = DEFAULT_RADII,
              progress: Progress | None = None) -> Score:
-    """Score a model on a clean split and on saved attack / curve artifacts.
+    """Score a model on a clean split and on saved attack / curve / certification artifacts.
 
     Clean: accuracy and loss sensitivity (Table 3; ``metrics.loss_sensitivity``) on the split
     slice (``data.load`` with split, limit, seed, start). Each attack artifact: see
@@ -472,6 +483,10 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         sensitivity_variant: what the loss sensitivity differentiates: "loss" (default, the
             paper's text, at the true label), or the authors' code's "softmax" / "logit" of
             the predicted class (``metrics.loss_sensitivity_per_sample``).
+        radii: L2 radii ([0, 1] pixel units, >= 0) at which certification artifacts report
+            certified accuracy (``certify.certification_entry``), default 0 to 1 by 0.25.
+            A certification entry describes the smoothed classifier of the model it names
+            (``certified_on``), whichever MODEL is scored.
 
     Returns:
         ``Score``; ``summary["metrics"]`` holds the gate values (see ``METRICS``).
@@ -489,6 +504,7 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
                              f"got {sensitivity_variant!r}")
     Samples(dataset="", split=split, limit=limit, start=start, seed=seed,
             batch_size=batch_size).validate()
+    radii = parse_radii(radii)
     progress = progress or Progress(quiet=True)
     parts = [p for p in artifacts if is_distance_part(p)]
     if parts and not distance:
@@ -540,6 +556,9 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
         progress.log(f"scoring {', '.join(map(str, group))}")
         if kind == CURVE_SCHEMA:
             entries.append(score_curve(model_meta, model_path, path))
+            continue
+        if kind == CERTIFICATION_SCHEMA:
+            entries.append(certification_entry(group, radii))
             continue
         score = score_artifact(model, model_meta, model_path, group, data_dir=data_dir,
                                batch_size=batch_size, training=training if distance else None,
@@ -594,7 +613,37 @@ def aggregate_metrics(summary: dict) -> dict[str, float | None]:
     for name in ARTIFACT_METRICS:
         values = [v for v in (_value(e, name) for e in summary["artifacts"]) if v is not None]
         out[name] = _worst(values, METRICS[name])
+    if any(e.get("kind") == "certification" for e in summary["artifacts"]):
+        for name in CERTIFICATION_METRICS:
+            values = [v for v in (_certified_value(e, name, 0.0) for e in summary["artifacts"])
+                      if v is not None]
+            out[name] = _worst(values, METRICS[name])
     return out
+
+
+def _certified_value(entry: dict, name: str, radius: float) -> float | None:
+    """A certification entry's metric (certified accuracy at ``radius``), None if absent."""
+    if entry.get("kind") != "certification":
+        return None
+    if name == "certified_accuracy":
+        return entry["certified_accuracy"].get(f"{radius:g}")
+    return entry.get(name)
+
+
+def parse_radii(radii: Sequence[float]) -> tuple[float, ...]:
+    """Radii sorted and unique, each a finite number >= 0; ParameterError otherwise."""
+    out = []
+    for r in radii:
+        if not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
+            raise ParameterError(f"radius must be a finite number >= 0, got {r!r}")
+        out.append(float(r))
+    return tuple(sorted(set(out)))
+
+
+def threshold_radii(thresholds: Sequence["Threshold"]) -> tuple[float, ...]:
+    """The radii the ``certified_accuracy@R`` thresholds need scored."""
+    return tuple(float(t.qualifier) for t in thresholds
+                 if t.name == "certified_accuracy" and t.qualifier is not None)
 
 
 # -- the gate ----------------------------------------------------------------------------------
@@ -622,7 +671,16 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
     if name not in METRICS:
         raise ParameterError(f"unknown metric {name!r} in {text!r}; choose one of: "
                              f"{', '.join(METRICS)}")
-    if qualifier and name not in ARTIFACT_METRICS:
+    if qualifier and name == "certified_accuracy":
+        try:
+            radius = float(qualifier)
+        except ValueError:
+            radius = math.nan
+        if not math.isfinite(radius) or radius < 0:
+            raise ParameterError(f"threshold {text!r}: certified_accuracy@R takes an L2 radius "
+                                 f"R >= 0 (e.g. certified_accuracy@0.5=0.4), got {qualifier!r}")
+        qualifier = f"{radius:g}"
+    elif qualifier and name not in ARTIFACT_METRICS:
         raise ParameterError(f"{name} is not a per-artifact metric; drop @{qualifier}")
     try:
         number = float(value)
@@ -641,7 +699,12 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
 
 def metric_value(summary: dict, threshold: Threshold) -> float:
     """The value a threshold is checked against; ParameterError when it is not available."""
-    if threshold.qualifier is None:
+    if threshold.name in CERTIFICATION_METRICS:
+        radius = float(threshold.qualifier or 0.0)
+        values = [v for v in (_certified_value(e, threshold.name, radius)
+                              for e in summary["artifacts"]) if v is not None]
+        value = _worst(values, METRICS[threshold.name])
+    elif threshold.qualifier is None:
         value = summary["metrics"].get(threshold.name)
     else:
         chosen = [e for e in summary["artifacts"] if e.get("kind") == "attack"
@@ -658,6 +721,8 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
             "training_distance": "a minimal-perturbation artifact crafted on this model "
                                  "(and no --no-distance)",
             "loss_sensitivity": "no --no-sensitivity",
+            **{name: "a certification artifact (advbench certify; CERTIFY, not --predict)"
+               for name in CERTIFICATION_METRICS},
         }.get(threshold.name, "at least one attack artifact")
         raise ParameterError(f"{threshold.label} is not available: it needs {needs}")
     return value

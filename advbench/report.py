@@ -232,6 +232,8 @@ def print_evaluation(summary: dict, console: Console | None = None,
         show(table, console, fmt)
     print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console,
                  fmt)
+    print_certifications([e for e in summary["artifacts"] if e["kind"] == "certification"],
+                         console, fmt)
     print_per_class(summary, console, fmt)
 
 
@@ -245,6 +247,61 @@ def _clean_errors(entry: dict) -> str:
     if not count or moved is None or math.isnan(moved):
         return str(count)
     return f"{count} ({round(moved * count)} moved)"
+
+
+def print_certifications(entries: list[dict], console: Console | None = None,
+                         fmt: str = "table") -> None:
+    """One row per certification entry (``certify.certification_entry``): the certified
+    model, sigma, n, certified accuracy (%) at each radius, average radius, abstentions."""
+    if not entries:
+        return
+    radii = list(dict.fromkeys(r for e in entries for r in e["certified_accuracy"]))
+    table = Table(title="certified (randomized smoothing, L2; the smoothed classifier of the "
+                        "certified model, each certificate failing with probability alpha)")
+    for column in ("certified model", "mode", "sigma", "n", "alpha", "images", "smoothed %",
+                   *[f"r={r} %" for r in radii], "avg radius", "abstain %"):
+        table.add_column(column, justify="left" if column in ("certified model", "mode")
+                         else "right")
+    for e in entries:
+        table.add_row(e["certified_on"]["name"] or str(e["certified_on"]["path"]), e["mode"],
+                      f"{e['sigma']:g}", str(e["n"]), f"{e['alpha']:g}", str(e["samples"]),
+                      _percent(e["smoothed_accuracy"]),
+                      *[_percent(e["certified_accuracy"].get(r)) for r in radii],
+                      _number(e["average_certified_radius"], 3), _percent(e["abstention_rate"]))
+    show(table, console, fmt)
+
+
+def plot_certified(entries: list[dict], path: PathLike, *, title: str | None = None) -> Path:
+    """Save certified accuracy (%) vs L2 radius for every CERTIFY entry to ``path``, one line
+    per certification (several models on one plot). ParameterError when there is none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [e for e in entries if e.get("curve", {}).get("radius")]
+    if not lines:
+        raise ParameterError("no certified radii to plot; give a certification artifact of "
+                             "`advbench certify` (not --predict)")
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    for e in lines:
+        name = e["certified_on"]["name"] or Path(str(e["certified_on"]["path"])).stem
+        axes.step(e["curve"]["radius"], [100 * a for a in e["curve"]["certified_accuracy"]],
+                  where="post", label=f"{name} (sigma {e['sigma']:g}, n {e['n']})")
+    axes.set_xlabel("L2 radius ([0, 1] pixel units)")
+    axes.set_ylabel("certified accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.set_xlim(left=0)
+    axes.grid(True, alpha=0.3)
+    axes.set_title(title or "certified accuracy vs radius")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    path = Path(path)
+    try:
+        save_figure(figure, path, dpi=120)
+    finally:
+        plt.close(figure)
+    return path
 
 
 # -- audit -----------------------------------------------------------------------------------
@@ -329,6 +386,14 @@ def evaluation_rows(summary: dict) -> list[dict]:
         if e["kind"] == "curve":
             for eps, accuracy in zip(e["eps"], e["accuracy"]):
                 add(e["path"], e["attack"], e["setting"], "adv_accuracy", accuracy, eps)
+            continue
+        if e["kind"] == "certification":
+            # The eps column holds the L2 radius of each certified accuracy.
+            for radius, accuracy in e["certified_accuracy"].items():
+                add(e["path"], e["mode"], "certified", "certified_accuracy", accuracy, radius)
+            for metric in ("smoothed_accuracy", "average_certified_radius", "abstention_rate"):
+                if e[metric] is not None:
+                    add(e["path"], e["mode"], "certified", metric, e[metric])
             continue
         for metric in ("clean_accuracy", "adv_accuracy", "robust_accuracy", "success_rate",
                        "clean_errors", "success_rate_errors", "success_rate_prediction",

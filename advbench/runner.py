@@ -332,6 +332,12 @@ def _device() -> str:
     return f"{socket.gethostname()}:{(gpus[0].name if gpus else '/device:CPU:0')}"
 
 
+def device_name() -> str:
+    """Where this process runs: host name and TensorFlow's first GPU, else its CPU (every
+    run artifact records it as ``device``)."""
+    return _device()
+
+
 #: Where an attack artifact stores each form of success (metrics.SUCCESS_DEFINITIONS).
 #: Artifacts without the attr ``success_against`` (advbench before issue 14) hold only
 #: ``success``, in the label form; ``stored_success`` reads both kinds.

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, read_arrays, read_attack_artifact,
-                                write_arrays)
+from advbench.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, artifact_kind, read_arrays,
+                                read_attack_artifact, write_arrays)
 from advbench.errors import ArtifactError, ParameterError
 from advbench.files import output_lock, refuse_existing
 
@@ -130,8 +130,8 @@ def shard_output(path: str | os.PathLike, shard: Shard) -> Path:
 
 
 # -- merging ---------------------------------------------------------------------------------
-def merge_attack_runs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any],
-                                                                  dict[str, np.ndarray]]:
+def merge_attack_runs(paths: Sequence[str | os.PathLike], schema: str = ATTACK_SCHEMA
+                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(attrs, arrays) of the attack run the artifacts at ``paths`` hold together, in memory.
 
     The artifacts must share one run key (``runner.run_key``), agree on every attr of the
@@ -140,7 +140,8 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any
     (their ``completed`` masks). Each array takes every sample from the artifact that
     completed it, so with all shards merged the arrays equal, bit for bit, those of a
     one-process run; samples no artifact completed keep the runner's fresh values, as an
-    interrupted run has them. attrs: the first artifact's, without the shard attrs, with
+    interrupted run has them (``schema``: certification shards, ``advbench.certify``, merge
+    the same way). attrs: the first artifact's, without the shard attrs, with
     ``complete`` (all samples done), the summed ``wall_time_s``, and ``shard_devices`` (each
     artifact's ``device``).
 
@@ -153,7 +154,7 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any
         raise ParameterError("give at least one attack artifact to merge")
     loaded = []
     for path in paths:
-        attrs, arrays = read_arrays(path, ATTACK_SCHEMA)
+        attrs, arrays = read_arrays(path, schema)
         if "key" not in attrs or "completed" not in arrays:
             raise ArtifactError(f"{path} lacks its run key or completed mask; it is not written "
                                 "by `advbench attack`: run the attack again")
@@ -237,8 +238,11 @@ def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, 
         raise ArtifactError(f"{output} is one of the shards; write the merge to another -o")
     with output_lock(output, "attack artifact"):
         refuse_existing(output, overwrite=overwrite)
-        attrs, arrays = merge_attack_runs(paths)
-        write_arrays(output, ATTACK_SCHEMA, attrs, arrays)
+        # Certification shards merge as attack shards do (the first path's kind decides).
+        schema = (CERTIFICATION_SCHEMA if paths and Path(paths[0]).exists()
+                  and artifact_kind(paths[0]) == CERTIFICATION_SCHEMA else ATTACK_SCHEMA)
+        attrs, arrays = merge_attack_runs(paths, schema)
+        write_arrays(output, schema, attrs, arrays)
     return output, attrs
 
 
@@ -261,10 +265,11 @@ def group_shards(paths: Sequence[str | os.PathLike]) -> list[list[Path]]:
 
 
 def _shard_key(path: Path) -> str | None:
-    """The run key of a shard artifact, None for anything else."""
-    if not path.exists() or artifact_kind(path) != ATTACK_SCHEMA:
+    """The run key of a shard artifact (attack or certification), None for anything else."""
+    kind = artifact_kind(path) if path.exists() else None
+    if kind not in (ATTACK_SCHEMA, CERTIFICATION_SCHEMA):
         return None
-    attrs, _ = read_arrays(path, ATTACK_SCHEMA, names=[])
+    attrs, _ = read_arrays(path, kind, names=[])
     return attrs.get("key") if "shard_count" in attrs else None
 
 

@@ -14,6 +14,7 @@ DEFENSE_VARIANTS = [
     ("none", {}),
     ("gda", {"copies": 2}),
     ("gda", {"copies": 1, "clip": True}),
+    ("gda-cohen", {}),
     ("label-smoothing", {}),
     ("feature-squeezing", {}),
     ("fgsm-at", {"mode": "static"}),

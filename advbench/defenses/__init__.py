@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 DEFENSE_CLASSES: dict[str, str] = {
     "none": "base:NoDefense",
     "gda": "gda:GaussianAugmentation",
+    "gda-cohen": "gda:CohenGaussianAugmentation",
     "label-smoothing": "label_smoothing:LabelSmoothing",
     "feature-squeezing": "feature_squeezing:FeatureSqueezingDefense",
     "fgsm-at": "fgsm_at:FGSMAdversarialTraining",

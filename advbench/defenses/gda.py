@@ -56,3 +56,24 @@ class GaussianAugmentation(Defense):
         mask = tf.reshape(tf.cast(tf.cast(noisy, tf.bool), x.dtype), [-1, 1, 1, 1])
         x = x + mask * noise
         return tf.clip_by_value(x, 0.0, 1.0) if self.clip else x
+
+
+class CohenGaussianAugmentation(GaussianAugmentation):
+    """The base-classifier training of randomized smoothing (Cohen, Rosenfeld and Kolter 2019,
+    https://arxiv.org/abs/1902.02918, section 4 and their ``train.py``): each epoch sees every
+    image once, always noisy: one fresh copy x + N(0, sigma^2) per image per step, no clean
+    pass, never clipped. Train at the sigma ``advbench certify`` will use.
+
+    Args:
+        sigma: noise standard deviation (Cohen et al.: 0.12, 0.25, 0.5 or 1.0; default 0.25).
+    """
+
+    name = "gda-cohen"
+    dataset_defaults = {}
+
+    def __init__(self, *, sigma: float = 0.25):
+        super().__init__(sigma=sigma, copies=0)
+
+    def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        # Every row of every step: the epoch's one pass over each image is its noisy copy.
+        return x + tf.random.stateless_normal(tf.shape(x), seed=seed, stddev=self.sigma)
