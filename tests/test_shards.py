@@ -260,24 +260,26 @@ def test_parse_shard_errors(text, environ, message):
 
 
 @pytest.mark.parametrize("command, text, message", [
-    (["attack", "cnn", "--attack", "fgsm"], "3/100000000000000000000",
+    (["attack", "m.keras", "--attack", "fgsm"], "3/100000000000000000000",
      "--shard allows at most 10000000 shards (N), got '3/100000000000000000000'; one shard "
      "per batch is the most that helps"),
-    (["attack", "cnn", "--attack", "fgsm"], "0/0",
+    (["attack", "m.keras", "--attack", "fgsm"], "0/0",
      "--shard needs at least one shard (N >= 1), got '0/0'"),
-    (["attack", "cnn", "--attack", "fgsm"], "-1/4",
+    (["attack", "m.keras", "--attack", "fgsm"], "-1/4",
      "--shard must be I/N (0 <= I < N, e.g. 0/4) or auto/N, got '-1/4'"),
-    (["attack", "cnn", "--attack", "fgsm"], "4/4",
+    (["attack", "m.keras", "--attack", "fgsm"], "4/4",
      "--shard index I must be in 0..3 for 4 shards, got '4/4'"),
-    (["evaluate", "cnn", "runs/df.h5", "-o", "part.h5"], "5/3",
+    (["evaluate", "m.keras", "runs/df.h5", "-o", "part.h5"], "5/3",
      "--distance-shard index I must be in 0..2 for 3 shards, got '5/3'"),
-    (["evaluate", "cnn", "runs/df.h5", "-o", "part.h5"], "0/100000000000000000000",
+    (["evaluate", "m.keras", "runs/df.h5", "-o", "part.h5"], "0/100000000000000000000",
      "--distance-shard allows at most 10000000 shards (N), got '0/100000000000000000000'; "
      "one shard per batch is the most that helps"),
 ])
 def test_shard_bounds_are_usage_errors_before_tensorflow(command, text, message, tmp_path):
     # A fresh process: the refusal comes while parsing, before TensorFlow is imported.
     flag = "--shard" if command[0] == "attack" else "--distance-shard"
+    # An existing model file: a missing one is refused even earlier, before the flags.
+    (tmp_path / "m.keras").touch()
     probe = ("import sys; from advbench.cli import main\n"
              "try:\n    main(sys.argv[1:], prog_name='advbench')\n"
              "finally:\n    print('tensorflow' in sys.modules, file=sys.stderr)")
