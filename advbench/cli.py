@@ -980,7 +980,18 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
     with _usage_errors():
-        return make_attack(name, **given)
+        attack = make_attack(name, **given)
+    eps = given.get("eps")
+    if eps is not None and getattr(attack, "norm", None) == "linf" and eps > 1:
+        # An eps in the model's own pixel units (8 meaning 8/255) would turn every pixel
+        # into 0 or 1 and call it an attack.
+        from advbench.budgets import shown
+
+        raise click.UsageError(
+            f"--eps {shown(float(eps))} is above 1, the whole [0, 1] image box in L-inf: "
+            "attacks perturb images in [0, 1] whatever range the model takes; give eps in "
+            "those units, e.g. --eps 8/255")
+    return attack
 
 
 def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None,
@@ -1013,7 +1024,9 @@ def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: 
     target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
     if starts_from(run, attack_obj):
         target += f", from the {run.start_from}"
-    samples = (f"{count} samples of {datamod.display_name(run.dataset)} {run.split} (start "
+    # --limit draws a class-balanced subset, not the first N images: say so.
+    drawn = " (class-balanced)" if run.limit is not None else ""
+    samples = (f"{count} samples{drawn} of {datamod.display_name(run.dataset)} {run.split} (start "
                f"{run.start}, batch size {run.batch_size}"
                f"{f', shard {shard}' if shard is not None else ''})")
     params = {"norm": attack_obj.norm, **attack_obj.params()}
@@ -1373,7 +1386,8 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
             click.echo(budget.note, err=True)
         click.echo(parameter_line(
             f"{attack_name} curve", params, budget=budget, extra="untargeted", seed=seed,
-            samples=(f"{limit if limit else 'all'} samples of {datamod.display_name(dataset)} "
+            samples=(f"{f'{limit} samples (class-balanced)' if limit else 'all samples'} of "
+                     f"{datamod.display_name(dataset)} "
                      f"{split} (start {start}, batch size {batch_size})")), err=True)
     if output is not None and len(sources) > 1:
         raise click.UsageError("-o names one curve artifact; with several --source leave it out")

@@ -328,7 +328,8 @@ def _load_raw(name: str, split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
 
         own = userdata.open_data(name)
         if split not in own.splits:
-            raise DataError(f"{own.path} holds only a test split (x, y); save x_train, "
+            held = "x, y" if own.kind == "npz" else "no train/ and test/ sub-folders"
+            raise DataError(f"{own.path} holds only a test split ({held}); save x_train, "
                             "y_train, x_test, y_test (or a folder with train/ and test/) to "
                             f"use its {split} images")
         return own.splits[split]

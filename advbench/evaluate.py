@@ -512,6 +512,13 @@ def evaluate(model: Model, model_meta: dict, model_path: PathLike,
                              "(--no-distance); drop one or the other")
     dataset, groups, kinds = _scoring_checks(model_meta, model_path, distance_variant,
                                              [p for p in artifacts if p not in parts])
+    if distance and not parts and data.dataset_info(dataset).train_size == 0:
+        # A test-only data set (an .npz of x, y; a folder without train/ and test/) has no
+        # training images to measure against: the distance is left out and said, not an error.
+        progress.log(f"training-set distance: left out, {data.display_name(dataset)} holds no "
+                     "training split (save x_train, y_train, x_test, y_test, or a folder with "
+                     "train/ and test/, to measure it)")
+        distance = False
     distances = None
     if parts:
         runs: dict[str, tuple[str, bool]] = {}

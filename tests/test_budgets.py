@@ -170,8 +170,8 @@ def test_attack_run_prints_every_parameter(trained_tiny_cnn, fake_data_dir, tmp_
         "--data-dir", str(fake_data_dir), "-o", str(tmp_path / "pgd.h5")])
     assert result.exit_code == 0, result.output
     assert ("pgd: norm=linf eps=0.3 step_size=0.01 steps=2 random_start=True early_stop=False "
-            "(eps, step_size: mnist's defaults); untargeted; seed 0; 4 samples of mnist test "
-            "(start 0, batch size 128)") in result.stderr.splitlines()
+            "(eps, step_size: mnist's defaults); untargeted; seed 0; 4 samples (class-balanced) "
+            "of mnist test (start 0, batch size 128)") in result.stderr.splitlines()
     from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 
     attrs, _ = read_arrays(tmp_path / "pgd.h5", ATTACK_SCHEMA)
@@ -284,8 +284,8 @@ def test_rand_fgsm_curve_takes_the_data_sets_alpha(trained_tiny_cnn, fake_data_d
         "--data-dir", str(fake_data_dir), "-o", str(tmp_path / "c.h5")])
     assert result.exit_code == 0, result.output
     assert ("rand-fgsm curve: norm=linf eps=0,0.1,0.2 alpha=0.05 (alpha: mnist's default); "
-            "untargeted; seed 0; 4 samples of mnist test (start 0, batch size 128)"
-            ) in result.stderr.splitlines()
+            "untargeted; seed 0; 4 samples (class-balanced) of mnist test (start 0, batch size "
+            "128)") in result.stderr.splitlines()
 
 
 def test_eps_like_flags_leave_infinity_to_the_library(tmp_path):
@@ -294,3 +294,14 @@ def test_eps_like_flags_leave_infinity_to_the_library(tmp_path):
     result = invoke(["attack", tmp_path / "m.h5", "--attack", "pgd", "--step-size", "inf"])
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == "Error: step_size must be a finite number, got inf"
+
+
+def test_linf_eps_above_one_is_a_usage_error(tmp_path):
+    """An eps in the model's pixel units (8 for 8/255) is refused, not run as a whole-box
+    attack that turns every pixel into 0 or 1."""
+    (tmp_path / "m.keras").touch()  # a missing model is refused before the flags are parsed
+    result = invoke(["attack", tmp_path / "m.keras", "--attack", "fgsm", "--eps", "8"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        "Error: --eps 8 is above 1, the whole [0, 1] image box in L-inf: attacks perturb images "
+        "in [0, 1] whatever range the model takes; give eps in those units, e.g. --eps 8/255")

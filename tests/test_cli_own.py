@@ -216,3 +216,20 @@ def test_data_info_lists_the_default_folder_and_the_layouts(tmp_path, monkeypatc
     assert result.exit_code == 0
     text = " ".join(result.stderr.split())
     assert "data/mnist" in text and "four IDX files" in text and "your own" in text
+
+
+def test_evaluate_on_a_test_only_folder_leaves_the_training_distance_out(own, tmp_path):
+    """A PNG folder without train/ and test/ has no training images: evaluate scores the
+    DeepFool artifact and says the distance is left out (it failed after a minute before)."""
+    model, pngs = own / "mine.keras", own / "pngs"
+    attacked = run(["attack", model, "--attack", "deepfool", "--data", pngs, "--limit", "10",
+                    "-o", tmp_path / "df.h5", "-q"])
+    assert attacked.exit_code == 0, attacked.output
+    result = run(["evaluate", model, tmp_path / "df.h5", "--data", pngs, "--no-sensitivity",
+                  "--json"])
+    assert result.exit_code == 0, result.output
+    assert (f"training-set distance: left out, pngs holds no training split (save x_train, "
+            "y_train, x_test, y_test, or a folder with train/ and test/, to measure it)"
+            ) in result.stderr.splitlines()
+    entry = json.loads(result.stdout)["artifacts"][0]
+    assert entry["training_distance"] is None and entry["robustness"]["count"] > 0
