@@ -228,7 +228,7 @@ def test_evaluate_on_a_test_only_folder_leaves_the_training_distance_out(own, tm
     result = run(["evaluate", model, tmp_path / "df.h5", "--data", pngs, "--no-sensitivity",
                   "--json"])
     assert result.exit_code == 0, result.output
-    assert (f"training-set distance: left out, pngs holds no training split (save x_train, "
+    assert ("training-set distance: left out, pngs holds no training split (save x_train, "
             "y_train, x_test, y_test, or a folder with train/ and test/, to measure it)"
             ) in result.stderr.splitlines()
     entry = json.loads(result.stdout)["artifacts"][0]
