@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advbench import files
+from advbench.budgets import shown
 from advbench.artifacts import jsonable
 from advbench.data import display_name
 from advbench.errors import ParameterError
@@ -40,6 +41,12 @@ SUCCESS_WORDS = {"prediction": "prediction moved off the clean prediction",
 # Width of a console that is not a terminal: wide enough that no table is ever cut
 # (rich's 80-column default turned "robustness" into "robustne…" in CI logs).
 _UNBOUNDED_WIDTH = 100_000
+
+
+def param_text(value: Any) -> str:
+    """An attack parameter as a table shows it: eps-like floats as people write them
+    (``8/255``, ``0.3``), anything else as is."""
+    return shown(value) if isinstance(value, float) else str(value)
 
 
 def _console(console: Console | None) -> Console:
@@ -215,7 +222,8 @@ def print_evaluation(summary: dict, console: Console | None = None,
             table.add_column(column, justify="left" if column in (
                 "attack", "crafted on", "setting") else "right")
         for e in attacks:
-            params = " ".join(f"{k}={v}" for k, v in (e["attack_params"] or {}).items())
+            params = " ".join(f"{k}={param_text(v)}"
+                              for k, v in (e["attack_params"] or {}).items())
             robustness = e["robustness"]
             distance = e["training_distance"]
             table.add_row(
@@ -339,7 +347,7 @@ def artifact_labels(entries: list[dict]) -> list[str]:
     for e, label in zip(entries, labels):
         same = [o for o, other in zip(entries, labels) if other == label]
         params = e.get("attack_params") or {}
-        differing = [f"{k}={v}" for k, v in params.items()
+        differing = [f"{k}={param_text(v)}" for k, v in params.items()
                      if any((o.get("attack_params") or {}).get(k) != v for o in same)]
         out.append(" ".join([label, *differing]))
     if len(set(out)) < len(out):
@@ -415,7 +423,7 @@ def evaluation_rows(summary: dict) -> list[dict]:
 # -- transfer --------------------------------------------------------------------------------
 def print_transfer(summary: dict, console: Console | None = None, fmt: str = "table") -> None:
     """The matrix in % (rows: crafted on; columns: tested on; diagonal: white-box)."""
-    params = ", ".join(f"{k}={v}" for k, v in summary["attack_params"].items())
+    params = ", ".join(f"{k}={param_text(v)}" for k, v in summary["attack_params"].items())
     table = Table(title=f"accuracy (%) under {summary['attack']} ({params}), "
                         f"{summary['samples']} {display_name(summary['dataset'])} "
                         f"{summary['split']} images")

@@ -305,3 +305,9 @@ def test_linf_eps_above_one_is_a_usage_error(tmp_path):
     assert result.output.splitlines()[-1] == (
         "Error: --eps 8 is above 1, the whole [0, 1] image box in L-inf: attacks perturb images "
         "in [0, 1] whatever range the model takes; give eps in those units, e.g. --eps 8/255")
+
+
+def test_tables_show_eps_like_parameters_as_written():
+    from advbench.report import param_text
+
+    assert [param_text(v) for v in (8 / 255, 0.3, 40, "linf")] == ["8/255", "0.3", "40", "linf"]
