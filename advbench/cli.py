@@ -146,7 +146,7 @@ def _precheck(command: str, raw: dict) -> None:
     data = raw.get("data_path") or raw.get("dataset") or ("mnist" if command == "train"
                                                           else None)
     if raw.get("data_path"):
-        data_image_shape(raw["data_path"])  # its errors, now
+        data_image_shape(raw["data_path"], own=True)  # its errors, now
     # train --model's own type says a missing file (with the architectures' names).
     refs = strings(raw.get("model_ref")) + strings(raw.get("source_refs")) + \
         strings(raw.get("target_refs")) + [a for a in strings(raw.get("architecture"))

@@ -78,10 +78,12 @@ def outputs_and_input(config: dict) -> tuple[list[str], tuple | None]:
     return outputs, (tuple(shape[1:]) if isinstance(shape, list) else None)
 
 
-def data_image_shape(ref: str | None) -> tuple | None:
+def data_image_shape(ref: str | None, own: bool = False) -> tuple | None:
     """The (H, W, C) of a built-in data set, or of a user's file or folder read and checked
     now (``userdata.open_data``, which keeps it for the command: it is read once), so that
-    its errors come before TensorFlow's import too; None without data."""
+    its errors come before TensorFlow's import too; None without data. ``own``: ``ref`` came
+    from ``--data``, so it is a path even when it looks like a name (a missing folder is
+    "does not exist", not "unknown data set")."""
     if not ref:
         return None
     from advbench.data import DATASETS
@@ -89,7 +91,7 @@ def data_image_shape(ref: str | None) -> tuple | None:
 
     if ref in DATASETS:
         return tuple(DATASETS[ref].input_shape)
-    return tuple(open_data(ref).input_shape) if is_user_data(ref) else None
+    return tuple(open_data(ref).input_shape) if own or is_user_data(ref) else None
 
 
 def check_model(ref: str, data: str | None = None, model_output: str | None = None,

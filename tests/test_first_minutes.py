@@ -202,3 +202,18 @@ def test_image_folder_class_order_is_said(tmp_path):
     assert own.notes[0] == (f"{tmp_path.resolve()}: grayscale images decoded by Pillow, uint8 "
                             "0-255 divided by 255; classes are the sub-folder names in sorted "
                             "order: 0 '10', 1 '2', 2 'Cat', 3 'dog'")
+
+
+def test_a_missing_data_folder_is_said_before_tensorflow(files, tmp_path):
+    """--data always names a path: a missing folder without a suffix "does not exist" (it was
+    "unknown data set" after TensorFlow's start)."""
+    code = ("import sys; from advbench.cli import main\n"
+            "try:\n"
+            f"    main(['evaluate', {str(files / 'two.keras')!r}, '--data', 'no_such_folder'])\n"
+            "except SystemExit as e:\n"
+            "    print(e.code, 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout == "1 False\n"
+    assert proc.stderr.endswith("Error: data no_such_folder does not exist; pass an .npz file or "
+                                "a folder with one sub-folder of images per class\n")
