@@ -233,3 +233,19 @@ def test_evaluate_on_a_test_only_folder_leaves_the_training_distance_out(own, tm
             ) in result.stderr.splitlines()
     entry = json.loads(result.stdout)["artifacts"][0]
     assert entry["training_distance"] is None and entry["robustness"]["count"] > 0
+
+
+def test_a_minimal_attack_shows_no_robust_accuracy(own, tmp_path, monkeypatch):
+    """DeepFool moves misclassified samples too (from the prediction): a "robust %" beside
+    PGD's would read as resistance, so its row and progress line give none."""
+    monkeypatch.setenv("ADVBENCH_PROGRESS_SECONDS", "0")  # every progress line, in a log
+    model, npz = own / "mine.keras", own / "digits.npz"
+    attacked = run(["attack", model, "--attack", "deepfool", "--data", npz, "--limit", "10",
+                    "-o", tmp_path / "df.h5"])
+    assert attacked.exit_code == 0, attacked.output
+    assert "robust acc" not in attacked.stderr and "% of correct" in attacked.stderr
+    result = run(["evaluate", model, tmp_path / "df.h5", "--data", npz, "--no-sensitivity",
+                  "--no-distance", "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stderr.splitlines() if line.startswith("| deepfool"))
+    assert [cell.strip() for cell in row.split("|")][6] == "-"  # the robust % column
