@@ -212,8 +212,7 @@ def print_evaluation(summary: dict, console: Console | None = None,
     attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
     if attacks:
         against = attacks[0].get("success_against", "label")
-        table = Table(title="adversarial artifacts (robust %: label-based, all samples, "
-                            "bounded attacks only: a minimal attack has no budget; "
+        table = Table(title="adversarial artifacts (robust %: label-based, all samples; "
                             "success %: of the correctly classified samples, clean errors "
                             "apart with how many the attack moved; norms, robustness and "
                             "distance over the samples of success: "
@@ -232,7 +231,8 @@ def print_evaluation(summary: dict, console: Console | None = None,
                 e["crafted_on"]["name"] or str(e["crafted_on"]["path"]),
                 e["setting"].replace("-box", ""), str(e["samples"]),
                 _percent(e["clean_accuracy"]),
-                "-" if e.get("minimal") else _percent(e["adv_accuracy"]),
+                # A minimal attack has no budget: no robust accuracy to speak of.
+                "- (minimal)" if e.get("minimal") else _percent(e["adv_accuracy"]),
                 _percent(e["success_rate"]), _clean_errors(e), _number(e["norms"]["l2_mean"], 3),
                 _number(e["norms"]["linf_mean"], 3),
                 "-" if robustness is None else

@@ -248,4 +248,4 @@ def test_a_minimal_attack_shows_no_robust_accuracy(own, tmp_path, monkeypatch):
                   "--no-distance", "--format", "markdown"])
     assert result.exit_code == 0, result.output
     row = next(line for line in result.stderr.splitlines() if line.startswith("| deepfool"))
-    assert [cell.strip() for cell in row.split("|")][6] == "-"  # the robust % column
+    assert [cell.strip() for cell in row.split("|")][6] == "- (minimal)"  # robust %
