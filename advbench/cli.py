@@ -324,10 +324,9 @@ def data_info(data_dir):
 
         advbench data info --data-dir ../shared/data
     """
-    from rich.console import Console
     from rich.table import Table
 
-    from advbench import data as datamod
+    from advbench import data as datamod, report
 
     table = Table(title="advbench data sets")
     for col in ("data set", "found", "layout", "path", "searched", "accepts"):
@@ -337,7 +336,7 @@ def data_info(data_dir):
                       row["path"], "\n".join(row["searched"]), row["accepts"])
     table.add_row("your own", "", "", "--data PATH", "", "an .npz (x_train, y_train, x_test, "
                   "y_test; or x, y) or DIR/<class>/*.png|jpg (or DIR/train/, DIR/test/)")
-    Console(file=sys.stderr).print(table)
+    report.show(table)  # full width when piped, as every table
 
 
 @data.command("fetch")

@@ -366,9 +366,10 @@ def print_per_class(summary: dict, console: Console | None = None, fmt: str = "t
     attacks = [e for e in summary["artifacts"] if e["kind"] == "attack"]
     table = Table(title="accuracy per class (%)")
     table.add_column("class")
-    table.add_column("clean", justify="right")
-    for label in artifact_labels(attacks):
-        table.add_column(label, justify="right")
+    # Each column's own sample count: the clean pass and each artifact may cover other images.
+    table.add_column(f"clean (n={clean['samples']})", justify="right")
+    for label, e in zip(artifact_labels(attacks), attacks):
+        table.add_column(f"{label} (n={e['samples']})", justify="right")
     for c, name in enumerate(names):
         cells = [clean["per_class_accuracy"][c]] + [
             (e.get("per_class_accuracy") or [None] * len(names))[c] for e in attacks]
