@@ -883,11 +883,10 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
     # The plain path: finds every stage done (or does what is left) and writes the report.
     report = repro.run()
     if "demo" in repro.results:
-        from rich.console import Console
-
         from advbench.report import print_markdown_table
 
-        print_markdown_table(report, "## Undefended vs GDA + BRELU", Console(file=sys.stderr))
+        # The report's console: full width when piped (a log cut the columns to 80).
+        print_markdown_table(report, "## Undefended vs GDA + BRELU")
     click.echo(str(report))
 
 
