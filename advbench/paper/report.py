@@ -342,7 +342,9 @@ def _merged_timings(root: Path, timings: dict[str, float]) -> dict[str, tuple[fl
             merged[stage] = (float(earlier[stage]), False)
         else:
             merged[stage] = (seconds, True)
-    recorded = {**earlier, **{k: t for k, (t, now) in merged.items() if now and t >= 2.0}}
+    # Every stage that did its work is recorded, however fast: on an idle machine a tiny
+    # stage takes under 2 s, and unrecorded it would read as done again by the next run.
+    recorded = {**earlier, **{k: t for k, (t, now) in merged.items() if now}}
     write_text(path, json.dumps(recorded, indent=1))
     return merged
 
