@@ -95,6 +95,11 @@ def set_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
 MAX_ATTR_ELEMENTS = 4096
 
 
+#: Attributes advbench writes as JSON objects or arrays, and the type they must read back as.
+JSON_ATTRS: dict[str, type] = {"attack_params": dict, "model_provenance": dict,
+                               "defense_params": dict, "class_names": list}
+
+
 def read_attrs(f: h5py.File) -> dict[str, Any]:
     """The root attributes, strings decoded and JSON strings parsed; an attribute declaring
     more than MAX_ATTR_ELEMENTS values is an ArtifactError before it is read."""
@@ -115,6 +120,13 @@ def read_attrs(f: h5py.File) -> dict[str, Any]:
                 value = json.loads(value)
             except json.JSONDecodeError:
                 pass
+        kind = JSON_ATTRS.get(key)
+        if kind is not None and value is not None and not isinstance(value, kind):
+            # advbench writes these as JSON objects/arrays; anything else (a truncated
+            # string, a number) was edited in and would surface as a traceback far away.
+            raise ArtifactError(f"{f.filename}: attribute {key} is not a JSON "
+                                f"{'object' if kind is dict else 'array'}; the file was edited "
+                                "or is corrupt: run the stage that wrote it again")
         out[key] = value
     return out
 

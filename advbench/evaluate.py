@@ -206,6 +206,7 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
     white_box = bool(attrs.get("model_hash")) and attrs.get("model_hash") == \
         model_meta.get("content_hash")
     norms = metrics.perturbation_norms(x_clean, x_adv)
+    _check_declared_budget(path, attrs, norms)
     per_sample = {"indices": arrays["indices"], "pred": pred, "pred_clean": pred_clean,
                   "success": success, "success_label": both["label"], **norms}
     minimal = bool(attrs.get("attack_minimal"))
@@ -244,6 +245,22 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
             per_sample["nearest_distance"] = distance
             per_sample["nearest_index"] = nearest
     return Score(summary, per_sample)
+
+
+def _check_declared_budget(path: PathLike, attrs: dict, norms: dict[str, np.ndarray]) -> None:
+    """Refuse a bounded attack's artifact whose perturbations exceed the eps its header
+    declares (an edited header would put a false eps beside the scores). The tolerance
+    covers float32 storage: a relative 1e-4 plus 1e-5."""
+    params = attrs.get("attack_params") or {}
+    eps, norm = params.get("eps"), attrs.get("attack_norm")
+    if attrs.get("attack_minimal") or norm not in ("linf", "l2") or \
+            not isinstance(eps, (int, float)) or isinstance(eps, bool) or not len(norms[norm]):
+        return
+    largest = float(np.max(norms[norm]))
+    if largest > eps * (1 + 1e-4) + 1e-5:
+        raise ArtifactError(f"{path}: a sample is perturbed by {largest:.6g} in {norm} but the "
+                            f"header declares eps {eps:g}; the file was edited or is corrupt: "
+                            "run the attack again")
 
 
 def score_curve(model_meta: dict, model_path: PathLike, path: PathLike) -> dict[str, Any]:

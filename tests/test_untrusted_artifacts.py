@@ -299,3 +299,32 @@ def test_more_samples_than_the_split_holds_are_refused_before_reading(tmp_path):
                                "10,000 images of the mnist test split; the file was edited or "
                                "is corrupt: run the stage again")
     assert peak_rss() - before < 100 * 1024  # KiB
+
+
+def test_attack_params_that_are_not_a_json_object_are_one_line(attack_file):
+    """A truncated attack_params string surfaced as an AttributeError traceback in evaluate's
+    table (found by the hostile-input session of issue 20)."""
+    with h5py.File(attack_file, "a") as f:
+        f.attrs["attack_params"] = '{"eps": 1e308'
+    with pytest.raises(ArtifactError) as info:
+        read_attack_artifact(attack_file)
+    assert str(info.value) == (f"{attack_file}: attribute attack_params is not a JSON object; "
+                               "the file was edited or is corrupt: run the stage that wrote it "
+                               "again")
+
+
+def test_a_header_eps_below_the_measured_perturbation_is_refused():
+    """An edited eps (0.01 declared on an eps-0.3 run) would be printed beside the scores."""
+    from advbench.evaluate import _check_declared_budget
+
+    norms = {"l2": np.array([1.0, 2.0]), "linf": np.array([0.3, 0.1])}
+    lie = {"attack_params": {"eps": 0.01}, "attack_norm": "linf"}
+    with pytest.raises(ArtifactError) as info:
+        _check_declared_budget("a.h5", lie, norms)
+    assert str(info.value) == ("a.h5: a sample is perturbed by 0.3 in linf but the header "
+                               "declares eps 0.01; the file was edited or is corrupt: run the "
+                               "attack again")
+    # The true eps, float32 rounding above it, L2, and minimal attacks (no budget) all pass.
+    _check_declared_budget("a.h5", {**lie, "attack_params": {"eps": 0.3 - 1e-6}}, norms)
+    _check_declared_budget("a.h5", {"attack_params": {"eps": 2.0}, "attack_norm": "l2"}, norms)
+    _check_declared_budget("a.h5", {**lie, "attack_minimal": True}, norms)
