@@ -178,11 +178,20 @@ def plot_curves(lines: list[dict], path: PathLike, *, title: str | None = None) 
     for line in lines:
         style = "-" if line["setting"] == "white-box" else "--"
         axes.plot(line["eps"], [100 * a for a in line["accuracy"]], style, label=line["label"])
-    axes.set_xlabel("eps (L-inf perturbation size)")
-    axes.set_ylabel("accuracy (%)")
+    return _save_percent_plot(figure, axes, path, xlabel="eps (L-inf perturbation size)",
+                              ylabel="accuracy (%)", title=title or "accuracy vs eps")
+
+
+def _save_percent_plot(figure, axes, path: PathLike, *, xlabel: str, ylabel: str,
+                       title: str) -> Path:
+    """Label a 0-100 % plot, save it (``save_figure``) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     axes.set_ylim(0, 100)
     axes.grid(True, alpha=0.3)
-    axes.set_title(title or "accuracy vs eps")
+    axes.set_title(title)
     axes.legend(fontsize="small")
     figure.tight_layout()
     path = Path(path)
@@ -298,20 +307,10 @@ def plot_certified(entries: list[dict], path: PathLike, *, title: str | None = N
         name = e["certified_on"]["name"] or Path(str(e["certified_on"]["path"])).stem
         axes.step(e["curve"]["radius"], [100 * a for a in e["curve"]["certified_accuracy"]],
                   where="post", label=f"{name} (sigma {e['sigma']:g}, n {e['n']})")
-    axes.set_xlabel("L2 radius ([0, 1] pixel units)")
-    axes.set_ylabel("certified accuracy (%)")
-    axes.set_ylim(0, 100)
     axes.set_xlim(left=0)
-    axes.grid(True, alpha=0.3)
-    axes.set_title(title or "certified accuracy vs radius")
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    path = Path(path)
-    try:
-        save_figure(figure, path, dpi=120)
-    finally:
-        plt.close(figure)
-    return path
+    return _save_percent_plot(figure, axes, path, xlabel="L2 radius ([0, 1] pixel units)",
+                              ylabel="certified accuracy (%)",
+                              title=title or "certified accuracy vs radius")
 
 
 # -- audit -----------------------------------------------------------------------------------
