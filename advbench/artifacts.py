@@ -30,7 +30,7 @@ import numpy as np
 
 from advbench import __version__
 from advbench import data
-from advbench.budget import MEMORY_BUDGET, check_count, check_size, deferred_variables
+from advbench.limits import MEMORY_BUDGET, check_count, check_size, deferred_variables
 from advbench.errors import ArtifactError
 from advbench.files import check_writable, write_bytes
 from advbench.types import Model, PathLike

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advbench.budget import (MAX_CLASSES, check_count, check_size,
+from advbench.limits import (MAX_CLASSES, check_count, check_size,
                              check_zip_members)
 from advbench.errors import DataError
 from advbench.types import PathLike
@@ -191,7 +191,7 @@ def check_labels(y: np.ndarray, count: int, where: str) -> tuple[np.ndarray, lis
 def _check_classes(path: Path, splits: dict, class_names: tuple[str, ...] | None,
                    notes: list[str]) -> tuple[str, ...]:
     """The class names (given, or "0".."K-1"), checked against every split's labels; the
-    largest label is bounded (``budget.MAX_CLASSES``) before any name is made."""
+    largest label is bounded (``limits.MAX_CLASSES``) before any name is made."""
     for split, (_, y) in splits.items():
         check_count(path, f"the largest {split} label", int(y.max()), MAX_CLASSES - 1,
                     f"a label may be (at most {MAX_CLASSES:,} classes)", error=DataError,
