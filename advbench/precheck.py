@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from advbench.errors import ArtifactError, ParameterError
+from advbench.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.names import ARCHITECTURE_BUILDERS
 from advbench.types import PathLike
 
@@ -36,8 +36,13 @@ def keras_config(path: Path) -> dict | None:
     else (an advbench artifact, a SavedModel, an unreadable file: the full checks say why)."""
     try:
         if zipfile.is_zipfile(path):
+            from advbench.limits import MAX_CONFIG_BYTES, read_zip_member
+
+            # Bounded, as the full reading (foreign.py): a config.json that inflates to
+            # gigabytes must not be inflated here first.
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
+                return json.loads(read_zip_member(path, archive, "config.json",
+                                                  MAX_CONFIG_BYTES))
         import h5py
 
         if path.is_file() and h5py.is_hdf5(path):
@@ -46,8 +51,8 @@ def keras_config(path: Path) -> dict | None:
                     return None
                 text = f.attrs["model_config"]
             return json.loads(text.decode() if isinstance(text, bytes) else text)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, AdvbenchError):
+        return None  # the full checks say what is wrong, in their words
     return None
 
 

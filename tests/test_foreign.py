@@ -794,6 +794,18 @@ def test_a_keras_file_whose_config_inflates_to_3_gib_is_refused_unread(tmp_path)
     assert peak_rss() - before < 100 * 1024  # KiB
 
 
+def test_the_pre_tensorflow_check_does_not_inflate_a_config_bomb(tmp_path):
+    """precheck reads a .keras config before TensorFlow starts: bounded, as foreign.py."""
+    from advbench import precheck
+
+    path = zip_with_member(tmp_path / "bomb.keras", "config.json",
+                           raw_deflate_of_spaces(3 << 30), 3 << 30,
+                           others=[("metadata.json", b"{}")])
+    before = reset_peak_rss()
+    assert precheck.keras_config(path) is None  # the full reading gives the one-line error
+    assert peak_rss() - before < 100 * 1024  # KiB
+
+
 def test_a_keras_file_lying_about_its_config_size_is_refused(tmp_path):
     # The directory says 100 bytes; the stream inflates to 1 GiB: zipfile stops at 100 bytes.
     path = zip_with_member(tmp_path / "liar.keras", "config.json",
