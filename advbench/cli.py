@@ -241,6 +241,24 @@ def _reading(custom_objects, outputs, input_range, mean, std) -> dict:
             "model_output": click.get_current_context().meta.get("model_output")}
 
 
+def _run_output_options(default_path: str):
+    """-o, --resume/--no-resume and --overwrite of a stage whose run resumes (attack,
+    certify); ``default_path`` is the artifact path it writes without -o."""
+    options = [
+        click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+                     help=f"Artifact path [default: {default_path}]."),
+        click.option("--resume/--no-resume", default=True, show_default=True,
+                     help="Continue an interrupted run of the same command."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing artifact."),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
                      limit_help: str, batch_size: int):
     """The options that pick a stage's samples (``runner.Samples``): --dataset and --data
@@ -1078,11 +1096,7 @@ def _attack_choice() -> RegistryChoice:
 @_reading_options
 @_data_dir_option
 @_models_dir_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Artifact path [default: runs/<model>-<attack>-<key>.h5].")
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue an interrupted run of the same command.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
+@_run_output_options("runs/<model>-<attack>-<key>.h5")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="With an eps list: draw accuracy vs eps to this image (PNG).")
@@ -1250,11 +1264,7 @@ def merge(shards, output, overwrite):
 @_reading_options
 @_data_dir_option
 @_models_dir_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Artifact path [default: runs/<model>-certify-s<sigma>-<key>.h5].")
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue an interrupted run of the same command.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
+@_run_output_options("runs/<model>-certify-s<sigma>-<key>.h5")
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Certify image groups I, I+N, ... only (as attack --shard); join the "
                    "shards with `advbench merge`.")
