@@ -56,8 +56,10 @@ _ATTACK_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
     # VAT's L2 radius: Miyato et al.'s 2.1 on MNIST; the L2 standard on CIFAR-10.
     "vat": {"mnist": {"eps": 2.1}, "cifar10": {"eps": 0.5}},
 }
-#: The attacks whose eps is the data set's budget in their norm.
-_BUDGET_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack")
+#: The attacks whose eps is the data set's budget in their norm, and ``audit`` (its checks
+#: attack at the one --eps it audits).
+_BUDGET_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack",
+                   "audit")
 #: The command-line flag of each eps-like parameter.
 FLAGS = {"eps": "--eps", "alpha": "--alpha", "step_size": "--step-size",
          "eps_step": "--eps-step"}
@@ -68,6 +70,9 @@ SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 #: --eps's help: the defaults, per data set (and the exceptions).
 EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 on "
             "CIFAR-10; fgsm and rand-fgsm 0.1 on MNIST (the paper's); vat 2.1 on MNIST]")
+#: audit --eps's help: the budgets alone.
+AUDIT_EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 "
+                  "on CIFAR-10; a user's data takes the set of its image size]")
 
 
 def shown(value: float) -> str:
@@ -206,7 +211,7 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
     """The eps-like defaults of ``attack`` on ``dataset`` for the parameters not in ``given``.
 
     Args:
-        attack: CLI name of the attack ("pgd", ...).
+        attack: CLI name of the attack ("pgd", ...), or "audit" (its --eps).
         dataset: a built-in name, a user's data path, or None when unknown.
         norm: the attack's norm ("linf" or "l2"; None: "linf").
         given: the parameters the user gave (None values count as not given).

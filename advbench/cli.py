@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import click
 
-from advbench.budgets import EPS_HELP
+from advbench.budgets import AUDIT_EPS_HELP, EPS_HELP
 from advbench.errors import AdvbenchError, flags_verb
 
 EXIT_GATE_FAILED = 3
@@ -1879,6 +1879,27 @@ AUDIT_OPTIONS = [
 ]
 
 
+def _echo_audit_parameters(eps: float, norm: str, checks: Sequence[str], settings: Any,
+                           budget: Any, samples: Any, count: int) -> None:
+    """The line that starts an audit on stderr: the budget (and where its default came
+    from), the checks, every setting, the seed and the samples."""
+    import dataclasses
+
+    from advbench import data as datamod
+    from advbench.budgets import parameter_line
+    from advbench.names import AUDIT_CHECKS
+
+    numbers = ",".join(str(list(AUDIT_CHECKS).index(name) + 1) for name in checks)
+    drawn = " (class-balanced)" if samples.limit is not None else ""
+    described = (f"{count} samples{drawn} of {datamod.display_name(samples.dataset)} "
+                 f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
+    if budget.note:
+        click.echo(budget.note, err=True)
+    click.echo(parameter_line("audit", {"eps": eps, "norm": norm, "checks": numbers,
+                                        **dataclasses.asdict(settings)},
+                              budget=budget, seed=samples.seed, samples=described), err=True)
+
+
 def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
     """Usage error naming the budget and threshold flags given on the command line that
     none of ``checks`` uses (``names.AUDIT_SETTING_CHECKS``): they would be ignored."""
@@ -1908,8 +1929,8 @@ def _audit_options(f):
 
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--eps", type=EpsValue(), required=True,
-              help="The perturbation budget audited, in --norm (e.g. 0.3 L-inf on MNIST).")
+@click.option("--eps", type=EpsValue(), default=None,
+              help="The perturbation budget audited, in --norm. " + AUDIT_EPS_HELP)
 @click.option("--norm", type=RegistryChoice("advbench.attacks:NORM_CLASSES"), default="linf",
               show_default=True)
 @click.option("--checks", type=CheckList(), default=None,
@@ -2008,8 +2029,9 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
         from advbench.checks import check_range
 
         check_norm(norm)
-        check_range("eps", eps, low=0.0, low_inclusive=False,
-                    high=1.0 if norm == "linf" else None)
+        if eps is not None:
+            check_range("eps", eps, low=0.0, low_inclusive=False,
+                        high=1.0 if norm == "linf" else None)
         settings = AuditSettings(**settings_values, unbounded_eps=unbounded_eps, **{
             name: value for name, value in (
                 ("surrogate_epochs", surrogate_epochs), ("surrogate_limit", surrogate_limit),
@@ -2018,14 +2040,24 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     _check_outputs(output=output, lock=True)
     dataset = _data_source(dataset, data_path, quiet)
+    # The data set's budget when it is known before TensorFlow starts (a user's data of an
+    # unknown size without --eps is a usage error first); else the model's, once loaded.
+    budget = (_attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path)
+              if dataset else None)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                     reading=reading, quiet=quiet)
     dataset = dataset or meta.get("dataset")
+    if budget is None:
+        budget = _attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path,
+                                input_shape=tuple(model.input_shape[1:]))
+    eps = budget.values.get("eps", eps)
     samples = Samples(dataset=dataset, split=split, limit=limit, start=start,
                       batch_size=batch_size, seed=seed, data_dir=data_dir)
     x, y, indices = samples.load()
     check_model_fits(model, meta, path, x, dataset)
+    if not quiet:
+        _echo_audit_parameters(eps, norm, checks, settings, budget, samples, len(y))
     progress = Progress(quiet=quiet)
     surrogate: Callable[[], tuple[Any, dict[str, Any]]] | None = None
     surrogate_id: dict[str, Any] = {}
