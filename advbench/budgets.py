@@ -301,10 +301,12 @@ def defense_source(dataset: str, input_shape: tuple | None) -> str | None:
 
 
 def parameter_line(attack: str, params: dict[str, Any], *, budget: Budget | None = None,
-                   samples: str = "", seed: int | None = None, extra: str = "") -> str:
+                   samples: str = "", seed: int | None = None, extra: str = "",
+                   defaults_from: str = "") -> str:
     """The one stderr line that starts a run: every parameter the attack uses (eps-like
     values as fractions where they are one: ``eps=8/255``), where the data-set defaults came
-    from, the seed and the samples.
+    from (``budget``, or ``defaults_from`` as a run records it: "eps, step_size: cifar10"),
+    the seed and the samples.
 
     Example:
         >>> parameter_line("pgd", {"eps": 8 / 255, "steps": 40}, seed=0)
@@ -313,8 +315,10 @@ def parameter_line(attack: str, params: dict[str, Any], *, budget: Budget | None
     parts = [f"{k}={shown(v) if isinstance(v, float) else v}" for k, v in params.items()]
     line = f"{attack}: {' '.join(parts)}"
     if budget is not None and budget.values and budget.source:
-        line += f" ({', '.join(budget.values)}: {budget.source}'s default" \
-                f"{'s' if len(budget.values) > 1 else ''})"
+        defaults_from = f"{', '.join(budget.values)}: {budget.source}"
+    if defaults_from:
+        several = "," in defaults_from.split(":")[0]
+        line += f" ({defaults_from}'s default{'s' if several else ''})"
     if extra:
         line += f"; {extra}"
     if seed is not None:

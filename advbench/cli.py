@@ -1032,24 +1032,11 @@ def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None
 
 def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: Any) -> None:
     """The line that starts an attack run on stderr: every parameter it uses."""
-    from advbench import data as datamod
-    from advbench.budgets import parameter_line
+    from advbench.runner import run_parameters
 
-    from advbench.runner import starts_from
-
-    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
-    if starts_from(run, attack_obj):
-        target += f", from the {run.start_from}"
-    # --limit draws a class-balanced subset, not the first N images: say so.
-    drawn = " (class-balanced)" if run.limit is not None else ""
-    samples = (f"{count} samples{drawn} of {datamod.display_name(run.dataset)} {run.split} (start "
-               f"{run.start}, batch size {run.batch_size}"
-               f"{f', shard {shard}' if shard is not None else ''})")
-    params = {"norm": attack_obj.norm, **attack_obj.params()}
     if budget is not None and budget.note:
         click.echo(budget.note, err=True)
-    click.echo(parameter_line(attack_obj.name, params, budget=budget,
-                              extra=target, seed=run.seed, samples=samples), err=True)
+    click.echo(run_parameters(run, attack_obj, count, shard), err=True)
 
 
 def _check_samples(**values) -> None:
@@ -1193,6 +1180,9 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
         output = run_artifact_path("runs", path, attack_name, key)
     if engine == "ray":
         from advbench.ray_engine import attack_with_ray
+
+        if not quiet and budget.note:
+            click.echo(budget.note, err=True)
 
         click.echo(str(attack_with_ray(run, attack_obj, output, workers=workers,
                                        overwrite=overwrite, progress=Progress(quiet=quiet))))

@@ -21,7 +21,7 @@ from advbench.attacks import make_attack
 from advbench.attacks.base import Attack
 from advbench.errors import ArtifactError, ParameterError
 from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split, run_key
+from advbench.runner import AttackRun, attack_split, run_key, run_parameters
 from advbench.shards import Shard, merge_shards, shard_output
 from advbench.types import PathLike
 
@@ -97,6 +97,7 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *, workers
     pending = [task.remote(AttackRun(**run_fields), attack.name, attack.params(),
                            str(shard_output(output, shard)), shard.index, shard.count)
                for shard in shards]
+    progress.log(run_parameters(run, attack))
     progress.log(f"{attack.name}: {workers} Ray tasks")
     paths = ray.get(pending)
     path, _ = merge_shards(paths, output, overwrite=True)

@@ -27,6 +27,7 @@ from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, open_artifact, rea
                                 read_attack_artifact, read_attrs, write_arrays)
 from advbench.attacks.base import Attack
 from advbench.attacks.targets import TARGET_MODES, choose_targets
+from advbench.budgets import parameter_line
 from advbench.checks import check_int, check_seed
 from advbench.data import batch_seed
 from advbench.errors import ArtifactError, ParameterError
@@ -97,6 +98,26 @@ def starts_from(run: AttackRun, attack: Attack) -> str | None:
     if attack.name in START_FROM_ATTACKS and run.target_mode is None:
         return run.start_from
     return None
+
+
+def run_parameters(run: AttackRun, attack: Attack, count: int | None = None,
+                   shard: Shard | None = None) -> str:
+    """The line that starts an attack run: every parameter the attack uses, where the data
+    set's defaults came from, targeted or not (and from what), the seed and the samples
+    (``count`` of them; None: as many as ``run.limit`` asks, or all of the split)."""
+    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
+    if starts_from(run, attack):
+        target += f", from the {run.start_from}"
+    # --limit draws a class-balanced subset, not the first N images: say so.
+    drawn = " (class-balanced)" if run.limit is not None else ""
+    how_many = (f"{count} samples" if count is not None else
+                f"{run.limit} samples" if run.limit is not None else "all samples")
+    samples = (f"{how_many}{drawn} of {data.display_name(run.dataset)} {run.split} (start "
+               f"{run.start}, batch size {run.batch_size}"
+               f"{f', shard {shard}' if shard is not None else ''})")
+    return parameter_line(attack.name, {"norm": attack.norm, **attack.params()},
+                          defaults_from=run.defaults_from, extra=target, seed=run.seed,
+                          samples=samples)
 
 
 def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray) -> str:
@@ -326,6 +347,13 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
         raise
     progress.close()
     _write(output, attrs, state, complete=bool(state["completed"].all()))
+    # The attack's own reading of its failures, over the whole run (resumed batches too).
+    hint = attack.failure_hint(
+        state[SUCCESS_ARRAYS["label" if attrs.get("start_from") == "label" else "prediction"]],
+        {name[len("extras/"):]: values for name, values in state.items()
+         if name.startswith("extras/")})
+    if hint:
+        progress.log(hint)
     return output
 
 

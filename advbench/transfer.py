@@ -18,7 +18,7 @@ from advbench.attacks.base import Attack
 from advbench.errors import ArtifactError, ParameterError
 from advbench.evaluate import Score, score_artifact
 from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split, run_key
+from advbench.runner import AttackRun, attack_split, run_key, run_parameters
 from advbench.shards import find_shards
 from advbench.types import PathLike
 
@@ -42,6 +42,8 @@ def craft_or_reuse(run: AttackRun, attack: Attack, source: tuple,
     shards = find_shards(runs_dir, key)
     if shards is not None:
         return shards, True
+    progress = progress or Progress(quiet=True)
+    progress.log(run_parameters(run, attack, len(indices)))
     return attack_split(run, attack, model, meta, default, progress=progress), False
 
 

@@ -53,9 +53,15 @@ def test_one_model_two_seeds_end_to_end_and_resume(fake_data_dir, tmp_path, monk
     models = sorted((report.parent / "models").iterdir())
     assert len(models) == 2
     mtimes = [m.stat().st_mtime_ns for m in models]
-    again = CliRunner().invoke(main, args)
+    # Not quiet: each stage prints its parameters as `advbench attack` does (issue 19).
+    again = CliRunner().invoke(main, [a for a in args if a != "-q"])
     assert again.exit_code == 0
     assert [m.stat().st_mtime_ns for m in models] == mtimes
+    curve_lines = [line for line in again.stderr.splitlines() if " curve: " in line]
+    assert curve_lines and all(line.startswith(
+        f"fgsm curve: norm=linf eps={TINY.eps_grid}; untargeted, on cnn against cnn") and
+        line.endswith(f"; seed 0; {TINY.test_limit} samples (class-balanced) of mnist test "
+                      "(batch size 256)") for line in curve_lines), curve_lines
     assert "were found complete on disk, done by an earlier invocation" in report.read_text()
 
 
@@ -116,9 +122,15 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
     # A rerun finds every artifact and trains nothing.
     models = sorted((report.parent / "models").iterdir())
     mtimes = [m.stat().st_mtime_ns for m in models]
-    again = CliRunner().invoke(main, args)
+    # Not quiet: each stage prints its parameters as `advbench attack` does (issue 19).
+    again = CliRunner().invoke(main, [a for a in args if a != "-q"])
     assert again.exit_code == 0
     assert [m.stat().st_mtime_ns for m in models] == mtimes
+    curve_lines = [line for line in again.stderr.splitlines() if " curve: " in line]
+    assert curve_lines and all(line.startswith(
+        f"fgsm curve: norm=linf eps={TINY.eps_grid}; untargeted, on cnn against cnn") and
+        line.endswith(f"; seed 0; {TINY.test_limit} samples (class-balanced) of mnist test "
+                      "(batch size 256)") for line in curve_lines), curve_lines
     assert "were found complete on disk, done by an earlier invocation" in report.read_text()
     provenance = json.loads((report.parent / "results.json").read_text())["provenance"]
     assert provenance["revision"] == source_revision()

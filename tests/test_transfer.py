@@ -143,3 +143,56 @@ def test_matrix_prints_success_over_the_correct_and_reads_old_summaries():
     report.print_transfer(old, console, fmt="markdown")
     assert "success rate" not in console.export_text()
     assert "correct" not in report.transfer_rows(old)[0]
+
+
+def _plain_progress():
+    import io
+    from rich.console import Console
+    from advbench.progress import Progress
+    out = io.StringIO()
+    return Progress(console=Console(file=out, width=300), interval=1e9), out
+
+
+def test_crafting_prints_the_runs_parameter_line(trained_tiny_cnn, fake_data_dir, tmp_path):
+    """Issue 19: the library's crafting (transfer and reproduce's attack stages) prints the
+    line `advbench attack` prints; a reused artifact needs none."""
+    progress, out = _plain_progress()
+    run_transfer([trained_tiny_cnn], [trained_tiny_cnn], tmp_path, fake_data_dir,
+                 progress=progress)
+    line = ("fgsm: norm=linf eps=0.1; untargeted; seed 0; 30 samples (class-balanced) of "
+            "mnist test (start 0, batch size 16)")
+    assert line in out.getvalue().splitlines()
+    progress, out = _plain_progress()
+    run_transfer([trained_tiny_cnn], [trained_tiny_cnn], tmp_path, fake_data_dir,
+                 progress=progress)
+    assert line not in out.getvalue() and "reusing " in out.getvalue()
+
+
+def test_ray_path_prints_the_runs_parameter_line(trained_tiny_cnn, fake_data_dir, tmp_path,
+                                                 monkeypatch):
+    """The Ray driver prints the run's parameter line before its tasks (Ray stood in for by
+    a sequential fake: the line is the driver's, not the workers')."""
+    from advbench import ray_engine
+    from advbench.runner import AttackRun
+
+    class FakeRay:
+        def remote(self, **_):
+            return lambda fn: type("Task", (), {"remote": staticmethod(fn)})
+
+        def get(self, values):
+            return values
+
+        def cluster_resources(self):
+            return {}
+
+    monkeypatch.setattr(ray_engine, "_init_ray", lambda workers: FakeRay())
+    path = trained_tiny_cnn[0]
+    run = AttackRun(model_path=str(path), dataset="mnist", limit=12, batch_size=4,
+                    data_dir=str(fake_data_dir), seed=3, defaults_from="eps: mnist")
+    progress, out = _plain_progress()
+    ray_engine.attack_with_ray(run, FGSM(eps=0.3), tmp_path / "ray.h5", workers=2,
+                               progress=progress)
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["fgsm: norm=linf eps=0.3 (eps: mnist's default); untargeted; seed 3; "
+                         "12 samples (class-balanced) of mnist test (start 0, batch size 4)",
+                         "fgsm: 2 Ray tasks"]

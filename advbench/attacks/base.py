@@ -95,6 +95,12 @@ class Attack:
         changed = [f"{k}={v!r}" for k, v in self.params().items() if defaults.get(k) != v]
         return f"attack {self.name!r} with {', '.join(changed)}"
 
+    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
+        """One line for the end of a run when the attack's own failures point at a setting
+        to change ("" when none): ``fooled`` (n,) bool, the samples the run moved as asked;
+        ``extras`` the per-sample extras of the whole run. The base says nothing."""
+        return ""
+
     # -- running --------------------------------------------------------------------------
     def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,
                  target: ArrayLike | None = None, seed: int = 0) -> AttackOutput:

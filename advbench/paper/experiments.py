@@ -25,6 +25,7 @@ import numpy as np
 from advbench import data
 from advbench.artifacts import jsonable, load_model, read_model_metadata, save_model
 from advbench.attacks import make_attack
+from advbench.budgets import parameter_line
 from advbench.curves import CurveRun, parse_eps, read_curve, run_curve
 from advbench.defenses import make_defense
 from advbench.errors import ParameterError
@@ -415,6 +416,16 @@ class Reproduction:
                        batch_size=256, data_dir=self.data_dir)
         eps = parse_eps(self.profile.eps_grid)
         params = self.profile.attack_params.get(attack, {})
+        # Every parameter of the stage, as `advbench attack` prints them.
+        shown_params: dict[str, Any] = {"norm": "linf", "eps": self.profile.eps_grid}
+        if attack == "rand-fgsm":
+            shown_params["alpha"] = float(params.get("alpha", 0.05))
+        self.progress.log(parameter_line(
+            f"{attack} curve", shown_params, extra=f"untargeted, on {source} against "
+            f"{', '.join(targets)}", seed=self.seed,
+            samples=f"{run.limit} samples (class-balanced) of {self.dataset} test (batch "
+                    f"size {run.batch_size})" if run.limit else
+                    f"all samples of {self.dataset} test (batch size {run.batch_size})"))
         path, _ = run_curve(run, src, tgts, eps, attack=attack,
                             alpha=params.get("alpha", 0.05), runs_dir=self.runs_dir,
                             progress=self.progress)
