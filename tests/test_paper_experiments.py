@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -15,7 +16,7 @@ from advbench.revision import describe, source_revision
 TINY = dataclasses.replace(
     experiments.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
     test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1", seeds=2, seed_expensive_limit=6,
-    strong_limit=10,
+    strong_limit=10, certify_limit=10, certify_params={"n0": 10, "n": 100, "alpha": 0.001},
     attack_params={**profiles.PAPER_ATTACKS,
                    "autoattack": {"n_iter": 10, "n_target_classes": 3, "n_queries": 100},
                    "audit": {"checks": ("logits-and-gradients", "accuracy-vs-eps"),
@@ -256,3 +257,46 @@ def test_cifar10_authors_profile_is_the_cifar10_grid_with_the_authors_settings()
     assert profile.attack_params["deepfool"] == authors_mnist.attack_params["deepfool"]
     assert profile.defense_params == authors_mnist.defense_params
     assert profile.eps_grid == "0.1:0.3:0.1"
+
+
+def test_the_defenses_certified_section(fake_data_dir, tmp_path, monkeypatch):
+    """Issue 23: reproduce certifies GDA + RELU, GDA + BRELU (the paper's sigma) and GDA as
+    Cohen et al. train it (its own train stage), beside the base models' empirical L2
+    robustness on the same images, and states what the certificates add."""
+    from advbench.certify import read_certification
+    from advbench.paper.certified import compare
+
+    monkeypatch.setitem(experiments.PROFILES, "quick", dataclasses.replace(
+        TINY, models=("cnn-gda", "cnn-brelu-gda"), experiments=("certified",), seeds=1,
+        certify_attack="deepfool"))
+    repro = experiments.Reproduction("mnist", "quick", tmp_path, data_dir=str(fake_data_dir),
+                                     models_dir=tmp_path / "zoo")
+    ids = [s.id for s in repro.stages()]
+    assert ids == ["train:cnn-gda", "train:cnn-brelu-gda", "train:cnn-gda-cohen",
+                   "certified:cnn-gda", "certified:cnn-brelu-gda", "certified:cnn-gda-cohen"]
+    report = repro.run().read_text()
+    certified = repro.results["certified"]
+    assert {name: entry["sigma"] for name, entry in certified.items()} == {
+        "cnn-gda": 0.3, "cnn-brelu-gda": 0.3, "cnn-gda-cohen": 0.25}
+    for name, entry in certified.items():
+        attrs, arrays = read_certification(entry["artifacts"][0])
+        assert attrs["sigma"] == entry["sigma"] and attrs["n"] == 100 and attrs["n0"] == 10
+        assert entry["samples"] == 10 == len(arrays["radius"])
+        accuracy = entry["certified"]["certified_accuracy"]
+        radius = np.where(arrays["correct"], arrays["radius"], -1.0)
+        assert accuracy["0.5"] == pytest.approx(np.mean(radius >= 0.5))
+        assert list(accuracy.values()) == sorted(accuracy.values(), reverse=True)
+        assert set(entry["empirical"]["robust"]) == {"0", "0.25", "0.5", "0.75", "1"}
+    assert "## The defenses, certified\n" in report
+    assert ("| GDA + BRELU | 0.3 | certified (smoothed) | "
+            f"{100 * certified['cnn-brelu-gda']['certified']['certified_accuracy']['0']:.1f} |"
+            ) in report
+    assert "| GDA + RELU |  | empirical (deepfool, base model) | " in report
+    verdict = compare(certified, "cnn-brelu-gda", "cnn-gda", 0.5)["verdict"]
+    said = {"higher": "becomes a measurable certificate here",
+            "lower": "does not become a certificate here",
+            "no measurable difference": "does not become a measurable certificate here"}
+    assert ("What this adds to the paper's argument: the claim that BRELU makes the GDA "
+            f"network smoother {said[verdict]}") in report
+    assert "GDA trained as Cohen et al. train (one noisy copy per image per step, sigma 0.25)" \
+        in report

@@ -40,12 +40,18 @@ def test_plan_is_a_graph_in_dependency_order(dataset, profile, tmp_path):
     if dataset == "mnist":
         trains = {i for i in ids if i.startswith("train:")}
         seeds = repro.seeds if profile != "demo" else (0,)
+        chosen = experiments.PROFILES[profile]
+        # The certified section trains its own models (first seed only).
+        own = {f"train:{m}" for m in chosen.certified_models if m not in chosen.models} \
+            if "certified" in chosen.experiments else set()
         assert trains == {f"train:{m}{repro.suffix(s)}"
-                          for m in experiments.PROFILES[profile].models for s in seeds}
+                          for m in chosen.models for s in seeds} | own
+        if "certified" in chosen.experiments:
+            assert {f"certified:{m}" for m in chosen.certified_models} <= set(ids)
         if profile != "demo":
             assert len(seeds) == 5 and "train:cnn@seed4" in trains
         for node in nodes:
-            if node["id"].startswith(("attack:", "curve:", "table2:", "strong:")):
+            if node["id"].startswith(("attack:", "curve:", "table2:", "strong:", "certified:")):
                 assert any(n.startswith("train:") for n in node["needs"]), node["id"]
             # A seed's experiments need that seed's models, never another seed's.
             tag = node["id"].partition("@")[2]

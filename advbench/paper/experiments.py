@@ -127,6 +127,10 @@ class Reproduction:
                        for name in p.models]
         for seed in seeds:
             stages += self._seed_stages(seed)
+        if "certified" in p.experiments:  # first seed only: the section reads no interval
+            from advbench.paper.certified import certified_stages
+
+            stages += certified_stages(self, set(p.models))
         if "figure1" in p.experiments:
             stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5,
                                 id="figure1", needs=tuple(
