@@ -68,7 +68,9 @@ def test_plan_json_and_slurm_scripts(tmp_path):
     nodes = json.loads(result.stdout)
     assert [n["id"] for n in nodes] == [
         "train:cnn", "train:cnn-brelu-gda", "attack:fgsm:cnn", "attack:deepfool:cnn",
-        "attack:fgsm:cnn-brelu-gda", "attack:deepfool:cnn-brelu-gda", "evaluate", "report"]
+        "attack:fgsm:cnn-brelu-gda", "attack:deepfool:cnn-brelu-gda", "evaluate",
+        "certified:cnn-brelu-gda", "report"]
+    assert nodes[7]["needs"] == ["train:cnn-brelu-gda"]
     assert nodes[2]["needs"] == ["train:cnn"]
     assert nodes[2]["command"] == ("advbench reproduce --dataset mnist --profile demo --out "
                                    "/shared/results --seed 0 --data-dir /shared/data --stage "
@@ -79,7 +81,7 @@ def test_plan_json_and_slurm_scripts(tmp_path):
     result = CliRunner().invoke(main, [*base, "--emit", "slurm", str(tmp_path / "jobs")])
     assert result.exit_code == 0, result.output
     written = result.stdout.split()
-    assert len(written) == 9 and written[-1] == str(tmp_path / "jobs" / "submit.sh")
+    assert len(written) == 10 and written[-1] == str(tmp_path / "jobs" / "submit.sh")
     script = (tmp_path / "jobs" / "003-attack-fgsm-cnn.sbatch").read_text()
     assert "#SBATCH --job-name=advbench-attack:fgsm:cnn" in script
     assert script.rstrip().endswith(nodes[2]["command"])
