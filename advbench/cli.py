@@ -675,17 +675,9 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
 
 def _training_line(config: Any, spec: Any, architecture: str) -> str:
     """The line that starts a training run on stderr: every parameter it uses."""
-    from advbench import data as datamod
-    from advbench.budgets import shown
+    from advbench.train import training_line
 
-    params = " ".join(f"{k}={shown(v) if isinstance(v, float) else v}"
-                      for k, v in spec.params().items())
-    brelu = f" (t={config.brelu_t:g})" if config.activation == "brelu" else ""
-    return (f"train {architecture} {config.activation}{brelu}, defense {spec.name}"
-            f"{': ' + params if params else ''}; epochs {config.epochs}, batch size "
-            f"{config.batch_size}, learning rate {config.learning_rate:g}, patience "
-            f"{config.patience}; seed {config.seed}; {datamod.display_name(config.dataset)} "
-            f"train split{f', limit {config.limit}' if config.limit else ''}")
+    return training_line(config, spec, architecture)
 
 
 # -- models -------------------------------------------------------------------------------

@@ -269,8 +269,16 @@ def test_the_defenses_certified_section(fake_data_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(experiments.PROFILES, "quick", dataclasses.replace(
         TINY, models=("cnn-gda", "cnn-brelu-gda"), experiments=("certified",), seeds=1,
         certify_attack="deepfool"))
+    import io
+
+    from rich.console import Console
+
+    from advbench.progress import Progress
+
+    log = io.StringIO()
     repro = experiments.Reproduction("mnist", "quick", tmp_path, data_dir=str(fake_data_dir),
-                                     models_dir=tmp_path / "zoo")
+                                     models_dir=tmp_path / "zoo", progress=Progress(
+                                         console=Console(file=log, width=400), interval=1e9))
     ids = [s.id for s in repro.stages()]
     assert ids == ["train:cnn-gda", "train:cnn-brelu-gda", "train:cnn-gda-cohen",
                    "certified:cnn-gda", "certified:cnn-brelu-gda", "certified:cnn-gda-cohen"]
@@ -300,3 +308,12 @@ def test_the_defenses_certified_section(fake_data_dir, tmp_path, monkeypatch):
             f"network smoother {said[verdict]}") in report
     assert "GDA trained as Cohen et al. train (one noisy copy per image per step, sigma 0.25)" \
         in report
+    # Every stage prints its parameters (issue 19): training, certification, the attack.
+    lines = log.getvalue().splitlines()
+    assert ("train cnn relu, defense gda-cohen: sigma=0.25; epochs 1, batch size 128, "
+            "learning rate 0.001, patience 11; seed 0; mnist train split, limit 60") in lines, lines
+    assert any(line.startswith("certify ") and "sigma 0.25, n0 10, n 100, alpha 0.001" in line
+               for line in lines)
+    assert any(line.startswith("deepfool: norm=l2 max_iter=20 ") and line.endswith(
+        "; seed 0; 10 samples (class-balanced) of mnist test (start 0, batch size 256)")
+        for line in lines)

@@ -38,7 +38,7 @@ from advbench.report import write_text
 from advbench.revision import source_revision
 from advbench.runner import AttackRun
 from advbench.shards import merge_shards
-from advbench.train import TrainConfig, train
+from advbench.train import TrainConfig, train, training_line
 from advbench.transfer import craft_or_reuse, transfer
 from advbench.types import PathLike
 
@@ -331,7 +331,8 @@ class Reproduction:
                         return path
                 except Exception:  # a foreign or broken file is simply not a match
                     continue
-        model, meta = train(config, defense, progress=self.progress)
+        model, meta = train(config, defense, progress=self.progress,
+                            announce=training_line(config, defense, architecture))
         save_model(candidates[0], model, meta)
         self.models[name + suffix] = candidates[0]
         return candidates[0]
