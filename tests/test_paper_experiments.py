@@ -296,6 +296,12 @@ def test_the_defenses_certified_section(fake_data_dir, tmp_path, monkeypatch):
         assert list(accuracy.values()) == sorted(accuracy.values(), reverse=True)
         assert set(entry["empirical"]["robust"]) == {"0", "0.25", "0.5", "0.75", "1"}
     assert "## The defenses, certified\n" in report
+    assert "![The defenses, certified](certified.png)" in report
+    assert (tmp_path / "mnist" / "quick" / "certified.png").stat().st_size > 10_000
+    for entry in certified.values():
+        curve = entry["empirical"]["curve"]
+        assert curve["radius"] == entry["certified"]["curve"]["radius"]
+        assert curve["robust_accuracy"] == sorted(curve["robust_accuracy"], reverse=True)
     assert ("| GDA + BRELU | 0.3 | certified (smoothed) | "
             f"{100 * certified['cnn-brelu-gda']['certified']['certified_accuracy']['0']:.1f} |"
             ) in report

@@ -103,7 +103,8 @@ def run_certified(repro: Reproduction, name: str) -> dict[str, Any]:
                 "certified": {k: entry[k] for k in (
                     "smoothed_accuracy", "certified_accuracy", "average_certified_radius",
                     "abstention_rate", "n0", "n", "alpha", "wall_time_s", "curve")},
-                "empirical": empirical_entry(empirical, radii), "attack": p.certify_attack,
+                "empirical": empirical_entry(empirical, radii, entry["curve"]["radius"]),
+                "attack": p.certify_attack,
                 "artifacts": [str(certified), str(empirical)]}
 
     entry = repro._cached(f"certified-{name}", [certified, empirical, path], compute)
@@ -111,21 +112,63 @@ def run_certified(repro: Reproduction, name: str) -> dict[str, Any]:
     return entry
 
 
-def empirical_entry(artifact: str | Path, radii: tuple[float, ...]) -> dict[str, Any]:
+def empirical_entry(artifact: str | Path, radii: tuple[float, ...],
+                    grid: list[float] = ()) -> dict[str, Any]:
     """The base model's empirical L2 robust accuracy at ``radii`` from a minimal attack's
     artifact: {"clean": clean accuracy, "robust": {radius: the share of images classified
     correctly whose adversarial was not found or is farther than the radius in L2},
-    "median_l2": median L2 of the adversarials found on correctly classified images (None if
-    none), "seconds"}. Fractions in [0, 1]."""
+    "curve": {"radius": ``grid``, "robust_accuracy": the same at each}, "median_l2": median
+    L2 of the adversarials found on correctly classified images (None if none), "seconds"}.
+    Fractions in [0, 1]."""
     attrs, arrays = read_attack_artifact(artifact)
     correct = np.asarray(arrays["pred_clean"]) == np.asarray(arrays["y"])
     fooled = correct & np.asarray(arrays["success_label"], bool)
     l2 = np.asarray(arrays["l2"], np.float64)
-    return {"clean": float(correct.mean()),
-            "robust": {f"{r:g}": float(np.mean(correct & ~(fooled & (l2 <= r))))
-                       for r in radii},
+
+    def robust(r: float) -> float:
+        return float(np.mean(correct & ~(fooled & (l2 <= r))))
+
+    return {"clean": float(correct.mean()), "robust": {f"{r:g}": robust(r) for r in radii},
+            "curve": {"radius": list(grid), "robust_accuracy": [robust(r) for r in grid]},
             "median_l2": float(np.median(l2[fooled])) if fooled.any() else None,
             "seconds": float(attrs.get("wall_time_s") or 0.0)}
+
+
+def certified_figure(results: dict[str, Any], path: Path, labels: dict[str, str],
+                     colours: dict[str, str]) -> Path | None:
+    """Certified accuracy of each smoothed model against the L2 radius (solid), beside its
+    base model's empirical robust accuracy (dashed); None when the section did not run."""
+    certified = results.get("certified")
+    if not certified:
+        return None
+    from advbench.paper.report import _plt
+    from advbench.report import save_figure
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    for name, entry in certified.items():
+        colour = colours.get(name)
+        curve = entry["certified"]["curve"]
+        ax.plot(curve["radius"], [100 * v for v in curve["certified_accuracy"]], color=colour,
+                linewidth=1.8, label=f"{labels.get(name, name)}, certified (sigma "
+                                     f"{entry['sigma']:g})")
+        empirical = entry["empirical"]["curve"]
+        ax.plot(empirical["radius"], [100 * v for v in empirical["robust_accuracy"]],
+                color=colour, linestyle="--", linewidth=1.2,
+                label=f"{labels.get(name, name)}, {entry['attack']} on the base model")
+    ax.set_xlabel("L2 radius ([0, 1] pixel units)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("The defenses, certified: randomized smoothing (solid) and a minimal L2 "
+                 "attack (dashed)", fontsize="medium")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def compare(entries: dict[str, Any], first: str, second: str, radius: float) -> dict[str, Any]:
@@ -143,12 +186,12 @@ def compare(entries: dict[str, Any], first: str, second: str, radius: float) -> 
     return {"difference": difference, "standard_error": se, "verdict": verdict}
 
 
-def certified_section(results: dict[str, Any], labels: dict[str, str],
-                      dataset: str) -> list[str]:
+def certified_section(results: dict[str, Any], labels: dict[str, str], dataset: str,
+                      figure: Path | None = None) -> list[str]:
     """The report's lines for "The defenses, certified" (none when its stages did not run):
     per model, certified accuracy (%) of the smoothed classifier at each radius beside the
-    base model's empirical robust accuracy at the same radius, then what this adds to the
-    paper's argument."""
+    base model's empirical robust accuracy at the same radius, the ``figure`` (a path beside
+    the report) when drawn, then what this adds to the paper's argument."""
     certified = results.get("certified")
     if not certified:
         return []
@@ -187,6 +230,8 @@ def certified_section(results: dict[str, Any], labels: dict[str, str],
         "images). Seconds: the certification's and the attack's time.\n",
         markdown_table(header, rows), "",
     ]
+    if figure is not None:
+        lines.append(f"![The defenses, certified]({figure.name})\n")
     lines += _claim_lines(certified, dataset)
     return lines
 
