@@ -15,14 +15,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advbench import precheck
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
+from advbench.core.types import Model, PathLike, Tensor
+from advbench.models import precheck, ACTIVATIONS, ARCHITECTURE_BUILDERS
 from advbench.models.layers import FeatureSqueezing
-from advbench.names import ACTIVATIONS, ARCHITECTURE_BUILDERS
-from advbench.types import Model, PathLike, Tensor
 
 if TYPE_CHECKING:
-    from advbench.progress import Progress
+    from advbench.core.progress import Progress
 
 
 def activation_layer(activation: str, brelu_t: float, name: str) -> keras.layers.Layer:
@@ -96,7 +95,7 @@ def build_mlp(inputs: Tensor, num_classes: int, activation: str, brelu_t: float,
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 
-# The builders by --model name; the names live in advbench.names, without TensorFlow.
+# The builders by --model name; the names live in advbench.models (__init__), without TensorFlow.
 ARCHITECTURES: dict[str, Callable] = {name: globals()[builder]
                                       for name, builder in ARCHITECTURE_BUILDERS.items()}
 
@@ -173,7 +172,7 @@ def forward_function(model: Model) -> Callable[[Tensor], Tensor]:
 def predict_logits(model: Model, x: np.ndarray, batch_size: int = 500, *,
                    progress: "Progress | None" = None, what: str = "clean pass") -> np.ndarray:
     """Logits for a whole array, batch by batch (never the whole set on the device at once).
-    With ``progress`` (``advbench.progress.Progress``) the pass is a task named ``what``."""
+    With ``progress`` (``advbench.core.progress.Progress``) the pass is a task named ``what``."""
     forward = forward_function(model)
     starts = range(0, len(x), batch_size)
     if progress is not None:
