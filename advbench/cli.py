@@ -261,7 +261,7 @@ def _run_output_options(default_path: str):
 
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
                      limit_help: str, batch_size: int):
-    """The options that pick a stage's samples (``runner.Samples``): --dataset and --data
+    """The options that pick a stage's samples (``data.samples.Samples``): --dataset and --data
     (when ``dataset_help`` is given), --split, --limit, --start, --batch-size and --seed."""
     options = [
         click.option("--split", type=RegistryChoice("advbench.data:SPLITS"), default="test",
