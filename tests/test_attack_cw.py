@@ -13,7 +13,7 @@ from advbench.attacks.carlini_wagner import (ADAM_EPSILON, CarliniWagnerL2,  # n
                                              adam_update, keeps_running)
 from advbench.attacks.deepfool import DeepFool  # noqa: E402
 from advbench.attacks.fgsm import FGSM, apply_step  # noqa: E402
-from advbench.errors import ParameterError  # noqa: E402
+from advbench.core.errors import ParameterError  # noqa: E402
 
 from conftest import PROTOTYPE_CLASSES as CLASSES  # noqa: E402
 from conftest import prototype_images as synthetic_images  # noqa: E402
@@ -278,8 +278,8 @@ def test_a_run_whose_search_fails_prints_the_hint(trained_tiny_cnn, fake_data_di
 
     from rich.console import Console
 
-    from advbench.progress import Progress
-    from advbench.runner import AttackRun, attack_split
+    from advbench.core.progress import Progress
+    from advbench.run.runner import AttackRun, attack_split
 
     path, model, meta = trained_tiny_cnn
     run = AttackRun(model_path=str(path), dataset="mnist", limit=8, batch_size=8,

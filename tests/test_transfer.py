@@ -6,11 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from advbench import data, evaluate as ev, transfer as tr
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench import data
 from advbench.attacks.fgsm import FGSM
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import predict_labels
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.models.zoo import predict_labels
+from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench.score import evaluate as ev, transfer as tr
 
 from conftest import save_dense_mnist
 
@@ -89,7 +90,7 @@ def test_other_parameters_are_not_reused(trained_tiny_cnn, fake_data_dir, tmp_pa
 
 
 def test_write_transfer_artifact(trained_tiny_cnn, fake_data_dir, tmp_path):
-    from advbench.artifacts import EVALUATION_SCHEMA
+    from advbench.run.artifacts import EVALUATION_SCHEMA
 
     result = run_transfer([trained_tiny_cnn], [trained_tiny_cnn], tmp_path, fake_data_dir)
     out = ev.write_evaluation(tmp_path / "t.h5", result, kind="transfer")
@@ -125,7 +126,7 @@ def test_matrix_prints_success_over_the_correct_and_reads_old_summaries():
     their counts; a summary from before it (success over all samples) prints its accuracy
     only and its CSV keeps the old columns."""
     from rich.console import Console
-    from advbench import report
+    from advbench.score import report
     new = _matrix_summary(robust_accuracy=[[0.25, 0.5]], success_rate=[[2 / 3, float("nan")]],
                           success_over="correct", correct=[3, 2], clean_errors=[1, 2],
                           success_rate_errors=[[1.0, 0.5]], success_rate_prediction=[[0.75, 0.25]])
@@ -148,7 +149,7 @@ def test_matrix_prints_success_over_the_correct_and_reads_old_summaries():
 def _plain_progress():
     import io
     from rich.console import Console
-    from advbench.progress import Progress
+    from advbench.core.progress import Progress
     out = io.StringIO()
     return Progress(console=Console(file=out, width=300), interval=1e9), out
 
@@ -172,8 +173,8 @@ def test_ray_path_prints_the_runs_parameter_line(trained_tiny_cnn, fake_data_dir
                                                  monkeypatch):
     """The Ray driver prints the run's parameter line before its tasks (Ray stood in for by
     a sequential fake: the line is the driver's, not the workers')."""
-    from advbench import ray_engine
-    from advbench.runner import AttackRun
+    from advbench.run import ray_engine
+    from advbench.run.runner import AttackRun
 
     class FakeRay:
         def remote(self, **_):

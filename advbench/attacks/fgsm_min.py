@@ -14,14 +14,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from advbench import progress
 from advbench.attacks import FGSM_MIN_SEARCHES
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
-from advbench.checks import MAX_GRID_POINTS, check_range
-from advbench.errors import ParameterError
-from advbench.ops import expand_to, is_adversarial, report_step
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import MAX_GRID_POINTS, check_range
+from advbench.core.errors import ParameterError
+from advbench.core.ops import expand_to, is_adversarial, report_step
+from advbench.core.types import Model
 
 # Once fewer samples than this are still searching, several grid points per sample are
 # evaluated in one forward pass of about this many images: fewer, fuller passes in the tail,
@@ -89,7 +89,7 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
             first, tf.boolean_mask(active, done)[:, None],
             tf.boolean_mask(next_point + first_in_chunk, done))
         still = tf.boolean_mask(active, tf.logical_not(done))
-        # Progress (advbench.progress): grid points done, samples still searching. Every
+        # Progress (advbench.core.progress): grid points done, samples still searching. Every
         # pass: one forwards up to max(batch, min_images) images, far above a report's ~1 ms.
         return first, still, report_step(next_point + chunk, tf.size(still))
 

@@ -27,14 +27,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from advbench import progress
 from advbench.attacks import SALIENCY_MAPS
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.targets import TARGET_MODES, choose_targets
-from advbench.checks import check_range, check_targets
-from advbench.ops import is_adversarial, report_step
-from advbench.errors import ParameterError
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import check_range, check_targets
+from advbench.core.errors import ParameterError
+from advbench.core.ops import is_adversarial, report_step
+from advbench.core.types import Model
 
 # The candidate-pair scores are evaluated in row chunks of at most this many elements per
 # batch, so that even the worst case (every feature a candidate) stays bounded in memory.
@@ -174,7 +174,7 @@ def _target_and_sum_gradients(model, x_flat: tf.Tensor, image_shape, target: tf.
         target_logit = tf.gather(logits, target, batch_dims=1)
         logit_sum = tf.reduce_sum(logits, axis=1)
     # No gradient path to the input (a stop_gradient quantiser): zero gradients, as in every
-    # gradient attack (advbench.ops.loss_gradient); no pair qualifies and the sample stops.
+    # gradient attack (advbench.core.ops.loss_gradient); no pair qualifies and the sample stops.
     grad_target = tape.gradient(target_logit, x_flat,
                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grad_sum = tape.gradient(logit_sum, x_flat,
@@ -236,7 +236,7 @@ def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma
         delta = theta * (tf.one_hot(p, n, dtype=xa.dtype) + tf.one_hot(q, n, dtype=xa.dtype))
         xa_new = tf.where(moves[:, None], tf.clip_by_value(xa + delta, 0.0, 1.0), xa)
         rows = active[:, None]
-        # Progress (advbench.progress): iterations done, samples still moving. Every
+        # Progress (advbench.core.progress): iterations done, samples still moving. Every
         # iteration: one costs a forward and two backward passes, far above a report's ~1 ms.
         running = tf.reduce_sum(tf.cast(moves, tf.int32))
         return (report_step(step + 1, running),

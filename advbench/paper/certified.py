@@ -7,7 +7,7 @@ Kolter, "Certified Adversarial Robustness via Randomized Smoothing", ICML 2019,
 https://arxiv.org/abs/1902.02918), and smoothing turns it into a classifier with a provable
 L2 radius per image. This section certifies the paper's GDA models (GDA + RELU and GDA +
 BRELU as the paper trains them, at its sigma) and a GDA model trained at Cohen et al.'s
-sigma with their recipe (``gda-cohen``), with ``advbench.certify`` (CERTIFY at each model's
+sigma with their recipe (``gda-cohen``), with ``advbench.score.certify`` (CERTIFY at each model's
 training sigma), and puts beside each the empirical L2 robustness of the base model on the
 same images: the share of images it classifies correctly and whose minimal adversarial
 found by the profile's minimal L2 attack (C&W, or DeepFool in the demo) is farther than the
@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from advbench.artifacts import read_attack_artifact
 from advbench.attacks import make_attack
-from advbench.certify import CertifyRun, certification_entry, certify_split, trained_sigma
-from advbench.runner import AttackRun
-from advbench.shards import merge_shards
-from advbench.transfer import craft_or_reuse
 from advbench.paper.tables import markdown_table, percent
+from advbench.run.artifacts import read_attack_artifact
+from advbench.run.runner import AttackRun
+from advbench.run.shards import merge_shards
+from advbench.score.certify import CertifyRun, certification_entry, certify_split, trained_sigma
+from advbench.score.transfer import craft_or_reuse
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction, Stage
@@ -142,7 +142,7 @@ def certified_figure(results: dict[str, Any], path: Path, labels: dict[str, str]
     if not certified:
         return None
     from advbench.paper.report import _plt
-    from advbench.report import save_figure
+    from advbench.score.report import save_figure
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.2, 4.8))
