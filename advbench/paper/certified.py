@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def run_certified(repro: Reproduction, name: str) -> dict[str, Any]:
 
 
 def empirical_entry(artifact: str | Path, radii: tuple[float, ...],
-                    grid: list[float] = ()) -> dict[str, Any]:
+                    grid: Sequence[float] = ()) -> dict[str, Any]:
     """The base model's empirical L2 robust accuracy at ``radii`` from a minimal attack's
     artifact: {"clean": clean accuracy, "robust": {radius: the share of images classified
     correctly whose adversarial was not found or is farther than the radius in L2},
