@@ -141,10 +141,13 @@ def certified_figure(results: dict[str, Any], path: Path, labels: dict[str, str]
     certified = results.get("certified")
     if not certified:
         return None
-    from advbench.paper.report import _plt
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from advbench.score.report import save_figure
 
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(7.2, 4.8))
     for name, entry in certified.items():
         colour = colours.get(name)
