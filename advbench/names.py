@@ -37,10 +37,13 @@ SENSITIVITY_VARIANTS = ("loss", "softmax", "logit")
 SUCCESS_DEFINITIONS = ("prediction", "label")
 
 #: attack --from (``runner.AttackRun.start_from``): where an untargeted minimal attack
-#: (deepfool, cw-l2, jsma) starts: "prediction", the model's clean prediction, as IBM ART and
-#: the authors' code (a misclassified sample is moved off its prediction too), or "label",
+#: (deepfool, cw-l2, jsma, fmn) starts: "prediction", the model's clean prediction, as IBM ART
+#: and the authors' code (a misclassified sample is moved off its prediction too), or "label",
 #: the true label (a misclassified sample is returned unchanged).
 START_FROM = ("prediction", "label")
+#: The minimal attacks whose starting class ``START_FROM`` chooses (JSMA untargeted picks its
+#: target among the other classes). fgsm-min always searches from the prediction, as ART.
+START_FROM_ATTACKS = ("deepfool", "cw-l2", "jsma", "fmn")
 
 #: --outputs: how to read a model's outputs (``models.adapt``): "auto" refuses outputs that
 #: look like probabilities.

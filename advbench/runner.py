@@ -33,7 +33,7 @@ from advbench.errors import ArtifactError, ParameterError
 from advbench.files import output_lock, refuse_existing
 from advbench.models import forward_function
 from advbench.models.foreign import model_provenance
-from advbench.names import START_FROM
+from advbench.names import START_FROM, START_FROM_ATTACKS
 from advbench.progress import Progress
 from advbench.shards import Shard
 from advbench.types import Model, PathLike
@@ -64,10 +64,6 @@ class Samples:
         return data.load(self.dataset, self.split, data_dir=self.data_dir, limit=self.limit,
                          seed=self.seed, start=self.start)
 
-
-#: The minimal attacks whose starting class ``start_from`` chooses (JSMA untargeted picks its
-#: target among the other classes). fgsm-min always searches from the prediction, as ART.
-START_FROM_ATTACKS = ("deepfool", "cw-l2", "jsma")
 
 
 @dataclasses.dataclass(kw_only=True)
