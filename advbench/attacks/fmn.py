@@ -229,7 +229,7 @@ def batch_starts(logits: np.ndarray, x: np.ndarray, classes: np.ndarray, norm: s
                        for c in classes.astype(np.int32)])  # (sample, candidate)
     flat = x.reshape(len(x), -1).astype(np.float64)
     x1 = x.copy()
-    has_start = fooled.any(axis=1)
+    has_start = np.asarray(fooled.any(axis=1), bool)
     for i in np.flatnonzero(has_start):
         diff = flat - flat[i]
         if norm == "l0":
@@ -327,7 +327,8 @@ class FMN(Attack):
         num_classes = int(model.output_shape[-1])
         check_labels(y, num_classes)
         targeted = target is not None
-        classes = (check_targets(target, len(x), num_classes) if targeted else y).astype(np.int32)
+        classes = (y if target is None else check_targets(target, len(x), num_classes)
+                   ).astype(np.int32)
         alpha_final = self.alpha_init / 100 if self.alpha_final is None else self.alpha_final
         search = self.binary_search_steps if self.init != "input" else 0
         fn = self.compiled(model, f"fmn-{targeted}-{search}", lambda: build_fmn(
