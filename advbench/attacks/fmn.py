@@ -30,7 +30,8 @@ from advbench.attacks.base import Attack, AttackOutput
 from advbench.checks import check_int, check_labels, check_range, check_targets
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
-from advbench.ops import DECISIVE_MARGIN, batch_norm, expand_to, is_adversarial, l2_normalize, report_step
+from advbench.ops import (DECISIVE_MARGIN, batch_norm, expand_to, is_adversarial, l2_normalize,
+                          report_step)
 from advbench.types import Model
 
 #: The norm of the gradient that gives the linearised distance to the boundary,
