@@ -78,10 +78,19 @@ def fmn_project(delta: tf.Tensor, epsilon: tf.Tensor, norm: str) -> tf.Tensor:
         inside = (l1 <= epsilon)[:, None]
         return tf.reshape(tf.where(inside, flat, projected), tf.shape(delta))
     if norm == "l0":
-        # The rank of each feature by magnitude (0: largest), exact under ties.
-        order = tf.argsort(magnitude, axis=1, direction="DESCENDING", stable=True)
-        rank = tf.argsort(order, axis=1, stable=True)
-        keep = rank < tf.cast(tf.floor(epsilon), tf.int32)[:, None]
+        # The k-th largest magnitude from one sort, then the features above it and, of those
+        # equal to it, the first by position: exactly k kept. (Ranking by two stable
+        # argsorts cost 3x the sort on the CPU: more than a gradient pass of the MNIST CNN.)
+        d = tf.shape(flat)[1]
+        k = tf.clip_by_value(tf.cast(tf.floor(epsilon), tf.int32), 0, d)
+        mu = tf.sort(magnitude, axis=1, direction="DESCENDING")
+        level = tf.gather(mu, tf.maximum(k - 1, 0), batch_dims=1)[:, None]
+        above = magnitude > level
+        tie = tf.equal(magnitude, level)
+        room = (k - tf.reduce_sum(tf.cast(above, tf.int32), axis=1))[:, None]
+        keep = tf.logical_or(above, tf.logical_and(
+            tie, tf.cumsum(tf.cast(tie, tf.int32), axis=1) <= room))
+        keep = tf.logical_and(keep, (k > 0)[:, None])
         return tf.reshape(tf.where(keep, flat, 0.0), tf.shape(delta))
     raise ValueError(f"unknown FMN norm {norm!r}")
 
