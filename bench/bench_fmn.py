@@ -13,7 +13,7 @@ Both attack each image off the model's clean prediction (advbench's default star
 attacks; Foolbox's ``Misclassification`` of those labels), untargeted, from x itself (no
 starting points), batch by batch at ``--batch-size``. Success is the prediction changing;
 norms are measured on x_adv - x in float64, L0 as the features changed by more than 1e-6
-(``advbench.metrics``). Each attack is timed once after a warm-up on two images; both run in
+(``advbench.run.metrics``). Each attack is timed once after a warm-up on two images; both run in
 this process with TensorFlow's one thread pool, so the thread count is the same, and the load
 average is printed before and after each norm.
 
@@ -45,8 +45,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from advbench.attacks.fmn import FMN  # noqa: E402
-from advbench.metrics import L0_TOLERANCE  # noqa: E402
-from advbench.models import predict_labels  # noqa: E402
+from advbench.models.zoo import predict_labels  # noqa: E402
+from advbench.run.metrics import L0_TOLERANCE  # noqa: E402
 
 FOOLBOX_CLASSES = {"l0": "L0FMNAttack", "l1": "L1FMNAttack", "l2": "L2FMNAttack",
                    "linf": "LInfFMNAttack"}

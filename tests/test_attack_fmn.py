@@ -16,9 +16,9 @@ tf = pytest.importorskip("tensorflow")
 
 from advbench.attacks import FMN_NORMS, make_attack  # noqa: E402
 from advbench.attacks.fmn import FMN, fmn_project  # noqa: E402
-from advbench.errors import ParameterError  # noqa: E402
-from advbench.models import predict_logits  # noqa: E402
-from advbench.ops import DECISIVE_MARGIN, is_adversarial  # noqa: E402
+from advbench.core.errors import ParameterError  # noqa: E402
+from advbench.core.ops import DECISIVE_MARGIN, is_adversarial  # noqa: E402
+from advbench.models.zoo import predict_logits  # noqa: E402
 
 from conftest import prototype_images  # noqa: E402
 
@@ -249,7 +249,7 @@ def test_cli_fmn_artifact_scores_robustness_and_training_distance(
         norm, trained_tiny_cnn, fake_data_dir, tmp_path):
     """`attack --attack fmn --norm N` then `evaluate`: a minimal artifact, its empirical
     robustness in N and the training-set distance."""
-    from advbench.artifacts import read_attack_artifact
+    from advbench.run.artifacts import read_attack_artifact
     from advbench.cli import main
 
     model = str(trained_tiny_cnn[0])

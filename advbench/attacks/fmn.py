@@ -24,15 +24,15 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from advbench import progress
 from advbench.attacks import FMN_INITS, FMN_NORMS
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import check_int, check_labels, check_range, check_targets
-from advbench.errors import ParameterError
-from advbench.models import predict_logits
-from advbench.ops import (DECISIVE_MARGIN, batch_norm, expand_to, is_adversarial, l2_normalize,
-                          report_step)
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import check_int, check_labels, check_range, check_targets
+from advbench.core.errors import ParameterError
+from advbench.core.ops import (DECISIVE_MARGIN, batch_norm, expand_to, is_adversarial,
+                               l2_normalize, report_step)
+from advbench.core.types import Model
+from advbench.models.zoo import predict_logits
 
 #: The norm of the gradient that gives the linearised distance to the boundary,
 #: |margin| / ||grad||_dual (Hoelder's inequality), per FMN norm; L0 has none (its epsilon
