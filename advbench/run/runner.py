@@ -34,14 +34,10 @@ from advbench.data import batch_seed
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
 from advbench.models.zoo import forward_function
-from advbench.run import metrics, START_FROM
+from advbench.run import metrics, START_FROM, START_FROM_ATTACKS
 from advbench.run.artifacts import (ATTACK_SCHEMA, artifact_kind, open_artifact, read_arrays,
                                     read_attack_artifact, read_attrs, write_arrays)
 from advbench.run.shards import Shard
-
-#: The minimal attacks whose starting class ``start_from`` chooses (JSMA untargeted picks its
-#: target among the other classes). fgsm-min always searches from the prediction, as ART.
-START_FROM_ATTACKS = ("deepfool", "cw-l2", "jsma")
 
 
 @dataclasses.dataclass(kw_only=True)
