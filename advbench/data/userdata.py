@@ -287,6 +287,8 @@ def _read_npz(path: Path) -> UserData:
             raise DataError(f"{path}[class_names] must be a 1-D string array, got "
                             f"{class_names.dtype} {class_names.shape}")
         class_names = tuple(str(c) for c in class_names.astype(str))
+        for name in class_names:
+            _check_name(path, "class name", name, "save class_names as valid Unicode text")
     if len(splits) == 1:
         notes.append(f"{path.name}: arrays x, y used as the test split")
     class_names = _check_classes(path, splits, class_names, notes)
@@ -311,6 +313,8 @@ def _read_folder(root: Path) -> UserData:
         if class_names is not None and classes != class_names:
             raise DataError(f"{root}: train classes {list(class_names)} differ from test "
                             f"classes {list(classes)}; give both splits the same sub-folders")
+        for name in classes:
+            _check_name(folder, "class folder name", name, "rename the folder")
         class_names = classes
         files[split] = []
         for label, name in enumerate(classes):
@@ -352,6 +356,16 @@ def _read_folder(root: Path) -> UserData:
     class_names = _check_classes(root, splits, class_names, notes)
     return UserData(root, "folder", splits, class_names, tuple(notes),
                     fingerprint(splits, class_names))
+
+
+def _check_name(where: Path, what: str, name: str, fix: str) -> None:
+    """DataError unless a class name is text that artifacts, tables and JSON can hold: a
+    folder name in bytes that are not UTF-8 (Python's surrogate escapes) cannot be."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{where}: {what} {name!r} is not valid UTF-8; {fix} (class names "
+                        "are stored as text)") from None
 
 
 def class_mapping(class_names: tuple[str, ...], shown: int = 30) -> str:

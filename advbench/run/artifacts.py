@@ -80,12 +80,17 @@ def stamp(f: h5py.File, schema: str) -> None:
 
 
 def set_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
-    """Store scalars and strings as attrs; dicts and lists as JSON strings."""
+    """Store scalars and strings as attrs; dicts and lists as JSON strings (which escape
+    everything). A path's bytes that are not UTF-8 (Python's surrogate escapes, which HDF5
+    cannot encode) are stored as ``\\xff`` escapes."""
     for key, value in attrs.items():
         if value is None:
             continue
         if isinstance(value, (dict, list, tuple)):
             f.attrs[key] = json.dumps(value)
+        elif isinstance(value, str):
+            f.attrs[key] = value.encode("utf-8", "surrogateescape").decode("utf-8",
+                                                                           "backslashreplace")
         else:
             f.attrs[key] = value
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from advbench import data
-from advbench.core.errors import ParameterError, flags_verb
+from advbench.core.errors import ArtifactError, ParameterError, flags_verb
 from advbench.core.types import PathLike
 from advbench.models.adapt import Preprocessing
 from advbench.models.foreign import MODEL_KINDS, detect_kind, open_foreign
@@ -78,7 +78,21 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
                                model_output=model_output)
     meta.update(dataset=info.name, data_hash=data.fingerprint(info.name, data_dir),
                 class_names=list(info.class_names))
-    predictions = np.asarray(model(probe, training=False)).argmax(axis=1)
+    scores = np.asarray(model(probe, training=False))
+    if scores.shape != (len(probe), info.num_classes):
+        # A graph may return anything its author chose (one row for the batch, ...).
+        raise ArtifactError(f"{path} gives class scores of shape {scores.shape} for "
+                            f"{len(probe)} images, not ({len(probe)}, {info.num_classes}); "
+                            "it must return one row of scores per image")
+    if scores.dtype.kind != "f":
+        raise ArtifactError(f"{path} gives class scores of dtype {scores.dtype}; advbench "
+                            "needs float scores (logits or probabilities) to take gradients of")
+    if not np.isfinite(scores).all():
+        # Every attack and metric would be NaN: say it is the model, not the attack.
+        raise ArtifactError(f"{path} gives NaN or infinite class scores on the first "
+                            f"{len(probe)} test images; it is damaged or not a classifier of "
+                            "this data: check it in Keras (and --input-range)")
+    predictions = scores.argmax(axis=1)
     warning = first_batch_warning(predictions, probe_labels, info.class_names, path.name,
                                   meta["preprocessing"]["input_range"])
     if warning:

@@ -37,7 +37,7 @@ from advbench.models.zoo import forward_function
 from advbench.run import metrics, START_FROM, START_FROM_ATTACKS
 from advbench.run.artifacts import (ATTACK_SCHEMA, artifact_kind, open_artifact, read_arrays,
                                     read_attack_artifact, read_attrs, write_arrays)
-from advbench.run.shards import Shard
+from advbench.run.shards import Shard, check_checkpoint
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -213,6 +213,8 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
             if stored.get("num_samples") != n:
                 raise ArtifactError(f"{output} holds {stored.get('num_samples')} samples where "
                                     f"this run has {n}; pass --overwrite to start again")
+            if not stored.get("complete"):  # resumed: what it holds becomes the artifact
+                check_checkpoint(output, arrays, state)
             state.update(arrays)
             state["wall_time_s"] = float(stored.get("wall_time_s", 0.0))
             if stored.get("complete"):

@@ -223,6 +223,26 @@ def _check_agrees(path: Path, attrs: dict[str, Any], arrays: dict[str, np.ndarra
                                 f"{int(np.count_nonzero(differ))} samples; {fix}")
 
 
+def check_checkpoint(path: Path, arrays: dict[str, np.ndarray],
+                     fresh: dict[str, Any]) -> None:
+    """ArtifactError unless an interrupted run's arrays at ``path`` can be resumed by the run
+    whose fresh state is ``fresh`` (the runner's arrays before any batch): it holds every
+    array the runner writes, and the labels and sample indices of this run (the run key
+    names the samples; these arrays are what the finished artifact would hold)."""
+    fix = "the file is damaged or edited: pass --overwrite to start the run again"
+    missing = [name for name, value in fresh.items()
+               if isinstance(value, np.ndarray) and name not in arrays]
+    if missing:
+        raise ArtifactError(f"{path} lacks {', '.join(missing)}; {fix}")
+    for name, what in SHARED_ARRAYS.items():
+        if name not in fresh:  # a stage that sets them from its own samples afterwards
+            continue
+        differ = int(np.count_nonzero(arrays[name] != fresh[name]))
+        if differ:
+            raise ArtifactError(f"{path} differs from this run in {name} ({what}) at {differ} "
+                                f"samples; {fix}")
+
+
 def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                  overwrite: bool = False) -> tuple[Path, dict[str, Any]]:
     """Write the merge of shard artifacts (``merge_attack_runs``) to ``output``, atomically:

@@ -41,7 +41,7 @@ from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
 from advbench.run.artifacts import CERTIFICATION_SCHEMA, artifact_kind, read_arrays, write_arrays
 from advbench.run.runner import device_name
-from advbench.run.shards import Shard
+from advbench.run.shards import Shard, check_checkpoint
 
 #: The two procedures of Cohen et al.: CERTIFY (radius) and PREDICT (class only).
 MODES = ("certify", "predict")
@@ -324,6 +324,7 @@ def _claim(output: Path, key: str, n: int, shard: Shard | None, *, overwrite: bo
         raise ArtifactError(f"{output} holds an interrupted run; pass --resume to continue it "
                             "or --overwrite to start again")
     state = _fresh(n)
+    check_checkpoint(output, arrays, state)
     state.update({k: v for k, v in arrays.items() if k in state})
     state["wall_time_s"] = float(stored.get("wall_time_s", 0.0))
     progress.log(f"resuming: {int(state['completed'].sum())} of {n} images done in {output}")
