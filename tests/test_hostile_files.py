@@ -108,3 +108,120 @@ def test_a_savedmodel_whose_scores_are_not_class_scores_is_one_line(tmp_path, ki
     path = _savedmodel(tmp_path / "served", kind)
     with pytest.raises(ArtifactError, match=re.escape(message.format(path=path))):
         open_model(str(path), dataset=data.source_name(str(npz)))
+
+
+# -- a forged or damaged checkpoint is not resumed ---------------------------------------------
+def _checkpoint(n=6):
+    return {"x_adv": np.zeros((n, 28, 28, 1), np.float32), "y": np.arange(n) % 10,
+            "indices": np.arange(n) * 3, "completed": np.arange(n) < 3, "wall_time_s": 0.0}
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda a: a.pop("x_adv"), "{path} lacks x_adv; the file is damaged or edited: pass "
+                               "--overwrite to start the run again"),
+    (lambda a: a["y"].__setitem__(5, 9), "{path} differs from this run in y (labels) at 1 "
+                                         "samples; the file is damaged or edited: pass "
+                                         "--overwrite to start the run again"),
+    (lambda a: a["indices"].__setitem__(0, 1), "{path} differs from this run in indices "
+                                               "(sample indices) at 1 samples; the file is "
+                                               "damaged or edited: pass --overwrite to start "
+                                               "the run again"),
+])
+def test_a_checkpoint_with_other_labels_indices_or_arrays_is_not_resumed(tmp_path, spoil,
+                                                                         message):
+    from advbench.core.errors import ArtifactError
+    from advbench.run.shards import check_checkpoint
+
+    stored = {k: np.array(v) for k, v in _checkpoint().items() if k != "wall_time_s"}
+    check_checkpoint(tmp_path / "run.h5", stored, _checkpoint())  # as written: resumed
+    spoil(stored)
+    with pytest.raises(ArtifactError, match=re.escape(message.format(path=tmp_path / "run.h5"))):
+        check_checkpoint(tmp_path / "run.h5", stored, _checkpoint())
+
+
+# -- a certification's results must follow from its noise counts -------------------------------
+def _certification(path, n_images=6, n=50, n0=10, alpha=0.001, sigma=0.25):
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, write_arrays
+    from advbench.score.certify import certify_counts
+
+    rng = np.random.default_rng(0)
+    y = np.arange(n_images) % 10
+    counts0 = np.zeros((n_images, 10), np.int64)
+    counts = np.zeros((n_images, 10), np.int64)
+    for i, c in enumerate(y):
+        top = rng.integers(n // 2, n + 1)
+        counts0[i, c], counts0[i, (c + 1) % 10] = n0 - 1, 1
+        counts[i, c], counts[i, (c + 3) % 10] = top, n - top
+    pred, p_lower, radius = certify_counts(counts0, counts, n, alpha, sigma)
+    arrays = {"y": y, "indices": np.arange(n_images), "completed": np.ones(n_images, bool),
+              "pred": pred, "pa_lower": p_lower, "radius": radius, "correct": pred == y,
+              "count_top": counts[np.arange(n_images), y], "counts0": counts0, "counts": counts}
+    attrs = {"num_samples": n_images, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha,
+             "mode": "certify", "complete": True, "dataset": "mnist", "split": "test",
+             "model_path": "cnn.h5", "model_hash": "c" * 64}
+    write_arrays(path, CERTIFICATION_SCHEMA, attrs, arrays)
+    return path
+
+
+@pytest.mark.parametrize("field, edit, message", [
+    ("correct", lambda a: a.__setitem__(slice(None), True), "correct does not follow from the "
+                                                            "noise counts"),
+    ("radius", lambda a: a.__setitem__(0, 1e9), "radius does not follow from the noise counts"),
+    ("pa_lower", lambda a: a.__setitem__(0, 0.999), "pa_lower does not follow from the noise "
+                                                    "counts"),
+    ("count_top", lambda a: a.__setitem__(0, 10 ** 9), "count_top does not follow from the "
+                                                       "noise counts"),
+    ("pred", lambda a: a.__setitem__(0, (a[0] + 1) % 10), "pred does not follow from the noise "
+                                                          "counts"),
+    ("counts", lambda a: a.__setitem__((0, 0), a[0, 0] + 1), "counts does not hold 50 draws per "
+                                                             "certified image"),
+])
+def test_an_edited_certification_is_refused_naming_the_field(tmp_path, field, edit, message):
+    import h5py
+
+    from advbench.core.errors import ArtifactError
+    from advbench.score.certify import read_certification
+
+    path = _certification(tmp_path / "cert.h5")
+    read_certification(path)  # as written: read
+    with h5py.File(path, "r+") as f:
+        value = f[field][()]
+        edit(value)
+        del f[field]
+        f[field] = value
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"{path}: {message}; the file is damaged or edited: certify again")):
+        read_certification(path)
+
+
+def test_an_edited_sigma_is_refused(tmp_path):
+    import h5py
+
+    from advbench.core.errors import ArtifactError
+    from advbench.score.certify import read_certification
+
+    path = _certification(tmp_path / "cert.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs["sigma"] = 1e6
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"{path}: radius does not follow from the noise counts; the file is damaged or "
+            "edited: certify again")):
+        read_certification(path)
+
+
+def test_a_certification_of_another_model_is_refused_before_any_work(tmp_path):
+    from advbench.core.errors import ArtifactError
+    from advbench.run.metrics import DISTANCE_VARIANTS
+    from advbench.score import evaluate
+
+    path = _certification(tmp_path / "cert.h5")
+    meta = {"dataset": "mnist", "content_hash": "d" * 64}
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"{path} certifies model cnn.h5, not gda.h5 (their hashes differ); a certificate "
+            "holds only for the model it was made on: evaluate it with that model, or certify "
+            "this one")):
+        # The checks evaluate() makes before it scores anything (a gate must not pass on
+        # another model's certified accuracy).
+        evaluate._scoring_checks(meta, "gda.h5", DISTANCE_VARIANTS[0], [path])
+    evaluate._scoring_checks({**meta, "content_hash": "c" * 64}, "cnn.h5",
+                             DISTANCE_VARIANTS[0], [path])

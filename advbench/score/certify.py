@@ -459,7 +459,42 @@ def read_certification(path: PathLike) -> tuple[dict[str, Any], dict[str, np.nda
         raise ArtifactError(f"{path} is an interrupted run ({int(arrays['completed'].sum())} of "
                             f"{len(arrays['completed'])} images done); rerun its `advbench "
                             "certify` command to finish it")
+    check_certification(path, attrs, arrays)
     return attrs, arrays
+
+
+def check_certification(where: PathLike, attrs: dict[str, Any],
+                        arrays: dict[str, np.ndarray]) -> None:
+    """ArtifactError unless a certification's results follow from its noise counts: every
+    completed image's counts sum to n (and n0), and its class, pA bound, radius and
+    correctness are what CERTIFY (or PREDICT) gives from them at the recorded n, alpha and
+    sigma; an edited result (a radius, a class, ``correct``) is refused, naming the field."""
+    fix = "the file is damaged or edited: certify again"
+    done = arrays["completed"]
+    counts, counts0 = arrays.get("counts"), arrays.get("counts0")
+    certify = attrs.get("mode", "certify") == "certify"
+    if counts is None or (certify and counts0 is None):
+        raise ArtifactError(f"{where} lacks its noise counts; {fix}")
+    n, n0 = int(attrs["n"]), int(attrs["n0"])
+    for name, array, total in (("counts", counts, n), ("counts0", counts0, n0)):
+        if array is None or (name == "counts0" and not certify):
+            continue
+        if len(array) != len(done) or (array[done].sum(axis=1) != total).any():
+            raise ArtifactError(f"{where}: {name} does not hold {total} draws per certified "
+                                f"image; {fix}")
+    if certify:
+        pred, p_lower, radius = certify_counts(counts0[done], counts[done], n,
+                                               float(attrs["alpha"]), float(attrs["sigma"]))
+        found = {"pred": pred, "pa_lower": p_lower, "radius": radius}
+    else:
+        found = {"pred": predict_counts(counts[done], float(attrs["alpha"]))}
+    top = (counts0 if certify else counts)[done].argmax(axis=1)
+    found["count_top"] = counts[done][np.arange(len(top)), top]
+    found["correct"] = found["pred"] == arrays["y"][done]
+    for name, value in found.items():
+        stored = arrays.get(name)
+        if stored is None or not np.allclose(stored[done], value, rtol=1e-6, atol=1e-9):
+            raise ArtifactError(f"{where}: {name} does not follow from the noise counts; {fix}")
 
 
 def read_certification_run(paths: PathLike | Sequence[PathLike]) -> tuple[
@@ -476,6 +511,7 @@ def read_certification_run(paths: PathLike | Sequence[PathLike]) -> tuple[
         raise ArtifactError(f"{', '.join(map(str, paths))} hold {int(arrays['completed'].sum())} "
                             f"of {len(arrays['completed'])} images of their run; give every "
                             "shard or run the missing ones (advbench certify ... --shard I/N)")
+    check_certification(", ".join(map(str, paths)), attrs, arrays)
     return attrs, arrays
 
 

@@ -29,8 +29,8 @@ from advbench.models.foreign import model_provenance
 from advbench.models.zoo import predict_labels
 from advbench.run import metrics
 from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, CURVE_SCHEMA,
-                                    EVALUATION_SCHEMA, artifact_kind, jsonable, read_arrays,
-                                    write_arrays)
+                                    EVALUATION_SCHEMA, artifact_kind, jsonable, open_artifact,
+                                    read_arrays, read_attrs, write_arrays)
 from advbench.run.curves import read_curve
 from advbench.run.shards import Shard, group_shards, read_attack_run
 from advbench.score.certify import DEFAULT_RADII, certification_entry
@@ -267,8 +267,23 @@ def _scoring_checks(model_meta: dict, model_path: PathLike, distance_variant: st
         kind = artifact_kind(group[0]) if Path(group[0]).exists() else None
         if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA, CERTIFICATION_SCHEMA):
             read_arrays(group[0], ATTACK_SCHEMA)  # raises the precise one-line error
+        if kind == CERTIFICATION_SCHEMA:
+            _check_certified_model(group[0], model_meta, model_path)
         kinds.append(kind)
     return dataset, groups, kinds
+
+
+def _check_certified_model(path: PathLike, model_meta: dict, model_path: PathLike) -> None:
+    """ArtifactError unless the certification at ``path`` was made on this model: a
+    certificate holds for the smoothed classifier of the model that drew the noise, so
+    another model's certified accuracy must never be reported (or gated) as this one's."""
+    with open_artifact(path, CERTIFICATION_SCHEMA) as f:
+        attrs = read_attrs(f)
+    if attrs.get("model_hash") != model_meta.get("content_hash"):
+        raise ArtifactError(f"{path} certifies model {attrs.get('model_path')}, not "
+                            f"{model_path} (their hashes differ); a certificate holds only for "
+                            "the model it was made on: evaluate it with that model, or certify "
+                            "this one")
 
 
 def _gets_distance(attrs: dict, model_meta: dict) -> bool:
