@@ -71,14 +71,16 @@ def _savedmodel(path, kind):
 
     weights = np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32) * 0.01
 
+    dtype = tf.int32 if kind == "int32 input" else tf.float32
+
     class Scores(tf.Module):
         def __init__(self):
             super().__init__()
             self.w = tf.Variable(weights)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], dtype)])
         def serve(self, x):
-            y = tf.matmul(tf.reshape(x, [-1, 784]), self.w)
+            y = tf.matmul(tf.reshape(tf.cast(x, tf.float32), [-1, 784]), self.w)
             if kind == "one row":
                 return y[:1]
             if kind == "int32":
@@ -95,6 +97,8 @@ def _savedmodel(path, kind):
                 "must return one row of scores per image"),
     ("int32", "{path} gives class scores of dtype int32; advbench needs float scores (logits "
               "or probabilities) to take gradients of"),
+    ("int32 input", "{path}: the SavedModel's endpoint takes int32 images; advbench feeds "
+                    "float images (and takes gradients): export it with a float32 input"),
     ("nan", "{path} gives NaN or infinite class scores on the first 40 test images; it is "
             "damaged or not a classifier of this data: check it in Keras (and --input-range)"),
 ])
