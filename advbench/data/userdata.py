@@ -242,6 +242,10 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 raise DataError(f"{path}: array {key} declares shape {shape} ({nbytes} bytes) "
                                 f"but holds {info.file_size - header_bytes}; it is truncated "
                                 "or edited: save it again with np.savez")
+            if key in ("x", "x_train", "x_test"):  # the stages make float32 pixels of them
+                check_size(path, f"array {key} (shape {shape}) as float32 pixels",
+                           math.prod(shape) * 4, error=DataError, verb="takes",
+                           fix="save a smaller data set (fewer images)")
             total += nbytes
             headers[key] = (tuple(shape), dtype)
     check_size(path, "its arrays", total, error=DataError, verb="declare",
@@ -341,13 +345,17 @@ def _read_folder(root: Path) -> UserData:
     assert size is not None
     mode = "L" if gray else "RGB"
     count = sum(len(items) for items in files.values())
-    check_size(root, f"{count} images of {size[0]}x{size[1]} {mode}",
-               count * size[0] * size[1] * (1 if gray else 3), error=DataError,
+    # Bounded as the float32 pixels the stages make of them (data.to_unit_range): 1 MB of
+    # compressible PNGs can declare gigabytes.
+    shape = (size[1], size[0]) + (() if gray else (3,))
+    check_size(root, f"{count} images of {size[0]}x{size[1]} {mode} (as float32 pixels)",
+               count * math.prod(shape) * 4, error=DataError,
                fix="use fewer or smaller images", verb="take")
     splits = {}
     for split, items in files.items():
-        pixels = [np.asarray(_decode(p).convert(mode), dtype=np.uint8) for p, _ in items]
-        x = np.stack(pixels)
+        x = np.empty((len(items),) + shape, np.uint8)  # filled in place: no second copy
+        for i, (p, _) in enumerate(items):
+            x[i] = np.asarray(_decode(p).convert(mode), dtype=np.uint8)
         splits[split] = (x[..., None] if gray else x,
                          np.asarray([label for _, label in items], np.int64))
     notes = [f"{root}: {'grayscale' if gray else 'RGB'} images decoded by Pillow, uint8 "
