@@ -471,9 +471,10 @@ def check_certification(where: PathLike, attrs: dict[str, Any],
     sigma; an edited result (a radius, a class, ``correct``) is refused, naming the field."""
     fix = "the file is damaged or edited: certify again"
     done = arrays["completed"]
-    counts, counts0 = arrays.get("counts"), arrays.get("counts0")
     certify = attrs.get("mode", "certify") == "certify"
-    if counts is None or (certify and counts0 is None):
+    counts, counts0 = arrays.get("counts"), arrays.get("counts0")
+    chooser = counts0 if certify else counts  # the draws that pick the class
+    if counts is None or chooser is None:
         raise ArtifactError(f"{where} lacks its noise counts; {fix}")
     n, n0 = int(attrs["n"]), int(attrs["n0"])
     for name, array, total in (("counts", counts, n), ("counts0", counts0, n0)):
@@ -483,12 +484,12 @@ def check_certification(where: PathLike, attrs: dict[str, Any],
             raise ArtifactError(f"{where}: {name} does not hold {total} draws per certified "
                                 f"image; {fix}")
     if certify:
-        pred, p_lower, radius = certify_counts(counts0[done], counts[done], n,
+        pred, p_lower, radius = certify_counts(chooser[done], counts[done], n,
                                                float(attrs["alpha"]), float(attrs["sigma"]))
         found = {"pred": pred, "pa_lower": p_lower, "radius": radius}
     else:
         found = {"pred": predict_counts(counts[done], float(attrs["alpha"]))}
-    top = (counts0 if certify else counts)[done].argmax(axis=1)
+    top = chooser[done].argmax(axis=1)
     found["count_top"] = counts[done][np.arange(len(top)), top]
     found["correct"] = found["pred"] == arrays["y"][done]
     for name, value in found.items():
