@@ -229,3 +229,31 @@ def test_a_certification_of_another_model_is_refused_before_any_work(tmp_path):
         evaluate._scoring_checks(meta, "gda.h5", DISTANCE_VARIANTS[0], [path])
     evaluate._scoring_checks({**meta, "content_hash": "c" * 64}, "cnn.h5",
                              DISTANCE_VARIANTS[0], [path])
+
+
+# -- an artifact's arrays live in the artifact -------------------------------------------------
+@pytest.mark.parametrize("storage", ["external storage", "virtual dataset"])
+def test_an_array_kept_in_another_file_is_never_read(tmp_path, storage):
+    import h5py
+
+    from advbench.core.errors import ArtifactError
+    from advbench.run.artifacts import CURVE_SCHEMA, read_arrays, write_arrays
+
+    secret = tmp_path / "secret.bin"
+    np.arange(4, dtype=np.int64).tofile(secret)
+    out = tmp_path / "c.h5"
+    write_arrays(out, CURVE_SCHEMA, {"num_samples": 4}, {"y": np.zeros(4, np.int64)})
+    with h5py.File(out, "r+") as f:
+        del f["y"]
+        if storage == "external storage":
+            f.create_dataset("y", shape=(4,), dtype="int64", external=[(str(secret), 0, 32)])
+        else:
+            with h5py.File(tmp_path / "other.h5", "w") as other:
+                other["y"] = np.arange(4, dtype=np.int64)
+            layout = h5py.VirtualLayout(shape=(4,), dtype="int64")
+            layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "y", shape=(4,))
+            f.create_virtual_dataset("y", layout)
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"{out}: y keeps its data in another file (HDF5 {storage}), which advbench never "
+            "writes; refusing it")):
+        read_arrays(out, CURVE_SCHEMA)
