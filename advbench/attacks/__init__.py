@@ -35,7 +35,8 @@ ATTACK_CLASSES: dict[str, str] = {
 
 #: --norm name -> "module:Class" in advbench.attacks: the norms of the gradient attacks
 #: (``norms.NORMS`` holds one instance of each, named by its key).
-NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm"}
+NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm",
+                                "l1": "norms:L1Norm"}
 #: How target classes are chosen when none are given (``--target``, JSMA's target_mode):
 #: the modes of ``targets.choose_targets``.
 TARGET_MODES = ("random", "least-likely")

@@ -326,7 +326,7 @@ class Square(Attack):
                  rescale_schedule: bool = False) -> None:
         super().__init__()
         check_range("eps", eps, low=0.0)
-        check_norm(norm)
+        check_norm(norm, self.name)
         check_int("n_queries", n_queries, low=1)
         check_range("p_init", p_init, low=0.0, high=1.0, low_inclusive=False)
         check_int("n_restarts", n_restarts, low=1)
