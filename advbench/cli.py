@@ -917,7 +917,8 @@ ATTACK_OPTIONS = [
      "or a range start:stop:step (0:8/255:1/255) for a curve. Your own data of another image "
      "size has no default. " + EPS_HELP),
     ("--norm", "norm", RegistryChoice("advbench.attacks:NORM_CLASSES"),
-     "Norm (fgsm, pgd, apgd-*, square, autoattack) [default: linf]."),
+     "Norm (fgsm, pgd, apgd-*, square, autoattack; l1: apgd-* and autoattack only) "
+     "[default: linf]."),
     ("--eps-step", "eps_step", EpsValue(),
      "Grid step of fgsm-min [default: 0.05 on MNIST, 1/255 on CIFAR-10]."),
     ("--eps-max", "eps_max", EpsValue(), "Largest eps fgsm-min tries [default: 1.0]."),
@@ -958,17 +959,22 @@ ATTACK_OPTIONS = [
      "C&W binary search steps over c [default: 9]."),
     ("--initial-const", "initial_const", float, "C&W initial c [default: 0.001]."),
     ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early [default: on]."),
-    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack) [default: 100]."),
+    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack) [default: 100; "
+     "autoattack None: its version's, 100]."),
     ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square) [default: 1]."),
     ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves "
      "[default: 0.75]."),
     ("--eot-iter", "eot_iter", int,
-     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack) "
-     "[default: 1 apgd-*, 20 autoattack]."),
+     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack's rand "
+     "version) [default: 1 apgd-*; autoattack None: its version's, 20]."),
+    ("--use-largereps/--no-use-largereps", "use_largereps", None,
+     "APGD with norm l1: AutoAttack's schedule of three runs at 3, 2 and 1 times eps "
+     "(30/30/40% of --n-iter) [default: off; autoattack's l1 standard version turns it on]."),
     ("--n-target-classes", "n_target_classes", int,
-     "Top-k target classes of apgd-t and autoattack [default: 9]."),
+     "Top-k target classes of apgd-t and autoattack [default: 9; autoattack None: its "
+     "version's, 9, apgd-t 5 in the l1 standard version]."),
     ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack) "
-     "[default: 5000]."),
+     "[default: 5000; autoattack None: its version's, 5000]."),
     ("--p-init", "p_init", float, "Square: initial fraction of pixels per square "
      "[default: 0.8]."),
     ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"),
@@ -977,8 +983,8 @@ ATTACK_OPTIONS = [
      "Square: stretch the p schedule, written for 10,000 queries, to --n-queries "
      "[default: off]."),
     ("--version", "version", RegistryChoice("advbench.attacks:AUTOATTACK_VERSIONS"),
-     "AutoAttack version: standard, or rand (EOT, for randomised defenses) "
-     "[default: standard]."),
+     "AutoAttack version: standard (APGD-CE, APGD-T, FAB-T, Square), plus (also APGD-DLR "
+     "and FAB, 5 restarts) or rand (EOT, for randomised defenses) [default: standard]."),
 ]
 
 
@@ -2007,7 +2013,7 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
         from advbench.attacks.norms import check_norm
         from advbench.checks import check_range
 
-        check_norm(norm)
+        check_norm(norm, "pgd")  # the audit's FGSM, PGD and Square have no l1
         check_range("eps", eps, low=0.0, low_inclusive=False,
                     high=1.0 if norm == "linf" else None)
         settings = AuditSettings(**settings_values, unbounded_eps=unbounded_eps, **{

@@ -45,9 +45,11 @@ TARGET_MODES = ("random", "least-likely")
 SALIENCY_MAPS = ("pairwise", "simplified")
 #: The losses the Square Attack can maximise (``square.Square``, --loss).
 SQUARE_LOSSES = ("margin", "ce")
-#: AutoAttack's versions (``autoattack.AutoAttack``, --version): "standard" (APGD-CE,
-#: APGD-T, Square) or "rand" (APGD-CE and APGD-DLR with EOT, for randomised defenses).
-AUTOATTACK_VERSIONS = ("standard", "rand")
+#: AutoAttack's versions (``autoattack.AutoAttack``, --version; members per norm in
+#: ``autoattack.VERSION_MEMBERS``): "standard" (APGD-CE, APGD-T, FAB-T, Square), "plus" (also
+#: APGD-DLR and FAB, 5 restarts) or "rand" (APGD-CE and APGD-DLR with EOT, for randomised
+#: defenses).
+AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
 #: How fgsm-min walks its eps grid (``fgsm_min.MinimalFGSM``, --search): "exact" (every sample
 #: until its first flip, as ART 1.20.1) or "authors" (the paper authors' loop, which attacks
 #: the wrong images from the third grid step on; for reproducing their Table 2 only).
