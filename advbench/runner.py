@@ -25,6 +25,7 @@ import tensorflow as tf
 from advbench import __version__, data, metrics
 from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, open_artifact, read_arrays,
                                 read_attack_artifact, read_attrs, write_arrays)
+from advbench.attacks.autoattack import artifact_table
 from advbench.attacks.base import Attack
 from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.checks import check_int, check_seed
@@ -396,6 +397,8 @@ def artifact_summary(path: PathLike, x: np.ndarray) -> dict[str, Any]:
         **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "wall_time_s": attrs.get("wall_time_s"),
+        "seed": attrs.get("seed"), "protocol": metrics.protocol(attrs, int(len(y))),
+        "autoattack_table": artifact_table(attrs, arrays),
     }
     if summary["minimal"]:
         norm = attrs.get("attack_norm")

@@ -175,7 +175,8 @@ class AutoAttack(Attack):
                 skipped[name] = reason
                 continue
             params = {**settings, **{k: v for k, v in given.items() if k in settings}}
-            attacks.append(ATTACKS[name](eps=self.eps, norm=norm, **params))
+            member: Any = ATTACKS[name]  # every member takes eps and norm
+            attacks.append(member(eps=self.eps, norm=norm, **params))
         self.attacks: tuple[Any, ...] = tuple(attacks)
         #: member name -> why it is not run (the authors' ensemble runs it).
         self.skipped: dict[str, str] = skipped
@@ -184,6 +185,11 @@ class AutoAttack(Attack):
     def attack_names(self) -> tuple[str, ...]:
         """The registry names of the members that run, in order."""
         return tuple(attack.name for attack in self.attacks)
+
+    def __repr__(self) -> str:
+        # The members that ran are part of the provenance: they depend on what this advbench
+        # has (``skipped``), not only on the parameters.
+        return f"{super().__repr__()} running {', '.join(self.attack_names) or 'nothing'}"
 
     @property
     def protocol(self) -> str:
@@ -218,3 +224,22 @@ class AutoAttack(Attack):
             x_adv[todo] = out_x
         return AttackOutput(x_adv=hold_budget(x, x_adv, self.eps, self.norm),
                             extras={"broken_by": broken_by})
+
+
+def artifact_table(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """The per-attack table of an ``autoattack`` attack artifact (``attrs``, ``arrays`` as
+    ``artifacts.read_attack_artifact`` gives them): {"protocol": the ensemble's,
+    "after": ``robust_accuracy_by_attack`` on its ``extras/broken_by``, "skipped": the
+    members not run}, robust accuracy on the model it was crafted on. None for another attack,
+    or when the artifact's members are not the ones this advbench runs for its parameters
+    (its ``attack_repr`` differs): its indices would name the wrong members."""
+    if attrs.get("attack") != "autoattack" or "extras/broken_by" not in arrays:
+        return None
+    try:
+        attack = AutoAttack(**(attrs.get("attack_params") or {}))
+    except (TypeError, ParameterError):
+        return None
+    if attrs.get("attack_repr") != repr(attack):
+        return None
+    return {"protocol": attack.protocol, "skipped": dict(attack.skipped),
+            "after": robust_accuracy_by_attack(arrays["extras/broken_by"], attack.attack_names)}
