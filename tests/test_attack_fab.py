@@ -128,7 +128,9 @@ def linear_model(seed: int, classes: int = 5, shape=(4, 4, 1)):
     dense = keras.layers.Dense(classes)
     model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
     weights = rng.normal(size=(features, classes)).astype(np.float32)
-    dense.set_weights([weights, rng.normal(size=classes).astype(np.float32) * 0.1])
+    # Logits near a tie at the image centre (x = 0.5): minimal perturbations well inside the box.
+    bias = -0.5 * weights.sum(axis=0) + rng.normal(size=classes) * 0.5
+    dense.set_weights([weights, bias.astype(np.float32)])
     return model, weights
 
 
@@ -164,7 +166,7 @@ def closed_form(model, weights, x, y, norm, classes=None):
 def linear_case(seed=0, n=8):
     model, weights = linear_model(seed)
     rng = np.random.default_rng(seed + 10)
-    x = (0.5 + rng.uniform(-0.02, 0.02, (n, 4, 4, 1))).astype(np.float32)
+    x = (0.5 + rng.uniform(-0.01, 0.01, (n, 4, 4, 1))).astype(np.float32)
     y = predict_logits(model, x).argmax(axis=1)
     return model, weights, x, y
 
@@ -180,7 +182,10 @@ def test_finds_the_minimal_perturbation_of_a_linear_model(name, norm):
     found = batch_norms(x, out.x_adv, norm)
     assert np.all(predict_logits(model, out.x_adv).argmax(axis=1) != y)
     assert np.all(found >= sizes * (1 - 1e-4))
-    np.testing.assert_allclose(found, sizes, rtol=0.01)
+    # With the default eta 1.05, beta 0.9, alpha_max 0.1 the closest iterate lands 0.52% past
+    # the boundary on a linear model: 1.00521 to 1.00522 times the closed form here, and the
+    # authors' FABAttack_PT gives the same ratios on the same weights (checked with torch).
+    assert np.all(found <= sizes * 1.006)
 
 
 def test_fab_t_targets_its_own_classes_on_a_linear_model():
@@ -248,17 +253,37 @@ def test_targets_are_never_the_label_and_name_the_run_that_fooled(trained_tiny_c
     np.testing.assert_array_equal(target >= 0, fooled & clean)
 
 
-def test_seeds_reproduce_and_restarts_use_them(trained_tiny_cnn, samples):
+def test_seeds_reproduce_and_a_sample_does_not_depend_on_its_batch(trained_tiny_cnn, samples):
     _, model, _ = trained_tiny_cnn
     x, y = samples
     attack = FAB(norm="l2", n_iter=10, n_restarts=3)
     first = attack(model, x, y, seed=7).x_adv
     np.testing.assert_array_equal(first, attack(model, x, y, seed=7).x_adv)
-    assert not np.array_equal(first, attack(model, x, y, seed=8).x_adv)
-    # A sample's result does not depend on the others in its batch.
-    np.testing.assert_array_equal(attack.run_on(model, x[3:5], y[3:5], seed=7,
-                                                ids=np.arange(3, 5), total=len(x))[0],
-                                  first[3:5])
+    # The same random start and steps; the convolutions of another batch size round
+    # differently in the last bit.
+    np.testing.assert_allclose(attack.run_on(model, x[3:5], y[3:5], seed=7,
+                                             ids=np.arange(3, 5), total=len(x))[0],
+                               first[3:5], atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
+def test_random_starts_lie_at_the_radius_and_follow_seed_and_row(norm):
+    from advbench.attacks.fab import random_start
+
+    x = tf.fill([4, 5, 5, 1], 0.5)
+    ids, total = tf.constant([0, 1, 2, 3]), tf.constant(6)
+
+    def start(seed, radius=0.1, rows=ids):
+        return random_start(tf.gather(x, rows), rows, total, tf.constant([seed, 0], tf.int64),
+                            tf.constant(radius), norm).numpy()
+
+    first = start(1)
+    np.testing.assert_allclose(batch_norms(np.full((4, 5, 5, 1), 0.5, np.float32), first, norm),
+                               0.1, rtol=1e-5)
+    np.testing.assert_array_equal(first, start(1))
+    assert not np.array_equal(first, start(2))
+    np.testing.assert_array_equal(start(1, rows=tf.constant([2, 3])), first[2:])
+    np.testing.assert_array_equal(start(1, radius=0.0), 0.5)
 
 
 def test_final_search_never_moves_farther(trained_tiny_cnn, samples):
@@ -295,3 +320,30 @@ def test_bad_parameters_are_refused_with_one_line(cls, params, message):
 def test_bad_target_count_is_refused():
     with pytest.raises(ParameterError, match="^n_target_classes must be >= 1, got 0$"):
         FABTargeted(n_target_classes=0)
+
+
+# -- the command line --------------------------------------------------------------------------
+def invoke(args):
+    from click.testing import CliRunner
+
+    from advbench.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_fab_without_eps_is_minimal_and_gets_the_empirical_robustness(
+        trained_tiny_cnn, fake_data_dir, tmp_path):
+    import json
+
+    model = trained_tiny_cnn[0]
+    common = ["--limit", "10", "--data-dir", fake_data_dir]
+    out = tmp_path / "fab.h5"
+    crafted = invoke(["attack", model, "--attack", "fab", "--norm", "l2", "--n-iter", "5",
+                      *common, "-o", out, "-q"])
+    assert crafted.exit_code == 0, crafted.output
+    scored = invoke(["evaluate", model, out, *common, "--no-sensitivity", "--json", "-q"])
+    assert scored.exit_code == 0, scored.output
+    entry = json.loads(scored.stdout)["artifacts"][0]
+    assert entry["attack"] == "fab" and entry["minimal"] is True
+    assert entry["attack_params"]["eps"] is None
+    assert entry["robustness"]["norm"] == "l2"
