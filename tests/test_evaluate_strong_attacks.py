@@ -21,6 +21,7 @@ STRONG_ATTACKS = {
     "apgd-t": ["--n-iter", "5", "--n-target-classes", "2"],
     "square": ["--n-queries", "30"],
     "autoattack": ["--n-iter", "5", "--n-target-classes", "2", "--n-queries", "30"],
+    "fab-t": ["--n-iter", "5", "--n-target-classes", "2"],
 }
 
 

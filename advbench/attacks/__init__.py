@@ -30,6 +30,8 @@ ATTACK_CLASSES: dict[str, str] = {
     "apgd-dlr": "apgd_dlr:APGDDifferenceLogitsRatio",
     "apgd-t": "apgd_t:APGDTargeted",
     "square": "square:Square",
+    "fab": "fab:FAB",
+    "fab-t": "fab:FABTargeted",
     "autoattack": "autoattack:AutoAttack",
 }
 
