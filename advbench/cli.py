@@ -918,8 +918,8 @@ ATTACK_OPTIONS = [
      "or a range start:stop:step (0:8/255:1/255) for a curve. Your own data of another image "
      "size has no default. " + EPS_HELP),
     ("--norm", "norm", RegistryChoice("advbench.attacks:NORM_CLASSES"),
-     "Norm (fgsm, pgd, apgd-*, square, autoattack, fab, fab-t; l1: apgd-*, autoattack, fab, "
-     "fab-t only) [default: linf]."),
+     "Norm (fgsm, pgd, apgd-*, square, autoattack, fab, fab-t; l1: all but fgsm and pgd) "
+     "[default: linf]."),
     ("--eps-step", "eps_step", EpsValue(),
      "Grid step of fgsm-min [default: 0.05 on MNIST, 1/255 on CIFAR-10]."),
     ("--eps-max", "eps_max", EpsValue(), "Largest eps fgsm-min tries [default: 1.0]."),

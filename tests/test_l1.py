@@ -123,8 +123,31 @@ def test_autoattack_l1_standard_holds_the_budget_and_beats_clean(tiny_model):
     assert accuracy(tiny_model, out.x_adv, y) < accuracy(tiny_model, x, y) - 0.2
 
 
-@pytest.mark.parametrize("name", ["fgsm", "pgd", "square"])
+@pytest.mark.parametrize("name", ["fgsm", "pgd"])
 def test_attacks_without_l1_refuse_it(name):
     with pytest.raises(ParameterError, match=f"^attack '{name}' takes norm linf or l2, not l1 "
-                       r"\(l1 is for apgd-ce, apgd-dlr, apgd-t, autoattack, fab, fab-t\)$"):
+                       r"\(l1 is for apgd-ce, apgd-dlr, apgd-t, autoattack, fab, fab-t, "
+                       r"square\)$"):
         make_attack(name, norm="l1")
+
+
+def test_square_l1_patterns_are_the_authors():
+    """Nested rectangles weighted 1/(k+1)^4, halves of opposite sign, unit L1 norm: the
+    authors' ``eta`` (its values for side 5, from their square.py)."""
+    from advbench.attacks.square import l2_pattern
+
+    pattern = l2_pattern(5, "l1")
+    assert np.abs(pattern).sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(pattern[:2], [[0.0041, 0.0250, 0.0250, 0.0250, 0.0041],
+                                             [0.0041, 0.0250, 0.3587, 0.0250, 0.0041]],
+                               atol=6e-5)
+    np.testing.assert_allclose(pattern[3], [-0.0035, -0.0214, -0.3075, -0.0214, -0.0035],
+                               atol=6e-5)
+
+
+def test_square_l1_holds_the_budget_and_fools(tiny_model):
+    x, y = prototype_images(40, seed=7)
+    out = make_attack("square", eps=6.0, norm="l1", n_queries=300)(tiny_model, x, y, seed=0)
+    assert perturbation_size(x, out.x_adv, "l1").max() <= 6.0
+    assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
+    assert accuracy(tiny_model, out.x_adv, y) < accuracy(tiny_model, x, y) - 0.2

@@ -14,10 +14,9 @@ the parameters the authors' ``AutoAttack`` gives each (its constructor and ``set
         targets), fab-t (9 targets). The authors warn that it is not meant for L1.
     rand: for randomised defenses: apgd-ce and apgd-dlr, 1 restart each, gradients averaged
         over 20 draws of the model's randomness (Expectation over Transformation).
-APGD and FAB run 100 iterations. A member advbench does not have (FAB and FAB-T until
-``advbench.attacks.fab`` is in the registry; Square in L1, which advbench's Square lacks) is
-not run and is named in ``skipped``: the ensemble is then weaker than the authors' and says
-so wherever its table is printed.
+APGD and FAB run 100 iterations. A member advbench does not have (none today: FAB, FAB-T and
+Square in L1 are all in) is not run and is named in ``skipped``: the ensemble is then weaker
+than the authors' and says so wherever its table is printed.
 """
 
 from __future__ import annotations

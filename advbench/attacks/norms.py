@@ -183,7 +183,7 @@ NORMS: dict[str, Norm] = {name: cls(name)
 
 #: The attacks that take ``norm="l1"`` (the others refuse it: their steps and random starts
 #: were checked against their references in L-inf and L2 only).
-L1_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "fab", "fab-t")
+L1_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "fab", "fab-t", "square")
 
 
 def check_norm(name: str, attack: str | None = None) -> Norm:
