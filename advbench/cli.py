@@ -2019,10 +2019,10 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     _refuse_unused_audit_flags(checks)
     limit = AUDIT_SAMPLES if limit is None else limit
     with _usage_errors():
-        from advbench.attacks.norms import check_norm
+        from advbench.audit import check_audit_norm
         from advbench.checks import check_range
 
-        check_norm(norm, "pgd")  # the audit's FGSM, PGD and Square have no l1
+        check_audit_norm(norm)
         check_range("eps", eps, low=0.0, low_inclusive=False,
                     high=1.0 if norm == "linf" else None)
         settings = AuditSettings(**settings_values, unbounded_eps=unbounded_eps, **{
