@@ -163,7 +163,7 @@ def main() -> None:
     from torch_port import check_logits, port_keras_model
 
     from advbench import data
-    from advbench.artifacts import load_model
+    from advbench.run.artifacts import load_model
     from advbench.attacks.autoattack import AutoAttack, robust_accuracy_by_attack
 
     load_start = os.getloadavg()

@@ -14,7 +14,7 @@ from conftest import (PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, behind, input_noise, p
 
 from advbench.attacks.autoattack import (MISCLASSIFIED, ROBUST, VERSION_MEMBERS, AutoAttack,
                                          missing_reason, robust_accuracy_by_attack)
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 

@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from advbench.attacks import make_attack
 from advbench.attacks.apgd import largereps_schedule
 from advbench.attacks.norms import NORMS, l1_box_projection
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 
 def brute_force(x: np.ndarray | None, delta: np.ndarray, eps: float):

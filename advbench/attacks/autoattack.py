@@ -30,10 +30,10 @@ from advbench.attacks import AUTOATTACK_VERSIONS as VERSIONS
 from advbench.attacks.apgd import MIN_CLASSES, hold_budget
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import L1_ATTACKS, check_norm
-from advbench.checks import check_int, check_labels, check_range
-from advbench.errors import ParameterError
-from advbench.models import predict_logits
-from advbench.types import Model
+from advbench.core.checks import check_int, check_labels, check_range
+from advbench.core.errors import ParameterError
+from advbench.core.types import Model
+from advbench.models.zoo import predict_logits
 
 Members = tuple[tuple[str, dict[str, Any]], ...]
 
