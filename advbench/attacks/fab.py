@@ -224,11 +224,17 @@ def build_fab(model: Model, *, norm: str, targeted: bool, n_iter: int, alpha_max
             moved = tf.clip_by_value((flat1 + eta * d1) * (1.0 - alpha)
                                      + (x0 + eta * d0) * alpha, 0.0, 1.0)
             x1 = tf.reshape(moved, tf.shape(x))
-            # Decisively adversarial (ops.is_adversarial), so the success the driver stores
-            # holds at any batch size; the authors' code compares the argmax.
-            fooled = is_adversarial(model(x1, training=False), labels)
+            logits = model(x1, training=False)
+            # The walk steps back on the authors' test (the argmax leaves the label): on any
+            # other test it takes another path. Stepping back only past float noise made the
+            # median L-inf norm of FAB-T 6% larger than theirs on an MNIST CNN (fewer steps
+            # back from points just across the boundary).
+            fooled = tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+            # Kept only when decisively adversarial (ops.is_adversarial), so the success the
+            # driver stores holds at any batch size.
+            decisive = is_adversarial(logits, labels)
             distance = batch_norm(moved - x0, norm)
-            closer = tf.logical_and(fooled, distance < best)
+            closer = tf.logical_and(decisive, distance < best)
             x_adv = tf.where(closer[:, None, None, None], x1, x_adv)
             best = tf.where(closer, distance, best)
             # Back towards x0 after a success: the next steps search closer in.
