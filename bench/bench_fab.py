@@ -136,7 +136,7 @@ def main() -> None:
     agreement = projection_agreement()
     log("projections, max |step difference| against the authors': "
         + ", ".join(f"{k} {v:.1e}" for k, v in agreement.items()))
-    from advbench.models import predict_labels
+    from advbench.models.zoo import predict_labels
 
     rows = []
     for norm, eps in parse_runs(args.runs):

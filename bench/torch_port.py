@@ -168,7 +168,7 @@ def check_logits(model: Any, net: Any, x: np.ndarray, *,
     """
     import torch
 
-    from advbench.models import predict_logits
+    from advbench.models.zoo import predict_logits
 
     keras_logits = predict_logits(model, x, batch_size)
     with torch.no_grad():
@@ -193,7 +193,7 @@ def main() -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from advbench import data
-    from advbench.artifacts import load_model
+    from advbench.run.artifacts import load_model
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("models", nargs="+", help="Keras model files (.h5 / .keras)")

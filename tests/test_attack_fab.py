@@ -10,8 +10,8 @@ from scipy.optimize import linprog, minimize
 
 from advbench.attacks import make_attack
 from advbench.attacks.fab import FAB, FABTargeted, batch_norms, project
-from advbench.errors import ParameterError
-from advbench.models import predict_logits
+from advbench.core.errors import ParameterError
+from advbench.models.zoo import predict_logits
 
 ORDER = {"linf": np.inf, "l2": 2, "l1": 1}
 DUAL_ORDER = {"linf": 1, "l2": 2, "l1": np.inf}

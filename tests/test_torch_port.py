@@ -13,8 +13,8 @@ keras = pytest.importorskip("keras")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from torch_port import _same_padding, check_logits, port_keras_model  # noqa: E402
 
-from advbench.models import build_model  # noqa: E402
-from advbench.names import ARCHITECTURE_BUILDERS  # noqa: E402
+from advbench.models import ARCHITECTURE_BUILDERS  # noqa: E402
+from advbench.models.zoo import build_model  # noqa: E402
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURE_BUILDERS))

@@ -24,17 +24,17 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import tensorflow as tf
 
-from advbench import progress
 from advbench.attacks.apgd_t import ranked_targets
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import check_int, check_labels, check_range
-from advbench.errors import ParameterError
-from advbench.models import predict_logits
-from advbench.ops import batch_norm, is_adversarial, report_step
-from advbench.types import Model, Tensor
+from advbench.core import progress
+from advbench.core.checks import check_int, check_labels, check_range
+from advbench.core.errors import ParameterError
+from advbench.core.ops import batch_norm, is_adversarial, report_step
+from advbench.core.types import Model, Tensor
+from advbench.models.zoo import predict_logits
 
-#: The norms FAB minimises. Its projections are its own (``project``), so it takes L1,
-#: which the --norm registry of the other gradient attacks (``NORM_CLASSES``) may lack.
+#: The norms FAB minimises; its projections are its own (``project``). --norm offers
+#: ``advbench.attacks.ATTACK_NORMS`` and each attack checks its own.
 FAB_NORMS = ("linf", "l2", "l1")
 #: The radius of the random restarts when no eps is given: the authors' defaults per norm
 #: (``DEFAULT_EPS_DICT_BY_NORM``). A restart starts at half of it, as theirs.
@@ -240,7 +240,7 @@ def build_fab(model: Model, *, norm: str, targeted: bool, n_iter: int, alpha_max
             # Back towards x0 after a success: the next steps search closer in.
             x1 = tf.where(fooled[:, None, None, None], x + beta * (x1 - x), x1)
             running = tf.reduce_sum(tf.cast(tf.math.is_inf(best), tf.int32))
-            # Progress (advbench.progress): steps done, samples not fooled yet.
+            # Progress (advbench.core.progress): steps done, samples not fooled yet.
             return report_step(i + 1, running, budget=n_iter), x1, x_adv, best
 
         _, _, x_adv, best = tf.while_loop(cond, body, (tf.constant(0), x1, x_adv, best))
