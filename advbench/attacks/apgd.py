@@ -23,7 +23,7 @@ import tensorflow as tf
 from advbench import progress
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS, check_norm
-from advbench.checks import check_int, check_labels, check_range
+from advbench.checks import check_int, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
 from advbench.ops import batch_norm, expand_to, l2_normalize, report_step
@@ -322,9 +322,9 @@ class AutoPGD(Attack):
 
     # -- shared by the APGD attacks ---------------------------------------------------------
     def check_classes(self, model: Model, y: np.ndarray, loss: str) -> int:
-        """The model's number of classes, after checking labels and that the loss applies."""
+        """The model's number of classes, after checking that the loss applies (labels: by
+        Attack.__call__)."""
         num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
         if num_classes < MIN_CLASSES[loss]:
             raise ParameterError(
                 f"attack {self.name!r} needs a model with at least {MIN_CLASSES[loss]} classes "

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import (MAX_INITIAL_CONST, MAX_SEARCH_STEPS, check_int, check_labels,
+from advbench.checks import (MAX_INITIAL_CONST, MAX_SEARCH_STEPS, check_int,
                              check_range)
 from advbench import progress
 from advbench.ops import is_adversarial, report_step
@@ -259,15 +259,6 @@ class CarliniWagnerL2(Attack):
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         targeted = target is not None
-        num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
-        if targeted:
-            target = np.asarray(target, dtype=np.int64)
-            if target.shape != y.shape:
-                raise ParameterError(
-                    f"target has shape {target.shape} but y has {y.shape}; "
-                    "pass one target class per image")
-            check_labels(target, num_classes, name="target")
         labels = (y if target is None else target).astype(np.int32)
 
         predicted = np.argmax(predict_logits(model, x), axis=1)

@@ -25,7 +25,7 @@ from advbench.attacks import SQUARE_LOSSES as LOSSES
 from advbench.attacks.apgd import batch_signature, drop, hold_budget, label_logit
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import check_norm
-from advbench.checks import check_int, check_labels, check_range
+from advbench.checks import check_int, check_range
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
 from advbench import progress
@@ -350,7 +350,6 @@ class Square(Attack):
         if x.ndim != 4:
             raise ParameterError(f"square needs images (batch, height, width, channels), got "
                                  f"an array of shape {x.shape}")
-        check_labels(y, int(model.output_shape[-1]))
         labels = y.astype(np.int32)
         attack = predict_logits(model, x).argmax(axis=1) == labels
         fn = self.compiled(model, "square", lambda: build_square(
