@@ -83,7 +83,8 @@ def compute() -> dict[str, np.ndarray]:
     """Every fixture array, by name."""
     import tensorflow as tf
 
-    from advbench import audit, curves, train
+    from advbench.score import audit
+    from advbench.run import curves, train
     from advbench.attacks.fgsm import FGSM
     from advbench.attacks.pgd import PGD
     from advbench.attacks.rand_fgsm import RandomFGSM

@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from advbench.attacks.gradient_descent import GradientDescent, Plan, direction
 from advbench.attacks.norms import NORMS, check_norm
-from advbench.checks import check_range
+from advbench.core.checks import check_range
+from advbench.core.types import Model
 from advbench.models.gradients import attack_model
-from advbench.types import Model
 
 
 def fgsm_direction(model: Model, x: tf.Tensor, labels: tf.Tensor, norm: str,

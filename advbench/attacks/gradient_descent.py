@@ -19,13 +19,13 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from advbench import progress
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS, Norm
-from advbench.checks import check_range
-from advbench.errors import ParameterError
-from advbench.ops import expand_to, is_adversarial, loss_gradient, report_step
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import check_range
+from advbench.core.errors import ParameterError
+from advbench.core.ops import expand_to, is_adversarial, loss_gradient, report_step
+from advbench.core.types import Model
 
 
 @dataclasses.dataclass(frozen=True)

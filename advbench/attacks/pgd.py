@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from advbench.attacks.gradient_descent import GradientDescent, Plan
 from advbench.attacks.norms import check_norm
-from advbench.checks import check_int, check_range
-from advbench.errors import ParameterError
+from advbench.core.checks import check_int, check_range
+from advbench.core.errors import ParameterError
 
 
 class PGD(GradientDescent):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from advbench.attacks.gradient_descent import GradientDescent, Plan
-from advbench.checks import check_range
-from advbench.errors import ParameterError
+from advbench.core.checks import check_range
+from advbench.core.errors import ParameterError
 
 
 def check_alpha(alpha: float, eps: float) -> None:

@@ -19,7 +19,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 #: Largest number of eps points in one grid (a typo like 0:1:1e-9 must not run for days).
 MAX_EPS_POINTS = 10_000
@@ -56,8 +56,10 @@ _ATTACK_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
     # VAT's L2 radius: Miyato et al.'s 2.1 on MNIST; the L2 standard on CIFAR-10.
     "vat": {"mnist": {"eps": 2.1}, "cifar10": {"eps": 0.5}},
 }
-#: The attacks whose eps is the data set's budget in their norm.
-_BUDGET_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack")
+#: The attacks whose eps is the data set's budget in their norm, and ``audit`` (its checks
+#: attack at the one --eps it audits).
+_BUDGET_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack",
+                   "audit")
 #: The command-line flag of each eps-like parameter.
 FLAGS = {"eps": "--eps", "alpha": "--alpha", "step_size": "--step-size",
          "eps_step": "--eps-step"}
@@ -68,6 +70,9 @@ SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 #: --eps's help: the defaults, per data set (and the exceptions).
 EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 on "
             "CIFAR-10; fgsm and rand-fgsm 0.1 on MNIST (the paper's); vat 2.1 on MNIST]")
+#: audit --eps's help: the budgets alone.
+AUDIT_EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 "
+                  "on CIFAR-10; a user's data takes the set of its image size]")
 
 
 def shown(value: float) -> str:
@@ -206,7 +211,7 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
     """The eps-like defaults of ``attack`` on ``dataset`` for the parameters not in ``given``.
 
     Args:
-        attack: CLI name of the attack ("pgd", ...).
+        attack: CLI name of the attack ("pgd", ...), or "audit" (its --eps).
         dataset: a built-in name, a user's data path, or None when unknown.
         norm: the attack's norm ("linf" or "l2"; None: "linf").
         given: the parameters the user gave (None values count as not given).
@@ -296,10 +301,12 @@ def defense_source(dataset: str, input_shape: tuple | None) -> str | None:
 
 
 def parameter_line(attack: str, params: dict[str, Any], *, budget: Budget | None = None,
-                   samples: str = "", seed: int | None = None, extra: str = "") -> str:
+                   samples: str = "", seed: int | None = None, extra: str = "",
+                   defaults_from: str = "") -> str:
     """The one stderr line that starts a run: every parameter the attack uses (eps-like
     values as fractions where they are one: ``eps=8/255``), where the data-set defaults came
-    from, the seed and the samples.
+    from (``budget``, or ``defaults_from`` as a run records it: "eps, step_size: cifar10"),
+    the seed and the samples.
 
     Example:
         >>> parameter_line("pgd", {"eps": 8 / 255, "steps": 40}, seed=0)
@@ -308,8 +315,10 @@ def parameter_line(attack: str, params: dict[str, Any], *, budget: Budget | None
     parts = [f"{k}={shown(v) if isinstance(v, float) else v}" for k, v in params.items()]
     line = f"{attack}: {' '.join(parts)}"
     if budget is not None and budget.values and budget.source:
-        line += f" ({', '.join(budget.values)}: {budget.source}'s default" \
-                f"{'s' if len(budget.values) > 1 else ''})"
+        defaults_from = f"{', '.join(budget.values)}: {budget.source}"
+    if defaults_from:
+        several = "," in defaults_from.split(":")[0]
+        line += f" ({defaults_from}'s default{'s' if several else ''})"
     if extra:
         line += f"; {extra}"
     if seed is not None:
