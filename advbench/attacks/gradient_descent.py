@@ -111,12 +111,12 @@ def descend(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, e
 
 def check_eps_list(eps: float | Sequence[float]) -> list[float]:
     """eps given at call time as a list of floats >= 0 (one value: a list of one)."""
-    values = [eps] if np.ndim(eps) == 0 else list(np.asarray(eps, dtype=np.float64).ravel())
+    values = [float(v) for v in np.asarray(eps, dtype=np.float64).ravel()]
     if not values:
         raise ParameterError("eps must be a non-empty list of values >= 0, got an empty one")
     for value in values:
         check_range("eps", value, low=0.0)
-    return [float(value) for value in values]
+    return values
 
 
 class GradientDescent(Attack):
@@ -194,12 +194,12 @@ class GradientDescent(Attack):
         from advbench.models.gradients import attack_model
 
         model = attack_model(model)  # as __call__ does: same logits, cheaper gradients
-        eps = np.asarray(check_eps_list(eps))
+        grid = np.asarray(check_eps_list(eps))
         targeted = target is not None
         labels = tf.constant((y if target is None else target).astype(np.int32))
         xt = tf.convert_to_tensor(x)
         steps: dict[str, list[tuple[int, float]]] = {}
-        for j, e in enumerate(eps):
+        for j, e in enumerate(grid):
             kind, t = self.line_step(float(e))
             steps.setdefault(kind, []).append((j, t))
         bases: dict[str, tuple[tf.Tensor, tf.Tensor]] = {}
