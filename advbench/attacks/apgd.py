@@ -25,7 +25,7 @@ from advbench.attacks.norms import NORMS, check_norm
 from advbench.core import progress
 from advbench.core.checks import check_int, check_range
 from advbench.core.errors import ParameterError
-from advbench.core.ops import batch_norm, expand_to, l2_normalize, report_step
+from advbench.core.ops import batch_norm, expand_to, l2_normalize, logit_margin, report_step
 from advbench.core.types import Model, Tensor
 from advbench.models.zoo import predict_logits
 
@@ -99,10 +99,8 @@ def dlr_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     (the paper's equation 6). Invariant to shifting and scaling the logits, so a model that
     scales its logits up to saturate the softmax does not flatten it. Needs 3 classes."""
     top = tf.math.top_k(logits, k=3).values
-    is_label = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(logits)[1], on_value=True,
-                          off_value=False)
-    other = tf.reduce_max(tf.where(is_label, tf.cast(-np.inf, logits.dtype), logits), axis=1)
-    return -(label_logit(logits, labels) - other) / (top[:, 0] - top[:, 2] + DLR_GUARD)
+    own, other = logit_margin(logits, labels)
+    return -(own - other) / (top[:, 0] - top[:, 2] + DLR_GUARD)
 
 
 def dlr_targeted_loss(logits: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:

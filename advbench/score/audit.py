@@ -39,6 +39,7 @@ from advbench.attacks import make_attack
 from advbench.core.checks import check_int, check_range, check_seed
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.files import refuse_existing
+from advbench.core.ops import logit_margin
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.models import ARCHITECTURE_BUILDERS
@@ -191,9 +192,7 @@ def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
         with tf.GradientTape() as tape:
             tape.watch(xb)
             logits = model(xb, training=False)
-            y_onehot = tf.one_hot(yb, tf.shape(logits)[-1], dtype=logits.dtype)
-            true = tf.reduce_sum(logits * y_onehot, axis=-1)
-            other = tf.reduce_max(logits - 1e9 * y_onehot, axis=-1)
+            true, other = logit_margin(logits, yb)
             margin = true - other
         # A layer without a gradient (tf.round) disconnects the input: that is a zero gradient.
         out[start:start + batch_size] = tape.gradient(
