@@ -158,7 +158,7 @@ class GradientDescent(Attack):
         return outputs if np.ndim(eps) else outputs[0]
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
+            seed: int) -> AttackOutput:
         targeted = target is not None
         labels = (y if target is None else target).astype("int32")
         plan = self.plan(self.eps)
