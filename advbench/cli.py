@@ -906,11 +906,13 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 # parameter is a usage error, so a typo never silently runs the default.
 ATTACK_OPTIONS = [
     ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, "
-     "autoattack), a value or a fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 "
+     "autoattack; fab and fab-t: none makes them minimal, a value bounded as in AutoAttack), "
+     "a value or a fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 "
      "or a range start:stop:step (0:8/255:1/255) for a curve. Your own data of another image "
      "size has no default. " + EPS_HELP),
     ("--norm", "norm", RegistryChoice("advbench.attacks:ATTACK_NORMS"),
-     "Norm (fgsm, pgd, apgd-*, square, autoattack: linf or l2; fmn: l0, l1, l2 or linf) "
+     "Norm (fgsm, pgd: linf or l2; apgd-*, square, autoattack, fab, fab-t: linf, l2 or l1; "
+     "fmn: l0, l1, l2 or linf) "
      "[default: linf]."),
     ("--eps-step", "eps_step", EpsValue(),
      "Grid step of fgsm-min [default: 0.05 on MNIST, 1/255 on CIFAR-10]."),
@@ -953,17 +955,23 @@ ATTACK_OPTIONS = [
      "--init batch start [default: 10]."),
     ("--initial-const", "initial_const", float, "C&W initial c [default: 0.001]."),
     ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early [default: on]."),
-    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack) [default: 100]."),
-    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square) [default: 1]."),
+    ("--n-iter", "n_iter", int, "Iterations per run (apgd-*, autoattack, fab, fab-t) "
+     "[default: 100; autoattack None: its version's, 100]."),
+    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square, fab, fab-t) "
+     "[default: 1]."),
     ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves "
      "[default: 0.75]."),
     ("--eot-iter", "eot_iter", int,
-     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack) "
-     "[default: 1 apgd-*, 20 autoattack]."),
+     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack's rand "
+     "version) [default: 1 apgd-*; autoattack None: its version's, 20]."),
+    ("--use-largereps/--no-use-largereps", "use_largereps", None,
+     "APGD with norm l1: AutoAttack's schedule of three runs at 3, 2 and 1 times eps "
+     "(30/30/40% of --n-iter) [default: off; autoattack's l1 standard version turns it on]."),
     ("--n-target-classes", "n_target_classes", int,
-     "Top-k target classes of apgd-t and autoattack [default: 9]."),
+     "Top-k target classes of apgd-t, fab-t and autoattack [default: 9; autoattack None: "
+     "its version's, 9, apgd-t 5 in the l1 standard version]."),
     ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack) "
-     "[default: 5000]."),
+     "[default: 5000; autoattack None: its version's, 5000]."),
     ("--p-init", "p_init", float, "Square: initial fraction of pixels per square "
      "[default: 0.8]."),
     ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"),
@@ -971,6 +979,13 @@ ATTACK_OPTIONS = [
     ("--rescale-schedule/--no-rescale-schedule", "rescale_schedule", None,
      "Square: stretch the p schedule, written for 10,000 queries, to --n-queries "
      "[default: off]."),
+    ("--alpha-max", "alpha_max", float, "FAB: largest weight of the clean image's projection "
+     "in a step, in [0, 1] [default: 0.1]."),
+    ("--eta", "eta", float, "FAB: overshoot of the projections, >= 1 [default: 1.05]."),
+    ("--beta", "beta", float, "FAB: pull back towards the clean image after a success, in "
+     "(0, 1] [default: 0.9]."),
+    ("--final-search", "final_search", int, "FAB: steps of the original code's final search "
+     "between the clean image and the adversarial [default: 0, as AutoAttack]."),
     ("--alpha-init", "alpha_init", float, "fmn: first step size (L2, in [0, 1] pixels) "
      "[default: 1.0]."),
     ("--alpha-final", "alpha_final", float,
@@ -984,8 +999,8 @@ ATTACK_OPTIONS = [
      "the batch classified otherwise, then a binary search for the boundary) "
      "[default: input]."),
     ("--version", "version", RegistryChoice("advbench.attacks:AUTOATTACK_VERSIONS"),
-     "AutoAttack version: standard, or rand (EOT, for randomised defenses) "
-     "[default: standard]."),
+     "AutoAttack version: standard (APGD-CE, APGD-T, FAB-T, Square), plus (also APGD-DLR "
+     "and FAB, 5 restarts) or rand (EOT, for randomised defenses) [default: standard]."),
 ]
 
 
@@ -2027,10 +2042,10 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     _refuse_unused_audit_flags(checks)
     limit = AUDIT_SAMPLES if limit is None else limit
     with _usage_errors():
-        from advbench.attacks.norms import check_norm
         from advbench.core.checks import check_range
+        from advbench.score.audit import check_audit_norm
 
-        check_norm(norm)
+        check_audit_norm(norm)
         if eps is not None:
             check_range("eps", eps, low=0.0, low_inclusive=False,
                         high=1.0 if norm == "linf" else None)

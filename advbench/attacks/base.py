@@ -45,7 +45,8 @@ class Attack:
     Class attributes:
         name: the CLI name (registry key).
         minimal: True when the attack searches the smallest perturbation that flips the
-            prediction (usable for the empirical-robustness metric).
+            prediction (usable for the empirical-robustness metric). An instance may set its
+            own: FAB is minimal without eps and bounded with it.
         randomized: True when the result depends on ``seed``.
         supports_targets: True when ``target`` labels can be given.
         param_names: the constructor's keyword-only parameters, in order, derived from its
@@ -58,7 +59,7 @@ class Attack:
     """
 
     name: ClassVar[str] = ""
-    minimal: ClassVar[bool] = False
+    minimal: bool = False
     randomized: ClassVar[bool] = False
     supports_targets: ClassVar[bool] = False
     param_names: ClassVar[tuple[str, ...]] = ()

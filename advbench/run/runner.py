@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__, data
+from advbench.attacks.autoattack import artifact_table
 from advbench.attacks.base import Attack
 from advbench.attacks.budgets import parameter_line
 from advbench.attacks.targets import TARGET_MODES, choose_targets
@@ -386,6 +387,8 @@ def artifact_summary(path: PathLike, x: np.ndarray) -> dict[str, Any]:
         **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "wall_time_s": attrs.get("wall_time_s"),
+        "seed": attrs.get("seed"), "protocol": metrics.protocol(attrs, int(len(y))),
+        "autoattack_table": artifact_table(attrs, arrays),
     }
     if summary["minimal"]:
         norm = attrs.get("attack_norm")
