@@ -180,3 +180,76 @@ if __name__ == "__main__":
     FIXTURE.parent.mkdir(exist_ok=True)
     np.savez_compressed(FIXTURE, **compute())
     print(FIXTURE, FIXTURE.stat().st_size, "bytes")
+
+
+# -- the engine's contracts, on the same model and digits --------------------------------------
+
+@pytest.fixture(scope="module")
+def model_and_digits():
+    return fixed_model(), *digits()
+
+
+def test_eps_at_call_time_equals_the_attack_built_at_each_eps(model_and_digits):
+    from advbench.attacks.fgsm import FGSM
+    from advbench.attacks.pgd import PGD
+
+    model, x, y = model_and_digits
+    for attack, build in ((FGSM(), lambda e: FGSM(eps=e)),
+                          (PGD(step_size=0.02, steps=3), lambda e: PGD(eps=e, step_size=0.02,
+                                                                       steps=3))):
+        outs = attack(model, x, y, eps=[0.05, 0.1], seed=2)
+        for out, e in zip(outs, (0.05, 0.1)):
+            assert np.array_equal(out.x_adv, build(e)(model, x, y, seed=2).x_adv)
+    assert np.array_equal(FGSM()(model, x, y, eps=0.2).x_adv, FGSM(eps=0.2)(model, x, y).x_adv)
+
+
+def test_eps_at_call_time_is_checked(model_and_digits):
+    from advbench.attacks.fgsm import FGSM
+    from advbench.attacks.rand_fgsm import RandomFGSM
+    from advbench.core.errors import ParameterError
+
+    model, x, y = model_and_digits
+    with pytest.raises(ParameterError, match="eps must be >= 0"):
+        FGSM()(model, x, y, eps=[0.1, -0.1])
+    with pytest.raises(ParameterError, match=r"alpha \(0.05\) must be <= eps \(0.01\)"):
+        RandomFGSM(eps=0.1, alpha=0.05)(model, x, y, eps=0.01)
+
+
+def test_line_gives_the_images_of_a_run_at_each_eps(model_and_digits):
+    from advbench.attacks.fgsm import FGSM
+    from advbench.attacks.rand_fgsm import RandomFGSM
+
+    model, x, y = model_and_digits
+    grid = [0.05, 0.1, 0.3]
+    for attack in (FGSM(), FGSM(norm="l2"), RandomFGSM(eps=0.05, alpha=0.05)):
+        for base, unit, steps, which in attack.line(model, x, y, grid, seed=4):
+            for t, j in zip(steps, which):
+                image = np.clip(base.numpy() + np.float32(t) * unit.numpy(), 0.0, 1.0)
+                assert np.array_equal(image, attack(model, x, y, eps=grid[j], seed=4).x_adv)
+
+
+def test_base_checks_targets_once(model_and_digits):
+    from advbench.attacks.fgsm import FGSM
+    from advbench.core.errors import ParameterError
+
+    model, x, y = model_and_digits
+    with pytest.raises(ParameterError, match=r"target must have shape \(12,\), one class per "
+                                             r"image, got \(11,\)"):
+        FGSM()(model, x, y, target=y[:11])
+    with pytest.raises(ParameterError, match="target classes must be >= 0 and < 10"):
+        FGSM()(model, x, y, target=np.full(12, 10))
+
+
+def test_attack_arrays_uses_the_run_seed_rule(model_and_digits):
+    from advbench.attacks.pgd import PGD
+    from advbench.data import batch_seed
+    from advbench.run.runner import attack_arrays
+
+    model, x, y = model_and_digits
+    attack = PGD(eps=0.1, step_size=0.02, steps=3)
+    expected = np.concatenate([attack(model, x[s:s + 5], y[s:s + 5], seed=batch_seed(9, s)).x_adv
+                               for s in range(0, len(x), 5)])
+    assert np.array_equal(attack_arrays(attack, model, x, y, seed=9, batch_size=5), expected)
+    todo = np.arange(len(x)) % 3 == 0
+    masked = attack_arrays(attack, model, x, y, seed=9, batch_size=5, todo=todo)
+    assert np.array_equal(masked[~todo], x[~todo])
