@@ -6,8 +6,9 @@ One process: the Keras model is ported to PyTorch (``torch_port.port_keras_model
 logits checked against Keras' to 1e-4 on the images attacked; advbench's ``FABTargeted(norm,
 eps)`` and the authors' ``FABAttack_PT(model, norm, eps, n_restarts=1, n_iter=100,
 targeted=True, n_target_classes=9)`` (AutoAttack's standard FAB-T) attack the first
-``--limit`` MNIST test images, in batches of ``--batch-size`` each (AutoAttack's 250), with
-the same number of threads (TensorFlow intra-op and torch). Both are scored with the Keras
+``--limit`` MNIST test images, in batches of ``--batch-size`` each (AutoAttack's 250),
+alternately batch by batch (so a shared CPU's load falls on both alike), with the same number
+of threads (TensorFlow intra-op and torch). Both are scored with the Keras
 model: robust accuracy is the fraction still classified correctly (clean errors count as
 broken), the median norm is taken over the samples both attacks fool. The two projections'
 agreement on random 784-feature rows is printed first. The load average at the start and the
@@ -80,32 +81,34 @@ def projection_agreement(seed: int = 0) -> dict[str, float]:
     return out
 
 
-def run_reference(net, x: np.ndarray, y: np.ndarray, norm: str, eps: float,
-                  batch_size: int) -> tuple[np.ndarray, float]:
+def run_both(model, net, x: np.ndarray, y: np.ndarray, norm: str, eps: float,
+             batch_size: int) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """advbench's and the authors' FAB-T on the same batches, alternately (ours, then theirs,
+    batch by batch), so that a shared CPU's load falls on both alike. Returns (ours,
+    seconds, theirs, seconds); our tracing is done before, on two images."""
     import torch
     from autoattack.fab_pt import FABAttack_PT
 
-    attack = FABAttack_PT(net, norm=REFERENCE_NORMS[norm], n_restarts=1, n_iter=100, eps=eps,
-                          seed=0, targeted=True, device="cpu", n_target_classes=9)
-    parts = []
-    started = time.perf_counter()
-    for i in range(0, len(x), batch_size):
-        xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size].transpose(0, 3, 1, 2)))
-        yb = torch.from_numpy(y[i:i + batch_size].astype(np.int64))
-        parts.append(attack.perturb(xb, yb).numpy().transpose(0, 2, 3, 1))
-    return np.concatenate(parts), time.perf_counter() - started
-
-
-def run_ours(model, x, y, norm: str, eps: float, batch_size: int) -> tuple[np.ndarray, float]:
     from advbench.attacks.fab import FABTargeted
 
-    attack = FABTargeted(norm=norm, eps=eps)
-    warm_up(attack, model, x, y)
-    parts = []
-    started = time.perf_counter()
+    ours_attack = FABTargeted(norm=norm, eps=eps)
+    warm_up(ours_attack, model, x, y)
+    reference = FABAttack_PT(net, norm=REFERENCE_NORMS[norm], n_restarts=1, n_iter=100,
+                             eps=eps, seed=0, targeted=True, device="cpu", n_target_classes=9)
+    ours, theirs, ours_s, theirs_s = [], [], 0.0, 0.0
     for i in range(0, len(x), batch_size):
-        parts.append(attack(model, x[i:i + batch_size], y[i:i + batch_size], seed=i).x_adv)
-    return np.concatenate(parts), time.perf_counter() - started
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        started = time.perf_counter()
+        ours.append(ours_attack(model, xb, yb, seed=i).x_adv)
+        ours_s += time.perf_counter() - started
+        xt = torch.from_numpy(xb.transpose(0, 3, 1, 2).copy())
+        started = time.perf_counter()
+        adv = reference.perturb(xt, torch.from_numpy(yb.astype(np.int64)))
+        theirs_s += time.perf_counter() - started
+        theirs.append(adv.numpy().transpose(0, 2, 3, 1))
+        log(f"  {i + len(xb)} images: advbench {ours_s:.0f} s, reference {theirs_s:.0f} s, "
+            f"load {os.getloadavg()[0]:.2f}")
+    return np.concatenate(ours), ours_s, np.concatenate(theirs), theirs_s
 
 
 def main() -> None:
@@ -138,10 +141,8 @@ def main() -> None:
     rows = []
     for norm, eps in parse_runs(args.runs):
         x, y = setup.x, setup.y
-        log(f"{norm} eps {eps:g}: advbench ...")
-        ours, ours_s = run_ours(setup.model, x, y, norm, eps, args.batch_size)
-        log(f"{norm} eps {eps:g}: reference ...")
-        ref, ref_s = run_reference(net, x, y, norm, eps, args.batch_size)
+        log(f"{norm} eps {eps:g}: advbench and the reference, batch by batch ...")
+        ours, ours_s, ref, ref_s = run_both(setup.model, net, x, y, norm, eps, args.batch_size)
         fooled_ours = predict_labels(setup.model, ours) != y
         fooled_ref = predict_labels(setup.model, ref) != y
         both = fooled_ours & fooled_ref & setup.correct

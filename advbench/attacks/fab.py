@@ -33,8 +33,8 @@ from advbench.core.ops import batch_norm, is_adversarial, report_step
 from advbench.core.types import Model, Tensor
 from advbench.models.zoo import predict_logits
 
-#: The norms FAB minimises. Its projections are its own (``project``), so it takes L1,
-#: which the --norm registry of the other gradient attacks (``NORM_CLASSES``) may lack.
+#: The norms FAB minimises; its projections are its own (``project``). --norm offers
+#: ``advbench.attacks.ATTACK_NORMS`` and each attack checks its own.
 FAB_NORMS = ("linf", "l2", "l1")
 #: The radius of the random restarts when no eps is given: the authors' defaults per norm
 #: (``DEFAULT_EPS_DICT_BY_NORM``). A restart starts at half of it, as theirs.
@@ -224,11 +224,17 @@ def build_fab(model: Model, *, norm: str, targeted: bool, n_iter: int, alpha_max
             moved = tf.clip_by_value((flat1 + eta * d1) * (1.0 - alpha)
                                      + (x0 + eta * d0) * alpha, 0.0, 1.0)
             x1 = tf.reshape(moved, tf.shape(x))
-            # Decisively adversarial (ops.is_adversarial), so the success the driver stores
-            # holds at any batch size; the authors' code compares the argmax.
-            fooled = is_adversarial(model(x1, training=False), labels)
+            logits = model(x1, training=False)
+            # The walk steps back on the authors' test (the argmax leaves the label): on any
+            # other test it takes another path. Stepping back only past float noise made the
+            # median L-inf norm of FAB-T 6% larger than theirs on an MNIST CNN (fewer steps
+            # back from points just across the boundary).
+            fooled = tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+            # Kept only when decisively adversarial (ops.is_adversarial), so the success the
+            # driver stores holds at any batch size.
+            decisive = is_adversarial(logits, labels)
             distance = batch_norm(moved - x0, norm)
-            closer = tf.logical_and(fooled, distance < best)
+            closer = tf.logical_and(decisive, distance < best)
             x_adv = tf.where(closer[:, None, None, None], x1, x_adv)
             best = tf.where(closer, distance, best)
             # Back towards x0 after a success: the next steps search closer in.
