@@ -1948,7 +1948,7 @@ def _audit_options(f):
 @click.argument("model_ref", metavar="MODEL")
 @click.option("--eps", type=EpsValue(), default=None,
               help="The perturbation budget audited, in --norm. " + AUDIT_EPS_HELP)
-@click.option("--norm", type=RegistryChoice("advbench.attacks:NORM_CLASSES"), default="linf",
+@click.option("--norm", type=RegistryChoice("advbench.score:AUDIT_NORMS"), default="linf",
               show_default=True)
 @click.option("--checks", type=CheckList(), default=None,
               help="Run only these checks: names or numbers, e.g. 1,2,6 [default: all].")
