@@ -87,6 +87,33 @@ def _quiet_tensorflow_import() -> None:
     _quietly(lambda: importlib.import_module("tensorflow"))
 
 
+class _Library:
+    """A library module imported on first use: commands call ``stages.attack(...)`` with no
+    import line of their own, while ``import advbench.cli`` stays free of TensorFlow."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+stages = _Library("advbench.stages")
+
+
+def _progress(quiet: bool) -> Any:
+    from advbench.progress import Progress
+
+    return Progress(quiet=quiet)
+
+
+def _shard(text: str | None, flag: str = "--shard") -> Any:
+    """The ``shards.Shard`` of a checked --shard text (``_check_shard``), None without one."""
+    from advbench.shards import parse_shard
+
+    return None if text is None else parse_shard(text, flag=flag)
+
+
 def _registry(reference: str) -> tuple:
     """The names of a library registry, ``"module:ATTRIBUTE"``, in the registry's order."""
     module, attribute = reference.split(":")
@@ -605,72 +632,58 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
 
         advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
-    from advbench import data as datamod
-    from advbench.artifacts import save_model
-    from advbench.distribute import is_chief, parse_devices
-    from advbench.errors import OutputError
-    from advbench.files import output_lock
-    from advbench.models import ARCHITECTURES, zoo_path
-    from advbench.progress import Progress
-    from advbench.train import TrainConfig, prepare_architecture, train as run_training
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    own = _check_train_flags(architecture, fine_tune, reading, brelu_t, activation)
+    dataset = _data_source(dataset, data_path, quiet) or "mnist"
+    budget_notes: list[str] = []
+    spec, config = _train_config(
+        defense, dataset, defense_values, budget_notes, architecture="cnn" if own else
+        architecture, activation=activation, brelu_t=1.0 if brelu_t is None else brelu_t,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
+        seed=seed, limit=limit, data_dir=data_dir, strategy=strategy, devices=devices,
+        checkpoint_dir=checkpoint_dir)
+    path, metadata = stages.train(
+        config, spec, output=output, models_dir=models_dir, reading=reading,
+        architecture_file=architecture if own else None, fine_tune=fine_tune,
+        overwrite=overwrite, progress=_progress(quiet), say=_say(quiet), notes=budget_notes,
+        announce=_training_line(config, spec, Path(architecture).stem if own else architecture))
+    if path is not None:  # a multi-worker trainer that is not the chief writes nothing
+        _say(quiet)(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
+                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s")
+        click.echo(str(path))
+
+
+def _train_config(defense: str, dataset: str, defense_values: dict, notes: list[str], *,
+                  devices: str | None, **fields: Any) -> tuple[Any, Any]:
+    """(defense, ``train.TrainConfig``) of train's flags, checked (usage errors)."""
+    from advbench.distribute import parse_devices
+    from advbench.train import TrainConfig
+
+    with _usage_errors():
+        spec = defense_from_flags(defense, dataset, defense_values, notes)
+        config = TrainConfig(dataset=dataset, devices=tuple(parse_devices(devices)), **fields)
+        config.validate()
+    return spec, config
+
+
+def _check_train_flags(architecture: str, fine_tune: bool, reading: dict, brelu_t,
+                       activation) -> bool:
+    """Whether --model is the user's own file; flags that do not apply refused."""
+    from advbench.models import ARCHITECTURES
 
     own = architecture not in ARCHITECTURES
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
     given = [flag for flag, value in (("--fine-tune", fine_tune),
-                                      ("--custom-objects", custom_objects),
-                                      ("--outputs", outputs != "auto"),
+                                      ("--custom-objects", reading["custom_objects"]),
+                                      ("--outputs", reading["outputs"] != "auto"),
                                       ("--model-output", reading["model_output"] is not None),
                                       ("--input-range/--mean/--std", reading["preprocessing"]))
              if value]
     if given and not own:
-        raise click.UsageError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your own "
-                               "architecture)")
+        raise click.UsageError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your "
+                               "own architecture)")
     if brelu_t is not None and activation != "brelu":
         raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
-    dataset = _data_source(dataset, data_path, quiet) or "mnist"
-    stem = Path(architecture).stem if own else architecture
-    budget_notes: list[str] = []
-    with _usage_errors():
-        spec = defense_from_flags(defense, dataset, defense_values, budget_notes)
-        config = TrainConfig(dataset=dataset, architecture="cnn" if own else architecture,
-                             activation=activation,
-                             brelu_t=1.0 if brelu_t is None else brelu_t, epochs=epochs,
-                             batch_size=batch_size, learning_rate=learning_rate,
-                             patience=patience, seed=seed, limit=limit, data_dir=data_dir,
-                             strategy=strategy, devices=tuple(parse_devices(devices)),
-                             checkpoint_dir=checkpoint_dir)
-        config.validate()
-    path = Path(output) if output else zoo_path(
-        Path(datamod.display_name(dataset)).stem, stem, activation, defense, models_dir)
-    chief = is_chief()
-    # Only the chief writes, so only it holds the lock; every worker refuses alike.
-    with output_lock(path, "model artifact") if chief else contextlib.nullcontext():
-        # Checked before training: artifacts made on the old model would turn black-box.
-        if path.exists() and not overwrite:
-            raise OutputError(f"{path} exists; pass --overwrite to replace it (attack "
-                              "artifacts made on it then no longer match it) or choose "
-                              "another -o")
-        if not quiet and chief:
-            for line in budget_notes:
-                click.echo(line, err=True)
-        model = source = None
-        if own:
-            model, source = prepare_architecture(architecture, config, spec,
-                                                 fine_tune=fine_tune, **reading)
-            if not quiet:
-                for line in source["notes"] + source["brelu_changes"]:
-                    click.echo(line, err=True)
-        model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief),
-                                       model=model, source=source,
-                                       announce=_training_line(config, spec, stem))
-        if not chief:
-            return
-        save_model(path, model, metadata)
-    if not quiet:
-        click.echo(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
-                   f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
-                   err=True)
-    click.echo(str(path))
+    return own
 
 
 def _training_line(config: Any, spec: Any, architecture: str) -> str:
@@ -1030,28 +1043,6 @@ def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None
     return budget
 
 
-def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: Any) -> None:
-    """The line that starts an attack run on stderr: every parameter it uses."""
-    from advbench import data as datamod
-    from advbench.budgets import parameter_line
-
-    from advbench.runner import starts_from
-
-    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
-    if starts_from(run, attack_obj):
-        target += f", from the {run.start_from}"
-    # --limit draws a class-balanced subset, not the first N images: say so.
-    drawn = " (class-balanced)" if run.limit is not None else ""
-    samples = (f"{count} samples{drawn} of {datamod.display_name(run.dataset)} {run.split} (start "
-               f"{run.start}, batch size {run.batch_size}"
-               f"{f', shard {shard}' if shard is not None else ''})")
-    params = {"norm": attack_obj.norm, **attack_obj.params()}
-    if budget is not None and budget.note:
-        click.echo(budget.note, err=True)
-    click.echo(parameter_line(attack_obj.name, params, budget=budget,
-                              extra=target, seed=run.seed, samples=samples), err=True)
-
-
 def _check_samples(**values) -> None:
     """--limit, --start, --batch-size and --seed checked as usage errors before any work."""
     from advbench.runner import Samples
@@ -1062,16 +1053,16 @@ def _check_samples(**values) -> None:
 
 def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
                 reading: dict | None = None, quiet: bool = False, strict: bool = True):
-    """(path, model, metadata) of a MODEL argument (``loading.open_model``); what was done
-    to read a foreign model is said on stderr."""
+    """The ``loading.LoadedModel`` of a MODEL argument (``loading.open_model``; it unpacks
+    as (path, model, metadata)); what was done to read a foreign model is said on stderr."""
     from advbench.loading import open_model
 
-    path, model, meta = open_model(ref, dataset=dataset, data_dir=data_dir,
-                                   models_dir=models_dir, strict=strict, **(reading or {}))
-    for note in meta.get("notes", []):
+    loaded = open_model(ref, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
+                        strict=strict, **(reading or {}))
+    for note in loaded.meta.get("notes", []):
         if not quiet or note.startswith("Warning:"):  # a misread model is said even then
             click.echo(note, err=True)
-    return path, model, meta
+    return loaded
 
 
 def _attack_choice() -> RegistryChoice:
@@ -1130,37 +1121,72 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
 
         advbench attack cnn --attack pgd --engine ray --workers 8 -o runs/pgd.h5
     """
-    from advbench.progress import Progress
-    from advbench.runner import AttackRun, attack_split, run_key
-    from advbench.shards import parse_shard, shard_output
+    shard = _shard(shard_text)
+    _check_engine(engine, workers, shard)
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
+    if isinstance(attack_values.get("eps"), tuple):
+        return _attack_curve(model_ref, attack_name, attack_values, target_mode, shard, engine,
+                             dataset=dataset, samples=samples, data_dir=data_dir, output=output,
+                             models_dir=models_dir, overwrite=overwrite, quiet=quiet,
+                             reading=reading, plot=plot, as_json=as_json)
+    if plot:
+        raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
+    attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path)
+    _check_attack_run(attack_obj, attack_name, target_mode, start_from, samples, output)
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
+                        quiet=quiet)
+    if budget is None:  # the model's data set, known once it is loaded
+        attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path, model)
+    outcome = stages.attack(
+        model, attack_obj, dataset=dataset, data_dir=data_dir, target_mode=target_mode,
+        start_from=start_from, defaults_from=budget.defaults_from, output=output,
+        resume=resume, overwrite=overwrite, shard=shard, engine=engine, workers=workers,
+        progress=_progress(quiet), budget=budget, say=_say(quiet), **samples)
+    click.echo(report_json(outcome.summary()) if as_json else str(outcome.path))
 
-    shard = parse_shard(shard_text) if shard_text is not None else None
+
+def _attack_curve(model_ref, attack_name, attack_values, target_mode, shard, engine, *,
+                  dataset, samples, data_dir, output, models_dir, overwrite, quiet, reading,
+                  plot, as_json) -> None:
+    """``attack`` with an eps list: an accuracy-vs-eps curve (fgsm, rand-fgsm)."""
+    if shard is not None or engine == "ray":
+        raise click.UsageError("--shard and --engine ray split attack runs, not curves; "
+                               "give one --eps value")
+    if target_mode is not None:
+        raise click.UsageError("curves (an eps list) are untargeted; drop --target")
+    _check_outputs(output=output, plot=plot)
+    _echo_curves(_curves_from_flags(
+        attack_name, attack_values, [model_ref], [model_ref], dataset=dataset,
+        data_dir=data_dir, models_dir=models_dir, output=output, overwrite=overwrite,
+        quiet=quiet, reading=reading, **samples), plot=plot, as_json=as_json, quiet=quiet)
+
+
+def _check_engine(engine: str, workers: int | None, shard: Any) -> None:
     if engine == "ray" and (shard is not None or workers is None):
         raise click.UsageError("--engine ray makes its own shards: give --workers N, not --shard")
     if engine != "ray" and workers is not None:
         raise click.UsageError("--workers is for --engine ray; a job array gives --shard I/N")
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    if isinstance(attack_values.get("eps"), tuple):
-        if shard is not None or engine == "ray":
-            raise click.UsageError("--shard and --engine ray split attack runs, not curves; "
-                                   "give one --eps value")
-        if target_mode is not None:
-            raise click.UsageError("curves (an eps list) are untargeted; drop --target")
-        _check_outputs(output=output, plot=plot)
-        _echo_curves(_curves_from_flags(
-            attack_name, attack_values, [model_ref], [model_ref], dataset=dataset, split=split,
-            limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
-            models_dir=models_dir, output=output, overwrite=overwrite, quiet=quiet,
-            reading=reading), plot=plot, as_json=as_json, quiet=quiet)
-        return
-    if plot:
-        raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    # The data set's budgets when it is known before TensorFlow starts (a usage error on
-    # the user's data of an unknown size comes first); else the model's, once it is loaded.
-    budget = _attack_budget(attack_name, attack_values, dataset, data_path) if dataset else None
-    attack_obj = attack_from_flags(attack_name, {**attack_values,
-                                                 **(budget.values if budget else {})})
+
+
+def _attack_for(attack_name: str, values: dict[str, Any], dataset: str | None,
+                data_path: str | None, model: Any = None) -> tuple[Any, Any]:
+    """(attack, budget) from the flags: the data set's eps-like defaults when it is known
+    before TensorFlow starts (budget None otherwise, until ``model`` is loaded: its data set
+    and input shape give them)."""
+    if model is None and not dataset:
+        return attack_from_flags(attack_name, values), None
+    if model is not None:
+        dataset = dataset or model.meta.get("dataset")
+    budget = _attack_budget(attack_name, values, dataset, data_path,
+                            input_shape=tuple(model.model.input_shape[1:]) if model else None)
+    return attack_from_flags(attack_name, {**values, **budget.values}), budget
+
+
+def _check_attack_run(attack_obj: Any, attack_name: str, target_mode: str | None,
+                      start_from: str, samples: dict, output: str | None) -> None:
+    """attack's flags checked against the attack, the samples and -o (usage errors)."""
     if target_mode is not None and not attack_obj.accepts_targets():
         raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
                                "--target")
@@ -1169,51 +1195,19 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
         raise click.UsageError("--from applies to untargeted deepfool, cw-l2 and jsma "
                                "(fgsm-min always starts from the prediction, bounded attacks "
                                "from the label)")
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    _check_samples(**{k: v for k, v in samples.items() if k != "split"})
     _check_outputs(output=output)
-    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                    reading=reading, quiet=quiet)
-    dataset = dataset or meta.get("dataset")
-    if budget is None:
-        budget = _attack_budget(attack_name, attack_values, dataset, data_path,
-                                input_shape=tuple(model.input_shape[1:]))
-        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
-    run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
-                    batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode,
-                    start_from=start_from, defaults_from=(
-                        f"{', '.join(budget.values)}: {budget.source}"
-                        if budget.values and budget.source else ""))
-    samples = None
-    if output is None:
-        from advbench.artifacts import run_artifact_path
 
-        # Loaded once: the key needs the indices, the attack the images.
-        samples = run.load()
-        key = run_key(run, attack_obj, meta.get("content_hash", ""), samples[2])
-        output = run_artifact_path("runs", path, attack_name, key)
-    if engine == "ray":
-        from advbench.ray_engine import attack_with_ray
 
-        click.echo(str(attack_with_ray(run, attack_obj, output, workers=workers,
-                                       overwrite=overwrite, progress=Progress(quiet=quiet))))
-        return
-    if shard is not None:
-        # Each shard writes its own artifact: "-o runs/pgd.h5" gives runs/pgd-shard0of4.h5...
-        output = shard_output(output, shard)
-    if samples is None:
-        samples = run.load()
-    if not quiet:
-        _echo_parameters(attack_obj, budget, run, len(samples[0]), shard)
-    result = attack_split(run, attack_obj, model, meta, output, resume=resume,
-                          overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard,
-                          samples=samples)
-    if as_json:
-        from advbench import report
-        from advbench.runner import artifact_summary
+def _say(quiet: bool) -> Callable[[str], None]:
+    """Where a stage's start lines go: stderr, unless --quiet."""
+    return (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
 
-        click.echo(report.to_json(artifact_summary(result, samples[0])))
-        return
-    click.echo(str(result))
+
+def report_json(value: Any) -> str:
+    from advbench import report
+
+    return report.to_json(value)
 
 
 @main.command()
@@ -1289,36 +1283,22 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 
         advbench certify cnn-gda-cohen --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
     """
-    from advbench.certify import CertifyRun, certify_split
-    from advbench.progress import Progress
-    from advbench.shards import parse_shard
+    from advbench.certify import CertifyRun, certify_json
 
-    shard = parse_shard(shard_text) if shard_text is not None else None
-    mode = "predict" if predict else "certify"
+    shard = _shard(shard_text)
+    run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", split=split,
+               limit=limit, start=start, batch_size=batch_size, seed=seed)
     with _usage_errors():
-        CertifyRun(model_path=model_ref, dataset="", sigma=sigma, n0=n0, n=n, alpha=alpha,
-                   mode=mode, limit=limit, start=start, batch_size=batch_size,
-                   seed=seed).validate()
+        CertifyRun(model_path=model_ref, dataset="", sigma=sigma, **run).validate()
     _check_outputs(output=output)
     dataset = _data_source(dataset, data_path, quiet)
-    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                    reading=_reading(custom_objects, outputs, input_range, mean,
-                                                     std), quiet=quiet)
-    run = CertifyRun(model_path=str(path), dataset=dataset or meta.get("dataset"), split=split,
-                     limit=limit, start=start, batch_size=batch_size, seed=seed,
-                     data_dir=data_dir, sigma=sigma, n0=n0, n=n, alpha=alpha, mode=mode)
-    result = certify_split(run, model, meta, output, overwrite=overwrite, resume=resume,
-                           sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,
-                           progress=Progress(quiet=quiet))
-    if as_json:
-        from advbench import report
-        from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
-        from advbench.certify import certification_summary
-
-        attrs, arrays = read_arrays(result, CERTIFICATION_SCHEMA)
-        click.echo(report.to_json({"path": str(result), **certification_summary(attrs, arrays)}))
-        return
-    click.echo(str(result))
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, quiet=quiet,
+                        reading=_reading(custom_objects, outputs, input_range, mean, std))
+    result = stages.certify(model, sigma=sigma, dataset=dataset, output=output,
+                            overwrite=overwrite, resume=resume, shard=shard,
+                            sigma_mismatch_ok=sigma_mismatch_ok, data_dir=data_dir,
+                            progress=_progress(quiet), **run)
+    click.echo(report_json(certify_json(result)) if as_json else str(result))
 
 
 # -- evaluate and transfer -------------------------------------------------------------------
@@ -1564,22 +1544,12 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         advbench evaluate my_model.keras runs/my_model-pgd-*.h5 --data my.npz --input-range 0:255
     """
-    from advbench import report
-    from advbench.errors import ParameterError
-    from advbench.evaluate import check_thresholds, evaluate as run_evaluation, write_evaluation
+    from advbench import stages
+    from advbench.evaluate import GateError
     from advbench.progress import Progress
 
-    from advbench.certify import DEFAULT_RADII
-    from advbench.evaluate import parse_radii, threshold_radii
-
     thresholds = _thresholds(fail_under, fail_over)
-    try:
-        given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{radii!r} is not a comma-separated list of numbers",
-                                 param_hint="--radii") from None
-    with _usage_errors():
-        radii = parse_radii(given + threshold_radii(thresholds))
+    radii = _radii(radii, thresholds)
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     if distance_shard_text is not None:
         _distance_shard(model_ref, artifacts, distance_shard_text, distance=distance,
@@ -1591,12 +1561,53 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                                "--alpha": alpha is not None, "--fail-under": fail_under,
                                "--fail-over": fail_over, "--csv": csv_path, "--plot": plot})
         return
+    eps = _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts)
+    _check_outputs(output=output, csv_path=csv_path, plot=plot)
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
+                        quiet=quiet)
+    curves = [] if eps is None else _curves_from_flags(
+        curve_attack, {"eps": eps, "alpha": alpha}, [source_ref or str(model.path)],
+        [str(model.path)], dataset=stages.scored_on(model.meta, dataset, data_dir)["dataset"],
+        split=split, limit=limit, start=start, batch_size=batch_size, seed=seed,
+        data_dir=data_dir, models_dir=models_dir, quiet=quiet, runs_dir=runs_dir,
+        reading=reading)
+    try:
+        result = stages.evaluate(
+            model, [*artifacts, *(str(c.path) for c in curves)], dataset=dataset, split=split,
+            limit=limit, start=start, seed=seed, data_dir=data_dir, batch_size=batch_size,
+            thresholds=thresholds, output=output, progress=Progress(quiet=quiet),
+            sensitivity=sensitivity, distance=distance, distance_variant=distance_variant,
+            success_against=success_against, sensitivity_variant=sensitivity_variant,
+            radii=radii)
+    except GateError as e:
+        raise click.UsageError(str(e)) from None
+    _print_evaluation(result.summary, model, output=output, csv_path=csv_path, plot=plot,
+                      as_json=as_json, quiet=quiet, table_format=table_format)
+
+
+def _radii(radii: str | None, thresholds: list) -> tuple:
+    """--radii with the radii the thresholds name (certified_accuracy@R)."""
+    from advbench.certify import DEFAULT_RADII
+    from advbench.evaluate import parse_radii, threshold_radii
+
+    try:
+        given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{radii!r} is not a comma-separated list of numbers",
+                                 param_hint="--radii") from None
+    with _usage_errors():
+        return parse_radii(given + threshold_radii(thresholds))
+
+
+def _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts) -> tuple | None:
+    """evaluate's --eps curve flags checked; the eps list (a tuple) or None."""
     if alpha is not None:
         from advbench.checks import check_range
 
         with _usage_errors():
             check_range("alpha", alpha, low=0.0)
-    _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
     if isinstance(eps, float):
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
@@ -1605,64 +1616,30 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                                         for p in artifacts):
         raise click.UsageError("--plot draws a curve: give --eps, a curve artifact or a "
                                "certification artifact")
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                    reading=reading, quiet=quiet)
-    meta = _scored_on(meta, dataset, data_dir)
-    artifacts = list(artifacts)
-    if eps is not None:
-        curves = _curves_from_flags(
-            curve_attack, {"eps": eps, "alpha": alpha}, [source_ref or str(path)], [str(path)],
-            dataset=meta.get("dataset"), split=split, limit=limit, start=start,
-            batch_size=batch_size, seed=seed, data_dir=data_dir, models_dir=models_dir,
-            quiet=quiet, runs_dir=runs_dir, reading=reading)
-        artifacts += [str(c.path) for c in curves]
-    result = run_evaluation(model, meta, path, artifacts, split=split, limit=limit, start=start,
-                            seed=seed, data_dir=data_dir, batch_size=batch_size,
-                            sensitivity=sensitivity, distance=distance,
-                            distance_variant=distance_variant,
-                            success_against=success_against,
-                            sensitivity_variant=sensitivity_variant, radii=radii,
-                            progress=Progress(quiet=quiet))
-    try:
-        missed = check_thresholds(result.summary, thresholds)
-    except ParameterError as e:
-        raise click.UsageError(str(e)) from None
-    result.summary["gate"] = {"thresholds": [f"{t.label}{'>=' if t.bound == 'under' else '<='}"
-                                             f"{t.value:g}" for t in thresholds],
-                              "missed": missed, "passed": not missed}
+    return eps
+
+
+def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_json, quiet,
+                      table_format) -> None:
+    """evaluate's tables (stderr), CSV, plot, JSON or paths (stdout) and gate exit code."""
+    from advbench import report
+
     if not quiet:
-        report.print_evaluation(result.summary, fmt=table_format)
-    written = []
-    if output:
-        written.append(write_evaluation(output, result))
+        report.print_evaluation(summary, fmt=table_format)
+    written = [Path(output)] if output else []
     if csv_path:
         written.append(report.write_text(csv_path,
-                                         report.csv_text(report.evaluation_rows(result.summary))))
+                                         report.csv_text(report.evaluation_rows(summary))))
     if plot:
-        lines = report.curve_lines([e for e in result.summary["artifacts"]
-                                    if e["kind"] == "curve"])
-        certified = [e for e in result.summary["artifacts"] if e["kind"] == "certification"]
+        lines = report.curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"])
+        certified = [e for e in summary["artifacts"] if e["kind"] == "certification"]
         # Curves take --plot when there are any; otherwise the certified-accuracy curves.
-        written.append(report.plot_curves(lines, plot, title=f"{meta.get('zoo_name') or path}")
+        title = f"{model.meta.get('zoo_name') or model.path}"
+        written.append(report.plot_curves(lines, plot, title=title)
                        if lines or not certified else report.plot_certified(certified, plot))
-    if as_json:
-        click.echo(report.to_json(result.summary))
-    else:
-        for item in written:
-            click.echo(str(item))
-    _exit_on_missed(missed)
-
-
-def _scored_on(meta: dict, dataset: str | None, data_dir) -> dict:
-    """The model's metadata with ``dataset`` as its data when it is scored on other data than
-    its own (of the same image shape)."""
-    if not dataset or dataset == meta.get("dataset"):
-        return meta
-    from advbench import data as datamod
-
-    return {**meta, "dataset": dataset, "data_hash": datamod.fingerprint(dataset, data_dir)}
+    click.echo(report.to_json(summary) if as_json else "\n".join(map(str, written)),
+               nl=as_json or bool(written))
+    _exit_on_missed(summary["gate"]["missed"])
 
 
 def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, dataset, reading,
@@ -1690,7 +1667,9 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
     _check_outputs(output=output, lock=True)
     path, _, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                 reading=reading, quiet=quiet)
-    part = distance_part(_scored_on(meta, dataset, data_dir), path, list(artifacts), shard,
+    from advbench.stages import scored_on
+
+    part = distance_part(scored_on(meta, dataset, data_dir), path, list(artifacts), shard,
                          data_dir=data_dir, distance_variant=distance_variant,
                          progress=Progress(quiet=quiet))
     if not quiet and not any(run["rows"] for run in part.summary["runs"]):
@@ -1771,12 +1750,11 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
 
         advbench transfer --source my_model.keras --target cnn --dataset mnist --input-range 0:255
     """
-    from advbench import report
-    from advbench.evaluate import write_evaluation
-    from advbench.transfer import transfer as run_transfer
+    from advbench import stages
+    from advbench.budgets import parameter_line
     from advbench.progress import Progress
 
-    _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
+    _check_outputs(output=output, csv_path=csv_path, plot=plot)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     if isinstance(attack_values.get("eps"), tuple):
@@ -1792,43 +1770,40 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
         return
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    # eps-like defaults from the data set, as in `attack` (the sources' once loaded).
-    budget = _attack_budget(attack_name, attack_values, dataset, data_path) if dataset else None
-    attack_obj = attack_from_flags(attack_name, {**attack_values,
-                                                 **(budget.values if budget else {})})
+    # eps-like defaults from the data set, as in `attack` (the first source's once loaded).
+    attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path)
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
     if budget is None:
-        _, first, first_meta = sources[0]
-        budget = _attack_budget(attack_name, attack_values, first_meta.get("dataset"), None,
-                                input_shape=tuple(first.input_shape[1:]))
-        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
-    if not quiet:
-        from advbench.budgets import parameter_line
+        attack_obj, budget = _attack_for(attack_name, attack_values, None, None, sources[0])
+    for line in ([budget.note] if budget.note else []) + [parameter_line(
+            attack_obj.name, {"norm": attack_obj.norm, **attack_obj.params()}, budget=budget,
+            seed=seed)]:
+        _say(quiet)(line)
+    result = stages.transfer(sources, targets, attack_obj, output=output, dataset=dataset,
+                             split=split, limit=limit, start=start, seed=seed,
+                             batch_size=batch_size, data_dir=data_dir, runs_dir=runs_dir,
+                             progress=Progress(quiet=quiet))
+    _print_transfer(result.summary, output=output, csv_path=csv_path, as_json=as_json,
+                    quiet=quiet, table_format=table_format)
 
-        if budget.note:
-            click.echo(budget.note, err=True)
-        click.echo(parameter_line(attack_obj.name, {"norm": attack_obj.norm,
-                                                    **attack_obj.params()},
-                                  budget=budget, seed=seed), err=True)
-    result = run_transfer(sources, targets, attack_obj, dataset=dataset, split=split,
-                          limit=limit, start=start, seed=seed, batch_size=batch_size,
-                          data_dir=data_dir, runs_dir=runs_dir, progress=Progress(quiet=quiet))
+
+def _print_transfer(summary: dict, *, output, csv_path, as_json, quiet, table_format) -> None:
+    from advbench import report
+
     if not quiet:
-        report.print_transfer(result.summary, fmt=table_format)
-    written = []
-    if output:
-        written.append(write_evaluation(output, result, kind="transfer"))
+        report.print_transfer(summary, fmt=table_format)
+    written = [Path(output)] if output else []
     if csv_path:
         written.append(report.write_text(csv_path,
-                                         report.csv_text(report.transfer_rows(result.summary))))
+                                         report.csv_text(report.transfer_rows(summary))))
     if as_json:
-        click.echo(report.to_json(result.summary))
-    else:
-        for item in [*result.summary["artifacts"], *written]:
-            click.echo(str(item))
+        click.echo(report.to_json(summary))
+        return
+    for item in [*summary["artifacts"], *written]:
+        click.echo(str(item))
 
 
 # -- audit ----------------------------------------------------------------------------------
@@ -1977,23 +1952,48 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
 
         advbench audit my_model.keras --data my.npz --eps 0.5 --norm l2 --checks 1,2,6 --json
     """
-    from advbench import report
-    from advbench.audit import (AuditSettings, audit as run_audit, audit_key, stored_audit,
-                                train_surrogate, write_audit)
-    from advbench.names import AUDIT_CHECKS, AUDIT_SAMPLES, VERDICTS
-    from advbench.progress import Progress
-    from advbench.runner import Samples, check_model_fits
-
-    checks = checks or tuple(AUDIT_CHECKS)
-    transfer_check = "white-box-vs-transfer" in checks
     surrogate_flags = {"--surrogate-epochs": surrogate_epochs,
                        "--surrogate-limit": surrogate_limit,
                        "--surrogate-architecture": surrogate_architecture}
+    checks, settings, limit = _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps,
+                                              surrogate_flags, settings_values, limit)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    _check_outputs(output=output)
+    dataset = _data_source(dataset, data_path, quiet)
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, quiet=quiet,
+                        reading=_reading(custom_objects, outputs, input_range, mean, std))
+    surrogate = _audit_surrogate(surrogate_ref, checks, model, dataset, models_dir, data_dir,
+                                 quiet)
+    summary = stages.audit(model, eps=eps, norm=norm, checks=checks, settings=settings,
+                           dataset=dataset, split=split, limit=limit, start=start,
+                           batch_size=batch_size, seed=seed, data_dir=data_dir,
+                           surrogate=surrogate, output=output, overwrite=overwrite,
+                           progress=_progress(quiet))
+    _print_audit(summary, output=output, as_json=as_json, quiet=quiet, fail_on=fail_on,
+                 table_format=table_format)
+
+
+def _audit_surrogate(ref, checks, model, dataset, models_dir, data_dir, quiet) -> Any:
+    """The --surrogate model of check 3 (None when not given or check 3 does not run)."""
+    if not ref or "white-box-vs-transfer" not in checks:
+        return None
+    surrogate = _load_model(ref, dataset or model.meta.get("dataset"), models_dir,
+                            data_dir=data_dir, quiet=quiet, strict=False)
+    if surrogate.meta.get("content_hash") == model.meta.get("content_hash"):
+        raise click.UsageError(f"--surrogate {ref} is MODEL itself, so its attacks are "
+                               "white-box; give another model or leave --surrogate out to "
+                               "train one")
+    return surrogate
+
+
+def _check_audit_flags(checks, surrogate_ref, surrogate_flags: dict, unbounded_eps) -> None:
+    """Usage errors for audit flags that the checks chosen do not use."""
+    transfer_check = "white-box-vs-transfer" in checks
     given = [flag for flag, value in surrogate_flags.items() if value is not None]
     stray = (["--surrogate"] if surrogate_ref else []) + given
     if stray and not transfer_check:
-        raise click.UsageError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 (white-box-vs-transfer), "
-                               "which --checks leaves out")
+        raise click.UsageError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 "
+                               "(white-box-vs-transfer), which --checks leaves out")
     if surrogate_ref and given:
         raise click.UsageError(f"{flags_verb(given, 'shapes', 'shape')} the surrogate advbench "
                                f"trains; drop {'it' if len(given) == 1 else 'them'} with "
@@ -2002,75 +2002,35 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
         raise click.UsageError("--unbounded-eps applies to check 4 (unbounded-attack), which "
                                "--checks leaves out")
     _refuse_unused_audit_flags(checks)
-    limit = AUDIT_SAMPLES if limit is None else limit
-    with _usage_errors():
-        from advbench.attacks.norms import check_norm
-        from advbench.checks import check_range
 
+
+def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_flags: dict,
+                    values: dict, limit) -> tuple:
+    """(checks, ``audit.AuditSettings``, limit) of the flags, every flag checked against the
+    checks chosen, eps and norm checked (usage errors)."""
+    from advbench.attacks.norms import check_norm
+    from advbench.audit import AuditSettings
+    from advbench.checks import check_range
+    from advbench.names import AUDIT_CHECKS, AUDIT_SAMPLES
+
+    checks = checks or tuple(AUDIT_CHECKS)
+    _check_audit_flags(checks, surrogate_ref, surrogate_flags, unbounded_eps)
+    with _usage_errors():
         check_norm(norm)
         check_range("eps", eps, low=0.0, low_inclusive=False,
                     high=1.0 if norm == "linf" else None)
-        settings = AuditSettings(**settings_values, unbounded_eps=unbounded_eps, **{
-            name: value for name, value in (
-                ("surrogate_epochs", surrogate_epochs), ("surrogate_limit", surrogate_limit),
-                ("surrogate_architecture", surrogate_architecture)) if value is not None})
+        settings = AuditSettings(**values, unbounded_eps=unbounded_eps, **{
+            flag.lstrip("-").replace("-", "_"): value
+            for flag, value in surrogate_flags.items() if value is not None})
         settings.validate()
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
-    _check_outputs(output=output, lock=True)
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                    reading=reading, quiet=quiet)
-    dataset = dataset or meta.get("dataset")
-    samples = Samples(dataset=dataset, split=split, limit=limit, start=start,
-                      batch_size=batch_size, seed=seed, data_dir=data_dir)
-    x, y, indices = samples.load()
-    check_model_fits(model, meta, path, x, dataset)
-    progress = Progress(quiet=quiet)
-    surrogate: Callable[[], tuple[Any, dict[str, Any]]] | None = None
-    surrogate_id: dict[str, Any] = {}
-    if transfer_check and surrogate_ref:
-        s_path, s_model, s_meta = _load_model(surrogate_ref, dataset, models_dir,
-                                              data_dir=data_dir, quiet=quiet, strict=False)
-        if s_meta.get("content_hash") == meta.get("content_hash"):
-            raise click.UsageError(f"--surrogate {surrogate_ref} is MODEL itself, so its "
-                                   "attacks are white-box; give another model or leave "
-                                   "--surrogate out to train one")
-        check_model_fits(s_model, s_meta, s_path, x, dataset)
-        info = {"source": str(s_path), "hash": s_meta.get("content_hash"),
-                "clean_test_accuracy": s_meta.get("clean_test_accuracy")}
-        surrogate_id = {"surrogate": s_meta.get("content_hash")}
-        surrogate = (lambda: (s_model, info))
-    elif transfer_check:
-        # Trained only when check 3 runs (the record may already hold the audit).
-        surrogate = (lambda: train_surrogate(dataset, data_dir=data_dir, settings=settings,
-                                             seed=seed, progress=progress))
-    import dataclasses
+    return checks, settings, AUDIT_SAMPLES if limit is None else limit
 
-    from advbench import data as datamod
 
-    key = audit_key({"model_hash": meta.get("content_hash"), "dataset": dataset,
-                     "data_hash": datamod.fingerprint(dataset, data_dir), "split": split,
-                     "seed": seed, "batch_size": batch_size, "eps": eps, "norm": norm,
-                     "checks": list(checks), "settings": dataclasses.asdict(settings),
-                     **surrogate_id}, indices)
-    summary = stored_audit(output, key, overwrite) if output else None
-    if summary is not None:
-        progress.log(f"{output} holds this audit already; reusing it (--overwrite reruns it)")
-    else:
-        result = run_audit(model, x, y, eps=eps, norm=norm, checks=checks, settings=settings,
-                           batch_size=batch_size, seed=seed, surrogate=surrogate,
-                           progress=progress)
-        summary = result.summary
-        summary.update(model={"path": str(path), "name": meta.get("zoo_name"),
-                              "hash": meta.get("content_hash")},
-                       dataset=dataset, split=split)
-        if output:
-            result.per_sample["indices"] = indices
-            write_audit(output, result, {
-                "key": key, "model_path": str(path), "model_hash": meta.get("content_hash", ""),
-                "dataset": dataset, "split": split, "limit": limit, "start": start,
-                "seed": seed, "batch_size": batch_size})
+def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format) -> None:
+    """audit's table (stderr), JSON or the record's path (stdout), and --fail-on's exit."""
+    from advbench import report
+    from advbench.names import VERDICTS
+
     if not quiet:
         report.print_audit(summary, fmt=table_format)
     if as_json:
