@@ -1339,8 +1339,7 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     """Compute (or reuse) one curve artifact per source; returns the curves read back."""
     from advbench import data as datamod
     from advbench.budgets import parameter_line, shown
-    from advbench.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
-    from advbench.progress import Progress
+    from advbench.curves import CURVE_ATTACKS
 
     if attack_name not in CURVE_ATTACKS:
         raise click.UsageError(f"an eps list draws a curve, which only "
@@ -1379,19 +1378,12 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                      f"{split} (start {start}, batch size {batch_size})")), err=True)
     if output is not None and len(sources) > 1:
         raise click.UsageError("-o names one curve artifact; with several --source leave it out")
-    run = CurveRun(dataset=dataset, split=split, limit=limit, start=start,
-                   batch_size=batch_size, seed=seed, data_dir=data_dir)
-    curves = []
-    for source in sources:
-        path, reused = run_curve(run, source, targets, eps, attack=attack_name,
-                                 norm=getattr(attack_obj, "norm", "linf"),
-                                 alpha=getattr(attack_obj, "alpha", 0.05), output=output,
-                                 runs_dir=runs_dir, overwrite=overwrite,
-                                 progress=Progress(quiet=quiet))
-        if not quiet:
-            click.echo(f"{'reusing' if reused else 'wrote'} {path}", err=True)
-        curves.append(read_curve(path))
-    return curves
+    return stages.curves(sources, targets, eps, attack=attack_name,
+                         norm=getattr(attack_obj, "norm", "linf"),
+                         alpha=getattr(attack_obj, "alpha", 0.05), dataset=dataset, split=split,
+                         limit=limit, start=start, batch_size=batch_size, seed=seed,
+                         data_dir=data_dir, output=output, runs_dir=runs_dir,
+                         overwrite=overwrite, progress=_progress(quiet), say=_say(quiet))
 
 
 def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
@@ -1646,10 +1638,8 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
                     distance_variant, as_json, quiet, data_dir, models_dir, stray) -> None:
     """``evaluate --distance-shard``: write one part of the training-set distance."""
     from advbench import report
-    from advbench.evaluate import (DISTANCE_BLOCK, DISTANCE_PART, distance_part,
-                                   write_evaluation)
-    from advbench.progress import Progress
-    from advbench.shards import parse_shard, shard_output
+    from advbench.evaluate import DISTANCE_BLOCK
+    from advbench.shards import shard_output
 
     flags = [flag for flag, given in stray.items() if given]
     if flags:
@@ -1661,36 +1651,30 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
     if not output:
         raise click.UsageError("--distance-shard writes its part to -o PART.h5 (as "
                                "PART-shard<I>of<N>.h5)")
-    shard = parse_shard(shard_text, flag="--distance-shard")
+    shard = _shard(shard_text, flag="--distance-shard")
     # Each part its own file, named as attack shards are: -o parts/df.h5 -> df-shard0of4.h5.
     output = shard_output(output, shard)
-    _check_outputs(output=output, lock=True)
-    path, _, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                reading=reading, quiet=quiet)
-    from advbench.stages import scored_on
-
-    part = distance_part(scored_on(meta, dataset, data_dir), path, list(artifacts), shard,
-                         data_dir=data_dir, distance_variant=distance_variant,
-                         progress=Progress(quiet=quiet))
+    _check_outputs(output=output)
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
+                        quiet=quiet)
+    part = stages.distance_part(model, artifacts, shard, output=output, dataset=dataset,
+                                data_dir=data_dir, distance_variant=distance_variant,
+                                progress=_progress(quiet))
     if not quiet and not any(run["rows"] for run in part.summary["runs"]):
         click.echo(f"shard {shard} holds no rows: the runs have fewer blocks of "
                    f"{DISTANCE_BLOCK} query rows than {shard.count} shards", err=True)
-    written = write_evaluation(output, part, kind=DISTANCE_PART)
-    click.echo(report.to_json(part.summary) if as_json else str(written))
+    click.echo(report.to_json(part.summary) if as_json else str(Path(output)))
 
 
-def _check_outputs(*, lock: bool = False, **paths) -> None:
-    """Refuse, before any work, outputs that cannot be written (OutputError, one line); with
-    ``lock``, hold the lock on the -o artifact until the command ends, so that two commands
-    never write the same one."""
-    from advbench.files import check_writable, output_lock
+def _check_outputs(**paths) -> None:
+    """Refuse, before any work, outputs that cannot be written (OutputError, one line); the
+    stage holds the -o artifact's lock while it runs (``outputs.claim_output``)."""
+    from advbench.files import check_writable
 
     what = {"output": "artifact", "csv_path": "CSV", "plot": "plot"}
     for name, path in paths.items():
         if path:
             check_writable(path, what[name])
-    if lock and paths.get("output"):
-        click.get_current_context().with_resource(output_lock(paths["output"], "artifact"))
 
 
 def _is_certification(path) -> bool:

@@ -35,7 +35,7 @@ from advbench.shards import Shard
 from advbench.types import PathLike
 
 __all__ = ["LoadedModel", "ModelSource", "open_model", "attack", "AttackOutcome", "evaluate",
-           "transfer", "certify", "audit", "train", "curves"]
+           "distance_part", "transfer", "certify", "audit", "train", "curves"]
 
 Say = Callable[[str], None]
 
@@ -274,6 +274,27 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
         if output:
             _write_evaluation(output, result)
     return result
+
+
+def distance_part(model: LoadedModel, artifacts: Sequence[PathLike], shard: Shard, *,
+                  output: PathLike, dataset: str | None = None,
+                  data_dir: PathLike | None = None, distance_variant: str = "l2",
+                  progress: Progress | None = None) -> Any:
+    """One part of the training-set distances ``evaluate`` computes for ``artifacts``
+    (``evaluate --distance-shard``: query blocks I, I+N, ... of ``shard``; see
+    ``evaluate.distance_part``), written to ``output`` holding its lock. Returns the
+    ``evaluate.Score`` of the part."""
+    from advbench.evaluate import DISTANCE_PART, _write_evaluation
+    from advbench.evaluate import distance_part as part_of
+    from advbench.files import output_lock
+
+    dataset = _data_name(dataset)
+    with output_lock(output, "artifact"):
+        part = part_of(scored_on(model.meta, dataset, data_dir), model.path, list(artifacts),
+                       shard, data_dir=data_dir, distance_variant=distance_variant,
+                       progress=progress or Progress(quiet=True))
+        _write_evaluation(output, part, kind=DISTANCE_PART)
+    return part
 
 
 def scored_on(meta: dict, dataset: str | None, data_dir: PathLike | None) -> dict:
