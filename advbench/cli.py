@@ -713,50 +713,16 @@ def models_command(paths, models_dir, as_json):
 
         advbench models --models-dir models
     """
-    import json
+    from advbench import report
 
-    from rich.table import Table
-
-    from advbench import data as datamod, report
-    from advbench.artifacts import read_model_metadata
-    from advbench.models import models_dir as default_models_dir
-
-    store = default_models_dir(models_dir)
-    files = [Path(p) for p in paths] or sorted(store.glob("*.h5"))
-    rows: list[dict[str, Any]] = []
-    for path in files:
-        meta = read_model_metadata(path)
-        rows.append({
-            "path": str(path), "name": meta.get("zoo_name"), "dataset": meta.get("dataset"),
-            "architecture": meta.get("architecture"), "activation": meta.get("activation"),
-            "defense": meta.get("defense"), "defense_params": meta.get("defense_params"),
-            "epochs_run": meta.get("epochs_run"), "train_samples": meta.get("train_samples"),
-            "clean_test_accuracy": meta.get("clean_test_accuracy"),
-            "training_time_s": meta.get("training_time_s"), "seed": meta.get("seed"),
-        })
+    store, rows = stages.list_models(paths, models_dir)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         raise AdvbenchError(f"no models in {store}/; train one with `advbench train`")
-    table = Table(title="trained models")
-    for col in ("name", "dataset", "defense params", "epochs", "train images",
-                "clean accuracy", "train time (s)", "path"):
-        table.add_column(col, justify="right" if col in ("epochs", "train images",
-                                                         "clean accuracy", "train time (s)")
-                         else "left")
-    def cell(value, form="{}"):
-        return "-" if value is None else form.format(value)  # artifacts may lack training info
-
-    for r in rows:
-        params = ", ".join(f"{k}={v}" for k, v in (r["defense_params"] or {}).items())
-        table.add_row(cell(r["name"]), cell(r["dataset"] and datamod.display_name(r["dataset"])),
-                      params or "-", cell(r["epochs_run"]), cell(r["train_samples"]),
-                      cell(r["clean_test_accuracy"] and 100 * r["clean_test_accuracy"],
-                           "{:.2f}%"),
-                      cell(r["training_time_s"], "{:.1f}"), r["path"])
     # The project's console rule: full width and no styles when stderr is a pipe or a log.
-    report.show(table)
+    report.show(report.models_table(rows))
 
 
 @main.command("export")
@@ -1060,9 +1026,17 @@ def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
     loaded = open_model(ref, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
                         strict=strict, **(reading or {}))
     for note in loaded.meta.get("notes", []):
-        if not quiet or note.startswith("Warning:"):  # a misread model is said even then
-            click.echo(note, err=True)
+        _note_say(quiet)(note)
     return loaded
+
+
+def _note_say(quiet: bool) -> Callable[[str], None]:
+    """Where notes on reading a model go: stderr; with --quiet only warnings (a misread
+    model is said even then)."""
+    def say(note: str) -> None:
+        if not quiet or note.startswith("Warning:"):
+            click.echo(note, err=True)
+    return say
 
 
 def _attack_choice() -> RegistryChoice:
@@ -1304,33 +1278,9 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 # -- evaluate and transfer -------------------------------------------------------------------
 def _load_models(refs, dataset, models_dir, *, data_dir=None, reading=None,
                  quiet=False) -> list:
-    """(path, model, metadata) per reference; a model named twice is loaded once, so that
-    source and target are the same object (and white-box) when they are the same file.
-    Foreign models take ``dataset``, else the first advbench model's data set; the reading
-    options apply to the foreign ones (an error when there is none)."""
-    from advbench.data import DATASETS
-    from advbench.errors import ParameterError
-    from advbench.loading import model_data
-    from advbench.models import resolve_model
-
-    if dataset is None:
-        dataset = next((d for d in (model_data(ref, models_dir) for ref in refs) if d), None)
-    loaded, out = {}, []
-    for ref in refs:
-        key = str(resolve_model(ref, dataset if dataset in DATASETS else None,
-                                models_dir).resolve())
-        if key not in loaded:
-            loaded[key] = _load_model(ref, dataset, models_dir, data_dir=data_dir,
-                                      reading=reading, quiet=quiet, strict=False)
-        out.append(loaded[key])
-    reading = reading or {}
-    if (reading.get("custom_objects") or reading.get("outputs", "auto") != "auto"
-            or reading.get("preprocessing") or reading.get("model_output") is not None) \
-            and not any("model_kind" in m for _, _, m in out):
-        raise ParameterError("--custom-objects, --outputs, --model-output, --input-range, "
-                             "--mean and --std apply to foreign model files; every model here "
-                             "is an advbench artifact")
-    return out
+    """``stages.open_models`` of MODEL arguments, their notes said as ``_load_model`` does."""
+    return stages.open_models(refs, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
+                              say=_note_say(quiet), **(reading or {}))
 
 
 def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, dataset, split,

@@ -34,7 +34,7 @@ from advbench.progress import Progress
 from advbench.shards import Shard
 from advbench.types import PathLike
 
-__all__ = ["LoadedModel", "ModelSource", "open_model", "attack", "AttackOutcome", "evaluate",
+__all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome", "evaluate",
            "distance_part", "transfer", "certify", "audit", "train", "curves"]
 
 Say = Callable[[str], None]
@@ -72,6 +72,41 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
                   **reading)
 
 
+def open_models(refs: Sequence[str], *, dataset: str | None = None,
+                data_dir: PathLike | None = None, models_dir: PathLike | None = None,
+                say: Say | None = None, **reading: Any) -> list[LoadedModel]:
+    """The models of several MODEL references (transfer's sources and targets): a file named
+    twice is opened once, so that source and target are the same object (and the same
+    identity: white-box) when they are the same file. Foreign models take ``dataset``, else
+    the first advbench model's data set; ``reading`` (see ``open_model``) applies to the
+    foreign ones and is refused (ParameterError) when every model is an advbench artifact.
+    ``say`` gets the notes on how each was read."""
+    from advbench.loading import model_data, open_model as opened
+    from advbench.models import resolve_model
+
+    dataset = _data_name(dataset)
+    if dataset is None:
+        dataset = next((d for d in (model_data(ref, models_dir) for ref in refs) if d), None)
+    loaded: dict[str, LoadedModel] = {}
+    out = []
+    for ref in refs:
+        key = str(resolve_model(ref, dataset if dataset in data.DATASETS else None,
+                                models_dir).resolve())
+        if key not in loaded:
+            loaded[key] = opened(ref, dataset=dataset, data_dir=data_dir,
+                                 models_dir=models_dir, strict=False, **reading)
+            for note in loaded[key].meta.get("notes", []):
+                (say or _quiet)(note)
+        out.append(loaded[key])
+    if (reading.get("custom_objects") or reading.get("outputs", "auto") != "auto"
+            or reading.get("preprocessing") or reading.get("model_output") is not None) \
+            and not any("model_kind" in m.meta for m in out):
+        raise ParameterError("--custom-objects, --outputs, --model-output, --input-range, "
+                             "--mean and --std apply to foreign model files; every model here "
+                             "is an advbench artifact")
+    return out
+
+
 def _data_name(dataset: str | None) -> str | None:
     """A data set as artifacts name it: a built-in name, or a user's data as its absolute
     path (``data.source_name``), so the CLI and a Python call give one run key."""
@@ -82,6 +117,27 @@ def _opened(model: LoadedModel | str, dataset: str | None, data_dir: PathLike | 
             models_dir: PathLike | None = None) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else open_model(
         model, dataset=dataset, data_dir=data_dir, models_dir=models_dir)
+
+
+def list_models(paths: Sequence[PathLike] = (), models_dir: PathLike | None = None
+                ) -> tuple[Path, list[dict[str, Any]]]:
+    """(the zoo store, one row per model artifact: path, zoo name, data set, architecture,
+    activation, defense and its parameters, epochs, training images, clean test accuracy,
+    training time, seed) of ``paths``, or of every .h5 in the store (``advbench models``);
+    read from the artifacts' metadata, no model loaded. A missing field is None."""
+    from advbench.artifacts import read_model_metadata
+    from advbench.models import models_dir as default_models_dir
+
+    store = default_models_dir(models_dir)
+    rows = []
+    for path in [Path(p) for p in paths] or sorted(store.glob("*.h5")):
+        meta = read_model_metadata(path)
+        rows.append({"path": str(path), "name": meta.get("zoo_name"), **{
+            field: meta.get(field) for field in (
+                "dataset", "architecture", "activation", "defense", "defense_params",
+                "epochs_run", "train_samples", "clean_test_accuracy", "training_time_s",
+                "seed")}})
+    return store, rows
 
 
 # -- attack ---------------------------------------------------------------------------------
