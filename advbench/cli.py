@@ -1684,44 +1684,59 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
 
         advbench transfer --source my_model.keras --target cnn --dataset mnist --input-range 0:255
     """
-    from advbench import stages
-    from advbench.budgets import parameter_line
-    from advbench.progress import Progress
-
     _check_outputs(output=output, csv_path=csv_path, plot=plot)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
+    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
     if isinstance(attack_values.get("eps"), tuple):
-        if output:
-            raise click.UsageError("-o writes the matrix artifact of one eps; curve artifacts "
-                                   f"are written to --runs-dir ({runs_dir})")
-        _echo_curves(_curves_from_flags(
-            attack_name, attack_values, source_refs, target_refs, dataset=dataset, split=split,
-            limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
-            models_dir=models_dir, quiet=quiet, runs_dir=runs_dir, reading=reading),
-            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet,
-            table_format=table_format)
-        return
+        return _transfer_curves(attack_name, attack_values, source_refs, target_refs,
+                                dataset=dataset, samples=samples, data_dir=data_dir,
+                                models_dir=models_dir, runs_dir=runs_dir, reading=reading,
+                                output=output, plot=plot, as_json=as_json, csv_path=csv_path,
+                                quiet=quiet, table_format=table_format)
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
     # eps-like defaults from the data set, as in `attack` (the first source's once loaded).
     attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path)
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    _check_samples(**{k: v for k, v in samples.items() if k != "split"})
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
+    attack_obj = _transfer_attack(attack_name, attack_values, attack_obj, budget, sources[0],
+                                  seed, quiet)
+    result = stages.transfer(sources, targets, attack_obj, output=output, dataset=dataset,
+                             data_dir=data_dir, runs_dir=runs_dir, progress=_progress(quiet),
+                             **samples)
+    _print_transfer(result.summary, output=output, csv_path=csv_path, as_json=as_json,
+                    quiet=quiet, table_format=table_format)
+
+
+def _transfer_curves(attack_name, attack_values, source_refs, target_refs, *, dataset,
+                     samples, data_dir, models_dir, runs_dir, reading, output, plot, as_json,
+                     csv_path, quiet, table_format) -> None:
+    """``transfer`` with an eps list: one accuracy-vs-eps curve per source."""
+    if output:
+        raise click.UsageError("-o writes the matrix artifact of one eps; curve artifacts "
+                               f"are written to --runs-dir ({runs_dir})")
+    _echo_curves(_curves_from_flags(
+        attack_name, attack_values, source_refs, target_refs, dataset=dataset,
+        data_dir=data_dir, models_dir=models_dir, quiet=quiet, runs_dir=runs_dir,
+        reading=reading, **samples), plot=plot, as_json=as_json, csv_path=csv_path,
+        quiet=quiet, table_format=table_format)
+
+
+def _transfer_attack(attack_name, attack_values, attack_obj, budget, first, seed, quiet) -> Any:
+    """transfer's attack (its defaults from the first source's data set when the data set
+    was not known before loading), its parameters said on stderr."""
+    from advbench.budgets import parameter_line
+
     if budget is None:
-        attack_obj, budget = _attack_for(attack_name, attack_values, None, None, sources[0])
+        attack_obj, budget = _attack_for(attack_name, attack_values, None, None, first)
     for line in ([budget.note] if budget.note else []) + [parameter_line(
             attack_obj.name, {"norm": attack_obj.norm, **attack_obj.params()}, budget=budget,
             seed=seed)]:
         _say(quiet)(line)
-    result = stages.transfer(sources, targets, attack_obj, output=output, dataset=dataset,
-                             split=split, limit=limit, start=start, seed=seed,
-                             batch_size=batch_size, data_dir=data_dir, runs_dir=runs_dir,
-                             progress=Progress(quiet=quiet))
-    _print_transfer(result.summary, output=output, csv_path=csv_path, as_json=as_json,
-                    quiet=quiet, table_format=table_format)
+    return attack_obj
 
 
 def _print_transfer(summary: dict, *, output, csv_path, as_json, quiet, table_format) -> None:
