@@ -312,7 +312,8 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
     if output is None:
         output = run_artifact_path(runs_dir, source[0], attack, key, curve=True)
     output = Path(output)
-    claim = dict(schema=CURVE_SCHEMA, key=key, noun="a curve", kind="a curve artifact")
+    claim: dict[str, Any] = dict(schema=CURVE_SCHEMA, key=key, noun="a curve",
+                                 kind="a curve artifact")
     with contextlib.suppress(AdvbenchError):  # reuse needs no lock (a read-only runs folder)
         if outputs.read_claim(output, **claim).state == "complete":
             return output, True

@@ -80,9 +80,7 @@ def read_claim(path: PathLike, *, schema: str | None, key: str | None, noun: str
     if overwrite or not path.exists():
         return Claim(path, "new")
     if schema is None or key is None:
-        if refusal is not None:
-            raise OutputError(f"{path} exists; {refusal}")
-        refuse_existing(path, overwrite=False)
+        raise OutputError(f"{path} exists; {refusal or 'choose another -o or pass --overwrite'}")
     from advbench.artifacts import artifact_kind, read_arrays
 
     if artifact_kind(path) != schema:

@@ -179,7 +179,8 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
     x, y, indices = run.load() if samples is None else samples
     check_model_fits(model, model_meta, run.model_path, x, run.dataset)
     key = run_key(run, attack, model_meta.get("content_hash", ""), indices)
-    claim = dict(schema=ATTACK_SCHEMA, key=key, noun="a run", kind="an attack artifact",
+    claim: dict[str, Any] = dict(schema=ATTACK_SCHEMA, key=key, noun="a run",
+                                 kind="an attack artifact",
                  overwrite=overwrite, resume=resume, shard=shard, num_samples=len(x))
     with contextlib.suppress(AdvbenchError):  # a read-only check: said again under the lock
         if outputs.read_claim(output, **claim).state == "complete":

@@ -113,6 +113,15 @@ def _data_name(dataset: str | None) -> str | None:
     return None if dataset is None else data.source_name(str(dataset))
 
 
+def _dataset_of(model: LoadedModel, dataset: str | None) -> str:
+    """The data a stage works on: ``dataset``, else the model's own."""
+    found = dataset or model.meta.get("dataset")
+    if not found:
+        raise ParameterError(f"{model.path} has no data set of its own; say which data it "
+                             "takes: dataset='mnist', 'cifar10' or your data's path")
+    return str(found)
+
+
 def _opened(model: LoadedModel | str, dataset: str | None, data_dir: PathLike | None,
             models_dir: PathLike | None = None) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else open_model(
@@ -202,7 +211,7 @@ def attack(model: LoadedModel | str, attack: Attack, *, dataset: str | None = No
     dataset = _data_name(dataset)
     model = _opened(model, dataset, data_dir)
     progress = progress or Progress(quiet=True)
-    run = AttackRun(model_path=str(model.path), dataset=dataset or model.meta.get("dataset"),
+    run = AttackRun(model_path=str(model.path), dataset=_dataset_of(model, dataset),
                     split=split, limit=limit, start=start, batch_size=batch_size, seed=seed,
                     data_dir=data_dir, target_mode=target_mode, start_from=start_from,
                     defaults_from=defaults_from)
@@ -226,7 +235,7 @@ def attack(model: LoadedModel | str, attack: Attack, *, dataset: str | None = No
         output = shard_output(output, shard)
     for line in attack_lines(attack, run, len(samples[0]), shard, budget):
         (say or _quiet)(line)
-    return AttackOutcome(attack_split(run, attack, model.model, model.meta, output,
+    return AttackOutcome(attack_split(run, attack, model.model, model.meta, Path(output),
                                       resume=resume, overwrite=overwrite, progress=progress,
                                       shard=shard, samples=samples), samples)
 
@@ -268,7 +277,7 @@ def curves(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel],
 
     if output is not None and len(sources) > 1:
         raise ParameterError("-o names one curve artifact; with several --source leave it out")
-    run = CurveRun(dataset=dataset or sources[0].meta.get("dataset"), split=split, limit=limit,
+    run = CurveRun(dataset=_dataset_of(sources[0], dataset), split=split, limit=limit,
                    start=start, batch_size=batch_size, seed=seed, data_dir=data_dir)
     found = []
     for source in sources:
@@ -403,7 +412,7 @@ def certify(model: LoadedModel | str, *, sigma: float, dataset: str | None = Non
     dataset = _data_name(dataset)
     model = _opened(model, dataset, data_dir)
     certify_run = CertifyRun(model_path=str(model.path), sigma=sigma, data_dir=data_dir,
-                             dataset=dataset or model.meta.get("dataset"), **run)
+                             dataset=_dataset_of(model, dataset), **run)
     return certify_split(certify_run, model.model, model.meta, output, runs_dir=runs_dir,
                          overwrite=overwrite, resume=resume,
                          sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,
@@ -447,7 +456,7 @@ def audit(model: LoadedModel | str, *, eps: float, norm: str = "linf",
     checks = tuple(checks or AUDIT_CHECKS)
     settings = settings or AuditSettings()
     progress = progress or Progress(quiet=True)
-    dataset = dataset or model.meta.get("dataset")
+    dataset = _dataset_of(model, dataset)
     samples = Samples(dataset=dataset, split=split, limit=limit, start=start,
                       batch_size=batch_size, seed=seed, data_dir=data_dir)
     samples.validate()
