@@ -754,14 +754,15 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
 
         advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
     """
-    from advbench.files import check_writable, refuse_existing
+    from advbench.files import check_writable
+    from advbench.outputs import read_claim
     from advbench.models.export import custom_layers, export_keras, with_original_input
 
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     # Before the model loads (export_keras checks again, holding the output lock).
     check_writable(output, "model file")
-    refuse_existing(output, overwrite=overwrite)
+    read_claim(output, overwrite=overwrite)
     _, model, _ = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                               reading=reading, quiet=quiet)
     model, contract = with_original_input(model)

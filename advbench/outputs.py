@@ -70,8 +70,8 @@ def _found(attrs: dict[str, Any]) -> str:
             else "the whole run")
 
 
-def read_claim(path: PathLike, *, schema: str | None, key: str | None, noun: str,
-               kind: str = "", overwrite: bool = False, resume: bool = True,
+def read_claim(path: PathLike, *, schema: str | None = None, key: str | None = None,
+               noun: str = "a run", kind: str = "", overwrite: bool = False, resume: bool = True,
                shard: Any = None, num_samples: int | None = None,
                refusal: str | None = None) -> Claim:
     """What ``claim_output`` decides for ``path``, without the lock (a read-only check: a
