@@ -25,15 +25,16 @@ EXIT_AUDIT_FAILED = 4
 
 
 @contextlib.contextmanager
-def _usage_errors() -> Iterator[None]:
+def _usage_errors(kind: type[Exception] | None = None) -> Iterator[None]:
     """Bad option values as usage errors (exit 2), raised before any work starts: the
     library's checks (``advbench.checks``, the constructors' ParameterErrors) are the one
-    validation of every numeric option, and the CLI only maps them."""
+    validation of every numeric option, and the CLI only maps them. ``kind``: map only this
+    subclass of ParameterError."""
     from advbench.errors import ParameterError
 
     try:
         yield
-    except ParameterError as e:
+    except (kind or ParameterError) as e:
         raise click.UsageError(str(e)) from None
 
 
@@ -1487,9 +1488,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         advbench evaluate my_model.keras runs/my_model-pgd-*.h5 --data my.npz --input-range 0:255
     """
-    from advbench import stages
     from advbench.evaluate import GateError
-    from advbench.progress import Progress
 
     thresholds = _thresholds(fail_under, fail_over)
     radii = _radii(radii, thresholds)
@@ -1510,22 +1509,19 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
                         quiet=quiet)
+    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
     curves = [] if eps is None else _curves_from_flags(
         curve_attack, {"eps": eps, "alpha": alpha}, [source_ref or str(model.path)],
         [str(model.path)], dataset=stages.scored_on(model.meta, dataset, data_dir)["dataset"],
-        split=split, limit=limit, start=start, batch_size=batch_size, seed=seed,
         data_dir=data_dir, models_dir=models_dir, quiet=quiet, runs_dir=runs_dir,
-        reading=reading)
-    try:
+        reading=reading, **samples)
+    with _usage_errors(GateError):  # a threshold of a metric no artifact gives
         result = stages.evaluate(
-            model, [*artifacts, *(str(c.path) for c in curves)], dataset=dataset, split=split,
-            limit=limit, start=start, seed=seed, data_dir=data_dir, batch_size=batch_size,
-            thresholds=thresholds, output=output, progress=Progress(quiet=quiet),
+            model, [*artifacts, *(str(c.path) for c in curves)], dataset=dataset,
+            data_dir=data_dir, thresholds=thresholds, output=output, progress=_progress(quiet),
             sensitivity=sensitivity, distance=distance, distance_variant=distance_variant,
             success_against=success_against, sensitivity_variant=sensitivity_variant,
-            radii=radii)
-    except GateError as e:
-        raise click.UsageError(str(e)) from None
+            radii=radii, **samples)
     _print_evaluation(result.summary, model, output=output, csv_path=csv_path, plot=plot,
                       as_json=as_json, quiet=quiet, table_format=table_format)
 
