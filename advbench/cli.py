@@ -1309,10 +1309,10 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
-    dataset = dataset or sources[0][2].get("dataset")
+    dataset = dataset or sources[0].meta.get("dataset")
     if budget is None:
         budget = _attack_budget(attack_name, attack_values, dataset, None,
-                                input_shape=tuple(sources[0][1].input_shape[1:]))
+                                input_shape=tuple(sources[0].model.input_shape[1:]))
         attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values,
                                                      "eps": max(eps)})
     if not quiet:

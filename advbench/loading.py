@@ -83,6 +83,9 @@ class LoadedModel:
     def __iter__(self) -> Iterator[Any]:
         return iter((self.path, self.model, self.meta))
 
+    def __getitem__(self, index: int) -> Any:
+        return (self.path, self.model, self.meta)[index]
+
 
 def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | None = None,
                models_dir: PathLike | None = None,
