@@ -16,8 +16,7 @@ from pathlib import Path
 import keras
 
 from advbench.errors import ParameterError
-from advbench.files import atomic_write
-from advbench.outputs import claim_output
+from advbench.files import atomic_write, output_lock, refuse_existing
 from advbench.types import Model, PathLike
 
 #: advbench's own layers: loading a file that has them needs ``import advbench.models.layers``.
@@ -45,7 +44,8 @@ def export_keras(model: Model, path: PathLike, *, overwrite: bool = False) -> Pa
     if any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
         raise ParameterError("a SavedModel cannot be written as a .keras file (Keras stores "
                              "layers, not compiled graphs); it is already a standard format")
-    with claim_output(path, what="model file", overwrite=overwrite):
+    with output_lock(path, "model file"):
+        refuse_existing(path, overwrite=overwrite)
         # Keras saves only to a name ending in .keras.
         with atomic_write(path, "model file", suffix=".tmp.keras") as tmp:
             model.save(tmp)
