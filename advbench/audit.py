@@ -585,21 +585,21 @@ def audit_key(summary_inputs: dict[str, Any], indices: np.ndarray) -> str:
     return outputs.run_key(jsonable(summary_inputs), indices)
 
 
-def write_audit(path: PathLike, result: AuditResult, attrs: dict[str, Any]) -> Path:
+def write_audit(path: PathLike, result: AuditResult, attrs: dict[str, Any], *,
+                lock: bool = True) -> Path:
     """Write the audit record (schema ``advbench.audit``, atomically) holding the output lock
-    (``files.output_lock``; OutputError while another run writes it): attrs (provenance,
-    ``key``, ``verdict``, the summary as JSON) and the per-sample arrays."""
-    with output_lock(path, "audit record"):
-        return _write_audit(path, result, attrs)
+    (``files.output_lock``; OutputError while another run writes it; ``lock`` False: the
+    caller holds it already): attrs (provenance, ``key``, ``verdict``, the summary as JSON)
+    and the per-sample arrays."""
+    import contextlib
 
-
-def _write_audit(path: PathLike, result: AuditResult, attrs: dict[str, Any]) -> Path:
     summary = result.summary
-    write_arrays(path, AUDIT_SCHEMA,
-                 {**attrs, "verdict": summary["verdict"], "eps": summary["eps"],
-                  "norm": summary["norm"], "num_samples": summary["samples"],
-                  "complete": True, "advbench_version": __version__,
-                  "summary": json.dumps(summary)}, result.per_sample)
+    with output_lock(path, "audit record") if lock else contextlib.nullcontext():
+        write_arrays(path, AUDIT_SCHEMA,
+                     {**attrs, "verdict": summary["verdict"], "eps": summary["eps"],
+                      "norm": summary["norm"], "num_samples": summary["samples"],
+                      "complete": True, "advbench_version": __version__,
+                      "summary": json.dumps(summary)}, result.per_sample)
     return Path(path)
 
 

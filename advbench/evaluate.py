@@ -779,19 +779,18 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate") -> Path:
+def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate", *,
+                     lock: bool = True) -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
     arrays (schema ``advbench.evaluation``, written atomically), holding the output lock
-    (``files.output_lock``; OutputError while another run writes ``path``). An evaluation
-    is derived from its inputs, so an existing file at ``path`` is replaced."""
+    (``files.output_lock``; OutputError while another run writes ``path``; ``lock`` False:
+    the caller holds it already). An evaluation is derived from its inputs, so an existing
+    file at ``path`` is replaced."""
+    import contextlib
+
     from advbench.files import output_lock
 
-    with output_lock(path, "artifact"):
-        return _write_evaluation(path, result, kind)
-
-
-def _write_evaluation(path: PathLike, result: Score, kind: str = "evaluate") -> Path:
-    """``write_evaluation`` for a caller that holds the output lock (the evaluate stage)."""
-    write_arrays(path, EVALUATION_SCHEMA, {"kind": kind, "summary": jsonable(result.summary)},
-                 result.per_sample)
+    with output_lock(path, "artifact") if lock else contextlib.nullcontext():
+        write_arrays(path, EVALUATION_SCHEMA,
+                     {"kind": kind, "summary": jsonable(result.summary)}, result.per_sample)
     return Path(path)

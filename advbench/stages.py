@@ -320,7 +320,7 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
     """
     import contextlib
 
-    from advbench.evaluate import _write_evaluation, check_thresholds
+    from advbench.evaluate import check_thresholds, write_evaluation
     from advbench.evaluate import evaluate as score
     from advbench.files import output_lock
 
@@ -337,7 +337,7 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
             "thresholds": [f"{t.label}{'>=' if t.bound == 'under' else '<='}{t.value:g}"
                            for t in thresholds], "missed": missed, "passed": not missed}
         if output:
-            _write_evaluation(output, result)
+            write_evaluation(output, result, lock=False)
     return result
 
 
@@ -349,7 +349,7 @@ def distance_part(model: LoadedModel, artifacts: Sequence[PathLike], shard: Shar
     (``evaluate --distance-shard``: query blocks I, I+N, ... of ``shard``; see
     ``evaluate.distance_part``), written to ``output`` holding its lock. Returns the
     ``evaluate.Score`` of the part."""
-    from advbench.evaluate import DISTANCE_PART, _write_evaluation
+    from advbench.evaluate import DISTANCE_PART, write_evaluation
     from advbench.evaluate import distance_part as part_of
     from advbench.files import output_lock
 
@@ -358,7 +358,7 @@ def distance_part(model: LoadedModel, artifacts: Sequence[PathLike], shard: Shar
         part = part_of(scored_on(model.meta, dataset, data_dir), model.path, list(artifacts),
                        shard, data_dir=data_dir, distance_variant=distance_variant,
                        progress=progress or Progress(quiet=True))
-        _write_evaluation(output, part, kind=DISTANCE_PART)
+        write_evaluation(output, part, kind=DISTANCE_PART, lock=False)
     return part
 
 
@@ -380,7 +380,7 @@ def transfer(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel], att
     batch_size, data_dir, runs_dir, progress). Returns ``evaluate.Score``."""
     import contextlib
 
-    from advbench.evaluate import _write_evaluation
+    from advbench.evaluate import write_evaluation
     from advbench.files import output_lock
     from advbench.transfer import transfer as matrix
 
@@ -390,7 +390,7 @@ def transfer(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel], att
         result = matrix([tuple(s) for s in sources], [tuple(t) for t in targets], attack,
                         **samples)
         if output:
-            _write_evaluation(output, result, kind="transfer")
+            write_evaluation(output, result, kind="transfer", lock=False)
     return result
 
 
@@ -445,8 +445,8 @@ def audit(model: LoadedModel | str, *, eps: float, norm: str = "linf",
     """
     import contextlib
 
-    from advbench.audit import (AuditSettings, _write_audit, audit as run_audit, audit_key,
-                                stored_audit, train_surrogate)
+    from advbench.audit import (AuditSettings, audit as run_audit, audit_key,
+                                stored_audit, train_surrogate, write_audit)
     from advbench.files import output_lock
     from advbench.names import AUDIT_CHECKS
     from advbench.runner import Samples, check_model_fits
@@ -498,7 +498,7 @@ def audit(model: LoadedModel | str, *, eps: float, norm: str = "linf",
                               dataset=dataset, split=split)
         if output:
             result.per_sample["indices"] = indices
-            _write_audit(output, result, {
+            write_audit(output, result, lock=False, attrs={
                 "key": key, "model_path": str(model.path),
                 "model_hash": model.meta.get("content_hash", ""), "dataset": dataset,
                 "split": split, "limit": limit, "start": start, "seed": seed,
