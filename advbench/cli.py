@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import click
 
-from advbench.budgets import EPS_HELP
-from advbench.errors import AdvbenchError, flags_verb
+from advbench.attacks.budgets import EPS_HELP
+from advbench.core.errors import AdvbenchError, flags_verb
 
 EXIT_GATE_FAILED = 3
 EXIT_AUDIT_FAILED = 4
@@ -27,10 +27,10 @@ EXIT_AUDIT_FAILED = 4
 @contextlib.contextmanager
 def _usage_errors(kind: type[Exception] | None = None) -> Iterator[None]:
     """Bad option values as usage errors (exit 2), raised before any work starts: the
-    library's checks (``advbench.checks``, the constructors' ParameterErrors) are the one
+    library's checks (``advbench.core.checks``, the constructors' ParameterErrors) are the one
     validation of every numeric option, and the CLI only maps them. ``kind``: map only this
     subclass of ParameterError."""
-    from advbench.errors import ParameterError
+    from advbench.core.errors import ParameterError
 
     try:
         yield
@@ -42,7 +42,7 @@ def _check_shard(ctx: click.Context, param: click.Parameter, text: str | None) -
     """Refuse a bad ``--shard``/``--distance-shard`` while parsing (exit 2), before TensorFlow
     starts; the command parses the checked text again (``shards.parse_shard``)."""
     if text is not None:
-        from advbench.shards import parse_shard
+        from advbench.run.shards import parse_shard
 
         with _usage_errors():
             parse_shard(text, flag=param.opts[0])
@@ -103,14 +103,14 @@ stages = _Library("advbench.stages")
 
 
 def _progress(quiet: bool) -> Any:
-    from advbench.progress import Progress
+    from advbench.core.progress import Progress
 
     return Progress(quiet=quiet)
 
 
 def _shard(text: str | None, flag: str = "--shard") -> Any:
     """The ``shards.Shard`` of a checked --shard text (``_check_shard``), None without one."""
-    from advbench.shards import parse_shard
+    from advbench.run.shards import parse_shard
 
     return None if text is None else parse_shard(text, flag=flag)
 
@@ -141,7 +141,7 @@ class RegistryChoice(click.Choice):
 
 
 class AdvbenchCommand(click.Command):
-    """A command that checks its model files and data (``advbench.precheck``) on the raw
+    """A command that checks its model files and data (``advbench.models.precheck``) on the raw
     arguments, before any option's conversion can import TensorFlow (``--attack``'s choices
     do), and imports TensorFlow quietly before running."""
 
@@ -164,7 +164,7 @@ def _precheck(command: str, raw: dict) -> None:
     """The usage errors a command's MODEL files and data give away before TensorFlow's import
     (10-30 s): a missing file, several outputs, a flat input, a shape the data cannot fit
     (``raw``: the command's parameters as typed, unconverted)."""
-    from advbench.precheck import check_model, data_image_shape
+    from advbench.models.precheck import check_model, data_image_shape
 
     def strings(value):
         return [value] if isinstance(value, str) else [v for v in value or () if
@@ -224,7 +224,7 @@ def _reading_options(f):
         click.option("--custom-objects", metavar="MODULE", default=None,
                      help="Your importable module defining your model file's custom layers "
                           "(the only code of yours advbench runs)."),
-        click.option("--outputs", type=RegistryChoice("advbench.names:OUTPUTS"),
+        click.option("--outputs", type=RegistryChoice("advbench.models:OUTPUTS"),
                      default="auto", show_default=True,
                      help="Your model's outputs: auto (a final softmax is removed, "
                           "probabilities without one are refused), logits, or probabilities "
@@ -252,7 +252,7 @@ def _reading_options(f):
 
 def _reading(custom_objects, outputs, input_range, mean, std) -> dict:
     """``loading.open_model``'s reading keywords from the flags of ``_reading_options``."""
-    from advbench.errors import ParameterError
+    from advbench.core.errors import ParameterError
     from advbench.models.adapt import Preprocessing, parse_channels, parse_range
 
     try:
@@ -289,7 +289,7 @@ def _run_output_options(default_path: str):
 
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
                      limit_help: str, batch_size: int):
-    """The options that pick a stage's samples (``runner.Samples``): --dataset and --data
+    """The options that pick a stage's samples (``data.samples.Samples``): --dataset and --data
     (when ``dataset_help`` is given), --split, --limit, --start, --batch-size and --seed."""
     options = [
         click.option("--split", type=RegistryChoice("advbench.data:SPLITS"), default="test",
@@ -372,7 +372,8 @@ def data_info(data_dir):
     """
     from rich.table import Table
 
-    from advbench import data as datamod, report
+    from advbench import data as datamod
+    from advbench.score import report
 
     table = Table(title="advbench data sets")
     for col in ("data set", "found", "layout", "path", "searched", "accepts"):
@@ -418,8 +419,8 @@ class EpsList(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        from advbench.budgets import parse_eps
-        from advbench.errors import ParameterError
+        from advbench.attacks.budgets import parse_eps
+        from advbench.core.errors import ParameterError
 
         if isinstance(value, (float, tuple)):
             return value
@@ -437,8 +438,8 @@ class EpsValue(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        from advbench.budgets import parse_value
-        from advbench.errors import ParameterError
+        from advbench.attacks.budgets import parse_value
+        from advbench.core.errors import ParameterError
 
         if isinstance(value, float):
             return value
@@ -508,7 +509,7 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
     ``dataset``, or, for a user's data, of the built-in set of its image size (said in
     ``notes``); a user's data of another size must give them (a usage error)."""
     from advbench import data as datamod
-    from advbench.budgets import matching_dataset
+    from advbench.attacks.budgets import matching_dataset
     from advbench.defenses import DEFENSES, make_defense
 
     rows = {_dest(flag): (flag.split("/")[0], name, param)
@@ -567,14 +568,14 @@ class ArchitectureOrFile(RegistryChoice):
 @click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
               help=DATA_HELP)
 @click.option("--model", "architecture",
-              type=ArchitectureOrFile("advbench.names:ARCHITECTURE_BUILDERS"),
+              type=ArchitectureOrFile("advbench.models:ARCHITECTURE_BUILDERS"),
               default="cnn", show_default=True,
               help="An architecture of the zoo, or your own as a .keras / legacy .h5 file "
                    "(trained from fresh weights unless --fine-tune).")
 @click.option("--fine-tune", is_flag=True,
               help="With --model FILE: start from the file's weights.")
 @_reading_options
-@click.option("--act", "activation", type=RegistryChoice("advbench.names:ACTIVATIONS"),
+@click.option("--act", "activation", type=RegistryChoice("advbench.models:ACTIVATIONS"),
               default="relu", show_default=True,
               help="Activation of the network: everywhere in a zoo architecture; in --model "
                    "FILE, brelu turns every plain ReLU (ReLU layers, Activation('relu'), "
@@ -597,7 +598,7 @@ class ArchitectureOrFile(RegistryChoice):
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Artifact path [default: <models dir>/<data>-<model>-<act>-<defense>.h5].")
-@click.option("--strategy", type=RegistryChoice("advbench.names:STRATEGIES"),
+@click.option("--strategy", type=RegistryChoice("advbench.run:STRATEGIES"),
               default="none", show_default=True,
               help="tf.distribute strategy: one device, the devices of this host (mirrored), "
                    "or the hosts of TF_CONFIG (multi-worker). --batch-size stays global.")
@@ -657,8 +658,8 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
 def _train_config(defense: str, dataset: str, defense_values: dict, notes: list[str], *,
                   devices: str | None, **fields: Any) -> tuple[Any, Any]:
     """(defense, ``train.TrainConfig``) of train's flags, checked (usage errors)."""
-    from advbench.distribute import parse_devices
-    from advbench.train import TrainConfig
+    from advbench.run.distribute import parse_devices
+    from advbench.run.train import TrainConfig
 
     with _usage_errors():
         spec = defense_from_flags(defense, dataset, defense_values, notes)
@@ -670,7 +671,7 @@ def _train_config(defense: str, dataset: str, defense_values: dict, notes: list[
 def _check_train_flags(architecture: str, fine_tune: bool, reading: dict, brelu_t,
                        activation) -> bool:
     """Whether --model is the user's own file; flags that do not apply refused."""
-    from advbench.models import ARCHITECTURES
+    from advbench.models.zoo import ARCHITECTURES
 
     own = architecture not in ARCHITECTURES
     given = [flag for flag, value in (("--fine-tune", fine_tune),
@@ -690,7 +691,7 @@ def _check_train_flags(architecture: str, fine_tune: bool, reading: dict, brelu_
 def _training_line(config: Any, spec: Any, architecture: str) -> str:
     """The line that starts a training run on stderr: every parameter it uses."""
     from advbench import data as datamod
-    from advbench.budgets import shown
+    from advbench.attacks.budgets import shown
 
     params = " ".join(f"{k}={shown(v) if isinstance(v, float) else v}"
                       for k, v in spec.params().items())
@@ -714,7 +715,7 @@ def models_command(paths, models_dir, as_json):
 
         advbench models --models-dir models
     """
-    from advbench import report
+    from advbench.score import report
 
     store, rows = stages.list_models(paths, models_dir)
     if as_json:
@@ -755,8 +756,8 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
 
         advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
     """
-    from advbench.files import check_writable
-    from advbench.outputs import read_claim
+    from advbench.core.files import check_writable
+    from advbench.run.outputs import read_claim
     from advbench.models.export import custom_layers, export_keras, with_original_input
 
     dataset = _data_source(dataset, data_path, quiet)
@@ -802,7 +803,7 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
               metavar="FORMAT DIR",
               help="Write the graph as scripts: slurm DIR (one sbatch per stage, DIR/submit.sh "
                    "chains them with --dependency=afterok).")
-@click.option("--engine", type=RegistryChoice("advbench.names:ENGINES"), default="local",
+@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
               show_default=True, help="ray: run each stage of --plan as a Ray task after the "
                                       "stages it needs (RAY_ADDRESS, else a local Ray), then "
                                       "write the report; needs advbench[ray].")
@@ -828,11 +829,11 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 
         RAY_ADDRESS=auto advbench reproduce --profile paper --out /shared/results --engine ray
     """
-    from advbench.progress import Progress
+    from advbench.core.progress import Progress
     from advbench.paper.experiments import Reproduction
 
-    from advbench.checks import check_seed
-    from advbench.files import ensure_folder
+    from advbench.core.checks import check_seed
+    from advbench.core.files import ensure_folder
 
     with _usage_errors():
         check_seed(seed)
@@ -870,8 +871,7 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
         click.echo(stage_id)
         return
     if engine == "ray":
-        from advbench.paper.plan import base_command, plan
-        from advbench.ray_engine import reproduce_with_ray
+        from advbench.paper.plan import base_command, plan, reproduce_with_ray
 
         # Absolute paths: a Ray worker's working folder is not ours.
         settings = {"dataset": dataset, "profile": profile, "out": str(Path(out).resolve()),
@@ -882,7 +882,7 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
     # The plain path: finds every stage done (or does what is left) and writes the report.
     report = repro.run()
     if "demo" in repro.results:
-        from advbench.report import print_markdown_table
+        from advbench.score.report import print_markdown_table
 
         # The report's console: full width when piped (a log cut the columns to 80).
         print_markdown_table(report, "## Undefended vs GDA + BRELU")
@@ -982,7 +982,7 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     if eps is not None and getattr(attack, "norm", None) == "linf" and eps > 1:
         # An eps in the model's own pixel units (8 meaning 8/255) would turn every pixel
         # into 0 or 1 and call it an attack.
-        from advbench.budgets import shown
+        from advbench.attacks.budgets import shown
 
         raise click.UsageError(
             f"--eps {shown(float(eps))} is above 1, the whole [0, 1] image box in L-inf: "
@@ -997,8 +997,8 @@ def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None
     kept; a user's data of no known image size without --eps is a usage error (exit 2).
     Its note (defaults borrowed by image size) is printed with the run's parameter line."""
     from advbench import data as datamod
-    from advbench.budgets import attack_budget
-    from advbench.errors import ParameterError
+    from advbench.attacks.budgets import attack_budget
+    from advbench.core.errors import ParameterError
 
     if dataset and dataset not in datamod.DATASETS:
         input_shape = datamod.dataset_info(dataset).input_shape
@@ -1013,7 +1013,7 @@ def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None
 
 def _check_samples(**values) -> None:
     """--limit, --start, --batch-size and --seed checked as usage errors before any work."""
-    from advbench.runner import Samples
+    from advbench.data.samples import Samples
 
     with _usage_errors():
         Samples(dataset="", **values).validate()
@@ -1023,7 +1023,7 @@ def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
                 reading: dict | None = None, quiet: bool = False, strict: bool = True):
     """The ``loading.LoadedModel`` of a MODEL argument (``loading.open_model``; it unpacks
     as (path, model, metadata)); what was done to read a foreign model is said on stderr."""
-    from advbench.loading import open_model
+    from advbench.run.loading import open_model
 
     loaded = open_model(ref, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
                         strict=strict, **(reading or {}))
@@ -1052,7 +1052,7 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--target", "target_mode",
               type=RegistryChoice("advbench.attacks:TARGET_MODES"), default=None,
               help="Targeted attack with these target classes.")
-@click.option("--from", "start_from", type=RegistryChoice("advbench.names:START_FROM"),
+@click.option("--from", "start_from", type=RegistryChoice("advbench.run:START_FROM"),
               default="prediction", show_default=True,
               help="Where deepfool, cw-l2 and untargeted jsma start: the model's prediction "
                    "(as ART: misclassified samples are attacked too) or the label "
@@ -1070,7 +1070,7 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run's summary as JSON on stdout instead of the path: success "
                    "rates both ways, norms, robustness for minimal attacks.")
-@click.option("--engine", type=RegistryChoice("advbench.names:ENGINES"), default="local",
+@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
               show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
                                       "else a local Ray) and merge them; needs advbench[ray].")
 @click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
@@ -1181,7 +1181,7 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 
 def report_json(value: Any) -> str:
-    from advbench import report
+    from advbench.score import report
 
     return report.to_json(value)
 
@@ -1204,7 +1204,7 @@ def merge(shards, output, overwrite):
 
         advbench merge runs/pgd-shard*of4.h5 -o runs/pgd.h5
     """
-    from advbench.shards import merge_shards
+    from advbench.run.shards import merge_shards
 
     path, attrs = merge_shards(shards, output, overwrite=overwrite)
     if not attrs["complete"]:
@@ -1259,7 +1259,7 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 
         advbench certify cnn-gda-cohen --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
     """
-    from advbench.certify import CertifyRun, certify_json
+    from advbench.score.certify import CertifyRun, certify_json
 
     shard = _shard(shard_text)
     run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", split=split,
@@ -1290,8 +1290,8 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                        overwrite=False, quiet=False, runs_dir="runs", reading=None) -> list:
     """Compute (or reuse) one curve artifact per source; returns the curves read back."""
     from advbench import data as datamod
-    from advbench.budgets import parameter_line, shown
-    from advbench.curves import CURVE_ATTACKS
+    from advbench.attacks.budgets import parameter_line, shown
+    from advbench.run.curves import CURVE_ATTACKS
 
     if attack_name not in CURVE_ATTACKS:
         raise click.UsageError(f"an eps list draws a curve, which only "
@@ -1340,7 +1340,7 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
 
 def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
                  table_format="table") -> None:
-    from advbench import report
+    from advbench.score import report
 
     summaries = [c.summary() for c in curves]
     lines = report.curve_lines(summaries)
@@ -1361,8 +1361,8 @@ def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
 
 
 def _thresholds(under, over):
-    from advbench.errors import ParameterError
-    from advbench.evaluate import parse_threshold
+    from advbench.core.errors import ParameterError
+    from advbench.score.evaluate import parse_threshold
 
     out = []
     for flag, bound, texts in (("--fail-under", "under", under), ("--fail-over", "over", over)):
@@ -1389,7 +1389,7 @@ def _output_options(f):
                                              "from and written to."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output or tables."),
         click.option("--format", "table_format",
-                     type=RegistryChoice("advbench.names:TABLE_FORMATS"), default="table",
+                     type=RegistryChoice("advbench.score:TABLE_FORMATS"), default="table",
                      show_default=True,
                      help="Tables on stderr: rich boxes (plain, full width when stderr is not a "
                           "terminal) or markdown."),
@@ -1407,7 +1407,7 @@ def _output_options(f):
 @_reading_options
 @click.option("--eps", type=EpsList(), default=None,
               help="Also compute an accuracy-vs-eps curve: a list or range (0.01:1:0.01).")
-@click.option("--curve-attack", type=RegistryChoice("advbench.names:CURVE_ATTACKS"),
+@click.option("--curve-attack", type=RegistryChoice("advbench.run:CURVE_ATTACKS"),
               default="fgsm",
               show_default=True, help="Attack of the --eps curve.")
 @click.option("--alpha", type=EpsValue(), default=None,
@@ -1421,11 +1421,11 @@ def _output_options(f):
 @click.option("--radii", default=None, metavar="R[,R...]",
               help="L2 radii of certified accuracy for certification artifacts "
                    "[0,0.25,0.5,0.75,1].")
-@click.option("--distance-variant", type=RegistryChoice("advbench.names:DISTANCE_VARIANTS"),
+@click.option("--distance-variant", type=RegistryChoice("advbench.run:DISTANCE_VARIANTS"),
               default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
 @click.option("--success", "success_against",
-              type=RegistryChoice("advbench.names:SUCCESS_DEFINITIONS"), default="prediction",
+              type=RegistryChoice("advbench.run:SUCCESS_DEFINITIONS"), default="prediction",
               show_default=True,
               help="An untargeted attack succeeds when it changes the model's clean prediction "
                    "(as ART and the paper's authors) or when the output differs from the "
@@ -1435,7 +1435,7 @@ def _output_options(f):
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
               help="Loss sensitivity on the clean split.")
 @click.option("--sensitivity-variant",
-              type=RegistryChoice("advbench.names:SENSITIVITY_VARIANTS"), default="loss",
+              type=RegistryChoice("advbench.run:SENSITIVITY_VARIANTS"), default="loss",
               show_default=True,
               help="What loss sensitivity differentiates: the loss at the label (the paper's "
                    "text), or the predicted class's softmax output / logit (the authors' "
@@ -1488,7 +1488,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         advbench evaluate my_model.keras runs/my_model-pgd-*.h5 --data my.npz --input-range 0:255
     """
-    from advbench.evaluate import GateError
+    from advbench.score.evaluate import GateError
 
     thresholds = _thresholds(fail_under, fail_over)
     radii = _radii(radii, thresholds)
@@ -1528,8 +1528,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
 def _radii(radii: str | None, thresholds: list) -> tuple:
     """--radii with the radii the thresholds name (certified_accuracy@R)."""
-    from advbench.certify import DEFAULT_RADII
-    from advbench.evaluate import parse_radii, threshold_radii
+    from advbench.score.certify import DEFAULT_RADII
+    from advbench.score.evaluate import parse_radii, threshold_radii
 
     try:
         given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
@@ -1543,7 +1543,7 @@ def _radii(radii: str | None, thresholds: list) -> tuple:
 def _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts) -> tuple | None:
     """evaluate's --eps curve flags checked; the eps list (a tuple) or None."""
     if alpha is not None:
-        from advbench.checks import check_range
+        from advbench.core.checks import check_range
 
         with _usage_errors():
             check_range("alpha", alpha, low=0.0)
@@ -1561,7 +1561,7 @@ def _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts) -> tuple | No
 def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_json, quiet,
                       table_format) -> None:
     """evaluate's tables (stderr), CSV, plot, JSON or paths (stdout) and gate exit code."""
-    from advbench import report
+    from advbench.score import report
 
     if not quiet:
         report.print_evaluation(summary, fmt=table_format)
@@ -1584,9 +1584,9 @@ def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_j
 def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, dataset, reading,
                     distance_variant, as_json, quiet, data_dir, models_dir, stray) -> None:
     """``evaluate --distance-shard``: write one part of the training-set distance."""
-    from advbench import report
-    from advbench.evaluate import DISTANCE_BLOCK
-    from advbench.shards import shard_output
+    from advbench.score import report
+    from advbench.score.evaluate import DISTANCE_BLOCK
+    from advbench.run.shards import shard_output
 
     flags = [flag for flag, given in stray.items() if given]
     if flags:
@@ -1616,7 +1616,7 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
 def _check_outputs(**paths) -> None:
     """Refuse, before any work, outputs that cannot be written (OutputError, one line); the
     stage holds the -o artifact's lock while it runs (``outputs.claim_output``)."""
-    from advbench.files import check_writable
+    from advbench.core.files import check_writable
 
     what = {"output": "artifact", "csv_path": "CSV", "plot": "plot"}
     for name, path in paths.items():
@@ -1625,13 +1625,13 @@ def _check_outputs(**paths) -> None:
 
 
 def _is_certification(path) -> bool:
-    from advbench.artifacts import CERTIFICATION_SCHEMA, artifact_kind
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, artifact_kind
 
     return Path(path).exists() and artifact_kind(path) == CERTIFICATION_SCHEMA
 
 
 def _is_curve(path) -> bool:
-    from advbench.artifacts import CURVE_SCHEMA, artifact_kind
+    from advbench.run.artifacts import CURVE_SCHEMA, artifact_kind
 
     return Path(path).exists() and artifact_kind(path) == CURVE_SCHEMA
 
@@ -1725,7 +1725,7 @@ def _transfer_curves(attack_name, attack_values, source_refs, target_refs, *, da
 def _transfer_attack(attack_name, attack_values, attack_obj, budget, first, seed, quiet) -> Any:
     """transfer's attack (its defaults from the first source's data set when the data set
     was not known before loading), its parameters said on stderr."""
-    from advbench.budgets import parameter_line
+    from advbench.attacks.budgets import parameter_line
 
     if budget is None:
         attack_obj, budget = _attack_for(attack_name, attack_values, None, None, first)
@@ -1737,7 +1737,7 @@ def _transfer_attack(attack_name, attack_values, attack_obj, budget, first, seed
 
 
 def _print_transfer(summary: dict, *, output, csv_path, as_json, quiet, table_format) -> None:
-    from advbench import report
+    from advbench.score import report
 
     if not quiet:
         report.print_transfer(summary, fmt=table_format)
@@ -1754,16 +1754,18 @@ def _print_transfer(summary: dict, *, output, csv_path, as_json, quiet, table_fo
 
 # -- audit ----------------------------------------------------------------------------------
 class CheckList(click.ParamType):
-    """``--checks``: comma-separated check names or numbers 1-8 (``names.AUDIT_CHECKS``)."""
+    """``--checks``: comma-separated check names or numbers 1-8
+    (``advbench.score.AUDIT_CHECKS``)."""
 
     name = "LIST"
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        from advbench.errors import ParameterError
+        from advbench.core.errors import ParameterError
 
         # Parsed before the command runs (and quietly imports TensorFlow): audit imports it.
-        parse_checks = _quietly(lambda: importlib.import_module("advbench.audit")).parse_checks
+        parse_checks = _quietly(
+            lambda: importlib.import_module("advbench.score.audit")).parse_checks
         if isinstance(value, tuple):
             return value
         try:
@@ -1773,12 +1775,12 @@ class CheckList(click.ParamType):
 
 
 def _audit_default(name: str) -> Any:
-    from advbench.names import AUDIT_DEFAULTS
+    from advbench.score import AUDIT_DEFAULTS
 
     return AUDIT_DEFAULTS[name]
 
 
-# Audit flags -> (settings field, type, help); defaults from names.AUDIT_DEFAULTS.
+# Audit flags -> (settings field, type, help); defaults from advbench.score.AUDIT_DEFAULTS.
 AUDIT_OPTIONS = [
     ("--tolerance", "tolerance", float,
      "Checks 2, 3, 5, 7, 8: by how much (a fraction of the samples) the attack expected to be "
@@ -1802,8 +1804,8 @@ AUDIT_OPTIONS = [
 
 def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
     """Usage error naming the budget and threshold flags given on the command line that
-    none of ``checks`` uses (``names.AUDIT_SETTING_CHECKS``): they would be ignored."""
-    from advbench.names import AUDIT_CHECKS, AUDIT_SETTING_CHECKS
+    none of ``checks`` uses (``advbench.score.AUDIT_SETTING_CHECKS``): they would be ignored."""
+    from advbench.score import AUDIT_CHECKS, AUDIT_SETTING_CHECKS
 
     ctx = click.get_current_context()
     chosen = {i for i, name in enumerate(AUDIT_CHECKS, start=1) if name in checks}
@@ -1848,20 +1850,20 @@ def _audit_options(f):
 @click.option("--surrogate-limit", type=int, default=None,
               help="Training images of the trained surrogate [5000].")
 @click.option("--surrogate-architecture",
-              type=RegistryChoice("advbench.names:ARCHITECTURE_BUILDERS"), default=None,
+              type=RegistryChoice("advbench.models:ARCHITECTURE_BUILDERS"), default=None,
               help="Architecture of the trained surrogate [cnn].")
 @click.option("--unbounded-eps", type=EpsValue(), default=None,
               help="Check 4's eps [default: the whole image box, 1 (linf) or "
                    "sqrt(pixels x channels) (l2)].")
 @_audit_options
-@click.option("--fail-on", type=RegistryChoice("advbench.names:FAIL_ON"), default=None,
+@click.option("--fail-on", type=RegistryChoice("advbench.score:FAIL_ON"), default=None,
               help="Exit with code 4 when a check's verdict is this or worse (CI).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the audit as JSON on stdout instead of the record's path.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the audit record (HDF5) here; rerunning the same audit reuses it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing record.")
-@click.option("--format", "table_format", type=RegistryChoice("advbench.names:TABLE_FORMATS"),
+@click.option("--format", "table_format", type=RegistryChoice("advbench.score:TABLE_FORMATS"),
               default="table", show_default=True, help="The table on stderr: rich or markdown.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output or table.")
 @_data_dir_option
@@ -1955,9 +1957,9 @@ def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_f
     """(checks, ``audit.AuditSettings``, limit) of the flags, every flag checked against the
     checks chosen, eps and norm checked (usage errors)."""
     from advbench.attacks.norms import check_norm
-    from advbench.audit import AuditSettings
-    from advbench.checks import check_range
-    from advbench.names import AUDIT_CHECKS, AUDIT_SAMPLES
+    from advbench.score.audit import AuditSettings
+    from advbench.core.checks import check_range
+    from advbench.score import AUDIT_CHECKS, AUDIT_SAMPLES
 
     checks = checks or tuple(AUDIT_CHECKS)
     _check_audit_flags(checks, surrogate_ref, surrogate_flags, unbounded_eps)
@@ -1974,8 +1976,8 @@ def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_f
 
 def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format) -> None:
     """audit's table (stderr), JSON or the record's path (stdout), and --fail-on's exit."""
-    from advbench import report
-    from advbench.names import VERDICTS
+    from advbench.score import report
+    from advbench.score import VERDICTS
 
     if not quiet:
         report.print_audit(summary, fmt=table_format)

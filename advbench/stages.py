@@ -11,7 +11,7 @@ each, with the same artifacts, run keys, default paths and output locks (docs/py
 Each stage owns its run: it loads the samples once, computes the run key
 (``outputs.run_key``), picks the default path, reuses a complete artifact of the same key,
 resumes an interrupted one, refuses anything else without ``overwrite`` and holds the output
-lock while it writes (``outputs.claim_output``). Errors are ``advbench.errors.AdvbenchError``
+lock while it writes (``outputs.claim_output``). Errors are ``advbench.core.errors.AdvbenchError``
 subclasses with a one-line message: ``ParameterError`` (bad values, or options that do not
 apply), ``ArtifactError`` (an unreadable model or artifact, an output of another run),
 ``DataError`` (data files), ``OutputError`` (an output that cannot be written, or is being
@@ -28,11 +28,11 @@ import numpy as np
 
 from advbench import data
 from advbench.attacks.base import Attack
-from advbench.errors import ParameterError
-from advbench.loading import LoadedModel, ModelSource
-from advbench.progress import Progress
-from advbench.shards import Shard
-from advbench.types import PathLike
+from advbench.core.errors import ParameterError
+from advbench.core.progress import Progress
+from advbench.core.types import PathLike
+from advbench.run.loading import LoadedModel, ModelSource
+from advbench.run.shards import Shard
 
 __all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome", "evaluate",
            "distance_part", "transfer", "certify", "audit", "train", "curves"]
@@ -66,7 +66,7 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
     Raises: ArtifactError (unreadable or unsafe file), ParameterError (no data set for your
         own model, reading options for an advbench artifact), DataError (bad data).
     """
-    from advbench.loading import open_model as opened
+    from advbench.run.loading import open_model as opened
 
     return opened(ref, dataset=_data_name(dataset), data_dir=data_dir, models_dir=models_dir,
                   **reading)
@@ -81,8 +81,8 @@ def open_models(refs: Sequence[str], *, dataset: str | None = None,
     the first advbench model's data set; ``reading`` (see ``open_model``) applies to the
     foreign ones and is refused (ParameterError) when every model is an advbench artifact.
     ``say`` gets the notes on how each was read."""
-    from advbench.loading import model_data, open_model as opened
-    from advbench.models import resolve_model
+    from advbench.run.loading import model_data, open_model as opened
+    from advbench.models.zoo import resolve_model
 
     dataset = _data_name(dataset)
     if dataset is None:
@@ -134,8 +134,8 @@ def list_models(paths: Sequence[PathLike] = (), models_dir: PathLike | None = No
     activation, defense and its parameters, epochs, training images, clean test accuracy,
     training time, seed) of ``paths``, or of every .h5 in the store (``advbench models``);
     read from the artifacts' metadata, no model loaded. A missing field is None."""
-    from advbench.artifacts import read_model_metadata
-    from advbench.models import models_dir as default_models_dir
+    from advbench.run.artifacts import read_model_metadata
+    from advbench.models.zoo import models_dir as default_models_dir
 
     store = default_models_dir(models_dir)
     rows = []
@@ -162,7 +162,7 @@ class AttackOutcome:
     def summary(self) -> dict[str, Any]:
         """The run's summary (``runner.artifact_summary``: success rates both ways, norms,
         robustness of a minimal attack), what ``advbench attack --json`` prints."""
-        from advbench.runner import artifact_summary
+        from advbench.run.runner import artifact_summary
 
         return artifact_summary(self.path, self.samples[0])
 
@@ -205,8 +205,8 @@ def attack(model: LoadedModel | str, attack: Attack, *, dataset: str | None = No
         ArtifactError (the model does not take the data; an output of another run),
         OutputError (the output cannot be written or is held by another run).
     """
-    from advbench.artifacts import run_artifact_path
-    from advbench.runner import AttackRun, attack_split, run_key
+    from advbench.run.artifacts import run_artifact_path
+    from advbench.run.runner import AttackRun, attack_split, run_key
 
     dataset = _data_name(dataset)
     model = _opened(model, dataset, data_dir)
@@ -221,7 +221,7 @@ def attack(model: LoadedModel | str, attack: Attack, *, dataset: str | None = No
         key = run_key(run, attack, model.meta.get("content_hash", ""), samples[2])
         output = run_artifact_path(runs_dir, model.path, attack.name, key)
     if engine == "ray":
-        from advbench.ray_engine import attack_with_ray
+        from advbench.run.ray_engine import attack_with_ray
 
         if workers is None:
             raise ParameterError("engine ray makes its own shards: give workers")
@@ -229,7 +229,7 @@ def attack(model: LoadedModel | str, attack: Attack, *, dataset: str | None = No
                                              workers=workers, overwrite=overwrite,
                                              progress=progress), samples)
     if shard is not None:
-        from advbench.shards import shard_output
+        from advbench.run.shards import shard_output
 
         # Each shard writes its own artifact: "-o runs/pgd.h5" gives runs/pgd-shard0of4.h5...
         output = shard_output(output, shard)
@@ -244,8 +244,8 @@ def attack_lines(attack: Attack, run: Any, count: int, shard: Shard | None,
                  budget: Any = None) -> list[str]:
     """The lines that start an attack run: the budget's note (defaults borrowed by image
     size), then every parameter it uses."""
-    from advbench.budgets import parameter_line
-    from advbench.runner import starts_from
+    from advbench.attacks.budgets import parameter_line
+    from advbench.run.runner import starts_from
 
     target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
     if starts_from(run, attack):
@@ -273,7 +273,7 @@ def curves(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel],
     on it (``curves.run_curve``; fgsm and rand-fgsm). Returns the ``curves.Curve`` objects
     read back. ``output`` names the artifact of a single source (ParameterError with
     several); ``say`` gets one "wrote PATH" / "reusing PATH" line per curve."""
-    from advbench.curves import CurveRun, read_curve, run_curve
+    from advbench.run.curves import CurveRun, read_curve, run_curve
 
     if output is not None and len(sources) > 1:
         raise ParameterError("-o names one curve artifact; with several --source leave it out")
@@ -320,9 +320,9 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
     """
     import contextlib
 
-    from advbench.evaluate import check_thresholds, write_evaluation
-    from advbench.evaluate import evaluate as score
-    from advbench.files import output_lock
+    from advbench.score.evaluate import check_thresholds, write_evaluation
+    from advbench.score.evaluate import evaluate as score
+    from advbench.core.files import output_lock
 
     dataset = _data_name(dataset)
     with output_lock(output, "artifact") if output else contextlib.nullcontext():
@@ -349,9 +349,9 @@ def distance_part(model: LoadedModel, artifacts: Sequence[PathLike], shard: Shar
     (``evaluate --distance-shard``: query blocks I, I+N, ... of ``shard``; see
     ``evaluate.distance_part``), written to ``output`` holding its lock. Returns the
     ``evaluate.Score`` of the part."""
-    from advbench.evaluate import DISTANCE_PART, write_evaluation
-    from advbench.evaluate import distance_part as part_of
-    from advbench.files import output_lock
+    from advbench.score.evaluate import DISTANCE_PART, write_evaluation
+    from advbench.score.evaluate import distance_part as part_of
+    from advbench.core.files import output_lock
 
     dataset = _data_name(dataset)
     with output_lock(output, "artifact"):
@@ -380,9 +380,9 @@ def transfer(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel], att
     batch_size, data_dir, runs_dir, progress). Returns ``evaluate.Score``."""
     import contextlib
 
-    from advbench.evaluate import write_evaluation
-    from advbench.files import output_lock
-    from advbench.transfer import transfer as matrix
+    from advbench.score.evaluate import write_evaluation
+    from advbench.core.files import output_lock
+    from advbench.score.transfer import transfer as matrix
 
     if samples.get("dataset") is not None:
         samples["dataset"] = _data_name(samples["dataset"])
@@ -407,7 +407,7 @@ def certify(model: LoadedModel | str, *, sigma: float, dataset: str | None = Non
     batch_size, seed). Output, reuse, resume and shards as for ``attack``; default path
     ``<runs_dir>/<model stem>-<mode>-s<sigma>-<key>.h5``. Raises as ``certify.certify_split``.
     """
-    from advbench.certify import CertifyRun, certify_split
+    from advbench.score.certify import CertifyRun, certify_split
 
     dataset = _data_name(dataset)
     model = _opened(model, dataset, data_dir)
@@ -445,11 +445,11 @@ def audit(model: LoadedModel | str, *, eps: float, norm: str = "linf",
     """
     import contextlib
 
-    from advbench.audit import (AuditSettings, audit as run_audit, audit_key,
-                                stored_audit, train_surrogate, write_audit)
-    from advbench.files import output_lock
-    from advbench.names import AUDIT_CHECKS
-    from advbench.runner import Samples, check_model_fits
+    from advbench.score.audit import (AuditSettings, audit as run_audit, audit_key, stored_audit,
+                                      train_surrogate, write_audit)
+    from advbench.core.files import output_lock
+    from advbench.score import AUDIT_CHECKS
+    from advbench.data.samples import Samples, check_model_fits
 
     dataset = _data_name(dataset)
     model = _opened(model, dataset, data_dir)
@@ -533,11 +533,11 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
     Raises: ParameterError (config), OutputError (an existing output, a lock held), as
         ``train.train``.
     """
-    from advbench.artifacts import save_model
-    from advbench.distribute import is_chief
-    from advbench.models import zoo_path
-    from advbench.outputs import claim_output
-    from advbench.train import prepare_architecture, train as run_training
+    from advbench.run.artifacts import save_model
+    from advbench.run.distribute import is_chief
+    from advbench.models.zoo import zoo_path
+    from advbench.run.outputs import claim_output
+    from advbench.run.train import prepare_architecture, train as run_training
 
     config.validate()
     say = say or _quiet

@@ -13,7 +13,7 @@ from advbench.attacks.carlini_wagner import (ADAM_EPSILON, CarliniWagnerL2,  # n
                                              adam_update, keeps_running)
 from advbench.attacks.deepfool import DeepFool  # noqa: E402
 from advbench.attacks.fgsm import FGSM, apply_step  # noqa: E402
-from advbench.errors import ParameterError  # noqa: E402
+from advbench.core.errors import ParameterError  # noqa: E402
 
 from conftest import PROTOTYPE_CLASSES as CLASSES  # noqa: E402
 from conftest import prototype_images as synthetic_images  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from advbench.cli import EXIT_AUDIT_FAILED, main
-from advbench.names import AUDIT_CHECKS, AUDIT_DEFAULTS, AUDIT_SETTING_CHECKS
+from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, AUDIT_SETTING_CHECKS
 from tests.conftest import PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, prototype_images
 
 # Small budgets: the tiny models break (or resist) in a few steps.
@@ -88,7 +88,7 @@ def samples():
 def audited(models, surrogate, samples):
     """Full audits of the plain and the squeeze model (the softmax and noise models are
     audited in full by the slow test below)."""
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     return {kind: audit(models[kind], x, y, eps=EPS, settings=AuditSettings(**FAST),
@@ -125,7 +125,7 @@ def test_a_zero_gradient_squeeze_trips_the_masking_checks(audited):
 
 def test_a_zero_gradient_squeeze_fails_checks_1_and_6(models, samples):
     """The fast subset of the test above: zero gradients, and Square's lead."""
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     result = audit(models["squeeze"], x, y, eps=EPS, settings=AuditSettings(**FAST),
@@ -136,7 +136,7 @@ def test_a_zero_gradient_squeeze_fails_checks_1_and_6(models, samples):
 
 
 def check_1(model, samples):
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     return audit(model, x, y, eps=EPS, checks=["logits-and-gradients"],
@@ -161,7 +161,7 @@ def test_full_audits_of_the_softmax_and_noise_models(models, surrogate, samples)
     usable gradient); the noise model fails check 1 and the attack checks its randomness
     misleads: APGD-CE weaker than FGSM (2), the unbounded attack short of 100% (4) and
     restarts still lowering accuracy (8), the signs that call for EOT."""
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     results = {kind: verdicts(audit(models[kind], x, y, eps=EPS, settings=AuditSettings(
@@ -173,7 +173,7 @@ def test_full_audits_of_the_softmax_and_noise_models(models, surrogate, samples)
 
 
 def test_verdicts_follow_the_thresholds():
-    from advbench.audit import grade, worst
+    from advbench.score.audit import grade, worst
 
     assert [grade(v, 0.02) for v in (0.0, 0.01, 0.0101, 0.02, 0.0201, float("nan"))] == \
         ["pass", "pass", "warn", "warn", "fail", "fail"]
@@ -183,13 +183,13 @@ def test_verdicts_follow_the_thresholds():
 def test_settings_defaults_are_the_documented_ones():
     import dataclasses
 
-    from advbench.audit import AuditSettings
+    from advbench.score.audit import AuditSettings
 
     assert dataclasses.asdict(AuditSettings()) == AUDIT_DEFAULTS
 
 
 def test_checks_subset_runs_only_those(models, samples):
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     result = audit(models["plain"], x, y, eps=EPS, checks=["iterative-vs-single-step"],
@@ -200,7 +200,7 @@ def test_checks_subset_runs_only_those(models, samples):
 
 
 def test_l2_audit_runs(models, samples):
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     result = audit(models["plain"], x, y, eps=1.5, norm="l2",
@@ -211,7 +211,7 @@ def test_l2_audit_runs(models, samples):
 
 
 def test_parse_checks_takes_names_and_numbers():
-    from advbench.audit import parse_checks
+    from advbench.score.audit import parse_checks
 
     assert parse_checks("6, logits-and-gradients,2,6") == (
         "logits-and-gradients", "iterative-vs-single-step", "gradient-free-vs-gradient")
@@ -233,8 +233,8 @@ def test_parse_checks_takes_names_and_numbers():
      "training data to train one"),
 ])
 def test_audit_refuses_bad_input(models, samples, kwargs, message):
-    from advbench.audit import AuditSettings, audit
-    from advbench.errors import ParameterError
+    from advbench.score.audit import AuditSettings, audit
+    from advbench.core.errors import ParameterError
 
     x, y = samples
     settings = {k[len("settings_"):]: v for k, v in kwargs.items() if k.startswith("settings_")}
@@ -246,8 +246,8 @@ def test_audit_refuses_bad_input(models, samples, kwargs, message):
 def test_audit_refuses_a_model_that_gets_nothing_right(samples):
     import keras
 
-    from advbench.audit import audit
-    from advbench.errors import ParameterError
+    from advbench.score.audit import audit
+    from advbench.core.errors import ParameterError
 
     x, y = samples
     inputs = keras.Input(PROTOTYPE_SHAPE)
@@ -261,7 +261,7 @@ def test_audit_refuses_a_model_that_gets_nothing_right(samples):
 
 
 def test_random_noise_has_the_norm_asked_for():
-    from advbench.audit import random_noise
+    from advbench.score.audit import random_noise
 
     rng = np.random.default_rng(0)
     x = np.full((5, 4, 4, 1), 0.5, np.float32)
@@ -293,7 +293,7 @@ def run_cli(args, data_dir):
 
 
 def test_cli_table_json_and_record(trained_tiny_cnn, fake_data_dir, tmp_path):
-    from advbench.audit import read_audit
+    from advbench.score.audit import read_audit
 
     path = trained_tiny_cnn[0]
     out = tmp_path / "audit.h5"
@@ -441,7 +441,7 @@ def test_cli_errors_exit_1(trained_tiny_cnn, fake_data_dir, tmp_path):
 
 
 def test_a_violation_at_a_bound_is_not_above_it():
-    from advbench.audit import grade
+    from advbench.score.audit import grade
 
     # 0.86 - 0.85 = 0.010000000000000009: one sample in 100 at a 0.02 tolerance is half of it.
     assert grade(0.86 - 0.85, 0.02) == "pass"

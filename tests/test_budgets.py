@@ -1,5 +1,5 @@
-"""Budgets per data set (advbench.budgets), eps fractions and ranges, the parameter line that
-starts every attack run, and --help showing every default."""
+"""Budgets per data set (advbench.attacks.budgets), eps fractions and ranges, the parameter
+line that starts every attack run, and --help showing every default."""
 
 from pathlib import Path
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench import budgets
-from advbench.budgets import attack_budget, parse_eps, parse_value
+from advbench.attacks import budgets
+from advbench.attacks.budgets import attack_budget, parse_eps, parse_value
 from advbench.cli import ATTACK_OPTIONS, main
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 
 def invoke(args):
@@ -172,7 +172,7 @@ def test_attack_run_prints_every_parameter(trained_tiny_cnn, fake_data_dir, tmp_
     assert ("pgd: norm=linf eps=0.3 step_size=0.01 steps=2 random_start=True early_stop=False "
             "(eps, step_size: mnist's defaults); untargeted; seed 0; 4 samples (class-balanced) "
             "of mnist test (start 0, batch size 128)") in result.stderr.splitlines()
-    from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+    from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays
 
     attrs, _ = read_arrays(tmp_path / "pgd.h5", ATTACK_SCHEMA)
     assert attrs["attack_params"] == {"eps": 0.3, "step_size": 0.01, "steps": 2,
@@ -308,6 +308,6 @@ def test_linf_eps_above_one_is_a_usage_error(tmp_path):
 
 
 def test_tables_show_eps_like_parameters_as_written():
-    from advbench.report import param_text
+    from advbench.score.report import param_text
 
     assert [param_text(v) for v in (8 / 255, 0.3, 40, "linf")] == ["8/255", "0.3", "40", "linf"]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench.artifacts import ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, write_arrays
 from advbench.cli import main
-from advbench.curves import read_curve
+from advbench.run.artifacts import ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, write_arrays
+from advbench.run.curves import read_curve
 
 
 def invoke(*args):
@@ -308,7 +308,7 @@ def test_train_does_not_replace_a_model_without_overwrite(in_chain):
 
 
 def test_a_second_attack_on_the_same_output_is_refused(in_chain, monkeypatch):
-    from advbench import files
+    from advbench.core import files
 
     monkeypatch.setattr(files, "LOCK_WAIT_S", 0.05)
     with files.output_lock("held.h5"):

@@ -1,4 +1,4 @@
-"""Tests for advbench.evaluate: scoring saved artifacts without re-attacking, white-box /
+"""Tests for advbench.score.evaluate: scoring saved artifacts without re-attacking, white-box /
 black-box detection, robustness and training distance, the gate, bad input, the eval artifact."""
 
 import json
@@ -8,15 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
-from advbench import data, evaluate as ev, metrics, report
-from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, jsonable, read_arrays,
-                                write_arrays)
+from advbench import data
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.fgsm_min import MinimalFGSM
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import predict_labels
-from advbench.runner import AttackRun, attack_split
-from advbench.shards import Shard
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.models.zoo import predict_labels
+from advbench.run import metrics
+from advbench.run.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, jsonable, read_arrays,
+                                    write_arrays)
+from advbench.run.runner import AttackRun, attack_split
+from advbench.run.shards import Shard
+from advbench.score import evaluate as ev, report
 
 LIMIT = 40
 

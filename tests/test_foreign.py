@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import adapt as adapt_mod
-from advbench.models import foreign
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.models import adapt as adapt_mod, foreign
 from advbench.models.adapt import Preprocessing, adapt, convert_relu, reinitialize
 from advbench.models.export import custom_layers, export_keras
 from advbench.models.gradients import SubpixelGradientConv2D, attack_model
@@ -97,7 +96,7 @@ def test_kinds_are_detected_from_the_content(files, tmp_path):
 
 
 def test_our_artifacts_and_other_files(tmp_path, tiny_model):
-    from advbench.artifacts import ATTACK_SCHEMA, save_model, write_arrays
+    from advbench.run.artifacts import ATTACK_SCHEMA, save_model, write_arrays
 
     save_model(tmp_path / "ours.h5", tiny_model, {"dataset": "mnist"})
     assert foreign.detect_kind(tmp_path / "ours.h5") == "advbench"
@@ -562,7 +561,7 @@ def test_the_allowed_ops_are_plain_data():
 
 @pytest.mark.parametrize("architecture", ["resnet", "mlp"])
 def test_zoo_savedmodels_are_accepted(tmp_path, architecture):
-    from advbench.models import build_model
+    from advbench.models.zoo import build_model
 
     model = build_model(architecture, (28, 28, 1), 10, activation="brelu", squeeze_bits=4)
     model.export(str(tmp_path / "zoo"), verbose=False)
@@ -645,7 +644,7 @@ def test_reinitialize_draws_new_weights_unless_fine_tuning():
 # -- export ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("defended", [False, True])
 def test_export_round_trip_gives_identical_logits(tmp_path, defended):
-    from advbench.models import build_model
+    from advbench.models.zoo import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model("mlp", SHAPE, CLASSES, activation="brelu",
@@ -679,8 +678,8 @@ def test_export_refusals(tmp_path, files):
 
 
 def test_export_goes_through_the_output_guards(tmp_path, monkeypatch):
-    from advbench import files
-    from advbench.errors import OutputError
+    from advbench.core import files
+    from advbench.core.errors import OutputError
 
     model = small_cnn(softmax=False)
     out = tmp_path / "m.keras"
@@ -711,7 +710,7 @@ def test_export_goes_through_the_output_guards(tmp_path, monkeypatch):
 @pytest.mark.parametrize("attack_name, params", [("fgsm", {"eps": 0.1}),
                                                  ("deepfool", {"max_iter": 5})])
 def test_attacks_on_a_foreign_file_equal_attacks_on_our_artifact(tmp_path, attack_name, params):
-    from advbench.artifacts import load_model, save_model
+    from advbench.run.artifacts import load_model, save_model
     from advbench.attacks import make_attack
 
     model = small_cnn(softmax=False, sequential=False)
@@ -796,7 +795,7 @@ def test_a_keras_file_whose_config_inflates_to_3_gib_is_refused_unread(tmp_path)
 
 def test_the_pre_tensorflow_check_does_not_inflate_a_config_bomb(tmp_path):
     """precheck reads a .keras config before TensorFlow starts: bounded, as foreign.py."""
-    from advbench import precheck
+    from advbench.models import precheck
 
     path = zip_with_member(tmp_path / "bomb.keras", "config.json",
                            raw_deflate_of_spaces(3 << 30), 3 << 30,

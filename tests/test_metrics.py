@@ -1,4 +1,4 @@
-"""Tests for advbench.metrics: hand-computed values on tiny arrays, brute force for the
+"""Tests for advbench.run.metrics: hand-computed values on tiny arrays, brute force for the
 nearest-neighbour search, batch-size invariance for loss sensitivity, every error path."""
 
 import math
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advbench import metrics
-from advbench.errors import AdvbenchError, ParameterError
+from advbench.core.errors import AdvbenchError, ParameterError
+from advbench.run import metrics
 
 
 # -- accuracy and success rate ------------------------------------------------------------

@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 import advbench
-from advbench.paper import authors, experiments, profiles
 from advbench.cli import main
-from advbench.errors import ParameterError
-from advbench.revision import describe, source_revision
+from advbench.core.errors import ParameterError
+from advbench.core.revision import describe, source_revision
+from advbench.paper import authors, experiments, profiles
 
 TINY = dataclasses.replace(
     experiments.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
@@ -134,9 +134,9 @@ def test_unknown_profile_and_dataset(tmp_path):
 
 def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir, tmp_path,
                                                                   monkeypatch):
-    from advbench.artifacts import save_model
-    from advbench.models import zoo_path
-    from advbench.train import train
+    from advbench.run.artifacts import save_model
+    from advbench.models.zoo import zoo_path
+    from advbench.run.train import train
 
     profile = dataclasses.replace(TINY, name="demo", models=("cnn", "cnn-brelu"),
                                   experiments=(), seeds=1)
@@ -163,7 +163,7 @@ def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir,
 def test_without_squeezing_is_the_raw_network(fake_data_dir):
     import numpy as np
 
-    from advbench.models import build_model
+    from advbench.models.zoo import build_model
     from advbench.models.layers import FeatureSqueezing
 
     squeezing = build_model("cnn", (28, 28, 1), 10, squeeze_bits=1)

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from advbench.cli import main
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 from advbench.paper import experiments
 from advbench.paper.plan import base_command, plan
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from advbench import progress as progress_module
 from advbench.attacks import make_attack
-from advbench.models import predict_labels
-from advbench.progress import Progress
+from advbench.core import progress as progress_module
+from advbench.core.progress import Progress
+from advbench.models.zoo import predict_labels
 
 
 class Clock:
@@ -234,7 +234,7 @@ def test_training_in_a_log_prints_each_epoch_once(fake_data_dir, tmp_path):
 def test_a_long_loop_reports_a_bounded_number_of_times(monkeypatch):
     import tensorflow as tf
 
-    from advbench.ops import REPORTS, report_step
+    from advbench.core.ops import REPORTS, report_step
 
     seen = []
     monkeypatch.setattr(progress_module, "step", lambda done, running=-1: seen.append(done))

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench import files, outputs, stages
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays, write_arrays
+from advbench import outputs, stages
 from advbench.attacks import make_attack
 from advbench.cli import main
-from advbench.errors import ArtifactError, OutputError
-from advbench.shards import Shard
+from advbench.core import files
+from advbench.core.errors import ArtifactError, OutputError
+from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays, write_arrays
+from advbench.run.shards import Shard
 
 from conftest import write_digits_npz
 
@@ -133,7 +134,7 @@ def test_run_key_is_the_digest_of_the_payload_and_the_indices():
 # -- every stage that writes follows it -------------------------------------------------------
 @pytest.fixture(scope="module")
 def dense(dense_mnist_model):
-    from advbench.loading import open_model
+    from advbench.run.loading import open_model
 
     return open_model(str(dense_mnist_model[0]))
 
@@ -212,7 +213,7 @@ def test_attack_resumes_an_interrupted_run(dense, fake_data_dir, tmp_path):
 def test_train_refuses_an_existing_model_and_holds_the_lock(fake_data_dir, tmp_path,
                                                             monkeypatch):
     from advbench.defenses import make_defense
-    from advbench.train import TrainConfig
+    from advbench.run.train import TrainConfig
 
     out = tmp_path / "m.h5"
     out.write_bytes(b"a model")
@@ -231,8 +232,8 @@ def test_train_refuses_an_existing_model_and_holds_the_lock(fake_data_dir, tmp_p
 
 def test_evaluate_and_transfer_and_the_writers_take_the_lock(dense, fake_data_dir, tmp_path,
                                                              monkeypatch):
-    from advbench.audit import AuditResult, write_audit
-    from advbench.evaluate import Score, write_evaluation
+    from advbench.score.audit import AuditResult, write_audit
+    from advbench.score.evaluate import Score, write_evaluation
 
     monkeypatch.setattr(files, "LOCK_WAIT_S", 0.05)
     held = tmp_path / "held.h5"
@@ -271,9 +272,9 @@ def test_a_shard_task_reopens_a_users_keras_model_as_it_was_read(own_model, tmp_
     ``attack_shard``, which reopened the model with the advbench .h5 reader ("own.keras is
     not an HDF5 file") and without its reading flags. Called here without Ray."""
     from advbench.models.adapt import Preprocessing
-    from advbench.ray_engine import attack_shard
-    from advbench.runner import AttackRun
-    from advbench.shards import merge_shards
+    from advbench.run.ray_engine import attack_shard
+    from advbench.run.runner import AttackRun
+    from advbench.run.shards import merge_shards
 
     keras_file, npz = own_model
     model = stages.open_model(str(keras_file), dataset=str(npz),

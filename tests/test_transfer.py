@@ -6,11 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from advbench import data, evaluate as ev, transfer as tr
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench import data
 from advbench.attacks.fgsm import FGSM
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import predict_labels
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.models.zoo import predict_labels
+from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench.score import evaluate as ev, transfer as tr
 
 from conftest import save_dense_mnist
 
@@ -76,7 +77,7 @@ def test_other_parameters_are_not_reused(trained_tiny_cnn, fake_data_dir, tmp_pa
 
 
 def test_write_transfer_artifact(trained_tiny_cnn, fake_data_dir, tmp_path):
-    from advbench.artifacts import EVALUATION_SCHEMA
+    from advbench.run.artifacts import EVALUATION_SCHEMA
 
     result = run_transfer([trained_tiny_cnn], [trained_tiny_cnn], tmp_path, fake_data_dir)
     out = ev.write_evaluation(tmp_path / "t.h5", result, kind="transfer")

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from advbench.artifacts import (ATTACK_SCHEMA, load_model, read_arrays, read_attack_artifact,
-                                save_model, write_arrays)
-from advbench.errors import ArtifactError
+from advbench.core.errors import ArtifactError
+from advbench.run.artifacts import (ATTACK_SCHEMA, load_model, read_arrays, read_attack_artifact,
+                                    save_model, write_arrays)
 from conftest import deflate_bomb, peak_rss, reset_peak_rss
 
 N = 10
@@ -233,7 +233,7 @@ def test_an_attribute_declaring_a_huge_array_is_refused_unread(attack_file, tmp_
 def _rewrite_config(path, config):
     """Store ``config`` as the artifact's model_config, with the content hash recomputed (as
     an attacker would: the hash is no signature)."""
-    from advbench.artifacts import _model_hash
+    from advbench.run.artifacts import _model_hash
 
     text = json.dumps(config)
     with h5py.File(path, "a") as f:
@@ -315,7 +315,7 @@ def test_attack_params_that_are_not_a_json_object_are_one_line(attack_file):
 
 def test_a_header_eps_below_the_measured_perturbation_is_refused():
     """An edited eps (0.01 declared on an eps-0.3 run) would be printed beside the scores."""
-    from advbench.evaluate import _check_declared_budget
+    from advbench.score.evaluate import _check_declared_budget
 
     norms = {"l2": np.array([1.0, 2.0]), "linf": np.array([0.3, 0.1])}
     lie = {"attack_params": {"eps": 0.01}, "attack_norm": "linf"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from advbench.registry import lazy_attributes, load_classes
+from advbench.core.registry import lazy_attributes, load_classes
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack, AttackOutput
@@ -65,7 +65,7 @@ def make_attack(name: str, **params: Any) -> Attack:
 
     Raises ParameterError for an unknown name or a parameter the attack does not take.
     """
-    from advbench.errors import ParameterError
+    from advbench.core.errors import ParameterError
 
     if name not in ATTACK_CLASSES:
         raise ParameterError(f"unknown attack {name!r}; choose one of: "

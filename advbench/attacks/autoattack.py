@@ -24,10 +24,10 @@ from advbench.attacks.apgd_t import APGDTargeted
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import check_norm
 from advbench.attacks.square import Square
-from advbench.checks import check_int, check_labels, check_range
-from advbench.errors import ParameterError
-from advbench.models import predict_logits
-from advbench.types import Model
+from advbench.core.checks import check_int, check_labels, check_range
+from advbench.core.errors import ParameterError
+from advbench.core.types import Model
+from advbench.models.zoo import predict_logits
 
 #: ``extras["broken_by"]`` for a sample no attack fooled, and for one misclassified clean.
 ROBUST = -1

@@ -3,7 +3,7 @@
 An attack is a small object holding hyperparameters (keyword-only, paper defaults). It never
 binds a model: ``attack(model, x, y, seed=...)`` attacks any Keras model that maps images in
 [0, 1] to logits, so one attack object serves white-box runs and transfer alike. Batching,
-progress, seeds per batch and resume live in the driver (``advbench.runner``), not here.
+progress, seeds per batch and resume live in the driver (``advbench.run.runner``), not here.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench import progress
-from advbench.checks import check_class_labels, check_images, check_seed, keyword_parameters
-from advbench.errors import ParameterError
+from advbench.core import progress
+from advbench.core.checks import check_class_labels, check_images, check_seed, keyword_parameters
+from advbench.core.errors import ParameterError
+from advbench.core.types import Model
 from advbench.models.gradients import attack_model
-from advbench.types import Model
 
 
 @dataclasses.dataclass
@@ -142,8 +142,8 @@ class Attack:
         """A ``tf.function`` built once per (attack, model, key) and reused across batches.
 
         ``build`` returns the Python function to compile; it may close over ``model``. While a
-        progress bar listens (``advbench.progress.listening``) a second one is built, with the
-        in-loop step callback (``advbench.ops.report_step``) traced in: the same ops otherwise.
+        progress bar listens (``advbench.core.progress.listening``) a second one is built, with the
+        in-loop step callback (``advbench.core.ops.report_step``) traced in: the same ops otherwise.
         """
         if progress.listening():
             key += "/progress"

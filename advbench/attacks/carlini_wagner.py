@@ -8,12 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import (MAX_INITIAL_CONST, MAX_SEARCH_STEPS, check_int, check_labels,
-                             check_range)
-from advbench import progress
-from advbench.ops import is_adversarial, report_step
-from advbench.errors import ParameterError
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import (MAX_INITIAL_CONST, MAX_SEARCH_STEPS, check_int, check_labels,
+                                  check_range)
+from advbench.core.errors import ParameterError
+from advbench.core.ops import is_adversarial, report_step
+from advbench.core.types import Model
 
 # Adam's constants (Kingma and Ba's defaults, also tf.train.AdamOptimizer's, which the
 # authors' code used).
@@ -126,7 +126,7 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
             best_adv = tf.where(better[:, None, None, None], image, best_adv)
             # Every sample in the batch started at the same step.
             w, m, v = adam_update(w, m, v, grad, tf.cast(t + j + 1, tf.float32), learning_rate)
-            # Progress (advbench.progress): steps of this search step done, samples running.
+            # Progress (advbench.core.progress): steps of this search step done, samples running.
             j = report_step(t + j + 1, tf.shape(x)[0], budget=max_iter) - t
             return j, w, m, v, best_l2, best_adv, loss_sum + loss
 

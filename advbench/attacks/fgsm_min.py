@@ -17,10 +17,10 @@ import tensorflow as tf
 from advbench.attacks import FGSM_MIN_SEARCHES
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
-from advbench.checks import MAX_GRID_POINTS, check_range
-from advbench.errors import ParameterError
-from advbench.ops import expand_to, is_adversarial
-from advbench.types import Model
+from advbench.core.checks import MAX_GRID_POINTS, check_range
+from advbench.core.errors import ParameterError
+from advbench.core.ops import expand_to, is_adversarial
+from advbench.core.types import Model
 
 # Once fewer samples than this are still searching, several grid points per sample are
 # evaluated in one forward pass of about this many images: fewer, fuller passes in the tail,

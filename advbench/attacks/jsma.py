@@ -30,10 +30,10 @@ import tensorflow as tf
 from advbench.attacks import SALIENCY_MAPS
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.targets import TARGET_MODES, choose_targets
-from advbench.checks import check_range, check_targets
-from advbench.ops import is_adversarial
-from advbench.errors import ParameterError
-from advbench.types import Model
+from advbench.core.checks import check_range, check_targets
+from advbench.core.errors import ParameterError
+from advbench.core.ops import is_adversarial
+from advbench.core.types import Model
 
 # The candidate-pair scores are evaluated in row chunks of at most this many elements per
 # batch, so that even the worst case (every feature a candidate) stays bounded in memory.
@@ -173,7 +173,7 @@ def _target_and_sum_gradients(model, x_flat: tf.Tensor, image_shape, target: tf.
         target_logit = tf.gather(logits, target, batch_dims=1)
         logit_sum = tf.reduce_sum(logits, axis=1)
     # No gradient path to the input (a stop_gradient quantiser): zero gradients, as in every
-    # gradient attack (advbench.ops.loss_gradient); no pair qualifies and the sample stops.
+    # gradient attack (advbench.core.ops.loss_gradient); no pair qualifies and the sample stops.
     grad_target = tape.gradient(target_logit, x_flat,
                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grad_sum = tape.gradient(logit_sum, x_flat,

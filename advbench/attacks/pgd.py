@@ -7,11 +7,11 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS, check_norm
-from advbench.checks import check_int, check_range
-from advbench.errors import ParameterError
-from advbench import progress
-from advbench.ops import expand_to, is_adversarial, loss_gradient, report_step
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import check_int, check_range
+from advbench.core.errors import ParameterError
+from advbench.core.ops import expand_to, is_adversarial, loss_gradient, report_step
+from advbench.core.types import Model
 
 
 def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: float,

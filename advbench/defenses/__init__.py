@@ -1,7 +1,7 @@
 """Training-time and in-model defenses, keyed by CLI name, with the paper's defaults.
 
 Each defense is a small object of hyperparameters with hooks the shared training loop
-(``advbench.train``) calls:
+(``advbench.run.train``) calls:
 
 - ``model_options()``: extra arguments for ``build_model`` (feature squeezing adds its layer);
 - ``copies``: how many extra noisy passes over each image an epoch makes (GDA);
@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from advbench.errors import ParameterError
-from advbench.registry import lazy_attributes, load_classes
+from advbench.core.errors import ParameterError
+from advbench.core.registry import lazy_attributes, load_classes
 
 if TYPE_CHECKING:
     from advbench.defenses.base import Defense

@@ -1,5 +1,5 @@
 """The defense interface: a small object of hyperparameters (keyword-only, the paper's
-defaults) with hooks that the shared training loop (``advbench.train``) calls."""
+defaults) with hooks that the shared training loop (``advbench.run.train``) calls."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, ClassVar, TYPE_CHECKING
 
 import tensorflow as tf
 
-from advbench.checks import keyword_parameters
-from advbench.types import Model
+from advbench.core.checks import keyword_parameters
+from advbench.core.types import Model
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from advbench.checks import check_int
+from advbench.core.checks import check_int
+from advbench.core.errors import ParameterError
 from advbench.defenses.base import Defense
-from advbench.errors import ParameterError
 
 
 class FeatureSqueezingDefense(Defense):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advbench.checks import MAX_GDA_COPIES, check_int, check_range
+from advbench.core.checks import MAX_GDA_COPIES, check_int, check_range
+from advbench.core.errors import ParameterError
 from advbench.defenses import GDA_NOISES
 from advbench.defenses.base import Defense
-from advbench.errors import ParameterError
 
 
 class GaussianAugmentation(Defense):

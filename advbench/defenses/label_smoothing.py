@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advbench.checks import check_range
+from advbench.core.checks import check_range
 from advbench.defenses.base import Defense
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from advbench.checks import MAX_POWER_ITERATIONS, check_int, check_range
+from advbench.core.checks import MAX_POWER_ITERATIONS, check_int, check_range
+from advbench.core.errors import ParameterError
+from advbench.core.types import Model, Tensor
 from advbench.defenses import VAT_MODES
 from advbench.defenses.base import Defense, global_batch_normal
-from advbench.errors import ParameterError
-from advbench.types import Model, Tensor
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack

@@ -13,7 +13,7 @@ my_package.layers``), whose import registers them; that import is the only code 
 and it is theirs. A SavedModel holds TensorFlow graphs rather than Python; every function of
 its graph (nested ones included) must hold only ops of an allow-list of ops that compute
 (``ALLOWED_OPS_FILE``), checked before anything of it runs. Sizes a file declares (zip
-members, layer sizes against the stored weights) are checked against ``advbench.limits``
+members, layer sizes against the stored weights) are checked against ``advbench.core.limits``
 before anything is inflated or built.
 
 What a SavedModel loses: it is a compiled graph, so advbench can run it and differentiate
@@ -38,10 +38,10 @@ import h5py
 import keras
 import numpy as np
 
-from advbench.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, check_zip_members,
-                             deferred_variables, read_zip_member, size_text)
-from advbench.errors import ArtifactError, ParameterError
-from advbench.types import Model, PathLike
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, check_zip_members,
+                                  deferred_variables, read_zip_member, size_text)
+from advbench.core.types import Model, PathLike
 
 if TYPE_CHECKING:
     from advbench.models.adapt import Preprocessing

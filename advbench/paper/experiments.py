@@ -22,24 +22,25 @@ from typing import Any, Callable
 import numpy as np
 
 from advbench import data
-from advbench.artifacts import jsonable, load_model, read_model_metadata, save_model
 from advbench.attacks import make_attack
-from advbench.curves import CurveRun, parse_eps, read_curve, run_curve
+from advbench.core.errors import ParameterError
+from advbench.core.progress import Progress
+from advbench.core.revision import source_revision
+from advbench.core.types import PathLike
+from advbench.data.samples import training_set
 from advbench.defenses import make_defense
-from advbench.errors import ParameterError
-from advbench.evaluate import evaluate, score_artifact, training_set
-from advbench.models import models_dir as default_models_dir, zoo_path
-from advbench.outputs import run_key
+from advbench.models.zoo import models_dir as default_models_dir, zoo_path
 from advbench.paper import published
 from advbench.paper.profiles import DATASETS, MODEL_SPECS, PROFILES, profile_for
-from advbench.progress import Progress
-from advbench.report import write_text
-from advbench.revision import source_revision
-from advbench.runner import AttackRun
-from advbench.shards import merge_shards
-from advbench.train import TrainConfig, train
-from advbench.transfer import craft_or_reuse, transfer
-from advbench.types import PathLike
+from advbench.run.artifacts import jsonable, load_model, read_model_metadata, save_model
+from advbench.run.curves import CurveRun, parse_eps, read_curve, run_curve
+from advbench.run.outputs import run_key
+from advbench.run.runner import AttackRun
+from advbench.run.shards import merge_shards
+from advbench.run.train import TrainConfig, train
+from advbench.score.evaluate import evaluate, score_artifact
+from advbench.score.report import write_text
+from advbench.score.transfer import craft_or_reuse, transfer
 
 BLACKBOX_SOURCE = "resnet"
 

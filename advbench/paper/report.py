@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from advbench import __version__
-from advbench.artifacts import jsonable, read_model_metadata
+from advbench.core.revision import describe
 from advbench.paper import authors, claims as paper_claims, published
 from advbench.paper.strong import strong_section
 from advbench.paper.tables import markdown_table as _table, number as _num, percent as _pct
-from advbench.report import save_figure, write_text
-from advbench.revision import describe
+from advbench.run.artifacts import jsonable, read_model_metadata
+from advbench.score.report import save_figure, write_text
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction

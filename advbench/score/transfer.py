@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from advbench import data
-from advbench.artifacts import ATTACK_SCHEMA, find_artifact, run_artifact_path
 from advbench.attacks.base import Attack
-from advbench.errors import ArtifactError, ParameterError
-from advbench.evaluate import Score, score_artifact
-from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split, run_key
-from advbench.shards import find_shards
-from advbench.types import PathLike
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.progress import Progress
+from advbench.core.types import PathLike
+from advbench.run.artifacts import ATTACK_SCHEMA, find_artifact, run_artifact_path
+from advbench.run.runner import AttackRun, attack_split, run_key
+from advbench.run.shards import find_shards
+from advbench.score.evaluate import Score, score_artifact
 
 
 def craft_or_reuse(run: AttackRun, attack: Attack, source: tuple,

@@ -25,9 +25,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from advbench.errors import ArtifactError, OutputError
-from advbench.files import output_lock, refuse_existing
-from advbench.types import PathLike
+from advbench.core.errors import ArtifactError, OutputError
+from advbench.core.files import output_lock, refuse_existing
+from advbench.core.types import PathLike
 
 
 def run_key(payload: dict[str, Any], indices: np.ndarray | None = None) -> str:
@@ -44,7 +44,7 @@ def run_key(payload: dict[str, Any], indices: np.ndarray | None = None) -> str:
     Returns: 64 lowercase hex digits.
     Raises: TypeError for a value JSON cannot hold.
     """
-    from advbench.artifacts import jsonable
+    from advbench.run.artifacts import jsonable
 
     payload = dict(payload)
     if indices is not None:
@@ -81,7 +81,7 @@ def read_claim(path: PathLike, *, schema: str | None = None, key: str | None = N
         return Claim(path, "new")
     if schema is None or key is None:
         raise OutputError(f"{path} exists; {refusal or 'choose another -o or pass --overwrite'}")
-    from advbench.artifacts import artifact_kind, read_arrays
+    from advbench.run.artifacts import artifact_kind, read_arrays
 
     if artifact_kind(path) != schema:
         refuse_existing(path, overwrite=False, holds=f" and is not {kind}")

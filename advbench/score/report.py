@@ -20,13 +20,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from advbench import files
-from advbench.budgets import shown
-from advbench.artifacts import jsonable
+from advbench.attacks.budgets import shown
+from advbench.core import files
+from advbench.core.errors import ParameterError
+from advbench.core.types import PathLike
 from advbench.data import display_name
-from advbench.errors import ParameterError
-from advbench.names import TABLE_FORMATS
-from advbench.types import PathLike
+from advbench.run.artifacts import jsonable
+from advbench.score import TABLE_FORMATS
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
 # CSV and plot always keep every eps.

@@ -28,12 +28,11 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from advbench import __version__
-from advbench import data
-from advbench.limits import MEMORY_BUDGET, check_count, check_size, deferred_variables
-from advbench.errors import ArtifactError
-from advbench.files import check_writable, write_bytes
-from advbench.types import Model, PathLike
+from advbench import __version__, data
+from advbench.core.errors import ArtifactError
+from advbench.core.files import check_writable, write_bytes
+from advbench.core.limits import MEMORY_BUDGET, check_count, check_size, deferred_variables
+from advbench.core.types import Model, PathLike
 
 SCHEMA_VERSION = 1
 MODEL_SCHEMA = "advbench.model"

@@ -18,13 +18,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench.checks import check_class_labels, check_images, check_int
-from advbench.errors import AdvbenchError, ParameterError
+from advbench.core.checks import check_class_labels, check_images, check_int
+from advbench.core.errors import AdvbenchError, ParameterError
+from advbench.core.ops import per_sample_cross_entropy
+from advbench.core.progress import Progress
+from advbench.core.types import Model
 from advbench.models.gradients import attack_model
-from advbench.names import DISTANCE_VARIANTS, SENSITIVITY_VARIANTS, SUCCESS_DEFINITIONS
-from advbench.ops import per_sample_cross_entropy
-from advbench.progress import Progress
-from advbench.types import Model
+from advbench.run import DISTANCE_VARIANTS, SENSITIVITY_VARIANTS, SUCCESS_DEFINITIONS
 
 #: Norms of a perturbation reported by ``perturbation_norms``.
 PERTURBATION_NORMS = ("l0", "l2", "linf")
@@ -632,7 +632,7 @@ def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike | None,
             None.
         batch_size: samples per gradient call, default 256; the result does not depend on it.
         variant: "loss", "softmax" or "logit" (``SENSITIVITY_VARIANTS``).
-        progress: an ``advbench.progress.Progress`` that shows the batches (default: none).
+        progress: an ``advbench.core.progress.Progress`` that shows the batches (default: none).
 
     Returns:
         float64 array (n,): nats per unit L2 of input ("loss"), probability per unit

@@ -19,7 +19,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 #: Largest number of eps points in one grid (a typo like 0:1:1e-9 must not run for days).
 MAX_EPS_POINTS = 10_000

@@ -5,7 +5,7 @@ Adam, batch 128, a fixed 10% validation split, early stopping on validation accu
 per run; GDA's noisy copies are drawn inside that step, so an epoch over (1 + copies) passes of
 the data never holds more than the clean training set in memory.
 
-The step runs through a tf.distribute strategy (``advbench.distribute``; the default one on a
+The step runs through a tf.distribute strategy (``advbench.run.distribute``; the default one on a
 single device): every replica receives the global batch, draws the batch's randomness on it
 (GDA noise, VAT's start direction) and takes its own rows, and the loss is summed over the
 replicas' rows and divided by the global batch size, so N replicas compute the one-device
@@ -25,15 +25,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advbench import data, distribute, outputs
-from advbench.artifacts import read_arrays, write_arrays
-from advbench.checks import check_int, check_range, check_seed
+from advbench import data
+from advbench.core.checks import check_int, check_range, check_seed
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.ops import per_sample_soft_cross_entropy
+from advbench.core.progress import Progress
+from advbench.core.types import Model, PathLike
 from advbench.defenses.base import Defense
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import build_model, predict_labels, zoo_name
-from advbench.ops import per_sample_soft_cross_entropy
-from advbench.progress import Progress
-from advbench.types import Model, PathLike
+from advbench.models.zoo import build_model, predict_labels, zoo_name
+from advbench.run import distribute, outputs
+from advbench.run.artifacts import read_arrays, write_arrays
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
