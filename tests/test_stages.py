@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench import outputs, stages
+from advbench import stages
+from advbench.run import outputs
 from advbench.attacks import make_attack
 from advbench.cli import main
 from advbench.core import files
