@@ -897,8 +897,9 @@ ATTACK_OPTIONS = [
      "autoattack), a value or a fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 "
      "or a range start:stop:step (0:8/255:1/255) for a curve. Your own data of another image "
      "size has no default. " + EPS_HELP),
-    ("--norm", "norm", RegistryChoice("advbench.attacks:NORM_CLASSES"),
-     "Norm (fgsm, pgd, apgd-*, square, autoattack) [default: linf]."),
+    ("--norm", "norm", RegistryChoice("advbench.attacks:ATTACK_NORMS"),
+     "Norm (fgsm, pgd, apgd-*, square, autoattack: linf or l2; fmn: l0, l1, l2 or linf) "
+     "[default: linf]."),
     ("--eps-step", "eps_step", EpsValue(),
      "Grid step of fgsm-min [default: 0.05 on MNIST, 1/255 on CIFAR-10]."),
     ("--eps-max", "eps_max", EpsValue(), "Largest eps fgsm-min tries [default: 1.0]."),
@@ -910,7 +911,7 @@ ATTACK_OPTIONS = [
      "on CIFAR-10; eps/2 on your own data]."),
     ("--step-size", "step_size", EpsValue(), "PGD step size [default: 0.01 on MNIST, 2/255 on "
      "CIFAR-10 (L-inf); 2.5 eps / 40 at the L2 budget; 2.5 eps / steps on your own data]."),
-    ("--steps", "steps", int, "PGD steps [default: 40]."),
+    ("--steps", "steps", int, "Steps of pgd and fmn [default: 40 pgd, 100 fmn]."),
     ("--random-start/--no-random-start", "random_start", None,
      "PGD random start [default: on]."),
     ("--early-stop/--no-early-stop", "early_stop", None,
@@ -936,7 +937,8 @@ ATTACK_OPTIONS = [
     ("--confidence", "confidence", float, "C&W confidence (kappa) [default: 2.3]."),
     ("--learning-rate", "learning_rate", float, "C&W Adam learning rate [default: 0.01]."),
     ("--search-steps", "binary_search_steps", int,
-     "C&W binary search steps over c [default: 9]."),
+     "Binary search steps: C&W's over c [default: 9]; fmn's towards the boundary from an "
+     "--init batch start [default: 10]."),
     ("--initial-const", "initial_const", float, "C&W initial c [default: 0.001]."),
     ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early [default: on]."),
     ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack) [default: 100]."),
@@ -957,6 +959,18 @@ ATTACK_OPTIONS = [
     ("--rescale-schedule/--no-rescale-schedule", "rescale_schedule", None,
      "Square: stretch the p schedule, written for 10,000 queries, to --n-queries "
      "[default: off]."),
+    ("--alpha-init", "alpha_init", float, "fmn: first step size (L2, in [0, 1] pixels) "
+     "[default: 1.0]."),
+    ("--alpha-final", "alpha_final", float,
+     "fmn: last step size, cosine-annealed from --alpha-init [default: alpha-init / 100]."),
+    ("--gamma-init", "gamma_init", float, "fmn: first factor by which the norm bound grows "
+     "or shrinks [default: 0.05]."),
+    ("--gamma-final", "gamma_final", float,
+     "fmn: last such factor, cosine-annealed from --gamma-init [default: 0.001]."),
+    ("--init", "init", RegistryChoice("advbench.attacks:FMN_INITS"),
+     "fmn's start: input (x itself, the reference's default) or batch (the nearest image of "
+     "the batch classified otherwise, then a binary search for the boundary) "
+     "[default: input]."),
     ("--version", "version", RegistryChoice("advbench.attacks:AUTOATTACK_VERSIONS"),
      "AutoAttack version: standard, or rand (EOT, for randomised defenses) "
      "[default: standard]."),
@@ -1054,7 +1068,8 @@ def _attack_choice() -> RegistryChoice:
               help="Targeted attack with these target classes.")
 @click.option("--from", "start_from", type=RegistryChoice("advbench.run:START_FROM"),
               default="prediction", show_default=True,
-              help="Where deepfool, cw-l2 and untargeted jsma start: the model's prediction "
+              help="Where deepfool, cw-l2, fmn and untargeted jsma start: the model's "
+                   "prediction "
                    "(as ART: misclassified samples are attacked too) or the label "
                    "(misclassified samples are returned unchanged). fgsm-min always starts "
                    "from the prediction.")
@@ -1166,9 +1181,11 @@ def _check_attack_run(attack_obj: Any, attack_name: str, target_mode: str | None
     if target_mode is not None and not attack_obj.accepts_targets():
         raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
                                "--target")
-    if start_from != "prediction" and (attack_name not in ("deepfool", "cw-l2", "jsma")
+    from advbench.run import START_FROM_ATTACKS
+
+    if start_from != "prediction" and (attack_name not in START_FROM_ATTACKS
                                        or target_mode is not None):
-        raise click.UsageError("--from applies to untargeted deepfool, cw-l2 and jsma "
+        raise click.UsageError("--from applies to untargeted deepfool, cw-l2, jsma and fmn "
                                "(fgsm-min always starts from the prediction, bounded attacks "
                                "from the label)")
     _check_samples(**{k: v for k, v in samples.items() if k != "split"})
@@ -1462,7 +1479,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     on it are white-box. Clean accuracy (also per class) and loss sensitivity on the split;
     per attack artifact: accuracy, success
     rate, perturbation norms, white-box (crafted on MODEL) or black-box; for white-box
-    minimal attacks (fgsm-min, deepfool, cw-l2) also robustness and training-set distance.
+    minimal attacks (fgsm-min, deepfool, cw-l2, fmn) also robustness and training-set distance.
     Curve artifacts that score MODEL give its accuracy per eps. Tables go to stderr; stdout
     has JSON (--json) or the paths written.
 

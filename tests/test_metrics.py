@@ -175,7 +175,7 @@ def test_empirical_robustness_nan_when_nothing_succeeds():
 
 def test_empirical_robustness_errors():
     x, x_adv, success = _robustness_example()
-    with pytest.raises(ParameterError, match="norm must be one of l1, l2, linf, got 'l3'"):
+    with pytest.raises(ParameterError, match="norm must be one of l0, l1, l2, linf, got 'l3'"):
         metrics.empirical_robustness(x, x_adv, success, norm="l3")
     with pytest.raises(AdvbenchError, match="success has 2 entries but there are 3 samples"):
         metrics.empirical_robustness(x, x_adv, success[:2])

@@ -268,5 +268,5 @@ def test_from_applies_to_the_minimal_attacks_only(dense_mnist_model):
                                        "label"])
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
-        "Error: --from applies to untargeted deepfool, cw-l2 and jsma (fgsm-min always starts "
+        "Error: --from applies to untargeted deepfool, cw-l2, jsma and fmn (fgsm-min always starts "
         "from the prediction, bounded attacks from the label)")

@@ -31,11 +31,21 @@ ATTACK_CLASSES: dict[str, str] = {
     "apgd-t": "apgd_t:APGDTargeted",
     "square": "square:Square",
     "autoattack": "autoattack:AutoAttack",
+    "fmn": "fmn:FMN",
 }
 
 #: --norm name -> "module:Class" in advbench.attacks: the norms of the gradient attacks
 #: (``norms.NORMS`` holds one instance of each, named by its key).
 NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm"}
+#: The norms of the minimum-norm attack ``fmn.FMN`` (--norm): L0 counts pixel-channel
+#: features; L1 and L0 are FMN's own (its projections live in ``fmn``).
+FMN_NORMS = ("l0", "l1", "l2", "linf")
+#: Every --norm name: the gradient attacks' norms and FMN's (each attack checks its own).
+ATTACK_NORMS = tuple(sorted(set(NORM_CLASSES) | set(FMN_NORMS)))
+#: Where ``fmn.FMN`` starts (--init): "input", x itself (the reference's default), or
+#: "batch", the nearest image of the batch the model classifies otherwise, moved towards x by
+#: a binary search for the boundary.
+FMN_INITS = ("input", "batch")
 #: How target classes are chosen when none are given (``--target``, JSMA's target_mode):
 #: the modes of ``targets.choose_targets``.
 TARGET_MODES = ("random", "least-likely")
@@ -81,5 +91,5 @@ def make_attack(name: str, **params: Any) -> Attack:
     return cls(**given)
 
 
-__all__ = ["ATTACKS", "ATTACK_CLASSES", "Attack", "AttackOutput", "NORM_CLASSES", "TARGET_MODES",
-           "make_attack"]
+__all__ = ["ATTACKS", "ATTACK_CLASSES", "ATTACK_NORMS", "Attack", "AttackOutput", "FMN_NORMS",
+           "NORM_CLASSES", "TARGET_MODES", "make_attack"]

@@ -11,10 +11,13 @@ This ``__init__`` holds the CLI's choices of these modules without importing Ten
 CURVE_ATTACKS = ("fgsm", "rand-fgsm")
 
 #: attack --from (``runner.AttackRun.start_from``): where an untargeted minimal attack
-#: (deepfool, cw-l2, jsma) starts: "prediction", the model's clean prediction, as IBM ART and
-#: the authors' code (a misclassified sample is moved off its prediction too), or "label",
+#: (deepfool, cw-l2, jsma, fmn) starts: "prediction", the model's clean prediction, as IBM ART
+#: and the authors' code (a misclassified sample is moved off its prediction too), or "label",
 #: the true label (a misclassified sample is returned unchanged).
 START_FROM = ("prediction", "label")
+#: The minimal attacks whose starting class ``START_FROM`` chooses (JSMA untargeted picks its
+#: target among the other classes). fgsm-min always searches from the prediction, as ART.
+START_FROM_ATTACKS = ("deepfool", "cw-l2", "jsma", "fmn")
 
 #: --success: what an untargeted attack must change to succeed on a sample (``metrics``):
 #: "prediction", the model's prediction on the clean image (IBM ART's ``empirical_robustness``

@@ -31,13 +31,9 @@ from advbench.data import batch_seed
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
 from advbench.models.zoo import forward_function
-from advbench.run import START_FROM, metrics, outputs
+from advbench.run import START_FROM, START_FROM_ATTACKS, metrics, outputs
 from advbench.run.artifacts import ATTACK_SCHEMA, read_attack_artifact, write_arrays
 from advbench.run.shards import Shard
-
-#: The minimal attacks whose starting class ``start_from`` chooses (JSMA untargeted picks its
-#: target among the other classes). fgsm-min always searches from the prediction, as ART.
-START_FROM_ATTACKS = ("deepfool", "cw-l2", "jsma")
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -343,7 +343,7 @@ def distance_part(model_meta: dict, model_path: PathLike, artifacts: Sequence[Pa
     if not runs:
         raise ParameterError(f"no given artifact gets a training-set distance from model "
                              f"{model_path}: that needs a minimal attack (fgsm-min, deepfool, "
-                             "cw-l2) crafted on it")
+                             "cw-l2, fmn) crafted on it")
     summary = {"kind": DISTANCE_PART, "shard": [shard.index, shard.count], "dataset": dataset,
                "data_hash": data.fingerprint(dataset, data_dir), "variant": distance_variant,
                "block": DISTANCE_BLOCK,
@@ -713,7 +713,7 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
         value = _worst(values, METRICS[threshold.name])
     if value is None:
         needs = {
-            "robustness": "a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2) "
+            "robustness": "a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2, fmn) "
                           "crafted on this model",
             "training_distance": "a minimal-perturbation artifact crafted on this model "
                                  "(and no --no-distance)",
