@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import click
 
-from advbench.attacks.budgets import EPS_HELP
+from advbench.attacks.budgets import AUDIT_EPS_HELP, EPS_HELP
 from advbench.core.errors import AdvbenchError, flags_verb
 
 EXIT_GATE_FAILED = 3
@@ -690,17 +690,9 @@ def _check_train_flags(architecture: str, fine_tune: bool, reading: dict, brelu_
 
 def _training_line(config: Any, spec: Any, architecture: str) -> str:
     """The line that starts a training run on stderr: every parameter it uses."""
-    from advbench import data as datamod
-    from advbench.attacks.budgets import shown
+    from advbench.run.train import training_line
 
-    params = " ".join(f"{k}={shown(v) if isinstance(v, float) else v}"
-                      for k, v in spec.params().items())
-    brelu = f" (t={config.brelu_t:g})" if config.activation == "brelu" else ""
-    return (f"train {architecture} {config.activation}{brelu}, defense {spec.name}"
-            f"{': ' + params if params else ''}; epochs {config.epochs}, batch size "
-            f"{config.batch_size}, learning rate {config.learning_rate:g}, patience "
-            f"{config.patience}; seed {config.seed}; {datamod.display_name(config.dataset)} "
-            f"train split{f', limit {config.limit}' if config.limit else ''}")
+    return training_line(config, spec, architecture)
 
 
 # -- models -------------------------------------------------------------------------------
@@ -894,11 +886,13 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 # parameter is a usage error, so a typo never silently runs the default.
 ATTACK_OPTIONS = [
     ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, "
-     "autoattack), a value or a fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 "
+     "autoattack; fab and fab-t: none makes them minimal, a value bounded as in AutoAttack), "
+     "a value or a fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 "
      "or a range start:stop:step (0:8/255:1/255) for a curve. Your own data of another image "
      "size has no default. " + EPS_HELP),
     ("--norm", "norm", RegistryChoice("advbench.attacks:ATTACK_NORMS"),
-     "Norm (fgsm, pgd, apgd-*, square, autoattack: linf or l2; fmn: l0, l1, l2 or linf) "
+     "Norm (fgsm, pgd: linf or l2; apgd-*, square, autoattack, fab, fab-t: linf, l2 or l1; "
+     "fmn: l0, l1, l2 or linf) "
      "[default: linf]."),
     ("--eps-step", "eps_step", EpsValue(),
      "Grid step of fgsm-min [default: 0.05 on MNIST, 1/255 on CIFAR-10]."),
@@ -941,17 +935,23 @@ ATTACK_OPTIONS = [
      "--init batch start [default: 10]."),
     ("--initial-const", "initial_const", float, "C&W initial c [default: 0.001]."),
     ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early [default: on]."),
-    ("--n-iter", "n_iter", int, "APGD iterations per run (apgd-*, autoattack) [default: 100]."),
-    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square) [default: 1]."),
+    ("--n-iter", "n_iter", int, "Iterations per run (apgd-*, autoattack, fab, fab-t) "
+     "[default: 100; autoattack None: its version's, 100]."),
+    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square, fab, fab-t) "
+     "[default: 1]."),
     ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves "
      "[default: 0.75]."),
     ("--eot-iter", "eot_iter", int,
-     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack) "
-     "[default: 1 apgd-*, 20 autoattack]."),
+     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack's rand "
+     "version) [default: 1 apgd-*; autoattack None: its version's, 20]."),
+    ("--use-largereps/--no-use-largereps", "use_largereps", None,
+     "APGD with norm l1: AutoAttack's schedule of three runs at 3, 2 and 1 times eps "
+     "(30/30/40% of --n-iter) [default: off; autoattack's l1 standard version turns it on]."),
     ("--n-target-classes", "n_target_classes", int,
-     "Top-k target classes of apgd-t and autoattack [default: 9]."),
+     "Top-k target classes of apgd-t, fab-t and autoattack [default: 9; autoattack None: "
+     "its version's, 9, apgd-t 5 in the l1 standard version]."),
     ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack) "
-     "[default: 5000]."),
+     "[default: 5000; autoattack None: its version's, 5000]."),
     ("--p-init", "p_init", float, "Square: initial fraction of pixels per square "
      "[default: 0.8]."),
     ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"),
@@ -959,6 +959,13 @@ ATTACK_OPTIONS = [
     ("--rescale-schedule/--no-rescale-schedule", "rescale_schedule", None,
      "Square: stretch the p schedule, written for 10,000 queries, to --n-queries "
      "[default: off]."),
+    ("--alpha-max", "alpha_max", float, "FAB: largest weight of the clean image's projection "
+     "in a step, in [0, 1] [default: 0.1]."),
+    ("--eta", "eta", float, "FAB: overshoot of the projections, >= 1 [default: 1.05]."),
+    ("--beta", "beta", float, "FAB: pull back towards the clean image after a success, in "
+     "(0, 1] [default: 0.9]."),
+    ("--final-search", "final_search", int, "FAB: steps of the original code's final search "
+     "between the clean image and the adversarial [default: 0, as AutoAttack]."),
     ("--alpha-init", "alpha_init", float, "fmn: first step size (L2, in [0, 1] pixels) "
      "[default: 1.0]."),
     ("--alpha-final", "alpha_final", float,
@@ -972,8 +979,8 @@ ATTACK_OPTIONS = [
      "the batch classified otherwise, then a binary search for the boundary) "
      "[default: input]."),
     ("--version", "version", RegistryChoice("advbench.attacks:AUTOATTACK_VERSIONS"),
-     "AutoAttack version: standard, or rand (EOT, for randomised defenses) "
-     "[default: standard]."),
+     "AutoAttack version: standard (APGD-CE, APGD-T, FAB-T, Square), plus (also APGD-DLR "
+     "and FAB, 5 restarts) or rand (EOT, for randomised defenses) [default: standard]."),
 ]
 
 
@@ -1819,6 +1826,27 @@ AUDIT_OPTIONS = [
 ]
 
 
+def _echo_audit_parameters(eps: float, norm: str, checks: Sequence[str], settings: Any,
+                           budget: Any, samples: Any, count: int) -> None:
+    """The line that starts an audit on stderr: the budget (and where its default came
+    from), the checks, every setting, the seed and the samples."""
+    import dataclasses
+
+    from advbench import data as datamod
+    from advbench.attacks.budgets import parameter_line
+    from advbench.score import AUDIT_CHECKS
+
+    numbers = ",".join(str(list(AUDIT_CHECKS).index(name) + 1) for name in checks)
+    drawn = " (class-balanced)" if samples.limit is not None else ""
+    described = (f"{count} samples{drawn} of {datamod.display_name(samples.dataset)} "
+                 f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
+    if budget.note:
+        click.echo(budget.note, err=True)
+    click.echo(parameter_line("audit", {"eps": eps, "norm": norm, "checks": numbers,
+                                        **dataclasses.asdict(settings)},
+                              budget=budget, seed=samples.seed, samples=described), err=True)
+
+
 def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
     """Usage error naming the budget and threshold flags given on the command line that
     none of ``checks`` uses (``advbench.score.AUDIT_SETTING_CHECKS``): they would be ignored."""
@@ -1848,8 +1876,8 @@ def _audit_options(f):
 
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--eps", type=EpsValue(), required=True,
-              help="The perturbation budget audited, in --norm (e.g. 0.3 L-inf on MNIST).")
+@click.option("--eps", type=EpsValue(), default=None,
+              help="The perturbation budget audited, in --norm. " + AUDIT_EPS_HELP)
 @click.option("--norm", type=RegistryChoice("advbench.attacks:NORM_CLASSES"), default="linf",
               show_default=True)
 @click.option("--checks", type=CheckList(), default=None,
@@ -1925,15 +1953,25 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     _check_outputs(output=output)
     dataset = _data_source(dataset, data_path, quiet)
+    # The data set's budget when it is known before TensorFlow starts (a user's data of an
+    # unknown size without --eps is a usage error first); else the model's, once loaded.
+    budget = (_attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path)
+              if dataset else None)
     model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, quiet=quiet,
                         reading=_reading(custom_objects, outputs, input_range, mean, std))
+    budget = budget or _attack_budget("audit", {"eps": eps, "norm": norm}, dataset or
+                                      model.meta.get("dataset"), data_path,
+                                      input_shape=tuple(model.model.input_shape[1:]))
+    eps = budget.values.get("eps", eps)
     surrogate = _audit_surrogate(surrogate_ref, checks, model, dataset, models_dir, data_dir,
                                  quiet)
     summary = stages.audit(model, eps=eps, norm=norm, checks=checks, settings=settings,
                            dataset=dataset, split=split, limit=limit, start=start,
                            batch_size=batch_size, seed=seed, data_dir=data_dir,
                            surrogate=surrogate, output=output, overwrite=overwrite,
-                           progress=_progress(quiet))
+                           progress=_progress(quiet), announce=None if quiet else (
+                               lambda samples, n: _echo_audit_parameters(
+                                   eps, norm, checks, settings, budget, samples, n)))
     _print_audit(summary, output=output, as_json=as_json, quiet=quiet, fail_on=fail_on,
                  table_format=table_format)
 
@@ -1973,17 +2011,17 @@ def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_f
                     values: dict, limit) -> tuple:
     """(checks, ``audit.AuditSettings``, limit) of the flags, every flag checked against the
     checks chosen, eps and norm checked (usage errors)."""
-    from advbench.attacks.norms import check_norm
-    from advbench.score.audit import AuditSettings
+    from advbench.score.audit import AuditSettings, check_audit_norm
     from advbench.core.checks import check_range
     from advbench.score import AUDIT_CHECKS, AUDIT_SAMPLES
 
     checks = checks or tuple(AUDIT_CHECKS)
     _check_audit_flags(checks, surrogate_ref, surrogate_flags, unbounded_eps)
     with _usage_errors():
-        check_norm(norm)
-        check_range("eps", eps, low=0.0, low_inclusive=False,
-                    high=1.0 if norm == "linf" else None)
+        check_audit_norm(norm)
+        if eps is not None:
+            check_range("eps", eps, low=0.0, low_inclusive=False,
+                        high=1.0 if norm == "linf" else None)
         settings = AuditSettings(**values, unbounded_eps=unbounded_eps, **{
             flag.lstrip("-").replace("-", "_"): value
             for flag, value in surrogate_flags.items() if value is not None})

@@ -225,6 +225,8 @@ def attack(model: LoadedModel | str, attack: Attack, *, dataset: str | None = No
 
         if workers is None:
             raise ParameterError("engine ray makes its own shards: give workers")
+        if budget is not None and budget.note:
+            (say or _quiet)(budget.note)
         return AttackOutcome(attack_with_ray(run, attack, output, model=model,
                                              workers=workers, overwrite=overwrite,
                                              progress=progress), samples)
@@ -244,21 +246,10 @@ def attack_lines(attack: Attack, run: Any, count: int, shard: Shard | None,
                  budget: Any = None) -> list[str]:
     """The lines that start an attack run: the budget's note (defaults borrowed by image
     size), then every parameter it uses."""
-    from advbench.attacks.budgets import parameter_line
-    from advbench.run.runner import starts_from
+    from advbench.run.runner import run_parameters
 
-    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
-    if starts_from(run, attack):
-        target += f", from the {run.start_from}"
-    # limit draws a class-balanced subset, not the first N images: say so.
-    drawn = " (class-balanced)" if run.limit is not None else ""
-    samples = (f"{count} samples{drawn} of {data.display_name(run.dataset)} {run.split} (start "
-               f"{run.start}, batch size {run.batch_size}"
-               f"{f', shard {shard}' if shard is not None else ''})")
-    params = {"norm": attack.norm, **attack.params()}
     lines = [budget.note] if budget is not None and budget.note else []
-    return lines + [parameter_line(attack.name, params, budget=budget, extra=target,
-                                   seed=run.seed, samples=samples)]
+    return lines + [run_parameters(run, attack, count, shard)]
 
 
 # -- curves ---------------------------------------------------------------------------------
@@ -425,7 +416,8 @@ def audit(model: LoadedModel | str, *, eps: float, norm: str = "linf",
           dataset: str | None = None, split: str = "test", limit: int = 500, start: int = 0,
           batch_size: int = 128, seed: int = 0, data_dir: PathLike | None = None,
           surrogate: LoadedModel | None = None, output: PathLike | None = None,
-          overwrite: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+          overwrite: bool = False, progress: Progress | None = None,
+          announce: Callable[[Any, int], None] | None = None) -> dict[str, Any]:
     """Audit ``model`` for gradient masking (``advbench audit``: Carlini et al. 2019's sanity
     checks) and return the audit summary; with ``output``, the record (schema
     ``advbench.audit``) is reused when it holds the same audit (same run key: model, data,
@@ -439,6 +431,8 @@ def audit(model: LoadedModel | str, *, eps: float, norm: str = "linf",
         surrogate: check 3's source model (a ``LoadedModel``, not ``model`` itself); None
             trains one (``audit.train_surrogate``) when check 3 runs.
         the rest: the samples and output, as for ``attack`` (``limit`` default 500).
+        announce: called with the ``data.samples.Samples`` and their count once they are
+            loaded and the model fits them (the command's start line).
     Raises: ParameterError (bad values, a surrogate that is the model itself), ArtifactError
         (the model or surrogate does not take the data; a record of another audit),
         OutputError.
@@ -462,6 +456,8 @@ def audit(model: LoadedModel | str, *, eps: float, norm: str = "linf",
     samples.validate()
     x, y, indices = samples.load()
     check_model_fits(model.model, model.meta, model.path, x, dataset)
+    if announce is not None:
+        announce(samples, len(y))
     transfer_check = "white-box-vs-transfer" in checks
     source: Callable[[], tuple[Any, dict[str, Any]]] | None = None
     surrogate_id: dict[str, Any] = {}

@@ -398,7 +398,6 @@ def test_cli_takes_a_surrogate_file(trained_tiny_cnn, dense_mnist_model, fake_da
     (["--eps", "0.3", "--norm", "l1"], "Error: Invalid value for '--norm': 'l1' is not one of"),
     (["--eps", "0.3", "--fail-on", "pass"],
      "Error: Invalid value for '--fail-on': 'pass' is not one of 'warn', 'fail'."),
-    ([], "Error: Missing option '--eps'."),
 ])
 def test_cli_usage_errors_exit_2(trained_tiny_cnn, fake_data_dir, args, message):
     result = run_cli([trained_tiny_cnn[0], *args], fake_data_dir)
@@ -449,3 +448,38 @@ def test_a_violation_at_a_bound_is_not_above_it():
     assert grade(0.02 + 1e-12, 0.02) == "warn"
     assert grade(0.021, 0.02) == "fail"
     assert grade(float("nan"), 0.02) == "fail"
+
+
+def test_cli_eps_defaults_to_the_data_sets_budget_and_is_printed(trained_tiny_cnn,
+                                                                 fake_data_dir):
+    """Issue 19: audit's --eps takes the data set's budget (budgets.BUDGETS, as attack does)
+    and the run's first line names every parameter and where the default came from."""
+    result = run_cli([trained_tiny_cnn[0], "--checks", "1", *fast("1")], fake_data_dir)
+    assert result.exit_code == 0, result.output
+    assert "audit of cnn at eps 0.3 (linf), 20 samples" in result.stderr
+    assert ("audit: eps=0.3 norm=linf checks=1 tolerance=0.02 square_lead=0.05 "
+            "min_unbounded_success=0.99 max_bad_gradients=0.1 pgd_steps=40 n_iter=100 "
+            "convergence_factor=4 square_queries=5000 curve_points=5 unbounded_eps=None "
+            "noise_draws=10 surrogate_epochs=2 surrogate_limit=5000 surrogate_architecture=cnn "
+            "(eps: mnist's default); seed 0; 20 samples (class-balanced) of mnist test "
+            "(start 0, batch size 20)") in result.stderr.splitlines()
+    l2 = run_cli([trained_tiny_cnn[0], "--norm", "l2", "--checks", "1", *fast("1"), "--json"],
+                 fake_data_dir)
+    assert l2.exit_code == 0, l2.output
+    assert json.loads(l2.stdout)["eps"] == 1.5
+    assert "audit: eps=1.5 norm=l2 checks=1 " in l2.stderr
+
+
+def test_cli_own_data_of_another_size_needs_eps(tmp_path):
+    """A usage error (exit 2) before TensorFlow: the data's header gives the image size."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "big.npz", x=rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8),
+             y=np.arange(4) % 2)
+    (tmp_path / "none.keras").touch()
+    result = CliRunner().invoke(main, ["audit", str(tmp_path / "none.keras"), "--data",
+                                       str(tmp_path / "big.npz")])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: --data {tmp_path / 'big.npz'} holds 16x16x3 images, the shape of no built-in "
+        "data set (mnist 28x28x1, cifar10 32x32x3), so audit's --eps has no default; give it, "
+        "e.g. --eps 8/255")

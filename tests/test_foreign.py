@@ -937,3 +937,54 @@ def test_the_size_check_leaves_the_random_generators_as_they_were(files):
     np.random.seed(3)
     foreign.check_declared_weights(path, "keras", config, {})
     assert (random.random(), np.random.random()) == expected
+
+
+# -- a SavedModel's outputs and input range (issue 19) -----------------------------------------
+@pytest.fixture(scope="module")
+def two_output_savedmodels(tmp_path_factory):
+    """The same two-output network exported with list outputs and with dict outputs."""
+    root = tmp_path_factory.mktemp("two_sm")
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input(SHAPE)
+    flat = keras.layers.Flatten()(inputs)
+    scores = keras.layers.Dense(CLASSES, name="scores")(flat)
+    aux = keras.layers.Dense(1, name="aux")(flat)
+    keras.Model(inputs, [aux, scores]).export(str(root / "listed"), verbose=False)
+    keras.Model(inputs, {"aux": aux, "scores": scores}).export(str(root / "keyed"),
+                                                               verbose=False)
+    return root, keras.Model(inputs, scores)
+
+
+@pytest.mark.parametrize("folder, choice, names", [
+    ("listed", "1", "output_0, output_1"), ("listed", "output_1", "output_0, output_1"),
+    ("keyed", "scores", "aux, scores"), ("keyed", "1", "aux, scores"),
+])
+def test_savedmodel_model_output_picks_the_class_scores(two_output_savedmodels, folder,
+                                                        choice, names):
+    root, scores = two_output_savedmodels
+    path = root / folder
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"{folder} has 2 outputs ({names}); pick the class scores with --model-output "
+            "NAME|INDEX")):
+        foreign.open_foreign(path, SHAPE, CLASSES)
+    model, meta = foreign.open_foreign(path, SHAPE, CLASSES, model_output=choice)
+    x = probe()
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(scores(x)), atol=1e-5)
+    assert meta["model_output"] == choice
+    listed = ", ".join(f"{i}: {n}" for i, n in enumerate(names.split(", ")))
+    with pytest.raises(ParameterError, match=re.escape(
+            f"--model-output logits: {folder} has no such output; its outputs are {listed}")):
+        foreign.open_foreign(path, SHAPE, CLASSES, model_output="logits")
+
+
+def test_savedmodel_says_its_input_range_cannot_be_read(files):
+    paths, _ = files
+    _, meta = foreign.open_foreign(paths["savedmodel", False], SHAPE, CLASSES)
+    assert ("savedmodel: a SavedModel is a graph without layers, so its input range cannot be "
+            "read: advbench feeds [0, 1]; if it expects 0..255 or its own mean/std, pass "
+            "--input-range (and --mean, --std)") in meta["notes"]
+    assert meta["input_scale"]["source"] == "default"
+    assert meta["input_scale"]["unread"] == "a SavedModel has no layers to read"
+    _, given = foreign.open_foreign(paths["savedmodel", False], SHAPE, CLASSES,
+                                    preprocessing=Preprocessing((0.0, 255.0)))
+    assert not any("cannot be read" in note for note in given["notes"])

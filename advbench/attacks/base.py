@@ -44,7 +44,8 @@ class Attack:
     Class attributes:
         name: the CLI name (registry key).
         minimal: True when the attack searches the smallest perturbation that flips the
-            prediction (usable for the empirical-robustness metric).
+            prediction (usable for the empirical-robustness metric). An instance may set its
+            own: FAB is minimal without eps and bounded with it.
         randomized: True when the result depends on ``seed``.
         supports_targets: True when ``target`` labels can be given.
         param_names: the constructor's keyword-only parameters, in order, derived from its
@@ -57,7 +58,7 @@ class Attack:
     """
 
     name: ClassVar[str] = ""
-    minimal: ClassVar[bool] = False
+    minimal: bool = False
     randomized: ClassVar[bool] = False
     supports_targets: ClassVar[bool] = False
     param_names: ClassVar[tuple[str, ...]] = ()
@@ -94,6 +95,12 @@ class Attack:
                     in inspect.signature(type(self).__init__).parameters.items()}
         changed = [f"{k}={v!r}" for k, v in self.params().items() if defaults.get(k) != v]
         return f"attack {self.name!r} with {', '.join(changed)}"
+
+    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
+        """One line for the end of a run when the attack's own failures point at a setting
+        to change ("" when none): ``fooled`` (n,) bool, the samples the run moved as asked;
+        ``extras`` the per-sample extras of the whole run. The base says nothing."""
+        return ""
 
     # -- running --------------------------------------------------------------------------
     def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,

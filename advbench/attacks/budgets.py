@@ -32,10 +32,11 @@ _FORMS = ("one value (0.1 or 8/255), a list (0.1,0.2) or a range start:stop:step
 
 #: The field's standard budgets per data set and norm: MNIST L-inf 0.3 (Madry et al. 2018),
 #: CIFAR-10 L-inf 8/255 (Madry et al. 2018; RobustBench), L2 1.5 on MNIST (Croce and Hein
-#: 2020) and 0.5 on CIFAR-10 (RobustBench).
+#: 2020) and 0.5 on CIFAR-10 (RobustBench); L1 12 on CIFAR-10 (Croce and Hein 2021, "Mind the
+#: box") and 10 on MNIST (the reference documents none; issue 22's choice).
 BUDGETS: dict[str, dict[str, float]] = {
-    "mnist": {"linf": 0.3, "l2": 1.5},
-    "cifar10": {"linf": 8 / 255, "l2": 0.5},
+    "mnist": {"linf": 0.3, "l2": 1.5, "l1": 10.0},
+    "cifar10": {"linf": 8 / 255, "l2": 0.5, "l1": 12.0},
 }
 #: How each standard value is written in messages and --help.
 _SHOWN = {8 / 255: "8/255", 2 / 255: "2/255", 4 / 255: "4/255", 1 / 255: "1/255"}
@@ -56,8 +57,10 @@ _ATTACK_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
     # VAT's L2 radius: Miyato et al.'s 2.1 on MNIST; the L2 standard on CIFAR-10.
     "vat": {"mnist": {"eps": 2.1}, "cifar10": {"eps": 0.5}},
 }
-#: The attacks whose eps is the data set's budget in their norm.
-_BUDGET_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack")
+#: The attacks whose eps is the data set's budget in their norm, and ``audit`` (its checks
+#: attack at the one --eps it audits).
+_BUDGET_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack",
+                   "audit")
 #: The command-line flag of each eps-like parameter.
 FLAGS = {"eps": "--eps", "alpha": "--alpha", "step_size": "--step-size",
          "eps_step": "--eps-step"}
@@ -67,7 +70,11 @@ _FROM_EPS = ("step_size", "alpha")
 SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 #: --eps's help: the defaults, per data set (and the exceptions).
 EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 on "
-            "CIFAR-10; fgsm and rand-fgsm 0.1 on MNIST (the paper's); vat 2.1 on MNIST]")
+            "CIFAR-10; L1 10 on MNIST, 12 on CIFAR-10; fgsm and rand-fgsm 0.1 on MNIST (the "
+            "paper's); vat 2.1 on MNIST]")
+#: audit --eps's help: the budgets alone.
+AUDIT_EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 "
+                  "on CIFAR-10; a user's data takes the set of its image size]")
 
 
 def shown(value: float) -> str:
@@ -212,9 +219,9 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
     """The eps-like defaults of ``attack`` on ``dataset`` for the parameters not in ``given``.
 
     Args:
-        attack: CLI name of the attack ("pgd", ...).
+        attack: CLI name of the attack ("pgd", ...), or "audit" (its --eps).
         dataset: a built-in name, a user's data path, or None when unknown.
-        norm: the attack's norm ("linf" or "l2"; None: "linf").
+        norm: the attack's norm ("linf", "l2" or "l1"; None: "linf").
         given: the parameters the user gave (None values count as not given).
         input_shape: (H, W, C) of the data set's images, to match a user's data.
         source_text: how to name the data in messages (``--data my.npz``).
@@ -302,10 +309,12 @@ def defense_source(dataset: str, input_shape: tuple | None) -> str | None:
 
 
 def parameter_line(attack: str, params: dict[str, Any], *, budget: Budget | None = None,
-                   samples: str = "", seed: int | None = None, extra: str = "") -> str:
+                   samples: str = "", seed: int | None = None, extra: str = "",
+                   defaults_from: str = "") -> str:
     """The one stderr line that starts a run: every parameter the attack uses (eps-like
     values as fractions where they are one: ``eps=8/255``), where the data-set defaults came
-    from, the seed and the samples.
+    from (``budget``, or ``defaults_from`` as a run records it: "eps, step_size: cifar10"),
+    the seed and the samples.
 
     Example:
         >>> parameter_line("pgd", {"eps": 8 / 255, "steps": 40}, seed=0)
@@ -314,8 +323,10 @@ def parameter_line(attack: str, params: dict[str, Any], *, budget: Budget | None
     parts = [f"{k}={shown(v) if isinstance(v, float) else v}" for k, v in params.items()]
     line = f"{attack}: {' '.join(parts)}"
     if budget is not None and budget.values and budget.source:
-        line += f" ({', '.join(budget.values)}: {budget.source}'s default" \
-                f"{'s' if len(budget.values) > 1 else ''})"
+        defaults_from = f"{', '.join(budget.values)}: {budget.source}"
+    if defaults_from:
+        several = "," in defaults_from.split(":")[0]
+        line += f" ({defaults_from}'s default{'s' if several else ''})"
     if extra:
         line += f"; {extra}"
     if seed is not None:

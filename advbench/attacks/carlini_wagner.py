@@ -256,6 +256,27 @@ class CarliniWagnerL2(Attack):
         self.initial_const = float(initial_const)
         self.abort_early = bool(abort_early)
 
+    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
+        """Names the samples whose binary search never succeeded (attacked, c > 0, not
+        fooled, at the largest c the search reaches: ``initial_const`` times ten per search
+        step): the constant stayed too small for this model's logits."""
+        const = np.asarray(extras.get("const", []), np.float32)
+        if const.shape != fooled.shape:
+            return ""
+        attacked = const > 0
+        largest = np.float32(self.initial_const) * np.float32(10.0) ** (
+            self.binary_search_steps - 1)
+        stuck = attacked & ~fooled & np.isclose(const, largest, rtol=1e-5)
+        if not stuck.any():
+            return ""
+        return (f"{self.name}: the binary search found no adversarial for "
+                f"{int(stuck.sum())} of {int(attacked.sum())} attacked samples, up to c = "
+                f"{largest:g} ({self.binary_search_steps} search "
+                f"step{'s' if self.binary_search_steps > 1 else ''} from --initial-const "
+                f"{self.initial_const:g}, {self.max_iter} Adam steps each): the constant is "
+                "likely too small for this model's logits; raise --initial-const (e.g. 1) or "
+                "--binary-search-steps")
+
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         targeted = target is not None

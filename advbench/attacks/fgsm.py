@@ -45,7 +45,7 @@ class FGSM(Attack):
     def __init__(self, *, eps: float = 0.1, norm: str = "linf") -> None:
         super().__init__()
         check_range("eps", eps, low=0.0)
-        check_norm(norm)
+        check_norm(norm, self.name)
         self.eps = float(eps)
         self.norm = norm
 

@@ -30,9 +30,10 @@ import tensorflow as tf
 from advbench.attacks import SALIENCY_MAPS
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.targets import TARGET_MODES, choose_targets
+from advbench.core import progress
 from advbench.core.checks import check_range, check_targets
 from advbench.core.errors import ParameterError
-from advbench.core.ops import is_adversarial
+from advbench.core.ops import is_adversarial, report_step
 from advbench.core.types import Model
 
 # The candidate-pair scores are evaluated in row chunks of at most this many elements per
@@ -182,6 +183,13 @@ def _target_and_sum_gradients(model, x_flat: tf.Tensor, image_shape, target: tf.
     return logits, grad_target, grad_sum
 
 
+def iteration_budget(features: int, theta: float) -> int:
+    """The most iterations the loop can run on images of ``features`` entries: each feature
+    moves at most ceil(1/|theta|) + 1 times (float rounding) before it reaches its bound and
+    leaves the domain, and each iteration moves two features."""
+    return features * (math.ceil(1.0 / abs(theta)) + 1) // 2 + 1
+
+
 def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma: float,
               fallback: bool = True,
               saliency: str = "pairwise") -> tuple[tf.Tensor, tf.Tensor]:
@@ -193,9 +201,7 @@ def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma
     image_shape = x.shape[1:]
     n = int(np.prod(image_shape))
     budget = int(math.floor(gamma * n + 1e-9))
-    # Each feature moves at most ceil(1/|theta|) + 1 times (float rounding) before it reaches
-    # its bound and leaves the domain, and each iteration moves two features.
-    max_iterations = n * (math.ceil(1.0 / abs(theta)) + 1) // 2 + 1
+    max_iterations = iteration_budget(n, theta)
     sign = 1.0 if theta > 0 else -1.0
     batch = tf.shape(x)[0]
     x0 = tf.reshape(x, [batch, n])
@@ -230,7 +236,10 @@ def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma
         delta = theta * (tf.one_hot(p, n, dtype=xa.dtype) + tf.one_hot(q, n, dtype=xa.dtype))
         xa_new = tf.where(moves[:, None], tf.clip_by_value(xa + delta, 0.0, 1.0), xa)
         rows = active[:, None]
-        return (step + 1,
+        # Progress (advbench.core.progress): iterations done, samples still moving. Every
+        # iteration: one costs a forward and two backward passes, far above a report's ~1 ms.
+        running = tf.reduce_sum(tf.cast(moves, tf.int32))
+        return (report_step(step + 1, running),
                 tf.tensor_scatter_nd_update(x_cur, rows, xa_new),
                 tf.tensor_scatter_nd_update(done, rows, ~moves),
                 tf.tensor_scatter_nd_add(iterations, rows, tf.cast(moves, tf.int32)))
@@ -360,6 +369,8 @@ class JSMA(Attack):
 
         fn = self.compiled(model, f"{key}-{mode}", build)
         given = target if explicit else y
+        progress.iterations(iteration_budget(int(np.prod(x.shape[1:])), self.theta),
+                            samples=len(x))
         x_adv, chosen, iterations = fn(
             tf.convert_to_tensor(x), tf.convert_to_tensor(y),
             tf.convert_to_tensor(given, dtype=tf.int64),

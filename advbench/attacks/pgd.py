@@ -95,7 +95,7 @@ class PGD(Attack):
             raise ParameterError(f"random_start must be True or False, got {random_start!r}")
         if not isinstance(early_stop, bool):
             raise ParameterError(f"early_stop must be True or False, got {early_stop!r}")
-        check_norm(norm)
+        check_norm(norm, self.name)
         self.eps = float(eps)
         self.step_size = float(step_size)
         self.steps = int(steps)

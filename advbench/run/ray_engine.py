@@ -23,7 +23,7 @@ from advbench.core.types import PathLike
 from advbench.run.artifacts import ATTACK_SCHEMA
 from advbench.run.loading import LoadedModel, ModelSource
 from advbench.run.outputs import claim_output
-from advbench.run.runner import AttackRun, attack_split, run_key
+from advbench.run.runner import AttackRun, attack_split, run_key, run_parameters
 from advbench.run.shards import Shard, shard_output, write_merge
 
 
@@ -109,6 +109,7 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *,
                                attack.params(), str(shard_output(output.resolve(), shard)),
                                shard.index, shard.count)
                    for shard in shards]
+        progress.log(run_parameters(run, attack))
         progress.log(f"{attack.name}: {workers} Ray tasks")
         write_merge(ray.get(pending), output)
     return output

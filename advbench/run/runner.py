@@ -22,7 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__, data
+from advbench.attacks.autoattack import artifact_table
 from advbench.attacks.base import Attack
+from advbench.attacks.budgets import parameter_line
 from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.core.progress import Progress
@@ -63,6 +65,26 @@ def starts_from(run: AttackRun, attack: Attack) -> str | None:
     if attack.name in START_FROM_ATTACKS and run.target_mode is None:
         return run.start_from
     return None
+
+
+def run_parameters(run: AttackRun, attack: Attack, count: int | None = None,
+                   shard: Shard | None = None) -> str:
+    """The line that starts an attack run: every parameter the attack uses, where the data
+    set's defaults came from, targeted or not (and from what), the seed and the samples
+    (``count`` of them; None: as many as ``run.limit`` asks, or all of the split)."""
+    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
+    if starts_from(run, attack):
+        target += f", from the {run.start_from}"
+    # --limit draws a class-balanced subset, not the first N images: say so.
+    drawn = " (class-balanced)" if run.limit is not None else ""
+    how_many = (f"{count} samples" if count is not None else
+                f"{run.limit} samples" if run.limit is not None else "all samples")
+    samples = (f"{how_many}{drawn} of {data.display_name(run.dataset)} {run.split} (start "
+               f"{run.start}, batch size {run.batch_size}"
+               f"{f', shard {shard}' if shard is not None else ''})")
+    return parameter_line(attack.name, {"norm": attack.norm, **attack.params()},
+                          defaults_from=run.defaults_from, extra=target, seed=run.seed,
+                          samples=samples)
 
 
 def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray) -> str:
@@ -225,6 +247,13 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
                 f"{int(done.sum())}/{n} samples done, {headline}"
                 f"success {fooled:.1%} of correct"))
             checkpoints.tick()
+    # The attack's own reading of its failures, over the whole run (resumed batches too).
+    hint = attack.failure_hint(
+        state[SUCCESS_ARRAYS["label" if attrs.get("start_from") == "label" else "prediction"]],
+        {name[len("extras/"):]: values for name, values in state.items()
+         if name.startswith("extras/")})
+    if hint:
+        progress.log(hint)
     return output
 
 
@@ -295,6 +324,8 @@ def artifact_summary(path: PathLike, x: np.ndarray) -> dict[str, Any]:
         **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "wall_time_s": attrs.get("wall_time_s"),
+        "seed": attrs.get("seed"), "protocol": metrics.protocol(attrs, int(len(y))),
+        "autoattack_table": artifact_table(attrs, arrays),
     }
     if summary["minimal"]:
         norm = attrs.get("attack_norm")

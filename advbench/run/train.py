@@ -355,6 +355,21 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
     return adapted.model, source
 
 
+def training_line(config: TrainConfig, defense: Any, architecture: str) -> str:
+    """The line that starts a training run (`advbench train`, reproduce's train stages):
+    every parameter it uses."""
+    from advbench.attacks.budgets import shown
+
+    params = " ".join(f"{k}={shown(v) if isinstance(v, float) else v}"
+                      for k, v in defense.params().items())
+    brelu = f" (t={config.brelu_t:g})" if config.activation == "brelu" else ""
+    return (f"train {architecture} {config.activation}{brelu}, defense {defense.name}"
+            f"{': ' + params if params else ''}; epochs {config.epochs}, batch size "
+            f"{config.batch_size}, learning rate {config.learning_rate:g}, patience "
+            f"{config.patience}; seed {config.seed}; {data.display_name(config.dataset)} "
+            f"train split{f', limit {config.limit}' if config.limit else ''}")
+
+
 def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = None,
           model: keras.Model | None = None, source: dict[str, Any] | None = None,
           announce: str = "") -> tuple[keras.Model, dict[str, Any]]:

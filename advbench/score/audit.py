@@ -487,6 +487,16 @@ class _Audit:
                           f"iterations x {factor} restarts {more:.1%}"}
 
 
+#: The norms the audit runs in: its FGSM and PGD have no L1.
+AUDIT_NORMS = ("linf", "l2")
+
+
+def check_audit_norm(norm: str) -> None:
+    """ParameterError unless ``norm`` is one of ``AUDIT_NORMS``."""
+    if norm not in AUDIT_NORMS:
+        raise ParameterError(f"norm must be one of {', '.join(AUDIT_NORMS)}, got {norm!r}")
+
+
 def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str = "linf",
           checks: Sequence[str] | None = None, settings: AuditSettings | None = None,
           batch_size: int = 128, seed: int = 0,
@@ -515,13 +525,12 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
     none of the samples correctly (nothing to attack).
     """
     from advbench.core.checks import check_class_labels, check_images
-    from advbench.attacks.norms import check_norm
 
     settings = settings or AuditSettings()
     settings.validate()
     # L-inf eps above 1 is the whole [0, 1] box: check 4 could not go beyond the audited eps.
     check_range("eps", eps, low=0.0, low_inclusive=False, high=1.0 if norm == "linf" else None)
-    check_norm(norm)
+    check_audit_norm(norm)
     check_int("batch size", batch_size, low=1)
     check_seed(seed)
     checks = tuple(AUDIT_CHECKS) if checks is None else tuple(checks)
