@@ -23,9 +23,9 @@ import tensorflow as tf
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS, check_norm
 from advbench.core import progress
-from advbench.core.checks import check_int, check_labels, check_range
+from advbench.core.checks import check_int, check_range
 from advbench.core.errors import ParameterError
-from advbench.core.ops import batch_norm, expand_to, l2_normalize, report_step
+from advbench.core.ops import batch_norm, expand_to, l2_normalize, logit_margin, report_step
 from advbench.core.types import Model, Tensor
 from advbench.models.zoo import predict_logits
 
@@ -100,10 +100,8 @@ def dlr_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     (the paper's equation 6). Invariant to shifting and scaling the logits, so a model that
     scales its logits up to saturate the softmax does not flatten it. Needs 3 classes."""
     top = tf.math.top_k(logits, k=3).values
-    is_label = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(logits)[1], on_value=True,
-                          off_value=False)
-    other = tf.reduce_max(tf.where(is_label, tf.cast(-np.inf, logits.dtype), logits), axis=1)
-    return -(label_logit(logits, labels) - other) / (top[:, 0] - top[:, 2] + DLR_GUARD)
+    own, other = logit_margin(logits, labels)
+    return -(own - other) / (top[:, 0] - top[:, 2] + DLR_GUARD)
 
 
 def dlr_targeted_loss(logits: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -495,9 +493,9 @@ class AutoPGD(Attack):
 
     # -- shared by the APGD attacks ---------------------------------------------------------
     def check_classes(self, model: Model, y: np.ndarray, loss: str) -> int:
-        """The model's number of classes, after checking labels and that the loss applies."""
+        """The model's number of classes, after checking that the loss applies (labels: by
+        Attack.__call__)."""
         num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
         if num_classes < MIN_CLASSES[loss]:
             raise ParameterError(
                 f"attack {self.name!r} needs a model with at least {MIN_CLASSES[loss]} classes "

@@ -22,13 +22,13 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks import SQUARE_LOSSES as LOSSES
-from advbench.attacks.apgd import batch_signature, drop, hold_budget, label_logit
+from advbench.attacks.apgd import batch_signature, drop, hold_budget
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import check_norm, l1_box_projection
 from advbench.core import progress
-from advbench.core.checks import check_int, check_labels, check_range
+from advbench.core.checks import check_int, check_range
 from advbench.core.errors import ParameterError
-from advbench.core.ops import l2_normalize, report_step
+from advbench.core.ops import l2_normalize, logit_margin, report_step
 from advbench.core.types import Model
 from advbench.models.zoo import predict_logits
 
@@ -150,10 +150,9 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
 
     def loss_and_fooled(x_now, labels):
         logits = model(x_now, training=False)
-        is_label = tf.one_hot(labels, tf.shape(logits)[1], on_value=True, off_value=False)
-        other = tf.reduce_max(tf.where(is_label, tf.cast(-np.inf, logits.dtype), logits), axis=1)
         if loss == "margin":
-            value = label_logit(logits, labels) - other
+            own, other = logit_margin(logits, labels)
+            value = own - other
         else:  # minimise the negative cross-entropy
             value = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         fooled = tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
@@ -380,7 +379,6 @@ class Square(Attack):
         if x.ndim != 4:
             raise ParameterError(f"square needs images (batch, height, width, channels), got "
                                  f"an array of shape {x.shape}")
-        check_labels(y, int(model.output_shape[-1]))
         labels = y.astype(np.int32)
         attack = predict_logits(model, x).argmax(axis=1) == labels
         fn = self.compiled(model, "square", lambda: build_square(

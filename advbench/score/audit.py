@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 import numpy as np
 import tensorflow as tf
 
-from advbench import __version__, data
+from advbench import __version__
 from advbench.attacks import make_attack
 from advbench.core.checks import check_int, check_range, check_seed
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.files import output_lock
+from advbench.core.ops import logit_margin
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.models import ARCHITECTURE_BUILDERS
@@ -46,6 +47,7 @@ from advbench.models.gradients import attack_model
 from advbench.models.zoo import forward_function, predict_logits
 from advbench.run import outputs
 from advbench.run.artifacts import AUDIT_SCHEMA, jsonable, read_arrays, write_arrays
+from advbench.run.runner import attack_arrays
 from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
 
 if TYPE_CHECKING:
@@ -191,9 +193,7 @@ def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
         with tf.GradientTape() as tape:
             tape.watch(xb)
             logits = model(xb, training=False)
-            y_onehot = tf.one_hot(yb, tf.shape(logits)[-1], dtype=logits.dtype)
-            true = tf.reduce_sum(logits * y_onehot, axis=-1)
-            other = tf.reduce_max(logits - 1e9 * y_onehot, axis=-1)
+            true, other = logit_margin(logits, yb)
             margin = true - other
         # A layer without a gradient (tf.round) disconnects the input: that is a zero gradient.
         out[start:start + batch_size] = tape.gradient(
@@ -270,9 +270,12 @@ class _Audit:
         self.attacks[label] = {"attack": name, "params": attack.params(),
                                "crafted_on": "surrogate" if model is not None else "model"}
         source = self.model if model is None else model
-        robust = self._scored(label, lambda rows: attack(
-            source, self.x[rows], self.y[rows],
-            seed=data.batch_seed(self.seed, int(rows[0]))).x_adv, mask)
+        # The attack driver's batches and seeds (runner.attack_arrays): without a mask every
+        # sample is attacked as `advbench attack` would, so the same randomized attack and
+        # seed give the same images there and here; with one, only the masked samples.
+        x_adv = attack_arrays(attack, source, self.x, self.y, seed=self.seed,
+                              batch_size=self.batch_size, todo=mask, progress=self.progress)
+        robust = self._scored(label, lambda rows: x_adv[rows], mask)
         self.attacks[label]["robust_accuracy"] = self.accuracy(label)
         return robust
 
@@ -513,8 +516,10 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
         norm: "linf" or "l2".
         checks: names of ``advbench.score.AUDIT_CHECKS`` [default: all eight].
         settings: budgets and thresholds (``AuditSettings``).
-        batch_size, seed: attack batches and the seed of every random draw (each batch's
-            seed is ``data.batch_seed(seed, first row)``, as the attack runner derives it).
+        batch_size, seed: attack batches and the seed of every random draw: the attack
+            driver's (``runner.attack_arrays``: batch I of the samples, seed
+            ``data.batch_seed(seed, I * batch_size)``), so an attack gives the images
+            ``advbench attack`` gives with the same seed and batch size.
         surrogate: returns (model, description) of the surrogate for check 3, called only
             when that check runs (``train_surrogate``, or a loaded model).
 
