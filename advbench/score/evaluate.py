@@ -693,8 +693,13 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
     return Threshold(name, qualifier, number, bound)
 
 
+class GateError(ParameterError):
+    """A threshold names a metric the evaluation does not give (the command's usage error)."""
+
+
 def metric_value(summary: dict, threshold: Threshold) -> float:
-    """The value a threshold is checked against; ParameterError when it is not available."""
+    """The value a threshold is checked against; GateError (a ParameterError) when it is not
+    available."""
     if threshold.name in CERTIFICATION_METRICS:
         radius = float(threshold.qualifier or 0.0)
         values = [v for v in (_certified_value(e, threshold.name, radius)
@@ -706,7 +711,7 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
         chosen = [e for e in summary["artifacts"] if e.get("kind") == "attack"
                   and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
         if not chosen:
-            raise ParameterError(f"{threshold.label}: no given attack artifact has attack or "
+            raise GateError(f"{threshold.label}: no given attack artifact has attack or "
                                  f"file name {threshold.qualifier!r}")
         values = [v for v in (_value(e, threshold.name) for e in chosen) if v is not None]
         value = _worst(values, METRICS[threshold.name])
@@ -720,7 +725,7 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
             **{name: "a certification artifact (advbench certify; CERTIFY, not --predict)"
                for name in CERTIFICATION_METRICS},
         }.get(threshold.name, "at least one attack artifact")
-        raise ParameterError(f"{threshold.label} is not available: it needs {needs}")
+        raise GateError(f"{threshold.label} is not available: it needs {needs}")
     return value
 
 
@@ -746,9 +751,18 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate") -> Path:
+def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate", *,
+                     lock: bool = True) -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
-    arrays (schema ``advbench.evaluation``, written atomically)."""
-    write_arrays(path, EVALUATION_SCHEMA, {"kind": kind, "summary": jsonable(result.summary)},
-                 result.per_sample)
+    arrays (schema ``advbench.evaluation``, written atomically), holding the output lock
+    (``files.output_lock``; OutputError while another run writes ``path``; ``lock`` False:
+    the caller holds it already). An evaluation is derived from its inputs, so an existing
+    file at ``path`` is replaced."""
+    import contextlib
+
+    from advbench.core.files import output_lock
+
+    with output_lock(path, "artifact") if lock else contextlib.nullcontext():
+        write_arrays(path, EVALUATION_SCHEMA,
+                     {"kind": kind, "summary": jsonable(result.summary)}, result.per_sample)
     return Path(path)
