@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
@@ -146,8 +147,11 @@ class GradientDescent(Attack):
         other.plan(other.eps)
         return other
 
-    def __call__(self, model: Model, x, y, *, target=None, seed: int = 0,
-                 logits=None, eps: float | Sequence[float] | None = None):
+    def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,
+                 target: ArrayLike | None = None, seed: int = 0,
+                 logits: ArrayLike | None = None,
+                 eps: float | Sequence[float] | None = None
+                 ) -> Any:  # AttackOutput, or a list of them when eps is a list
         """``Attack.__call__``; with ``eps`` (one value or a list, each >= 0) the attack at
         those eps instead of its own: an ``AttackOutput`` per eps, in a list when a list was
         given (the same as constructing the attack at each eps)."""

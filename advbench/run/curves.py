@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from advbench import __version__, data
 from advbench.attacks import budgets
+from advbench.attacks.gradient_descent import GradientDescent
 from advbench.attacks.norms import NORMS
 from advbench.core.checks import check_int, check_range
 from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
@@ -70,10 +71,10 @@ def _sweep_function(model):
     return function
 
 
-_CURVE_ATTACK_OBJECTS: dict = {}
+_CURVE_ATTACK_OBJECTS: dict[tuple[str, str, float], GradientDescent] = {}
 
 
-def curve_attack(attack: str, norm: str, alpha: float):
+def curve_attack(attack: str, norm: str, alpha: float) -> GradientDescent:
     """The one-step attack object of a curve (``GradientDescent.line`` walks every eps from
     one gradient per sample), one per (attack, norm, alpha) for the process: its compiled
     functions (one per model) are then reused by every curve instead of traced again."""
@@ -154,7 +155,8 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
         yb = labels[start:stop]
         # (base, direction, steps, which eps) groups: each eps is one step along one
         # direction from one base image, drawn as the attack draws it at that eps.
-        groups = line.line(source_model, x[start:stop], yb, eps, seed=batch_seed(seed, start))
+        groups = line.line(source_model, x[start:stop], yb, [float(e) for e in eps],
+                           seed=batch_seed(seed, start))
         per_pass = max(1, IMAGES_PER_PASS // (stop - start))
         for t, (sweep_fn, forward) in enumerate(zip(sweeps, forwards)):
             pred_clean[t, start:stop] = forward(xb).numpy().argmax(axis=1)
