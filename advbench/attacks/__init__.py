@@ -30,13 +30,16 @@ ATTACK_CLASSES: dict[str, str] = {
     "apgd-dlr": "apgd_dlr:APGDDifferenceLogitsRatio",
     "apgd-t": "apgd_t:APGDTargeted",
     "square": "square:Square",
+    "fab": "fab:FAB",
+    "fab-t": "fab:FABTargeted",
     "autoattack": "autoattack:AutoAttack",
     "fmn": "fmn:FMN",
 }
 
 #: --norm name -> "module:Class" in advbench.attacks: the norms of the gradient attacks
 #: (``norms.NORMS`` holds one instance of each, named by its key).
-NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm"}
+NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm",
+                                "l1": "norms:L1Norm"}
 #: The norms of the minimum-norm attack ``fmn.FMN`` (--norm): L0 counts pixel-channel
 #: features; L1 and L0 are FMN's own (its projections live in ``fmn``).
 FMN_NORMS = ("l0", "l1", "l2", "linf")
@@ -54,9 +57,11 @@ TARGET_MODES = ("random", "least-likely")
 SALIENCY_MAPS = ("pairwise", "simplified")
 #: The losses the Square Attack can maximise (``square.Square``, --loss).
 SQUARE_LOSSES = ("margin", "ce")
-#: AutoAttack's versions (``autoattack.AutoAttack``, --version): "standard" (APGD-CE,
-#: APGD-T, Square) or "rand" (APGD-CE and APGD-DLR with EOT, for randomised defenses).
-AUTOATTACK_VERSIONS = ("standard", "rand")
+#: AutoAttack's versions (``autoattack.AutoAttack``, --version; members per norm in
+#: ``autoattack.VERSION_MEMBERS``): "standard" (APGD-CE, APGD-T, FAB-T, Square), "plus" (also
+#: APGD-DLR and FAB, 5 restarts) or "rand" (APGD-CE and APGD-DLR with EOT, for randomised
+#: defenses).
+AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
 #: How fgsm-min walks its eps grid (``fgsm_min.MinimalFGSM``, --search): "exact" (every sample
 #: until its first flip, as ART 1.20.1) or "authors" (the paper authors' loop, which attacks
 #: the wrong images from the third grid step on; for reproducing their Table 2 only).

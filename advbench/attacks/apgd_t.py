@@ -55,9 +55,9 @@ class APGDTargeted(AutoPGD):
 
     def __init__(self, *, eps: float = 0.3, norm: str = "linf", n_iter: int = 100,
                  n_restarts: int = 1, rho: float = 0.75, eot_iter: int = 1,
-                 n_target_classes: int = 9) -> None:
+                 use_largereps: bool = False, n_target_classes: int = 9) -> None:
         super().__init__(eps=eps, norm=norm, n_iter=n_iter, n_restarts=n_restarts, rho=rho,
-                         eot_iter=eot_iter)
+                         eot_iter=eot_iter, use_largereps=use_largereps)
         check_int("n_target_classes", n_target_classes, low=1)
         self.n_target_classes = int(n_target_classes)
 

@@ -31,7 +31,7 @@ from advbench.attacks import SALIENCY_MAPS
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.targets import TARGET_MODES, choose_targets
 from advbench.core import progress
-from advbench.core.checks import check_range, check_targets
+from advbench.core.checks import check_range
 from advbench.core.errors import ParameterError
 from advbench.core.ops import is_adversarial, report_step
 from advbench.core.types import Model
@@ -349,8 +349,7 @@ class JSMA(Attack):
             seed: int) -> AttackOutput:
         key = f"jsma-{self.theta}-{self.gamma}-{self.fallback}-{self.saliency}"
         explicit = target is not None
-        if target is not None:
-            target = check_targets(target, x.shape[0], output_classes(model))
+        if target is not None:  # checked by Attack.__call__
             mode = "explicit"
         else:
             mode = self.target_mode

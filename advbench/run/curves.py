@@ -14,9 +14,8 @@ classes): 100 eps x 10,000 MNIST images is 1 MB per target instead of 3 GB of im
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 import weakref
 from pathlib import Path
@@ -27,21 +26,19 @@ import tensorflow as tf
 
 from advbench import __version__, data
 from advbench.attacks import budgets
-from advbench.attacks.fgsm import fgsm_direction
+from advbench.attacks.gradient_descent import GradientDescent
 from advbench.attacks.norms import NORMS
 from advbench.core.checks import check_int, check_range
-from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.files import output_lock, refuse_existing
+from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.data import batch_seed
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
-from advbench.models.gradients import attack_model
 from advbench.models.zoo import forward_function
-from advbench.run import CURVE_ATTACKS
-from advbench.run.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
-                                    read_attrs, run_artifact_path, write_arrays)
+from advbench.run import CURVE_ATTACKS, outputs
+from advbench.run.artifacts import (CURVE_SCHEMA, find_artifact, read_arrays, run_artifact_path,
+                                    write_arrays)
 
 # The eps grids of curves (parsed in the TensorFlow-free ``budgets``, kept here by name).
 parse_eps = budgets.parse_eps
@@ -53,7 +50,6 @@ IMAGES_PER_PASS = 2048
 
 # -- the sweep ------------------------------------------------------------------------------
 _SWEEP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_RANDOM_START_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _sweep_function(model):
@@ -75,35 +71,21 @@ def _sweep_function(model):
     return function
 
 
-def _random_start_function(model):
-    """tf.function (x, labels, seed (2,), alpha) -> (sign noise, x_random, FGSM direction at
-    x_random), with the noise drawn exactly as ``RandomFGSM`` draws it for the same seed."""
-    function = _RANDOM_START_CACHE.get(model)
-    if function is None:
-        differentiated = attack_model(model)  # same logits, cheaper input gradient
-
-        def random_start(x, labels, seed, alpha):
-            noise = tf.sign(tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype))
-            x_random = tf.clip_by_value(x + alpha * noise, 0.0, 1.0)
-            return noise, x_random, fgsm_direction(differentiated, x_random, labels, "linf",
-                                                   False)
-
-        function = tf.function(random_start, reduce_retracing=True)
-        _RANDOM_START_CACHE[model] = function
-    return function
+_CURVE_ATTACK_OBJECTS: dict[tuple[str, str, float], GradientDescent] = {}
 
 
-_FGSM_BY_NORM: dict = {}
-
-
-def _fgsm(norm: str):
-    """One FGSM object per norm for the process: its compiled direction (one tf.function per
-    model) is then reused by every curve of that model instead of being traced again."""
+def curve_attack(attack: str, norm: str, alpha: float) -> GradientDescent:
+    """The one-step attack object of a curve (``GradientDescent.line`` walks every eps from
+    one gradient per sample), one per (attack, norm, alpha) for the process: its compiled
+    functions (one per model) are then reused by every curve instead of traced again."""
     from advbench.attacks.fgsm import FGSM
+    from advbench.attacks.rand_fgsm import RandomFGSM
 
-    if norm not in _FGSM_BY_NORM:
-        _FGSM_BY_NORM[norm] = FGSM(norm=norm)
-    return _FGSM_BY_NORM[norm]
+    key = (attack, norm, float(alpha))
+    if key not in _CURVE_ATTACK_OBJECTS:
+        _CURVE_ATTACK_OBJECTS[key] = (FGSM(norm=norm) if attack == "fgsm"
+                                      else RandomFGSM(eps=alpha, alpha=alpha))
+    return _CURVE_ATTACK_OBJECTS[key]
 
 
 def _prediction_dtype(num_classes: int):
@@ -162,6 +144,7 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     dtype = _prediction_dtype(num_classes)
     pred_clean = np.zeros((len(target_models), n), dtype)
     pred_adv = np.zeros((len(target_models), eps.size, n), dtype)
+    line = curve_attack(attack, norm, alpha)
     sweeps = [_sweep_function(m) for m in target_models]
     forwards = [forward_function(m) for m in target_models]
     progress = progress or Progress(quiet=True)
@@ -171,18 +154,9 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
         xb = tf.constant(x[start:stop])
         yb = labels[start:stop]
         # (base, direction, steps, which eps) groups: each eps is one step along one
-        # direction from one base image.
-        if attack == "fgsm":
-            direction = tf.constant(_fgsm(norm).direction(source_model, x[start:stop], yb))
-            groups = [(xb, direction, eps, np.arange(eps.size))]
-        else:
-            seed_tensor = tf.constant([batch_seed(seed, start), 0], dtype=tf.int64)
-            noise, x_random, direction = _random_start_function(source_model)(
-                xb, tf.constant(yb.astype(np.int32)), seed_tensor, tf.constant(alpha, xb.dtype))
-            small = np.flatnonzero(eps < alpha)
-            large = np.flatnonzero(eps >= alpha)
-            groups = [(xb, noise, eps[small], small), (x_random, direction, eps[large] - alpha,
-                                                      large)]
+        # direction from one base image, drawn as the attack draws it at that eps.
+        groups = line.line(source_model, x[start:stop], yb, [float(e) for e in eps],
+                           seed=batch_seed(seed, start))
         per_pass = max(1, IMAGES_PER_PASS // (stop - start))
         for t, (sweep_fn, forward) in enumerate(zip(sweeps, forwards)):
             pred_clean[t, start:stop] = forward(xb).numpy().argmax(axis=1)
@@ -259,16 +233,15 @@ def _model_ref(path, meta: dict) -> dict[str, Any]:
 
 def curve_key(run: CurveRun, attack: str, params: dict, eps: Sequence[float], source_hash: str,
               target_hashes: list[str], indices: np.ndarray) -> str:
-    """Digest of everything that determines a curve artifact (reuse when equal)."""
+    """The run key (``outputs.run_key``) of a curve: what determines its artifact."""
     payload = {
         "attack": attack, "params": params, "eps": [float(e) for e in eps],
         "source": source_hash, "targets": list(target_hashes), "dataset": run.dataset,
         "split": run.split, "seed": run.seed, "batch_size": run.batch_size,
-        "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
     if run.dataset not in data.DATASETS:
         payload["data_hash"] = data.fingerprint(run.dataset)  # a user's file can change
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return outputs.run_key(payload, indices)
 
 
 def read_curve(path: PathLike) -> Curve:
@@ -314,16 +287,20 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
     if output is None:
         output = run_artifact_path(runs_dir, source[0], attack, key, curve=True)
     output = Path(output)
-    found = _reusable(output, runs_dir, key)
-    if found is not None:  # reuse needs no lock, so a read-only runs folder still serves
+    claim: dict[str, Any] = dict(schema=CURVE_SCHEMA, key=key, noun="a curve",
+                                 kind="a curve artifact")
+    with contextlib.suppress(AdvbenchError):  # reuse needs no lock (a read-only runs folder)
+        if outputs.read_claim(output, **claim).state == "complete":
+            return output, True
+    found = find_artifact(runs_dir, CURVE_SCHEMA, key)  # the same curve under another name
+    if found is not None:
         return found, True
     # One writer per output: a second run of the same -o waits briefly, then refuses; once
     # it holds the lock, the first run's finished curve is reused.
-    with output_lock(output, "curve artifact"):
-        found = _reusable(output, runs_dir, key)
-        if found is not None:
-            return found, True
-        refuse_existing(output, overwrite=overwrite, holds=" and holds something else")
+    with outputs.claim_output(output, what="curve artifact", overwrite=overwrite,
+                              **claim) as held:
+        if held.state == "complete":
+            return output, True
         predictions = sweep(source[1], [m for _, m, _ in targets], x, y, eps, attack=attack,
                             norm=norm, alpha=alpha, seed=run.seed, batch_size=run.batch_size,
                             progress=progress)
@@ -338,18 +315,3 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
         write_arrays(output, CURVE_SCHEMA, attrs, {
             "eps": np.asarray(eps, dtype=np.float64), "y": y, "indices": indices, **predictions})
         return output, False
-
-
-def _reusable(output: Path, runs_dir, key: str) -> Path | None:
-    """A finished curve with this key: at ``output``, else anywhere in ``runs_dir``."""
-    if output.exists() and _key_of(output) == key:
-        return output
-    return find_artifact(runs_dir, CURVE_SCHEMA, key)
-
-
-def _key_of(path: Path) -> str | None:
-    try:
-        with open_artifact(path, CURVE_SCHEMA) as f:
-            return read_attrs(f).get("key")
-    except ArtifactError:
-        return None

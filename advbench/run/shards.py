@@ -18,9 +18,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.files import output_lock, refuse_existing
 from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, artifact_kind,
                                     read_arrays, read_attack_artifact, write_arrays)
+from advbench.run.outputs import claim_output
 
 #: Environment variables that ``--shard auto/N`` reads, in this order, with the index their
 #: first task has: SLURM job arrays (``--array=0-3``; the index is counted from
@@ -256,14 +256,19 @@ def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, 
     output = Path(output)
     if any(Path(p).resolve() == output.resolve() for p in paths):
         raise ArtifactError(f"{output} is one of the shards; write the merge to another -o")
-    with output_lock(output, "attack artifact"):
-        refuse_existing(output, overwrite=overwrite)
-        # Certification shards merge as attack shards do (the first path's kind decides).
-        schema = (CERTIFICATION_SCHEMA if paths and Path(paths[0]).exists()
-                  and artifact_kind(paths[0]) == CERTIFICATION_SCHEMA else ATTACK_SCHEMA)
-        attrs, arrays = merge_attack_runs(paths, schema)
-        write_arrays(output, schema, attrs, arrays)
-    return output, attrs
+    with claim_output(output, what="attack artifact", overwrite=overwrite):
+        return output, write_merge(paths, output)
+
+
+def write_merge(paths: Sequence[str | os.PathLike], output: str | os.PathLike) -> dict[str, Any]:
+    """Write the merge of ``paths`` to ``output`` (the caller holds its claim,
+    ``outputs.claim_output``); returns the merged attrs."""
+    # Certification shards merge as attack shards do (the first path's kind decides).
+    schema = (CERTIFICATION_SCHEMA if paths and Path(paths[0]).exists()
+              and artifact_kind(paths[0]) == CERTIFICATION_SCHEMA else ATTACK_SCHEMA)
+    attrs, arrays = merge_attack_runs(paths, schema)
+    write_arrays(output, schema, attrs, arrays)
+    return attrs
 
 
 def group_shards(paths: Sequence[str | os.PathLike]) -> list[list[Path]]:

@@ -16,7 +16,6 @@ the same call resumes from it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.defenses.base import Defense
 from advbench.models.zoo import build_model, predict_labels, zoo_name
-from advbench.run import distribute
+from advbench.run import distribute, outputs
 from advbench.run.artifacts import read_arrays, write_arrays
 
 if TYPE_CHECKING:
@@ -267,31 +266,26 @@ class Checkpoint:
 
 def training_key(config: TrainConfig, defense: Defense,
                  source: dict[str, Any] | None = None) -> str:
-    """A digest of what determines a training run (with ``source``, the user's architecture
-    file of ``prepare_architecture``); where it runs (strategy, devices) and where it
+    """The run key (``outputs.run_key``) of a training run: what determines it (with
+    ``source``, the user's architecture file of ``prepare_architecture``); where it runs (strategy, devices) and where it
     checkpoints do not count, so a launcher may resume on other devices."""
     fields = dataclasses.asdict(config)
     for name in ("strategy", "devices", "checkpoint_dir"):
         fields.pop(name)
     payload = {**fields, "data_dir": str(fields["data_dir"]), "defense": repr(defense),
                "source": (source or {}).get("hash")}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return outputs.run_key(payload)
 
 
 def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: np.ndarray,
                                 seed: int, batch_size: int = 512,
                                 progress: Progress | None = None) -> np.ndarray:
-    """Adversarials of a whole training set with one attack (for static augmentation)."""
-    out = np.empty_like(x)
-    batches = -(-len(x) // batch_size)
-    if progress:
-        progress.start(f"crafting {attack.name}", batches)
-    for b in range(batches):
-        sl = slice(b * batch_size, (b + 1) * batch_size)
-        out[sl] = attack(model, x[sl], y[sl], seed=data.batch_seed(seed, sl.start)).x_adv
-        if progress:
-            progress.advance(samples=len(out[sl]))
-    return out
+    """Adversarials of a whole training set with one attack (for static augmentation),
+    batched and seeded by the attack driver (``runner.attack_arrays``)."""
+    from advbench.run.runner import attack_arrays
+
+    return attack_arrays(attack, model, x, y, seed=seed, batch_size=batch_size,
+                         progress=progress)
 
 
 def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, *,

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from advbench import data
+from advbench.attacks.autoattack import artifact_table
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
@@ -195,6 +196,9 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
         "robustness": None, "training_distance": None,
         "per_class_accuracy": per_class_accuracy(
             pred, y, len(attrs.get("class_names") or []) or int(y.max(initial=0)) + 1),
+        "seed": attrs.get("seed"), "protocol": metrics.protocol(attrs, int(len(y))),
+        # AutoAttack's robust accuracy after each member, on the model it was crafted on.
+        "autoattack_table": artifact_table(attrs, arrays) if white_box else None,
     }
     if model_level and minimal and white_box:
         norm = attrs.get("attack_norm")
@@ -704,8 +708,13 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
     return Threshold(name, qualifier, number, bound)
 
 
+class GateError(ParameterError):
+    """A threshold names a metric the evaluation does not give (the command's usage error)."""
+
+
 def metric_value(summary: dict, threshold: Threshold) -> float:
-    """The value a threshold is checked against; ParameterError when it is not available."""
+    """The value a threshold is checked against; GateError (a ParameterError) when it is not
+    available."""
     if threshold.name in CERTIFICATION_METRICS:
         radius = float(threshold.qualifier or 0.0)
         values = [v for v in (_certified_value(e, threshold.name, radius)
@@ -717,7 +726,7 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
         chosen = [e for e in summary["artifacts"] if e.get("kind") == "attack"
                   and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
         if not chosen:
-            raise ParameterError(f"{threshold.label}: no given attack artifact has attack or "
+            raise GateError(f"{threshold.label}: no given attack artifact has attack or "
                                  f"file name {threshold.qualifier!r}")
         values = [v for v in (_value(e, threshold.name) for e in chosen) if v is not None]
         value = _worst(values, METRICS[threshold.name])
@@ -731,7 +740,7 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
             **{name: "a certification artifact (advbench certify; CERTIFY, not --predict)"
                for name in CERTIFICATION_METRICS},
         }.get(threshold.name, "at least one attack artifact")
-        raise ParameterError(f"{threshold.label} is not available: it needs {needs}")
+        raise GateError(f"{threshold.label} is not available: it needs {needs}")
     return value
 
 
@@ -757,9 +766,18 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate") -> Path:
+def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate", *,
+                     lock: bool = True) -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
-    arrays (schema ``advbench.evaluation``, written atomically)."""
-    write_arrays(path, EVALUATION_SCHEMA, {"kind": kind, "summary": jsonable(result.summary)},
-                 result.per_sample)
+    arrays (schema ``advbench.evaluation``, written atomically), holding the output lock
+    (``files.output_lock``; OutputError while another run writes ``path``; ``lock`` False:
+    the caller holds it already). An evaluation is derived from its inputs, so an existing
+    file at ``path`` is replaced."""
+    import contextlib
+
+    from advbench.core.files import output_lock
+
+    with output_lock(path, "artifact") if lock else contextlib.nullcontext():
+        write_arrays(path, EVALUATION_SCHEMA,
+                     {"kind": kind, "summary": jsonable(result.summary)}, result.per_sample)
     return Path(path)
