@@ -241,8 +241,9 @@ def test_bad_parameters(kwargs, message):
 
 
 @pytest.mark.parametrize("target, message", [
-    (np.array([0, 1, 2]), r"target has shape \(3,\) but y has \(4,\)"),
-    (np.array([0, 1, 2, 7]), r"target must hold class indices in \[0, 4\)"),
+    # The base class checks targets for every attack (issue 21): its wording.
+    (np.array([0, 1, 2]), r"target must have shape \(4,\), one class per image, got \(3,\)"),
+    (np.array([0, 1, 2, 7]), r"target classes must be >= 0 and < 4, got values from 0 to 7"),
 ])
 def test_bad_targets(tiny_model, target, message):
     x, y = synthetic_images(4, seed=4)
