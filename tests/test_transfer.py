@@ -174,6 +174,7 @@ def test_ray_path_prints_the_runs_parameter_line(trained_tiny_cnn, fake_data_dir
     """The Ray driver prints the run's parameter line before its tasks (Ray stood in for by
     a sequential fake: the line is the driver's, not the workers')."""
     from advbench.run import ray_engine
+    from advbench.run.loading import open_model
     from advbench.run.runner import AttackRun
 
     class FakeRay:
@@ -191,8 +192,8 @@ def test_ray_path_prints_the_runs_parameter_line(trained_tiny_cnn, fake_data_dir
     run = AttackRun(model_path=str(path), dataset="mnist", limit=12, batch_size=4,
                     data_dir=str(fake_data_dir), seed=3, defaults_from="eps: mnist")
     progress, out = _plain_progress()
-    ray_engine.attack_with_ray(run, FGSM(eps=0.3), tmp_path / "ray.h5", workers=2,
-                               progress=progress)
+    ray_engine.attack_with_ray(run, FGSM(eps=0.3), tmp_path / "ray.h5",
+                               model=open_model(str(path)), workers=2, progress=progress)
     lines = out.getvalue().splitlines()
     assert lines[:2] == ["fgsm: norm=linf eps=0.3 (eps: mnist's default); untargeted; seed 3; "
                          "12 samples (class-balanced) of mnist test (start 0, batch size 4)",
