@@ -22,8 +22,8 @@ import tensorflow as tf
 
 from advbench import progress
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.norms import NORMS, check_norm
-from advbench.checks import check_int, check_labels, check_range
+from advbench.attacks.norms import NORMS
+from advbench.checks import check_labels
 from advbench.errors import ParameterError
 from advbench.models import predict_logits
 from advbench.ops import batch_norm, expand_to, l2_normalize, report_step
@@ -304,23 +304,6 @@ class AutoPGD(Attack):
     loss: ClassVar[str] = "ce"
     randomized = True
 
-    def __init__(self, *, eps: float = 0.3, norm: str = "linf", n_iter: int = 100,
-                 n_restarts: int = 1, rho: float = 0.75, eot_iter: int = 1) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_norm(norm)
-        check_int("n_iter", n_iter, low=1)
-        check_int("n_restarts", n_restarts, low=1)
-        check_range("rho", rho, low=0.0, high=1.0)
-        check_int("eot_iter", eot_iter, low=1)
-        self.eps = float(eps)
-        self.norm = norm
-        self.n_iter = int(n_iter)
-        self.n_restarts = int(n_restarts)
-        self.rho = float(rho)
-        self.eot_iter = int(eot_iter)
-
-    # -- shared by the APGD attacks ---------------------------------------------------------
     def check_classes(self, model: Model, y: np.ndarray, loss: str) -> int:
         """The model's number of classes, after checking labels and that the loss applies."""
         num_classes = int(model.output_shape[-1])

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from advbench.attacks import AUTOATTACK_VERSIONS as VERSIONS
 from advbench.attacks.apgd import MIN_CLASSES, AutoPGD, hold_budget
 from advbench.attacks.apgd_ce import APGDCrossEntropy
 from advbench.attacks.apgd_dlr import APGDDifferenceLogitsRatio
 from advbench.attacks.apgd_t import APGDTargeted
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.norms import check_norm
 from advbench.attacks.square import Square
-from advbench.checks import check_int, check_labels, check_range
-from advbench.errors import ParameterError
+from advbench.checks import check_labels
 from advbench.models import predict_logits
 from advbench.types import Model
 
@@ -84,24 +81,8 @@ class AutoAttack(Attack):
     name = "autoattack"
     randomized = True
 
-    def __init__(self, *, eps: float = 0.3, norm: str = "linf", version: str = "standard",
-                 n_iter: int = 100, n_target_classes: int = 9, n_queries: int = 5000,
-                 eot_iter: int = 20) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_norm(norm)
-        if version not in VERSIONS:
-            raise ParameterError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
-        for param, value in (("n_iter", n_iter), ("n_target_classes", n_target_classes),
-                             ("n_queries", n_queries), ("eot_iter", eot_iter)):
-            check_int(param, value, low=1)
-        self.eps = float(eps)
-        self.norm = norm
-        self.version = version
-        self.n_iter = int(n_iter)
-        self.n_target_classes = int(n_target_classes)
-        self.n_queries = int(n_queries)
-        self.eot_iter = int(eot_iter)
+    def __post_init__(self) -> None:
+        norm, version = self.norm, self.version
         eps = self.eps
         self.attacks: tuple[AutoPGD | Square, ...]
         if version == "standard":

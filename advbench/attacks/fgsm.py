@@ -6,8 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.norms import NORMS, check_norm
-from advbench.checks import check_range
+from advbench.attacks.norms import NORMS
 from advbench.models.gradients import attack_model
 from advbench.ops import loss_gradient
 from advbench.types import Model
@@ -41,13 +40,6 @@ class FGSM(Attack):
 
     name = "fgsm"
     supports_targets = True
-
-    def __init__(self, *, eps: float = 0.1, norm: str = "linf") -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_norm(norm)
-        self.eps = float(eps)
-        self.norm = norm
 
     def direction(self, model: Model, x: np.ndarray, labels: np.ndarray,
                   targeted: bool = False) -> np.ndarray:

@@ -6,9 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.norms import NORMS, check_norm
-from advbench.checks import check_int, check_range
-from advbench.errors import ParameterError
+from advbench.attacks.norms import NORMS
 from advbench import progress
 from advbench.ops import expand_to, is_adversarial, loss_gradient, report_step
 from advbench.types import Model
@@ -84,24 +82,6 @@ class PGD(Attack):
     name = "pgd"
     randomized = True
     supports_targets = True
-
-    def __init__(self, *, eps: float = 0.3, step_size: float = 0.01, steps: int = 40,
-                 random_start: bool = True, norm: str = "linf", early_stop: bool = False) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_range("step_size", step_size, low=0.0, low_inclusive=False)
-        check_int("steps", steps, low=0)
-        if not isinstance(random_start, bool):
-            raise ParameterError(f"random_start must be True or False, got {random_start!r}")
-        if not isinstance(early_stop, bool):
-            raise ParameterError(f"early_stop must be True or False, got {early_stop!r}")
-        check_norm(norm)
-        self.eps = float(eps)
-        self.step_size = float(step_size)
-        self.steps = int(steps)
-        self.random_start = random_start
-        self.norm = norm
-        self.early_stop = early_stop
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:

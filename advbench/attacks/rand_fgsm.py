@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
-from advbench.checks import check_range
 from advbench.errors import ParameterError
 from advbench.types import Model
 
@@ -45,16 +44,11 @@ class RandomFGSM(Attack):
     norm = "linf"
     randomized = True
 
-    def __init__(self, *, eps: float = 0.1, alpha: float = 0.05) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_range("alpha", alpha, low=0.0)
-        if alpha > eps:
+    def __post_init__(self) -> None:
+        if self.alpha > self.eps:
             raise ParameterError(
-                f"alpha ({alpha}) must be <= eps ({eps}): the random step is part of the "
-                "eps budget; lower alpha or raise eps")
-        self.eps = float(eps)
-        self.alpha = float(alpha)
+                f"alpha ({self.alpha}) must be <= eps ({self.eps}): the random step is part of "
+                "the eps budget; lower alpha or raise eps")
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
