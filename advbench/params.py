@@ -85,6 +85,23 @@ class Param:
             return flag
         return f"{flag}/--no-{flag[2:]}"
 
+    def range_text(self) -> str:
+        """The values it takes, as the docs write them: ``[0, 1]``, ``> 0``, ``linf, l2``."""
+        if self.choices is not None:
+            return ", ".join(self.choices)
+        if self.type is bool:
+            return "on, off"
+        low = "" if self.low is None else ("[" if self.low_inclusive else "(") + f"{self.low:g}"
+        high = "" if self.high is None else f"{self.high:g}" + ("]" if self.high_inclusive
+                                                               else ")")
+        if low and high:
+            return f"{low}, {high}"
+        if low:
+            return (">= " if self.low_inclusive else "> ") + f"{self.low:g}"
+        if high:
+            return ("<= " if self.high_inclusive else "< ") + f"{self.high:g}"
+        return "any"
+
     def check(self, value: Any, label: str | None = None) -> Any:
         """``value`` converted to the declared type, or ParameterError naming ``label`` (the
         name by default), what was passed and what is expected."""
