@@ -447,7 +447,7 @@ def _spec_options(specs: dict, order: tuple
     help's default is derived from the owners' defaults."""
     from advbench.params import flag_help, flag_table
 
-    return [(p.cli_declaration, _dest(flag), tuple(defaults), p.name, _param_type(p),
+    return [(p.cli_declaration or flag, _dest(flag), tuple(defaults), p.name, _param_type(p),
              flag_help(p, defaults)) for flag, (p, defaults) in flag_table(specs, order).items()]
 
 
