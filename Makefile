@@ -8,7 +8,7 @@ ADVBENCH := $(BIN)/advbench
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
 
-.PHONY: install test test-fast test-slow demo data bench bench-train bench-attacks bench-strong bench-gradients bench-metrics bench-scale bench-progress lint clean
+.PHONY: install test test-fast test-slow demo data bench bench-train bench-attacks bench-strong bench-fmn bench-gradients bench-metrics bench-scale bench-progress lint clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,12 @@ bench-attacks: install
 bench-strong: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_strong.py --model $(BENCH_MODEL)
+
+# Fast Minimum-Norm against Foolbox 3.3.4's FMN in L0, L1, L2 and L-inf on the demo CNN.
+BENCH_FMN_ARGS ?= --limit 300
+bench-fmn: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_fmn.py --model $(DEMO_MODELS)/mnist-cnn.h5 $(BENCH_FMN_ARGS)
 
 # pyflakes and mypy (settings in setup.cfg) come with the `test` extra.
 lint: install

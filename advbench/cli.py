@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterator, Sequence
 import click
 
 from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
+from advbench.attacks.budgets import AUDIT_EPS_HELP
+from advbench.core.errors import AdvbenchError, flags_verb
 from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
-from advbench.errors import AdvbenchError, flags_verb
 
 EXIT_GATE_FAILED = 3
 EXIT_AUDIT_FAILED = 4
@@ -28,9 +29,9 @@ EXIT_AUDIT_FAILED = 4
 @contextlib.contextmanager
 def _usage_errors() -> Iterator[None]:
     """Bad option values as usage errors (exit 2), raised before any work starts: the
-    library's checks (``advbench.checks``, the constructors' ParameterErrors) are the one
+    library's checks (``advbench.core.checks``, the constructors' ParameterErrors) are the one
     validation of every numeric option, and the CLI only maps them."""
-    from advbench.errors import ParameterError
+    from advbench.core.errors import ParameterError
 
     try:
         yield
@@ -42,7 +43,7 @@ def _check_shard(ctx: click.Context, param: click.Parameter, text: str | None) -
     """Refuse a bad ``--shard``/``--distance-shard`` while parsing (exit 2), before TensorFlow
     starts; the command parses the checked text again (``shards.parse_shard``)."""
     if text is not None:
-        from advbench.shards import parse_shard
+        from advbench.run.shards import parse_shard
 
         with _usage_errors():
             parse_shard(text, flag=param.opts[0])
@@ -114,7 +115,7 @@ class RegistryChoice(click.Choice):
 
 
 class AdvbenchCommand(click.Command):
-    """A command that checks its model files and data (``advbench.precheck``) on the raw
+    """A command that checks its model files and data (``advbench.models.precheck``) on the raw
     arguments, before any option's conversion can import TensorFlow (``--attack``'s choices
     do), and imports TensorFlow quietly before running."""
 
@@ -137,7 +138,7 @@ def _precheck(command: str, raw: dict) -> None:
     """The usage errors a command's MODEL files and data give away before TensorFlow's import
     (10-30 s): a missing file, several outputs, a flat input, a shape the data cannot fit
     (``raw``: the command's parameters as typed, unconverted)."""
-    from advbench.precheck import check_model, data_image_shape
+    from advbench.models.precheck import check_model, data_image_shape
 
     def strings(value):
         return [value] if isinstance(value, str) else [v for v in value or () if
@@ -197,7 +198,7 @@ def _reading_options(f):
         click.option("--custom-objects", metavar="MODULE", default=None,
                      help="Your importable module defining your model file's custom layers "
                           "(the only code of yours advbench runs)."),
-        click.option("--outputs", type=RegistryChoice("advbench.names:OUTPUTS"),
+        click.option("--outputs", type=RegistryChoice("advbench.models:OUTPUTS"),
                      default="auto", show_default=True,
                      help="Your model's outputs: auto (a final softmax is removed, "
                           "probabilities without one are refused), logits, or probabilities "
@@ -225,7 +226,7 @@ def _reading_options(f):
 
 def _reading(custom_objects, outputs, input_range, mean, std) -> dict:
     """``loading.open_model``'s reading keywords from the flags of ``_reading_options``."""
-    from advbench.errors import ParameterError
+    from advbench.core.errors import ParameterError
     from advbench.models.adapt import Preprocessing, parse_channels, parse_range
 
     try:
@@ -262,7 +263,7 @@ def _run_output_options(default_path: str):
 
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
                      limit_help: str, batch_size: int):
-    """The options that pick a stage's samples (``runner.Samples``): --dataset and --data
+    """The options that pick a stage's samples (``data.samples.Samples``): --dataset and --data
     (when ``dataset_help`` is given), --split, --limit, --start, --batch-size and --seed."""
     options = [
         click.option("--split", type=RegistryChoice("advbench.data:SPLITS"), default="test",
@@ -345,7 +346,8 @@ def data_info(data_dir):
     """
     from rich.table import Table
 
-    from advbench import data as datamod, report
+    from advbench import data as datamod
+    from advbench.score import report
 
     table = Table(title="advbench data sets")
     for col in ("data set", "found", "layout", "path", "searched", "accepts"):
@@ -391,8 +393,8 @@ class EpsList(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        from advbench.budgets import parse_eps
-        from advbench.errors import ParameterError
+        from advbench.attacks.budgets import parse_eps
+        from advbench.core.errors import ParameterError
 
         if isinstance(value, (float, tuple)):
             return value
@@ -410,8 +412,8 @@ class EpsValue(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        from advbench.budgets import parse_value
-        from advbench.errors import ParameterError
+        from advbench.attacks.budgets import parse_value
+        from advbench.core.errors import ParameterError
 
         if isinstance(value, float):
             return value
@@ -430,9 +432,11 @@ def _dest(flag: str) -> str:
 
 
 def _param_type(param: Any) -> Any:
-    """The Click type of a declared parameter (``advbench.params.Param``); None for on/off."""
+    """The Click type of a declared parameter (``advbench.core.params.Param``); None for on/off."""
     if param.type is bool:
         return None
+    if param.name == "norm" and param.choices is not None:
+        return RegistryChoice("advbench.attacks:ATTACK_NORMS")  # each attack checks its own
     if param.choices is not None:
         return click.Choice(param.choices)
     if param.eps_like:
@@ -445,7 +449,7 @@ def _spec_options(specs: dict, order: tuple
     """(flag declaration, Click's parameter name, owners, parameter name, type, help) of each
     flag of a registry's parameters, from their one declaration (``params.flag_table``): the
     help's default is derived from the owners' defaults."""
-    from advbench.params import flag_help, flag_table
+    from advbench.core.params import flag_help, flag_table
 
     return [(p.cli_declaration or flag, _dest(flag), tuple(defaults), p.name, _param_type(p),
              flag_help(p, defaults)) for flag, (p, defaults) in flag_table(specs, order).items()]
@@ -478,7 +482,7 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
     ``dataset``, or, for a user's data, of the built-in set of its image size (said in
     ``notes``); a user's data of another size must give them (a usage error)."""
     from advbench import data as datamod
-    from advbench.budgets import matching_dataset
+    from advbench.attacks.budgets import matching_dataset
     from advbench.defenses import make_defense
 
     rows = {dest: (flag.split("/")[0], owners, param)
@@ -534,14 +538,14 @@ class ArchitectureOrFile(RegistryChoice):
 @click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
               help=DATA_HELP)
 @click.option("--model", "architecture",
-              type=ArchitectureOrFile("advbench.names:ARCHITECTURE_BUILDERS"),
+              type=ArchitectureOrFile("advbench.models:ARCHITECTURE_BUILDERS"),
               default="cnn", show_default=True,
               help="An architecture of the zoo, or your own as a .keras / legacy .h5 file "
                    "(trained from fresh weights unless --fine-tune).")
 @click.option("--fine-tune", is_flag=True,
               help="With --model FILE: start from the file's weights.")
 @_reading_options
-@click.option("--act", "activation", type=RegistryChoice("advbench.names:ACTIVATIONS"),
+@click.option("--act", "activation", type=RegistryChoice("advbench.models:ACTIVATIONS"),
               default="relu", show_default=True,
               help="Activation of the network: everywhere in a zoo architecture; in --model "
                    "FILE, brelu turns every plain ReLU (ReLU layers, Activation('relu'), "
@@ -564,7 +568,7 @@ class ArchitectureOrFile(RegistryChoice):
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Artifact path [default: <models dir>/<data>-<model>-<act>-<defense>.h5].")
-@click.option("--strategy", type=RegistryChoice("advbench.names:STRATEGIES"),
+@click.option("--strategy", type=RegistryChoice("advbench.run:STRATEGIES"),
               default="none", show_default=True,
               help="tf.distribute strategy: one device, the devices of this host (mirrored), "
                    "or the hosts of TF_CONFIG (multi-worker). --batch-size stays global.")
@@ -601,13 +605,13 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
         advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
     from advbench import data as datamod
-    from advbench.artifacts import save_model
-    from advbench.distribute import is_chief, parse_devices
-    from advbench.errors import OutputError
-    from advbench.files import output_lock
-    from advbench.models import ARCHITECTURES, zoo_path
-    from advbench.progress import Progress
-    from advbench.train import TrainConfig, prepare_architecture, train as run_training
+    from advbench.run.artifacts import save_model
+    from advbench.run.distribute import is_chief, parse_devices
+    from advbench.core.errors import OutputError
+    from advbench.core.files import output_lock
+    from advbench.models.zoo import ARCHITECTURES, zoo_path
+    from advbench.core.progress import Progress
+    from advbench.run.train import TrainConfig, prepare_architecture, train as run_training
 
     own = architecture not in ARCHITECTURES
     reading = _reading(custom_objects, outputs, input_range, mean, std)
@@ -670,17 +674,9 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
 
 def _training_line(config: Any, spec: Any, architecture: str) -> str:
     """The line that starts a training run on stderr: every parameter it uses."""
-    from advbench import data as datamod
-    from advbench.budgets import shown
+    from advbench.run.train import training_line
 
-    params = " ".join(f"{k}={shown(v) if isinstance(v, float) else v}"
-                      for k, v in spec.params().items())
-    brelu = f" (t={config.brelu_t:g})" if config.activation == "brelu" else ""
-    return (f"train {architecture} {config.activation}{brelu}, defense {spec.name}"
-            f"{': ' + params if params else ''}; epochs {config.epochs}, batch size "
-            f"{config.batch_size}, learning rate {config.learning_rate:g}, patience "
-            f"{config.patience}; seed {config.seed}; {datamod.display_name(config.dataset)} "
-            f"train split{f', limit {config.limit}' if config.limit else ''}")
+    return training_line(config, spec, architecture)
 
 
 # -- models -------------------------------------------------------------------------------
@@ -699,9 +695,10 @@ def models_command(paths, models_dir, as_json):
 
     from rich.table import Table
 
-    from advbench import data as datamod, report
-    from advbench.artifacts import read_model_metadata
-    from advbench.models import models_dir as default_models_dir
+    from advbench import data as datamod
+    from advbench.score import report
+    from advbench.run.artifacts import read_model_metadata
+    from advbench.models.zoo import models_dir as default_models_dir
 
     store = default_models_dir(models_dir)
     files = [Path(p) for p in paths] or sorted(store.glob("*.h5"))
@@ -770,7 +767,7 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
 
         advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
     """
-    from advbench.files import check_writable, refuse_existing
+    from advbench.core.files import check_writable, refuse_existing
     from advbench.models.export import custom_layers, export_keras, with_original_input
 
     dataset = _data_source(dataset, data_path, quiet)
@@ -816,7 +813,7 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
               metavar="FORMAT DIR",
               help="Write the graph as scripts: slurm DIR (one sbatch per stage, DIR/submit.sh "
                    "chains them with --dependency=afterok).")
-@click.option("--engine", type=RegistryChoice("advbench.names:ENGINES"), default="local",
+@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
               show_default=True, help="ray: run each stage of --plan as a Ray task after the "
                                       "stages it needs (RAY_ADDRESS, else a local Ray), then "
                                       "write the report; needs advbench[ray].")
@@ -842,11 +839,11 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 
         RAY_ADDRESS=auto advbench reproduce --profile paper --out /shared/results --engine ray
     """
-    from advbench.progress import Progress
+    from advbench.core.progress import Progress
     from advbench.paper.experiments import Reproduction
 
-    from advbench.checks import check_seed
-    from advbench.files import ensure_folder
+    from advbench.core.checks import check_seed
+    from advbench.core.files import ensure_folder
 
     with _usage_errors():
         check_seed(seed)
@@ -884,8 +881,7 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
         click.echo(stage_id)
         return
     if engine == "ray":
-        from advbench.paper.plan import base_command, plan
-        from advbench.ray_engine import reproduce_with_ray
+        from advbench.paper.plan import base_command, plan, reproduce_with_ray
 
         # Absolute paths: a Ray worker's working folder is not ours.
         settings = {"dataset": dataset, "profile": profile, "out": str(Path(out).resolve()),
@@ -896,7 +892,7 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
     # The plain path: finds every stage done (or does what is left) and writes the report.
     report = repro.run()
     if "demo" in repro.results:
-        from advbench.report import print_markdown_table
+        from advbench.score.report import print_markdown_table
 
         # The report's console: full width when piped (a log cut the columns to 80).
         print_markdown_table(report, "## Undefended vs GDA + BRELU")
@@ -930,7 +926,7 @@ def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     if eps is not None and getattr(attack, "norm", None) == "linf" and eps > 1:
         # An eps in the model's own pixel units (8 meaning 8/255) would turn every pixel
         # into 0 or 1 and call it an attack.
-        from advbench.budgets import shown
+        from advbench.attacks.budgets import shown
 
         raise click.UsageError(
             f"--eps {shown(float(eps))} is above 1, the whole [0, 1] image box in L-inf: "
@@ -945,8 +941,8 @@ def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None
     kept; a user's data of no known image size without --eps is a usage error (exit 2).
     Its note (defaults borrowed by image size) is printed with the run's parameter line."""
     from advbench import data as datamod
-    from advbench.budgets import attack_budget
-    from advbench.errors import ParameterError
+    from advbench.attacks.budgets import attack_budget
+    from advbench.core.errors import ParameterError
 
     if dataset and dataset not in datamod.DATASETS:
         input_shape = datamod.dataset_info(dataset).input_shape
@@ -961,29 +957,16 @@ def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None
 
 def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: Any) -> None:
     """The line that starts an attack run on stderr: every parameter it uses."""
-    from advbench import data as datamod
-    from advbench.budgets import parameter_line
+    from advbench.run.runner import run_parameters
 
-    from advbench.runner import starts_from
-
-    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
-    if starts_from(run, attack_obj):
-        target += f", from the {run.start_from}"
-    # --limit draws a class-balanced subset, not the first N images: say so.
-    drawn = " (class-balanced)" if run.limit is not None else ""
-    samples = (f"{count} samples{drawn} of {datamod.display_name(run.dataset)} {run.split} (start "
-               f"{run.start}, batch size {run.batch_size}"
-               f"{f', shard {shard}' if shard is not None else ''})")
-    params = {"norm": attack_obj.norm, **attack_obj.params()}
     if budget is not None and budget.note:
         click.echo(budget.note, err=True)
-    click.echo(parameter_line(attack_obj.name, params, budget=budget,
-                              extra=target, seed=run.seed, samples=samples), err=True)
+    click.echo(run_parameters(run, attack_obj, count, shard), err=True)
 
 
 def _check_samples(**values) -> None:
     """--limit, --start, --batch-size and --seed checked as usage errors before any work."""
-    from advbench.runner import Samples
+    from advbench.data.samples import Samples
 
     with _usage_errors():
         Samples(dataset="", **values).validate()
@@ -993,7 +976,7 @@ def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
                 reading: dict | None = None, quiet: bool = False, strict: bool = True):
     """(path, model, metadata) of a MODEL argument (``loading.open_model``); what was done
     to read a foreign model is said on stderr."""
-    from advbench.loading import open_model
+    from advbench.run.loading import open_model
 
     path, model, meta = open_model(ref, dataset=dataset, data_dir=data_dir,
                                    models_dir=models_dir, strict=strict, **(reading or {}))
@@ -1014,9 +997,10 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--target", "target_mode",
               type=RegistryChoice("advbench.attacks:TARGET_MODES"), default=None,
               help="Targeted attack with these target classes.")
-@click.option("--from", "start_from", type=RegistryChoice("advbench.names:START_FROM"),
+@click.option("--from", "start_from", type=RegistryChoice("advbench.run:START_FROM"),
               default="prediction", show_default=True,
-              help="Where deepfool, cw-l2 and untargeted jsma start: the model's prediction "
+              help="Where deepfool, cw-l2, fmn and untargeted jsma start: the model's "
+                   "prediction "
                    "(as ART: misclassified samples are attacked too) or the label "
                    "(misclassified samples are returned unchanged). fgsm-min always starts "
                    "from the prediction.")
@@ -1032,7 +1016,7 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run's summary as JSON on stdout instead of the path: success "
                    "rates both ways, norms, robustness for minimal attacks.")
-@click.option("--engine", type=RegistryChoice("advbench.names:ENGINES"), default="local",
+@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
               show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
                                       "else a local Ray) and merge them; needs advbench[ray].")
 @click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
@@ -1059,9 +1043,9 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
 
         advbench attack cnn --attack pgd --engine ray --workers 8 -o runs/pgd.h5
     """
-    from advbench.progress import Progress
-    from advbench.runner import AttackRun, attack_split, run_key
-    from advbench.shards import parse_shard, shard_output
+    from advbench.core.progress import Progress
+    from advbench.run.runner import AttackRun, attack_split, run_key
+    from advbench.run.shards import parse_shard, shard_output
 
     shard = parse_shard(shard_text) if shard_text is not None else None
     if engine == "ray" and (shard is not None or workers is None):
@@ -1093,9 +1077,11 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
     if target_mode is not None and not attack_obj.accepts_targets():
         raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
                                "--target")
-    if start_from != "prediction" and (attack_name not in ("deepfool", "cw-l2", "jsma")
+    from advbench.run import START_FROM_ATTACKS
+
+    if start_from != "prediction" and (attack_name not in START_FROM_ATTACKS
                                        or target_mode is not None):
-        raise click.UsageError("--from applies to untargeted deepfool, cw-l2 and jsma "
+        raise click.UsageError("--from applies to untargeted deepfool, cw-l2, jsma and fmn "
                                "(fgsm-min always starts from the prediction, bounded attacks "
                                "from the label)")
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
@@ -1114,15 +1100,17 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
                         if budget.values and budget.source else ""))
     samples = None
     if output is None:
-        from advbench.artifacts import run_artifact_path
+        from advbench.run.artifacts import run_artifact_path
 
         # Loaded once: the key needs the indices, the attack the images.
         samples = run.load()
         key = run_key(run, attack_obj, meta.get("content_hash", ""), samples[2])
         output = run_artifact_path("runs", path, attack_name, key)
     if engine == "ray":
-        from advbench.ray_engine import attack_with_ray
+        from advbench.run.ray_engine import attack_with_ray
 
+        if not quiet and budget.note:
+            click.echo(budget.note, err=True)
         click.echo(str(attack_with_ray(run, attack_obj, output, workers=workers,
                                        overwrite=overwrite, progress=Progress(quiet=quiet))))
         return
@@ -1137,8 +1125,8 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
                           overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard,
                           samples=samples)
     if as_json:
-        from advbench import report
-        from advbench.runner import artifact_summary
+        from advbench.score import report
+        from advbench.run.runner import artifact_summary
 
         click.echo(report.to_json(artifact_summary(result, samples[0])))
         return
@@ -1163,7 +1151,7 @@ def merge(shards, output, overwrite):
 
         advbench merge runs/pgd-shard*of4.h5 -o runs/pgd.h5
     """
-    from advbench.shards import merge_shards
+    from advbench.run.shards import merge_shards
 
     path, attrs = merge_shards(shards, output, overwrite=overwrite)
     if not attrs["complete"]:
@@ -1218,9 +1206,9 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 
         advbench certify cnn-gda-cohen --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
     """
-    from advbench.certify import CertifyRun, certify_split
-    from advbench.progress import Progress
-    from advbench.shards import parse_shard
+    from advbench.score.certify import CertifyRun, certify_split
+    from advbench.core.progress import Progress
+    from advbench.run.shards import parse_shard
 
     shard = parse_shard(shard_text) if shard_text is not None else None
     mode = "predict" if predict else "certify"
@@ -1240,9 +1228,9 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
                            sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,
                            progress=Progress(quiet=quiet))
     if as_json:
-        from advbench import report
-        from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
-        from advbench.certify import certification_summary
+        from advbench.score import report
+        from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays
+        from advbench.score.certify import certification_summary
 
         attrs, arrays = read_arrays(result, CERTIFICATION_SCHEMA)
         click.echo(report.to_json({"path": str(result), **certification_summary(attrs, arrays)}))
@@ -1258,9 +1246,9 @@ def _load_models(refs, dataset, models_dir, *, data_dir=None, reading=None,
     Foreign models take ``dataset``, else the first advbench model's data set; the reading
     options apply to the foreign ones (an error when there is none)."""
     from advbench.data import DATASETS
-    from advbench.errors import ParameterError
-    from advbench.loading import model_data
-    from advbench.models import resolve_model
+    from advbench.core.errors import ParameterError
+    from advbench.run.loading import model_data
+    from advbench.models.zoo import resolve_model
 
     if dataset is None:
         dataset = next((d for d in (model_data(ref, models_dir) for ref in refs) if d), None)
@@ -1287,9 +1275,9 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                        overwrite=False, quiet=False, runs_dir="runs", reading=None) -> list:
     """Compute (or reuse) one curve artifact per source; returns the curves read back."""
     from advbench import data as datamod
-    from advbench.budgets import parameter_line, shown
-    from advbench.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
-    from advbench.progress import Progress
+    from advbench.attacks.budgets import parameter_line, shown
+    from advbench.run.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
+    from advbench.core.progress import Progress
 
     if attack_name not in CURVE_ATTACKS:
         raise click.UsageError(f"an eps list draws a curve, which only "
@@ -1345,7 +1333,7 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
 
 def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
                  table_format="table") -> None:
-    from advbench import report
+    from advbench.score import report
 
     summaries = [c.summary() for c in curves]
     lines = report.curve_lines(summaries)
@@ -1366,8 +1354,8 @@ def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
 
 
 def _thresholds(under, over):
-    from advbench.errors import ParameterError
-    from advbench.evaluate import parse_threshold
+    from advbench.core.errors import ParameterError
+    from advbench.score.evaluate import parse_threshold
 
     out = []
     for flag, bound, texts in (("--fail-under", "under", under), ("--fail-over", "over", over)):
@@ -1394,7 +1382,7 @@ def _output_options(f):
                                              "from and written to."),
         click.option("-q", "--quiet", is_flag=True, help="No progress output or tables."),
         click.option("--format", "table_format",
-                     type=RegistryChoice("advbench.names:TABLE_FORMATS"), default="table",
+                     type=RegistryChoice("advbench.score:TABLE_FORMATS"), default="table",
                      show_default=True,
                      help="Tables on stderr: rich boxes (plain, full width when stderr is not a "
                           "terminal) or markdown."),
@@ -1412,7 +1400,7 @@ def _output_options(f):
 @_reading_options
 @click.option("--eps", type=EpsList(), default=None,
               help="Also compute an accuracy-vs-eps curve: a list or range (0.01:1:0.01).")
-@click.option("--curve-attack", type=RegistryChoice("advbench.names:CURVE_ATTACKS"),
+@click.option("--curve-attack", type=RegistryChoice("advbench.run:CURVE_ATTACKS"),
               default="fgsm",
               show_default=True, help="Attack of the --eps curve.")
 @click.option("--alpha", type=EpsValue(), default=None,
@@ -1426,11 +1414,11 @@ def _output_options(f):
 @click.option("--radii", default=None, metavar="R[,R...]",
               help="L2 radii of certified accuracy for certification artifacts "
                    "[0,0.25,0.5,0.75,1].")
-@click.option("--distance-variant", type=RegistryChoice("advbench.names:DISTANCE_VARIANTS"),
+@click.option("--distance-variant", type=RegistryChoice("advbench.run:DISTANCE_VARIANTS"),
               default="l2",
               show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
 @click.option("--success", "success_against",
-              type=RegistryChoice("advbench.names:SUCCESS_DEFINITIONS"), default="prediction",
+              type=RegistryChoice("advbench.run:SUCCESS_DEFINITIONS"), default="prediction",
               show_default=True,
               help="An untargeted attack succeeds when it changes the model's clean prediction "
                    "(as ART and the paper's authors) or when the output differs from the "
@@ -1440,7 +1428,7 @@ def _output_options(f):
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
               help="Loss sensitivity on the clean split.")
 @click.option("--sensitivity-variant",
-              type=RegistryChoice("advbench.names:SENSITIVITY_VARIANTS"), default="loss",
+              type=RegistryChoice("advbench.run:SENSITIVITY_VARIANTS"), default="loss",
               show_default=True,
               help="What loss sensitivity differentiates: the loss at the label (the paper's "
                    "text), or the predicted class's softmax output / logit (the authors' "
@@ -1467,7 +1455,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     on it are white-box. Clean accuracy (also per class) and loss sensitivity on the split;
     per attack artifact: accuracy, success
     rate, perturbation norms, white-box (crafted on MODEL) or black-box; for white-box
-    minimal attacks (fgsm-min, deepfool, cw-l2) also robustness and training-set distance.
+    minimal attacks (fgsm-min, deepfool, cw-l2, fmn) also robustness and training-set distance.
     Curve artifacts that score MODEL give its accuracy per eps. Tables go to stderr; stdout
     has JSON (--json) or the paths written.
 
@@ -1493,13 +1481,14 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         advbench evaluate my_model.keras runs/my_model-pgd-*.h5 --data my.npz --input-range 0:255
     """
-    from advbench import report
-    from advbench.errors import ParameterError
-    from advbench.evaluate import check_thresholds, evaluate as run_evaluation, write_evaluation
-    from advbench.progress import Progress
+    from advbench.score import report
+    from advbench.core.errors import ParameterError
+    from advbench.score.evaluate import (check_thresholds, evaluate as run_evaluation,
+                                         write_evaluation)
+    from advbench.core.progress import Progress
 
-    from advbench.certify import DEFAULT_RADII
-    from advbench.evaluate import parse_radii, threshold_radii
+    from advbench.score.certify import DEFAULT_RADII
+    from advbench.score.evaluate import parse_radii, threshold_radii
 
     thresholds = _thresholds(fail_under, fail_over)
     try:
@@ -1521,7 +1510,7 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                                "--fail-over": fail_over, "--csv": csv_path, "--plot": plot})
         return
     if alpha is not None:
-        from advbench.checks import check_range
+        from advbench.core.checks import check_range
 
         with _usage_errors():
             check_range("alpha", alpha, low=0.0)
@@ -1597,11 +1586,11 @@ def _scored_on(meta: dict, dataset: str | None, data_dir) -> dict:
 def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, dataset, reading,
                     distance_variant, as_json, quiet, data_dir, models_dir, stray) -> None:
     """``evaluate --distance-shard``: write one part of the training-set distance."""
-    from advbench import report
-    from advbench.evaluate import (DISTANCE_BLOCK, DISTANCE_PART, distance_part,
-                                   write_evaluation)
-    from advbench.progress import Progress
-    from advbench.shards import parse_shard, shard_output
+    from advbench.score import report
+    from advbench.score.evaluate import (DISTANCE_BLOCK, DISTANCE_PART, distance_part,
+                                         write_evaluation)
+    from advbench.core.progress import Progress
+    from advbench.run.shards import parse_shard, shard_output
 
     flags = [flag for flag, given in stray.items() if given]
     if flags:
@@ -1633,7 +1622,7 @@ def _check_outputs(*, lock: bool = False, **paths) -> None:
     """Refuse, before any work, outputs that cannot be written (OutputError, one line); with
     ``lock``, hold the lock on the -o artifact until the command ends, so that two commands
     never write the same one."""
-    from advbench.files import check_writable, output_lock
+    from advbench.core.files import check_writable, output_lock
 
     what = {"output": "artifact", "csv_path": "CSV", "plot": "plot"}
     for name, path in paths.items():
@@ -1644,13 +1633,13 @@ def _check_outputs(*, lock: bool = False, **paths) -> None:
 
 
 def _is_certification(path) -> bool:
-    from advbench.artifacts import CERTIFICATION_SCHEMA, artifact_kind
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, artifact_kind
 
     return Path(path).exists() and artifact_kind(path) == CERTIFICATION_SCHEMA
 
 
 def _is_curve(path) -> bool:
-    from advbench.artifacts import CURVE_SCHEMA, artifact_kind
+    from advbench.run.artifacts import CURVE_SCHEMA, artifact_kind
 
     return Path(path).exists() and artifact_kind(path) == CURVE_SCHEMA
 
@@ -1700,10 +1689,10 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
 
         advbench transfer --source my_model.keras --target cnn --dataset mnist --input-range 0:255
     """
-    from advbench import report
-    from advbench.evaluate import write_evaluation
-    from advbench.transfer import transfer as run_transfer
-    from advbench.progress import Progress
+    from advbench.score import report
+    from advbench.score.evaluate import write_evaluation
+    from advbench.score.transfer import transfer as run_transfer
+    from advbench.core.progress import Progress
 
     _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
     dataset = _data_source(dataset, data_path, quiet)
@@ -1735,7 +1724,7 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
                                 input_shape=tuple(first.input_shape[1:]))
         attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
     if not quiet:
-        from advbench.budgets import parameter_line
+        from advbench.attacks.budgets import parameter_line
 
         if budget.note:
             click.echo(budget.note, err=True)
@@ -1762,16 +1751,18 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
 
 # -- audit ----------------------------------------------------------------------------------
 class CheckList(click.ParamType):
-    """``--checks``: comma-separated check names or numbers 1-8 (``names.AUDIT_CHECKS``)."""
+    """``--checks``: comma-separated check names or numbers 1-8
+    (``advbench.score.AUDIT_CHECKS``)."""
 
     name = "LIST"
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        from advbench.errors import ParameterError
+        from advbench.core.errors import ParameterError
 
         # Parsed before the command runs (and quietly imports TensorFlow): audit imports it.
-        parse_checks = _quietly(lambda: importlib.import_module("advbench.audit")).parse_checks
+        parse_checks = _quietly(
+            lambda: importlib.import_module("advbench.score.audit")).parse_checks
         if isinstance(value, tuple):
             return value
         try:
@@ -1781,12 +1772,12 @@ class CheckList(click.ParamType):
 
 
 def _audit_default(name: str) -> Any:
-    from advbench.names import AUDIT_DEFAULTS
+    from advbench.score import AUDIT_DEFAULTS
 
     return AUDIT_DEFAULTS[name]
 
 
-# Audit flags -> (settings field, type, help); defaults from names.AUDIT_DEFAULTS.
+# Audit flags -> (settings field, type, help); defaults from advbench.score.AUDIT_DEFAULTS.
 AUDIT_OPTIONS = [
     ("--tolerance", "tolerance", float,
      "Checks 2, 3, 5, 7, 8: by how much (a fraction of the samples) the attack expected to be "
@@ -1808,10 +1799,31 @@ AUDIT_OPTIONS = [
 ]
 
 
+def _echo_audit_parameters(eps: float, norm: str, checks: Sequence[str], settings: Any,
+                           budget: Any, samples: Any, count: int) -> None:
+    """The line that starts an audit on stderr: the budget (and where its default came
+    from), the checks, every setting, the seed and the samples."""
+    import dataclasses
+
+    from advbench import data as datamod
+    from advbench.attacks.budgets import parameter_line
+    from advbench.score import AUDIT_CHECKS
+
+    numbers = ",".join(str(list(AUDIT_CHECKS).index(name) + 1) for name in checks)
+    drawn = " (class-balanced)" if samples.limit is not None else ""
+    described = (f"{count} samples{drawn} of {datamod.display_name(samples.dataset)} "
+                 f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
+    if budget.note:
+        click.echo(budget.note, err=True)
+    click.echo(parameter_line("audit", {"eps": eps, "norm": norm, "checks": numbers,
+                                        **dataclasses.asdict(settings)},
+                              budget=budget, seed=samples.seed, samples=described), err=True)
+
+
 def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
     """Usage error naming the budget and threshold flags given on the command line that
-    none of ``checks`` uses (``names.AUDIT_SETTING_CHECKS``): they would be ignored."""
-    from advbench.names import AUDIT_CHECKS, AUDIT_SETTING_CHECKS
+    none of ``checks`` uses (``advbench.score.AUDIT_SETTING_CHECKS``): they would be ignored."""
+    from advbench.score import AUDIT_CHECKS, AUDIT_SETTING_CHECKS
 
     ctx = click.get_current_context()
     chosen = {i for i, name in enumerate(AUDIT_CHECKS, start=1) if name in checks}
@@ -1837,8 +1849,8 @@ def _audit_options(f):
 
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--eps", type=EpsValue(), required=True,
-              help="The perturbation budget audited, in --norm (e.g. 0.3 L-inf on MNIST).")
+@click.option("--eps", type=EpsValue(), default=None,
+              help="The perturbation budget audited, in --norm. " + AUDIT_EPS_HELP)
 @click.option("--norm", type=RegistryChoice("advbench.attacks:NORM_CLASSES"), default="linf",
               show_default=True)
 @click.option("--checks", type=CheckList(), default=None,
@@ -1856,20 +1868,20 @@ def _audit_options(f):
 @click.option("--surrogate-limit", type=int, default=None,
               help="Training images of the trained surrogate [5000].")
 @click.option("--surrogate-architecture",
-              type=RegistryChoice("advbench.names:ARCHITECTURE_BUILDERS"), default=None,
+              type=RegistryChoice("advbench.models:ARCHITECTURE_BUILDERS"), default=None,
               help="Architecture of the trained surrogate [cnn].")
 @click.option("--unbounded-eps", type=EpsValue(), default=None,
               help="Check 4's eps [default: the whole image box, 1 (linf) or "
                    "sqrt(pixels x channels) (l2)].")
 @_audit_options
-@click.option("--fail-on", type=RegistryChoice("advbench.names:FAIL_ON"), default=None,
+@click.option("--fail-on", type=RegistryChoice("advbench.score:FAIL_ON"), default=None,
               help="Exit with code 4 when a check's verdict is this or worse (CI).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the audit as JSON on stdout instead of the record's path.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the audit record (HDF5) here; rerunning the same audit reuses it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing record.")
-@click.option("--format", "table_format", type=RegistryChoice("advbench.names:TABLE_FORMATS"),
+@click.option("--format", "table_format", type=RegistryChoice("advbench.score:TABLE_FORMATS"),
               default="table", show_default=True, help="The table on stderr: rich or markdown.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output or table.")
 @_data_dir_option
@@ -1906,12 +1918,12 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
 
         advbench audit my_model.keras --data my.npz --eps 0.5 --norm l2 --checks 1,2,6 --json
     """
-    from advbench import report
-    from advbench.audit import (AuditSettings, audit as run_audit, audit_key, stored_audit,
-                                train_surrogate, write_audit)
-    from advbench.names import AUDIT_CHECKS, AUDIT_SAMPLES, VERDICTS
-    from advbench.progress import Progress
-    from advbench.runner import Samples, check_model_fits
+    from advbench.score import report
+    from advbench.score.audit import (AuditSettings, audit as run_audit, audit_key, stored_audit,
+                                      train_surrogate, write_audit)
+    from advbench.score import AUDIT_CHECKS, AUDIT_SAMPLES, VERDICTS
+    from advbench.core.progress import Progress
+    from advbench.data.samples import Samples, check_model_fits
 
     checks = checks or tuple(AUDIT_CHECKS)
     transfer_check = "white-box-vs-transfer" in checks
@@ -1934,11 +1946,12 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     limit = AUDIT_SAMPLES if limit is None else limit
     with _usage_errors():
         from advbench.attacks.norms import check_norm
-        from advbench.checks import check_range
+        from advbench.core.checks import check_range
 
         check_norm(norm)
-        check_range("eps", eps, low=0.0, low_inclusive=False,
-                    high=1.0 if norm == "linf" else None)
+        if eps is not None:
+            check_range("eps", eps, low=0.0, low_inclusive=False,
+                        high=1.0 if norm == "linf" else None)
         settings = AuditSettings(**settings_values, unbounded_eps=unbounded_eps, **{
             name: value for name, value in (
                 ("surrogate_epochs", surrogate_epochs), ("surrogate_limit", surrogate_limit),
@@ -1947,14 +1960,24 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     _check_outputs(output=output, lock=True)
     dataset = _data_source(dataset, data_path, quiet)
+    # The data set's budget when it is known before TensorFlow starts (a user's data of an
+    # unknown size without --eps is a usage error first); else the model's, once loaded.
+    budget = (_attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path)
+              if dataset else None)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                                     reading=reading, quiet=quiet)
     dataset = dataset or meta.get("dataset")
+    if budget is None:
+        budget = _attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path,
+                                input_shape=tuple(model.input_shape[1:]))
+    eps = budget.values.get("eps", eps)
     samples = Samples(dataset=dataset, split=split, limit=limit, start=start,
                       batch_size=batch_size, seed=seed, data_dir=data_dir)
     x, y, indices = samples.load()
     check_model_fits(model, meta, path, x, dataset)
+    if not quiet:
+        _echo_audit_parameters(eps, norm, checks, settings, budget, samples, len(y))
     progress = Progress(quiet=quiet)
     surrogate: Callable[[], tuple[Any, dict[str, Any]]] | None = None
     surrogate_id: dict[str, Any] = {}

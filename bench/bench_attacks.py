@@ -80,9 +80,9 @@ from advbench.attacks.fgsm_min import MinimalFGSM  # noqa: E402
 from advbench.attacks.jsma import JSMA  # noqa: E402
 from advbench.attacks.pgd import PGD  # noqa: E402
 from advbench.attacks.targets import choose_targets  # noqa: E402
-from advbench.models import predict_labels  # noqa: E402
 from advbench.models.gradients import attack_model  # noqa: E402
-from advbench.metrics import perturbation_norms  # noqa: E402
+from advbench.models.zoo import predict_labels  # noqa: E402
+from advbench.run.metrics import perturbation_norms  # noqa: E402
 
 ALL_ATTACKS = ("fgsm", "fgsm-min", "pgd", "deepfool", "cw-l2", "jsma")
 # Attacks at which a peer runs at a few samples a second: measured on --peer-limit images.

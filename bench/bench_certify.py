@@ -40,7 +40,7 @@ def log(message: str) -> None:
 
 # -- the reference side (PyTorch environment) ------------------------------------------------
 def torch_cnn(weights: dict):
-    """The paper CNN (advbench.models.build_cnn, ReLU) as a torch module, NCHW, from the
+    """The paper CNN (advbench.models.zoo.build_cnn, ReLU) as a torch module, NCHW, from the
     Keras weights (HWIO kernels; Flatten in NHWC order)."""
     import torch
     from torch import nn
@@ -145,9 +145,9 @@ def run_advbench(args) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from advbench.artifacts import CERTIFICATION_SCHEMA, load_model, read_arrays
-    from advbench.certify import CertifyRun, certify_split
-    from advbench.models import predict_logits
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, load_model, read_arrays
+    from advbench.score.certify import CertifyRun, certify_split
+    from advbench.models.zoo import predict_logits
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)

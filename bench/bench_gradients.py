@@ -29,9 +29,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from advbench.models import build_model  # noqa: E402
 from advbench.models.gradients import (attack_model, subpixel_eligible,  # noqa: E402
                                        subpixel_input_gradient)
+from advbench.models.zoo import build_model  # noqa: E402
 
 # (label, input (H, W, C), kernel, stride, padding, output channels)
 LAYERS = [

@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from advbench import curves, data, metrics  # noqa: E402
-from advbench.evaluate import training_set  # noqa: E402
-from advbench.models import build_model, forward_function  # noqa: E402
+from advbench import data  # noqa: E402
+from advbench.data.samples import training_set  # noqa: E402
+from advbench.models.zoo import build_model, forward_function  # noqa: E402
+from advbench.run import curves, metrics  # noqa: E402
 
 
 def default_data_dir() -> str | None:
@@ -80,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.model:
-        from advbench.artifacts import load_model
+        from advbench.run.artifacts import load_model
 
         model, _ = load_model(args.model)
     else:

@@ -27,11 +27,11 @@ import time
 
 from advbench import data
 from advbench.attacks import make_attack
-from advbench.curves import parse_eps, sweep
 from advbench.defenses import make_defense
 from advbench.paper.experiments import Reproduction
 from advbench.paper.profiles import MODEL_SPECS
-from advbench.train import TrainConfig, train
+from advbench.run.curves import parse_eps, sweep
+from advbench.run.train import TrainConfig, train
 
 EXPENSIVE = ("fgsm-min", "deepfool", "jsma", "cw-l2")
 

@@ -1,7 +1,7 @@
 """What progress inside an attack's compiled loop costs: samples/s of C&W, PGD and Square
-with a bar that does not listen (as before: the graph without callback, ``advbench.ops.
+with a bar that does not listen (as before: the graph without callback, ``advbench.core.ops.
 report_step`` the identity, while the bar draws as the driver's did) and with one that
-listens (a host callback about ``advbench.ops.REPORTS`` times per loop), alternated round
+listens (a host callback about ``advbench.core.ops.REPORTS`` times per loop), alternated round
 by round in one process so that both see the same load; the x_adv of the two must be
 bit-identical.
 
@@ -24,9 +24,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from advbench import data, progress  # noqa: E402
+from advbench import data  # noqa: E402
 from advbench.attacks import make_attack  # noqa: E402
-from advbench.progress import Progress  # noqa: E402
+from advbench.core import progress  # noqa: E402
+from advbench.core.progress import Progress  # noqa: E402
 
 ATTACKS = {"cw-l2": dict(max_iter=100, binary_search_steps=3), "pgd": dict(eps=0.3, steps=40),
            "square": dict(eps=0.3, n_queries=300)}

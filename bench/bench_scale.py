@@ -9,7 +9,7 @@ On a machine with C free cores two shards gain at most min(2, C) x, less the sta
 second TensorFlow and the two processes' competition for memory bandwidth; TensorFlow
 already spreads one process over the cores (intra-op threads), so on 2 cores expect ~1x.
 
-Training: seconds per step of the paper CNN's train step (advbench.train.make_train_step) on
+Training: seconds per step of the paper CNN's train step (advbench.run.train.make_train_step) on
 `--strategy none` vs `mirrored` over 2 logical CPU devices of the same cores, which measures
 the strategy's overhead (splitting, the gradient all-reduce), not a speed-up.
 
@@ -31,8 +31,8 @@ import numpy as np
 
 
 def attack_bench(args: argparse.Namespace, folder: Path) -> dict:
-    from advbench.artifacts import ATTACK_SCHEMA, read_arrays, save_model
-    from advbench.models import build_model
+    from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays, save_model
+    from advbench.models.zoo import build_model
 
     model_path = folder / "mnist-cnn-untrained.h5"
     save_model(model_path, build_model("cnn", (28, 28, 1)), {"dataset": "mnist"})
@@ -71,9 +71,9 @@ def training_bench(args: argparse.Namespace) -> dict:
     code = f"""
 import json, time, keras, numpy as np, tensorflow as tf
 from advbench.defenses import make_defense
-from advbench.distribute import make_strategy
+from advbench.run.distribute import make_strategy
 from advbench.models import build_model
-from advbench.train import make_train_step
+from advbench.run.train import make_train_step
 # The mirrored strategy first: it makes the logical CPU devices before TensorFlow starts.
 strategies = {{"mirrored": make_strategy("mirrored", ["/cpu:0", "/cpu:1"])}}
 strategies["none"] = make_strategy("none")

@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 from advbench.attacks.apgd_ce import APGDCrossEntropy  # noqa: E402
 from advbench.attacks.autoattack import AutoAttack, robust_accuracy_by_attack  # noqa: E402
 from advbench.attacks.square import Square  # noqa: E402
-from advbench.models import predict_labels  # noqa: E402
+from advbench.models.zoo import predict_labels  # noqa: E402
 
 ALL_ATTACKS = ("apgd-ce", "square", "autoattack")
 #: ART attacks that spend thousands of queries per robust sample: run on --art-limit images.

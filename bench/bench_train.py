@@ -1,6 +1,6 @@
 """Training cost per processed sample: GDA (10 noisy copies) vs plain training.
 
-Both run the same compiled train step of advbench.train on the paper's CNN, interleaved in
+Both run the same compiled train step of advbench.run.train on the paper's CNN, interleaved in
 rounds so that machine noise hits both alike; the figure of merit is the ratio of seconds per
 processed sample (target: GDA <= 1.1x plain). GDA draws its noise inside the step, so the
 ratio measures the noise generation and nothing else.
@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.defenses import make_defense
-from advbench.models import build_model
-from advbench.train import epoch_order, make_train_step
+from advbench.models.zoo import build_model
+from advbench.run.train import epoch_order, make_train_step
 
 
 def main() -> None:

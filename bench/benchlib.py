@@ -26,7 +26,7 @@ tf.get_logger().setLevel("ERROR")
 warnings.filterwarnings("ignore", message="PyTorch not found")
 
 from advbench import data  # noqa: E402
-from advbench.models import predict_labels  # noqa: E402
+from advbench.models.zoo import predict_labels  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -77,11 +77,11 @@ def start(args, train_limit: int | None) -> Setup:
 
 
 def trained_cnn(path: str | None, data_dir: str | None, limit: int | None):
-    """The paper's CNN trained one epoch on MNIST (advbench.train: Adam, batch 128), loaded
+    """The paper's CNN trained one epoch on MNIST (advbench.run.train: Adam, batch 128), loaded
     from ``path`` when it exists, else trained and saved there."""
-    from advbench.artifacts import load_model, save_model
+    from advbench.run.artifacts import load_model, save_model
     from advbench.defenses import make_defense
-    from advbench.train import TrainConfig, train
+    from advbench.run.train import TrainConfig, train
 
     if path and Path(path).exists():
         model, meta = load_model(path)

@@ -113,7 +113,7 @@ def zoo_models():
     """(name, model) for the zoo's architectures and an adapted foreign model."""
     import keras
 
-    from advbench.models import ARCHITECTURES, build_model
+    from advbench.models.zoo import ARCHITECTURES, build_model
     from advbench.models.adapt import Preprocessing, adapt
 
     for arch in sorted(ARCHITECTURES):

@@ -76,9 +76,9 @@ def _isolated_env(monkeypatch, tmp_path):
 @pytest.fixture(scope="session")
 def trained_tiny_cnn(fake_data_dir, tmp_path_factory):
     """A paper CNN trained for one epoch on the synthetic digits, saved as an artifact."""
-    from advbench.artifacts import save_model
+    from advbench.run.artifacts import save_model
     from advbench.defenses import make_defense
-    from advbench.train import TrainConfig, train
+    from advbench.run.train import TrainConfig, train
 
     config = TrainConfig(epochs=2, data_dir=str(fake_data_dir), batch_size=32)
     model, meta = train(config, make_defense("none", "mnist"))
@@ -91,7 +91,7 @@ def save_dense_mnist(path, seed: int):
     """An untrained dense MNIST model saved at ``path``: (path, model, metadata)."""
     import keras
 
-    from advbench.artifacts import save_model
+    from advbench.run.artifacts import save_model
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((28, 28, 1))
@@ -160,7 +160,7 @@ def fill_disk(monkeypatch):
     """Call it to make the disk full from then on: the one writer's low-level flush (fsync,
     where delayed allocation reports it) raises ENOSPC, as on a full file system."""
     def fill():
-        from advbench import files
+        from advbench.core import files
 
         def full(_):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

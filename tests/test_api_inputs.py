@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from advbench import metrics
 from advbench.attacks import ATTACKS, make_attack
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
+from advbench.run import metrics
 
 from conftest import PROTOTYPE_SHAPE, prototype_images
 

@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from advbench.artifacts import (MODEL_SCHEMA, atomic_h5, jsonable, load_model, read_arrays,
-                                read_model_metadata, run_artifact_path, save_model,
-                                write_arrays)
-from advbench.errors import ArtifactError
-from advbench.models import build_model
+from advbench.core.errors import ArtifactError
+from advbench.models.zoo import build_model
+from advbench.run.artifacts import (MODEL_SCHEMA, atomic_h5, jsonable, load_model, read_arrays,
+                                    read_model_metadata, run_artifact_path, save_model,
+                                    write_arrays)
 
 
 @pytest.fixture

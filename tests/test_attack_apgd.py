@@ -15,7 +15,7 @@ from advbench.attacks.apgd_ce import APGDCrossEntropy
 from advbench.attacks.apgd_dlr import APGDDifferenceLogitsRatio
 from advbench.attacks.apgd_t import APGDTargeted, ranked_targets
 from advbench.attacks.pgd import PGD
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 APGD = {"apgd-ce": APGDCrossEntropy, "apgd-dlr": APGDDifferenceLogitsRatio,
         "apgd-t": APGDTargeted}

@@ -10,7 +10,7 @@ from conftest import (PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, behind, input_noise, p
 
 from advbench.attacks.autoattack import (MISCLASSIFIED, ROBUST, AutoAttack,
                                          robust_accuracy_by_attack)
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 FAST = {"n_iter": 5, "n_target_classes": 2, "n_queries": 100}
 

@@ -13,7 +13,7 @@ from advbench.attacks.carlini_wagner import (ADAM_EPSILON, CarliniWagnerL2,  # n
                                              adam_update, keeps_running)
 from advbench.attacks.deepfool import DeepFool  # noqa: E402
 from advbench.attacks.fgsm import FGSM, apply_step  # noqa: E402
-from advbench.errors import ParameterError  # noqa: E402
+from advbench.core.errors import ParameterError  # noqa: E402
 
 from conftest import PROTOTYPE_CLASSES as CLASSES  # noqa: E402
 from conftest import prototype_images as synthetic_images  # noqa: E402
@@ -254,3 +254,42 @@ def test_labels_out_of_range(tiny_model):
     x, _ = synthetic_images(4, seed=4)
     with pytest.raises(ParameterError, match=r"y must hold class indices in \[0, 4\)"):
         CarliniWagnerL2(max_iter=1)(tiny_model, x, np.array([0, 1, -1, 2]))
+
+
+def test_failure_hint_names_a_search_that_never_succeeded():
+    """Issue 19: a hint when the binary search never found an adversarial (the constant
+    stayed too small); nothing when every failure had a successful c or none was attacked."""
+    attack = CarliniWagnerL2(initial_const=1e-3, binary_search_steps=3, max_iter=50)
+    top = np.float32(1e-3) * np.float32(10.0) ** 2
+    const = np.array([top, top, 2e-3, 0.0], np.float32)
+    fooled = np.array([False, True, False, False])
+    assert attack.failure_hint(fooled, {"const": const}) == (
+        "cw-l2: the binary search found no adversarial for 1 of 3 attacked samples, up to "
+        "c = 0.1 (3 search steps from --initial-const 0.001, 50 Adam steps each): the constant "
+        "is likely too small for this model's logits; raise --initial-const (e.g. 1) or "
+        "--binary-search-steps")
+    assert attack.failure_hint(np.array([False, True, False, False]),
+                               {"const": np.array([2e-3, top, 2e-3, 0.0], np.float32)}) == ""
+    assert attack.failure_hint(np.zeros(2, bool), {"const": np.zeros(2, np.float32)}) == ""
+
+
+def test_a_run_whose_search_fails_prints_the_hint(trained_tiny_cnn, fake_data_dir, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from advbench.core.progress import Progress
+    from advbench.run.runner import AttackRun, attack_split
+
+    path, model, meta = trained_tiny_cnn
+    run = AttackRun(model_path=str(path), dataset="mnist", limit=8, batch_size=8,
+                    data_dir=str(fake_data_dir))
+    out = io.StringIO()
+    progress = Progress(console=Console(file=out, width=400), interval=1e9)
+    # c = 1e-6 and 3 Adam steps cannot move this model's logits: no sample is fooled.
+    attack = CarliniWagnerL2(initial_const=1e-6, binary_search_steps=1, max_iter=3)
+    attack_split(run, attack, model, meta, tmp_path / "cw.h5", progress=progress)
+    assert ("cw-l2: the binary search found no adversarial for 8 of 8 attacked samples, up "
+            "to c = 1e-06 (1 search step from --initial-const 1e-06, 3 Adam steps each): the "
+            "constant is likely too small for this model's logits; raise --initial-const (e.g. "
+            "1) or --binary-search-steps") in out.getvalue().splitlines()

@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from advbench.attacks.deepfool import DeepFool  # noqa: E402
-from advbench.errors import ParameterError  # noqa: E402
+from advbench.core.errors import ParameterError  # noqa: E402
 
 from conftest import PROTOTYPE_CLASSES as CLASSES  # noqa: E402
 from conftest import prototype_images as synthetic_images  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 
 from advbench.attacks import FGSM_MIN_SEARCHES, make_attack
 from advbench.attacks.fgsm_min import MinimalFGSM
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 from conftest import prototype_images
 
 

@@ -12,7 +12,7 @@ from advbench.attacks.fgsm_min import MinimalFGSM, eps_grid
 from advbench.attacks.pgd import PGD
 from advbench.attacks.rand_fgsm import RandomFGSM
 from advbench.attacks.vat import VirtualAdversarial, kl_from_logits, vat_loss, vat_perturbation
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 NUM_CLASSES = 3
 
@@ -369,7 +369,7 @@ def test_l2_steps_keep_their_length_on_confident_inputs(margin):
     """A linear model whose logit margin is ``margin`` on every input: the cross-entropy
     gradient is ~exp(-margin), whose square underflowed the old max(norm, 1e-12) guard (a step
     of 0.06 eps at margin 30, zero from 45). Each L2 step must still move by eps."""
-    from advbench.ops import l2_normalize
+    from advbench.core.ops import l2_normalize
 
     features = 16
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from advbench.attacks import jsma as jsma_module
 from advbench.attacks.jsma import JSMA, select_pair, select_target_pair
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 NUM_CLASSES = 4
 SIDE = 8

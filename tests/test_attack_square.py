@@ -13,7 +13,7 @@ from advbench.attacks.fgsm import FGSM
 from advbench.attacks.pgd import PGD
 from advbench.attacks.square import (Square, l2_init_tiles, l2_pattern, nested_rectangles,
                                      window_sides)
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 EPS = {"linf": 0.2, "l2": 1.0}
 

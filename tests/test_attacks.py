@@ -7,8 +7,8 @@ import pytest
 
 from advbench import data
 from advbench.attacks import ATTACKS, make_attack
-from advbench.errors import ParameterError
-from advbench.models import predict_labels
+from advbench.core.errors import ParameterError
+from advbench.models.zoo import predict_labels
 
 # Settings per attack that keep the suite fast while staying strong enough to fool the model.
 FAST = {
@@ -25,6 +25,7 @@ FAST = {
     "apgd-t": {"eps": 0.3, "n_iter": 10, "n_target_classes": 2},
     "square": {"eps": 0.3, "n_queries": 100},
     "autoattack": {"eps": 0.3, "n_iter": 10, "n_target_classes": 2, "n_queries": 100},
+    "fmn": {"steps": 20},
 }
 
 
@@ -127,8 +128,8 @@ def test_success_survives_any_batch_size(name, trained_tiny_cnn, samples):
     evaluate recomputes it at batch 1: every adversarial point the attack returns lies past
     float noise from the boundary. DeepFool returned points with a top-2 logit gap of ~1e-6
     before it overshot the clipped perturbation; this fails on that version."""
-    from advbench.ops import DECISIVE_MARGIN
-    from advbench.models import predict_logits
+    from advbench.core.ops import DECISIVE_MARGIN
+    from advbench.models.zoo import predict_logits
 
     _, model, _ = trained_tiny_cnn
     x, y = samples
@@ -147,7 +148,7 @@ def test_success_survives_any_batch_size(name, trained_tiny_cnn, samples):
 
 # Attacks that only follow input gradients and draw nothing at random: with no gradient they
 # have no direction at all and must return every sample unchanged.
-GRADIENT_ONLY = ("fgsm", "fgsm-min", "deepfool", "jsma", "cw-l2")
+GRADIENT_ONLY = ("fgsm", "fgsm-min", "deepfool", "jsma", "cw-l2", "fmn")
 
 
 def without_input_gradient(model):
@@ -165,7 +166,7 @@ def without_input_gradient(model):
 def test_model_without_input_gradient_is_attacked_without_error(name, trained_tiny_cnn,
                                                                 samples):
     """Every attack treats a missing gradient path as a zero gradient (as
-    ``advbench.ops.loss_gradient`` does): no traceback, outputs in bounds, and the attacks
+    ``advbench.core.ops.loss_gradient`` does): no traceback, outputs in bounds, and the attacks
     that only follow gradients leave the images as they are (failures, which the audit
     reports as masking). DeepFool, JSMA and VAT raised TensorFlow errors here before."""
     import tensorflow as tf

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from advbench.cli import EXIT_AUDIT_FAILED, main
-from advbench.names import AUDIT_CHECKS, AUDIT_DEFAULTS, AUDIT_SETTING_CHECKS
+from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, AUDIT_SETTING_CHECKS
 from tests.conftest import PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, prototype_images
 
 # Small budgets: the tiny models break (or resist) in a few steps.
@@ -88,7 +88,7 @@ def samples():
 def audited(models, surrogate, samples):
     """Full audits of the plain and the squeeze model (the softmax and noise models are
     audited in full by the slow test below)."""
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     return {kind: audit(models[kind], x, y, eps=EPS, settings=AuditSettings(**FAST),
@@ -125,7 +125,7 @@ def test_a_zero_gradient_squeeze_trips_the_masking_checks(audited):
 
 def test_a_zero_gradient_squeeze_fails_checks_1_and_6(models, samples):
     """The fast subset of the test above: zero gradients, and Square's lead."""
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     result = audit(models["squeeze"], x, y, eps=EPS, settings=AuditSettings(**FAST),
@@ -136,7 +136,7 @@ def test_a_zero_gradient_squeeze_fails_checks_1_and_6(models, samples):
 
 
 def check_1(model, samples):
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     return audit(model, x, y, eps=EPS, checks=["logits-and-gradients"],
@@ -161,7 +161,7 @@ def test_full_audits_of_the_softmax_and_noise_models(models, surrogate, samples)
     usable gradient); the noise model fails check 1 and the attack checks its randomness
     misleads: APGD-CE weaker than FGSM (2), the unbounded attack short of 100% (4) and
     restarts still lowering accuracy (8), the signs that call for EOT."""
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     results = {kind: verdicts(audit(models[kind], x, y, eps=EPS, settings=AuditSettings(
@@ -173,7 +173,7 @@ def test_full_audits_of_the_softmax_and_noise_models(models, surrogate, samples)
 
 
 def test_verdicts_follow_the_thresholds():
-    from advbench.audit import grade, worst
+    from advbench.score.audit import grade, worst
 
     assert [grade(v, 0.02) for v in (0.0, 0.01, 0.0101, 0.02, 0.0201, float("nan"))] == \
         ["pass", "pass", "warn", "warn", "fail", "fail"]
@@ -183,13 +183,13 @@ def test_verdicts_follow_the_thresholds():
 def test_settings_defaults_are_the_documented_ones():
     import dataclasses
 
-    from advbench.audit import AuditSettings
+    from advbench.score.audit import AuditSettings
 
     assert dataclasses.asdict(AuditSettings()) == AUDIT_DEFAULTS
 
 
 def test_checks_subset_runs_only_those(models, samples):
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     result = audit(models["plain"], x, y, eps=EPS, checks=["iterative-vs-single-step"],
@@ -200,7 +200,7 @@ def test_checks_subset_runs_only_those(models, samples):
 
 
 def test_l2_audit_runs(models, samples):
-    from advbench.audit import AuditSettings, audit
+    from advbench.score.audit import AuditSettings, audit
 
     x, y = samples
     result = audit(models["plain"], x, y, eps=1.5, norm="l2",
@@ -211,7 +211,7 @@ def test_l2_audit_runs(models, samples):
 
 
 def test_parse_checks_takes_names_and_numbers():
-    from advbench.audit import parse_checks
+    from advbench.score.audit import parse_checks
 
     assert parse_checks("6, logits-and-gradients,2,6") == (
         "logits-and-gradients", "iterative-vs-single-step", "gradient-free-vs-gradient")
@@ -233,8 +233,8 @@ def test_parse_checks_takes_names_and_numbers():
      "training data to train one"),
 ])
 def test_audit_refuses_bad_input(models, samples, kwargs, message):
-    from advbench.audit import AuditSettings, audit
-    from advbench.errors import ParameterError
+    from advbench.score.audit import AuditSettings, audit
+    from advbench.core.errors import ParameterError
 
     x, y = samples
     settings = {k[len("settings_"):]: v for k, v in kwargs.items() if k.startswith("settings_")}
@@ -246,8 +246,8 @@ def test_audit_refuses_bad_input(models, samples, kwargs, message):
 def test_audit_refuses_a_model_that_gets_nothing_right(samples):
     import keras
 
-    from advbench.audit import audit
-    from advbench.errors import ParameterError
+    from advbench.score.audit import audit
+    from advbench.core.errors import ParameterError
 
     x, y = samples
     inputs = keras.Input(PROTOTYPE_SHAPE)
@@ -261,7 +261,7 @@ def test_audit_refuses_a_model_that_gets_nothing_right(samples):
 
 
 def test_random_noise_has_the_norm_asked_for():
-    from advbench.audit import random_noise
+    from advbench.score.audit import random_noise
 
     rng = np.random.default_rng(0)
     x = np.full((5, 4, 4, 1), 0.5, np.float32)
@@ -293,7 +293,7 @@ def run_cli(args, data_dir):
 
 
 def test_cli_table_json_and_record(trained_tiny_cnn, fake_data_dir, tmp_path):
-    from advbench.audit import read_audit
+    from advbench.score.audit import read_audit
 
     path = trained_tiny_cnn[0]
     out = tmp_path / "audit.h5"
@@ -398,7 +398,6 @@ def test_cli_takes_a_surrogate_file(trained_tiny_cnn, dense_mnist_model, fake_da
     (["--eps", "0.3", "--norm", "l1"], "Error: Invalid value for '--norm': 'l1' is not one of"),
     (["--eps", "0.3", "--fail-on", "pass"],
      "Error: Invalid value for '--fail-on': 'pass' is not one of 'warn', 'fail'."),
-    ([], "Error: Missing option '--eps'."),
 ])
 def test_cli_usage_errors_exit_2(trained_tiny_cnn, fake_data_dir, args, message):
     result = run_cli([trained_tiny_cnn[0], *args], fake_data_dir)
@@ -441,7 +440,7 @@ def test_cli_errors_exit_1(trained_tiny_cnn, fake_data_dir, tmp_path):
 
 
 def test_a_violation_at_a_bound_is_not_above_it():
-    from advbench.audit import grade
+    from advbench.score.audit import grade
 
     # 0.86 - 0.85 = 0.010000000000000009: one sample in 100 at a 0.02 tolerance is half of it.
     assert grade(0.86 - 0.85, 0.02) == "pass"
@@ -449,3 +448,38 @@ def test_a_violation_at_a_bound_is_not_above_it():
     assert grade(0.02 + 1e-12, 0.02) == "warn"
     assert grade(0.021, 0.02) == "fail"
     assert grade(float("nan"), 0.02) == "fail"
+
+
+def test_cli_eps_defaults_to_the_data_sets_budget_and_is_printed(trained_tiny_cnn,
+                                                                 fake_data_dir):
+    """Issue 19: audit's --eps takes the data set's budget (budgets.BUDGETS, as attack does)
+    and the run's first line names every parameter and where the default came from."""
+    result = run_cli([trained_tiny_cnn[0], "--checks", "1", *fast("1")], fake_data_dir)
+    assert result.exit_code == 0, result.output
+    assert "audit of cnn at eps 0.3 (linf), 20 samples" in result.stderr
+    assert ("audit: eps=0.3 norm=linf checks=1 tolerance=0.02 square_lead=0.05 "
+            "min_unbounded_success=0.99 max_bad_gradients=0.1 pgd_steps=40 n_iter=100 "
+            "convergence_factor=4 square_queries=5000 curve_points=5 unbounded_eps=None "
+            "noise_draws=10 surrogate_epochs=2 surrogate_limit=5000 surrogate_architecture=cnn "
+            "(eps: mnist's default); seed 0; 20 samples (class-balanced) of mnist test "
+            "(start 0, batch size 20)") in result.stderr.splitlines()
+    l2 = run_cli([trained_tiny_cnn[0], "--norm", "l2", "--checks", "1", *fast("1"), "--json"],
+                 fake_data_dir)
+    assert l2.exit_code == 0, l2.output
+    assert json.loads(l2.stdout)["eps"] == 1.5
+    assert "audit: eps=1.5 norm=l2 checks=1 " in l2.stderr
+
+
+def test_cli_own_data_of_another_size_needs_eps(tmp_path):
+    """A usage error (exit 2) before TensorFlow: the data's header gives the image size."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "big.npz", x=rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8),
+             y=np.arange(4) % 2)
+    (tmp_path / "none.keras").touch()
+    result = CliRunner().invoke(main, ["audit", str(tmp_path / "none.keras"), "--data",
+                                       str(tmp_path / "big.npz")])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: --data {tmp_path / 'big.npz'} holds 16x16x3 images, the shape of no built-in "
+        "data set (mnist 28x28x1, cifar10 32x32x3), so audit's --eps has no default; give it, "
+        "e.g. --eps 8/255")

@@ -1,5 +1,5 @@
-"""Budgets per data set (advbench.budgets), eps fractions and ranges, the parameter line that
-starts every attack run, and --help showing every default."""
+"""Budgets per data set (advbench.attacks.budgets), eps fractions and ranges, the parameter
+line that starts every attack run, and --help showing every default."""
 
 from pathlib import Path
 
@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench import budgets
-from advbench.budgets import attack_budget, parse_eps, parse_value
-from advbench.attacks import ATTACK_SPECS
+from advbench.attacks import ATTACK_SPECS, budgets
+from advbench.attacks.budgets import attack_budget, parse_eps, parse_value
 from advbench.cli import ATTACK_OPTIONS, main
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 
 def invoke(args):
@@ -173,7 +172,7 @@ def test_attack_run_prints_every_parameter(trained_tiny_cnn, fake_data_dir, tmp_
     assert ("pgd: norm=linf eps=0.3 step_size=0.01 steps=2 random_start=True early_stop=False "
             "(eps, step_size: mnist's defaults); untargeted; seed 0; 4 samples (class-balanced) "
             "of mnist test (start 0, batch size 128)") in result.stderr.splitlines()
-    from advbench.artifacts import ATTACK_SCHEMA, read_arrays
+    from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays
 
     attrs, _ = read_arrays(tmp_path / "pgd.h5", ATTACK_SCHEMA)
     assert attrs["attack_params"] == {"eps": 0.3, "step_size": 0.01, "steps": 2,
@@ -195,7 +194,7 @@ def test_per_data_set_defaults_in_help_are_the_budgets(name):
     """A flag whose default depends on the data set (its help says so by hand) shows each
     built-in set's budget for every attack taking it: the help text cannot drift from
     ``advbench.budgets`` (the other defaults are derived from the declarations)."""
-    from advbench.budgets import attack_budget, shown
+    from advbench.attacks.budgets import attack_budget, shown
 
     help_of = {param: text for _, param, _, text in ATTACK_OPTIONS}
     for dataset in ("mnist", "cifar10"):
@@ -208,7 +207,7 @@ def test_per_data_set_defaults_in_help_are_the_budgets(name):
 def test_every_eps_attack_has_a_budget_on_every_data_set(name):
     """An attack with an eps takes the data set's budget, in either norm, without a line in
     advbench.budgets: a new eps attack gets one by its declaration."""
-    from advbench.budgets import BUDGETS, attack_budget
+    from advbench.attacks.budgets import BUDGETS, attack_budget
 
     for dataset in BUDGETS:
         for norm in ("linf", "l2"):
@@ -316,6 +315,6 @@ def test_linf_eps_above_one_is_a_usage_error(tmp_path):
 
 
 def test_tables_show_eps_like_parameters_as_written():
-    from advbench.report import param_text
+    from advbench.score.report import param_text
 
     assert [param_text(v) for v in (8 / 255, 0.3, 40, "linf")] == ["8/255", "0.3", "40", "linf"]

@@ -1,4 +1,4 @@
-"""Randomized smoothing (advbench.certify): the statistics against scipy's own distributions,
+"""Randomized smoothing (advbench.score.certify): the statistics against scipy's own distributions,
 the sampler against a linear model's closed form, and the run's artifact, resume and shards."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy.stats import beta, binom, norm
 
-from advbench import certify
-from advbench.errors import ArtifactError, ParameterError
-from advbench.certify import (certified_radius, certify_counts, lower_confidence_bound,
-                              predict_counts)
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.score import certify
+from advbench.score.certify import (certified_radius, certify_counts, lower_confidence_bound,
+                                    predict_counts)
 
 
 # -- statistics -----------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def _gda(meta, sigma):
 
 
 def test_certify_split_writes_the_artifact(small_run, dense_mnist_model, tmp_path):
-    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays
 
     _, model, meta = dense_mnist_model
     out = certify.certify_split(small_run, model, meta, tmp_path / "c.h5")
@@ -196,7 +196,7 @@ def test_certify_split_writes_the_artifact(small_run, dense_mnist_model, tmp_pat
 
 def test_interrupted_run_resumes_to_the_same_artifact(small_run, dense_mnist_model, tmp_path,
                                                       monkeypatch):
-    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays
 
     _, model, meta = dense_mnist_model
     whole = certify.certify_split(small_run, model, meta, tmp_path / "whole.h5")
@@ -229,8 +229,8 @@ def _same(a, b):
 
 
 def test_shards_merge_into_the_one_process_artifact(small_run, dense_mnist_model, tmp_path):
-    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
-    from advbench.shards import Shard, merge_shards
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays
+    from advbench.run.shards import Shard, merge_shards
 
     _, model, meta = dense_mnist_model
     whole = certify.certify_split(small_run, model, meta, tmp_path / "whole.h5")
@@ -270,7 +270,7 @@ def test_run_parameters_are_checked(small_run, field, value, message):
 
 
 def test_predict_mode(small_run, dense_mnist_model, tmp_path):
-    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays
 
     _, model, meta = dense_mnist_model
     run = certify.CertifyRun(**{**small_run.__dict__, "mode": "predict"})
@@ -319,9 +319,9 @@ def test_evaluate_reads_certifications(trained_tiny_cnn, fake_data_dir, tmp_path
 
     from click.testing import CliRunner
 
-    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays
     from advbench.cli import main
-    from advbench.shards import Shard
+    from advbench.run.shards import Shard
 
     path, model, meta = trained_tiny_cnn
     run = certify.CertifyRun(model_path=str(path), dataset="mnist", limit=10, sigma=0.25, n0=10,
@@ -386,7 +386,7 @@ def test_gda_cohen_noises_every_row_unclipped():
 def test_train_gda_cohen_records_sigma_and_certify_checks_it(fake_data_dir, tmp_path):
     from click.testing import CliRunner
 
-    from advbench.artifacts import read_model_metadata
+    from advbench.run.artifacts import read_model_metadata
     from advbench.cli import main
 
     runner = CliRunner()
@@ -412,7 +412,7 @@ def test_train_gda_cohen_records_sigma_and_certify_checks_it(fake_data_dir, tmp_
 
 
 def test_edited_certification_artifacts_are_refused(small_run, dense_mnist_model, tmp_path):
-    from advbench.artifacts import CERTIFICATION_SCHEMA, read_arrays, write_arrays
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays, write_arrays
 
     _, model, meta = dense_mnist_model
     out = certify.certify_split(small_run, model, meta, tmp_path / "c.h5")

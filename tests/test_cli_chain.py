@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench.artifacts import ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, write_arrays
 from advbench.cli import main
-from advbench.curves import read_curve
+from advbench.run.artifacts import ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, write_arrays
+from advbench.run.curves import read_curve
 
 
 def invoke(*args):
@@ -230,8 +230,13 @@ def test_tables_in_logs_are_full_width_and_plain(in_chain):
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stderr.splitlines() if line.startswith("| mnist-cnn")
             or line.startswith("| cnn") or line.startswith("| mlp")]
-    assert len(rows) == 2 and rows[0].endswith("\\* |") and not rows[1].endswith("\\* |")
+    # The accuracy matrix, then (issue 19) the success rate over the correct images.
+    assert len(rows) == 4 and rows[0].endswith("\\* |") and not rows[1].endswith("\\* |")
     assert "*: white-box (crafted on the tested model); others: black-box" in result.stderr
+    assert ("success rate (%) over the images each tested model classifies correctly (clean "
+            "errors apart)") in result.stderr
+    assert any(line.startswith("| (correct / clean errors) | ")
+               for line in result.stderr.splitlines())
 
 
 # -- outputs: full disks, read-only places, locks, replacing results (issue 14) --------------
@@ -308,7 +313,7 @@ def test_train_does_not_replace_a_model_without_overwrite(in_chain):
 
 
 def test_a_second_attack_on_the_same_output_is_refused(in_chain, monkeypatch):
-    from advbench import files
+    from advbench.core import files
 
     monkeypatch.setattr(files, "LOCK_WAIT_S", 0.05)
     with files.output_lock("held.h5"):

@@ -109,7 +109,7 @@ def test_train_own_architecture_then_export(own, tmp_path):
     exported = run(["export", out, "-o", tmp_path / "trained.keras"])
     assert exported.exit_code == 0, exported.output
     assert exported.stdout == f"{tmp_path / 'trained.keras'}\n"
-    from advbench.artifacts import load_model
+    from advbench.run.artifacts import load_model
 
     ours, _ = load_model(out)
     x = synthetic_digits(8, 5)[0][..., None].astype("float32") / 255.0
@@ -200,7 +200,7 @@ def test_lambda_model_and_bad_npz_are_one_line(own, tmp_path):
 
 
 def test_models_lists_an_artifact_without_training_metadata(tmp_path, tiny_model):
-    from advbench.artifacts import save_model
+    from advbench.run.artifacts import save_model
 
     save_model(tmp_path / "bare.h5", tiny_model, {})
     result = CliRunner().invoke(main, ["models", str(tmp_path / "bare.h5")],

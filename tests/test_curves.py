@@ -1,4 +1,4 @@
-"""Tests for advbench.curves: eps grids, the one-gradient sweep against FGSM / Random+FGSM run
+"""Tests for advbench.run.curves: eps grids, the one-gradient sweep against FGSM / Random+FGSM run
 separately at each eps, black-box sweeps, curve artifacts and their reuse, plots."""
 
 import click
@@ -6,12 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from advbench import curves, data, report
+from advbench import data
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.rand_fgsm import RandomFGSM
+from advbench.core.errors import ArtifactError, OutputError, ParameterError
 from advbench.data import batch_seed
-from advbench.errors import ArtifactError, OutputError, ParameterError
-from advbench.models import predict_labels
+from advbench.models.zoo import predict_labels
+from advbench.run import curves
+from advbench.score import report
 
 
 # -- eps grids ------------------------------------------------------------------------------
@@ -182,7 +184,7 @@ def test_run_curve_refuses_a_model_of_other_inputs(trained_tiny_cnn, fake_data_d
 
 
 def test_read_curve_rejects_other_artifacts(tmp_path):
-    from advbench.artifacts import ATTACK_SCHEMA, write_arrays
+    from advbench.run.artifacts import ATTACK_SCHEMA, write_arrays
 
     path = tmp_path / "a.h5"
     write_arrays(path, ATTACK_SCHEMA, {}, {"x": np.zeros(3)})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from advbench import data
-from advbench.errors import DataError, ParameterError
+from advbench.core.errors import DataError, ParameterError
 from conftest import write_fake_mnist, write_idx
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advbench.artifacts import load_model
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.progress import Progress
 from advbench.defenses import make_defense
-from advbench.distribute import is_chief, make_strategy, parse_devices
-from advbench.errors import ArtifactError, ParameterError
-from advbench.progress import Progress
-from advbench.train import TrainConfig, train
+from advbench.run.artifacts import load_model
+from advbench.run.distribute import is_chief, make_strategy, parse_devices
+from advbench.run.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two replicas sum their halves' gradients where one device sums the whole batch: the
@@ -46,7 +46,7 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(fake_data_dir):
     code = textwrap.dedent(f"""
         import json, numpy as np
         from advbench.defenses import make_defense
-        from advbench.train import TrainConfig, train
+        from advbench.run.train import TrainConfig, train
         weights, metas = {{}}, {{}}
         for strategy, devices in [("mirrored", ("/cpu:0", "/cpu:1")), ("none", ())]:
             config = TrainConfig(epochs=2, limit=200, batch_size=32,

@@ -1,4 +1,4 @@
-"""Tests for advbench.evaluate: scoring saved artifacts without re-attacking, white-box /
+"""Tests for advbench.score.evaluate: scoring saved artifacts without re-attacking, white-box /
 black-box detection, robustness and training distance, the gate, bad input, the eval artifact."""
 
 import json
@@ -8,15 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
-from advbench import data, evaluate as ev, metrics, report
-from advbench.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, jsonable, read_arrays,
-                                write_arrays)
+from advbench import data
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.fgsm_min import MinimalFGSM
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import predict_labels
-from advbench.runner import AttackRun, attack_split
-from advbench.shards import Shard
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.models.zoo import predict_labels
+from advbench.run import metrics
+from advbench.run.artifacts import (ATTACK_SCHEMA, EVALUATION_SCHEMA, jsonable, read_arrays,
+                                    write_arrays)
+from advbench.run.runner import AttackRun, attack_split
+from advbench.run.shards import Shard
+from advbench.score import evaluate as ev, report
 
 LIMIT = 40
 
@@ -396,7 +398,8 @@ def test_distance_part_errors(trained_tiny_cnn, artifacts, other_model, fake_dat
     with pytest.raises(ParameterError) as info:
         ev.distance_part(meta, path, [artifacts["fgsm"]], Shard(0, 2), data_dir=fake_data_dir)
     assert str(info.value) == (f"no given artifact gets a training-set distance from model "
-                               f"{path}: that needs a minimal attack (fgsm-min, deepfool, cw-l2) "
+                               f"{path}: that needs a minimal attack (fgsm-min, deepfool, cw-l2, "
+                               "fmn) "
                                "crafted on it")
 
 @pytest.mark.parametrize("variant", ["loss", "softmax", "logit"])

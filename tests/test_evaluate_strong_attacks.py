@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench.artifacts import read_attack_artifact
 from advbench.cli import EXIT_GATE_FAILED, main
+from advbench.run.artifacts import read_attack_artifact
 
 # Small budgets: the run, not the attack's strength, is under test here.
 STRONG_ATTACKS = {

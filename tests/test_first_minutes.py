@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from advbench import data
 from advbench.cli import main
-from advbench.errors import ArtifactError, DataError
-from advbench.models import resolve_model
-from advbench.precheck import check_model, layout_fits
+from advbench.core.errors import ArtifactError, DataError
+from advbench.models.precheck import check_model, layout_fits
+from advbench.models.zoo import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_model_errors_before_and_after_tensorflow_say_the_same(files, model, mes
 
 def test_the_full_checks_say_it_too(files):
     """Past the pre-check (a zoo-less path it cannot read), the loader's words are the same."""
-    from advbench.loading import open_model
+    from advbench.run.loading import open_model
 
     with pytest.raises(ArtifactError, match=re.escape(
             "two.keras has 2 outputs (aux, class_scores); pick the class scores with "
@@ -192,7 +192,7 @@ def test_fetch_says_which_source_gave_the_files(monkeypatch, tmp_path):
 def test_image_folder_class_order_is_said(tmp_path):
     from PIL import Image
 
-    from advbench.userdata import open_data
+    from advbench.data.userdata import open_data
 
     for name in ("dog", "Cat", "10", "2"):
         (tmp_path / name).mkdir()

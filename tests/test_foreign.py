@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import adapt as adapt_mod
-from advbench.models import foreign
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.models import adapt as adapt_mod, foreign
 from advbench.models.adapt import Preprocessing, adapt, convert_relu, reinitialize
 from advbench.models.export import custom_layers, export_keras
 from advbench.models.gradients import SubpixelGradientConv2D, attack_model
@@ -97,7 +96,7 @@ def test_kinds_are_detected_from_the_content(files, tmp_path):
 
 
 def test_our_artifacts_and_other_files(tmp_path, tiny_model):
-    from advbench.artifacts import ATTACK_SCHEMA, save_model, write_arrays
+    from advbench.run.artifacts import ATTACK_SCHEMA, save_model, write_arrays
 
     save_model(tmp_path / "ours.h5", tiny_model, {"dataset": "mnist"})
     assert foreign.detect_kind(tmp_path / "ours.h5") == "advbench"
@@ -562,7 +561,7 @@ def test_the_allowed_ops_are_plain_data():
 
 @pytest.mark.parametrize("architecture", ["resnet", "mlp"])
 def test_zoo_savedmodels_are_accepted(tmp_path, architecture):
-    from advbench.models import build_model
+    from advbench.models.zoo import build_model
 
     model = build_model(architecture, (28, 28, 1), 10, activation="brelu", squeeze_bits=4)
     model.export(str(tmp_path / "zoo"), verbose=False)
@@ -645,7 +644,7 @@ def test_reinitialize_draws_new_weights_unless_fine_tuning():
 # -- export ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("defended", [False, True])
 def test_export_round_trip_gives_identical_logits(tmp_path, defended):
-    from advbench.models import build_model
+    from advbench.models.zoo import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model("mlp", SHAPE, CLASSES, activation="brelu",
@@ -679,8 +678,8 @@ def test_export_refusals(tmp_path, files):
 
 
 def test_export_goes_through_the_output_guards(tmp_path, monkeypatch):
-    from advbench import files
-    from advbench.errors import OutputError
+    from advbench.core import files
+    from advbench.core.errors import OutputError
 
     model = small_cnn(softmax=False)
     out = tmp_path / "m.keras"
@@ -711,7 +710,7 @@ def test_export_goes_through_the_output_guards(tmp_path, monkeypatch):
 @pytest.mark.parametrize("attack_name, params", [("fgsm", {"eps": 0.1}),
                                                  ("deepfool", {"max_iter": 5})])
 def test_attacks_on_a_foreign_file_equal_attacks_on_our_artifact(tmp_path, attack_name, params):
-    from advbench.artifacts import load_model, save_model
+    from advbench.run.artifacts import load_model, save_model
     from advbench.attacks import make_attack
 
     model = small_cnn(softmax=False, sequential=False)
@@ -796,7 +795,7 @@ def test_a_keras_file_whose_config_inflates_to_3_gib_is_refused_unread(tmp_path)
 
 def test_the_pre_tensorflow_check_does_not_inflate_a_config_bomb(tmp_path):
     """precheck reads a .keras config before TensorFlow starts: bounded, as foreign.py."""
-    from advbench import precheck
+    from advbench.models import precheck
 
     path = zip_with_member(tmp_path / "bomb.keras", "config.json",
                            raw_deflate_of_spaces(3 << 30), 3 << 30,
@@ -938,3 +937,54 @@ def test_the_size_check_leaves_the_random_generators_as_they_were(files):
     np.random.seed(3)
     foreign.check_declared_weights(path, "keras", config, {})
     assert (random.random(), np.random.random()) == expected
+
+
+# -- a SavedModel's outputs and input range (issue 19) -----------------------------------------
+@pytest.fixture(scope="module")
+def two_output_savedmodels(tmp_path_factory):
+    """The same two-output network exported with list outputs and with dict outputs."""
+    root = tmp_path_factory.mktemp("two_sm")
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input(SHAPE)
+    flat = keras.layers.Flatten()(inputs)
+    scores = keras.layers.Dense(CLASSES, name="scores")(flat)
+    aux = keras.layers.Dense(1, name="aux")(flat)
+    keras.Model(inputs, [aux, scores]).export(str(root / "listed"), verbose=False)
+    keras.Model(inputs, {"aux": aux, "scores": scores}).export(str(root / "keyed"),
+                                                               verbose=False)
+    return root, keras.Model(inputs, scores)
+
+
+@pytest.mark.parametrize("folder, choice, names", [
+    ("listed", "1", "output_0, output_1"), ("listed", "output_1", "output_0, output_1"),
+    ("keyed", "scores", "aux, scores"), ("keyed", "1", "aux, scores"),
+])
+def test_savedmodel_model_output_picks_the_class_scores(two_output_savedmodels, folder,
+                                                        choice, names):
+    root, scores = two_output_savedmodels
+    path = root / folder
+    with pytest.raises(ArtifactError, match=re.escape(
+            f"{folder} has 2 outputs ({names}); pick the class scores with --model-output "
+            "NAME|INDEX")):
+        foreign.open_foreign(path, SHAPE, CLASSES)
+    model, meta = foreign.open_foreign(path, SHAPE, CLASSES, model_output=choice)
+    x = probe()
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(scores(x)), atol=1e-5)
+    assert meta["model_output"] == choice
+    listed = ", ".join(f"{i}: {n}" for i, n in enumerate(names.split(", ")))
+    with pytest.raises(ParameterError, match=re.escape(
+            f"--model-output logits: {folder} has no such output; its outputs are {listed}")):
+        foreign.open_foreign(path, SHAPE, CLASSES, model_output="logits")
+
+
+def test_savedmodel_says_its_input_range_cannot_be_read(files):
+    paths, _ = files
+    _, meta = foreign.open_foreign(paths["savedmodel", False], SHAPE, CLASSES)
+    assert ("savedmodel: a SavedModel is a graph without layers, so its input range cannot be "
+            "read: advbench feeds [0, 1]; if it expects 0..255 or its own mean/std, pass "
+            "--input-range (and --mean, --std)") in meta["notes"]
+    assert meta["input_scale"]["source"] == "default"
+    assert meta["input_scale"]["unread"] == "a SavedModel has no layers to read"
+    _, given = foreign.open_foreign(paths["savedmodel", False], SHAPE, CLASSES,
+                                    preprocessing=Preprocessing((0.0, 255.0)))
+    assert not any("cannot be read" in note for note in given["notes"])

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench.artifacts import ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, write_arrays
 from advbench.attacks import make_attack
 from advbench.cli import main
-from advbench.errors import OutputError
-from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split
+from advbench.core.errors import OutputError
+from advbench.core.progress import Progress
+from advbench.run.artifacts import ATTACK_SCHEMA, EVALUATION_SCHEMA, read_arrays, write_arrays
+from advbench.run.runner import AttackRun, attack_split
 
 ENOSPC_FIX = "No space left on device; free space on that disk or choose another output path (-o)"
 

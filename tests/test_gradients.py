@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advbench.models import ARCHITECTURES, build_model
 from advbench.models.gradients import (SubpixelGradientConv2D, attack_model,
                                        subpixel_eligible, subpixel_input_gradient)
+from advbench.models.zoo import ARCHITECTURES, build_model
 
 INPUT_SHAPES = {"cnn": (28, 28, 1), "resnet": (28, 28, 1), "cifar-cnn": (32, 32, 3),
                 "mlp": (8, 8, 1)}

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from advbench.errors import ArtifactError, ParameterError
-from advbench.loading import first_batch_warning
+from advbench.core.errors import ArtifactError, ParameterError
 from advbench.models import foreign
 from advbench.models.adapt import Preprocessing, adapt, read_input_scale, select_output
+from advbench.run.loading import first_batch_warning
 
 SHAPE = (8, 8, 3)
 CLASSES = 3

@@ -1,6 +1,7 @@
-"""The layout's rules, checked on the source: only the CLI imports Click, no module imports
-another module's private names, every CLI choice comes from a library registry, and the CLI
-and every command's help start without TensorFlow."""
+"""The layout's rules, checked on the source: the packages are the pipeline's floors and each
+imports only the floors below it, only the CLI imports Click, no module imports another
+module's private names, every CLI choice comes from a library registry, and the CLI, every
+command's help and every package's ``__init__`` start without TensorFlow."""
 
 import ast
 import subprocess
@@ -30,6 +31,52 @@ def imports(path: Path):
                 yield alias.name, []
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             yield node.module, [alias.name for alias in node.names]
+
+
+#: The pipeline, bottom first (docs/architecture.md): a module of a floor imports only its own
+#: floor and those below. cli is advbench/cli.py and advbench/__main__.py.
+FLOORS = ("core", "data", "models", "attacks", "defenses", "run", "score", "paper", "cli")
+
+
+def floor_of(module: str) -> str | None:
+    """The floor of an advbench module (``advbench.run.runner`` -> "run"); None for the root
+    package itself (``advbench``: its ``__version__``, importable from every floor)."""
+    parts = module.split(".")
+    if parts[0] != "advbench" or len(parts) == 1:
+        return None
+    return "cli" if parts[1] in ("cli", "__main__") else parts[1]
+
+
+def advbench_imports(path: Path):
+    """Every advbench module a file imports (function-level imports included): ``from advbench
+    import data`` imports advbench.data; ``from advbench import __version__``, the root."""
+    for module, names in imports(path):
+        if module == "advbench":
+            for name in names:
+                yield "advbench" if name.startswith("__") else f"advbench.{name}"
+        elif module.startswith("advbench."):
+            yield module
+
+
+def test_every_module_sits_on_a_floor():
+    assert sorted({floor_of(module_name(p)) for p in MODULES} - {None}) == sorted(FLOORS)
+    assert [module_name(p) for p in MODULES if floor_of(module_name(p)) is None] == ["advbench"]
+
+
+def test_each_floor_imports_only_the_floors_below_it():
+    upward = []
+    for path in MODULES:
+        importer = module_name(path)
+        level = FLOORS.index(floor_of(importer) or "core")
+        for imported in advbench_imports(path):
+            floor = floor_of(imported)
+            if floor is not None and FLOORS.index(floor) > level:
+                upward.append(f"{importer} imports {imported}")
+    assert upward == []
+
+
+def test_the_root_package_imports_nothing_of_advbench():
+    assert list(advbench_imports(PACKAGE / "__init__.py")) == []
 
 
 def test_only_the_cli_imports_click():
@@ -73,6 +120,16 @@ def test_cli_help_does_not_import_tensorflow(path):
             "assert result.exit_code == 0, result.output\n"
             "print(sorted(m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, *path], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# Each floor's __init__ holds its CLI choices (the old advbench/names.py) and lazy registries.
+@pytest.mark.parametrize("floor", FLOORS[:-1])
+def test_package_init_does_not_import_tensorflow(floor):
+    code = (f"import sys\nimport advbench.{floor}\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
 

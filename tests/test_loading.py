@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from advbench import data
-from advbench.artifacts import read_arrays, save_model, ATTACK_SCHEMA
 from advbench.attacks import make_attack
-from advbench.errors import ArtifactError, ParameterError
-from advbench.evaluate import evaluate
-from advbench.loading import open_model
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.data.samples import check_model_fits
 from advbench.models.adapt import Preprocessing
-from advbench.runner import AttackRun, attack_split, check_model_fits
-from advbench.transfer import transfer
+from advbench.run.artifacts import read_arrays, save_model, ATTACK_SCHEMA
+from advbench.run.loading import open_model
+from advbench.run.runner import AttackRun, attack_split
+from advbench.score.evaluate import evaluate
+from advbench.score.transfer import transfer
 from conftest import synthetic_digits, write_digits_npz
 
 
@@ -87,7 +88,7 @@ def test_attack_and_evaluate_a_foreign_model_on_user_data(tmp_path, npz, keras_f
     assert len(entry["per_class_accuracy"]) == 10
     from rich.console import Console
 
-    from advbench.report import print_per_class
+    from advbench.score.report import print_per_class
 
     console = Console(record=True, width=100)
     print_per_class(summary, console)

@@ -1,4 +1,4 @@
-"""Tests for advbench.metrics: hand-computed values on tiny arrays, brute force for the
+"""Tests for advbench.run.metrics: hand-computed values on tiny arrays, brute force for the
 nearest-neighbour search, batch-size invariance for loss sensitivity, every error path."""
 
 import math
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advbench import metrics
-from advbench.errors import AdvbenchError, ParameterError
+from advbench.core.errors import AdvbenchError, ParameterError
+from advbench.run import metrics
 
 
 # -- accuracy and success rate ------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_empirical_robustness_nan_when_nothing_succeeds():
 
 def test_empirical_robustness_errors():
     x, x_adv, success = _robustness_example()
-    with pytest.raises(ParameterError, match="norm must be one of l1, l2, linf, got 'l3'"):
+    with pytest.raises(ParameterError, match="norm must be one of l0, l1, l2, linf, got 'l3'"):
         metrics.empirical_robustness(x, x_adv, success, norm="l3")
     with pytest.raises(AdvbenchError, match="success has 2 entries but there are 3 samples"):
         metrics.empirical_robustness(x, x_adv, success[:2])

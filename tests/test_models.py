@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import ARCHITECTURES, build_model, resolve_model, zoo_name
+from advbench.core.errors import ArtifactError, ParameterError
 from advbench.models.layers import FeatureSqueezing
+from advbench.models.zoo import ARCHITECTURES, build_model, resolve_model, zoo_name
 
 # Layer output shapes and parameter counts, pinned from reference.md's architectures.
 EXPECTED = {

@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from advbench import files
-from advbench.artifacts import EVALUATION_SCHEMA, read_arrays, write_arrays
-from advbench.errors import OutputError
-from advbench.report import write_text
+from advbench.core import files
+from advbench.core.errors import OutputError
+from advbench.run.artifacts import EVALUATION_SCHEMA, read_arrays, write_arrays
+from advbench.score.report import write_text
 
 ENOSPC = "No space left on device; free space on that disk or choose another output path (-o)"
 
@@ -108,8 +108,8 @@ def test_ctrl_c_while_the_cli_loads_is_one_line(monkeypatch, capsys):
 FILE_SIZE_LIMIT = """
 import resource, signal, sys
 import numpy as np
-from advbench.artifacts import EVALUATION_SCHEMA, write_arrays
-from advbench.errors import AdvbenchError
+from advbench.run.artifacts import EVALUATION_SCHEMA, write_arrays
+from advbench.core.errors import AdvbenchError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 try:
@@ -150,7 +150,7 @@ def test_written_files_get_the_usual_permissions(tmp_path):
 
 HOLD_LOCK = """
 import pathlib, sys, time
-from advbench.files import output_lock
+from advbench.core.files import output_lock
 with output_lock(sys.argv[1], "attack artifact"):
     pathlib.Path(sys.argv[2]).write_text("held")
     while not pathlib.Path(sys.argv[3]).exists():
@@ -192,7 +192,7 @@ def test_a_folder_under_a_file(tmp_path):
 
 def test_two_hdf5_files_built_in_memory_at_once(tmp_path):
     # HDF5 refuses a second open file under one name: each in-memory file has its own.
-    from advbench.artifacts import atomic_h5
+    from advbench.run.artifacts import atomic_h5
 
     with atomic_h5(tmp_path / "a.h5") as a, atomic_h5(tmp_path / "b.h5") as b:
         a["x"], b["x"] = np.arange(2), np.arange(3)

@@ -3,19 +3,20 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import advbench
-from advbench.paper import authors, experiments, profiles
 from advbench.cli import main
-from advbench.errors import ParameterError
-from advbench.revision import describe, source_revision
+from advbench.core.errors import ParameterError
+from advbench.core.revision import describe, source_revision
+from advbench.paper import authors, experiments, profiles
 
 TINY = dataclasses.replace(
     experiments.PROFILES["quick"], name="quick", epochs=1, train_limit=60, gda_epochs=1,
     test_limit=20, expensive_limit=10, eps_grid="0.1:0.3:0.1", seeds=2, seed_expensive_limit=6,
-    strong_limit=10,
+    strong_limit=10, certify_limit=10, certify_params={"n0": 10, "n": 100, "alpha": 0.001},
     attack_params={**profiles.PAPER_ATTACKS,
                    "autoattack": {"n_iter": 10, "n_target_classes": 3, "n_queries": 100},
                    "audit": {"checks": ("logits-and-gradients", "accuracy-vs-eps"),
@@ -53,9 +54,15 @@ def test_one_model_two_seeds_end_to_end_and_resume(fake_data_dir, tmp_path, monk
     models = sorted((report.parent / "models").iterdir())
     assert len(models) == 2
     mtimes = [m.stat().st_mtime_ns for m in models]
-    again = CliRunner().invoke(main, args)
+    # Not quiet: each stage prints its parameters as `advbench attack` does (issue 19).
+    again = CliRunner().invoke(main, [a for a in args if a != "-q"])
     assert again.exit_code == 0
     assert [m.stat().st_mtime_ns for m in models] == mtimes
+    curve_lines = [line for line in again.stderr.splitlines() if " curve: " in line]
+    assert curve_lines and all(line.startswith(
+        f"fgsm curve: norm=linf eps={TINY.eps_grid}; untargeted, on cnn against cnn") and
+        line.endswith(f"; seed 0; {TINY.test_limit} samples (class-balanced) of mnist test "
+                      "(batch size 256)") for line in curve_lines), curve_lines
     assert "were found complete on disk, done by an earlier invocation" in report.read_text()
 
 
@@ -116,9 +123,15 @@ def test_quick_grid_end_to_end_and_resume(tiny_profile, fake_data_dir, tmp_path)
     # A rerun finds every artifact and trains nothing.
     models = sorted((report.parent / "models").iterdir())
     mtimes = [m.stat().st_mtime_ns for m in models]
-    again = CliRunner().invoke(main, args)
+    # Not quiet: each stage prints its parameters as `advbench attack` does (issue 19).
+    again = CliRunner().invoke(main, [a for a in args if a != "-q"])
     assert again.exit_code == 0
     assert [m.stat().st_mtime_ns for m in models] == mtimes
+    curve_lines = [line for line in again.stderr.splitlines() if " curve: " in line]
+    assert curve_lines and all(line.startswith(
+        f"fgsm curve: norm=linf eps={TINY.eps_grid}; untargeted, on cnn against cnn") and
+        line.endswith(f"; seed 0; {TINY.test_limit} samples (class-balanced) of mnist test "
+                      "(batch size 256)") for line in curve_lines), curve_lines
     assert "were found complete on disk, done by an earlier invocation" in report.read_text()
     provenance = json.loads((report.parent / "results.json").read_text())["provenance"]
     assert provenance["revision"] == source_revision()
@@ -134,9 +147,9 @@ def test_unknown_profile_and_dataset(tmp_path):
 
 def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir, tmp_path,
                                                                   monkeypatch):
-    from advbench.artifacts import save_model
-    from advbench.models import zoo_path
-    from advbench.train import train
+    from advbench.run.artifacts import save_model
+    from advbench.models.zoo import zoo_path
+    from advbench.run.train import train
 
     profile = dataclasses.replace(TINY, name="demo", models=("cnn", "cnn-brelu"),
                                   experiments=(), seeds=1)
@@ -163,7 +176,7 @@ def test_models_in_the_zoo_store_are_reused_when_parameters_match(fake_data_dir,
 def test_without_squeezing_is_the_raw_network(fake_data_dir):
     import numpy as np
 
-    from advbench.models import build_model
+    from advbench.models.zoo import build_model
     from advbench.models.layers import FeatureSqueezing
 
     squeezing = build_model("cnn", (28, 28, 1), 10, squeeze_bits=1)
@@ -244,3 +257,69 @@ def test_cifar10_authors_profile_is_the_cifar10_grid_with_the_authors_settings()
     assert profile.attack_params["deepfool"] == authors_mnist.attack_params["deepfool"]
     assert profile.defense_params == authors_mnist.defense_params
     assert profile.eps_grid == "0.1:0.3:0.1"
+
+
+def test_the_defenses_certified_section(fake_data_dir, tmp_path, monkeypatch):
+    """Issue 23: reproduce certifies GDA + RELU, GDA + BRELU (the paper's sigma) and GDA as
+    Cohen et al. train it (its own train stage), beside the base models' empirical L2
+    robustness on the same images, and states what the certificates add."""
+    from advbench.score.certify import read_certification
+    from advbench.paper.certified import compare
+
+    monkeypatch.setitem(experiments.PROFILES, "quick", dataclasses.replace(
+        TINY, models=("cnn-gda", "cnn-brelu-gda"), experiments=("certified",), seeds=1,
+        certify_attack="deepfool"))
+    import io
+
+    from rich.console import Console
+
+    from advbench.core.progress import Progress
+
+    log = io.StringIO()
+    repro = experiments.Reproduction("mnist", "quick", tmp_path, data_dir=str(fake_data_dir),
+                                     models_dir=tmp_path / "zoo", progress=Progress(
+                                         console=Console(file=log, width=400), interval=1e9))
+    ids = [s.id for s in repro.stages()]
+    assert ids == ["train:cnn-gda", "train:cnn-brelu-gda", "train:cnn-gda-cohen",
+                   "certified:cnn-gda", "certified:cnn-brelu-gda", "certified:cnn-gda-cohen"]
+    report = repro.run().read_text()
+    certified = repro.results["certified"]
+    assert {name: entry["sigma"] for name, entry in certified.items()} == {
+        "cnn-gda": 0.3, "cnn-brelu-gda": 0.3, "cnn-gda-cohen": 0.25}
+    for name, entry in certified.items():
+        attrs, arrays = read_certification(entry["artifacts"][0])
+        assert attrs["sigma"] == entry["sigma"] and attrs["n"] == 100 and attrs["n0"] == 10
+        assert entry["samples"] == 10 == len(arrays["radius"])
+        accuracy = entry["certified"]["certified_accuracy"]
+        radius = np.where(arrays["correct"], arrays["radius"], -1.0)
+        assert accuracy["0.5"] == pytest.approx(np.mean(radius >= 0.5))
+        assert list(accuracy.values()) == sorted(accuracy.values(), reverse=True)
+        assert set(entry["empirical"]["robust"]) == {"0", "0.25", "0.5", "0.75", "1"}
+    assert "## The defenses, certified\n" in report
+    assert "![The defenses, certified](certified.png)" in report
+    assert (tmp_path / "mnist" / "quick" / "certified.png").stat().st_size > 10_000
+    for entry in certified.values():
+        curve = entry["empirical"]["curve"]
+        assert curve["radius"] == entry["certified"]["curve"]["radius"]
+        assert curve["robust_accuracy"] == sorted(curve["robust_accuracy"], reverse=True)
+    assert ("| GDA + BRELU | 0.3 | certified (smoothed) | "
+            f"{100 * certified['cnn-brelu-gda']['certified']['certified_accuracy']['0']:.1f} |"
+            ) in report
+    assert "| GDA + RELU |  | empirical (deepfool, base model) | " in report
+    verdict = compare(certified, "cnn-brelu-gda", "cnn-gda", 0.5)["verdict"]
+    said = {"higher": "becomes a measurable certificate here",
+            "lower": "does not become a certificate here",
+            "no measurable difference": "does not become a measurable certificate here"}
+    assert ("What this adds to the paper's argument: the claim that BRELU makes the GDA "
+            f"network smoother {said[verdict]}") in report
+    assert "GDA trained as Cohen et al. train (one noisy copy per image per step, sigma 0.25)" \
+        in report
+    # Every stage prints its parameters (issue 19): training, certification, the attack.
+    lines = log.getvalue().splitlines()
+    assert ("train cnn relu, defense gda-cohen: sigma=0.25; epochs 1, batch size 128, "
+            "learning rate 0.001, patience 11; seed 0; mnist train split, limit 60") in lines, lines
+    assert any(line.startswith("certify ") and "sigma 0.25, n0 10, n 100, alpha 0.001" in line
+               for line in lines)
+    assert any(line.startswith("deepfool: norm=l2 max_iter=20 ") and line.endswith(
+        "; seed 0; 10 samples (class-balanced) of mnist test (start 0, batch size 256)")
+        for line in lines)

@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from advbench.errors import ArtifactError
+from advbench.core.errors import ArtifactError
 from advbench.paper import experiments, strong
 from advbench.paper.report import LABELS
 
@@ -24,7 +24,7 @@ def row(eps, fgsm, ce, t, square, clean=0.9):
 
 
 def test_audit_verdict_runs_the_audit(monkeypatch):
-    from advbench import audit as auditing
+    from advbench.score import audit as auditing
 
     calls = []
 
@@ -90,7 +90,7 @@ def test_stage_on_a_tiny_model(monkeypatch, fake_data_dir, tmp_path):
 
 def test_row_from_another_attack_is_refused(trained_tiny_cnn, fake_data_dir, tmp_path):
     from advbench.attacks import make_attack
-    from advbench.runner import AttackRun, attack_split
+    from advbench.run.runner import AttackRun, attack_split
 
     model_path, model, meta = trained_tiny_cnn
     run = AttackRun(model_path=str(model_path), dataset="mnist", limit=4,

@@ -4,7 +4,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 from advbench.paper.toy import (AUGMENTATIONS, GAUSSIAN_SIGMA, TOY_DATASETS, UNIFORM_HALF_WIDTH,
                           augment, make_toy_data, run_toy, train_mlp)
 

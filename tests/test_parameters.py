@@ -2,7 +2,7 @@
 range, integers bounded by what can run and by the dtype they reach, and options that do not
 apply refused the same way, all as usage errors (exit 2) before any model or data is read.
 
-The table holds every example of the issue; the library checks (advbench.checks and the
+The table holds every example of the issue; the library checks (advbench.core.checks and the
 constructors) give the messages, so the Python API refuses the same values."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from advbench.cli import main
 from advbench.attacks import make_attack
+from advbench.cli import main
+from advbench.core.errors import ParameterError
 from advbench.defenses import make_defense
-from advbench.errors import ParameterError
 
 # The model file is empty and the data never exist: every bad value must be refused before
 # they are read (a missing model file would be refused even earlier, before the flags).

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from advbench.cli import main
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 from advbench.paper import experiments
 from advbench.paper.plan import base_command, plan
 
@@ -40,12 +40,18 @@ def test_plan_is_a_graph_in_dependency_order(dataset, profile, tmp_path):
     if dataset == "mnist":
         trains = {i for i in ids if i.startswith("train:")}
         seeds = repro.seeds if profile != "demo" else (0,)
+        chosen = experiments.PROFILES[profile]
+        # The certified section trains its own models (first seed only).
+        own = {f"train:{m}" for m in chosen.certified_models if m not in chosen.models} \
+            if "certified" in chosen.experiments else set()
         assert trains == {f"train:{m}{repro.suffix(s)}"
-                          for m in experiments.PROFILES[profile].models for s in seeds}
+                          for m in chosen.models for s in seeds} | own
+        if "certified" in chosen.experiments:
+            assert {f"certified:{m}" for m in chosen.certified_models} <= set(ids)
         if profile != "demo":
             assert len(seeds) == 5 and "train:cnn@seed4" in trains
         for node in nodes:
-            if node["id"].startswith(("attack:", "curve:", "table2:", "strong:")):
+            if node["id"].startswith(("attack:", "curve:", "table2:", "strong:", "certified:")):
                 assert any(n.startswith("train:") for n in node["needs"]), node["id"]
             # A seed's experiments need that seed's models, never another seed's.
             tag = node["id"].partition("@")[2]
@@ -62,7 +68,9 @@ def test_plan_json_and_slurm_scripts(tmp_path):
     nodes = json.loads(result.stdout)
     assert [n["id"] for n in nodes] == [
         "train:cnn", "train:cnn-brelu-gda", "attack:fgsm:cnn", "attack:deepfool:cnn",
-        "attack:fgsm:cnn-brelu-gda", "attack:deepfool:cnn-brelu-gda", "evaluate", "report"]
+        "attack:fgsm:cnn-brelu-gda", "attack:deepfool:cnn-brelu-gda", "evaluate",
+        "certified:cnn-brelu-gda", "report"]
+    assert nodes[7]["needs"] == ["train:cnn-brelu-gda"]
     assert nodes[2]["needs"] == ["train:cnn"]
     assert nodes[2]["command"] == ("advbench reproduce --dataset mnist --profile demo --out "
                                    "/shared/results --seed 0 --data-dir /shared/data --stage "
@@ -73,7 +81,7 @@ def test_plan_json_and_slurm_scripts(tmp_path):
     result = CliRunner().invoke(main, [*base, "--emit", "slurm", str(tmp_path / "jobs")])
     assert result.exit_code == 0, result.output
     written = result.stdout.split()
-    assert len(written) == 9 and written[-1] == str(tmp_path / "jobs" / "submit.sh")
+    assert len(written) == 10 and written[-1] == str(tmp_path / "jobs" / "submit.sh")
     script = (tmp_path / "jobs" / "003-attack-fgsm-cnn.sbatch").read_text()
     assert "#SBATCH --job-name=advbench-attack:fgsm:cnn" in script
     assert script.rstrip().endswith(nodes[2]["command"])

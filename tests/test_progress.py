@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from advbench import progress as progress_module
 from advbench.attacks import make_attack
-from advbench.models import predict_labels
-from advbench.progress import Progress
+from advbench.core import progress as progress_module
+from advbench.core.progress import Progress
+from advbench.models.zoo import predict_labels
 
 
 class Clock:
@@ -160,11 +160,19 @@ def test_a_clean_pass_shows_its_batches(tiny_model):
     ("square", dict(eps=0.2, n_queries=30, n_restarts=2), "query", 60),
     ("apgd-ce", dict(eps=0.2, n_iter=10), "apgd-ce iteration", 10),
     ("deepfool", dict(max_iter=10), "step", 10),
+    # 4x4 images, theta 0.5: 16 * (2 + 1) // 2 + 1 iterations at most (jsma.iteration_budget).
+    ("jsma", dict(theta=0.5), "iteration", 25),
+    # eps_step 0.05 up to 1: 19 grid points (fgsm_min.eps_grid).
+    ("fgsm-min", dict(), "grid point", 19),
+    ("fgsm-min", dict(search="authors"), "grid point", 19),
 ])
 def test_attack_loops_report_their_steps_and_keep_their_bits(name, params, label, total,
-                                                             tiny_model):
+                                                             tiny_model, monkeypatch):
     """Inside one batch (one compiled loop) the task advances step by step; the x_adv are
     bit-identical to a run without a listening bar (the graph without the callback)."""
+    from advbench.attacks import fgsm_min
+    # One grid point per pass for 6 samples (else the exact search takes all 19 in one).
+    monkeypatch.setattr(fgsm_min, "MIN_IMAGES_PER_PASS", 6)
     model, x, y = tiny_model
     attack = make_attack(name, **params)
     silent = attack(model, x, y, seed=4).x_adv
@@ -179,7 +187,8 @@ def test_attack_loops_report_their_steps_and_keep_their_bits(name, params, label
                for line in out.getvalue().splitlines())
     assert steps and steps == sorted(steps) and len(set(steps)) > 1
     assert all(f"/{total}, " in line for line in out.getvalue().splitlines())
-    if name not in ("square", "apgd-ce", "deepfool"):  # these stop once all are fooled
+    if name not in ("square", "apgd-ce", "deepfool", "jsma", "fgsm-min"):
+        # the others stop once all are fooled
         assert steps[-1] == total
 
 
@@ -234,7 +243,7 @@ def test_training_in_a_log_prints_each_epoch_once(fake_data_dir, tmp_path):
 def test_a_long_loop_reports_a_bounded_number_of_times(monkeypatch):
     import tensorflow as tf
 
-    from advbench.ops import REPORTS, report_step
+    from advbench.core.ops import REPORTS, report_step
 
     seen = []
     monkeypatch.setattr(progress_module, "step", lambda done, running=-1: seen.append(done))

@@ -9,17 +9,17 @@ import os
 import numpy as np
 import pytest
 
-from advbench.artifacts import ATTACK_SCHEMA, load_model, read_arrays
 from advbench.attacks import make_attack
-from advbench.errors import ArtifactError, ParameterError
+from advbench.core.errors import ArtifactError, ParameterError
 from advbench.paper import experiments, profiles
 from advbench.paper.plan import base_command, plan
-from advbench.runner import AttackRun, attack_split
+from advbench.run.artifacts import ATTACK_SCHEMA, load_model, read_arrays
+from advbench.run.runner import AttackRun, attack_split
 
 ray = pytest.importorskip("ray")
 
-from advbench.ray_engine import (attack_shard, attack_with_ray, reproduce_with_ray,  # noqa: E402
-                                 run_stage)
+from advbench.paper.plan import reproduce_with_ray, run_stage  # noqa: E402
+from advbench.run.ray_engine import attack_shard, attack_with_ray  # noqa: E402
 
 #: The demo profile cut to seconds (its graph: two trainings, four attacks, evaluate).
 TINY_DEMO = dataclasses.replace(

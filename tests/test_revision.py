@@ -1,4 +1,4 @@
-"""advbench.revision: the git commit a report names (issue 12: "say in the report which
+"""advbench.core.revision: the git commit a report names (issue 12: "say in the report which
 commit made it")."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from advbench import revision
+from advbench.core import revision
 
 
 def git(folder, *args):

@@ -6,13 +6,13 @@ import pytest
 import tensorflow as tf
 from rich.console import Console
 
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks import ATTACKS, make_attack
 from advbench.attacks.targets import TARGET_MODES, choose_targets
-from advbench.errors import ArtifactError, ParameterError
-from advbench.metrics import perturbation_norms
-from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.progress import Progress
+from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench.run.metrics import perturbation_norms
+from advbench.run.runner import AttackRun, attack_split
 
 
 SEED = tf.constant([0, 0], tf.int64)
@@ -85,7 +85,7 @@ def test_other_parameters_do_not_overwrite(run, trained_tiny_cnn, tmp_path):
 
 
 def test_model_and_data_shapes_must_match(run, tmp_path):
-    from advbench.models import build_model
+    from advbench.models.zoo import build_model
 
     cifar_model = build_model("cnn", (32, 32, 3))
     with pytest.raises(ArtifactError, match=r"takes inputs of shape \(32, 32, 3\)"):

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays, write_arrays
 from advbench.attacks import make_attack
 from advbench.cli import main
-from advbench import files
-from advbench.errors import ArtifactError, OutputError, ParameterError
-from advbench import evaluate as evaluate_module
-from advbench.evaluate import evaluate
-from advbench.runner import AttackRun, attack_split
-from advbench.shards import (Shard, find_shards, merge_attack_runs, merge_shards, parse_shard,
-                             read_attack_run, shard_output)
-from advbench.transfer import craft_or_reuse
+from advbench.core import files
+from advbench.core.errors import ArtifactError, OutputError, ParameterError
+from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays, write_arrays
+from advbench.run.runner import AttackRun, attack_split
+from advbench.run.shards import (Shard, find_shards, merge_attack_runs, merge_shards, parse_shard,
+                                 read_attack_run, shard_output)
+from advbench.score import evaluate as evaluate_module
+from advbench.score.evaluate import evaluate
+from advbench.score.transfer import craft_or_reuse
 
 # A deterministic attack, a randomised one (random start and steps from the batch seed) and
 # a targeted one (targets drawn from the batch seed).

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 from advbench.paper import statistics as st
 
 

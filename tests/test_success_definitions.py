@@ -10,12 +10,13 @@ import keras
 import numpy as np
 import pytest
 
-from advbench import evaluate as ev, metrics
-from advbench.artifacts import ATTACK_SCHEMA, read_arrays
 from advbench.attacks.fgsm_min import MinimalFGSM
-from advbench.errors import ParameterError
-from advbench.models import predict_labels
-from advbench.runner import AttackRun, attack_split, stored_success
+from advbench.core.errors import ParameterError
+from advbench.models.zoo import predict_labels
+from advbench.run import metrics
+from advbench.run.artifacts import ATTACK_SCHEMA, read_arrays
+from advbench.run.runner import AttackRun, attack_split, stored_success
+from advbench.score import evaluate as ev
 
 from conftest import PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, prototype_images
 
@@ -223,7 +224,7 @@ def test_minimal_attacks_start_from_the_prediction_by_default(dense_mnist_model,
     prediction), its success rate is over the correctly classified samples (not capped by
     clean accuracy), and --from label keeps the old convention under another run key."""
     from advbench.attacks.deepfool import DeepFool
-    from advbench.runner import artifact_summary, run_key
+    from advbench.run.runner import artifact_summary, run_key
 
     path, model, meta = dense_mnist_model
     runs = {start: AttackRun(model_path=str(path), dataset="mnist", limit=20, batch_size=8,
@@ -267,5 +268,5 @@ def test_from_applies_to_the_minimal_attacks_only(dense_mnist_model):
                                        "label"])
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
-        "Error: --from applies to untargeted deepfool, cw-l2 and jsma (fgsm-min always starts "
+        "Error: --from applies to untargeted deepfool, cw-l2, jsma and fmn (fgsm-min always starts "
         "from the prediction, bounded attacks from the label)")

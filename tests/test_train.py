@@ -3,11 +3,11 @@ import inspect
 import numpy as np
 import pytest
 
-from advbench.artifacts import load_model, save_model
+from advbench.core.errors import ParameterError
 from advbench.defenses import DEFENSES, make_defense
-from advbench.errors import ParameterError
-from advbench.models import predict_logits
-from advbench.train import TrainConfig, epoch_order, train
+from advbench.models.zoo import predict_logits
+from advbench.run.artifacts import load_model, save_model
+from advbench.run.train import TrainConfig, epoch_order, train
 
 # Every defense and mode, with settings small enough for a one-epoch smoke run.
 DEFENSE_VARIANTS = [
@@ -147,7 +147,7 @@ def test_gda_noise_once_trains_end_to_end(fake_data_dir):
 def test_fgsm_at_fresh_learns_the_union_from_the_initial_weights(fake_data_dir, monkeypatch):
     # The authors' code: the adversarials of a trained model, learnt with the clean set by a
     # fresh model. The second phase must start from the untrained weights.
-    from advbench import train as train_module
+    from advbench.run import train as train_module
 
     config = TrainConfig(epochs=1, limit=60, batch_size=32, data_dir=str(fake_data_dir))
     starts = []

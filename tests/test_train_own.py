@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from advbench import data
-from advbench.artifacts import load_model, save_model
+from advbench.core.errors import ParameterError
 from advbench.defenses import make_defense
-from advbench.errors import ParameterError
-from advbench.models import predict_labels
 from advbench.models.adapt import Preprocessing
-from advbench.train import TrainConfig, prepare_architecture, train
+from advbench.models.zoo import predict_labels
+from advbench.run.artifacts import load_model, save_model
+from advbench.run.train import TrainConfig, prepare_architecture, train
 from conftest import write_digits_npz
 
 

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from advbench.artifacts import (ATTACK_SCHEMA, load_model, read_arrays, read_attack_artifact,
-                                save_model, write_arrays)
-from advbench.errors import ArtifactError
+from advbench.core.errors import ArtifactError
+from advbench.run.artifacts import (ATTACK_SCHEMA, load_model, read_arrays, read_attack_artifact,
+                                    save_model, write_arrays)
 from conftest import deflate_bomb, peak_rss, reset_peak_rss
 
 N = 10
@@ -233,7 +233,7 @@ def test_an_attribute_declaring_a_huge_array_is_refused_unread(attack_file, tmp_
 def _rewrite_config(path, config):
     """Store ``config`` as the artifact's model_config, with the content hash recomputed (as
     an attacker would: the hash is no signature)."""
-    from advbench.artifacts import _model_hash
+    from advbench.run.artifacts import _model_hash
 
     text = json.dumps(config)
     with h5py.File(path, "a") as f:
@@ -280,9 +280,17 @@ def test_a_dense_of_2_700_000_units_is_refused_before_it_is_built(model_file):
     assert peak_rss() - before < 100 * 1024
 
 
-def test_more_samples_than_the_split_holds_are_refused_before_reading(tmp_path):
+@pytest.mark.parametrize("own", [False, True])
+def test_more_samples_than_the_split_holds_are_refused_before_reading(tmp_path, own):
     # 1.3M samples of the 10,000-image MNIST test split: each array under the 4 GiB cap.
-    path = write_attack_artifact(tmp_path / "attack.h5")
+    # The same of a user's own data set, bounded by its own split (issue 20).
+    dataset, limit = "mnist", "10,000 images of the mnist test split"
+    if own:
+        rng = np.random.default_rng(0)
+        np.savez(tmp_path / "digits.npz", x=rng.integers(0, 255, (30, 28, 28), dtype=np.uint8),
+                 y=np.arange(30) % 10)
+        dataset, limit = str(tmp_path / "digits.npz"), "30 images of the digits.npz test split"
+    path = write_attack_artifact(tmp_path / "attack.h5", dataset=dataset)
     n = 1_300_000
     with h5py.File(path, "a") as f:
         f.attrs["num_samples"] = n
@@ -296,8 +304,8 @@ def test_more_samples_than_the_split_holds_are_refused_before_reading(tmp_path):
     with pytest.raises(ArtifactError) as info:
         read_attack_artifact(path)
     assert str(info.value) == (f"{path}: attribute num_samples is 1,300,000, more than the "
-                               "10,000 images of the mnist test split; the file was edited or "
-                               "is corrupt: run the stage again")
+                               f"{limit}; the file was edited or is corrupt: run the stage "
+                               "again")
     assert peak_rss() - before < 100 * 1024  # KiB
 
 
@@ -315,7 +323,7 @@ def test_attack_params_that_are_not_a_json_object_are_one_line(attack_file):
 
 def test_a_header_eps_below_the_measured_perturbation_is_refused():
     """An edited eps (0.01 declared on an eps-0.3 run) would be printed beside the scores."""
-    from advbench.evaluate import _check_declared_budget
+    from advbench.score.evaluate import _check_declared_budget
 
     norms = {"l2": np.array([1.0, 2.0]), "linf": np.array([0.3, 0.1])}
     lie = {"attack_params": {"eps": 0.01}, "attack_norm": "linf"}

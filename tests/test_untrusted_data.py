@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from advbench import data
-from advbench.errors import DataError
+from advbench.core.errors import DataError
 from conftest import deflate_bomb, peak_rss, reset_peak_rss, write_fake_mnist, write_idx
 
 
@@ -122,7 +122,7 @@ def npz_with_header(path, shape, payload=b"", dtype="|u1", others=None):
 
 
 def test_npz_header_of_a_billion_images_is_one_line(tmp_path):
-    from advbench import userdata
+    from advbench.data import userdata
 
     path = npz_with_header(tmp_path / "huge.npz", (10 ** 9, 28, 28))
     before = reset_peak_rss()
@@ -135,7 +135,7 @@ def test_npz_header_of_a_billion_images_is_one_line(tmp_path):
 
 
 def test_npz_header_declaring_more_than_its_member_holds(tmp_path):
-    from advbench import userdata
+    from advbench.data import userdata
 
     # 2 GiB declared (under the budget), 100 bytes stored: refused before np.load allocates.
     path = npz_with_header(tmp_path / "short.npz", (2 ** 31 // 784, 28, 28), bytes(100))
@@ -149,7 +149,7 @@ def test_npz_header_declaring_more_than_its_member_holds(tmp_path):
 
 
 def test_a_label_of_a_billion_is_refused_before_class_names_are_made(tmp_path):
-    from advbench import userdata
+    from advbench.data import userdata
 
     path = tmp_path / "label.npz"
     np.savez(path, x=np.zeros((4, 6, 6), np.uint8), y=np.array([0, 1, 10 ** 9, 1]))
@@ -190,7 +190,7 @@ def small_folder(root, per_class=3):
 
 
 def test_a_later_9000x9000_image_is_refused_before_any_decoding(tmp_path):
-    from advbench import userdata
+    from advbench.data import userdata
 
     root = small_folder(tmp_path / "pets")
     big = png_of_zeros(root / "dog" / "z.png", 9000, 9000)
@@ -211,7 +211,7 @@ def test_a_later_9000x9000_image_is_refused_before_any_decoding(tmp_path):
 
 
 def test_images_of_one_size_over_the_budget_are_refused_before_decoding(tmp_path):
-    from advbench import userdata
+    from advbench.data import userdata
 
     root = tmp_path / "huge"
     one = png_of_zeros(tmp_path / "one.png", 9000, 9000).read_bytes()
@@ -230,9 +230,9 @@ def test_images_of_one_size_over_the_budget_are_refused_before_decoding(tmp_path
 def test_class_count_is_checked_on_the_whole_data_set_not_the_sample(tmp_path):
     from click.testing import CliRunner
 
-    from advbench.artifacts import save_model
+    from advbench.run.artifacts import save_model
     from advbench.cli import main
-    from advbench.models import build_model
+    from advbench.models.zoo import build_model
     from conftest import synthetic_digits
 
     x, y = synthetic_digits(200, 2)

@@ -5,8 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from advbench import data, userdata
-from advbench.errors import DataError, ParameterError
+from advbench import data
+from advbench.core.errors import DataError, ParameterError
+from advbench.data import userdata
 from conftest import synthetic_digits
 
 

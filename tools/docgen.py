@@ -47,7 +47,7 @@ def _cell(text: str) -> str:
 
 def parameter_table(specs: dict, order: tuple) -> str:
     """One row per parameter: flag, type and range, the default of each owner, meaning."""
-    from advbench.params import flag_table, shown_default
+    from advbench.core.params import flag_table, shown_default
 
     lines = ["| parameter | flag | type | range | default | meaning |",
              "|---|---|---|---|---|---|"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from advbench.budgets import EPS_HELP
-from advbench.checks import (MAX_INITIAL_CONST, MAX_POWER_ITERATIONS,
-                             MAX_SEARCH_STEPS)
-from advbench.params import Param, Spec
-from advbench.registry import lazy_attributes, load_classes
+from advbench.attacks.budgets import EPS_HELP
+from advbench.core.checks import (MAX_INITIAL_CONST, MAX_POWER_ITERATIONS,
+                                  MAX_SEARCH_STEPS)
+from advbench.core.params import Param, Spec
+from advbench.core.registry import lazy_attributes, load_classes
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack, AttackOutput
@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 #: --norm name -> "module:Class" in advbench.attacks: the norms of the gradient attacks
 #: (``norms.NORMS`` holds one instance of each, named by its key).
 NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm"}
+#: The norms of the minimum-norm attack ``fmn.FMN`` (--norm): L0 counts pixel-channel
+#: features; L1 and L0 are FMN's own (its projections live in ``fmn``).
+FMN_NORMS = ("l0", "l1", "l2", "linf")
+#: Every --norm name: the gradient attacks' norms and FMN's (each attack checks its own).
+ATTACK_NORMS = tuple(sorted(set(NORM_CLASSES) | set(FMN_NORMS)))
+#: Where ``fmn.FMN`` starts (--init): "input", x itself (the reference's default), or
+#: "batch", the nearest image of the batch the model classifies otherwise, moved towards x by
+#: a binary search for the boundary.
+FMN_INITS = ("input", "batch")
 #: How target classes are chosen when none are given (``--target``, JSMA's target_mode):
 #: the modes of ``targets.choose_targets``.
 TARGET_MODES = ("random", "least-likely")
@@ -39,15 +48,16 @@ AUTOATTACK_VERSIONS = ("standard", "rand")
 FGSM_MIN_SEARCHES = ("exact", "authors")
 
 
-# -- the attacks' parameters, each declared once (``advbench.params.Param``): type, bounds,
+# -- the attacks' parameters, each declared once (``advbench.core.params.Param``): type, bounds,
 # choices, flag and help; an attack's spec below gives each its default. The flags of
 # `advbench attack` and `transfer` come in this order.
 EPS = Param("eps", float, low=0.0, eps_like=True, values=True, default_help=EPS_HELP, help=(
     "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, autoattack), a value or a "
     "fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 or a range start:stop:step "
     "(0:8/255:1/255) for a curve. Your own data of another image size has no default."))
-NORM = Param("norm", str, choices=tuple(NORM_CLASSES),
-             help="Norm (fgsm, pgd, apgd-*, square, autoattack)")
+# Each attack takes its own norms (choices): the flag takes every one (ATTACK_NORMS).
+NORM = Param("norm", str, choices=tuple(NORM_CLASSES), help=(
+    "Norm (fgsm, pgd, apgd-*, square, autoattack: linf or l2; fmn: l0, l1, l2 or linf)"))
 EPS_STEP = Param("eps_step", float, low=0.0, low_inclusive=False, eps_like=True,
                  help="Grid step of fgsm-min",
                  default_help="[default: 0.05 on MNIST, 1/255 on CIFAR-10].")
@@ -64,7 +74,7 @@ STEP_SIZE = Param("step_size", float, low=0.0, low_inclusive=False, eps_like=Tru
                   help="PGD step size", default_help=(
                       "[default: 0.01 on MNIST, 2/255 on CIFAR-10 (L-inf); 2.5 eps / 40 at "
                       "the L2 budget; 2.5 eps / steps on your own data]."))
-STEPS = Param("steps", int, low=0, help="PGD steps")
+STEPS = Param("steps", int, low=0, help="Steps of pgd and fmn")
 RANDOM_START = Param("random_start", bool, help="PGD random start")
 EARLY_STOP = Param("early_stop", bool,
                    help="PGD: stop each sample at its first adversarial step")
@@ -97,7 +107,9 @@ LEARNING_RATE = Param("learning_rate", float, low=0.0, low_inclusive=False,
 # c grows tenfold per search step without success: 30 steps from at most 1e6 stay finite in
 # float32 (< 3.4e38); more steps cannot help and used to run for ever.
 BINARY_SEARCH_STEPS = Param("binary_search_steps", int, low=1, high=MAX_SEARCH_STEPS,
-                            flag="--search-steps", help="C&W binary search steps over c")
+                            flag="--search-steps", help=(
+                                "Binary search steps: C&W's over c; fmn's towards the boundary "
+                                "from an --init batch start"))
 INITIAL_CONST = Param("initial_const", float, low=0.0, low_inclusive=False,
                       high=MAX_INITIAL_CONST, help="C&W initial c")
 ABORT_EARLY = Param("abort_early", bool, help="C&W abort early")
@@ -116,6 +128,20 @@ P_INIT = Param("p_init", float, low=0.0, high=1.0, low_inclusive=False,
 LOSS = Param("loss", str, choices=SQUARE_LOSSES, help="Square's loss")
 RESCALE_SCHEDULE = Param("rescale_schedule", bool, help=(
     "Square: stretch the p schedule, written for 10,000 queries, to --n-queries"))
+ALPHA_INIT = Param("alpha_init", float, low=0.0, low_inclusive=False,
+                   help="fmn: first step size (L2, in [0, 1] pixels)")
+# None: alpha_init / 100 (checked <= alpha_init by FMN).
+ALPHA_FINAL = Param("alpha_final", float, low=0.0, low_inclusive=False, optional=True,
+                    help="fmn: last step size, cosine-annealed from --alpha-init",
+                    default_help="[default: alpha-init / 100].")
+GAMMA_INIT = Param("gamma_init", float, low=0.0, high=1.0, low_inclusive=False,
+                   high_inclusive=False,
+                   help="fmn: first factor by which the norm bound grows or shrinks")
+GAMMA_FINAL = Param("gamma_final", float, low=0.0, low_inclusive=False,
+                    help="fmn: last such factor, cosine-annealed from --gamma-init")
+INIT = Param("init", str, choices=FMN_INITS, help=(
+    "fmn's start: input (x itself, the reference's default) or batch (the nearest image of the "
+    "batch classified otherwise, then a binary search for the boundary)"))
 VERSION = Param("version", str, choices=AUTOATTACK_VERSIONS, help=(
     "AutoAttack version: standard, or rand (EOT, for randomised defenses)"))
 
@@ -125,7 +151,8 @@ ATTACK_PARAMETERS: tuple[Param, ...] = (
     POWER_ITERATIONS, THETA, GAMMA, TARGET_MODE, FALLBACK, SALIENCY, MAX_ITER, OVERSHOOT,
     CANDIDATES, EPSILON, BOX_AWARE, CONFIDENCE, LEARNING_RATE, BINARY_SEARCH_STEPS,
     INITIAL_CONST, ABORT_EARLY, N_ITER, N_RESTARTS, RHO, EOT_ITER, N_TARGET_CLASSES, N_QUERIES,
-    P_INIT, LOSS, RESCALE_SCHEDULE, VERSION)
+    P_INIT, LOSS, RESCALE_SCHEDULE, ALPHA_INIT, ALPHA_FINAL, GAMMA_INIT, GAMMA_FINAL, INIT,
+    VERSION)
 
 _APGD = (EPS(0.3), NORM("linf"), N_ITER(100), N_RESTARTS(1), RHO(0.75), EOT_ITER(1))
 
@@ -155,6 +182,9 @@ ATTACK_SPECS: dict[str, Spec] = {
                    N_RESTARTS(1), LOSS("margin"), RESCALE_SCHEDULE(False)),
     "autoattack": Spec("autoattack:AutoAttack", EPS(0.3), NORM("linf"), VERSION("standard"),
                        N_ITER(100), N_TARGET_CLASSES(9), N_QUERIES(5000), EOT_ITER(20)),
+    "fmn": Spec("fmn:FMN", NORM("linf", choices=FMN_NORMS), STEPS(100, low=1),
+                ALPHA_INIT(1.0), ALPHA_FINAL(None), GAMMA_INIT(0.05), GAMMA_FINAL(0.001),
+                INIT("input"), BINARY_SEARCH_STEPS(10, high=64)),
 }
 #: CLI name -> "module:Class" (``ATTACK_SPECS``' refs): what the CLI's choices and
 #: ``ATTACKS`` read.
@@ -190,4 +220,4 @@ def make_attack(name: str, **params: Any) -> Attack:
 
 
 __all__ = ["ATTACKS", "ATTACK_CLASSES", "ATTACK_PARAMETERS", "ATTACK_SPECS", "Attack",
-           "AttackOutput", "NORM_CLASSES", "TARGET_MODES", "make_attack"]
+           "AttackOutput", "ATTACK_NORMS", "FMN_INITS", "FMN_NORMS", "NORM_CLASSES", "TARGET_MODES", "make_attack"]

@@ -20,14 +20,14 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import tensorflow as tf
 
-from advbench import progress
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS
-from advbench.checks import check_labels
-from advbench.errors import ParameterError
-from advbench.models import predict_logits
-from advbench.ops import batch_norm, expand_to, l2_normalize, report_step
-from advbench.types import Model, Tensor
+from advbench.core import progress
+from advbench.core.checks import check_labels
+from advbench.core.errors import ParameterError
+from advbench.core.ops import batch_norm, expand_to, l2_normalize, report_step
+from advbench.core.types import Model, Tensor
+from advbench.models.zoo import predict_logits
 
 #: Weight of the new step against the previous move (the paper's alpha), from step 2 on.
 MOMENTUM = 0.75
@@ -273,7 +273,7 @@ def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, r
             out_loss = tf.tensor_scatter_nd_update(
                 out_loss, rows, tf.fill(tf.shape(rows[:, 0]), tf.cast(-np.inf, tf.float32)))
             s = drop(s, tf.logical_not(fooled))
-            # Progress (advbench.progress): iterations of this run done, samples running.
+            # Progress (advbench.core.progress): iterations of this run done, samples running.
             return (report_step(i + 1, tf.size(s["row"]), budget=n_iter), s, out_x, out_fooled,
                     out_loss)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from advbench.attacks.apgd import AutoPGD, hold_budget
-from advbench.models import predict_logits
-from advbench.types import Model
+from advbench.core.types import Model
+from advbench.models.zoo import predict_logits
 
 
 def ranked_targets(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

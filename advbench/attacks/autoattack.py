@@ -22,9 +22,9 @@ from advbench.attacks.apgd_dlr import APGDDifferenceLogitsRatio
 from advbench.attacks.apgd_t import APGDTargeted
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.square import Square
-from advbench.checks import check_labels
-from advbench.models import predict_logits
-from advbench.types import Model
+from advbench.core.checks import check_labels
+from advbench.core.types import Model
+from advbench.models.zoo import predict_logits
 
 #: ``extras["broken_by"]`` for a sample no attack fooled, and for one misclassified clean.
 ROBUST = -1

@@ -3,7 +3,7 @@
 An attack is a small object holding hyperparameters (keyword-only, paper defaults). It never
 binds a model: ``attack(model, x, y, seed=...)`` attacks any Keras model that maps images in
 [0, 1] to logits, so one attack object serves white-box runs and transfer alike. Batching,
-progress, seeds per batch and resume live in the driver (``advbench.runner``), not here.
+progress, seeds per batch and resume live in the driver (``advbench.run.runner``), not here.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench import progress
-from advbench.checks import check_class_labels, check_images, check_seed
-from advbench.errors import ParameterError
+from advbench.core import progress
+from advbench.core.checks import check_class_labels, check_images, check_seed
+from advbench.core.errors import ParameterError
+from advbench.core.params import Parameterized, Spec
+from advbench.core.types import Model
 from advbench.models.gradients import attack_model
-from advbench.params import Parameterized, Spec
-from advbench.types import Model
 
 
 @dataclasses.dataclass
@@ -39,7 +39,7 @@ class AttackOutput:
 
 class Attack(Parameterized):
     """Base class: subclasses set ``name`` (their key in ``advbench.attacks.ATTACK_SPECS``,
-    which declares their parameters: ``advbench.params.Parameterized`` builds the keyword-only
+    which declares their parameters: ``advbench.core.params.Parameterized`` builds the keyword-only
     constructor, its checks and the attributes of the same names from it) and implement
     ``run``; ``__post_init__`` adds checks across parameters and derived state.
 
@@ -88,6 +88,12 @@ class Attack(Parameterized):
         changed = [f"{k}={v!r}" for k, v in self.params().items() if defaults.get(k) != v]
         return f"attack {self.name!r} with {', '.join(changed)}"
 
+    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
+        """One line for the end of a run when the attack's own failures point at a setting
+        to change ("" when none): ``fooled`` (n,) bool, the samples the run moved as asked;
+        ``extras`` the per-sample extras of the whole run. The base says nothing."""
+        return ""
+
     # -- running --------------------------------------------------------------------------
     def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,
                  target: ArrayLike | None = None, seed: int = 0) -> AttackOutput:
@@ -135,8 +141,8 @@ class Attack(Parameterized):
         """A ``tf.function`` built once per (attack, model, key) and reused across batches.
 
         ``build`` returns the Python function to compile; it may close over ``model``. While a
-        progress bar listens (``advbench.progress.listening``) a second one is built, with the
-        in-loop step callback (``advbench.ops.report_step``) traced in: the same ops otherwise.
+        progress bar listens (``advbench.core.progress.listening``) a second one is built, with the
+        in-loop step callback (``advbench.core.ops.report_step``) traced in: the same ops otherwise.
         """
         if progress.listening():
             key += "/progress"

@@ -8,11 +8,11 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import check_labels
-from advbench import progress
-from advbench.ops import is_adversarial, report_step
-from advbench.errors import ParameterError
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import check_labels
+from advbench.core.errors import ParameterError
+from advbench.core.ops import is_adversarial, report_step
+from advbench.core.types import Model
 
 # Adam's constants (Kingma and Ba's defaults, also tf.train.AdamOptimizer's, which the
 # authors' code used).
@@ -125,7 +125,7 @@ def build_search_step(model: Model, targeted: bool, confidence: float, learning_
             best_adv = tf.where(better[:, None, None, None], image, best_adv)
             # Every sample in the batch started at the same step.
             w, m, v = adam_update(w, m, v, grad, tf.cast(t + j + 1, tf.float32), learning_rate)
-            # Progress (advbench.progress): steps of this search step done, samples running.
+            # Progress (advbench.core.progress): steps of this search step done, samples running.
             j = report_step(t + j + 1, tf.shape(x)[0], budget=max_iter) - t
             return j, w, m, v, best_l2, best_adv, loss_sum + loss
 
@@ -233,6 +233,27 @@ class CarliniWagnerL2(Attack):
     minimal = True
     norm = "l2"
     supports_targets = True
+
+    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
+        """Names the samples whose binary search never succeeded (attacked, c > 0, not
+        fooled, at the largest c the search reaches: ``initial_const`` times ten per search
+        step): the constant stayed too small for this model's logits."""
+        const = np.asarray(extras.get("const", []), np.float32)
+        if const.shape != fooled.shape:
+            return ""
+        attacked = const > 0
+        largest = np.float32(self.initial_const) * np.float32(10.0) ** (
+            self.binary_search_steps - 1)
+        stuck = attacked & ~fooled & np.isclose(const, largest, rtol=1e-5)
+        if not stuck.any():
+            return ""
+        return (f"{self.name}: the binary search found no adversarial for "
+                f"{int(stuck.sum())} of {int(attacked.sum())} attacked samples, up to c = "
+                f"{largest:g} ({self.binary_search_steps} search "
+                f"step{'s' if self.binary_search_steps > 1 else ''} from --initial-const "
+                f"{self.initial_const:g}, {self.max_iter} Adam steps each): the constant is "
+                "likely too small for this model's logits; raise --initial-const (e.g. 1) or "
+                "--binary-search-steps")
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:

@@ -7,11 +7,11 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from advbench import progress
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import check_labels
-from advbench.ops import DECISIVE_MARGIN, is_adversarial, report_step
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import check_labels
+from advbench.core.ops import DECISIVE_MARGIN, is_adversarial, report_step
+from advbench.core.types import Model
 
 
 def candidate_classes(logits: tf.Tensor, labels: tf.Tensor, k: int) -> tf.Tensor:
@@ -47,7 +47,7 @@ def deepfool_step(model: Model, x: tf.Tensor, candidates: tf.Tensor, epsilon: fl
         picked = tf.gather(logits, candidates, batch_dims=1)  # (n, k)
         differences = [picked[:, j] - picked[:, 0] for j in range(1, k)]
     # A model with no gradient path to its input (a stop_gradient quantiser) gets zero
-    # gradients, as in every gradient attack (advbench.ops.loss_gradient): w = 0, no step,
+    # gradients, as in every gradient attack (advbench.core.ops.loss_gradient): w = 0, no step,
     # and the sample is returned unchanged, a failure.
     grads = [tape.gradient(d, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
              for d in differences]
@@ -105,7 +105,7 @@ def build_deepfool(model: Model, k: int, max_iter: int, overshoot: float, epsilo
             # Decisively across (not within float noise of the boundary), so the success
             # the driver stores holds at any batch size.
             fooled = is_adversarial(model(xa, training=False), tf.gather(labels, active))
-            # Progress (advbench.progress): steps done, samples still not fooled.
+            # Progress (advbench.core.progress): steps done, samples still not fooled.
             running = tf.size(active) - tf.reduce_sum(tf.cast(fooled, tf.int32))
             return (report_step(i + 1, running, budget=max_iter),
                     tf.tensor_scatter_nd_update(x_adv, index, xa),

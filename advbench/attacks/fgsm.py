@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS
+from advbench.core.ops import loss_gradient
+from advbench.core.types import Model
 from advbench.models.gradients import attack_model
-from advbench.ops import loss_gradient
-from advbench.types import Model
 
 
 def fgsm_direction(model: Model, x: tf.Tensor, labels: tf.Tensor, norm: str,

@@ -16,10 +16,11 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
-from advbench.checks import MAX_GRID_POINTS
-from advbench.errors import ParameterError
-from advbench.ops import expand_to, is_adversarial
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import MAX_GRID_POINTS
+from advbench.core.errors import ParameterError
+from advbench.core.ops import expand_to, is_adversarial, report_step
+from advbench.core.types import Model
 
 # Once fewer samples than this are still searching, several grid points per sample are
 # evaluated in one forward pass of about this many images: fewer, fuller passes in the tail,
@@ -86,7 +87,10 @@ def _line_search(model, x, labels, grid, targeted: bool, min_images: int):
         first = tf.tensor_scatter_nd_update(
             first, tf.boolean_mask(active, done)[:, None],
             tf.boolean_mask(next_point + first_in_chunk, done))
-        return first, tf.boolean_mask(active, tf.logical_not(done)), next_point + chunk
+        still = tf.boolean_mask(active, tf.logical_not(done))
+        # Progress (advbench.core.progress): grid points done, samples still searching. Every
+        # pass: one forwards up to max(batch, min_images) images, far above a report's ~1 ms.
+        return first, still, report_step(next_point + chunk, tf.size(still))
 
     first, _, _ = tf.while_loop(
         cond, body,
@@ -124,7 +128,7 @@ def _authors_search(direction_of, adversarial_of, x: np.ndarray, labels: np.ndar
     x_adv = x.copy()
     eps_of = np.zeros(len(x), dtype=np.float32)
     active = np.arange(len(x))
-    for eps in grid:
+    for step, eps in enumerate(grid):
         if active.size == 0:
             break
         candidates = np.clip(x[active] + eps * direction[active], 0.0, 1.0)
@@ -134,6 +138,7 @@ def _authors_search(direction_of, adversarial_of, x: np.ndarray, labels: np.ndar
         # The authors' `curr_indexes = np.where(y[curr_indexes] == new_y)[0]`: positions in
         # the active subset, used below as indices into the batch.
         active = np.flatnonzero(~flipped)
+        progress.step(step + 1, active.size)
     return x_adv, eps_of, adversarial_of(x_adv, labels)
 
 
@@ -226,6 +231,7 @@ class MinimalFGSM(Attack):
         search = self.compiled(model, f"search-{targeted}", lambda: (
             lambda xb, lb, grid: _line_search(model, xb, lb, grid, targeted,
                                               MIN_IMAGES_PER_PASS)))
+        progress.iterations(len(self._grid), label="grid point", samples=len(x))
         x_adv, eps, found = search(tf.convert_to_tensor(x), tf.convert_to_tensor(labels),
                                    tf.convert_to_tensor(self._grid))
         return AttackOutput(x_adv=x_adv.numpy(),
@@ -247,6 +253,7 @@ class MinimalFGSM(Attack):
                                         for a in arrays)).numpy()
                                    for i in range(0, len(arrays[0]), AUTHORS_CHUNK)])
 
+        progress.iterations(len(self._grid), label="grid point", samples=len(x))
         x_adv, eps, found = _authors_search(
             lambda xs: chunked(direction_fn, xs, labels), lambda xs, ls: chunked(decide, xs, ls),
             x, labels, self._grid)

@@ -29,10 +29,11 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.targets import choose_targets
-from advbench.checks import check_targets
-from advbench.ops import is_adversarial
-from advbench.errors import ParameterError
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import check_targets
+from advbench.core.errors import ParameterError
+from advbench.core.ops import is_adversarial, report_step
+from advbench.core.types import Model
 
 # The candidate-pair scores are evaluated in row chunks of at most this many elements per
 # batch, so that even the worst case (every feature a candidate) stays bounded in memory.
@@ -172,13 +173,20 @@ def _target_and_sum_gradients(model, x_flat: tf.Tensor, image_shape, target: tf.
         target_logit = tf.gather(logits, target, batch_dims=1)
         logit_sum = tf.reduce_sum(logits, axis=1)
     # No gradient path to the input (a stop_gradient quantiser): zero gradients, as in every
-    # gradient attack (advbench.ops.loss_gradient); no pair qualifies and the sample stops.
+    # gradient attack (advbench.core.ops.loss_gradient); no pair qualifies and the sample stops.
     grad_target = tape.gradient(target_logit, x_flat,
                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grad_sum = tape.gradient(logit_sum, x_flat,
                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
     del tape
     return logits, grad_target, grad_sum
+
+
+def iteration_budget(features: int, theta: float) -> int:
+    """The most iterations the loop can run on images of ``features`` entries: each feature
+    moves at most ceil(1/|theta|) + 1 times (float rounding) before it reaches its bound and
+    leaves the domain, and each iteration moves two features."""
+    return features * (math.ceil(1.0 / abs(theta)) + 1) // 2 + 1
 
 
 def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma: float,
@@ -192,9 +200,7 @@ def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma
     image_shape = x.shape[1:]
     n = int(np.prod(image_shape))
     budget = int(math.floor(gamma * n + 1e-9))
-    # Each feature moves at most ceil(1/|theta|) + 1 times (float rounding) before it reaches
-    # its bound and leaves the domain, and each iteration moves two features.
-    max_iterations = n * (math.ceil(1.0 / abs(theta)) + 1) // 2 + 1
+    max_iterations = iteration_budget(n, theta)
     sign = 1.0 if theta > 0 else -1.0
     batch = tf.shape(x)[0]
     x0 = tf.reshape(x, [batch, n])
@@ -229,7 +235,10 @@ def jsma_loop(model: Model, x: tf.Tensor, target: tf.Tensor, theta: float, gamma
         delta = theta * (tf.one_hot(p, n, dtype=xa.dtype) + tf.one_hot(q, n, dtype=xa.dtype))
         xa_new = tf.where(moves[:, None], tf.clip_by_value(xa + delta, 0.0, 1.0), xa)
         rows = active[:, None]
-        return (step + 1,
+        # Progress (advbench.core.progress): iterations done, samples still moving. Every
+        # iteration: one costs a forward and two backward passes, far above a report's ~1 ms.
+        running = tf.reduce_sum(tf.cast(moves, tf.int32))
+        return (report_step(step + 1, running),
                 tf.tensor_scatter_nd_update(x_cur, rows, xa_new),
                 tf.tensor_scatter_nd_update(done, rows, ~moves),
                 tf.tensor_scatter_nd_add(iterations, rows, tf.cast(moves, tf.int32)))
@@ -341,6 +350,8 @@ class JSMA(Attack):
 
         fn = self.compiled(model, f"{key}-{mode}", build)
         given = target if explicit else y
+        progress.iterations(iteration_budget(int(np.prod(x.shape[1:])), self.theta),
+                            samples=len(x))
         x_adv, chosen, iterations = fn(
             tf.convert_to_tensor(x), tf.convert_to_tensor(y),
             tf.convert_to_tensor(given, dtype=tf.int64),

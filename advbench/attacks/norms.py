@@ -10,9 +10,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from advbench.attacks import NORM_CLASSES
-from advbench.errors import ParameterError
-from advbench.ops import batch_norm, expand_to, l2_normalize
-from advbench.registry import load_classes
+from advbench.core.errors import ParameterError
+from advbench.core.ops import batch_norm, expand_to, l2_normalize
+from advbench.core.registry import load_classes
 
 
 class Norm:

@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS
-from advbench import progress
-from advbench.ops import expand_to, is_adversarial, loss_gradient, report_step
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.ops import expand_to, is_adversarial, loss_gradient, report_step
+from advbench.core.types import Model
 
 
 def pgd(model: Model, x: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, *, eps: float,

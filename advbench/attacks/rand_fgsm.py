@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
-from advbench.errors import ParameterError
-from advbench.types import Model
+from advbench.core.errors import ParameterError
+from advbench.core.types import Model
 
 
 def rand_fgsm(model: Model, x: tf.Tensor, labels: tf.Tensor, eps: float, alpha: float,

@@ -23,12 +23,12 @@ import tensorflow as tf
 
 from advbench.attacks.apgd import batch_signature, drop, hold_budget, label_logit
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.checks import check_labels
-from advbench.errors import ParameterError
-from advbench.models import predict_logits
-from advbench import progress
-from advbench.ops import l2_normalize, report_step
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.checks import check_labels
+from advbench.core.errors import ParameterError
+from advbench.core.ops import l2_normalize, report_step
+from advbench.core.types import Model
+from advbench.models.zoo import predict_logits
 
 #: Queries after which p is halved (the paper's schedule for 10,000 queries).
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -267,7 +267,7 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
                                                      tf.ones_like(done[:, 0], tf.bool))
             out_loss = tf.tensor_scatter_nd_update(out_loss, done, tf.boolean_mask(value, fooled))
             s = drop(s, tf.logical_not(fooled))
-            # Progress (advbench.progress): queries of this run done, samples running.
+            # Progress (advbench.core.progress): queries of this run done, samples running.
             return (report_step(i + 1, tf.size(s["row"]), budget=n_queries), s, out_x,
                     out_fooled, out_loss, out_queries)
 

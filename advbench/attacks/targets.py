@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks import TARGET_MODES
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 
 def choose_targets(logits: tf.Tensor, labels: tf.Tensor, mode: str, seed: tf.Tensor) -> tf.Tensor:

@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.ops import expand_to, l2_normalize
-from advbench.types import Model
+from advbench.core.ops import expand_to, l2_normalize
+from advbench.core.types import Model
 
 
 def kl_from_logits(logits_p: tf.Tensor, logits_q: tf.Tensor) -> tf.Tensor:
@@ -56,7 +56,7 @@ def vat_perturbation(model: Model, x: tf.Tensor, logits: tf.Tensor, eps: float, 
             tape.watch(r)
             kl = tf.reduce_sum(kl_from_logits(logits, model(x + r, training=training)))
         # No gradient path to the input (a stop_gradient quantiser) counts as a zero gradient,
-        # as in every gradient attack (advbench.ops.loss_gradient).
+        # as in every gradient attack (advbench.core.ops.loss_gradient).
         grad = tf.stop_gradient(tape.gradient(
             kl, r, unconnected_gradients=tf.UnconnectedGradients.ZERO))
         # A zero gradient carries no direction: keep the previous one, so every sample moves

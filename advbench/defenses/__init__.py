@@ -1,7 +1,7 @@
 """Training-time and in-model defenses, keyed by CLI name, with the paper's defaults.
 
 Each defense is a small object of hyperparameters with hooks the shared training loop
-(``advbench.train``) calls:
+(``advbench.run.train``) calls:
 
 - ``model_options()``: extra arguments for ``build_model`` (feature squeezing adds its layer);
 - ``copies``: how many extra noisy passes over each image an epoch makes (GDA);
@@ -20,10 +20,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from advbench.checks import MAX_GDA_COPIES, MAX_POWER_ITERATIONS
-from advbench.errors import ParameterError
-from advbench.params import Param, Spec
-from advbench.registry import lazy_attributes, load_classes
+from advbench.core.checks import MAX_GDA_COPIES, MAX_POWER_ITERATIONS
+from advbench.core.errors import ParameterError
+from advbench.core.params import Param, Spec
+from advbench.core.registry import lazy_attributes, load_classes
 
 if TYPE_CHECKING:
     from advbench.defenses.base import Defense
@@ -40,7 +40,7 @@ VAT_MODES = ("static", "loss")
 GDA_NOISES = ("fresh", "once")
 
 
-# -- the defenses' parameters, each declared once (``advbench.params.Param``), with the flag
+# -- the defenses' parameters, each declared once (``advbench.core.params.Param``), with the flag
 # of `advbench train`: flags are prefixed by the defense, since defenses share names (eps).
 GDA_SIGMA = Param("sigma", float, low=0.0, eps_like=True, flag="--gda-sigma",
                   help="GDA noise std", default_help=(

@@ -1,5 +1,5 @@
 """The defense interface: a small object of hyperparameters (keyword-only, the paper's
-defaults) with hooks that the shared training loop (``advbench.train``) calls."""
+defaults) with hooks that the shared training loop (``advbench.run.train``) calls."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, TYPE_CHECKING
 
 import tensorflow as tf
 
-from advbench.params import Param, Parameterized, Spec
-from advbench.types import Model
+from advbench.core.params import Param, Parameterized, Spec
+from advbench.core.types import Model
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class Defense(Parameterized):
     """Base class: subclasses set ``name``, their key in ``advbench.defenses.DEFENSE_SPECS``,
     which declares their keyword-only hyperparameters (stored as attributes of the same names,
-    ``param_names``; see ``advbench.params.Parameterized``), and override the hooks they
+    ``param_names``; see ``advbench.core.params.Parameterized``), and override the hooks they
     need."""
 
     copies: int = 0

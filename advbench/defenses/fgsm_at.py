@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
+from advbench.core.ops import per_sample_soft_cross_entropy
+from advbench.core.types import Model
+from advbench.defenses import FGSM_AT_MODES
 from advbench.defenses.base import Defense
-from advbench.ops import per_sample_soft_cross_entropy
-from advbench.types import Model
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
+
+MODES = FGSM_AT_MODES
 
 
 class FGSMAdversarialTraining(Defense):

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from advbench.core.types import Model, Tensor
+from advbench.defenses import VAT_MODES
 from advbench.defenses.base import Defense, global_batch_normal
-from advbench.types import Model, Tensor
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
+
+MODES = VAT_MODES
 
 
 class VirtualAdversarialTraining(Defense):

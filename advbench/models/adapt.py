@@ -24,10 +24,10 @@ from typing import Any, Callable, Iterator, Sequence
 import keras
 import numpy as np
 
-from advbench.errors import ArtifactError, ParameterError
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.types import Model
+from advbench.models import OUTPUTS
 from advbench.models.layers import LogProbabilities
-from advbench.names import OUTPUTS
-from advbench.types import Model
 
 
 
@@ -503,7 +503,7 @@ def _fit_layout(inputs, image_shape, expected, name, notes):
                      "transposes its NHWC images")
         return keras.layers.Permute((3, 1, 2), name="channels_first")(inputs)
     if len(expected) == 1:
-        from advbench.precheck import flat_input_message
+        from advbench.models.precheck import flat_input_message
 
         raise ArtifactError(flat_input_message(name, expected))
     raise ArtifactError(f"{name} takes images of shape {expected} but the data's are "

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import keras
 
-from advbench.errors import ParameterError
-from advbench.files import atomic_write, output_lock, refuse_existing
-from advbench.types import Model, PathLike
+from advbench.core.errors import ParameterError
+from advbench.core.files import atomic_write, output_lock, refuse_existing
+from advbench.core.types import Model, PathLike
 
 #: advbench's own layers: loading a file that has them needs ``import advbench.models.layers``.
 CUSTOM_LAYERS = ("FeatureSqueezing", "LogProbabilities")

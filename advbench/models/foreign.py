@@ -13,7 +13,7 @@ my_package.layers``), whose import registers them; that import is the only code 
 and it is theirs. A SavedModel holds TensorFlow graphs rather than Python; every function of
 its graph (nested ones included) must hold only ops of an allow-list of ops that compute
 (``ALLOWED_OPS_FILE``), checked before anything of it runs. Sizes a file declares (zip
-members, layer sizes against the stored weights) are checked against ``advbench.limits``
+members, layer sizes against the stored weights) are checked against ``advbench.core.limits``
 before anything is inflated or built.
 
 What a SavedModel loses: it is a compiled graph, so advbench can run it and differentiate
@@ -38,10 +38,10 @@ import h5py
 import keras
 import numpy as np
 
-from advbench.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, check_zip_members,
-                             deferred_variables, read_zip_member, size_text)
-from advbench.errors import ArtifactError, ParameterError
-from advbench.types import Model, PathLike
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, check_zip_members,
+                                  deferred_variables, read_zip_member, size_text)
+from advbench.core.types import Model, PathLike
 
 if TYPE_CHECKING:
     from advbench.models.adapt import Preprocessing
@@ -311,7 +311,8 @@ def check_declared_weights(path: Path, kind: str, config: Any, custom_objects: d
 
 # -- loading -----------------------------------------------------------------------------------
 def load_foreign(path: PathLike, kind: str | None = None,
-                 custom_objects: str | dict | None = None) -> Model:
+                 custom_objects: str | dict | None = None,
+                 model_output: str | None = None) -> Model:
     """A foreign model as a Keras model, as stored (outputs, preprocessing and all; see
     ``models.adapt`` for putting it into advbench's convention).
 
@@ -319,10 +320,15 @@ def load_foreign(path: PathLike, kind: str | None = None,
         path: a .keras file, a legacy .h5 full-model file or a SavedModel directory.
         kind: its ``detect_kind`` (detected when None).
         custom_objects: a module name (see ``load_custom_objects``) or its classes by name.
+        model_output: for a SavedModel, which of its endpoint's outputs holds the class
+            scores: a key of the dict it returns, or a 0-based index (``output_0``,
+            ``output_1``, ... name a list's entries, as its ``serving_default`` signature
+            does). Keras files pick theirs in ``models.adapt.select_output``.
 
     Returns a ``keras.Model``; for a SavedModel, one whose only layer after the input is a
     ``keras.layers.TFSMLayer`` on the SavedModel's ``serve`` (else ``serving_default``)
-    endpoint. Raises ArtifactError on unsafe or unreadable files.
+    endpoint. Raises ArtifactError on unsafe or unreadable files, or a SavedModel of several
+    outputs without ``model_output``; ParameterError for a ``model_output`` it does not have.
     """
     path = Path(path)
     kind = kind or detect_kind(path)
@@ -330,7 +336,7 @@ def load_foreign(path: PathLike, kind: str | None = None,
         custom_objects = load_custom_objects(custom_objects)
     importlib.import_module("advbench.models.layers")  # our layers in exported files
     if kind == "savedmodel":
-        return _load_savedmodel(path)
+        return _load_savedmodel(path, model_output)
     if kind not in ("keras", "h5"):
         raise ArtifactError(f"{path} is {MODEL_KINDS.get(kind, kind)}, not a foreign model")
     config = read_keras_config(path, kind)
@@ -353,7 +359,7 @@ def load_foreign(path: PathLike, kind: str | None = None,
     return model
 
 
-def _load_savedmodel(path: Path):
+def _load_savedmodel(path: Path, model_output: str | None = None):
     check_savedmodel_safe(path)
     try:
         import tensorflow as tf
@@ -368,8 +374,10 @@ def _load_savedmodel(path: Path):
                                  name="savedmodel")
         shape = _endpoint_input_shape(layer.call_endpoint_fn, path)
         inputs = keras.Input(shape=shape, name="image")
+        # Traced on a symbolic input (nothing runs): the names of what the endpoint returns.
+        layer.pick = _pick_output(path, _output_names(layer(inputs)), model_output)
         outputs = layer(inputs)
-    except ArtifactError:
+    except (ArtifactError, ParameterError):
         raise
     except Exception as e:
         raise ArtifactError(f"{path}: TensorFlow cannot load the SavedModel "
@@ -379,18 +387,51 @@ def _load_savedmodel(path: Path):
 
 
 class _SavedModelLayer(keras.layers.TFSMLayer):
-    """A SavedModel endpoint as a layer with one output tensor (``serving_default``
-    signatures return a dict of one entry). Never saved."""
+    """A SavedModel endpoint as a layer with one output tensor: the entry ``pick`` (a dict
+    key or a list index; None: everything the endpoint returns, as it returns it, to read
+    its names). Never saved."""
+
+    pick: str | int | None = None
 
     def call(self, inputs, training=False, **kwargs):
         outputs = super().call(inputs, training=training, **kwargs)
+        if self.pick is None:
+            return outputs
         if isinstance(outputs, dict):
-            if len(outputs) != 1:
-                raise ArtifactError(f"{self.filepath}: the SavedModel returns {len(outputs)} "
-                                    f"outputs ({', '.join(sorted(outputs))}); advbench needs "
-                                    "one (the class scores)")
-            outputs = next(iter(outputs.values()))
-        return outputs
+            return outputs[self.pick]
+        if isinstance(outputs, (list, tuple)):
+            return outputs[int(self.pick)]
+        return outputs  # one tensor
+
+
+def _output_names(outputs) -> tuple[list[str], bool]:
+    """The names of what a SavedModel endpoint returns, and whether they are a dict's keys:
+    the keys in order, else ``output_I`` per list entry (as ``serving_default`` names them;
+    one tensor is ``output_0``)."""
+    if isinstance(outputs, dict):
+        return [str(k) for k in outputs], True
+    count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
+    return [f"output_{i}" for i in range(count)], False
+
+
+def _pick_output(path: Path, named: tuple[list[str], bool], choice: str | None) -> str | int:
+    """Which entry of a SavedModel's outputs ``_SavedModelLayer`` returns (a dict key or a
+    list index): its only one, or ``choice`` (a name or a 0-based index), with the errors
+    of ``models.adapt.select_output``."""
+    names, keyed = named
+    if choice is None:
+        if len(names) > 1:
+            raise ArtifactError(f"{path.name} has {len(names)} outputs ({', '.join(names)}); "
+                                "pick the class scores with --model-output NAME|INDEX")
+        index = 0
+    else:
+        index = int(choice) if choice.isdigit() else (names.index(choice) if choice in names
+                                                      else -1)
+        if not 0 <= index < len(names):
+            raise ParameterError(f"--model-output {choice}: {path.name} has no such output; "
+                                 f"its outputs are "
+                                 f"{', '.join(f'{i}: {n}' for i, n in enumerate(names))}")
+    return names[index] if keyed else index
 
 
 def _endpoint_input_shape(fn, path) -> tuple:
@@ -526,9 +567,12 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
 
     path = Path(path)
     kind = kind or detect_kind(path)
-    adapted = adapt(load_foreign(path, kind, custom_objects), image_shape, num_classes,
-                    preprocessing=preprocessing, outputs=outputs, probe=probe, name=path.name,
-                    model_output=model_output)
+    saved = kind == "savedmodel"
+    # A SavedModel picks among its endpoint's outputs as it loads (its wrapper has one).
+    adapted = adapt(load_foreign(path, kind, custom_objects,
+                                 model_output=model_output if saved else None),
+                    image_shape, num_classes, preprocessing=preprocessing, outputs=outputs,
+                    probe=probe, name=path.name, model_output=None if saved else model_output)
     source_hash = content_hash(path)
     reading = {"preprocessing": adapted.preprocessing.as_dict(), "outputs": adapted.outputs,
                "input_shape": list(image_shape), "num_classes": int(num_classes)}
@@ -536,9 +580,15 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
         reading["model_output"] = model_output
     identity = hashlib.sha256(f"{source_hash}|{json.dumps(reading, sort_keys=True)}".encode())
     notes = list(adapted.notes)
-    if kind == "savedmodel":
+    if saved:
         notes.append(f"{path.name}: a SavedModel: inference and gradients only (no training, "
                      "no --act brelu, no export, no attack twin)")
+        if preprocessing is None:
+            # A graph has no Rescaling/Normalization layers to read the range from.
+            notes.append(f"{path.name}: a SavedModel is a graph without layers, so its input "
+                         "range cannot be read: advbench feeds [0, 1]; if it expects 0..255 "
+                         "or its own mean/std, pass --input-range (and --mean, --std)")
+            adapted.input_scale["unread"] = "a SavedModel has no layers to read"
     meta = {
         "model_kind": kind, "source_path": str(path.resolve()), "source_hash": source_hash,
         **reading, "notes": notes, "zoo_name": path.name, "content_hash": identity.hexdigest(),

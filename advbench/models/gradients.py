@@ -28,7 +28,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from advbench.types import Model
+from advbench.core.types import Model
 
 #: Convolutions whose input has at most this many channels get the sub-pixel input gradient
 #: when strided: measured 1.3-3x faster on 1 and 3 channels, about equal at 8, slower at 64,

@@ -29,7 +29,7 @@ from advbench.paper.tables import markdown_table as _table, number as _num, perc
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction
-    from advbench.types import Model
+    from advbench.core.types import Model
 
 #: The row key and label of "feature squeezing, as the paper measured".
 FS_AS_PAPER = "cnn-feature-squeezing-as-paper"
@@ -112,8 +112,8 @@ def _raw_feature_squeezing(repro: Reproduction) -> tuple[Path, Any, dict]:
     import numpy as np
 
     from advbench import data
-    from advbench.artifacts import load_model, read_model_metadata, save_model
-    from advbench.models import predict_labels
+    from advbench.run.artifacts import load_model, read_model_metadata, save_model
+    from advbench.models.zoo import predict_labels
 
     path, model, meta = repro.model(FS_MODEL)
     raw_path = repro.root / "models" / f"{repro.dataset}-{FS_AS_PAPER}.h5"
@@ -144,9 +144,9 @@ def _minimal_fgsm(repro: Reproduction, source: tuple[Path, Any, dict], search: s
                   batch_size: int) -> Path:
     """The fgsm-min artifact of ``source`` with ``search`` on the profile's Table 2 images."""
     from advbench.attacks import make_attack
-    from advbench.runner import AttackRun
-    from advbench.shards import merge_shards
-    from advbench.transfer import craft_or_reuse
+    from advbench.run.runner import AttackRun
+    from advbench.run.shards import merge_shards
+    from advbench.score.transfer import craft_or_reuse
 
     path = source[0]
     params = {**repro.profile.attack_params.get("fgsm-min", {}), "search": search}
@@ -163,7 +163,7 @@ def _minimal_fgsm(repro: Reproduction, source: tuple[Path, Any, dict], search: s
 
 def _score(repro: Reproduction, source: tuple[Path, Any, dict], artifact: Path,
            name: str) -> dict:
-    from advbench.evaluate import score_artifact
+    from advbench.score.evaluate import score_artifact
 
     path, model, meta = source
 
@@ -202,7 +202,8 @@ def feature_squeezing_as_paper(repro: Reproduction) -> None:
 
 def _sensitivities(repro: Reproduction, source: tuple[Path, Any, dict], name: str) -> dict:
     """Loss sensitivity of every variant on the profile's clean test images."""
-    from advbench import data, metrics
+    from advbench import data
+    from advbench.run import metrics
 
     path, model, _ = source
 

@@ -23,23 +23,25 @@ from typing import Any, Callable
 import numpy as np
 
 from advbench import data
-from advbench.artifacts import jsonable, load_model, read_model_metadata, save_model
 from advbench.attacks import make_attack
-from advbench.curves import CurveRun, parse_eps, read_curve, run_curve
+from advbench.attacks.budgets import parameter_line
+from advbench.core.errors import ParameterError
+from advbench.core.progress import Progress
+from advbench.core.revision import source_revision
+from advbench.core.types import PathLike
+from advbench.data.samples import training_set
 from advbench.defenses import make_defense
-from advbench.errors import ParameterError
-from advbench.evaluate import evaluate, score_artifact, training_set
-from advbench.models import models_dir as default_models_dir, zoo_path
+from advbench.models.zoo import models_dir as default_models_dir, zoo_path
 from advbench.paper import published
 from advbench.paper.profiles import DATASETS, MODEL_SPECS, PROFILES, profile_for
-from advbench.progress import Progress
-from advbench.report import write_text
-from advbench.revision import source_revision
-from advbench.runner import AttackRun
-from advbench.shards import merge_shards
-from advbench.train import TrainConfig, train
-from advbench.transfer import craft_or_reuse, transfer
-from advbench.types import PathLike
+from advbench.run.artifacts import jsonable, load_model, read_model_metadata, save_model
+from advbench.run.curves import CurveRun, parse_eps, read_curve, run_curve
+from advbench.run.runner import AttackRun
+from advbench.run.shards import merge_shards
+from advbench.run.train import TrainConfig, train, training_line
+from advbench.score.evaluate import evaluate, score_artifact
+from advbench.score.report import write_text
+from advbench.score.transfer import craft_or_reuse, transfer
 
 BLACKBOX_SOURCE = "resnet"
 
@@ -126,6 +128,10 @@ class Reproduction:
                        for name in p.models]
         for seed in seeds:
             stages += self._seed_stages(seed)
+        if "certified" in p.experiments:  # first seed only: the section reads no interval
+            from advbench.paper.certified import certified_stages
+
+            stages += certified_stages(self, set(p.models))
         if "figure1" in p.experiments:
             stages.append(Stage("figure 1: minimal perturbations", self._figure1, 0.5,
                                 id="figure1", needs=tuple(
@@ -326,7 +332,8 @@ class Reproduction:
                         return path
                 except Exception:  # a foreign or broken file is simply not a match
                     continue
-        model, meta = train(config, defense, progress=self.progress)
+        model, meta = train(config, defense, progress=self.progress,
+                            announce=training_line(config, defense, architecture))
         save_model(candidates[0], model, meta)
         self.models[name + suffix] = candidates[0]
         return candidates[0]
@@ -415,6 +422,16 @@ class Reproduction:
                        batch_size=256, data_dir=self.data_dir)
         eps = parse_eps(self.profile.eps_grid)
         params = self.profile.attack_params.get(attack, {})
+        # Every parameter of the stage, as `advbench attack` prints them.
+        shown_params: dict[str, Any] = {"norm": "linf", "eps": self.profile.eps_grid}
+        if attack == "rand-fgsm":
+            shown_params["alpha"] = float(params.get("alpha", 0.05))
+        self.progress.log(parameter_line(
+            f"{attack} curve", shown_params, extra=f"untargeted, on {source} against "
+            f"{', '.join(targets)}", seed=self.seed,
+            samples=f"{run.limit} samples (class-balanced) of {self.dataset} test (batch "
+                    f"size {run.batch_size})" if run.limit else
+                    f"all samples of {self.dataset} test (batch size {run.batch_size})"))
         path, _ = run_curve(run, src, tgts, eps, attack=attack,
                             alpha=params.get("alpha", 0.05), runs_dir=self.runs_dir,
                             progress=self.progress)

@@ -15,6 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Callable
 
+from advbench.core.progress import Progress
 from advbench.paper.experiments import Reproduction
 
 REPORT_STAGE = "report"
@@ -42,6 +43,35 @@ def plan(repro: Reproduction, command: list[str]) -> list[dict[str, Any]]:
     nodes.append({"id": REPORT_STAGE, "name": "report (tables and figures)",
                   "needs": [s.id for s in stages], "command": shlex.join(command)})
     return nodes
+
+
+def run_stage(settings: dict[str, Any], stage_id: str, *needs: str) -> str:
+    """Run one stage of the reproduction in this process (what a Ray task runs), as
+    ``advbench reproduce --stage ID`` does: ``settings`` are ``Reproduction``'s arguments
+    (dataset, profile, out, data_dir, models_dir, seed); ``needs`` are the ids the stage's
+    dependencies returned (Ray starts the task only once they are done). Returns ``stage_id``.
+    """
+    Reproduction(**settings, progress=Progress(quiet=True)).run_stage(stage_id)
+    return stage_id
+
+
+def reproduce_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *,
+                       workers: int | None = None, retries: int = 3,
+                       progress: Progress | None = None,
+                       stage_task: Callable[..., str] = run_stage) -> list[str]:
+    """Run the stage nodes of ``nodes`` (``plan``; the ``report`` node is left to the caller's
+    plain run) as Ray tasks, one per node, in dependency order
+    (``advbench.run.ray_engine.run_stages_with_ray``, which says how tasks are retried and
+    placed). Returns the stage ids run, in plan order.
+
+    Raises ParameterError without Ray or for workers < 1; a stage's own advbench error as it
+    is (the first failed stage in plan order; the stages that need it do not run).
+    """
+    from advbench.run.ray_engine import run_stages_with_ray
+
+    stages = [node for node in nodes if node["id"] != REPORT_STAGE]
+    return run_stages_with_ray(settings, stages, stage_task=stage_task, workers=workers,
+                               retries=retries, progress=progress)
 
 
 def emit_slurm(nodes: list[dict[str, Any]], directory: str | os.PathLike) -> list[Path]:

@@ -19,6 +19,8 @@ MODEL_SPECS = {
     "cnn-vat": ("cnn", "relu", "vat"),
     "cnn-gda": ("cnn", "relu", "gda"),
     "cnn-brelu-gda": ("cnn", "brelu", "gda"),
+    # Cohen et al.'s base classifier (train --defense gda-cohen): the certified section only.
+    "cnn-gda-cohen": ("cnn", "relu", "gda-cohen"),
 }
 
 
@@ -57,6 +59,14 @@ class Profile:
     defense_params: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     # Images for the strong white-box attacks and the audit (paper.strong), None: all.
     strong_limit: int | None = None
+    # The certified section (paper.certified, experiment "certified"): the GDA models
+    # certified at their training sigma, on how many test images, with which CERTIFY
+    # parameters (certify.CertifyRun: n0, n, alpha), beside which minimal L2 attack.
+    certified_models: tuple[str, ...] = ("cnn-gda", "cnn-brelu-gda", "cnn-gda-cohen")
+    certify_limit: int | None = 100
+    certify_params: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"n0": 100, "n": 10_000, "alpha": 0.001})
+    certify_attack: str = "cw-l2"
 
     def seed_list(self, first: int) -> tuple[int, ...]:
         return tuple(first + k for k in range(self.seeds))
@@ -70,11 +80,14 @@ PAPER_ATTACKS = {
     "jsma": {"theta": 0.1, "gamma": 1.0},
     "cw-l2": {"confidence": 2.3},
 }
+#: The paper's models (``MODEL_SPECS`` less the certified section's own).
+PAPER_MODELS = tuple(name for name in MODEL_SPECS if name != "cnn-gda-cohen")
+
 QUICK_CW = {"confidence": 2.3, "binary_search_steps": 5, "max_iter": 100, "learning_rate": 0.05,
             "initial_const": 0.1}
 
 ALL_EXPERIMENTS = ("table1", "figure3", "figure4", "table2", "table3", "table4", "figure1",
-                   "strong")
+                   "strong", "certified")
 
 PROFILES = {
     "quick": Profile(
@@ -87,8 +100,11 @@ PROFILES = {
         "other seeds' ResNets); eps 0.02 to 1 by 0.02; C&W with 5 binary-search steps of 100 "
         "Adam iterations (learning rate 0.05, initial c 0.1); on the first seed, AutoAttack "
         "(standard parameters) and FGSM at three eps (MNIST 0.1, 0.2, 0.3) and the audit at "
-        "0.3 (convergence check at 2x APGD-CE's iterations) on 100 test images per defense",
-        tuple(MODEL_SPECS), epochs=11, train_limit=8000, gda_epochs=1, test_limit=1000,
+        "0.3 (convergence check at 2x APGD-CE's iterations) on 100 test images per defense; "
+        "randomized smoothing of GDA + RELU, GDA + BRELU and a GDA model trained as Cohen et "
+        "al. (sigma 0.25, 11 epochs) on 100 test images (n0 100, n 10,000, alpha 0.001) "
+        "beside C&W on the same images",
+        PAPER_MODELS, epochs=11, train_limit=8000, gda_epochs=1, test_limit=1000,
         expensive_limit=500, eps_grid="0.02:1:0.02",
         attack_params={**PAPER_ATTACKS, "cw-l2": QUICK_CW,
                        # the audit's convergence check at 2x (not 4x) APGD-CE's budget
@@ -99,16 +115,21 @@ PROFILES = {
         "paper", "the paper's settings: every model up to 20 epochs with early stopping "
         "(patience 5: trained to convergence, the authors' schedule), 5 seeds, the full test "
         "set, eps 0.01 to 1 by 0.01, the attacks' paper parameters; meant for a GPU",
-        tuple(MODEL_SPECS), epochs=20, train_limit=None, gda_epochs=20, test_limit=None,
+        PAPER_MODELS, epochs=20, train_limit=None, gda_epochs=20, test_limit=None,
         expensive_limit=None, eps_grid="0.01:1:0.01", attack_params=PAPER_ATTACKS,
         experiments=ALL_EXPERIMENTS, seeds=5),
     "demo": Profile(
         "demo", "a few-minute slice: an undefended CNN (3 epochs on 6,000 images) and a "
         "GDA+BRELU CNN (1 epoch, i.e. 11 passes, on the same images), white-box FGSM (eps 0.1) "
-        "and DeepFool on 300 test images",
+        "and DeepFool on 300 test images; randomized smoothing of the GDA+BRELU CNN at its "
+        "sigma on 50 test images (n0 100, n 1,000, alpha 0.001) beside DeepFool on them",
         ("cnn", "cnn-brelu-gda"), epochs=3, train_limit=6000, gda_epochs=1, test_limit=300,
         expensive_limit=300, eps_grid="0.1", attack_params=PAPER_ATTACKS,
-        experiments=("demo",)),
+        experiments=("demo", "certified"), certified_models=("cnn-brelu-gda",),
+        # 50 images: the stage took 99 s for 100 under load 4-9 (the same run's DeepFool on
+        # the CNN took 56 s, against about 20 s in a 5-minute `make demo`): about 20 s here.
+        certify_limit=50, certify_params={"n0": 100, "n": 1000, "alpha": 0.001},
+        certify_attack="deepfool"),
 }
 
 # The paper authors' code settings (history of IBM's ART, commit 735ead0c0 / tag 0.1) at the
@@ -141,11 +162,13 @@ DATASET_PROFILES: dict[tuple[str, str], Profile] = {
         "66,000; early stopping off); 500 test images for the curves and FGSM; 200 for "
         "DeepFool, JSMA and C&W on each seed's ResNet; eps 0.01 to 0.3 by 0.01 (the paper "
         "plots CIFAR-10 up to 0.3); C&W with 5 binary-search steps of 100 Adam iterations "
-        "(learning rate 0.05, initial c 0.1)",
+        "(learning rate 0.05, initial c 0.1); randomized smoothing of GDA + RELU, GDA + "
+        "BRELU (sigma 0.05) and a GDA model trained as Cohen et al. (sigma 0.25) on 100 test "
+        "images (n0 100, n 10,000, alpha 0.001) beside C&W on the same images",
         models=("cnn", "resnet", "cnn-feature-squeezing", "cnn-label-smoothing", "cnn-fgsm-at",
                 "cnn-vat", "cnn-gda", "cnn-brelu-gda"),
         train_limit=6000, test_limit=500, expensive_limit=200, seed_expensive_limit=None,
-        eps_grid="0.01:0.3:0.01", experiments=("figure4", "table4")),
+        eps_grid="0.01:0.3:0.01", experiments=("figure4", "table4", "certified")),
 }
 # CIFAR-10 with the authors' code settings: the CIFAR-10 quick grid (Figure 5, Table 5) with
 # the attack and defense settings of PROFILES["authors"] (the paper plots CIFAR-10 to 0.3).

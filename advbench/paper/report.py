@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from advbench import __version__
-from advbench.artifacts import jsonable, read_model_metadata
+from advbench.core.revision import describe
 from advbench.paper import authors, claims as paper_claims, published
+from advbench.paper.certified import certified_figure, certified_section
 from advbench.paper.strong import strong_section
 from advbench.paper.tables import markdown_table as _table, number as _num, percent as _pct
-from advbench.report import save_figure, write_text
-from advbench.revision import describe
+from advbench.run.artifacts import jsonable, read_model_metadata
+from advbench.score.report import save_figure, write_text
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction
@@ -29,9 +30,10 @@ COLOURS = {
     "cnn": "#1f77b4", "cnn-brelu": "#ff7f0e", "resnet": "#2ca02c", "resnet-brelu": "#d62728",
     "cnn-feature-squeezing": "#9467bd", "cnn-label-smoothing": "#8c564b",
     "cnn-fgsm-at": "#e377c2", "cnn-vat": "#7f7f7f", "cnn-gda": "#bcbd22",
-    "cnn-brelu-gda": "#17becf",
+    "cnn-brelu-gda": "#17becf", "cnn-gda-cohen": "#000000",
 }
-LABELS = {**published.DEFENSE_LABELS, **published.TABLE1_LABELS}
+LABELS = {**published.DEFENSE_LABELS, **published.TABLE1_LABELS,
+          "cnn-gda-cohen": "GDA as Cohen et al. (one noisy copy per step)"}
 
 
 def _plt():
@@ -288,6 +290,8 @@ def write_report(repro: Reproduction) -> Path:
         out += authors.table3_section(results, repro.dataset)
         out += _table4_section(view, repro.dataset, profile, len(seeds))
         out += strong_section(results, LABELS)
+        out += certified_section(results, LABELS, repro.dataset, certified_figure(
+            results, root / "certified.png", LABELS, COLOURS))
         if figure1(results, root / "figure1.png"):
             out.append("## Figure 1: minimal perturbations\n")
             out.append("Minimal FGSM (the Table 2 attack) on the first ten test images; titles "

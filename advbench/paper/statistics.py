@@ -26,7 +26,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 #: The sides a claim can take: the measured difference is claimed above or below 0.

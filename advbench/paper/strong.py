@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from advbench.artifacts import read_attack_artifact
 from advbench.attacks import make_attack
 from advbench.attacks.autoattack import AutoAttack, robust_accuracy_by_attack
-from advbench.curves import CurveRun, read_curve, run_curve
-from advbench.errors import ArtifactError
-from advbench.runner import AttackRun
-from advbench.shards import merge_shards
-from advbench.transfer import craft_or_reuse
-from advbench.types import Model, PathLike
+from advbench.core.errors import ArtifactError
+from advbench.core.types import Model, PathLike
 from advbench.paper.tables import markdown_table, percent
+from advbench.run.artifacts import read_attack_artifact
+from advbench.run.curves import CurveRun, read_curve, run_curve
+from advbench.run.runner import AttackRun
+from advbench.run.shards import merge_shards
+from advbench.score.transfer import craft_or_reuse
 
 if TYPE_CHECKING:
     from advbench.paper.experiments import Reproduction, Stage
@@ -121,14 +121,14 @@ def audit_verdict(model: Model, x: np.ndarray, y: np.ndarray, eps: tuple[float, 
                   params: dict[str, Any], *, dataset: str, data_dir: PathLike | None = None,
                   seed: int = 0) -> dict[str, Any]:
     """The audit verdict of ``model`` for the section: {"verdict": str, "flags": [str],
-    "source": str}, from ``advbench.audit.audit(model, x, y, eps=max(eps))``: x float32
+    "source": str}, from ``advbench.score.audit.audit(model, x, y, eps=max(eps))``: x float32
     (n, H, W, C) in [0, 1], y int (n,), the section's images; the largest eps (0.3 on
     MNIST); ``params`` the profile's ``attack_params["audit"]`` (``checks``: a subset of
-    ``names.AUDIT_CHECKS``, default all; the rest ``audit.AuditSettings`` fields). The verdict
-    is the audit's worst check ("pass", "warn" or "fail"), the flags its checks that did not
-    pass. Check 3's surrogate is trained as `advbench audit` trains it (``train_surrogate`` on
+    ``advbench.score.AUDIT_CHECKS``, default all; the rest ``audit.AuditSettings`` fields).
+    The verdict is the audit's worst check ("pass", "warn" or "fail"), the flags its checks
+    that did not pass. Check 3's surrogate is trained as `advbench audit` trains it (``train_surrogate`` on
     ``dataset``'s training images in ``data_dir``), only when that check runs."""
-    from advbench.audit import AuditSettings, audit, train_surrogate
+    from advbench.score.audit import AuditSettings, audit, train_surrogate
 
     values = dict(params)
     checks = values.pop("checks", None)

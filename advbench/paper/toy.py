@@ -28,12 +28,12 @@ import tensorflow as tf
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.jsma import JSMA
 from advbench.attacks.vat import VirtualAdversarial
-from advbench.errors import ParameterError
-from advbench.metrics import loss_sensitivity_per_sample
-from advbench.models import build_model, predict_logits
-from advbench.progress import Progress
-from advbench.report import save_figure, write_text
-from advbench.types import Model
+from advbench.core.errors import ParameterError
+from advbench.core.progress import Progress
+from advbench.core.types import Model
+from advbench.models.zoo import build_model, predict_logits
+from advbench.run.metrics import loss_sensitivity_per_sample
+from advbench.score.report import save_figure, write_text
 
 #: Shape of one toy point as an "image": (H, W, C) = (2, 1, 1).
 POINT_SHAPE = (2, 1, 1)
@@ -305,7 +305,7 @@ def panel_metrics(model: Model, x_train: np.ndarray, y_train: np.ndarray,
     - ``train_accuracy``: on the original (clean) training points; ``test_accuracy``: on the
       held-out test points.
     - ``test_loss_sensitivity``: mean ||dJ(x, y)/dx||_2 over the test points, true labels (the
-      paper's Table 3 metric, ``advbench.metrics``).
+      paper's Table 3 metric, ``advbench.run.metrics``).
     - ``grid_max_slope``: the largest ||dP(class 1)/dx||_2 over the [0, 1]^2 grid, a Lipschitz
       estimate of the model's belief: a sharp cliff between the classes gives a large value,
       a gradual change of confidence a small one (the transition is ~1/slope wide).
@@ -433,7 +433,7 @@ def run_toy(dataset: str, out_dir: Path, *, seed: int = 0, epochs: int = 300,
         n_train: original training points (default 300); n_test: test points (default 1000).
         augmentations: names to draw, default all of ``AUGMENTATIONS`` in order; "none" is
             always trained (the adversarial ones are crafted on its model).
-        progress: an ``advbench.progress.Progress`` (default: silent).
+        progress: an ``advbench.core.progress.Progress`` (default: silent).
 
     Returns:
         {"dataset", "png", "json", "seed", "epochs", "n_train", "n_test", "seconds",

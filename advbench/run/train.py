@@ -5,7 +5,7 @@ Adam, batch 128, a fixed 10% validation split, early stopping on validation accu
 per run; GDA's noisy copies are drawn inside that step, so an epoch over (1 + copies) passes of
 the data never holds more than the clean training set in memory.
 
-The step runs through a tf.distribute strategy (``advbench.distribute``; the default one on a
+The step runs through a tf.distribute strategy (``advbench.run.distribute``; the default one on a
 single device): every replica receives the global batch, draws the batch's randomness on it
 (GDA noise, VAT's start direction) and takes its own rows, and the loss is summed over the
 replicas' rows and divided by the global batch size, so N replicas compute the one-device
@@ -26,15 +26,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advbench import data, distribute
-from advbench.artifacts import read_arrays, write_arrays
-from advbench.checks import check_int, check_range, check_seed
+from advbench import data
+from advbench.core.checks import check_int, check_range, check_seed
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.ops import per_sample_soft_cross_entropy
+from advbench.core.progress import Progress
+from advbench.core.types import Model, PathLike
 from advbench.defenses.base import Defense
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import build_model, predict_labels, zoo_name
-from advbench.ops import per_sample_soft_cross_entropy
-from advbench.progress import Progress
-from advbench.types import Model, PathLike
+from advbench.models.zoo import build_model, predict_labels, zoo_name
+from advbench.run import distribute
+from advbench.run.artifacts import read_arrays, write_arrays
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
@@ -353,6 +354,21 @@ def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, 
         "notes": adapted.notes,
     }
     return adapted.model, source
+
+
+def training_line(config: TrainConfig, defense: Any, architecture: str) -> str:
+    """The line that starts a training run (`advbench train`, reproduce's train stages):
+    every parameter it uses."""
+    from advbench.attacks.budgets import shown
+
+    params = " ".join(f"{k}={shown(v) if isinstance(v, float) else v}"
+                      for k, v in defense.params().items())
+    brelu = f" (t={config.brelu_t:g})" if config.activation == "brelu" else ""
+    return (f"train {architecture} {config.activation}{brelu}, defense {defense.name}"
+            f"{': ' + params if params else ''}; epochs {config.epochs}, batch size "
+            f"{config.batch_size}, learning rate {config.learning_rate:g}, patience "
+            f"{config.patience}; seed {config.seed}; {data.display_name(config.dataset)} "
+            f"train split{f', limit {config.limit}' if config.limit else ''}")
 
 
 def train(config: TrainConfig, defense: Defense, *, progress: Progress | None = None,

@@ -1,5 +1,5 @@
 """Scoring models on saved artifacts: clean accuracy, adversarial accuracy, the paper's
-model-level metrics and the robustness gate (the transfer matrix: ``advbench.transfer``).
+model-level metrics and the robustness gate (the transfer matrix: ``advbench.score.transfer``).
 
 "Efficient Defenses Against Adversarial Attacks" (Zantedeschi et al. 2017,
 https://arxiv.org/abs/1707.06728): Table 1 (transfer matrix), Table 2 (accuracy, robustness
@@ -20,19 +20,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from advbench import data, metrics
-from advbench.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, CURVE_SCHEMA,
-                                EVALUATION_SCHEMA, artifact_kind, jsonable, read_arrays,
-                                write_arrays)
-from advbench.certify import DEFAULT_RADII, certification_entry
-from advbench.curves import read_curve
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import predict_labels
+from advbench import data
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.progress import Progress
+from advbench.core.types import Model, PathLike
+from advbench.data.samples import Samples, check_model_fits, clean_samples, training_set
 from advbench.models.foreign import model_provenance
-from advbench.progress import Progress
-from advbench.shards import Shard, group_shards, read_attack_run
-from advbench.runner import Samples, check_model_fits
-from advbench.types import Model, PathLike
+from advbench.models.zoo import predict_labels
+from advbench.run import metrics
+from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, CURVE_SCHEMA,
+                                    EVALUATION_SCHEMA, artifact_kind, jsonable, read_arrays,
+                                    write_arrays)
+from advbench.run.curves import read_curve
+from advbench.run.shards import Shard, group_shards, read_attack_run
+from advbench.score.certify import DEFAULT_RADII, certification_entry
 
 #: Gate metrics and the direction in which they are better. An unqualified name takes the
 #: worst value over the given artifacts (lowest accuracy, highest success rate...).
@@ -86,39 +87,6 @@ def check_fits(path: PathLike, attrs: dict, x_adv: np.ndarray, model: Model,
 def _hash_note(a: dict, b: dict) -> str:
     same_name = a.get("dataset") == b.get("dataset")
     return " (same name, other content: the data hash differs)" if same_name else ""
-
-
-def clean_samples(path: PathLike, attrs: dict, arrays: dict,
-                  data_dir: PathLike | None = None) -> np.ndarray:
-    """The clean images an attack artifact was crafted from, reloaded from the data set and
-    checked against the artifact's sample indices and labels."""
-    limit = attrs.get("limit")
-    stored = attrs.get("data_hash")
-    if stored and stored != data.fingerprint(attrs["dataset"], data_dir):
-        fix = ("pass the --data-dir it was crafted with" if attrs["dataset"] in data.DATASETS
-               else "restore that file or craft the artifact again")
-        raise ArtifactError(f"{path} was crafted on other data than "
-                            f"{data.display_name(attrs['dataset'])} holds now (the data hash "
-                            f"differs); {fix}")
-    x, y, indices = data.load(attrs["dataset"], attrs.get("split", "test"), data_dir=data_dir,
-                              limit=None if limit in (None, "") else int(limit),
-                              seed=int(attrs.get("seed", 0)), start=int(attrs.get("start", 0)))
-    if not (np.array_equal(indices, arrays["indices"]) and np.array_equal(y, arrays["y"])):
-        raise ArtifactError(f"{path}: the {attrs['dataset']} files found now do not hold the "
-                            "samples the artifact was crafted from (indices or labels differ); "
-                            "pass the --data-dir it was crafted with")
-    return x
-
-
-def training_set(dataset: str, data_dir: PathLike | None = None) -> np.ndarray:
-    """The whole original training set (the fitting split and the validation split, in the
-    order of the original files): 60,000 images on MNIST, 50,000 on CIFAR-10."""
-    x_fit, _, i_fit = data.load(dataset, "train", data_dir=data_dir)
-    x_val, _, i_val = data.load(dataset, "validation", data_dir=data_dir)
-    x = np.empty((len(x_fit) + len(x_val),) + x_fit.shape[1:], np.float32)
-    x[i_fit] = x_fit
-    x[i_val] = x_val
-    return x
 
 
 # -- scoring one artifact --------------------------------------------------------------------
@@ -375,7 +343,7 @@ def distance_part(model_meta: dict, model_path: PathLike, artifacts: Sequence[Pa
     if not runs:
         raise ParameterError(f"no given artifact gets a training-set distance from model "
                              f"{model_path}: that needs a minimal attack (fgsm-min, deepfool, "
-                             "cw-l2) crafted on it")
+                             "cw-l2, fmn) crafted on it")
     summary = {"kind": DISTANCE_PART, "shard": [shard.index, shard.count], "dataset": dataset,
                "data_hash": data.fingerprint(dataset, data_dir), "variant": distance_variant,
                "block": DISTANCE_BLOCK,
@@ -740,7 +708,7 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
         value = _worst(values, METRICS[threshold.name])
     if value is None:
         needs = {
-            "robustness": "a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2) "
+            "robustness": "a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2, fmn) "
                           "crafted on this model",
             "training_distance": "a minimal-perturbation artifact crafted on this model "
                                  "(and no --no-distance)",

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from advbench.errors import OutputError
+from advbench.core.errors import OutputError
 
 # How long a second writer of the same output waits for the first before refusing.
 LOCK_WAIT_S = 5.0

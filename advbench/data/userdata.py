@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from advbench.limits import (MAX_CLASSES, check_count, check_size,
-                             check_zip_members)
-from advbench.errors import DataError
-from advbench.types import PathLike
+from advbench.core.errors import DataError
+from advbench.core.limits import MAX_CLASSES, check_count, check_size, check_zip_members
+from advbench.core.types import PathLike
 
 #: File name endings Pillow decodes that count as images in a class folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")

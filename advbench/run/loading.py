@@ -17,12 +17,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from advbench import data
-from advbench.artifacts import load_model, read_model_metadata
-from advbench.errors import ParameterError, flags_verb
-from advbench.models import resolve_model
+from advbench.core.errors import ParameterError, flags_verb
+from advbench.core.types import PathLike
 from advbench.models.adapt import Preprocessing
 from advbench.models.foreign import MODEL_KINDS, detect_kind, open_foreign
-from advbench.types import PathLike
+from advbench.models.zoo import resolve_model
+from advbench.run.artifacts import load_model, read_model_metadata
 
 #: How many test images probe a foreign model's outputs (probabilities or logits).
 PROBE_IMAGES = 64

@@ -10,7 +10,7 @@ with an ensemble of diverse parameter-free attacks" (ICML 2020,
 https://arxiv.org/abs/2003.01690), for APGD, Square as the gradient-free check, logits and
 the checks of their ``checks.py``.
 
-The eight checks (names in ``advbench.names.AUDIT_CHECKS``) run on one sample of a split at
+The eight checks (names in ``advbench.score.AUDIT_CHECKS``) run on one sample of a split at
 one eps and norm. Every attack is the project's own, built through the registry
 (``attacks.make_attack``); the audit only combines their per-sample results. Accuracies are
 *robust* accuracies: the fraction of samples the model classifies correctly both clean and
@@ -35,18 +35,18 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__, data
-from advbench.artifacts import (AUDIT_SCHEMA, artifact_kind, jsonable, read_arrays,
-                                write_arrays)
 from advbench.attacks import make_attack
-from advbench.checks import check_int, check_range, check_seed
-from advbench.errors import ArtifactError, ParameterError
-from advbench.files import refuse_existing
-from advbench.models import forward_function, predict_logits
+from advbench.core.checks import check_int, check_range, check_seed
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.files import refuse_existing
+from advbench.core.progress import Progress
+from advbench.core.types import Model, PathLike
+from advbench.models import ARCHITECTURE_BUILDERS
 from advbench.models.adapt import looks_like_probabilities
 from advbench.models.gradients import attack_model
-from advbench.names import ARCHITECTURE_BUILDERS, AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
-from advbench.progress import Progress
-from advbench.types import Model, PathLike
+from advbench.models.zoo import forward_function, predict_logits
+from advbench.run.artifacts import AUDIT_SCHEMA, artifact_kind, jsonable, read_arrays, write_arrays
+from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
 
 if TYPE_CHECKING:
     from advbench.attacks.fgsm import FGSM
@@ -279,7 +279,7 @@ class _Audit:
     def fgsm_curve(self, eps_values: Sequence[float], model: Model | None = None,
                    prefix: str = "fgsm") -> list[float]:
         """Robust accuracy of FGSM at each eps, from one gradient direction per sample (the
-        registry's FGSM, as ``advbench.curves`` draws its curves)."""
+        registry's FGSM, as ``advbench.run.curves`` draws its curves)."""
         labels = [f"{prefix}@{e:g}" for e in eps_values]
         if all(label in self.robust for label in labels):
             return [self.accuracy(label) for label in labels]
@@ -501,7 +501,7 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
         eps: the perturbation budget in ``norm`` (L-inf: pixel units, in (0, 1]; L2: the
             perturbation's Euclidean length, > 0).
         norm: "linf" or "l2".
-        checks: names of ``advbench.names.AUDIT_CHECKS`` [default: all eight].
+        checks: names of ``advbench.score.AUDIT_CHECKS`` [default: all eight].
         settings: budgets and thresholds (``AuditSettings``).
         batch_size, seed: attack batches and the seed of every random draw (each batch's
             seed is ``data.batch_seed(seed, first row)``, as the attack runner derives it).
@@ -514,7 +514,7 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
     Raises ParameterError for bad settings, samples or names, and when the model classifies
     none of the samples correctly (nothing to attack).
     """
-    from advbench.checks import check_class_labels, check_images
+    from advbench.core.checks import check_class_labels, check_images
     from advbench.attacks.norms import check_norm
 
     settings = settings or AuditSettings()
@@ -563,7 +563,7 @@ def train_surrogate(dataset: str, *, data_dir: PathLike | None = None,
     defense) for ``surrogate_epochs`` on ``surrogate_limit`` class-balanced training images
     of ``dataset`` (``train.train``). Returns (model, description)."""
     from advbench.defenses import make_defense
-    from advbench.train import TrainConfig, train
+    from advbench.run.train import TrainConfig, train
 
     settings = settings or AuditSettings()
     config = TrainConfig(dataset=dataset, architecture=settings.surrogate_architecture,

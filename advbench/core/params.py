@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from advbench.checks import MAX_INT32, check_int, check_range
-from advbench.errors import ParameterError
+from advbench.core.checks import MAX_INT32, check_int, check_range
+from advbench.core.errors import ParameterError
 
 _NO_DEFAULT = object()
 
@@ -48,6 +48,7 @@ class Param:
         eps_like: an eps-like value, written ``8/255`` too on the command line (the
             defaults of those that depend on the data set are in ``advbench.budgets``).
         values: the CLI flag also takes a list or range of values (a curve: fgsm's --eps).
+        optional: None is a value (the attack derives the default from another parameter).
         default_help: the default as ``--help`` says it, for a default that depends on the
             data set (the budgets' text), replacing the derived one.
     """
@@ -64,11 +65,13 @@ class Param:
     flag: str | None = ""
     eps_like: bool = False
     values: bool = False
+    optional: bool = False
     default_help: str | None = None
 
-    def __call__(self, default: Any) -> Param:
-        """This parameter with the default of one attack or defense: ``EPS(0.3)``."""
-        return dataclasses.replace(self, default=default)
+    def __call__(self, default: Any, **bounds: Any) -> Param:
+        """This parameter with the default of one attack or defense, ``EPS(0.3)``, and the
+        bounds or choices where they differ for it (fmn's norms)."""
+        return dataclasses.replace(self, default=default, **bounds)
 
     @property
     def cli_flag(self) -> str | None:
@@ -106,6 +109,8 @@ class Param:
         """``value`` converted to the declared type, or ParameterError naming ``label`` (the
         name by default), what was passed and what is expected."""
         label = label or self.name
+        if value is None and self.optional:
+            return None
         if self.type is bool:
             if not isinstance(value, (bool, np.bool_)):
                 raise ParameterError(f"{label} must be True or False, got {value!r}")

@@ -8,7 +8,7 @@ import inspect
 import numpy as np
 from numpy.typing import ArrayLike
 
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 
 #: Largest integer an iteration count, batch size or sample count may take: TensorFlow loop

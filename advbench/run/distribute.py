@@ -2,7 +2,7 @@
 host (``MirroredStrategy``) or several hosts (``MultiWorkerMirroredStrategy``, configured by
 ``TF_CONFIG`` or TensorFlow's SLURM / Kubernetes cluster resolvers).
 
-The training loop stays ours (``advbench.train``): the model and optimizer are built in the
+The training loop stays ours (``advbench.run.train``): the model and optimizer are built in the
 strategy's scope and every step goes through ``strategy.run``.
 """
 
@@ -15,8 +15,8 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from advbench.errors import ParameterError
-from advbench.names import STRATEGIES
+from advbench.core.errors import ParameterError
+from advbench.run import STRATEGIES
 
 
 def parse_devices(text: str | None) -> list[str]:

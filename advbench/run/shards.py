@@ -17,10 +17,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from advbench.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, artifact_kind, read_arrays,
-                                read_attack_artifact, write_arrays)
-from advbench.errors import ArtifactError, ParameterError
-from advbench.files import output_lock, refuse_existing
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.files import output_lock, refuse_existing
+from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, artifact_kind,
+                                    read_arrays, read_attack_artifact, write_arrays)
 
 #: Environment variables that ``--shard auto/N`` reads, in this order, with the index their
 #: first task has: SLURM job arrays (``--array=0-3``; the index is counted from
@@ -140,7 +140,7 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike], schema: str = ATTACK_S
     (their ``completed`` masks). Each array takes every sample from the artifact that
     completed it, so with all shards merged the arrays equal, bit for bit, those of a
     one-process run; samples no artifact completed keep the runner's fresh values, as an
-    interrupted run has them (``schema``: certification shards, ``advbench.certify``, merge
+    interrupted run has them (``schema``: certification shards, ``advbench.score.certify``, merge
     the same way). attrs: the first artifact's, without the shard attrs, with
     ``complete`` (all samples done), the summed ``wall_time_s``, and ``shard_devices`` (each
     artifact's ``device``).

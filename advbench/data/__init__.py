@@ -1,5 +1,5 @@
 """Data sets as float32 NHWC images in [0, 1] with integer labels: MNIST, CIFAR-10, and the
-user's own ``.npz`` files and image folders (``advbench.userdata``), named by their path.
+user's own ``.npz`` files and image folders (``advbench.data.userdata``), named by their path.
 
 Where the built-in sets' files come from, in order:
 1. ``data_dir`` (``--data-dir``) or ``$ADVBENCH_DATA``, else ``./data`` (where ``advbench data
@@ -34,9 +34,9 @@ from typing import Callable
 
 import numpy as np
 
-from advbench.errors import DataError, ParameterError
-from advbench.files import ensure_folder, write_bytes
-from advbench.types import PathLike
+from advbench.core.errors import DataError, ParameterError
+from advbench.core.files import ensure_folder, write_bytes
+from advbench.core.types import PathLike
 
 # Test first: the split every stage scores by default.
 SPLITS = ("test", "validation", "train")
@@ -81,7 +81,7 @@ def dataset_info(name: str) -> DatasetInfo:
     """The shape, classes and sizes of a built-in set or of a user's file or folder."""
     if name in DATASETS:
         return DATASETS[name]
-    from advbench import userdata
+    from advbench.data import userdata
 
     if not userdata.is_user_data(name):
         raise ParameterError(
@@ -110,7 +110,7 @@ def display_name(name: str | None) -> str:
 def notes(name: str, data_dir: PathLike | None = None) -> list[str]:
     """What was detected and assumed about a data set's files, one sentence each."""
     if name not in DATASETS:
-        from advbench import userdata
+        from advbench.data import userdata
 
         return list(userdata.open_data(name).notes)
     found = locate(name, data_dir)
@@ -324,7 +324,7 @@ _CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 def _load_raw(name: str, split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
     """Images (uint8, or float in [0, 1]) and int labels of the train or test split."""
     if name not in DATASETS:
-        from advbench import userdata
+        from advbench.data import userdata
 
         own = userdata.open_data(name)
         if split not in own.splits:
@@ -445,12 +445,12 @@ def fingerprint(name: str, data_dir: PathLike | None = None) -> str:
     """The data's identity: a SHA-256 of the arrays of every split (``userdata.fingerprint``),
     recorded in artifacts so that evaluating on other data than an artifact's is caught."""
     if name not in DATASETS:
-        from advbench import userdata
+        from advbench.data import userdata
 
         return userdata.open_data(name).fingerprint
     key = (name, str(locate(name, data_dir)))
     if key not in _FINGERPRINTS:
-        from advbench import userdata
+        from advbench.data import userdata
 
         splits = {split: _load_raw(name, split, data_dir) for split in ("train", "test")}
         _FINGERPRINTS[key] = userdata.fingerprint(splits, DATASETS[name].class_names)

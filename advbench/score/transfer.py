@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from advbench import data
-from advbench.artifacts import ATTACK_SCHEMA, find_artifact, run_artifact_path
 from advbench.attacks.base import Attack
-from advbench.errors import ArtifactError, ParameterError
-from advbench.evaluate import Score, score_artifact
-from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split, run_key
-from advbench.shards import find_shards
-from advbench.types import PathLike
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.progress import Progress
+from advbench.core.types import PathLike
+from advbench.run.artifacts import ATTACK_SCHEMA, find_artifact, run_artifact_path
+from advbench.run.runner import AttackRun, attack_split, run_key, run_parameters
+from advbench.run.shards import find_shards
+from advbench.score.evaluate import Score, score_artifact
 
 
 def craft_or_reuse(run: AttackRun, attack: Attack, source: tuple,
@@ -42,6 +42,8 @@ def craft_or_reuse(run: AttackRun, attack: Attack, source: tuple,
     shards = find_shards(runs_dir, key)
     if shards is not None:
         return shards, True
+    progress = progress or Progress(quiet=True)
+    progress.log(run_parameters(run, attack, len(indices)))
     return attack_split(run, attack, model, meta, default, progress=progress), False
 
 
@@ -65,10 +67,15 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
         runs_dir: where attack artifacts are found and written, default "runs".
 
     Returns:
-        ``Score``: summary with "sources", "targets", "accuracy" (rows x columns),
-        "success_rate" (the target's prediction moved off its clean prediction, as ART;
-        "success_against" says so), "setting", "artifacts", "reused"; per_sample predictions
-        per cell.
+        ``Score``: summary with "sources", "targets", "accuracy" = "robust_accuracy" (rows x
+        columns: the share of all samples the target still labels right, the headline),
+        "success_rate" (among the samples the target classifies correctly, the share the
+        attack fooled: AutoAttack's convention, ``metrics.success_counts``; NaN where it
+        classifies none correctly; "success_over" says so), "correct" and "clean_errors"
+        per target, "success_rate_errors" (the share of the clean errors whose prediction
+        moved), "success_rate_prediction" (over all samples, against the target's clean
+        prediction: the matrix's rule before issue 19), "setting", "artifacts", "reused";
+        per_sample predictions per cell.
     """
     if not sources or not targets:
         raise ParameterError("give at least one --source and one --target")
@@ -86,8 +93,9 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
                                 f"{data.display_name(dataset)}; transfer needs models of one "
                                 "data set")
     accuracy = np.zeros((len(sources), len(targets)))
-    success = np.zeros_like(accuracy)
+    success, errors_moved, moved = (np.zeros_like(accuracy) for _ in range(3))
     clean = np.zeros(len(targets))
+    correct, clean_errors = [0] * len(targets), [0] * len(targets)
     setting, artifacts, reused, per_sample = [], [], [], {}
     for s, source in enumerate(sources):
         run = AttackRun(model_path=str(source[0]), dataset=dataset, split=split, limit=limit,
@@ -102,10 +110,12 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
             score = score_artifact(model, meta, target_path, path, data_dir=data_dir,
                                    batch_size=max(batch_size, 256), model_level=False,
                                    progress=progress)
-            accuracy[s, t] = score.summary["adv_accuracy"]
-            # The matrix keeps its form: over all samples, against the clean prediction.
-            success[s, t] = score.summary["success_rate_prediction"]
+            accuracy[s, t] = score.summary["robust_accuracy"]
+            success[s, t] = score.summary["success_rate"]
+            errors_moved[s, t] = score.summary["success_rate_errors"]
+            moved[s, t] = score.summary["success_rate_prediction"]
             clean[t] = score.summary["clean_accuracy"]
+            correct[t], clean_errors[t] = score.summary["correct"], score.summary["clean_errors"]
             row.append(score.summary["setting"])
             per_sample[f"cells/{s}_{t}/pred"] = score.per_sample["pred"]
             per_sample[f"cells/{s}_{t}/success"] = score.per_sample["success"]
@@ -121,7 +131,10 @@ def transfer(sources: list[tuple], targets: list[tuple], attack: Attack, *,
         "split": split, "samples": int(len(per_sample["cells/0_0/pred"])),
         "sources": [describe(e) for e in sources], "targets": [describe(e) for e in targets],
         "clean_accuracy": clean.tolist(), "accuracy": accuracy.tolist(),
-        "success_rate": success.tolist(), "success_against": "prediction", "setting": setting,
+        "robust_accuracy": accuracy.tolist(), "success_rate": success.tolist(),
+        "success_over": "correct", "correct": correct, "clean_errors": clean_errors,
+        "success_rate_errors": errors_moved.tolist(),
+        "success_rate_prediction": moved.tolist(), "setting": setting,
         "artifacts": artifacts,
         "reused": reused,
     }

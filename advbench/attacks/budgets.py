@@ -19,7 +19,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 #: Largest number of eps points in one grid (a typo like 0:1:1e-9 must not run for days).
 MAX_EPS_POINTS = 10_000
@@ -66,6 +66,9 @@ SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 #: --eps's help: the defaults, per data set (and the exceptions).
 EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 on "
             "CIFAR-10; fgsm and rand-fgsm 0.1 on MNIST (the paper's); vat 2.1 on MNIST]")
+#: audit --eps's help: the budgets alone.
+AUDIT_EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 "
+                  "on CIFAR-10; a user's data takes the set of its image size]")
 
 
 def shown(value: float) -> str:
@@ -204,7 +207,7 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
     """The eps-like defaults of ``attack`` on ``dataset`` for the parameters not in ``given``.
 
     Args:
-        attack: CLI name of the attack ("pgd", ...).
+        attack: CLI name of the attack ("pgd", ...), or "audit" (its --eps).
         dataset: a built-in name, a user's data path, or None when unknown.
         norm: the attack's norm ("linf" or "l2"; None: "linf").
         given: the parameters the user gave (None values count as not given).
@@ -255,6 +258,8 @@ def _eps_like(attack: str) -> tuple[str, ...]:
     ``FLAGS`` it declares): every attack with an eps gets the data set's budget."""
     from advbench.attacks import ATTACK_SPECS
 
+    if attack == "audit":  # its checks attack at the one --eps it audits
+        return ("eps",)
     spec = ATTACK_SPECS.get(attack)
     return tuple(p.name for p in spec.params if p.name in FLAGS) if spec else ()
 
@@ -293,10 +298,12 @@ def defense_source(dataset: str, input_shape: tuple | None) -> str | None:
 
 
 def parameter_line(attack: str, params: dict[str, Any], *, budget: Budget | None = None,
-                   samples: str = "", seed: int | None = None, extra: str = "") -> str:
+                   samples: str = "", seed: int | None = None, extra: str = "",
+                   defaults_from: str = "") -> str:
     """The one stderr line that starts a run: every parameter the attack uses (eps-like
     values as fractions where they are one: ``eps=8/255``), where the data-set defaults came
-    from, the seed and the samples.
+    from (``budget``, or ``defaults_from`` as a run records it: "eps, step_size: cifar10"),
+    the seed and the samples.
 
     Example:
         >>> parameter_line("pgd", {"eps": 8 / 255, "steps": 40}, seed=0)
@@ -305,8 +312,10 @@ def parameter_line(attack: str, params: dict[str, Any], *, budget: Budget | None
     parts = [f"{k}={shown(v) if isinstance(v, float) else v}" for k, v in params.items()]
     line = f"{attack}: {' '.join(parts)}"
     if budget is not None and budget.values and budget.source:
-        line += f" ({', '.join(budget.values)}: {budget.source}'s default" \
-                f"{'s' if len(budget.values) > 1 else ''})"
+        defaults_from = f"{', '.join(budget.values)}: {budget.source}"
+    if defaults_from:
+        several = "," in defaults_from.split(":")[0]
+        line += f" ({defaults_from}'s default{'s' if several else ''})"
     if extra:
         line += f"; {extra}"
     if seed is not None:

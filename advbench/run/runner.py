@@ -5,7 +5,7 @@ Attacks only see one batch at a time; this module feeds them a data split, score
 with a ``completed`` mask. Rerunning the same command (or ``--resume``) continues where an
 interrupted run stopped, and the finished artifact is the same as an uninterrupted run's:
 every batch has fixed boundaries and a seed derived from the run's seed and the batch start.
-The same property lets a run be split into shards (``advbench.shards``): shard I/N attacks
+The same property lets a run be split into shards (``advbench.run.shards``): shard I/N attacks
 batches I, I+N, ... and the shards merge into the one-process artifact.
 """
 
@@ -22,52 +22,22 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from advbench import __version__, data, metrics
-from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, open_artifact, read_arrays,
-                                read_attack_artifact, read_attrs, write_arrays)
+from advbench import __version__, data
 from advbench.attacks.base import Attack
+from advbench.attacks.budgets import parameter_line
 from advbench.attacks.targets import TARGET_MODES, choose_targets
-from advbench.checks import check_int, check_seed
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.files import output_lock, refuse_existing
+from advbench.core.progress import Progress
+from advbench.core.types import Model, PathLike
 from advbench.data import batch_seed
-from advbench.errors import ArtifactError, ParameterError
-from advbench.files import output_lock, refuse_existing
-from advbench.models import forward_function
+from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
-from advbench.names import START_FROM
-from advbench.progress import Progress
-from advbench.shards import Shard
-from advbench.types import Model, PathLike
-
-@dataclasses.dataclass(kw_only=True)
-class Samples:
-    """The samples a stage works on: a slice of a data split, in seeded batches."""
-
-    dataset: str
-    split: str = "test"
-    limit: int | None = None
-    start: int = 0
-    batch_size: int = 128
-    seed: int = 0
-    data_dir: PathLike | None = None
-
-    def validate(self) -> None:
-        """ParameterError unless every number can run: batch size and limit in [1, 2**31),
-        start in [0, 2**31), seed in [0, 2**32) (``advbench.checks``)."""
-        check_int("batch size", self.batch_size, low=1)
-        if self.limit is not None:
-            check_int("limit", self.limit, low=1)
-        check_int("start", self.start, low=0)
-        check_seed(self.seed)
-
-    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(x, y, indices into the split), as ``data.load`` gives them."""
-        return data.load(self.dataset, self.split, data_dir=self.data_dir, limit=self.limit,
-                         seed=self.seed, start=self.start)
-
-
-#: The minimal attacks whose starting class ``start_from`` chooses (JSMA untargeted picks its
-#: target among the other classes). fgsm-min always searches from the prediction, as ART.
-START_FROM_ATTACKS = ("deepfool", "cw-l2", "jsma")
+from advbench.models.zoo import forward_function
+from advbench.run import metrics, START_FROM, START_FROM_ATTACKS
+from advbench.run.artifacts import (ATTACK_SCHEMA, artifact_kind, open_artifact, read_arrays,
+                                    read_attack_artifact, read_attrs, write_arrays)
+from advbench.run.shards import Shard
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -99,6 +69,26 @@ def starts_from(run: AttackRun, attack: Attack) -> str | None:
     return None
 
 
+def run_parameters(run: AttackRun, attack: Attack, count: int | None = None,
+                   shard: Shard | None = None) -> str:
+    """The line that starts an attack run: every parameter the attack uses, where the data
+    set's defaults came from, targeted or not (and from what), the seed and the samples
+    (``count`` of them; None: as many as ``run.limit`` asks, or all of the split)."""
+    target = f"targeted ({run.target_mode})" if run.target_mode else "untargeted"
+    if starts_from(run, attack):
+        target += f", from the {run.start_from}"
+    # --limit draws a class-balanced subset, not the first N images: say so.
+    drawn = " (class-balanced)" if run.limit is not None else ""
+    how_many = (f"{count} samples" if count is not None else
+                f"{run.limit} samples" if run.limit is not None else "all samples")
+    samples = (f"{how_many}{drawn} of {data.display_name(run.dataset)} {run.split} (start "
+               f"{run.start}, batch size {run.batch_size}"
+               f"{f', shard {shard}' if shard is not None else ''})")
+    return parameter_line(attack.name, {"norm": attack.norm, **attack.params()},
+                          defaults_from=run.defaults_from, extra=target, seed=run.seed,
+                          samples=samples)
+
+
 def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray) -> str:
     """A digest of everything that determines the result: two runs with the same key give the
     same artifact, so an existing artifact with this key can be resumed or reused."""
@@ -123,40 +113,6 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
         # A user's file can change under the same path; built-in sets are fixed by name.
         payload["data_hash"] = data.fingerprint(run.dataset)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def check_model_fits(model: Model, meta: dict, path: PathLike, x: np.ndarray,
-                     dataset: str) -> None:
-    """ArtifactError unless the model takes images of x's shape and gives one score per class
-    of the whole data set (not only of the classes the drawn sample happens to hold); the
-    message names the fix for the case at hand (other data, or a model input without its
-    channel axis)."""
-    shape, images = tuple(model.input_shape[1:]), tuple(x.shape[1:])
-    if shape == images:
-        _check_classes_fit(model, meta, path, dataset)
-        return
-    where = f"model {path} takes inputs of shape {shape} but {data.display_name(dataset)} " \
-            f"images are {images}"
-    if shape == images[:-1] and images[-1] == 1:
-        raise ArtifactError(f"{where}: its input has no channel axis; pass the model's own "
-                            ".keras/.h5 file (advbench adds the axis for Keras files) or "
-                            f"rebuild it with keras.Input({images})")
-    trained = meta.get("dataset")
-    fix = (f"use the data it was trained on ({data.display_name(trained)})" if trained
-           else "use data of the shape it takes")
-    raise ArtifactError(f"{where}; {fix}")
-
-
-def _check_classes_fit(model: Model, meta: dict, path: PathLike, dataset: str) -> None:
-    scores, classes = int(model.output_shape[-1]), data.dataset_info(dataset).num_classes
-    if scores == classes:
-        return
-    trained = meta.get("dataset")
-    fix = (f"use the data it was trained on ({data.display_name(trained)})"
-           if trained and trained != dataset else f"use data of {scores} classes")
-    raise ArtifactError(f"model {path} gives {scores} class scores but "
-                        f"{data.display_name(dataset)} has {classes} classes (its labels, every "
-                        f"split); {fix}")
 
 
 def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[str, Any],
@@ -326,6 +282,13 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
         raise
     progress.close()
     _write(output, attrs, state, complete=bool(state["completed"].all()))
+    # The attack's own reading of its failures, over the whole run (resumed batches too).
+    hint = attack.failure_hint(
+        state[SUCCESS_ARRAYS["label" if attrs.get("start_from") == "label" else "prediction"]],
+        {name[len("extras/"):]: values for name, values in state.items()
+         if name.startswith("extras/")})
+    if hint:
+        progress.log(hint)
     return output
 
 

@@ -28,12 +28,11 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from advbench import __version__
-from advbench import data
-from advbench.limits import MEMORY_BUDGET, check_count, check_size, deferred_variables
-from advbench.errors import ArtifactError
-from advbench.files import check_writable, write_bytes
-from advbench.types import Model, PathLike
+from advbench import __version__, data
+from advbench.core.errors import AdvbenchError, ArtifactError
+from advbench.core.files import check_writable, write_bytes
+from advbench.core.limits import MEMORY_BUDGET, check_count, check_size, deferred_variables
+from advbench.core.types import Model, PathLike
 
 SCHEMA_VERSION = 1
 MODEL_SCHEMA = "advbench.model"
@@ -351,6 +350,20 @@ def _check_chunks(where: str, ds: h5py.Dataset, deflate_index: int) -> None:
                                 f"declared {limit} bytes (a compression bomb?); refusing it")
 
 
+def _data_info(name: Any) -> data.DatasetInfo | None:
+    """The sizes and image shape of the data set an artifact names: a built-in set's, or a
+    user's file or folder read (checked, and cached for the process) when it is still
+    there; None when it is gone or unreadable (the stages that need its images say so)."""
+    if not isinstance(name, str) or not name:
+        return None
+    if name in data.DATASETS:
+        return data.DATASETS[name]
+    try:
+        return data.dataset_info(name)
+    except AdvbenchError:
+        return None
+
+
 def check_arrays(path: PathLike, f: h5py.File, schema: str, attrs: dict[str, Any],
                  names: list[str] | None = None) -> None:
     """Check every array (those in ``names``, or all) against ``schema`` before reading:
@@ -358,14 +371,15 @@ def check_arrays(path: PathLike, f: h5py.File, schema: str, attrs: dict[str, Any
     the data set's shape. ArtifactError naming the file and field otherwise."""
     check_attrs(path, attrs, schema)
     n = attrs.get("num_samples")
-    info = data.DATASETS.get(attrs.get("dataset", ""))
+    info = _data_info(attrs.get("dataset"))
     split = attrs.get("split")
     if info is not None and n is not None and split in ("train", "test"):
         # Per-sample arrays are sized by the split before anything is read (1.3M samples
         # of a 10,000-image split fit under MEMORY_BUDGET array by array).
         size = info.train_size if split == "train" else info.test_size
         check_count(path, "attribute num_samples", n, size,
-                    f"images of the {info.name} {split} split", error=ArtifactError,
+                    f"images of the {data.display_name(info.name)} {split} split",
+                    error=ArtifactError,
                     fix="the file was edited or is corrupt: run the stage again")
     found: list[tuple[str, h5py.Dataset]] = []
 
@@ -385,7 +399,7 @@ def check_arrays(path: PathLike, f: h5py.File, schema: str, attrs: dict[str, Any
                                 "edited: run the stage again")
         if name == "x_adv" and info is not None and ds.shape[1:] != info.input_shape:
             raise ArtifactError(f"{path}: x_adv holds images of shape {ds.shape[1:]}, but "
-                                f"{info.name} images are {info.input_shape}")
+                                f"{data.display_name(info.name)} images are {info.input_shape}")
 
 
 def check_values(path: PathLike, schema: str, attrs: dict[str, Any],

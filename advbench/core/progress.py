@@ -12,7 +12,7 @@ nothing when it ends: what a task found is the caller's ``log`` line.
 Inside a batch: attacks run their loops in one ``tf.function``, so the driver's bar would not
 move for the whole batch (C&W: 9,000 Adam steps). They announce their iteration budget from
 Python (``iterations``) and report each step from inside the compiled loop (``step``, through
-``advbench.ops.report_step``, a host callback compiled in only while a bar listens); the
+``advbench.core.ops.report_step``, a host callback compiled in only while a bar listens); the
 current task then shows "iteration i/n" and the samples still running, and its fraction done
 (and so its ETA) counts the batch's share.
 """
@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from advbench.errors import ParameterError
+from advbench.core.errors import ParameterError
 
 #: Seconds between two plain lines where stderr is not a terminal (ADVBENCH_PROGRESS_SECONDS).
 DEFAULT_INTERVAL = 30.0

@@ -20,13 +20,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from advbench import files
-from advbench.budgets import shown
-from advbench.artifacts import jsonable
+from advbench.attacks.budgets import shown
+from advbench.core import files
+from advbench.core.errors import ParameterError
+from advbench.core.types import PathLike
 from advbench.data import display_name
-from advbench.errors import ParameterError
-from advbench.names import TABLE_FORMATS
-from advbench.types import PathLike
+from advbench.run.artifacts import jsonable
+from advbench.score import TABLE_FORMATS
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
 # CSV and plot always keep every eps.
@@ -445,6 +445,19 @@ def print_transfer(summary: dict, console: Console | None = None, fmt: str = "ta
     show(table, console, fmt)
     console.print("*: white-box (crafted on the tested model); others: black-box",
                   markup=False)
+    if summary.get("success_over") != "correct":
+        return  # a matrix from before issue 19: its success rate was over all samples
+    table = Table(title="success rate (%) over the images each tested model classifies "
+                        "correctly (clean errors apart)")
+    table.add_column("crafted on \\ tested on")
+    for target in summary["targets"]:
+        table.add_column(target["name"], justify="right")
+    for s, source in enumerate(summary["sources"]):
+        table.add_row(source["name"], *[_percent(v) for v in summary["success_rate"][s]])
+    table.add_row("(correct / clean errors)",
+                  *[f"{c} / {e}" for c, e in zip(summary["correct"], summary["clean_errors"])],
+                  style="dim")
+    show(table, console, fmt)
 
 
 def transfer_rows(summary: dict) -> list[dict]:
@@ -465,6 +478,12 @@ def transfer_rows(summary: dict) -> list[dict]:
                          "eps": summary["attack_params"].get("eps", ""),
                          "accuracy": summary["accuracy"][s][t],
                          "success_rate": summary["success_rate"][s][t],
+                         **({"success_over": "correct",
+                             "correct": summary["correct"][t],
+                             "clean_errors": summary["clean_errors"][t],
+                             "success_rate_errors": summary["success_rate_errors"][s][t],
+                             "success_rate_prediction": summary["success_rate_prediction"][s][t]}
+                            if summary.get("success_over") == "correct" else {}),
                          "clean_accuracy": summary["clean_accuracy"][t],
                          "artifact": summary["artifacts"][s]})
     return rows

@@ -26,22 +26,22 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__, data
-from advbench.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
-                                read_attrs, run_artifact_path, write_arrays)
+from advbench.attacks import budgets
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.attacks.norms import NORMS
-from advbench import budgets
+from advbench.core.checks import check_int, check_range
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.files import output_lock, refuse_existing
+from advbench.core.progress import Progress
+from advbench.core.types import Model, PathLike
 from advbench.data import batch_seed
-from advbench.checks import check_int, check_range
-from advbench.files import output_lock, refuse_existing
-from advbench.errors import ArtifactError, ParameterError
-from advbench.models import forward_function
+from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
 from advbench.models.gradients import attack_model
-from advbench.names import CURVE_ATTACKS
-from advbench.progress import Progress
-from advbench.runner import Samples, check_model_fits
-from advbench.types import Model, PathLike
+from advbench.models.zoo import forward_function
+from advbench.run import CURVE_ATTACKS
+from advbench.run.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
+                                    read_attrs, run_artifact_path, write_arrays)
 
 # The eps grids of curves (parsed in the TensorFlow-free ``budgets``, kept here by name).
 parse_eps = budgets.parse_eps

@@ -18,18 +18,19 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench.checks import check_class_labels, check_images, check_int
-from advbench.errors import AdvbenchError, ParameterError
+from advbench.core.checks import check_class_labels, check_images, check_int
+from advbench.core.errors import AdvbenchError, ParameterError
+from advbench.core.ops import per_sample_cross_entropy
+from advbench.core.progress import Progress
+from advbench.core.types import Model
 from advbench.models.gradients import attack_model
-from advbench.names import DISTANCE_VARIANTS, SENSITIVITY_VARIANTS, SUCCESS_DEFINITIONS
-from advbench.ops import per_sample_cross_entropy
-from advbench.progress import Progress
-from advbench.types import Model
+from advbench.run import DISTANCE_VARIANTS, SENSITIVITY_VARIANTS, SUCCESS_DEFINITIONS
 
 #: Norms of a perturbation reported by ``perturbation_norms``.
 PERTURBATION_NORMS = ("l0", "l2", "linf")
-#: Norms accepted by ``empirical_robustness``.
-ROBUSTNESS_NORMS = ("l1", "l2", "linf")
+#: Norms accepted by ``empirical_robustness`` (L0 for fmn's L0 runs: features changed over
+#: the clean image's non-zero features, both counted above ``L0_TOLERANCE``).
+ROBUSTNESS_NORMS = ("l0", "l1", "l2", "linf")
 
 # A pixel-channel feature counts as changed in L0 when it moves by more than this: float32
 # round-off (~6e-8 on [0, 1]) must not count, any real attack step (>= 1/255 on 8-bit data)
@@ -334,7 +335,7 @@ class Robustness:
     """Empirical robustness with the facts needed to read it.
 
     value: mean of ||x_adv - x||_p / ||x||_p over successful samples; NaN when count is 0.
-    norm: the p used ("linf", "l2" or "l1").
+    norm: the p used ("linf", "l2", "l1" or "l0").
     success_rate: successful samples / all samples.
     count: number of successful samples the mean is over.
     total: number of samples attacked.
@@ -353,6 +354,8 @@ def _row_norms(flat: np.ndarray, norm: str) -> np.ndarray:
         return np.abs(flat).max(axis=1)
     if norm == "l1":
         return np.abs(flat).sum(axis=1)
+    if norm == "l0":
+        return np.count_nonzero(np.abs(flat) > L0_TOLERANCE, axis=1).astype(np.float64)
     return np.sqrt(np.einsum("ij,ij->i", flat, flat))
 
 
@@ -369,7 +372,9 @@ def empirical_robustness(x: ArrayLike, x_adv: ArrayLike, success: ArrayLike,
         x: clean images, shape (n, ...).
         x_adv: minimal adversarial images, same shape.
         success: boolean array (n,): which attacks succeeded (only those are averaged).
-        norm: "linf" (default), "l2" or "l1"; numerator and denominator use the same p.
+        norm: "linf" (default), "l2", "l1" or "l0"; numerator and denominator use the same
+            p (L0: the features changed by more than ``L0_TOLERANCE`` over those of x above
+            it).
 
     Returns:
         ``Robustness(value, norm, success_rate, count, total)``; value is NaN when nothing
@@ -632,7 +637,7 @@ def loss_sensitivity_per_sample(model: Model, x: ArrayLike, y: ArrayLike | None,
             None.
         batch_size: samples per gradient call, default 256; the result does not depend on it.
         variant: "loss", "softmax" or "logit" (``SENSITIVITY_VARIANTS``).
-        progress: an ``advbench.progress.Progress`` that shows the batches (default: none).
+        progress: an ``advbench.core.progress.Progress`` that shows the batches (default: none).
 
     Returns:
         float64 array (n,): nats per unit L2 of input ("loss"), probability per unit

@@ -20,9 +20,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from advbench.errors import AdvbenchError, ArtifactError, ParameterError
-from advbench.names import ARCHITECTURE_BUILDERS
-from advbench.types import PathLike
+from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
+from advbench.core.types import PathLike
+from advbench.models import ARCHITECTURE_BUILDERS
 
 
 def looks_like_path(ref: str) -> bool:
@@ -36,7 +36,7 @@ def keras_config(path: Path) -> dict | None:
     else (an advbench artifact, a SavedModel, an unreadable file: the full checks say why)."""
     try:
         if zipfile.is_zipfile(path):
-            from advbench.limits import MAX_CONFIG_BYTES, read_zip_member
+            from advbench.core.limits import MAX_CONFIG_BYTES, read_zip_member
 
             # Bounded, as the full reading (foreign.py): a config.json that inflates to
             # gigabytes must not be inflated here first.
@@ -92,7 +92,7 @@ def data_image_shape(ref: str | None, own: bool = False) -> tuple | None:
     if not ref:
         return None
     from advbench.data import DATASETS
-    from advbench.userdata import is_user_data, open_data
+    from advbench.data.userdata import is_user_data, open_data
 
     if ref in DATASETS:
         return tuple(DATASETS[ref].input_shape)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from advbench import progress
-from advbench.types import Model
+from advbench.core import progress
+from advbench.core.types import Model
 
 
 def per_sample_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -94,7 +94,7 @@ def is_adversarial(logits: tf.Tensor, labels: tf.Tensor, targeted: bool = False)
 
 
 def report_step(done: tf.Tensor, running: tf.Tensor | int = -1, *, budget: int = 0) -> tf.Tensor:
-    """``done`` (int32 scalar) unchanged, after telling ``advbench.progress.step`` that
+    """``done`` (int32 scalar) unchanged, after telling ``advbench.core.progress.step`` that
     ``done`` iterations finished with ``running`` samples still attacked (int32 scalar, -1:
     not known). Use the result as the loop counter so the callback cannot be pruned; only
     int32 scalars cross to the host (no device sync on a GPU beyond the loop's own counter).
@@ -103,7 +103,7 @@ def report_step(done: tf.Tensor, running: tf.Tensor | int = -1, *, budget: int =
     iteration only. A callback cost about 1 ms on the shared 2-core CPU at load 8-12 (Square,
     300 queries on 64 MNIST images and a small CNN, 1.6 ms per query: one report per query
     cost 24% of samples/s, one per 3 queries 16%; docs/performance.md). Compiled in only
-    while a bar listens (``advbench.progress.listening``): without one it is the identity,
+    while a bar listens (``advbench.core.progress.listening``): without one it is the identity,
     and the graph is the one without progress."""
     if not progress.listening():
         return done

@@ -17,7 +17,7 @@ from typing import Iterator, Type
 
 import numpy as np
 
-from advbench.errors import AdvbenchError
+from advbench.core.errors import AdvbenchError
 
 GiB = 2 ** 30
 MiB = 2 ** 20

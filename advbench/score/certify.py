@@ -32,15 +32,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from advbench import __version__, data
-from advbench.artifacts import (CERTIFICATION_SCHEMA, artifact_kind, read_arrays, write_arrays)
-from advbench.checks import check_int, check_range
-from advbench.errors import ArtifactError, ParameterError
-from advbench.files import output_lock
+from advbench.core.checks import check_int, check_range
+from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.files import output_lock
+from advbench.core.progress import Progress
+from advbench.core.types import Model, PathLike
+from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
-from advbench.progress import Progress
-from advbench.runner import Samples, check_model_fits, device_name
-from advbench.shards import Shard
-from advbench.types import Model, PathLike
+from advbench.run.artifacts import CERTIFICATION_SCHEMA, artifact_kind, read_arrays, write_arrays
+from advbench.run.runner import device_name
+from advbench.run.shards import Shard
 
 #: The two procedures of Cohen et al.: CERTIFY (radius) and PREDICT (class only).
 MODES = ("certify", "predict")
@@ -280,7 +281,7 @@ def certify_split(run: CertifyRun, model: Model, model_meta: dict[str, Any],
     output = Path(output) if output is not None else default_path(runs_dir, run.model_path,
                                                                   run, key)
     if shard is not None:
-        from advbench.shards import shard_output
+        from advbench.run.shards import shard_output
 
         output = shard_output(output, shard)
     progress.log(describe(run, output, len(x)) + (f" (shard {shard})" if shard else ""))
@@ -464,7 +465,7 @@ def read_certification_run(paths: PathLike | Sequence[PathLike]) -> tuple[
         dict[str, Any], dict[str, np.ndarray]]:
     """(attrs, arrays) of a complete certification: one artifact, or the shards of one run
     merged in memory (``shards.merge_attack_runs``). ArtifactError when incomplete."""
-    from advbench.shards import merge_attack_runs
+    from advbench.run.shards import merge_attack_runs
 
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if len(paths) == 1:

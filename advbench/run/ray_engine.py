@@ -15,15 +15,15 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from advbench.artifacts import (ATTACK_SCHEMA, artifact_kind, load_model, read_arrays,
-                                read_model_metadata)
 from advbench.attacks import make_attack
 from advbench.attacks.base import Attack
-from advbench.errors import ArtifactError, ParameterError
-from advbench.progress import Progress
-from advbench.runner import AttackRun, attack_split, run_key
-from advbench.shards import Shard, merge_shards, shard_output
-from advbench.types import PathLike
+from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
+from advbench.core.progress import Progress
+from advbench.core.types import PathLike
+from advbench.run.artifacts import (ATTACK_SCHEMA, artifact_kind, load_model, read_arrays,
+                                    read_model_metadata)
+from advbench.run.runner import AttackRun, attack_split, run_key, run_parameters
+from advbench.run.shards import Shard, merge_shards, shard_output
 
 
 def attack_shard(run: AttackRun, attack_name: str, attack_params: dict[str, Any],
@@ -97,45 +97,31 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *, workers
     pending = [task.remote(AttackRun(**run_fields), attack.name, attack.params(),
                            str(shard_output(output, shard)), shard.index, shard.count)
                for shard in shards]
+    progress.log(run_parameters(run, attack))
     progress.log(f"{attack.name}: {workers} Ray tasks")
     paths = ray.get(pending)
     path, _ = merge_shards(paths, output, overwrite=True)
     return path
 
 
-def run_stage(settings: dict[str, Any], stage_id: str, *needs: str) -> str:
-    """Run one stage of the reproduction in this process (what a Ray task runs), as
-    ``advbench reproduce --stage ID`` does: ``settings`` are ``Reproduction``'s arguments
-    (dataset, profile, out, data_dir, models_dir, seed); ``needs`` are the ids the stage's
-    dependencies returned (Ray starts the task only once they are done). Returns ``stage_id``.
-    """
-    from advbench.paper.experiments import Reproduction
+def run_stages_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *,
+                        stage_task: Callable[..., str], workers: int | None = None,
+                        retries: int = 3, progress: Progress | None = None) -> list[str]:
+    """Run every node of ``nodes`` (dicts with "id" and "needs", the ids it depends on, all
+    among ``nodes``: e.g. ``paper.plan.plan`` without its report) as Ray tasks, one per node,
+    each given its dependencies' ObjectRefs so that Ray starts it only after them. A task calls
+    ``stage_task(settings, node_id, *ids its needs returned)``. Returns the ids run, in order.
 
-    Reproduction(**settings, progress=Progress(quiet=True)).run_stage(stage_id)
-    return stage_id
-
-
-def reproduce_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *,
-                       workers: int | None = None, retries: int = 3,
-                       progress: Progress | None = None,
-                       stage_task: Callable[..., str] = run_stage) -> list[str]:
-    """Run the stage nodes of ``nodes`` (``paper.plan.plan``; the ``report`` node is left to
-    the caller's plain run) as Ray tasks, one per node, each given its dependencies' ObjectRefs
-    so that Ray starts it only after them. Returns the stage ids run, in plan order.
-
-    The stage runs inside the task's worker (``stage_task``, default ``run_stage``), not in a
-    subprocess: a worker that dies takes the stage's work with it, so the retry (up to
-    ``retries``) never races an orphan writing the same files, and resumes from what is on
-    disk. Connects to ``RAY_ADDRESS`` when set, else starts a local Ray with ``workers`` CPUs
+    The stage runs inside the task's worker (``stage_task``; the paper passes
+    ``paper.plan.run_stage``), not in a subprocess: a worker that dies takes the stage's work
+    with it, so the retry (up to ``retries``) never races an orphan writing the same files, and
+    resumes from what is on disk. Connects to ``RAY_ADDRESS`` when set, else starts a local Ray with ``workers`` CPUs
     (None: all); a task takes one CPU, and one GPU when the cluster has GPUs. Paths in
     ``settings`` must be readable from every node (shared storage).
 
     Raises ParameterError without Ray or for workers < 1; a stage's own advbench error as it
     is (the first failed stage in plan order; the stages that need it do not run).
     """
-    from advbench.errors import AdvbenchError
-    from advbench.paper.plan import REPORT_STAGE
-
     if workers is not None and workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
     progress = progress or Progress(quiet=True)
@@ -143,9 +129,8 @@ def reproduce_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *,
     task = ray.remote(num_cpus=1, num_gpus=_task_gpus(ray), max_retries=retries)(stage_task)
     refs: dict[str, Any] = {}
     for node in nodes:
-        if node["id"] != REPORT_STAGE:
-            refs[node["id"]] = task.options(name=node["id"]).remote(
-                settings, node["id"], *(refs[need] for need in node["needs"]))
+        refs[node["id"]] = task.options(name=node["id"]).remote(
+            settings, node["id"], *(refs[need] for need in node["needs"]))
     progress.log(f"{len(refs)} stages as Ray tasks")
     for stage_id, ref in refs.items():
         try:
