@@ -100,11 +100,14 @@ class RegistryChoice(click.Choice):
     command's options are first parsed or shown: ``import advbench.cli`` and ``advbench
     --help`` then never import the registries' modules (nor TensorFlow)."""
 
-    def __init__(self, reference: str, *, sort: bool = False) -> None:
+    def __init__(self, reference: str, *, sort: bool = False,
+                 names: tuple | None = None) -> None:
         self.reference = reference
         self.sort = sort
         self.case_sensitive = True
-        self._names: tuple | None = None
+        # ``names``: the choices of a declared parameter (``Param.choices``), read from its
+        # registry already.
+        self._names: tuple | None = names
 
     @property
     def choices(self) -> tuple:  # type: ignore[override]
@@ -438,7 +441,7 @@ def _param_type(param: Any) -> Any:
     if param.name == "norm" and param.choices is not None:
         return RegistryChoice("advbench.attacks:ATTACK_NORMS")  # each attack checks its own
     if param.choices is not None:
-        return click.Choice(param.choices)
+        return RegistryChoice(f"declared:{param.name}", names=tuple(param.choices))
     if param.eps_like:
         return EpsList() if param.values else EpsValue()
     return param.type

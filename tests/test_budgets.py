@@ -193,7 +193,7 @@ def test_every_attack_option_shows_its_default():
 def test_per_data_set_defaults_in_help_are_the_budgets(name):
     """A flag whose default depends on the data set (its help says so by hand) shows each
     built-in set's budget for every attack taking it: the help text cannot drift from
-    ``advbench.budgets`` (the other defaults are derived from the declarations)."""
+    ``advbench.attacks.budgets`` (the other defaults are derived from the declarations)."""
     from advbench.attacks.budgets import attack_budget, shown
 
     help_of = {param: text for _, param, _, text in ATTACK_OPTIONS}
@@ -206,7 +206,7 @@ def test_per_data_set_defaults_in_help_are_the_budgets(name):
                                         if "eps" in spec.defaults()))
 def test_every_eps_attack_has_a_budget_on_every_data_set(name):
     """An attack with an eps takes the data set's budget, in either norm, without a line in
-    advbench.budgets: a new eps attack gets one by its declaration."""
+    advbench.attacks.budgets: a new eps attack gets one by its declaration."""
     from advbench.attacks.budgets import BUDGETS, attack_budget
 
     for dataset in BUDGETS:

@@ -203,7 +203,7 @@ def make_attack(name: str, **params: Any) -> Attack:
 
     Raises ParameterError for an unknown name or a parameter the attack does not take.
     """
-    from advbench.errors import ParameterError
+    from advbench.core.errors import ParameterError
 
     if name not in ATTACK_CLASSES:
         raise ParameterError(f"unknown attack {name!r}; choose one of: "

@@ -46,7 +46,7 @@ class Param:
             ``--x/--no-x`` pair. ``None`` when another option sets it (JSMA's target_mode:
             ``--target``).
         eps_like: an eps-like value, written ``8/255`` too on the command line (the
-            defaults of those that depend on the data set are in ``advbench.budgets``).
+            defaults of those that depend on the data set are in ``advbench.attacks.budgets``).
         values: the CLI flag also takes a list or range of values (a curve: fgsm's --eps).
         optional: None is a value (the attack derives the default from another parameter).
         default_help: the default as ``--help`` says it, for a default that depends on the
@@ -135,7 +135,7 @@ class Spec:
     package) and its parameters with their defaults, in constructor order.
 
     ``dataset_defaults``: data set -> {parameter: default} for the defaults that depend on the
-    data set (defenses; attacks take theirs from ``advbench.budgets``)."""
+    data set (defenses; attacks take theirs from ``advbench.attacks.budgets``)."""
 
     ref: str
     params: tuple[Param, ...]
