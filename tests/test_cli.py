@@ -229,16 +229,17 @@ def test_every_defense_parameter_has_a_flag(name):
 
 @pytest.mark.parametrize("specs", [ATTACK_SPECS, DEFENSE_SPECS], ids=["attacks", "defenses"])
 def test_a_flag_is_one_declaration(specs):
-    """Parameters sharing a flag are one declaration with per-owner defaults: same type,
-    bounds, choices and help (a second, diverging declaration would make the flag's help or
-    checks lie for some owners)."""
+    """Parameters sharing a flag are one declaration with per-owner defaults (and per-owner
+    bounds or choices where the attack differs, as fmn's norms): same type, help and flag (a
+    second, diverging declaration would make the flag's help lie for some owners)."""
     import dataclasses
 
     by_flag = {}
     for name, spec in specs.items():
         for p in spec.params:
             by_flag.setdefault(p.cli_flag or p.name, []).append(
-                (name, dataclasses.replace(p, default=None)))
+                (name, dataclasses.replace(p, default=None, low=None, high=None,
+                                           choices=None)))
     for flag, declared in by_flag.items():
         assert len({p for _, p in declared}) == 1, (flag, [n for n, _ in declared])
 
