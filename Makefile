@@ -8,7 +8,7 @@ ADVBENCH := $(BIN)/advbench
 ADVBENCH_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),$(abspath data))
 export ADVBENCH_DATA
 
-.PHONY: install test test-fast test-slow demo data bench bench-train bench-attacks bench-strong bench-fmn bench-gradients bench-metrics bench-scale bench-progress lint clean
+.PHONY: install test test-fast test-slow demo data bench bench-train bench-attacks bench-strong bench-autoattack bench-fmn bench-gradients bench-metrics bench-scale bench-progress lint clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,16 @@ bench-attacks: install
 bench-strong: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_strong.py --model $(BENCH_MODEL)
+
+# advbench's AutoAttack against the authors' (fra31/auto-attack, PyTorch) on the same weights and
+# images, per member and ensemble: the authors' checkout in AUTOATTACK_REF (the folder holding
+# autoattack/; it is source, not a package), e.g. AUTOATTACK_ARGS='--norm l2 --eps 1.5'.
+AUTOATTACK_REF ?= ../auto-attack
+AUTOATTACK_ARGS ?= --norm linf --eps 0.3 --limit 1000
+bench-autoattack: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_autoattack.py --model $(DEMO_MODELS)/mnist-cnn.h5 \
+		--reference $(AUTOATTACK_REF) $(AUTOATTACK_ARGS)
 
 # Fast Minimum-Norm against Foolbox 3.3.4's FMN in L0, L1, L2 and L-inf on the demo CNN.
 BENCH_FMN_ARGS ?= --limit 300

@@ -1854,7 +1854,7 @@ def _audit_options(f):
 @click.argument("model_ref", metavar="MODEL")
 @click.option("--eps", type=EpsValue(), default=None,
               help="The perturbation budget audited, in --norm. " + AUDIT_EPS_HELP)
-@click.option("--norm", type=RegistryChoice("advbench.attacks:NORM_CLASSES"), default="linf",
+@click.option("--norm", type=RegistryChoice("advbench.score:AUDIT_NORMS"), default="linf",
               show_default=True)
 @click.option("--checks", type=CheckList(), default=None,
               help="Run only these checks: names or numbers, e.g. 1,2,6 [default: all].")
@@ -1948,10 +1948,10 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     _refuse_unused_audit_flags(checks)
     limit = AUDIT_SAMPLES if limit is None else limit
     with _usage_errors():
-        from advbench.attacks.norms import check_norm
         from advbench.core.checks import check_range
+        from advbench.score.audit import check_audit_norm
 
-        check_norm(norm)
+        check_audit_norm(norm)
         if eps is not None:
             check_range("eps", eps, low=0.0, low_inclusive=False,
                         high=1.0 if norm == "linf" else None)

@@ -172,8 +172,10 @@ def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def perturbation_size(x: np.ndarray, x_adv: np.ndarray, norm: str) -> np.ndarray:
-    """Per-sample L-inf or L2 norm of x_adv - x, in float64 (as budgets are checked)."""
+    """Per-sample L-inf, L2 or L1 norm of x_adv - x, in float64 (as budgets are checked)."""
     delta = (x_adv.astype(np.float64) - x).reshape(len(x), -1)
+    if norm == "l1":
+        return np.abs(delta).sum(axis=1)
     return np.abs(delta).max(axis=1) if norm == "linf" else np.linalg.norm(delta, axis=1)
 
 

@@ -19,7 +19,7 @@ from advbench.core.errors import ParameterError
 
 APGD = {"apgd-ce": APGDCrossEntropy, "apgd-dlr": APGDDifferenceLogitsRatio,
         "apgd-t": APGDTargeted}
-EPS = {"linf": 0.2, "l2": 1.0}
+EPS = {"linf": 0.2, "l2": 1.0, "l1": 3.0}
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +66,13 @@ def test_dlr_losses_by_hand_and_scale_invariant():
                                dlr_targeted_loss(logits, labels, targets), rtol=1e-5)
 
 
-@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("norm, largereps", [("linf", False), ("l2", False), ("l1", False),
+                                             ("l1", True)])
 @pytest.mark.parametrize("name", sorted(APGD))
-def test_budget_holds_and_outputs_in_bounds(tiny_model, samples, name, norm):
+def test_budget_holds_and_outputs_in_bounds(tiny_model, samples, name, norm, largereps):
     x, y = samples
     eps = EPS[norm]
-    out = make(name, eps=eps, norm=norm)(tiny_model, x, y, seed=1)
+    out = make(name, eps=eps, norm=norm, use_largereps=largereps)(tiny_model, x, y, seed=1)
     assert perturbation_size(x, out.x_adv, norm).max() <= eps
     assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
     assert accuracy(tiny_model, out.x_adv, y) < accuracy(tiny_model, x, y)
@@ -100,10 +101,11 @@ def test_hold_budget_from_zero_when_x_minus_eps_rounds_to_zero():
     assert distance[0, :2].min() > 0.2 - 1e-7 and held[0, 2] == np.float32(0.3)
 
 
+@pytest.mark.parametrize("norm, eps", [("linf", 0.05), ("l1", 0.5)])
 @pytest.mark.parametrize("name", sorted(APGD))
-def test_same_seed_same_result_other_seed_other_start(tiny_model, samples, name):
+def test_same_seed_same_result_other_seed_other_start(tiny_model, samples, name, norm, eps):
     x, y = samples
-    attack = make(name, eps=0.05)  # small: most samples stay robust and keep their best point
+    attack = make(name, eps=eps, norm=norm)  # small: most samples stay robust and keep their best point
     first = attack(tiny_model, x, y, seed=4).x_adv
     np.testing.assert_array_equal(first, attack(tiny_model, x, y, seed=4).x_adv)
     assert not np.array_equal(first, attack(tiny_model, x, y, seed=5).x_adv)
@@ -182,7 +184,10 @@ def test_eot_attacks_a_randomised_model(tiny_model, samples):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"norm": "l1"}, "norm must be one of linf, l2, got 'l1'"),
+    ({"norm": "l0"}, "norm must be one of linf, l2, l1, got 'l0'"),
+    ({"use_largereps": True}, "use_largereps is AutoAttack's schedule for norm l1; attack "
+     "'apgd-ce' got norm 'linf': drop use_largereps or use norm l1"),
+    ({"use_largereps": 1}, "use_largereps must be True or False, got 1"),
     ({"eps": -0.1}, "eps must be >= 0.0, got -0.1"),
     ({"n_iter": 0}, "n_iter must be >= 1, got 0"),
     ({"n_restarts": 1.5}, "n_restarts must be an integer, got 1.5"),

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 from conftest import (PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, behind, input_noise, perturbation_size,
                       prototype_images, quantiser)
 
-from advbench.attacks.autoattack import (MISCLASSIFIED, ROBUST, AutoAttack,
-                                         robust_accuracy_by_attack)
+from advbench.attacks.autoattack import (MISCLASSIFIED, ROBUST, VERSION_MEMBERS, AutoAttack,
+                                         missing_reason, robust_accuracy_by_attack)
 from advbench.core.errors import ParameterError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 FAST = {"n_iter": 5, "n_target_classes": 2, "n_queries": 100}
 
@@ -24,18 +30,50 @@ def predictions(model, x):
     return np.argmax(model(x, training=False).numpy(), axis=1)
 
 
-def test_standard_and_rand_members():
-    standard = AutoAttack(eps=0.1, norm="l2")
-    assert standard.attack_names == ("apgd-ce", "apgd-t", "square")
-    assert all(a.eps == 0.1 and a.norm == "l2" for a in standard.attacks)
-    assert standard.attacks[0].n_restarts == 1 and standard.attacks[1].n_target_classes == 9
-    assert standard.attacks[2].n_queries == 5000 and standard.attacks[2].p_init == 0.8
-    rand = AutoAttack(version="rand")
-    assert rand.attack_names == ("apgd-ce", "apgd-dlr")
-    assert all(a.eot_iter == 20 and a.n_restarts == 1 for a in rand.attacks)
+@pytest.mark.parametrize("version", ["standard", "plus", "rand"])
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
+def test_members_are_the_versions_data(version, norm):
+    """The members run are VERSION_MEMBERS' in order, with its settings and the ensemble's eps
+    and norm, less the ones advbench lacks (named in ``skipped`` and in the protocol)."""
+    attack = AutoAttack(eps=0.1, norm=norm, version=version)
+    members = VERSION_MEMBERS[version][norm]
+    assert attack.attack_names == tuple(n for n, _ in members if n not in attack.skipped)
+    assert set(attack.skipped) == {n for n, _ in members if missing_reason(n, norm)}
+    settings = dict(members)
+    for member in attack.attacks:
+        assert member.eps == 0.1 and member.norm == norm
+        assert {k: member.params()[k] for k in settings[member.name]} == settings[member.name]
+    for name in attack.skipped:
+        assert name in attack.protocol
 
 
-@pytest.mark.parametrize("norm, eps", [("linf", 0.15), ("l2", 0.8)])
+def test_the_versions_data_is_the_authors():
+    """Names, order and budgets, from the authors' objects (the reference's checkout on the
+    path: bench/bench_autoattack.py --reference)."""
+    assert [n for n, _ in VERSION_MEMBERS["standard"]["linf"]] == [
+        "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert dict(VERSION_MEMBERS["standard"]["l1"])["apgd-t"]["n_target_classes"] == 5
+    assert dict(VERSION_MEMBERS["standard"]["l1"])["apgd-ce"]["use_largereps"] is True
+    pytest.importorskip("torch")
+    pytest.importorskip("autoattack")
+    from bench_autoattack import check_members
+
+    for version in VERSION_MEMBERS:
+        for norm in VERSION_MEMBERS[version]:
+            check_members(version, norm)
+
+
+def test_overrides_reach_the_members_they_apply_to():
+    attack = AutoAttack(eps=0.2, n_iter=7, n_target_classes=3, n_queries=50)
+    for member in attack.attacks:
+        params = member.params()
+        assert params.get("n_iter", 7) == 7 and params.get("n_queries", 50) == 50
+        assert params.get("n_target_classes", 3) == 3
+    rand = AutoAttack(version="rand", eot_iter=4)
+    assert all(a.eot_iter == 4 and a.n_restarts == 1 for a in rand.attacks)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.15), ("l2", 0.8), ("l1", 2.0)])
 def test_never_weaker_than_any_member(tiny_model, samples, norm, eps):
     """Per sample: every sample a member fools alone, the ensemble fools too."""
     x, y = samples
@@ -44,7 +82,6 @@ def test_never_weaker_than_any_member(tiny_model, samples, norm, eps):
     robust = predictions(tiny_model, out.x_adv) == y
     # The ensemble's own member objects, run alone (their settings are checked above).
     members = ensemble.attacks
-    assert [m.name for m in members] == ["apgd-ce", "apgd-t", "square"]
     fooled_by_some = np.zeros(len(x), bool)
     for member in members:
         alone = predictions(tiny_model, member(tiny_model, x, y, seed=2).x_adv) != y
@@ -70,7 +107,7 @@ def test_broken_by_records_the_first_member_that_fooled(tiny_model, samples):
     adv_wrong = predictions(tiny_model, out.x_adv) != y
     np.testing.assert_array_equal(broken_by == ROBUST, ~adv_wrong)
     # Members that ran later only saw what the earlier ones left.
-    assert set(np.unique(broken_by)) <= {MISCLASSIFIED, ROBUST, 0, 1, 2}
+    assert set(np.unique(broken_by)) <= {MISCLASSIFIED, ROBUST, *range(len(attack.attacks))}
     assert (broken_by == 0).sum() > 0
 
 
@@ -82,7 +119,7 @@ def test_robust_accuracy_table():
 
 
 def test_square_catches_what_gradients_miss(tiny_model, samples):
-    """Behind a quantiser with no gradient only Square (index 2) fools anything: the
+    """Behind a quantiser with no gradient only Square fools anything: the
     per-attack table then shows the gradient attacks leaving robust accuracy untouched."""
     x, y = samples
     model = behind(tiny_model, quantiser())
@@ -114,12 +151,14 @@ def test_a_dlr_member_is_skipped_below_its_classes(samples):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"version": "plus"}, "version must be one of standard, rand, got 'plus'"),
-    ({"norm": "l1"}, "norm must be one of linf, l2, got 'l1'"),
+    ({"version": "extended"}, "version must be one of standard, plus, rand, got 'extended'"),
+    ({"norm": "l0"}, "norm must be one of linf, l2, l1, got 'l0'"),
+    ({"eot_iter": 3}, "eot_iter applies to no member of the standard version (apgd-ce, "
+     "apgd-t, fab-t, square); drop it"),
     ({"n_queries": 0}, "n_queries must be >= 1, got 0"),
     ({"eot_iter": 2.0}, "eot_iter must be an integer, got 2.0"),
     ({"eps": float("nan")}, "eps must be a number, got NaN"),
 ])
 def test_bad_parameters(params, message):
-    with pytest.raises(ParameterError, match=f"^{message}$"):
+    with pytest.raises(ParameterError, match="^" + re.escape(message) + "$"):
         AutoAttack(**params)

@@ -120,7 +120,7 @@ def test_cross_entropy_score_also_works(tiny_model, samples):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"norm": "l0"}, "norm must be one of linf, l2, got 'l0'"),
+    ({"norm": "l0"}, "norm must be one of linf, l2, l1, got 'l0'"),
     ({"n_queries": 0}, "n_queries must be >= 1, got 0"),
     ({"p_init": 0.0}, "p_init must be > 0.0, got 0.0"),
     ({"p_init": 1.5}, "p_init must be <= 1.0, got 1.5"),

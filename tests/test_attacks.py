@@ -25,6 +25,8 @@ FAST = {
     "apgd-t": {"eps": 0.3, "n_iter": 10, "n_target_classes": 2},
     "square": {"eps": 0.3, "n_queries": 100},
     "autoattack": {"eps": 0.3, "n_iter": 10, "n_target_classes": 2, "n_queries": 100},
+    "fab": {"n_iter": 10},
+    "fab-t": {"n_iter": 10, "n_target_classes": 2},
     "fmn": {"steps": 20},
 }
 
@@ -149,7 +151,7 @@ def test_success_survives_any_batch_size(name, trained_tiny_cnn, samples):
 
 # Attacks that only follow input gradients and draw nothing at random: with no gradient they
 # have no direction at all and must return every sample unchanged.
-GRADIENT_ONLY = ("fgsm", "fgsm-min", "deepfool", "jsma", "cw-l2", "fmn")
+GRADIENT_ONLY = ("fgsm", "fgsm-min", "deepfool", "jsma", "cw-l2", "fab", "fab-t", "fmn")
 
 
 def without_input_gradient(model):

@@ -203,15 +203,48 @@ def test_per_data_set_defaults_in_help_are_the_budgets(name):
 
 
 @pytest.mark.parametrize("name", sorted(n for n, spec in ATTACK_SPECS.items()
-                                        if "eps" in spec.defaults()))
+                                        if spec.defaults().get("eps") is not None))
 def test_every_eps_attack_has_a_budget_on_every_data_set(name):
     """An attack with an eps takes the data set's budget, in either norm, without a line in
-    advbench.attacks.budgets: a new eps attack gets one by its declaration."""
+    advbench.attacks.budgets: a new eps attack gets one by its declaration (FAB's eps, None
+    by default, stays None: minimal unless given)."""
     from advbench.attacks.budgets import BUDGETS, attack_budget
 
     for dataset in BUDGETS:
         for norm in ("linf", "l2"):
             assert "eps" in attack_budget(name, dataset, norm=norm).values, (dataset, norm)
+
+
+@pytest.mark.parametrize("name", ["fab", "fab-t"])
+def test_an_eps_none_by_default_takes_no_budget(name):
+    from advbench.attacks.budgets import BUDGETS
+
+    for dataset in BUDGETS:
+        assert "eps" not in attack_budget(name, dataset).values
+
+
+def test_help_defaults_match_the_attack_classes():
+    """Each default a flag's help gives is the declared default (where the help's default is
+    written by hand, ``Param.default_help``, it cannot drift either)."""
+    import inspect
+
+    from advbench.attacks import ATTACKS
+
+    flag_of = {param: (flag, text) for flag, param, _, text in ATTACK_OPTIONS}
+    per_data_set = {"eps", "step_size", "alpha", "eps_step"}
+    for name, cls in ATTACKS.items():
+        for param, p in inspect.signature(cls).parameters.items():
+            if param == "target_mode" or param in per_data_set:
+                continue
+            flag, text = flag_of[param]
+            default = p.default
+            if default is None:
+                # Derived from other parameters (fmn's alpha_final = alpha_init / 100): the
+                # help says how, in words.
+                assert "[default:" in text, (name, flag)
+                continue
+            shown = ("on" if default else "off") if isinstance(default, bool) else f"{default}"
+            assert shown in "".join(text.split("[default:")[1:]), (name, flag, shown)
 
 
 # -- train: the defense defaults of the data set ---------------------------------------------

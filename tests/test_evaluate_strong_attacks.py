@@ -3,6 +3,8 @@ accuracy at eps, per attack (adv_accuracy@ATTACK) and at the worst over the arti
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -19,6 +21,7 @@ STRONG_ATTACKS = {
     "apgd-t": ["--n-iter", "5", "--n-target-classes", "2"],
     "square": ["--n-queries", "30"],
     "autoattack": ["--n-iter", "5", "--n-target-classes", "2", "--n-queries", "30"],
+    "fab-t": ["--n-iter", "5", "--n-target-classes", "2"],
 }
 
 
@@ -69,3 +72,41 @@ def test_hold_budget_returns_when_x_minus_eps_is_near_zero(norm):
     delta = out.astype(np.float64) - x
     size = np.abs(delta).max() if norm == "linf" else np.sqrt((delta[0] ** 2).sum())
     assert size <= eps and size > eps - 1e-6 and out.min() >= 0.0
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", "0.2"), ("l1", "3")])
+def test_evaluate_stamps_the_protocol_and_prints_autoattacks_table(norm, eps, trained_tiny_cnn,
+                                                                   fake_data_dir, tmp_path):
+    """Every robust accuracy names its protocol (attack and version, norm, eps, images, seed),
+    and an autoattack artifact's per-attack table comes with it (issue 22)."""
+    model = trained_tiny_cnn[0]
+    common = ["--limit", "20", "--data-dir", fake_data_dir]
+    out = tmp_path / "aa.h5"
+    crafted = invoke(["attack", model, "--attack", "autoattack", "--norm", norm, "--eps", eps,
+                      *STRONG_ATTACKS["autoattack"], *common, "--seed", "3", "-o", out, "-q"])
+    assert crafted.exit_code == 0, crafted.output
+    _, arrays = read_attack_artifact(out)
+    scored = invoke(["evaluate", model, out, *common, "--no-sensitivity", "--json", "-q",
+                     "--csv", tmp_path / "eval.csv"])
+    assert scored.exit_code == 0, scored.output
+    entry = json.loads(scored.stdout)["artifacts"][0]
+    stamp = f"autoattack standard, {norm} eps={float(eps):g}, 20 images, seed 3"
+    assert entry["protocol"] == stamp
+    table = entry["autoattack_table"]
+    assert table["protocol"].startswith(f"autoattack standard, {norm} eps={float(eps):g}")
+    members = ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert list(table["after"]) == ["clean"] + [m for m in members if m not in table["skipped"]]
+    assert list(table["after"].values())[-1] == pytest.approx(entry["adv_accuracy"])
+    assert all(a >= b for a, b in zip(list(table["after"].values()),
+                                      list(table["after"].values())[1:]))
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "eval.csv").read_text())))
+    by_metric = {row["metric"]: row for row in rows}
+    assert by_metric["adv_accuracy"]["protocol"] == stamp
+    assert by_metric["robust_accuracy_after_apgd-ce"]["protocol"] == stamp
+    assert rows[0]["setting"] == "clean" and rows[0]["protocol"] == ""  # the model's own
+
+    shown = invoke(["evaluate", model, out, *common, "--no-sensitivity"])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "seed=3" in text
+    assert f"{stamp} on" in text and "robust accuracy after each attack" in text

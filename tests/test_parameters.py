@@ -58,6 +58,8 @@ CASES = [
      "initial_const must be <= 1000000.0, got 1000000000.0"),
     (ATTACK + ["vat", "--power-iterations", str(2 ** 32 + 1)],
      "power_iterations must be <= 100, got 4294967297"),
+    (ATTACK + ["fab-t", "--eta", "0.5"], "eta must be >= 1.0, got 0.5"),
+    (ATTACK + ["fab", "--final-search", "1000"], "final_search must be <= 100, got 1000"),
     (ATTACK + ["fgsm-min", "--eps-max", "inf"], "eps_max must be a finite number, got inf"),
     (ATTACK + ["fgsm-min", "--eps-step", "1e-9"],
      f"eps_max / eps_step gives {GRID} grid points, more than 100000; use a larger eps_step"),

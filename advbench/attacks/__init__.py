@@ -21,12 +21,17 @@ if TYPE_CHECKING:
 
 #: --norm name -> "module:Class" in advbench.attacks: the norms of the gradient attacks
 #: (``norms.NORMS`` holds one instance of each, named by its key).
-NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm"}
+NORM_CLASSES: dict[str, str] = {"linf": "norms:LinfNorm", "l2": "norms:L2Norm",
+                                "l1": "norms:L1Norm"}
 #: The norms of the minimum-norm attack ``fmn.FMN`` (--norm): L0 counts pixel-channel
 #: features; L1 and L0 are FMN's own (its projections live in ``fmn``).
 FMN_NORMS = ("l0", "l1", "l2", "linf")
 #: Every --norm name: the gradient attacks' norms and FMN's (each attack checks its own).
 ATTACK_NORMS = tuple(sorted(set(NORM_CLASSES) | set(FMN_NORMS)))
+#: The norms FAB minimises (``fab.FAB``); its projections are its own (``fab.project``).
+FAB_NORMS = ("linf", "l2", "l1")
+#: The most final-search steps of FAB (each one forward pass; the authors' code uses 3).
+MAX_FINAL_SEARCH = 100
 #: Where ``fmn.FMN`` starts (--init): "input", x itself (the reference's default), or
 #: "batch", the nearest image of the batch the model classifies otherwise, moved towards x by
 #: a binary search for the boundary.
@@ -39,9 +44,11 @@ TARGET_MODES = ("random", "least-likely")
 SALIENCY_MAPS = ("pairwise", "simplified")
 #: The losses the Square Attack can maximise (``square.Square``, --loss).
 SQUARE_LOSSES = ("margin", "ce")
-#: AutoAttack's versions (``autoattack.AutoAttack``, --version): "standard" (APGD-CE,
-#: APGD-T, Square) or "rand" (APGD-CE and APGD-DLR with EOT, for randomised defenses).
-AUTOATTACK_VERSIONS = ("standard", "rand")
+#: AutoAttack's versions (``autoattack.AutoAttack``, --version; members per norm in
+#: ``autoattack.VERSION_MEMBERS``): "standard" (APGD-CE, APGD-T, FAB-T, Square), "plus" (also
+#: APGD-DLR and FAB, 5 restarts) or "rand" (APGD-CE and APGD-DLR with EOT, for randomised
+#: defenses).
+AUTOATTACK_VERSIONS = ("standard", "plus", "rand")
 #: How fgsm-min walks its eps grid (``fgsm_min.MinimalFGSM``, --search): "exact" (every sample
 #: until its first flip, as ART 1.20.1) or "authors" (the paper authors' loop, which attacks
 #: the wrong images from the third grid step on; for reproducing their Table 2 only).
@@ -52,12 +59,14 @@ FGSM_MIN_SEARCHES = ("exact", "authors")
 # choices, flag and help; an attack's spec below gives each its default. The flags of
 # `advbench attack` and `transfer` come in this order.
 EPS = Param("eps", float, low=0.0, eps_like=True, values=True, default_help=EPS_HELP, help=(
-    "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, autoattack), a value or a "
-    "fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 or a range start:stop:step "
+    "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, autoattack; fab and fab-t: "
+    "none makes them minimal, a value bounded as in AutoAttack), a value or a fraction "
+    "(8/255); for fgsm and rand-fgsm also a list 0.1,0.3 or a range start:stop:step "
     "(0:8/255:1/255) for a curve. Your own data of another image size has no default."))
 # Each attack takes its own norms (choices): the flag takes every one (ATTACK_NORMS).
 NORM = Param("norm", str, choices=tuple(NORM_CLASSES), help=(
-    "Norm (fgsm, pgd, apgd-*, square, autoattack: linf or l2; fmn: l0, l1, l2 or linf)"))
+    "Norm (fgsm, pgd: linf or l2; apgd-*, square, autoattack, fab, fab-t: linf, l2 or l1; "
+    "fmn: l0, l1, l2 or linf)"))
 EPS_STEP = Param("eps_step", float, low=0.0, low_inclusive=False, eps_like=True,
                  help="Grid step of fgsm-min",
                  default_help="[default: 0.05 on MNIST, 1/255 on CIFAR-10].")
@@ -113,21 +122,39 @@ BINARY_SEARCH_STEPS = Param("binary_search_steps", int, low=1, high=MAX_SEARCH_S
 INITIAL_CONST = Param("initial_const", float, low=0.0, low_inclusive=False,
                       high=MAX_INITIAL_CONST, help="C&W initial c")
 ABORT_EARLY = Param("abort_early", bool, help="C&W abort early")
-N_ITER = Param("n_iter", int, low=1, help="APGD iterations per run (apgd-*, autoattack)")
-N_RESTARTS = Param("n_restarts", int, low=1, help="Random restarts (apgd-*, square)")
+# autoattack's None: the value of its version's members (``autoattack.VERSION_MEMBERS``).
+N_ITER = Param("n_iter", int, low=1, help="Iterations per run (apgd-*, autoattack, fab, fab-t)",
+               default_help="[default: 100; autoattack None: its version's, 100].")
+N_RESTARTS = Param("n_restarts", int, low=1, help="Random restarts (apgd-*, square, fab, fab-t)")
 RHO = Param("rho", float, low=0.0, high=1.0,
             help="APGD: fraction of successful steps below which the step halves")
 EOT_ITER = Param("eot_iter", int, low=1, help=(
-    "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack)"))
+    "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack's rand "
+    "version)"), default_help="[default: 1 apgd-*; autoattack None: its version's, 20].")
+USE_LARGEREPS = Param("use_largereps", bool, help=(
+    "APGD with norm l1: AutoAttack's schedule of three runs at 3, 2 and 1 times eps "
+    "(30/30/40% of --n-iter)"), default_help=(
+        "[default: off; autoattack's l1 standard version turns it on]."))
 N_TARGET_CLASSES = Param("n_target_classes", int, low=1,
-                         help="Top-k target classes of apgd-t and autoattack")
+                         help="Top-k target classes of apgd-t, fab-t and autoattack",
+                         default_help=("[default: 9; autoattack None: its version's, 9, apgd-t "
+                                       "5 in the l1 standard version]."))
 N_QUERIES = Param("n_queries", int, low=1,
-                  help="Square: model queries per sample (also autoattack)")
+                  help="Square: model queries per sample (also autoattack)",
+                  default_help="[default: 5000; autoattack None: its version's, 5000].")
 P_INIT = Param("p_init", float, low=0.0, high=1.0, low_inclusive=False,
                help="Square: initial fraction of pixels per square")
 LOSS = Param("loss", str, choices=SQUARE_LOSSES, help="Square's loss")
 RESCALE_SCHEDULE = Param("rescale_schedule", bool, help=(
     "Square: stretch the p schedule, written for 10,000 queries, to --n-queries"))
+ALPHA_MAX = Param("alpha_max", float, low=0.0, high=1.0, help=(
+    "FAB: largest weight of the clean image's projection in a step, in [0, 1]"))
+ETA = Param("eta", float, low=1.0, help="FAB: overshoot of the projections, >= 1")
+BETA = Param("beta", float, low=0.0, high=1.0, low_inclusive=False,
+             help="FAB: pull back towards the clean image after a success, in (0, 1]")
+FINAL_SEARCH = Param("final_search", int, low=0, high=MAX_FINAL_SEARCH, help=(
+    "FAB: steps of the original code's final search between the clean image and the "
+    "adversarial"), default_help="[default: 0, as AutoAttack].")
 ALPHA_INIT = Param("alpha_init", float, low=0.0, low_inclusive=False,
                    help="fmn: first step size (L2, in [0, 1] pixels)")
 # None: alpha_init / 100 (checked <= alpha_init by FMN).
@@ -143,18 +170,25 @@ INIT = Param("init", str, choices=FMN_INITS, help=(
     "fmn's start: input (x itself, the reference's default) or batch (the nearest image of the "
     "batch classified otherwise, then a binary search for the boundary)"))
 VERSION = Param("version", str, choices=AUTOATTACK_VERSIONS, help=(
-    "AutoAttack version: standard, or rand (EOT, for randomised defenses)"))
+    "AutoAttack version: standard (APGD-CE, APGD-T, FAB-T, Square), plus (also APGD-DLR "
+    "and FAB, 5 restarts) or rand (EOT, for randomised defenses)"))
 
 #: Every attack parameter, in flag order.
 ATTACK_PARAMETERS: tuple[Param, ...] = (
     EPS, NORM, EPS_STEP, EPS_MAX, SEARCH, ALPHA, STEP_SIZE, STEPS, RANDOM_START, EARLY_STOP, XI,
     POWER_ITERATIONS, THETA, GAMMA, TARGET_MODE, FALLBACK, SALIENCY, MAX_ITER, OVERSHOOT,
     CANDIDATES, EPSILON, BOX_AWARE, CONFIDENCE, LEARNING_RATE, BINARY_SEARCH_STEPS,
-    INITIAL_CONST, ABORT_EARLY, N_ITER, N_RESTARTS, RHO, EOT_ITER, N_TARGET_CLASSES, N_QUERIES,
-    P_INIT, LOSS, RESCALE_SCHEDULE, ALPHA_INIT, ALPHA_FINAL, GAMMA_INIT, GAMMA_FINAL, INIT,
-    VERSION)
+    INITIAL_CONST, ABORT_EARLY, N_ITER, N_RESTARTS, RHO, EOT_ITER, USE_LARGEREPS,
+    N_TARGET_CLASSES, N_QUERIES, P_INIT, LOSS, RESCALE_SCHEDULE, ALPHA_MAX, ETA, BETA,
+    FINAL_SEARCH, ALPHA_INIT, ALPHA_FINAL, GAMMA_INIT, GAMMA_FINAL, INIT, VERSION)
 
-_APGD = (EPS(0.3), NORM("linf"), N_ITER(100), N_RESTARTS(1), RHO(0.75), EOT_ITER(1))
+_APGD = (EPS(0.3), NORM("linf"), N_ITER(100), N_RESTARTS(1), RHO(0.75), EOT_ITER(1),
+         USE_LARGEREPS(False))
+# eps None: FAB minimal; a value: bounded, as AutoAttack runs it.
+_FAB = (NORM("linf", choices=FAB_NORMS), EPS(None, optional=True, values=False), N_RESTARTS(1),
+        N_ITER(100), ALPHA_MAX(0.1), ETA(1.05), BETA(0.9), FINAL_SEARCH(0))
+# None: the value of the version's members (``autoattack.VERSION_MEMBERS``).
+_MEMBER_DEFAULT = {"optional": True}
 
 #: CLI name -> the attack's ``Spec``: its class ("module:Class" in advbench.attacks) and its
 #: parameters with their paper defaults, in constructor order. The one list of attacks, one
@@ -180,8 +214,12 @@ ATTACK_SPECS: dict[str, Spec] = {
     "apgd-t": Spec("apgd_t:APGDTargeted", *_APGD, N_TARGET_CLASSES(9)),
     "square": Spec("square:Square", EPS(0.3), NORM("linf"), N_QUERIES(5000), P_INIT(0.8),
                    N_RESTARTS(1), LOSS("margin"), RESCALE_SCHEDULE(False)),
+    "fab": Spec("fab:FAB", *_FAB),
+    "fab-t": Spec("fab:FABTargeted", *_FAB, N_TARGET_CLASSES(9)),
     "autoattack": Spec("autoattack:AutoAttack", EPS(0.3), NORM("linf"), VERSION("standard"),
-                       N_ITER(100), N_TARGET_CLASSES(9), N_QUERIES(5000), EOT_ITER(20)),
+                       N_ITER(None, **_MEMBER_DEFAULT),
+                       N_TARGET_CLASSES(None, **_MEMBER_DEFAULT),
+                       N_QUERIES(None, **_MEMBER_DEFAULT), EOT_ITER(None, **_MEMBER_DEFAULT)),
     "fmn": Spec("fmn:FMN", NORM("linf", choices=FMN_NORMS), STEPS(100, low=1),
                 ALPHA_INIT(1.0), ALPHA_FINAL(None), GAMMA_INIT(0.05), GAMMA_FINAL(0.001),
                 INIT("input"), BINARY_SEARCH_STEPS(10, high=64)),

@@ -21,11 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.norms import NORMS
+from advbench.attacks.norms import NORMS, check_norm
 from advbench.core import progress
-from advbench.core.checks import check_labels
 from advbench.core.errors import ParameterError
-from advbench.core.ops import batch_norm, expand_to, l2_normalize, report_step
+from advbench.core.ops import batch_norm, expand_to, l2_normalize, logit_margin, report_step
 from advbench.core.types import Model, Tensor
 from advbench.models.zoo import predict_logits
 
@@ -60,7 +59,7 @@ def checkpoint_lengths(n_iter: int) -> np.ndarray:
 def hold_budget(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> np.ndarray:
     """x_adv moved the few float32 ulps needed for ||x_adv - x|| <= eps to hold exactly when
     measured in float64 (x + delta rounds to float32 and can land an ulp outside the ball),
-    staying in [0, 1]. x, x_adv: float32 (n, ...); norm "linf" or "l2"."""
+    staying in [0, 1]. x, x_adv: float32 (n, ...); norm "linf", "l2" or "l1"."""
     x_adv = np.array(x_adv, dtype=np.float32)
     margin = 1e-7
     while True:  # each pass moves the offending samples strictly towards x: one or two do
@@ -77,7 +76,8 @@ def hold_budget(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> np.n
             x_adv[outside] = np.nextafter(np.clip(bound, 0.0, 1.0).astype(np.float32),
                                           x[outside])
         else:
-            norms = np.linalg.norm(flat, axis=1)
+            norms = (np.abs(flat).sum(axis=1) if norm == "l1"
+                     else np.linalg.norm(flat, axis=1))
             outside = norms > eps
             if not outside.any():
                 return x_adv
@@ -99,10 +99,8 @@ def dlr_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     (the paper's equation 6). Invariant to shifting and scaling the logits, so a model that
     scales its logits up to saturate the softmax does not flatten it. Needs 3 classes."""
     top = tf.math.top_k(logits, k=3).values
-    is_label = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(logits)[1], on_value=True,
-                          off_value=False)
-    other = tf.reduce_max(tf.where(is_label, tf.cast(-np.inf, logits.dtype), logits), axis=1)
-    return -(label_logit(logits, labels) - other) / (top[:, 0] - top[:, 2] + DLR_GUARD)
+    own, other = logit_margin(logits, labels)
+    return -(own - other) / (top[:, 0] - top[:, 2] + DLR_GUARD)
 
 
 def dlr_targeted_loss(logits: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -158,6 +156,40 @@ def drop(state: dict, keep: tf.Tensor) -> dict:
                    lambda: {k: tf.boolean_mask(v, keep) for k, v in state.items()})
 
 
+def loss_value_and_gradient(model: Model, loss: str, eot_iter: int) -> Callable[..., Any]:
+    """(x_adv, labels, targets) -> (loss per sample, its input gradient, logits), for use
+    inside ``tf.function``. With eot_iter > 1 the loss and the gradient are averaged over
+    eot_iter passes (Expectation over Transformation: the model's own randomness is drawn
+    anew in each) and the logits are the last pass's, as in the authors' code."""
+    def one_pass(x_adv, labels, targets):
+        with tf.GradientTape() as tape:
+            tape.watch(x_adv)
+            logits = model(x_adv, training=False)
+            value = per_sample_loss(loss, logits, labels, targets)
+        # A model with no gradient path to its input (a stop_gradient quantiser) gets a
+        # zero gradient, not None: APGD then stays at its start, as it should.
+        grad = tape.gradient(value, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return value, grad, logits
+
+    def value_and_gradient(x_adv, labels, targets):
+        value, grad, logits = one_pass(x_adv, labels, targets)
+        if eot_iter > 1:
+            def body(j, value, grad, logits):
+                v, g, lg = one_pass(x_adv, labels, targets)
+                return j + 1, value + v, grad + g, lg
+            _, value, grad, logits = tf.while_loop(
+                lambda j, *_: j < eot_iter, body, (tf.constant(1), value, grad, logits))
+            value, grad = value / eot_iter, grad / eot_iter
+        return value, grad, logits
+
+    return value_and_gradient
+
+
+def is_fooled(logits: Tensor, labels: Tensor) -> Tensor:
+    """(batch,) bool: the top logit is not the label's (the authors' criterion)."""
+    return tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+
+
 def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, rho: float,
                eot_iter: int, image_shape: tuple[int, ...]) -> Callable[..., Any]:
     """One APGD run (one restart, one target) over a batch, as one function compiled by
@@ -175,35 +207,7 @@ def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, r
     """
     lengths = tf.constant(checkpoint_lengths(n_iter))
     ball = NORMS[norm]
-
-    def value_and_gradient(x_adv, labels, targets):
-        """Loss, input gradient and logits; with eot_iter > 1 the loss and the gradient are
-        averaged over eot_iter passes (Expectation over Transformation: the model's own
-        randomness is drawn anew in each) and the logits are the last pass's, as in the
-        authors' code."""
-        def one_pass():
-            with tf.GradientTape() as tape:
-                tape.watch(x_adv)
-                logits = model(x_adv, training=False)
-                value = per_sample_loss(loss, logits, labels, targets)
-            # A model with no gradient path to its input (a stop_gradient quantiser) gets a
-            # zero gradient, not None: APGD then stays at its start, as it should.
-            grad = tape.gradient(value, x_adv,
-                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return value, grad, logits
-
-        value, grad, logits = one_pass()
-        if eot_iter > 1:
-            def body(j, value, grad, logits):
-                v, g, lg = one_pass()
-                return j + 1, value + v, grad + g, lg
-            _, value, grad, logits = tf.while_loop(
-                lambda j, *_: j < eot_iter, body, (tf.constant(1), value, grad, logits))
-            value, grad = value / eot_iter, grad / eot_iter
-        return value, grad, logits
-
-    def is_fooled(logits, labels):
-        return tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+    value_and_gradient = loss_value_and_gradient(model, loss, eot_iter)
 
     def attack(x, labels, targets, ids, total, seed):
         labels = tf.cast(labels, tf.int32)
@@ -291,6 +295,164 @@ def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, r
     return tf.function(attack, input_signature=batch_signature(image_shape, 3))
 
 
+# -- l1-APGD ---------------------------------------------------------------------------------
+#: l1-APGD's sparsity schedule (Croce and Hein, "Mind the box", ICML 2021, Section 3.3, as the
+#: authors' ``autopgd_base.py`` runs it): the first step moves the 20% of coordinates with the
+#: largest gradient; every max(int(0.04 n_iter), 1) steps the fraction becomes the sparsity of
+#: the best point over 1.5, and the step size (eps at first) returns to eps if that sparsity
+#: fell by 5% since the last checkpoint (the sample restarts from its best point), else is
+#: divided by 1.5, never below eps / 10. No momentum.
+L1_FIRST_FRACTION = 0.2
+L1_CHECK_EVERY = 0.04
+L1_SPARSITY_OVER = 1.5
+L1_SPARSITY_FALL = 0.95
+L1_STEP_DIVISOR = 1.5
+L1_SMALLEST_STEP = 0.1
+#: AutoAttack's L1 "large reps" schedule (``use_largereps``): three APGD runs chained by their
+#: highest-loss points, at 3, 2 and 1 times eps, with 30%, 30% and the rest of the iterations;
+#: only the last, at eps, counts adversarials.
+LARGEREPS_RADII = (3.0, 2.0, 1.0)
+LARGEREPS_SHARES = (0.3, 0.3)
+
+
+def largereps_schedule(n_iter: int) -> list[tuple[float, int]]:
+    """(eps factor, iterations) of each run of the large-reps schedule: ceil(0.3 n_iter)
+    twice, then what is left (for n_iter = 100: 30, 30, 40; a run left with none only
+    evaluates its start, as in the authors' code)."""
+    first = [int(np.ceil(share * n_iter)) for share in LARGEREPS_SHARES]
+    return list(zip(LARGEREPS_RADII, first + [max(n_iter - sum(first), 0)]))
+
+
+def build_apgd_l1(model: Model, *, loss: str, eps: float, n_iter: int, eot_iter: int,
+                  use_largereps: bool, image_shape: tuple[int, ...]) -> Callable[..., Any]:
+    """One l1-APGD run (one restart, one target) over a batch, with the signature and
+    outputs of ``build_apgd``'s function.
+
+    The step moves the coordinates whose |gradient| is in the top fraction (``L1_*``) by
+    step * sign(g) / (their count), then projects onto the L1 ball intersected with the box
+    (``norms.l1_box_projection``). The start is x plus a standard normal draw projected onto
+    that set. With ``use_largereps`` the run is the chain of ``largereps_schedule``: the draw
+    is projected at 3 eps, each run starts from the previous one's highest-loss point
+    projected at its own radius with the step fraction set from that point's sparsity, and
+    only the last run (at eps) stops samples at their first adversarial iterate.
+    """
+    ball = NORMS["l1"]
+    value_and_gradient = loss_value_and_gradient(model, loss, eot_iter)
+    dim = int(np.prod(image_shape))
+    stages = largereps_schedule(n_iter) if use_largereps else [(1.0, n_iter)]
+
+    def sparsity(v):
+        return batch_norm(v, "l0")
+
+    def run_stage(x, labels, targets, x_start, fraction, sparsity_before, radius, steps,
+                  offset, last):
+        """One APGD run of ``steps`` at ``radius`` from x_start. Returns (x_adv, fooled,
+        best_loss) as ``build_apgd``'s function when ``last``, else (x_best, None, None)."""
+        n = tf.shape(x)[0]
+        check_every = max(int(L1_CHECK_EVERY * steps), 1)
+        value, grad, logits = value_and_gradient(x_start, labels, targets)
+        fooled = is_fooled(logits, labels) if last else tf.zeros([n], tf.bool)
+        out_x = x_start
+        out_fooled = fooled
+        out_loss = tf.where(fooled, tf.cast(-np.inf, tf.float32), value)
+        state = {
+            "row": tf.range(n), "x": x, "labels": labels, "targets": targets,
+            "x_now": x_start, "grad": grad, "x_best": x_start, "grad_best": grad,
+            "loss_best": value, "step": tf.fill([n], tf.constant(radius, tf.float32)),
+            "fraction": fraction, "sparsity": sparsity_before,
+        }
+        state = drop(state, tf.logical_not(fooled))
+
+        def cond(i, state, out_x, out_fooled, out_loss):
+            return tf.logical_and(i < steps, tf.size(state["row"]) > 0)
+
+        def body(i, s, out_x, out_fooled, out_loss):
+            s = dict(s)
+            x0, grad = s["x"], s["grad"]
+            size = tf.reshape(tf.abs(grad), [tf.shape(grad)[0], -1])
+            rank = tf.cast(tf.clip_by_value((1.0 - s["fraction"]) * dim, 0.0, dim - 1.0),
+                           tf.int32)
+            threshold = tf.gather(tf.sort(size, axis=1), rank, batch_dims=1)
+            direction = tf.sign(grad) * tf.cast(tf.abs(grad) >= expand_to(threshold, grad),
+                                                grad.dtype)
+            step = expand_to(s["step"], grad) * direction / (
+                expand_to(batch_norm(direction, "l1"), grad) + 1e-10)
+            x_new = ball.project(x0, s["x_now"] + step, radius)
+            value, grad, logits = value_and_gradient(x_new, s["labels"], s["targets"])
+            fooled = (is_fooled(logits, s["labels"]) if last
+                      else tf.zeros_like(s["row"], tf.bool))
+            improved = value > s["loss_best"]
+            s["x_best"] = tf.where(expand_to(improved, x_new), x_new, s["x_best"])
+            s["grad_best"] = tf.where(expand_to(improved, x_new), grad, s["grad_best"])
+            s["loss_best"] = tf.where(improved, value, s["loss_best"])
+            s["x_now"], s["grad"] = x_new, grad
+
+            checkpoint = tf.equal((i + 1) % check_every, 0)
+            now = sparsity(s["x_best"] - x0)
+            # 0 / 0 is NaN and never < 0.95, as in the authors' code.
+            fell = tf.logical_and(checkpoint, now / s["sparsity"] < L1_SPARSITY_FALL)
+            s["fraction"] = tf.where(checkpoint, now / dim / L1_SPARSITY_OVER, s["fraction"])
+            s["step"] = tf.clip_by_value(
+                tf.where(fell, radius, tf.where(checkpoint, s["step"] / L1_STEP_DIVISOR,
+                                                s["step"])),
+                L1_SMALLEST_STEP * radius, radius)
+            s["sparsity"] = tf.where(checkpoint, now, s["sparsity"])
+            s["x_now"] = tf.where(expand_to(fell, x_new), s["x_best"], s["x_now"])
+            s["grad"] = tf.where(expand_to(fell, x_new), s["grad_best"], s["grad"])
+
+            if last:
+                rows = tf.boolean_mask(s["row"], fooled)[:, None]
+                out_x = tf.tensor_scatter_nd_update(out_x, rows, tf.boolean_mask(x_new, fooled))
+                out_fooled = tf.tensor_scatter_nd_update(out_fooled, rows,
+                                                         tf.ones_like(rows[:, 0], tf.bool))
+                out_loss = tf.tensor_scatter_nd_update(
+                    out_loss, rows, tf.fill(tf.shape(rows[:, 0]), tf.cast(-np.inf, tf.float32)))
+                s = drop(s, tf.logical_not(fooled))
+            return (report_step(offset + i + 1, tf.size(s["row"]), budget=n_iter) - offset, s,
+                    out_x, out_fooled, out_loss)
+
+        invariants = {k: tf.TensorShape([None]).concatenate(v.shape[1:])
+                      for k, v in state.items()}
+        _, state, out_x, out_fooled, out_loss = tf.while_loop(
+            cond, body, (tf.constant(0), state, out_x, out_fooled, out_loss),
+            shape_invariants=(tf.TensorShape([]), invariants, out_x.shape, out_fooled.shape,
+                              out_loss.shape))
+        rows = state["row"][:, None]
+        out_x = tf.tensor_scatter_nd_update(out_x, rows, state["x_best"])
+        if not last:
+            return out_x, None, None
+        out_loss = tf.tensor_scatter_nd_update(out_loss, rows, state["loss_best"])
+        return out_x, out_fooled, out_loss
+
+    def attack(x, labels, targets, ids, total, seed):
+        labels = tf.cast(labels, tf.int32)
+        targets = tf.cast(targets, tf.int32)
+        n = tf.shape(x)[0]
+        shape = tf.concat([[total], tf.shape(x)[1:]], axis=0)
+        noise = tf.gather(tf.random.stateless_normal(shape, seed), ids)
+        first = stages[0][0] * eps
+        x_point = ball.project(x, x + noise, first)
+        offset = 0
+        for index, (factor, steps) in enumerate(stages):
+            radius = factor * eps
+            if use_largereps:
+                x_start = ball.project(x, x_point, radius)
+                nonzero = sparsity(x_start - x)
+                fraction, before = nonzero / dim / L1_SPARSITY_OVER, nonzero
+            else:
+                x_start = x_point
+                fraction = tf.fill([n], tf.constant(L1_FIRST_FRACTION, tf.float32))
+                before = tf.fill([n], tf.constant(float(dim), tf.float32))
+            last = index == len(stages) - 1
+            result = run_stage(x, labels, targets, x_start, fraction, before, radius, steps,
+                               offset, last)
+            x_point = result[0]
+            offset += steps
+        return result
+
+    return tf.function(attack, input_signature=batch_signature(image_shape, 3))
+
+
 class AutoPGD(Attack):
     """Auto-PGD with one loss (set by the subclass): ``n_restarts`` runs from random starts,
     each on the samples no run has fooled yet. See the module docstring for the algorithm.
@@ -304,10 +466,19 @@ class AutoPGD(Attack):
     loss: ClassVar[str] = "ce"
     randomized = True
 
+    def __post_init__(self) -> None:
+        check_norm(self.norm, self.name)  # l1 is for the attacks of L1_ATTACKS
+        if self.use_largereps and self.norm != "l1":
+            raise ParameterError(f"use_largereps is AutoAttack's schedule for norm l1; attack "
+                                 f"{self.name!r} got norm {self.norm!r}: drop use_largereps or "
+                                 "use norm l1")
+
+    # -- shared by the APGD attacks ---------------------------------------------------------
+
     def check_classes(self, model: Model, y: np.ndarray, loss: str) -> int:
-        """The model's number of classes, after checking labels and that the loss applies."""
+        """The model's number of classes, after checking that the loss applies (labels: by
+        Attack.__call__)."""
         num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
         if num_classes < MIN_CLASSES[loss]:
             raise ParameterError(
                 f"attack {self.name!r} needs a model with at least {MIN_CLASSES[loss]} classes "
@@ -315,9 +486,15 @@ class AutoPGD(Attack):
         return num_classes
 
     def apgd_function(self, model: Model, loss: str) -> Callable[..., Any]:
+        image_shape = tuple(model.input_shape[1:])
+        if self.norm == "l1":
+            # rho plays no part in l1-APGD: its step size follows the sparsity (L1_*).
+            return self.compiled(model, f"apgd-{loss}", lambda: build_apgd_l1(
+                model, loss=loss, eps=self.eps, n_iter=self.n_iter, eot_iter=self.eot_iter,
+                use_largereps=self.use_largereps, image_shape=image_shape))
         return self.compiled(model, f"apgd-{loss}", lambda: build_apgd(
             model, loss=loss, eps=self.eps, norm=self.norm, n_iter=self.n_iter, rho=self.rho,
-            eot_iter=self.eot_iter, image_shape=tuple(model.input_shape[1:])))
+            eot_iter=self.eot_iter, image_shape=image_shape))
 
     def fold_run(self, fn: Callable[..., Any], x: np.ndarray, labels: np.ndarray,
                  targets: np.ndarray, ids: np.ndarray, total: int, run_seed: list[int],

@@ -1,30 +1,88 @@
-"""AutoAttack: the standard ensemble of Croce and Hein, "Reliable evaluation of adversarial
-robustness with an ensemble of diverse parameter-free attacks", ICML 2020,
-https://arxiv.org/abs/2003.01690, as the authors' ``autoattack.py`` runs it
+"""AutoAttack: the ensembles of Croce and Hein, "Reliable evaluation of adversarial robustness
+with an ensemble of diverse parameter-free attacks", ICML 2020, https://arxiv.org/abs/2003.01690,
+and for L1 "Mind the box: l1-APGD for sparse adversarial attacks on image classifiers", ICML
+2021, https://arxiv.org/abs/2103.01208, as the authors' ``autoattack.py`` runs them
 (github.com/fra31/auto-attack): each attack only on the samples every earlier one failed on.
 
-Versions:
-    standard: apgd-ce (1 restart), apgd-t (9 target classes, 1 restart each), fab-t, square
-        (5,000 queries, p_init 0.8), all with 100 iterations where they iterate. FAB-T is not
-        implemented in advbench; see docs/attacks.md for what omitting it costs.
-    rand: for models with randomness (e.g. a randomised input transformation): apgd-ce and
-        apgd-dlr, 1 restart each, gradients averaged over 20 draws of the model's randomness
-        per step (Expectation over Transformation, Athalye et al. 2018).
+The versions are data (``VERSION_MEMBERS``): per version and norm, the members in order with
+the parameters the authors' ``AutoAttack`` gives each (its constructor and ``set_version``):
+    standard, L-inf and L2: apgd-ce (1 restart), apgd-t (9 target classes, 1 restart each),
+        fab-t (9 target classes, 1 restart), square (5,000 queries, p_init 0.8).
+    standard, L1: apgd-ce (5 restarts) and apgd-t (5 target classes), both with the
+        "large reps" schedule (3, 2, 1 times eps), then fab-t and square as above.
+    plus: apgd-ce and apgd-dlr (5 restarts each), fab (5 restarts), square, apgd-t (9
+        targets), fab-t (9 targets). The authors warn that it is not meant for L1.
+    rand: for randomised defenses: apgd-ce and apgd-dlr, 1 restart each, gradients averaged
+        over 20 draws of the model's randomness (Expectation over Transformation).
+APGD and FAB run 100 iterations. A member advbench does not have (none today: FAB, FAB-T and
+Square in L1 are all in) is not run and is named in ``skipped``: the ensemble is then weaker
+than the authors' and says so wherever its table is printed.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from advbench.attacks.apgd import MIN_CLASSES, AutoPGD, hold_budget
-from advbench.attacks.apgd_ce import APGDCrossEntropy
-from advbench.attacks.apgd_dlr import APGDDifferenceLogitsRatio
-from advbench.attacks.apgd_t import APGDTargeted
+from advbench.attacks import ATTACK_CLASSES
+from advbench.attacks.apgd import MIN_CLASSES, hold_budget
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.square import Square
-from advbench.core.checks import check_labels
+from advbench.attacks.norms import L1_ATTACKS
+from advbench.core.errors import ParameterError
 from advbench.core.types import Model
 from advbench.models.zoo import predict_logits
+
+Members = tuple[tuple[str, dict[str, Any]], ...]
+
+# The authors' constructor settings of each member (autoattack.py, AutoAttack.__init__).
+_APGD = {"n_iter": 100, "rho": 0.75}
+_FAB = {"n_iter": 100, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}
+_SQUARE = {"n_queries": 5000, "p_init": 0.8, "n_restarts": 1}
+_STANDARD: Members = (
+    ("apgd-ce", {**_APGD, "n_restarts": 1}),
+    ("apgd-t", {**_APGD, "n_restarts": 1, "n_target_classes": 9}),
+    ("fab-t", {**_FAB, "n_restarts": 1, "n_target_classes": 9}),
+    ("square", _SQUARE),
+)
+_STANDARD_L1: Members = (
+    ("apgd-ce", {**_APGD, "n_restarts": 5, "use_largereps": True}),
+    ("apgd-t", {**_APGD, "n_restarts": 1, "n_target_classes": 5, "use_largereps": True}),
+    ("fab-t", {**_FAB, "n_restarts": 1, "n_target_classes": 9}),
+    ("square", _SQUARE),
+)
+# FAB-T runs with 1 restart in every version: the authors' loop sets it before FAB-T runs.
+_PLUS: Members = (
+    ("apgd-ce", {**_APGD, "n_restarts": 5}),
+    ("apgd-dlr", {**_APGD, "n_restarts": 5}),
+    ("fab", {**_FAB, "n_restarts": 5}),
+    ("square", _SQUARE),
+    ("apgd-t", {**_APGD, "n_restarts": 1, "n_target_classes": 9}),
+    ("fab-t", {**_FAB, "n_restarts": 1, "n_target_classes": 9}),
+)
+_RAND: Members = (
+    ("apgd-ce", {**_APGD, "n_restarts": 1, "eot_iter": 20}),
+    ("apgd-dlr", {**_APGD, "n_restarts": 1, "eot_iter": 20}),
+)
+#: version -> norm -> the members in the order they run, with their parameters (eps and norm
+#: are the ensemble's). tests/test_attack_autoattack.py holds it equal to the authors' objects.
+VERSION_MEMBERS: dict[str, dict[str, Members]] = {
+    "standard": {"linf": _STANDARD, "l2": _STANDARD, "l1": _STANDARD_L1},
+    "plus": {"linf": _PLUS, "l2": _PLUS, "l1": _PLUS},
+    "rand": {"linf": _RAND, "l2": _RAND, "l1": _RAND},
+}
+#: The ensemble's overrides (None: the version's value) and the member parameter each sets.
+OVERRIDES = ("n_iter", "n_target_classes", "n_queries", "eot_iter")
+
+
+def missing_reason(name: str, norm: str) -> str | None:
+    """Why advbench cannot run member ``name`` at ``norm`` (None: it can)."""
+    if name not in ATTACK_CLASSES:
+        return f"{name} is not in this advbench"
+    if norm == "l1" and name not in L1_ATTACKS:
+        return f"advbench's {name} has no l1"
+    return None
+
 
 #: ``extras["broken_by"]`` for a sample no attack fooled, and for one misclassified clean.
 ROBUST = -1
@@ -45,11 +103,8 @@ def robust_accuracy_by_attack(broken_by: np.ndarray, names: tuple[str, ...]) -> 
 
 
 class AutoAttack(Attack):
-    """The AutoAttack ensemble: its attacks in order, each on the samples still robust.
-
-    Standard version (AutoAttack's for L-inf and L2): APGD-CE, APGD-T, Square; the authors'
-    ensemble also runs FAB-T between APGD-T and Square, which advbench omits (docs/attacks.md).
-    "rand" version: APGD-CE and APGD-DLR with EOT over ``eot_iter`` draws.
+    """The AutoAttack ensemble: its members in order (``VERSION_MEMBERS``), each on the
+    samples still robust.
 
     Every member draws its randomness per sample from ``seed`` and the sample's row, so a
     member fools in the ensemble exactly the samples it fools alone: the ensemble is never
@@ -60,12 +115,14 @@ class AutoAttack(Attack):
 
     Args:
         eps: radius of the ball, >= 0 (default 0.3, MNIST L-inf).
-        norm: "linf" (default) or "l2".
-        version: "standard" (default) or "rand".
-        n_iter: APGD steps per run, >= 1 (default 100).
-        n_target_classes: APGD-T's target classes, >= 1 (default 9).
-        n_queries: Square's queries, >= 1 (default 5000; standard version).
-        eot_iter: gradients averaged per APGD step in the "rand" version, >= 1 (default 20).
+        norm: "linf" (default), "l2" or "l1".
+        version: "standard" (default), "plus" or "rand".
+        n_iter: APGD and FAB iterations per run, >= 1 (default None: the version's, 100).
+        n_target_classes: target classes of apgd-t and fab-t, >= 1 (default None: the
+            version's, 9; 5 for apgd-t in the L1 standard version).
+        n_queries: Square's queries, >= 1 (default None: the version's, 5000).
+        eot_iter: gradients averaged per APGD step, >= 1, "rand" version only (default None:
+            its 20).
 
     Input: x float32 (batch, H, W, C) in [0, 1]; y int (batch,). Output: ``x_adv`` in [0, 1]
     within eps of x; ``extras["broken_by"]`` (batch,) int32: the index in ``attack_names``
@@ -83,32 +140,52 @@ class AutoAttack(Attack):
 
     def __post_init__(self) -> None:
         norm, version = self.norm, self.version
-        eps = self.eps
-        self.attacks: tuple[AutoPGD | Square, ...]
-        if version == "standard":
-            self.attacks = (
-                APGDCrossEntropy(eps=eps, norm=norm, n_iter=self.n_iter, n_restarts=1),
-                APGDTargeted(eps=eps, norm=norm, n_iter=self.n_iter, n_restarts=1,
-                             n_target_classes=self.n_target_classes),
-                Square(eps=eps, norm=norm, n_queries=self.n_queries, p_init=0.8, n_restarts=1),
-            )
-        else:
-            self.attacks = (
-                APGDCrossEntropy(eps=eps, norm=norm, n_iter=self.n_iter, n_restarts=1,
-                                 eot_iter=self.eot_iter),
-                APGDDifferenceLogitsRatio(eps=eps, norm=norm, n_iter=self.n_iter, n_restarts=1,
-                                          eot_iter=self.eot_iter),
-            )
+        # The members' settings a caller gave (None keeps the version's).
+        given = {param: getattr(self, param) for param in ("n_iter", "n_target_classes",
+                                                           "n_queries", "eot_iter")
+                 if getattr(self, param) is not None}
+        members = VERSION_MEMBERS[version][norm]
+        for param in given:
+            if not any(param in settings for _, settings in members):
+                raise ParameterError(f"{param} applies to no member of the {version} version "
+                                     f"({', '.join(name for name, _ in members)}); drop it")
+        from advbench.attacks import ATTACKS
+
+        attacks, skipped = [], {}
+        for name, settings in members:
+            reason = missing_reason(name, norm)
+            if reason is not None:
+                skipped[name] = reason
+                continue
+            params = {**settings, **{k: v for k, v in given.items() if k in settings}}
+            member: Any = ATTACKS[name]  # every member takes eps and norm
+            attacks.append(member(eps=self.eps, norm=norm, **params))
+        self.attacks: tuple[Any, ...] = tuple(attacks)
+        #: member name -> why it is not run (the authors' ensemble runs it).
+        self.skipped: dict[str, str] = skipped
 
     @property
     def attack_names(self) -> tuple[str, ...]:
-        """The members' registry names, in the order they run."""
+        """The registry names of the members that run, in order."""
         return tuple(attack.name for attack in self.attacks)
+
+    def __repr__(self) -> str:
+        # The members that ran are part of the provenance: they depend on what this advbench
+        # has (``skipped``), not only on the parameters.
+        return f"{super().__repr__()} running {', '.join(self.attack_names) or 'nothing'}"
+
+    @property
+    def protocol(self) -> str:
+        """The ensemble as a number quoted from it must name it: version, norm, eps and
+        any member not run ("autoattack standard, linf eps=0.3" + "; without fab-t")."""
+        text = f"autoattack {self.version}, {self.norm} eps={self.eps:g}"
+        if self.skipped:
+            text += f"; without {', '.join(self.skipped)} (not the authors' full ensemble)"
+        return text
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
         x_adv = x.copy()
         broken_by = np.where(predict_logits(model, x).argmax(axis=1) == y, ROBUST,
                              MISCLASSIFIED).astype(np.int32)
@@ -129,3 +206,22 @@ class AutoAttack(Attack):
             x_adv[todo] = out_x
         return AttackOutput(x_adv=hold_budget(x, x_adv, self.eps, self.norm),
                             extras={"broken_by": broken_by})
+
+
+def artifact_table(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """The per-attack table of an ``autoattack`` attack artifact (``attrs``, ``arrays`` as
+    ``artifacts.read_attack_artifact`` gives them): {"protocol": the ensemble's,
+    "after": ``robust_accuracy_by_attack`` on its ``extras/broken_by``, "skipped": the
+    members not run}, robust accuracy on the model it was crafted on. None for another attack,
+    or when the artifact's members are not the ones this advbench runs for its parameters
+    (its ``attack_repr`` differs): its indices would name the wrong members."""
+    if attrs.get("attack") != "autoattack" or "extras/broken_by" not in arrays:
+        return None
+    try:
+        attack = AutoAttack(**(attrs.get("attack_params") or {}))
+    except (TypeError, ParameterError):
+        return None
+    if attrs.get("attack_repr") != repr(attack):
+        return None
+    return {"protocol": attack.protocol, "skipped": dict(attack.skipped),
+            "after": robust_accuracy_by_attack(arrays["extras/broken_by"], attack.attack_names)}

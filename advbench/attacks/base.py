@@ -9,6 +9,7 @@ progress, seeds per batch and resume live in the driver (``advbench.run.runner``
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import weakref
 from typing import Any, Callable, ClassVar
 
@@ -17,7 +18,7 @@ from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from advbench.core import progress
-from advbench.core.checks import check_class_labels, check_images, check_seed
+from advbench.core.checks import check_class_labels, check_images, check_seed, check_targets
 from advbench.core.errors import ParameterError
 from advbench.core.params import Parameterized, Spec
 from advbench.core.types import Model
@@ -46,7 +47,8 @@ class Attack(Parameterized):
     Class attributes:
         name: the CLI name (registry key).
         minimal: True when the attack searches the smallest perturbation that flips the
-            prediction (usable for the empirical-robustness metric).
+            prediction (usable for the empirical-robustness metric). An instance may set its
+            own: FAB is minimal without eps and bounded with it.
         randomized: True when the result depends on ``seed``.
         supports_targets: True when ``target`` labels can be given.
         param_names: the constructor's keyword-only parameters, in order, derived from its
@@ -58,10 +60,17 @@ class Attack(Parameterized):
             one (fgsm, pgd), which then have no class attribute ``norm``.
     """
 
-    minimal: ClassVar[bool] = False
+    minimal: bool = False
     randomized: ClassVar[bool] = False
     supports_targets: ClassVar[bool] = False
+    takes_logits: ClassVar[bool] = False
     norm: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Attacks whose ``run`` takes the clean logits get them from the caller (the driver
+        # computes them once per batch) instead of a forward pass of their own.
+        cls.takes_logits = "logits" in inspect.signature(cls.run).parameters
 
     @classmethod
     def _registry(cls) -> dict[str, Spec]:
@@ -96,7 +105,8 @@ class Attack(Parameterized):
 
     # -- running --------------------------------------------------------------------------
     def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,
-                 target: ArrayLike | None = None, seed: int = 0) -> AttackOutput:
+                 target: ArrayLike | None = None, seed: int = 0,
+                 logits: ArrayLike | None = None) -> AttackOutput:
         """Attack one batch.
 
         Args:
@@ -108,11 +118,16 @@ class Attack(Parameterized):
             target: optional int array (batch,) of target classes (targeted attacks only).
             seed: integer seed in [0, 2**32) for randomized attacks; the driver derives one
                 per batch so that a resumed run reproduces an uninterrupted one.
+            logits: optional float array (batch, classes), the model's logits on x, when the
+                caller has them (the driver does): attacks that need the clean prediction
+                then skip their own forward pass.
 
         Raises:
             ParameterError: one line naming the fix, for images outside [0, 1], NaN or
                 infinite, integer dtypes, a rank other than 4, one-hot or (batch, 1) labels,
-                labels outside the model's classes, mismatched lengths, a bad seed.
+                labels or targets outside the model's classes, mismatched lengths, a bad
+                seed, logits of another shape than (batch, classes). The attacks do not
+                check labels and targets again.
         """
         if target is not None and not self.accepts_targets():
             raise ParameterError(f"{self.untargeted_only()} is untargeted only; drop the "
@@ -126,10 +141,18 @@ class Attack(Parameterized):
             raise ParameterError(
                 f"x has {x.shape[0]} samples but y has {y.shape[0]}; pass one label per image"
             )
+        if target is not None:
+            target = check_targets(np.asarray(target), x.shape[0], num_classes)
         check_seed(seed)
+        context: dict[str, Any] = {}
+        if self.takes_logits and logits is not None:
+            logits = np.asarray(logits, dtype=np.float32)
+            if logits.shape[0] != x.shape[0] or logits.ndim != 2:
+                raise ParameterError(f"logits must have shape ({x.shape[0]}, classes), one row "
+                                     f"per image, got {logits.shape}")
+            context["logits"] = logits
         # Same logits, cheaper input gradients on the CPU (advbench.models.gradients).
-        out = self.run(attack_model(model), x, y,
-                       target=None if target is None else np.asarray(target), seed=int(seed))
+        out = self.run(attack_model(model), x, y, target=target, seed=int(seed), **context)
         out.x_adv = np.clip(np.asarray(out.x_adv, dtype=np.float32), 0.0, 1.0)
         return out
 

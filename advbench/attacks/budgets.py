@@ -32,10 +32,11 @@ _FORMS = ("one value (0.1 or 8/255), a list (0.1,0.2) or a range start:stop:step
 
 #: The field's standard budgets per data set and norm: MNIST L-inf 0.3 (Madry et al. 2018),
 #: CIFAR-10 L-inf 8/255 (Madry et al. 2018; RobustBench), L2 1.5 on MNIST (Croce and Hein
-#: 2020) and 0.5 on CIFAR-10 (RobustBench).
+#: 2020) and 0.5 on CIFAR-10 (RobustBench); L1 12 on CIFAR-10 (Croce and Hein 2021, "Mind the
+#: box") and 10 on MNIST (the reference documents none; issue 22's choice).
 BUDGETS: dict[str, dict[str, float]] = {
-    "mnist": {"linf": 0.3, "l2": 1.5},
-    "cifar10": {"linf": 8 / 255, "l2": 0.5},
+    "mnist": {"linf": 0.3, "l2": 1.5, "l1": 10.0},
+    "cifar10": {"linf": 8 / 255, "l2": 0.5, "l1": 12.0},
 }
 #: How each standard value is written in messages and --help.
 _SHOWN = {8 / 255: "8/255", 2 / 255: "2/255", 4 / 255: "4/255", 1 / 255: "1/255"}
@@ -65,7 +66,8 @@ _FROM_EPS = ("step_size", "alpha")
 SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 #: --eps's help: the defaults, per data set (and the exceptions).
 EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 on "
-            "CIFAR-10; fgsm and rand-fgsm 0.1 on MNIST (the paper's); vat 2.1 on MNIST]")
+            "CIFAR-10; L1 10 on MNIST, 12 on CIFAR-10; fgsm and rand-fgsm 0.1 on MNIST (the "
+            "paper's); vat 2.1 on MNIST]")
 #: audit --eps's help: the budgets alone.
 AUDIT_EPS_HELP = ("[default: 0.3 on MNIST, 8/255 on CIFAR-10 (L-inf); L2 1.5 on MNIST, 0.5 "
                   "on CIFAR-10; a user's data takes the set of its image size]")
@@ -209,7 +211,7 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
     Args:
         attack: CLI name of the attack ("pgd", ...), or "audit" (its --eps).
         dataset: a built-in name, a user's data path, or None when unknown.
-        norm: the attack's norm ("linf" or "l2"; None: "linf").
+        norm: the attack's norm ("linf", "l2" or "l1"; None: "linf").
         given: the parameters the user gave (None values count as not given).
         input_shape: (H, W, C) of the data set's images, to match a user's data.
         source_text: how to name the data in messages (``--data my.npz``).
@@ -255,13 +257,15 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
 
 def _eps_like(attack: str) -> tuple[str, ...]:
     """The eps-like parameters of an attack that take a per-data-set default (those of
-    ``FLAGS`` it declares): every attack with an eps gets the data set's budget."""
+    ``FLAGS`` it declares): every attack with an eps gets the data set's budget, except where
+    None is its default (FAB's eps: minimal unless given)."""
     from advbench.attacks import ATTACK_SPECS
 
     if attack == "audit":  # its checks attack at the one --eps it audits
         return ("eps",)
     spec = ATTACK_SPECS.get(attack)
-    return tuple(p.name for p in spec.params if p.name in FLAGS) if spec else ()
+    return tuple(p.name for p in spec.params
+                 if p.name in FLAGS and not p.optional) if spec else ()
 
 
 def _table(attack: str, dataset: str, norm: str) -> dict[str, float]:

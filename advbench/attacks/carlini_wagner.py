@@ -9,9 +9,7 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.core import progress
-from advbench.core.checks import check_labels
-from advbench.core.errors import ParameterError
-from advbench.core.ops import is_adversarial, report_step
+from advbench.core.ops import is_adversarial, logit_margin, report_step
 from advbench.core.types import Model
 
 # Adam's constants (Kingma and Ba's defaults, also tf.train.AdamOptimizer's, which the
@@ -28,12 +26,8 @@ TANH_SHRINK = 0.999999
 
 
 def margin_terms(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Z_label and max over the other classes of Z, each (batch,)."""
-    is_label = tf.one_hot(labels, tf.shape(logits)[1], on_value=True, off_value=False)
-    label_logit = tf.reduce_sum(tf.where(is_label, logits, tf.zeros_like(logits)), axis=1)
-    other_logit = tf.reduce_max(tf.where(is_label, tf.cast(-np.inf, logits.dtype), logits),
-                                axis=1)
-    return label_logit, other_logit
+    """Z_label and max over the other classes of Z, each (batch,) (``ops.logit_margin``)."""
+    return logit_margin(logits, labels)
 
 
 def adam_update(w: tf.Tensor, m: tf.Tensor, v: tf.Tensor, grad: tf.Tensor, step: tf.Tensor,
@@ -258,15 +252,6 @@ class CarliniWagnerL2(Attack):
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         targeted = target is not None
-        num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
-        if targeted:
-            target = np.asarray(target, dtype=np.int64)
-            if target.shape != y.shape:
-                raise ParameterError(
-                    f"target has shape {target.shape} but y has {y.shape}; "
-                    "pass one target class per image")
-            check_labels(target, num_classes, name="target")
         labels = (y if target is None else target).astype(np.int32)
 
         predicted = np.argmax(predict_logits(model, x), axis=1)

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.core import progress
-from advbench.core.checks import check_labels
 from advbench.core.ops import DECISIVE_MARGIN, is_adversarial, report_step
 from advbench.core.types import Model
 
@@ -177,7 +176,6 @@ class DeepFool(Attack):
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
         k = min(self.candidates, num_classes)
         fn = self.compiled(model, f"deepfool-{k}", lambda: build_deepfool(
             model, k, self.max_iter, self.overshoot, self.epsilon, self.box_aware))

@@ -30,7 +30,6 @@ import tensorflow as tf
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.targets import choose_targets
 from advbench.core import progress
-from advbench.core.checks import check_targets
 from advbench.core.errors import ParameterError
 from advbench.core.ops import is_adversarial, report_step
 from advbench.core.types import Model
@@ -330,8 +329,7 @@ class JSMA(Attack):
             seed: int) -> AttackOutput:
         key = f"jsma-{self.theta}-{self.gamma}-{self.fallback}-{self.saliency}"
         explicit = target is not None
-        if target is not None:
-            target = check_targets(target, x.shape[0], output_classes(model))
+        if target is not None:  # checked by Attack.__call__
             mode = "explicit"
         else:
             mode = self.target_mode

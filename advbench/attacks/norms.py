@@ -7,6 +7,7 @@ in that ball (the structure of foolbox 3's ``gradient_descent_base``).
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from advbench.attacks import NORM_CLASSES
@@ -85,12 +86,112 @@ class L2Norm(Norm):
         return direction * expand_to(eps * u ** (1.0 / dim), x)
 
 
+def l1_box_projection(x: tf.Tensor | None, delta: tf.Tensor,
+                      eps: tf.Tensor | float) -> tf.Tensor:
+    """The Euclidean projection of ``delta`` onto {d : ||d||_1 <= eps, 0 <= x + d <= 1}, exact
+    (Croce and Hein, "Mind the box: l1-APGD for sparse adversarial attacks on image
+    classifiers", ICML 2021, https://arxiv.org/abs/2103.01208, Lemma 2.1; the authors'
+    ``L1_projection`` computes the same point by a bisection over sorted breakpoints).
+
+    The problem separates per coordinate given one multiplier lambda >= 0: each coordinate is
+    soft-thresholded, then clipped to the box, |d_i| = min(max(|delta_i| - lambda, 0), r_i)
+    with r_i = 1 - x_i or x_i, the room on delta_i's side. lambda = 0 when the box-clipped
+    delta is already in the ball; otherwise f(lambda) = sum_i |d_i| is piecewise linear and
+    decreasing, with breakpoints |delta_i| - r_i and |delta_i|; sorting them gives f at each
+    breakpoint by a cumulative sum, and lambda solves f = eps on the segment that crosses it.
+
+    Args:
+        x: float32 (batch, ...) in [0, 1], the centre; None: no box (the L1 ball alone).
+        delta: float32, same shape: the perturbation to project.
+        eps: radius, > 0 (a scalar, or (batch,) per sample).
+    Returns:
+        float32, the shape of delta: the projected perturbation (same signs as delta).
+    """
+    shape = tf.shape(delta)
+    flat = tf.reshape(delta, [shape[0], -1])
+    size = tf.abs(flat)
+    if x is None:
+        room = tf.fill(tf.shape(flat), np.float32(np.inf))
+    else:
+        centre = tf.reshape(x, [shape[0], -1])
+        room = tf.maximum(tf.where(flat >= 0, 1.0 - centre, centre), 0.0)
+    eps = tf.cast(eps, tf.float32) * tf.ones([shape[0]], tf.float32)
+    start = tf.reduce_sum(tf.minimum(size, room), axis=1)  # f(0): the box-clipped L1 norm
+    # Breakpoints: a coordinate starts to shrink at lambda = |delta_i| - r_i (slope -1; at 0
+    # when the box does not bind) and is gone at |delta_i| (slope +1).
+    points = tf.concat([tf.maximum(size - room, 0.0), size], axis=1)
+    turns = tf.concat([-tf.ones_like(size), tf.ones_like(size)], axis=1)
+    order = tf.argsort(points, axis=1, stable=True)
+    points = tf.gather(points, order, batch_dims=1)
+    slope = tf.cumsum(tf.gather(turns, order, batch_dims=1), axis=1)  # after each point
+    drop = slope[:, :-1] * (points[:, 1:] - points[:, :-1])
+    values = start[:, None] + tf.concat([tf.zeros_like(start[:, None]),
+                                         tf.cumsum(drop, axis=1)], axis=1)  # f at each point
+    # The last breakpoint with f > eps starts the segment where f reaches eps.
+    last = tf.clip_by_value(tf.reduce_sum(tf.cast(values > eps[:, None], tf.int32), axis=1) - 1,
+                            0, tf.shape(points)[1] - 2)
+    at = tf.stack([tf.range(shape[0]), last], axis=1)
+    # On that segment each coordinate is clipped (|d_i| = r_i), shrinking (|delta_i| - lambda)
+    # or gone; lambda from their sums rather than from the running cumulative sum, whose
+    # float32 error grows with the dimension.
+    middle = 0.5 * (tf.gather_nd(points, at) + tf.gather_nd(points, at + [0, 1]))[:, None]
+    clipped = tf.maximum(size - room, 0.0) > middle
+    shrinking = tf.logical_and(tf.logical_not(clipped), size > middle)
+    lam = tf.math.divide_no_nan(
+        tf.reduce_sum(tf.where(shrinking, size, 0.0), axis=1)
+        + tf.reduce_sum(tf.where(clipped, room, 0.0), axis=1) - eps,
+        tf.reduce_sum(tf.cast(shrinking, tf.float32), axis=1))
+    lam = tf.where(start > eps, tf.maximum(lam, 0.0), 0.0)
+    projected = tf.sign(flat) * tf.minimum(tf.maximum(size - lam[:, None], 0.0), room)
+    return tf.reshape(projected, shape)
+
+
+class L1Norm(Norm):
+    """L1: the steepest unit step puts all of it on the largest gradient entries; the ball is
+    projected onto together with the box (``l1_box_projection``), since clipping to [0, 1]
+    after an L1-ball projection gives a point of the ball but not the nearest one of the
+    intersection (Croce and Hein, "Mind the box", ICML 2021). Only APGD (and so AutoAttack)
+    takes L1 (``L1_ATTACKS``); its step is the sparse one of l1-APGD (``apgd.build_apgd_l1``).
+    """
+
+    def normalise(self, grad: tf.Tensor) -> tf.Tensor:
+        size = tf.abs(grad)
+        top = tf.cast(size >= expand_to(batch_norm(grad, "linf"), grad), grad.dtype)
+        top *= tf.cast(size > 0, grad.dtype)
+        return tf.math.divide_no_nan(tf.sign(grad) * top, expand_to(batch_norm(top, "l1"), grad))
+
+    def clip_to_ball(self, delta: tf.Tensor, eps: float) -> tf.Tensor:
+        return l1_box_projection(None, delta, eps)
+
+    def project(self, x: tf.Tensor, x_adv: tf.Tensor, eps: float) -> tf.Tensor:
+        return tf.clip_by_value(x + l1_box_projection(x, x_adv - x, eps), 0.0, 1.0)
+
+    def random_delta(self, x: tf.Tensor, eps: float, seed: tf.Tensor) -> tf.Tensor:
+        # Uniform in the L1 ball: a Laplace direction on the sphere, radius eps * U^(1/dim).
+        shape = tf.shape(x)
+        magnitude = -tf.math.log(tf.random.stateless_uniform(shape, seed, 1e-30, 1.0))
+        signs = tf.sign(tf.random.stateless_uniform(shape, seed + [0, 2], -1.0, 1.0))
+        direction = signs * magnitude / expand_to(batch_norm(magnitude, "l1"), x)
+        dim = tf.cast(tf.reduce_prod(shape[1:]), x.dtype)
+        u = tf.random.stateless_uniform([shape[0]], seed=seed + [0, 1])
+        return direction * expand_to(eps * u ** (1.0 / dim), x)
+
+
 NORMS: dict[str, Norm] = {name: cls(name)
                           for name, cls in load_classes("advbench.attacks", NORM_CLASSES).items()}
 
 
-def check_norm(name: str) -> Norm:
-    """The norm called ``name``; ParameterError naming the choices otherwise."""
+#: The attacks that take ``norm="l1"`` (the others refuse it: their steps and random starts
+#: were checked against their references in L-inf and L2 only).
+L1_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "fab", "fab-t", "square")
+
+
+def check_norm(name: str, attack: str | None = None) -> Norm:
+    """The norm called ``name``; ParameterError naming the choices otherwise, or when
+    ``attack`` (a registry name) does not take it."""
     if name not in NORMS:
         raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {name!r}")
+    if attack is not None and name == "l1" and attack not in L1_ATTACKS:
+        raise ParameterError(f"attack {attack!r} takes norm linf or l2, not l1 (l1 is for "
+                             f"{', '.join(L1_ATTACKS)})")
     return NORMS[name]

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import numpy as np
-import tensorflow as tf
-
-from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.fgsm import fgsm_direction
+from advbench.attacks.gradient_descent import GradientDescent, Plan
+from advbench.core.checks import check_range
 from advbench.core.errors import ParameterError
-from advbench.core.types import Model
 
 
-def rand_fgsm(model: Model, x: tf.Tensor, labels: tf.Tensor, eps: float, alpha: float,
-              seed: tf.Tensor) -> tf.Tensor:
-    """x' = clip(x + alpha * sign(N(0, I))), then clip(x' + (eps - alpha) * sign(grad at x')).
-
-    ``seed``: int tensor of shape (2,) for ``tf.random.stateless_normal``.
-    """
-    noise = tf.sign(tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype))
-    x_random = tf.clip_by_value(x + alpha * noise, 0.0, 1.0)
-    step = fgsm_direction(model, x_random, labels, "linf", False)
-    return tf.clip_by_value(x_random + (eps - alpha) * step, 0.0, 1.0)
+def check_alpha(alpha: float, eps: float) -> None:
+    """ParameterError unless 0 <= alpha <= eps."""
+    check_range("alpha", alpha, low=0.0)
+    if alpha > eps:
+        raise ParameterError(
+            f"alpha ({alpha}) must be <= eps ({eps}): the random step is part of the "
+            "eps budget; lower alpha or raise eps")
 
 
-class RandomFGSM(Attack):
+class RandomFGSM(GradientDescent):
     """A random sign step of size alpha, then an FGSM step of size eps - alpha from there,
-    which escapes the gradient masking of models adversarially trained with FGSM.
+    which escapes the gradient masking of models adversarially trained with FGSM:
+    x' = clip(x + alpha * sign(N(0, I))), x_adv = clip(x' + (eps - alpha) * sign(grad at x')).
 
     The L-inf distance to x is at most eps (alpha + (eps - alpha)); outputs are clipped to
     [0, 1] after each step.
@@ -45,17 +39,19 @@ class RandomFGSM(Attack):
     randomized = True
 
     def __post_init__(self) -> None:
-        if self.alpha > self.eps:
-            raise ParameterError(
-                f"alpha ({self.alpha}) must be <= eps ({self.eps}): the random step is part of "
-                "the eps budget; lower alpha or raise eps")
+        check_alpha(self.alpha, self.eps)
 
-    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
-        attack = self.compiled(model, "rand-fgsm", lambda: (
-            lambda xb, yb, seed_tensor: rand_fgsm(model, xb, yb, self.eps, self.alpha,
-                                                  seed_tensor)))
-        seed_tensor = tf.constant([seed, 0], dtype=tf.int64)
-        x_adv = attack(tf.convert_to_tensor(x), tf.convert_to_tensor(y.astype("int32")),
-                       seed_tensor)
-        return AttackOutput(x_adv=x_adv.numpy())
+    @property
+    def sign_step(self) -> float:  # type: ignore[override]
+        return self.alpha
+
+    def plan(self, eps: float) -> Plan:
+        check_alpha(self.alpha, eps)
+        # alpha + (eps - alpha) is the whole budget: the path cannot leave the ball.
+        return Plan(start="sign", start_size=self.alpha, step_size=eps - self.alpha, steps=1,
+                    project=False)
+
+    def line_step(self, eps: float) -> tuple[str, float]:
+        # Below alpha the budget cannot hold the random step: the noise alone, of size eps
+        # (the paper's Figure 5 note), where a run at that eps is refused.
+        return ("sign", eps - self.alpha) if eps >= self.alpha else ("noise", eps)

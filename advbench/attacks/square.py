@@ -21,12 +21,12 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks.apgd import batch_signature, drop, hold_budget, label_logit
+from advbench.attacks.apgd import batch_signature, drop, hold_budget
 from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.norms import check_norm, l1_box_projection
 from advbench.core import progress
-from advbench.core.checks import check_labels
 from advbench.core.errors import ParameterError
-from advbench.core.ops import l2_normalize, report_step
+from advbench.core.ops import l2_normalize, logit_margin, report_step
 from advbench.core.types import Model
 from advbench.models.zoo import predict_logits
 
@@ -56,47 +56,57 @@ def window_sides(n_queries: int, p_init: float, height: int, width: int, norm: s
     return sides
 
 
-def nested_rectangles(rows: int, cols: int) -> np.ndarray:
-    """float64 (rows, cols): the sum of 1/(k+1)^2 over the centred rectangles of half-size
-    k >= the cell's Chebyshev distance to the centre (rows // 2, cols // 2), unit L2 norm."""
+#: The nested rectangles' weights 1/(k+1)^power and the norm each pattern has unit size in:
+#: L2 (the paper's Algorithm 3) and L1 ("Mind the box", Section 4, the authors' square.py).
+PATTERN_POWER = {"l2": 2, "l1": 4}
+PATTERN_ORDER = {"l2": 2, "l1": 1}
+
+
+def nested_rectangles(rows: int, cols: int, norm: str = "l2") -> np.ndarray:
+    """float64 (rows, cols): the sum of 1/(k+1)^power over the centred rectangles of
+    half-size k >= the cell's Chebyshev distance to the centre (rows // 2, cols // 2), unit
+    norm (``PATTERN_POWER``, ``PATTERN_ORDER`` of ``norm``)."""
     if rows == 0:
         return np.zeros((0, cols))
     r = np.abs(np.arange(rows) - rows // 2)[:, None]
     c = np.abs(np.arange(cols) - cols // 2)[None, :]
     distance = np.maximum(r, c)
-    terms = 1.0 / (np.arange(max(rows // 2, cols // 2) + 1) + 1.0) ** 2
+    terms = 1.0 / (np.arange(max(rows // 2, cols // 2) + 1) + 1.0) ** PATTERN_POWER[norm]
     tail = np.cumsum(terms[::-1])[::-1]  # tail[d] = sum_{k >= d} terms[k]
     pattern = tail[distance]
-    return pattern / np.linalg.norm(pattern)
+    return pattern / np.linalg.norm(pattern.ravel(), PATTERN_ORDER[norm])
 
 
-def l2_pattern(side: int) -> np.ndarray:
-    """The paper's L2 update shape for a side x side window: nested rectangles, positive on
-    the top half and negative on the bottom half, unit L2 norm (float64)."""
-    top = nested_rectangles(side // 2, side)
-    bottom = -nested_rectangles(side - side // 2, side)
+def l2_pattern(side: int, norm: str = "l2") -> np.ndarray:
+    """The paper's update shape for a side x side window: nested rectangles, positive on
+    the top half and negative on the bottom half, unit L2 norm (float64); ``norm="l1"``: the
+    L1 attack's (weights 1/(k+1)^4, unit L1 norm)."""
+    top = nested_rectangles(side // 2, side, norm)
+    bottom = -nested_rectangles(side - side // 2, side, norm)
     pattern = np.concatenate([top, bottom], axis=0)
-    return pattern / np.linalg.norm(pattern)
+    return pattern / np.linalg.norm(pattern.ravel(), PATTERN_ORDER[norm])
 
 
-def l2_pattern_table(largest: int) -> np.ndarray:
-    """float32 (largest + 1, largest, largest): ``l2_pattern(s)`` zero-padded at index s."""
+def l2_pattern_table(largest: int, norm: str = "l2") -> np.ndarray:
+    """float32 (largest + 1, largest, largest): ``l2_pattern(s, norm)`` zero-padded at
+    index s."""
     table = np.zeros((largest + 1, largest, largest), np.float32)
     for side in range(1, largest + 1):
-        table[side, :side, :side] = l2_pattern(side)
+        table[side, :side, :side] = l2_pattern(side, norm)
     return table
 
 
-def l2_init_tiles(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The L2 start's layout: side = H // 5 tiles from offset (H - 5 side) // 2, as in the
-    authors' code. Returns tile (H, W) int32 (the tile of each pixel, -1 outside any),
+def l2_init_tiles(height: int, width: int, norm: str = "l2"
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The L2 (and L1) start's layout: side = H // 5 tiles from offset (H - 5 side) // 2, as
+    in the authors' code. Returns tile (H, W) int32 (the tile of each pixel, -1 outside any),
     pattern (H, W) and its per-tile transpose (H, W), float32."""
     side = max(height // 5, 1)
     offset = (height - 5 * side) // 2
     tile = np.full((height, width), -1, np.int32)
     pattern = np.zeros((height, width), np.float32)
     transposed = np.zeros((height, width), np.float32)
-    shape = l2_pattern(side)
+    shape = l2_pattern(side, norm)
     count = 0
     for i in range(height // side):
         for j in range(width // side):
@@ -130,18 +140,17 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
     """
     height, width, channels = image_shape
     sides = tf.constant(window_sides(n_queries, p_init, height, width, norm, rescale_schedule))
-    if norm == "l2":
-        table = tf.constant(l2_pattern_table(min(height, width)))
-        layout = l2_init_tiles(height, width)
+    if norm in ("l2", "l1"):
+        table = tf.constant(l2_pattern_table(min(height, width), norm))
+        layout = l2_init_tiles(height, width, norm)
         n_tiles = int(layout[0].max()) + 1
         tile, pattern, transposed = (tf.constant(a) for a in layout)
 
     def loss_and_fooled(x_now, labels):
         logits = model(x_now, training=False)
-        is_label = tf.one_hot(labels, tf.shape(logits)[1], on_value=True, off_value=False)
-        other = tf.reduce_max(tf.where(is_label, tf.cast(-np.inf, logits.dtype), logits), axis=1)
         if loss == "margin":
-            value = label_logit(logits, labels) - other
+            own, other = logit_margin(logits, labels)
+            value = own - other
         else:  # minimise the negative cross-entropy
             value = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         fooled = tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
@@ -175,7 +184,14 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
         shape = tf.where(tf.gather(flips, safe, axis=1), transposed, pattern)  # (n, H, W)
         delta = shape[..., None] * tf.gather(signs, safe, axis=1)
         delta = tf.where((tile >= 0)[None, :, :, None], delta, 0.0)
+        if norm == "l1":
+            # Unit-L1 patterns per tile and channel, projected onto the L1 ball and the box.
+            return within_l1(x, delta)
         return tf.clip_by_value(x + eps * l2_normalize(delta), 0.0, 1.0)
+
+    def within_l1(x0, delta):
+        # The authors project at eps (1 - 1e-6): the float32 sum then stays inside.
+        return tf.clip_by_value(x0 + l1_box_projection(x0, delta, eps * (1.0 - 1e-6)), 0.0, 1.0)
 
     def candidate_linf(x0, x_best, ids, total, seed, side):
         top = draw_corner(tf.random.experimental.stateless_fold_in(seed, 1), total, ids, side,
@@ -200,10 +216,15 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
         both = tf.logical_or(first, second)
 
         def channel_norm(v):  # (n, 1, 1, C)
+            if norm == "l1":
+                return tf.reduce_sum(tf.abs(v), axis=[1, 2], keepdims=True)
             return tf.sqrt(tf.reduce_sum(tf.square(v), axis=[1, 2], keepdims=True))
 
         delta = x_best - x0
-        image_norm = tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True))
+        if norm == "l1":
+            image_norm = tf.reduce_sum(tf.abs(delta), axis=[1, 2, 3], keepdims=True)
+        else:
+            image_norm = tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True))
         first_norm = channel_norm(tf.where(first, delta, 0.0))
         both_norm = channel_norm(tf.where(both, delta, 0.0))
         # The pattern of this side, transposed per sample, placed at the first window.
@@ -217,6 +238,13 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
         new = tf.where(first, placed * signs + delta / (1e-12 + first_norm), 0.0)
         # The new window takes the first window's and the second window's mass, plus what the
         # budget leaves (split over the channels), as in the authors' code.
+        if norm == "l1":
+            # The authors' L1 rule: (room / C + the windows' mass) per channel, times C (the
+            # projection below brings the image back into the ball).
+            room = tf.maximum(eps - image_norm, 0.0) / channels
+            new = new / (1e-12 + channel_norm(new)) * (room + both_norm) * channels
+            delta = tf.where(first, new, tf.where(second, 0.0, delta))
+            return within_l1(x0, delta)
         room = tf.maximum(eps ** 2 - tf.square(image_norm), 0.0) / channels
         new = new / (1e-12 + channel_norm(new)) * tf.sqrt(room + tf.square(both_norm))
         delta = tf.where(first, new, tf.where(second, 0.0, delta))
@@ -297,7 +325,8 @@ class Square(Attack):
 
     Args:
         eps: radius of the ball, >= 0 (default 0.3).
-        norm: "linf" (default) or "l2".
+        norm: "linf" (default), "l2" or "l1" (the L1 Square of Croce and Hein, "Mind the
+            box", ICML 2021: L1 patterns, projection onto the L1 ball and the box).
         n_queries: search steps per run after the start, >= 1 (default 5000); a sample spends
             at most n_queries + 1 queries per run.
         p_init: fraction of the image the first windows cover, in (0, 1] (default 0.8).
@@ -319,6 +348,9 @@ class Square(Attack):
     name = "square"
     randomized = True
 
+    def __post_init__(self) -> None:
+        check_norm(self.norm, self.name)  # l1 is for the attacks of L1_ATTACKS
+
     def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
                total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Attack x, rows ``ids`` of a caller's batch of ``total`` samples (the random draws
@@ -326,7 +358,6 @@ class Square(Attack):
         if x.ndim != 4:
             raise ParameterError(f"square needs images (batch, height, width, channels), got "
                                  f"an array of shape {x.shape}")
-        check_labels(y, int(model.output_shape[-1]))
         labels = y.astype(np.int32)
         attack = predict_logits(model, x).argmax(axis=1) == labels
         fn = self.compiled(model, "square", lambda: build_square(

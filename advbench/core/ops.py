@@ -75,6 +75,18 @@ def l2_normalize(v: tf.Tensor) -> tf.Tensor:
 DECISIVE_MARGIN = 1e-4
 
 
+def logit_margin(logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(z_label, max over the other classes of z), each (batch,) float: the terms of the
+    logit margin of every attack, loss and check that uses one (C&W's f, Square's and the
+    audit's margin, DLR's numerator, ``is_adversarial``). ``labels``: int (batch,)."""
+    labels = tf.cast(labels, tf.int32)
+    is_label = tf.one_hot(labels, tf.shape(logits)[1], on_value=True, off_value=False)
+    label_logit = tf.gather(logits, labels, batch_dims=1)
+    other_logit = tf.reduce_max(tf.where(is_label, tf.cast(-np.inf, logits.dtype), logits),
+                                axis=1)
+    return label_logit, other_logit
+
+
 def is_adversarial(logits: tf.Tensor, labels: tf.Tensor, targeted: bool = False) -> tf.Tensor:
     """(batch,) bool: the logits decide against the label (untargeted) or for the target
     (targeted) by more than float noise.
@@ -84,10 +96,7 @@ def is_adversarial(logits: tf.Tensor, labels: tf.Tensor, targeted: bool = False)
     judges its own success with this, so the success the driver stores from one forward pass
     survives re-evaluation at any batch size.
     """
-    labels = tf.cast(labels, tf.int32)
-    is_label = tf.one_hot(labels, tf.shape(logits)[1], on_value=True, off_value=False)
-    label_logit = tf.reduce_max(tf.where(is_label, logits, -np.inf), axis=1)
-    other_logit = tf.reduce_max(tf.where(is_label, -np.inf, logits), axis=1)
+    label_logit, other_logit = logit_margin(logits, labels)
     tolerance = DECISIVE_MARGIN * (1.0 + tf.reduce_max(tf.abs(logits), axis=1))
     lead = label_logit - other_logit if targeted else other_logit - label_logit
     return lead > tolerance

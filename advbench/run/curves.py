@@ -27,7 +27,6 @@ import tensorflow as tf
 
 from advbench import __version__, data
 from advbench.attacks import budgets
-from advbench.attacks.fgsm import fgsm_direction
 from advbench.attacks.norms import NORMS
 from advbench.core.checks import check_int, check_range
 from advbench.core.errors import ArtifactError, ParameterError
@@ -37,7 +36,6 @@ from advbench.core.types import Model, PathLike
 from advbench.data import batch_seed
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
-from advbench.models.gradients import attack_model
 from advbench.models.zoo import forward_function
 from advbench.run import CURVE_ATTACKS
 from advbench.run.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
@@ -53,7 +51,6 @@ IMAGES_PER_PASS = 2048
 
 # -- the sweep ------------------------------------------------------------------------------
 _SWEEP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_RANDOM_START_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _sweep_function(model):
@@ -75,35 +72,21 @@ def _sweep_function(model):
     return function
 
 
-def _random_start_function(model):
-    """tf.function (x, labels, seed (2,), alpha) -> (sign noise, x_random, FGSM direction at
-    x_random), with the noise drawn exactly as ``RandomFGSM`` draws it for the same seed."""
-    function = _RANDOM_START_CACHE.get(model)
-    if function is None:
-        differentiated = attack_model(model)  # same logits, cheaper input gradient
-
-        def random_start(x, labels, seed, alpha):
-            noise = tf.sign(tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=x.dtype))
-            x_random = tf.clip_by_value(x + alpha * noise, 0.0, 1.0)
-            return noise, x_random, fgsm_direction(differentiated, x_random, labels, "linf",
-                                                   False)
-
-        function = tf.function(random_start, reduce_retracing=True)
-        _RANDOM_START_CACHE[model] = function
-    return function
+_CURVE_ATTACK_OBJECTS: dict = {}
 
 
-_FGSM_BY_NORM: dict = {}
-
-
-def _fgsm(norm: str):
-    """One FGSM object per norm for the process: its compiled direction (one tf.function per
-    model) is then reused by every curve of that model instead of being traced again."""
+def curve_attack(attack: str, norm: str, alpha: float) -> Any:
+    """The one-step attack object of a curve (``GradientDescent.line`` walks every eps from
+    one gradient per sample), one per (attack, norm, alpha) for the process: its compiled
+    functions (one per model) are then reused by every curve instead of traced again."""
     from advbench.attacks.fgsm import FGSM
+    from advbench.attacks.rand_fgsm import RandomFGSM
 
-    if norm not in _FGSM_BY_NORM:
-        _FGSM_BY_NORM[norm] = FGSM(norm=norm)
-    return _FGSM_BY_NORM[norm]
+    key = (attack, norm, float(alpha))
+    if key not in _CURVE_ATTACK_OBJECTS:
+        _CURVE_ATTACK_OBJECTS[key] = (FGSM(norm=norm) if attack == "fgsm"
+                                      else RandomFGSM(eps=alpha, alpha=alpha))
+    return _CURVE_ATTACK_OBJECTS[key]
 
 
 def _prediction_dtype(num_classes: int):
@@ -162,6 +145,7 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     dtype = _prediction_dtype(num_classes)
     pred_clean = np.zeros((len(target_models), n), dtype)
     pred_adv = np.zeros((len(target_models), eps.size, n), dtype)
+    line = curve_attack(attack, norm, alpha)
     sweeps = [_sweep_function(m) for m in target_models]
     forwards = [forward_function(m) for m in target_models]
     progress = progress or Progress(quiet=True)
@@ -171,18 +155,8 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
         xb = tf.constant(x[start:stop])
         yb = labels[start:stop]
         # (base, direction, steps, which eps) groups: each eps is one step along one
-        # direction from one base image.
-        if attack == "fgsm":
-            direction = tf.constant(_fgsm(norm).direction(source_model, x[start:stop], yb))
-            groups = [(xb, direction, eps, np.arange(eps.size))]
-        else:
-            seed_tensor = tf.constant([batch_seed(seed, start), 0], dtype=tf.int64)
-            noise, x_random, direction = _random_start_function(source_model)(
-                xb, tf.constant(yb.astype(np.int32)), seed_tensor, tf.constant(alpha, xb.dtype))
-            small = np.flatnonzero(eps < alpha)
-            large = np.flatnonzero(eps >= alpha)
-            groups = [(xb, noise, eps[small], small), (x_random, direction, eps[large] - alpha,
-                                                      large)]
+        # direction from one base image, drawn as the attack draws it at that eps.
+        groups = line.line(source_model, x[start:stop], yb, eps, seed=batch_seed(seed, start))
         per_pass = max(1, IMAGES_PER_PASS // (stop - start))
         for t, (sweep_fn, forward) in enumerate(zip(sweeps, forwards)):
             pred_clean[t, start:stop] = forward(xb).numpy().argmax(axis=1)

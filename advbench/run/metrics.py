@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import weakref
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -704,3 +705,19 @@ def loss_sensitivity(model: Model, x: ArrayLike, y: ArrayLike | None, *, batch_s
     """
     return float(np.mean(loss_sensitivity_per_sample(model, x, y, batch_size=batch_size,
                                                      variant=variant)))
+
+
+def protocol(attrs: dict[str, Any], samples: int) -> str:
+    """What a robust accuracy from an attack artifact must be quoted with (issue 22): the
+    attack (and AutoAttack's version), its norm and eps, the images and the seed, from the
+    artifact's attributes: "autoattack standard, linf eps=0.3, 1000 images, seed 0"."""
+    params = attrs.get("attack_params") or {}
+    name = str(attrs.get("attack") or "?")
+    if "version" in params:
+        name += f" {params['version']}"
+    norm = attrs.get("attack_norm") or "?"
+    eps = params.get("eps")
+    budget = f"{norm} eps={eps:g}" if isinstance(eps, (int, float)) else f"{norm} (minimal)"
+    seed = attrs.get("seed")
+    return (f"{name}, {budget}, {samples} images"
+            + (f", seed {seed}" if seed is not None else ""))

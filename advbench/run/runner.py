@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench import __version__, data
+from advbench.attacks.autoattack import artifact_table
 from advbench.attacks.base import Attack
 from advbench.attacks.budgets import parameter_line
 from advbench.attacks.targets import TARGET_MODES, choose_targets
@@ -246,7 +247,7 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
             # prediction by default (as ART), so misclassified samples are attacked too.
             start_class = (clean_logits.argmax(axis=1).astype(np.int64)
                            if starts_from(run, attack) == "prediction" else yb)
-            out = attack(model, xb, start_class, target=target,
+            out = attack(model, xb, start_class, target=target, logits=clean_logits,
                          seed=batch_seed(run.seed, start))
             adv_pred = forward(tf.constant(out.x_adv)).numpy().argmax(axis=1)
             state["x_adv"][sl] = out.x_adv
@@ -290,6 +291,33 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     if hint:
         progress.log(hint)
     return output
+
+
+def attack_arrays(attack: Attack, model: Model, x: np.ndarray, y: np.ndarray, *,
+                  seed: int = 0, batch_size: int = 128, todo: np.ndarray | None = None,
+                  progress: Progress | None = None) -> np.ndarray:
+    """x_adv of every sample, in memory, batched as an attack run batches: fixed batch
+    boundaries 0, batch_size, ... and the seed ``batch_seed(seed, batch start)``, so a
+    randomized attack gives here the images ``advbench attack`` gives with the same seed and
+    batch size. ``todo``: bool (n,), the samples to attack (default all); the others keep x,
+    and a batch's todo samples are attacked together under that batch's seed. The one
+    batching of adversarial training's crafting and the audit.
+
+    x: float32 (n, H, W, C) in [0, 1]; y: int (n,) labels. Returns float32 shaped like x.
+    """
+    x_adv = np.array(x, dtype=np.float32, copy=True)
+    todo = np.ones(len(x), bool) if todo is None else np.asarray(todo, bool)
+    starts = [s for s in range(0, len(x), batch_size) if todo[s:s + batch_size].any()]
+    if progress:
+        progress.start(f"crafting {attack.name}", len(starts))
+    for start in starts:
+        rows = start + np.flatnonzero(todo[start:start + batch_size])
+        x_adv[rows] = attack(model, x[rows], y[rows], seed=batch_seed(seed, start)).x_adv
+        if progress:
+            progress.advance(1, samples=len(rows))
+    if progress:
+        progress.close()
+    return x_adv
 
 
 def _device() -> str:
@@ -359,6 +387,8 @@ def artifact_summary(path: PathLike, x: np.ndarray) -> dict[str, Any]:
         **{f"success_rate_{against}": float(np.mean(value)) for against, value in both.items()},
         "norms": metrics.norm_summary(norms, success),
         "robustness": None, "wall_time_s": attrs.get("wall_time_s"),
+        "seed": attrs.get("seed"), "protocol": metrics.protocol(attrs, int(len(y))),
+        "autoattack_table": artifact_table(attrs, arrays),
     }
     if summary["minimal"]:
         norm = attrs.get("attack_norm")

@@ -281,17 +281,12 @@ def training_key(config: TrainConfig, defense: Defense,
 def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: np.ndarray,
                                 seed: int, batch_size: int = 512,
                                 progress: Progress | None = None) -> np.ndarray:
-    """Adversarials of a whole training set with one attack (for static augmentation)."""
-    out = np.empty_like(x)
-    batches = -(-len(x) // batch_size)
-    if progress:
-        progress.start(f"crafting {attack.name}", batches)
-    for b in range(batches):
-        sl = slice(b * batch_size, (b + 1) * batch_size)
-        out[sl] = attack(model, x[sl], y[sl], seed=data.batch_seed(seed, sl.start)).x_adv
-        if progress:
-            progress.advance(samples=len(out[sl]))
-    return out
+    """Adversarials of a whole training set with one attack (for static augmentation),
+    batched and seeded by the attack driver (``runner.attack_arrays``)."""
+    from advbench.run.runner import attack_arrays
+
+    return attack_arrays(attack, model, x, y, seed=seed, batch_size=batch_size,
+                         progress=progress)
 
 
 def prepare_architecture(path: PathLike, config: TrainConfig, defense: Defense, *,

@@ -56,3 +56,6 @@ AUDIT_SETTING_CHECKS: dict[str, tuple[int, ...]] = {
 
 #: How many test samples `advbench audit` attacks when --limit is not given.
 AUDIT_SAMPLES = 500
+#: --norm of `advbench audit`: the norms of the FGSM and PGD it compares (not l1, which they
+#: lack).
+AUDIT_NORMS = ("linf", "l2")

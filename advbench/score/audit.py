@@ -34,17 +34,19 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 import numpy as np
 import tensorflow as tf
 
-from advbench import __version__, data
+from advbench import __version__
 from advbench.attacks import make_attack
 from advbench.core.checks import check_int, check_range, check_seed
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.files import refuse_existing
+from advbench.core.ops import logit_margin
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.models import ARCHITECTURE_BUILDERS
 from advbench.models.adapt import looks_like_probabilities
 from advbench.models.gradients import attack_model
 from advbench.models.zoo import forward_function, predict_logits
+from advbench.run.runner import attack_arrays
 from advbench.run.artifacts import AUDIT_SCHEMA, artifact_kind, jsonable, read_arrays, write_arrays
 from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
 
@@ -191,9 +193,7 @@ def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
         with tf.GradientTape() as tape:
             tape.watch(xb)
             logits = model(xb, training=False)
-            y_onehot = tf.one_hot(yb, tf.shape(logits)[-1], dtype=logits.dtype)
-            true = tf.reduce_sum(logits * y_onehot, axis=-1)
-            other = tf.reduce_max(logits - 1e9 * y_onehot, axis=-1)
+            true, other = logit_margin(logits, yb)
             margin = true - other
         # A layer without a gradient (tf.round) disconnects the input: that is a zero gradient.
         out[start:start + batch_size] = tape.gradient(
@@ -270,9 +270,12 @@ class _Audit:
         self.attacks[label] = {"attack": name, "params": attack.params(),
                                "crafted_on": "surrogate" if model is not None else "model"}
         source = self.model if model is None else model
-        robust = self._scored(label, lambda rows: attack(
-            source, self.x[rows], self.y[rows],
-            seed=data.batch_seed(self.seed, int(rows[0]))).x_adv, mask)
+        # The attack driver's batches and seeds (runner.attack_arrays): without a mask every
+        # sample is attacked as `advbench attack` would, so the same randomized attack and
+        # seed give the same images there and here; with one, only the masked samples.
+        x_adv = attack_arrays(attack, source, self.x, self.y, seed=self.seed,
+                              batch_size=self.batch_size, todo=mask, progress=self.progress)
+        robust = self._scored(label, lambda rows: x_adv[rows], mask)
         self.attacks[label]["robust_accuracy"] = self.accuracy(label)
         return robust
 
@@ -487,6 +490,16 @@ class _Audit:
                           f"iterations x {factor} restarts {more:.1%}"}
 
 
+#: The norms the audit runs in: its FGSM and PGD have no L1.
+AUDIT_NORMS = ("linf", "l2")
+
+
+def check_audit_norm(norm: str) -> None:
+    """ParameterError unless ``norm`` is one of ``AUDIT_NORMS``."""
+    if norm not in AUDIT_NORMS:
+        raise ParameterError(f"norm must be one of {', '.join(AUDIT_NORMS)}, got {norm!r}")
+
+
 def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str = "linf",
           checks: Sequence[str] | None = None, settings: AuditSettings | None = None,
           batch_size: int = 128, seed: int = 0,
@@ -503,8 +516,10 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
         norm: "linf" or "l2".
         checks: names of ``advbench.score.AUDIT_CHECKS`` [default: all eight].
         settings: budgets and thresholds (``AuditSettings``).
-        batch_size, seed: attack batches and the seed of every random draw (each batch's
-            seed is ``data.batch_seed(seed, first row)``, as the attack runner derives it).
+        batch_size, seed: attack batches and the seed of every random draw: the attack
+            driver's (``runner.attack_arrays``: batch I of the samples, seed
+            ``data.batch_seed(seed, I * batch_size)``), so an attack gives the images
+            ``advbench attack`` gives with the same seed and batch size.
         surrogate: returns (model, description) of the surrogate for check 3, called only
             when that check runs (``train_surrogate``, or a loaded model).
 
@@ -515,13 +530,12 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
     none of the samples correctly (nothing to attack).
     """
     from advbench.core.checks import check_class_labels, check_images
-    from advbench.attacks.norms import check_norm
 
     settings = settings or AuditSettings()
     settings.validate()
     # L-inf eps above 1 is the whole [0, 1] box: check 4 could not go beyond the audited eps.
     check_range("eps", eps, low=0.0, low_inclusive=False, high=1.0 if norm == "linf" else None)
-    check_norm(norm)
+    check_audit_norm(norm)
     check_int("batch size", batch_size, low=1)
     check_seed(seed)
     checks = tuple(AUDIT_CHECKS) if checks is None else tuple(checks)

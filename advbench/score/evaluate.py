@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from advbench import data
+from advbench.attacks.autoattack import artifact_table
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
@@ -195,6 +196,9 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
         "robustness": None, "training_distance": None,
         "per_class_accuracy": per_class_accuracy(
             pred, y, len(attrs.get("class_names") or []) or int(y.max(initial=0)) + 1),
+        "seed": attrs.get("seed"), "protocol": metrics.protocol(attrs, int(len(y))),
+        # AutoAttack's robust accuracy after each member, on the model it was crafted on.
+        "autoattack_table": artifact_table(attrs, arrays) if white_box else None,
     }
     if model_level and minimal and white_box:
         norm = attrs.get("attack_norm")

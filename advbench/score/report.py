@@ -235,8 +235,9 @@ def print_evaluation(summary: dict, console: Console | None = None,
                               for k, v in (e["attack_params"] or {}).items())
             robustness = e["robustness"]
             distance = e["training_distance"]
+            seed = f" seed={e['seed']}" if e.get("seed") is not None else ""
             table.add_row(
-                f"{e['attack']} {params}".strip(),
+                f"{e['attack']} {params}{seed}".strip(),
                 e["crafted_on"]["name"] or str(e["crafted_on"]["path"]),
                 e["setting"].replace("-box", ""), str(e["samples"]),
                 _percent(e["clean_accuracy"]),
@@ -249,11 +250,31 @@ def print_evaluation(summary: dict, console: Console | None = None,
                 f"({robustness['count']}/{robustness['total']})",
                 "-" if distance is None else _number(distance["mean"], 2))
         show(table, console, fmt)
+        for e in attacks:
+            print_autoattack_table(e, console, fmt)
     print_curves(curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"]), console,
                  fmt)
     print_certifications([e for e in summary["artifacts"] if e["kind"] == "certification"],
                          console, fmt)
     print_per_class(summary, console, fmt)
+
+
+def print_autoattack_table(entry: dict, console: Console | None = None,
+                           fmt: str = "table") -> None:
+    """An ``autoattack`` entry's robust accuracy after each member (as AutoAttack prints it),
+    titled with its protocol; nothing for other entries."""
+    aa = entry.get("autoattack_table")
+    if not aa:
+        return
+    table = Table(title=f"{entry['protocol']} on {entry['crafted_on']['name'] or 'its model'}:"
+                        " robust accuracy after each attack"
+                        + (f" (not run: {'; '.join(aa['skipped'].values())})"
+                           if aa["skipped"] else ""))
+    table.add_column("after", justify="left")
+    table.add_column("robust %", justify="right")
+    for name, value in aa["after"].items():
+        table.add_row("clean" if name == "clean" else name, _percent(value))
+    show(table, _console(console), fmt)
 
 
 def _clean_errors(entry: dict) -> str:
@@ -381,9 +402,10 @@ def evaluation_rows(summary: dict) -> list[dict]:
     model = summary["model"]["name"] or summary["model"]["path"]
     rows = []
 
-    def add(artifact, attack, setting, metric, value, eps=""):
+    def add(artifact, attack, setting, metric, value, eps="", protocol=""):
         rows.append({"model": model, "artifact": artifact, "attack": attack,
-                     "setting": setting, "eps": eps, "metric": metric, "value": value})
+                     "setting": setting, "eps": eps, "metric": metric, "value": value,
+                     "protocol": protocol})
 
     clean = summary["clean"]
     add("", "", "clean", "clean_accuracy", clean["accuracy"])
@@ -405,11 +427,16 @@ def evaluation_rows(summary: dict) -> list[dict]:
                 if e[metric] is not None:
                     add(e["path"], e["mode"], "certified", metric, e[metric])
             continue
+        stamp = e.get("protocol", "")
         for metric in ("clean_accuracy", "adv_accuracy", "robust_accuracy", "success_rate",
                        "clean_errors", "success_rate_errors", "success_rate_prediction",
                        "success_rate_label"):
             if metric in e:
-                add(e["path"], e["attack"], e["setting"], metric, e[metric])
+                add(e["path"], e["attack"], e["setting"], metric, e[metric], protocol=stamp)
+        for name, value in ((e.get("autoattack_table") or {}).get("after") or {}).items():
+            if name != "clean":
+                add(e["path"], e["attack"], e["setting"], f"robust_accuracy_after_{name}",
+                    value, protocol=stamp)
         for norm in ("l0", "l2", "linf"):
             add(e["path"], e["attack"], e["setting"], f"{norm}_mean", e["norms"][f"{norm}_mean"])
         if e["robustness"] is not None:
