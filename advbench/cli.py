@@ -27,15 +27,16 @@ EXIT_AUDIT_FAILED = 4
 
 
 @contextlib.contextmanager
-def _usage_errors() -> Iterator[None]:
+def _usage_errors(kind: type[Exception] | None = None) -> Iterator[None]:
     """Bad option values as usage errors (exit 2), raised before any work starts: the
     library's checks (``advbench.core.checks``, the constructors' ParameterErrors) are the one
-    validation of every numeric option, and the CLI only maps them."""
+    validation of every numeric option, and the CLI only maps them. ``kind``: map only this
+    subclass of ParameterError."""
     from advbench.core.errors import ParameterError
 
     try:
         yield
-    except ParameterError as e:
+    except (kind or ParameterError) as e:
         raise click.UsageError(str(e)) from None
 
 
@@ -87,6 +88,33 @@ def _quietly(load: Callable[[], Any]) -> Any:
 def _quiet_tensorflow_import() -> None:
     """Import TensorFlow quietly (see ``_quietly``) before a command runs library code."""
     _quietly(lambda: importlib.import_module("tensorflow"))
+
+
+class _Library:
+    """A library module imported on first use: commands call ``stages.attack(...)`` with no
+    import line of their own, while ``import advbench.cli`` stays free of TensorFlow."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+stages = _Library("advbench.stages")
+
+
+def _progress(quiet: bool) -> Any:
+    from advbench.core.progress import Progress
+
+    return Progress(quiet=quiet)
+
+
+def _shard(text: str | None, flag: str = "--shard") -> Any:
+    """The ``shards.Shard`` of a checked --shard text (``_check_shard``), None without one."""
+    from advbench.run.shards import parse_shard
+
+    return None if text is None else parse_shard(text, flag=flag)
 
 
 def _registry(reference: str) -> tuple:
@@ -607,72 +635,58 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
 
         advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
-    from advbench import data as datamod
-    from advbench.run.artifacts import save_model
-    from advbench.run.distribute import is_chief, parse_devices
-    from advbench.core.errors import OutputError
-    from advbench.core.files import output_lock
-    from advbench.models.zoo import ARCHITECTURES, zoo_path
-    from advbench.core.progress import Progress
-    from advbench.run.train import TrainConfig, prepare_architecture, train as run_training
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    own = _check_train_flags(architecture, fine_tune, reading, brelu_t, activation)
+    dataset = _data_source(dataset, data_path, quiet) or "mnist"
+    budget_notes: list[str] = []
+    spec, config = _train_config(
+        defense, dataset, defense_values, budget_notes, architecture="cnn" if own else
+        architecture, activation=activation, brelu_t=1.0 if brelu_t is None else brelu_t,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
+        seed=seed, limit=limit, data_dir=data_dir, strategy=strategy, devices=devices,
+        checkpoint_dir=checkpoint_dir)
+    path, metadata = stages.train(
+        config, spec, output=output, models_dir=models_dir, reading=reading,
+        architecture_file=architecture if own else None, fine_tune=fine_tune,
+        overwrite=overwrite, progress=_progress(quiet), say=_say(quiet), notes=budget_notes,
+        announce=_training_line(config, spec, Path(architecture).stem if own else architecture))
+    if path is not None:  # a multi-worker trainer that is not the chief writes nothing
+        _say(quiet)(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
+                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s")
+        click.echo(str(path))
+
+
+def _train_config(defense: str, dataset: str, defense_values: dict, notes: list[str], *,
+                  devices: str | None, **fields: Any) -> tuple[Any, Any]:
+    """(defense, ``train.TrainConfig``) of train's flags, checked (usage errors)."""
+    from advbench.run.distribute import parse_devices
+    from advbench.run.train import TrainConfig
+
+    with _usage_errors():
+        spec = defense_from_flags(defense, dataset, defense_values, notes)
+        config = TrainConfig(dataset=dataset, devices=tuple(parse_devices(devices)), **fields)
+        config.validate()
+    return spec, config
+
+
+def _check_train_flags(architecture: str, fine_tune: bool, reading: dict, brelu_t,
+                       activation) -> bool:
+    """Whether --model is the user's own file; flags that do not apply refused."""
+    from advbench.models.zoo import ARCHITECTURES
 
     own = architecture not in ARCHITECTURES
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
     given = [flag for flag, value in (("--fine-tune", fine_tune),
-                                      ("--custom-objects", custom_objects),
-                                      ("--outputs", outputs != "auto"),
+                                      ("--custom-objects", reading["custom_objects"]),
+                                      ("--outputs", reading["outputs"] != "auto"),
                                       ("--model-output", reading["model_output"] is not None),
                                       ("--input-range/--mean/--std", reading["preprocessing"]))
              if value]
     if given and not own:
-        raise click.UsageError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your own "
-                               "architecture)")
+        raise click.UsageError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your "
+                               "own architecture)")
     if brelu_t is not None and activation != "brelu":
         raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
-    dataset = _data_source(dataset, data_path, quiet) or "mnist"
-    stem = Path(architecture).stem if own else architecture
-    budget_notes: list[str] = []
-    with _usage_errors():
-        spec = defense_from_flags(defense, dataset, defense_values, budget_notes)
-        config = TrainConfig(dataset=dataset, architecture="cnn" if own else architecture,
-                             activation=activation,
-                             brelu_t=1.0 if brelu_t is None else brelu_t, epochs=epochs,
-                             batch_size=batch_size, learning_rate=learning_rate,
-                             patience=patience, seed=seed, limit=limit, data_dir=data_dir,
-                             strategy=strategy, devices=tuple(parse_devices(devices)),
-                             checkpoint_dir=checkpoint_dir)
-        config.validate()
-    path = Path(output) if output else zoo_path(
-        Path(datamod.display_name(dataset)).stem, stem, activation, defense, models_dir)
-    chief = is_chief()
-    # Only the chief writes, so only it holds the lock; every worker refuses alike.
-    with output_lock(path, "model artifact") if chief else contextlib.nullcontext():
-        # Checked before training: artifacts made on the old model would turn black-box.
-        if path.exists() and not overwrite:
-            raise OutputError(f"{path} exists; pass --overwrite to replace it (attack "
-                              "artifacts made on it then no longer match it) or choose "
-                              "another -o")
-        if not quiet and chief:
-            for line in budget_notes:
-                click.echo(line, err=True)
-        model = source = None
-        if own:
-            model, source = prepare_architecture(architecture, config, spec,
-                                                 fine_tune=fine_tune, **reading)
-            if not quiet:
-                for line in source["notes"] + source["brelu_changes"]:
-                    click.echo(line, err=True)
-        model, metadata = run_training(config, spec, progress=Progress(quiet=quiet or not chief),
-                                       model=model, source=source,
-                                       announce=_training_line(config, spec, stem))
-        if not chief:
-            return
-        save_model(path, model, metadata)
-    if not quiet:
-        click.echo(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
-                   f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s",
-                   err=True)
-    click.echo(str(path))
+    return own
 
 
 def _training_line(config: Any, spec: Any, architecture: str) -> str:
@@ -694,51 +708,16 @@ def models_command(paths, models_dir, as_json):
 
         advbench models --models-dir models
     """
-    import json
-
-    from rich.table import Table
-
-    from advbench import data as datamod
     from advbench.score import report
-    from advbench.run.artifacts import read_model_metadata
-    from advbench.models.zoo import models_dir as default_models_dir
 
-    store = default_models_dir(models_dir)
-    files = [Path(p) for p in paths] or sorted(store.glob("*.h5"))
-    rows: list[dict[str, Any]] = []
-    for path in files:
-        meta = read_model_metadata(path)
-        rows.append({
-            "path": str(path), "name": meta.get("zoo_name"), "dataset": meta.get("dataset"),
-            "architecture": meta.get("architecture"), "activation": meta.get("activation"),
-            "defense": meta.get("defense"), "defense_params": meta.get("defense_params"),
-            "epochs_run": meta.get("epochs_run"), "train_samples": meta.get("train_samples"),
-            "clean_test_accuracy": meta.get("clean_test_accuracy"),
-            "training_time_s": meta.get("training_time_s"), "seed": meta.get("seed"),
-        })
+    store, rows = stages.list_models(paths, models_dir)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         raise AdvbenchError(f"no models in {store}/; train one with `advbench train`")
-    table = Table(title="trained models")
-    for col in ("name", "dataset", "defense params", "epochs", "train images",
-                "clean accuracy", "train time (s)", "path"):
-        table.add_column(col, justify="right" if col in ("epochs", "train images",
-                                                         "clean accuracy", "train time (s)")
-                         else "left")
-    def cell(value, form="{}"):
-        return "-" if value is None else form.format(value)  # artifacts may lack training info
-
-    for r in rows:
-        params = ", ".join(f"{k}={v}" for k, v in (r["defense_params"] or {}).items())
-        table.add_row(cell(r["name"]), cell(r["dataset"] and datamod.display_name(r["dataset"])),
-                      params or "-", cell(r["epochs_run"]), cell(r["train_samples"]),
-                      cell(r["clean_test_accuracy"] and 100 * r["clean_test_accuracy"],
-                           "{:.2f}%"),
-                      cell(r["training_time_s"], "{:.1f}"), r["path"])
     # The project's console rule: full width and no styles when stderr is a pipe or a log.
-    report.show(table)
+    report.show(report.models_table(rows))
 
 
 @main.command("export")
@@ -770,14 +749,15 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
 
         advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
     """
-    from advbench.core.files import check_writable, refuse_existing
+    from advbench.core.files import check_writable
+    from advbench.run.outputs import read_claim
     from advbench.models.export import custom_layers, export_keras, with_original_input
 
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     # Before the model loads (export_keras checks again, holding the output lock).
     check_writable(output, "model file")
-    refuse_existing(output, overwrite=overwrite)
+    read_claim(output, overwrite=overwrite)
     _, model, _ = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
                               reading=reading, quiet=quiet)
     model, contract = with_original_input(model)
@@ -958,15 +938,6 @@ def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None
     return budget
 
 
-def _echo_parameters(attack_obj: Any, budget: Any, run: Any, count: int, shard: Any) -> None:
-    """The line that starts an attack run on stderr: every parameter it uses."""
-    from advbench.run.runner import run_parameters
-
-    if budget is not None and budget.note:
-        click.echo(budget.note, err=True)
-    click.echo(run_parameters(run, attack_obj, count, shard), err=True)
-
-
 def _check_samples(**values) -> None:
     """--limit, --start, --batch-size and --seed checked as usage errors before any work."""
     from advbench.data.samples import Samples
@@ -977,16 +948,24 @@ def _check_samples(**values) -> None:
 
 def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
                 reading: dict | None = None, quiet: bool = False, strict: bool = True):
-    """(path, model, metadata) of a MODEL argument (``loading.open_model``); what was done
-    to read a foreign model is said on stderr."""
+    """The ``loading.LoadedModel`` of a MODEL argument (``loading.open_model``; it unpacks
+    as (path, model, metadata)); what was done to read a foreign model is said on stderr."""
     from advbench.run.loading import open_model
 
-    path, model, meta = open_model(ref, dataset=dataset, data_dir=data_dir,
-                                   models_dir=models_dir, strict=strict, **(reading or {}))
-    for note in meta.get("notes", []):
-        if not quiet or note.startswith("Warning:"):  # a misread model is said even then
+    loaded = open_model(ref, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
+                        strict=strict, **(reading or {}))
+    for note in loaded.meta.get("notes", []):
+        _note_say(quiet)(note)
+    return loaded
+
+
+def _note_say(quiet: bool) -> Callable[[str], None]:
+    """Where notes on reading a model go: stderr; with --quiet only warnings (a misread
+    model is said even then)."""
+    def say(note: str) -> None:
+        if not quiet or note.startswith("Warning:"):
             click.echo(note, err=True)
-    return path, model, meta
+    return say
 
 
 def _attack_choice() -> RegistryChoice:
@@ -1046,37 +1025,72 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
 
         advbench attack cnn --attack pgd --engine ray --workers 8 -o runs/pgd.h5
     """
-    from advbench.core.progress import Progress
-    from advbench.run.runner import AttackRun, attack_split, run_key
-    from advbench.run.shards import parse_shard, shard_output
+    shard = _shard(shard_text)
+    _check_engine(engine, workers, shard)
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
+    if isinstance(attack_values.get("eps"), tuple):
+        return _attack_curve(model_ref, attack_name, attack_values, target_mode, shard, engine,
+                             dataset=dataset, samples=samples, data_dir=data_dir, output=output,
+                             models_dir=models_dir, overwrite=overwrite, quiet=quiet,
+                             reading=reading, plot=plot, as_json=as_json)
+    if plot:
+        raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
+    attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path)
+    _check_attack_run(attack_obj, attack_name, target_mode, start_from, samples, output)
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
+                        quiet=quiet)
+    if budget is None:  # the model's data set, known once it is loaded
+        attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path, model)
+    outcome = stages.attack(
+        model, attack_obj, dataset=dataset, data_dir=data_dir, target_mode=target_mode,
+        start_from=start_from, defaults_from=budget.defaults_from, output=output,
+        resume=resume, overwrite=overwrite, shard=shard, engine=engine, workers=workers,
+        progress=_progress(quiet), budget=budget, say=_say(quiet), **samples)
+    click.echo(report_json(outcome.summary()) if as_json else str(outcome.path))
 
-    shard = parse_shard(shard_text) if shard_text is not None else None
+
+def _attack_curve(model_ref, attack_name, attack_values, target_mode, shard, engine, *,
+                  dataset, samples, data_dir, output, models_dir, overwrite, quiet, reading,
+                  plot, as_json) -> None:
+    """``attack`` with an eps list: an accuracy-vs-eps curve (fgsm, rand-fgsm)."""
+    if shard is not None or engine == "ray":
+        raise click.UsageError("--shard and --engine ray split attack runs, not curves; "
+                               "give one --eps value")
+    if target_mode is not None:
+        raise click.UsageError("curves (an eps list) are untargeted; drop --target")
+    _check_outputs(output=output, plot=plot)
+    _echo_curves(_curves_from_flags(
+        attack_name, attack_values, [model_ref], [model_ref], dataset=dataset,
+        data_dir=data_dir, models_dir=models_dir, output=output, overwrite=overwrite,
+        quiet=quiet, reading=reading, **samples), plot=plot, as_json=as_json, quiet=quiet)
+
+
+def _check_engine(engine: str, workers: int | None, shard: Any) -> None:
     if engine == "ray" and (shard is not None or workers is None):
         raise click.UsageError("--engine ray makes its own shards: give --workers N, not --shard")
     if engine != "ray" and workers is not None:
         raise click.UsageError("--workers is for --engine ray; a job array gives --shard I/N")
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    if isinstance(attack_values.get("eps"), tuple):
-        if shard is not None or engine == "ray":
-            raise click.UsageError("--shard and --engine ray split attack runs, not curves; "
-                                   "give one --eps value")
-        if target_mode is not None:
-            raise click.UsageError("curves (an eps list) are untargeted; drop --target")
-        _check_outputs(output=output, plot=plot)
-        _echo_curves(_curves_from_flags(
-            attack_name, attack_values, [model_ref], [model_ref], dataset=dataset, split=split,
-            limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
-            models_dir=models_dir, output=output, overwrite=overwrite, quiet=quiet,
-            reading=reading), plot=plot, as_json=as_json, quiet=quiet)
-        return
-    if plot:
-        raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    # The data set's budgets when it is known before TensorFlow starts (a usage error on
-    # the user's data of an unknown size comes first); else the model's, once it is loaded.
-    budget = _attack_budget(attack_name, attack_values, dataset, data_path) if dataset else None
-    attack_obj = attack_from_flags(attack_name, {**attack_values,
-                                                 **(budget.values if budget else {})})
+
+
+def _attack_for(attack_name: str, values: dict[str, Any], dataset: str | None,
+                data_path: str | None, model: Any = None) -> tuple[Any, Any]:
+    """(attack, budget) from the flags: the data set's eps-like defaults when it is known
+    before TensorFlow starts (budget None otherwise, until ``model`` is loaded: its data set
+    and input shape give them)."""
+    if model is None and not dataset:
+        return attack_from_flags(attack_name, values), None
+    if model is not None:
+        dataset = dataset or model.meta.get("dataset")
+    budget = _attack_budget(attack_name, values, dataset, data_path,
+                            input_shape=tuple(model.model.input_shape[1:]) if model else None)
+    return attack_from_flags(attack_name, {**values, **budget.values}), budget
+
+
+def _check_attack_run(attack_obj: Any, attack_name: str, target_mode: str | None,
+                      start_from: str, samples: dict, output: str | None) -> None:
+    """attack's flags checked against the attack, the samples and -o (usage errors)."""
     if target_mode is not None and not attack_obj.accepts_targets():
         raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
                                "--target")
@@ -1087,53 +1101,19 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
         raise click.UsageError("--from applies to untargeted deepfool, cw-l2, jsma and fmn "
                                "(fgsm-min always starts from the prediction, bounded attacks "
                                "from the label)")
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    _check_samples(**{k: v for k, v in samples.items() if k != "split"})
     _check_outputs(output=output)
-    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                    reading=reading, quiet=quiet)
-    dataset = dataset or meta.get("dataset")
-    if budget is None:
-        budget = _attack_budget(attack_name, attack_values, dataset, data_path,
-                                input_shape=tuple(model.input_shape[1:]))
-        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
-    run = AttackRun(model_path=str(path), dataset=dataset, split=split, limit=limit, start=start,
-                    batch_size=batch_size, seed=seed, data_dir=data_dir, target_mode=target_mode,
-                    start_from=start_from, defaults_from=(
-                        f"{', '.join(budget.values)}: {budget.source}"
-                        if budget.values and budget.source else ""))
-    samples = None
-    if output is None:
-        from advbench.run.artifacts import run_artifact_path
 
-        # Loaded once: the key needs the indices, the attack the images.
-        samples = run.load()
-        key = run_key(run, attack_obj, meta.get("content_hash", ""), samples[2])
-        output = run_artifact_path("runs", path, attack_name, key)
-    if engine == "ray":
-        from advbench.run.ray_engine import attack_with_ray
 
-        if not quiet and budget.note:
-            click.echo(budget.note, err=True)
-        click.echo(str(attack_with_ray(run, attack_obj, output, workers=workers,
-                                       overwrite=overwrite, progress=Progress(quiet=quiet))))
-        return
-    if shard is not None:
-        # Each shard writes its own artifact: "-o runs/pgd.h5" gives runs/pgd-shard0of4.h5...
-        output = shard_output(output, shard)
-    if samples is None:
-        samples = run.load()
-    if not quiet:
-        _echo_parameters(attack_obj, budget, run, len(samples[0]), shard)
-    result = attack_split(run, attack_obj, model, meta, output, resume=resume,
-                          overwrite=overwrite, progress=Progress(quiet=quiet), shard=shard,
-                          samples=samples)
-    if as_json:
-        from advbench.score import report
-        from advbench.run.runner import artifact_summary
+def _say(quiet: bool) -> Callable[[str], None]:
+    """Where a stage's start lines go: stderr, unless --quiet."""
+    return (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
 
-        click.echo(report.to_json(artifact_summary(result, samples[0])))
-        return
-    click.echo(str(result))
+
+def report_json(value: Any) -> str:
+    from advbench.score import report
+
+    return report.to_json(value)
 
 
 @main.command()
@@ -1209,68 +1189,30 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 
         advbench certify cnn-gda-cohen --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
     """
-    from advbench.score.certify import CertifyRun, certify_split
-    from advbench.core.progress import Progress
-    from advbench.run.shards import parse_shard
+    from advbench.score.certify import CertifyRun, certify_json
 
-    shard = parse_shard(shard_text) if shard_text is not None else None
-    mode = "predict" if predict else "certify"
+    shard = _shard(shard_text)
+    run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", split=split,
+               limit=limit, start=start, batch_size=batch_size, seed=seed)
     with _usage_errors():
-        CertifyRun(model_path=model_ref, dataset="", sigma=sigma, n0=n0, n=n, alpha=alpha,
-                   mode=mode, limit=limit, start=start, batch_size=batch_size,
-                   seed=seed).validate()
+        CertifyRun(model_path=model_ref, dataset="", sigma=sigma, **run).validate()
     _check_outputs(output=output)
     dataset = _data_source(dataset, data_path, quiet)
-    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                    reading=_reading(custom_objects, outputs, input_range, mean,
-                                                     std), quiet=quiet)
-    run = CertifyRun(model_path=str(path), dataset=dataset or meta.get("dataset"), split=split,
-                     limit=limit, start=start, batch_size=batch_size, seed=seed,
-                     data_dir=data_dir, sigma=sigma, n0=n0, n=n, alpha=alpha, mode=mode)
-    result = certify_split(run, model, meta, output, overwrite=overwrite, resume=resume,
-                           sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,
-                           progress=Progress(quiet=quiet))
-    if as_json:
-        from advbench.score import report
-        from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays
-        from advbench.score.certify import certification_summary
-
-        attrs, arrays = read_arrays(result, CERTIFICATION_SCHEMA)
-        click.echo(report.to_json({"path": str(result), **certification_summary(attrs, arrays)}))
-        return
-    click.echo(str(result))
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, quiet=quiet,
+                        reading=_reading(custom_objects, outputs, input_range, mean, std))
+    result = stages.certify(model, sigma=sigma, dataset=dataset, output=output,
+                            overwrite=overwrite, resume=resume, shard=shard,
+                            sigma_mismatch_ok=sigma_mismatch_ok, data_dir=data_dir,
+                            progress=_progress(quiet), **run)
+    click.echo(report_json(certify_json(result)) if as_json else str(result))
 
 
 # -- evaluate and transfer -------------------------------------------------------------------
 def _load_models(refs, dataset, models_dir, *, data_dir=None, reading=None,
                  quiet=False) -> list:
-    """(path, model, metadata) per reference; a model named twice is loaded once, so that
-    source and target are the same object (and white-box) when they are the same file.
-    Foreign models take ``dataset``, else the first advbench model's data set; the reading
-    options apply to the foreign ones (an error when there is none)."""
-    from advbench.data import DATASETS
-    from advbench.core.errors import ParameterError
-    from advbench.run.loading import model_data
-    from advbench.models.zoo import resolve_model
-
-    if dataset is None:
-        dataset = next((d for d in (model_data(ref, models_dir) for ref in refs) if d), None)
-    loaded, out = {}, []
-    for ref in refs:
-        key = str(resolve_model(ref, dataset if dataset in DATASETS else None,
-                                models_dir).resolve())
-        if key not in loaded:
-            loaded[key] = _load_model(ref, dataset, models_dir, data_dir=data_dir,
-                                      reading=reading, quiet=quiet, strict=False)
-        out.append(loaded[key])
-    reading = reading or {}
-    if (reading.get("custom_objects") or reading.get("outputs", "auto") != "auto"
-            or reading.get("preprocessing") or reading.get("model_output") is not None) \
-            and not any("model_kind" in m for _, _, m in out):
-        raise ParameterError("--custom-objects, --outputs, --model-output, --input-range, "
-                             "--mean and --std apply to foreign model files; every model here "
-                             "is an advbench artifact")
-    return out
+    """``stages.open_models`` of MODEL arguments, their notes said as ``_load_model`` does."""
+    return stages.open_models(refs, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
+                              say=_note_say(quiet), **(reading or {}))
 
 
 def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, dataset, split,
@@ -1279,8 +1221,7 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     """Compute (or reuse) one curve artifact per source; returns the curves read back."""
     from advbench import data as datamod
     from advbench.attacks.budgets import parameter_line, shown
-    from advbench.run.curves import CURVE_ATTACKS, CurveRun, read_curve, run_curve
-    from advbench.core.progress import Progress
+    from advbench.run.curves import CURVE_ATTACKS
 
     if attack_name not in CURVE_ATTACKS:
         raise click.UsageError(f"an eps list draws a curve, which only "
@@ -1298,10 +1239,10 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
-    dataset = dataset or sources[0][2].get("dataset")
+    dataset = dataset or sources[0].meta.get("dataset")
     if budget is None:
         budget = _attack_budget(attack_name, attack_values, dataset, None,
-                                input_shape=tuple(sources[0][1].input_shape[1:]))
+                                input_shape=tuple(sources[0].model.input_shape[1:]))
         attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values,
                                                      "eps": max(eps)})
     if not quiet:
@@ -1319,19 +1260,12 @@ def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, 
                      f"{split} (start {start}, batch size {batch_size})")), err=True)
     if output is not None and len(sources) > 1:
         raise click.UsageError("-o names one curve artifact; with several --source leave it out")
-    run = CurveRun(dataset=dataset, split=split, limit=limit, start=start,
-                   batch_size=batch_size, seed=seed, data_dir=data_dir)
-    curves = []
-    for source in sources:
-        path, reused = run_curve(run, source, targets, eps, attack=attack_name,
-                                 norm=getattr(attack_obj, "norm", "linf"),
-                                 alpha=getattr(attack_obj, "alpha", 0.05), output=output,
-                                 runs_dir=runs_dir, overwrite=overwrite,
-                                 progress=Progress(quiet=quiet))
-        if not quiet:
-            click.echo(f"{'reusing' if reused else 'wrote'} {path}", err=True)
-        curves.append(read_curve(path))
-    return curves
+    return stages.curves(sources, targets, eps, attack=attack_name,
+                         norm=getattr(attack_obj, "norm", "linf"),
+                         alpha=getattr(attack_obj, "alpha", 0.05), dataset=dataset, split=split,
+                         limit=limit, start=start, batch_size=batch_size, seed=seed,
+                         data_dir=data_dir, output=output, runs_dir=runs_dir,
+                         overwrite=overwrite, progress=_progress(quiet), say=_say(quiet))
 
 
 def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
@@ -1484,23 +1418,10 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         advbench evaluate my_model.keras runs/my_model-pgd-*.h5 --data my.npz --input-range 0:255
     """
-    from advbench.score import report
-    from advbench.core.errors import ParameterError
-    from advbench.score.evaluate import (check_thresholds, evaluate as run_evaluation,
-                                         write_evaluation)
-    from advbench.core.progress import Progress
-
-    from advbench.score.certify import DEFAULT_RADII
-    from advbench.score.evaluate import parse_radii, threshold_radii
+    from advbench.score.evaluate import GateError
 
     thresholds = _thresholds(fail_under, fail_over)
-    try:
-        given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{radii!r} is not a comma-separated list of numbers",
-                                 param_hint="--radii") from None
-    with _usage_errors():
-        radii = parse_radii(given + threshold_radii(thresholds))
+    radii = _radii(radii, thresholds)
     _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     if distance_shard_text is not None:
         _distance_shard(model_ref, artifacts, distance_shard_text, distance=distance,
@@ -1512,12 +1433,50 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                                "--alpha": alpha is not None, "--fail-under": fail_under,
                                "--fail-over": fail_over, "--csv": csv_path, "--plot": plot})
         return
+    eps = _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts)
+    _check_outputs(output=output, csv_path=csv_path, plot=plot)
+    dataset = _data_source(dataset, data_path, quiet)
+    reading = _reading(custom_objects, outputs, input_range, mean, std)
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
+                        quiet=quiet)
+    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
+    curves = [] if eps is None else _curves_from_flags(
+        curve_attack, {"eps": eps, "alpha": alpha}, [source_ref or str(model.path)],
+        [str(model.path)], dataset=stages.scored_on(model.meta, dataset, data_dir)["dataset"],
+        data_dir=data_dir, models_dir=models_dir, quiet=quiet, runs_dir=runs_dir,
+        reading=reading, **samples)
+    with _usage_errors(GateError):  # a threshold of a metric no artifact gives
+        result = stages.evaluate(
+            model, [*artifacts, *(str(c.path) for c in curves)], dataset=dataset,
+            data_dir=data_dir, thresholds=thresholds, output=output, progress=_progress(quiet),
+            sensitivity=sensitivity, distance=distance, distance_variant=distance_variant,
+            success_against=success_against, sensitivity_variant=sensitivity_variant,
+            radii=radii, **samples)
+    _print_evaluation(result.summary, model, output=output, csv_path=csv_path, plot=plot,
+                      as_json=as_json, quiet=quiet, table_format=table_format)
+
+
+def _radii(radii: str | None, thresholds: list) -> tuple:
+    """--radii with the radii the thresholds name (certified_accuracy@R)."""
+    from advbench.score.certify import DEFAULT_RADII
+    from advbench.score.evaluate import parse_radii, threshold_radii
+
+    try:
+        given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{radii!r} is not a comma-separated list of numbers",
+                                 param_hint="--radii") from None
+    with _usage_errors():
+        return parse_radii(given + threshold_radii(thresholds))
+
+
+def _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts) -> tuple | None:
+    """evaluate's --eps curve flags checked; the eps list (a tuple) or None."""
     if alpha is not None:
         from advbench.core.checks import check_range
 
         with _usage_errors():
             check_range("alpha", alpha, low=0.0)
-    _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
     if isinstance(eps, float):
         eps = (eps,)
     if (source_ref or alpha is not None) and eps is None:
@@ -1526,74 +1485,38 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                                         for p in artifacts):
         raise click.UsageError("--plot draws a curve: give --eps, a curve artifact or a "
                                "certification artifact")
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                    reading=reading, quiet=quiet)
-    meta = _scored_on(meta, dataset, data_dir)
-    artifacts = list(artifacts)
-    if eps is not None:
-        curves = _curves_from_flags(
-            curve_attack, {"eps": eps, "alpha": alpha}, [source_ref or str(path)], [str(path)],
-            dataset=meta.get("dataset"), split=split, limit=limit, start=start,
-            batch_size=batch_size, seed=seed, data_dir=data_dir, models_dir=models_dir,
-            quiet=quiet, runs_dir=runs_dir, reading=reading)
-        artifacts += [str(c.path) for c in curves]
-    result = run_evaluation(model, meta, path, artifacts, split=split, limit=limit, start=start,
-                            seed=seed, data_dir=data_dir, batch_size=batch_size,
-                            sensitivity=sensitivity, distance=distance,
-                            distance_variant=distance_variant,
-                            success_against=success_against,
-                            sensitivity_variant=sensitivity_variant, radii=radii,
-                            progress=Progress(quiet=quiet))
-    try:
-        missed = check_thresholds(result.summary, thresholds)
-    except ParameterError as e:
-        raise click.UsageError(str(e)) from None
-    result.summary["gate"] = {"thresholds": [f"{t.label}{'>=' if t.bound == 'under' else '<='}"
-                                             f"{t.value:g}" for t in thresholds],
-                              "missed": missed, "passed": not missed}
+    return eps
+
+
+def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_json, quiet,
+                      table_format) -> None:
+    """evaluate's tables (stderr), CSV, plot, JSON or paths (stdout) and gate exit code."""
+    from advbench.score import report
+
     if not quiet:
-        report.print_evaluation(result.summary, fmt=table_format)
-    written = []
-    if output:
-        written.append(write_evaluation(output, result))
+        report.print_evaluation(summary, fmt=table_format)
+    written = [Path(output)] if output else []
     if csv_path:
         written.append(report.write_text(csv_path,
-                                         report.csv_text(report.evaluation_rows(result.summary))))
+                                         report.csv_text(report.evaluation_rows(summary))))
     if plot:
-        lines = report.curve_lines([e for e in result.summary["artifacts"]
-                                    if e["kind"] == "curve"])
-        certified = [e for e in result.summary["artifacts"] if e["kind"] == "certification"]
+        lines = report.curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"])
+        certified = [e for e in summary["artifacts"] if e["kind"] == "certification"]
         # Curves take --plot when there are any; otherwise the certified-accuracy curves.
-        written.append(report.plot_curves(lines, plot, title=f"{meta.get('zoo_name') or path}")
+        title = f"{model.meta.get('zoo_name') or model.path}"
+        written.append(report.plot_curves(lines, plot, title=title)
                        if lines or not certified else report.plot_certified(certified, plot))
-    if as_json:
-        click.echo(report.to_json(result.summary))
-    else:
-        for item in written:
-            click.echo(str(item))
-    _exit_on_missed(missed)
-
-
-def _scored_on(meta: dict, dataset: str | None, data_dir) -> dict:
-    """The model's metadata with ``dataset`` as its data when it is scored on other data than
-    its own (of the same image shape)."""
-    if not dataset or dataset == meta.get("dataset"):
-        return meta
-    from advbench import data as datamod
-
-    return {**meta, "dataset": dataset, "data_hash": datamod.fingerprint(dataset, data_dir)}
+    click.echo(report.to_json(summary) if as_json else "\n".join(map(str, written)),
+               nl=as_json or bool(written))
+    _exit_on_missed(summary["gate"]["missed"])
 
 
 def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, dataset, reading,
                     distance_variant, as_json, quiet, data_dir, models_dir, stray) -> None:
     """``evaluate --distance-shard``: write one part of the training-set distance."""
     from advbench.score import report
-    from advbench.score.evaluate import (DISTANCE_BLOCK, DISTANCE_PART, distance_part,
-                                         write_evaluation)
-    from advbench.core.progress import Progress
-    from advbench.run.shards import parse_shard, shard_output
+    from advbench.score.evaluate import DISTANCE_BLOCK
+    from advbench.run.shards import shard_output
 
     flags = [flag for flag, given in stray.items() if given]
     if flags:
@@ -1605,34 +1528,30 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
     if not output:
         raise click.UsageError("--distance-shard writes its part to -o PART.h5 (as "
                                "PART-shard<I>of<N>.h5)")
-    shard = parse_shard(shard_text, flag="--distance-shard")
+    shard = _shard(shard_text, flag="--distance-shard")
     # Each part its own file, named as attack shards are: -o parts/df.h5 -> df-shard0of4.h5.
     output = shard_output(output, shard)
-    _check_outputs(output=output, lock=True)
-    path, _, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                reading=reading, quiet=quiet)
-    part = distance_part(_scored_on(meta, dataset, data_dir), path, list(artifacts), shard,
-                         data_dir=data_dir, distance_variant=distance_variant,
-                         progress=Progress(quiet=quiet))
+    _check_outputs(output=output)
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
+                        quiet=quiet)
+    part = stages.distance_part(model, artifacts, shard, output=output, dataset=dataset,
+                                data_dir=data_dir, distance_variant=distance_variant,
+                                progress=_progress(quiet))
     if not quiet and not any(run["rows"] for run in part.summary["runs"]):
         click.echo(f"shard {shard} holds no rows: the runs have fewer blocks of "
                    f"{DISTANCE_BLOCK} query rows than {shard.count} shards", err=True)
-    written = write_evaluation(output, part, kind=DISTANCE_PART)
-    click.echo(report.to_json(part.summary) if as_json else str(written))
+    click.echo(report.to_json(part.summary) if as_json else str(Path(output)))
 
 
-def _check_outputs(*, lock: bool = False, **paths) -> None:
-    """Refuse, before any work, outputs that cannot be written (OutputError, one line); with
-    ``lock``, hold the lock on the -o artifact until the command ends, so that two commands
-    never write the same one."""
-    from advbench.core.files import check_writable, output_lock
+def _check_outputs(**paths) -> None:
+    """Refuse, before any work, outputs that cannot be written (OutputError, one line); the
+    stage holds the -o artifact's lock while it runs (``outputs.claim_output``)."""
+    from advbench.core.files import check_writable
 
     what = {"output": "artifact", "csv_path": "CSV", "plot": "plot"}
     for name, path in paths.items():
         if path:
             check_writable(path, what[name])
-    if lock and paths.get("output"):
-        click.get_current_context().with_resource(output_lock(paths["output"], "artifact"))
 
 
 def _is_certification(path) -> bool:
@@ -1692,64 +1611,75 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
 
         advbench transfer --source my_model.keras --target cnn --dataset mnist --input-range 0:255
     """
-    from advbench.score import report
-    from advbench.score.evaluate import write_evaluation
-    from advbench.score.transfer import transfer as run_transfer
-    from advbench.core.progress import Progress
-
-    _check_outputs(output=output, csv_path=csv_path, plot=plot, lock=True)
+    _check_outputs(output=output, csv_path=csv_path, plot=plot)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
+    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
     if isinstance(attack_values.get("eps"), tuple):
-        if output:
-            raise click.UsageError("-o writes the matrix artifact of one eps; curve artifacts "
-                                   f"are written to --runs-dir ({runs_dir})")
-        _echo_curves(_curves_from_flags(
-            attack_name, attack_values, source_refs, target_refs, dataset=dataset, split=split,
-            limit=limit, start=start, batch_size=batch_size, seed=seed, data_dir=data_dir,
-            models_dir=models_dir, quiet=quiet, runs_dir=runs_dir, reading=reading),
-            plot=plot, as_json=as_json, csv_path=csv_path, quiet=quiet,
-            table_format=table_format)
-        return
+        return _transfer_curves(attack_name, attack_values, source_refs, target_refs,
+                                dataset=dataset, samples=samples, data_dir=data_dir,
+                                models_dir=models_dir, runs_dir=runs_dir, reading=reading,
+                                output=output, plot=plot, as_json=as_json, csv_path=csv_path,
+                                quiet=quiet, table_format=table_format)
     if plot:
         raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    # eps-like defaults from the data set, as in `attack` (the sources' once loaded).
-    budget = _attack_budget(attack_name, attack_values, dataset, data_path) if dataset else None
-    attack_obj = attack_from_flags(attack_name, {**attack_values,
-                                                 **(budget.values if budget else {})})
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    # eps-like defaults from the data set, as in `attack` (the first source's once loaded).
+    attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path)
+    _check_samples(**{k: v for k, v in samples.items() if k != "split"})
     models = _load_models([*source_refs, *target_refs], dataset, models_dir,
                           data_dir=data_dir, reading=reading, quiet=quiet)
     sources, targets = models[:len(source_refs)], models[len(source_refs):]
-    if budget is None:
-        _, first, first_meta = sources[0]
-        budget = _attack_budget(attack_name, attack_values, first_meta.get("dataset"), None,
-                                input_shape=tuple(first.input_shape[1:]))
-        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values})
-    if not quiet:
-        from advbench.attacks.budgets import parameter_line
+    attack_obj = _transfer_attack(attack_name, attack_values, attack_obj, budget, sources[0],
+                                  seed, quiet)
+    result = stages.transfer(sources, targets, attack_obj, output=output, dataset=dataset,
+                             data_dir=data_dir, runs_dir=runs_dir, progress=_progress(quiet),
+                             **samples)
+    _print_transfer(result.summary, output=output, csv_path=csv_path, as_json=as_json,
+                    quiet=quiet, table_format=table_format)
 
-        if budget.note:
-            click.echo(budget.note, err=True)
-        click.echo(parameter_line(attack_obj.name, {"norm": attack_obj.norm,
-                                                    **attack_obj.params()},
-                                  budget=budget, seed=seed), err=True)
-    result = run_transfer(sources, targets, attack_obj, dataset=dataset, split=split,
-                          limit=limit, start=start, seed=seed, batch_size=batch_size,
-                          data_dir=data_dir, runs_dir=runs_dir, progress=Progress(quiet=quiet))
-    if not quiet:
-        report.print_transfer(result.summary, fmt=table_format)
-    written = []
+
+def _transfer_curves(attack_name, attack_values, source_refs, target_refs, *, dataset,
+                     samples, data_dir, models_dir, runs_dir, reading, output, plot, as_json,
+                     csv_path, quiet, table_format) -> None:
+    """``transfer`` with an eps list: one accuracy-vs-eps curve per source."""
     if output:
-        written.append(write_evaluation(output, result, kind="transfer"))
+        raise click.UsageError("-o writes the matrix artifact of one eps; curve artifacts "
+                               f"are written to --runs-dir ({runs_dir})")
+    _echo_curves(_curves_from_flags(
+        attack_name, attack_values, source_refs, target_refs, dataset=dataset,
+        data_dir=data_dir, models_dir=models_dir, quiet=quiet, runs_dir=runs_dir,
+        reading=reading, **samples), plot=plot, as_json=as_json, csv_path=csv_path,
+        quiet=quiet, table_format=table_format)
+
+
+def _transfer_attack(attack_name, attack_values, attack_obj, budget, first, seed, quiet) -> Any:
+    """transfer's attack (its defaults from the first source's data set when the data set
+    was not known before loading), its parameters said on stderr."""
+    from advbench.attacks.budgets import parameter_line
+
+    if budget is None:
+        attack_obj, budget = _attack_for(attack_name, attack_values, None, None, first)
+    for line in ([budget.note] if budget.note else []) + [parameter_line(
+            attack_obj.name, {"norm": attack_obj.norm, **attack_obj.params()}, budget=budget,
+            seed=seed)]:
+        _say(quiet)(line)
+    return attack_obj
+
+
+def _print_transfer(summary: dict, *, output, csv_path, as_json, quiet, table_format) -> None:
+    from advbench.score import report
+
+    if not quiet:
+        report.print_transfer(summary, fmt=table_format)
+    written = [Path(output)] if output else []
     if csv_path:
         written.append(report.write_text(csv_path,
-                                         report.csv_text(report.transfer_rows(result.summary))))
+                                         report.csv_text(report.transfer_rows(summary))))
     if as_json:
-        click.echo(report.to_json(result.summary))
-    else:
-        for item in [*result.summary["artifacts"], *written]:
-            click.echo(str(item))
+        click.echo(report.to_json(summary))
+        return
+    for item in [*summary["artifacts"], *written]:
+        click.echo(str(item))
 
 
 # -- audit ----------------------------------------------------------------------------------
@@ -1921,23 +1851,58 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
 
         advbench audit my_model.keras --data my.npz --eps 0.5 --norm l2 --checks 1,2,6 --json
     """
-    from advbench.score import report
-    from advbench.score.audit import (AuditSettings, audit as run_audit, audit_key, stored_audit,
-                                      train_surrogate, write_audit)
-    from advbench.score import AUDIT_CHECKS, AUDIT_SAMPLES, VERDICTS
-    from advbench.core.progress import Progress
-    from advbench.data.samples import Samples, check_model_fits
-
-    checks = checks or tuple(AUDIT_CHECKS)
-    transfer_check = "white-box-vs-transfer" in checks
     surrogate_flags = {"--surrogate-epochs": surrogate_epochs,
                        "--surrogate-limit": surrogate_limit,
                        "--surrogate-architecture": surrogate_architecture}
+    checks, settings, limit = _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps,
+                                              surrogate_flags, settings_values, limit)
+    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    _check_outputs(output=output)
+    dataset = _data_source(dataset, data_path, quiet)
+    # The data set's budget when it is known before TensorFlow starts (a user's data of an
+    # unknown size without --eps is a usage error first); else the model's, once loaded.
+    budget = (_attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path)
+              if dataset else None)
+    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, quiet=quiet,
+                        reading=_reading(custom_objects, outputs, input_range, mean, std))
+    budget = budget or _attack_budget("audit", {"eps": eps, "norm": norm}, dataset or
+                                      model.meta.get("dataset"), data_path,
+                                      input_shape=tuple(model.model.input_shape[1:]))
+    eps = budget.values.get("eps", eps)
+    surrogate = _audit_surrogate(surrogate_ref, checks, model, dataset, models_dir, data_dir,
+                                 quiet)
+    summary = stages.audit(model, eps=eps, norm=norm, checks=checks, settings=settings,
+                           dataset=dataset, split=split, limit=limit, start=start,
+                           batch_size=batch_size, seed=seed, data_dir=data_dir,
+                           surrogate=surrogate, output=output, overwrite=overwrite,
+                           progress=_progress(quiet), announce=None if quiet else (
+                               lambda samples, n: _echo_audit_parameters(
+                                   eps, norm, checks, settings, budget, samples, n)))
+    _print_audit(summary, output=output, as_json=as_json, quiet=quiet, fail_on=fail_on,
+                 table_format=table_format)
+
+
+def _audit_surrogate(ref, checks, model, dataset, models_dir, data_dir, quiet) -> Any:
+    """The --surrogate model of check 3 (None when not given or check 3 does not run)."""
+    if not ref or "white-box-vs-transfer" not in checks:
+        return None
+    surrogate = _load_model(ref, dataset or model.meta.get("dataset"), models_dir,
+                            data_dir=data_dir, quiet=quiet, strict=False)
+    if surrogate.meta.get("content_hash") == model.meta.get("content_hash"):
+        raise click.UsageError(f"--surrogate {ref} is MODEL itself, so its attacks are "
+                               "white-box; give another model or leave --surrogate out to "
+                               "train one")
+    return surrogate
+
+
+def _check_audit_flags(checks, surrogate_ref, surrogate_flags: dict, unbounded_eps) -> None:
+    """Usage errors for audit flags that the checks chosen do not use."""
+    transfer_check = "white-box-vs-transfer" in checks
     given = [flag for flag, value in surrogate_flags.items() if value is not None]
     stray = (["--surrogate"] if surrogate_ref else []) + given
     if stray and not transfer_check:
-        raise click.UsageError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 (white-box-vs-transfer), "
-                               "which --checks leaves out")
+        raise click.UsageError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 "
+                               "(white-box-vs-transfer), which --checks leaves out")
     if surrogate_ref and given:
         raise click.UsageError(f"{flags_verb(given, 'shapes', 'shape')} the surrogate advbench "
                                f"trains; drop {'it' if len(given) == 1 else 'them'} with "
@@ -1946,86 +1911,35 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
         raise click.UsageError("--unbounded-eps applies to check 4 (unbounded-attack), which "
                                "--checks leaves out")
     _refuse_unused_audit_flags(checks)
-    limit = AUDIT_SAMPLES if limit is None else limit
-    with _usage_errors():
-        from advbench.core.checks import check_range
-        from advbench.score.audit import check_audit_norm
 
+
+def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_flags: dict,
+                    values: dict, limit) -> tuple:
+    """(checks, ``audit.AuditSettings``, limit) of the flags, every flag checked against the
+    checks chosen, eps and norm checked (usage errors)."""
+    from advbench.score.audit import AuditSettings, check_audit_norm
+    from advbench.core.checks import check_range
+    from advbench.score import AUDIT_CHECKS, AUDIT_SAMPLES
+
+    checks = checks or tuple(AUDIT_CHECKS)
+    _check_audit_flags(checks, surrogate_ref, surrogate_flags, unbounded_eps)
+    with _usage_errors():
         check_audit_norm(norm)
         if eps is not None:
             check_range("eps", eps, low=0.0, low_inclusive=False,
                         high=1.0 if norm == "linf" else None)
-        settings = AuditSettings(**settings_values, unbounded_eps=unbounded_eps, **{
-            name: value for name, value in (
-                ("surrogate_epochs", surrogate_epochs), ("surrogate_limit", surrogate_limit),
-                ("surrogate_architecture", surrogate_architecture)) if value is not None})
+        settings = AuditSettings(**values, unbounded_eps=unbounded_eps, **{
+            flag.lstrip("-").replace("-", "_"): value
+            for flag, value in surrogate_flags.items() if value is not None})
         settings.validate()
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
-    _check_outputs(output=output, lock=True)
-    dataset = _data_source(dataset, data_path, quiet)
-    # The data set's budget when it is known before TensorFlow starts (a user's data of an
-    # unknown size without --eps is a usage error first); else the model's, once loaded.
-    budget = (_attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path)
-              if dataset else None)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    path, model, meta = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                                    reading=reading, quiet=quiet)
-    dataset = dataset or meta.get("dataset")
-    if budget is None:
-        budget = _attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path,
-                                input_shape=tuple(model.input_shape[1:]))
-    eps = budget.values.get("eps", eps)
-    samples = Samples(dataset=dataset, split=split, limit=limit, start=start,
-                      batch_size=batch_size, seed=seed, data_dir=data_dir)
-    x, y, indices = samples.load()
-    check_model_fits(model, meta, path, x, dataset)
-    if not quiet:
-        _echo_audit_parameters(eps, norm, checks, settings, budget, samples, len(y))
-    progress = Progress(quiet=quiet)
-    surrogate: Callable[[], tuple[Any, dict[str, Any]]] | None = None
-    surrogate_id: dict[str, Any] = {}
-    if transfer_check and surrogate_ref:
-        s_path, s_model, s_meta = _load_model(surrogate_ref, dataset, models_dir,
-                                              data_dir=data_dir, quiet=quiet, strict=False)
-        if s_meta.get("content_hash") == meta.get("content_hash"):
-            raise click.UsageError(f"--surrogate {surrogate_ref} is MODEL itself, so its "
-                                   "attacks are white-box; give another model or leave "
-                                   "--surrogate out to train one")
-        check_model_fits(s_model, s_meta, s_path, x, dataset)
-        info = {"source": str(s_path), "hash": s_meta.get("content_hash"),
-                "clean_test_accuracy": s_meta.get("clean_test_accuracy")}
-        surrogate_id = {"surrogate": s_meta.get("content_hash")}
-        surrogate = (lambda: (s_model, info))
-    elif transfer_check:
-        # Trained only when check 3 runs (the record may already hold the audit).
-        surrogate = (lambda: train_surrogate(dataset, data_dir=data_dir, settings=settings,
-                                             seed=seed, progress=progress))
-    import dataclasses
+    return checks, settings, AUDIT_SAMPLES if limit is None else limit
 
-    from advbench import data as datamod
 
-    key = audit_key({"model_hash": meta.get("content_hash"), "dataset": dataset,
-                     "data_hash": datamod.fingerprint(dataset, data_dir), "split": split,
-                     "seed": seed, "batch_size": batch_size, "eps": eps, "norm": norm,
-                     "checks": list(checks), "settings": dataclasses.asdict(settings),
-                     **surrogate_id}, indices)
-    summary = stored_audit(output, key, overwrite) if output else None
-    if summary is not None:
-        progress.log(f"{output} holds this audit already; reusing it (--overwrite reruns it)")
-    else:
-        result = run_audit(model, x, y, eps=eps, norm=norm, checks=checks, settings=settings,
-                           batch_size=batch_size, seed=seed, surrogate=surrogate,
-                           progress=progress)
-        summary = result.summary
-        summary.update(model={"path": str(path), "name": meta.get("zoo_name"),
-                              "hash": meta.get("content_hash")},
-                       dataset=dataset, split=split)
-        if output:
-            result.per_sample["indices"] = indices
-            write_audit(output, result, {
-                "key": key, "model_path": str(path), "model_hash": meta.get("content_hash", ""),
-                "dataset": dataset, "split": split, "limit": limit, "start": start,
-                "seed": seed, "batch_size": batch_size})
+def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format) -> None:
+    """audit's table (stderr), JSON or the record's path (stdout), and --fail-on's exit."""
+    from advbench.score import report
+    from advbench.score import VERDICTS
+
     if not quiet:
         report.print_audit(summary, fmt=table_format)
     if as_json:

@@ -9,7 +9,7 @@ import pytest
 from advbench import data
 from advbench.attacks.fgsm import FGSM
 from advbench.attacks.rand_fgsm import RandomFGSM
-from advbench.core.errors import ArtifactError, OutputError, ParameterError
+from advbench.core.errors import ArtifactError, ParameterError
 from advbench.data import batch_seed
 from advbench.models.zoo import predict_labels
 from advbench.run import curves
@@ -169,7 +169,8 @@ def test_run_curve_writes_compact_artifact_and_reuses_it(trained_tiny_cnn, fake_
     monkeypatch.setattr(curves, "sweep", fail)
     again, reused = curves.run_curve(run, source, [source], eps, runs_dir=tmp_path)
     assert reused and again == out
-    with pytest.raises(OutputError, match="exists and holds something else"):
+    with pytest.raises(ArtifactError, match="holds a curve with other parameters, model or "
+                                            "samples; pass --overwrite"):
         curves.run_curve(run, source, [source], (0.3, 0.4), output=out, runs_dir=tmp_path)
 
 

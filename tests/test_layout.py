@@ -34,7 +34,8 @@ def imports(path: Path):
 
 
 #: The pipeline, bottom first (docs/architecture.md): a module of a floor imports only its own
-#: floor and those below. cli is advbench/cli.py and advbench/__main__.py.
+#: floor and those below. cli is advbench/cli.py, advbench/__main__.py and advbench/stages.py
+#: (the same stages as Python calls, docs/python.md: the commands' one library call each).
 FLOORS = ("core", "data", "models", "attacks", "defenses", "run", "score", "paper", "cli")
 
 
@@ -44,7 +45,7 @@ def floor_of(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] != "advbench" or len(parts) == 1:
         return None
-    return "cli" if parts[1] in ("cli", "__main__") else parts[1]
+    return "cli" if parts[1] in ("cli", "__main__", "stages") else parts[1]
 
 
 def advbench_imports(path: Path):

@@ -14,6 +14,7 @@ from advbench.core.errors import ArtifactError, ParameterError
 from advbench.paper import experiments, profiles
 from advbench.paper.plan import base_command, plan
 from advbench.run.artifacts import ATTACK_SCHEMA, load_model, read_arrays
+from advbench.run.loading import open_model
 from advbench.run.runner import AttackRun, attack_split
 
 ray = pytest.importorskip("ray")
@@ -42,14 +43,16 @@ def test_ray_shards_with_a_crashed_task_equal_one_process(local_ray, trained_tin
     attack = make_attack("pgd", eps=0.2, steps=3)
     marker = tmp_path / "crashed"
 
-    def crash_once(run, name, params, output, index, count):
+    def crash_once(source, run, name, params, output, index, count):
         # The first attempt of shard 1 kills its worker process: Ray must retry the task.
         if index == 1 and not marker.exists():
             marker.touch()
             os._exit(1)
-        return attack_shard(run, name, params, output, index, count)
+        return attack_shard(source, run, name, params, output, index, count)
 
-    merged = attack_with_ray(run, attack, tmp_path / "ray.h5", workers=2, shard_task=crash_once)
+    loaded = open_model(str(path))
+    merged = attack_with_ray(run, attack, tmp_path / "ray.h5", model=loaded, workers=2,
+                             shard_task=crash_once)
     assert marker.exists()
     whole = attack_split(run, attack, model, meta, tmp_path / "whole.h5")
     one, two = read_arrays(whole, ATTACK_SCHEMA)[1], read_arrays(merged, ATTACK_SCHEMA)[1]
@@ -57,10 +60,11 @@ def test_ray_shards_with_a_crashed_task_equal_one_process(local_ray, trained_tin
     for name in one:
         np.testing.assert_array_equal(one[name], two[name], err_msg=name)
     # Done already: returned as it is; another run's artifact is not replaced.
-    assert attack_with_ray(run, attack, merged, workers=2) == merged
-    with pytest.raises(ArtifactError, match="ray.h5 exists and holds another or an unfinished "
-                                            "run; pass --overwrite"):
-        attack_with_ray(run, make_attack("pgd", eps=0.1, steps=3), merged, workers=2)
+    assert attack_with_ray(run, attack, merged, model=loaded, workers=2) == merged
+    with pytest.raises(ArtifactError, match="ray.h5 holds a run with other parameters, model or "
+                                            "samples; pass --overwrite"):
+        attack_with_ray(run, make_attack("pgd", eps=0.1, steps=3), merged, model=loaded,
+                        workers=2)
 
 
 def test_reproduce_stages_as_ray_tasks_equal_the_sequential_run(local_ray, fake_data_dir,
@@ -145,3 +149,32 @@ def test_a_stage_error_is_raised_as_it_is(local_ray, tmp_path):
         reproduce_with_ray(settings, [{"id": "nope", "needs": []}], retries=0)
     with pytest.raises(ParameterError, match="^workers must be >= 1, got 0$"):
         reproduce_with_ray(settings, [], workers=0)
+
+
+def test_ray_attacks_a_users_keras_model_with_its_reading_flags(local_ray, tmp_path,
+                                                                monkeypatch):
+    """`advbench attack own.keras --data own.npz --engine ray --workers 2` failed with "own.keras
+    is not an HDF5 file": each task reopened the model with the advbench .h5 reader. Each task
+    now opens it as the command read it (loading.ModelSource), flags included."""
+    import keras
+    from click.testing import CliRunner
+
+    from advbench.cli import main
+    from conftest import write_digits_npz
+
+    monkeypatch.chdir(tmp_path)
+    write_digits_npz(tmp_path / "own.npz", 40, 24)
+    inputs = keras.Input((28, 28, 1))
+    keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs))).save("own.keras")
+    args = ["attack", "own.keras", "--data", "own.npz", "--input-range", "0:255", "--attack",
+            "fgsm", "--eps", "0.1", "--limit", "12", "--batch-size", "4", "-q"]
+    result = CliRunner().invoke(main, [*args, "--engine", "ray", "--workers", "2", "-o",
+                                       "ray.h5"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "ray.h5\n"
+    result = CliRunner().invoke(main, [*args, "-o", "one.h5"])
+    assert result.exit_code == 0, result.output
+    one, two = read_arrays("one.h5", ATTACK_SCHEMA), read_arrays("ray.h5", ATTACK_SCHEMA)
+    assert one[0]["key"] == two[0]["key"]
+    for name in one[1]:
+        np.testing.assert_array_equal(one[1][name], two[1][name], err_msg=name)

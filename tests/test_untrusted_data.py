@@ -134,6 +134,35 @@ def test_npz_header_of_a_billion_images_is_one_line(tmp_path):
     assert peak_rss() - before < 100 * 1024  # KiB
 
 
+def test_npz_images_are_bounded_as_the_float32_pixels_stages_make(tmp_path):
+    import io
+    import zipfile
+
+    from advbench.data import userdata
+
+    # 1.1 GiB of uint8 zeros (under the budget; 1 MB deflated) is 4.38 GiB once float32:
+    # refused before it is inflated.
+    path = tmp_path / "big.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (1_500_000, 28, 28)})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            chunk = bytes(2 ** 24)
+            for _ in range(1_500_000 * 784 // len(chunk)):
+                member.write(chunk)
+            member.write(bytes(1_500_000 * 784 % len(chunk)))
+        buffer = io.BytesIO()
+        np.save(buffer, np.arange(4) % 2)
+        archive.writestr("y.npy", buffer.getvalue())
+    with pytest.raises(DataError) as info:
+        userdata.open_data(path)
+    assert str(info.value) == (f"{path}: array x (shape (1500000, 28, 28)) as float32 pixels "
+                               "takes 4.38 GiB, more than the 4 GiB advbench allows; save a "
+                               "smaller data set (fewer images)")
+
+
 def test_npz_header_declaring_more_than_its_member_holds(tmp_path):
     from advbench.data import userdata
 
@@ -222,8 +251,9 @@ def test_images_of_one_size_over_the_budget_are_refused_before_decoding(tmp_path
     before = reset_peak_rss()
     with pytest.raises(DataError) as info:
         userdata.open_data(root)
-    assert str(info.value) == (f"{root}: 20 images of 9000x9000 RGB take 4.53 GiB, more than "
-                               "the 4 GiB advbench allows; use fewer or smaller images")
+    assert str(info.value) == (f"{root}: 20 images of 9000x9000 RGB (as float32 pixels) take "
+                               "18.1 GiB, more than the 4 GiB advbench allows; use fewer or "
+                               "smaller images")
     assert peak_rss() - before < 100 * 1024  # KiB
 
 

@@ -187,6 +187,12 @@ class Budget:
     source: str | None
     note: str = ""
 
+    @property
+    def defaults_from(self) -> str:
+        """Which parameters took whose defaults ("eps, step_size: cifar10"), or "": the
+        provenance an attack artifact stores (``runner.AttackRun.defaults_from``)."""
+        return f"{', '.join(self.values)}: {self.source}" if self.values and self.source else ""
+
 
 def matching_dataset(dataset: str | None, input_shape: tuple | None) -> str | None:
     """The built-in set whose budgets apply: ``dataset`` itself when built in, else the one

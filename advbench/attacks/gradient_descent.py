@@ -148,8 +148,10 @@ class GradientDescent(Attack):
         return other
 
     def __call__(self, model: Model, x: ArrayLike, y: ArrayLike, *,
-                 target: ArrayLike | None = None, seed: int = 0, logits: ArrayLike | None = None,
-                 eps: float | Sequence[float] | None = None) -> Any:
+                 target: ArrayLike | None = None, seed: int = 0,
+                 logits: ArrayLike | None = None,
+                 eps: float | Sequence[float] | None = None
+                 ) -> Any:  # AttackOutput, or a list of them when eps is a list
         """``Attack.__call__``; with ``eps`` (one value or a list, each >= 0) the attack at
         those eps instead of its own: an ``AttackOutput`` per eps, in a list when a list was
         given (the same as constructing the attack at each eps)."""

@@ -134,7 +134,9 @@ def write_bytes(path: str | os.PathLike, data: bytes, what: str = "output") -> P
 
 
 def write_text(path: str | os.PathLike, text: str, what: str = "output") -> Path:
-    return write_bytes(path, text.encode(), what)
+    """Write ``text`` as UTF-8; a path's bytes that are not UTF-8 (Python's surrogate
+    escapes, as in ``sys.argv``) are written back as they were."""
+    return write_bytes(path, text.encode("utf-8", "surrogateescape"), what)
 
 
 def _lock_paths(path: Path) -> tuple[Path, Path]:

@@ -242,6 +242,10 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 raise DataError(f"{path}: array {key} declares shape {shape} ({nbytes} bytes) "
                                 f"but holds {info.file_size - header_bytes}; it is truncated "
                                 "or edited: save it again with np.savez")
+            if key in ("x", "x_train", "x_test"):  # the stages make float32 pixels of them
+                check_size(path, f"array {key} (shape {shape}) as float32 pixels",
+                           math.prod(shape) * 4, error=DataError, verb="takes",
+                           fix="save a smaller data set (fewer images)")
             total += nbytes
             headers[key] = (tuple(shape), dtype)
     check_size(path, "its arrays", total, error=DataError, verb="declare",
@@ -287,6 +291,8 @@ def _read_npz(path: Path) -> UserData:
             raise DataError(f"{path}[class_names] must be a 1-D string array, got "
                             f"{class_names.dtype} {class_names.shape}")
         class_names = tuple(str(c) for c in class_names.astype(str))
+        for name in class_names:
+            _check_name(path, "class name", name, "save class_names as valid Unicode text")
     if len(splits) == 1:
         notes.append(f"{path.name}: arrays x, y used as the test split")
     class_names = _check_classes(path, splits, class_names, notes)
@@ -311,6 +317,8 @@ def _read_folder(root: Path) -> UserData:
         if class_names is not None and classes != class_names:
             raise DataError(f"{root}: train classes {list(class_names)} differ from test "
                             f"classes {list(classes)}; give both splits the same sub-folders")
+        for name in classes:
+            _check_name(folder, "class folder name", name, "rename the folder")
         class_names = classes
         files[split] = []
         for label, name in enumerate(classes):
@@ -337,13 +345,17 @@ def _read_folder(root: Path) -> UserData:
     assert size is not None
     mode = "L" if gray else "RGB"
     count = sum(len(items) for items in files.values())
-    check_size(root, f"{count} images of {size[0]}x{size[1]} {mode}",
-               count * size[0] * size[1] * (1 if gray else 3), error=DataError,
+    # Bounded as the float32 pixels the stages make of them (data.to_unit_range): 1 MB of
+    # compressible PNGs can declare gigabytes.
+    shape = (size[1], size[0]) + (() if gray else (3,))
+    check_size(root, f"{count} images of {size[0]}x{size[1]} {mode} (as float32 pixels)",
+               count * math.prod(shape) * 4, error=DataError,
                fix="use fewer or smaller images", verb="take")
     splits = {}
     for split, items in files.items():
-        pixels = [np.asarray(_decode(p).convert(mode), dtype=np.uint8) for p, _ in items]
-        x = np.stack(pixels)
+        x = np.empty((len(items),) + shape, np.uint8)  # filled in place: no second copy
+        for i, (p, _) in enumerate(items):
+            x[i] = np.asarray(_decode(p).convert(mode), dtype=np.uint8)
         splits[split] = (x[..., None] if gray else x,
                          np.asarray([label for _, label in items], np.int64))
     notes = [f"{root}: {'grayscale' if gray else 'RGB'} images decoded by Pillow, uint8 "
@@ -352,6 +364,16 @@ def _read_folder(root: Path) -> UserData:
     class_names = _check_classes(root, splits, class_names, notes)
     return UserData(root, "folder", splits, class_names, tuple(notes),
                     fingerprint(splits, class_names))
+
+
+def _check_name(where: Path, what: str, name: str, fix: str) -> None:
+    """DataError unless a class name is text that artifacts, tables and JSON can hold: a
+    folder name in bytes that are not UTF-8 (Python's surrogate escapes) cannot be."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{where}: {what} {name!r} is not valid UTF-8; {fix} (class names "
+                        "are stored as text)") from None
 
 
 def class_mapping(class_names: tuple[str, ...], shown: int = 30) -> str:

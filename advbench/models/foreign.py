@@ -447,6 +447,10 @@ def _endpoint_input_shape(fn, path) -> tuple:
         raise ArtifactError(f"{path}: the SavedModel's endpoint takes {len(specs)} inputs "
                             f"{[str(s.shape) for s in specs]}; advbench needs one batch of "
                             "images")
+    if not specs[0].dtype.is_floating:
+        raise ArtifactError(f"{path}: the SavedModel's endpoint takes {specs[0].dtype.name} "
+                            "images; advbench feeds float images (and takes gradients): export "
+                            "it with a float32 input")
     return tuple(specs[0].shape[1:])
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import functools
-import hashlib
 import inspect
 import json
 import os
@@ -36,6 +35,7 @@ from advbench.paper import published
 from advbench.paper.profiles import DATASETS, MODEL_SPECS, PROFILES, profile_for
 from advbench.run.artifacts import jsonable, load_model, read_model_metadata, save_model
 from advbench.run.curves import CurveRun, parse_eps, read_curve, run_curve
+from advbench.run.outputs import run_key
 from advbench.run.runner import AttackRun
 from advbench.run.shards import merge_shards
 from advbench.run.train import TrainConfig, train, training_line
@@ -381,12 +381,11 @@ class Reproduction:
 
     def _cached(self, name: str, inputs: list, compute: Callable[[], Any]) -> Any:
         """A JSON summary cached under ``name``, recomputed when its inputs changed."""
-        digest = hashlib.sha256(json.dumps([str(i) for i in inputs]).encode())
-        for item in inputs:
-            item = Path(str(item))
-            if item.exists():
-                digest.update(str(item.stat().st_mtime_ns).encode())
-        key = digest.hexdigest()
+        # The inputs, and the modification times of those that are files (a rewritten
+        # artifact changes the summary).
+        key = run_key({"inputs": [str(i) for i in inputs],
+                       "mtimes": [Path(str(i)).stat().st_mtime_ns for i in inputs
+                                  if Path(str(i)).exists()]})
         path = self.root / "summaries" / f"{name}.json"
         if path.exists():
             cached = json.loads(path.read_text())

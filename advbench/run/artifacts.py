@@ -80,12 +80,17 @@ def stamp(f: h5py.File, schema: str) -> None:
 
 
 def set_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
-    """Store scalars and strings as attrs; dicts and lists as JSON strings."""
+    """Store scalars and strings as attrs; dicts and lists as JSON strings (which escape
+    everything). A path's bytes that are not UTF-8 (Python's surrogate escapes, which HDF5
+    cannot encode) are stored as ``\\xff`` escapes."""
     for key, value in attrs.items():
         if value is None:
             continue
         if isinstance(value, (dict, list, tuple)):
             f.attrs[key] = json.dumps(value)
+        elif isinstance(value, str):
+            f.attrs[key] = value.encode("utf-8", "surrogateescape").decode("utf-8",
+                                                                           "backslashreplace")
         else:
             f.attrs[key] = value
 
@@ -318,6 +323,11 @@ def check_dataset(path: PathLike, name: str, ds: h5py.Dataset, *, kinds: str = "
                             f"more than the {max_bytes / 2 ** 30:g} GiB advbench allows; the "
                             "file was edited or is corrupt")
     plist = ds.id.get_create_plist()
+    if ds.is_virtual or plist.get_external_count():
+        # Its bytes would be read from whatever file it names (a key, /dev/zero, a FIFO).
+        raise ArtifactError(f"{where} keeps its data in another file (HDF5 "
+                            f"{'virtual dataset' if ds.is_virtual else 'external storage'}), "
+                            "which advbench never writes; refusing it")
     filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
     for code in filters:
         if code not in ALLOWED_FILTERS:

@@ -14,9 +14,8 @@ classes): 100 eps x 10,000 MNIST images is 1 MB per target instead of 3 GB of im
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 import weakref
 from pathlib import Path
@@ -27,19 +26,19 @@ import tensorflow as tf
 
 from advbench import __version__, data
 from advbench.attacks import budgets
+from advbench.attacks.gradient_descent import GradientDescent
 from advbench.attacks.norms import NORMS
 from advbench.core.checks import check_int, check_range
-from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.files import output_lock, refuse_existing
+from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.data import batch_seed
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
 from advbench.models.zoo import forward_function
-from advbench.run import CURVE_ATTACKS
-from advbench.run.artifacts import (CURVE_SCHEMA, find_artifact, open_artifact, read_arrays,
-                                    read_attrs, run_artifact_path, write_arrays)
+from advbench.run import CURVE_ATTACKS, outputs
+from advbench.run.artifacts import (CURVE_SCHEMA, find_artifact, read_arrays, run_artifact_path,
+                                    write_arrays)
 
 # The eps grids of curves (parsed in the TensorFlow-free ``budgets``, kept here by name).
 parse_eps = budgets.parse_eps
@@ -72,10 +71,10 @@ def _sweep_function(model):
     return function
 
 
-_CURVE_ATTACK_OBJECTS: dict = {}
+_CURVE_ATTACK_OBJECTS: dict[tuple[str, str, float], GradientDescent] = {}
 
 
-def curve_attack(attack: str, norm: str, alpha: float) -> Any:
+def curve_attack(attack: str, norm: str, alpha: float) -> GradientDescent:
     """The one-step attack object of a curve (``GradientDescent.line`` walks every eps from
     one gradient per sample), one per (attack, norm, alpha) for the process: its compiled
     functions (one per model) are then reused by every curve instead of traced again."""
@@ -156,7 +155,8 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
         yb = labels[start:stop]
         # (base, direction, steps, which eps) groups: each eps is one step along one
         # direction from one base image, drawn as the attack draws it at that eps.
-        groups = line.line(source_model, x[start:stop], yb, eps, seed=batch_seed(seed, start))
+        groups = line.line(source_model, x[start:stop], yb, [float(e) for e in eps],
+                           seed=batch_seed(seed, start))
         per_pass = max(1, IMAGES_PER_PASS // (stop - start))
         for t, (sweep_fn, forward) in enumerate(zip(sweeps, forwards)):
             pred_clean[t, start:stop] = forward(xb).numpy().argmax(axis=1)
@@ -233,16 +233,15 @@ def _model_ref(path, meta: dict) -> dict[str, Any]:
 
 def curve_key(run: CurveRun, attack: str, params: dict, eps: Sequence[float], source_hash: str,
               target_hashes: list[str], indices: np.ndarray) -> str:
-    """Digest of everything that determines a curve artifact (reuse when equal)."""
+    """The run key (``outputs.run_key``) of a curve: what determines its artifact."""
     payload = {
         "attack": attack, "params": params, "eps": [float(e) for e in eps],
         "source": source_hash, "targets": list(target_hashes), "dataset": run.dataset,
         "split": run.split, "seed": run.seed, "batch_size": run.batch_size,
-        "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
     if run.dataset not in data.DATASETS:
         payload["data_hash"] = data.fingerprint(run.dataset)  # a user's file can change
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return outputs.run_key(payload, indices)
 
 
 def read_curve(path: PathLike) -> Curve:
@@ -288,16 +287,20 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
     if output is None:
         output = run_artifact_path(runs_dir, source[0], attack, key, curve=True)
     output = Path(output)
-    found = _reusable(output, runs_dir, key)
-    if found is not None:  # reuse needs no lock, so a read-only runs folder still serves
+    claim: dict[str, Any] = dict(schema=CURVE_SCHEMA, key=key, noun="a curve",
+                                 kind="a curve artifact")
+    with contextlib.suppress(AdvbenchError):  # reuse needs no lock (a read-only runs folder)
+        if outputs.read_claim(output, **claim).state == "complete":
+            return output, True
+    found = find_artifact(runs_dir, CURVE_SCHEMA, key)  # the same curve under another name
+    if found is not None:
         return found, True
     # One writer per output: a second run of the same -o waits briefly, then refuses; once
     # it holds the lock, the first run's finished curve is reused.
-    with output_lock(output, "curve artifact"):
-        found = _reusable(output, runs_dir, key)
-        if found is not None:
-            return found, True
-        refuse_existing(output, overwrite=overwrite, holds=" and holds something else")
+    with outputs.claim_output(output, what="curve artifact", overwrite=overwrite,
+                              **claim) as held:
+        if held.state == "complete":
+            return output, True
         predictions = sweep(source[1], [m for _, m, _ in targets], x, y, eps, attack=attack,
                             norm=norm, alpha=alpha, seed=run.seed, batch_size=run.batch_size,
                             progress=progress)
@@ -312,18 +315,3 @@ def run_curve(run: CurveRun, source: tuple, targets: list[tuple], eps: Sequence[
         write_arrays(output, CURVE_SCHEMA, attrs, {
             "eps": np.asarray(eps, dtype=np.float64), "y": y, "indices": indices, **predictions})
         return output, False
-
-
-def _reusable(output: Path, runs_dir, key: str) -> Path | None:
-    """A finished curve with this key: at ``output``, else anywhere in ``runs_dir``."""
-    if output.exists() and _key_of(output) == key:
-        return output
-    return find_artifact(runs_dir, CURVE_SCHEMA, key)
-
-
-def _key_of(path: Path) -> str | None:
-    try:
-        with open_artifact(path, CURVE_SCHEMA) as f:
-            return read_attrs(f).get("key")
-    except ArtifactError:
-        return None

@@ -10,14 +10,15 @@ it was read (``models.foreign.open_foreign``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from advbench import data
-from advbench.core.errors import ParameterError, flags_verb
+from advbench.core.errors import ArtifactError, ParameterError, flags_verb
 from advbench.core.types import PathLike
 from advbench.models.adapt import Preprocessing
 from advbench.models.foreign import MODEL_KINDS, detect_kind, open_foreign
@@ -28,12 +29,70 @@ from advbench.run.artifacts import load_model, read_model_metadata
 PROBE_IMAGES = 64
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """Where a model was read and how: enough to open it again, the same way, in another
+    process (a shard, a Ray task, the audit's transfer check). Picklable; no Keras object.
+
+    ``path``: the resolved file or SavedModel folder. ``dataset``, ``data_dir``: the data a
+    foreign model was opened with (a built-in name or a user's data path, its probe images
+    and class count). ``custom_objects``, ``outputs``, ``preprocessing``, ``model_output``:
+    the reading flags of a foreign model (``--custom-objects``, ``--outputs``,
+    ``--input-range/--mean/--std``, ``--model-output``); left at their defaults for an
+    advbench artifact, which is read one way only."""
+
+    path: str
+    where: str = ""  # the absolute path (a worker's working folder is not the caller's)
+    dataset: str | None = None
+    data_dir: str | None = None
+    custom_objects: str | None = None
+    outputs: str = "auto"
+    preprocessing: Preprocessing | None = None
+    model_output: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.where:
+            object.__setattr__(self, "where", str(Path(self.path).resolve()))
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", str(Path(self.data_dir).resolve()))
+
+    def open(self) -> "LoadedModel":
+        """The model read again as it was read first (``open_model``), in any working folder;
+        its errors."""
+        again = open_model(self.where, dataset=self.dataset, data_dir=self.data_dir,
+                           custom_objects=self.custom_objects, preprocessing=self.preprocessing,
+                           outputs=self.outputs, model_output=self.model_output)
+        return LoadedModel(self, again.model, again.meta)
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model as every stage takes it: ``source`` (how to open it again), ``model`` (the
+    Keras model: float32 (N, H, W, C) images in [0, 1] in, (N, classes) logits out) and
+    ``meta`` (its metadata: at least ``dataset`` and ``content_hash``, the identity that
+    tells white-box from black-box). Unpacks as the (path, model, metadata) triple."""
+
+    source: ModelSource
+    model: Any
+    meta: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return Path(self.source.path)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.path, self.model, self.meta))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.path, self.model, self.meta)[index]
+
+
 def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | None = None,
                models_dir: PathLike | None = None,
                custom_objects: str | None = None, preprocessing: Preprocessing | None = None,
                outputs: str = "auto", strict: bool = True,
-               model_output: str | None = None) -> tuple[Path, Any, dict[str, Any]]:
-    """(path, model, metadata) for a MODEL argument.
+               model_output: str | None = None) -> LoadedModel:
+    """The model a MODEL argument names (``LoadedModel``: unpacks as (path, model, metadata)).
 
     Args:
         ref: a zoo name (resolved in ``models_dir``), an advbench model artifact, a .keras or
@@ -65,7 +124,7 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
             raise ParameterError(f"{flags_verb(options, 'applies', 'apply')} to foreign model files; {path} is "
                                  "an advbench artifact (it takes [0, 1] images and gives logits)")
         model, meta = load_model(path)
-        return path, model, meta
+        return LoadedModel(ModelSource(str(path)), model, meta)
     if dataset is None:
         raise ParameterError(f"{path} is {MODEL_KINDS[kind]} with no data set of its own; say "
                              "which data it takes: --dataset mnist|cifar10 or --data FILE.npz|DIR")
@@ -78,12 +137,30 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
                                model_output=model_output)
     meta.update(dataset=info.name, data_hash=data.fingerprint(info.name, data_dir),
                 class_names=list(info.class_names))
-    predictions = np.asarray(model(probe, training=False)).argmax(axis=1)
+    scores = np.asarray(model(probe, training=False))
+    if scores.shape != (len(probe), info.num_classes):
+        # A graph may return anything its author chose (one row for the batch, ...).
+        raise ArtifactError(f"{path} gives class scores of shape {scores.shape} for "
+                            f"{len(probe)} images, not ({len(probe)}, {info.num_classes}); "
+                            "it must return one row of scores per image")
+    if scores.dtype.kind != "f":
+        raise ArtifactError(f"{path} gives class scores of dtype {scores.dtype}; advbench "
+                            "needs float scores (logits or probabilities) to take gradients of")
+    if not np.isfinite(scores).all():
+        # Every attack and metric would be NaN: say it is the model, not the attack.
+        raise ArtifactError(f"{path} gives NaN or infinite class scores on the first "
+                            f"{len(probe)} test images; it is damaged or not a classifier of "
+                            "this data: check it in Keras (and --input-range)")
+    predictions = scores.argmax(axis=1)
     warning = first_batch_warning(predictions, probe_labels, info.class_names, path.name,
                                   meta["preprocessing"]["input_range"])
     if warning:
         meta["notes"].append(warning)
-    return path, model, meta
+    source = ModelSource(str(path), dataset=info.name,
+                         data_dir=None if data_dir is None else str(data_dir),
+                         custom_objects=custom_objects, outputs=outputs,
+                         preprocessing=preprocessing, model_output=model_output)
+    return LoadedModel(source, model, meta)
 
 
 def first_batch_warning(predictions: np.ndarray, labels: np.ndarray | None,

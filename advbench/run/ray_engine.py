@@ -2,8 +2,8 @@
 ``advbench reproduce --engine ray``: one Ray task per stage of the plan, then the report.
 
 Ray is an optional extra (``pip install advbench[ray]``), imported only here. Each task runs
-``runner.attack_split`` on one shard (``shards.Shard``), loading the model and data itself
-from shared storage, and writes the shard artifact beside the output; Ray retries a task
+``runner.attack_split`` on one shard (``shards.Shard``), opening the model (as the caller
+read it: ``loading.ModelSource``) and the data itself from shared storage, and writes the shard artifact beside the output; Ray retries a task
 whose worker died, and the retry resumes the shard from its last checkpoint. The merged
 artifact equals a one-process run (``shards.merge_attack_runs``).
 """
@@ -20,18 +20,22 @@ from advbench.attacks.base import Attack
 from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import PathLike
-from advbench.run.artifacts import (ATTACK_SCHEMA, artifact_kind, load_model, read_arrays,
-                                    read_model_metadata)
+from advbench.run.artifacts import ATTACK_SCHEMA
+from advbench.run.loading import LoadedModel, ModelSource
+from advbench.run.outputs import claim_output
 from advbench.run.runner import AttackRun, attack_split, run_key, run_parameters
-from advbench.run.shards import Shard, merge_shards, shard_output
+from advbench.run.shards import Shard, shard_output, write_merge
 
 
-def attack_shard(run: AttackRun, attack_name: str, attack_params: dict[str, Any],
-                 output: str, shard_index: int, shard_count: int) -> str:
-    """Attack one shard in this process (what a Ray task runs); returns the shard's path."""
-    model, meta = load_model(run.model_path)
+def attack_shard(model: ModelSource, run: AttackRun, attack_name: str,
+                 attack_params: dict[str, Any], output: str, shard_index: int,
+                 shard_count: int) -> str:
+    """Attack one shard in this process (what a Ray task runs); returns the shard's path.
+    ``model`` is opened here as the caller read it (``loading.ModelSource``: a user's .keras
+    file with its reading flags as well as an advbench artifact)."""
+    loaded = model.open()
     attack = make_attack(attack_name, **attack_params)
-    return str(attack_split(run, attack, model, meta, output,
+    return str(attack_split(run, attack, loaded.model, loaded.meta, output,
                             shard=Shard(shard_index, shard_count)))
 
 
@@ -58,50 +62,57 @@ def _task_gpus(ray: Any) -> int:
     return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
 
 
-def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *, workers: int,
-                    retries: int = 3, overwrite: bool = False,
-                    progress: Progress | None = None,
+def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *,
+                    model: LoadedModel, workers: int, retries: int = 3,
+                    overwrite: bool = False, progress: Progress | None = None,
                     shard_task: Callable[..., str] = attack_shard) -> Path:
     """Attack ``run`` as ``workers`` shards, one Ray task each, and merge them into ``output``.
 
-    Connects to the cluster of ``RAY_ADDRESS`` when set, else starts a local Ray with
-    ``workers`` CPUs. A task takes one GPU when the cluster has GPUs. A task whose worker
-    dies is retried up to ``retries`` times (resuming its shard). Shard artifacts are
-    ``<output stem>-shard<I>of<N>.h5``; the merged artifact is bit-identical to a one-process
-    run. ``shard_task`` is the function a task runs (default ``attack_shard``).
+    ``model``: the model as the caller opened it (``loading.open_model``); each task reopens
+    it from its ``source`` (path and reading flags), so the paths must be readable from every
+    node (shared storage). Connects to the cluster of ``RAY_ADDRESS`` when set, else starts a
+    local Ray with ``workers`` CPUs. A task takes one GPU when the cluster has GPUs. A task
+    whose worker dies is retried up to ``retries`` times (resuming its shard). Shard
+    artifacts are ``<output stem>-shard<I>of<N>.h5``; the merged artifact is bit-identical to
+    a one-process run. ``shard_task`` is the function a task runs (default ``attack_shard``,
+    called as ``shard_task(model.source, run, attack name, attack params, shard output,
+    shard index, shard count)``).
 
-    An existing complete ``output`` of the same run is returned as it is.
+    An existing complete ``output`` of the same run is returned as it is; the output is held
+    (``outputs.claim_output``) from the start to the merge.
 
     Raises ParameterError without Ray or for workers < 1; ArtifactError for an existing
-    ``output`` of another run (unless ``overwrite``) and as ``merge_shards``.
+    ``output`` of another run or an interrupted one (unless ``overwrite``) and as
+    ``merge_shards``; OutputError while another run writes ``output``.
     """
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
     progress = progress or Progress(quiet=True)
     output = Path(output)
-    if output.exists() and not overwrite:
-        _, _, indices = run.load()
-        key = run_key(run, attack, read_model_metadata(run.model_path).get("content_hash", ""),
-                      indices)
-        attrs = read_arrays(output, ATTACK_SCHEMA, names=[])[0] \
-            if artifact_kind(output) == ATTACK_SCHEMA else {}
-        if attrs.get("key") == key and attrs.get("complete"):
+    key = run_key(run, attack, model.meta.get("content_hash", ""), run.load()[2]) \
+        if output.exists() and not overwrite else None
+    with claim_output(output, what="attack artifact", schema=ATTACK_SCHEMA, key=key,
+                      noun="a run", kind="an attack artifact", overwrite=overwrite) as claim:
+        if claim.state == "complete":
             progress.log(f"{output} is complete already; nothing to do")
             return output
-        raise ArtifactError(f"{output} exists and holds another or an unfinished run; pass "
-                            "--overwrite to replace it or choose another -o")
-    ray = _init_ray(workers)  # a local Ray gets one CPU per shard
-    task = ray.remote(num_cpus=1, num_gpus=_task_gpus(ray), max_retries=retries)(shard_task)
-    shards = [Shard(i, workers) for i in range(workers)]
-    run_fields = dataclasses.asdict(run)
-    pending = [task.remote(AttackRun(**run_fields), attack.name, attack.params(),
-                           str(shard_output(output, shard)), shard.index, shard.count)
-               for shard in shards]
-    progress.log(run_parameters(run, attack))
-    progress.log(f"{attack.name}: {workers} Ray tasks")
-    paths = ray.get(pending)
-    path, _ = merge_shards(paths, output, overwrite=True)
-    return path
+        if claim.state == "partial":
+            raise ArtifactError(f"{output} holds an interrupted run; finish it without "
+                                "--engine ray or pass --overwrite to start again")
+        ray = _init_ray(workers)  # a local Ray gets one CPU per shard
+        task = ray.remote(num_cpus=1, num_gpus=_task_gpus(ray), max_retries=retries)(shard_task)
+        shards = [Shard(i, workers) for i in range(workers)]
+        # Absolute paths: a Ray worker's working folder is not ours.
+        run_fields = {**dataclasses.asdict(run), "data_dir": run.data_dir and str(
+            Path(run.data_dir).resolve())}
+        pending = [task.remote(model.source, AttackRun(**run_fields), attack.name,
+                               attack.params(), str(shard_output(output.resolve(), shard)),
+                               shard.index, shard.count)
+                   for shard in shards]
+        progress.log(run_parameters(run, attack))
+        progress.log(f"{attack.name}: {workers} Ray tasks")
+        write_merge(ray.get(pending), output)
+    return output
 
 
 def run_stages_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *,

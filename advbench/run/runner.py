@@ -11,9 +11,8 @@ batches I, I+N, ... and the shards merge into the one-process artifact.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
-import json
 import socket
 import time
 from pathlib import Path
@@ -27,18 +26,16 @@ from advbench.attacks.autoattack import artifact_table
 from advbench.attacks.base import Attack
 from advbench.attacks.budgets import parameter_line
 from advbench.attacks.targets import TARGET_MODES, choose_targets
-from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.files import output_lock, refuse_existing
+from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.data import batch_seed
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
 from advbench.models.zoo import forward_function
-from advbench.run import metrics, START_FROM, START_FROM_ATTACKS
-from advbench.run.artifacts import (ATTACK_SCHEMA, artifact_kind, open_artifact, read_arrays,
-                                    read_attack_artifact, read_attrs, write_arrays)
-from advbench.run.shards import Shard
+from advbench.run import START_FROM, START_FROM_ATTACKS, metrics, outputs
+from advbench.run.artifacts import ATTACK_SCHEMA, read_attack_artifact, write_arrays
+from advbench.run.shards import Shard, check_checkpoint
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -91,13 +88,12 @@ def run_parameters(run: AttackRun, attack: Attack, count: int | None = None,
 
 
 def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray) -> str:
-    """A digest of everything that determines the result: two runs with the same key give the
-    same artifact, so an existing artifact with this key can be resumed or reused."""
+    """The run key (``outputs.run_key``) of an attack run: the attack and its parameters, the
+    model's hash, the samples and what else determines the artifact."""
     payload = {
         "attack": attack.name, "params": attack.params(), "model_hash": model_hash,
         "dataset": run.dataset, "split": run.split, "seed": run.seed,
         "batch_size": run.batch_size, "target_mode": run.target_mode,
-        "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
     # Success is stored against the clean prediction and the label since issue 14 (and
     # fgsm-min searches from the prediction): never reuse an artifact of the label form only.
@@ -113,7 +109,7 @@ def run_key(run: AttackRun, attack: Attack, model_hash: str, indices: np.ndarray
     if run.dataset not in data.DATASETS:
         # A user's file can change under the same path; built-in sets are fixed by name.
         payload["data_hash"] = data.fingerprint(run.dataset)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return outputs.run_key(payload, indices)
 
 
 def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[str, Any],
@@ -140,25 +136,21 @@ def attack_split(run: AttackRun, attack: Attack, model: Model, model_meta: dict[
     x, y, indices = run.load() if samples is None else samples
     check_model_fits(model, model_meta, run.model_path, x, run.dataset)
     key = run_key(run, attack, model_meta.get("content_hash", ""), indices)
-    if not overwrite and _is_complete_run(output, key):  # needs no lock: read-only is fine
-        progress.log(f"{output} is complete already; nothing to do")
-        return output
+    claim: dict[str, Any] = dict(schema=ATTACK_SCHEMA, key=key, noun="a run",
+                                 kind="an attack artifact",
+                 overwrite=overwrite, resume=resume, shard=shard, num_samples=len(x))
+    with contextlib.suppress(AdvbenchError):  # a read-only check: said again under the lock
+        if outputs.read_claim(output, **claim).state == "complete":
+            progress.log(f"{output} is complete already; nothing to do")
+            return output
     # One writer per output: a second run of the same -o waits briefly, then refuses.
-    with output_lock(output, "attack artifact"):
-        return _attack_split(run, attack, model, output, (x, y, indices), key, attrs_of(
-            run, attack, model_meta, key, len(x), shard), resume=resume, overwrite=overwrite,
+    with outputs.claim_output(output, what="attack artifact", **claim) as held:
+        if held.state == "complete":
+            progress.log(f"{output} is complete already; nothing to do")
+            return output
+        return _attack_split(run, attack, model, output, (x, y, indices), held, attrs_of(
+            run, attack, model_meta, key, len(x), shard),
             checkpoint_seconds=checkpoint_seconds, progress=progress, shard=shard)
-
-
-def _is_complete_run(output: Path, key: str) -> bool:
-    if not output.exists() or artifact_kind(output) != ATTACK_SCHEMA:
-        return False
-    try:
-        with open_artifact(output, ATTACK_SCHEMA) as f:
-            attrs = read_attrs(f)
-    except ArtifactError:
-        return False
-    return attrs.get("key") == key and bool(attrs.get("complete"))
 
 
 def attrs_of(run: AttackRun, attack: Attack, model_meta: dict[str, Any], key: str,
@@ -188,39 +180,18 @@ def attrs_of(run: AttackRun, attack: Attack, model_meta: dict[str, Any], key: st
 
 
 def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: tuple,
-                  key: str, attrs: dict[str, Any], *, resume: bool, overwrite: bool,
+                  claim: outputs.Claim, attrs: dict[str, Any], *,
                   checkpoint_seconds: float, progress: Progress,
                   shard: Shard | None = None) -> Path:
     x, y, indices = samples
     n = len(x)
     state = _fresh_state(x, y, indices)
-    if output.exists():
-        if artifact_kind(output) != ATTACK_SCHEMA:
-            refuse_existing(output, overwrite=overwrite, holds=" and is not an attack artifact")
-        if not overwrite:
-            stored, arrays = read_arrays(output, ATTACK_SCHEMA)
-            if stored.get("key") != key:
-                raise ArtifactError(f"{output} holds a run with other parameters, model or "
-                                    "samples; pass --overwrite to replace it or choose another -o")
-            found = (f"shard {stored['shard_index']}/{stored['shard_count']}"
-                     if "shard_count" in stored else "the whole run")
-            wanted = f"shard {shard}" if shard is not None else "the whole run"
-            if found != wanted and not stored.get("complete"):
-                raise ArtifactError(f"{output} holds {found} of this run, not {wanted}; give each "
-                                    "shard its own -o (or merge the shards with `advbench merge`)")
-            if not resume and not stored.get("complete"):
-                raise ArtifactError(f"{output} holds an interrupted run; pass --resume to "
-                                    "continue it or --overwrite to start again")
-            if stored.get("num_samples") != n:
-                raise ArtifactError(f"{output} holds {stored.get('num_samples')} samples where "
-                                    f"this run has {n}; pass --overwrite to start again")
-            state.update(arrays)
-            state["wall_time_s"] = float(stored.get("wall_time_s", 0.0))
-            if stored.get("complete"):
-                progress.log(f"{output} is complete already; nothing to do")
-                return output
-            progress.log(f"resuming: {int(np.count_nonzero(state['completed']))} of {n} "
-                         f"samples done in {output}")
+    if claim.state == "partial":  # what it holds becomes the artifact: trust no less
+        check_checkpoint(output, claim.arrays, state)
+        state.update(claim.arrays)
+        state["wall_time_s"] = float(claim.attrs.get("wall_time_s", 0.0))
+        progress.log(f"resuming: {int(np.count_nonzero(state['completed']))} of {n} "
+                     f"samples done in {output}")
 
     forward = forward_function(model)
     batch_starts = list(range(0, n, run.batch_size))
@@ -229,8 +200,10 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     todo = [s for s in batch_starts if not state["completed"][s:s + run.batch_size].all()]
     progress.start(f"{attack.name}", len(batch_starts), unit="batches")
     progress.advance(len(batch_starts) - len(todo))
-    last_checkpoint = time.perf_counter()
-    try:
+    checkpoints = outputs.Checkpoints(
+        lambda complete: _write(output, attrs, state, complete=complete),
+        lambda: bool(state["completed"].all()), seconds=checkpoint_seconds, progress=progress)
+    with checkpoints:
         for start in todo:
             sl = slice(start, min(start + run.batch_size, n))
             began = time.perf_counter()
@@ -274,15 +247,7 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
             progress.advance(1, samples=sl.stop - sl.start, status=(
                 f"{int(done.sum())}/{n} samples done, {headline}"
                 f"success {fooled:.1%} of correct"))
-            if time.perf_counter() - last_checkpoint > checkpoint_seconds:
-                _write(output, attrs, state, complete=False)
-                last_checkpoint = time.perf_counter()
-    except KeyboardInterrupt:
-        _write(output, attrs, state, complete=False)
-        progress.close()
-        raise
-    progress.close()
-    _write(output, attrs, state, complete=bool(state["completed"].all()))
+            checkpoints.tick()
     # The attack's own reading of its failures, over the whole run (resumed batches too).
     hint = attack.failure_hint(
         state[SUCCESS_ARRAYS["label" if attrs.get("start_from") == "label" else "prediction"]],

@@ -18,9 +18,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.files import output_lock, refuse_existing
 from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, artifact_kind,
                                     read_arrays, read_attack_artifact, write_arrays)
+from advbench.run.outputs import claim_output
 
 #: Environment variables that ``--shard auto/N`` reads, in this order, with the index their
 #: first task has: SLURM job arrays (``--array=0-3``; the index is counted from
@@ -223,6 +223,26 @@ def _check_agrees(path: Path, attrs: dict[str, Any], arrays: dict[str, np.ndarra
                                 f"{int(np.count_nonzero(differ))} samples; {fix}")
 
 
+def check_checkpoint(path: Path, arrays: dict[str, np.ndarray],
+                     fresh: dict[str, Any]) -> None:
+    """ArtifactError unless an interrupted run's arrays at ``path`` can be resumed by the run
+    whose fresh state is ``fresh`` (the runner's arrays before any batch): it holds every
+    array the runner writes, and the labels and sample indices of this run (the run key
+    names the samples; these arrays are what the finished artifact would hold)."""
+    fix = "the file is damaged or edited: pass --overwrite to start the run again"
+    missing = [name for name, value in fresh.items()
+               if isinstance(value, np.ndarray) and name not in arrays]
+    if missing:
+        raise ArtifactError(f"{path} lacks {', '.join(missing)}; {fix}")
+    for name, what in SHARED_ARRAYS.items():
+        if name not in fresh:  # a stage that sets them from its own samples afterwards
+            continue
+        differ = int(np.count_nonzero(arrays[name] != fresh[name]))
+        if differ:
+            raise ArtifactError(f"{path} differs from this run in {name} ({what}) at {differ} "
+                                f"samples; {fix}")
+
+
 def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                  overwrite: bool = False) -> tuple[Path, dict[str, Any]]:
     """Write the merge of shard artifacts (``merge_attack_runs``) to ``output``, atomically:
@@ -236,14 +256,19 @@ def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike, 
     output = Path(output)
     if any(Path(p).resolve() == output.resolve() for p in paths):
         raise ArtifactError(f"{output} is one of the shards; write the merge to another -o")
-    with output_lock(output, "attack artifact"):
-        refuse_existing(output, overwrite=overwrite)
-        # Certification shards merge as attack shards do (the first path's kind decides).
-        schema = (CERTIFICATION_SCHEMA if paths and Path(paths[0]).exists()
-                  and artifact_kind(paths[0]) == CERTIFICATION_SCHEMA else ATTACK_SCHEMA)
-        attrs, arrays = merge_attack_runs(paths, schema)
-        write_arrays(output, schema, attrs, arrays)
-    return output, attrs
+    with claim_output(output, what="attack artifact", overwrite=overwrite):
+        return output, write_merge(paths, output)
+
+
+def write_merge(paths: Sequence[str | os.PathLike], output: str | os.PathLike) -> dict[str, Any]:
+    """Write the merge of ``paths`` to ``output`` (the caller holds its claim,
+    ``outputs.claim_output``); returns the merged attrs."""
+    # Certification shards merge as attack shards do (the first path's kind decides).
+    schema = (CERTIFICATION_SCHEMA if paths and Path(paths[0]).exists()
+              and artifact_kind(paths[0]) == CERTIFICATION_SCHEMA else ATTACK_SCHEMA)
+    attrs, arrays = merge_attack_runs(paths, schema)
+    write_arrays(output, schema, attrs, arrays)
+    return attrs
 
 
 def group_shards(paths: Sequence[str | os.PathLike]) -> list[list[Path]]:

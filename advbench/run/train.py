@@ -16,7 +16,6 @@ the same call resumes from it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.defenses.base import Defense
 from advbench.models.zoo import build_model, predict_labels, zoo_name
-from advbench.run import distribute
+from advbench.run import distribute, outputs
 from advbench.run.artifacts import read_arrays, write_arrays
 
 if TYPE_CHECKING:
@@ -267,15 +266,15 @@ class Checkpoint:
 
 def training_key(config: TrainConfig, defense: Defense,
                  source: dict[str, Any] | None = None) -> str:
-    """A digest of what determines a training run (with ``source``, the user's architecture
-    file of ``prepare_architecture``); where it runs (strategy, devices) and where it
+    """The run key (``outputs.run_key``) of a training run: what determines it (with
+    ``source``, the user's architecture file of ``prepare_architecture``); where it runs (strategy, devices) and where it
     checkpoints do not count, so a launcher may resume on other devices."""
     fields = dataclasses.asdict(config)
     for name in ("strategy", "devices", "checkpoint_dir"):
         fields.pop(name)
     payload = {**fields, "data_dir": str(fields["data_dir"]), "defense": repr(defense),
                "source": (source or {}).get("hash")}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return outputs.run_key(payload)
 
 
 def craft_training_adversarials(attack: Attack, model: Model, x: np.ndarray, y: np.ndarray,

@@ -25,7 +25,6 @@ threshold absorbs the few samples two attacks disagree on by chance.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -38,7 +37,7 @@ from advbench import __version__
 from advbench.attacks import make_attack
 from advbench.core.checks import check_int, check_range, check_seed
 from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.files import refuse_existing
+from advbench.core.files import output_lock
 from advbench.core.ops import logit_margin
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
@@ -46,8 +45,9 @@ from advbench.models import ARCHITECTURE_BUILDERS
 from advbench.models.adapt import looks_like_probabilities
 from advbench.models.gradients import attack_model
 from advbench.models.zoo import forward_function, predict_logits
+from advbench.run import outputs
+from advbench.run.artifacts import AUDIT_SCHEMA, jsonable, read_arrays, write_arrays
 from advbench.run.runner import attack_arrays
-from advbench.run.artifacts import AUDIT_SCHEMA, artifact_kind, jsonable, read_arrays, write_arrays
 from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
 
 if TYPE_CHECKING:
@@ -594,22 +594,26 @@ def train_surrogate(dataset: str, *, data_dir: PathLike | None = None,
 
 # -- the record ------------------------------------------------------------------------------
 def audit_key(summary_inputs: dict[str, Any], indices: np.ndarray) -> str:
-    """A digest of what determines an audit (model hash, data, samples, eps, norm, checks,
-    settings, surrogate): an -o record with this key holds this audit's result."""
-    payload = {**summary_inputs,
-               "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest()}
-    return hashlib.sha256(json.dumps(jsonable(payload), sort_keys=True).encode()).hexdigest()
+    """The run key (``outputs.run_key``) of an audit: model hash, data, samples, eps, norm,
+    checks, settings, surrogate. An -o record with this key holds this audit's result."""
+    return outputs.run_key(jsonable(summary_inputs), indices)
 
 
-def write_audit(path: PathLike, result: AuditResult, attrs: dict[str, Any]) -> Path:
-    """Write the audit record (schema ``advbench.audit``, atomically): attrs (provenance,
-    ``key``, ``verdict``, the summary as JSON) and the per-sample arrays."""
+def write_audit(path: PathLike, result: AuditResult, attrs: dict[str, Any], *,
+                lock: bool = True) -> Path:
+    """Write the audit record (schema ``advbench.audit``, atomically) holding the output lock
+    (``files.output_lock``; OutputError while another run writes it; ``lock`` False: the
+    caller holds it already): attrs (provenance, ``key``, ``verdict``, the summary as JSON)
+    and the per-sample arrays."""
+    import contextlib
+
     summary = result.summary
-    write_arrays(path, AUDIT_SCHEMA,
-                 {**attrs, "verdict": summary["verdict"], "eps": summary["eps"],
-                  "norm": summary["norm"], "num_samples": summary["samples"],
-                  "complete": True, "advbench_version": __version__,
-                  "summary": json.dumps(summary)}, result.per_sample)
+    with output_lock(path, "audit record") if lock else contextlib.nullcontext():
+        write_arrays(path, AUDIT_SCHEMA,
+                     {**attrs, "verdict": summary["verdict"], "eps": summary["eps"],
+                      "norm": summary["norm"], "num_samples": summary["samples"],
+                      "complete": True, "advbench_version": __version__,
+                      "summary": json.dumps(summary)}, result.per_sample)
     return Path(path)
 
 
@@ -626,14 +630,8 @@ def read_audit(path: PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 def stored_audit(path: PathLike, key: str, overwrite: bool) -> dict[str, Any] | None:
     """The summary in an existing -o record of the same audit (``key``), to reuse; None when
-    ``path`` is free or ``overwrite``; ArtifactError when it holds anything else."""
-    path = Path(path)
-    if overwrite or not path.exists():
-        return None
-    if artifact_kind(path) != AUDIT_SCHEMA:
-        refuse_existing(path, overwrite=False, holds=" and is not an audit record")
-    attrs, _ = read_audit(path)
-    if attrs.get("key") != key:
-        raise ArtifactError(f"{path} holds an audit with other parameters, model or samples; "
-                            "pass --overwrite to replace it or choose another -o")
-    return attrs["summary"]
+    ``path`` is free or ``overwrite``; ArtifactError (OutputError for a file of another kind)
+    when it holds anything else (``outputs.read_claim``)."""
+    claim = outputs.read_claim(path, schema=AUDIT_SCHEMA, key=key, noun="an audit",
+                               kind="an audit record", overwrite=overwrite)
+    return read_audit(path)[0]["summary"] if claim.state == "complete" else None

@@ -22,8 +22,6 @@ refuse, the output lock and the atomic artifact (``advbench.certification``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -34,14 +32,14 @@ import numpy as np
 from advbench import __version__, data
 from advbench.core.checks import check_int, check_range
 from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.files import output_lock
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
-from advbench.run.artifacts import CERTIFICATION_SCHEMA, artifact_kind, read_arrays, write_arrays
+from advbench.run import outputs
+from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays, write_arrays
 from advbench.run.runner import device_name
-from advbench.run.shards import Shard
+from advbench.run.shards import Shard, check_checkpoint
 
 #: The two procedures of Cohen et al.: CERTIFY (radius) and PREDICT (class only).
 MODES = ("certify", "predict")
@@ -208,15 +206,14 @@ class CertifyRun(Samples):
 
 
 def certify_key(run: CertifyRun, model_hash: str, indices: np.ndarray) -> str:
-    """A digest of everything that determines a certification artifact."""
+    """The run key (``outputs.run_key``) of a certification: what determines its artifact."""
     payload = {
         "stage": "certify", **run.params(), "model_hash": model_hash, "dataset": run.dataset,
         "split": run.split, "seed": run.seed, "batch_size": run.batch_size,
-        "indices": hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest(),
     }
     if run.dataset not in data.DATASETS:
         payload["data_hash"] = data.fingerprint(run.dataset)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return outputs.run_key(payload, indices)
 
 
 def default_path(runs_dir: PathLike, model_path: PathLike, run: CertifyRun, key: str) -> Path:
@@ -285,49 +282,26 @@ def certify_split(run: CertifyRun, model: Model, model_meta: dict[str, Any],
 
         output = shard_output(output, shard)
     progress.log(describe(run, output, len(x)) + (f" (shard {shard})" if shard else ""))
-    with output_lock(output, "certification artifact"):
-        state = _claim(output, key, len(x), shard, overwrite=overwrite, resume=resume,
-                       progress=progress)
-        if state is None:
+    with outputs.claim_output(output, what="certification artifact",
+                              schema=CERTIFICATION_SCHEMA, key=key, noun="a certification",
+                              kind="a certification artifact", overwrite=overwrite,
+                              resume=resume, shard=shard, num_samples=len(x)) as claim:
+        if claim.state == "complete":
+            progress.log(f"{output} is complete already; nothing to do")
             return output
+        state = _fresh(len(x))
+        if claim.state == "partial":
+            check_checkpoint(output, claim.arrays, state)
+            state.update({k: v for k, v in claim.arrays.items() if k in state})
+            state["wall_time_s"] = float(claim.attrs.get("wall_time_s", 0.0))
+            progress.log(f"resuming: {int(state['completed'].sum())} of {len(x)} images done "
+                         f"in {output}")
         attrs = _attrs(run, model_meta, key, len(x), shard)
         for name, value in (("y", y), ("indices", indices)):
             state[name] = value
         _certify(run, model, x, y, indices, state, output, attrs, shard=shard,
                  checkpoint_seconds=checkpoint_seconds, progress=progress)
     return output
-
-
-def _claim(output: Path, key: str, n: int, shard: Shard | None, *, overwrite: bool,
-           resume: bool, progress: Progress) -> dict[str, Any] | None:
-    """The state to continue from: fresh, or the interrupted run at ``output``; None when
-    ``output`` is complete already. Refuses anything else (ArtifactError)."""
-    if overwrite or not output.exists():
-        return _fresh(n)
-    if artifact_kind(output) != CERTIFICATION_SCHEMA:
-        raise ArtifactError(f"{output} exists and is not a certification artifact; choose "
-                            "another -o or pass --overwrite")
-    stored, arrays = read_arrays(output, CERTIFICATION_SCHEMA)
-    if stored.get("key") != key or stored.get("num_samples") != n:
-        raise ArtifactError(f"{output} holds a certification with other parameters, model or "
-                            "samples; pass --overwrite to replace it or choose another -o")
-    if stored.get("complete"):
-        progress.log(f"{output} is complete already; nothing to do")
-        return None
-    found = (f"shard {stored['shard_index']}/{stored['shard_count']}"
-             if "shard_count" in stored else "the whole run")
-    wanted = f"shard {shard}" if shard is not None else "the whole run"
-    if found != wanted:
-        raise ArtifactError(f"{output} holds {found} of this run, not {wanted}; give each "
-                            "shard its own -o (or merge the shards with `advbench merge`)")
-    if not resume:
-        raise ArtifactError(f"{output} holds an interrupted run; pass --resume to continue it "
-                            "or --overwrite to start again")
-    state = _fresh(n)
-    state.update({k: v for k, v in arrays.items() if k in state})
-    state["wall_time_s"] = float(stored.get("wall_time_s", 0.0))
-    progress.log(f"resuming: {int(state['completed'].sum())} of {n} images done in {output}")
-    return state
 
 
 def _fresh(n: int) -> dict[str, Any]:
@@ -375,8 +349,10 @@ def _certify(run: CertifyRun, model: Model, x: np.ndarray, y: np.ndarray,
     progress.advance(len(starts) - len(todo))
     if todo:  # trace the tf.function on one draw, so the first group's time is the rate's
         count(x[:1], keys[:1], 0, 1, 1, run.sigma)
-    last = time.perf_counter()
-    try:
+    checkpoints = outputs.Checkpoints(
+        lambda complete: _write(output, attrs, state, complete=complete),
+        lambda: bool(state["completed"].all()), seconds=checkpoint_seconds, progress=progress)
+    with checkpoints:
         for i, start in enumerate(todo):
             sl = slice(start, min(start + group, n_images))
             began = time.perf_counter()
@@ -404,15 +380,7 @@ def _certify(run: CertifyRun, model: Model, x: np.ndarray, y: np.ndarray,
             done = state["completed"]
             progress.advance(1, samples=sl.stop - sl.start,
                              status=f"accuracy {state['correct'][done].mean():.1%}")
-            if time.perf_counter() - last > checkpoint_seconds:
-                _write(output, attrs, state, complete=False)
-                last = time.perf_counter()
-    except KeyboardInterrupt:
-        _write(output, attrs, state, complete=False)
-        progress.close()
-        raise
-    progress.close()
-    _write(output, attrs, state, complete=bool(state["completed"].all()))
+            checkpoints.tick()
 
 
 def _write(output: Path, attrs: dict, state: dict, *, complete: bool) -> None:
@@ -458,7 +426,43 @@ def read_certification(path: PathLike) -> tuple[dict[str, Any], dict[str, np.nda
         raise ArtifactError(f"{path} is an interrupted run ({int(arrays['completed'].sum())} of "
                             f"{len(arrays['completed'])} images done); rerun its `advbench "
                             "certify` command to finish it")
+    check_certification(path, attrs, arrays)
     return attrs, arrays
+
+
+def check_certification(where: PathLike, attrs: dict[str, Any],
+                        arrays: dict[str, np.ndarray]) -> None:
+    """ArtifactError unless a certification's results follow from its noise counts: every
+    completed image's counts sum to n (and n0), and its class, pA bound, radius and
+    correctness are what CERTIFY (or PREDICT) gives from them at the recorded n, alpha and
+    sigma; an edited result (a radius, a class, ``correct``) is refused, naming the field."""
+    fix = "the file is damaged or edited: certify again"
+    done = arrays["completed"]
+    certify = attrs.get("mode", "certify") == "certify"
+    counts, counts0 = arrays.get("counts"), arrays.get("counts0")
+    chooser = counts0 if certify else counts  # the draws that pick the class
+    if counts is None or chooser is None:
+        raise ArtifactError(f"{where} lacks its noise counts; {fix}")
+    n, n0 = int(attrs["n"]), int(attrs["n0"])
+    for name, array, total in (("counts", counts, n), ("counts0", counts0, n0)):
+        if array is None or (name == "counts0" and not certify):
+            continue
+        if len(array) != len(done) or (array[done].sum(axis=1) != total).any():
+            raise ArtifactError(f"{where}: {name} does not hold {total} draws per certified "
+                                f"image; {fix}")
+    if certify:
+        pred, p_lower, radius = certify_counts(chooser[done], counts[done], n,
+                                               float(attrs["alpha"]), float(attrs["sigma"]))
+        found = {"pred": pred, "pa_lower": p_lower, "radius": radius}
+    else:
+        found = {"pred": predict_counts(counts[done], float(attrs["alpha"]))}
+    top = chooser[done].argmax(axis=1)
+    found["count_top"] = counts[done][np.arange(len(top)), top]
+    found["correct"] = found["pred"] == arrays["y"][done]
+    for name, value in found.items():
+        stored = arrays.get(name)
+        if stored is None or not np.allclose(stored[done], value, rtol=1e-6, atol=1e-9):
+            raise ArtifactError(f"{where}: {name} does not follow from the noise counts; {fix}")
 
 
 def read_certification_run(paths: PathLike | Sequence[PathLike]) -> tuple[
@@ -475,7 +479,14 @@ def read_certification_run(paths: PathLike | Sequence[PathLike]) -> tuple[
         raise ArtifactError(f"{', '.join(map(str, paths))} hold {int(arrays['completed'].sum())} "
                             f"of {len(arrays['completed'])} images of their run; give every "
                             "shard or run the missing ones (advbench certify ... --shard I/N)")
+    check_certification(", ".join(map(str, paths)), attrs, arrays)
     return attrs, arrays
+
+
+def certify_json(path: PathLike) -> dict[str, Any]:
+    """``advbench certify --json``: the artifact's path and ``certification_summary``."""
+    attrs, arrays = read_arrays(path, CERTIFICATION_SCHEMA)
+    return {"path": str(path), **certification_summary(attrs, arrays)}
 
 
 #: Points of the certified-accuracy-vs-radius curve an evaluation entry keeps (for --plot).

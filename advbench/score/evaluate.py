@@ -30,8 +30,8 @@ from advbench.models.foreign import model_provenance
 from advbench.models.zoo import predict_labels
 from advbench.run import metrics
 from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, CURVE_SCHEMA,
-                                    EVALUATION_SCHEMA, artifact_kind, jsonable, read_arrays,
-                                    write_arrays)
+                                    EVALUATION_SCHEMA, artifact_kind, jsonable, open_artifact,
+                                    read_arrays, read_attrs, write_arrays)
 from advbench.run.curves import read_curve
 from advbench.run.shards import Shard, group_shards, read_attack_run
 from advbench.score.certify import DEFAULT_RADII, certification_entry
@@ -271,8 +271,23 @@ def _scoring_checks(model_meta: dict, model_path: PathLike, distance_variant: st
         kind = artifact_kind(group[0]) if Path(group[0]).exists() else None
         if kind not in (ATTACK_SCHEMA, CURVE_SCHEMA, CERTIFICATION_SCHEMA):
             read_arrays(group[0], ATTACK_SCHEMA)  # raises the precise one-line error
+        if kind == CERTIFICATION_SCHEMA:
+            _check_certified_model(group[0], model_meta, model_path)
         kinds.append(kind)
     return dataset, groups, kinds
+
+
+def _check_certified_model(path: PathLike, model_meta: dict, model_path: PathLike) -> None:
+    """ArtifactError unless the certification at ``path`` was made on this model: a
+    certificate holds for the smoothed classifier of the model that drew the noise, so
+    another model's certified accuracy must never be reported (or gated) as this one's."""
+    with open_artifact(path, CERTIFICATION_SCHEMA) as f:
+        attrs = read_attrs(f)
+    if attrs.get("model_hash") != model_meta.get("content_hash"):
+        raise ArtifactError(f"{path} certifies model {attrs.get('model_path')}, not "
+                            f"{model_path} (their hashes differ); a certificate holds only for "
+                            "the model it was made on: evaluate it with that model, or certify "
+                            "this one")
 
 
 def _gets_distance(attrs: dict, model_meta: dict) -> bool:
@@ -693,8 +708,13 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
     return Threshold(name, qualifier, number, bound)
 
 
+class GateError(ParameterError):
+    """A threshold names a metric the evaluation does not give (the command's usage error)."""
+
+
 def metric_value(summary: dict, threshold: Threshold) -> float:
-    """The value a threshold is checked against; ParameterError when it is not available."""
+    """The value a threshold is checked against; GateError (a ParameterError) when it is not
+    available."""
     if threshold.name in CERTIFICATION_METRICS:
         radius = float(threshold.qualifier or 0.0)
         values = [v for v in (_certified_value(e, threshold.name, radius)
@@ -706,7 +726,7 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
         chosen = [e for e in summary["artifacts"] if e.get("kind") == "attack"
                   and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
         if not chosen:
-            raise ParameterError(f"{threshold.label}: no given attack artifact has attack or "
+            raise GateError(f"{threshold.label}: no given attack artifact has attack or "
                                  f"file name {threshold.qualifier!r}")
         values = [v for v in (_value(e, threshold.name) for e in chosen) if v is not None]
         value = _worst(values, METRICS[threshold.name])
@@ -720,7 +740,7 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
             **{name: "a certification artifact (advbench certify; CERTIFY, not --predict)"
                for name in CERTIFICATION_METRICS},
         }.get(threshold.name, "at least one attack artifact")
-        raise ParameterError(f"{threshold.label} is not available: it needs {needs}")
+        raise GateError(f"{threshold.label} is not available: it needs {needs}")
     return value
 
 
@@ -746,9 +766,18 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate") -> Path:
+def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate", *,
+                     lock: bool = True) -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
-    arrays (schema ``advbench.evaluation``, written atomically)."""
-    write_arrays(path, EVALUATION_SCHEMA, {"kind": kind, "summary": jsonable(result.summary)},
-                 result.per_sample)
+    arrays (schema ``advbench.evaluation``, written atomically), holding the output lock
+    (``files.output_lock``; OutputError while another run writes ``path``; ``lock`` False:
+    the caller holds it already). An evaluation is derived from its inputs, so an existing
+    file at ``path`` is replaced."""
+    import contextlib
+
+    from advbench.core.files import output_lock
+
+    with output_lock(path, "artifact") if lock else contextlib.nullcontext():
+        write_arrays(path, EVALUATION_SCHEMA,
+                     {"kind": kind, "summary": jsonable(result.summary)}, result.per_sample)
     return Path(path)

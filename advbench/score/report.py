@@ -563,3 +563,29 @@ def print_markdown_table(markdown_path: PathLike, heading: str,
     for row in body:
         table.add_row(*row)
     _console(console).print(table)
+
+
+def models_table(rows: list[dict[str, Any]]) -> Any:
+    """The table of ``advbench models`` (rows of ``stages.list_models``)."""
+    from rich.table import Table
+
+    from advbench import data as datamod
+
+    table = Table(title="trained models")
+    for col in ("name", "dataset", "defense params", "epochs", "train images",
+                "clean accuracy", "train time (s)", "path"):
+        table.add_column(col, justify="right" if col in ("epochs", "train images",
+                                                         "clean accuracy", "train time (s)")
+                         else "left")
+
+    def cell(value, form="{}"):
+        return "-" if value is None else form.format(value)  # artifacts may lack training info
+
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in (r["defense_params"] or {}).items())
+        table.add_row(cell(r["name"]), cell(r["dataset"] and datamod.display_name(r["dataset"])),
+                      params or "-", cell(r["epochs_run"]), cell(r["train_samples"]),
+                      cell(r["clean_test_accuracy"] and 100 * r["clean_test_accuracy"],
+                           "{:.2f}%"),
+                      cell(r["training_time_s"], "{:.1f}"), r["path"])
+    return table

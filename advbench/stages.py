@@ -1,0 +1,563 @@
+"""The stages of a benchmark run as Python calls: what each ``advbench`` command does, one call
+each, with the same artifacts, run keys, default paths and output locks (docs/python.md).
+
+    from advbench import stages
+    from advbench.attacks import make_attack
+
+    model = stages.open_model("own.keras", dataset="own.npz")
+    run = stages.attack(model, make_attack("pgd", eps=0.1), limit=100)
+    score = stages.evaluate(model, [run.path], limit=100)
+
+Each stage owns its run: it loads the samples once, computes the run key
+(``outputs.run_key``), picks the default path, reuses a complete artifact of the same key,
+resumes an interrupted one, refuses anything else without ``overwrite`` and holds the output
+lock while it writes (``outputs.claim_output``). Errors are ``advbench.core.errors.AdvbenchError``
+subclasses with a one-line message: ``ParameterError`` (bad values, or options that do not
+apply), ``ArtifactError`` (an unreadable model or artifact, an output of another run),
+``DataError`` (data files), ``OutputError`` (an output that cannot be written, or is being
+written by another run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from advbench import data
+from advbench.attacks.base import Attack
+from advbench.core.errors import ParameterError
+from advbench.core.progress import Progress
+from advbench.core.types import PathLike
+from advbench.run.loading import LoadedModel, ModelSource
+from advbench.run.shards import Shard
+
+__all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome", "evaluate",
+           "distance_part", "transfer", "certify", "audit", "train", "curves"]
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """The default ``say`` of a Python call: no start lines (progress still logs)."""
+
+
+def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | None = None,
+               models_dir: PathLike | None = None, **reading: Any) -> LoadedModel:
+    """The model MODEL names, read as every command reads it (``loading.open_model``).
+
+    Args:
+        ref: a zoo name (resolved in ``models_dir``, default ``models/``), an advbench model
+            artifact (.h5), or your own Keras model: a .keras file, a legacy .h5 full model or
+            a SavedModel folder.
+        dataset: the data your own model takes: "mnist", "cifar10", or your data's path (an
+            .npz with x_train, y_train, x_test, y_test, or x, y as a test split; or a folder
+            of one sub-folder of images per class). Required for your own model.
+        reading: how to read your own model: ``custom_objects`` (a module name),
+            ``outputs`` ("auto", "logits", "probabilities"), ``preprocessing``
+            (``models.adapt.Preprocessing``: the input range, mean and std it expects),
+            ``model_output`` (a multi-output model's class-score output).
+
+    Returns: ``LoadedModel``: ``.model`` takes float32 (N, H, W, C) images in [0, 1] and
+        gives (N, classes) logits; ``.meta["content_hash"]`` is its identity (artifacts
+        crafted on it are white-box for it); ``.source`` reopens it the same way.
+    Raises: ArtifactError (unreadable or unsafe file), ParameterError (no data set for your
+        own model, reading options for an advbench artifact), DataError (bad data).
+    """
+    from advbench.run.loading import open_model as opened
+
+    return opened(ref, dataset=_data_name(dataset), data_dir=data_dir, models_dir=models_dir,
+                  **reading)
+
+
+def open_models(refs: Sequence[str], *, dataset: str | None = None,
+                data_dir: PathLike | None = None, models_dir: PathLike | None = None,
+                say: Say | None = None, **reading: Any) -> list[LoadedModel]:
+    """The models of several MODEL references (transfer's sources and targets): a file named
+    twice is opened once, so that source and target are the same object (and the same
+    identity: white-box) when they are the same file. Foreign models take ``dataset``, else
+    the first advbench model's data set; ``reading`` (see ``open_model``) applies to the
+    foreign ones and is refused (ParameterError) when every model is an advbench artifact.
+    ``say`` gets the notes on how each was read."""
+    from advbench.run.loading import model_data, open_model as opened
+    from advbench.models.zoo import resolve_model
+
+    dataset = _data_name(dataset)
+    if dataset is None:
+        dataset = next((d for d in (model_data(ref, models_dir) for ref in refs) if d), None)
+    loaded: dict[str, LoadedModel] = {}
+    out = []
+    for ref in refs:
+        key = str(resolve_model(ref, dataset if dataset in data.DATASETS else None,
+                                models_dir).resolve())
+        if key not in loaded:
+            loaded[key] = opened(ref, dataset=dataset, data_dir=data_dir,
+                                 models_dir=models_dir, strict=False, **reading)
+            for note in loaded[key].meta.get("notes", []):
+                (say or _quiet)(note)
+        out.append(loaded[key])
+    if (reading.get("custom_objects") or reading.get("outputs", "auto") != "auto"
+            or reading.get("preprocessing") or reading.get("model_output") is not None) \
+            and not any("model_kind" in m.meta for m in out):
+        raise ParameterError("--custom-objects, --outputs, --model-output, --input-range, "
+                             "--mean and --std apply to foreign model files; every model here "
+                             "is an advbench artifact")
+    return out
+
+
+def _data_name(dataset: str | None) -> str | None:
+    """A data set as artifacts name it: a built-in name, or a user's data as its absolute
+    path (``data.source_name``), so the CLI and a Python call give one run key."""
+    return None if dataset is None else data.source_name(str(dataset))
+
+
+def _dataset_of(model: LoadedModel, dataset: str | None) -> str:
+    """The data a stage works on: ``dataset``, else the model's own."""
+    found = dataset or model.meta.get("dataset")
+    if not found:
+        raise ParameterError(f"{model.path} has no data set of its own; say which data it "
+                             "takes: dataset='mnist', 'cifar10' or your data's path")
+    return str(found)
+
+
+def _opened(model: LoadedModel | str, dataset: str | None, data_dir: PathLike | None,
+            models_dir: PathLike | None = None) -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else open_model(
+        model, dataset=dataset, data_dir=data_dir, models_dir=models_dir)
+
+
+def list_models(paths: Sequence[PathLike] = (), models_dir: PathLike | None = None
+                ) -> tuple[Path, list[dict[str, Any]]]:
+    """(the zoo store, one row per model artifact: path, zoo name, data set, architecture,
+    activation, defense and its parameters, epochs, training images, clean test accuracy,
+    training time, seed) of ``paths``, or of every .h5 in the store (``advbench models``);
+    read from the artifacts' metadata, no model loaded. A missing field is None."""
+    from advbench.run.artifacts import read_model_metadata
+    from advbench.models.zoo import models_dir as default_models_dir
+
+    store = default_models_dir(models_dir)
+    rows = []
+    for path in [Path(p) for p in paths] or sorted(store.glob("*.h5")):
+        meta = read_model_metadata(path)
+        rows.append({"path": str(path), "name": meta.get("zoo_name"), **{
+            field: meta.get(field) for field in (
+                "dataset", "architecture", "activation", "defense", "defense_params",
+                "epochs_run", "train_samples", "clean_test_accuracy", "training_time_s",
+                "seed")}})
+    return store, rows
+
+
+# -- attack ---------------------------------------------------------------------------------
+@dataclasses.dataclass
+class AttackOutcome:
+    """What ``attack`` wrote: ``path`` (the attack artifact, or with ``engine="ray"`` the
+    merged one) and the clean ``samples`` (x float32 (N, H, W, C) in [0, 1], y int64 (N,),
+    indices into the split int64 (N,)) it attacked."""
+
+    path: Path
+    samples: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    def summary(self) -> dict[str, Any]:
+        """The run's summary (``runner.artifact_summary``: success rates both ways, norms,
+        robustness of a minimal attack), what ``advbench attack --json`` prints."""
+        from advbench.run.runner import artifact_summary
+
+        return artifact_summary(self.path, self.samples[0])
+
+
+def attack(model: LoadedModel | str, attack: Attack, *, dataset: str | None = None,
+           split: str = "test", limit: int | None = None, start: int = 0,
+           batch_size: int = 128, seed: int = 0, data_dir: PathLike | None = None,
+           target_mode: str | None = None, start_from: str = "prediction",
+           defaults_from: str = "", output: PathLike | None = None,
+           runs_dir: PathLike = "runs", resume: bool = True, overwrite: bool = False,
+           shard: Shard | None = None, engine: str = "local", workers: int | None = None,
+           progress: Progress | None = None, say: Say | None = None,
+           budget: Any = None) -> AttackOutcome:
+    """Attack a slice of a data split with ``attack`` on ``model`` and write the attack
+    artifact (``advbench attack``).
+
+    Args:
+        model: a ``LoadedModel`` (``open_model``) or a MODEL reference opened here (a zoo
+            name, an advbench .h5, or a foreign model with ``dataset``).
+        attack: an ``advbench.attacks`` object (``make_attack("pgd", eps=0.3)``); it never
+            holds the model.
+        dataset: the data (a built-in name or a user's .npz / image folder); default the
+            model's.
+        split, limit, start, batch_size, seed, data_dir: the samples (``runner.Samples``):
+            ``limit`` draws a class-balanced subset; batches and their seeds are fixed by
+            ``batch_size`` and ``seed`` (so shards and resumed runs give the same bits).
+        target_mode: None (untargeted), "random" or "least-likely".
+        start_from: "prediction" or "label", for untargeted deepfool, cw-l2 and jsma.
+        defaults_from: which parameters took the data set's defaults, stored as provenance.
+        output: the artifact path; default ``<runs_dir>/<model stem>-<attack>-<key>.h5``.
+        resume, overwrite: what to do with an existing output (``outputs.claim_output``).
+        shard: attack only this shard's batches, into ``<output stem>-shard<I>of<N>.h5``.
+        engine, workers: "ray" runs ``workers`` shards as Ray tasks and merges them.
+        progress: progress and log lines (default: silent); say: where the run's start
+            line goes (default: nowhere); budget: the ``budgets.Budget`` whose defaults the
+            attack took, named in the start line.
+
+    Returns: ``AttackOutcome`` (path and samples).
+    Raises: ParameterError (bad sample parameters, targets for an untargeted attack),
+        ArtifactError (the model does not take the data; an output of another run),
+        OutputError (the output cannot be written or is held by another run).
+    """
+    from advbench.run.artifacts import run_artifact_path
+    from advbench.run.runner import AttackRun, attack_split, run_key
+
+    dataset = _data_name(dataset)
+    model = _opened(model, dataset, data_dir)
+    progress = progress or Progress(quiet=True)
+    run = AttackRun(model_path=str(model.path), dataset=_dataset_of(model, dataset),
+                    split=split, limit=limit, start=start, batch_size=batch_size, seed=seed,
+                    data_dir=data_dir, target_mode=target_mode, start_from=start_from,
+                    defaults_from=defaults_from)
+    run.validate()
+    samples = run.load()  # once: the key needs the indices, the attack the images
+    if output is None:
+        key = run_key(run, attack, model.meta.get("content_hash", ""), samples[2])
+        output = run_artifact_path(runs_dir, model.path, attack.name, key)
+    if engine == "ray":
+        from advbench.run.ray_engine import attack_with_ray
+
+        if workers is None:
+            raise ParameterError("engine ray makes its own shards: give workers")
+        if budget is not None and budget.note:
+            (say or _quiet)(budget.note)
+        return AttackOutcome(attack_with_ray(run, attack, output, model=model,
+                                             workers=workers, overwrite=overwrite,
+                                             progress=progress), samples)
+    if shard is not None:
+        from advbench.run.shards import shard_output
+
+        # Each shard writes its own artifact: "-o runs/pgd.h5" gives runs/pgd-shard0of4.h5...
+        output = shard_output(output, shard)
+    for line in attack_lines(attack, run, len(samples[0]), shard, budget):
+        (say or _quiet)(line)
+    return AttackOutcome(attack_split(run, attack, model.model, model.meta, Path(output),
+                                      resume=resume, overwrite=overwrite, progress=progress,
+                                      shard=shard, samples=samples), samples)
+
+
+def attack_lines(attack: Attack, run: Any, count: int, shard: Shard | None,
+                 budget: Any = None) -> list[str]:
+    """The lines that start an attack run: the budget's note (defaults borrowed by image
+    size), then every parameter it uses."""
+    from advbench.run.runner import run_parameters
+
+    lines = [budget.note] if budget is not None and budget.note else []
+    return lines + [run_parameters(run, attack, count, shard)]
+
+
+# -- curves ---------------------------------------------------------------------------------
+def curves(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel],
+           eps: Sequence[float], *, attack: str = "fgsm", norm: str = "linf",
+           alpha: float = 0.05, dataset: str | None = None, split: str = "test",
+           limit: int | None = None, start: int = 0, batch_size: int = 128, seed: int = 0,
+           data_dir: PathLike | None = None, output: PathLike | None = None,
+           runs_dir: PathLike = "runs", overwrite: bool = False,
+           progress: Progress | None = None, say: Say | None = None) -> list[Any]:
+    """Compute (or reuse) one accuracy-vs-eps curve artifact per source, every target scored
+    on it (``curves.run_curve``; fgsm and rand-fgsm). Returns the ``curves.Curve`` objects
+    read back. ``output`` names the artifact of a single source (ParameterError with
+    several); ``say`` gets one "wrote PATH" / "reusing PATH" line per curve."""
+    from advbench.run.curves import CurveRun, read_curve, run_curve
+
+    if output is not None and len(sources) > 1:
+        raise ParameterError("-o names one curve artifact; with several --source leave it out")
+    run = CurveRun(dataset=_dataset_of(sources[0], dataset), split=split, limit=limit,
+                   start=start, batch_size=batch_size, seed=seed, data_dir=data_dir)
+    found = []
+    for source in sources:
+        path, reused = run_curve(run, tuple(source), [tuple(t) for t in targets], eps,
+                                 attack=attack, norm=norm, alpha=alpha, output=output,
+                                 runs_dir=runs_dir, overwrite=overwrite,
+                                 progress=progress or Progress(quiet=True))
+        (say or _quiet)(f"{'reusing' if reused else 'wrote'} {path}")
+        found.append(read_curve(path))
+    return found
+
+
+# -- evaluate -------------------------------------------------------------------------------
+def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
+             dataset: str | None = None, split: str = "test", limit: int | None = None,
+             start: int = 0, seed: int = 0, batch_size: int = 256,
+             data_dir: PathLike | None = None, thresholds: Sequence[Any] = (),
+             output: PathLike | None = None, progress: Progress | None = None,
+             **options: Any) -> Any:
+    """Score ``model`` on the clean split and on saved ``artifacts`` (``advbench evaluate``;
+    never re-attacking), check the gate and write the evaluation artifact to ``output``.
+
+    Args:
+        model: a ``LoadedModel`` or a MODEL reference (see ``attack``).
+        artifacts: attack, curve and certification artifact paths (shards of one run are
+            merged in memory).
+        dataset: the data the model is scored on, default its own (another data set of the
+            same image shape is scored as that data).
+        split, limit, start, seed, batch_size, data_dir: the clean samples.
+        thresholds: ``evaluate.Threshold`` objects (``evaluate.parse_threshold``).
+        output: the evaluation artifact (schema ``advbench.evaluation``), written holding the
+            output lock; an existing file is replaced (an evaluation is derived).
+        options: ``evaluate.evaluate``'s keywords (sensitivity, distance, distance_variant,
+            success_against, sensitivity_variant, radii).
+
+    Returns: ``evaluate.Score``; ``summary["gate"]`` holds the thresholds, the missed ones
+        (one message each) and ``passed``.
+    Raises: as ``evaluate.evaluate``; ParameterError for a threshold of a metric no artifact
+        gives; OutputError when ``output`` cannot be written or is held by another run.
+    """
+    import contextlib
+
+    from advbench.score.evaluate import check_thresholds, write_evaluation
+    from advbench.score.evaluate import evaluate as score
+    from advbench.core.files import output_lock
+
+    dataset = _data_name(dataset)
+    with output_lock(output, "artifact") if output else contextlib.nullcontext():
+        model = _opened(model, dataset, data_dir)
+        meta = scored_on(model.meta, dataset, data_dir)
+        result = score(model.model, meta, model.path, list(artifacts), split=split,
+                       limit=limit, start=start, seed=seed, data_dir=data_dir,
+                       batch_size=batch_size, progress=progress or Progress(quiet=True),
+                       **options)
+        missed = check_thresholds(result.summary, list(thresholds))
+        result.summary["gate"] = {
+            "thresholds": [f"{t.label}{'>=' if t.bound == 'under' else '<='}{t.value:g}"
+                           for t in thresholds], "missed": missed, "passed": not missed}
+        if output:
+            write_evaluation(output, result, lock=False)
+    return result
+
+
+def distance_part(model: LoadedModel, artifacts: Sequence[PathLike], shard: Shard, *,
+                  output: PathLike, dataset: str | None = None,
+                  data_dir: PathLike | None = None, distance_variant: str = "l2",
+                  progress: Progress | None = None) -> Any:
+    """One part of the training-set distances ``evaluate`` computes for ``artifacts``
+    (``evaluate --distance-shard``: query blocks I, I+N, ... of ``shard``; see
+    ``evaluate.distance_part``), written to ``output`` holding its lock. Returns the
+    ``evaluate.Score`` of the part."""
+    from advbench.score.evaluate import DISTANCE_PART, write_evaluation
+    from advbench.score.evaluate import distance_part as part_of
+    from advbench.core.files import output_lock
+
+    dataset = _data_name(dataset)
+    with output_lock(output, "artifact"):
+        part = part_of(scored_on(model.meta, dataset, data_dir), model.path, list(artifacts),
+                       shard, data_dir=data_dir, distance_variant=distance_variant,
+                       progress=progress or Progress(quiet=True))
+        write_evaluation(output, part, kind=DISTANCE_PART, lock=False)
+    return part
+
+
+def scored_on(meta: dict, dataset: str | None, data_dir: PathLike | None) -> dict:
+    """The model's metadata with ``dataset`` as its data when it is scored on other data than
+    its own (of the same image shape)."""
+    if not dataset or dataset == meta.get("dataset"):
+        return meta
+    return {**meta, "dataset": dataset, "data_hash": data.fingerprint(dataset, data_dir)}
+
+
+# -- transfer -------------------------------------------------------------------------------
+def transfer(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel], attack: Attack, *,
+             output: PathLike | None = None, **samples: Any) -> Any:
+    """The transfer matrix (``advbench transfer``): ``attack`` crafted on each source (attack
+    artifacts of the same run key reused from ``runs_dir``), scored on each target; written
+    to ``output`` (an evaluation artifact of kind "transfer") holding its lock.
+    ``samples``: ``transfer.transfer``'s keywords (dataset, split, limit, start, seed,
+    batch_size, data_dir, runs_dir, progress). Returns ``evaluate.Score``."""
+    import contextlib
+
+    from advbench.score.evaluate import write_evaluation
+    from advbench.core.files import output_lock
+    from advbench.score.transfer import transfer as matrix
+
+    if samples.get("dataset") is not None:
+        samples["dataset"] = _data_name(samples["dataset"])
+    with output_lock(output, "artifact") if output else contextlib.nullcontext():
+        result = matrix([tuple(s) for s in sources], [tuple(t) for t in targets], attack,
+                        **samples)
+        if output:
+            write_evaluation(output, result, kind="transfer", lock=False)
+    return result
+
+
+# -- certify --------------------------------------------------------------------------------
+def certify(model: LoadedModel | str, *, sigma: float, dataset: str | None = None,
+            output: PathLike | None = None, runs_dir: PathLike = "runs",
+            overwrite: bool = False, resume: bool = True, sigma_mismatch_ok: bool = False,
+            shard: Shard | None = None, progress: Progress | None = None,
+            data_dir: PathLike | None = None, **run: Any) -> Path:
+    """Certify ``model``'s smoothed classifier by randomized smoothing (``advbench certify``;
+    Cohen et al. 2019) and write the certification artifact; returns its path.
+
+    ``run``: ``certify.CertifyRun``'s fields (n0, n, alpha, mode, split, limit, start,
+    batch_size, seed). Output, reuse, resume and shards as for ``attack``; default path
+    ``<runs_dir>/<model stem>-<mode>-s<sigma>-<key>.h5``. Raises as ``certify.certify_split``.
+    """
+    from advbench.score.certify import CertifyRun, certify_split
+
+    dataset = _data_name(dataset)
+    model = _opened(model, dataset, data_dir)
+    certify_run = CertifyRun(model_path=str(model.path), sigma=sigma, data_dir=data_dir,
+                             dataset=_dataset_of(model, dataset), **run)
+    return certify_split(certify_run, model.model, model.meta, output, runs_dir=runs_dir,
+                         overwrite=overwrite, resume=resume,
+                         sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,
+                         progress=progress)
+
+
+# -- audit ----------------------------------------------------------------------------------
+def audit(model: LoadedModel | str, *, eps: float, norm: str = "linf",
+          checks: Sequence[str] | None = None, settings: Any = None,
+          dataset: str | None = None, split: str = "test", limit: int = 500, start: int = 0,
+          batch_size: int = 128, seed: int = 0, data_dir: PathLike | None = None,
+          surrogate: LoadedModel | None = None, output: PathLike | None = None,
+          overwrite: bool = False, progress: Progress | None = None,
+          announce: Callable[[Any, int], None] | None = None) -> dict[str, Any]:
+    """Audit ``model`` for gradient masking (``advbench audit``: Carlini et al. 2019's sanity
+    checks) and return the audit summary; with ``output``, the record (schema
+    ``advbench.audit``) is reused when it holds the same audit (same run key: model, data,
+    samples, eps, norm, checks, settings, surrogate), refused when it holds another (unless
+    ``overwrite``) and written holding the output lock.
+
+    Args:
+        eps, norm: the budget audited (eps > 0; at most 1 in "linf").
+        checks: names of ``names.AUDIT_CHECKS`` (default: all).
+        settings: ``audit.AuditSettings`` (default: its defaults).
+        surrogate: check 3's source model (a ``LoadedModel``, not ``model`` itself); None
+            trains one (``audit.train_surrogate``) when check 3 runs.
+        the rest: the samples and output, as for ``attack`` (``limit`` default 500).
+        announce: called with the ``data.samples.Samples`` and their count once they are
+            loaded and the model fits them (the command's start line).
+    Raises: ParameterError (bad values, a surrogate that is the model itself), ArtifactError
+        (the model or surrogate does not take the data; a record of another audit),
+        OutputError.
+    """
+    import contextlib
+
+    from advbench.score.audit import (AuditSettings, audit as run_audit, audit_key, stored_audit,
+                                      train_surrogate, write_audit)
+    from advbench.core.files import output_lock
+    from advbench.score import AUDIT_CHECKS
+    from advbench.data.samples import Samples, check_model_fits
+
+    dataset = _data_name(dataset)
+    model = _opened(model, dataset, data_dir)
+    checks = tuple(checks or AUDIT_CHECKS)
+    settings = settings or AuditSettings()
+    progress = progress or Progress(quiet=True)
+    dataset = _dataset_of(model, dataset)
+    samples = Samples(dataset=dataset, split=split, limit=limit, start=start,
+                      batch_size=batch_size, seed=seed, data_dir=data_dir)
+    samples.validate()
+    x, y, indices = samples.load()
+    check_model_fits(model.model, model.meta, model.path, x, dataset)
+    if announce is not None:
+        announce(samples, len(y))
+    transfer_check = "white-box-vs-transfer" in checks
+    source: Callable[[], tuple[Any, dict[str, Any]]] | None = None
+    surrogate_id: dict[str, Any] = {}
+    if transfer_check and surrogate is not None:
+        if surrogate.meta.get("content_hash") == model.meta.get("content_hash"):
+            raise ParameterError(f"--surrogate {surrogate.path} is MODEL itself, so its "
+                                 "attacks are white-box; give another model or leave "
+                                 "--surrogate out to train one")
+        check_model_fits(surrogate.model, surrogate.meta, surrogate.path, x, dataset)
+        info = {"source": str(surrogate.path), "hash": surrogate.meta.get("content_hash"),
+                "clean_test_accuracy": surrogate.meta.get("clean_test_accuracy")}
+        surrogate_id = {"surrogate": surrogate.meta.get("content_hash")}
+        source = (lambda: (surrogate.model, info))
+    elif transfer_check:
+        # Trained only when check 3 runs (the record may already hold the audit).
+        source = (lambda: train_surrogate(dataset, data_dir=data_dir, settings=settings,
+                                          seed=seed, progress=progress))
+    key = audit_key({"model_hash": model.meta.get("content_hash"), "dataset": dataset,
+                     "data_hash": data.fingerprint(dataset, data_dir), "split": split,
+                     "seed": seed, "batch_size": batch_size, "eps": eps, "norm": norm,
+                     "checks": list(checks), "settings": dataclasses.asdict(settings),
+                     **surrogate_id}, indices)
+    with output_lock(output, "artifact") if output else contextlib.nullcontext():
+        summary = stored_audit(output, key, overwrite) if output else None
+        if summary is not None:
+            progress.log(f"{output} holds this audit already; reusing it (--overwrite reruns "
+                         "it)")
+            return summary
+        result = run_audit(model.model, x, y, eps=eps, norm=norm, checks=checks,
+                           settings=settings, batch_size=batch_size, seed=seed,
+                           surrogate=source, progress=progress)
+        result.summary.update(model={"path": str(model.path), "name": model.meta.get("zoo_name"),
+                                     "hash": model.meta.get("content_hash")},
+                              dataset=dataset, split=split)
+        if output:
+            result.per_sample["indices"] = indices
+            write_audit(output, result, lock=False, attrs={
+                "key": key, "model_path": str(model.path),
+                "model_hash": model.meta.get("content_hash", ""), "dataset": dataset,
+                "split": split, "limit": limit, "start": start, "seed": seed,
+                "batch_size": batch_size})
+    return result.summary
+
+
+# -- train ----------------------------------------------------------------------------------
+def train(config: Any, defense: Any, *, output: PathLike | None = None,
+          models_dir: PathLike | None = None, architecture_file: str | None = None,
+          fine_tune: bool = False, reading: dict[str, Any] | None = None,
+          overwrite: bool = False, progress: Progress | None = None,
+          say: Say | None = None, notes: Sequence[str] = (),
+          announce: str = "") -> tuple[Path | None, dict]:
+    """Train a model with a defense and write its artifact (``advbench train``).
+
+    Args:
+        config: ``train.TrainConfig`` (validated here); defense: ``defenses.make_defense``.
+        output: the model artifact; default the zoo path
+            ``<models_dir>/<data>-<architecture>-<act>-<defense>.h5``.
+        architecture_file: the user's own architecture (.keras / legacy .h5) instead of
+            ``config.architecture``, read with ``reading`` (``loading.open_model``'s reading
+            keywords); ``fine_tune`` starts from its weights.
+        overwrite: replace an existing model file (refused otherwise, before training:
+            attack artifacts made on the old model would turn black-box).
+        say: where ``notes`` (defaults borrowed by image size) and the notes on a user's
+            architecture go; announce: the start line (``progress``).
+
+    With ``config.strategy`` "multi-worker" every worker trains and only the chief claims
+    and writes the output; the others return (None, metadata).
+    Returns: (path or None, the model's metadata).
+    Raises: ParameterError (config), OutputError (an existing output, a lock held), as
+        ``train.train``.
+    """
+    from advbench.run.artifacts import save_model
+    from advbench.run.distribute import is_chief
+    from advbench.models.zoo import zoo_path
+    from advbench.run.outputs import claim_output
+    from advbench.run.train import prepare_architecture, train as run_training
+
+    config.validate()
+    say = say or _quiet
+    stem = Path(architecture_file).stem if architecture_file else config.architecture
+    path = Path(output) if output else zoo_path(Path(data.display_name(config.dataset)).stem,
+                                               stem, config.activation, defense.name,
+                                               models_dir)
+    chief = is_chief()
+    # Only the chief writes, so only it holds the lock; every worker refuses alike.
+    with claim_output(path, what="model artifact", overwrite=overwrite, lock=chief,
+                      refusal="pass --overwrite to replace it (attack artifacts made on it "
+                              "then no longer match it) or choose another -o"):
+        for line in notes if chief else ():
+            say(line)
+        model = source = None
+        if architecture_file:
+            model, source = prepare_architecture(architecture_file, config, defense,
+                                                 fine_tune=fine_tune, **(reading or {}))
+            for line in source["notes"] + source["brelu_changes"]:
+                say(line)
+        model, metadata = run_training(
+            config, defense, model=model, source=source, announce=announce,
+            progress=(progress or Progress(quiet=True)) if chief else Progress(quiet=True))
+        if not chief:
+            return None, metadata
+        save_model(path, model, metadata)
+    return path, metadata
