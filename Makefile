@@ -107,8 +107,10 @@ bench-fmn: install
 
 # pyflakes and mypy (settings in setup.cfg) come with the `test` extra.
 lint: install
-	$(BIN)/python -m pyflakes advbench tests bench
+	$(BIN)/python -m pyflakes advbench tests bench tools
 	$(BIN)/python -m mypy
+	@# The docs' generated blocks (CLI reference, parameter tables) match the code.
+	$(BIN)/python tools/docgen.py --check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache runs

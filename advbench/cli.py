@@ -17,8 +17,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import click
 
-from advbench.attacks.budgets import AUDIT_EPS_HELP, EPS_HELP
+from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
+from advbench.attacks.budgets import AUDIT_EPS_HELP
 from advbench.core.errors import AdvbenchError, flags_verb
+from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
 
 EXIT_GATE_FAILED = 3
 EXIT_AUDIT_FAILED = 4
@@ -126,11 +128,14 @@ class RegistryChoice(click.Choice):
     command's options are first parsed or shown: ``import advbench.cli`` and ``advbench
     --help`` then never import the registries' modules (nor TensorFlow)."""
 
-    def __init__(self, reference: str, *, sort: bool = False) -> None:
+    def __init__(self, reference: str, *, sort: bool = False,
+                 names: tuple | None = None) -> None:
         self.reference = reference
         self.sort = sort
         self.case_sensitive = True
-        self._names: tuple | None = None
+        # ``names``: the choices of a declared parameter (``Param.choices``), read from its
+        # registry already.
+        self._names: tuple | None = names
 
     @property
     def choices(self) -> tuple:  # type: ignore[override]
@@ -452,34 +457,38 @@ class EpsValue(click.ParamType):
 
 
 # -- train ----------------------------------------------------------------------------------
-# Defense flags -> (defense, parameter name, type, help): the one table of `train`'s defense
-# options. A flag given with another --defense is a usage error (exit 2), as for attacks.
-DEFENSE_OPTIONS = [
-    ("--gda-sigma", ("gda", "gda-cohen"), "sigma", EpsValue(),
-     "GDA noise std [default: 0.3 on MNIST, 0.05 on CIFAR-10 (the paper's); your own data: "
-     "its size's set, else required; gda-cohen: 0.25 on any data]."),
-    ("--gda-copies", "gda", "copies", int, "GDA noisy copies per image [default: 10]."),
-    ("--gda-clip/--no-gda-clip", "gda", "clip", None,
-     "Clip x + noise to [0, 1] [default: off, as the paper's authors]."),
-    ("--gda-noise", "gda", "noise", RegistryChoice("advbench.defenses:GDA_NOISES"),
-     "GDA noise: fresh every epoch, or drawn once per image and copy (the authors' code) "
-     "[default: fresh]."),
-    ("--ls-weight", "label-smoothing", "weight", float,
-     "Label smoothing true-class weight [default: 0.9]."),
-    ("--fs-bits", "feature-squeezing", "bit_depth", int,
-     "Feature squeezing bit depth [default: 1 on MNIST, 3 on CIFAR-10]."),
-    ("--at-eps", "fgsm-at", "eps", EpsValue(),
-     "FGSM adversarial training eps [default: 0.3 on MNIST, 0.05 on CIFAR-10 (the paper's); "
-     "your own data: its size's set, else required]."),
-    ("--at-mode", "fgsm-at", "mode", RegistryChoice("advbench.defenses:FGSM_AT_MODES"),
-     "Adversarial training mode: static (the paper's), fresh (the authors' code: a fresh "
-     "model learns clean + adversarial data) or online [default: static]."),
-    ("--at-ratio", "fgsm-at", "ratio", float, "Online adversarial loss weight [default: 0.5]."),
-    ("--vat-eps", "vat", "eps", EpsValue(), "VAT perturbation L2 norm [default: 2.1]."),
-    ("--vat-mode", "vat", "mode", RegistryChoice("advbench.defenses:VAT_MODES"),
-     "VAT: the paper's static augmentation or Miyato's loss [default: static]."),
-    ("--vat-alpha", "vat", "alpha", float, "Weight of the VAT loss term [default: 1.0]."),
-]
+def _dest(flag: str) -> str:
+    """Click's parameter name of a flag: --gda-clip/--no-gda-clip -> gda_clip."""
+    return flag.split("/")[0].lstrip("-").replace("-", "_")
+
+
+def _param_type(param: Any) -> Any:
+    """The Click type of a declared parameter (``advbench.core.params.Param``); None for on/off."""
+    if param.type is bool:
+        return None
+    if param.name == "norm" and param.choices is not None:
+        return RegistryChoice("advbench.attacks:ATTACK_NORMS")  # each attack checks its own
+    if param.choices is not None:
+        return RegistryChoice(f"declared:{param.name}", names=tuple(param.choices))
+    if param.eps_like:
+        return EpsList() if param.values else EpsValue()
+    return param.type
+
+
+def _spec_options(specs: dict, order: tuple
+                  ) -> list[tuple[str, str, tuple[str, ...], str, Any, str]]:
+    """(flag declaration, Click's parameter name, owners, parameter name, type, help) of each
+    flag of a registry's parameters, from their one declaration (``params.flag_table``): the
+    help's default is derived from the owners' defaults."""
+    from advbench.core.params import flag_help, flag_table
+
+    return [(p.cli_declaration or flag, _dest(flag), tuple(defaults), p.name, _param_type(p),
+             flag_help(p, defaults)) for flag, (p, defaults) in flag_table(specs, order).items()]
+
+
+# `train`'s defense options, derived from the defenses' declarations. A flag given with another
+# --defense is a usage error (exit 2), as for attacks.
+DEFENSE_OPTIONS = _spec_options(DEFENSE_SPECS, DEFENSE_PARAMETERS)
 
 
 def _flag_options(rows, f):
@@ -492,13 +501,8 @@ def _flag_options(rows, f):
 
 
 def _defense_options(f):
-    return _flag_options([(flag, _dest(flag), kind, help_text)
-                          for flag, _, _, kind, help_text in DEFENSE_OPTIONS], f)
-
-
-def _dest(flag: str) -> str:
-    """Click's parameter name of a flag: --gda-clip/--no-gda-clip -> gda_clip."""
-    return flag.split("/")[0].lstrip("-").replace("-", "_")
+    return _flag_options([(flag, dest, kind, help_text)
+                          for flag, dest, _, _, kind, help_text in DEFENSE_OPTIONS], f)
 
 
 def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
@@ -510,25 +514,23 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
     ``notes``); a user's data of another size must give them (a usage error)."""
     from advbench import data as datamod
     from advbench.attacks.budgets import matching_dataset
-    from advbench.defenses import DEFENSES, make_defense
+    from advbench.defenses import make_defense
 
-    rows = {_dest(flag): (flag.split("/")[0], name, param)
-            for flag, name, param, _, _ in DEFENSE_OPTIONS}
+    rows = {dest: (flag.split("/")[0], owners, param)
+            for flag, dest, owners, param, _, _ in DEFENSE_OPTIONS}
     given = {dest: value for dest, value in values.items() if value is not None}
-    # A flag's defense: one name, or a tuple of the defenses sharing it (--gda-sigma).
-    stray = sorted(rows[dest][0] for dest in given
-                   if defense not in ((rows[dest][1],) if isinstance(rows[dest][1], str)
-                                      else rows[dest][1]))
+    # A flag's defenses: those declaring its parameter (--gda-sigma: gda and gda-cohen).
+    stray = sorted(rows[dest][0] for dest in given if defense not in rows[dest][1])
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense {defense}")
     params = {rows[dest][2]: v for dest, v in given.items()}
     if dataset not in datamod.DATASETS:
         shape = datamod.dataset_info(dataset).input_shape
         source = matching_dataset(dataset, shape)
-        flag_of = {param: flag.split("/")[0] for flag, name, param, _, _ in DEFENSE_OPTIONS
-                   if defense in ((name,) if isinstance(name, str) else name)}
-        wanted = [p for p in DEFENSES[defense].dataset_defaults.get("mnist", {})
-                  if p not in params]
+        flag_of = {param: flag.split("/")[0] for flag, _, owners, param, _, _ in DEFENSE_OPTIONS
+                   if defense in owners}
+        dataset_defaults = DEFENSE_SPECS[defense].dataset_defaults
+        wanted = [p for p in dataset_defaults.get("mnist", {}) if p not in params]
         size = "x".join(str(s) for s in shape)
         if wanted and source is None:
             raise click.UsageError(
@@ -537,8 +539,7 @@ def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
                 f" {'has' if len(wanted) == 1 else 'have'} no default; give "
                 f"{'it' if len(wanted) == 1 else 'them'}")
         if wanted and notes is not None and source is not None:
-            taken = ", ".join(f"{flag_of[p]} {DEFENSES[defense].dataset_defaults[source][p]}"
-                              for p in wanted)
+            taken = ", ".join(f"{flag_of[p]} {dataset_defaults[source][p]}" for p in wanted)
             notes.append(f"--data {dataset} holds {size} images, {source}'s shape: {defense} "
                          f"takes {source}'s default {taken}")
         dataset = source or dataset
@@ -882,106 +883,11 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 
 
 # -- attack ---------------------------------------------------------------------------------
-# Attack flags -> (parameter name, type, help). A flag given to an attack without that
+# Attack flags (flag declaration, parameter name, type, help), derived from the attacks'
+# declarations (``advbench.attacks.ATTACK_SPECS``). A flag given to an attack without that
 # parameter is a usage error, so a typo never silently runs the default.
-ATTACK_OPTIONS = [
-    ("--eps", "eps", EpsList(), "Perturbation size (fgsm, rand-fgsm, pgd, vat, apgd-*, square, "
-     "autoattack; fab and fab-t: none makes them minimal, a value bounded as in AutoAttack), "
-     "a value or a fraction (8/255); for fgsm and rand-fgsm also a list 0.1,0.3 "
-     "or a range start:stop:step (0:8/255:1/255) for a curve. Your own data of another image "
-     "size has no default. " + EPS_HELP),
-    ("--norm", "norm", RegistryChoice("advbench.attacks:ATTACK_NORMS"),
-     "Norm (fgsm, pgd: linf or l2; apgd-*, square, autoattack, fab, fab-t: linf, l2 or l1; "
-     "fmn: l0, l1, l2 or linf) "
-     "[default: linf]."),
-    ("--eps-step", "eps_step", EpsValue(),
-     "Grid step of fgsm-min [default: 0.05 on MNIST, 1/255 on CIFAR-10]."),
-    ("--eps-max", "eps_max", EpsValue(), "Largest eps fgsm-min tries [default: 1.0]."),
-    ("--search", "search", RegistryChoice("advbench.attacks:FGSM_MIN_SEARCHES"),
-     "fgsm-min's search: exact, or authors (the paper authors' loop, which attacks "
-     "the wrong images from the third eps on; to reproduce their Table 2, with --batch-size "
-     ">= the sample count) [default: exact]."),
-    ("--alpha", "alpha", EpsValue(), "Random step of rand-fgsm [default: 0.05 on MNIST, 4/255 "
-     "on CIFAR-10; eps/2 on your own data]."),
-    ("--step-size", "step_size", EpsValue(), "PGD step size [default: 0.01 on MNIST, 2/255 on "
-     "CIFAR-10 (L-inf); 2.5 eps / 40 at the L2 budget; 2.5 eps / steps on your own data]."),
-    ("--steps", "steps", int, "Steps of pgd and fmn [default: 40 pgd, 100 fmn]."),
-    ("--random-start/--no-random-start", "random_start", None,
-     "PGD random start [default: on]."),
-    ("--early-stop/--no-early-stop", "early_stop", None,
-     "PGD: stop each sample at its first adversarial step [default: off]."),
-    ("--xi", "xi", EpsValue(), "VAT finite-difference step [default: 1e-06]."),
-    ("--power-iterations", "power_iterations", int, "VAT power iterations [default: 1]."),
-    ("--theta", "theta", float, "JSMA change per feature [default: 0.1]."),
-    ("--gamma", "gamma", float, "JSMA largest fraction of features changed [default: 1.0]."),
-    ("--fallback/--no-fallback", "fallback", None,
-     "JSMA: when no pair meets the saliency map's sign constraints, move the pair with the "
-     "largest target gradient instead of stopping [default: on]."),
-    ("--saliency", "saliency", RegistryChoice("advbench.attacks:SALIENCY_MAPS"),
-     "JSMA's saliency map: pairwise (the paper's) or simplified (ART's; fewer pixels) "
-     "[default: pairwise]."),
-    ("--max-iter", "max_iter", int, "Iterations (deepfool; cw-l2 steps per search step) "
-     "[default: 100 deepfool, 1000 cw-l2]."),
-    ("--overshoot", "overshoot", float, "DeepFool overshoot [default: 0.02]."),
-    ("--candidates", "candidates", int, "DeepFool: top-k candidate classes [default: 10]."),
-    ("--epsilon", "epsilon", float,
-     "DeepFool: numerical guard against vanishing gradients (> 0) [default: 1e-06]."),
-    ("--box-aware/--no-box-aware", "box_aware", None,
-     "DeepFool: account for the [0, 1] box when stepping [default: off]."),
-    ("--confidence", "confidence", float, "C&W confidence (kappa) [default: 2.3]."),
-    ("--learning-rate", "learning_rate", float, "C&W Adam learning rate [default: 0.01]."),
-    ("--search-steps", "binary_search_steps", int,
-     "Binary search steps: C&W's over c [default: 9]; fmn's towards the boundary from an "
-     "--init batch start [default: 10]."),
-    ("--initial-const", "initial_const", float, "C&W initial c [default: 0.001]."),
-    ("--abort-early/--no-abort-early", "abort_early", None, "C&W abort early [default: on]."),
-    ("--n-iter", "n_iter", int, "Iterations per run (apgd-*, autoattack, fab, fab-t) "
-     "[default: 100; autoattack None: its version's, 100]."),
-    ("--n-restarts", "n_restarts", int, "Random restarts (apgd-*, square, fab, fab-t) "
-     "[default: 1]."),
-    ("--rho", "rho", float, "APGD: fraction of successful steps below which the step halves "
-     "[default: 0.75]."),
-    ("--eot-iter", "eot_iter", int,
-     "Gradients averaged per step (EOT, for randomised models; apgd-*, autoattack's rand "
-     "version) [default: 1 apgd-*; autoattack None: its version's, 20]."),
-    ("--use-largereps/--no-use-largereps", "use_largereps", None,
-     "APGD with norm l1: AutoAttack's schedule of three runs at 3, 2 and 1 times eps "
-     "(30/30/40% of --n-iter) [default: off; autoattack's l1 standard version turns it on]."),
-    ("--n-target-classes", "n_target_classes", int,
-     "Top-k target classes of apgd-t, fab-t and autoattack [default: 9; autoattack None: "
-     "its version's, 9, apgd-t 5 in the l1 standard version]."),
-    ("--n-queries", "n_queries", int, "Square: model queries per sample (also autoattack) "
-     "[default: 5000; autoattack None: its version's, 5000]."),
-    ("--p-init", "p_init", float, "Square: initial fraction of pixels per square "
-     "[default: 0.8]."),
-    ("--loss", "loss", RegistryChoice("advbench.attacks:SQUARE_LOSSES"),
-     "Square's loss [default: margin]."),
-    ("--rescale-schedule/--no-rescale-schedule", "rescale_schedule", None,
-     "Square: stretch the p schedule, written for 10,000 queries, to --n-queries "
-     "[default: off]."),
-    ("--alpha-max", "alpha_max", float, "FAB: largest weight of the clean image's projection "
-     "in a step, in [0, 1] [default: 0.1]."),
-    ("--eta", "eta", float, "FAB: overshoot of the projections, >= 1 [default: 1.05]."),
-    ("--beta", "beta", float, "FAB: pull back towards the clean image after a success, in "
-     "(0, 1] [default: 0.9]."),
-    ("--final-search", "final_search", int, "FAB: steps of the original code's final search "
-     "between the clean image and the adversarial [default: 0, as AutoAttack]."),
-    ("--alpha-init", "alpha_init", float, "fmn: first step size (L2, in [0, 1] pixels) "
-     "[default: 1.0]."),
-    ("--alpha-final", "alpha_final", float,
-     "fmn: last step size, cosine-annealed from --alpha-init [default: alpha-init / 100]."),
-    ("--gamma-init", "gamma_init", float, "fmn: first factor by which the norm bound grows "
-     "or shrinks [default: 0.05]."),
-    ("--gamma-final", "gamma_final", float,
-     "fmn: last such factor, cosine-annealed from --gamma-init [default: 0.001]."),
-    ("--init", "init", RegistryChoice("advbench.attacks:FMN_INITS"),
-     "fmn's start: input (x itself, the reference's default) or batch (the nearest image of "
-     "the batch classified otherwise, then a binary search for the boundary) "
-     "[default: input]."),
-    ("--version", "version", RegistryChoice("advbench.attacks:AUTOATTACK_VERSIONS"),
-     "AutoAttack version: standard (APGD-CE, APGD-T, FAB-T, Square), plus (also APGD-DLR "
-     "and FAB, 5 restarts) or rand (EOT, for randomised defenses) [default: standard]."),
-]
+ATTACK_OPTIONS = [(flag, param, kind, help_text) for flag, _, _, param, kind, help_text
+                  in _spec_options(ATTACK_SPECS, ATTACK_PARAMETERS)]
 
 
 def _attack_options(f):

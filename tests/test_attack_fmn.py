@@ -209,7 +209,7 @@ def test_decisively_past_the_boundary(tiny_model, prototypes):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"norm": "l3"}, "fmn's norm must be one of l0, l1, l2, linf, got 'l3'"),
+    ({"norm": "l3"}, "norm must be one of l0, l1, l2, linf, got 'l3'"),
     ({"steps": 0}, "steps must be >= 1, got 0"),
     ({"steps": 2.5}, "steps must be an integer, got 2.5"),
     ({"alpha_init": 0.0}, "alpha_init must be > 0.0, got 0.0"),

@@ -77,8 +77,9 @@ def test_eps_zero_returns_the_input(name, trained_tiny_cnn, samples):
 
 
 def constructor_defaults(cls) -> dict:
-    """The keyword-only constructor parameters and their defaults, read from the signature."""
-    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+    """The keyword-only constructor parameters and their defaults, read from the class's
+    signature (the declared spec)."""
+    return {name: p.default for name, p in inspect.signature(cls).parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 

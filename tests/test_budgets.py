@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from advbench.attacks import budgets
+from advbench.attacks import ATTACK_SPECS, budgets
 from advbench.attacks.budgets import attack_budget, parse_eps, parse_value
 from advbench.cli import ATTACK_OPTIONS, main
 from advbench.core.errors import ParameterError
@@ -189,8 +189,43 @@ def test_every_attack_option_shows_its_default():
     assert "[default: 0.3 on MNIST, 8/255 on CIFAR-10" in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("name", sorted(ATTACK_SPECS))
+def test_per_data_set_defaults_in_help_are_the_budgets(name):
+    """A flag whose default depends on the data set (its help says so by hand) shows each
+    built-in set's budget for every attack taking it: the help text cannot drift from
+    ``advbench.attacks.budgets`` (the other defaults are derived from the declarations)."""
+    from advbench.attacks.budgets import attack_budget, shown
+
+    help_of = {param: text for _, param, _, text in ATTACK_OPTIONS}
+    for dataset in ("mnist", "cifar10"):
+        for param, value in attack_budget(name, dataset).values.items():
+            assert shown(value) in help_of[param].split("[default:")[1], (name, dataset, param)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, spec in ATTACK_SPECS.items()
+                                        if spec.defaults().get("eps") is not None))
+def test_every_eps_attack_has_a_budget_on_every_data_set(name):
+    """An attack with an eps takes the data set's budget, in either norm, without a line in
+    advbench.attacks.budgets: a new eps attack gets one by its declaration (FAB's eps, None
+    by default, stays None: minimal unless given)."""
+    from advbench.attacks.budgets import BUDGETS, attack_budget
+
+    for dataset in BUDGETS:
+        for norm in ("linf", "l2"):
+            assert "eps" in attack_budget(name, dataset, norm=norm).values, (dataset, norm)
+
+
+@pytest.mark.parametrize("name", ["fab", "fab-t"])
+def test_an_eps_none_by_default_takes_no_budget(name):
+    from advbench.attacks.budgets import BUDGETS
+
+    for dataset in BUDGETS:
+        assert "eps" not in attack_budget(name, dataset).values
+
+
 def test_help_defaults_match_the_attack_classes():
-    """Each number a flag's help gives as its default is the constructor's default."""
+    """Each default a flag's help gives is the declared default (where the help's default is
+    written by hand, ``Param.default_help``, it cannot drift either)."""
     import inspect
 
     from advbench.attacks import ATTACKS
@@ -198,8 +233,8 @@ def test_help_defaults_match_the_attack_classes():
     flag_of = {param: (flag, text) for flag, param, _, text in ATTACK_OPTIONS}
     per_data_set = {"eps", "step_size", "alpha", "eps_step"}
     for name, cls in ATTACKS.items():
-        for param, p in inspect.signature(cls.__init__).parameters.items():
-            if param in ("self", "target_mode") or param in per_data_set:
+        for param, p in inspect.signature(cls).parameters.items():
+            if param == "target_mode" or param in per_data_set:
                 continue
             flag, text = flag_of[param]
             default = p.default

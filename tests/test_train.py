@@ -199,23 +199,32 @@ def test_paper_defaults_per_dataset():
 
 
 @pytest.mark.parametrize("name, overrides, message", [
-    ("gdx", {}, "unknown defense 'gdx'"),
-    ("gda", {"sigma": -0.1}, "gda sigma must be >= 0"),
-    ("gda", {"copies": -1}, "gda copies must be >= 0"),
-    ("gda", {"copies": 1.5}, "gda copies must be an integer"),
-    ("label-smoothing", {"weight": 0.0}, "weight must be > 0"),
-    ("label-smoothing", {"weight": 1.5}, "weight must be <= 1"),
-    ("feature-squeezing", {"bit_depth": 0}, "bit depth must be >= 1"),
+    ("gdx", {}, "unknown defense 'gdx'; choose one of: feature-squeezing, fgsm-at, gda, "
+     "gda-cohen, label-smoothing, none, vat"),
+    ("gda", {"sigma": -0.1}, "gda sigma must be >= 0.0, got -0.1"),
+    ("gda-cohen", {"sigma": -1}, "gda-cohen sigma must be >= 0.0, got -1.0"),
+    ("gda", {"copies": -1}, "gda copies must be >= 0, got -1"),
+    ("gda", {"copies": 1.5}, "gda copies must be an integer, got 1.5"),
+    ("label-smoothing", {"weight": 0.0}, "label-smoothing weight must be > 0.0, got 0.0"),
+    ("label-smoothing", {"weight": 1.5}, "label-smoothing weight must be <= 1.0, got 1.5"),
+    ("feature-squeezing", {"bit_depth": 0}, "feature-squeezing bit depth must be >= 1, got 0"),
+    ("feature-squeezing", {"bit_depth": 17},
+     "feature-squeezing bit depth must be <= 16, got 17"),
     ("fgsm-at", {"mode": "weekly"}, "fgsm-at mode must be one of static, online, fresh, got "
      "'weekly'"),
     ("gda", {"noise": "twice"}, "gda noise must be one of fresh, once, got 'twice'"),
-    ("fgsm-at", {"eps": 0.0}, "eps must be > 0"),
-    ("vat", {"mode": "online"}, "vat mode must be static or loss"),
-    ("none", {"sigma": 0.3}, "option.* sigma do not apply to defense 'none'"),
+    ("fgsm-at", {"eps": 0.0}, "fgsm-at eps must be > 0.0, got 0.0"),
+    ("vat", {"mode": "online"}, "vat mode must be one of static, loss, got 'online'"),
+    ("vat", {"xi": 0.0}, "vat xi must be > 0.0, got 0.0"),
+    ("none", {"sigma": 0.3}, "option(s) sigma do not apply to defense 'none' (its options: "
+     "none)"),
 ])
 def test_bad_defense_parameters(name, overrides, message):
-    with pytest.raises(ParameterError, match=message):
+    """The exact line: the wording derives from the parameter's declaration (the defense's
+    name, the parameter's, the bound)."""
+    with pytest.raises(ParameterError) as raised:
         make_defense(name, "mnist", **overrides)
+    assert str(raised.value) == message
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -23,7 +23,6 @@ import tensorflow as tf
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import NORMS, check_norm
 from advbench.core import progress
-from advbench.core.checks import check_int, check_range
 from advbench.core.errors import ParameterError
 from advbench.core.ops import batch_norm, expand_to, l2_normalize, logit_margin, report_step
 from advbench.core.types import Model, Tensor
@@ -467,31 +466,15 @@ class AutoPGD(Attack):
     loss: ClassVar[str] = "ce"
     randomized = True
 
-    def __init__(self, *, eps: float = 0.3, norm: str = "linf", n_iter: int = 100,
-                 n_restarts: int = 1, rho: float = 0.75, eot_iter: int = 1,
-                 use_largereps: bool = False) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_norm(norm, self.name)
-        check_int("n_iter", n_iter, low=1)
-        check_int("n_restarts", n_restarts, low=1)
-        check_range("rho", rho, low=0.0, high=1.0)
-        check_int("eot_iter", eot_iter, low=1)
-        if not isinstance(use_largereps, (bool, np.bool_)):
-            raise ParameterError(f"use_largereps must be True or False, got {use_largereps!r}")
-        if use_largereps and norm != "l1":
+    def __post_init__(self) -> None:
+        check_norm(self.norm, self.name)  # l1 is for the attacks of L1_ATTACKS
+        if self.use_largereps and self.norm != "l1":
             raise ParameterError(f"use_largereps is AutoAttack's schedule for norm l1; attack "
-                                 f"{self.name!r} got norm {norm!r}: drop use_largereps or use "
-                                 "norm l1")
-        self.eps = float(eps)
-        self.norm = norm
-        self.n_iter = int(n_iter)
-        self.n_restarts = int(n_restarts)
-        self.rho = float(rho)
-        self.eot_iter = int(eot_iter)
-        self.use_largereps = bool(use_largereps)
+                                 f"{self.name!r} got norm {self.norm!r}: drop use_largereps or "
+                                 "use norm l1")
 
     # -- shared by the APGD attacks ---------------------------------------------------------
+
     def check_classes(self, model: Model, y: np.ndarray, loss: str) -> int:
         """The model's number of classes, after checking that the loss applies (labels: by
         Attack.__call__)."""

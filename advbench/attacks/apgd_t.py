@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from advbench.attacks.apgd import AutoPGD, hold_budget
-from advbench.core.checks import check_int
 from advbench.core.types import Model
 from advbench.models.zoo import predict_logits
 
@@ -52,14 +51,6 @@ class APGDTargeted(AutoPGD):
 
     name = "apgd-t"
     loss = "dlr-targeted"
-
-    def __init__(self, *, eps: float = 0.3, norm: str = "linf", n_iter: int = 100,
-                 n_restarts: int = 1, rho: float = 0.75, eot_iter: int = 1,
-                 use_largereps: bool = False, n_target_classes: int = 9) -> None:
-        super().__init__(eps=eps, norm=norm, n_iter=n_iter, n_restarts=n_restarts, rho=rho,
-                         eot_iter=eot_iter, use_largereps=use_largereps)
-        check_int("n_target_classes", n_target_classes, low=1)
-        self.n_target_classes = int(n_target_classes)
 
     def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
                total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

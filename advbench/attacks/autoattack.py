@@ -26,11 +26,9 @@ from typing import Any
 import numpy as np
 
 from advbench.attacks import ATTACK_CLASSES
-from advbench.attacks import AUTOATTACK_VERSIONS as VERSIONS
 from advbench.attacks.apgd import MIN_CLASSES, hold_budget
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.norms import L1_ATTACKS, check_norm
-from advbench.core.checks import check_int, check_range
+from advbench.attacks.norms import L1_ATTACKS
 from advbench.core.errors import ParameterError
 from advbench.core.types import Model
 from advbench.models.zoo import predict_logits
@@ -140,31 +138,17 @@ class AutoAttack(Attack):
     name = "autoattack"
     randomized = True
 
-    def __init__(self, *, eps: float = 0.3, norm: str = "linf", version: str = "standard",
-                 n_iter: int | None = None, n_target_classes: int | None = None,
-                 n_queries: int | None = None, eot_iter: int | None = None) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_norm(norm, self.name)
-        if version not in VERSIONS:
-            raise ParameterError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
-        given = {param: value for param, value in (
-            ("n_iter", n_iter), ("n_target_classes", n_target_classes),
-            ("n_queries", n_queries), ("eot_iter", eot_iter)) if value is not None}
-        for param, value in given.items():
-            check_int(param, value, low=1)
+    def __post_init__(self) -> None:
+        norm, version = self.norm, self.version
+        # The members' settings a caller gave (None keeps the version's).
+        given = {param: getattr(self, param) for param in ("n_iter", "n_target_classes",
+                                                           "n_queries", "eot_iter")
+                 if getattr(self, param) is not None}
         members = VERSION_MEMBERS[version][norm]
         for param in given:
             if not any(param in settings for _, settings in members):
                 raise ParameterError(f"{param} applies to no member of the {version} version "
                                      f"({', '.join(name for name, _ in members)}); drop it")
-        self.eps = float(eps)
-        self.norm = norm
-        self.version = version
-        self.n_iter = n_iter
-        self.n_target_classes = n_target_classes
-        self.n_queries = n_queries
-        self.eot_iter = eot_iter
         from advbench.attacks import ATTACKS
 
         attacks, skipped = [], {}

@@ -18,9 +18,9 @@ from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from advbench.core import progress
-from advbench.core.checks import (check_class_labels, check_images, check_seed, check_targets,
-                                  keyword_parameters)
+from advbench.core.checks import check_class_labels, check_images, check_seed, check_targets
 from advbench.core.errors import ParameterError
+from advbench.core.params import Parameterized, Spec
 from advbench.core.types import Model
 from advbench.models.gradients import attack_model
 
@@ -38,9 +38,11 @@ class AttackOutput:
     extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
-class Attack:
-    """Base class: subclasses set ``name``, define keyword-only ``__init__`` parameters stored
-    as attributes of the same names, and implement ``run``.
+class Attack(Parameterized):
+    """Base class: subclasses set ``name`` (their key in ``advbench.attacks.ATTACK_SPECS``,
+    which declares their parameters: ``advbench.core.params.Parameterized`` builds the keyword-only
+    constructor, its checks and the attributes of the same names from it) and implement
+    ``run``; ``__post_init__`` adds checks across parameters and derived state.
 
     Class attributes:
         name: the CLI name (registry key).
@@ -50,7 +52,7 @@ class Attack:
         randomized: True when the result depends on ``seed``.
         supports_targets: True when ``target`` labels can be given.
         param_names: the constructor's keyword-only parameters, in order, derived from its
-            signature (never kept by hand): provenance and the run key come from them.
+            spec (never kept by hand): provenance and the run key come from them.
 
     Attribute:
         norm: the norm the attack measures its perturbation in ("linf", "l2", "l0"): a class
@@ -58,32 +60,27 @@ class Attack:
             one (fgsm, pgd), which then have no class attribute ``norm``.
     """
 
-    name: ClassVar[str] = ""
     minimal: bool = False
     randomized: ClassVar[bool] = False
     supports_targets: ClassVar[bool] = False
-    param_names: ClassVar[tuple[str, ...]] = ()
     takes_logits: ClassVar[bool] = False
     norm: str
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.param_names = keyword_parameters(cls)
         # Attacks whose ``run`` takes the clean logits get them from the caller (the driver
         # computes them once per batch) instead of a forward pass of their own.
         cls.takes_logits = "logits" in inspect.signature(cls.run).parameters
 
-    def __init__(self) -> None:
+    @classmethod
+    def _registry(cls) -> dict[str, Spec]:
+        from advbench.attacks import ATTACK_SPECS
+
+        return ATTACK_SPECS
+
+    def __init__(self, **params: Any) -> None:
         self._compiled_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    # -- provenance -----------------------------------------------------------------------
-    def params(self) -> dict[str, Any]:
-        """Every hyperparameter by name: stored in artifacts as provenance."""
-        return {name: getattr(self, name) for name in self.param_names}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{type(self).__name__}({args})"
+        super().__init__(**params)
 
     def accepts_targets(self) -> bool:
         """True when this attack, with its parameters, takes ``target`` labels: the class's
@@ -96,8 +93,7 @@ class Attack:
         that differ from their defaults when they (not the attack) rule targets out."""
         if not self.supports_targets:
             return f"attack {self.name!r}"
-        defaults = {name: parameter.default for name, parameter
-                    in inspect.signature(type(self).__init__).parameters.items()}
+        defaults = self.spec.defaults()
         changed = [f"{k}={v!r}" for k, v in self.params().items() if defaults.get(k) != v]
         return f"attack {self.name!r} with {', '.join(changed)}"
 

@@ -57,10 +57,6 @@ _ATTACK_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
     # VAT's L2 radius: Miyato et al.'s 2.1 on MNIST; the L2 standard on CIFAR-10.
     "vat": {"mnist": {"eps": 2.1}, "cifar10": {"eps": 0.5}},
 }
-#: The attacks whose eps is the data set's budget in their norm, and ``audit`` (its checks
-#: attack at the one --eps it audits).
-_BUDGET_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack",
-                   "audit")
 #: The command-line flag of each eps-like parameter.
 FLAGS = {"eps": "--eps", "alpha": "--alpha", "step_size": "--step-size",
          "eps_step": "--eps-step"}
@@ -266,19 +262,22 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
 
 
 def _eps_like(attack: str) -> tuple[str, ...]:
-    """The eps-like parameters of an attack that take a per-data-set default."""
-    if attack in _BUDGET_ATTACKS or attack == "vat":
-        return ("eps", "step_size") if attack == "pgd" else ("eps",)
-    if attack == "rand-fgsm":
-        return ("eps", "alpha")
-    if attack == "fgsm-min":
-        return ("eps_step",)
-    return ()
+    """The eps-like parameters of an attack that take a per-data-set default (those of
+    ``FLAGS`` it declares): every attack with an eps gets the data set's budget, except where
+    None is its default (FAB's eps: minimal unless given)."""
+    from advbench.attacks import ATTACK_SPECS
+
+    if attack == "audit":  # its checks attack at the one --eps it audits
+        return ("eps",)
+    spec = ATTACK_SPECS.get(attack)
+    return tuple(p.name for p in spec.params
+                 if p.name in FLAGS and not p.optional) if spec else ()
 
 
 def _table(attack: str, dataset: str, norm: str) -> dict[str, float]:
     row: dict[str, float] = {}
-    if attack in _BUDGET_ATTACKS:
+    if "eps" in _eps_like(attack):
+        # The data set's budget in the attack's norm, unless _ATTACK_DEFAULTS says otherwise.
         row["eps"] = BUDGETS[dataset][norm]
     if attack == "pgd" and norm == "l2":
         # Madry et al.'s rule, 2.5 eps / steps, at the default 40 steps.

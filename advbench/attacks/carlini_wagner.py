@@ -9,8 +9,6 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.core import progress
-from advbench.core.checks import MAX_INITIAL_CONST, MAX_SEARCH_STEPS, check_int, check_range
-from advbench.core.errors import ParameterError
 from advbench.core.ops import is_adversarial, logit_margin, report_step
 from advbench.core.types import Model
 
@@ -229,27 +227,6 @@ class CarliniWagnerL2(Attack):
     minimal = True
     norm = "l2"
     supports_targets = True
-
-    def __init__(self, *, confidence: float = 2.3, learning_rate: float = 0.01,
-                 max_iter: int = 1000, binary_search_steps: int = 9,
-                 initial_const: float = 1e-3, abort_early: bool = True) -> None:
-        super().__init__()
-        check_range("confidence", confidence, low=0.0)
-        check_range("learning_rate", learning_rate, low=0.0, low_inclusive=False)
-        check_int("max_iter", max_iter, low=1)
-        # c grows tenfold per search step without success: 30 steps from at most 1e6 stay
-        # finite in float32 (< 3.4e38); more steps cannot help and used to run for ever.
-        check_int("binary_search_steps", binary_search_steps, low=1, high=MAX_SEARCH_STEPS)
-        check_range("initial_const", initial_const, low=0.0, low_inclusive=False,
-                    high=MAX_INITIAL_CONST)
-        if not isinstance(abort_early, (bool, np.bool_)):
-            raise ParameterError(f"abort_early must be True or False, got {abort_early!r}")
-        self.confidence = float(confidence)
-        self.learning_rate = float(learning_rate)
-        self.max_iter = int(max_iter)
-        self.binary_search_steps = int(binary_search_steps)
-        self.initial_const = float(initial_const)
-        self.abort_early = bool(abort_early)
 
     def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
         """Names the samples whose binary search never succeeded (attacked, c > 0, not

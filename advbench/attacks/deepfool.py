@@ -9,8 +9,6 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.core import progress
-from advbench.core.checks import check_int, check_range
-from advbench.core.errors import ParameterError
 from advbench.core.ops import DECISIVE_MARGIN, is_adversarial, report_step
 from advbench.core.types import Model
 
@@ -174,21 +172,6 @@ class DeepFool(Attack):
     name = "deepfool"
     minimal = True
     norm = "l2"
-
-    def __init__(self, *, max_iter: int = 100, overshoot: float = 0.02, candidates: int = 10,
-                 epsilon: float = 1e-6, box_aware: bool = False) -> None:
-        super().__init__()
-        check_int("max_iter", max_iter, low=1)
-        check_range("overshoot", overshoot, low=0.0)
-        check_int("candidates", candidates, low=2)
-        check_range("epsilon", epsilon, low=0.0, low_inclusive=False)
-        if not isinstance(box_aware, (bool, np.bool_)):
-            raise ParameterError(f"box_aware must be True or False, got {box_aware!r}")
-        self.max_iter = int(max_iter)
-        self.overshoot = float(overshoot)
-        self.candidates = int(candidates)
-        self.epsilon = float(epsilon)
-        self.box_aware = bool(box_aware)
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:

@@ -24,25 +24,21 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import tensorflow as tf
 
+from advbench.attacks import FAB_NORMS
 from advbench.attacks.apgd_t import ranked_targets
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.core import progress
-from advbench.core.checks import check_int, check_labels, check_range
+from advbench.core.checks import check_labels
 from advbench.core.errors import ParameterError
 from advbench.core.ops import batch_norm, is_adversarial, report_step
 from advbench.core.types import Model, Tensor
 from advbench.models.zoo import predict_logits
 
-#: The norms FAB minimises; its projections are its own (``project``). --norm offers
-#: ``advbench.attacks.ATTACK_NORMS`` and each attack checks its own.
-FAB_NORMS = ("linf", "l2", "l1")
 #: The radius of the random restarts when no eps is given: the authors' defaults per norm
 #: (``DEFAULT_EPS_DICT_BY_NORM``). A restart starts at half of it, as theirs.
 START_EPS = {"linf": 0.3, "l2": 1.0, "l1": 5.0}
 #: The dual norm of each norm: the distance to a hyperplane <w, z> = b is |<w, x> - b| / ||w||_*.
 DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}
-#: The most final-search steps (each one forward pass; the authors' code uses 3).
-MAX_FINAL_SEARCH = 100
 #: Keeps the distance to a hyperplane finite where the gradient vanishes (the authors' 1e-12).
 GUARD = 1e-12
 #: A stand-in for "never": the breakpoint of a coordinate with no weight (its room is never
@@ -328,28 +324,7 @@ class FAB(Attack):
     randomized = True
     targeted: ClassVar[bool] = False
 
-    def __init__(self, *, norm: str = "linf", eps: float | None = None, n_restarts: int = 1,
-                 n_iter: int = 100, alpha_max: float = 0.1, eta: float = 1.05,
-                 beta: float = 0.9, final_search: int = 0) -> None:
-        super().__init__()
-        if norm not in FAB_NORMS:
-            raise ParameterError(f"norm must be one of {', '.join(FAB_NORMS)}, got {norm!r}")
-        if eps is not None:
-            check_range("eps", eps, low=0.0)
-        check_int("n_restarts", n_restarts, low=1)
-        check_int("n_iter", n_iter, low=1)
-        check_range("alpha_max", alpha_max, low=0.0, high=1.0)
-        check_range("eta", eta, low=1.0)
-        check_range("beta", beta, low=0.0, high=1.0, low_inclusive=False)
-        check_int("final_search", final_search, low=0, high=MAX_FINAL_SEARCH)
-        self.norm = norm
-        self.eps = None if eps is None else float(eps)
-        self.n_restarts = int(n_restarts)
-        self.n_iter = int(n_iter)
-        self.alpha_max = float(alpha_max)
-        self.eta = float(eta)
-        self.beta = float(beta)
-        self.final_search = int(final_search)
+    def __post_init__(self) -> None:
         self.minimal = self.eps is None
 
     def ranked(self, logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -455,14 +430,6 @@ class FABTargeted(FAB):
 
     name = "fab-t"
     targeted = True
-
-    def __init__(self, *, norm: str = "linf", eps: float | None = None, n_restarts: int = 1,
-                 n_iter: int = 100, alpha_max: float = 0.1, eta: float = 1.05,
-                 beta: float = 0.9, final_search: int = 0, n_target_classes: int = 9) -> None:
-        super().__init__(norm=norm, eps=eps, n_restarts=n_restarts, n_iter=n_iter,
-                         alpha_max=alpha_max, eta=eta, beta=beta, final_search=final_search)
-        check_int("n_target_classes", n_target_classes, low=1)
-        self.n_target_classes = int(n_target_classes)
 
     def ranked(self, logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
         return ranked_targets(logits, labels, min(self.n_target_classes, num_classes - 1))

@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from advbench.attacks.gradient_descent import GradientDescent, Plan, direction
 from advbench.attacks.norms import NORMS, check_norm
-from advbench.core.checks import check_range
 from advbench.core.types import Model
 from advbench.models.gradients import attack_model
 
@@ -39,12 +38,8 @@ class FGSM(GradientDescent):
     name = "fgsm"
     supports_targets = True
 
-    def __init__(self, *, eps: float = 0.1, norm: str = "linf") -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_norm(norm, self.name)
-        self.eps = float(eps)
-        self.norm = norm
+    def __post_init__(self) -> None:
+        check_norm(self.norm, self.name)  # l1 is for the attacks of L1_ATTACKS
 
     def plan(self, eps: float) -> Plan:
         # One step of eps from x stays in the ball: no projection.

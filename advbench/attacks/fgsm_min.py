@@ -14,11 +14,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks import FGSM_MIN_SEARCHES
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.fgsm import fgsm_direction
 from advbench.core import progress
-from advbench.core.checks import MAX_GRID_POINTS, check_range
+from advbench.core.checks import MAX_GRID_POINTS
 from advbench.core.errors import ParameterError
 from advbench.core.ops import expand_to, is_adversarial, report_step
 from advbench.core.types import Model
@@ -196,25 +195,15 @@ class MinimalFGSM(Attack):
     norm = "linf"
     supports_targets = True
 
-    def __init__(self, *, eps_step: float = 0.05, eps_max: float = 1.0,
-                 search: str = "exact") -> None:
-        super().__init__()
-        if search not in FGSM_MIN_SEARCHES:
-            raise ParameterError(f"search must be one of {', '.join(FGSM_MIN_SEARCHES)}, "
-                                 f"got {search!r}")
-        check_range("eps_step", eps_step, low=0.0, low_inclusive=False)
-        check_range("eps_max", eps_max, low=0.0, low_inclusive=False)
-        if eps_step > eps_max:
-            raise ParameterError(
-                f"eps_step ({eps_step}) must be <= eps_max ({eps_max}): the grid would be empty")
-        points = math.floor(eps_max / eps_step)
+    def __post_init__(self) -> None:
+        if self.eps_step > self.eps_max:
+            raise ParameterError(f"eps_step ({self.eps_step}) must be <= eps_max "
+                                 f"({self.eps_max}): the grid would be empty")
+        points = math.floor(self.eps_max / self.eps_step)
         if points > MAX_GRID_POINTS:
             raise ParameterError(
                 f"eps_max / eps_step gives {points} grid points, more than {MAX_GRID_POINTS}; "
                 "use a larger eps_step")
-        self.eps_step = float(eps_step)
-        self.eps_max = float(eps_max)
-        self.search = search
         grid = eps_grid(self.eps_step, self.eps_max)
         # float32 as ART feeds it: NumPy casts the Python float to the float32 array's dtype.
         self._grid = grid.astype(np.float32)

@@ -24,11 +24,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks import FMN_INITS, FMN_NORMS
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.core import progress
-from advbench.core.checks import check_int, check_labels, check_range, check_targets
-from advbench.core.errors import ParameterError
+from advbench.core.checks import check_labels, check_range, check_targets
 from advbench.core.ops import (DECISIVE_MARGIN, batch_norm, expand_to, is_adversarial,
                                l2_normalize, report_step)
 from advbench.core.types import Model
@@ -303,34 +301,11 @@ class FMN(Attack):
     minimal = True
     supports_targets = True
 
-    def __init__(self, *, norm: str = "linf", steps: int = 100, alpha_init: float = 1.0,
-                 alpha_final: float | None = None, gamma_init: float = 0.05,
-                 gamma_final: float = 0.001, init: str = "input",
-                 binary_search_steps: int = 10) -> None:
-        super().__init__()
-        if norm not in FMN_NORMS:
-            raise ParameterError(f"fmn's norm must be one of {', '.join(FMN_NORMS)}, "
-                                 f"got {norm!r}")
-        check_int("steps", steps, low=1)
-        check_range("alpha_init", alpha_init, low=0.0, low_inclusive=False)
-        if alpha_final is not None:
-            check_range("alpha_final", alpha_final, low=0.0, high=float(alpha_init),
-                        low_inclusive=False)
-        check_range("gamma_init", gamma_init, low=0.0, high=1.0, low_inclusive=False,
-                    high_inclusive=False)
-        check_range("gamma_final", gamma_final, low=0.0, high=float(gamma_init),
-                    low_inclusive=False)
-        if init not in FMN_INITS:
-            raise ParameterError(f"init must be one of {', '.join(FMN_INITS)}, got {init!r}")
-        check_int("binary_search_steps", binary_search_steps, low=1, high=64)
-        self.norm = norm
-        self.steps = int(steps)
-        self.alpha_init = float(alpha_init)
-        self.alpha_final = None if alpha_final is None else float(alpha_final)
-        self.gamma_init = float(gamma_init)
-        self.gamma_final = float(gamma_final)
-        self.init = init
-        self.binary_search_steps = int(binary_search_steps)
+    def __post_init__(self) -> None:
+        # The annealed values end below where they start.
+        if self.alpha_final is not None:
+            check_range("alpha_final", self.alpha_final, high=self.alpha_init)
+        check_range("gamma_final", self.gamma_final, high=self.gamma_init)
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:

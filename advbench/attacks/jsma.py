@@ -27,11 +27,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks import SALIENCY_MAPS
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.targets import TARGET_MODES, choose_targets
+from advbench.attacks.targets import choose_targets
 from advbench.core import progress
-from advbench.core.checks import check_range
 from advbench.core.errors import ParameterError
 from advbench.core.ops import is_adversarial, report_step
 from advbench.core.types import Model
@@ -321,29 +319,11 @@ class JSMA(Attack):
     randomized = True
     supports_targets = True
 
-    def __init__(self, *, theta: float = 0.1, gamma: float = 1.0,
-                 target_mode: str = "random", fallback: bool = True,
-                 saliency: str = "pairwise") -> None:
-        super().__init__()
-        check_range("theta", theta, low=-1.0, high=1.0)
-        if float(theta) == 0.0:
+    def __post_init__(self) -> None:
+        if self.theta == 0.0:
             raise ParameterError(
                 "theta must be nonzero (positive increases features, negative decreases "
                 "them), got 0.0")
-        check_range("gamma", gamma, low=0.0, high=1.0, low_inclusive=False)
-        if target_mode not in TARGET_MODES:
-            raise ParameterError(
-                f"target_mode must be one of {', '.join(TARGET_MODES)}, got {target_mode!r}")
-        self.theta = float(theta)
-        self.gamma = float(gamma)
-        if not isinstance(fallback, (bool, np.bool_)):
-            raise ParameterError(f"fallback must be True or False, got {fallback!r}")
-        if saliency not in SALIENCY_MAPS:
-            raise ParameterError(
-                f"saliency must be one of {', '.join(SALIENCY_MAPS)}, got {saliency!r}")
-        self.target_mode = target_mode
-        self.fallback = bool(fallback)
-        self.saliency = saliency
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from advbench.attacks.gradient_descent import GradientDescent, Plan
 from advbench.attacks.norms import check_norm
-from advbench.core.checks import check_int, check_range
-from advbench.core.errors import ParameterError
 
 
 class PGD(GradientDescent):
@@ -36,23 +34,8 @@ class PGD(GradientDescent):
     randomized = True
     supports_targets = True
 
-    def __init__(self, *, eps: float = 0.3, step_size: float = 0.01, steps: int = 40,
-                 random_start: bool = True, norm: str = "linf", early_stop: bool = False) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_range("step_size", step_size, low=0.0, low_inclusive=False)
-        check_int("steps", steps, low=0)
-        if not isinstance(random_start, bool):
-            raise ParameterError(f"random_start must be True or False, got {random_start!r}")
-        if not isinstance(early_stop, bool):
-            raise ParameterError(f"early_stop must be True or False, got {early_stop!r}")
-        check_norm(norm, self.name)
-        self.eps = float(eps)
-        self.step_size = float(step_size)
-        self.steps = int(steps)
-        self.random_start = random_start
-        self.norm = norm
-        self.early_stop = early_stop
+    def __post_init__(self) -> None:
+        check_norm(self.norm, self.name)  # l1 is for the attacks of L1_ATTACKS
 
     def plan(self, eps: float) -> Plan:
         return Plan(start="ball" if self.random_start else None, start_size=0.0,

@@ -38,12 +38,8 @@ class RandomFGSM(GradientDescent):
     norm = "linf"
     randomized = True
 
-    def __init__(self, *, eps: float = 0.1, alpha: float = 0.05) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_alpha(alpha, eps)
-        self.eps = float(eps)
-        self.alpha = float(alpha)
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha, self.eps)
 
     @property
     def sign_step(self) -> float:  # type: ignore[override]

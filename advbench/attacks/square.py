@@ -21,12 +21,10 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks import SQUARE_LOSSES as LOSSES
 from advbench.attacks.apgd import batch_signature, drop, hold_budget
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import check_norm, l1_box_projection
 from advbench.core import progress
-from advbench.core.checks import check_int, check_range
 from advbench.core.errors import ParameterError
 from advbench.core.ops import l2_normalize, logit_margin, report_step
 from advbench.core.types import Model
@@ -350,27 +348,8 @@ class Square(Attack):
     name = "square"
     randomized = True
 
-    def __init__(self, *, eps: float = 0.3, norm: str = "linf", n_queries: int = 5000,
-                 p_init: float = 0.8, n_restarts: int = 1, loss: str = "margin",
-                 rescale_schedule: bool = False) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_norm(norm, self.name)
-        check_int("n_queries", n_queries, low=1)
-        check_range("p_init", p_init, low=0.0, high=1.0, low_inclusive=False)
-        check_int("n_restarts", n_restarts, low=1)
-        if loss not in LOSSES:
-            raise ParameterError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if not isinstance(rescale_schedule, (bool, np.bool_)):
-            raise ParameterError(
-                f"rescale_schedule must be True or False, got {rescale_schedule!r}")
-        self.eps = float(eps)
-        self.norm = norm
-        self.n_queries = int(n_queries)
-        self.p_init = float(p_init)
-        self.n_restarts = int(n_restarts)
-        self.loss = loss
-        self.rescale_schedule = bool(rescale_schedule)
+    def __post_init__(self) -> None:
+        check_norm(self.norm, self.name)  # l1 is for the attacks of L1_ATTACKS
 
     def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
                total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.core.checks import MAX_POWER_ITERATIONS, check_int, check_range
 from advbench.core.ops import expand_to, l2_normalize
 from advbench.core.types import Model
 
@@ -110,15 +109,6 @@ class VirtualAdversarial(Attack):
     name = "vat"
     norm = "l2"
     randomized = True
-
-    def __init__(self, *, eps: float = 2.1, xi: float = 1e-6, power_iterations: int = 1) -> None:
-        super().__init__()
-        check_range("eps", eps, low=0.0)
-        check_range("xi", xi, low=0.0, low_inclusive=False)
-        check_int("power_iterations", power_iterations, low=1, high=MAX_POWER_ITERATIONS)
-        self.eps = float(eps)
-        self.xi = float(xi)
-        self.power_iterations = int(power_iterations)
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:

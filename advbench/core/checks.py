@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import inspect
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -180,10 +179,3 @@ def check_targets(target: np.ndarray, batch: int, num_classes: int | None) -> np
             f"{target.max()}")
     return target
 
-
-def keyword_parameters(cls: type) -> tuple[str, ...]:
-    """The keyword-only parameters of ``cls``'s constructor, in order: the hyperparameters of
-    an attack or defense, so that its provenance and run key cannot miss one."""
-    signature = inspect.signature(getattr(cls, "__init__"))
-    return tuple(name for name, p in signature.parameters.items()
-                 if p.kind is inspect.Parameter.KEYWORD_ONLY)

@@ -3,43 +3,39 @@ defaults) with hooks that the shared training loop (``advbench.run.train``) call
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 import tensorflow as tf
 
-from advbench.core.checks import keyword_parameters
+from advbench.core.params import Param, Parameterized, Spec
 from advbench.core.types import Model
 
 if TYPE_CHECKING:
     from advbench.attacks.base import Attack
 
 
-class Defense:
-    """Base class: subclasses set ``name``, take keyword-only hyperparameters stored as
-    attributes of the same names (``param_names``, derived from the constructor's signature)
-    and override the hooks they need."""
+class Defense(Parameterized):
+    """Base class: subclasses set ``name``, their key in ``advbench.defenses.DEFENSE_SPECS``,
+    which declares their keyword-only hyperparameters (stored as attributes of the same names,
+    ``param_names``; see ``advbench.core.params.Parameterized``), and override the hooks they
+    need."""
 
-    name: ClassVar[str] = ""
-    # (data set -> default) per parameter that depends on the data set.
-    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
-    param_names: ClassVar[tuple[str, ...]] = ()
     copies: int = 0
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.param_names = keyword_parameters(cls)
+    @classmethod
+    def _registry(cls) -> dict[str, Spec]:
+        from advbench.defenses import DEFENSE_SPECS
 
-    def params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.param_names}
+        return DEFENSE_SPECS
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{type(self).__name__}({args})"
+    def param_label(self, param: Param) -> str:
+        # "gda sigma must be >= 0": which defense, since defenses share parameter names.
+        return f"{self.name} {param.name.replace('_', ' ')}"
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> "Defense":
         """The paper's settings for ``dataset``, with user overrides (None = keep default)."""
-        params = dict(cls.dataset_defaults.get(dataset, {}))
+        params = dict(cls.spec.dataset_defaults.get(dataset, {}))
         params.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**params)
 

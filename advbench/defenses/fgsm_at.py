@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from advbench.core.checks import check_range
-from advbench.core.errors import ParameterError
 from advbench.core.ops import per_sample_soft_cross_entropy
 from advbench.core.types import Model
 from advbench.defenses import FGSM_AT_MODES
@@ -37,16 +35,6 @@ class FGSMAdversarialTraining(Defense):
     """
 
     name = "fgsm-at"
-    dataset_defaults = {"mnist": {"eps": 0.3}, "cifar10": {"eps": 0.05}}
-
-    def __init__(self, *, eps: float = 0.3, mode: str = "static", ratio: float = 0.5):
-        check_range("fgsm-at eps", eps, low=0.0, low_inclusive=False)
-        if mode not in MODES:
-            raise ParameterError(f"fgsm-at mode must be one of {', '.join(MODES)}, got {mode!r}")
-        check_range("fgsm-at ratio", ratio, low=0.0, high=1.0)
-        self.eps = float(eps)
-        self.mode = mode
-        self.ratio = float(ratio)
 
     @property
     def has_online_loss(self) -> bool:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advbench.core.checks import MAX_GDA_COPIES, check_int, check_range
-from advbench.core.errors import ParameterError
-from advbench.defenses import GDA_NOISES
 from advbench.defenses.base import Defense
 
 
@@ -26,21 +23,6 @@ class GaussianAugmentation(Defense):
     """
 
     name = "gda"
-    dataset_defaults = {"mnist": {"sigma": 0.3}, "cifar10": {"sigma": 0.05}}
-
-    def __init__(self, *, sigma: float = 0.3, copies: int = 10, clip: bool = False,
-                 noise: str = "fresh"):
-        check_range("gda sigma", sigma, low=0.0)
-        # Each epoch holds (copies + 1) index pairs per training image: 100 copies of
-        # 60,000 images is 6 million, while 1e9 exhausted memory.
-        check_int("gda copies", copies, low=0, high=MAX_GDA_COPIES)
-        self.sigma = float(sigma)
-        self.copies = int(copies)
-        self.clip = bool(clip)
-        if noise not in GDA_NOISES:
-            raise ParameterError(f"gda noise must be one of {', '.join(GDA_NOISES)}, "
-                                 f"got {noise!r}")
-        self.noise = noise
 
     def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if self.noise == "once":
@@ -69,10 +51,10 @@ class CohenGaussianAugmentation(GaussianAugmentation):
     """
 
     name = "gda-cohen"
-    dataset_defaults = {}
 
-    def __init__(self, *, sigma: float = 0.25):
-        super().__init__(sigma=sigma, copies=0)
+    def __post_init__(self) -> None:
+        # One noisy pass per image (perturb_batch), none clean: no copies, never clipped.
+        self.copies, self.clip, self.noise = 0, False, "fresh"
 
     def perturb_batch(self, x: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         # Every row of every step: the epoch's one pass over each image is its noisy copy.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advbench.core.checks import check_range
 from advbench.defenses.base import Defense
 
 
@@ -13,10 +12,6 @@ class LabelSmoothing(Defense):
     other classes share 1 - weight evenly (paper: 0.9)."""
 
     name = "label-smoothing"
-
-    def __init__(self, *, weight: float = 0.9):
-        check_range("label smoothing weight", weight, low=0.0, high=1.0, low_inclusive=False)
-        self.weight = float(weight)
 
     def target_distribution(self, labels: tf.Tensor, num_classes: int) -> tf.Tensor:
         rest = (1.0 - self.weight) / (num_classes - 1)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from advbench.core.checks import MAX_POWER_ITERATIONS, check_int, check_range
-from advbench.core.errors import ParameterError
 from advbench.core.types import Model, Tensor
 from advbench.defenses import VAT_MODES
 from advbench.defenses.base import Defense, global_batch_normal
@@ -31,21 +29,6 @@ class VirtualAdversarialTraining(Defense):
     """
 
     name = "vat"
-
-    def __init__(self, *, eps: float = 2.1, mode: str = "static", alpha: float = 1.0,
-                 xi: float = 1e-6, power_iterations: int = 1):
-        check_range("vat eps", eps, low=0.0, low_inclusive=False)
-        if mode not in MODES:
-            raise ParameterError(f"vat mode must be static or loss, got {mode!r}")
-        check_range("vat alpha", alpha, low=0.0)
-        check_range("vat xi", xi, low=0.0, low_inclusive=False)
-        check_int("vat power iterations", power_iterations, low=1,
-                  high=MAX_POWER_ITERATIONS)
-        self.eps = float(eps)
-        self.mode = mode
-        self.alpha = float(alpha)
-        self.xi = float(xi)
-        self.power_iterations = int(power_iterations)
 
     @property
     def has_online_loss(self) -> bool:
