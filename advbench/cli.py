@@ -21,6 +21,7 @@ from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
 from advbench.attacks.budgets import AUDIT_EPS_HELP
 from advbench.core.errors import AdvbenchError, flags_verb
 from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
+from advbench.score.metric_registry import gate_help
 
 EXIT_GATE_FAILED = 3
 EXIT_AUDIT_FAILED = 4
@@ -1304,6 +1305,16 @@ def _thresholds(under, over):
     return out
 
 
+def _help_from(**texts: Callable[[], str]) -> Callable[[Callable], Callable]:
+    """Fill a command's docstring (its --help) with texts derived from the library: each
+    upper-case WORD of ``texts`` is replaced by what its function returns."""
+    def decorate(f: Callable) -> Callable:
+        for word, text in texts.items():
+            f.__doc__ = (f.__doc__ or "").replace(word, text())
+        return f
+    return decorate
+
+
 def _output_options(f):
     for option in reversed([
         click.option("--json", "as_json", is_flag=True,
@@ -1379,6 +1390,7 @@ def _output_options(f):
 @_output_options
 @_data_dir_option
 @_models_dir_option
+@_help_from(GATE_METRICS=gate_help)
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
              source_ref, fail_under, fail_over, radii, distance_variant, success_against, distance,
@@ -1396,12 +1408,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     Curve artifacts that score MODEL give its accuracy per eps. Tables go to stderr; stdout
     has JSON (--json) or the paths written.
 
-    Gate metrics (--fail-under / --fail-over NAME[@ATTACK]=VALUE): clean_accuracy,
-    adv_accuracy (= robust_accuracy), success_rate (of the correctly classified samples),
-    robustness, training_distance, loss_sensitivity; without @ATTACK the worst value over the
-    artifacts counts. Certification artifacts (`advbench certify`) give
-    certified_accuracy@RADIUS, average_certified_radius and abstention_rate (worst over them);
-    --plot then draws certified accuracy vs radius. Missed thresholds exit with code 3.
+    GATE_METRICS --plot then draws certified accuracy vs radius. Missed thresholds exit with
+    code 3.
 
     The training-set distance can be split over a job array: each task runs the command with
     --distance-shard I/N -o PART.h5 (it computes nothing else), then one plain evaluate given

@@ -35,34 +35,8 @@ from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, CURVE_S
 from advbench.run.curves import read_curve
 from advbench.run.shards import Shard, group_shards, read_attack_run
 from advbench.score.certify import DEFAULT_RADII, certification_entry
+from advbench.score.metric_registry import METRICS, Metric, gate_names, lookup, worst
 
-#: Gate metrics and the direction in which they are better. An unqualified name takes the
-#: worst value over the given artifacts (lowest accuracy, highest success rate...).
-METRICS: dict[str, str] = {
-    "clean_accuracy": "higher",
-    "adv_accuracy": "higher",
-    "success_rate": "lower",
-    "robustness": "higher",
-    "training_distance": "higher",
-    "loss_sensitivity": "lower",
-    # Of certification artifacts (``advbench certify``); certified_accuracy@R at radius R.
-    "certified_accuracy": "higher",
-    "average_certified_radius": "higher",
-    "abstention_rate": "lower",
-}
-# The values each gate metric can take: accuracies and rates are fractions, not percentages.
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "clean_accuracy": (0.0, 1.0), "adv_accuracy": (0.0, 1.0), "success_rate": (0.0, 1.0),
-    "robustness": (0.0, math.inf), "training_distance": (0.0, math.inf),
-    "loss_sensitivity": (0.0, math.inf),
-    "certified_accuracy": (0.0, 1.0), "average_certified_radius": (0.0, math.inf),
-    "abstention_rate": (0.0, 1.0),
-}
-# Metrics read from one attack artifact (and so qualifiable with @ATTACK or @FILE-STEM).
-ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_distance")
-# Metrics of certification artifacts: the worst over them; certified_accuracy takes @RADIUS
-# (L2, [0, 1] pixel units; without it radius 0, the smoothed classifier's accuracy).
-CERTIFICATION_METRICS = ("certified_accuracy", "average_certified_radius", "abstention_rate")
 #: Query rows per block of the training-set distance (``metrics.query_blocks``), and so the
 #: unit a distance shard takes: 10,000 test images make 20 blocks, so 20 useful shards.
 DISTANCE_BLOCK = 512
@@ -595,50 +569,25 @@ def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> lis
             for c in range(num_classes)]
 
 
-def _value(entry: dict, name: str) -> float | None:
-    if entry.get("kind") != "attack":
-        return None
-    if name in ("robustness", "training_distance"):
-        value = entry.get(name)
-        if value is None:
-            return None
-        return value["value"] if name == "robustness" else value["mean"]
-    return entry.get(name)
-
-
-def _worst(values: list[float], direction: str) -> float | None:
-    if not values:
-        return None
-    if any(math.isnan(v) for v in values):
-        return math.nan
-    return min(values) if direction == "higher" else max(values)
+def _read(entries: list[dict], metric: Metric, radius: float = 0.0) -> list[float]:
+    """``metric``'s values in the evaluation entries of its scope (None left out)."""
+    values = (metric.read(e, radius) for e in entries if e.get("kind") == metric.scope)
+    return [v for v in values if v is not None]
 
 
 def aggregate_metrics(summary: dict) -> dict[str, float | None]:
-    """The gate values of an evaluation summary: each artifact metric at its worst over the
-    artifacts that have it; None where no artifact (or clean run) provides it."""
-    out: dict[str, float | None] = {
-        "clean_accuracy": summary["clean"]["accuracy"],
-        "loss_sensitivity": summary["clean"]["loss_sensitivity"],
-    }
-    for name in ARTIFACT_METRICS:
-        values = [v for v in (_value(e, name) for e in summary["artifacts"]) if v is not None]
-        out[name] = _worst(values, METRICS[name])
-    if any(e.get("kind") == "certification" for e in summary["artifacts"]):
-        for name in CERTIFICATION_METRICS:
-            values = [v for v in (_certified_value(e, name, 0.0) for e in summary["artifacts"])
-                      if v is not None]
-            out[name] = _worst(values, METRICS[name])
+    """The gate values of an evaluation summary (the ``summary`` metrics of
+    ``metric_registry.METRICS``): each artifact metric at its worst over the artifacts that
+    have it, certification metrics only when a certification is given; None where no
+    artifact (or clean run) provides it."""
+    certified = any(e.get("kind") == "certification" for e in summary["artifacts"])
+    out: dict[str, float | None] = {}
+    for metric in METRICS.values():
+        if not metric.summary or (metric.scope == "certification" and not certified):
+            continue
+        out[metric.name] = metric.read(summary["clean"]) if metric.scope == "clean" else \
+            worst(_read(summary["artifacts"], metric), metric.better)
     return out
-
-
-def _certified_value(entry: dict, name: str, radius: float) -> float | None:
-    """A certification entry's metric (certified accuracy at ``radius``), None if absent."""
-    if entry.get("kind") != "certification":
-        return None
-    if name == "certified_accuracy":
-        return entry["certified_accuracy"].get(f"{radius:g}")
-    return entry.get(name)
 
 
 def parse_radii(radii: Sequence[float]) -> tuple[float, ...]:
@@ -675,23 +624,24 @@ class Threshold:
 def parse_threshold(text: str, bound: str = "under") -> Threshold:
     """Parse ``adv_accuracy=0.6`` or ``adv_accuracy@deepfool=0.6`` (qualifier: an attack
     name or an artifact file stem). Raises ParameterError on unknown names or bad numbers."""
-    match = re.fullmatch(r"\s*([a-z_]+)(?:@([^=]+))?\s*=\s*(\S+)\s*", text)
+    match = re.fullmatch(r"\s*([a-z][a-z0-9_]*)(?:@([^=]+))?\s*=\s*(\S+)\s*", text)
     if not match:
         raise ParameterError(f"threshold {text!r} is not NAME=VALUE (e.g. adv_accuracy=0.6)")
     name, qualifier, value = match.groups()
-    if name not in METRICS:
+    metric = lookup(name)
+    if metric is None:
         raise ParameterError(f"unknown metric {name!r} in {text!r}; choose one of: "
-                             f"{', '.join(METRICS)}")
-    if qualifier and name == "certified_accuracy":
+                             f"{', '.join(gate_names())}")
+    if qualifier and metric.qualifier == "RADIUS":
         try:
             radius = float(qualifier)
         except ValueError:
             radius = math.nan
         if not math.isfinite(radius) or radius < 0:
-            raise ParameterError(f"threshold {text!r}: certified_accuracy@R takes an L2 radius "
-                                 f"R >= 0 (e.g. certified_accuracy@0.5=0.4), got {qualifier!r}")
+            raise ParameterError(f"threshold {text!r}: {name}@R takes an L2 radius "
+                                 f"R >= 0 (e.g. {name}@0.5=0.4), got {qualifier!r}")
         qualifier = f"{radius:g}"
-    elif qualifier and name not in ARTIFACT_METRICS:
+    elif qualifier and metric.qualifier != "ATTACK":
         raise ParameterError(f"{name} is not a per-artifact metric; drop @{qualifier}")
     try:
         number = float(value)
@@ -699,12 +649,10 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
         raise ParameterError(f"threshold {text!r}: {value!r} is not a number") from None
     if not math.isfinite(number):
         raise ParameterError(f"threshold {text!r} must be a finite number")
-    low, high = METRIC_RANGES[name]
-    if not low <= number <= high:
-        if high == 1.0:
-            hint = (f"; give {number / 100:g} for {number:g}%" if 1 < number <= 100 else "")
-            raise ParameterError(f"threshold {text!r}: {name} is a fraction in [0, 1]{hint}")
-        raise ParameterError(f"threshold {text!r}: {name} is >= 0")
+    if not metric.low <= number <= metric.high:
+        hint = (f"; give {number / 100:g} for {number:g}%"
+                if metric.unit == "fraction" and 1 < number <= 100 else "")
+        raise ParameterError(f"threshold {text!r}: {name} is {metric.range_text()}{hint}")
     return Threshold(name, qualifier, number, bound)
 
 
@@ -713,34 +661,25 @@ class GateError(ParameterError):
 
 
 def metric_value(summary: dict, threshold: Threshold) -> float:
-    """The value a threshold is checked against; GateError (a ParameterError) when it is not
-    available."""
-    if threshold.name in CERTIFICATION_METRICS:
-        radius = float(threshold.qualifier or 0.0)
-        values = [v for v in (_certified_value(e, threshold.name, radius)
-                              for e in summary["artifacts"]) if v is not None]
-        value = _worst(values, METRICS[threshold.name])
-    elif threshold.qualifier is None:
-        value = summary["metrics"].get(threshold.name)
-    else:
-        chosen = [e for e in summary["artifacts"] if e.get("kind") == "attack"
-                  and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
-        if not chosen:
+    """The value a threshold is checked against: its metric's (``metric_registry``) on the
+    clean split, or the worst over the artifacts of its scope (those the qualifier names);
+    GateError (a ParameterError) when it is not available."""
+    metric = lookup(threshold.name)
+    assert metric is not None, threshold  # parse_threshold made it
+    entries = summary["artifacts"]
+    if metric.scope == "clean":
+        value = metric.read(summary["clean"])
+    elif metric.qualifier == "ATTACK" and threshold.qualifier is not None:
+        entries = [e for e in entries if e.get("kind") == metric.scope
+                   and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
+        if not entries:
             raise GateError(f"{threshold.label}: no given attack artifact has attack or "
-                                 f"file name {threshold.qualifier!r}")
-        values = [v for v in (_value(e, threshold.name) for e in chosen) if v is not None]
-        value = _worst(values, METRICS[threshold.name])
+                            f"file name {threshold.qualifier!r}")
+    if metric.scope != "clean":
+        radius = float(threshold.qualifier or 0.0) if metric.qualifier == "RADIUS" else 0.0
+        value = worst(_read(entries, metric, radius), metric.better)
     if value is None:
-        needs = {
-            "robustness": "a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2, fmn) "
-                          "crafted on this model",
-            "training_distance": "a minimal-perturbation artifact crafted on this model "
-                                 "(and no --no-distance)",
-            "loss_sensitivity": "no --no-sensitivity",
-            **{name: "a certification artifact (advbench certify; CERTIFY, not --predict)"
-               for name in CERTIFICATION_METRICS},
-        }.get(threshold.name, "at least one attack artifact")
-        raise GateError(f"{threshold.label} is not available: it needs {needs}")
+        raise GateError(f"{threshold.label} is not available: it needs {metric.needs}")
     return value
 
 
@@ -748,12 +687,15 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
     """One message per missed threshold (empty when all pass). A NaN value (no successful
     sample, so no robustness or distance) misses every threshold: the gate cannot vouch."""
     missed = []
-    variant = summary["clean"].get("loss_sensitivity_variant") or "loss"
     for threshold in thresholds:
         value = metric_value(summary, threshold)
         label = threshold.label
-        if threshold.name == "loss_sensitivity" and variant != "loss":
-            label += f" ({variant} variant)"
+        metric = lookup(threshold.name)
+        if metric is not None and metric.plain_variant is not None and metric.scope == "clean":
+            # A variant other than the plain one is named (loss_sensitivity's softmax).
+            variant = metric.variant_of(summary["clean"])
+            if variant not in (None, metric.plain_variant):
+                label += f" ({variant} variant)"
         if math.isnan(value):
             missed.append(f"{label} is n/a (no successful adversarial sample), "
                           f"required {'>=' if threshold.bound == 'under' else '<='} "

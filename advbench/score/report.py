@@ -27,6 +27,7 @@ from advbench.core.types import PathLike
 from advbench.data import display_name
 from advbench.run.artifacts import jsonable
 from advbench.score import TABLE_FORMATS
+from advbench.score.metric_registry import METRICS, of_scope, walk
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
 # CSV and plot always keep every eps.
@@ -407,46 +408,44 @@ def evaluation_rows(summary: dict) -> list[dict]:
                      "setting": setting, "eps": eps, "metric": metric, "value": value,
                      "protocol": protocol})
 
-    clean = summary["clean"]
-    add("", "", "clean", "clean_accuracy", clean["accuracy"])
-    if clean["loss_sensitivity"] is not None:
-        # The paper's variant keeps the plain name; the authors' variants say theirs.
-        variant = clean.get("loss_sensitivity_variant") or "loss"
-        add("", "", "clean", "loss_sensitivity" + ("" if variant == "loss" else f"_{variant}"),
-            clean["loss_sensitivity"])
+    for metric in of_scope("clean"):
+        value = metric.read(summary["clean"])
+        if value is not None:
+            add("", "", "clean", metric.csv_name(summary["clean"]), value)
     for e in summary["artifacts"]:
         if e["kind"] == "curve":
             for eps, accuracy in zip(e["eps"], e["accuracy"]):
                 add(e["path"], e["attack"], e["setting"], "adv_accuracy", accuracy, eps)
             continue
         if e["kind"] == "certification":
-            # The eps column holds the L2 radius of each certified accuracy.
-            for radius, accuracy in e["certified_accuracy"].items():
-                add(e["path"], e["mode"], "certified", "certified_accuracy", accuracy, radius)
-            for metric in ("smoothed_accuracy", "average_certified_radius", "abstention_rate"):
-                if e[metric] is not None:
-                    add(e["path"], e["mode"], "certified", metric, e[metric])
+            for metric in of_scope("certification"):
+                value = walk(e, metric.path)
+                if isinstance(value, dict):  # per radius: the eps column holds the L2 radius
+                    for radius, accuracy in value.items():
+                        add(e["path"], e["mode"], "certified", metric.name, accuracy, radius)
+                elif value is not None:
+                    add(e["path"], e["mode"], "certified", metric.name, value)
             continue
         stamp = e.get("protocol", "")
-        for metric in ("clean_accuracy", "adv_accuracy", "robust_accuracy", "success_rate",
-                       "clean_errors", "success_rate_errors", "success_rate_prediction",
-                       "success_rate_label"):
-            if metric in e:
-                add(e["path"], e["attack"], e["setting"], metric, e[metric], protocol=stamp)
+        for metric in METRICS.values():
+            path = metric.artifact_path
+            if path is None or not _has(e, path):
+                continue  # not measured (a minimal attack of another model, an old summary)
+            for name in (metric.csv_name(e), *metric.aliases):
+                add(e["path"], e["attack"], e["setting"], name, walk(e, path),
+                    protocol=stamp)
         for name, value in ((e.get("autoattack_table") or {}).get("after") or {}).items():
             if name != "clean":
                 add(e["path"], e["attack"], e["setting"], f"robust_accuracy_after_{name}",
                     value, protocol=stamp)
-        for norm in ("l0", "l2", "linf"):
-            add(e["path"], e["attack"], e["setting"], f"{norm}_mean", e["norms"][f"{norm}_mean"])
-        if e["robustness"] is not None:
-            add(e["path"], e["attack"], e["setting"], f"robustness_{e['robustness']['norm']}",
-                e["robustness"]["value"])
-        if e["training_distance"] is not None:
-            add(e["path"], e["attack"], e["setting"],
-                f"training_distance_{e['training_distance']['variant']}",
-                e["training_distance"]["mean"])
     return rows
+
+
+def _has(record: dict, path: tuple[str, ...]) -> bool:
+    """Whether ``record`` holds a value at ``path`` (None, NaN included); a None on the way
+    means it was not measured (the robustness of a black-box artifact)."""
+    parent = walk(record, path[:-1])
+    return isinstance(parent, dict) and path[-1] in parent
 
 
 # -- transfer --------------------------------------------------------------------------------
