@@ -1712,34 +1712,6 @@ class CheckList(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-def _audit_default(name: str) -> Any:
-    from advbench.score import AUDIT_DEFAULTS
-
-    return AUDIT_DEFAULTS[name]
-
-
-# Audit flags -> (settings field, type, help); defaults from advbench.score.AUDIT_DEFAULTS.
-AUDIT_OPTIONS = [
-    ("--tolerance", "tolerance", float,
-     "Checks 2, 3, 5, 7, 8: by how much (a fraction of the samples) the attack expected to be "
-     "weaker may win, accuracy may rise along the eps curve, or more budget may lower it."),
-    ("--square-lead", "square_lead", float,
-     "Check 6: the fraction of samples Square may fool that every gradient attack missed."),
-    ("--min-unbounded-success", "min_unbounded_success", float,
-     "Check 4: success the unbounded attack must reach on correctly classified samples."),
-    ("--max-bad-gradients", "max_bad_gradients", float,
-     "Check 1: the fraction of samples whose input gradient may be zero or not finite."),
-    ("--pgd-steps", "pgd_steps", int, "PGD steps (step size 2.5 eps / steps, random start)."),
-    ("--n-iter", "n_iter", int, "APGD-CE iterations."),
-    ("--convergence-factor", "convergence_factor", int,
-     "Check 8 reruns APGD-CE with this many times the iterations and as many restarts."),
-    ("--square-queries", "square_queries", int, "Square's queries per sample."),
-    ("--curve-points", "curve_points", int,
-     "Check 5: eps values of the FGSM and PGD curves (eps * k / points), beside 0."),
-    ("--noise-draws", "noise_draws", int, "Check 7: random perturbations per sample."),
-]
-
-
 def _echo_audit_parameters(eps: float, norm: str, checks: Sequence[str], settings: Any,
                            budget: Any, samples: Any, count: int) -> None:
     """The line that starts an audit on stderr: the budget (and where its default came
@@ -1768,9 +1740,9 @@ def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
 
     ctx = click.get_current_context()
     chosen = {i for i, name in enumerate(AUDIT_CHECKS, start=1) if name in checks}
-    unused = [(flag, AUDIT_SETTING_CHECKS[dest]) for flag, dest, _, _ in AUDIT_OPTIONS
-              if ctx.get_parameter_source(dest) is click.core.ParameterSource.COMMANDLINE
-              and not chosen & set(AUDIT_SETTING_CHECKS[dest])]
+    unused = [(p.cli_flag, AUDIT_SETTING_CHECKS[p.name]) for p in _audit_flags()
+              if ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE
+              and not chosen & set(AUDIT_SETTING_CHECKS[p.name])]
     if unused:
         named = [f"{flag} (check{'s' if len(numbers) > 1 else ''} "
                  f"{', '.join(map(str, numbers))})" for flag, numbers in unused]
@@ -1781,10 +1753,18 @@ def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
             f"{'its' if one else 'their'} checks")
 
 
+def _audit_flags() -> list[Any]:
+    """The budget and threshold flags of `advbench audit`: the settings declared with a flag
+    (``advbench.score.AUDIT_PARAMS``)."""
+    from advbench.score import AUDIT_PARAMS
+
+    return [p for p in AUDIT_PARAMS if p.cli_flag is not None]
+
+
 def _audit_options(f):
-    for flag, dest, kind, help_text in reversed(AUDIT_OPTIONS):
-        f = click.option(flag, dest, type=kind, default=_audit_default(dest), show_default=True,
-                         help=help_text)(f)
+    for p in reversed(_audit_flags()):
+        f = click.option(p.cli_flag, p.name, type=_param_type(p), default=p.default,
+                         show_default=True, help=p.help)(f)
     return f
 
 
