@@ -65,6 +65,9 @@ class Metric:
         note: how `advbench evaluate --help` qualifies it ("of the correctly classified
             samples").
         needs: what the gate says an evaluation needs to give it, when it does not.
+        column: its column in the printed table of attack artifacts (``report.
+            print_evaluation``); None: not printed there. Fractions print as percentages,
+            other values with ``digits`` decimals.
     """
 
     name: str
@@ -83,6 +86,8 @@ class Metric:
     summary: bool = False
     note: str = ""
     needs: str = "at least one attack artifact"
+    column: str | None = None
+    digits: int = 4
 
     def read(self, record: dict[str, Any], radius: float = 0.0) -> Any:
         """The value in ``record`` (an entry of its scope, or ``summary["clean"]``), None
@@ -134,7 +139,7 @@ _NORMS = "mean over the successful samples of the perturbation's"
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("clean_accuracy", "accuracy on the clean split", "higher", "fraction", "clean",
-           ("accuracy",), high=1.0, also_per_artifact=("clean_accuracy",), summary=True),
+           ("accuracy",), high=1.0, also_per_artifact=("clean_accuracy",), summary=True, column="clean %"),
     Metric("loss_sensitivity", "l_F = mean ||dJ(x, y)/dx||_2 on the clean split (or the "
            "--sensitivity-variant chosen; a missed gate names a softmax or logit variant)",
            "lower", "nats per unit L2 of input", "clean", ("loss_sensitivity",),
@@ -143,12 +148,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("adv_accuracy", "robust accuracy: accuracy on an artifact's x_adv (all samples; "
            "`robust_accuracy` in JSON)", "higher", "fraction", "attack", ("adv_accuracy",),
            high=1.0, qualifier="ATTACK", aliases=("robust_accuracy",), summary=True,
-           note="= robust_accuracy"),
+           note="= robust_accuracy", column="robust %"),
     Metric("success_rate", "attack success on MODEL over the samples it classifies correctly "
            "(NaN when none)", "lower", "fraction", "attack", ("success_rate",), high=1.0,
-           qualifier="ATTACK", summary=True, note="of the correctly classified samples"),
+           qualifier="ATTACK", summary=True, note="of the correctly classified samples",
+           column="success %"),
     Metric("clean_errors", "the artifact's samples MODEL misclassifies before the attack",
-           "lower", "samples", "attack", ("clean_errors",), qualifier="ATTACK"),
+           "lower", "samples", "attack", ("clean_errors",), qualifier="ATTACK",
+           column="clean errors"),
     Metric("success_rate_errors", "the share of the clean errors whose prediction the attack "
            "moved (NaN when none)", "lower", "fraction", "attack", ("success_rate_errors",),
            high=1.0, qualifier="ATTACK"),
@@ -161,19 +168,20 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("l0_mean", f"{_NORMS} L0 (entries changed by more than 1e-6)", "higher",
            "features", "attack", ("norms", "l0_mean"), qualifier="ATTACK"),
     Metric("l2_mean", f"{_NORMS} L2", "higher", "[0, 1] intensity", "attack",
-           ("norms", "l2_mean"), qualifier="ATTACK"),
+           ("norms", "l2_mean"), qualifier="ATTACK", column="L2", digits=3),
     Metric("linf_mean", f"{_NORMS} L-inf", "higher", "[0, 1] intensity", "attack",
-           ("norms", "linf_mean"), high=1.0, qualifier="ATTACK"),
+           ("norms", "linf_mean"), high=1.0, qualifier="ATTACK", column="Linf", digits=3),
     Metric("robustness", "empirical robustness, mean ||dx||_p / ||x||_p over the successful "
            "samples (white-box minimal artifacts, in the attack's norm)", "higher",
            "dimensionless", "attack", ("robustness", "value"), qualifier="ATTACK",
-           variant=("robustness", "norm"), summary=True,
+           variant=("robustness", "norm"), summary=True, column="robustness", digits=3,
            needs="a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2, fmn) crafted on "
                  "this model"),
     Metric("training_distance", "mean nearest-training distance over the successful samples "
            "(same artifacts; --distance-variant)", "higher", "[0, 1] intensity (l2 variant)",
            "attack", ("training_distance", "mean"), qualifier="ATTACK",
-           variant=("training_distance", "variant"), summary=True,
+           variant=("training_distance", "variant"), summary=True, column="train dist",
+           digits=2,
            needs=f"{_EVERY} (and no --no-distance)"),
     Metric("certified_accuracy", "fraction of images a certification artifact (`advbench "
            "certify`) certifies correct at L2 radius R ([0, 1] pixel units; no @R: radius 0, "

@@ -14,7 +14,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +27,7 @@ from advbench.core.types import PathLike
 from advbench.data import display_name
 from advbench.run.artifacts import jsonable
 from advbench.score import TABLE_FORMATS
-from advbench.score.metric_registry import METRICS, of_scope, walk
+from advbench.score.metric_registry import METRICS, Metric, of_scope, walk
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
 # CSV and plot always keep every eps.
@@ -227,29 +227,19 @@ def print_evaluation(summary: dict, console: Console | None = None,
                             "apart with how many the attack moved; norms, robustness and "
                             "distance over the samples of success: "
                             f"{SUCCESS_WORDS[against]})")
-        for column in ("attack", "crafted on", "setting", "n", "clean %", "robust %",
-                       "success %", "clean errors", "L2", "Linf", "robustness", "train dist"):
+        shown = [m for m in METRICS.values() if m.column and m.artifact_path]
+        for column in ("attack", "crafted on", "setting", "n", *(str(m.column) for m in shown)):
             table.add_column(column, justify="left" if column in (
                 "attack", "crafted on", "setting") else "right")
         for e in attacks:
             params = " ".join(f"{k}={param_text(v)}"
                               for k, v in (e["attack_params"] or {}).items())
-            robustness = e["robustness"]
-            distance = e["training_distance"]
             seed = f" seed={e['seed']}" if e.get("seed") is not None else ""
             table.add_row(
                 f"{e['attack']} {params}{seed}".strip(),
                 e["crafted_on"]["name"] or str(e["crafted_on"]["path"]),
                 e["setting"].replace("-box", ""), str(e["samples"]),
-                _percent(e["clean_accuracy"]),
-                # A minimal attack has no budget: no robust accuracy to speak of.
-                "- (minimal)" if e.get("minimal") else _percent(e["adv_accuracy"]),
-                _percent(e["success_rate"]), _clean_errors(e), _number(e["norms"]["l2_mean"], 3),
-                _number(e["norms"]["linf_mean"], 3),
-                "-" if robustness is None else
-                f"{_number(robustness['value'], 3)} {robustness['norm']} "
-                f"({robustness['count']}/{robustness['total']})",
-                "-" if distance is None else _number(distance["mean"], 2))
+                *(_CELLS.get(m.name, _cell)(e, m) for m in shown))
         show(table, console, fmt)
         for e in attacks:
             print_autoattack_table(e, console, fmt)
@@ -258,6 +248,28 @@ def print_evaluation(summary: dict, console: Console | None = None,
     print_certifications([e for e in summary["artifacts"] if e["kind"] == "certification"],
                          console, fmt)
     print_per_class(summary, console, fmt)
+
+
+def _cell(entry: dict, metric: Metric) -> str:
+    """A metric of an attack entry as its table shows it: fractions in %, other values with
+    the metric's decimals; "-" where it was not measured."""
+    path = metric.artifact_path or metric.path
+    if not _has(entry, path) or walk(entry, path) is None:
+        return "-"
+    value = walk(entry, path)
+    return _percent(value) if metric.unit == "fraction" else _number(value, metric.digits)
+
+
+#: The cells that say more than the value: a minimal attack has no budget, so no robust
+#: accuracy to speak of; the clean errors with how many the attack moved; robustness with its
+#: norm and success count.
+_CELLS: dict[str, Callable[[dict, Metric], str]] = {
+    "adv_accuracy": lambda e, m: "- (minimal)" if e.get("minimal") else _cell(e, m),
+    "clean_errors": lambda e, m: _clean_errors(e),
+    "robustness": lambda e, m: _cell(e, m) if e.get("robustness") is None else
+    f"{_cell(e, m)} {e['robustness']['norm']} "
+    f"({e['robustness']['count']}/{e['robustness']['total']})",
+}
 
 
 def print_autoattack_table(entry: dict, console: Console | None = None,
