@@ -508,43 +508,9 @@ def _defense_options(f):
 
 def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
                        notes: list[str] | None = None) -> Any:
-    """Build a defense from `train`'s flag values, refusing flags of another defense.
-
-    Its data-set defaults (GDA sigma, FGSM-AT eps, feature squeezing bits) are those of
-    ``dataset``, or, for a user's data, of the built-in set of its image size (said in
-    ``notes``); a user's data of another size must give them (a usage error)."""
-    from advbench import data as datamod
-    from advbench.attacks.budgets import matching_dataset
-    from advbench.defenses import make_defense
-
-    rows = {dest: (flag.split("/")[0], owners, param)
-            for flag, dest, owners, param, _, _ in DEFENSE_OPTIONS}
-    given = {dest: value for dest, value in values.items() if value is not None}
-    # A flag's defenses: those declaring its parameter (--gda-sigma: gda and gda-cohen).
-    stray = sorted(rows[dest][0] for dest in given if defense not in rows[dest][1])
-    if stray:
-        raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense {defense}")
-    params = {rows[dest][2]: v for dest, v in given.items()}
-    if dataset not in datamod.DATASETS:
-        shape = datamod.dataset_info(dataset).input_shape
-        source = matching_dataset(dataset, shape)
-        flag_of = {param: flag.split("/")[0] for flag, _, owners, param, _, _ in DEFENSE_OPTIONS
-                   if defense in owners}
-        dataset_defaults = DEFENSE_SPECS[defense].dataset_defaults
-        wanted = [p for p in dataset_defaults.get("mnist", {}) if p not in params]
-        size = "x".join(str(s) for s in shape)
-        if wanted and source is None:
-            raise click.UsageError(
-                f"--data {dataset} holds {size} images, the shape of no built-in data set "
-                f"(mnist 28x28x1, cifar10 32x32x3), so {' and '.join(flag_of[p] for p in wanted)}"
-                f" {'has' if len(wanted) == 1 else 'have'} no default; give "
-                f"{'it' if len(wanted) == 1 else 'them'}")
-        if wanted and notes is not None and source is not None:
-            taken = ", ".join(f"{flag_of[p]} {dataset_defaults[source][p]}" for p in wanted)
-            notes.append(f"--data {dataset} holds {size} images, {source}'s shape: {defense} "
-                         f"takes {source}'s default {taken}")
-        dataset = source or dataset
-    return make_defense(defense, dataset, **params)
+    """`train`'s defense of its flags (``stages.build_defense``; usage errors)."""
+    with _usage_errors():
+        return stages.build_defense(defense, dataset, values, notes)
 
 
 class ArchitectureOrFile(RegistryChoice):
@@ -896,27 +862,9 @@ def _attack_options(f):
 
 
 def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
-    """Build an attack from CLI flag values, refusing flags the attack does not take."""
-    from advbench.attacks import ATTACKS, make_attack
-
-    flag_of = {param: flag.split("/")[0] for flag, param, _, _ in ATTACK_OPTIONS}
-    given = {k: v for k, v in values.items() if v is not None}
-    stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
-    if stray:
-        raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
+    """The attack of CLI flag values (``stages.build_attack``; usage errors)."""
     with _usage_errors():
-        attack = make_attack(name, **given)
-    eps = given.get("eps")
-    if eps is not None and getattr(attack, "norm", None) == "linf" and eps > 1:
-        # An eps in the model's own pixel units (8 meaning 8/255) would turn every pixel
-        # into 0 or 1 and call it an attack.
-        from advbench.attacks.budgets import shown
-
-        raise click.UsageError(
-            f"--eps {shown(float(eps))} is above 1, the whole [0, 1] image box in L-inf: "
-            "attacks perturb images in [0, 1] whatever range the model takes; give eps in "
-            "those units, e.g. --eps 8/255")
-    return attack
+        return stages.build_attack(name, values)
 
 
 def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None,
@@ -1733,26 +1681,6 @@ def _echo_audit_parameters(eps: float, norm: str, checks: Sequence[str], setting
                               budget=budget, seed=samples.seed, samples=described), err=True)
 
 
-def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
-    """Usage error naming the budget and threshold flags given on the command line that
-    none of ``checks`` uses (``advbench.score.AUDIT_SETTING_CHECKS``): they would be ignored."""
-    from advbench.score import AUDIT_CHECKS, AUDIT_SETTING_CHECKS
-
-    ctx = click.get_current_context()
-    chosen = {i for i, name in enumerate(AUDIT_CHECKS, start=1) if name in checks}
-    unused = [(p.cli_flag, AUDIT_SETTING_CHECKS[p.name]) for p in _audit_flags()
-              if ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE
-              and not chosen & set(AUDIT_SETTING_CHECKS[p.name])]
-    if unused:
-        named = [f"{flag} (check{'s' if len(numbers) > 1 else ''} "
-                 f"{', '.join(map(str, numbers))})" for flag, numbers in unused]
-        one = len(unused) == 1
-        raise click.UsageError(
-            f"{flags_verb(named, 'does', 'do')} not apply to the checks chosen by --checks "
-            f"({', '.join(map(str, sorted(chosen)))}); drop {'it' if one else 'them'} or add "
-            f"{'its' if one else 'their'} checks")
-
-
 def _audit_flags() -> list[Any]:
     """The budget and threshold flags of `advbench audit`: the settings declared with a flag
     (``advbench.score.AUDIT_PARAMS``)."""
@@ -1883,44 +1811,18 @@ def _audit_surrogate(ref, checks, model, dataset, models_dir, data_dir, quiet) -
     return surrogate
 
 
-def _check_audit_flags(checks, surrogate_ref, surrogate_flags: dict, unbounded_eps) -> None:
-    """Usage errors for audit flags that the checks chosen do not use."""
-    transfer_check = "white-box-vs-transfer" in checks
-    given = [flag for flag, value in surrogate_flags.items() if value is not None]
-    stray = (["--surrogate"] if surrogate_ref else []) + given
-    if stray and not transfer_check:
-        raise click.UsageError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 "
-                               "(white-box-vs-transfer), which --checks leaves out")
-    if surrogate_ref and given:
-        raise click.UsageError(f"{flags_verb(given, 'shapes', 'shape')} the surrogate advbench "
-                               f"trains; drop {'it' if len(given) == 1 else 'them'} with "
-                               "--surrogate")
-    if unbounded_eps is not None and "unbounded-attack" not in checks:
-        raise click.UsageError("--unbounded-eps applies to check 4 (unbounded-attack), which "
-                               "--checks leaves out")
-    _refuse_unused_audit_flags(checks)
-
-
 def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_flags: dict,
                     values: dict, limit) -> tuple:
-    """(checks, ``audit.AuditSettings``, limit) of the flags, every flag checked against the
-    checks chosen, eps and norm checked (usage errors)."""
-    from advbench.score.audit import AuditSettings, check_audit_norm
-    from advbench.core.checks import check_range
-    from advbench.score import AUDIT_CHECKS, AUDIT_SAMPLES
-
-    checks = checks or tuple(AUDIT_CHECKS)
-    _check_audit_flags(checks, surrogate_ref, surrogate_flags, unbounded_eps)
+    """(checks, ``audit.AuditSettings``, limit) of the flags (``stages.audit_settings``;
+    usage errors)."""
+    ctx = click.get_current_context()
+    given = [name for name in values
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
     with _usage_errors():
-        check_audit_norm(norm)
-        if eps is not None:
-            check_range("eps", eps, low=0.0, low_inclusive=False,
-                        high=1.0 if norm == "linf" else None)
-        settings = AuditSettings(**values, unbounded_eps=unbounded_eps, **{
-            flag.lstrip("-").replace("-", "_"): value
-            for flag, value in surrogate_flags.items() if value is not None})
-        settings.validate()
-    return checks, settings, AUDIT_SAMPLES if limit is None else limit
+        return stages.audit_settings(checks, eps=eps, norm=norm, values=values, given=given,
+                                     surrogate=bool(surrogate_ref),
+                                     surrogate_values=surrogate_flags,
+                                     unbounded_eps=unbounded_eps, limit=limit)
 
 
 def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format) -> None:

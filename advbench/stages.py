@@ -561,3 +561,133 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
             return None, metadata
         save_model(path, model, metadata)
     return path, metadata
+
+
+# -- the commands' rules on their options, for any caller --------------------------------------
+def build_attack(name: str, values: dict[str, Any]) -> Attack:
+    """The attack ``name`` (``attacks.make_attack``) of option values by parameter name (a
+    None value: not given), refusing the parameters it does not take (named by their flags,
+    ``attacks.ATTACK_SPECS``) and an L-inf eps above 1 (an eps in the model's own pixel units,
+    8 meaning 8/255, would turn every pixel into 0 or 1 and call it an attack).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS, ATTACKS, make_attack
+    from advbench.attacks.budgets import shown
+    from advbench.core.errors import flags_verb
+    from advbench.core.params import flag_table
+
+    flag_of = {p.name: flag for flag, (p, _) in flag_table(ATTACK_SPECS, ATTACK_PARAMETERS).items()}
+    given = {k: v for k, v in values.items() if v is not None}
+    stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
+    if stray:
+        raise ParameterError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
+    attack = make_attack(name, **given)
+    eps = given.get("eps")
+    if eps is not None and getattr(attack, "norm", None) == "linf" and eps > 1:
+        raise ParameterError(
+            f"--eps {shown(float(eps))} is above 1, the whole [0, 1] image box in L-inf: "
+            "attacks perturb images in [0, 1] whatever range the model takes; give eps in "
+            "those units, e.g. --eps 8/255")
+    return attack
+
+
+def build_defense(defense: str, dataset: str, values: dict[str, Any],
+                  notes: list[str] | None = None) -> Any:
+    """The defense ``defense`` (``defenses.make_defense``) of `train`'s option values by flag
+    name (``gda_sigma``; None: not given), refusing the flags of another defense.
+
+    Its data-set defaults (GDA sigma, FGSM-AT eps, feature squeezing bits) are those of
+    ``dataset``, or, for a user's data, of the built-in set of its image size (said in
+    ``notes``); a user's data of another size must give them.
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.attacks.budgets import matching_dataset
+    from advbench.core.errors import flags_verb
+    from advbench.core.params import flag_table
+    from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS, make_defense
+
+    rows = {flag[2:].replace("-", "_"): (flag, owners, p.name)
+            for flag, (p, owners) in flag_table(DEFENSE_SPECS, DEFENSE_PARAMETERS).items()}
+    given = {dest: value for dest, value in values.items() if value is not None}
+    # A flag's defenses: those declaring its parameter (--gda-sigma: gda and gda-cohen).
+    stray = sorted(rows[dest][0] for dest in given if defense not in rows[dest][1])
+    if stray:
+        raise ParameterError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense "
+                             f"{defense}")
+    params = {rows[dest][2]: v for dest, v in given.items()}
+    if dataset not in data.DATASETS:
+        shape = data.dataset_info(dataset).input_shape
+        source = matching_dataset(dataset, shape)
+        flag_of = {param: flag for flag, owners, param in rows.values() if defense in owners}
+        dataset_defaults = DEFENSE_SPECS[defense].dataset_defaults
+        wanted = [p for p in dataset_defaults.get("mnist", {}) if p not in params]
+        size = "x".join(str(s) for s in shape)
+        if wanted and source is None:
+            raise ParameterError(
+                f"--data {dataset} holds {size} images, the shape of no built-in data set "
+                f"(mnist 28x28x1, cifar10 32x32x3), so {' and '.join(flag_of[p] for p in wanted)}"
+                f" {'has' if len(wanted) == 1 else 'have'} no default; give "
+                f"{'it' if len(wanted) == 1 else 'them'}")
+        if wanted and notes is not None and source is not None:
+            taken = ", ".join(f"{flag_of[p]} {dataset_defaults[source][p]}" for p in wanted)
+            notes.append(f"--data {dataset} holds {size} images, {source}'s shape: {defense} "
+                         f"takes {source}'s default {taken}")
+        dataset = source or dataset
+    return make_defense(defense, dataset, **params)
+
+
+def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str,
+                   values: dict[str, Any], given: Sequence[str] = (),
+                   surrogate: bool = False, surrogate_values: dict[str, Any] | None = None,
+                   unbounded_eps: float | None = None, limit: int | None = None
+                   ) -> tuple[tuple[str, ...], Any, int]:
+    """(checks, ``audit.AuditSettings``, limit) of `advbench audit`'s options, each checked
+    against the checks chosen (default: all of ``score.AUDIT_CHECKS``).
+
+    Args:
+        values: the budgets and thresholds by name (``score.AUDIT_PARAMS``); ``given``: the
+            names of those the caller set (a setting no chosen check uses is refused,
+            ``score.AUDIT_SETTING_CHECKS``).
+        surrogate: a surrogate model is given (check 3's source); ``surrogate_values``: the
+            trained surrogate's options by flag (``--surrogate-epochs``: None not given).
+        unbounded_eps: check 4's eps; limit: the samples (default ``score.AUDIT_SAMPLES``).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.checks import check_range
+    from advbench.core.errors import flags_verb
+    from advbench.score import AUDIT_CHECKS, AUDIT_PARAMS, AUDIT_SAMPLES, AUDIT_SETTING_CHECKS
+    from advbench.score.audit import AuditSettings, check_audit_norm
+
+    checks = tuple(checks or AUDIT_CHECKS)
+    surrogate_given = {flag: v for flag, v in (surrogate_values or {}).items() if v is not None}
+    stray = (["--surrogate"] if surrogate else []) + list(surrogate_given)
+    if stray and "white-box-vs-transfer" not in checks:
+        raise ParameterError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 "
+                             "(white-box-vs-transfer), which --checks leaves out")
+    if surrogate and surrogate_given:
+        raise ParameterError(f"{flags_verb(list(surrogate_given), 'shapes', 'shape')} the "
+                             "surrogate advbench trains; drop "
+                             f"{'it' if len(surrogate_given) == 1 else 'them'} with --surrogate")
+    if unbounded_eps is not None and "unbounded-attack" not in checks:
+        raise ParameterError("--unbounded-eps applies to check 4 (unbounded-attack), which "
+                             "--checks leaves out")
+    chosen = {i for i, name in enumerate(AUDIT_CHECKS, start=1) if name in checks}
+    unused = [(p.cli_flag, AUDIT_SETTING_CHECKS[p.name]) for p in AUDIT_PARAMS
+              if p.name in given and p.name in AUDIT_SETTING_CHECKS
+              and not chosen & set(AUDIT_SETTING_CHECKS[p.name])]
+    if unused:
+        named = [f"{flag} (check{'s' if len(numbers) > 1 else ''} "
+                 f"{', '.join(map(str, numbers))})" for flag, numbers in unused]
+        one = len(unused) == 1
+        raise ParameterError(
+            f"{flags_verb(named, 'does', 'do')} not apply to the checks chosen by --checks "
+            f"({', '.join(map(str, sorted(chosen)))}); drop {'it' if one else 'them'} or add "
+            f"{'its' if one else 'their'} checks")
+    check_audit_norm(norm)
+    if eps is not None:
+        check_range("eps", eps, low=0.0, low_inclusive=False,
+                    high=1.0 if norm == "linf" else None)
+    settings = AuditSettings(**values, unbounded_eps=unbounded_eps, **{
+        flag.lstrip("-").replace("-", "_"): value for flag, value in surrogate_given.items()})
+    settings.validate()
+    return checks, settings, AUDIT_SAMPLES if limit is None else limit
