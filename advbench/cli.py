@@ -41,6 +41,13 @@ def _usage_errors(kind: type[Exception] | None = None) -> Iterator[None]:
         raise click.UsageError(str(e)) from None
 
 
+def _checked(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``check(*args, **kwargs)`` (a library rule on options), its ParameterError a usage
+    error (``_usage_errors``)."""
+    with _usage_errors():
+        return check(*args, **kwargs)
+
+
 def _check_shard(ctx: click.Context, param: click.Parameter, text: str | None) -> str | None:
     """Refuse a bad ``--shard``/``--distance-shard`` while parsing (exit 2), before TensorFlow
     starts; the command parses the checked text again (``shards.parse_shard``)."""
@@ -509,8 +516,7 @@ def _defense_options(f):
 def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
                        notes: list[str] | None = None) -> Any:
     """`train`'s defense of its flags (``stages.build_defense``; usage errors)."""
-    with _usage_errors():
-        return stages.build_defense(defense, dataset, values, notes)
+    return _checked(stages.build_defense, defense, dataset, values, notes)
 
 
 class ArchitectureOrFile(RegistryChoice):
@@ -603,7 +609,8 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
         advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
     reading = _reading(custom_objects, outputs, input_range, mean, std)
-    own = _check_train_flags(architecture, fine_tune, reading, brelu_t, activation)
+    own = _checked(stages.check_train_options, architecture, fine_tune=fine_tune,
+                   reading=reading, brelu_t=brelu_t, activation=activation)
     dataset = _data_source(dataset, data_path, quiet) or "mnist"
     budget_notes: list[str] = []
     spec, config = _train_config(
@@ -634,26 +641,6 @@ def _train_config(defense: str, dataset: str, defense_values: dict, notes: list[
         config = TrainConfig(dataset=dataset, devices=tuple(parse_devices(devices)), **fields)
         config.validate()
     return spec, config
-
-
-def _check_train_flags(architecture: str, fine_tune: bool, reading: dict, brelu_t,
-                       activation) -> bool:
-    """Whether --model is the user's own file; flags that do not apply refused."""
-    from advbench.models.zoo import ARCHITECTURES
-
-    own = architecture not in ARCHITECTURES
-    given = [flag for flag, value in (("--fine-tune", fine_tune),
-                                      ("--custom-objects", reading["custom_objects"]),
-                                      ("--outputs", reading["outputs"] != "auto"),
-                                      ("--model-output", reading["model_output"] is not None),
-                                      ("--input-range/--mean/--std", reading["preprocessing"]))
-             if value]
-    if given and not own:
-        raise click.UsageError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your "
-                               "own architecture)")
-    if brelu_t is not None and activation != "brelu":
-        raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
-    return own
 
 
 def _training_line(config: Any, spec: Any, architecture: str) -> str:
@@ -863,8 +850,7 @@ def _attack_options(f):
 
 def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
     """The attack of CLI flag values (``stages.build_attack``; usage errors)."""
-    with _usage_errors():
-        return stages.build_attack(name, values)
+    return _checked(stages.build_attack, name, values)
 
 
 def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None,
@@ -975,7 +961,7 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
         advbench attack cnn --attack pgd --engine ray --workers 8 -o runs/pgd.h5
     """
     shard = _shard(shard_text)
-    _check_engine(engine, workers, shard)
+    _checked(stages.check_engine, engine, workers, shard)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
@@ -1016,13 +1002,6 @@ def _attack_curve(model_ref, attack_name, attack_values, target_mode, shard, eng
         quiet=quiet, reading=reading, **samples), plot=plot, as_json=as_json, quiet=quiet)
 
 
-def _check_engine(engine: str, workers: int | None, shard: Any) -> None:
-    if engine == "ray" and (shard is not None or workers is None):
-        raise click.UsageError("--engine ray makes its own shards: give --workers N, not --shard")
-    if engine != "ray" and workers is not None:
-        raise click.UsageError("--workers is for --engine ray; a job array gives --shard I/N")
-
-
 def _attack_for(attack_name: str, values: dict[str, Any], dataset: str | None,
                 data_path: str | None, model: Any = None) -> tuple[Any, Any]:
     """(attack, budget) from the flags: the data set's eps-like defaults when it is known
@@ -1040,16 +1019,9 @@ def _attack_for(attack_name: str, values: dict[str, Any], dataset: str | None,
 def _check_attack_run(attack_obj: Any, attack_name: str, target_mode: str | None,
                       start_from: str, samples: dict, output: str | None) -> None:
     """attack's flags checked against the attack, the samples and -o (usage errors)."""
-    if target_mode is not None and not attack_obj.accepts_targets():
-        raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
-                               "--target")
-    from advbench.run import START_FROM_ATTACKS
-
-    if start_from != "prediction" and (attack_name not in START_FROM_ATTACKS
-                                       or target_mode is not None):
-        raise click.UsageError("--from applies to untargeted deepfool, cw-l2, jsma and fmn "
-                               "(fgsm-min always starts from the prediction, bounded attacks "
-                               "from the label)")
+    with _usage_errors():
+        stages.check_attack_options(attack_obj, attack_name, target_mode=target_mode,
+                                    start_from=start_from)
     _check_samples(**{k: v for k, v in samples.items() if k != "split"})
     _check_outputs(output=output)
 
@@ -1389,7 +1361,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                                "--alpha": alpha is not None, "--fail-under": fail_under,
                                "--fail-over": fail_over, "--csv": csv_path, "--plot": plot})
         return
-    eps = _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts)
+    eps = _checked(stages.check_evaluate_options, eps, alpha=alpha, source=source_ref,
+                   plot=plot, artifacts=artifacts)
     _check_outputs(output=output, csv_path=csv_path, plot=plot)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
@@ -1424,24 +1397,6 @@ def _radii(radii: str | None, thresholds: list) -> tuple:
                                  param_hint="--radii") from None
     with _usage_errors():
         return parse_radii(given + threshold_radii(thresholds))
-
-
-def _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts) -> tuple | None:
-    """evaluate's --eps curve flags checked; the eps list (a tuple) or None."""
-    if alpha is not None:
-        from advbench.core.checks import check_range
-
-        with _usage_errors():
-            check_range("alpha", alpha, low=0.0)
-    if isinstance(eps, float):
-        eps = (eps,)
-    if (source_ref or alpha is not None) and eps is None:
-        raise click.UsageError("--source and --alpha shape the --eps curve; give --eps too")
-    if plot and eps is None and not any(_is_curve(p) or _is_certification(p)
-                                        for p in artifacts):
-        raise click.UsageError("--plot draws a curve: give --eps, a curve artifact or a "
-                               "certification artifact")
-    return eps
 
 
 def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_json, quiet,
@@ -1508,18 +1463,6 @@ def _check_outputs(**paths) -> None:
     for name, path in paths.items():
         if path:
             check_writable(path, what[name])
-
-
-def _is_certification(path) -> bool:
-    from advbench.run.artifacts import CERTIFICATION_SCHEMA, artifact_kind
-
-    return Path(path).exists() and artifact_kind(path) == CERTIFICATION_SCHEMA
-
-
-def _is_curve(path) -> bool:
-    from advbench.run.artifacts import CURVE_SCHEMA, artifact_kind
-
-    return Path(path).exists() and artifact_kind(path) == CURVE_SCHEMA
 
 
 def _exit_on_missed(missed) -> None:

@@ -691,3 +691,82 @@ def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str
         flag.lstrip("-").replace("-", "_"): value for flag, value in surrogate_given.items()})
     settings.validate()
     return checks, settings, AUDIT_SAMPLES if limit is None else limit
+
+
+def check_engine(engine: str, workers: int | None = None, shard: Shard | None = None) -> None:
+    """Ray makes its own shards from ``workers``; a job array gives ``shard``: never both.
+
+    Raises: ParameterError (one line, naming the flags)."""
+    if engine == "ray" and (shard is not None or workers is None):
+        raise ParameterError("--engine ray makes its own shards: give --workers N, not --shard")
+    if engine != "ray" and workers is not None:
+        raise ParameterError("--workers is for --engine ray; a job array gives --shard I/N")
+
+
+def check_attack_options(attack: Attack, name: str, *, target_mode: str | None = None,
+                         start_from: str = "prediction") -> None:
+    """`advbench attack`'s options checked against the attack: targets only for attacks
+    that take them, ``start_from`` only for the untargeted minimal attacks
+    (``run.START_FROM_ATTACKS``).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.run import START_FROM_ATTACKS
+
+    if target_mode is not None and not attack.accepts_targets():
+        raise ParameterError(f"{attack.untargeted_only()} is untargeted only; drop --target")
+    if start_from != "prediction" and (name not in START_FROM_ATTACKS
+                                       or target_mode is not None):
+        raise ParameterError("--from applies to untargeted deepfool, cw-l2, jsma and fmn "
+                             "(fgsm-min always starts from the prediction, bounded attacks "
+                             "from the label)")
+
+
+def check_train_options(architecture: str, *, fine_tune: bool = False,
+                        reading: dict[str, Any] | None = None, brelu_t: float | None = None,
+                        activation: str = "relu") -> bool:
+    """Whether ``architecture`` is the user's own file (not a zoo architecture); the options
+    that apply only to one (``fine_tune``, ``reading``) or only to BReLU refused.
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.errors import flags_verb
+    from advbench.models.zoo import ARCHITECTURES
+
+    reading = reading or {}
+    own = architecture not in ARCHITECTURES
+    given = [flag for flag, value in (("--fine-tune", fine_tune),
+                                      ("--custom-objects", reading.get("custom_objects")),
+                                      ("--outputs", reading.get("outputs", "auto") != "auto"),
+                                      ("--model-output", reading.get("model_output") is not None),
+                                      ("--input-range/--mean/--std", reading.get("preprocessing")))
+             if value]
+    if given and not own:
+        raise ParameterError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your "
+                             "own architecture)")
+    if brelu_t is not None and activation != "brelu":
+        raise ParameterError(f"--brelu-t does not apply to --act {activation}")
+    return own
+
+
+def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: float | None = None,
+                           source: str | None = None, plot: PathLike | None = None,
+                           artifacts: Sequence[PathLike] = ()) -> tuple[float, ...] | None:
+    """The eps list of `advbench evaluate`'s curve (None: no curve), its options checked:
+    ``alpha`` and ``source`` shape a curve, ``plot`` draws one (of the eps, or of a curve or
+    certification artifact among ``artifacts``).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.checks import check_range
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, CURVE_SCHEMA, artifact_kind
+
+    if alpha is not None:
+        check_range("alpha", alpha, low=0.0)
+    if isinstance(eps, float):
+        eps = (eps,)
+    if (source or alpha is not None) and eps is None:
+        raise ParameterError("--source and --alpha shape the --eps curve; give --eps too")
+    if plot and eps is None and not any(
+            Path(p).exists() and artifact_kind(p) in (CURVE_SCHEMA, CERTIFICATION_SCHEMA)
+            for p in artifacts):
+        raise ParameterError("--plot draws a curve: give --eps, a curve artifact or a "
+                             "certification artifact")
+    return eps
