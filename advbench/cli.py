@@ -1406,17 +1406,9 @@ def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_j
 
     if not quiet:
         report.print_evaluation(summary, fmt=table_format)
-    written = [Path(output)] if output else []
-    if csv_path:
-        written.append(report.write_text(csv_path,
-                                         report.csv_text(report.evaluation_rows(summary))))
-    if plot:
-        lines = report.curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"])
-        certified = [e for e in summary["artifacts"] if e["kind"] == "certification"]
-        # Curves take --plot when there are any; otherwise the certified-accuracy curves.
-        title = f"{model.meta.get('zoo_name') or model.path}"
-        written.append(report.plot_curves(lines, plot, title=title)
-                       if lines or not certified else report.plot_certified(certified, plot))
+    written = report.write_evaluation_reports(
+        summary, output=output, csv_path=csv_path, plot=plot,
+        title=f"{model.meta.get('zoo_name') or model.path}")
     click.echo(report.to_json(summary) if as_json else "\n".join(map(str, written)),
                nl=as_json or bool(written))
     _exit_on_missed(summary["gate"]["missed"])
@@ -1603,27 +1595,6 @@ class CheckList(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-def _echo_audit_parameters(eps: float, norm: str, checks: Sequence[str], settings: Any,
-                           budget: Any, samples: Any, count: int) -> None:
-    """The line that starts an audit on stderr: the budget (and where its default came
-    from), the checks, every setting, the seed and the samples."""
-    import dataclasses
-
-    from advbench import data as datamod
-    from advbench.attacks.budgets import parameter_line
-    from advbench.score import AUDIT_CHECKS
-
-    numbers = ",".join(str(list(AUDIT_CHECKS).index(name) + 1) for name in checks)
-    drawn = " (class-balanced)" if samples.limit is not None else ""
-    described = (f"{count} samples{drawn} of {datamod.display_name(samples.dataset)} "
-                 f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
-    if budget.note:
-        click.echo(budget.note, err=True)
-    click.echo(parameter_line("audit", {"eps": eps, "norm": norm, "checks": numbers,
-                                        **dataclasses.asdict(settings)},
-                              budget=budget, seed=samples.seed, samples=described), err=True)
-
-
 def _audit_flags() -> list[Any]:
     """The budget and threshold flags of `advbench audit`: the settings declared with a flag
     (``advbench.score.AUDIT_PARAMS``)."""
@@ -1735,8 +1706,8 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
                            batch_size=batch_size, seed=seed, data_dir=data_dir,
                            surrogate=surrogate, output=output, overwrite=overwrite,
                            progress=_progress(quiet), announce=None if quiet else (
-                               lambda samples, n: _echo_audit_parameters(
-                                   eps, norm, checks, settings, budget, samples, n)))
+                               lambda samples, n: _echo_lines(stages.audit_lines(
+                                   eps, norm, checks, settings, budget, samples, n))))
     _print_audit(summary, output=output, as_json=as_json, quiet=quiet, fail_on=fail_on,
                  table_format=table_format)
 
@@ -1771,7 +1742,6 @@ def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_f
 def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format) -> None:
     """audit's table (stderr), JSON or the record's path (stdout), and --fail-on's exit."""
     from advbench.score import report
-    from advbench.score import VERDICTS
 
     if not quiet:
         report.print_audit(summary, fmt=table_format)
@@ -1779,12 +1749,15 @@ def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format
         click.echo(report.to_json(summary))
     elif output:
         click.echo(str(output))
-    if fail_on is not None and VERDICTS.index(summary["verdict"]) >= VERDICTS.index(fail_on):
-        flagged = [f"{row['number']} {row['name']} ({row['verdict']})"
-                   for row in summary["checks"]
-                   if VERDICTS.index(row["verdict"]) >= VERDICTS.index(fail_on)]
-        click.echo(f"audit failed (--fail-on {fail_on}): {', '.join(flagged)}", err=True)
+    failure = report.audit_failure(summary, fail_on)
+    if failure:
+        click.echo(failure, err=True)
         sys.exit(EXIT_AUDIT_FAILED)
+
+
+def _echo_lines(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":

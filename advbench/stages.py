@@ -34,8 +34,10 @@ from advbench.core.types import PathLike
 from advbench.run.loading import LoadedModel, ModelSource
 from advbench.run.shards import Shard
 
-__all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome", "evaluate",
-           "distance_part", "transfer", "certify", "audit", "train", "curves"]
+__all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome",
+           "evaluate", "distance_part", "transfer", "certify", "audit", "train", "curves",
+           "build_attack", "build_defense", "audit_settings", "audit_lines", "check_engine",
+           "check_attack_options", "check_train_options", "check_evaluate_options"]
 
 Say = Callable[[str], None]
 
@@ -250,6 +252,24 @@ def attack_lines(attack: Attack, run: Any, count: int, shard: Shard | None,
 
     lines = [budget.note] if budget is not None and budget.note else []
     return lines + [run_parameters(run, attack, count, shard)]
+
+
+def audit_lines(eps: float, norm: str, checks: Sequence[str], settings: Any, budget: Any,
+                samples: Any, count: int) -> list[str]:
+    """The lines that start an audit: the budget's note (defaults borrowed by image size),
+    then the budget (and where its default came from), the checks by number, every setting,
+    the seed and the ``count`` samples of ``samples`` (a ``data.samples.Samples``)."""
+    from advbench.attacks.budgets import parameter_line
+    from advbench.score import AUDIT_CHECKS
+
+    numbers = ",".join(str(list(AUDIT_CHECKS).index(name) + 1) for name in checks)
+    drawn = " (class-balanced)" if samples.limit is not None else ""
+    described = (f"{count} samples{drawn} of {data.display_name(samples.dataset)} "
+                 f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
+    lines = [budget.note] if budget.note else []
+    return lines + [parameter_line("audit", {"eps": eps, "norm": norm, "checks": numbers,
+                                             **dataclasses.asdict(settings)},
+                                   budget=budget, seed=samples.seed, samples=described)]
 
 
 # -- curves ---------------------------------------------------------------------------------

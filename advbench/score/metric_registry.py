@@ -139,7 +139,8 @@ _NORMS = "mean over the successful samples of the perturbation's"
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("clean_accuracy", "accuracy on the clean split", "higher", "fraction", "clean",
-           ("accuracy",), high=1.0, also_per_artifact=("clean_accuracy",), summary=True, column="clean %"),
+           ("accuracy",), high=1.0, also_per_artifact=("clean_accuracy",), summary=True,
+           column="clean %"),
     Metric("loss_sensitivity", "l_F = mean ||dJ(x, y)/dx||_2 on the clean split (or the "
            "--sensitivity-variant chosen; a missed gate names a softmax or logit variant)",
            "lower", "nats per unit L2 of input", "clean", ("loss_sensitivity",),

@@ -26,7 +26,7 @@ from advbench.core.errors import ParameterError
 from advbench.core.types import PathLike
 from advbench.data import display_name
 from advbench.run.artifacts import jsonable
-from advbench.score import TABLE_FORMATS
+from advbench.score import TABLE_FORMATS, VERDICTS
 from advbench.score.metric_registry import METRICS, Metric, of_scope, walk
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
@@ -272,6 +272,23 @@ _CELLS: dict[str, Callable[[dict, Metric], str]] = {
 }
 
 
+def write_evaluation_reports(summary: dict, *, output: PathLike | None = None,
+                             csv_path: PathLike | None = None, plot: PathLike | None = None,
+                             title: str = "") -> list[Path]:
+    """Write an evaluation's CSV (``evaluation_rows``) and plot: its eps curves when it has
+    any, else its certified-accuracy curves (``plot_curves``, ``plot_certified``). Returns
+    the files an evaluation wrote, ``output`` (its artifact, already written) first."""
+    written = [Path(output)] if output else []
+    if csv_path:
+        written.append(write_text(csv_path, csv_text(evaluation_rows(summary))))
+    if plot:
+        lines = curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"])
+        certified = [e for e in summary["artifacts"] if e["kind"] == "certification"]
+        written.append(plot_curves(lines, plot, title=title)
+                       if lines or not certified else plot_certified(certified, plot))
+    return written
+
+
 def print_autoattack_table(entry: dict, console: Console | None = None,
                            fmt: str = "table") -> None:
     """An ``autoattack`` entry's robust accuracy after each member (as AutoAttack prints it),
@@ -364,6 +381,16 @@ def print_audit(summary: dict, console: Console | None = None, fmt: str = "table
     for row in summary["checks"]:
         table.add_row(str(row["number"]), row["name"], row["verdict"], row["detail"])
     show(table, console, fmt)
+
+
+def audit_failure(summary: dict, fail_on: str | None) -> str | None:
+    """The line that fails an audit under ``--fail-on`` (the checks at or above that verdict,
+    ``score.VERDICTS``); None when it passes or ``fail_on`` is None."""
+    if fail_on is None or VERDICTS.index(summary["verdict"]) < VERDICTS.index(fail_on):
+        return None
+    flagged = [f"{row['number']} {row['name']} ({row['verdict']})" for row in summary["checks"]
+               if VERDICTS.index(row["verdict"]) >= VERDICTS.index(fail_on)]
+    return f"audit failed (--fail-on {fail_on}): {', '.join(flagged)}"
 
 
 def artifact_labels(entries: list[dict]) -> list[str]:
