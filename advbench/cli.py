@@ -779,19 +779,10 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
     from advbench.core.progress import Progress
     from advbench.paper.experiments import Reproduction
 
-    from advbench.core.checks import check_seed
     from advbench.core.files import ensure_folder
 
-    with _usage_errors():
-        check_seed(seed)
-    if as_json and not show_plan:
-        raise click.UsageError("--json prints the --plan; give --plan too")
-    if sum(map(bool, (show_plan, stage_id, emit))) > 1:
-        raise click.UsageError("give one of --plan, --stage and --emit")
-    if engine == "ray" and (show_plan or stage_id or emit):
-        raise click.UsageError("--engine ray runs every stage; drop --plan, --stage and --emit")
-    if engine != "ray" and workers is not None:
-        raise click.UsageError("--workers is for --engine ray")
+    _checked(stages.check_reproduce_options, seed=seed, plan=show_plan, as_json=as_json,
+             stage=stage_id, emit=emit, engine=engine, workers=workers)
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
     stage = None

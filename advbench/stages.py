@@ -37,7 +37,8 @@ from advbench.run.shards import Shard
 __all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome",
            "evaluate", "distance_part", "transfer", "certify", "audit", "train", "curves",
            "build_attack", "build_defense", "audit_settings", "audit_lines", "check_engine",
-           "check_attack_options", "check_train_options", "check_evaluate_options"]
+           "check_attack_options", "check_train_options", "check_evaluate_options",
+           "check_reproduce_options"]
 
 Say = Callable[[str], None]
 
@@ -790,3 +791,23 @@ def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: floa
         raise ParameterError("--plot draws a curve: give --eps, a curve artifact or a "
                              "certification artifact")
     return eps
+
+
+def check_reproduce_options(*, seed: int = 0, plan: bool = False, as_json: bool = False,
+                            stage: str | None = None, emit: Any = None, engine: str = "local",
+                            workers: int | None = None) -> None:
+    """`advbench reproduce`'s options checked against each other: one of the plan, a stage
+    and the emitted jobs; JSON only for the plan; Ray runs every stage with its workers.
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.checks import check_seed
+
+    check_seed(seed)
+    if as_json and not plan:
+        raise ParameterError("--json prints the --plan; give --plan too")
+    if sum(map(bool, (plan, stage, emit))) > 1:
+        raise ParameterError("give one of --plan, --stage and --emit")
+    if engine == "ray" and (plan or stage or emit):
+        raise ParameterError("--engine ray runs every stage; drop --plan, --stage and --emit")
+    if engine != "ray" and workers is not None:
+        raise ParameterError("--workers is for --engine ray")
