@@ -19,7 +19,7 @@ import click
 
 from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
 from advbench.attacks.budgets import AUDIT_EPS_HELP
-from advbench.core.errors import AdvbenchError, flags_verb
+from advbench.core.errors import AdvbenchError
 from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
 from advbench.score.metric_registry import gate_help
 
@@ -1412,16 +1412,8 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
     from advbench.score.evaluate import DISTANCE_BLOCK
     from advbench.run.shards import shard_output
 
-    flags = [flag for flag, given in stray.items() if given]
-    if flags:
-        raise click.UsageError(f"{flags_verb(flags, 'does', 'do')} not apply to --distance-shard: it only "
-                               "computes a part of the training-set distance")
-    if not distance:
-        raise click.UsageError("--distance-shard computes the training-set distance; drop "
-                               "--no-distance")
-    if not output:
-        raise click.UsageError("--distance-shard writes its part to -o PART.h5 (as "
-                               "PART-shard<I>of<N>.h5)")
+    _checked(stages.check_distance_shard_options, distance=distance, output=output,
+             stray=[flag for flag, given in stray.items() if given])
     shard = _shard(shard_text, flag="--distance-shard")
     # Each part its own file, named as attack shards are: -o parts/df.h5 -> df-shard0of4.h5.
     output = shard_output(output, shard)

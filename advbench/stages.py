@@ -38,7 +38,7 @@ __all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", 
            "evaluate", "distance_part", "transfer", "certify", "audit", "train", "curves",
            "build_attack", "build_defense", "audit_settings", "audit_lines", "check_engine",
            "check_attack_options", "check_train_options", "check_evaluate_options",
-           "check_reproduce_options"]
+           "check_reproduce_options", "check_distance_shard_options"]
 
 Say = Callable[[str], None]
 
@@ -811,3 +811,24 @@ def check_reproduce_options(*, seed: int = 0, plan: bool = False, as_json: bool 
         raise ParameterError("--engine ray runs every stage; drop --plan, --stage and --emit")
     if engine != "ray" and workers is not None:
         raise ParameterError("--workers is for --engine ray")
+
+
+def check_distance_shard_options(*, distance: bool = True, output: PathLike | None = None,
+                                 stray: Sequence[str] = ()) -> None:
+    """`advbench evaluate --distance-shard`'s options: it computes one part of the
+    training-set distance (so ``distance`` on) into ``output``, and nothing else (``stray``:
+    the flags of a full evaluation given).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.errors import flags_verb
+
+    if stray:
+        raise ParameterError(f"{flags_verb(list(stray), 'does', 'do')} not apply to "
+                             "--distance-shard: it only computes a part of the training-set "
+                             "distance")
+    if not distance:
+        raise ParameterError("--distance-shard computes the training-set distance; drop "
+                             "--no-distance")
+    if not output:
+        raise ParameterError("--distance-shard writes its part to -o PART.h5 (as "
+                             "PART-shard<I>of<N>.h5)")
