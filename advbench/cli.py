@@ -1292,6 +1292,9 @@ def _output_options(f):
               help="What loss sensitivity differentiates: the loss at the label (the paper's "
                    "text), or the predicted class's softmax output / logit (the authors' "
                    "code, ART 735ead0c0 / tag 0.1).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an -o file that holds something else than this evaluation (a "
+                   "rerun of the same model and artifacts replaces its own).")
 @click.option("--distance-shard", "distance_shard_text", default=None, metavar="I/N",
               callback=_check_shard,
               help="Compute only query blocks I, I+N, ... of the training-set distance and "
@@ -1305,8 +1308,8 @@ def _output_options(f):
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
              source_ref, fail_under, fail_over, radii, distance_variant, success_against, distance,
-             sensitivity, sensitivity_variant, distance_shard_text, as_json, csv_path, output,
-             plot, runs_dir, quiet, table_format, data_dir, models_dir):
+             sensitivity, sensitivity_variant, overwrite, distance_shard_text, as_json,
+             csv_path, output, plot, runs_dir, quiet, table_format, data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
     MODEL is a zoo name, an advbench model (.h5), or your own Keras model (.keras, legacy
@@ -1368,7 +1371,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     with _usage_errors(GateError):  # a threshold of a metric no artifact gives
         result = stages.evaluate(
             model, [*artifacts, *(str(c.path) for c in curves)], dataset=dataset,
-            data_dir=data_dir, thresholds=thresholds, output=output, progress=_progress(quiet),
+            data_dir=data_dir, thresholds=thresholds, output=output, overwrite=overwrite,
+            progress=_progress(quiet),
             sensitivity=sensitivity, distance=distance, distance_variant=distance_variant,
             success_against=success_against, sensitivity_variant=sensitivity_variant,
             radii=radii, **samples)

@@ -307,8 +307,8 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
              dataset: str | None = None, split: str = "test", limit: int | None = None,
              start: int = 0, seed: int = 0, batch_size: int = 256,
              data_dir: PathLike | None = None, thresholds: Sequence[Any] = (),
-             output: PathLike | None = None, progress: Progress | None = None,
-             **options: Any) -> Any:
+             output: PathLike | None = None, overwrite: bool = False,
+             progress: Progress | None = None, **options: Any) -> Any:
     """Score ``model`` on the clean split and on saved ``artifacts`` (``advbench evaluate``;
     never re-attacking), check the gate and write the evaluation artifact to ``output``.
 
@@ -321,24 +321,30 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
         split, limit, start, seed, batch_size, data_dir: the clean samples.
         thresholds: ``evaluate.Threshold`` objects (``evaluate.parse_threshold``).
         output: the evaluation artifact (schema ``advbench.evaluation``), written holding the
-            output lock; an existing file is replaced (an evaluation is derived).
+            output lock; an existing evaluation of the same model and artifacts is replaced
+            (a rerun), any other file refused unless ``overwrite``.
         options: ``evaluate.evaluate``'s keywords (sensitivity, distance, distance_variant,
             success_against, sensitivity_variant, radii).
 
     Returns: ``evaluate.Score``; ``summary["gate"]`` holds the thresholds, the missed ones
         (one message each) and ``passed``.
     Raises: as ``evaluate.evaluate``; ParameterError for a threshold of a metric no artifact
-        gives; OutputError when ``output`` cannot be written or is held by another run.
+        gives; OutputError when ``output`` cannot be written, is held by another run, or
+        holds something else and ``overwrite`` is False.
     """
     import contextlib
 
-    from advbench.score.evaluate import check_thresholds, write_evaluation
+    from advbench.score.evaluate import (check_evaluation_output, check_thresholds,
+                                         evaluation_inputs, write_evaluation)
     from advbench.score.evaluate import evaluate as score
     from advbench.core.files import output_lock
 
     dataset = _data_name(dataset)
     with output_lock(output, "artifact") if output else contextlib.nullcontext():
         model = _opened(model, dataset, data_dir)
+        inputs = evaluation_inputs(model.path, artifacts)
+        if output:
+            check_evaluation_output(output, inputs, overwrite=overwrite)
         meta = scored_on(model.meta, dataset, data_dir)
         result = score(model.model, meta, model.path, list(artifacts), split=split,
                        limit=limit, start=start, seed=seed, data_dir=data_dir,
@@ -349,7 +355,7 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
             "thresholds": [f"{t.label}{'>=' if t.bound == 'under' else '<='}{t.value:g}"
                            for t in thresholds], "missed": missed, "passed": not missed}
         if output:
-            write_evaluation(output, result, lock=False)
+            write_evaluation(output, result, lock=False, inputs=inputs)
     return result
 
 

@@ -360,3 +360,28 @@ def test_ctrl_c_during_an_audit_says_nothing_was_written(in_chain, monkeypatch):
     assert result.exit_code == 130
     assert result.stderr == ("interrupted; an audit writes nothing until every check is done, "
                              "rerun the command to start it again\n")
+
+
+def test_evaluate_output_of_other_inputs_is_refused_without_overwrite(in_chain):
+    """An evaluation is derived from its inputs: a rerun replaces its own -o, an -o that holds
+    another evaluation (or anything else) is refused unless --overwrite, and is left intact."""
+    artifact = attack_fgsm()
+    first = invoke("evaluate", "cnn", "--limit", 30, "-q", "-o", "ev.h5", "--no-sensitivity")
+    assert first.exit_code == 0, first.output
+    again = invoke("evaluate", "cnn", "--limit", 30, "-q", "-o", "ev.h5", "--no-sensitivity")
+    assert again.exit_code == 0, again.output
+    before = open("ev.h5", "rb").read()
+    other = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "-o", "ev.h5")
+    assert one_line_error(other) == ("Error: ev.h5 exists and holds an evaluation of another "
+                                     "model or other artifacts; choose another -o or pass "
+                                     "--overwrite\n")
+    assert open("ev.h5", "rb").read() == before
+    forced = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "-o", "ev.h5",
+                    "--overwrite")
+    assert forced.exit_code == 0, forced.output
+    assert len(read_arrays("ev.h5", EVALUATION_SCHEMA)[0]["summary"]["artifacts"]) == 1
+    open("notes.h5", "w").write("mine")
+    other = invoke("evaluate", "cnn", "--limit", 30, "-q", "-o", "notes.h5")
+    assert one_line_error(other) == ("Error: notes.h5 exists and is not an evaluation; choose "
+                                     "another -o or pass --overwrite\n")
+    assert open("notes.h5").read() == "mine"

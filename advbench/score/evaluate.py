@@ -12,6 +12,7 @@ it was crafted on (same content hash) and black-box for any other.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -708,18 +709,48 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
+def evaluation_inputs(model_path: PathLike, artifacts: Sequence[PathLike]) -> dict[str, Any]:
+    """What an evaluation is derived from, as stored in its artifact (attribute ``inputs``):
+    the model's and the artifacts' resolved paths (the artifacts sorted)."""
+    return {"model": str(Path(model_path).resolve()),
+            "artifacts": sorted(str(Path(a).resolve()) for a in artifacts)}
+
+
+def check_evaluation_output(path: PathLike, inputs: dict[str, Any], *,
+                            overwrite: bool = False) -> None:
+    """The rule for an evaluation's ``-o`` that exists: an evaluation of the same ``inputs``
+    (``evaluation_inputs``) is a rerun and is replaced; anything else (another model or
+    other artifacts, a file that is not an evaluation, an evaluation written before advbench
+    recorded its inputs) is refused unless ``overwrite``. Raises OutputError."""
+    from advbench.core.files import refuse_existing
+
+    if overwrite or not Path(path).exists():
+        return
+    try:
+        with open_artifact(path, EVALUATION_SCHEMA) as f:
+            stored = read_attrs(f).get("inputs")
+    except (ArtifactError, OSError):
+        refuse_existing(path, overwrite=False, holds=" and is not an evaluation")
+    if stored != inputs:
+        refuse_existing(path, overwrite=False,
+                        holds=" and holds an evaluation of another model or other artifacts")
+
+
 def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate", *,
-                     lock: bool = True) -> Path:
+                     lock: bool = True, inputs: dict[str, Any] | None = None) -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
     arrays (schema ``advbench.evaluation``, written atomically), holding the output lock
     (``files.output_lock``; OutputError while another run writes ``path``; ``lock`` False:
-    the caller holds it already). An evaluation is derived from its inputs, so an existing
-    file at ``path`` is replaced."""
+    the caller holds it already). ``inputs`` (``evaluation_inputs``) is stored so that a
+    rerun may replace the file and another evaluation may not (``check_evaluation_output``,
+    which the caller applies first)."""
     import contextlib
 
     from advbench.core.files import output_lock
 
+    attrs: dict[str, Any] = {"kind": kind, "summary": jsonable(result.summary)}
+    if inputs is not None:
+        attrs["inputs"] = json.dumps(inputs)
     with output_lock(path, "artifact") if lock else contextlib.nullcontext():
-        write_arrays(path, EVALUATION_SCHEMA,
-                     {"kind": kind, "summary": jsonable(result.summary)}, result.per_sample)
+        write_arrays(path, EVALUATION_SCHEMA, attrs, result.per_sample)
     return Path(path)
