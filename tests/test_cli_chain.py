@@ -219,7 +219,7 @@ def test_tables_in_logs_are_full_width_and_plain(in_chain):
     header = next(line for line in lines if line.startswith("| attack |"))
     # Issue 19: robust accuracy over all samples, success over the correctly classified.
     assert header == ("| attack | crafted on | setting | n | clean % | robust % | success % | "
-                      "clean errors | L2 | Linf | robustness | train dist |")
+                      "clean errors | L1 | L2 | Linf | robustness | train dist |")
     assert ("**adversarial artifacts (robust %: label-based, all samples; success %: of the "
             "correctly classified samples, clean errors apart with how many the attack moved; "
             "norms, robustness and distance over the samples of success: prediction differs "

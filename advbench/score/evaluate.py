@@ -149,7 +149,7 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
     success = both[success_against]
     white_box = bool(attrs.get("model_hash")) and attrs.get("model_hash") == \
         model_meta.get("content_hash")
-    norms = metrics.perturbation_norms(x_clean, x_adv)
+    norms = metrics.perturbation_norms(x_clean, x_adv, norms=metrics.NORMS)
     _check_declared_budget(path, attrs, norms)
     per_sample = {"indices": arrays["indices"], "pred": pred, "pred_clean": pred_clean,
                   "success": success, "success_label": both["label"], **norms}
@@ -200,7 +200,7 @@ def _check_declared_budget(path: PathLike, attrs: dict, norms: dict[str, np.ndar
     covers float32 storage: a relative 1e-4 plus 1e-5."""
     params = attrs.get("attack_params") or {}
     eps, norm = params.get("eps"), attrs.get("attack_norm")
-    if attrs.get("attack_minimal") or norm not in ("linf", "l2") or \
+    if attrs.get("attack_minimal") or norm not in ("linf", "l2", "l1") or \
             not isinstance(eps, (int, float)) or isinstance(eps, bool) or not len(norms[norm]):
         return
     largest = float(np.max(norms[norm]))

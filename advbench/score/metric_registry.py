@@ -168,6 +168,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            qualifier="ATTACK"),
     Metric("l0_mean", f"{_NORMS} L0 (entries changed by more than 1e-6)", "higher",
            "features", "attack", ("norms", "l0_mean"), qualifier="ATTACK"),
+    Metric("l1_mean", f"{_NORMS} L1", "higher", "[0, 1] intensity", "attack",
+           ("norms", "l1_mean"), qualifier="ATTACK", column="L1", digits=2),
     Metric("l2_mean", f"{_NORMS} L2", "higher", "[0, 1] intensity", "attack",
            ("norms", "l2_mean"), qualifier="ATTACK", column="L2", digits=3),
     Metric("linf_mean", f"{_NORMS} L-inf", "higher", "[0, 1] intensity", "attack",
