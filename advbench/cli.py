@@ -1318,7 +1318,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     on it are white-box. Clean accuracy (also per class) and loss sensitivity on the split;
     per attack artifact: accuracy, success
     rate, perturbation norms, white-box (crafted on MODEL) or black-box; for white-box
-    minimal attacks (fgsm-min, deepfool, cw-l2, fmn) also robustness and training-set distance.
+    minimal attacks (fgsm-min, deepfool, cw-l2, fab, fab-t, fmn) also robustness and
+    training-set distance.
     Curve artifacts that score MODEL give its accuracy per eps. Tables go to stderr; stdout
     has JSON (--json) or the paths written.
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from advbench import data
+from advbench.attacks import MINIMAL_ATTACKS
 from advbench.attacks.autoattack import artifact_table
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.progress import Progress
@@ -336,8 +337,8 @@ def distance_part(model_meta: dict, model_path: PathLike, artifacts: Sequence[Pa
                            f"runs/{j}/nearest_index": nearest})
     if not runs:
         raise ParameterError(f"no given artifact gets a training-set distance from model "
-                             f"{model_path}: that needs a minimal attack (fgsm-min, deepfool, "
-                             "cw-l2, fmn) crafted on it")
+                             f"{model_path}: that needs a minimal attack "
+                             f"({', '.join(MINIMAL_ATTACKS)}) crafted on it")
     summary = {"kind": DISTANCE_PART, "shard": [shard.index, shard.count], "dataset": dataset,
                "data_hash": data.fingerprint(dataset, data_dir), "variant": distance_variant,
                "block": DISTANCE_BLOCK,

@@ -20,6 +20,8 @@ import dataclasses
 import math
 from typing import Any, Iterator
 
+from advbench.attacks import MINIMAL_ATTACKS
+
 #: Where a metric is measured: scope -> (what the docs call it, where the JSON summary of
 #: ``advbench evaluate`` holds its records, how the gate takes it without a qualifier).
 SCOPES: dict[str, tuple[str, str, str]] = {
@@ -178,7 +180,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "samples (white-box minimal artifacts, in the attack's norm)", "higher",
            "dimensionless", "attack", ("robustness", "value"), qualifier="ATTACK",
            variant=("robustness", "norm"), summary=True, column="robustness", digits=3,
-           needs="a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2, fmn) crafted on "
+           needs=f"a minimal-perturbation artifact ({', '.join(MINIMAL_ATTACKS)}) crafted on "
                  "this model"),
     Metric("training_distance", "mean nearest-training distance over the successful samples "
            "(same artifacts; --distance-variant)", "higher", "[0, 1] intensity (l2 variant)",
