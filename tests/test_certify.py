@@ -365,6 +365,22 @@ def test_evaluate_reads_certifications(trained_tiny_cnn, fake_data_dir, tmp_path
             "0 (e.g. certified_accuracy@0.5=0.4), got 'x'") in result.output
     result = runner.invoke(main, [*base, str(out), "--radii", "0,a"])
     assert result.exit_code == 2 and "'0,a' is not a comma-separated list" in result.output
+    # n = 200 draws certify no radius above sigma x Phi^-1(alpha^(1/n)) (0.25 x 1.826 =
+    # 0.456): evaluate says why r = 1 reads 0, in the table and in a gate that cannot pass.
+    from scipy.stats import norm
+
+    cap = certify.largest_certifiable_radius(0.25, 200, 0.001)
+    assert cap == pytest.approx(0.25 * norm.ppf(0.001 ** (1 / 200)), rel=1e-9)
+    assert entry["largest_certifiable_radius"] == cap
+    result = runner.invoke(main, [*base[:-1], str(out), "--radii", "0,1",
+                                  "--fail-under", "certified_accuracy@1=0.5"])
+    assert result.exit_code == 3, result.output
+    assert (f"note: n = 200 draws certify no L2 radius above {cap:.3f} (sigma 0.25, alpha "
+            "0.001), so r = 1 read 0 whatever the model; certify with a larger --n to measure "
+            "them") in result.output
+    assert (f"certified_accuracy@1 0.0000 is under 0.5 (n = 200 draws certify no radius above "
+            f"{cap:.3f}: this gate cannot pass at that n; certify with a larger --n)"
+            ) in result.output
 
 
 # -- train --defense gda-cohen: the base classifier certify is made for ----------------------

@@ -685,6 +685,22 @@ def metric_value(summary: dict, threshold: Threshold) -> float:
     return value
 
 
+def _beyond_the_draws(summary: dict, threshold: Threshold) -> str:
+    """For certified accuracy at a radius no certification's n can reach: why it reads 0."""
+    if threshold.name != "certified_accuracy" or threshold.qualifier is None:
+        return ""
+    caps = [(e["largest_certifiable_radius"], e["n"]) for e in summary["artifacts"]
+            if e.get("kind") == "certification" and e.get("largest_certifiable_radius")
+            is not None]
+    radius = float(threshold.qualifier)
+    short = [(cap, n) for cap, n in caps if radius > cap]
+    if not short:
+        return ""
+    cap, n = min(short)
+    return (f" (n = {n:,} draws certify no radius above {cap:.3f}: this gate cannot pass "
+            "at that n; certify with a larger --n)")
+
+
 def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
     """One message per missed threshold (empty when all pass). A NaN value (no successful
     sample, so no robustness or distance) misses every threshold: the gate cannot vouch."""
@@ -703,7 +719,8 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
                           f"required {'>=' if threshold.bound == 'under' else '<='} "
                           f"{threshold.value:g}")
         elif threshold.bound == "under" and value < threshold.value:
-            missed.append(f"{label} {value:.4f} is under {threshold.value:g}")
+            missed.append(f"{label} {value:.4f} is under {threshold.value:g}"
+                          + _beyond_the_draws(summary, threshold))
         elif threshold.bound == "over" and value > threshold.value:
             missed.append(f"{label} {value:.4f} is over {threshold.value:g}")
     return missed

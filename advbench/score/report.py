@@ -339,6 +339,15 @@ def print_certifications(entries: list[dict], console: Console | None = None,
                       *[_percent(e["certified_accuracy"].get(r)) for r in radii],
                       _number(e["average_certified_radius"], 3), _percent(e["abstention_rate"]))
     show(table, console, fmt)
+    for e in entries:
+        cap = e.get("largest_certifiable_radius")
+        above = [r for r in radii if cap is not None and float(r) > cap]
+        if above:
+            _console(console).print(
+                f"note: n = {e['n']:,} draws certify no L2 radius above {cap:.3f} (sigma "
+                f"{e['sigma']:g}, alpha {e['alpha']:g}), so r = {', '.join(above)} read 0 "
+                "whatever the model; certify with a larger --n to measure them",
+                markup=False, highlight=False)
 
 
 def plot_certified(entries: list[dict], path: PathLike, *, title: str | None = None) -> Path:
