@@ -7,8 +7,10 @@ import pytest
 
 from advbench import data
 from advbench.attacks import ATTACKS, make_attack
+from advbench.attacks.norms import NORMS
 from advbench.core.errors import ParameterError
 from advbench.models.zoo import predict_labels
+from conftest import perturbation_size
 
 # Settings per attack that keep the suite fast while staying strong enough to fool the model.
 FAST = {
@@ -74,6 +76,55 @@ def test_eps_zero_returns_the_input(name, trained_tiny_cnn, samples):
         params["alpha"] = 0.0
     np.testing.assert_allclose(make_attack(name, **params)(model, x, y, seed=0).x_adv, x,
                                atol=1e-7)
+
+
+#: A budget per norm that float32 cannot hold (0.1 is 0.10000000149 in float32): an attack
+#: that steps and projects in float32 lands pixels outside the ball in float64 unless it holds
+#: its output as ``norms.Norm.hold`` does.
+EXACT_EPS = {"linf": 0.1, "l2": 1.1, "l1": 7.3}
+
+
+def eps_attacks_and_norms() -> list[tuple[str, str]]:
+    """(attack, norm) for every attack with an eps and every norm it takes."""
+    pairs = []
+    for name in sorted(ATTACKS):
+        if "eps" not in ATTACKS[name].param_names:
+            continue
+        for norm in NORMS:
+            given = {"norm": norm} if "norm" in ATTACKS[name].param_names else {}
+            try:
+                attack = make_attack(name, **{**FAST[name], "eps": EXACT_EPS[norm], **given})
+            except ParameterError:
+                continue  # a norm this attack does not take
+            if attack.norm == norm:
+                pairs.append((name, norm))
+    return pairs
+
+
+def test_every_eps_attack_is_checked_in_each_of_its_norms():
+    pairs = eps_attacks_and_norms()
+    assert {name for name, _ in pairs} == {n for n in ATTACKS if "eps" in ATTACKS[n].param_names}
+    assert ("pgd", "l2") in pairs and ("square", "l1") in pairs and ("vat", "l2") in pairs
+
+
+@pytest.mark.parametrize("name, norm", [
+    # AutoAttack runs every member: 9-20 s per norm on 2 cores; one norm stays fast.
+    pytest.param(name, norm, marks=[pytest.mark.slow] if name == "autoattack" and norm != "linf"
+                 else []) for name, norm in eps_attacks_and_norms()])
+def test_budget_holds_exactly_in_float64(name, norm, trained_tiny_cnn, samples):
+    """The one budget contract of every eps attack (issue 21): ||x_adv - x|| <= eps computed
+    in float64 on the float32 output, not eps + 1e-6, and x_adv in [0, 1]."""
+    _, model, _ = trained_tiny_cnn
+    x, y = samples
+    eps = EXACT_EPS[norm]
+    given = {"norm": norm} if "norm" in ATTACKS[name].param_names else {}
+    attack = make_attack(name, **{**FAST[name], "eps": eps, **given})
+    out = attack(model, x, y, seed=2)
+    assert out.x_adv.dtype == np.float32
+    assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
+    size = perturbation_size(x, out.x_adv, norm)
+    assert size.max() <= eps
+    assert size.max() > 0.5 * eps  # the attack moved: the check is not vacuous
 
 
 def constructor_defaults(cls) -> dict:

@@ -224,7 +224,8 @@ def test_line_gives_the_images_of_a_run_at_each_eps(model_and_digits):
     for attack in (FGSM(), FGSM(norm="l2"), RandomFGSM(eps=0.05, alpha=0.05)):
         for base, unit, steps, which in attack.line(model, x, y, grid, seed=4):
             for t, j in zip(steps, which):
-                image = np.clip(base.numpy() + np.float32(t) * unit.numpy(), 0.0, 1.0)
+                image = attack.ball.hold(x, np.clip(base.numpy() + np.float32(t) * unit.numpy(),
+                                                    0.0, 1.0), grid[j]).numpy()
                 assert np.array_equal(image, attack(model, x, y, eps=grid[j], seed=4).x_adv)
 
 

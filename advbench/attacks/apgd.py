@@ -56,38 +56,6 @@ def checkpoint_lengths(n_iter: int) -> np.ndarray:
     return lengths
 
 
-def hold_budget(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> np.ndarray:
-    """x_adv moved the few float32 ulps needed for ||x_adv - x|| <= eps to hold exactly when
-    measured in float64 (x + delta rounds to float32 and can land an ulp outside the ball),
-    staying in [0, 1]. x, x_adv: float32 (n, ...); norm "linf", "l2" or "l1"."""
-    x_adv = np.array(x_adv, dtype=np.float32)
-    margin = 1e-7
-    while True:  # each pass moves the offending samples strictly towards x: one or two do
-        delta = x_adv.astype(np.float64) - x
-        flat = delta.reshape(len(x), -1)
-        if norm == "linf":
-            outside = np.abs(delta) > eps
-            if not outside.any():
-                return x_adv
-            # Onto the boundary in float64 first: one ulp of x_adv is tiny near 0 (x = eps,
-            # e.g. a pixel 0.2 = 51/255 at eps 0.2, or 8/255 at CIFAR's 8/255), so stepping
-            # by ulps from there never reached the ball.
-            bound = x[outside].astype(np.float64) + np.sign(delta[outside]) * eps
-            x_adv[outside] = np.nextafter(np.clip(bound, 0.0, 1.0).astype(np.float32),
-                                          x[outside])
-        else:
-            norms = (np.abs(flat).sum(axis=1) if norm == "l1"
-                     else np.linalg.norm(flat, axis=1))
-            outside = norms > eps
-            if not outside.any():
-                return x_adv
-            # A margin that doubles per pass, so that float32 rounding cannot undo it.
-            scale = eps / norms[outside] * (1.0 - margin)
-            margin *= 2.0
-            shrunk = x[outside] + delta[outside] * scale.reshape((-1,) + (1,) * (x.ndim - 1))
-            x_adv[outside] = np.clip(shrunk, 0.0, 1.0).astype(np.float32)
-
-
 def label_logit(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """logits[i, labels[i]], (batch,)."""
     return tf.gather(logits, tf.cast(labels, tf.int32), batch_dims=1)
@@ -535,7 +503,7 @@ class AutoPGD(Attack):
         for restart in range(self.n_restarts):
             self.fold_run(fn, x, labels, labels, ids.astype(np.int32), total, [seed, restart],
                           attack, (x_adv, fooled, best_loss))
-        return hold_budget(x, x_adv, self.eps, self.norm), fooled | ~attack, {}
+        return self.held(x, x_adv), fooled | ~attack, {}
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:

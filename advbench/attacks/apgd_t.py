@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advbench.attacks.apgd import AutoPGD, hold_budget
+from advbench.attacks.apgd import AutoPGD
 from advbench.core.types import Model
 from advbench.models.zoo import predict_logits
 
@@ -78,4 +78,4 @@ class APGDTargeted(AutoPGD):
                                         (x_adv, fooled, best_loss))
                 if changed is not None:
                     target[changed] = targets[changed]
-        return hold_budget(x, x_adv, self.eps, self.norm), fooled | ~attack, {"target": target}
+        return self.held(x, x_adv), fooled | ~attack, {"target": target}

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from advbench.attacks import ATTACK_CLASSES
-from advbench.attacks.apgd import MIN_CLASSES, hold_budget
+from advbench.attacks.apgd import MIN_CLASSES
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import L1_ATTACKS
 from advbench.core.errors import ParameterError
@@ -204,7 +204,7 @@ class AutoAttack(Attack):
             # Samples still robust keep the latest member's point: inside the ball, and the
             # most useful one to inspect (the last attack's best).
             x_adv[todo] = out_x
-        return AttackOutput(x_adv=hold_budget(x, x_adv, self.eps, self.norm),
+        return AttackOutput(x_adv=self.held(x, x_adv),
                             extras={"broken_by": broken_by})
 
 

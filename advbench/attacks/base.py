@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
+from advbench.attacks.norms import NORMS
 from advbench.core import progress
 from advbench.core.checks import check_class_labels, check_images, check_seed, check_targets
 from advbench.core.errors import ParameterError
@@ -153,8 +154,23 @@ class Attack(Parameterized):
             context["logits"] = logits
         # Same logits, cheaper input gradients on the CPU (advbench.models.gradients).
         out = self.run(attack_model(model), x, y, target=target, seed=int(seed), **context)
-        out.x_adv = np.clip(np.asarray(out.x_adv, dtype=np.float32), 0.0, 1.0)
+        out.x_adv = self.held(x, np.clip(np.asarray(out.x_adv, dtype=np.float32), 0.0, 1.0))
         return out
+
+    def budget(self) -> float | None:
+        """The eps the attack's output is held to in its norm, None for attacks without one
+        (minimal attacks: fgsm-min, deepfool, cw-l2, fmn, fab without eps; jsma)."""
+        eps = getattr(self, "eps", None)
+        return None if eps is None or self.minimal else float(eps)
+
+    def held(self, x: np.ndarray, x_adv: np.ndarray) -> np.ndarray:
+        """x_adv held to the budget (``budget``) exactly, the one rule of every attack
+        (``norms.Norm.hold``): ||x_adv - x|| <= eps computed in float64, x_adv in [0, 1].
+        x, x_adv: float32 (batch, H, W, C); returns float32 shaped like x."""
+        eps = self.budget()
+        if eps is None:
+            return x_adv
+        return NORMS[self.norm].hold(x, x_adv, eps).numpy()
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:

@@ -8,6 +8,7 @@ in that ball (the structure of foolbox 3's ``gradient_descent_base``).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from advbench.attacks import NORM_CLASSES
@@ -29,6 +30,24 @@ class Norm:
     def of(self, v: tf.Tensor) -> tf.Tensor:
         """The norm of each sample of ``v``, shape (batch,)."""
         return batch_norm(v, self.name)
+
+    # -- the budget: one check and one rule for every attack with an eps -------------------
+    def sizes(self, x: ArrayLike, x_adv: ArrayLike) -> tf.Tensor:
+        """||x_adv - x|| per sample computed in float64, (batch,) float64: how every budget
+        is checked (the float32 points, measured exactly as evaluate measures them)."""
+        return batch_norm(tf.cast(x_adv, tf.float64) - tf.cast(x, tf.float64), self.name)
+
+    def hold(self, x: ArrayLike, x_adv: ArrayLike, eps: ArrayLike) -> tf.Tensor:
+        """x_adv (float32, in [0, 1]) moved the least needed for ``sizes(x, x_adv) <= eps``
+        to hold exactly, staying in [0, 1]; samples already inside are returned bit for bit.
+
+        The attacks step and project in float32, where x + delta rounds and can land an ulp
+        outside the ball (a float32 eps is not the float64 one either): ``Attack.__call__``
+        holds every eps attack's output with this, and curves their images
+        (``advbench.run.curves``). x, x_adv: float32 (batch, ...); eps: a value >= 0 or one
+        per sample (batch,). Usable inside ``tf.function``.
+        """
+        raise NotImplementedError
 
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         """The step of unit norm that raises a linear function with gradient ``grad`` most."""
@@ -67,8 +86,62 @@ class LinfNorm(Norm):
     def random_delta(self, x: tf.Tensor, eps: float, seed: tf.Tensor) -> tf.Tensor:
         return tf.random.stateless_uniform(tf.shape(x), seed=seed, minval=-eps, maxval=eps)
 
+    def hold(self, x: ArrayLike, x_adv: ArrayLike, eps: ArrayLike) -> tf.Tensor:
+        # Per pixel: clipped to the float32 interval inside [x - eps, x + eps] (its ends
+        # rounded inwards in float64), the nearest float32 point of the ball. Near 0 the ulps
+        # are subnormals: a pixel 0.2 = 51/255 at eps 0.2 (or 8/255 at CIFAR's 8/255) pushed
+        # to 0 lies 3e-9 outside and is held at the smallest float32 inside.
+        x = tf.convert_to_tensor(x, tf.float32)
+        wide = tf.cast(x, tf.float64)
+        radius = expand_to(_radius(eps, x), x)
+        low = _float32_inside(wide - radius, upwards=True)
+        high = _float32_inside(wide + radius, upwards=False)
+        held = tf.minimum(tf.maximum(tf.convert_to_tensor(x_adv, tf.float32), low), high)
+        return tf.clip_by_value(held, 0.0, 1.0)
 
-class L2Norm(Norm):
+
+def _radius(eps: ArrayLike, x: tf.Tensor) -> tf.Tensor:
+    """eps per sample of x as float64, (batch,): a Python float stays the float64 it is (a
+    cast through float32 would move 0.1 to 0.10000000149)."""
+    eps = tf.cast(tf.convert_to_tensor(eps, dtype_hint=tf.float64), tf.float64)
+    return eps * tf.ones([tf.shape(x)[0]], tf.float64)
+
+
+def _float32_inside(bound: tf.Tensor, upwards: bool) -> tf.Tensor:
+    """The float32 nearest to a float64 ``bound`` on its inner side: the smallest float32 >=
+    bound (``upwards``), else the largest <= bound."""
+    near = tf.cast(bound, tf.float32)
+    beyond = tf.cast(near, tf.float64) < bound if upwards else tf.cast(near, tf.float64) > bound
+    return tf.where(beyond, tf.math.nextafter(near, np.float32(np.inf if upwards else -np.inf)),
+                    near)
+
+
+class RadialNorm(Norm):
+    """A norm whose ball is held by shrinking delta towards x (L2, L1)."""
+
+    def hold(self, x: ArrayLike, x_adv: ArrayLike, eps: ArrayLike) -> tf.Tensor:
+        # Samples outside are scaled onto eps (1 - margin) in float64, the margin doubling
+        # per pass so that float32 rounding cannot undo it: one pass or two do.
+        x = tf.convert_to_tensor(x, tf.float32)
+        wide = tf.cast(x, tf.float64)
+        radius = _radius(eps, x)
+
+        def shrink(x_adv, margin):
+            delta = tf.cast(x_adv, tf.float64) - wide
+            size = batch_norm(delta, self.name)
+            outside = size > radius
+            scale = tf.math.divide_no_nan(radius, size) * (1.0 - margin)
+            moved = tf.cast(tf.clip_by_value(wide + delta * expand_to(scale, delta), 0.0, 1.0),
+                            tf.float32)
+            return tf.where(expand_to(outside, x_adv), moved, x_adv), margin * 2.0
+
+        held, _ = tf.while_loop(
+            lambda x_adv, _: tf.reduce_any(self.sizes(x, x_adv) > radius), shrink,
+            (tf.convert_to_tensor(x_adv, tf.float32), tf.constant(1e-7, tf.float64)))
+        return held
+
+
+class L2Norm(RadialNorm):
     """L2: the gradient over its L2 norm; radial scaling; uniform in the ball (a normal
     direction with radius eps * U^(1/dim))."""
 
@@ -146,7 +219,7 @@ def l1_box_projection(x: tf.Tensor | None, delta: tf.Tensor,
     return tf.reshape(projected, shape)
 
 
-class L1Norm(Norm):
+class L1Norm(RadialNorm):
     """L1: the steepest unit step puts all of it on the largest gradient entries; the ball is
     projected onto together with the box (``l1_box_projection``), since clipping to [0, 1]
     after an L1-ball projection gives a point of the ball but not the nearest one of the

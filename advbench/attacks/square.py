@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks.apgd import batch_signature, drop, hold_budget
+from advbench.attacks.apgd import batch_signature, drop
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.attacks.norms import check_norm, l1_box_projection
 from advbench.core import progress
@@ -383,7 +383,7 @@ class Square(Attack):
             best_loss[todo[better]] = out_loss[better]
             fooled[todo[out_fooled]] = True
             queries[todo] += out_queries
-        return (hold_budget(x, x_adv, self.eps, self.norm), fooled | ~attack,
+        return (self.held(x, x_adv), fooled | ~attack,
                 {"queries": queries})
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,

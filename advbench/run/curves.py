@@ -52,23 +52,28 @@ IMAGES_PER_PASS = 2048
 _SWEEP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _sweep_function(model):
-    """tf.function (base, direction, steps (k,)) -> int32 predictions (k, batch) of
-    clip(base + step * direction) for every step, in one forward pass; built once per model."""
-    function = _SWEEP_CACHE.get(model)
-    if function is None:
-        def sweep(base, direction, steps):
+def _sweep_function(model, norm: str):
+    """tf.function (x, base, direction, steps (k,), eps (k,) float64) -> int32 predictions
+    (k, batch) of the image at each step: clip(base + step * direction) held to the eps ball
+    around x (``norms.Norm.hold``, as the attack at that eps holds its output), in one
+    forward pass; built once per model and norm."""
+    functions = _SWEEP_CACHE.setdefault(model, {})
+    if norm not in functions:
+        ball = NORMS[norm]
+
+        def sweep(x, base, direction, steps, eps):
             k = tf.shape(steps)[0]
             shape = tf.shape(base)
             scaled = tf.reshape(steps, [-1, 1, 1, 1, 1]) * direction[None]
             images = tf.clip_by_value(base[None] + scaled, 0.0, 1.0)
-            flat = tf.reshape(images, tf.concat([[k * shape[0]], shape[1:]], 0))
+            flat_shape = tf.concat([[k * shape[0]], shape[1:]], 0)
+            flat = ball.hold(tf.reshape(tf.broadcast_to(x[None], tf.shape(images)), flat_shape),
+                             tf.reshape(images, flat_shape), tf.repeat(eps, shape[0]))
             predictions = tf.argmax(model(flat, training=False), axis=-1, output_type=tf.int32)
             return tf.reshape(predictions, [k, shape[0]])
 
-        function = tf.function(sweep, reduce_retracing=True)
-        _SWEEP_CACHE[model] = function
-    return function
+        functions[norm] = tf.function(sweep, reduce_retracing=True)
+    return functions[norm]
 
 
 _CURVE_ATTACK_OBJECTS: dict[tuple[str, str, float], GradientDescent] = {}
@@ -106,6 +111,8 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     the curve equals ``advbench attack --attack rand-fgsm`` run at each eps with the same
     seed and batch size. For eps < alpha the budget cannot hold the random step: the image is
     clip(x + eps * sign(noise)), noise only (the paper's Figure 5 note: Gaussian noise there).
+    Every image is held to its eps ball exactly in float64, as every attack's output is
+    (``norms.Norm.hold``).
 
     Args:
         source_model: Keras model (logits) whose gradient gives the direction.
@@ -145,7 +152,7 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     pred_clean = np.zeros((len(target_models), n), dtype)
     pred_adv = np.zeros((len(target_models), eps.size, n), dtype)
     line = curve_attack(attack, norm, alpha)
-    sweeps = [_sweep_function(m) for m in target_models]
+    sweeps = [_sweep_function(m, norm) for m in target_models]
     forwards = [forward_function(m) for m in target_models]
     progress = progress or Progress(quiet=True)
     progress.start(f"{attack} curve", math.ceil(n / batch_size))
@@ -162,9 +169,10 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
             pred_clean[t, start:stop] = forward(xb).numpy().argmax(axis=1)
             for base, direction, steps, where in groups:
                 for k in range(0, len(steps), per_pass):
-                    chunk = tf.constant(steps[k:k + per_pass].astype(np.float32))
-                    pred_adv[t, where[k:k + per_pass], start:stop] = \
-                        sweep_fn(base, direction, chunk).numpy()
+                    rows = where[k:k + per_pass]
+                    pred_adv[t, rows, start:stop] = sweep_fn(
+                        xb, base, direction, tf.constant(steps[k:k + per_pass].astype(np.float32)),
+                        tf.constant(eps[rows], tf.float64)).numpy()
         progress.advance(1, samples=stop - start)
     progress.close()
     return {"pred_clean": pred_clean, "pred_adv": pred_adv}
