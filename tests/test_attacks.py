@@ -127,6 +127,40 @@ def test_budget_holds_exactly_in_float64(name, norm, trained_tiny_cnn, samples):
     assert size.max() > 0.5 * eps  # the attack moved: the check is not vacuous
 
 
+TAKE_LOGITS = sorted(n for n, cls in ATTACKS.items() if cls.takes_logits)
+
+
+def test_attacks_that_need_the_clean_prediction_take_it_from_the_driver():
+    assert set(TAKE_LOGITS) >= {"apgd-ce", "apgd-t", "autoattack", "cw-l2", "deepfool", "fab",
+                                "fgsm-min", "jsma", "square", "vat"}
+
+
+@pytest.mark.parametrize("name", TAKE_LOGITS)
+def test_handed_clean_logits_replace_the_attacks_own_pass(name, trained_tiny_cnn, samples,
+                                                          monkeypatch):
+    """The driver hands each batch's clean logits (``runner._attack_split``): the attack then
+    makes no clean pass of its own, and its output is the one it computes alone, bit for
+    bit."""
+    import advbench.attacks.base as base
+    from advbench.models.zoo import forward_function
+
+    _, model, _ = trained_tiny_cnn
+    x, y = samples[0][:8], samples[1][:8]
+    attack = make_attack(name, **FAST[name])
+    alone = attack(model, x, y, seed=5)
+    logits = forward_function(model)(x).numpy()
+
+    def no_clean_pass(*args, **kwargs):
+        raise AssertionError("the attack ran its own clean pass")
+
+    monkeypatch.setattr(base, "predict_logits", no_clean_pass)
+    handed = attack(model, x, y, seed=5, logits=logits)
+    np.testing.assert_array_equal(handed.x_adv, alone.x_adv)
+    assert handed.extras.keys() == alone.extras.keys()
+    for key in alone.extras:
+        np.testing.assert_array_equal(handed.extras[key], alone.extras[key])
+
+
 def constructor_defaults(cls) -> dict:
     """The keyword-only constructor parameters and their defaults, read from the class's
     signature (the declared spec)."""

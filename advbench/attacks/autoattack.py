@@ -184,11 +184,11 @@ class AutoAttack(Attack):
         return text
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
         num_classes = int(model.output_shape[-1])
         x_adv = x.copy()
-        broken_by = np.where(predict_logits(model, x).argmax(axis=1) == y, ROBUST,
-                             MISCLASSIFIED).astype(np.int32)
+        logits = self.clean_logits(model, x, logits)
+        broken_by = np.where(logits.argmax(axis=1) == y, ROBUST, MISCLASSIFIED).astype(np.int32)
         for index, attack in enumerate(self.attacks):
             if num_classes < MIN_CLASSES.get(getattr(attack, "loss", ""), 0):
                 continue  # a DLR loss needs 3 or 4 classes; the authors' checks warn likewise
@@ -198,7 +198,7 @@ class AutoAttack(Attack):
             # The member's random draws depend on (seed, row), so its result per sample is
             # the one it gets alone on the whole batch.
             out_x, _, _ = attack.run_on(model, x[todo], y[todo], seed=seed, ids=todo,
-                                        total=len(x))
+                                        total=len(x), logits=logits[todo])
             fooled = predict_logits(model, out_x).argmax(axis=1) != y[todo]
             broken_by[todo[fooled]] = index
             # Samples still robust keep the latest member's point: inside the ball, and the

@@ -24,6 +24,7 @@ from advbench.core.errors import ParameterError
 from advbench.core.params import Parameterized, Spec
 from advbench.core.types import Model
 from advbench.models.gradients import attack_model
+from advbench.models.zoo import predict_logits
 
 
 @dataclasses.dataclass
@@ -176,6 +177,12 @@ class Attack(Parameterized):
             seed: int) -> AttackOutput:
         raise NotImplementedError
 
+    @staticmethod
+    def clean_logits(model: Model, x: np.ndarray, logits: np.ndarray | None) -> np.ndarray:
+        """The model's logits on x, float32 (batch, classes): ``logits`` when the caller
+        handed them (the driver's clean pass of the batch), else one forward pass."""
+        return predict_logits(model, x) if logits is None else logits
+
     def compiled(self, model: Model, key: str, build: Callable[[], Callable]) -> Callable:
         """A ``tf.function`` built once per (attack, model, key) and reused across batches.
 
@@ -192,3 +199,22 @@ class Attack(Parameterized):
         if key not in per_model:
             per_model[key] = tf.function(build(), reduce_retracing=True)
         return per_model[key]
+
+
+class EnsembleMember(Attack):
+    """An attack AutoAttack runs on the samples still robust (APGD, FAB, Square): ``run_on``
+    attacks rows ``ids`` of a caller's batch of ``total`` samples, its random draws depending
+    only on seed and row, so the ensemble gets each sample's standalone result."""
+
+    def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
+               total: int, logits: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """x_adv, fooled (bool, n: adversarial or misclassified clean) and extras of x, rows
+        ``ids`` of the caller's batch; ``logits``: the clean logits of x when known."""
+        raise NotImplementedError
+
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
+        x_adv, _, extras = self.run_on(model, x, y, seed=seed, ids=np.arange(len(x)),
+                                       total=len(x), logits=logits)
+        return AttackOutput(x_adv=x_adv, extras=extras)
