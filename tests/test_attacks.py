@@ -317,3 +317,50 @@ def test_cli_attacks_a_model_without_input_gradient(name, fake_data_dir, tmp_pat
         sys.modules.pop(module, None)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out}\n"
+
+
+# -- the norm strategies (attacks/norms.py): every norm decision lives there --------------------
+@pytest.mark.parametrize("norm", sorted(NORMS))
+def test_norm_hold_moves_only_what_is_outside(norm):
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 8, 8, 1)).astype(np.float32)
+    ball = NORMS[norm]
+    eps = EXACT_EPS[norm] / 4
+    far = np.clip(x + ball.noise(x.shape, 3 * eps, rng), 0, 1).astype(np.float32)
+    near = np.clip(x + ball.noise(x.shape, eps / 3, rng), 0, 1).astype(np.float32)
+    mixed = np.where(np.arange(6)[:, None, None, None] % 2 == 0, far, near)
+    held = ball.hold(x, mixed, eps).numpy()
+    size = perturbation_size(x, held, norm)
+    assert size.max() <= eps and held.min() >= 0.0 and held.max() <= 1.0
+    assert np.array_equal(held[1::2], near[1::2])  # inside already: bit for bit
+    assert np.array_equal(ball.sizes(x, held).numpy(), size)
+
+
+@pytest.mark.parametrize("norm", sorted(NORMS))
+def test_norm_draws_have_the_sizes_they_promise(norm):
+    import tensorflow as tf
+
+    ball = NORMS[norm]
+    shape = (5, 6, 6, 3)
+    unit = ball.random_unit(tf.constant(shape), tf.constant([4, 2], tf.int64)).numpy()
+    np.testing.assert_allclose(perturbation_size(np.zeros(shape, np.float32), unit, norm), 1.0,
+                               rtol=1e-5)
+    noise = ball.noise(shape, 0.7, np.random.default_rng(0))
+    assert noise.dtype == np.float32
+    np.testing.assert_allclose(perturbation_size(np.zeros(shape, np.float32), noise, norm), 0.7,
+                               rtol=1e-5)
+    # The diameter is the distance between the box's opposite corners.
+    assert ball.diameter(shape[1:]) == pytest.approx(perturbation_size(
+        np.zeros((1, *shape[1:]), np.float32), np.ones((1, *shape[1:]), np.float32), norm)[0])
+
+
+def test_norms_say_which_attacks_take_them():
+    from advbench.attacks.norms import L1_ATTACKS, check_norm
+
+    assert all(NORMS[n].takes("pgd") for n in ("linf", "l2")) and not NORMS["l1"].takes("pgd")
+    assert all(NORMS["l1"].takes(name) for name in L1_ATTACKS)
+    with pytest.raises(ParameterError) as raised:
+        check_norm("l1", "pgd")
+    assert str(raised.value) == ("attack 'pgd' takes norm linf or l2, not l1 (l1 is for "
+                                 f"{', '.join(L1_ATTACKS)})")
+    assert NORMS["linf"].largest_eps == 1.0 and NORMS["l2"].largest_eps is None

@@ -24,7 +24,7 @@ from advbench.attacks.base import EnsembleMember
 from advbench.attacks.norms import NORMS, check_norm
 from advbench.core import progress
 from advbench.core.errors import ParameterError
-from advbench.core.ops import batch_norm, expand_to, l2_normalize, logit_margin, report_step
+from advbench.core.ops import batch_norm, expand_to, logit_margin, report_step
 from advbench.core.types import Model, Tensor
 
 #: Weight of the new step against the previous move (the paper's alpha), from step 2 on.
@@ -99,11 +99,7 @@ def start_point(x: Tensor, ids: Tensor, total: Tensor, seed: Tensor, eps: float,
     [0, 1]. t is drawn for all ``total`` samples of the caller's batch and row ``ids`` taken,
     so a sample's start does not depend on which other samples are attacked with it."""
     shape = tf.concat([[total], tf.shape(x)[1:]], axis=0)
-    if norm == "linf":
-        t = tf.gather(tf.random.stateless_uniform(shape, seed, -1.0, 1.0), ids)
-        delta = t / expand_to(tf.maximum(batch_norm(t, "linf"), 1e-12), t)
-    else:
-        delta = l2_normalize(tf.gather(tf.random.stateless_normal(shape, seed), ids))
+    delta = tf.gather(NORMS[norm].random_unit(shape, seed), ids)
     return tf.clip_by_value(x + eps * delta, 0.0, 1.0)
 
 

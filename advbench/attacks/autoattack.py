@@ -28,7 +28,7 @@ import numpy as np
 from advbench.attacks import ATTACK_CLASSES
 from advbench.attacks.apgd import MIN_CLASSES
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.norms import L1_ATTACKS
+from advbench.attacks.norms import NORMS
 from advbench.core.errors import ParameterError
 from advbench.core.types import Model
 from advbench.models.zoo import predict_logits
@@ -79,8 +79,8 @@ def missing_reason(name: str, norm: str) -> str | None:
     """Why advbench cannot run member ``name`` at ``norm`` (None: it can)."""
     if name not in ATTACK_CLASSES:
         return f"{name} is not in this advbench"
-    if norm == "l1" and name not in L1_ATTACKS:
-        return f"advbench's {name} has no l1"
+    if not NORMS[norm].takes(name):
+        return f"advbench's {name} has no {norm}"
     return None
 
 

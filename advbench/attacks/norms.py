@@ -7,6 +7,9 @@ in that ball (the structure of foolbox 3's ``gradient_descent_base``).
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
@@ -24,8 +27,33 @@ class Norm:
     ``tf.function``.
     """
 
+    #: The largest eps that means anything whatever the image size (the whole [0, 1] box):
+    #: 1 in L-inf; None where it grows with the image size (``diameter``).
+    largest_eps: float | None = None
+    #: The attacks (registry names) that take this norm; None: every attack with a norm.
+    attacks: tuple[str, ...] | None = None
+
     def __init__(self, name: str) -> None:
         self.name = name  # its key in advbench.attacks.NORM_CLASSES
+
+    def takes(self, attack: str) -> bool:
+        """True when the attack called ``attack`` (a registry name) takes this norm."""
+        return self.attacks is None or attack in self.attacks
+
+    def diameter(self, image_shape: Sequence[int]) -> float:
+        """The eps whose ball around any image of [0, 1]^image_shape holds the whole box."""
+        raise NotImplementedError
+
+    def random_unit(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """A random perturbation of unit norm per sample, drawn as AutoAttack's APGD draws its
+        start (``apgd.start_point``): t / ||t|| for t uniform in [-1, 1]^d (L-inf: one
+        coordinate at 1) or standard normal (L2). ``shape``: (batch, ...); ``seed``: (2,)."""
+        raise NotImplementedError
+
+    def noise(self, shape: tuple[int, ...], eps: float, rng: np.random.Generator) -> np.ndarray:
+        """float32 noise of norm exactly eps per sample (before any clipping), from a NumPy
+        generator: the audit's random-noise baseline (``score.audit.random_noise``)."""
+        raise NotImplementedError
 
     def of(self, v: tf.Tensor) -> tf.Tensor:
         """The norm of each sample of ``v``, shape (batch,)."""
@@ -76,6 +104,19 @@ class Norm:
 
 class LinfNorm(Norm):
     """L-inf: the sign of the gradient; per-pixel clipping; uniform per pixel."""
+
+    largest_eps = 1.0
+
+    def diameter(self, image_shape: Sequence[int]) -> float:
+        return 1.0
+
+    def random_unit(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        t = tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
+        return t / expand_to(tf.maximum(batch_norm(t, "linf"), 1e-12), t)
+
+    def noise(self, shape: tuple[int, ...], eps: float, rng: np.random.Generator) -> np.ndarray:
+        # Random signs: a corner of the ball, as far as an FGSM step goes.
+        return eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=shape)
 
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         return tf.sign(grad)
@@ -144,6 +185,19 @@ class RadialNorm(Norm):
 class L2Norm(RadialNorm):
     """L2: the gradient over its L2 norm; radial scaling; uniform in the ball (a normal
     direction with radius eps * U^(1/dim))."""
+
+    def diameter(self, image_shape: Sequence[int]) -> float:
+        return math.sqrt(math.prod(image_shape))
+
+    def random_unit(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        return l2_normalize(tf.random.stateless_normal(shape, seed))
+
+    def noise(self, shape: tuple[int, ...], eps: float, rng: np.random.Generator) -> np.ndarray:
+        # A uniform random direction of length eps.
+        delta = rng.standard_normal(shape).astype(np.float32)
+        norms = np.sqrt((delta.reshape(shape[0], -1) ** 2).sum(axis=1))
+        scale = (eps / np.maximum(norms, 1e-12)).reshape((-1,) + (1,) * (len(shape) - 1))
+        return (delta * scale).astype(np.float32)
 
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         return l2_normalize(grad)
@@ -227,6 +281,22 @@ class L1Norm(RadialNorm):
     takes L1 (``L1_ATTACKS``); its step is the sparse one of l1-APGD (``apgd.build_apgd_l1``).
     """
 
+    def diameter(self, image_shape: Sequence[int]) -> float:
+        return float(math.prod(image_shape))
+
+    def random_unit(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        # Laplace magnitudes with random signs over their L1 norm: uniform on the sphere.
+        magnitude = -tf.math.log(tf.random.stateless_uniform(shape, seed, 1e-30, 1.0))
+        signs = tf.sign(tf.random.stateless_uniform(shape, seed + [0, 2], -1.0, 1.0))
+        return signs * magnitude / expand_to(batch_norm(magnitude, "l1"), magnitude)
+
+    def noise(self, shape: tuple[int, ...], eps: float, rng: np.random.Generator) -> np.ndarray:
+        magnitude = rng.exponential(size=shape).astype(np.float32)
+        signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=shape)
+        total = magnitude.reshape(shape[0], -1).sum(axis=1)
+        scale = (eps / np.maximum(total, 1e-12)).reshape((-1,) + (1,) * (len(shape) - 1))
+        return (signs * magnitude * scale).astype(np.float32)
+
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         size = tf.abs(grad)
         top = tf.cast(size >= expand_to(batch_norm(grad, "linf"), grad), grad.dtype)
@@ -250,13 +320,13 @@ class L1Norm(RadialNorm):
         return direction * expand_to(eps * u ** (1.0 / dim), x)
 
 
-NORMS: dict[str, Norm] = {name: cls(name)
-                          for name, cls in load_classes("advbench.attacks", NORM_CLASSES).items()}
-
-
 #: The attacks that take ``norm="l1"`` (the others refuse it: their steps and random starts
 #: were checked against their references in L-inf and L2 only).
 L1_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "fab", "fab-t", "square")
+L1Norm.attacks = L1_ATTACKS
+
+NORMS: dict[str, Norm] = {name: cls(name)
+                          for name, cls in load_classes("advbench.attacks", NORM_CLASSES).items()}
 
 
 def check_norm(name: str, attack: str | None = None) -> Norm:
@@ -264,7 +334,9 @@ def check_norm(name: str, attack: str | None = None) -> Norm:
     ``attack`` (a registry name) does not take it."""
     if name not in NORMS:
         raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {name!r}")
-    if attack is not None and name == "l1" and attack not in L1_ATTACKS:
-        raise ParameterError(f"attack {attack!r} takes norm linf or l2, not l1 (l1 is for "
-                             f"{', '.join(L1_ATTACKS)})")
-    return NORMS[name]
+    norm = NORMS[name]
+    if attack is not None and not norm.takes(attack):
+        others = [n for n, other in NORMS.items() if other.takes(attack)]
+        raise ParameterError(f"attack {attack!r} takes norm {' or '.join(others)}, not {name} "
+                             f"({name} is for {', '.join(norm.attacks or ())})")
+    return norm

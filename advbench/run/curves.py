@@ -135,12 +135,16 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     if attack not in CURVE_ATTACKS:
         raise ParameterError(f"curves are computed for {', '.join(CURVE_ATTACKS)}, not "
                              f"{attack!r}; run other attacks at one eps")
-    if norm not in NORMS or (attack == "rand-fgsm" and norm != "linf"):
+    check_range("alpha", alpha, low=0.0)
+    try:  # the attack's own norms: fgsm's, rand-fgsm's one
+        line: GradientDescent | None = curve_attack(attack, norm, alpha)
+    except ParameterError:
+        line = None
+    if line is None or line.norm != norm:
         raise ParameterError(f"norm must be linf (or l2 for fgsm), got {norm!r}")
     eps = np.asarray(eps, dtype=np.float64)
     if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ParameterError(f"eps must be a non-empty list of finite values >= 0, got {eps}")
-    check_range("alpha", alpha, low=0.0)
     check_int("batch size", batch_size, low=1)
     if not target_models:
         raise ParameterError("give at least one model to score the curve on")
@@ -151,7 +155,6 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     dtype = _prediction_dtype(num_classes)
     pred_clean = np.zeros((len(target_models), n), dtype)
     pred_adv = np.zeros((len(target_models), eps.size, n), dtype)
-    line = curve_attack(attack, norm, alpha)
     sweeps = [_sweep_function(m, norm) for m in target_models]
     forwards = [forward_function(m) for m in target_models]
     progress = progress or Progress(quiet=True)

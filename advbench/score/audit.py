@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from advbench import __version__
 from advbench.attacks import make_attack
+from advbench.attacks.norms import NORMS
 from advbench.core.checks import check_int, check_range, check_seed
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.files import output_lock
@@ -176,8 +177,9 @@ def worst(verdicts: Sequence[str]) -> str:
 
 
 def full_box_eps(norm: str, image_shape: Sequence[int]) -> float:
-    """The eps that holds every image of [0, 1]^shape: 1 (L-inf), sqrt(prod(shape)) (L2)."""
-    return 1.0 if norm == "linf" else float(math.sqrt(math.prod(image_shape)))
+    """The eps that holds every image of [0, 1]^shape: 1 (L-inf), sqrt(prod(shape)) (L2)
+    (``norms.Norm.diameter``)."""
+    return NORMS[norm].diameter(image_shape)
 
 
 def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
@@ -202,16 +204,10 @@ def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
 
 
 def random_noise(x: np.ndarray, eps: float, norm: str, rng: np.random.Generator) -> np.ndarray:
-    """x plus noise of norm exactly eps before clipping to [0, 1]: random signs times eps
-    (L-inf; a corner of the ball, as far as an FGSM step goes) or a uniform random direction
-    of length eps (L2)."""
-    if norm == "linf":
-        delta = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=x.shape)
-    else:
-        delta = rng.standard_normal(x.shape).astype(np.float32)
-        norms = np.sqrt((delta.reshape(len(x), -1) ** 2).sum(axis=1))
-        delta *= (eps / np.maximum(norms, 1e-12)).reshape((-1,) + (1,) * (x.ndim - 1))
-    return np.clip(x + delta, 0.0, 1.0).astype(np.float32)
+    """x plus noise of norm exactly eps before clipping to [0, 1] (``norms.Norm.noise``):
+    random signs times eps (L-inf; a corner of the ball, as far as an FGSM step goes) or a
+    uniform random direction of length eps (L2)."""
+    return np.clip(x + NORMS[norm].noise(x.shape, eps, rng), 0.0, 1.0).astype(np.float32)
 
 
 class _Audit:
@@ -533,9 +529,9 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
 
     settings = settings or AuditSettings()
     settings.validate()
-    # L-inf eps above 1 is the whole [0, 1] box: check 4 could not go beyond the audited eps.
-    check_range("eps", eps, low=0.0, low_inclusive=False, high=1.0 if norm == "linf" else None)
     check_audit_norm(norm)
+    # L-inf eps above 1 is the whole [0, 1] box: check 4 could not go beyond the audited eps.
+    check_range("eps", eps, low=0.0, low_inclusive=False, high=NORMS[norm].largest_eps)
     check_int("batch size", batch_size, low=1)
     check_seed(seed)
     checks = tuple(AUDIT_CHECKS) if checks is None else tuple(checks)
