@@ -28,7 +28,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -44,15 +44,12 @@ from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.models import ARCHITECTURE_BUILDERS
 from advbench.models.adapt import looks_like_probabilities
-from advbench.models.gradients import attack_model
 from advbench.models.zoo import forward_function, predict_logits
 from advbench.run import outputs
 from advbench.run.artifacts import AUDIT_SCHEMA, jsonable, read_arrays, write_arrays
+from advbench.run.curves import sweep
 from advbench.run.runner import attack_arrays
 from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
-
-if TYPE_CHECKING:
-    from advbench.attacks.fgsm import FGSM
 
 #: The checks by number (1-8), as issue 10 and the docs number them.
 CHECK_NUMBERS: dict[str, int] = {name: i for i, name in enumerate(AUDIT_CHECKS, start=1)}
@@ -277,24 +274,19 @@ class _Audit:
 
     def fgsm_curve(self, eps_values: Sequence[float], model: Model | None = None,
                    prefix: str = "fgsm") -> list[float]:
-        """Robust accuracy of FGSM at each eps, from one gradient direction per sample (the
-        registry's FGSM, as ``advbench.run.curves`` draws its curves)."""
+        """Robust accuracy of FGSM at each eps, from one gradient direction per sample (on
+        ``model``, default the audited model), scored on the audited model: the curve driver
+        (``advbench.run.curves.sweep``), so each eps's images are `advbench attack fgsm`'s
+        (batches, budget held exactly) and the curve is `advbench curve`'s."""
         labels = [f"{prefix}@{e:g}" for e in eps_values]
         if all(label in self.robust for label in labels):
             return [self.accuracy(label) for label in labels]
-        fgsm = cast("FGSM", make_attack("fgsm", eps=max(eps_values), norm=self.norm))
-        source = attack_model(self.model if model is None else model)
-        rows = np.flatnonzero(self.correct)
-        direction = np.zeros_like(self.x)
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start:start + self.batch_size]
-            direction[batch] = fgsm.direction(source, self.x[batch], self.y[batch])
-        def along(e: float) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda batch: np.clip(self.x[batch] + e * direction[batch], 0.0,
-                                         1.0).astype(np.float32)
-
-        for e, label in zip(eps_values, labels):
-            self._scored(label, along(e))
+        source = self.model if model is None else model
+        predictions = sweep(source, [self.model], self.x, self.y, list(eps_values),
+                            norm=self.norm, seed=self.seed, batch_size=self.batch_size,
+                            progress=self.progress)["pred_adv"][0]
+        for e, label, predicted in zip(eps_values, labels, predictions):
+            self.robust[label] = self.correct & (predicted == self.y)
             self.attacks[label] = {"attack": "fgsm", "params": {"eps": e, "norm": self.norm},
                                    "crafted_on": "model" if model is None else "surrogate",
                                    "robust_accuracy": self.accuracy(label)}
