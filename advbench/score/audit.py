@@ -42,6 +42,7 @@ from advbench.core.files import output_lock
 from advbench.core.ops import logit_margin
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
+from advbench.data import batch_seed
 from advbench.models import ARCHITECTURE_BUILDERS
 from advbench.models.adapt import looks_like_probabilities
 from advbench.models.zoo import forward_function, predict_logits
@@ -230,29 +231,6 @@ class _Audit:
     def accuracy(self, label: str) -> float:
         return float(np.mean(self.robust[label]))
 
-    def _scored(self, label: str, x_adv_of: Callable[[np.ndarray], np.ndarray],
-                mask: np.ndarray | None = None) -> np.ndarray:
-        """Robust mask of an attack given per batch of rows: correct clean and under x_adv.
-        Only the correct samples (of ``mask``, when given) are attacked; the others are not
-        robust: with ``mask`` (the samples earlier attacks left robust) the mask is the
-        robustness to all of them together, AutoAttack's way of running an ensemble."""
-        if label in self.robust:
-            return self.robust[label]
-        todo = self.correct if mask is None else mask & self.correct
-        rows = np.flatnonzero(todo)
-        robust = np.zeros(len(self.x), bool)
-        forward = forward_function(self.model)
-        self.progress.start(label, -(-len(rows) // self.batch_size))
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start:start + self.batch_size]
-            x_adv = x_adv_of(batch)
-            pred = forward(tf.constant(x_adv)).numpy().argmax(axis=1)
-            robust[batch] = pred == self.y[batch]
-            self.progress.advance(1, samples=len(batch))
-        self.progress.close()
-        self.robust[label] = robust
-        return robust
-
     def attack(self, label: str, name: str, mask: np.ndarray | None = None,
                model: Model | None = None, **params: Any) -> np.ndarray:
         """Robust mask under the registry's attack ``name`` with ``params`` (crafted on
@@ -268,9 +246,16 @@ class _Audit:
         # seed give the same images there and here; with one, only the masked samples.
         x_adv = attack_arrays(attack, source, self.x, self.y, seed=self.seed,
                               batch_size=self.batch_size, todo=mask, progress=self.progress)
-        robust = self._scored(label, lambda rows: x_adv[rows], mask)
+        # Scored as the driver scores a run, the model on every batch of x_adv (rows not
+        # attacked hold x): the mask is an attack artifact's pred_adv == y. Robust: correct
+        # clean (and, with ``mask``, left robust by the earlier attacks: AutoAttack's way of
+        # running an ensemble) and still predicted correctly.
+        predicted = predict_logits(self.model, x_adv, self.batch_size, progress=self.progress,
+                                   what=label).argmax(axis=1)
+        todo = self.correct if mask is None else mask & self.correct
+        self.robust[label] = todo & (predicted == self.y)
         self.attacks[label]["robust_accuracy"] = self.accuracy(label)
-        return robust
+        return self.robust[label]
 
     def fgsm_curve(self, eps_values: Sequence[float], model: Model | None = None,
                    prefix: str = "fgsm") -> list[float]:
@@ -434,26 +419,34 @@ class _Audit:
                           f"{np.mean(robust):.1%}: Square fools {lead:.1%} of the samples "
                           "the gradient attacks missed"}
 
-    def attack_vs_random_noise(self) -> dict[str, Any]:
+    def noise(self) -> np.ndarray:
+        """Robust mask under ``noise_draws`` draws of random noise of norm eps
+        (``random_noise``), in the driver's batches with its seed rule: batch I of the samples
+        draws from a NumPy generator seeded (``data.batch_seed(seed, I * batch_size)``, draw),
+        so a sample's noise does not depend on which other samples are still robust."""
         s = self.settings
         label = f"noise@{self.eps:g}"
         if label not in self.robust:
-            rng = np.random.default_rng(self.seed)
             robust = self.correct.copy()
             forward = forward_function(self.model)
-            for _ in range(s.noise_draws):
-                rows = np.flatnonzero(robust)
-                for start in range(0, len(rows), self.batch_size):
-                    batch = rows[start:start + self.batch_size]
-                    noisy = random_noise(self.x[batch], self.eps, self.norm, rng)
-                    robust[batch] &= forward(tf.constant(noisy)).numpy().argmax(1) == \
-                        self.y[batch]
+            for start in range(0, len(self.x), self.batch_size):
+                rows = slice(start, start + self.batch_size)
+                for draw in range(s.noise_draws):
+                    rng = np.random.default_rng([batch_seed(self.seed, start), draw])
+                    noisy = random_noise(self.x[rows], self.eps, self.norm, rng)
+                    robust[rows] &= forward(tf.constant(noisy)).numpy().argmax(1) == \
+                        self.y[rows]
             self.robust[label] = robust
             self.attacks[label] = {"attack": "random-noise",
                                    "params": {"eps": self.eps, "norm": self.norm,
                                               "draws": s.noise_draws},
                                    "crafted_on": "none", "robust_accuracy": self.accuracy(label)}
-        noise = self.accuracy(label)
+        return self.robust[label]
+
+    def attack_vs_random_noise(self) -> dict[str, Any]:
+        s = self.settings
+        self.noise()
+        noise = self.accuracy(f"noise@{self.eps:g}")
         attack = float(np.mean(self.gradient_attacks()))
         violation = attack - noise
         return {"verdict": grade(violation, s.tolerance),
