@@ -32,13 +32,13 @@ from advbench.core.checks import check_int, check_range
 from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
-from advbench.data import batch_seed
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
 from advbench.models.zoo import forward_function
 from advbench.run import CURVE_ATTACKS, outputs
 from advbench.run.artifacts import (CURVE_SCHEMA, find_artifact, read_arrays, run_artifact_path,
                                     write_arrays)
+from advbench.run.runner import batches
 
 # The eps grids of curves (parsed in the TensorFlow-free ``budgets``, kept here by name).
 parse_eps = budgets.parse_eps
@@ -159,14 +159,14 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     forwards = [forward_function(m) for m in target_models]
     progress = progress or Progress(quiet=True)
     progress.start(f"{attack} curve", math.ceil(n / batch_size))
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+    for batch, batch_seed_of in batches(n, batch_size, seed):
+        start, stop = batch.start, batch.stop
         xb = tf.constant(x[start:stop])
         yb = labels[start:stop]
         # (base, direction, steps, which eps) groups: each eps is one step along one
         # direction from one base image, drawn as the attack draws it at that eps.
         groups = line.line(source_model, x[start:stop], yb, [float(e) for e in eps],
-                           seed=batch_seed(seed, start))
+                           seed=batch_seed_of)
         per_pass = max(1, IMAGES_PER_PASS // (stop - start))
         for t, (sweep_fn, forward) in enumerate(zip(sweeps, forwards)):
             pred_clean[t, start:stop] = forward(xb).numpy().argmax(axis=1)

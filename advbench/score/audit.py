@@ -42,14 +42,13 @@ from advbench.core.files import output_lock
 from advbench.core.ops import logit_margin
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
-from advbench.data import batch_seed
 from advbench.models import ARCHITECTURE_BUILDERS
 from advbench.models.adapt import looks_like_probabilities
 from advbench.models.zoo import forward_function, predict_logits
 from advbench.run import outputs
 from advbench.run.artifacts import AUDIT_SCHEMA, jsonable, read_arrays, write_arrays
 from advbench.run.curves import sweep
-from advbench.run.runner import attack_arrays
+from advbench.run.runner import attack_arrays, batches
 from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
 
 #: The checks by number (1-8), as issue 10 and the docs number them.
@@ -429,10 +428,9 @@ class _Audit:
         if label not in self.robust:
             robust = self.correct.copy()
             forward = forward_function(self.model)
-            for start in range(0, len(self.x), self.batch_size):
-                rows = slice(start, start + self.batch_size)
+            for rows, batch_seed_of in batches(len(self.x), self.batch_size, self.seed):
                 for draw in range(s.noise_draws):
-                    rng = np.random.default_rng([batch_seed(self.seed, start), draw])
+                    rng = np.random.default_rng([batch_seed_of, draw])
                     noisy = random_noise(self.x[rows], self.eps, self.norm, rng)
                     robust[rows] &= forward(tf.constant(noisy)).numpy().argmax(1) == \
                         self.y[rows]
