@@ -364,3 +364,11 @@ def test_norms_say_which_attacks_take_them():
     assert str(raised.value) == ("attack 'pgd' takes norm linf or l2, not l1 (l1 is for "
                                  f"{', '.join(L1_ATTACKS)})")
     assert NORMS["linf"].largest_eps == 1.0 and NORMS["l2"].largest_eps is None
+
+
+def test_the_minimal_attacks_named_without_tensorflow_are_the_minimal_classes():
+    """Messages, help and the metric registry name MINIMAL_ATTACKS (TensorFlow-free); it must
+    be the set of attack classes that are minimal."""
+    from advbench.attacks import MINIMAL_ATTACKS
+
+    assert set(MINIMAL_ATTACKS) == {name for name, cls in ATTACKS.items() if cls.minimal}
