@@ -10,7 +10,8 @@ import tensorflow as tf
 from conftest import (PROTOTYPE_CLASSES, PROTOTYPE_SHAPE, accuracy, behind, input_noise,
                       perturbation_size, prototype_images)
 
-from advbench.attacks.apgd import checkpoint_lengths, dlr_loss, dlr_targeted_loss, hold_budget
+from advbench.attacks.apgd import checkpoint_lengths, dlr_loss, dlr_targeted_loss
+from advbench.attacks.norms import NORMS
 from advbench.attacks.apgd_ce import APGDCrossEntropy
 from advbench.attacks.apgd_dlr import APGDDifferenceLogitsRatio
 from advbench.attacks.apgd_t import APGDTargeted, ranked_targets
@@ -78,24 +79,26 @@ def test_budget_holds_and_outputs_in_bounds(tiny_model, samples, name, norm, lar
     assert accuracy(tiny_model, out.x_adv, y) < accuracy(tiny_model, x, y)
 
 
-def test_hold_budget_moves_points_an_ulp_inside():
+def test_hold_moves_points_an_ulp_inside_and_keeps_points_inside():
     x = np.full((2, 3), 0.7, np.float32)
     outside = x + np.float32(0.1)  # 0.8000001 in float32: 0.1 + 1.2e-8 away
     assert np.abs(outside.astype(np.float64) - x).max() > 0.1
-    held = hold_budget(x, outside, 0.1, "linf")
+    held = NORMS["linf"].hold(x, outside, 0.1).numpy()
     assert np.abs(held.astype(np.float64) - x).max() <= 0.1
     assert np.abs(held - outside).max() < 1e-7
+    inside = np.nextafter(outside, x)
+    assert np.array_equal(NORMS["linf"].hold(x, inside, 0.1).numpy(), inside)
     big = x + np.float32(0.5)
-    held = hold_budget(x, np.clip(big, 0, 1), 0.2, "l2")
+    held = NORMS["l2"].hold(x, np.clip(big, 0, 1), 0.2).numpy()
     assert np.linalg.norm((held.astype(np.float64) - x), axis=1).max() <= 0.2
 
 
-def test_hold_budget_from_zero_when_x_minus_eps_rounds_to_zero():
+def test_hold_from_zero_when_x_minus_eps_rounds_to_zero():
     # MNIST's pixel 51/255 is 0.2 in float32 (0.2000000030): x - eps clips to 0, which lies
     # 3e-9 outside the ball in float64; the ulps between 0 and the edge are subnormals.
     x = np.array([[51 / 255, 52 / 255, 0.5]], np.float32)
     x_adv = np.array([[0.0, 0.0, 0.3]], np.float32)
-    held = hold_budget(x, x_adv, 0.2, "linf")
+    held = NORMS["linf"].hold(x, x_adv, 0.2).numpy()
     distance = np.abs(held.astype(np.float64) - x)
     assert distance.max() <= 0.2
     assert distance[0, :2].min() > 0.2 - 1e-7 and held[0, 2] == np.float32(0.3)

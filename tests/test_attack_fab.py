@@ -9,7 +9,8 @@ import tensorflow as tf
 from scipy.optimize import linprog, minimize
 
 from advbench.attacks import make_attack
-from advbench.attacks.fab import FAB, FABTargeted, batch_norms, project
+from advbench.attacks.fab import FAB, FABTargeted, project
+from advbench.attacks.norms import NORMS
 from advbench.core.errors import ParameterError
 from advbench.models.zoo import predict_logits
 
@@ -179,7 +180,7 @@ def test_finds_the_minimal_perturbation_of_a_linear_model(name, norm):
     # The closed form assumes the box is not in the way: the minimal points lie inside it.
     assert np.all(points > 0.0) and np.all(points < 1.0)
     out = make_attack(name, norm=norm, n_iter=100)(model, x, y, seed=0)
-    found = batch_norms(x, out.x_adv, norm)
+    found = NORMS[norm].sizes(x, out.x_adv).numpy()
     assert np.all(predict_logits(model, out.x_adv).argmax(axis=1) != y)
     assert np.all(found >= sizes * (1 - 1e-4))
     # With the default eta 1.05, beta 0.9, alpha_max 0.1 the closest iterate lands 0.52% past
@@ -197,7 +198,7 @@ def test_fab_t_targets_its_own_classes_on_a_linear_model():
     sizes, _ = closed_form(model, weights, x, y, "l2", classes=second)
     out = FABTargeted(norm="l2", n_target_classes=1)(model, x, y, seed=0)
     np.testing.assert_array_equal(out.extras["target"], second[:, 0])
-    found = batch_norms(x, out.x_adv, "l2")
+    found = NORMS["l2"].sizes(x, out.x_adv).numpy()
     assert np.all(found <= sizes * 1.01)
 
 
@@ -222,7 +223,7 @@ def test_budget_held_outputs_in_the_box_and_failures_unchanged(name, norm, eps,
     out = make_attack(name, **params)(model, x, y, seed=4)
     assert out.x_adv.dtype == np.float32 and out.x_adv.shape == x.shape
     assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
-    distance = batch_norms(x, out.x_adv, norm)
+    distance = NORMS[norm].sizes(x, out.x_adv).numpy()
     assert np.all(distance <= eps)
     fooled = predict_logits(model, out.x_adv).argmax(axis=1) != y
     clean = predict_logits(model, x).argmax(axis=1) == y
@@ -230,7 +231,7 @@ def test_budget_held_outputs_in_the_box_and_failures_unchanged(name, norm, eps,
     np.testing.assert_array_equal(out.x_adv[~fooled], x[~fooled])
     # The minimal attack fools at least as many within eps, each no closer than bounded.
     minimal = make_attack(name, **{**params, "eps": None})(model, x, y, seed=4)
-    within = batch_norms(x, minimal.x_adv, norm) <= eps
+    within = NORMS[norm].sizes(x, minimal.x_adv).numpy() <= eps
     minimal_fooled = predict_logits(model, minimal.x_adv).argmax(axis=1) != y
     assert np.sum(minimal_fooled & within & clean) >= np.sum(fooled & clean) - 1
 
@@ -278,7 +279,7 @@ def test_random_starts_lie_at_the_radius_and_follow_seed_and_row(norm):
                             tf.constant(radius), norm).numpy()
 
     first = start(1)
-    np.testing.assert_allclose(batch_norms(np.full((4, 5, 5, 1), 0.5, np.float32), first, norm),
+    np.testing.assert_allclose(NORMS[norm].sizes(np.full((4, 5, 5, 1), 0.5, np.float32), first),
                                0.1, rtol=1e-5)
     np.testing.assert_array_equal(first, start(1))
     assert not np.array_equal(first, start(2))
@@ -293,8 +294,8 @@ def test_final_search_never_moves_farther(trained_tiny_cnn, samples):
     searched = FAB(norm="l2", n_iter=10, final_search=3)(model, x, y).x_adv
     fooled = predict_logits(model, plain).argmax(axis=1) != y
     np.testing.assert_array_equal(predict_logits(model, searched).argmax(axis=1) != y, fooled)
-    assert np.all(batch_norms(x, searched, "l2") <= batch_norms(x, plain, "l2"))
-    assert np.any(batch_norms(x, searched, "l2") < batch_norms(x, plain, "l2"))
+    assert np.all(NORMS["l2"].sizes(x, searched).numpy() <= NORMS["l2"].sizes(x, plain).numpy())
+    assert np.any(NORMS["l2"].sizes(x, searched).numpy() < NORMS["l2"].sizes(x, plain).numpy())
 
 
 @pytest.mark.parametrize("params, message", [

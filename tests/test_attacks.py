@@ -7,8 +7,10 @@ import pytest
 
 from advbench import data
 from advbench.attacks import ATTACKS, make_attack
+from advbench.attacks.norms import NORMS
 from advbench.core.errors import ParameterError
 from advbench.models.zoo import predict_labels
+from conftest import perturbation_size
 
 # Settings per attack that keep the suite fast while staying strong enough to fool the model.
 FAST = {
@@ -74,6 +76,89 @@ def test_eps_zero_returns_the_input(name, trained_tiny_cnn, samples):
         params["alpha"] = 0.0
     np.testing.assert_allclose(make_attack(name, **params)(model, x, y, seed=0).x_adv, x,
                                atol=1e-7)
+
+
+#: A budget per norm that float32 cannot hold (0.1 is 0.10000000149 in float32): an attack
+#: that steps and projects in float32 lands pixels outside the ball in float64 unless it holds
+#: its output as ``norms.Norm.hold`` does.
+EXACT_EPS = {"linf": 0.1, "l2": 1.1, "l1": 7.3}
+
+
+def eps_attacks_and_norms() -> list[tuple[str, str]]:
+    """(attack, norm) for every attack with an eps and every norm it takes."""
+    pairs = []
+    for name in sorted(ATTACKS):
+        if "eps" not in ATTACKS[name].param_names:
+            continue
+        for norm in NORMS:
+            given = {"norm": norm} if "norm" in ATTACKS[name].param_names else {}
+            try:
+                attack = make_attack(name, **{**FAST[name], "eps": EXACT_EPS[norm], **given})
+            except ParameterError:
+                continue  # a norm this attack does not take
+            if attack.norm == norm:
+                pairs.append((name, norm))
+    return pairs
+
+
+def test_every_eps_attack_is_checked_in_each_of_its_norms():
+    pairs = eps_attacks_and_norms()
+    assert {name for name, _ in pairs} == {n for n in ATTACKS if "eps" in ATTACKS[n].param_names}
+    assert ("pgd", "l2") in pairs and ("square", "l1") in pairs and ("vat", "l2") in pairs
+
+
+@pytest.mark.parametrize("name, norm", [
+    # AutoAttack runs every member: 9-20 s per norm on 2 cores; one norm stays fast.
+    pytest.param(name, norm, marks=[pytest.mark.slow] if name == "autoattack" and norm != "linf"
+                 else []) for name, norm in eps_attacks_and_norms()])
+def test_budget_holds_exactly_in_float64(name, norm, trained_tiny_cnn, samples):
+    """The one budget contract of every eps attack (issue 21): ||x_adv - x|| <= eps computed
+    in float64 on the float32 output, not eps + 1e-6, and x_adv in [0, 1]."""
+    _, model, _ = trained_tiny_cnn
+    x, y = samples
+    eps = EXACT_EPS[norm]
+    given = {"norm": norm} if "norm" in ATTACKS[name].param_names else {}
+    attack = make_attack(name, **{**FAST[name], "eps": eps, **given})
+    out = attack(model, x, y, seed=2)
+    assert out.x_adv.dtype == np.float32
+    assert out.x_adv.min() >= 0.0 and out.x_adv.max() <= 1.0
+    size = perturbation_size(x, out.x_adv, norm)
+    assert size.max() <= eps
+    assert size.max() > 0.5 * eps  # the attack moved: the check is not vacuous
+
+
+TAKE_LOGITS = sorted(n for n, cls in ATTACKS.items() if cls.takes_logits)
+
+
+def test_attacks_that_need_the_clean_prediction_take_it_from_the_driver():
+    assert set(TAKE_LOGITS) >= {"apgd-ce", "apgd-t", "autoattack", "cw-l2", "deepfool", "fab",
+                                "fgsm-min", "jsma", "square", "vat"}
+
+
+@pytest.mark.parametrize("name", TAKE_LOGITS)
+def test_handed_clean_logits_replace_the_attacks_own_pass(name, trained_tiny_cnn, samples,
+                                                          monkeypatch):
+    """The driver hands each batch's clean logits (``runner._attack_split``): the attack then
+    makes no clean pass of its own, and its output is the one it computes alone, bit for
+    bit."""
+    import advbench.attacks.base as base
+    from advbench.models.zoo import forward_function
+
+    _, model, _ = trained_tiny_cnn
+    x, y = samples[0][:8], samples[1][:8]
+    attack = make_attack(name, **FAST[name])
+    alone = attack(model, x, y, seed=5)
+    logits = forward_function(model)(x).numpy()
+
+    def no_clean_pass(*args, **kwargs):
+        raise AssertionError("the attack ran its own clean pass")
+
+    monkeypatch.setattr(base, "predict_logits", no_clean_pass)
+    handed = attack(model, x, y, seed=5, logits=logits)
+    np.testing.assert_array_equal(handed.x_adv, alone.x_adv)
+    assert handed.extras.keys() == alone.extras.keys()
+    for key in alone.extras:
+        np.testing.assert_array_equal(handed.extras[key], alone.extras[key])
 
 
 def constructor_defaults(cls) -> dict:
@@ -232,6 +317,53 @@ def test_cli_attacks_a_model_without_input_gradient(name, fake_data_dir, tmp_pat
         sys.modules.pop(module, None)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out}\n"
+
+
+# -- the norm strategies (attacks/norms.py): every norm decision lives there --------------------
+@pytest.mark.parametrize("norm", sorted(NORMS))
+def test_norm_hold_moves_only_what_is_outside(norm):
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 8, 8, 1)).astype(np.float32)
+    ball = NORMS[norm]
+    eps = EXACT_EPS[norm] / 4
+    far = np.clip(x + ball.noise(x.shape, 3 * eps, rng), 0, 1).astype(np.float32)
+    near = np.clip(x + ball.noise(x.shape, eps / 3, rng), 0, 1).astype(np.float32)
+    mixed = np.where(np.arange(6)[:, None, None, None] % 2 == 0, far, near)
+    held = ball.hold(x, mixed, eps).numpy()
+    size = perturbation_size(x, held, norm)
+    assert size.max() <= eps and held.min() >= 0.0 and held.max() <= 1.0
+    assert np.array_equal(held[1::2], near[1::2])  # inside already: bit for bit
+    assert np.array_equal(ball.sizes(x, held).numpy(), size)
+
+
+@pytest.mark.parametrize("norm", sorted(NORMS))
+def test_norm_draws_have_the_sizes_they_promise(norm):
+    import tensorflow as tf
+
+    ball = NORMS[norm]
+    shape = (5, 6, 6, 3)
+    unit = ball.random_unit(tf.constant(shape), tf.constant([4, 2], tf.int64)).numpy()
+    np.testing.assert_allclose(perturbation_size(np.zeros(shape, np.float32), unit, norm), 1.0,
+                               rtol=1e-5)
+    noise = ball.noise(shape, 0.7, np.random.default_rng(0))
+    assert noise.dtype == np.float32
+    np.testing.assert_allclose(perturbation_size(np.zeros(shape, np.float32), noise, norm), 0.7,
+                               rtol=1e-5)
+    # The diameter is the distance between the box's opposite corners.
+    assert ball.diameter(shape[1:]) == pytest.approx(perturbation_size(
+        np.zeros((1, *shape[1:]), np.float32), np.ones((1, *shape[1:]), np.float32), norm)[0])
+
+
+def test_norms_say_which_attacks_take_them():
+    from advbench.attacks.norms import L1_ATTACKS, check_norm
+
+    assert all(NORMS[n].takes("pgd") for n in ("linf", "l2")) and not NORMS["l1"].takes("pgd")
+    assert all(NORMS["l1"].takes(name) for name in L1_ATTACKS)
+    with pytest.raises(ParameterError) as raised:
+        check_norm("l1", "pgd")
+    assert str(raised.value) == ("attack 'pgd' takes norm linf or l2, not l1 (l1 is for "
+                                 f"{', '.join(L1_ATTACKS)})")
+    assert NORMS["linf"].largest_eps == 1.0 and NORMS["l2"].largest_eps is None
 
 
 def test_the_minimal_attacks_named_without_tensorflow_are_the_minimal_classes():

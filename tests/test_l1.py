@@ -55,7 +55,7 @@ def test_projection_is_the_brute_force_minimiser(box):
         theirs, converged = brute_force(x if box else None, delta, eps)
         # Feasible, and no point the solver found is closer to delta, up to float32 (|d_i| =
         # |delta_i| - lambda rounds at delta's scale; the attacks hold the budget exactly
-        # with apgd.hold_budget).
+        # with norms.Norm.hold).
         assert np.abs(ours).sum() <= eps + 1e-6 * (1 + np.abs(delta).max())
         if box:
             assert (x + ours).min() >= -1e-7 and (x + ours).max() <= 1 + 1e-7

@@ -20,13 +20,12 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.base import EnsembleMember
 from advbench.attacks.norms import NORMS, check_norm
 from advbench.core import progress
 from advbench.core.errors import ParameterError
-from advbench.core.ops import batch_norm, expand_to, l2_normalize, logit_margin, report_step
+from advbench.core.ops import batch_norm, expand_to, logit_margin, report_step
 from advbench.core.types import Model, Tensor
-from advbench.models.zoo import predict_logits
 
 #: Weight of the new step against the previous move (the paper's alpha), from step 2 on.
 MOMENTUM = 0.75
@@ -54,38 +53,6 @@ def checkpoint_lengths(n_iter: int) -> np.ndarray:
         window = max(window - shrink, smallest)
         end += window
     return lengths
-
-
-def hold_budget(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> np.ndarray:
-    """x_adv moved the few float32 ulps needed for ||x_adv - x|| <= eps to hold exactly when
-    measured in float64 (x + delta rounds to float32 and can land an ulp outside the ball),
-    staying in [0, 1]. x, x_adv: float32 (n, ...); norm "linf", "l2" or "l1"."""
-    x_adv = np.array(x_adv, dtype=np.float32)
-    margin = 1e-7
-    while True:  # each pass moves the offending samples strictly towards x: one or two do
-        delta = x_adv.astype(np.float64) - x
-        flat = delta.reshape(len(x), -1)
-        if norm == "linf":
-            outside = np.abs(delta) > eps
-            if not outside.any():
-                return x_adv
-            # Onto the boundary in float64 first: one ulp of x_adv is tiny near 0 (x = eps,
-            # e.g. a pixel 0.2 = 51/255 at eps 0.2, or 8/255 at CIFAR's 8/255), so stepping
-            # by ulps from there never reached the ball.
-            bound = x[outside].astype(np.float64) + np.sign(delta[outside]) * eps
-            x_adv[outside] = np.nextafter(np.clip(bound, 0.0, 1.0).astype(np.float32),
-                                          x[outside])
-        else:
-            norms = (np.abs(flat).sum(axis=1) if norm == "l1"
-                     else np.linalg.norm(flat, axis=1))
-            outside = norms > eps
-            if not outside.any():
-                return x_adv
-            # A margin that doubles per pass, so that float32 rounding cannot undo it.
-            scale = eps / norms[outside] * (1.0 - margin)
-            margin *= 2.0
-            shrunk = x[outside] + delta[outside] * scale.reshape((-1,) + (1,) * (x.ndim - 1))
-            x_adv[outside] = np.clip(shrunk, 0.0, 1.0).astype(np.float32)
 
 
 def label_logit(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -132,11 +99,7 @@ def start_point(x: Tensor, ids: Tensor, total: Tensor, seed: Tensor, eps: float,
     [0, 1]. t is drawn for all ``total`` samples of the caller's batch and row ``ids`` taken,
     so a sample's start does not depend on which other samples are attacked with it."""
     shape = tf.concat([[total], tf.shape(x)[1:]], axis=0)
-    if norm == "linf":
-        t = tf.gather(tf.random.stateless_uniform(shape, seed, -1.0, 1.0), ids)
-        delta = t / expand_to(tf.maximum(batch_norm(t, "linf"), 1e-12), t)
-    else:
-        delta = l2_normalize(tf.gather(tf.random.stateless_normal(shape, seed), ids))
+    delta = tf.gather(NORMS[norm].random_unit(shape, seed), ids)
     return tf.clip_by_value(x + eps * delta, 0.0, 1.0)
 
 
@@ -188,6 +151,35 @@ def loss_value_and_gradient(model: Model, loss: str, eot_iter: int) -> Callable[
 def is_fooled(logits: Tensor, labels: Tensor) -> Tensor:
     """(batch,) bool: the top logit is not the label's (the authors' criterion)."""
     return tf.not_equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels)
+
+
+def freeze_fooled(state: dict, fooled: Tensor, x_new: Tensor, out_x: Tensor,
+                  out_fooled: Tensor, out_loss: Tensor) -> tuple[dict, Tensor, Tensor, Tensor]:
+    """The samples of ``state`` just ``fooled`` (bool, running samples) recorded at their
+    iterate ``x_new`` in the outputs (out_x, out_fooled, out_loss = -inf, rows of the batch)
+    and dropped from the state: (state, out_x, out_fooled, out_loss)."""
+    rows = tf.boolean_mask(state["row"], fooled)[:, None]
+    out_x = tf.tensor_scatter_nd_update(out_x, rows, tf.boolean_mask(x_new, fooled))
+    out_fooled = tf.tensor_scatter_nd_update(out_fooled, rows, tf.ones_like(rows[:, 0], tf.bool))
+    out_loss = tf.tensor_scatter_nd_update(
+        out_loss, rows, tf.fill(tf.shape(rows[:, 0]), tf.cast(-np.inf, tf.float32)))
+    return drop(state, tf.logical_not(fooled)), out_x, out_fooled, out_loss
+
+
+def run_loop(cond: Callable[..., Any], body: Callable[..., Any], state: dict, out_x: Tensor,
+             out_fooled: Tensor, out_loss: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One APGD run's ``tf.while_loop`` over (step, state, out_x, out_fooled, out_loss), the
+    state shrinking as samples are fooled; then the samples still running get their
+    highest-loss point and its loss. Returns (out_x, out_fooled, out_loss)."""
+    invariants = {k: tf.TensorShape([None]).concatenate(v.shape[1:]) for k, v in state.items()}
+    _, state, out_x, out_fooled, out_loss = tf.while_loop(
+        cond, body, (tf.constant(0), state, out_x, out_fooled, out_loss),
+        shape_invariants=(tf.TensorShape([]), invariants, out_x.shape, out_fooled.shape,
+                          out_loss.shape))
+    rows = state["row"][:, None]
+    out_x = tf.tensor_scatter_nd_update(out_x, rows, state["x_best"])
+    out_loss = tf.tensor_scatter_nd_update(out_loss, rows, state["loss_best"])
+    return out_x, out_fooled, out_loss
 
 
 def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, rho: float,
@@ -270,27 +262,13 @@ def build_apgd(model: Model, *, loss: str, eps: float, norm: str, n_iter: int, r
             s["loss_best_check"] = tf.where(checkpoint, s["loss_best"], s["loss_best_check"])
             s["increases"] = tf.where(checkpoint, tf.zeros_like(s["increases"]), s["increases"])
 
-            rows = tf.boolean_mask(s["row"], fooled)[:, None]
-            out_x = tf.tensor_scatter_nd_update(out_x, rows, tf.boolean_mask(x_new, fooled))
-            out_fooled = tf.tensor_scatter_nd_update(out_fooled, rows,
-                                                     tf.ones_like(rows[:, 0], tf.bool))
-            out_loss = tf.tensor_scatter_nd_update(
-                out_loss, rows, tf.fill(tf.shape(rows[:, 0]), tf.cast(-np.inf, tf.float32)))
-            s = drop(s, tf.logical_not(fooled))
+            s, out_x, out_fooled, out_loss = freeze_fooled(s, fooled, x_new, out_x, out_fooled,
+                                                           out_loss)
             # Progress (advbench.core.progress): iterations of this run done, samples running.
             return (report_step(i + 1, tf.size(s["row"]), budget=n_iter), s, out_x, out_fooled,
                     out_loss)
 
-        invariants = {k: tf.TensorShape([None]).concatenate(v.shape[1:])
-                      for k, v in state.items()}
-        _, state, out_x, out_fooled, out_loss = tf.while_loop(
-            cond, body, (tf.constant(0), state, out_x, out_fooled, out_loss),
-            shape_invariants=(tf.TensorShape([]), invariants, out_x.shape, out_fooled.shape,
-                              out_loss.shape))
-        rows = state["row"][:, None]
-        out_x = tf.tensor_scatter_nd_update(out_x, rows, state["x_best"])
-        out_loss = tf.tensor_scatter_nd_update(out_loss, rows, state["loss_best"])
-        return out_x, out_fooled, out_loss
+        return run_loop(cond, body, state, out_x, out_fooled, out_loss)
 
     return tf.function(attack, input_signature=batch_signature(image_shape, 3))
 
@@ -401,28 +379,13 @@ def build_apgd_l1(model: Model, *, loss: str, eps: float, n_iter: int, eot_iter:
             s["grad"] = tf.where(expand_to(fell, x_new), s["grad_best"], s["grad"])
 
             if last:
-                rows = tf.boolean_mask(s["row"], fooled)[:, None]
-                out_x = tf.tensor_scatter_nd_update(out_x, rows, tf.boolean_mask(x_new, fooled))
-                out_fooled = tf.tensor_scatter_nd_update(out_fooled, rows,
-                                                         tf.ones_like(rows[:, 0], tf.bool))
-                out_loss = tf.tensor_scatter_nd_update(
-                    out_loss, rows, tf.fill(tf.shape(rows[:, 0]), tf.cast(-np.inf, tf.float32)))
-                s = drop(s, tf.logical_not(fooled))
+                s, out_x, out_fooled, out_loss = freeze_fooled(s, fooled, x_new, out_x,
+                                                               out_fooled, out_loss)
             return (report_step(offset + i + 1, tf.size(s["row"]), budget=n_iter) - offset, s,
                     out_x, out_fooled, out_loss)
 
-        invariants = {k: tf.TensorShape([None]).concatenate(v.shape[1:])
-                      for k, v in state.items()}
-        _, state, out_x, out_fooled, out_loss = tf.while_loop(
-            cond, body, (tf.constant(0), state, out_x, out_fooled, out_loss),
-            shape_invariants=(tf.TensorShape([]), invariants, out_x.shape, out_fooled.shape,
-                              out_loss.shape))
-        rows = state["row"][:, None]
-        out_x = tf.tensor_scatter_nd_update(out_x, rows, state["x_best"])
-        if not last:
-            return out_x, None, None
-        out_loss = tf.tensor_scatter_nd_update(out_loss, rows, state["loss_best"])
-        return out_x, out_fooled, out_loss
+        out_x, out_fooled, out_loss = run_loop(cond, body, state, out_x, out_fooled, out_loss)
+        return (out_x, out_fooled, out_loss) if last else (out_x, None, None)
 
     def attack(x, labels, targets, ids, total, seed):
         labels = tf.cast(labels, tf.int32)
@@ -453,7 +416,7 @@ def build_apgd_l1(model: Model, *, loss: str, eps: float, n_iter: int, eot_iter:
     return tf.function(attack, input_signature=batch_signature(image_shape, 3))
 
 
-class AutoPGD(Attack):
+class AutoPGD(EnsembleMember):
     """Auto-PGD with one loss (set by the subclass): ``n_restarts`` runs from random starts,
     each on the samples no run has fooled yet. See the module docstring for the algorithm.
 
@@ -521,13 +484,11 @@ class AutoPGD(Attack):
         return todo[better]
 
     def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
-               total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Attack x (rows ``ids`` of a caller's batch of ``total`` samples: the random draws
-        depend only on seed and row, so the ensemble gets each sample's standalone result).
-        Returns x_adv, fooled (bool, n) and extras."""
+               total: int, logits: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         self.check_classes(model, y, self.loss)
         labels = y.astype(np.int32)
-        attack = predict_logits(model, x).argmax(axis=1) == labels
+        attack = self.clean_logits(model, x, logits).argmax(axis=1) == labels
         x_adv = x.copy()
         fooled = np.zeros(len(x), bool)
         best_loss = np.full(len(x), -np.inf, np.float32)
@@ -535,10 +496,4 @@ class AutoPGD(Attack):
         for restart in range(self.n_restarts):
             self.fold_run(fn, x, labels, labels, ids.astype(np.int32), total, [seed, restart],
                           attack, (x_adv, fooled, best_loss))
-        return hold_budget(x, x_adv, self.eps, self.norm), fooled | ~attack, {}
-
-    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
-        x_adv, _, extras = self.run_on(model, x, y, seed=seed, ids=np.arange(len(x)),
-                                       total=len(x))
-        return AttackOutput(x_adv=x_adv, extras=extras)
+        return self.held(x, x_adv), fooled | ~attack, {}

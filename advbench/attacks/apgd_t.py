@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from advbench.attacks.apgd import AutoPGD, hold_budget
+from advbench.attacks.apgd import AutoPGD
 from advbench.core.types import Model
-from advbench.models.zoo import predict_logits
 
 
 def ranked_targets(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -53,10 +52,11 @@ class APGDTargeted(AutoPGD):
     loss = "dlr-targeted"
 
     def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
-               total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+               total: int, logits: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         num_classes = self.check_classes(model, y, self.loss)
         labels = y.astype(np.int32)
-        logits = predict_logits(model, x)
+        logits = self.clean_logits(model, x, logits)
         attack = logits.argmax(axis=1) == labels
         ranked = ranked_targets(logits, labels, min(self.n_target_classes, num_classes - 1))
         x_adv = x.copy()
@@ -78,4 +78,4 @@ class APGDTargeted(AutoPGD):
                                         (x_adv, fooled, best_loss))
                 if changed is not None:
                     target[changed] = targets[changed]
-        return hold_budget(x, x_adv, self.eps, self.norm), fooled | ~attack, {"target": target}
+        return self.held(x, x_adv), fooled | ~attack, {"target": target}

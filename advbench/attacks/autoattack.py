@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from advbench.attacks import ATTACK_CLASSES
-from advbench.attacks.apgd import MIN_CLASSES, hold_budget
+from advbench.attacks.apgd import MIN_CLASSES
 from advbench.attacks.base import Attack, AttackOutput
-from advbench.attacks.norms import L1_ATTACKS
+from advbench.attacks.norms import NORMS
 from advbench.core.errors import ParameterError
 from advbench.core.types import Model
 from advbench.models.zoo import predict_logits
@@ -79,8 +79,8 @@ def missing_reason(name: str, norm: str) -> str | None:
     """Why advbench cannot run member ``name`` at ``norm`` (None: it can)."""
     if name not in ATTACK_CLASSES:
         return f"{name} is not in this advbench"
-    if norm == "l1" and name not in L1_ATTACKS:
-        return f"advbench's {name} has no l1"
+    if not NORMS[norm].takes(name):
+        return f"advbench's {name} has no {norm}"
     return None
 
 
@@ -184,11 +184,11 @@ class AutoAttack(Attack):
         return text
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
         num_classes = int(model.output_shape[-1])
         x_adv = x.copy()
-        broken_by = np.where(predict_logits(model, x).argmax(axis=1) == y, ROBUST,
-                             MISCLASSIFIED).astype(np.int32)
+        logits = self.clean_logits(model, x, logits)
+        broken_by = np.where(logits.argmax(axis=1) == y, ROBUST, MISCLASSIFIED).astype(np.int32)
         for index, attack in enumerate(self.attacks):
             if num_classes < MIN_CLASSES.get(getattr(attack, "loss", ""), 0):
                 continue  # a DLR loss needs 3 or 4 classes; the authors' checks warn likewise
@@ -198,13 +198,13 @@ class AutoAttack(Attack):
             # The member's random draws depend on (seed, row), so its result per sample is
             # the one it gets alone on the whole batch.
             out_x, _, _ = attack.run_on(model, x[todo], y[todo], seed=seed, ids=todo,
-                                        total=len(x))
+                                        total=len(x), logits=logits[todo])
             fooled = predict_logits(model, out_x).argmax(axis=1) != y[todo]
             broken_by[todo[fooled]] = index
             # Samples still robust keep the latest member's point: inside the ball, and the
             # most useful one to inspect (the last attack's best).
             x_adv[todo] = out_x
-        return AttackOutput(x_adv=hold_budget(x, x_adv, self.eps, self.norm),
+        return AttackOutput(x_adv=self.held(x, x_adv),
                             extras={"broken_by": broken_by})
 
 

@@ -17,12 +17,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
+from advbench.attacks.norms import NORMS
 from advbench.core import progress
 from advbench.core.checks import check_class_labels, check_images, check_seed, check_targets
 from advbench.core.errors import ParameterError
 from advbench.core.params import Parameterized, Spec
 from advbench.core.types import Model
 from advbench.models.gradients import attack_model
+from advbench.models.zoo import predict_logits
 
 
 @dataclasses.dataclass
@@ -153,12 +155,33 @@ class Attack(Parameterized):
             context["logits"] = logits
         # Same logits, cheaper input gradients on the CPU (advbench.models.gradients).
         out = self.run(attack_model(model), x, y, target=target, seed=int(seed), **context)
-        out.x_adv = np.clip(np.asarray(out.x_adv, dtype=np.float32), 0.0, 1.0)
+        out.x_adv = self.held(x, np.clip(np.asarray(out.x_adv, dtype=np.float32), 0.0, 1.0))
         return out
+
+    def budget(self) -> float | None:
+        """The eps the attack's output is held to in its norm, None for attacks without one
+        (minimal attacks: fgsm-min, deepfool, cw-l2, fmn, fab without eps; jsma)."""
+        eps = getattr(self, "eps", None)
+        return None if eps is None or self.minimal else float(eps)
+
+    def held(self, x: np.ndarray, x_adv: np.ndarray) -> np.ndarray:
+        """x_adv held to the budget (``budget``) exactly, the one rule of every attack
+        (``norms.Norm.hold``): ||x_adv - x|| <= eps computed in float64, x_adv in [0, 1].
+        x, x_adv: float32 (batch, H, W, C); returns float32 shaped like x."""
+        eps = self.budget()
+        if eps is None:
+            return x_adv
+        return NORMS[self.norm].hold(x, x_adv, eps).numpy()
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int) -> AttackOutput:
         raise NotImplementedError
+
+    @staticmethod
+    def clean_logits(model: Model, x: np.ndarray, logits: np.ndarray | None) -> np.ndarray:
+        """The model's logits on x, float32 (batch, classes): ``logits`` when the caller
+        handed them (the driver's clean pass of the batch), else one forward pass."""
+        return predict_logits(model, x) if logits is None else logits
 
     def compiled(self, model: Model, key: str, build: Callable[[], Callable]) -> Callable:
         """A ``tf.function`` built once per (attack, model, key) and reused across batches.
@@ -176,3 +199,22 @@ class Attack(Parameterized):
         if key not in per_model:
             per_model[key] = tf.function(build(), reduce_retracing=True)
         return per_model[key]
+
+
+class EnsembleMember(Attack):
+    """An attack AutoAttack runs on the samples still robust (APGD, FAB, Square): ``run_on``
+    attacks rows ``ids`` of a caller's batch of ``total`` samples, its random draws depending
+    only on seed and row, so the ensemble gets each sample's standalone result."""
+
+    def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
+               total: int, logits: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """x_adv, fooled (bool, n: adversarial or misclassified clean) and extras of x, rows
+        ``ids`` of the caller's batch; ``logits``: the clean logits of x when known."""
+        raise NotImplementedError
+
+    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
+        x_adv, _, extras = self.run_on(model, x, y, seed=seed, ids=np.arange(len(x)),
+                                       total=len(x), logits=logits)
+        return AttackOutput(x_adv=x_adv, extras=extras)

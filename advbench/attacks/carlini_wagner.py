@@ -250,11 +250,11 @@ class CarliniWagnerL2(Attack):
                 "--binary-search-steps")
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
         targeted = target is not None
         labels = (y if target is None else target).astype(np.int32)
 
-        predicted = np.argmax(predict_logits(model, x), axis=1)
+        predicted = np.argmax(self.clean_logits(model, x, logits), axis=1)
         attack = predicted != labels if targeted else predicted == labels
 
         step_fn = self.compiled(model, f"cw-l2-{targeted}", lambda: build_search_step(
@@ -299,9 +299,3 @@ class CarliniWagnerL2(Attack):
             const = np.where(attack, const, tried).astype(np.float32)
         return AttackOutput(x_adv=best_adv, extras={"const": best_const.astype(np.float32),
                                                     "iterations": iterations})
-
-
-def predict_logits(model: Model, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """Logits of x in chunks (no Keras ``predict`` overhead or progress bar)."""
-    return np.concatenate([np.asarray(model(x[i:i + chunk], training=False))
-                           for i in range(0, max(len(x), 1), chunk)])[:len(x)]

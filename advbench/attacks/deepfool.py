@@ -79,9 +79,8 @@ def build_deepfool(model: Model, k: int, max_iter: int, overshoot: float, epsilo
                    box_aware: bool) -> Callable:
     """The whole attack for one batch as one function (compiled by ``Attack.compiled``)."""
 
-    def attack(x0, labels):
+    def attack(x0, labels, clean_logits):
         labels = tf.cast(labels, tf.int32)
-        clean_logits = model(x0, training=False)
         candidates = candidate_classes(clean_logits, labels, k)
         done = tf.not_equal(tf.argmax(clean_logits, axis=1, output_type=tf.int32), labels)
         batch = tf.shape(x0)[0]
@@ -174,11 +173,12 @@ class DeepFool(Attack):
     norm = "l2"
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
         num_classes = int(model.output_shape[-1])
         k = min(self.candidates, num_classes)
         fn = self.compiled(model, f"deepfool-{k}", lambda: build_deepfool(
             model, k, self.max_iter, self.overshoot, self.epsilon, self.box_aware))
         progress.iterations(self.max_iter, label="step", samples=len(x))
-        x_adv, iterations = fn(tf.convert_to_tensor(x), tf.convert_to_tensor(y, tf.int32))
+        x_adv, iterations = fn(tf.convert_to_tensor(x), tf.convert_to_tensor(y, tf.int32),
+                               tf.constant(self.clean_logits(model, x, logits)))
         return AttackOutput(x_adv=x_adv.numpy(), extras={"iterations": iterations.numpy()})

@@ -26,13 +26,12 @@ import tensorflow as tf
 
 from advbench.attacks import FAB_NORMS
 from advbench.attacks.apgd_t import ranked_targets
-from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.base import EnsembleMember
+from advbench.attacks.norms import NORMS
 from advbench.core import progress
-from advbench.core.checks import check_labels
 from advbench.core.errors import ParameterError
 from advbench.core.ops import batch_norm, is_adversarial, report_step
 from advbench.core.types import Model, Tensor
-from advbench.models.zoo import predict_logits
 
 #: The radius of the random restarts when no eps is given: the authors' defaults per norm
 #: (``DEFAULT_EPS_DICT_BY_NORM``). A restart starts at half of it, as theirs.
@@ -280,7 +279,7 @@ def build_final_search(model: Model, steps: int) -> Callable[..., Any]:
     return search
 
 
-class FAB(Attack):
+class FAB(EnsembleMember):
     """FAB, untargeted: the closest adversarial found over ``n_restarts`` runs of ``n_iter``
     steps (the first from x, the others from random points), in L-inf, L2 or L1.
 
@@ -332,18 +331,15 @@ class FAB(Attack):
         return labels[:, None]
 
     def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
-               total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Attack x (rows ``ids`` of a caller's batch of ``total`` samples: the random starts
-        depend only on seed and row, so an ensemble gets each sample's standalone result).
-        Returns x_adv, fooled (bool, n: adversarial, within eps when given, or misclassified
-        clean) and extras."""
-        num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
+               total: int, logits: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """``EnsembleMember.run_on``; fooled: adversarial within eps when given."""
+        num_classes = int(model.output_shape[-1])  # labels: checked by Attack.__call__
         if num_classes < 2:
             raise ParameterError(f"attack {self.name!r} needs a model with at least 2 classes, "
                                  f"got {num_classes}")
         labels = y.astype(np.int32)
-        logits = predict_logits(model, x)
+        logits = self.clean_logits(model, x, logits)
         attack = logits.argmax(axis=1) == labels
         ranked = self.ranked(logits, labels, num_classes).astype(np.int32)
         fn = self.compiled(model, f"fab-{self.norm}", lambda: build_fab(
@@ -371,7 +367,8 @@ class FAB(Attack):
                 out_x, found = out_x.numpy(), np.isfinite(out_distance.numpy())
                 # Norms in float64 on the float32 points: the budget holds exactly as
                 # evaluate measures it.
-                distance = np.where(found, batch_norms(x[todo], out_x, self.norm), np.inf)
+                distance = np.where(found, NORMS[self.norm].sizes(x[todo], out_x).numpy(),
+                                    np.inf)
                 if self.eps is not None:
                     distance[distance > self.eps] = np.inf
                 better = distance < best[todo]
@@ -386,23 +383,10 @@ class FAB(Attack):
             searched = search(tf.constant(x[rows]), tf.constant(x_adv[rows]),
                               tf.constant(labels[rows])).numpy()
             # On the segment, so never farther; float32 rounding could still add an ulp.
-            keep = batch_norms(x[rows], searched, self.norm) <= best[rows]
+            keep = NORMS[self.norm].sizes(x[rows], searched).numpy() <= best[rows]
             x_adv[rows[keep]] = searched[keep]
         extras = {"target": target} if self.targeted else {}
         return x_adv, fooled | ~attack, extras
-
-    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
-        x_adv, _, extras = self.run_on(model, x, y, seed=seed, ids=np.arange(len(x)),
-                                       total=len(x))
-        return AttackOutput(x_adv=x_adv, extras=extras)
-
-
-def batch_norms(x: np.ndarray, x_adv: np.ndarray, norm: str) -> np.ndarray:
-    """Per-sample ``norm`` of x_adv - x in float64, (n,)."""
-    delta = (x_adv.astype(np.float64) - x).reshape(len(x), -1)
-    order = {"linf": np.inf, "l2": 2, "l1": 1}[norm]
-    return np.linalg.norm(delta, ord=order, axis=1)
 
 
 class FABTargeted(FAB):

@@ -142,12 +142,6 @@ def _authors_search(direction_of, adversarial_of, x: np.ndarray, labels: np.ndar
     return x_adv, eps_of, adversarial_of(x_adv, labels)
 
 
-def predicted_labels(model: Model, x: np.ndarray) -> np.ndarray:
-    """int32 (batch,): the model's predicted classes on x."""
-    return np.argmax(model(tf.convert_to_tensor(x), training=False).numpy(), axis=1).astype(
-        np.int32)
-
-
 class MinimalFGSM(Attack):
     """Minimal FGSM: smallest eps on the grid eps_step, 2 eps_step, ... <= eps_max at which
     x + eps * sign(grad) (clipped to [0, 1]) is misclassified, the gradient taken once at x.
@@ -218,16 +212,17 @@ class MinimalFGSM(Attack):
         return self.search != "authors"
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
         targeted = target is not None
+        predicted = self.clean_logits(model, x, logits).argmax(axis=1).astype(np.int32)
         if self.search == "authors":
-            return self._run_authors(model, x)
+            return self._run_authors(model, x, predicted)
         if target is not None:
             labels = target.astype(np.int32)
         else:
             # From the model's prediction, as ART's empirical_robustness (y=None): a sample
             # the model misclassifies must move off its prediction, not off its label.
-            labels = predicted_labels(model, x)
+            labels = predicted
         search = self.compiled(model, f"search-{targeted}", lambda: (
             lambda xb, lb, grid: _line_search(model, xb, lb, grid, targeted,
                                               MIN_IMAGES_PER_PASS)))
@@ -237,8 +232,7 @@ class MinimalFGSM(Attack):
         return AttackOutput(x_adv=x_adv.numpy(),
                             extras={"eps": eps.numpy(), "found": found.numpy()})
 
-    def _run_authors(self, model: Model, x: np.ndarray) -> AttackOutput:
-        labels = predicted_labels(model, x)
+    def _run_authors(self, model: Model, x: np.ndarray, labels: np.ndarray) -> AttackOutput:
 
         def gradient(xb, lb):
             direction = fgsm_direction(model, xb, lb, "linf", False)

@@ -26,11 +26,10 @@ import tensorflow as tf
 
 from advbench.attacks.base import Attack, AttackOutput
 from advbench.core import progress
-from advbench.core.checks import check_labels, check_range, check_targets
+from advbench.core.checks import check_range
 from advbench.core.ops import (DECISIVE_MARGIN, batch_norm, expand_to, is_adversarial,
                                l2_normalize, report_step)
 from advbench.core.types import Model
-from advbench.models.zoo import predict_logits
 
 #: The norm of the gradient that gives the linearised distance to the boundary,
 #: |margin| / ||grad||_dual (Hoelder's inequality), per FMN norm; L0 has none (its epsilon
@@ -308,12 +307,10 @@ class FMN(Attack):
         check_range("gamma_final", self.gamma_final, high=self.gamma_init)
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
-        num_classes = int(model.output_shape[-1])
-        check_labels(y, num_classes)
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
+        # Labels and targets: checked by Attack.__call__.
         targeted = target is not None
-        classes = (y if target is None else check_targets(target, len(x), num_classes)
-                   ).astype(np.int32)
+        classes = (y if target is None else target).astype(np.int32)
         alpha_final = self.alpha_init / 100 if self.alpha_final is None else self.alpha_final
         search = self.binary_search_steps if self.init != "input" else 0
         fn = self.compiled(model, f"fmn-{targeted}-{search}", lambda: build_fmn(
@@ -321,8 +318,8 @@ class FMN(Attack):
             alpha_final=alpha_final, gamma_init=self.gamma_init, gamma_final=self.gamma_final,
             binary_search_steps=search, targeted=targeted))
         if self.init == "batch":
-            x1, has_start = batch_starts(predict_logits(model, x), x, classes, self.norm,
-                                         targeted)
+            x1, has_start = batch_starts(self.clean_logits(model, x, logits), x, classes,
+                                         self.norm, targeted)
         else:
             x1, has_start = x, np.zeros(len(x), bool)
         progress.iterations(self.steps, label="step", samples=len(x))

@@ -192,9 +192,10 @@ class GradientDescent(Attack):
              ) -> list[tuple[tf.Tensor, tf.Tensor, np.ndarray, np.ndarray]]:
         """A one-step attack at every eps of a grid from one gradient per sample: groups
         (base, direction, steps (k,) float64, which eps (k,)) with the image at
-        ``eps[which[j]]`` = clip(base + steps[j] * direction), as ``self(model, x, y,
-        eps=eps[which[j]], seed=seed)`` gives it (``line_step``). x: float32 (n, H, W, C)
-        in [0, 1], already checked; y, target: int (n,)."""
+        ``eps[which[j]]`` = ``self.ball.hold(x, clip(base + steps[j] * direction),
+        eps[which[j]])``, as ``self(model, x, y, eps=eps[which[j]], seed=seed)`` gives it
+        (``line_step``). x: float32 (n, H, W, C) in [0, 1], already checked; y, target: int
+        (n,)."""
         from advbench.models.gradients import attack_model
 
         model = attack_model(model)  # as __call__ does: same logits, cheaper gradients

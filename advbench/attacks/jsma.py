@@ -326,7 +326,7 @@ class JSMA(Attack):
                 "them), got 0.0")
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
         key = f"jsma-{self.theta}-{self.gamma}-{self.fallback}-{self.saliency}"
         explicit = target is not None
         if target is not None:  # checked by Attack.__call__
@@ -335,12 +335,11 @@ class JSMA(Attack):
             mode = self.target_mode
 
         def build():
-            def attack(xb, labels, given_target, seed_pair):
+            def attack(xb, labels, given_target, seed_pair, clean_logits):
                 if mode == "explicit":
                     chosen = tf.cast(given_target, tf.int32)
                 else:
-                    logits = model(xb, training=False)
-                    chosen = choose_targets(logits, labels, mode, seed_pair)
+                    chosen = choose_targets(clean_logits, labels, mode, seed_pair)
                 x_adv, iterations = jsma_loop(model, xb, chosen, self.theta, self.gamma,
                                               self.fallback, self.saliency)
                 return x_adv, chosen, iterations
@@ -348,12 +347,15 @@ class JSMA(Attack):
 
         fn = self.compiled(model, f"{key}-{mode}", build)
         given = target if explicit else y
+        # The clean logits choose the targets; explicit targets need none (no forward pass).
+        clean = (np.zeros((len(x), 0), np.float32) if explicit
+                 else self.clean_logits(model, x, logits))
         progress.iterations(iteration_budget(int(np.prod(x.shape[1:])), self.theta),
                             samples=len(x))
         x_adv, chosen, iterations = fn(
             tf.convert_to_tensor(x), tf.convert_to_tensor(y),
             tf.convert_to_tensor(given, dtype=tf.int64),
-            tf.constant([seed, 0], dtype=tf.int64))
+            tf.constant([seed, 0], dtype=tf.int64), tf.constant(clean))
         return AttackOutput(
             x_adv=x_adv.numpy(),
             extras={"target": chosen.numpy().astype(np.int64),

@@ -7,7 +7,11 @@ in that ball (the structure of foolbox 3's ``gradient_descent_base``).
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from advbench.attacks import NORM_CLASSES
@@ -23,12 +27,55 @@ class Norm:
     ``tf.function``.
     """
 
+    #: The largest eps that means anything whatever the image size (the whole [0, 1] box):
+    #: 1 in L-inf; None where it grows with the image size (``diameter``).
+    largest_eps: float | None = None
+    #: The attacks (registry names) that take this norm; None: every attack with a norm.
+    attacks: tuple[str, ...] | None = None
+
     def __init__(self, name: str) -> None:
         self.name = name  # its key in advbench.attacks.NORM_CLASSES
+
+    def takes(self, attack: str) -> bool:
+        """True when the attack called ``attack`` (a registry name) takes this norm."""
+        return self.attacks is None or attack in self.attacks
+
+    def diameter(self, image_shape: Sequence[int]) -> float:
+        """The eps whose ball around any image of [0, 1]^image_shape holds the whole box."""
+        raise NotImplementedError
+
+    def random_unit(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """A random perturbation of unit norm per sample, drawn as AutoAttack's APGD draws its
+        start (``apgd.start_point``): t / ||t|| for t uniform in [-1, 1]^d (L-inf: one
+        coordinate at 1) or standard normal (L2). ``shape``: (batch, ...); ``seed``: (2,)."""
+        raise NotImplementedError
+
+    def noise(self, shape: tuple[int, ...], eps: float, rng: np.random.Generator) -> np.ndarray:
+        """float32 noise of norm exactly eps per sample (before any clipping), from a NumPy
+        generator: the audit's random-noise baseline (``score.audit.random_noise``)."""
+        raise NotImplementedError
 
     def of(self, v: tf.Tensor) -> tf.Tensor:
         """The norm of each sample of ``v``, shape (batch,)."""
         return batch_norm(v, self.name)
+
+    # -- the budget: one check and one rule for every attack with an eps -------------------
+    def sizes(self, x: ArrayLike, x_adv: ArrayLike) -> tf.Tensor:
+        """||x_adv - x|| per sample computed in float64, (batch,) float64: how every budget
+        is checked (the float32 points, measured exactly as evaluate measures them)."""
+        return batch_norm(tf.cast(x_adv, tf.float64) - tf.cast(x, tf.float64), self.name)
+
+    def hold(self, x: ArrayLike, x_adv: ArrayLike, eps: ArrayLike) -> tf.Tensor:
+        """x_adv (float32, in [0, 1]) moved the least needed for ``sizes(x, x_adv) <= eps``
+        to hold exactly, staying in [0, 1]; samples already inside are returned bit for bit.
+
+        The attacks step and project in float32, where x + delta rounds and can land an ulp
+        outside the ball (a float32 eps is not the float64 one either): ``Attack.__call__``
+        holds every eps attack's output with this, and curves their images
+        (``advbench.run.curves``). x, x_adv: float32 (batch, ...); eps: a value >= 0 or one
+        per sample (batch,). Usable inside ``tf.function``.
+        """
+        raise NotImplementedError
 
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         """The step of unit norm that raises a linear function with gradient ``grad`` most."""
@@ -58,6 +105,19 @@ class Norm:
 class LinfNorm(Norm):
     """L-inf: the sign of the gradient; per-pixel clipping; uniform per pixel."""
 
+    largest_eps = 1.0
+
+    def diameter(self, image_shape: Sequence[int]) -> float:
+        return 1.0
+
+    def random_unit(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        t = tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
+        return t / expand_to(tf.maximum(batch_norm(t, "linf"), 1e-12), t)
+
+    def noise(self, shape: tuple[int, ...], eps: float, rng: np.random.Generator) -> np.ndarray:
+        # Random signs: a corner of the ball, as far as an FGSM step goes.
+        return eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=shape)
+
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         return tf.sign(grad)
 
@@ -67,10 +127,77 @@ class LinfNorm(Norm):
     def random_delta(self, x: tf.Tensor, eps: float, seed: tf.Tensor) -> tf.Tensor:
         return tf.random.stateless_uniform(tf.shape(x), seed=seed, minval=-eps, maxval=eps)
 
+    def hold(self, x: ArrayLike, x_adv: ArrayLike, eps: ArrayLike) -> tf.Tensor:
+        # Per pixel: clipped to the float32 interval inside [x - eps, x + eps] (its ends
+        # rounded inwards in float64), the nearest float32 point of the ball. Near 0 the ulps
+        # are subnormals: a pixel 0.2 = 51/255 at eps 0.2 (or 8/255 at CIFAR's 8/255) pushed
+        # to 0 lies 3e-9 outside and is held at the smallest float32 inside.
+        x = tf.convert_to_tensor(x, tf.float32)
+        wide = tf.cast(x, tf.float64)
+        radius = expand_to(_radius(eps, x), x)
+        low = _float32_inside(wide - radius, upwards=True)
+        high = _float32_inside(wide + radius, upwards=False)
+        held = tf.minimum(tf.maximum(tf.convert_to_tensor(x_adv, tf.float32), low), high)
+        return tf.clip_by_value(held, 0.0, 1.0)
 
-class L2Norm(Norm):
+
+def _radius(eps: ArrayLike, x: tf.Tensor) -> tf.Tensor:
+    """eps per sample of x as float64, (batch,): a Python float stays the float64 it is (a
+    cast through float32 would move 0.1 to 0.10000000149)."""
+    eps = tf.cast(tf.convert_to_tensor(eps, dtype_hint=tf.float64), tf.float64)
+    return eps * tf.ones([tf.shape(x)[0]], tf.float64)
+
+
+def _float32_inside(bound: tf.Tensor, upwards: bool) -> tf.Tensor:
+    """The float32 nearest to a float64 ``bound`` on its inner side: the smallest float32 >=
+    bound (``upwards``), else the largest <= bound."""
+    near = tf.cast(bound, tf.float32)
+    beyond = tf.cast(near, tf.float64) < bound if upwards else tf.cast(near, tf.float64) > bound
+    return tf.where(beyond, tf.math.nextafter(near, np.float32(np.inf if upwards else -np.inf)),
+                    near)
+
+
+class RadialNorm(Norm):
+    """A norm whose ball is held by shrinking delta towards x (L2, L1)."""
+
+    def hold(self, x: ArrayLike, x_adv: ArrayLike, eps: ArrayLike) -> tf.Tensor:
+        # Samples outside are scaled onto eps (1 - margin) in float64, the margin doubling
+        # per pass so that float32 rounding cannot undo it: one pass or two do.
+        x = tf.convert_to_tensor(x, tf.float32)
+        wide = tf.cast(x, tf.float64)
+        radius = _radius(eps, x)
+
+        def shrink(x_adv, margin):
+            delta = tf.cast(x_adv, tf.float64) - wide
+            size = batch_norm(delta, self.name)
+            outside = size > radius
+            scale = tf.math.divide_no_nan(radius, size) * (1.0 - margin)
+            moved = tf.cast(tf.clip_by_value(wide + delta * expand_to(scale, delta), 0.0, 1.0),
+                            tf.float32)
+            return tf.where(expand_to(outside, x_adv), moved, x_adv), margin * 2.0
+
+        held, _ = tf.while_loop(
+            lambda x_adv, _: tf.reduce_any(self.sizes(x, x_adv) > radius), shrink,
+            (tf.convert_to_tensor(x_adv, tf.float32), tf.constant(1e-7, tf.float64)))
+        return held
+
+
+class L2Norm(RadialNorm):
     """L2: the gradient over its L2 norm; radial scaling; uniform in the ball (a normal
     direction with radius eps * U^(1/dim))."""
+
+    def diameter(self, image_shape: Sequence[int]) -> float:
+        return math.sqrt(math.prod(image_shape))
+
+    def random_unit(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        return l2_normalize(tf.random.stateless_normal(shape, seed))
+
+    def noise(self, shape: tuple[int, ...], eps: float, rng: np.random.Generator) -> np.ndarray:
+        # A uniform random direction of length eps.
+        delta = rng.standard_normal(shape).astype(np.float32)
+        norms = np.sqrt((delta.reshape(shape[0], -1) ** 2).sum(axis=1))
+        scale = (eps / np.maximum(norms, 1e-12)).reshape((-1,) + (1,) * (len(shape) - 1))
+        return (delta * scale).astype(np.float32)
 
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         return l2_normalize(grad)
@@ -146,13 +273,29 @@ def l1_box_projection(x: tf.Tensor | None, delta: tf.Tensor,
     return tf.reshape(projected, shape)
 
 
-class L1Norm(Norm):
+class L1Norm(RadialNorm):
     """L1: the steepest unit step puts all of it on the largest gradient entries; the ball is
     projected onto together with the box (``l1_box_projection``), since clipping to [0, 1]
     after an L1-ball projection gives a point of the ball but not the nearest one of the
     intersection (Croce and Hein, "Mind the box", ICML 2021). Only APGD (and so AutoAttack)
     takes L1 (``L1_ATTACKS``); its step is the sparse one of l1-APGD (``apgd.build_apgd_l1``).
     """
+
+    def diameter(self, image_shape: Sequence[int]) -> float:
+        return float(math.prod(image_shape))
+
+    def random_unit(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        # Laplace magnitudes with random signs over their L1 norm: uniform on the sphere.
+        magnitude = -tf.math.log(tf.random.stateless_uniform(shape, seed, 1e-30, 1.0))
+        signs = tf.sign(tf.random.stateless_uniform(shape, seed + [0, 2], -1.0, 1.0))
+        return signs * magnitude / expand_to(batch_norm(magnitude, "l1"), magnitude)
+
+    def noise(self, shape: tuple[int, ...], eps: float, rng: np.random.Generator) -> np.ndarray:
+        magnitude = rng.exponential(size=shape).astype(np.float32)
+        signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=shape)
+        total = magnitude.reshape(shape[0], -1).sum(axis=1)
+        scale = (eps / np.maximum(total, 1e-12)).reshape((-1,) + (1,) * (len(shape) - 1))
+        return (signs * magnitude * scale).astype(np.float32)
 
     def normalise(self, grad: tf.Tensor) -> tf.Tensor:
         size = tf.abs(grad)
@@ -177,13 +320,13 @@ class L1Norm(Norm):
         return direction * expand_to(eps * u ** (1.0 / dim), x)
 
 
-NORMS: dict[str, Norm] = {name: cls(name)
-                          for name, cls in load_classes("advbench.attacks", NORM_CLASSES).items()}
-
-
 #: The attacks that take ``norm="l1"`` (the others refuse it: their steps and random starts
 #: were checked against their references in L-inf and L2 only).
 L1_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "fab", "fab-t", "square")
+L1Norm.attacks = L1_ATTACKS
+
+NORMS: dict[str, Norm] = {name: cls(name)
+                          for name, cls in load_classes("advbench.attacks", NORM_CLASSES).items()}
 
 
 def check_norm(name: str, attack: str | None = None) -> Norm:
@@ -191,7 +334,9 @@ def check_norm(name: str, attack: str | None = None) -> Norm:
     ``attack`` (a registry name) does not take it."""
     if name not in NORMS:
         raise ParameterError(f"norm must be one of {', '.join(NORMS)}, got {name!r}")
-    if attack is not None and name == "l1" and attack not in L1_ATTACKS:
-        raise ParameterError(f"attack {attack!r} takes norm linf or l2, not l1 (l1 is for "
-                             f"{', '.join(L1_ATTACKS)})")
-    return NORMS[name]
+    norm = NORMS[name]
+    if attack is not None and not norm.takes(attack):
+        others = [n for n, other in NORMS.items() if other.takes(attack)]
+        raise ParameterError(f"attack {attack!r} takes norm {' or '.join(others)}, not {name} "
+                             f"({name} is for {', '.join(norm.attacks or ())})")
+    return norm

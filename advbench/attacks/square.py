@@ -21,14 +21,13 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks.apgd import batch_signature, drop, hold_budget
-from advbench.attacks.base import Attack, AttackOutput
+from advbench.attacks.apgd import batch_signature, drop
+from advbench.attacks.base import EnsembleMember
 from advbench.attacks.norms import check_norm, l1_box_projection
 from advbench.core import progress
 from advbench.core.errors import ParameterError
 from advbench.core.ops import l2_normalize, logit_margin, report_step
 from advbench.core.types import Model
-from advbench.models.zoo import predict_logits
 
 #: Queries after which p is halved (the paper's schedule for 10,000 queries).
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -313,7 +312,7 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
     return tf.function(attack, input_signature=batch_signature(image_shape, 2))
 
 
-class Square(Attack):
+class Square(EnsembleMember):
     """The Square Attack: score-based random search in square windows, L-inf or L2.
 
     Needs only the model's logits, never its gradient: the check that a defense which hides
@@ -352,14 +351,13 @@ class Square(Attack):
         check_norm(self.norm, self.name)  # l1 is for the attacks of L1_ATTACKS
 
     def run_on(self, model: Model, x: np.ndarray, y: np.ndarray, *, seed: int, ids: np.ndarray,
-               total: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Attack x, rows ``ids`` of a caller's batch of ``total`` samples (the random draws
-        depend only on seed and row). Returns x_adv, fooled (bool, n) and extras."""
+               total: int, logits: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         if x.ndim != 4:
             raise ParameterError(f"square needs images (batch, height, width, channels), got "
                                  f"an array of shape {x.shape}")
         labels = y.astype(np.int32)
-        attack = predict_logits(model, x).argmax(axis=1) == labels
+        attack = self.clean_logits(model, x, logits).argmax(axis=1) == labels
         fn = self.compiled(model, "square", lambda: build_square(
             model, eps=self.eps, norm=self.norm, n_queries=self.n_queries, p_init=self.p_init,
             rescale_schedule=self.rescale_schedule, loss=self.loss,
@@ -383,11 +381,5 @@ class Square(Attack):
             best_loss[todo[better]] = out_loss[better]
             fooled[todo[out_fooled]] = True
             queries[todo] += out_queries
-        return (hold_budget(x, x_adv, self.eps, self.norm), fooled | ~attack,
+        return (self.held(x, x_adv), fooled | ~attack,
                 {"queries": queries})
-
-    def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
-        x_adv, _, extras = self.run_on(model, x, y, seed=seed, ids=np.arange(len(x)),
-                                       total=len(x))
-        return AttackOutput(x_adv=x_adv, extras=extras)

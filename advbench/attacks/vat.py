@@ -111,14 +111,14 @@ class VirtualAdversarial(Attack):
     randomized = True
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
-            seed: int) -> AttackOutput:
+            seed: int, logits: np.ndarray | None = None) -> AttackOutput:
         def build():
-            def attack(xb, seed_tensor):
-                logits = model(xb, training=False)
+            def attack(xb, logits, seed_tensor):
                 r = vat_perturbation(model, xb, logits, self.eps, self.xi,
                                      self.power_iterations, seed_tensor)
                 return tf.clip_by_value(xb + r, 0.0, 1.0)
             return attack
         attack = self.compiled(model, "vat", build)
-        x_adv = attack(tf.convert_to_tensor(x), tf.constant([seed, 0], dtype=tf.int64))
+        x_adv = attack(tf.convert_to_tensor(x), tf.constant(self.clean_logits(model, x, logits)),
+                       tf.constant([seed, 0], dtype=tf.int64))
         return AttackOutput(x_adv=x_adv.numpy())

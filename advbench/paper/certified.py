@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from advbench.attacks import make_attack
-from advbench.paper.tables import markdown_table, percent
+from advbench.paper.tables import finish_accuracy_figure, markdown_table, percent, pyplot
 from advbench.run.artifacts import read_attack_artifact
 from advbench.run.runner import AttackRun
 from advbench.run.shards import merge_shards
@@ -141,14 +141,7 @@ def certified_figure(results: dict[str, Any], path: Path, labels: dict[str, str]
     certified = results.get("certified")
     if not certified:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from advbench.score.report import save_figure
-
-    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    fig, ax = pyplot().subplots(figsize=(7.2, 4.8))
     for name, entry in certified.items():
         colour = colours.get(name)
         curve = entry["certified"]["curve"]
@@ -159,19 +152,10 @@ def certified_figure(results: dict[str, Any], path: Path, labels: dict[str, str]
         ax.plot(empirical["radius"], [100 * v for v in empirical["robust_accuracy"]],
                 color=colour, linestyle="--", linewidth=1.2,
                 label=f"{labels.get(name, name)}, {entry['attack']} on the base model")
-    ax.set_xlabel("L2 radius ([0, 1] pixel units)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(True, alpha=0.3)
-    ax.set_title("The defenses, certified: randomized smoothing (solid) and a minimal L2 "
-                 "attack (dashed)", fontsize="medium")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return finish_accuracy_figure(
+        fig, ax, path, xlabel="L2 radius ([0, 1] pixel units)",
+        title="The defenses, certified: randomized smoothing (solid) and a minimal L2 attack "
+              "(dashed)")
 
 
 def compare(entries: dict[str, Any], first: str, second: str, radius: float) -> dict[str, Any]:

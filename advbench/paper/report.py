@@ -18,7 +18,8 @@ from advbench.core.revision import describe
 from advbench.paper import authors, claims as paper_claims, published
 from advbench.paper.certified import certified_figure, certified_section
 from advbench.paper.strong import strong_section
-from advbench.paper.tables import markdown_table as _table, number as _num, percent as _pct
+from advbench.paper.tables import (finish_accuracy_figure, markdown_table as _table,
+                                   number as _num, percent as _pct, pyplot)
 from advbench.run.artifacts import jsonable, read_model_metadata
 from advbench.score.report import save_figure, write_text
 
@@ -34,15 +35,6 @@ COLOURS = {
 }
 LABELS = {**published.DEFENSE_LABELS, **published.TABLE1_LABELS,
           "cnn-gda-cohen": "GDA as Cohen et al. (one noisy copy per step)"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -100,7 +92,7 @@ def figure3(results: dict, path: Path, models: list[str]) -> Path | None:
             curves[name] = found
     if not curves:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.2, 4.8))
     for name, (eps, rows) in curves.items():
         _plot_band(ax, eps, rows, name, linewidth=1.8)
@@ -110,21 +102,11 @@ def figure3(results: dict, path: Path, models: list[str]) -> Path | None:
     ax.plot([], [], marker="*", color="white", markeredgecolor="black", markersize=11,
             linestyle="none", label="paper (Table 1 diagonal, eps 0.1)")
     _eps_lines(ax, {0.1: "Table 1", 0.3: "the paper's bound for undetectable FGSM"})
-    ax.set_xlabel("FGSM eps (L-inf)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(True, alpha=0.3)
     seeds = max(len(rows) for _, rows in curves.values())
-    ax.set_title("Figure 3: white-box FGSM, per architecture (MNIST)" + (
-        f"\nlines: mean over {seeds} seeds; bands: min-max over seeds" if seeds > 1 else ""),
-        fontsize="medium")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return finish_accuracy_figure(
+        fig, ax, path, xlabel="FGSM eps (L-inf)",
+        title="Figure 3: white-box FGSM, per architecture (MNIST)" + (
+            f"\nlines: mean over {seeds} seeds; bands: min-max over seeds" if seeds > 1 else ""))
 
 
 def figure4(results: dict, path: Path, defenses: list[str], source: str,
@@ -134,7 +116,7 @@ def figure4(results: dict, path: Path, defenses: list[str], source: str,
               ("rand-fgsm", False, f"Random + FGSM, black-box (from {source})")]
     if not any(_curves(results, a, wb, source) for a, wb, _ in panels):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey=True)
     reference = published.TABLE4 if dataset == "mnist" else published.TABLE5
     for ax, (attack, white_box, title) in zip(axes.flat, panels):
@@ -180,7 +162,7 @@ def figure1(results: dict, path: Path) -> Path | None:
     fig1 = results.get("figure1")
     if not fig1 or not fig1["panels"]:
         return None
-    plt = _plt()
+    plt = pyplot()
     rows = [("clean", None)] + [(name, panel) for name, panel in fig1["panels"].items()]
     fig, axes = plt.subplots(len(rows), 10, figsize=(12, 1.5 * len(rows) + 0.6))
     for r, (name, panel) in enumerate(rows):

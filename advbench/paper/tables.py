@@ -1,7 +1,9 @@
-"""Markdown cells and tables of the reproduction report (report.py, authors.py, strong.py)."""
+"""Markdown cells and tables of the reproduction report (report.py, authors.py, strong.py),
+and the finishing of its accuracy figures (report.py, certified.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -20,3 +22,33 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend: the report's figures are files, never windows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def finish_accuracy_figure(fig: Any, ax: Any, path: Path, *, xlabel: str, title: str,
+                           dpi: int = 110) -> Path:
+    """Label a one-panel accuracy plot (y: "accuracy (%)", 0 to 100, light grid, legend),
+    save it as ``path`` (``score.report.save_figure``, atomic) and close it; returns path."""
+    from advbench.score.report import save_figure
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    try:
+        save_figure(fig, path, dpi=dpi)
+    finally:
+        pyplot().close(fig)
+    return path

@@ -32,13 +32,13 @@ from advbench.core.checks import check_int, check_range
 from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
-from advbench.data import batch_seed
 from advbench.data.samples import Samples, check_model_fits
 from advbench.models.foreign import model_provenance
 from advbench.models.zoo import forward_function
 from advbench.run import CURVE_ATTACKS, outputs
 from advbench.run.artifacts import (CURVE_SCHEMA, find_artifact, read_arrays, run_artifact_path,
                                     write_arrays)
+from advbench.run.runner import batches
 
 # The eps grids of curves (parsed in the TensorFlow-free ``budgets``, kept here by name).
 parse_eps = budgets.parse_eps
@@ -52,23 +52,28 @@ IMAGES_PER_PASS = 2048
 _SWEEP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _sweep_function(model):
-    """tf.function (base, direction, steps (k,)) -> int32 predictions (k, batch) of
-    clip(base + step * direction) for every step, in one forward pass; built once per model."""
-    function = _SWEEP_CACHE.get(model)
-    if function is None:
-        def sweep(base, direction, steps):
+def _sweep_function(model, norm: str):
+    """tf.function (x, base, direction, steps (k,), eps (k,) float64) -> int32 predictions
+    (k, batch) of the image at each step: clip(base + step * direction) held to the eps ball
+    around x (``norms.Norm.hold``, as the attack at that eps holds its output), in one
+    forward pass; built once per model and norm."""
+    functions = _SWEEP_CACHE.setdefault(model, {})
+    if norm not in functions:
+        ball = NORMS[norm]
+
+        def sweep(x, base, direction, steps, eps):
             k = tf.shape(steps)[0]
             shape = tf.shape(base)
             scaled = tf.reshape(steps, [-1, 1, 1, 1, 1]) * direction[None]
             images = tf.clip_by_value(base[None] + scaled, 0.0, 1.0)
-            flat = tf.reshape(images, tf.concat([[k * shape[0]], shape[1:]], 0))
+            flat_shape = tf.concat([[k * shape[0]], shape[1:]], 0)
+            flat = ball.hold(tf.reshape(tf.broadcast_to(x[None], tf.shape(images)), flat_shape),
+                             tf.reshape(images, flat_shape), tf.repeat(eps, shape[0]))
             predictions = tf.argmax(model(flat, training=False), axis=-1, output_type=tf.int32)
             return tf.reshape(predictions, [k, shape[0]])
 
-        function = tf.function(sweep, reduce_retracing=True)
-        _SWEEP_CACHE[model] = function
-    return function
+        functions[norm] = tf.function(sweep, reduce_retracing=True)
+    return functions[norm]
 
 
 _CURVE_ATTACK_OBJECTS: dict[tuple[str, str, float], GradientDescent] = {}
@@ -106,6 +111,8 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     the curve equals ``advbench attack --attack rand-fgsm`` run at each eps with the same
     seed and batch size. For eps < alpha the budget cannot hold the random step: the image is
     clip(x + eps * sign(noise)), noise only (the paper's Figure 5 note: Gaussian noise there).
+    Every image is held to its eps ball exactly in float64, as every attack's output is
+    (``norms.Norm.hold``).
 
     Args:
         source_model: Keras model (logits) whose gradient gives the direction.
@@ -128,12 +135,16 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     if attack not in CURVE_ATTACKS:
         raise ParameterError(f"curves are computed for {', '.join(CURVE_ATTACKS)}, not "
                              f"{attack!r}; run other attacks at one eps")
-    if norm not in NORMS or (attack == "rand-fgsm" and norm != "linf"):
+    check_range("alpha", alpha, low=0.0)
+    try:  # the attack's own norms: fgsm's, rand-fgsm's one
+        line: GradientDescent | None = curve_attack(attack, norm, alpha)
+    except ParameterError:
+        line = None
+    if line is None or line.norm != norm:
         raise ParameterError(f"norm must be linf (or l2 for fgsm), got {norm!r}")
     eps = np.asarray(eps, dtype=np.float64)
     if eps.ndim != 1 or eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ParameterError(f"eps must be a non-empty list of finite values >= 0, got {eps}")
-    check_range("alpha", alpha, low=0.0)
     check_int("batch size", batch_size, low=1)
     if not target_models:
         raise ParameterError("give at least one model to score the curve on")
@@ -144,27 +155,27 @@ def sweep(source_model: Model, target_models: list[Model], x: np.ndarray, y: np.
     dtype = _prediction_dtype(num_classes)
     pred_clean = np.zeros((len(target_models), n), dtype)
     pred_adv = np.zeros((len(target_models), eps.size, n), dtype)
-    line = curve_attack(attack, norm, alpha)
-    sweeps = [_sweep_function(m) for m in target_models]
+    sweeps = [_sweep_function(m, norm) for m in target_models]
     forwards = [forward_function(m) for m in target_models]
     progress = progress or Progress(quiet=True)
     progress.start(f"{attack} curve", math.ceil(n / batch_size))
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+    for batch, batch_seed_of in batches(n, batch_size, seed):
+        start, stop = batch.start, batch.stop
         xb = tf.constant(x[start:stop])
         yb = labels[start:stop]
         # (base, direction, steps, which eps) groups: each eps is one step along one
         # direction from one base image, drawn as the attack draws it at that eps.
         groups = line.line(source_model, x[start:stop], yb, [float(e) for e in eps],
-                           seed=batch_seed(seed, start))
+                           seed=batch_seed_of)
         per_pass = max(1, IMAGES_PER_PASS // (stop - start))
         for t, (sweep_fn, forward) in enumerate(zip(sweeps, forwards)):
             pred_clean[t, start:stop] = forward(xb).numpy().argmax(axis=1)
             for base, direction, steps, where in groups:
                 for k in range(0, len(steps), per_pass):
-                    chunk = tf.constant(steps[k:k + per_pass].astype(np.float32))
-                    pred_adv[t, where[k:k + per_pass], start:stop] = \
-                        sweep_fn(base, direction, chunk).numpy()
+                    rows = where[k:k + per_pass]
+                    pred_adv[t, rows, start:stop] = sweep_fn(
+                        xb, base, direction, tf.constant(steps[k:k + per_pass].astype(np.float32)),
+                        tf.constant(eps[rows], tf.float64)).numpy()
         progress.advance(1, samples=stop - start)
     progress.close()
     return {"pred_clean": pred_clean, "pred_adv": pred_adv}

@@ -194,7 +194,8 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
                      f"samples done in {output}")
 
     forward = forward_function(model)
-    batch_starts = list(range(0, n, run.batch_size))
+    seeds = {sl.start: s for sl, s in batches(n, run.batch_size, run.seed)}
+    batch_starts = list(seeds)
     if shard is not None:
         batch_starts = shard.batches(batch_starts)
     todo = [s for s in batch_starts if not state["completed"][s:s + run.batch_size].all()]
@@ -213,7 +214,7 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
             if run.target_mode is not None:
                 target = choose_targets(
                     tf.constant(clean_logits), tf.constant(yb), run.target_mode,
-                    tf.constant([batch_seed(run.seed, start), 0], tf.int64)).numpy().astype(
+                    tf.constant([seeds[start], 0], tf.int64)).numpy().astype(
                         np.int64)
                 state["target"][sl] = target
             # Minimal attacks move a sample off the class they start from: the clean
@@ -221,7 +222,7 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
             start_class = (clean_logits.argmax(axis=1).astype(np.int64)
                            if starts_from(run, attack) == "prediction" else yb)
             out = attack(model, xb, start_class, target=target, logits=clean_logits,
-                         seed=batch_seed(run.seed, start))
+                         seed=seeds[start])
             adv_pred = forward(tf.constant(out.x_adv)).numpy().argmax(axis=1)
             state["x_adv"][sl] = out.x_adv
             state["pred_clean"][sl] = clean_logits.argmax(axis=1)
@@ -258,6 +259,15 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     return output
 
 
+def batches(n: int, batch_size: int, seed: int) -> list[tuple[slice, int]]:
+    """The driver's batches of n samples: (rows, batch seed) for the batches that start at
+    0, batch_size, 2 batch_size, ..., seeded ``data.batch_seed(seed, start)``. The one
+    batching and seed rule of attack runs (and their shards), ``attack_arrays``, curves and
+    the audit: the same seed and batch size draw the same numbers in each."""
+    return [(slice(start, min(start + batch_size, n)), batch_seed(seed, start))
+            for start in range(0, n, batch_size)]
+
+
 def attack_arrays(attack: Attack, model: Model, x: np.ndarray, y: np.ndarray, *,
                   seed: int = 0, batch_size: int = 128, todo: np.ndarray | None = None,
                   progress: Progress | None = None) -> np.ndarray:
@@ -272,12 +282,12 @@ def attack_arrays(attack: Attack, model: Model, x: np.ndarray, y: np.ndarray, *,
     """
     x_adv = np.array(x, dtype=np.float32, copy=True)
     todo = np.ones(len(x), bool) if todo is None else np.asarray(todo, bool)
-    starts = [s for s in range(0, len(x), batch_size) if todo[s:s + batch_size].any()]
+    planned = [(sl, s) for sl, s in batches(len(x), batch_size, seed) if todo[sl].any()]
     if progress:
-        progress.start(f"crafting {attack.name}", len(starts))
-    for start in starts:
-        rows = start + np.flatnonzero(todo[start:start + batch_size])
-        x_adv[rows] = attack(model, x[rows], y[rows], seed=batch_seed(seed, start)).x_adv
+        progress.start(f"crafting {attack.name}", len(planned))
+    for sl, batch_seed_of in planned:
+        rows = sl.start + np.flatnonzero(todo[sl])
+        x_adv[rows] = attack(model, x[rows], y[rows], seed=batch_seed_of).x_adv
         if progress:
             progress.advance(1, samples=len(rows))
     if progress:

@@ -28,13 +28,14 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from advbench import __version__
 from advbench.attacks import make_attack
+from advbench.attacks.norms import NORMS
 from advbench.core.checks import check_int, check_range, check_seed
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.files import output_lock
@@ -43,15 +44,12 @@ from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.models import ARCHITECTURE_BUILDERS
 from advbench.models.adapt import looks_like_probabilities
-from advbench.models.gradients import attack_model
 from advbench.models.zoo import forward_function, predict_logits
 from advbench.run import outputs
 from advbench.run.artifacts import AUDIT_SCHEMA, jsonable, read_arrays, write_arrays
-from advbench.run.runner import attack_arrays
+from advbench.run.curves import sweep
+from advbench.run.runner import attack_arrays, batches
 from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, AUDIT_PARAMS, VERDICTS
-
-if TYPE_CHECKING:
-    from advbench.attacks.fgsm import FGSM
 
 #: The checks by number (1-8), as issue 10 and the docs number them.
 CHECK_NUMBERS: dict[str, int] = {name: i for i, name in enumerate(AUDIT_CHECKS, start=1)}
@@ -170,8 +168,9 @@ def worst(verdicts: Sequence[str]) -> str:
 
 
 def full_box_eps(norm: str, image_shape: Sequence[int]) -> float:
-    """The eps that holds every image of [0, 1]^shape: 1 (L-inf), sqrt(prod(shape)) (L2)."""
-    return 1.0 if norm == "linf" else float(math.sqrt(math.prod(image_shape)))
+    """The eps that holds every image of [0, 1]^shape: 1 (L-inf), sqrt(prod(shape)) (L2)
+    (``norms.Norm.diameter``)."""
+    return NORMS[norm].diameter(image_shape)
 
 
 def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
@@ -196,16 +195,10 @@ def margin_gradients(model: Model, x: np.ndarray, y: np.ndarray,
 
 
 def random_noise(x: np.ndarray, eps: float, norm: str, rng: np.random.Generator) -> np.ndarray:
-    """x plus noise of norm exactly eps before clipping to [0, 1]: random signs times eps
-    (L-inf; a corner of the ball, as far as an FGSM step goes) or a uniform random direction
-    of length eps (L2)."""
-    if norm == "linf":
-        delta = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=x.shape)
-    else:
-        delta = rng.standard_normal(x.shape).astype(np.float32)
-        norms = np.sqrt((delta.reshape(len(x), -1) ** 2).sum(axis=1))
-        delta *= (eps / np.maximum(norms, 1e-12)).reshape((-1,) + (1,) * (x.ndim - 1))
-    return np.clip(x + delta, 0.0, 1.0).astype(np.float32)
+    """x plus noise of norm exactly eps before clipping to [0, 1] (``norms.Norm.noise``):
+    random signs times eps (L-inf; a corner of the ball, as far as an FGSM step goes) or a
+    uniform random direction of length eps (L2)."""
+    return np.clip(x + NORMS[norm].noise(x.shape, eps, rng), 0.0, 1.0).astype(np.float32)
 
 
 class _Audit:
@@ -231,29 +224,6 @@ class _Audit:
     def accuracy(self, label: str) -> float:
         return float(np.mean(self.robust[label]))
 
-    def _scored(self, label: str, x_adv_of: Callable[[np.ndarray], np.ndarray],
-                mask: np.ndarray | None = None) -> np.ndarray:
-        """Robust mask of an attack given per batch of rows: correct clean and under x_adv.
-        Only the correct samples (of ``mask``, when given) are attacked; the others are not
-        robust: with ``mask`` (the samples earlier attacks left robust) the mask is the
-        robustness to all of them together, AutoAttack's way of running an ensemble."""
-        if label in self.robust:
-            return self.robust[label]
-        todo = self.correct if mask is None else mask & self.correct
-        rows = np.flatnonzero(todo)
-        robust = np.zeros(len(self.x), bool)
-        forward = forward_function(self.model)
-        self.progress.start(label, -(-len(rows) // self.batch_size))
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start:start + self.batch_size]
-            x_adv = x_adv_of(batch)
-            pred = forward(tf.constant(x_adv)).numpy().argmax(axis=1)
-            robust[batch] = pred == self.y[batch]
-            self.progress.advance(1, samples=len(batch))
-        self.progress.close()
-        self.robust[label] = robust
-        return robust
-
     def attack(self, label: str, name: str, mask: np.ndarray | None = None,
                model: Model | None = None, **params: Any) -> np.ndarray:
         """Robust mask under the registry's attack ``name`` with ``params`` (crafted on
@@ -269,30 +239,32 @@ class _Audit:
         # seed give the same images there and here; with one, only the masked samples.
         x_adv = attack_arrays(attack, source, self.x, self.y, seed=self.seed,
                               batch_size=self.batch_size, todo=mask, progress=self.progress)
-        robust = self._scored(label, lambda rows: x_adv[rows], mask)
+        # Scored as the driver scores a run, the model on every batch of x_adv (rows not
+        # attacked hold x): the mask is an attack artifact's pred_adv == y. Robust: correct
+        # clean (and, with ``mask``, left robust by the earlier attacks: AutoAttack's way of
+        # running an ensemble) and still predicted correctly.
+        predicted = predict_logits(self.model, x_adv, self.batch_size, progress=self.progress,
+                                   what=label).argmax(axis=1)
+        todo = self.correct if mask is None else mask & self.correct
+        self.robust[label] = todo & (predicted == self.y)
         self.attacks[label]["robust_accuracy"] = self.accuracy(label)
-        return robust
+        return self.robust[label]
 
     def fgsm_curve(self, eps_values: Sequence[float], model: Model | None = None,
                    prefix: str = "fgsm") -> list[float]:
-        """Robust accuracy of FGSM at each eps, from one gradient direction per sample (the
-        registry's FGSM, as ``advbench.run.curves`` draws its curves)."""
+        """Robust accuracy of FGSM at each eps, from one gradient direction per sample (on
+        ``model``, default the audited model), scored on the audited model: the curve driver
+        (``advbench.run.curves.sweep``), so each eps's images are `advbench attack fgsm`'s
+        (batches, budget held exactly) and the curve is `advbench curve`'s."""
         labels = [f"{prefix}@{e:g}" for e in eps_values]
         if all(label in self.robust for label in labels):
             return [self.accuracy(label) for label in labels]
-        fgsm = cast("FGSM", make_attack("fgsm", eps=max(eps_values), norm=self.norm))
-        source = attack_model(self.model if model is None else model)
-        rows = np.flatnonzero(self.correct)
-        direction = np.zeros_like(self.x)
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start:start + self.batch_size]
-            direction[batch] = fgsm.direction(source, self.x[batch], self.y[batch])
-        def along(e: float) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda batch: np.clip(self.x[batch] + e * direction[batch], 0.0,
-                                         1.0).astype(np.float32)
-
-        for e, label in zip(eps_values, labels):
-            self._scored(label, along(e))
+        source = self.model if model is None else model
+        predictions = sweep(source, [self.model], self.x, self.y, list(eps_values),
+                            norm=self.norm, seed=self.seed, batch_size=self.batch_size,
+                            progress=self.progress)["pred_adv"][0]
+        for e, label, predicted in zip(eps_values, labels, predictions):
+            self.robust[label] = self.correct & (predicted == self.y)
             self.attacks[label] = {"attack": "fgsm", "params": {"eps": e, "norm": self.norm},
                                    "crafted_on": "model" if model is None else "surrogate",
                                    "robust_accuracy": self.accuracy(label)}
@@ -440,26 +412,33 @@ class _Audit:
                           f"{np.mean(robust):.1%}: Square fools {lead:.1%} of the samples "
                           "the gradient attacks missed"}
 
-    def attack_vs_random_noise(self) -> dict[str, Any]:
+    def noise(self) -> np.ndarray:
+        """Robust mask under ``noise_draws`` draws of random noise of norm eps
+        (``random_noise``), in the driver's batches with its seed rule: batch I of the samples
+        draws from a NumPy generator seeded (``data.batch_seed(seed, I * batch_size)``, draw),
+        so a sample's noise does not depend on which other samples are still robust."""
         s = self.settings
         label = f"noise@{self.eps:g}"
         if label not in self.robust:
-            rng = np.random.default_rng(self.seed)
             robust = self.correct.copy()
             forward = forward_function(self.model)
-            for _ in range(s.noise_draws):
-                rows = np.flatnonzero(robust)
-                for start in range(0, len(rows), self.batch_size):
-                    batch = rows[start:start + self.batch_size]
-                    noisy = random_noise(self.x[batch], self.eps, self.norm, rng)
-                    robust[batch] &= forward(tf.constant(noisy)).numpy().argmax(1) == \
-                        self.y[batch]
+            for rows, batch_seed_of in batches(len(self.x), self.batch_size, self.seed):
+                for draw in range(s.noise_draws):
+                    rng = np.random.default_rng([batch_seed_of, draw])
+                    noisy = random_noise(self.x[rows], self.eps, self.norm, rng)
+                    robust[rows] &= forward(tf.constant(noisy)).numpy().argmax(1) == \
+                        self.y[rows]
             self.robust[label] = robust
             self.attacks[label] = {"attack": "random-noise",
                                    "params": {"eps": self.eps, "norm": self.norm,
                                               "draws": s.noise_draws},
                                    "crafted_on": "none", "robust_accuracy": self.accuracy(label)}
-        noise = self.accuracy(label)
+        return self.robust[label]
+
+    def attack_vs_random_noise(self) -> dict[str, Any]:
+        s = self.settings
+        self.noise()
+        noise = self.accuracy(f"noise@{self.eps:g}")
         attack = float(np.mean(self.gradient_attacks()))
         violation = attack - noise
         return {"verdict": grade(violation, s.tolerance),
@@ -527,9 +506,9 @@ def audit(model: Model, x: np.ndarray, y: np.ndarray, *, eps: float, norm: str =
 
     settings = settings or AuditSettings()
     settings.validate()
-    # L-inf eps above 1 is the whole [0, 1] box: check 4 could not go beyond the audited eps.
-    check_range("eps", eps, low=0.0, low_inclusive=False, high=1.0 if norm == "linf" else None)
     check_audit_norm(norm)
+    # L-inf eps above 1 is the whole [0, 1] box: check 4 could not go beyond the audited eps.
+    check_range("eps", eps, low=0.0, low_inclusive=False, high=NORMS[norm].largest_eps)
     check_int("batch size", batch_size, low=1)
     check_seed(seed)
     checks = tuple(AUDIT_CHECKS) if checks is None else tuple(checks)
