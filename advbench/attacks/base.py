@@ -97,10 +97,12 @@ class Attack(Parameterized):
         changed = [f"{k}={v!r}" for k, v in self.params().items() if defaults.get(k) != v]
         return f"attack {self.name!r} with {', '.join(changed)}"
 
-    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
+    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray],
+                     correct: np.ndarray | None = None) -> str:
         """One line for the end of a run when the attack's own failures point at a setting
         to change ("" when none): ``fooled`` (n,) bool, the samples the run moved as asked;
-        ``extras`` the per-sample extras of the whole run. The base says nothing."""
+        ``extras`` the per-sample extras of the whole run; ``correct`` (n,) bool, the samples
+        the model classifies correctly (None: not known). The base says nothing."""
         return ""
 
     # -- running --------------------------------------------------------------------------

@@ -252,7 +252,8 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     hint = attack.failure_hint(
         state[SUCCESS_ARRAYS["label" if attrs.get("start_from") == "label" else "prediction"]],
         {name[len("extras/"):]: values for name, values in state.items()
-         if name.startswith("extras/")})
+         if name.startswith("extras/")},
+        correct=state["completed"] & (state["pred_clean"] == y))
     if hint:
         progress.log(hint)
     return output
