@@ -162,3 +162,40 @@ def test_a_dlr_member_is_skipped_below_its_classes(samples):
 def test_bad_parameters(params, message):
     with pytest.raises(ParameterError, match="^" + re.escape(message) + "$"):
         AutoAttack(**params)
+
+
+def test_the_start_shows_each_members_resolved_settings():
+    """Trial 3: the start line showed n_iter=None n_target_classes=None n_queries=None
+    eot_iter=None. It now shows the values the members run with (params(), the run key's,
+    keeps the None) and one line per member follows it."""
+    attack = AutoAttack(eps=10.0, norm="l1")
+    assert attack.params() == {"eps": 10.0, "norm": "l1", "version": "standard",
+                               "n_iter": None, "n_target_classes": None, "n_queries": None,
+                               "eot_iter": None}
+    assert attack.shown_params() == {"eps": 10.0, "norm": "l1", "version": "standard",
+                                     "n_iter": 100, "n_target_classes": "apgd-t:5,fab-t:9",
+                                     "n_queries": 5000, "eot_iter": 1}
+    assert attack.setting_lines() == [
+        "  member 1/4 apgd-ce: norm=l1 eps=10 n_iter=100 n_restarts=5 rho=0.75 eot_iter=1 "
+        "use_largereps=True",
+        "  member 2/4 apgd-t: norm=l1 eps=10 n_iter=100 n_restarts=1 rho=0.75 eot_iter=1 "
+        "use_largereps=True n_target_classes=5",
+        "  member 3/4 fab-t: norm=l1 eps=10 n_restarts=1 n_iter=100 alpha_max=0.1 eta=1.05 "
+        "beta=0.9 final_search=0 n_target_classes=9",
+        "  member 4/4 square: norm=l1 eps=10 n_queries=5000 p_init=0.8 n_restarts=1 "
+        "loss=margin rescale_schedule=False"]
+    rand = AutoAttack(version="rand", n_iter=20)
+    assert {k: rand.shown_params()[k] for k in ("n_iter", "n_target_classes", "eot_iter")} == {
+        "n_iter": 20, "n_target_classes": "unused", "eot_iter": 20}
+    # The start lines of a run; its run key is the one main gave before (it hashes
+    # params(), None and all), so existing artifacts are still found.
+    from advbench.run.runner import AttackRun, run_key
+    from advbench.stages import attack_lines
+
+    run = AttackRun(model_path="m.h5", dataset="mnist", limit=8, batch_size=8)
+    assert attack_lines(attack, run, 8, None) == [
+        "autoattack: norm=l1 eps=10 version=standard n_iter=100 n_target_classes=apgd-t:5,"
+        "fab-t:9 n_queries=5000 eot_iter=1; untargeted; seed 0; 8 samples (class-balanced) of "
+        "mnist test (start 0, batch size 8)", *attack.setting_lines()]
+    assert run_key(run, attack, "h", np.arange(8)) == (
+        "63fb34bac9d6a9641920f1ae212be0dc1e5ee0f95bf197c18a91f7154d8da995")

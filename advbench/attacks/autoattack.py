@@ -174,6 +174,35 @@ class AutoAttack(Attack):
         # has (``skipped``), not only on the parameters.
         return f"{super().__repr__()} running {', '.join(self.attack_names) or 'nothing'}"
 
+    def shown_params(self) -> dict[str, Any]:
+        """``params()`` with each override left None shown as the members' values: one value
+        where they agree ("n_iter=100"), per member where not ("n_target_classes=apgd-t:5,
+        fab-t:9"), "unused" where no member takes it."""
+        shown = self.params()
+        for param in OVERRIDES:
+            if shown.get(param) is not None:
+                continue
+            values = {attack.name: attack.params()[param] for attack in self.attacks
+                      if param in attack.params()}
+            if not values:
+                shown[param] = "unused"
+            elif len(set(values.values())) == 1:
+                shown[param] = next(iter(values.values()))
+            else:
+                shown[param] = ",".join(f"{name}:{v}" for name, v in values.items())
+        return shown
+
+    def setting_lines(self) -> list[str]:
+        """One line per member, in order, with every setting it runs with (the version's,
+        with the overrides given), and one per member not run and why."""
+        from advbench.attacks.budgets import parameter_line
+
+        count = len(self.attacks)
+        lines = [f"  member {i}/{count} " + parameter_line(
+            attack.name, {"norm": attack.norm, **attack.params()})
+            for i, attack in enumerate(self.attacks, 1)]
+        return lines + [f"  not run: {name} ({why})" for name, why in self.skipped.items()]
+
     @property
     def protocol(self) -> str:
         """The ensemble as a number quoted from it must name it: version, norm, eps and

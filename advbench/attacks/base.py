@@ -97,6 +97,17 @@ class Attack(Parameterized):
         changed = [f"{k}={v!r}" for k, v in self.params().items() if defaults.get(k) != v]
         return f"attack {self.name!r} with {', '.join(changed)}"
 
+    def shown_params(self) -> dict[str, Any]:
+        """The parameters as the line that starts a run prints them: ``params()`` (what the
+        run key and the artifact hold), with values an attack resolves itself (a None that
+        means "the version's") shown resolved. The base shows ``params()``."""
+        return self.params()
+
+    def setting_lines(self) -> list[str]:
+        """Lines printed after the run's parameter line for settings it cannot hold (an
+        ensemble's members); the base has none."""
+        return []
+
     def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray],
                      correct: np.ndarray | None = None) -> str:
         """One line for the end of a run when the attack's own failures point at a setting

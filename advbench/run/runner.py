@@ -82,7 +82,7 @@ def run_parameters(run: AttackRun, attack: Attack, count: int | None = None,
     samples = (f"{how_many}{drawn} of {data.display_name(run.dataset)} {run.split} (start "
                f"{run.start}, batch size {run.batch_size}"
                f"{f', shard {shard}' if shard is not None else ''})")
-    return parameter_line(attack.name, {"norm": attack.norm, **attack.params()},
+    return parameter_line(attack.name, {"norm": attack.norm, **attack.shown_params()},
                           defaults_from=run.defaults_from, extra=target, seed=run.seed,
                           samples=samples)
 
