@@ -108,6 +108,13 @@ class Attack(Parameterized):
         ensemble's members); the base has none."""
         return []
 
+    def model_warnings(self, model: Model, x: np.ndarray) -> list[str]:
+        """Warnings about using this attack on ``model``, read from its outputs on ``x``
+        (float32 (batch, H, W, C) in [0, 1]: the run's first batch), one line each; the
+        driver prints them at the start of a run and stores them in the artifact
+        (``warnings``). The base has none."""
+        return []
+
     def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray],
                      correct: np.ndarray | None = None) -> str:
         """One line for the end of a run when the attack's own failures point at a setting

@@ -203,6 +203,14 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     checkpoints = outputs.Checkpoints(
         lambda complete: _write(output, attrs, state, complete=complete),
         lambda: bool(state["completed"].all()), seconds=checkpoint_seconds, progress=progress)
+    if todo:
+        # Warnings about this attack on this model, from the run's first batch to attack.
+        first = slice(todo[0], min(todo[0] + run.batch_size, n))
+        warnings = attack.model_warnings(model, x[first])
+        for line in warnings:
+            progress.log(f"warning: {line}")
+        if warnings:
+            attrs["warnings"] = warnings
     with checkpoints:
         for start in todo:
             sl = slice(start, min(start + run.batch_size, n))
