@@ -252,7 +252,7 @@ def attack_lines(attack: Attack, run: Any, count: int, shard: Shard | None,
     from advbench.run.runner import run_parameters
 
     lines = [budget.note] if budget is not None and budget.note else []
-    return lines + [run_parameters(run, attack, count, shard)]
+    return lines + [run_parameters(run, attack, count, shard), *attack.setting_lines()]
 
 
 def audit_lines(eps: float, norm: str, checks: Sequence[str], settings: Any, budget: Any,

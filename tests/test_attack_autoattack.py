@@ -162,3 +162,92 @@ def test_a_dlr_member_is_skipped_below_its_classes(samples):
 def test_bad_parameters(params, message):
     with pytest.raises(ParameterError, match="^" + re.escape(message) + "$"):
         AutoAttack(**params)
+
+
+def test_the_start_shows_each_members_resolved_settings():
+    """Trial 3: the start line showed n_iter=None n_target_classes=None n_queries=None
+    eot_iter=None. It now shows the values the members run with (params(), the run key's,
+    keeps the None) and one line per member follows it."""
+    attack = AutoAttack(eps=10.0, norm="l1")
+    assert attack.params() == {"eps": 10.0, "norm": "l1", "version": "standard",
+                               "n_iter": None, "n_target_classes": None, "n_queries": None,
+                               "eot_iter": None}
+    assert attack.shown_params() == {"eps": 10.0, "norm": "l1", "version": "standard",
+                                     "n_iter": 100, "n_target_classes": "apgd-t:5,fab-t:9",
+                                     "n_queries": 5000, "eot_iter": 1}
+    assert attack.setting_lines() == [
+        "  member 1/4 apgd-ce: norm=l1 eps=10 n_iter=100 n_restarts=5 rho=0.75 eot_iter=1 "
+        "use_largereps=True",
+        "  member 2/4 apgd-t: norm=l1 eps=10 n_iter=100 n_restarts=1 rho=0.75 eot_iter=1 "
+        "use_largereps=True n_target_classes=5",
+        "  member 3/4 fab-t: norm=l1 eps=10 n_restarts=1 n_iter=100 alpha_max=0.1 eta=1.05 "
+        "beta=0.9 final_search=0 n_target_classes=9",
+        "  member 4/4 square: norm=l1 eps=10 n_queries=5000 p_init=0.8 n_restarts=1 "
+        "loss=margin rescale_schedule=False"]
+    rand = AutoAttack(version="rand", n_iter=20)
+    assert {k: rand.shown_params()[k] for k in ("n_iter", "n_target_classes", "eot_iter")} == {
+        "n_iter": 20, "n_target_classes": "unused", "eot_iter": 20}
+    # The start lines of a run; its run key is the one main gave before (it hashes
+    # params(), None and all), so existing artifacts are still found.
+    from advbench.run.runner import AttackRun, run_key
+    from advbench.stages import attack_lines
+
+    run = AttackRun(model_path="m.h5", dataset="mnist", limit=8, batch_size=8)
+    assert attack_lines(attack, run, 8, None) == [
+        "autoattack: norm=l1 eps=10 version=standard n_iter=100 n_target_classes=apgd-t:5,"
+        "fab-t:9 n_queries=5000 eot_iter=1; untargeted; seed 0; 8 samples (class-balanced) of "
+        "mnist test (start 0, batch size 8)", *attack.setting_lines()]
+    assert run_key(run, attack, "h", np.arange(8)) == (
+        "63fb34bac9d6a9641920f1ae212be0dc1e5ee0f95bf197c18a91f7154d8da995")
+
+
+def test_the_authors_warnings(tiny_model, samples):
+    """Trial 3: fra31/auto-attack's checks (checks.py: a randomized model under a version
+    other than rand, plus outside L-inf/L2, the classes its members need) were not made;
+    advbench adds rand on a deterministic model."""
+    x, _ = samples
+    assert AutoAttack(eps=0.3, **FAST).model_warnings(tiny_model, x) == []
+    assert AutoAttack(eps=0.3, version="rand").model_warnings(tiny_model, x) == [
+        "autoattack: the model's outputs on the same images are the same on 5 passes "
+        "(deterministic): --version rand only multiplies the cost by averaging identical "
+        "gradients; use --version standard"]
+    noisy = behind(tiny_model, input_noise())
+    assert AutoAttack(eps=0.3, **FAST).model_warnings(noisy, x) == [
+        "autoattack: the model's outputs on the same images differ between 5 passes (a "
+        "randomized defense?): the standard version attacks one draw of its randomness at a "
+        "time; use --version rand (gradients averaged over --eot-iter draws)"]
+    assert AutoAttack(eps=0.3, version="rand").model_warnings(noisy, x) == []
+    plus = AutoAttack(eps=10.0, norm="l1", version="plus", **FAST)
+    assert plus.model_warnings(tiny_model, x) == [
+        "autoattack: the plus version is meant for linf and l2, not l1 (the authors warn "
+        "likewise)"]
+    inputs = keras.Input(PROTOTYPE_SHAPE)
+    three = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    assert AutoAttack(eps=0.3).model_warnings(three, x) == [
+        "autoattack: apgd-t needs at least 4 classes, the model has 3: it is not run",
+        "autoattack: fab-t asks for 9 target classes, the model has 2 besides the label"]
+
+
+def test_a_run_prints_and_stores_the_warnings(trained_tiny_cnn, fake_data_dir, tmp_path):
+    import io
+    import json
+
+    import h5py
+    from rich.console import Console
+
+    from advbench.core.progress import Progress
+    from advbench.run.runner import AttackRun, attack_split
+
+    path, model, meta = trained_tiny_cnn
+    run = AttackRun(model_path=str(path), dataset="mnist", limit=4, batch_size=4,
+                    data_dir=str(fake_data_dir))
+    out = io.StringIO()
+    progress = Progress(console=Console(file=out, width=400), interval=1e9)
+    attack = AutoAttack(eps=0.1, version="rand", n_iter=1, eot_iter=1)
+    output = attack_split(run, attack, model, meta, tmp_path / "aa.h5", progress=progress)
+    line = ("autoattack: the model's outputs on the same images are the same on 5 passes "
+            "(deterministic): --version rand only multiplies the cost by averaging identical "
+            "gradients; use --version standard")
+    assert f"warning: {line}" in out.getvalue().splitlines()
+    with h5py.File(output) as f:
+        assert json.loads(f.attrs["warnings"]) == [line]

@@ -280,3 +280,48 @@ def test_cli_refuses_a_norm_fmn_does_not_take_for_pgd(trained_tiny_cnn, fake_dat
     assert result.exit_code == 2
     # pgd's own norms (linf, l2; other branches add l1): fmn's L0 is not among them.
     assert re.search(r"Error: norm must be one of [a-z0-9, ]+, got 'l0'$", result.output.strip())
+
+
+def test_failure_hint_names_the_correct_samples_not_fooled():
+    """Trial 3: FMN from x missed 20 of 99 correct MNIST samples in L1 (Foolbox 3.3.4's FMN
+    the same 20) and said nothing; the run now ends with a line naming them and the remedy."""
+    fooled = np.array([True, False, False, True])
+    correct = np.array([True, True, False, True])
+    assert FMN(norm="l1").failure_hint(fooled, {}, correct) == (
+        "fmn: 1 of 3 correctly classified samples were not fooled (l1, 100 steps, --init "
+        "input); FMN from x itself misses some samples (the reference's does too) and more "
+        "--steps helps little: rerun with --init batch, which starts each sample from the "
+        "nearest image of its batch classified otherwise")
+    assert FMN(norm="l2", steps=7, init="batch").failure_hint(fooled, {}, correct) == (
+        "fmn: 1 of 3 correctly classified samples were not fooled (l2, 7 steps, --init "
+        "batch): raise --steps, or --batch-size where a batch holds no image of another class")
+    # Only misclassified samples missed, or correctness unknown: nothing to say.
+    assert FMN().failure_hint(fooled, {}, np.array([True, False, False, True])) == ""
+    assert FMN().failure_hint(fooled, {}) == ""
+
+
+def test_a_run_that_misses_samples_prints_the_hint(trained_tiny_cnn, fake_data_dir, tmp_path):
+    import io
+
+    import h5py
+    from rich.console import Console
+
+    from advbench.core.progress import Progress
+    from advbench.run.runner import AttackRun, attack_split
+
+    path, model, meta = trained_tiny_cnn
+    run = AttackRun(model_path=str(path), dataset="mnist", limit=8, batch_size=8,
+                    data_dir=str(fake_data_dir))
+    out = io.StringIO()
+    progress = Progress(console=Console(file=out, width=400), interval=1e9)
+    # One step of size 1e-6 moves no sample across.
+    attack = FMN(norm="l1", steps=1, alpha_init=1e-6)
+    output = attack_split(run, attack, model, meta, tmp_path / "fmn.h5", progress=progress)
+    with h5py.File(output) as f:
+        correct = int((f["pred_clean"][:] == f["y"][:]).sum())
+    assert correct > 0
+    assert (f"fmn: {correct} of {correct} correctly classified samples were not fooled (l1, "
+            "1 step, --init input); FMN from x itself misses some samples (the reference's "
+            "does too) and more --steps helps little: rerun with --init batch, which starts "
+            "each sample from the nearest image of its batch classified otherwise"
+            ) in out.getvalue().splitlines()

@@ -323,3 +323,58 @@ def test_the_defenses_certified_section(fake_data_dir, tmp_path, monkeypatch):
     assert any(line.startswith("deepfool: norm=l2 max_iter=20 ") and line.endswith(
         "; seed 0; 10 samples (class-balanced) of mnist test (start 0, batch size 256)")
         for line in lines)
+
+
+def test_stage_times_survive_an_interrupt_and_resumes(tmp_path, monkeypatch):
+    """Trial 3: after an interrupted `reproduce --profile demo` and two reruns the report gave
+    the reruns' moments (train 0.0 s "this run"; certify 9.4 s of a 36 s certification). A
+    stage's time is now the time of the run(s) that did its work: kept across resumes, the
+    parts of a stage resumed from a checkpoint summed. A fake clock drives the stages."""
+    from advbench.paper import report
+
+    clock = [0.0]
+    monkeypatch.setattr(experiments.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(report, "write_report", lambda repro: repro.root / "report.md")
+    done = set()
+
+    def work(name, seconds, interrupt=False):
+        def run():
+            if name in done:  # found complete on disk
+                clock[0] += 0.01
+                return
+            clock[0] += seconds
+            if interrupt:
+                raise KeyboardInterrupt
+            done.add(name)
+        return run
+
+    def invocation(plan):
+        repro = experiments.Reproduction("toy", "quick", tmp_path)
+        monkeypatch.setattr(repro, "stages", lambda: [
+            experiments.Stage(name, work(name, s, cut)) for name, s, cut in plan])
+        return repro
+
+    first = invocation([("train", 250.0, False), ("certify", 30.0, True)])
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    second = invocation([("train", 250.0, False), ("certify", 6.0, False),
+                         ("evaluate", 5.0, False)])
+    second.run()
+    assert second.timings == {"train": (250.0, "an earlier run"),
+                              "certify": (36.0, "this run and earlier ones"),
+                              "evaluate": (5.0, "this run")}
+    third = invocation([("train", 250.0, False), ("certify", 6.0, False),
+                        ("evaluate", 5.0, False)])
+    third.run()
+    assert third.timings == {"train": (250.0, "an earlier run"),
+                             "certify": (36.0, "an earlier run"),
+                             "evaluate": (5.0, "an earlier run")}
+    assert report.stage_times_section(third.timings) == [
+        "## Stage times\n", "Sum over the stages when they did their work: 4.8 min.\n",
+        "| stage | seconds | measured in |\n|---|---|---|\n"
+        "| train | 250.0 | an earlier run |\n| certify | 36.0 | an earlier run |\n"
+        "| evaluate | 5.0 | an earlier run |"]
+    # A timings.json of the older form ({stage: seconds}) reads as done.
+    (tmp_path / "old.json").write_text(json.dumps({"train": 12.5}))
+    assert experiments.StageTimes(tmp_path / "old.json").done("train", 0.1) == (
+        12.5, "an earlier run")

@@ -282,3 +282,30 @@ def test_evaluate_in_a_log_shows_its_passes(trained_tiny_cnn, fake_data_dir, tmp
     assert passes == ["clean pass: 1/3 batches", "clean pass: 2/3 batches",
                       "clean pass: 3/3 batches", "loss sensitivity: 1/3 batches",
                       "loss sensitivity: 2/3 batches", "loss sensitivity: 3/3 batches"]
+
+
+def test_fab_t_progress_names_its_run_and_the_samples_still_to_fool(
+        trained_tiny_cnn, fake_data_dir, tmp_path, monkeypatch):
+    """Trial 3: "fab-t step 95/100, 0/99 samples running" while all 99 ran (a minimal run walks
+    every sample to its last step). The line now names the target and restart under way and
+    counts the samples that run has not fooled yet."""
+    import re
+
+    from click.testing import CliRunner
+    from advbench.cli import main
+
+    monkeypatch.setenv("ADVBENCH_PROGRESS_SECONDS", "0")
+    path, _, _ = trained_tiny_cnn
+    result = CliRunner().invoke(main, [
+        "attack", str(path), "--attack", "fab-t", "--n-iter", "2", "--n-target-classes", "2",
+        "--limit", "8", "--batch-size", "8", "--data-dir", str(fake_data_dir),
+        "-o", str(tmp_path / "a.h5")])
+    assert result.exit_code == 0, result.stderr
+    steps = [re.sub(r" samples still to fool.*", "", line.split(", ", 1)[1])
+             for line in result.stderr.splitlines()
+             if line.startswith("fab-t: 0/1 batches, fab-t target")]
+    pattern = r"fab-t target ([12])/2, restart 1/1, step ([12])/2, \d/(\d)"
+    assert steps and all(re.fullmatch(pattern, s) for s in steps), steps
+    assert [re.fullmatch(pattern, s).group(1, 2) for s in steps] == [
+        ("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
+    assert "samples running" not in result.stderr

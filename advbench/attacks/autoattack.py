@@ -84,6 +84,11 @@ def missing_reason(name: str, norm: str) -> str | None:
     return None
 
 
+#: The randomness check (the authors' ``check_randomized``): passes over the same images, and
+#: the largest L2 distance between their L2-normalised logits that still counts as the same.
+RANDOMNESS_PASSES = 5
+RANDOMNESS_TOLERANCE = 1e-4
+
 #: ``extras["broken_by"]`` for a sample no attack fooled, and for one misclassified clean.
 ROBUST = -1
 MISCLASSIFIED = -2
@@ -173,6 +178,74 @@ class AutoAttack(Attack):
         # The members that ran are part of the provenance: they depend on what this advbench
         # has (``skipped``), not only on the parameters.
         return f"{super().__repr__()} running {', '.join(self.attack_names) or 'nothing'}"
+
+    def shown_params(self) -> dict[str, Any]:
+        """``params()`` with each override left None shown as the members' values: one value
+        where they agree ("n_iter=100"), per member where not ("n_target_classes=apgd-t:5,
+        fab-t:9"), "unused" where no member takes it."""
+        shown = self.params()
+        for param in OVERRIDES:
+            if shown.get(param) is not None:
+                continue
+            values = {attack.name: attack.params()[param] for attack in self.attacks
+                      if param in attack.params()}
+            if not values:
+                shown[param] = "unused"
+            elif len(set(values.values())) == 1:
+                shown[param] = next(iter(values.values()))
+            else:
+                shown[param] = ",".join(f"{name}:{v}" for name, v in values.items())
+        return shown
+
+    def setting_lines(self) -> list[str]:
+        """One line per member, in order, with every setting it runs with (the version's,
+        with the overrides given), and one per member not run and why."""
+        from advbench.attacks.budgets import parameter_line
+
+        count = len(self.attacks)
+        lines = [f"  member {i}/{count} " + parameter_line(
+            attack.name, {"norm": attack.norm, **attack.params()})
+            for i, attack in enumerate(self.attacks, 1)]
+        return lines + [f"  not run: {name} ({why})" for name, why in self.skipped.items()]
+
+    def model_warnings(self, model: Model, x: np.ndarray) -> list[str]:
+        """The authors' checks (``checks.py`` of fra31/auto-attack) that advbench does not
+        make elsewhere: a model whose outputs change between passes on the same images under
+        a version other than rand (theirs), the converse (rand on a deterministic model:
+        advbench's, its averaging only multiplies the cost), the plus version outside L-inf
+        and L2 (theirs), and members the model's classes cannot run as asked (theirs)."""
+        warnings = []
+        outputs = [predict_logits(model, x).astype(np.float64) for _ in range(RANDOMNESS_PASSES)]
+        unit = [o / (np.linalg.norm(o, axis=1, keepdims=True) + 1e-10) for o in outputs]
+        changes = max(float(np.linalg.norm(u - unit[0], axis=1).max()) for u in unit[1:])
+        predictions_change = any((o.argmax(axis=1) != outputs[0].argmax(axis=1)).any()
+                                 for o in outputs[1:])
+        randomized = predictions_change or changes > RANDOMNESS_TOLERANCE
+        if randomized and self.version != "rand":
+            warnings.append(
+                f"autoattack: the model's outputs on the same images differ between "
+                f"{RANDOMNESS_PASSES} passes (a randomized defense?): the {self.version} "
+                "version attacks one draw of its randomness at a time; use --version rand "
+                "(gradients averaged over --eot-iter draws)")
+        if not randomized and self.version == "rand":
+            warnings.append(
+                f"autoattack: the model's outputs on the same images are the same on "
+                f"{RANDOMNESS_PASSES} passes (deterministic): --version rand only multiplies "
+                "the cost by averaging identical gradients; use --version standard")
+        if self.version == "plus" and self.norm not in ("linf", "l2"):
+            warnings.append(f"autoattack: the plus version is meant for linf and l2, not "
+                            f"{self.norm} (the authors warn likewise)")
+        num_classes = int(model.output_shape[-1])
+        for attack in self.attacks:
+            needed = MIN_CLASSES.get(getattr(attack, "loss", ""), 0)
+            if num_classes < needed:
+                warnings.append(f"autoattack: {attack.name} needs at least {needed} classes, "
+                                f"the model has {num_classes}: it is not run")
+            elif getattr(attack, "n_target_classes", 0) > num_classes - 1:
+                warnings.append(
+                    f"autoattack: {attack.name} asks for {attack.n_target_classes} target "
+                    f"classes, the model has {num_classes - 1} besides the label")
+        return warnings
 
     @property
     def protocol(self) -> str:

@@ -99,10 +99,30 @@ class Attack(Parameterized):
         changed = [f"{k}={v!r}" for k, v in self.params().items() if defaults.get(k) != v]
         return f"attack {self.name!r} with {', '.join(changed)}"
 
-    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
+    def shown_params(self) -> dict[str, Any]:
+        """The parameters as the line that starts a run prints them: ``params()`` (what the
+        run key and the artifact hold), with values an attack resolves itself (a None that
+        means "the version's") shown resolved. The base shows ``params()``."""
+        return self.params()
+
+    def setting_lines(self) -> list[str]:
+        """Lines printed after the run's parameter line for settings it cannot hold (an
+        ensemble's members); the base has none."""
+        return []
+
+    def model_warnings(self, model: Model, x: np.ndarray) -> list[str]:
+        """Warnings about using this attack on ``model``, read from its outputs on ``x``
+        (float32 (batch, H, W, C) in [0, 1]: the run's first batch), one line each; the
+        driver prints them at the start of a run and stores them in the artifact
+        (``warnings``). The base has none."""
+        return []
+
+    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray],
+                     correct: np.ndarray | None = None) -> str:
         """One line for the end of a run when the attack's own failures point at a setting
         to change ("" when none): ``fooled`` (n,) bool, the samples the run moved as asked;
-        ``extras`` the per-sample extras of the whole run. The base says nothing."""
+        ``extras`` the per-sample extras of the whole run; ``correct`` (n,) bool, the samples
+        the model classifies correctly (None: not known). The base says nothing."""
         return ""
 
     # -- running --------------------------------------------------------------------------

@@ -228,7 +228,8 @@ class CarliniWagnerL2(Attack):
     norm = "l2"
     supports_targets = True
 
-    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray]) -> str:
+    def failure_hint(self, fooled: np.ndarray, extras: dict[str, np.ndarray],
+                     correct: np.ndarray | None = None) -> str:
         """Names the samples whose binary search never succeeded (attacked, c > 0, not
         fooled, at the largest c the search reaches: ``initial_const`` times ten per search
         step): the constant stayed too small for this model's logits."""

@@ -358,7 +358,12 @@ class FAB(EnsembleMember):
                 todo = np.flatnonzero(attack & (np.isinf(best) | (self.eps is None)))
                 if todo.size == 0:
                     break
-                progress.iterations(self.n_iter, label=f"{self.name} step", samples=todo.size)
+                # Which run of the batch this is, and, since a minimal run walks every
+                # sample to its last step, the samples it has not fooled yet (not "running").
+                run = (f"target {rank + 1}/{ranked.shape[1]}, " if self.targeted else "") + (
+                    f"restart {restart + 1}/{self.n_restarts}")
+                progress.iterations(self.n_iter, label=f"{self.name} {run}, step",
+                                    samples=todo.size, running="samples still to fool")
                 out_x, out_distance = fn(
                     tf.constant(x[todo]), tf.constant(labels[todo]), tf.constant(targets[todo]),
                     tf.constant(ids[todo].astype(np.int32)), tf.constant(total, tf.int32),

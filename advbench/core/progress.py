@@ -48,15 +48,17 @@ def listening() -> bool:
     return bool(_listening)
 
 
-def iterations(total: int, *, base: int = 0, label: str = "iteration", samples: int = 0) -> None:
+def iterations(total: int, *, base: int = 0, label: str = "iteration", samples: int = 0,
+               running: str = "samples running") -> None:
     """An attack announces, from Python, that the current batch of ``samples`` runs at most
     ``total`` iterations (its budget; early stops end sooner), and that the steps reported
     next count from ``base`` (e.g. search step s of C&W: base s * max_iter). ``label`` names
-    the unit."""
+    the unit; ``running`` what the count ``step`` reports is ("samples running"; a minimal
+    attack that runs every sample to the end counts the samples not fooled yet)."""
     with _lock:
         task = _listening[-1] if _listening else None
     if task is not None:
-        task._inner_begin(int(total), int(base), label, int(samples))
+        task._inner_begin(int(total), int(base), label, int(samples), running)
 
 
 def step(done: int, running: int = -1) -> None:
@@ -188,10 +190,13 @@ class Progress:
         self._inner_running = -1
         self._inner_label = "iteration"
         self._inner_samples = 0
+        self._inner_running_label = "samples running"
 
-    def _inner_begin(self, total: int, base: int, label: str, samples: int) -> None:
+    def _inner_begin(self, total: int, base: int, label: str, samples: int,
+                     running: str = "samples running") -> None:
         self._inner_total, self._inner_base, self._inner_label = max(total, 0), base, label
         self._inner_done, self._inner_running, self._inner_samples = base, -1, samples
+        self._inner_running_label = running
 
     def _inner_step(self, done: int, running: int) -> None:
         self._inner_done = min(self._inner_base + done, self._inner_total)
@@ -212,7 +217,7 @@ class Progress:
             inner = f"{self._inner_label} {self._inner_done:,}/{self._inner_total:,}"
             if self._inner_running >= 0:
                 of = f"/{self._inner_samples:,}" if self._inner_samples else ""
-                inner += f", {self._inner_running:,}{of} samples running"
+                inner += f", {self._inner_running:,}{of} {self._inner_running_label}"
             parts.append(inner)
         if self._status:
             parts.append(self._status)

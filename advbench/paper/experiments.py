@@ -72,6 +72,51 @@ class Stage:
     needs: tuple[str, ...] = ()
 
 
+#: Where a stage's time in the report was measured.
+STAGE_TIME_WHERE = ("this run", "an earlier run", "this run and earlier ones")
+
+#: A stage that took less than this and is recorded as done was found complete on disk.
+FOUND_COMPLETE_S = 2.0
+
+
+class StageTimes:
+    """The seconds each stage spent doing its work, kept in ``timings.json`` across
+    interrupted and resumed invocations: ``{stage: {"seconds": s, "done": bool}}``, written
+    after every stage (and at an interrupt), so the report shows the time of the runs that did
+    a stage's work, not the moment a later run took to find it complete. A file of the older
+    form (``{stage: seconds}``) reads as every stage done."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        raw = json.loads(path.read_text()) if path.exists() else {}
+        self.record: dict[str, dict[str, Any]] = {
+            k: v if isinstance(v, dict) else {"seconds": float(v), "done": True}
+            for k, v in raw.items()}
+
+    def _save(self) -> None:
+        write_text(self.path, json.dumps(self.record, indent=1))
+
+    def part(self, stage: str, seconds: float) -> None:
+        """Adds the seconds of an interrupted part of ``stage`` (resumed later)."""
+        before = self.record.get(stage, {})
+        earlier = before.get("seconds", 0.0) if not before.get("done", False) else 0.0
+        self.record[stage] = {"seconds": earlier + seconds, "done": False}
+        self._save()
+
+    def done(self, stage: str, seconds: float) -> tuple[float, str]:
+        """``stage`` returned after ``seconds``: (the seconds of its work, where measured)."""
+        before = self.record.get(stage)
+        if before and before["done"] and seconds < FOUND_COMPLETE_S:
+            return float(before["seconds"]), STAGE_TIME_WHERE[1]
+        if before and not before["done"]:
+            total, where = before["seconds"] + seconds, STAGE_TIME_WHERE[2]
+        else:
+            total, where = seconds, STAGE_TIME_WHERE[0]
+        self.record[stage] = {"seconds": total, "done": True}
+        self._save()
+        return total, where
+
+
 class Reproduction:
     """One `advbench reproduce` run: the stages for a data set and profile, and their results."""
 
@@ -93,7 +138,8 @@ class Reproduction:
         self.progress = progress or Progress(quiet=True)
         self.results: dict[str, Any] = {}
         self.models: dict[str, Path] = {}
-        self.timings: dict[str, float] = {}
+        # Per stage: (seconds of the work, where it was measured: STAGE_TIME_WHERE).
+        self.timings: dict[str, tuple[float, str]] = {}
         self._training: np.ndarray | None = None  # training images, loaded once if needed
         # Where and when this invocation ran, for the report: read at the start, so a run
         # whose checkout changes meanwhile still names the code it imported.
@@ -273,15 +319,22 @@ class Reproduction:
         started = time.perf_counter()
         self.invocation = {"started": _now(), "load_start": _load_average()}
         self.root.mkdir(parents=True, exist_ok=True)
+        self.stage_times = StageTimes(self.root / "timings.json")
         for i, stage in enumerate(stages, 1):
             elapsed = time.perf_counter() - started
             left = worked_seconds / worked_weight * remaining if worked_weight else None
             self.progress.log(f"[{i}/{len(stages)}] {stage.name}  (elapsed {elapsed / 60:.1f} min"
                               + (f", about {left / 60:.0f} min left)" if left else ")"))
             began = time.perf_counter()
-            stage.run()
+            try:
+                stage.run()
+            except BaseException:
+                # Interrupted (or failed) part-way: its work so far counts towards the run
+                # that finishes it.
+                self.stage_times.part(stage.name, time.perf_counter() - began)
+                raise
             seconds = time.perf_counter() - began
-            self.timings[stage.name] = seconds
+            self.timings[stage.name] = self.stage_times.done(stage.name, seconds)
             remaining -= stage.weight
             if seconds > 2.0:
                 worked_weight += stage.weight

@@ -227,7 +227,7 @@ def write_report(repro: Reproduction) -> Path:
                    "same test images. Tables and figures give the mean over seeds (figures: "
                    "with min-max bands); the findings judge each claim by 95% bootstrap "
                    "intervals over seeds.\n")
-    timings = _merged_timings(root, repro.timings)
+    timings = repro.timings
     out.append(_provenance(repro, timings))
     out.append(f"Reproduce with `advbench reproduce --dataset {repro.dataset} --profile "
                f"{profile.name}`. Paper numbers are in parentheses.\n")
@@ -282,12 +282,7 @@ def write_report(repro: Reproduction) -> Path:
         if "demo" not in results:
             out += _findings(results, by_seed_models, repro.dataset)
             out += authors.settings_section(profile.name)
-    out.append("## Stage times\n")
-    out.append(f"Sum over the stages when they did their work: "
-               f"{sum(t for t, _ in timings.values()) / 60:.1f} min.\n")
-    out.append(_table(["stage", "seconds", "measured in"],
-                      [[k, f"{t:.1f}", "this run" if now else "an earlier run"]
-                       for k, (t, now) in timings.items()]))
+    out += stage_times_section(timings)
     path = root / "report.md"
     write_text(path, "\n".join(out) + "\n")
     provenance = {"advbench_version": __version__, "revision": repro.revision,
@@ -297,11 +292,11 @@ def write_report(repro: Reproduction) -> Path:
     return path
 
 
-def _provenance(repro, timings: dict[str, tuple[float, bool]]) -> str:
+def _provenance(repro, timings: dict[str, tuple[float, str]]) -> str:
     """Which code made the report, when, under what load, and how much of it this
     invocation computed (one uninterrupted run computes every stage)."""
     run = repro.invocation
-    worked = sum(now for _, now in timings.values())
+    worked = sum(where != "an earlier run" for _, where in timings.values())
     text = (f"**Provenance**: advbench {__version__} at {describe(repro.revision)} (read when "
             "this invocation started).")
     if run.get("finished"):
@@ -317,22 +312,14 @@ def _provenance(repro, timings: dict[str, tuple[float, bool]]) -> str:
     return text + "\n"
 
 
-def _merged_timings(root: Path, timings: dict[str, float]) -> dict[str, tuple[float, bool]]:
-    """Stage times, keeping the time of the run that did a stage's work: a stage found
-    complete (under 2 s) shows the time recorded when it ran. Saved in timings.json."""
-    path = root / "timings.json"
-    earlier = json.loads(path.read_text()) if path.exists() else {}
-    merged = {}
-    for stage, seconds in timings.items():
-        if seconds < 2.0 and stage in earlier:
-            merged[stage] = (float(earlier[stage]), False)
-        else:
-            merged[stage] = (seconds, True)
-    # Every stage that did its work is recorded, however fast: on an idle machine a tiny
-    # stage takes under 2 s, and unrecorded it would read as done again by the next run.
-    recorded = {**earlier, **{k: t for k, (t, now) in merged.items() if now}}
-    write_text(path, json.dumps(recorded, indent=1))
-    return merged
+def stage_times_section(timings: dict[str, tuple[float, str]]) -> list[str]:
+    """The report's stage times: per stage, the seconds of the run(s) that did its work
+    (``Reproduction.timings``: kept in timings.json across interrupts and resumes)."""
+    return ["## Stage times\n",
+            f"Sum over the stages when they did their work: "
+            f"{sum(t for t, _ in timings.values()) / 60:.1f} min.\n",
+            _table(["stage", "seconds", "measured in"],
+                   [[k, f"{t:.1f}", where] for k, (t, where) in timings.items()])]
 
 
 def _device() -> str:

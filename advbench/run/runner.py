@@ -82,7 +82,7 @@ def run_parameters(run: AttackRun, attack: Attack, count: int | None = None,
     samples = (f"{how_many}{drawn} of {data.display_name(run.dataset)} {run.split} (start "
                f"{run.start}, batch size {run.batch_size}"
                f"{f', shard {shard}' if shard is not None else ''})")
-    return parameter_line(attack.name, {"norm": attack.norm, **attack.params()},
+    return parameter_line(attack.name, {"norm": attack.norm, **attack.shown_params()},
                           defaults_from=run.defaults_from, extra=target, seed=run.seed,
                           samples=samples)
 
@@ -204,6 +204,14 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     checkpoints = outputs.Checkpoints(
         lambda complete: _write(output, attrs, state, complete=complete),
         lambda: bool(state["completed"].all()), seconds=checkpoint_seconds, progress=progress)
+    if todo:
+        # Warnings about this attack on this model, from the run's first batch to attack.
+        first = slice(todo[0], min(todo[0] + run.batch_size, n))
+        warnings = attack.model_warnings(model, x[first])
+        for line in warnings:
+            progress.log(f"warning: {line}")
+        if warnings:
+            attrs["warnings"] = warnings
     with checkpoints:
         for start in todo:
             sl = slice(start, min(start + run.batch_size, n))
@@ -253,7 +261,8 @@ def _attack_split(run: AttackRun, attack: Attack, model, output: Path, samples: 
     hint = attack.failure_hint(
         state[SUCCESS_ARRAYS["label" if attrs.get("start_from") == "label" else "prediction"]],
         {name[len("extras/"):]: values for name, values in state.items()
-         if name.startswith("extras/")})
+         if name.startswith("extras/")},
+        correct=state["completed"] & (state["pred_clean"] == y))
     if hint:
         progress.log(hint)
     return output
