@@ -14,7 +14,11 @@ and it is theirs. A SavedModel holds TensorFlow graphs rather than Python; every
 its graph (nested ones included) must hold only ops of an allow-list of ops that compute
 (``ALLOWED_OPS_FILE``), checked before anything of it runs. Sizes a file declares (zip
 members, layer sizes against the stored weights) are checked against ``advbench.core.limits``
-before anything is inflated or built.
+before anything is inflated or built. A SavedModel's graph can also allocate as it runs
+(``tf.zeros([60000, 60000])`` is an allowed op): every op output whose shape TensorFlow infers
+statically is bounded before loading (``check_savedmodel_memory``), and since shapes computed
+from data or grown in loops cannot be bounded statically, the first forward pass runs in a child
+process under a memory limit (``probe_savedmodel``) before the model runs in advbench's.
 
 What a SavedModel loses: it is a compiled graph, so advbench can run it and differentiate
 through it (every attack works) but cannot train it (``train --model``), convert its
@@ -29,6 +33,9 @@ import importlib
 import json
 import math
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -39,7 +46,7 @@ import keras
 import numpy as np
 
 from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, check_zip_members,
+from advbench.core.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, GiB, check_zip_members,
                                   deferred_variables, read_zip_member, size_text)
 from advbench.core.types import Model, PathLike
 
@@ -361,6 +368,7 @@ def load_foreign(path: PathLike, kind: str | None = None,
 
 def _load_savedmodel(path: Path, model_output: str | None = None):
     check_savedmodel_safe(path)
+    check_savedmodel_memory(path)
     try:
         import tensorflow as tf
 
@@ -510,6 +518,111 @@ def check_savedmodel_safe(path: PathLike) -> None:
                     "printing or Python); export the model for inference only")
 
 
+def check_savedmodel_memory(path: PathLike, limit: int = MEMORY_BUDGET) -> None:
+    """ArtifactError (one line) naming the first op of the SavedModel's graphs whose output,
+    as TensorFlow's shape inference sees it with one image per batch, takes more than
+    ``limit`` bytes: a constant shape (``tf.zeros([60000, 60000])``), a ``Tile`` or
+    ``BroadcastTo`` to a static size. Every function is imported into a graph (shape inference
+    only: nothing runs) with its own declared input shapes; an unknown dimension (the batch,
+    or one computed from data) counts as 1, so the bound holds for what the graph fixes, and
+    ``probe_savedmodel`` covers the rest."""
+    import tensorflow as tf
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+
+    for meta_graph in read_savedmodel_proto(path).meta_graphs:
+        outer = tf.Graph()
+        try:
+            with outer.as_default():
+                tf.graph_util.import_graph_def(meta_graph.graph_def, name="")
+                graphs = [(f.signature.name, function_def_to_graph(f))
+                          for f in meta_graph.graph_def.library.function]
+        except Exception as e:
+            raise ArtifactError(f"{path}: TensorFlow cannot read the SavedModel's graph "
+                                f"({e.__class__.__name__}: "
+                                f"{(str(e).splitlines() or [''])[0][:200]})") from None
+        for function, graph in [(TOP_LEVEL, outer), *graphs]:
+            for op in graph.get_operations():
+                for output in op.outputs:
+                    if output.shape.rank is None or output.dtype in (tf.resource, tf.variant):
+                        continue
+                    dims = [1 if d is None else d for d in output.shape.as_list()]
+                    nbytes = math.prod(dims) * (output.dtype.size if output.dtype != tf.string
+                                                else 1)
+                    if nbytes > limit:
+                        raise ArtifactError(
+                            f"{path}: the SavedModel's op {op.type} ({op.name} in {function}) "
+                            f"makes a tensor of shape {tuple(output.shape.as_list())}, "
+                            f"{size_text(nbytes)} for one image, more than the "
+                            f"{size_text(limit)} advbench allows; refusing it")
+
+
+#: The data segment (``RLIMIT_DATA``) of ``probe_savedmodel``'s child: Python, TensorFlow and
+#: a loaded keras.applications model take 0.65 to 0.7 GiB of it (ResNet50, EfficientNetB0),
+#: which leaves the graph 1.3 GiB for ``PROBE_BATCH`` images.
+PROBE_MEMORY = 2 * GiB
+#: The images of ``probe_savedmodel``'s forward pass.
+PROBE_BATCH = 8
+
+
+def probe_savedmodel(path: PathLike, images: np.ndarray, limit: int = PROBE_MEMORY) -> float:
+    """Run a SavedModel's endpoint once on ``images`` (N, H, W, C float32, as the endpoint
+    takes them) in a child process whose data segment is limited to ``limit`` bytes
+    (``RLIMIT_DATA``), before advbench's own process runs anything of it: a graph that
+    allocates without bound (a shape computed from the data, a loop that grows a list) fails
+    there, not here. Returns the child's wall time in seconds.
+
+    Raises ArtifactError (one line) when the child fails or is killed. A graph whose
+    allocation depends on the values of later images is not covered (one pass on these)."""
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = Path(tmp) / "images.npy"
+        images = images[:PROBE_BATCH]
+        np.save(batch, np.ascontiguousarray(images, dtype=np.float32))
+
+        def limit_memory() -> None:  # in the child, before it imports anything
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+        start = time.perf_counter()
+        child = subprocess.run([sys.executable, "-m", "advbench.models.foreign",
+                                str(Path(path).resolve()), str(batch)],
+                               preexec_fn=limit_memory, env=env, capture_output=True,
+                               text=True, errors="replace")
+        seconds = time.perf_counter() - start
+    if child.returncode != 0:
+        lines = [line.strip() for line in child.stderr.splitlines() if line.strip()]
+        reason = (f"killed by signal {-child.returncode}" if child.returncode < 0
+                  else lines[-1][:200] if lines else f"exit code {child.returncode}")
+        raise ArtifactError(f"{path}: the SavedModel's first forward pass on {len(images)} "
+                            f"images failed in a process limited to {size_text(limit)} of "
+                            f"memory ({reason}); refusing it: it allocates more than advbench "
+                            "allows, or does not run on these images")
+    return seconds
+
+
+def _probe_child(path: str, batch: str) -> int:
+    """``probe_savedmodel``'s child: one forward pass, 0 when it ran, 1 (the error on the last
+    line of stderr) when it failed."""
+    try:
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(path)
+        images = tf.constant(np.load(batch, allow_pickle=False))
+        if hasattr(loaded, "serve"):
+            loaded.serve(images)
+        else:
+            function = loaded.signatures["serving_default"]
+            function(**{function.structured_input_signature[1].popitem()[0]: images})
+    except BaseException as e:  # MemoryError included: report it, one line
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+        # TensorFlow's message has a header and a stack; say what failed to allocate.
+        line = next((line for line in lines if "alloc" in line or "OOM" in line), lines[-1])
+        print(f"{e.__class__.__name__}: {line[:200]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _reachable_functions(graph, tensor_names, function_names) -> set[str]:
     """The function names (``TOP_LEVEL`` included when a top-level node is reached) reachable
     from top-level tensors and functions of a MetaGraphDef, through node inputs and
@@ -573,9 +686,10 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
     kind = kind or detect_kind(path)
     saved = kind == "savedmodel"
     # A SavedModel picks among its endpoint's outputs as it loads (its wrapper has one).
-    adapted = adapt(load_foreign(path, kind, custom_objects,
-                                 model_output=model_output if saved else None),
-                    image_shape, num_classes, preprocessing=preprocessing, outputs=outputs,
+    loaded = load_foreign(path, kind, custom_objects, model_output=model_output if saved else None)
+    if saved:
+        probe_savedmodel(path, _endpoint_images(loaded, probe, preprocessing))
+    adapted = adapt(loaded, image_shape, num_classes, preprocessing=preprocessing, outputs=outputs,
                     probe=probe, name=path.name, model_output=None if saved else model_output)
     source_hash = content_hash(path)
     reading = {"preprocessing": adapted.preprocessing.as_dict(), "outputs": adapted.outputs,
@@ -601,6 +715,23 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
     return adapted.model, meta
 
 
+def _endpoint_images(model: Model, probe: np.ndarray | None,
+                     preprocessing: Preprocessing | None) -> np.ndarray:
+    """Images for ``probe_savedmodel``: ``probe`` (default: 16 seeded uniform ones) as the
+    endpoint takes them (``preprocessing`` applied), or uniform ones of the endpoint's shape
+    when the data does not fit it (the shape error comes later, from ``adapt``)."""
+    shape = tuple(model.inputs[0].shape[1:])
+    rng = np.random.default_rng(0)
+    if probe is None or tuple(probe.shape[1:]) != shape:
+        return rng.uniform(0, 1, (16, *shape)).astype(np.float32)
+    if preprocessing is None:
+        return np.asarray(probe, np.float32)
+    low, high = preprocessing.input_range
+    fed = (np.asarray(probe, np.float32) * (high - low) + low
+           - np.asarray(preprocessing.mean, np.float32)) / np.asarray(preprocessing.std, np.float32)
+    return fed.astype(np.float32)
+
+
 def model_provenance(meta: dict) -> dict:
     """What a stage's artifact records about how its model was read: the kind and, for a
     foreign file, its path, content hash, preprocessing and outputs; for an advbench model
@@ -611,3 +742,7 @@ def model_provenance(meta: dict) -> dict:
     if meta.get("source"):
         out["trained_from"] = meta["source"]
     return out
+
+
+if __name__ == "__main__":  # probe_savedmodel's child process
+    sys.exit(_probe_child(sys.argv[1], sys.argv[2]))
