@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from advbench.attacks import make_attack
-from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.errors import ArtifactError, OutputError, ParameterError
 from advbench.paper import experiments, profiles
 from advbench.paper.plan import base_command, plan
 from advbench.run.artifacts import ATTACK_SCHEMA, load_model, read_arrays
@@ -65,6 +65,24 @@ def test_ray_shards_with_a_crashed_task_equal_one_process(local_ray, trained_tin
                                             "samples; pass --overwrite"):
         attack_with_ray(run, make_attack("pgd", eps=0.1, steps=3), merged, model=loaded,
                         workers=2)
+
+
+def test_a_tasks_own_error_is_one_line(local_ray, trained_tiny_cnn, fake_data_dir, tmp_path):
+    """A shard that meets a full disk (or any advbench error) ends the run with its own one
+    line, not Ray's wrapper with the worker's traceback."""
+    path, _, _ = trained_tiny_cnn
+    run = AttackRun(model_path=str(path), dataset="mnist", limit=16, batch_size=8,
+                    data_dir=str(fake_data_dir))
+    message = (f"cannot write artifact {tmp_path / 'ray-shard1of2.h5'}: No space left on "
+               "device; free space on that disk or choose another output path (-o)")
+
+    def full_disk(source, run, name, params, output, index, count):
+        raise OutputError(message)
+
+    with pytest.raises(OutputError) as info:
+        attack_with_ray(run, make_attack("fgsm", eps=0.1), tmp_path / "ray.h5",
+                        model=open_model(str(path)), workers=2, shard_task=full_disk)
+    assert str(info.value) == message and type(info.value) is OutputError
 
 
 def test_reproduce_stages_as_ray_tasks_equal_the_sequential_run(local_ray, fake_data_dir,

@@ -11,6 +11,7 @@ artifact equals a one-process run (``shards.merge_attack_runs``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -52,8 +53,10 @@ def _init_ray(num_cpus: int | None) -> Any:
     ``num_cpus`` CPUs (None: all of them); a cluster keeps its own resources."""
     ray = _ray()
     if not ray.is_initialized():
+        # Ray's own INFO and WARNING lines ("Started a local Ray instance", token
+        # authentication) would break the one-line errors of a failed run.
         ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else num_cpus,
-                 include_dashboard=False, log_to_driver=False)
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     return ray
 
 
@@ -111,8 +114,19 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *,
                    for shard in shards]
         progress.log(run_parameters(run, attack))
         progress.log(f"{attack.name}: {workers} Ray tasks")
-        write_merge(ray.get(pending), output)
+        write_merge(_results(ray, pending), output)
     return output
+
+
+def _results(ray: Any, refs: list) -> list:
+    """``ray.get(refs)``, with a task's own advbench error (a full disk, a damaged file) raised
+    as it is: one line, not Ray's wrapper holding the worker's traceback."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, AdvbenchError):
+            raise e.cause from None
+        raise
 
 
 def run_stages_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *,
@@ -144,11 +158,6 @@ def run_stages_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *
             settings, node["id"], *(refs[need] for need in node["needs"]))
     progress.log(f"{len(refs)} stages as Ray tasks")
     for stage_id, ref in refs.items():
-        try:
-            ray.get(ref)
-        except ray.exceptions.RayTaskError as e:
-            if isinstance(e.cause, AdvbenchError):
-                raise e.cause from None
-            raise
+        _results(ray, [ref])
         progress.log(f"{stage_id} done")
     return list(refs)
