@@ -1736,21 +1736,16 @@ def _echo_audit_parameters(eps: float, norm: str, checks: Sequence[str], setting
                            budget: Any, samples: Any, count: int) -> None:
     """The line that starts an audit on stderr: the budget (and where its default came
     from), the checks, every setting, the seed and the samples."""
-    import dataclasses
-
     from advbench import data as datamod
-    from advbench.attacks.budgets import parameter_line
-    from advbench.score import AUDIT_CHECKS
+    from advbench.score.audit import audit_parameters
 
-    numbers = ",".join(str(list(AUDIT_CHECKS).index(name) + 1) for name in checks)
     drawn = " (class-balanced)" if samples.limit is not None else ""
     described = (f"{count} samples{drawn} of {datamod.display_name(samples.dataset)} "
                  f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
     if budget.note:
         click.echo(budget.note, err=True)
-    click.echo(parameter_line("audit", {"eps": eps, "norm": norm, "checks": numbers,
-                                        **dataclasses.asdict(settings)},
-                              budget=budget, seed=samples.seed, samples=described), err=True)
+    click.echo(audit_parameters(eps, norm, checks, settings, seed=samples.seed,
+                                samples=described, budget=budget), err=True)
 
 
 def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
