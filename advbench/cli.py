@@ -157,12 +157,30 @@ class AdvbenchCommand(click.Command):
             except click.UsageError:
                 raw = None  # said by the full parse below
             if raw is not None:
+                _precheck_attack_flags(ctx, raw, next((p.default for p in self.params
+                                                       if p.name == "attack_name"), None))
                 _precheck(self.name or "", raw)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         _quiet_tensorflow_import()
         return super().invoke(ctx)
+
+
+def _precheck_attack_flags(ctx: click.Context, raw: dict, default: Any) -> None:
+    """Attack flags given to an attack that does not take them: the usage error of
+    ``attack_from_flags``, from the TensorFlow-free declarations (``ATTACK_SPECS``), before
+    TensorFlow's import (``raw``: the parameters as typed; ``default``: the command's
+    --attack default)."""
+    name = raw.get("attack_name", default)
+    if not isinstance(name, str) or name not in ATTACK_SPECS:
+        return  # no --attack, or an invalid choice: the full parse says it
+    takes = {param.name for param in ATTACK_SPECS[name].params}
+    stray = sorted(flag.split("/")[0] for flag, dest, _, _ in ATTACK_OPTIONS
+                   if raw.get(dest) is not None and dest not in takes)
+    if stray:
+        raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}",
+                               ctx=ctx)
 
 
 def _precheck(command: str, raw: dict) -> None:
@@ -185,7 +203,9 @@ def _precheck(command: str, raw: dict) -> None:
         strings(raw.get("target_refs")) + [a for a in strings(raw.get("architecture"))
                                            if Path(a).exists()]
     for ref in refs:
-        check_model(ref, data, raw.get("model_output"), raw.get("models_dir"))
+        # A command of one MODEL takes its data from --dataset or --data only.
+        check_model(ref, data, raw.get("model_output"), raw.get("models_dir"),
+                    needs_data=ref == raw.get("model_ref"))
 
 
 def _data_dir_option(f):

@@ -49,17 +49,11 @@ from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, GiB, check_zip_members,
                                   deferred_variables, read_zip_member, size_text)
 from advbench.core.types import Model, PathLike
+from advbench.models import MODEL_KINDS
 
 if TYPE_CHECKING:
     from advbench.models.adapt import Preprocessing
 
-#: The model sources a MODEL argument accepts, in the words of error messages.
-MODEL_KINDS = {
-    "advbench": "an advbench model artifact (.h5 from `advbench train`)",
-    "keras": "a Keras 3 .keras file",
-    "h5": "a legacy Keras .h5 full-model file",
-    "savedmodel": "a TensorFlow SavedModel directory",
-}
 FOREIGN_KINDS = ("keras", "h5", "savedmodel")
 _LAMBDA_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__")
 _KERAS_MODULES = ("layers", "models", "initializers", "regularizers", "constraints",
