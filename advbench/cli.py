@@ -1188,13 +1188,18 @@ def merge(shards, output, overwrite):
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Certify image groups I, I+N, ... only (as attack --shard); join the "
                    "shards with `advbench merge`.")
+@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
+              show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
+                                      "else a local Ray) and merge them; needs advbench[ray].")
+@click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary (certified accuracy at radii 0-1, average radius, "
                    "abstention) as JSON instead of the path.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset, data_path,
             split, limit, start, batch_size, seed, custom_objects, outputs, input_range, mean,
-            std, data_dir, models_dir, output, resume, overwrite, shard_text, as_json, quiet):
+            std, data_dir, models_dir, output, resume, overwrite, shard_text, engine, workers,
+            as_json, quiet):
     """Certify MODEL's smoothed classifier by randomized smoothing; print the artifact path.
 
     Cohen, Rosenfeld and Kolter (ICML 2019): per image, --n0 noisy draws x + N(0, sigma^2)
@@ -1208,10 +1213,13 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
         advbench certify cnn-gda-cohen --sigma 0.25 --limit 500
 
         advbench certify cnn-gda-cohen --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
+
+        advbench certify cnn-gda-cohen --sigma 0.25 --engine ray --workers 8
     """
     from advbench.score.certify import CertifyRun, certify_json
 
     shard = _shard(shard_text)
+    _check_engine(engine, workers, shard)
     run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", split=split,
                limit=limit, start=start, batch_size=batch_size, seed=seed)
     with _usage_errors():
@@ -1223,7 +1231,7 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
     result = stages.certify(model, sigma=sigma, dataset=dataset, output=output,
                             overwrite=overwrite, resume=resume, shard=shard,
                             sigma_mismatch_ok=sigma_mismatch_ok, data_dir=data_dir,
-                            progress=_progress(quiet), **run)
+                            engine=engine, workers=workers, progress=_progress(quiet), **run)
     click.echo(report_json(certify_json(result)) if as_json else str(result))
 
 

@@ -389,21 +389,29 @@ def transfer(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel], att
 def certify(model: LoadedModel | str, *, sigma: float, dataset: str | None = None,
             output: PathLike | None = None, runs_dir: PathLike = "runs",
             overwrite: bool = False, resume: bool = True, sigma_mismatch_ok: bool = False,
-            shard: Shard | None = None, progress: Progress | None = None,
-            data_dir: PathLike | None = None, **run: Any) -> Path:
+            shard: Shard | None = None, engine: str = "local", workers: int | None = None,
+            progress: Progress | None = None, data_dir: PathLike | None = None,
+            **run: Any) -> Path:
     """Certify ``model``'s smoothed classifier by randomized smoothing (``advbench certify``;
     Cohen et al. 2019) and write the certification artifact; returns its path.
 
     ``run``: ``certify.CertifyRun``'s fields (n0, n, alpha, mode, split, limit, start,
-    batch_size, seed). Output, reuse, resume and shards as for ``attack``; default path
-    ``<runs_dir>/<model stem>-<mode>-s<sigma>-<key>.h5``. Raises as ``certify.certify_split``.
+    batch_size, seed). Output, reuse, resume, shards and ``engine="ray"`` with ``workers``
+    shards as for ``attack``; default path ``<runs_dir>/<model stem>-<mode>-s<sigma>-<key>.h5``.
+    Raises as ``certify.certify_split`` (``certify.certify_with_ray``).
     """
-    from advbench.score.certify import CertifyRun, certify_split
+    from advbench.score.certify import CertifyRun, certify_split, certify_with_ray
 
     dataset = _data_name(dataset)
     model = _opened(model, dataset, data_dir)
     certify_run = CertifyRun(model_path=str(model.path), sigma=sigma, data_dir=data_dir,
                              dataset=_dataset_of(model, dataset), **run)
+    if engine == "ray":
+        if workers is None or shard is not None:
+            raise ParameterError("engine ray makes its own shards: give workers, not shard")
+        return certify_with_ray(certify_run, model, output, workers=workers, runs_dir=runs_dir,
+                                overwrite=overwrite, sigma_mismatch_ok=sigma_mismatch_ok,
+                                progress=progress)
     return certify_split(certify_run, model.model, model.meta, output, runs_dir=runs_dir,
                          overwrite=overwrite, resume=resume,
                          sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,
