@@ -573,16 +573,16 @@ def probe_savedmodel(path: PathLike, images: np.ndarray, limit: int = PROBE_MEMO
         batch = Path(tmp) / "images.npy"
         images = images[:PROBE_BATCH]
         np.save(batch, np.ascontiguousarray(images, dtype=np.float32))
-
-        def limit_memory() -> None:  # in the child, before it imports anything
-            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+        # The child imports this advbench, wherever the caller's sys.path found it.
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
+                                                           os.environ.get("PYTHONPATH")]))}
         start = time.perf_counter()
+        # The child sets its own limit (a preexec_fn is unsafe in a process with threads).
         child = subprocess.run([sys.executable, "-m", "advbench.models.foreign",
-                                str(Path(path).resolve()), str(batch)],
-                               preexec_fn=limit_memory, env=env, capture_output=True,
-                               text=True, errors="replace")
+                                str(Path(path).resolve()), str(batch), str(int(limit))],
+                               env=env, capture_output=True, text=True, errors="replace")
         seconds = time.perf_counter() - start
     if child.returncode != 0:
         lines = [line.strip() for line in child.stderr.splitlines() if line.strip()]
@@ -595,10 +595,11 @@ def probe_savedmodel(path: PathLike, images: np.ndarray, limit: int = PROBE_MEMO
     return seconds
 
 
-def _probe_child(path: str, batch: str) -> int:
-    """``probe_savedmodel``'s child: one forward pass, 0 when it ran, 1 (the error on the last
-    line of stderr) when it failed."""
+def _probe_child(path: str, batch: str, limit: int) -> int:
+    """``probe_savedmodel``'s child: limits its data segment to ``limit`` bytes, then one
+    forward pass; 0 when it ran, 1 (the error on the last line of stderr) when it failed."""
     try:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
         import tensorflow as tf
 
         loaded = tf.saved_model.load(path)
@@ -739,4 +740,4 @@ def model_provenance(meta: dict) -> dict:
 
 
 if __name__ == "__main__":  # probe_savedmodel's child process
-    sys.exit(_probe_child(sys.argv[1], sys.argv[2]))
+    sys.exit(_probe_child(sys.argv[1], sys.argv[2], int(sys.argv[3])))
