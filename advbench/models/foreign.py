@@ -15,10 +15,10 @@ its graph (nested ones included) must hold only ops of an allow-list of ops that
 (``ALLOWED_OPS_FILE``), checked before anything of it runs. Sizes a file declares (zip
 members, layer sizes against the stored weights) are checked against ``advbench.core.limits``
 before anything is inflated or built. A SavedModel's graph can also allocate as it runs
-(``tf.zeros([60000, 60000])`` is an allowed op): every op output whose shape TensorFlow infers
-statically is bounded before loading (``check_savedmodel_memory``), and since shapes computed
-from data or grown in loops cannot be bounded statically, the first forward pass runs in a child
-process under a memory limit (``probe_savedmodel``) before the model runs in advbench's.
+(``tf.zeros([60000, 60000])`` is an allowed op): before advbench's process loads it, a child
+process under a memory limit bounds every op output whose shape TensorFlow infers statically
+(``check_savedmodel_memory``), then loads it and runs its first forward pass, for the shapes
+computed from data or grown in loops that no static check bounds (``probe_savedmodel``).
 
 What a SavedModel loses: it is a compiled graph, so advbench can run it and differentiate
 through it (every attack works) but cannot train it (``train --model``), convert its
@@ -313,7 +313,7 @@ def check_declared_weights(path: Path, kind: str, config: Any, custom_objects: d
 # -- loading -----------------------------------------------------------------------------------
 def load_foreign(path: PathLike, kind: str | None = None,
                  custom_objects: str | dict | None = None,
-                 model_output: str | None = None) -> Model:
+                 model_output: str | None = None, probe: np.ndarray | None = None) -> Model:
     """A foreign model as a Keras model, as stored (outputs, preprocessing and all; see
     ``models.adapt`` for putting it into advbench's convention).
 
@@ -325,6 +325,8 @@ def load_foreign(path: PathLike, kind: str | None = None,
             scores: a key of the dict it returns, or a 0-based index (``output_0``,
             ``output_1``, ... name a list's entries, as its ``serving_default`` signature
             does). Keras files pick theirs in ``models.adapt.select_output``.
+        probe: for a SavedModel, images as its endpoint takes them for ``probe_savedmodel``
+            (which runs before it loads; default: uniform ones).
 
     Returns a ``keras.Model``; for a SavedModel, one whose only layer after the input is a
     ``keras.layers.TFSMLayer`` on the SavedModel's ``serve`` (else ``serving_default``)
@@ -337,7 +339,7 @@ def load_foreign(path: PathLike, kind: str | None = None,
         custom_objects = load_custom_objects(custom_objects)
     importlib.import_module("advbench.models.layers")  # our layers in exported files
     if kind == "savedmodel":
-        return _load_savedmodel(path, model_output)
+        return _load_savedmodel(path, model_output, probe)
     if kind not in ("keras", "h5"):
         raise ArtifactError(f"{path} is {MODEL_KINDS.get(kind, kind)}, not a foreign model")
     config = read_keras_config(path, kind)
@@ -360,9 +362,10 @@ def load_foreign(path: PathLike, kind: str | None = None,
     return model
 
 
-def _load_savedmodel(path: Path, model_output: str | None = None):
+def _load_savedmodel(path: Path, model_output: str | None = None,
+                     probe: np.ndarray | None = None):
     check_savedmodel_safe(path)
-    check_savedmodel_memory(path)
+    probe_savedmodel(path, probe)
     try:
         import tensorflow as tf
 
@@ -558,21 +561,28 @@ PROBE_MEMORY = 2 * GiB
 PROBE_BATCH = 8
 
 
-def probe_savedmodel(path: PathLike, images: np.ndarray, limit: int = PROBE_MEMORY) -> float:
-    """Run a SavedModel's endpoint once on ``images`` (N, H, W, C float32, as the endpoint
-    takes them) in a child process whose data segment is limited to ``limit`` bytes
-    (``RLIMIT_DATA``), before advbench's own process runs anything of it: a graph that
+def probe_savedmodel(path: PathLike, images: np.ndarray | None = None,
+                     limit: int = PROBE_MEMORY) -> float:
+    """Check and run a SavedModel in a child process whose data segment is limited to
+    ``limit`` bytes (``RLIMIT_DATA``), before advbench's own process loads anything of it:
+    ``check_savedmodel_memory`` (there: importing its graphs leaves traces in TensorFlow's
+    state), then loading it (its init op runs) and one forward pass of its endpoint on the
+    first ``PROBE_BATCH`` of ``images`` (N, H, W, C float32, as the endpoint takes them;
+    None, or another shape: seeded uniform ones of the endpoint's shape). A graph that
     allocates without bound (a shape computed from the data, a loop that grows a list) fails
     there, not here. Returns the child's wall time in seconds.
 
-    Raises ArtifactError (one line) when the child fails or is killed. A graph whose
-    allocation depends on the values of later images is not covered (one pass on these)."""
+    Raises ArtifactError (one line): ``check_savedmodel_memory``'s and
+    ``_endpoint_input_shape``'s refusals as they are, and when the load or the forward pass
+    fails for memory or the child is killed. A load that fails otherwise is left to the
+    caller's own load, which says why. A graph whose allocation depends on the values of
+    other images is not covered (one pass on these)."""
     import time
 
     with tempfile.TemporaryDirectory() as tmp:
         batch = Path(tmp) / "images.npy"
-        images = images[:PROBE_BATCH]
-        np.save(batch, np.ascontiguousarray(images, dtype=np.float32))
+        if images is not None:
+            np.save(batch, np.ascontiguousarray(images[:PROBE_BATCH], dtype=np.float32))
         # The child imports this advbench, wherever the caller's sys.path found it.
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
@@ -580,40 +590,73 @@ def probe_savedmodel(path: PathLike, images: np.ndarray, limit: int = PROBE_MEMO
                                                            os.environ.get("PYTHONPATH")]))}
         start = time.perf_counter()
         # The child sets its own limit (a preexec_fn is unsafe in a process with threads).
-        child = subprocess.run([sys.executable, "-m", "advbench.models.foreign",
-                                str(Path(path).resolve()), str(batch), str(int(limit))],
+        child = subprocess.run([sys.executable, "-m", "advbench.models.foreign", str(path),
+                                str(batch), str(int(limit))],
                                env=env, capture_output=True, text=True, errors="replace")
         seconds = time.perf_counter() - start
-    if child.returncode != 0:
-        lines = [line.strip() for line in child.stderr.splitlines() if line.strip()]
-        reason = (f"killed by signal {-child.returncode}" if child.returncode < 0
-                  else lines[-1][:200] if lines else f"exit code {child.returncode}")
-        raise ArtifactError(f"{path}: the SavedModel's first forward pass on {len(images)} "
-                            f"images failed in a process limited to {size_text(limit)} of "
-                            f"memory ({reason}); refusing it: it allocates more than advbench "
-                            "allows, or does not run on these images")
-    return seconds
+    lines = [line.strip() for line in child.stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if child.returncode == _REFUSED and last.startswith(_REFUSAL):
+        raise ArtifactError(last[len(_REFUSAL):])
+    if child.returncode in (0, _UNLOADABLE):
+        return seconds
+    reason = (f"killed by signal {-child.returncode}" if child.returncode < 0
+              else last[:200] or f"exit code {child.returncode}")
+    raise ArtifactError(f"{path}: the SavedModel's first forward pass on "
+                        f"{len(images[:PROBE_BATCH]) if images is not None else PROBE_BATCH} "
+                        f"images failed in a process limited to {size_text(limit)} of "
+                        f"memory ({reason}); refusing it: it allocates more than advbench "
+                        "allows, or does not run on these images")
+
+
+# ``_probe_child``'s exit codes and the prefix of its refusal line.
+_REFUSED, _UNLOADABLE, _REFUSAL = 2, 3, "advbench refusal: "
+
+
+def _failure_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+    # TensorFlow's message has a header and a stack; say what failed to allocate.
+    line = next((line for line in lines if "alloc" in line or "OOM" in line), lines[-1])
+    return f"{e.__class__.__name__}: {line[:200]}"
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or "ResourceExhausted" in type(e).__name__ or any(
+        word in str(e) for word in ("OOM", "alloc", "Cannot parse tensor"))
 
 
 def _probe_child(path: str, batch: str, limit: int) -> int:
-    """``probe_savedmodel``'s child: limits its data segment to ``limit`` bytes, then one
-    forward pass; 0 when it ran, 1 (the error on the last line of stderr) when it failed."""
+    """``probe_savedmodel``'s child: limits its data segment to ``limit`` bytes, then the
+    static check, the load and one forward pass. Exit 0 when it ran; ``_REFUSED`` with the
+    refusal on the last line of stderr; ``_UNLOADABLE`` when the load fails for another
+    reason than memory; 1 (the error on the last line of stderr) when it failed."""
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     try:
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        check_savedmodel_memory(path)
+    except ArtifactError as e:
+        print(f"{_REFUSAL}{e}", file=sys.stderr)
+        return _REFUSED
+    try:
         import tensorflow as tf
 
         loaded = tf.saved_model.load(path)
-        images = tf.constant(np.load(batch, allow_pickle=False))
-        if hasattr(loaded, "serve"):
-            loaded.serve(images)
-        else:
-            function = loaded.signatures["serving_default"]
-            function(**{function.structured_input_signature[1].popitem()[0]: images})
+        endpoint = "serve" if hasattr(loaded, "serve") else "serving_default"
+        del loaded
+        layer = _SavedModelLayer(path, call_endpoint=endpoint, trainable=False)
+        shape = _endpoint_input_shape(layer.call_endpoint_fn, Path(path))
+    except ArtifactError as e:
+        print(f"{_REFUSAL}{e}", file=sys.stderr)
+        return _REFUSED
+    except BaseException as e:  # MemoryError included
+        print(_failure_line(e), file=sys.stderr)
+        return 1 if _out_of_memory(e) else _UNLOADABLE
+    try:
+        images = np.load(batch, allow_pickle=False) if os.path.exists(batch) else None
+        if images is None or tuple(images.shape[1:]) != shape:
+            images = np.random.default_rng(0).uniform(0, 1, (PROBE_BATCH, *shape))
+        layer(tf.constant(images, tf.float32))
     except BaseException as e:  # MemoryError included: report it, one line
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
-        # TensorFlow's message has a header and a stack; say what failed to allocate.
-        line = next((line for line in lines if "alloc" in line or "OOM" in line), lines[-1])
-        print(f"{e.__class__.__name__}: {line[:200]}", file=sys.stderr)
+        print(_failure_line(e), file=sys.stderr)
         return 1
     return 0
 
@@ -681,9 +724,8 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
     kind = kind or detect_kind(path)
     saved = kind == "savedmodel"
     # A SavedModel picks among its endpoint's outputs as it loads (its wrapper has one).
-    loaded = load_foreign(path, kind, custom_objects, model_output=model_output if saved else None)
-    if saved:
-        probe_savedmodel(path, _endpoint_images(loaded, probe, preprocessing))
+    loaded = load_foreign(path, kind, custom_objects, model_output=model_output if saved else None,
+                          probe=_fed(probe, preprocessing) if saved else None)
     adapted = adapt(loaded, image_shape, num_classes, preprocessing=preprocessing, outputs=outputs,
                     probe=probe, name=path.name, model_output=None if saved else model_output)
     source_hash = content_hash(path)
@@ -710,17 +752,11 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
     return adapted.model, meta
 
 
-def _endpoint_images(model: Model, probe: np.ndarray | None,
-                     preprocessing: Preprocessing | None) -> np.ndarray:
-    """Images for ``probe_savedmodel``: ``probe`` (default: 16 seeded uniform ones) as the
-    endpoint takes them (``preprocessing`` applied), or uniform ones of the endpoint's shape
-    when the data does not fit it (the shape error comes later, from ``adapt``)."""
-    shape = tuple(model.inputs[0].shape[1:])
-    rng = np.random.default_rng(0)
-    if probe is None or tuple(probe.shape[1:]) != shape:
-        return rng.uniform(0, 1, (16, *shape)).astype(np.float32)
-    if preprocessing is None:
-        return np.asarray(probe, np.float32)
+def _fed(probe: np.ndarray | None, preprocessing: Preprocessing | None) -> np.ndarray | None:
+    """``probe`` images in [0, 1] as a SavedModel's endpoint takes them (``preprocessing``
+    applied), for ``probe_savedmodel``."""
+    if probe is None or preprocessing is None:
+        return probe
     low, high = preprocessing.input_range
     fed = (np.asarray(probe, np.float32) * (high - low) + low
            - np.asarray(preprocessing.mean, np.float32)) / np.asarray(preprocessing.std, np.float32)
