@@ -18,8 +18,14 @@ $(VENV)/.installed: setup.cfg setup.py
 
 install: $(VENV)/.installed
 
+# Two worker processes by default (this machine and CI have 2 cores; TensorFlow's tracing and
+# the tests' Python are single-threaded, so two processes keep both cores busy).
+# `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow

@@ -21,6 +21,7 @@ from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
 from advbench.attacks.budgets import AUDIT_EPS_HELP
 from advbench.core.errors import AdvbenchError, flags_verb
 from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
+from advbench.score.metric_registry import gate_help
 
 EXIT_GATE_FAILED = 3
 EXIT_AUDIT_FAILED = 4
@@ -38,6 +39,13 @@ def _usage_errors(kind: type[Exception] | None = None) -> Iterator[None]:
         yield
     except (kind or ParameterError) as e:
         raise click.UsageError(str(e)) from None
+
+
+def _checked(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``check(*args, **kwargs)`` (a library rule on options), its ParameterError a usage
+    error (``_usage_errors``)."""
+    with _usage_errors():
+        return check(*args, **kwargs)
 
 
 def _check_shard(ctx: click.Context, param: click.Parameter, text: str | None) -> str | None:
@@ -527,43 +535,8 @@ def _defense_options(f):
 
 def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
                        notes: list[str] | None = None) -> Any:
-    """Build a defense from `train`'s flag values, refusing flags of another defense.
-
-    Its data-set defaults (GDA sigma, FGSM-AT eps, feature squeezing bits) are those of
-    ``dataset``, or, for a user's data, of the built-in set of its image size (said in
-    ``notes``); a user's data of another size must give them (a usage error)."""
-    from advbench import data as datamod
-    from advbench.attacks.budgets import matching_dataset
-    from advbench.defenses import make_defense
-
-    rows = {dest: (flag.split("/")[0], owners, param)
-            for flag, dest, owners, param, _, _ in DEFENSE_OPTIONS}
-    given = {dest: value for dest, value in values.items() if value is not None}
-    # A flag's defenses: those declaring its parameter (--gda-sigma: gda and gda-cohen).
-    stray = sorted(rows[dest][0] for dest in given if defense not in rows[dest][1])
-    if stray:
-        raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense {defense}")
-    params = {rows[dest][2]: v for dest, v in given.items()}
-    if dataset not in datamod.DATASETS:
-        shape = datamod.dataset_info(dataset).input_shape
-        source = matching_dataset(dataset, shape)
-        flag_of = {param: flag.split("/")[0] for flag, _, owners, param, _, _ in DEFENSE_OPTIONS
-                   if defense in owners}
-        dataset_defaults = DEFENSE_SPECS[defense].dataset_defaults
-        wanted = [p for p in dataset_defaults.get("mnist", {}) if p not in params]
-        size = "x".join(str(s) for s in shape)
-        if wanted and source is None:
-            raise click.UsageError(
-                f"--data {dataset} holds {size} images, the shape of no built-in data set "
-                f"(mnist 28x28x1, cifar10 32x32x3), so {' and '.join(flag_of[p] for p in wanted)}"
-                f" {'has' if len(wanted) == 1 else 'have'} no default; give "
-                f"{'it' if len(wanted) == 1 else 'them'}")
-        if wanted and notes is not None and source is not None:
-            taken = ", ".join(f"{flag_of[p]} {dataset_defaults[source][p]}" for p in wanted)
-            notes.append(f"--data {dataset} holds {size} images, {source}'s shape: {defense} "
-                         f"takes {source}'s default {taken}")
-        dataset = source or dataset
-    return make_defense(defense, dataset, **params)
+    """`train`'s defense of its flags (``stages.build_defense``; usage errors)."""
+    return _checked(stages.build_defense, defense, dataset, values, notes)
 
 
 class ArchitectureOrFile(RegistryChoice):
@@ -656,7 +629,8 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
         advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
     reading = _reading(custom_objects, outputs, input_range, mean, std)
-    own = _check_train_flags(architecture, fine_tune, reading, brelu_t, activation)
+    own = _checked(stages.check_train_options, architecture, fine_tune=fine_tune,
+                   reading=reading, brelu_t=brelu_t, activation=activation)
     dataset = _data_source(dataset, data_path, quiet) or "mnist"
     budget_notes: list[str] = []
     spec, config = _train_config(
@@ -687,26 +661,6 @@ def _train_config(defense: str, dataset: str, defense_values: dict, notes: list[
         config = TrainConfig(dataset=dataset, devices=tuple(parse_devices(devices)), **fields)
         config.validate()
     return spec, config
-
-
-def _check_train_flags(architecture: str, fine_tune: bool, reading: dict, brelu_t,
-                       activation) -> bool:
-    """Whether --model is the user's own file; flags that do not apply refused."""
-    from advbench.models.zoo import ARCHITECTURES
-
-    own = architecture not in ARCHITECTURES
-    given = [flag for flag, value in (("--fine-tune", fine_tune),
-                                      ("--custom-objects", reading["custom_objects"]),
-                                      ("--outputs", reading["outputs"] != "auto"),
-                                      ("--model-output", reading["model_output"] is not None),
-                                      ("--input-range/--mean/--std", reading["preprocessing"]))
-             if value]
-    if given and not own:
-        raise click.UsageError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your "
-                               "own architecture)")
-    if brelu_t is not None and activation != "brelu":
-        raise click.UsageError(f"--brelu-t does not apply to --act {activation}")
-    return own
 
 
 def _training_line(config: Any, spec: Any, architecture: str) -> str:
@@ -845,19 +799,10 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
     from advbench.core.progress import Progress
     from advbench.paper.experiments import Reproduction
 
-    from advbench.core.checks import check_seed
     from advbench.core.files import ensure_folder
 
-    with _usage_errors():
-        check_seed(seed)
-    if as_json and not show_plan:
-        raise click.UsageError("--json prints the --plan; give --plan too")
-    if sum(map(bool, (show_plan, stage_id, emit))) > 1:
-        raise click.UsageError("give one of --plan, --stage and --emit")
-    if engine == "ray" and (show_plan or stage_id or emit):
-        raise click.UsageError("--engine ray runs every stage; drop --plan, --stage and --emit")
-    if engine != "ray" and workers is not None:
-        raise click.UsageError("--workers is for --engine ray")
+    _checked(stages.check_reproduce_options, seed=seed, plan=show_plan, as_json=as_json,
+             stage=stage_id, emit=emit, engine=engine, workers=workers)
     repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
                          seed=seed, progress=Progress(quiet=quiet))
     stage = None
@@ -915,27 +860,8 @@ def _attack_options(f):
 
 
 def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
-    """Build an attack from CLI flag values, refusing flags the attack does not take."""
-    from advbench.attacks import ATTACKS, make_attack
-
-    flag_of = {param: flag.split("/")[0] for flag, param, _, _ in ATTACK_OPTIONS}
-    given = {k: v for k, v in values.items() if v is not None}
-    stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
-    if stray:
-        raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
-    with _usage_errors():
-        attack = make_attack(name, **given)
-    eps = given.get("eps")
-    if eps is not None and getattr(attack, "norm", None) == "linf" and eps > 1:
-        # An eps in the model's own pixel units (8 meaning 8/255) would turn every pixel
-        # into 0 or 1 and call it an attack.
-        from advbench.attacks.budgets import shown
-
-        raise click.UsageError(
-            f"--eps {shown(float(eps))} is above 1, the whole [0, 1] image box in L-inf: "
-            "attacks perturb images in [0, 1] whatever range the model takes; give eps in "
-            "those units, e.g. --eps 8/255")
-    return attack
+    """The attack of CLI flag values (``stages.build_attack``; usage errors)."""
+    return _checked(stages.build_attack, name, values)
 
 
 def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None,
@@ -1046,7 +972,7 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
         advbench attack cnn --attack pgd --engine ray --workers 8 -o runs/pgd.h5
     """
     shard = _shard(shard_text)
-    _check_engine(engine, workers, shard)
+    _checked(stages.check_engine, engine, workers, shard)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
     samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
@@ -1087,13 +1013,6 @@ def _attack_curve(model_ref, attack_name, attack_values, target_mode, shard, eng
         quiet=quiet, reading=reading, **samples), plot=plot, as_json=as_json, quiet=quiet)
 
 
-def _check_engine(engine: str, workers: int | None, shard: Any) -> None:
-    if engine == "ray" and (shard is not None or workers is None):
-        raise click.UsageError("--engine ray makes its own shards: give --workers N, not --shard")
-    if engine != "ray" and workers is not None:
-        raise click.UsageError("--workers is for --engine ray; a job array gives --shard I/N")
-
-
 def _attack_for(attack_name: str, values: dict[str, Any], dataset: str | None,
                 data_path: str | None, model: Any = None) -> tuple[Any, Any]:
     """(attack, budget) from the flags: the data set's eps-like defaults when it is known
@@ -1111,16 +1030,9 @@ def _attack_for(attack_name: str, values: dict[str, Any], dataset: str | None,
 def _check_attack_run(attack_obj: Any, attack_name: str, target_mode: str | None,
                       start_from: str, samples: dict, output: str | None) -> None:
     """attack's flags checked against the attack, the samples and -o (usage errors)."""
-    if target_mode is not None and not attack_obj.accepts_targets():
-        raise click.UsageError(f"{attack_obj.untargeted_only()} is untargeted only; drop "
-                               "--target")
-    from advbench.run import START_FROM_ATTACKS
-
-    if start_from != "prediction" and (attack_name not in START_FROM_ATTACKS
-                                       or target_mode is not None):
-        raise click.UsageError("--from applies to untargeted deepfool, cw-l2, jsma and fmn "
-                               "(fgsm-min always starts from the prediction, bounded attacks "
-                               "from the label)")
+    with _usage_errors():
+        stages.check_attack_options(attack_obj, attack_name, target_mode=target_mode,
+                                    start_from=start_from)
     _check_samples(**{k: v for k, v in samples.items() if k != "split"})
     _check_outputs(output=output)
 
@@ -1219,7 +1131,7 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
     from advbench.score.certify import CertifyRun, certify_json
 
     shard = _shard(shard_text)
-    _check_engine(engine, workers, shard)
+    _checked(stages.check_engine, engine, workers, shard)
     run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", split=split,
                limit=limit, start=start, batch_size=batch_size, seed=seed)
     with _usage_errors():
@@ -1332,6 +1244,16 @@ def _thresholds(under, over):
     return out
 
 
+def _help_from(**texts: Callable[[], str]) -> Callable[[Callable], Callable]:
+    """Fill a command's docstring (its --help) with texts derived from the library: each
+    upper-case WORD of ``texts`` is replaced by what its function returns."""
+    def decorate(f: Callable) -> Callable:
+        for word, text in texts.items():
+            f.__doc__ = (f.__doc__ or "").replace(word, text())
+        return f
+    return decorate
+
+
 def _output_options(f):
     for option in reversed([
         click.option("--json", "as_json", is_flag=True,
@@ -1398,6 +1320,9 @@ def _output_options(f):
               help="What loss sensitivity differentiates: the loss at the label (the paper's "
                    "text), or the predicted class's softmax output / logit (the authors' "
                    "code, ART 735ead0c0 / tag 0.1).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an -o file that holds something else than this evaluation (a "
+                   "rerun of the same model and artifacts replaces its own).")
 @click.option("--distance-shard", "distance_shard_text", default=None, metavar="I/N",
               callback=_check_shard,
               help="Compute only query blocks I, I+N, ... of the training-set distance and "
@@ -1407,11 +1332,12 @@ def _output_options(f):
 @_output_options
 @_data_dir_option
 @_models_dir_option
+@_help_from(GATE_METRICS=gate_help)
 def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
              custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
              source_ref, fail_under, fail_over, radii, distance_variant, success_against, distance,
-             sensitivity, sensitivity_variant, distance_shard_text, as_json, csv_path, output,
-             plot, runs_dir, quiet, table_format, data_dir, models_dir):
+             sensitivity, sensitivity_variant, overwrite, distance_shard_text, as_json,
+             csv_path, output, plot, runs_dir, quiet, table_format, data_dir, models_dir):
     """Score MODEL on clean data and on saved adversarial ARTIFACTS (never re-attacking).
 
     MODEL is a zoo name, an advbench model (.h5), or your own Keras model (.keras, legacy
@@ -1420,16 +1346,13 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     on it are white-box. Clean accuracy (also per class) and loss sensitivity on the split;
     per attack artifact: accuracy, success
     rate, perturbation norms, white-box (crafted on MODEL) or black-box; for white-box
-    minimal attacks (fgsm-min, deepfool, cw-l2, fmn) also robustness and training-set distance.
+    minimal attacks (fgsm-min, deepfool, cw-l2, fab, fab-t, fmn) also robustness and
+    training-set distance.
     Curve artifacts that score MODEL give its accuracy per eps. Tables go to stderr; stdout
     has JSON (--json) or the paths written.
 
-    Gate metrics (--fail-under / --fail-over NAME[@ATTACK]=VALUE): clean_accuracy,
-    adv_accuracy (= robust_accuracy), success_rate (of the correctly classified samples),
-    robustness, training_distance, loss_sensitivity; without @ATTACK the worst value over the
-    artifacts counts. Certification artifacts (`advbench certify`) give
-    certified_accuracy@RADIUS, average_certified_radius and abstention_rate (worst over them);
-    --plot then draws certified accuracy vs radius. Missed thresholds exit with code 3.
+    GATE_METRICS --plot then draws certified accuracy vs radius. Missed thresholds exit with
+    code 3.
 
     The training-set distance can be split over a job array: each task runs the command with
     --distance-shard I/N -o PART.h5 (it computes nothing else), then one plain evaluate given
@@ -1461,7 +1384,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
                                "--alpha": alpha is not None, "--fail-under": fail_under,
                                "--fail-over": fail_over, "--csv": csv_path, "--plot": plot})
         return
-    eps = _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts)
+    eps = _checked(stages.check_evaluate_options, eps, alpha=alpha, source=source_ref,
+                   plot=plot, artifacts=artifacts)
     _check_outputs(output=output, csv_path=csv_path, plot=plot)
     dataset = _data_source(dataset, data_path, quiet)
     reading = _reading(custom_objects, outputs, input_range, mean, std)
@@ -1476,7 +1400,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
     with _usage_errors(GateError):  # a threshold of a metric no artifact gives
         result = stages.evaluate(
             model, [*artifacts, *(str(c.path) for c in curves)], dataset=dataset,
-            data_dir=data_dir, thresholds=thresholds, output=output, progress=_progress(quiet),
+            data_dir=data_dir, thresholds=thresholds, output=output, overwrite=overwrite,
+            progress=_progress(quiet),
             sensitivity=sensitivity, distance=distance, distance_variant=distance_variant,
             success_against=success_against, sensitivity_variant=sensitivity_variant,
             radii=radii, **samples)
@@ -1498,24 +1423,6 @@ def _radii(radii: str | None, thresholds: list) -> tuple:
         return parse_radii(given + threshold_radii(thresholds))
 
 
-def _check_evaluate_flags(eps, alpha, source_ref, plot, artifacts) -> tuple | None:
-    """evaluate's --eps curve flags checked; the eps list (a tuple) or None."""
-    if alpha is not None:
-        from advbench.core.checks import check_range
-
-        with _usage_errors():
-            check_range("alpha", alpha, low=0.0)
-    if isinstance(eps, float):
-        eps = (eps,)
-    if (source_ref or alpha is not None) and eps is None:
-        raise click.UsageError("--source and --alpha shape the --eps curve; give --eps too")
-    if plot and eps is None and not any(_is_curve(p) or _is_certification(p)
-                                        for p in artifacts):
-        raise click.UsageError("--plot draws a curve: give --eps, a curve artifact or a "
-                               "certification artifact")
-    return eps
-
-
 def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_json, quiet,
                       table_format) -> None:
     """evaluate's tables (stderr), CSV, plot, JSON or paths (stdout) and gate exit code."""
@@ -1523,17 +1430,9 @@ def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_j
 
     if not quiet:
         report.print_evaluation(summary, fmt=table_format)
-    written = [Path(output)] if output else []
-    if csv_path:
-        written.append(report.write_text(csv_path,
-                                         report.csv_text(report.evaluation_rows(summary))))
-    if plot:
-        lines = report.curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"])
-        certified = [e for e in summary["artifacts"] if e["kind"] == "certification"]
-        # Curves take --plot when there are any; otherwise the certified-accuracy curves.
-        title = f"{model.meta.get('zoo_name') or model.path}"
-        written.append(report.plot_curves(lines, plot, title=title)
-                       if lines or not certified else report.plot_certified(certified, plot))
+    written = report.write_evaluation_reports(
+        summary, output=output, csv_path=csv_path, plot=plot,
+        title=f"{model.meta.get('zoo_name') or model.path}")
     click.echo(report.to_json(summary) if as_json else "\n".join(map(str, written)),
                nl=as_json or bool(written))
     _exit_on_missed(summary["gate"]["missed"])
@@ -1546,16 +1445,8 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, datas
     from advbench.score.evaluate import DISTANCE_BLOCK
     from advbench.run.shards import shard_output
 
-    flags = [flag for flag, given in stray.items() if given]
-    if flags:
-        raise click.UsageError(f"{flags_verb(flags, 'does', 'do')} not apply to --distance-shard: it only "
-                               "computes a part of the training-set distance")
-    if not distance:
-        raise click.UsageError("--distance-shard computes the training-set distance; drop "
-                               "--no-distance")
-    if not output:
-        raise click.UsageError("--distance-shard writes its part to -o PART.h5 (as "
-                               "PART-shard<I>of<N>.h5)")
+    _checked(stages.check_distance_shard_options, distance=distance, output=output,
+             stray=[flag for flag, given in stray.items() if given])
     shard = _shard(shard_text, flag="--distance-shard")
     # Each part its own file, named as attack shards are: -o parts/df.h5 -> df-shard0of4.h5.
     output = shard_output(output, shard)
@@ -1580,18 +1471,6 @@ def _check_outputs(**paths) -> None:
     for name, path in paths.items():
         if path:
             check_writable(path, what[name])
-
-
-def _is_certification(path) -> bool:
-    from advbench.run.artifacts import CERTIFICATION_SCHEMA, artifact_kind
-
-    return Path(path).exists() and artifact_kind(path) == CERTIFICATION_SCHEMA
-
-
-def _is_curve(path) -> bool:
-    from advbench.run.artifacts import CURVE_SCHEMA, artifact_kind
-
-    return Path(path).exists() and artifact_kind(path) == CURVE_SCHEMA
 
 
 def _exit_on_missed(missed) -> None:
@@ -1732,74 +1611,18 @@ class CheckList(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-def _audit_default(name: str) -> Any:
-    from advbench.score import AUDIT_DEFAULTS
+def _audit_flags() -> list[Any]:
+    """The budget and threshold flags of `advbench audit`: the settings declared with a flag
+    (``advbench.score.AUDIT_PARAMS``)."""
+    from advbench.score import AUDIT_PARAMS
 
-    return AUDIT_DEFAULTS[name]
-
-
-# Audit flags -> (settings field, type, help); defaults from advbench.score.AUDIT_DEFAULTS.
-AUDIT_OPTIONS = [
-    ("--tolerance", "tolerance", float,
-     "Checks 2, 3, 5, 7, 8: by how much (a fraction of the samples) the attack expected to be "
-     "weaker may win, accuracy may rise along the eps curve, or more budget may lower it."),
-    ("--square-lead", "square_lead", float,
-     "Check 6: the fraction of samples Square may fool that every gradient attack missed."),
-    ("--min-unbounded-success", "min_unbounded_success", float,
-     "Check 4: success the unbounded attack must reach on correctly classified samples."),
-    ("--max-bad-gradients", "max_bad_gradients", float,
-     "Check 1: the fraction of samples whose input gradient may be zero or not finite."),
-    ("--pgd-steps", "pgd_steps", int, "PGD steps (step size 2.5 eps / steps, random start)."),
-    ("--n-iter", "n_iter", int, "APGD-CE iterations."),
-    ("--convergence-factor", "convergence_factor", int,
-     "Check 8 reruns APGD-CE with this many times the iterations and as many restarts."),
-    ("--square-queries", "square_queries", int, "Square's queries per sample."),
-    ("--curve-points", "curve_points", int,
-     "Check 5: eps values of the FGSM and PGD curves (eps * k / points), beside 0."),
-    ("--noise-draws", "noise_draws", int, "Check 7: random perturbations per sample."),
-]
-
-
-def _echo_audit_parameters(eps: float, norm: str, checks: Sequence[str], settings: Any,
-                           budget: Any, samples: Any, count: int) -> None:
-    """The line that starts an audit on stderr: the budget (and where its default came
-    from), the checks, every setting, the seed and the samples."""
-    from advbench import data as datamod
-    from advbench.score.audit import audit_parameters
-
-    drawn = " (class-balanced)" if samples.limit is not None else ""
-    described = (f"{count} samples{drawn} of {datamod.display_name(samples.dataset)} "
-                 f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
-    if budget.note:
-        click.echo(budget.note, err=True)
-    click.echo(audit_parameters(eps, norm, checks, settings, seed=samples.seed,
-                                samples=described, budget=budget), err=True)
-
-
-def _refuse_unused_audit_flags(checks: Sequence[str]) -> None:
-    """Usage error naming the budget and threshold flags given on the command line that
-    none of ``checks`` uses (``advbench.score.AUDIT_SETTING_CHECKS``): they would be ignored."""
-    from advbench.score import AUDIT_CHECKS, AUDIT_SETTING_CHECKS
-
-    ctx = click.get_current_context()
-    chosen = {i for i, name in enumerate(AUDIT_CHECKS, start=1) if name in checks}
-    unused = [(flag, AUDIT_SETTING_CHECKS[dest]) for flag, dest, _, _ in AUDIT_OPTIONS
-              if ctx.get_parameter_source(dest) is click.core.ParameterSource.COMMANDLINE
-              and not chosen & set(AUDIT_SETTING_CHECKS[dest])]
-    if unused:
-        named = [f"{flag} (check{'s' if len(numbers) > 1 else ''} "
-                 f"{', '.join(map(str, numbers))})" for flag, numbers in unused]
-        one = len(unused) == 1
-        raise click.UsageError(
-            f"{flags_verb(named, 'does', 'do')} not apply to the checks chosen by --checks "
-            f"({', '.join(map(str, sorted(chosen)))}); drop {'it' if one else 'them'} or add "
-            f"{'its' if one else 'their'} checks")
+    return [p for p in AUDIT_PARAMS if p.cli_flag is not None]
 
 
 def _audit_options(f):
-    for flag, dest, kind, help_text in reversed(AUDIT_OPTIONS):
-        f = click.option(flag, dest, type=kind, default=_audit_default(dest), show_default=True,
-                         help=help_text)(f)
+    for p in reversed(_audit_flags()):
+        f = click.option(p.cli_flag, p.name, type=_param_type(p), default=p.default,
+                         show_default=True, help=p.help)(f)
     return f
 
 
@@ -1899,8 +1722,8 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
                            batch_size=batch_size, seed=seed, data_dir=data_dir,
                            surrogate=surrogate, output=output, overwrite=overwrite,
                            progress=_progress(quiet), announce=None if quiet else (
-                               lambda samples, n: _echo_audit_parameters(
-                                   eps, norm, checks, settings, budget, samples, n)))
+                               lambda samples, n: _echo_lines(stages.audit_lines(
+                                   eps, norm, checks, settings, budget, samples, n))))
     _print_audit(summary, output=output, as_json=as_json, quiet=quiet, fail_on=fail_on,
                  table_format=table_format)
 
@@ -1918,50 +1741,23 @@ def _audit_surrogate(ref, checks, model, dataset, models_dir, data_dir, quiet) -
     return surrogate
 
 
-def _check_audit_flags(checks, surrogate_ref, surrogate_flags: dict, unbounded_eps) -> None:
-    """Usage errors for audit flags that the checks chosen do not use."""
-    transfer_check = "white-box-vs-transfer" in checks
-    given = [flag for flag, value in surrogate_flags.items() if value is not None]
-    stray = (["--surrogate"] if surrogate_ref else []) + given
-    if stray and not transfer_check:
-        raise click.UsageError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 "
-                               "(white-box-vs-transfer), which --checks leaves out")
-    if surrogate_ref and given:
-        raise click.UsageError(f"{flags_verb(given, 'shapes', 'shape')} the surrogate advbench "
-                               f"trains; drop {'it' if len(given) == 1 else 'them'} with "
-                               "--surrogate")
-    if unbounded_eps is not None and "unbounded-attack" not in checks:
-        raise click.UsageError("--unbounded-eps applies to check 4 (unbounded-attack), which "
-                               "--checks leaves out")
-    _refuse_unused_audit_flags(checks)
-
-
 def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_flags: dict,
                     values: dict, limit) -> tuple:
-    """(checks, ``audit.AuditSettings``, limit) of the flags, every flag checked against the
-    checks chosen, eps and norm checked (usage errors)."""
-    from advbench.score.audit import AuditSettings, check_audit_norm
-    from advbench.core.checks import check_range
-    from advbench.score import AUDIT_CHECKS, AUDIT_SAMPLES
-
-    checks = checks or tuple(AUDIT_CHECKS)
-    _check_audit_flags(checks, surrogate_ref, surrogate_flags, unbounded_eps)
+    """(checks, ``audit.AuditSettings``, limit) of the flags (``stages.audit_settings``;
+    usage errors)."""
+    ctx = click.get_current_context()
+    given = [name for name in values
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
     with _usage_errors():
-        check_audit_norm(norm)
-        if eps is not None:
-            check_range("eps", eps, low=0.0, low_inclusive=False,
-                        high=1.0 if norm == "linf" else None)
-        settings = AuditSettings(**values, unbounded_eps=unbounded_eps, **{
-            flag.lstrip("-").replace("-", "_"): value
-            for flag, value in surrogate_flags.items() if value is not None})
-        settings.validate()
-    return checks, settings, AUDIT_SAMPLES if limit is None else limit
+        return stages.audit_settings(checks, eps=eps, norm=norm, values=values, given=given,
+                                     surrogate=bool(surrogate_ref),
+                                     surrogate_values=surrogate_flags,
+                                     unbounded_eps=unbounded_eps, limit=limit)
 
 
 def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format) -> None:
     """audit's table (stderr), JSON or the record's path (stdout), and --fail-on's exit."""
     from advbench.score import report
-    from advbench.score import VERDICTS
 
     if not quiet:
         report.print_audit(summary, fmt=table_format)
@@ -1969,12 +1765,15 @@ def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format
         click.echo(report.to_json(summary))
     elif output:
         click.echo(str(output))
-    if fail_on is not None and VERDICTS.index(summary["verdict"]) >= VERDICTS.index(fail_on):
-        flagged = [f"{row['number']} {row['name']} ({row['verdict']})"
-                   for row in summary["checks"]
-                   if VERDICTS.index(row["verdict"]) >= VERDICTS.index(fail_on)]
-        click.echo(f"audit failed (--fail-on {fail_on}): {', '.join(flagged)}", err=True)
+    failure = report.audit_failure(summary, fail_on)
+    if failure:
+        click.echo(failure, err=True)
         sys.exit(EXIT_AUDIT_FAILED)
+
+
+def _echo_lines(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ from advbench.core.types import PathLike
 from advbench.run.loading import LoadedModel, ModelSource
 from advbench.run.shards import Shard
 
-__all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome", "evaluate",
-           "distance_part", "transfer", "certify", "audit", "train", "curves"]
+__all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome",
+           "evaluate", "distance_part", "transfer", "certify", "audit", "train", "curves",
+           "build_attack", "build_defense", "audit_settings", "audit_lines", "check_engine",
+           "check_attack_options", "check_train_options", "check_evaluate_options",
+           "check_reproduce_options", "check_distance_shard_options"]
 
 Say = Callable[[str], None]
 
@@ -252,6 +255,21 @@ def attack_lines(attack: Attack, run: Any, count: int, shard: Shard | None,
     return lines + [run_parameters(run, attack, count, shard)]
 
 
+def audit_lines(eps: float, norm: str, checks: Sequence[str], settings: Any, budget: Any,
+                samples: Any, count: int) -> list[str]:
+    """The lines that start an audit: the budget's note (defaults borrowed by image size),
+    then the budget (and where its default came from), the checks by number, every setting,
+    the seed and the ``count`` samples of ``samples`` (a ``data.samples.Samples``)."""
+    from advbench.score.audit import audit_parameters
+
+    drawn = " (class-balanced)" if samples.limit is not None else ""
+    described = (f"{count} samples{drawn} of {data.display_name(samples.dataset)} "
+                 f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
+    lines = [budget.note] if budget.note else []
+    return lines + [audit_parameters(eps, norm, checks, settings, seed=samples.seed,
+                                     samples=described, budget=budget)]
+
+
 # -- curves ---------------------------------------------------------------------------------
 def curves(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel],
            eps: Sequence[float], *, attack: str = "fgsm", norm: str = "linf",
@@ -286,8 +304,8 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
              dataset: str | None = None, split: str = "test", limit: int | None = None,
              start: int = 0, seed: int = 0, batch_size: int = 256,
              data_dir: PathLike | None = None, thresholds: Sequence[Any] = (),
-             output: PathLike | None = None, progress: Progress | None = None,
-             **options: Any) -> Any:
+             output: PathLike | None = None, overwrite: bool = False,
+             progress: Progress | None = None, **options: Any) -> Any:
     """Score ``model`` on the clean split and on saved ``artifacts`` (``advbench evaluate``;
     never re-attacking), check the gate and write the evaluation artifact to ``output``.
 
@@ -300,24 +318,30 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
         split, limit, start, seed, batch_size, data_dir: the clean samples.
         thresholds: ``evaluate.Threshold`` objects (``evaluate.parse_threshold``).
         output: the evaluation artifact (schema ``advbench.evaluation``), written holding the
-            output lock; an existing file is replaced (an evaluation is derived).
+            output lock; an existing evaluation of the same model and artifacts is replaced
+            (a rerun), any other file refused unless ``overwrite``.
         options: ``evaluate.evaluate``'s keywords (sensitivity, distance, distance_variant,
             success_against, sensitivity_variant, radii).
 
     Returns: ``evaluate.Score``; ``summary["gate"]`` holds the thresholds, the missed ones
         (one message each) and ``passed``.
     Raises: as ``evaluate.evaluate``; ParameterError for a threshold of a metric no artifact
-        gives; OutputError when ``output`` cannot be written or is held by another run.
+        gives; OutputError when ``output`` cannot be written, is held by another run, or
+        holds something else and ``overwrite`` is False.
     """
     import contextlib
 
-    from advbench.score.evaluate import check_thresholds, write_evaluation
+    from advbench.score.evaluate import (check_evaluation_output, check_thresholds,
+                                         evaluation_inputs, write_evaluation)
     from advbench.score.evaluate import evaluate as score
     from advbench.core.files import output_lock
 
     dataset = _data_name(dataset)
     with output_lock(output, "artifact") if output else contextlib.nullcontext():
         model = _opened(model, dataset, data_dir)
+        inputs = evaluation_inputs(model.path, artifacts)
+        if output:
+            check_evaluation_output(output, inputs, overwrite=overwrite)
         meta = scored_on(model.meta, dataset, data_dir)
         result = score(model.model, meta, model.path, list(artifacts), split=split,
                        limit=limit, start=start, seed=seed, data_dir=data_dir,
@@ -328,7 +352,7 @@ def evaluate(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
             "thresholds": [f"{t.label}{'>=' if t.bound == 'under' else '<='}{t.value:g}"
                            for t in thresholds], "missed": missed, "passed": not missed}
         if output:
-            write_evaluation(output, result, lock=False)
+            write_evaluation(output, result, lock=False, inputs=inputs)
     return result
 
 
@@ -569,3 +593,253 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
             return None, metadata
         save_model(path, model, metadata)
     return path, metadata
+
+
+# -- the commands' rules on their options, for any caller --------------------------------------
+def build_attack(name: str, values: dict[str, Any]) -> Attack:
+    """The attack ``name`` (``attacks.make_attack``) of option values by parameter name (a
+    None value: not given), refusing the parameters it does not take (named by their flags,
+    ``attacks.ATTACK_SPECS``) and an L-inf eps above 1 (an eps in the model's own pixel units,
+    8 meaning 8/255, would turn every pixel into 0 or 1 and call it an attack).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS, ATTACKS, make_attack
+    from advbench.attacks.budgets import shown
+    from advbench.core.errors import flags_verb
+    from advbench.core.params import flag_table
+
+    flag_of = {p.name: flag for flag, (p, _) in flag_table(ATTACK_SPECS, ATTACK_PARAMETERS).items()}
+    given = {k: v for k, v in values.items() if v is not None}
+    stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
+    if stray:
+        raise ParameterError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
+    attack = make_attack(name, **given)
+    eps = given.get("eps")
+    if eps is not None and getattr(attack, "norm", None) == "linf" and eps > 1:
+        raise ParameterError(
+            f"--eps {shown(float(eps))} is above 1, the whole [0, 1] image box in L-inf: "
+            "attacks perturb images in [0, 1] whatever range the model takes; give eps in "
+            "those units, e.g. --eps 8/255")
+    return attack
+
+
+def build_defense(defense: str, dataset: str, values: dict[str, Any],
+                  notes: list[str] | None = None) -> Any:
+    """The defense ``defense`` (``defenses.make_defense``) of `train`'s option values by flag
+    name (``gda_sigma``; None: not given), refusing the flags of another defense.
+
+    Its data-set defaults (GDA sigma, FGSM-AT eps, feature squeezing bits) are those of
+    ``dataset``, or, for a user's data, of the built-in set of its image size (said in
+    ``notes``); a user's data of another size must give them.
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.attacks.budgets import matching_dataset
+    from advbench.core.errors import flags_verb
+    from advbench.core.params import flag_table
+    from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS, make_defense
+
+    rows = {flag[2:].replace("-", "_"): (flag, owners, p.name)
+            for flag, (p, owners) in flag_table(DEFENSE_SPECS, DEFENSE_PARAMETERS).items()}
+    given = {dest: value for dest, value in values.items() if value is not None}
+    # A flag's defenses: those declaring its parameter (--gda-sigma: gda and gda-cohen).
+    stray = sorted(rows[dest][0] for dest in given if defense not in rows[dest][1])
+    if stray:
+        raise ParameterError(f"{flags_verb(stray, 'does', 'do')} not apply to --defense "
+                             f"{defense}")
+    params = {rows[dest][2]: v for dest, v in given.items()}
+    if dataset not in data.DATASETS:
+        shape = data.dataset_info(dataset).input_shape
+        source = matching_dataset(dataset, shape)
+        flag_of = {param: flag for flag, owners, param in rows.values() if defense in owners}
+        dataset_defaults = DEFENSE_SPECS[defense].dataset_defaults
+        wanted = [p for p in dataset_defaults.get("mnist", {}) if p not in params]
+        size = "x".join(str(s) for s in shape)
+        if wanted and source is None:
+            raise ParameterError(
+                f"--data {dataset} holds {size} images, the shape of no built-in data set "
+                f"(mnist 28x28x1, cifar10 32x32x3), so {' and '.join(flag_of[p] for p in wanted)}"
+                f" {'has' if len(wanted) == 1 else 'have'} no default; give "
+                f"{'it' if len(wanted) == 1 else 'them'}")
+        if wanted and notes is not None and source is not None:
+            taken = ", ".join(f"{flag_of[p]} {dataset_defaults[source][p]}" for p in wanted)
+            notes.append(f"--data {dataset} holds {size} images, {source}'s shape: {defense} "
+                         f"takes {source}'s default {taken}")
+        dataset = source or dataset
+    return make_defense(defense, dataset, **params)
+
+
+def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str,
+                   values: dict[str, Any], given: Sequence[str] = (),
+                   surrogate: bool = False, surrogate_values: dict[str, Any] | None = None,
+                   unbounded_eps: float | None = None, limit: int | None = None
+                   ) -> tuple[tuple[str, ...], Any, int]:
+    """(checks, ``audit.AuditSettings``, limit) of `advbench audit`'s options, each checked
+    against the checks chosen (default: all of ``score.AUDIT_CHECKS``).
+
+    Args:
+        values: the budgets and thresholds by name (``score.AUDIT_PARAMS``); ``given``: the
+            names of those the caller set (a setting no chosen check uses is refused,
+            ``score.AUDIT_SETTING_CHECKS``).
+        surrogate: a surrogate model is given (check 3's source); ``surrogate_values``: the
+            trained surrogate's options by flag (``--surrogate-epochs``: None not given).
+        unbounded_eps: check 4's eps; limit: the samples (default ``score.AUDIT_SAMPLES``).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.checks import check_range
+    from advbench.core.errors import flags_verb
+    from advbench.score import AUDIT_CHECKS, AUDIT_PARAMS, AUDIT_SAMPLES, AUDIT_SETTING_CHECKS
+    from advbench.score.audit import AuditSettings, check_audit_norm
+
+    checks = tuple(checks or AUDIT_CHECKS)
+    surrogate_given = {flag: v for flag, v in (surrogate_values or {}).items() if v is not None}
+    stray = (["--surrogate"] if surrogate else []) + list(surrogate_given)
+    if stray and "white-box-vs-transfer" not in checks:
+        raise ParameterError(f"{flags_verb(stray, 'applies', 'apply')} to check 3 "
+                             "(white-box-vs-transfer), which --checks leaves out")
+    if surrogate and surrogate_given:
+        raise ParameterError(f"{flags_verb(list(surrogate_given), 'shapes', 'shape')} the "
+                             "surrogate advbench trains; drop "
+                             f"{'it' if len(surrogate_given) == 1 else 'them'} with --surrogate")
+    if unbounded_eps is not None and "unbounded-attack" not in checks:
+        raise ParameterError("--unbounded-eps applies to check 4 (unbounded-attack), which "
+                             "--checks leaves out")
+    chosen = {i for i, name in enumerate(AUDIT_CHECKS, start=1) if name in checks}
+    unused = [(p.cli_flag, AUDIT_SETTING_CHECKS[p.name]) for p in AUDIT_PARAMS
+              if p.name in given and p.name in AUDIT_SETTING_CHECKS
+              and not chosen & set(AUDIT_SETTING_CHECKS[p.name])]
+    if unused:
+        named = [f"{flag} (check{'s' if len(numbers) > 1 else ''} "
+                 f"{', '.join(map(str, numbers))})" for flag, numbers in unused]
+        one = len(unused) == 1
+        raise ParameterError(
+            f"{flags_verb(named, 'does', 'do')} not apply to the checks chosen by --checks "
+            f"({', '.join(map(str, sorted(chosen)))}); drop {'it' if one else 'them'} or add "
+            f"{'its' if one else 'their'} checks")
+    check_audit_norm(norm)
+    if eps is not None:
+        check_range("eps", eps, low=0.0, low_inclusive=False,
+                    high=1.0 if norm == "linf" else None)
+    settings = AuditSettings(**values, unbounded_eps=unbounded_eps, **{
+        flag.lstrip("-").replace("-", "_"): value for flag, value in surrogate_given.items()})
+    settings.validate()
+    return checks, settings, AUDIT_SAMPLES if limit is None else limit
+
+
+def check_engine(engine: str, workers: int | None = None, shard: Shard | None = None) -> None:
+    """Ray makes its own shards from ``workers``; a job array gives ``shard``: never both.
+
+    Raises: ParameterError (one line, naming the flags)."""
+    if engine == "ray" and (shard is not None or workers is None):
+        raise ParameterError("--engine ray makes its own shards: give --workers N, not --shard")
+    if engine != "ray" and workers is not None:
+        raise ParameterError("--workers is for --engine ray; a job array gives --shard I/N")
+
+
+def check_attack_options(attack: Attack, name: str, *, target_mode: str | None = None,
+                         start_from: str = "prediction") -> None:
+    """`advbench attack`'s options checked against the attack: targets only for attacks
+    that take them, ``start_from`` only for the untargeted minimal attacks
+    (``run.START_FROM_ATTACKS``).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.run import START_FROM_ATTACKS
+
+    if target_mode is not None and not attack.accepts_targets():
+        raise ParameterError(f"{attack.untargeted_only()} is untargeted only; drop --target")
+    if start_from != "prediction" and (name not in START_FROM_ATTACKS
+                                       or target_mode is not None):
+        raise ParameterError("--from applies to untargeted deepfool, cw-l2, jsma and fmn "
+                             "(fgsm-min always starts from the prediction, bounded attacks "
+                             "from the label)")
+
+
+def check_train_options(architecture: str, *, fine_tune: bool = False,
+                        reading: dict[str, Any] | None = None, brelu_t: float | None = None,
+                        activation: str = "relu") -> bool:
+    """Whether ``architecture`` is the user's own file (not a zoo architecture); the options
+    that apply only to one (``fine_tune``, ``reading``) or only to BReLU refused.
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.errors import flags_verb
+    from advbench.models.zoo import ARCHITECTURES
+
+    reading = reading or {}
+    own = architecture not in ARCHITECTURES
+    given = [flag for flag, value in (("--fine-tune", fine_tune),
+                                      ("--custom-objects", reading.get("custom_objects")),
+                                      ("--outputs", reading.get("outputs", "auto") != "auto"),
+                                      ("--model-output", reading.get("model_output") is not None),
+                                      ("--input-range/--mean/--std", reading.get("preprocessing")))
+             if value]
+    if given and not own:
+        raise ParameterError(f"{flags_verb(given, 'applies', 'apply')} to --model FILE (your "
+                             "own architecture)")
+    if brelu_t is not None and activation != "brelu":
+        raise ParameterError(f"--brelu-t does not apply to --act {activation}")
+    return own
+
+
+def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: float | None = None,
+                           source: str | None = None, plot: PathLike | None = None,
+                           artifacts: Sequence[PathLike] = ()) -> tuple[float, ...] | None:
+    """The eps list of `advbench evaluate`'s curve (None: no curve), its options checked:
+    ``alpha`` and ``source`` shape a curve, ``plot`` draws one (of the eps, or of a curve or
+    certification artifact among ``artifacts``).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.checks import check_range
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, CURVE_SCHEMA, artifact_kind
+
+    if alpha is not None:
+        check_range("alpha", alpha, low=0.0)
+    if isinstance(eps, float):
+        eps = (eps,)
+    if (source or alpha is not None) and eps is None:
+        raise ParameterError("--source and --alpha shape the --eps curve; give --eps too")
+    if plot and eps is None and not any(
+            Path(p).exists() and artifact_kind(p) in (CURVE_SCHEMA, CERTIFICATION_SCHEMA)
+            for p in artifacts):
+        raise ParameterError("--plot draws a curve: give --eps, a curve artifact or a "
+                             "certification artifact")
+    return eps
+
+
+def check_reproduce_options(*, seed: int = 0, plan: bool = False, as_json: bool = False,
+                            stage: str | None = None, emit: Any = None, engine: str = "local",
+                            workers: int | None = None) -> None:
+    """`advbench reproduce`'s options checked against each other: one of the plan, a stage
+    and the emitted jobs; JSON only for the plan; Ray runs every stage with its workers.
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.checks import check_seed
+
+    check_seed(seed)
+    if as_json and not plan:
+        raise ParameterError("--json prints the --plan; give --plan too")
+    if sum(map(bool, (plan, stage, emit))) > 1:
+        raise ParameterError("give one of --plan, --stage and --emit")
+    if engine == "ray" and (plan or stage or emit):
+        raise ParameterError("--engine ray runs every stage; drop --plan, --stage and --emit")
+    if engine != "ray" and workers is not None:
+        raise ParameterError("--workers is for --engine ray")
+
+
+def check_distance_shard_options(*, distance: bool = True, output: PathLike | None = None,
+                                 stray: Sequence[str] = ()) -> None:
+    """`advbench evaluate --distance-shard`'s options: it computes one part of the
+    training-set distance (so ``distance`` on) into ``output``, and nothing else (``stray``:
+    the flags of a full evaluation given).
+
+    Raises: ParameterError (one line, naming the flags)."""
+    from advbench.core.errors import flags_verb
+
+    if stray:
+        raise ParameterError(f"{flags_verb(list(stray), 'does', 'do')} not apply to "
+                             "--distance-shard: it only computes a part of the training-set "
+                             "distance")
+    if not distance:
+        raise ParameterError("--distance-shard computes the training-set distance; drop "
+                             "--no-distance")
+    if not output:
+        raise ParameterError("--distance-shard writes its part to -o PART.h5 (as "
+                             "PART-shard<I>of<N>.h5)")

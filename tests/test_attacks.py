@@ -232,3 +232,11 @@ def test_cli_attacks_a_model_without_input_gradient(name, fake_data_dir, tmp_pat
         sys.modules.pop(module, None)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out}\n"
+
+
+def test_the_minimal_attacks_named_without_tensorflow_are_the_minimal_classes():
+    """Messages, help and the metric registry name MINIMAL_ATTACKS (TensorFlow-free); it must
+    be the set of attack classes that are minimal."""
+    from advbench.attacks import MINIMAL_ATTACKS
+
+    assert set(MINIMAL_ATTACKS) == {name for name, cls in ATTACKS.items() if cls.minimal}

@@ -351,3 +351,41 @@ def test_tables_show_eps_like_parameters_as_written():
     from advbench.score.report import param_text
 
     assert [param_text(v) for v in (8 / 255, 0.3, 40, "linf")] == ["8/255", "0.3", "40", "linf"]
+
+
+@pytest.mark.parametrize("norm, eps, line", [
+    ("l2", 400, "--eps 400 is above 28, the largest L2 distance between two 28x28x1 images in "
+                "[0, 1]"),
+    ("l1", 785, "--eps 785 is above 784, the largest L1 distance between two 28x28x1 images in "
+                "[0, 1]"),
+    ("l2", (1.0, 30.0), "--eps 30 is above 28, the largest L2 distance between two 28x28x1 "
+                        "images in [0, 1]"),
+])
+def test_an_l2_or_l1_eps_beyond_the_image_box_is_refused(norm, eps, line):
+    """An L2/L1 eps in the model's 0-255 units (the trial's --norm l2 --eps 400) asks for no
+    budget at all; L-inf's --eps 8 is refused with the attack."""
+    with pytest.raises(ParameterError) as e:
+        attack_budget("apgd-ce", "mnist", norm=norm, given={"eps": eps})
+    assert str(e.value) == (f"{line}: attacks perturb images in [0, 1] whatever range the "
+                            "model takes; give eps in those units")
+    # At the bound itself (and for a user's data of another size, from its shape) it is a
+    # budget like any other.
+    largest = 28.0 if norm == "l2" else 784.0
+    assert attack_budget("apgd-ce", "mnist", norm=norm, given={"eps": largest}).values == {}
+    with pytest.raises(ParameterError, match="above 3, the largest L2 distance between two "
+                                             "3x3x1 images"):
+        attack_budget("pgd", "/x/my.npz", norm="l2", input_shape=(3, 3, 1), given={"eps": 4})
+
+
+def test_cli_refuses_an_l2_eps_in_pixel_units_before_tensorflow(tmp_path):
+    (tmp_path / "none.keras").touch()
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, (4, 28, 28, 1), dtype=np.uint8),
+             y=np.arange(4) % 2)
+    result = invoke(["attack", tmp_path / "none.keras", "--attack", "apgd-ce", "--norm", "l2",
+                     "--eps", "400", "--data", tmp_path / "d.npz"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        "Error: --eps 400 is above 28, the largest L2 distance between two 28x28x1 images in "
+        "[0, 1]: attacks perturb images in [0, 1] whatever range the model takes; give eps in "
+        "those units")

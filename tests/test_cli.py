@@ -230,7 +230,8 @@ def test_every_defense_parameter_has_a_flag(name):
 @pytest.mark.parametrize("specs", [ATTACK_SPECS, DEFENSE_SPECS], ids=["attacks", "defenses"])
 def test_a_flag_is_one_declaration(specs):
     """Parameters sharing a flag are one declaration with per-owner defaults (and per-owner
-    bounds or choices where the attack differs, as fmn's norms): same type, help and flag (a
+    bounds, choices, optionality or lists where the attack differs: fmn's norms, fab's optional
+    eps): same type, help and flag (a
     second, diverging declaration would make the flag's help lie for some owners)."""
     import dataclasses
 
@@ -239,7 +240,7 @@ def test_a_flag_is_one_declaration(specs):
         for p in spec.params:
             by_flag.setdefault(p.cli_flag or p.name, []).append(
                 (name, dataclasses.replace(p, default=None, low=None, high=None,
-                                           choices=None)))
+                                           choices=None, optional=False, values=False)))
     for flag, declared in by_flag.items():
         assert len({p for _, p in declared}) == 1, (flag, [n for n, _ in declared])
 

@@ -219,7 +219,7 @@ def test_tables_in_logs_are_full_width_and_plain(in_chain):
     header = next(line for line in lines if line.startswith("| attack |"))
     # Issue 19: robust accuracy over all samples, success over the correctly classified.
     assert header == ("| attack | crafted on | setting | n | clean % | robust % | success % | "
-                      "clean errors | L2 | Linf | robustness | train dist |")
+                      "clean errors | L1 | L2 | Linf | robustness | train dist |")
     assert ("**adversarial artifacts (robust %: label-based, all samples; success %: of the "
             "correctly classified samples, clean errors apart with how many the attack moved; "
             "norms, robustness and distance over the samples of success: prediction differs "
@@ -360,3 +360,28 @@ def test_ctrl_c_during_an_audit_says_nothing_was_written(in_chain, monkeypatch):
     assert result.exit_code == 130
     assert result.stderr == ("interrupted; an audit writes nothing until every check is done, "
                              "rerun the command to start it again\n")
+
+
+def test_evaluate_output_of_other_inputs_is_refused_without_overwrite(in_chain):
+    """An evaluation is derived from its inputs: a rerun replaces its own -o, an -o that holds
+    another evaluation (or anything else) is refused unless --overwrite, and is left intact."""
+    artifact = attack_fgsm()
+    first = invoke("evaluate", "cnn", "--limit", 30, "-q", "-o", "ev.h5", "--no-sensitivity")
+    assert first.exit_code == 0, first.output
+    again = invoke("evaluate", "cnn", "--limit", 30, "-q", "-o", "ev.h5", "--no-sensitivity")
+    assert again.exit_code == 0, again.output
+    before = open("ev.h5", "rb").read()
+    other = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "-o", "ev.h5")
+    assert one_line_error(other) == ("Error: ev.h5 exists and holds an evaluation of another "
+                                     "model or other artifacts; choose another -o or pass "
+                                     "--overwrite\n")
+    assert open("ev.h5", "rb").read() == before
+    forced = invoke("evaluate", "cnn", artifact, "--limit", 30, "-q", "-o", "ev.h5",
+                    "--overwrite")
+    assert forced.exit_code == 0, forced.output
+    assert len(read_arrays("ev.h5", EVALUATION_SCHEMA)[0]["summary"]["artifacts"]) == 1
+    open("notes.h5", "w").write("mine")
+    other = invoke("evaluate", "cnn", "--limit", 30, "-q", "-o", "notes.h5")
+    assert one_line_error(other) == ("Error: notes.h5 exists and is not an evaluation; choose "
+                                     "another -o or pass --overwrite\n")
+    assert open("notes.h5").read() == "mine"

@@ -399,8 +399,7 @@ def test_distance_part_errors(trained_tiny_cnn, artifacts, other_model, fake_dat
         ev.distance_part(meta, path, [artifacts["fgsm"]], Shard(0, 2), data_dir=fake_data_dir)
     assert str(info.value) == (f"no given artifact gets a training-set distance from model "
                                f"{path}: that needs a minimal attack (fgsm-min, deepfool, cw-l2, "
-                               "fmn) "
-                               "crafted on it")
+                               "fab, fab-t, fmn) crafted on it")
 
 @pytest.mark.parametrize("variant", ["loss", "softmax", "logit"])
 def test_evaluate_sensitivity_variant(trained_tiny_cnn, fake_data_dir, variant):

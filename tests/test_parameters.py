@@ -135,3 +135,25 @@ def test_the_python_api_has_the_same_bounds(make, message):
     with pytest.raises(ParameterError) as error:
         make()
     assert str(error.value) == message
+
+
+# -- the audit's settings: declared once (advbench.score.AUDIT_PARAMS) --------------------------
+def test_every_audit_setting_is_declared_once_with_its_flag():
+    import dataclasses
+
+    from advbench.score import AUDIT_PARAMS, AUDIT_SETTING_CHECKS
+    from advbench.score.audit import AuditSettings
+
+    assert [f.name for f in dataclasses.fields(AuditSettings)] == [p.name for p in AUDIT_PARAMS]
+    flagged = [p for p in AUDIT_PARAMS if p.cli_flag is not None]
+    assert sorted(p.name for p in flagged) == sorted(AUDIT_SETTING_CHECKS)
+    text = " ".join(CliRunner().invoke(main, ["audit", "--help"], terminal_width=1000)
+                    .output.split())
+    for p in flagged:
+        kind = {int: "INTEGER", float: "FLOAT"}[p.type]
+        assert f"{p.cli_flag} {kind} {p.help} [default: {p.default}]" in text
+    for p in AUDIT_PARAMS:  # the declared bounds are the ones the settings hold
+        if p.type in (int, float) and p.low is not None:
+            bad = p.low - 1 if p.low_inclusive else p.low
+            with pytest.raises(ParameterError, match=f"^{p.name.replace('_', '-')} must be"):
+                AuditSettings(**{p.name: p.type(bad)}).validate()

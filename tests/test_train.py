@@ -245,6 +245,6 @@ def test_params_record_every_constructor_parameter(name):
     """params() is stored with the model and compared when reproduce reuses one: a parameter
     missing from it would let a model trained otherwise be reused."""
     cls = DEFENSES[name]
-    defaults = {p: v.default for p, v in inspect.signature(cls.__init__).parameters.items()
+    defaults = {p: v.default for p, v in inspect.signature(cls).parameters.items()
                 if v.kind is inspect.Parameter.KEYWORD_ONLY}
     assert cls().params() == defaults

@@ -4,7 +4,8 @@ A block is the text between ``<!-- generated: KIND [ARGS] -->`` and ``<!-- end g
 in a docs/*.md file; KIND is one of ``GENERATORS``: ``help COMMAND...`` (a command's
 ``--help``, 80 columns, as `advbench COMMAND --help` prints it), ``attack-parameters`` and
 ``defense-parameters`` (the tables of the declarations in ``advbench.attacks.ATTACK_SPECS``
-and ``advbench.defenses.DEFENSE_SPECS``). Nothing in a block is written by hand: edit the
+and ``advbench.defenses.DEFENSE_SPECS``), ``metrics`` and ``gate-metrics`` (the tables of
+``advbench.score.metric_registry.METRICS``). Nothing in a block is written by hand: edit the
 declaration or the command's docstring, then run ``python tools/docgen.py``.
 
 Usage: python tools/docgen.py [--check]
@@ -81,10 +82,50 @@ def defense_parameters() -> str:
     return parameter_table(DEFENSE_SPECS, DEFENSE_PARAMETERS)
 
 
+def metrics() -> str:
+    """One row per metric of ``advbench.score.metric_registry.METRICS``: its name (and
+    aliases), what it is, direction, range, unit, scope, where the JSON summary holds it and
+    its CSV name."""
+    from advbench.score.metric_registry import METRICS, SCOPES
+
+    lines = ["| metric | value | better | range | unit | measured on | JSON summary | CSV metric |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in METRICS.values():
+        name = f"`{m.name}" + (f"@{m.qualifier}`" if m.qualifier else "`") + "".join(
+            f" (= `{alias}`)" for alias in m.aliases)
+        json = "`" + SCOPES[m.scope][1] + "".join(f"[{key!r}]" for key in m.path) + "`"
+        if m.also_per_artifact:
+            json += " and, per attack artifact, `['artifacts'][i]" + "".join(
+                f"[{key!r}]" for key in m.also_per_artifact) + "`"
+        if m.summary:
+            json += f"; `['metrics'][{m.name!r}]`"
+        csv = f"`{m.name}`" if not m.variant else (
+            f"`{m.name}_VARIANT`" + (f" (`{m.name}` for {m.plain_variant})"
+                                     if m.plain_variant else ""))
+        if m.qualifier == "RADIUS":
+            csv += " (one row per radius, in the eps column)"
+        lines.append(f"| {name} | {_cell(m.value)} | {m.better} | {_cell(m.range_text())} | "
+                     f"{_cell(m.unit)} | {SCOPES[m.scope][0]} | {json} | {csv} |")
+    return "\n".join(lines) + "\n"
+
+
+def gate_metrics() -> str:
+    """The gate's table (docs/evaluate.md): name, value, direction, the unqualified value."""
+    from advbench.score.metric_registry import METRICS, SCOPES
+
+    lines = ["| name | value | better | without qualifier |", "|---|---|---|---|"]
+    for m in METRICS.values():
+        name = f"`{m.name}" + ("@R`" if m.qualifier == "RADIUS" else "`")
+        lines.append(f"| {name} | {_cell(m.value)} | {m.better} | {SCOPES[m.scope][2]} |")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS: dict[str, Callable[..., str]] = {
     "help": command_help,
     "attack-parameters": attack_parameters,
     "defense-parameters": defense_parameters,
+    "metrics": metrics,
+    "gate-metrics": gate_metrics,
 }
 
 

@@ -227,6 +227,10 @@ ATTACK_SPECS: dict[str, Spec] = {
 #: CLI name -> "module:Class" (``ATTACK_SPECS``' refs): what the CLI's choices and
 #: ``ATTACKS`` read.
 ATTACK_CLASSES: dict[str, str] = {name: spec.ref for name, spec in ATTACK_SPECS.items()}
+#: The minimal-perturbation attacks (their class's ``minimal``; FAB and FAB-T without
+#: ``--eps``), named without TensorFlow in messages and help; a contract test holds it equal
+#: to the classes.
+MINIMAL_ATTACKS = ("fgsm-min", "deepfool", "cw-l2", "fab", "fab-t", "fmn")
 
 # ATTACKS and the base class, imported (with TensorFlow) when first asked for.
 __getattr__ = lazy_attributes(globals(), {

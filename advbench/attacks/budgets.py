@@ -230,6 +230,7 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
     """
     given = {k: v for k, v in (given or {}).items() if v is not None}
     norm = norm or "linf"
+    _check_within_the_box(given.get("eps"), norm, input_shape or SHAPES.get(str(dataset)))
     source = matching_dataset(dataset, input_shape)
     wanted = _eps_like(attack)
     missing = [name for name in wanted if name not in given]
@@ -259,6 +260,23 @@ def attack_budget(attack: str, dataset: str | None, *, norm: str | None = None,
                 f"{attack} takes {source}'s default {taken} (give {FLAGS[missing[0]]} "
                 "to change it)")
     return Budget(values, source, note)
+
+
+def _check_within_the_box(eps: Any, norm: str, shape: tuple | None) -> None:
+    """Refuse an L2 or L1 eps larger than any distance between two images in [0, 1] of this
+    shape (sqrt(d) in L2, d in L1): it was given in the model's own pixel units (0-255),
+    and would ask for no budget at all. (L-inf's box, 1, is checked with the attack.)"""
+    if eps is None or norm not in ("l2", "l1") or not shape:
+        return
+    size = math.prod(int(n) for n in shape)
+    largest = math.sqrt(size) if norm == "l2" else float(size)
+    for value in (eps if isinstance(eps, (tuple, list)) else (eps,)):
+        if isinstance(value, (int, float)) and value > largest:
+            raise ParameterError(
+                f"--eps {shown(float(value))} is above {largest:g}, the largest {norm.upper()} "
+                f"distance between two {_shape_text(tuple(shape))} images in [0, 1]: attacks "
+                "perturb images in [0, 1] whatever range the model takes; give eps in those "
+                "units")
 
 
 def _eps_like(attack: str) -> tuple[str, ...]:

@@ -27,8 +27,12 @@ from advbench.core.types import Model
 from advbench.models.gradients import attack_model
 from advbench.run import DISTANCE_VARIANTS, SENSITIVITY_VARIANTS, SUCCESS_DEFINITIONS
 
-#: Norms of a perturbation reported by ``perturbation_norms``.
+#: Norms of a perturbation stored per sample in an attack artifact (``perturbation_norms``'
+#: default).
 PERTURBATION_NORMS = ("l0", "l2", "linf")
+#: Every norm ``perturbation_norms`` computes; ``evaluate`` reports them all (L1 for the L1
+#: threat model of FAB, FMN, APGD and AutoAttack).
+NORMS = ("l0", "l1", "l2", "linf")
 #: Norms accepted by ``empirical_robustness`` (L0 for fmn's L0 runs: features changed over
 #: the clean image's non-zero features, both counted above ``L0_TOLERANCE``).
 ROBUSTNESS_NORMS = ("l0", "l1", "l2", "linf")
@@ -229,9 +233,10 @@ def success_counts(pred_adv: ArrayLike, pred_clean: ArrayLike, labels: ArrayLike
 
 
 # -- perturbation norms --------------------------------------------------------------------
-def perturbation_norms(x: ArrayLike, x_adv: ArrayLike, *,
-                       tolerance: float = L0_TOLERANCE) -> dict[str, np.ndarray]:
-    """Per-sample L0, L2 and L-inf norms of ``x_adv - x``.
+def perturbation_norms(x: ArrayLike, x_adv: ArrayLike, *, tolerance: float = L0_TOLERANCE,
+                       norms: tuple[str, ...] = PERTURBATION_NORMS) -> dict[str, np.ndarray]:
+    """Per-sample norms of ``x_adv - x``: L0, L2 and L-inf, or those of ``norms`` (any of
+    ``NORMS``: l0, l1, l2, linf).
 
     L0 counts pixel-channel features (not pixels) changed by more than ``tolerance``. Norms
     are accumulated in float64.
@@ -240,9 +245,13 @@ def perturbation_norms(x: ArrayLike, x_adv: ArrayLike, *,
         x: clean images, shape (n, ...) (e.g. NHWC).
         x_adv: adversarial images, same shape.
         tolerance: L0 threshold on |x_adv - x|, default 1e-6.
+        norms: which norms, a subset of ``NORMS``.
 
     Returns:
-        {"l0": float64 (n,), "l2": float64 (n,), "linf": float64 (n,)}.
+        {norm: float64 (n,)} for each of ``norms``, e.g. {"l0", "l2", "linf"}.
+
+    Raises:
+        ParameterError: a norm not in ``NORMS``.
 
     Example:
         >>> perturbation_norms(np.zeros((1, 2)), np.array([[0.3, -0.4]]))["l2"]
@@ -253,16 +262,22 @@ def perturbation_norms(x: ArrayLike, x_adv: ArrayLike, *,
     _same_shape("x", x, "x_adv", x_adv)
     if not (isinstance(tolerance, (int, float, np.floating)) and tolerance >= 0):
         raise ParameterError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    unknown = [name for name in norms if name not in NORMS]
+    if unknown:
+        raise ParameterError(f"norms must be among {', '.join(NORMS)}, got {unknown[0]!r}")
     n = x.shape[0]
-    out = {name: np.empty(n, dtype=np.float64) for name in PERTURBATION_NORMS}
+    out = {name: np.empty(n, dtype=np.float64) for name in norms}
     for start in range(0, n, _NUMPY_ROWS):
         rows = slice(start, min(start + _NUMPY_ROWS, n))
         diff = (x_adv[rows].reshape(rows.stop - rows.start, -1).astype(np.float64)
                 - x[rows].reshape(rows.stop - rows.start, -1).astype(np.float64))
         magnitude = np.abs(diff)
-        out["l0"][rows] = np.count_nonzero(magnitude > tolerance, axis=1)
-        out["l2"][rows] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        out["linf"][rows] = magnitude.max(axis=1)
+        measures = {"l0": lambda: np.count_nonzero(magnitude > tolerance, axis=1),
+                    "l1": lambda: magnitude.sum(axis=1),
+                    "l2": lambda: np.sqrt(np.einsum("ij,ij->i", diff, diff)),
+                    "linf": lambda: magnitude.max(axis=1)}
+        for name in norms:
+            out[name][rows] = measures[name]()
     return out
 
 

@@ -6,6 +6,8 @@ This ``__init__`` holds the CLI's choices and the audit's defaults without impor
 TensorFlow, so that ``--help`` shows them.
 """
 
+from advbench.core.params import Param
+
 #: --format: how tables are written to stderr (``report``): "table", rich's boxes (plain and
 #: at full width when stderr is not a terminal), or "markdown", for CI summaries and reports.
 TABLE_FORMATS = ("table", "markdown")
@@ -33,15 +35,45 @@ VERDICTS = ("pass", "warn", "fail")
 #: --fail-on: the verdicts at or above which `advbench audit` exits with code 4.
 FAIL_ON = VERDICTS[1:]
 
-#: The defaults of ``audit.AuditSettings`` (budgets and thresholds), kept here so that
-#: `advbench audit --help` shows them without importing TensorFlow; the reasons are in
-#: ``AuditSettings`` and docs/audit.md.
-AUDIT_DEFAULTS: dict[str, object] = {
-    "tolerance": 0.02, "square_lead": 0.05, "min_unbounded_success": 0.99,
-    "max_bad_gradients": 0.1, "pgd_steps": 40, "n_iter": 100, "convergence_factor": 4,
-    "square_queries": 5000, "curve_points": 5, "unbounded_eps": None, "noise_draws": 10,
-    "surrogate_epochs": 2, "surrogate_limit": 5000, "surrogate_architecture": "cnn",
-}
+#: The budgets and thresholds of ``audit.AuditSettings``, each declared once (type, default,
+#: bounds, flag and its help): the settings' defaults and validation, `advbench audit`'s flags
+#: and their help derive from them; kept here so that `advbench audit --help` shows them
+#: without importing TensorFlow. The reasons for the defaults are in ``AuditSettings`` and
+#: docs/audit.md. The surrogate's and check 4's flags are written in the CLI (their defaults
+#: are said in their help, and --surrogate excludes them): ``flag=None`` here.
+AUDIT_PARAMS: tuple[Param, ...] = (
+    Param("tolerance", float, 0.02, low=0.0, high=1.0,
+          help="Checks 2, 3, 5, 7, 8: by how much (a fraction of the samples) the attack "
+               "expected to be weaker may win, accuracy may rise along the eps curve, or more "
+               "budget may lower it."),
+    Param("square_lead", float, 0.05, low=0.0, high=1.0,
+          help="Check 6: the fraction of samples Square may fool that every gradient attack "
+               "missed."),
+    Param("min_unbounded_success", float, 0.99, low=0.0, high=1.0,
+          help="Check 4: success the unbounded attack must reach on correctly classified "
+               "samples."),
+    Param("max_bad_gradients", float, 0.1, low=0.0, high=1.0,
+          help="Check 1: the fraction of samples whose input gradient may be zero or not "
+               "finite."),
+    Param("pgd_steps", int, 40, low=1, help="PGD steps (step size 2.5 eps / steps, random "
+                                            "start)."),
+    Param("n_iter", int, 100, low=1, help="APGD-CE iterations."),
+    Param("convergence_factor", int, 4, low=2,
+          help="Check 8 reruns APGD-CE with this many times the iterations and as many "
+               "restarts."),
+    Param("square_queries", int, 5000, low=1, help="Square's queries per sample."),
+    Param("curve_points", int, 5, low=1,
+          help="Check 5: eps values of the FGSM and PGD curves (eps * k / points), beside 0."),
+    Param("unbounded_eps", float, None, low=0.0, low_inclusive=False, optional=True,
+          flag=None),
+    Param("noise_draws", int, 10, low=1, help="Check 7: random perturbations per sample."),
+    Param("surrogate_epochs", int, 2, low=1, flag=None),
+    Param("surrogate_limit", int, 5000, low=10, flag=None),
+    Param("surrogate_architecture", str, "cnn", flag=None),
+)
+
+#: The defaults of ``audit.AuditSettings`` (``AUDIT_PARAMS``').
+AUDIT_DEFAULTS: dict[str, object] = {p.name: p.default for p in AUDIT_PARAMS}
 
 #: The checks that use each budget or threshold flag of `advbench audit` (numbers of
 #: ``AUDIT_CHECKS``, from ``advbench.audit``: checks 6 and 7 compare against FGSM, PGD and

@@ -48,7 +48,7 @@ from advbench.models.zoo import forward_function, predict_logits
 from advbench.run import outputs
 from advbench.run.artifacts import AUDIT_SCHEMA, jsonable, read_arrays, write_arrays
 from advbench.run.runner import attack_arrays
-from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, VERDICTS
+from advbench.score import AUDIT_CHECKS, AUDIT_DEFAULTS, AUDIT_PARAMS, VERDICTS
 
 if TYPE_CHECKING:
     from advbench.attacks.fgsm import FGSM
@@ -115,20 +115,14 @@ class AuditSettings:
     surrogate_architecture: str = _default("surrogate_architecture")
 
     def validate(self) -> None:
-        """ParameterError naming the setting unless every value can run."""
-        for name in ("tolerance", "square_lead", "min_unbounded_success", "max_bad_gradients"):
-            check_range(name.replace("_", "-"), getattr(self, name), low=0.0, high=1.0)
-        for name in ("pgd_steps", "n_iter", "square_queries", "curve_points", "noise_draws",
-                     "surrogate_epochs"):
-            check_int(name.replace("_", "-"), getattr(self, name), low=1)
-        check_int("convergence-factor", self.convergence_factor, low=2)
-        check_int("surrogate-limit", self.surrogate_limit, low=10)
+        """ParameterError naming the setting unless every value can run (the bounds of its
+        declaration, ``advbench.score.AUDIT_PARAMS``)."""
+        for param in AUDIT_PARAMS:
+            param.check(getattr(self, param.name), param.name.replace("_", "-"))
         if self.surrogate_architecture not in ARCHITECTURE_BUILDERS:
             raise ParameterError(f"surrogate-architecture must be one of "
                                  f"{', '.join(ARCHITECTURE_BUILDERS)}, got "
                                  f"{self.surrogate_architecture!r}")
-        if self.unbounded_eps is not None:
-            check_range("unbounded-eps", self.unbounded_eps, low=0.0, low_inclusive=False)
 
 
 @dataclasses.dataclass

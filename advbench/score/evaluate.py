@@ -12,6 +12,7 @@ it was crafted on (same content hash) and black-box for any other.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -21,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from advbench import data
+from advbench.attacks import MINIMAL_ATTACKS
 from advbench.attacks.autoattack import artifact_table
 from advbench.core.errors import ArtifactError, ParameterError
 from advbench.core.progress import Progress
@@ -35,34 +37,8 @@ from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, CURVE_S
 from advbench.run.curves import read_curve
 from advbench.run.shards import Shard, group_shards, read_attack_run
 from advbench.score.certify import DEFAULT_RADII, certification_entry
+from advbench.score.metric_registry import METRICS, Metric, gate_names, lookup, worst
 
-#: Gate metrics and the direction in which they are better. An unqualified name takes the
-#: worst value over the given artifacts (lowest accuracy, highest success rate...).
-METRICS: dict[str, str] = {
-    "clean_accuracy": "higher",
-    "adv_accuracy": "higher",
-    "success_rate": "lower",
-    "robustness": "higher",
-    "training_distance": "higher",
-    "loss_sensitivity": "lower",
-    # Of certification artifacts (``advbench certify``); certified_accuracy@R at radius R.
-    "certified_accuracy": "higher",
-    "average_certified_radius": "higher",
-    "abstention_rate": "lower",
-}
-# The values each gate metric can take: accuracies and rates are fractions, not percentages.
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "clean_accuracy": (0.0, 1.0), "adv_accuracy": (0.0, 1.0), "success_rate": (0.0, 1.0),
-    "robustness": (0.0, math.inf), "training_distance": (0.0, math.inf),
-    "loss_sensitivity": (0.0, math.inf),
-    "certified_accuracy": (0.0, 1.0), "average_certified_radius": (0.0, math.inf),
-    "abstention_rate": (0.0, 1.0),
-}
-# Metrics read from one attack artifact (and so qualifiable with @ATTACK or @FILE-STEM).
-ARTIFACT_METRICS = ("adv_accuracy", "success_rate", "robustness", "training_distance")
-# Metrics of certification artifacts: the worst over them; certified_accuracy takes @RADIUS
-# (L2, [0, 1] pixel units; without it radius 0, the smoothed classifier's accuracy).
-CERTIFICATION_METRICS = ("certified_accuracy", "average_certified_radius", "abstention_rate")
 #: Query rows per block of the training-set distance (``metrics.query_blocks``), and so the
 #: unit a distance shard takes: 10,000 test images make 20 blocks, so 20 useful shards.
 DISTANCE_BLOCK = 512
@@ -174,7 +150,7 @@ def score_artifact(model: Model, model_meta: dict, model_path: PathLike,
     success = both[success_against]
     white_box = bool(attrs.get("model_hash")) and attrs.get("model_hash") == \
         model_meta.get("content_hash")
-    norms = metrics.perturbation_norms(x_clean, x_adv)
+    norms = metrics.perturbation_norms(x_clean, x_adv, norms=metrics.NORMS)
     _check_declared_budget(path, attrs, norms)
     per_sample = {"indices": arrays["indices"], "pred": pred, "pred_clean": pred_clean,
                   "success": success, "success_label": both["label"], **norms}
@@ -225,7 +201,7 @@ def _check_declared_budget(path: PathLike, attrs: dict, norms: dict[str, np.ndar
     covers float32 storage: a relative 1e-4 plus 1e-5."""
     params = attrs.get("attack_params") or {}
     eps, norm = params.get("eps"), attrs.get("attack_norm")
-    if attrs.get("attack_minimal") or norm not in ("linf", "l2") or \
+    if attrs.get("attack_minimal") or norm not in ("linf", "l2", "l1") or \
             not isinstance(eps, (int, float)) or isinstance(eps, bool) or not len(norms[norm]):
         return
     largest = float(np.max(norms[norm]))
@@ -361,8 +337,8 @@ def distance_part(model_meta: dict, model_path: PathLike, artifacts: Sequence[Pa
                            f"runs/{j}/nearest_index": nearest})
     if not runs:
         raise ParameterError(f"no given artifact gets a training-set distance from model "
-                             f"{model_path}: that needs a minimal attack (fgsm-min, deepfool, "
-                             "cw-l2, fmn) crafted on it")
+                             f"{model_path}: that needs a minimal attack "
+                             f"({', '.join(MINIMAL_ATTACKS)}) crafted on it")
     summary = {"kind": DISTANCE_PART, "shard": [shard.index, shard.count], "dataset": dataset,
                "data_hash": data.fingerprint(dataset, data_dir), "variant": distance_variant,
                "block": DISTANCE_BLOCK,
@@ -595,50 +571,25 @@ def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> lis
             for c in range(num_classes)]
 
 
-def _value(entry: dict, name: str) -> float | None:
-    if entry.get("kind") != "attack":
-        return None
-    if name in ("robustness", "training_distance"):
-        value = entry.get(name)
-        if value is None:
-            return None
-        return value["value"] if name == "robustness" else value["mean"]
-    return entry.get(name)
-
-
-def _worst(values: list[float], direction: str) -> float | None:
-    if not values:
-        return None
-    if any(math.isnan(v) for v in values):
-        return math.nan
-    return min(values) if direction == "higher" else max(values)
+def _read(entries: list[dict], metric: Metric, radius: float = 0.0) -> list[float]:
+    """``metric``'s values in the evaluation entries of its scope (None left out)."""
+    values = (metric.read(e, radius) for e in entries if e.get("kind") == metric.scope)
+    return [v for v in values if v is not None]
 
 
 def aggregate_metrics(summary: dict) -> dict[str, float | None]:
-    """The gate values of an evaluation summary: each artifact metric at its worst over the
-    artifacts that have it; None where no artifact (or clean run) provides it."""
-    out: dict[str, float | None] = {
-        "clean_accuracy": summary["clean"]["accuracy"],
-        "loss_sensitivity": summary["clean"]["loss_sensitivity"],
-    }
-    for name in ARTIFACT_METRICS:
-        values = [v for v in (_value(e, name) for e in summary["artifacts"]) if v is not None]
-        out[name] = _worst(values, METRICS[name])
-    if any(e.get("kind") == "certification" for e in summary["artifacts"]):
-        for name in CERTIFICATION_METRICS:
-            values = [v for v in (_certified_value(e, name, 0.0) for e in summary["artifacts"])
-                      if v is not None]
-            out[name] = _worst(values, METRICS[name])
+    """The gate values of an evaluation summary (the ``summary`` metrics of
+    ``metric_registry.METRICS``): each artifact metric at its worst over the artifacts that
+    have it, certification metrics only when a certification is given; None where no
+    artifact (or clean run) provides it."""
+    certified = any(e.get("kind") == "certification" for e in summary["artifacts"])
+    out: dict[str, float | None] = {}
+    for metric in METRICS.values():
+        if not metric.summary or (metric.scope == "certification" and not certified):
+            continue
+        out[metric.name] = metric.read(summary["clean"]) if metric.scope == "clean" else \
+            worst(_read(summary["artifacts"], metric), metric.better)
     return out
-
-
-def _certified_value(entry: dict, name: str, radius: float) -> float | None:
-    """A certification entry's metric (certified accuracy at ``radius``), None if absent."""
-    if entry.get("kind") != "certification":
-        return None
-    if name == "certified_accuracy":
-        return entry["certified_accuracy"].get(f"{radius:g}")
-    return entry.get(name)
 
 
 def parse_radii(radii: Sequence[float]) -> tuple[float, ...]:
@@ -675,23 +626,24 @@ class Threshold:
 def parse_threshold(text: str, bound: str = "under") -> Threshold:
     """Parse ``adv_accuracy=0.6`` or ``adv_accuracy@deepfool=0.6`` (qualifier: an attack
     name or an artifact file stem). Raises ParameterError on unknown names or bad numbers."""
-    match = re.fullmatch(r"\s*([a-z_]+)(?:@([^=]+))?\s*=\s*(\S+)\s*", text)
+    match = re.fullmatch(r"\s*([a-z][a-z0-9_]*)(?:@([^=]+))?\s*=\s*(\S+)\s*", text)
     if not match:
         raise ParameterError(f"threshold {text!r} is not NAME=VALUE (e.g. adv_accuracy=0.6)")
     name, qualifier, value = match.groups()
-    if name not in METRICS:
+    metric = lookup(name)
+    if metric is None:
         raise ParameterError(f"unknown metric {name!r} in {text!r}; choose one of: "
-                             f"{', '.join(METRICS)}")
-    if qualifier and name == "certified_accuracy":
+                             f"{', '.join(gate_names())}")
+    if qualifier and metric.qualifier == "RADIUS":
         try:
             radius = float(qualifier)
         except ValueError:
             radius = math.nan
         if not math.isfinite(radius) or radius < 0:
-            raise ParameterError(f"threshold {text!r}: certified_accuracy@R takes an L2 radius "
-                                 f"R >= 0 (e.g. certified_accuracy@0.5=0.4), got {qualifier!r}")
+            raise ParameterError(f"threshold {text!r}: {name}@R takes an L2 radius "
+                                 f"R >= 0 (e.g. {name}@0.5=0.4), got {qualifier!r}")
         qualifier = f"{radius:g}"
-    elif qualifier and name not in ARTIFACT_METRICS:
+    elif qualifier and metric.qualifier != "ATTACK":
         raise ParameterError(f"{name} is not a per-artifact metric; drop @{qualifier}")
     try:
         number = float(value)
@@ -699,12 +651,10 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
         raise ParameterError(f"threshold {text!r}: {value!r} is not a number") from None
     if not math.isfinite(number):
         raise ParameterError(f"threshold {text!r} must be a finite number")
-    low, high = METRIC_RANGES[name]
-    if not low <= number <= high:
-        if high == 1.0:
-            hint = (f"; give {number / 100:g} for {number:g}%" if 1 < number <= 100 else "")
-            raise ParameterError(f"threshold {text!r}: {name} is a fraction in [0, 1]{hint}")
-        raise ParameterError(f"threshold {text!r}: {name} is >= 0")
+    if not metric.low <= number <= metric.high:
+        hint = (f"; give {number / 100:g} for {number:g}%"
+                if metric.unit == "fraction" and 1 < number <= 100 else "")
+        raise ParameterError(f"threshold {text!r}: {name} is {metric.range_text()}{hint}")
     return Threshold(name, qualifier, number, bound)
 
 
@@ -713,34 +663,25 @@ class GateError(ParameterError):
 
 
 def metric_value(summary: dict, threshold: Threshold) -> float:
-    """The value a threshold is checked against; GateError (a ParameterError) when it is not
-    available."""
-    if threshold.name in CERTIFICATION_METRICS:
-        radius = float(threshold.qualifier or 0.0)
-        values = [v for v in (_certified_value(e, threshold.name, radius)
-                              for e in summary["artifacts"]) if v is not None]
-        value = _worst(values, METRICS[threshold.name])
-    elif threshold.qualifier is None:
-        value = summary["metrics"].get(threshold.name)
-    else:
-        chosen = [e for e in summary["artifacts"] if e.get("kind") == "attack"
-                  and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
-        if not chosen:
+    """The value a threshold is checked against: its metric's (``metric_registry``) on the
+    clean split, or the worst over the artifacts of its scope (those the qualifier names);
+    GateError (a ParameterError) when it is not available."""
+    metric = lookup(threshold.name)
+    assert metric is not None, threshold  # parse_threshold made it
+    entries = summary["artifacts"]
+    if metric.scope == "clean":
+        value = metric.read(summary["clean"])
+    elif metric.qualifier == "ATTACK" and threshold.qualifier is not None:
+        entries = [e for e in entries if e.get("kind") == metric.scope
+                   and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
+        if not entries:
             raise GateError(f"{threshold.label}: no given attack artifact has attack or "
-                                 f"file name {threshold.qualifier!r}")
-        values = [v for v in (_value(e, threshold.name) for e in chosen) if v is not None]
-        value = _worst(values, METRICS[threshold.name])
+                            f"file name {threshold.qualifier!r}")
+    if metric.scope != "clean":
+        radius = float(threshold.qualifier or 0.0) if metric.qualifier == "RADIUS" else 0.0
+        value = worst(_read(entries, metric, radius), metric.better)
     if value is None:
-        needs = {
-            "robustness": "a minimal-perturbation artifact (fgsm-min, deepfool, cw-l2, fmn) "
-                          "crafted on this model",
-            "training_distance": "a minimal-perturbation artifact crafted on this model "
-                                 "(and no --no-distance)",
-            "loss_sensitivity": "no --no-sensitivity",
-            **{name: "a certification artifact (advbench certify; CERTIFY, not --predict)"
-               for name in CERTIFICATION_METRICS},
-        }.get(threshold.name, "at least one attack artifact")
-        raise GateError(f"{threshold.label} is not available: it needs {needs}")
+        raise GateError(f"{threshold.label} is not available: it needs {metric.needs}")
     return value
 
 
@@ -748,12 +689,15 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
     """One message per missed threshold (empty when all pass). A NaN value (no successful
     sample, so no robustness or distance) misses every threshold: the gate cannot vouch."""
     missed = []
-    variant = summary["clean"].get("loss_sensitivity_variant") or "loss"
     for threshold in thresholds:
         value = metric_value(summary, threshold)
         label = threshold.label
-        if threshold.name == "loss_sensitivity" and variant != "loss":
-            label += f" ({variant} variant)"
+        metric = lookup(threshold.name)
+        if metric is not None and metric.plain_variant is not None and metric.scope == "clean":
+            # A variant other than the plain one is named (loss_sensitivity's softmax).
+            variant = metric.variant_of(summary["clean"])
+            if variant not in (None, metric.plain_variant):
+                label += f" ({variant} variant)"
         if math.isnan(value):
             missed.append(f"{label} is n/a (no successful adversarial sample), "
                           f"required {'>=' if threshold.bound == 'under' else '<='} "
@@ -766,18 +710,48 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
+def evaluation_inputs(model_path: PathLike, artifacts: Sequence[PathLike]) -> dict[str, Any]:
+    """What an evaluation is derived from, as stored in its artifact (attribute ``inputs``):
+    the model's and the artifacts' resolved paths (the artifacts sorted)."""
+    return {"model": str(Path(model_path).resolve()),
+            "artifacts": sorted(str(Path(a).resolve()) for a in artifacts)}
+
+
+def check_evaluation_output(path: PathLike, inputs: dict[str, Any], *,
+                            overwrite: bool = False) -> None:
+    """The rule for an evaluation's ``-o`` that exists: an evaluation of the same ``inputs``
+    (``evaluation_inputs``) is a rerun and is replaced; anything else (another model or
+    other artifacts, a file that is not an evaluation, an evaluation written before advbench
+    recorded its inputs) is refused unless ``overwrite``. Raises OutputError."""
+    from advbench.core.files import refuse_existing
+
+    if overwrite or not Path(path).exists():
+        return
+    try:
+        with open_artifact(path, EVALUATION_SCHEMA) as f:
+            stored = read_attrs(f).get("inputs")
+    except (ArtifactError, OSError):
+        refuse_existing(path, overwrite=False, holds=" and is not an evaluation")
+    if stored != inputs:
+        refuse_existing(path, overwrite=False,
+                        holds=" and holds an evaluation of another model or other artifacts")
+
+
 def write_evaluation(path: PathLike, result: Score, kind: str = "evaluate", *,
-                     lock: bool = True) -> Path:
+                     lock: bool = True, inputs: dict[str, Any] | None = None) -> Path:
     """Write an evaluation (or transfer) artifact: the summary as JSON attrs plus per-sample
     arrays (schema ``advbench.evaluation``, written atomically), holding the output lock
     (``files.output_lock``; OutputError while another run writes ``path``; ``lock`` False:
-    the caller holds it already). An evaluation is derived from its inputs, so an existing
-    file at ``path`` is replaced."""
+    the caller holds it already). ``inputs`` (``evaluation_inputs``) is stored so that a
+    rerun may replace the file and another evaluation may not (``check_evaluation_output``,
+    which the caller applies first)."""
     import contextlib
 
     from advbench.core.files import output_lock
 
+    attrs: dict[str, Any] = {"kind": kind, "summary": jsonable(result.summary)}
+    if inputs is not None:
+        attrs["inputs"] = json.dumps(inputs)
     with output_lock(path, "artifact") if lock else contextlib.nullcontext():
-        write_arrays(path, EVALUATION_SCHEMA,
-                     {"kind": kind, "summary": jsonable(result.summary)}, result.per_sample)
+        write_arrays(path, EVALUATION_SCHEMA, attrs, result.per_sample)
     return Path(path)

@@ -14,7 +14,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -26,7 +26,8 @@ from advbench.core.errors import ParameterError
 from advbench.core.types import PathLike
 from advbench.data import display_name
 from advbench.run.artifacts import jsonable
-from advbench.score import TABLE_FORMATS
+from advbench.score import TABLE_FORMATS, VERDICTS
+from advbench.score.metric_registry import METRICS, Metric, of_scope, walk
 
 # At most this many eps columns in a curve table (evenly spaced, ends included); the JSON,
 # CSV and plot always keep every eps.
@@ -226,29 +227,19 @@ def print_evaluation(summary: dict, console: Console | None = None,
                             "apart with how many the attack moved; norms, robustness and "
                             "distance over the samples of success: "
                             f"{SUCCESS_WORDS[against]})")
-        for column in ("attack", "crafted on", "setting", "n", "clean %", "robust %",
-                       "success %", "clean errors", "L2", "Linf", "robustness", "train dist"):
+        shown = [m for m in METRICS.values() if m.column and m.artifact_path]
+        for column in ("attack", "crafted on", "setting", "n", *(str(m.column) for m in shown)):
             table.add_column(column, justify="left" if column in (
                 "attack", "crafted on", "setting") else "right")
         for e in attacks:
             params = " ".join(f"{k}={param_text(v)}"
                               for k, v in (e["attack_params"] or {}).items())
-            robustness = e["robustness"]
-            distance = e["training_distance"]
             seed = f" seed={e['seed']}" if e.get("seed") is not None else ""
             table.add_row(
                 f"{e['attack']} {params}{seed}".strip(),
                 e["crafted_on"]["name"] or str(e["crafted_on"]["path"]),
                 e["setting"].replace("-box", ""), str(e["samples"]),
-                _percent(e["clean_accuracy"]),
-                # A minimal attack has no budget: no robust accuracy to speak of.
-                "- (minimal)" if e.get("minimal") else _percent(e["adv_accuracy"]),
-                _percent(e["success_rate"]), _clean_errors(e), _number(e["norms"]["l2_mean"], 3),
-                _number(e["norms"]["linf_mean"], 3),
-                "-" if robustness is None else
-                f"{_number(robustness['value'], 3)} {robustness['norm']} "
-                f"({robustness['count']}/{robustness['total']})",
-                "-" if distance is None else _number(distance["mean"], 2))
+                *(_CELLS.get(m.name, _cell)(e, m) for m in shown))
         show(table, console, fmt)
         for e in attacks:
             print_autoattack_table(e, console, fmt)
@@ -257,6 +248,45 @@ def print_evaluation(summary: dict, console: Console | None = None,
     print_certifications([e for e in summary["artifacts"] if e["kind"] == "certification"],
                          console, fmt)
     print_per_class(summary, console, fmt)
+
+
+def _cell(entry: dict, metric: Metric) -> str:
+    """A metric of an attack entry as its table shows it: fractions in %, other values with
+    the metric's decimals; "-" where it was not measured."""
+    path = metric.artifact_path or metric.path
+    if not _has(entry, path) or walk(entry, path) is None:
+        return "-"
+    value = walk(entry, path)
+    return _percent(value) if metric.unit == "fraction" else _number(value, metric.digits)
+
+
+#: The cells that say more than the value: a minimal attack has no budget, so no robust
+#: accuracy to speak of; the clean errors with how many the attack moved; robustness with its
+#: norm and success count.
+_CELLS: dict[str, Callable[[dict, Metric], str]] = {
+    "adv_accuracy": lambda e, m: "- (minimal)" if e.get("minimal") else _cell(e, m),
+    "clean_errors": lambda e, m: _clean_errors(e),
+    "robustness": lambda e, m: _cell(e, m) if e.get("robustness") is None else
+    f"{_cell(e, m)} {e['robustness']['norm']} "
+    f"({e['robustness']['count']}/{e['robustness']['total']})",
+}
+
+
+def write_evaluation_reports(summary: dict, *, output: PathLike | None = None,
+                             csv_path: PathLike | None = None, plot: PathLike | None = None,
+                             title: str = "") -> list[Path]:
+    """Write an evaluation's CSV (``evaluation_rows``) and plot: its eps curves when it has
+    any, else its certified-accuracy curves (``plot_curves``, ``plot_certified``). Returns
+    the files an evaluation wrote, ``output`` (its artifact, already written) first."""
+    written = [Path(output)] if output else []
+    if csv_path:
+        written.append(write_text(csv_path, csv_text(evaluation_rows(summary))))
+    if plot:
+        lines = curve_lines([e for e in summary["artifacts"] if e["kind"] == "curve"])
+        certified = [e for e in summary["artifacts"] if e["kind"] == "certification"]
+        written.append(plot_curves(lines, plot, title=title)
+                       if lines or not certified else plot_certified(certified, plot))
+    return written
 
 
 def print_autoattack_table(entry: dict, console: Console | None = None,
@@ -353,6 +383,16 @@ def print_audit(summary: dict, console: Console | None = None, fmt: str = "table
     show(table, console, fmt)
 
 
+def audit_failure(summary: dict, fail_on: str | None) -> str | None:
+    """The line that fails an audit under ``--fail-on`` (the checks at or above that verdict,
+    ``score.VERDICTS``); None when it passes or ``fail_on`` is None."""
+    if fail_on is None or VERDICTS.index(summary["verdict"]) < VERDICTS.index(fail_on):
+        return None
+    flagged = [f"{row['number']} {row['name']} ({row['verdict']})" for row in summary["checks"]
+               if VERDICTS.index(row["verdict"]) >= VERDICTS.index(fail_on)]
+    return f"audit failed (--fail-on {fail_on}): {', '.join(flagged)}"
+
+
 def artifact_labels(entries: list[dict]) -> list[str]:
     """Distinct column labels of attack artifacts (``evaluate``'s entries): the attack name;
     where names repeat, with the model it was crafted on; where those repeat too, with the
@@ -407,46 +447,44 @@ def evaluation_rows(summary: dict) -> list[dict]:
                      "setting": setting, "eps": eps, "metric": metric, "value": value,
                      "protocol": protocol})
 
-    clean = summary["clean"]
-    add("", "", "clean", "clean_accuracy", clean["accuracy"])
-    if clean["loss_sensitivity"] is not None:
-        # The paper's variant keeps the plain name; the authors' variants say theirs.
-        variant = clean.get("loss_sensitivity_variant") or "loss"
-        add("", "", "clean", "loss_sensitivity" + ("" if variant == "loss" else f"_{variant}"),
-            clean["loss_sensitivity"])
+    for metric in of_scope("clean"):
+        value = metric.read(summary["clean"])
+        if value is not None:
+            add("", "", "clean", metric.csv_name(summary["clean"]), value)
     for e in summary["artifacts"]:
         if e["kind"] == "curve":
             for eps, accuracy in zip(e["eps"], e["accuracy"]):
                 add(e["path"], e["attack"], e["setting"], "adv_accuracy", accuracy, eps)
             continue
         if e["kind"] == "certification":
-            # The eps column holds the L2 radius of each certified accuracy.
-            for radius, accuracy in e["certified_accuracy"].items():
-                add(e["path"], e["mode"], "certified", "certified_accuracy", accuracy, radius)
-            for metric in ("smoothed_accuracy", "average_certified_radius", "abstention_rate"):
-                if e[metric] is not None:
-                    add(e["path"], e["mode"], "certified", metric, e[metric])
+            for metric in of_scope("certification"):
+                value = walk(e, metric.path)
+                if isinstance(value, dict):  # per radius: the eps column holds the L2 radius
+                    for radius, accuracy in value.items():
+                        add(e["path"], e["mode"], "certified", metric.name, accuracy, radius)
+                elif value is not None:
+                    add(e["path"], e["mode"], "certified", metric.name, value)
             continue
         stamp = e.get("protocol", "")
-        for metric in ("clean_accuracy", "adv_accuracy", "robust_accuracy", "success_rate",
-                       "clean_errors", "success_rate_errors", "success_rate_prediction",
-                       "success_rate_label"):
-            if metric in e:
-                add(e["path"], e["attack"], e["setting"], metric, e[metric], protocol=stamp)
+        for metric in METRICS.values():
+            path = metric.artifact_path
+            if path is None or not _has(e, path):
+                continue  # not measured (a minimal attack of another model, an old summary)
+            for name in (metric.csv_name(e), *metric.aliases):
+                add(e["path"], e["attack"], e["setting"], name, walk(e, path),
+                    protocol=stamp)
         for name, value in ((e.get("autoattack_table") or {}).get("after") or {}).items():
             if name != "clean":
                 add(e["path"], e["attack"], e["setting"], f"robust_accuracy_after_{name}",
                     value, protocol=stamp)
-        for norm in ("l0", "l2", "linf"):
-            add(e["path"], e["attack"], e["setting"], f"{norm}_mean", e["norms"][f"{norm}_mean"])
-        if e["robustness"] is not None:
-            add(e["path"], e["attack"], e["setting"], f"robustness_{e['robustness']['norm']}",
-                e["robustness"]["value"])
-        if e["training_distance"] is not None:
-            add(e["path"], e["attack"], e["setting"],
-                f"training_distance_{e['training_distance']['variant']}",
-                e["training_distance"]["mean"])
     return rows
+
+
+def _has(record: dict, path: tuple[str, ...]) -> bool:
+    """Whether ``record`` holds a value at ``path`` (None, NaN included); a None on the way
+    means it was not measured (the robustness of a black-box artifact)."""
+    parent = walk(record, path[:-1])
+    return isinstance(parent, dict) and path[-1] in parent
 
 
 # -- transfer --------------------------------------------------------------------------------
