@@ -19,7 +19,7 @@ import click
 
 from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
 from advbench.attacks.budgets import AUDIT_EPS_HELP
-from advbench.core.errors import AdvbenchError
+from advbench.core.errors import AdvbenchError, flags_verb
 from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
 from advbench.score.metric_registry import gate_help
 
@@ -165,12 +165,30 @@ class AdvbenchCommand(click.Command):
             except click.UsageError:
                 raw = None  # said by the full parse below
             if raw is not None:
+                _precheck_attack_flags(ctx, raw, next((p.default for p in self.params
+                                                       if p.name == "attack_name"), None))
                 _precheck(self.name or "", raw)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         _quiet_tensorflow_import()
         return super().invoke(ctx)
+
+
+def _precheck_attack_flags(ctx: click.Context, raw: dict, default: Any) -> None:
+    """Attack flags given to an attack that does not take them: the usage error of
+    ``attack_from_flags``, from the TensorFlow-free declarations (``ATTACK_SPECS``), before
+    TensorFlow's import (``raw``: the parameters as typed; ``default``: the command's
+    --attack default)."""
+    name = raw.get("attack_name", default)
+    if not isinstance(name, str) or name not in ATTACK_SPECS:
+        return  # no --attack, or an invalid choice: the full parse says it
+    takes = {param.name for param in ATTACK_SPECS[name].params}
+    stray = sorted(flag.split("/")[0] for flag, dest, _, _ in ATTACK_OPTIONS
+                   if raw.get(dest) is not None and dest not in takes)
+    if stray:
+        raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}",
+                               ctx=ctx)
 
 
 def _precheck(command: str, raw: dict) -> None:
@@ -193,7 +211,9 @@ def _precheck(command: str, raw: dict) -> None:
         strings(raw.get("target_refs")) + [a for a in strings(raw.get("architecture"))
                                            if Path(a).exists()]
     for ref in refs:
-        check_model(ref, data, raw.get("model_output"), raw.get("models_dir"))
+        # A command of one MODEL takes its data from --dataset or --data only.
+        check_model(ref, data, raw.get("model_output"), raw.get("models_dir"),
+                    needs_data=ref == raw.get("model_ref"))
 
 
 def _data_dir_option(f):
@@ -1080,13 +1100,18 @@ def merge(shards, output, overwrite):
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Certify image groups I, I+N, ... only (as attack --shard); join the "
                    "shards with `advbench merge`.")
+@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
+              show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
+                                      "else a local Ray) and merge them; needs advbench[ray].")
+@click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary (certified accuracy at radii 0-1, average radius, "
                    "abstention) as JSON instead of the path.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset, data_path,
             split, limit, start, batch_size, seed, custom_objects, outputs, input_range, mean,
-            std, data_dir, models_dir, output, resume, overwrite, shard_text, as_json, quiet):
+            std, data_dir, models_dir, output, resume, overwrite, shard_text, engine, workers,
+            as_json, quiet):
     """Certify MODEL's smoothed classifier by randomized smoothing; print the artifact path.
 
     Cohen, Rosenfeld and Kolter (ICML 2019): per image, --n0 noisy draws x + N(0, sigma^2)
@@ -1100,10 +1125,13 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
         advbench certify cnn-gda-cohen --sigma 0.25 --limit 500
 
         advbench certify cnn-gda-cohen --sigma 0.25 --shard auto/4 -o runs/cert.h5   # job array
+
+        advbench certify cnn-gda-cohen --sigma 0.25 --engine ray --workers 8
     """
     from advbench.score.certify import CertifyRun, certify_json
 
     shard = _shard(shard_text)
+    _checked(stages.check_engine, engine, workers, shard)
     run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", split=split,
                limit=limit, start=start, batch_size=batch_size, seed=seed)
     with _usage_errors():
@@ -1115,7 +1143,7 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
     result = stages.certify(model, sigma=sigma, dataset=dataset, output=output,
                             overwrite=overwrite, resume=resume, shard=shard,
                             sigma_mismatch_ok=sigma_mismatch_ok, data_dir=data_dir,
-                            progress=_progress(quiet), **run)
+                            engine=engine, workers=workers, progress=_progress(quiet), **run)
     click.echo(report_json(certify_json(result)) if as_json else str(result))
 
 

@@ -260,17 +260,14 @@ def audit_lines(eps: float, norm: str, checks: Sequence[str], settings: Any, bud
     """The lines that start an audit: the budget's note (defaults borrowed by image size),
     then the budget (and where its default came from), the checks by number, every setting,
     the seed and the ``count`` samples of ``samples`` (a ``data.samples.Samples``)."""
-    from advbench.attacks.budgets import parameter_line
-    from advbench.score import AUDIT_CHECKS
+    from advbench.score.audit import audit_parameters
 
-    numbers = ",".join(str(list(AUDIT_CHECKS).index(name) + 1) for name in checks)
     drawn = " (class-balanced)" if samples.limit is not None else ""
     described = (f"{count} samples{drawn} of {data.display_name(samples.dataset)} "
                  f"{samples.split} (start {samples.start}, batch size {samples.batch_size})")
     lines = [budget.note] if budget.note else []
-    return lines + [parameter_line("audit", {"eps": eps, "norm": norm, "checks": numbers,
-                                             **dataclasses.asdict(settings)},
-                                   budget=budget, seed=samples.seed, samples=described)]
+    return lines + [audit_parameters(eps, norm, checks, settings, seed=samples.seed,
+                                     samples=described, budget=budget)]
 
 
 # -- curves ---------------------------------------------------------------------------------
@@ -416,21 +413,29 @@ def transfer(sources: Sequence[LoadedModel], targets: Sequence[LoadedModel], att
 def certify(model: LoadedModel | str, *, sigma: float, dataset: str | None = None,
             output: PathLike | None = None, runs_dir: PathLike = "runs",
             overwrite: bool = False, resume: bool = True, sigma_mismatch_ok: bool = False,
-            shard: Shard | None = None, progress: Progress | None = None,
-            data_dir: PathLike | None = None, **run: Any) -> Path:
+            shard: Shard | None = None, engine: str = "local", workers: int | None = None,
+            progress: Progress | None = None, data_dir: PathLike | None = None,
+            **run: Any) -> Path:
     """Certify ``model``'s smoothed classifier by randomized smoothing (``advbench certify``;
     Cohen et al. 2019) and write the certification artifact; returns its path.
 
     ``run``: ``certify.CertifyRun``'s fields (n0, n, alpha, mode, split, limit, start,
-    batch_size, seed). Output, reuse, resume and shards as for ``attack``; default path
-    ``<runs_dir>/<model stem>-<mode>-s<sigma>-<key>.h5``. Raises as ``certify.certify_split``.
+    batch_size, seed). Output, reuse, resume, shards and ``engine="ray"`` with ``workers``
+    shards as for ``attack``; default path ``<runs_dir>/<model stem>-<mode>-s<sigma>-<key>.h5``.
+    Raises as ``certify.certify_split`` (``certify.certify_with_ray``).
     """
-    from advbench.score.certify import CertifyRun, certify_split
+    from advbench.score.certify import CertifyRun, certify_split, certify_with_ray
 
     dataset = _data_name(dataset)
     model = _opened(model, dataset, data_dir)
     certify_run = CertifyRun(model_path=str(model.path), sigma=sigma, data_dir=data_dir,
                              dataset=_dataset_of(model, dataset), **run)
+    if engine == "ray":
+        if workers is None or shard is not None:
+            raise ParameterError("engine ray makes its own shards: give workers, not shard")
+        return certify_with_ray(certify_run, model, output, workers=workers, runs_dir=runs_dir,
+                                overwrite=overwrite, sigma_mismatch_ok=sigma_mismatch_ok,
+                                progress=progress)
     return certify_split(certify_run, model.model, model.meta, output, runs_dir=runs_dir,
                          overwrite=overwrite, resume=resume,
                          sigma_mismatch_ok=sigma_mismatch_ok, shard=shard,

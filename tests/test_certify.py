@@ -243,6 +243,42 @@ def test_shards_merge_into_the_one_process_artifact(small_run, dense_mnist_model
     _same(read_arrays(merged, CERTIFICATION_SCHEMA)[1], read_arrays(whole, CERTIFICATION_SCHEMA)[1])
 
 
+def test_certify_with_ray_tasks_merges_into_the_one_process_artifact(
+        small_run, dense_mnist_model, tmp_path, monkeypatch):
+    """--engine ray's shards, each run by its task function (``certify_shard``, reopening
+    the model from its source as a Ray worker does), merge bit for bit into the one-process
+    artifact. Ray itself is replaced by a loop here (tests/test_ray.py runs it for real)."""
+    from advbench.run import ray_engine
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA, read_arrays
+    from advbench.run.loading import open_model
+
+    _, model, meta = dense_mnist_model
+    whole = certify.certify_split(small_run, model, meta, tmp_path / "whole.h5")
+    ran = []
+
+    def in_this_process(task, arguments, *, retries=3):
+        ran.extend(args[3:5] for args in arguments)
+        return [task(*args) for args in arguments]
+
+    monkeypatch.setattr(ray_engine, "shards_with_ray", in_this_process)
+    loaded = open_model(small_run.model_path)
+    merged = certify.certify_with_ray(small_run, loaded, tmp_path / "ray.h5", workers=3)
+    assert ran == [(0, 3), (1, 3), (2, 3)]
+    assert sorted(p.name for p in tmp_path.glob("ray-shard*.h5")) == [
+        f"ray-shard{i}of3.h5" for i in range(3)]
+    attrs, arrays = read_arrays(merged, CERTIFICATION_SCHEMA)
+    assert attrs["complete"] and len(attrs["shard_devices"]) == 3
+    _same(arrays, read_arrays(whole, CERTIFICATION_SCHEMA)[1])
+    # Done already: returned as it is, no task runs; another run's artifact is refused.
+    assert certify.certify_with_ray(small_run, loaded, merged, workers=3) == merged
+    assert len(ran) == 3
+    other = certify.CertifyRun(**{**small_run.__dict__, "n": 300})
+    with pytest.raises(ArtifactError, match="holds a certification with other parameters"):
+        certify.certify_with_ray(other, loaded, merged, workers=3)
+    with pytest.raises(ParameterError, match="^workers must be >= 1, got 0$"):
+        certify.certify_with_ray(small_run, loaded, tmp_path / "none.h5", workers=0)
+
+
 def test_sigma_must_match_the_gda_sigma(small_run, dense_mnist_model, tmp_path):
     _, model, meta = dense_mnist_model
     with pytest.raises(ParameterError) as info:
@@ -311,6 +347,15 @@ def test_cli_certify(dense_mnist_model, fake_data_dir, tmp_path):
     assert result.exit_code == 2 and "Error: sigma must be > 0.0, got -1.0" in result.output
     result = runner.invoke(main, [*base])
     assert result.exit_code == 2 and "Missing option '--sigma'" in result.output
+    # --engine ray's usage errors, as attack's.
+    for flags, message in [(["--engine", "ray", "--shard", "0/2"], "--engine ray makes its own "
+                            "shards: give --workers N, not --shard"),
+                           (["--engine", "ray"], "--engine ray makes its own shards: give "
+                            "--workers N, not --shard"),
+                           (["--workers", "2"], "--workers is for --engine ray; a job array "
+                            "gives --shard I/N")]:
+        result = runner.invoke(main, [*base, "--sigma", "0.25", *flags])
+        assert result.exit_code == 2 and result.output.endswith(f"\nError: {message}\n")
 
 
 # -- evaluate: certified accuracy, the gate, the plot ---------------------------------------

@@ -115,6 +115,48 @@ def test_errors_come_before_tensorflow_is_imported(files, model, ending, tmp_pat
     assert proc.stderr.endswith(ending)
 
 
+def _saved_folder(root):
+    """What the check before TensorFlow sees of a SavedModel: a folder with saved_model.pb."""
+    (root / "served").mkdir(exist_ok=True)
+    (root / "served" / "saved_model.pb").write_bytes(b"")
+    return root / "served"
+
+
+@pytest.mark.parametrize("args, code, ending", [
+    # A flag the attack does not take (from the TensorFlow-free declarations).
+    (["attack", "{root}/two.keras", "--data", "{root}/digits.npz", "--attack", "fgsm",
+      "--max-iter", "5"], 2, "\nError: --max-iter does not apply to --attack fgsm\n"),
+    (["transfer", "--source", "{root}/two.keras", "--target", "{root}/two.keras", "--steps",
+      "3", "--theta", "1"], 2, "\nError: --steps, --theta do not apply to --attack fgsm\n"),
+    # A foreign model given without its data.
+    (["attack", "{root}/cifar.keras", "--attack", "fgsm", "--eps", "0.1"], 1,
+     "Error: {root}/cifar.keras is a Keras 3 .keras file with no data set of its own; say "
+     "which data it takes: --dataset mnist|cifar10 or --data FILE.npz|DIR\n"),
+    (["evaluate", "{root}/flat.h5"], 1,
+     "Error: {root}/flat.h5 is a legacy Keras .h5 full-model file with no data set of its own; "
+     "say which data it takes: --dataset mnist|cifar10 or --data FILE.npz|DIR\n"),
+    (["certify", "{saved}", "--sigma", "0.25"], 1,
+     "Error: {saved} is a TensorFlow SavedModel directory with no data set of its own; say "
+     "which data it takes: --dataset mnist|cifar10 or --data FILE.npz|DIR\n"),
+], ids=["attack-flag", "transfer-flags", "keras-without-data", "h5-without-data",
+        "savedmodel-without-data"])
+def test_flag_and_data_errors_come_before_tensorflow_is_imported(files, args, code, ending,
+                                                                 tmp_path):
+    saved = _saved_folder(tmp_path)
+    args = [a.format(root=files, saved=saved) for a in args]
+    script = ("import sys; from advbench.cli import main\n"
+              "try:\n"
+              f"    main({args!r})\n"
+              "except SystemExit as e:\n"
+              "    print(e.code, 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout == f"{code} False\n"
+    assert proc.stderr.endswith(ending.format(root=files, saved=saved)), proc.stderr
+    if code == 1:  # one line
+        assert proc.stderr == ending.format(root=files, saved=saved)
+
+
 def test_layouts_that_fit():
     assert layout_fits((28, 28, 1), (28, 28, 1)) and layout_fits((28, 28, 1), (28, 28))
     assert layout_fits((32, 32, 3), (3, 32, 32)) and layout_fits((32, 32, 3), (None, None, 3))

@@ -4,6 +4,7 @@ advbench's convention ([0, 1] in, logits out), BRELU conversion and export."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -566,6 +567,7 @@ def test_zoo_savedmodels_are_accepted(tmp_path, architecture):
     model = build_model(architecture, (28, 28, 1), 10, activation="brelu", squeeze_bits=4)
     model.export(str(tmp_path / "zoo"), verbose=False)
     foreign.check_savedmodel_safe(tmp_path / "zoo")
+    foreign.check_savedmodel_memory(tmp_path / "zoo")
     x = probe(4, shape=(28, 28, 1))
     np.testing.assert_allclose(foreign.load_foreign(tmp_path / "zoo")(x), model(x), rtol=1e-5,
                                atol=1e-6)
@@ -583,7 +585,111 @@ def test_every_keras_application_exported_is_accepted(tmp_path, name):
         sys.path.pop(0)
     build_application(name).export(str(tmp_path / name), verbose=False)
     foreign.check_savedmodel_safe(tmp_path / name)
+    foreign.check_savedmodel_memory(tmp_path / name)
 
+
+
+# -- a SavedModel's allocations are bounded before it runs in advbench's process -----------------
+def allocating_savedmodel(path, allocate, shape=SHAPE):
+    """A SavedModel whose ``serve`` returns logits that depend on ``allocate(x)`` (a tensor),
+    so that TensorFlow cannot prune the allocation."""
+
+    class Allocating(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(tf.ones((math.prod(shape), CLASSES)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32)])
+        def serve(self, x):
+            big = tf.reduce_sum(allocate(x))
+            return tf.reshape(x, (-1, math.prod(shape))) @ self.w + 0.0 * big
+
+    module = Allocating()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def _grow_a_list(x):
+    """A while loop that pushes 4 MB per step for 4,000 steps (16 GB): shapes inference cannot
+    bound a loop."""
+    def body(i, tensors):
+        return i + 1, tf.raw_ops.TensorListPushBack(
+            input_handle=tensors, tensor=tf.fill([1_000_000], tf.cast(i, tf.float32)))
+
+    empty = tf.raw_ops.TensorListReserve(element_shape=[1_000_000], num_elements=0,
+                                         element_dtype=tf.float32)
+    _, tensors = tf.while_loop(lambda i, t: i < 4000, body, [0, empty])
+    return tf.raw_ops.TensorListGetItem(input_handle=tensors, index=3999,
+                                        element_shape=[1_000_000], element_dtype=tf.float32)
+
+
+@pytest.mark.parametrize("allocate, op, node, shape, size", [
+    (lambda x: tf.zeros([60000, 60000]), "Fill", "zeros", "(60000, 60000)", "13.4 GiB"),
+    (lambda x: tf.tile(x, [1, 9000, 9000, 1]), "Tile", "Tile", "(None, 72000, 72000, 1)",
+     "19.3 GiB"),
+    (lambda x: tf.broadcast_to(x[:1, :1, :1, :1], [70000, 70000, 1, 1]), "BroadcastTo",
+     "BroadcastTo", "(70000, 70000, 1, 1)", "18.3 GiB"),
+], ids=["zeros", "tile", "broadcast-to"])
+def test_a_savedmodel_allocating_a_static_size_is_refused_before_it_loads(
+        tmp_path, allocate, op, node, shape, size):
+    path = allocating_savedmodel(tmp_path / "big", allocate)
+    before = reset_peak_rss()
+    with pytest.raises(ArtifactError) as info:
+        foreign.load_foreign(path)
+    assert re.fullmatch(re.escape(f"{path}: the SavedModel's op {op} ({node} in ")
+                        + r"__inference_serve_\d+"
+                        + re.escape(f") makes a tensor of shape {shape}, {size} for one "
+                                    "image, more than the 4 GiB advbench allows; refusing it"),
+                        str(info.value)), str(info.value)
+    assert peak_rss() - before < 200 * 1024  # KiB: nothing of the size was allocated
+
+
+@pytest.mark.parametrize("allocate, reason", [
+    # A shape computed from the pixels: unknown to shape inference.
+    (lambda x: tf.zeros(tf.stack([tf.cast(tf.reduce_max(x) * 0 + 60000, tf.int32)] * 2)),
+     "ResourceExhaustedError: OOM when allocating tensor with shape[60000,60000] and type "
+     "float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator cpu"),
+    pytest.param(_grow_a_list, "ResourceExhaustedError: OOM when allocating tensor with "
+                 "shape[1000000] and type float on /job:localhost/replica:0/task:0/device:CPU:0 "
+                 "by allocator cpu", marks=pytest.mark.slow),
+], ids=["shape-from-data", "growing-loop"])
+def test_a_savedmodel_allocating_as_it_runs_is_refused_by_its_probe(tmp_path, allocate,
+                                                                     reason):
+    import resource
+
+    path = allocating_savedmodel(tmp_path / "grows", allocate)
+    with pytest.raises(ArtifactError) as info:
+        foreign.open_foreign(path, SHAPE, CLASSES, preprocessing=Preprocessing())
+    assert str(info.value) == (
+        f"{path}: the SavedModel's first forward pass on 8 images failed in a process limited "
+        f"to 2 GiB of memory ({reason}); refusing it: it allocates more than advbench allows, "
+        "or does not run on these images")
+    # The child's peak is its limit (RLIMIT_DATA bounds the data segment, not the whole RSS).
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 2.5 * 2 ** 20  # KiB
+
+
+def test_a_savedmodel_that_runs_passes_its_probe(tmp_path):
+    path = allocating_savedmodel(tmp_path / "fine", lambda x: tf.zeros([100, 100]))
+    assert foreign.probe_savedmodel(path, probe(12)) > 0
+    assert foreign.probe_savedmodel(path) > 0  # uniform images of the endpoint's shape
+
+
+def test_evaluate_refuses_a_savedmodel_allocating_gigabytes_in_one_line(tmp_path,
+                                                                       fake_data_dir):
+    from click.testing import CliRunner
+
+    from advbench.cli import main
+
+    path = allocating_savedmodel(tmp_path / "big", lambda x: tf.zeros([60000, 60000]),
+                                 shape=(28, 28, 1))
+    result = CliRunner().invoke(main, ["evaluate", str(path), "--dataset", "mnist",
+                                       "--data-dir", str(fake_data_dir), "--limit", "10", "-q"])
+    assert result.exit_code == 1, result.output
+    assert re.fullmatch(re.escape(f"Error: {path}: the SavedModel's op Fill (zeros in ")
+                        + r"__inference_serve_\d+" + re.escape(
+                            ") makes a tensor of shape (60000, 60000), 13.4 GiB for one image, "
+                            "more than the 4 GiB advbench allows; refusing it") + "\n",
+                        result.output), result.output
 
 # -- BRELU conversion and fresh weights ---------------------------------------------------------
 def relu_zoo():

@@ -130,7 +130,8 @@ def test_a_plot_on_a_real_full_disk_ends_with_one_line(cli_env, disk):
     fill(disk)
     result = invoke("attack", cli_env, "--attack", "fgsm", "--eps", "0.1,0.2", "--limit", 10,
                     "-q", "-o", "curve.h5", "--plot", out)
-    assert one_line_error(result) == f"Error: cannot write plot {out}: {ENOSPC_FIX}\n"
+    assert one_line_error(result) == (f"Error: cannot write plot {out}: "
+                                      f"{ENOSPC_FIX.replace('(-o)', '(--plot)')}\n")
     assert leftovers(disk, "curve.png") == []
 
 
@@ -199,3 +200,24 @@ def test_export_and_merge_on_a_real_full_or_read_only_disk(cli_env, disk):
     result = invoke("merge", *shards, "-o", disk / "m.h5")
     assert one_line_error(result) == (f"Error: cannot write attack artifact {disk / 'm.h5'}: "
                                       f"{ROFS_FIX}\n")
+
+
+def test_certify_and_transfer_to_a_read_only_disk_end_with_one_line(cli_env, disk):
+    """-o of certify and transfer, and transfer's --csv, on a read-only file system: one line
+    naming the option, exit 1, and the file that was there survives."""
+    (disk / "previous.csv").write_text("previous")
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    certify = ["certify", cli_env, "--sigma", "0.25", "--n0", "4", "--n", "8", "--limit", 4,
+               "--sigma-mismatch-ok", "-q"]
+    transfer = ["transfer", "--source", cli_env, "--target", cli_env, "--attack", "fgsm",
+                "--limit", 4, "--runs-dir", "runs", "-q"]
+    for command, flag, what, name in [(certify, "-o", "artifact", "c.h5"),
+                                      (certify, "-o", "artifact", "previous.csv"),
+                                      (transfer, "-o", "artifact", "t.h5"),
+                                      (transfer, "--csv", "CSV", "t.csv"),
+                                      (transfer, "--csv", "CSV", "previous.csv")]:
+        result = invoke(*command, flag, disk / name)
+        assert one_line_error(result) == (
+            f"Error: cannot write {what} {disk / name}: {ROFS_FIX.replace('(-o)', f'({flag})')}\n")
+    assert (disk / "previous.csv").read_text() == "previous"
+    assert sorted(p.name for p in disk.iterdir()) == ["previous.csv"]

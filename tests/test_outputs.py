@@ -69,7 +69,7 @@ def test_a_read_only_folder(tmp_path):
                         "tests)")
         with pytest.raises(OutputError, match=r"cannot write CSV \S+/ro/x.csv: Permission "
                            "denied; the folder is read-only for you: choose another output "
-                           r"path \(-o\)$"):
+                           r"path \(--csv\)$"):
             files.check_writable(folder / "x.csv", "CSV")
     finally:
         folder.chmod(0o700)

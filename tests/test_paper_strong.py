@@ -39,9 +39,19 @@ def test_audit_verdict_runs_the_audit(monkeypatch):
     monkeypatch.setattr(auditing, "train_surrogate", lambda dataset, *, data_dir, settings, seed: (
         "surrogate", dataset, data_dir, settings.n_iter, seed))
     x, y = np.zeros((3, 28, 28, 1), np.float32), np.zeros(3, np.int64)
+    logged = []
+    progress = types.SimpleNamespace(log=logged.append)
     verdict = strong.audit_verdict("model", x, y, (0.1, 0.3, 0.2),
                                    {"checks": ("logits-and-gradients",), "n_iter": 7},
-                                   dataset="mnist", data_dir="data", seed=3)
+                                   dataset="mnist", data_dir="data", seed=3, limit=3,
+                                   progress=progress)
+    # The parameter line `advbench audit` prints (cli._echo_audit_parameters), every setting.
+    assert logged == [auditing.audit_parameters(
+        0.3, "linf", ("logits-and-gradients",), auditing.AuditSettings(n_iter=7), seed=3,
+        samples="3 samples (class-balanced) of mnist test (start 0, batch size 128)")]
+    assert logged[0].startswith("audit: eps=0.3 norm=linf checks=1 ")
+    assert "n_iter=7" in logged[0] and logged[0].endswith(
+        "; seed 3; 3 samples (class-balanced) of mnist test (start 0, batch size 128)")
     assert verdict == {"verdict": "fail", "flags": ["gradient-free-vs-gradient: fail"],
                        "source": "advbench audit (logits-and-gradients)"}
     assert calls == [("model", (3, 28, 28, 1), (3,), 0.3, ("logits-and-gradients",), 7, 3)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from advbench.attacks import make_attack
-from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.errors import ArtifactError, OutputError, ParameterError
 from advbench.paper import experiments, profiles
 from advbench.paper.plan import base_command, plan
 from advbench.run.artifacts import ATTACK_SCHEMA, load_model, read_arrays
@@ -65,6 +65,52 @@ def test_ray_shards_with_a_crashed_task_equal_one_process(local_ray, trained_tin
                                             "samples; pass --overwrite"):
         attack_with_ray(run, make_attack("pgd", eps=0.1, steps=3), merged, model=loaded,
                         workers=2)
+
+
+def test_certify_as_ray_tasks_with_a_crashed_task_equals_one_process(
+        local_ray, dense_mnist_model, fake_data_dir, tmp_path):
+    from advbench.run.artifacts import CERTIFICATION_SCHEMA
+    from advbench.score import certify
+
+    path, model, meta = dense_mnist_model
+    run = certify.CertifyRun(model_path=str(path), dataset="mnist", limit=12, sigma=0.25, n0=10,
+                             n=200, batch_size=500, data_dir=str(fake_data_dir))
+    marker = tmp_path / "crashed"
+
+    def crash_once(source, run, output, index, count, mismatch_ok):
+        if index == 1 and not marker.exists():  # the worker dies: Ray retries the task
+            marker.touch()
+            os._exit(1)
+        return certify.certify_shard(source, run, output, index, count, mismatch_ok)
+
+    merged = certify.certify_with_ray(run, open_model(str(path)), tmp_path / "ray.h5",
+                                      workers=3, shard_task=crash_once)
+    assert marker.exists()
+    whole = certify.certify_split(run, model, meta, tmp_path / "whole.h5")
+    one, two = read_arrays(whole, CERTIFICATION_SCHEMA)[1], read_arrays(merged,
+                                                                        CERTIFICATION_SCHEMA)[1]
+    assert sorted(one) == sorted(two)
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+        assert one[name].dtype == two[name].dtype, name
+
+
+def test_a_tasks_own_error_is_one_line(local_ray, trained_tiny_cnn, fake_data_dir, tmp_path):
+    """A shard that meets a full disk (or any advbench error) ends the run with its own one
+    line, not Ray's wrapper with the worker's traceback."""
+    path, _, _ = trained_tiny_cnn
+    run = AttackRun(model_path=str(path), dataset="mnist", limit=16, batch_size=8,
+                    data_dir=str(fake_data_dir))
+    message = (f"cannot write artifact {tmp_path / 'ray-shard1of2.h5'}: No space left on "
+               "device; free space on that disk or choose another output path (-o)")
+
+    def full_disk(source, run, name, params, output, index, count):
+        raise OutputError(message)
+
+    with pytest.raises(OutputError) as info:
+        attack_with_ray(run, make_attack("fgsm", eps=0.1), tmp_path / "ray.h5",
+                        model=open_model(str(path)), workers=2, shard_task=full_disk)
+    assert str(info.value) == message and type(info.value) is OutputError
 
 
 def test_reproduce_stages_as_ray_tasks_equal_the_sequential_run(local_ray, fake_data_dir,

@@ -185,6 +185,30 @@ def test_merge_of_a_forged_shard_is_one_line(run, trained_tiny_cnn, tmp_path):
     assert not (tmp_path / "m.h5").exists()
 
 
+@pytest.mark.parametrize("name, value, message", [
+    ("payload", np.arange(40), "holds an array payload that advbench does not write in "
+     "advbench.attack artifacts; merge only the shards advbench wrote (was one edited?)"),
+    ("extras/payload", np.zeros(40, np.float32), None),
+], ids=["unknown-array", "extra-one-shard-lacks"])
+def test_merge_refuses_an_array_it_does_not_know(run, trained_tiny_cnn, tmp_path, name, value,
+                                                 message):
+    """A merge writes what it reads: an edited shard's extra dataset must not reach the
+    merged artifact."""
+    _, model, meta = trained_tiny_cnn
+    shards = _shards(run, make_attack("fgsm", eps=0.3), model, meta, tmp_path, 2)
+    attrs, arrays = read_arrays(shards[1], ATTACK_SCHEMA)
+    forged = tmp_path / "forged.h5"
+    write_arrays(forged, ATTACK_SCHEMA, attrs, {**arrays, name: value})
+    message = message or (f"lacks extras/payload, which {forged} holds, though both attacked "
+                          "samples; merge shards of one run only (was one edited?)")
+    culprit = forged if name == "payload" else shards[0]
+    result = CliRunner().invoke(main, ["merge", str(shards[0]), str(forged), "-o",
+                                       str(tmp_path / "m.h5")])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {culprit} {message}\n"
+    assert not (tmp_path / "m.h5").exists()
+
+
 def test_a_shard_refuses_another_shards_artifact(run, trained_tiny_cnn, tmp_path):
     _, model, meta = trained_tiny_cnn
     attack = make_attack("fgsm", eps=0.3)

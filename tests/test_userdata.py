@@ -237,6 +237,31 @@ def test_image_folder_with_train_and_test_rgb(tmp_path):
     assert len(val) == 2
 
 
+def test_images_in_sub_folders_of_a_class_folder_count_for_that_class(tmp_path):
+    """As Keras' image_dataset_from_directory: recursively, in its order, and said."""
+    import shutil
+
+    keras = pytest.importorskip("keras")
+    root = write_folder(tmp_path / "pets")
+    (root / "dog" / "puppies" / "small").mkdir(parents=True)
+    shutil.move(root / "dog" / "1.png", root / "dog" / "puppies" / "1.png")
+    shutil.move(root / "dog" / "3.png", root / "dog" / "puppies" / "small" / "3.png")
+    shutil.copy(root / "eel" / "0.png", root / "eel" / "zz.PNG")
+    (root / "eel" / "notes.txt").write_text("not an image")
+    own = userdata.open_data(root)
+    x, y = own.splits["test"]
+    assert np.bincount(y).tolist() == [4, 4, 5]
+    assert own.notes[1] == (f"{root}: 2 images in sub-folders of class folders counted with "
+                             "their class folder's class (as Keras' "
+                             "image_dataset_from_directory does)")
+    reference = keras.utils.image_dataset_from_directory(
+        root, labels="inferred", color_mode="grayscale", image_size=(8, 10), shuffle=False,
+        batch_size=None, interpolation="nearest")
+    pixels, labels = zip(*[(np.asarray(a), int(b)) for a, b in reference])
+    np.testing.assert_array_equal(y, labels)
+    np.testing.assert_array_equal(x, np.stack(pixels).astype(np.uint8))
+
+
 def _empty_class(root):
     (root / "fox").mkdir()
     return (f"{root / 'fox'} is an empty class folder (no png/jpg/jpeg images); add images or "

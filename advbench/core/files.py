@@ -23,18 +23,26 @@ from advbench.core.errors import OutputError
 LOCK_WAIT_S = 5.0
 
 
-def _fix(error: OSError) -> str:
+#: The option that names each kind of output (``what``), for the fix of an error; -o else.
+OUTPUT_FLAGS = {"CSV": "--csv", "plot": "--plot"}
+
+
+def _another(what: str) -> str:
+    return f"choose another output path ({OUTPUT_FLAGS.get(what, '-o')})"
+
+
+def _fix(error: OSError, what: str = "output") -> str:
     if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return "free space on that disk or choose another output path (-o)"
+        return f"free space on that disk or {_another(what)}"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "the folder is read-only for you: choose another output path (-o)"
-    return "choose another output path (-o)"
+        return f"the folder is read-only for you: {_another(what)}"
+    return _another(what)
 
 
 def output_error(what: str, path: str | os.PathLike, error: OSError) -> OutputError:
     """One line for an OS error while writing ``what`` at ``path``."""
     reason = error.strerror or str(error) or error.__class__.__name__
-    return OutputError(f"cannot write {what} {path}: {reason}; {_fix(error)}")
+    return OutputError(f"cannot write {what} {path}: {reason}; {_fix(error, what)}")
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
@@ -62,7 +70,7 @@ def _writable_folder(folder: Path, shown: Path, what: str) -> None:
         if parent.exists():
             if not parent.is_dir():
                 raise OutputError(f"cannot write {what} {shown}: {parent} is a file, not a "
-                                  "folder; choose another output path (-o)")
+                                  f"folder; {_another(what)}")
             break
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -301,6 +301,15 @@ def _read_npz(path: Path) -> UserData:
 
 
 # -- image folders ----------------------------------------------------------------------------
+def _class_images(folder: Path) -> list[Path]:
+    """The images of a class folder, its sub-folders' included, in the order of Keras'
+    ``image_dataset_from_directory`` (``os.walk`` without following links, folders sorted by
+    path, then file names sorted in each)."""
+    walk = sorted(os.walk(folder, followlinks=False), key=lambda entry: entry[0])
+    return [Path(top) / name for top, _, names in walk for name in sorted(names)
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES and (Path(top) / name).is_file()]
+
+
 def _read_folder(root: Path) -> UserData:
     if (root / "train").is_dir() and (root / "test").is_dir():
         split_dirs = {"train": root / "train", "test": root / "test"}
@@ -308,6 +317,7 @@ def _read_folder(root: Path) -> UserData:
         split_dirs = {"test": root}
     files: dict[str, list[tuple[Path, int]]] = {}
     class_names: tuple[str, ...] | None = None
+    nested = 0
     for split, folder in split_dirs.items():
         classes = tuple(sorted(d.name for d in folder.iterdir()
                                if d.is_dir() and not d.name.startswith(".")))
@@ -322,8 +332,8 @@ def _read_folder(root: Path) -> UserData:
         class_names = classes
         files[split] = []
         for label, name in enumerate(classes):
-            images = sorted(p for p in (folder / name).iterdir()
-                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            images = _class_images(folder / name)
+            nested += sum(p.parent != folder / name for p in images)
             if not images:
                 raise DataError(f"{folder / name} is an empty class folder (no "
                                 f"{'/'.join(s[1:] for s in IMAGE_SUFFIXES[:3])} images); add "
@@ -361,6 +371,9 @@ def _read_folder(root: Path) -> UserData:
     notes = [f"{root}: {'grayscale' if gray else 'RGB'} images decoded by Pillow, uint8 "
              "0-255 divided by 255; classes are the sub-folder names in sorted order: "
              + class_mapping(class_names or ())]
+    if nested:
+        notes.append(f"{root}: {nested} images in sub-folders of class folders counted with "
+                     "their class folder's class (as Keras' image_dataset_from_directory does)")
     class_names = _check_classes(root, splits, class_names, notes)
     return UserData(root, "folder", splits, class_names, tuple(notes),
                     fingerprint(splits, class_names))

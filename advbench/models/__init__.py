@@ -34,6 +34,13 @@ ACTIVATIONS = ("relu", "brelu")
 #: --outputs: how to read a model's outputs (``models.adapt``): "auto" refuses outputs that
 #: look like probabilities.
 OUTPUTS = ("auto", "logits", "probabilities")
+#: The model sources a MODEL argument accepts, in the words of error messages.
+MODEL_KINDS = {
+    "advbench": "an advbench model artifact (.h5 from `advbench train`)",
+    "keras": "a Keras 3 .keras file",
+    "h5": "a legacy Keras .h5 full-model file",
+    "savedmodel": "a TensorFlow SavedModel directory",
+}
 
 #: The public names of ``zoo``, given here on first access.
 _ZOO = ("activation_layer", "build_cnn", "build_resnet", "build_cifar_cnn", "build_mlp",

@@ -14,7 +14,11 @@ and it is theirs. A SavedModel holds TensorFlow graphs rather than Python; every
 its graph (nested ones included) must hold only ops of an allow-list of ops that compute
 (``ALLOWED_OPS_FILE``), checked before anything of it runs. Sizes a file declares (zip
 members, layer sizes against the stored weights) are checked against ``advbench.core.limits``
-before anything is inflated or built.
+before anything is inflated or built. A SavedModel's graph can also allocate as it runs
+(``tf.zeros([60000, 60000])`` is an allowed op): before advbench's process loads it, a child
+process under a memory limit bounds every op output whose shape TensorFlow infers statically
+(``check_savedmodel_memory``), then loads it and runs its first forward pass, for the shapes
+computed from data or grown in loops that no static check bounds (``probe_savedmodel``).
 
 What a SavedModel loses: it is a compiled graph, so advbench can run it and differentiate
 through it (every attack works) but cannot train it (``train --model``), convert its
@@ -29,6 +33,9 @@ import importlib
 import json
 import math
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -39,20 +46,14 @@ import keras
 import numpy as np
 
 from advbench.core.errors import ArtifactError, ParameterError
-from advbench.core.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, check_zip_members,
+from advbench.core.limits import (MAX_CONFIG_BYTES, MEMORY_BUDGET, GiB, check_zip_members,
                                   deferred_variables, read_zip_member, size_text)
 from advbench.core.types import Model, PathLike
+from advbench.models import MODEL_KINDS
 
 if TYPE_CHECKING:
     from advbench.models.adapt import Preprocessing
 
-#: The model sources a MODEL argument accepts, in the words of error messages.
-MODEL_KINDS = {
-    "advbench": "an advbench model artifact (.h5 from `advbench train`)",
-    "keras": "a Keras 3 .keras file",
-    "h5": "a legacy Keras .h5 full-model file",
-    "savedmodel": "a TensorFlow SavedModel directory",
-}
 FOREIGN_KINDS = ("keras", "h5", "savedmodel")
 _LAMBDA_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__")
 _KERAS_MODULES = ("layers", "models", "initializers", "regularizers", "constraints",
@@ -312,7 +313,7 @@ def check_declared_weights(path: Path, kind: str, config: Any, custom_objects: d
 # -- loading -----------------------------------------------------------------------------------
 def load_foreign(path: PathLike, kind: str | None = None,
                  custom_objects: str | dict | None = None,
-                 model_output: str | None = None) -> Model:
+                 model_output: str | None = None, probe: np.ndarray | None = None) -> Model:
     """A foreign model as a Keras model, as stored (outputs, preprocessing and all; see
     ``models.adapt`` for putting it into advbench's convention).
 
@@ -324,6 +325,8 @@ def load_foreign(path: PathLike, kind: str | None = None,
             scores: a key of the dict it returns, or a 0-based index (``output_0``,
             ``output_1``, ... name a list's entries, as its ``serving_default`` signature
             does). Keras files pick theirs in ``models.adapt.select_output``.
+        probe: for a SavedModel, images as its endpoint takes them for ``probe_savedmodel``
+            (which runs before it loads; default: uniform ones).
 
     Returns a ``keras.Model``; for a SavedModel, one whose only layer after the input is a
     ``keras.layers.TFSMLayer`` on the SavedModel's ``serve`` (else ``serving_default``)
@@ -336,7 +339,7 @@ def load_foreign(path: PathLike, kind: str | None = None,
         custom_objects = load_custom_objects(custom_objects)
     importlib.import_module("advbench.models.layers")  # our layers in exported files
     if kind == "savedmodel":
-        return _load_savedmodel(path, model_output)
+        return _load_savedmodel(path, model_output, probe)
     if kind not in ("keras", "h5"):
         raise ArtifactError(f"{path} is {MODEL_KINDS.get(kind, kind)}, not a foreign model")
     config = read_keras_config(path, kind)
@@ -359,8 +362,10 @@ def load_foreign(path: PathLike, kind: str | None = None,
     return model
 
 
-def _load_savedmodel(path: Path, model_output: str | None = None):
+def _load_savedmodel(path: Path, model_output: str | None = None,
+                     probe: np.ndarray | None = None):
     check_savedmodel_safe(path)
+    probe_savedmodel(path, probe)
     try:
         import tensorflow as tf
 
@@ -510,6 +515,152 @@ def check_savedmodel_safe(path: PathLike) -> None:
                     "printing or Python); export the model for inference only")
 
 
+def check_savedmodel_memory(path: PathLike, limit: int = MEMORY_BUDGET) -> None:
+    """ArtifactError (one line) naming the first op of the SavedModel's graphs whose output,
+    as TensorFlow's shape inference sees it with one image per batch, takes more than
+    ``limit`` bytes: a constant shape (``tf.zeros([60000, 60000])``), a ``Tile`` or
+    ``BroadcastTo`` to a static size. Every function is imported into a graph (shape inference
+    only: nothing runs) with its own declared input shapes; an unknown dimension (the batch,
+    or one computed from data) counts as 1, so the bound holds for what the graph fixes, and
+    ``probe_savedmodel`` covers the rest."""
+    import tensorflow as tf
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+
+    for meta_graph in read_savedmodel_proto(path).meta_graphs:
+        outer = tf.Graph()
+        try:
+            with outer.as_default():
+                tf.graph_util.import_graph_def(meta_graph.graph_def, name="")
+                graphs = [(f.signature.name, function_def_to_graph(f))
+                          for f in meta_graph.graph_def.library.function]
+        except Exception as e:
+            raise ArtifactError(f"{path}: TensorFlow cannot read the SavedModel's graph "
+                                f"({e.__class__.__name__}: "
+                                f"{(str(e).splitlines() or [''])[0][:200]})") from None
+        for function, graph in [(TOP_LEVEL, outer), *graphs]:
+            for op in graph.get_operations():
+                for output in op.outputs:
+                    if output.shape.rank is None or output.dtype in (tf.resource, tf.variant):
+                        continue
+                    dims = [1 if d is None else d for d in output.shape.as_list()]
+                    nbytes = math.prod(dims) * (output.dtype.size if output.dtype != tf.string
+                                                else 1)
+                    if nbytes > limit:
+                        raise ArtifactError(
+                            f"{path}: the SavedModel's op {op.type} ({op.name} in {function}) "
+                            f"makes a tensor of shape {tuple(output.shape.as_list())}, "
+                            f"{size_text(nbytes)} for one image, more than the "
+                            f"{size_text(limit)} advbench allows; refusing it")
+
+
+#: The data segment (``RLIMIT_DATA``) of ``probe_savedmodel``'s child: Python, TensorFlow and
+#: a loaded keras.applications model take 0.65 to 0.7 GiB of it (ResNet50, EfficientNetB0),
+#: which leaves the graph 1.3 GiB for ``PROBE_BATCH`` images.
+PROBE_MEMORY = 2 * GiB
+#: The images of ``probe_savedmodel``'s forward pass.
+PROBE_BATCH = 8
+
+
+def probe_savedmodel(path: PathLike, images: np.ndarray | None = None,
+                     limit: int = PROBE_MEMORY) -> float:
+    """Check and run a SavedModel in a child process whose data segment is limited to
+    ``limit`` bytes (``RLIMIT_DATA``), before advbench's own process loads anything of it:
+    ``check_savedmodel_memory`` (there: importing its graphs leaves traces in TensorFlow's
+    state), then loading it (its init op runs) and one forward pass of its endpoint on the
+    first ``PROBE_BATCH`` of ``images`` (N, H, W, C float32, as the endpoint takes them;
+    None, or another shape: seeded uniform ones of the endpoint's shape). A graph that
+    allocates without bound (a shape computed from the data, a loop that grows a list) fails
+    there, not here. Returns the child's wall time in seconds.
+
+    Raises ArtifactError (one line): ``check_savedmodel_memory``'s and
+    ``_endpoint_input_shape``'s refusals as they are, and when the load or the forward pass
+    fails for memory or the child is killed. A load that fails otherwise is left to the
+    caller's own load, which says why. A graph whose allocation depends on the values of
+    other images is not covered (one pass on these)."""
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = Path(tmp) / "images.npy"
+        if images is not None:
+            np.save(batch, np.ascontiguousarray(images[:PROBE_BATCH], dtype=np.float32))
+        # The child imports this advbench, wherever the caller's sys.path found it.
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
+                                                           os.environ.get("PYTHONPATH")]))}
+        start = time.perf_counter()
+        # The child sets its own limit (a preexec_fn is unsafe in a process with threads).
+        child = subprocess.run([sys.executable, "-m", "advbench.models.foreign", str(path),
+                                str(batch), str(int(limit))],
+                               env=env, capture_output=True, text=True, errors="replace")
+        seconds = time.perf_counter() - start
+    lines = [line.strip() for line in child.stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if child.returncode == _REFUSED and last.startswith(_REFUSAL):
+        raise ArtifactError(last[len(_REFUSAL):])
+    if child.returncode in (0, _UNLOADABLE):
+        return seconds
+    reason = (f"killed by signal {-child.returncode}" if child.returncode < 0
+              else last[:200] or f"exit code {child.returncode}")
+    raise ArtifactError(f"{path}: the SavedModel's first forward pass on "
+                        f"{len(images[:PROBE_BATCH]) if images is not None else PROBE_BATCH} "
+                        f"images failed in a process limited to {size_text(limit)} of "
+                        f"memory ({reason}); refusing it: it allocates more than advbench "
+                        "allows, or does not run on these images")
+
+
+# ``_probe_child``'s exit codes and the prefix of its refusal line.
+_REFUSED, _UNLOADABLE, _REFUSAL = 2, 3, "advbench refusal: "
+
+
+def _failure_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+    # TensorFlow's message has a header and a stack; say what failed to allocate.
+    line = next((line for line in lines if "alloc" in line or "OOM" in line), lines[-1])
+    return f"{e.__class__.__name__}: {line[:200]}"
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or "ResourceExhausted" in type(e).__name__ or any(
+        word in str(e) for word in ("OOM", "alloc", "Cannot parse tensor"))
+
+
+def _probe_child(path: str, batch: str, limit: int) -> int:
+    """``probe_savedmodel``'s child: limits its data segment to ``limit`` bytes, then the
+    static check, the load and one forward pass. Exit 0 when it ran; ``_REFUSED`` with the
+    refusal on the last line of stderr; ``_UNLOADABLE`` when the load fails for another
+    reason than memory; 1 (the error on the last line of stderr) when it failed."""
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    try:
+        check_savedmodel_memory(path)
+    except ArtifactError as e:
+        print(f"{_REFUSAL}{e}", file=sys.stderr)
+        return _REFUSED
+    try:
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(path)
+        endpoint = "serve" if hasattr(loaded, "serve") else "serving_default"
+        del loaded
+        layer = _SavedModelLayer(path, call_endpoint=endpoint, trainable=False)
+        shape = _endpoint_input_shape(layer.call_endpoint_fn, Path(path))
+    except ArtifactError as e:
+        print(f"{_REFUSAL}{e}", file=sys.stderr)
+        return _REFUSED
+    except BaseException as e:  # MemoryError included
+        print(_failure_line(e), file=sys.stderr)
+        return 1 if _out_of_memory(e) else _UNLOADABLE
+    try:
+        images = np.load(batch, allow_pickle=False) if os.path.exists(batch) else None
+        if images is None or tuple(images.shape[1:]) != shape:
+            images = np.random.default_rng(0).uniform(0, 1, (PROBE_BATCH, *shape))
+        layer(tf.constant(images, tf.float32))
+    except BaseException as e:  # MemoryError included: report it, one line
+        print(_failure_line(e), file=sys.stderr)
+        return 1
+    return 0
+
+
 def _reachable_functions(graph, tensor_names, function_names) -> set[str]:
     """The function names (``TOP_LEVEL`` included when a top-level node is reached) reachable
     from top-level tensors and functions of a MetaGraphDef, through node inputs and
@@ -573,9 +724,9 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
     kind = kind or detect_kind(path)
     saved = kind == "savedmodel"
     # A SavedModel picks among its endpoint's outputs as it loads (its wrapper has one).
-    adapted = adapt(load_foreign(path, kind, custom_objects,
-                                 model_output=model_output if saved else None),
-                    image_shape, num_classes, preprocessing=preprocessing, outputs=outputs,
+    loaded = load_foreign(path, kind, custom_objects, model_output=model_output if saved else None,
+                          probe=_fed(probe, preprocessing) if saved else None)
+    adapted = adapt(loaded, image_shape, num_classes, preprocessing=preprocessing, outputs=outputs,
                     probe=probe, name=path.name, model_output=None if saved else model_output)
     source_hash = content_hash(path)
     reading = {"preprocessing": adapted.preprocessing.as_dict(), "outputs": adapted.outputs,
@@ -601,6 +752,17 @@ def open_foreign(path: PathLike, image_shape: Sequence[int], num_classes: int, *
     return adapted.model, meta
 
 
+def _fed(probe: np.ndarray | None, preprocessing: Preprocessing | None) -> np.ndarray | None:
+    """``probe`` images in [0, 1] as a SavedModel's endpoint takes them (``preprocessing``
+    applied), for ``probe_savedmodel``."""
+    if probe is None or preprocessing is None:
+        return probe
+    low, high = preprocessing.input_range
+    fed = (np.asarray(probe, np.float32) * (high - low) + low
+           - np.asarray(preprocessing.mean, np.float32)) / np.asarray(preprocessing.std, np.float32)
+    return fed.astype(np.float32)
+
+
 def model_provenance(meta: dict) -> dict:
     """What a stage's artifact records about how its model was read: the kind and, for a
     foreign file, its path, content hash, preprocessing and outputs; for an advbench model
@@ -611,3 +773,7 @@ def model_provenance(meta: dict) -> dict:
     if meta.get("source"):
         out["trained_from"] = meta["source"]
     return out
+
+
+if __name__ == "__main__":  # probe_savedmodel's child process
+    sys.exit(_probe_child(sys.argv[1], sys.argv[2], int(sys.argv[3])))

@@ -22,7 +22,7 @@ from typing import Any
 
 from advbench.core.errors import AdvbenchError, ArtifactError, ParameterError
 from advbench.core.types import PathLike
-from advbench.models import ARCHITECTURE_BUILDERS
+from advbench.models import ARCHITECTURE_BUILDERS, MODEL_KINDS
 
 
 def looks_like_path(ref: str) -> bool:
@@ -99,18 +99,33 @@ def data_image_shape(ref: str | None, own: bool = False) -> tuple | None:
     return tuple(open_data(ref).input_shape) if own or is_user_data(ref) else None
 
 
+def no_data_message(path: PathLike, kind: str) -> str:
+    """The refusal of a foreign model (``kind``, a key of ``MODEL_KINDS``) given without its
+    data (the same words before and after TensorFlow's import)."""
+    return (f"{path} is {MODEL_KINDS[kind]} with no data set of its own; say which data it "
+            "takes: --dataset mnist|cifar10 or --data FILE.npz|DIR")
+
+
 def check_model(ref: str, data: str | None = None, model_output: str | None = None,
-                models_directory: PathLike | None = None) -> None:
+                models_directory: PathLike | None = None, *, needs_data: bool = False) -> None:
     """The errors ``loading.open_model`` would raise after TensorFlow's import, raised now
     when a file's header tells: ArtifactError (one line) for a missing model file, several
     outputs without ``model_output``, a flat input, or an input no layout of ``data``'s
     images (a built-in name or a user's file) fits; ParameterError for a ``model_output``
-    that names no output; a zoo name is resolved in ``models_directory`` (``resolve_model``:
+    that names no output, and for a foreign file without ``data`` when ``needs_data`` (a
+    command of one MODEL, whose data can only come from --dataset or --data); a zoo name is
+    resolved in ``models_directory`` (``resolve_model``:
     an unknown one is an ArtifactError naming where it looked)."""
     from advbench.data import DATASETS
 
     path = resolve_model(ref, data if data in DATASETS else None, models_directory)
     config = keras_config(path) if path.is_file() else None
+    if needs_data and data is None:
+        if config is not None:
+            raise ParameterError(no_data_message(path, "keras" if zipfile.is_zipfile(path)
+                                                 else "h5"))
+        if path.is_dir() and (path / "saved_model.pb").is_file():
+            raise ParameterError(no_data_message(path, "savedmodel"))
     if config is None:
         return
     outputs, expected = outputs_and_input(config)

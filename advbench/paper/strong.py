@@ -25,6 +25,7 @@ import numpy as np
 from advbench.attacks import make_attack
 from advbench.attacks.autoattack import AutoAttack, robust_accuracy_by_attack
 from advbench.core.errors import ArtifactError
+from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.paper.tables import markdown_table, percent
 from advbench.run.artifacts import read_attack_artifact
@@ -91,7 +92,7 @@ def run_strong(repro: Reproduction, name: str) -> dict[str, Any]:
                 "audit": audit_verdict(model, x, y, eps_values,
                                        repro.profile.attack_params.get("audit", {}),
                                        dataset=repro.dataset, data_dir=repro.data_dir,
-                                       seed=repro.seed),
+                                       seed=repro.seed, limit=limit, progress=repro.progress),
                 "artifacts": [str(a) for a in [*artifacts, curve]]}
 
     entry = repro._cached(f"strong-{name}", [*artifacts, curve, path], compute)
@@ -119,7 +120,8 @@ def strong_row(artifact: str | Path, names: tuple[str, ...], fgsm: float) -> dic
 
 def audit_verdict(model: Model, x: np.ndarray, y: np.ndarray, eps: tuple[float, ...],
                   params: dict[str, Any], *, dataset: str, data_dir: PathLike | None = None,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, limit: int | None = None,
+                  progress: Progress | None = None) -> dict[str, Any]:
     """The audit verdict of ``model`` for the section: {"verdict": str, "flags": [str],
     "source": str}, from ``advbench.score.audit.audit(model, x, y, eps=max(eps))``: x float32
     (n, H, W, C) in [0, 1], y int (n,), the section's images; the largest eps (0.3 on
@@ -127,12 +129,20 @@ def audit_verdict(model: Model, x: np.ndarray, y: np.ndarray, eps: tuple[float, 
     ``advbench.score.AUDIT_CHECKS``, default all; the rest ``audit.AuditSettings`` fields).
     The verdict is the audit's worst check ("pass", "warn" or "fail"), the flags its checks
     that did not pass. Check 3's surrogate is trained as `advbench audit` trains it (``train_surrogate`` on
-    ``dataset``'s training images in ``data_dir``), only when that check runs."""
-    from advbench.score.audit import AuditSettings, audit, train_surrogate
+    ``dataset``'s training images in ``data_dir``), only when that check runs. The audit's
+    parameter line (as `advbench audit` prints it) goes to ``progress``; ``limit``: how the
+    images were drawn (class-balanced when given), for that line."""
+    from advbench.data import display_name
+    from advbench.score.audit import AuditSettings, audit, audit_parameters, train_surrogate
 
     values = dict(params)
     checks = values.pop("checks", None)
     settings = AuditSettings(**values)
+    drawn = " (class-balanced)" if limit is not None else ""
+    (progress or Progress(quiet=True)).log(audit_parameters(
+        max(eps), "linf", checks, settings, seed=seed,
+        samples=f"{len(y)} samples{drawn} of {display_name(dataset)} test (start 0, batch "
+                "size 128)"))
     summary = audit(model, x, y, eps=max(eps), checks=checks, settings=settings, seed=seed,
                     surrogate=lambda: train_surrogate(dataset, data_dir=data_dir,
                                                       settings=settings, seed=seed)).summary

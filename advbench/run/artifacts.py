@@ -226,6 +226,7 @@ SCHEMA_FIELDS: dict[str, dict[str, Field]] = {
         "x_adv": Field(dtype="float32", ndim=4, low=0.0, high=1.0),
         "y": Field(kinds="iu", ndim=1, low=0), "indices": Field(kinds="iu", ndim=1, low=0),
         "completed": Field(kinds="b", ndim=1), "success": Field(kinds="b", ndim=1),
+        "success_label": Field(kinds="b", ndim=1),
         "pred_clean": Field(kinds="iu", ndim=1, low=-1),
         "pred_adv": Field(kinds="iu", ndim=1, low=-1),
         "target": Field(kinds="iu", ndim=1, low=-1),

@@ -21,7 +21,8 @@ from advbench import data
 from advbench.core.errors import ArtifactError, ParameterError, flags_verb
 from advbench.core.types import PathLike
 from advbench.models.adapt import Preprocessing
-from advbench.models.foreign import MODEL_KINDS, detect_kind, open_foreign
+from advbench.models.foreign import detect_kind, open_foreign
+from advbench.models.precheck import no_data_message
 from advbench.models.zoo import resolve_model
 from advbench.run.artifacts import load_model, read_model_metadata
 
@@ -126,8 +127,7 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
         model, meta = load_model(path)
         return LoadedModel(ModelSource(str(path)), model, meta)
     if dataset is None:
-        raise ParameterError(f"{path} is {MODEL_KINDS[kind]} with no data set of its own; say "
-                             "which data it takes: --dataset mnist|cifar10 or --data FILE.npz|DIR")
+        raise ParameterError(no_data_message(path, kind))
     info = data.dataset_info(dataset)
     probe, probe_labels, _ = data.load(info.name, "test", data_dir=data_dir,
                                        limit=min(PROBE_IMAGES, info.test_size), seed=0)

@@ -11,6 +11,7 @@ artifact equals a one-process run (``shards.merge_attack_runs``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -52,8 +53,10 @@ def _init_ray(num_cpus: int | None) -> Any:
     ``num_cpus`` CPUs (None: all of them); a cluster keeps its own resources."""
     ray = _ray()
     if not ray.is_initialized():
+        # Ray's own INFO and WARNING lines ("Started a local Ray instance", token
+        # authentication) would break the one-line errors of a failed run.
         ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else num_cpus,
-                 include_dashboard=False, log_to_driver=False)
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     return ray
 
 
@@ -99,20 +102,43 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *,
         if claim.state == "partial":
             raise ArtifactError(f"{output} holds an interrupted run; finish it without "
                                 "--engine ray or pass --overwrite to start again")
-        ray = _init_ray(workers)  # a local Ray gets one CPU per shard
-        task = ray.remote(num_cpus=1, num_gpus=_task_gpus(ray), max_retries=retries)(shard_task)
         shards = [Shard(i, workers) for i in range(workers)]
-        # Absolute paths: a Ray worker's working folder is not ours.
-        run_fields = {**dataclasses.asdict(run), "data_dir": run.data_dir and str(
-            Path(run.data_dir).resolve())}
-        pending = [task.remote(model.source, AttackRun(**run_fields), attack.name,
-                               attack.params(), str(shard_output(output.resolve(), shard)),
-                               shard.index, shard.count)
-                   for shard in shards]
         progress.log(run_parameters(run, attack))
         progress.log(f"{attack.name}: {workers} Ray tasks")
-        write_merge(ray.get(pending), output)
+        paths = shards_with_ray(shard_task, [
+            (model.source, absolute_data_dir(run), attack.name, attack.params(),
+             str(shard_output(output.resolve(), shard)), shard.index, shard.count)
+            for shard in shards], retries=retries)
+        write_merge(paths, output)
     return output
+
+
+def absolute_data_dir(run: Any) -> Any:
+    """A copy of a run (a dataclass with ``data_dir``) whose data folder is absolute: a Ray
+    worker's working folder is not ours."""
+    return dataclasses.replace(run, data_dir=run.data_dir and str(Path(run.data_dir).resolve()))
+
+
+def shards_with_ray(shard_task: Callable[..., str], arguments: list[tuple], *,
+                    retries: int = 3) -> list[str]:
+    """Run ``shard_task(*args)`` for each tuple of ``arguments`` as one Ray task (one CPU, and
+    one GPU when the cluster has them; a local Ray gets one CPU per task), retried up to
+    ``retries`` times when its worker dies; returns what the tasks returned (the shards'
+    paths), in order. A task's own advbench error is raised as it is (``_results``)."""
+    ray = _init_ray(len(arguments))
+    task = ray.remote(num_cpus=1, num_gpus=_task_gpus(ray), max_retries=retries)(shard_task)
+    return _results(ray, [task.remote(*args) for args in arguments])
+
+
+def _results(ray: Any, refs: list) -> list:
+    """``ray.get(refs)``, with a task's own advbench error (a full disk, a damaged file) raised
+    as it is: one line, not Ray's wrapper holding the worker's traceback."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, AdvbenchError):
+            raise e.cause from None
+        raise
 
 
 def run_stages_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *,
@@ -144,11 +170,6 @@ def run_stages_with_ray(settings: dict[str, Any], nodes: list[dict[str, Any]], *
             settings, node["id"], *(refs[need] for need in node["needs"]))
     progress.log(f"{len(refs)} stages as Ray tasks")
     for stage_id, ref in refs.items():
-        try:
-            ray.get(ref)
-        except ray.exceptions.RayTaskError as e:
-            if isinstance(e.cause, AdvbenchError):
-                raise e.cause from None
-            raise
+        _results(ray, [ref])
         progress.log(f"{stage_id} done")
     return list(refs)

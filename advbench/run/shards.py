@@ -18,8 +18,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from advbench.core.errors import ArtifactError, ParameterError
-from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, artifact_kind,
-                                    read_arrays, read_attack_artifact, write_arrays)
+from advbench.run.artifacts import (ATTACK_SCHEMA, CERTIFICATION_SCHEMA, SCHEMA_FIELDS,
+                                    artifact_kind, read_arrays, read_attack_artifact,
+                                    write_arrays)
 from advbench.run.outputs import claim_output
 
 #: Environment variables that ``--shard auto/N`` reads, in this order, with the index their
@@ -158,7 +159,9 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike], schema: str = ATTACK_S
         if "key" not in attrs or "completed" not in arrays:
             raise ArtifactError(f"{path} lacks its run key or completed mask; it is not written "
                                 "by `advbench attack`: run the attack again")
+        _check_known_arrays(Path(path), schema, arrays)
         loaded.append((Path(path), attrs, arrays))
+    _check_same_extras(loaded)
     first_path, first_attrs, first_arrays = loaded[0]
     owner = np.full(len(first_arrays["completed"]), -1)
     for k, (path, attrs, arrays) in enumerate(loaded):
@@ -188,6 +191,33 @@ def merge_attack_runs(paths: Sequence[str | os.PathLike], schema: str = ATTACK_S
     attrs["wall_time_s"] = round(sum(float(a.get("wall_time_s", 0.0)) for _, a, _ in loaded), 3)
     attrs["shard_devices"] = [str(a.get("device", "")) for _, a, _ in loaded]
     return attrs, merged
+
+
+def _check_known_arrays(path: Path, schema: str, arrays: dict[str, np.ndarray]) -> None:
+    """ArtifactError for an array the stage never writes (``SCHEMA_FIELDS``; an attack's
+    ``extras/NAME`` too): a merge writes every array it reads, so an edited shard's would be
+    carried into the merged artifact."""
+    for name in sorted(arrays):
+        if name not in SCHEMA_FIELDS[schema] and not (
+                schema == ATTACK_SCHEMA and re.fullmatch(r"extras/[A-Za-z_]\w*", name)):
+            raise ArtifactError(f"{path} holds an array {name} that advbench does not write in "
+                                f"{schema} artifacts; merge only the shards advbench wrote "
+                                "(was one edited?)")
+
+
+def _check_same_extras(loaded: list[tuple[Path, dict[str, Any], dict[str, np.ndarray]]]
+                       ) -> None:
+    """ArtifactError when a shard that attacked samples lacks an attack extra another shard
+    holds (the attack writes its extras with every batch; a shard that attacked nothing may
+    lack them)."""
+    extras = {name: path for path, _, arrays in reversed(loaded) for name in arrays
+              if name.startswith("extras/")}
+    for path, _, arrays in loaded:
+        missing = sorted(set(extras) - set(arrays)) if arrays["completed"].any() else []
+        if missing:
+            raise ArtifactError(f"{path} lacks {missing[0]}, which {extras[missing[0]]} holds, "
+                                "though both attacked samples; merge shards of one run only "
+                                "(was one edited?)")
 
 
 def _check_agrees(path: Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray],

@@ -566,6 +566,21 @@ def train_surrogate(dataset: str, *, data_dir: PathLike | None = None,
 
 
 # -- the record ------------------------------------------------------------------------------
+def audit_parameters(eps: float, norm: str, checks: Sequence[str] | None,
+                     settings: AuditSettings | None = None, *, seed: int, samples: str = "",
+                     budget: Any = None) -> str:
+    """The one stderr line that starts an audit (``attacks.budgets.parameter_line``): the
+    budget (and, from ``budget``, where its default came from), the checks by number, every
+    setting, the seed and ``samples`` (in words)."""
+    from advbench.attacks.budgets import parameter_line
+
+    numbers = ",".join(str(list(AUDIT_CHECKS).index(name) + 1)
+                       for name in (checks or AUDIT_CHECKS))
+    return parameter_line("audit", {"eps": eps, "norm": norm, "checks": numbers,
+                                    **dataclasses.asdict(settings or AuditSettings())},
+                          budget=budget, seed=seed, samples=samples)
+
+
 def audit_key(summary_inputs: dict[str, Any], indices: np.ndarray) -> str:
     """The run key (``outputs.run_key``) of an audit: model hash, data, samples, eps, norm,
     checks, settings, surrogate. An -o record with this key holds this audit's result."""

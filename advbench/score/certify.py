@@ -312,6 +312,63 @@ def certify_split(run: CertifyRun, model: Model, model_meta: dict[str, Any],
     return output
 
 
+def certify_shard(model: Any, run: CertifyRun, output: str, shard_index: int,
+                  shard_count: int, sigma_mismatch_ok: bool = False) -> str:
+    """Certify one shard in this process (what a Ray task of ``certify_with_ray`` runs);
+    returns the shard artifact's path (``shard_output`` of ``output``). ``model``: a
+    ``run.loading.ModelSource``, opened here as the caller read it."""
+    loaded = model.open()
+    return str(certify_split(run, loaded.model, loaded.meta, output,
+                             sigma_mismatch_ok=sigma_mismatch_ok,
+                             shard=Shard(shard_index, shard_count)))
+
+
+def certify_with_ray(run: CertifyRun, model: Any, output: PathLike | None = None, *,
+                     workers: int, runs_dir: PathLike = "runs", overwrite: bool = False,
+                     sigma_mismatch_ok: bool = False, retries: int = 3,
+                     progress: Progress | None = None,
+                     shard_task: Callable[..., str] = certify_shard) -> Path:
+    """``certify_split`` as ``workers`` shards, one Ray task each (``run.ray_engine``), merged
+    into ``output`` (default ``default_path``): the merged arrays equal a one-process run's,
+    bit for bit (each image's noise comes from its own key, ``noise_keys``).
+
+    ``model``: a ``run.loading.LoadedModel``; each task reopens its ``source``, so paths
+    must be readable from every node. An existing complete ``output`` of the same run is
+    returned as it is; an interrupted one is refused (finish it without Ray). ``shard_task``
+    is what a task runs (``certify_shard``'s arguments). Raises as ``certify_split``, and
+    ParameterError without Ray or for workers < 1.
+    """
+    from advbench.run.ray_engine import absolute_data_dir, shards_with_ray
+    from advbench.run.shards import write_merge
+
+    if workers < 1:
+        raise ParameterError(f"workers must be >= 1, got {workers}")
+    run.validate()
+    check_sigma(run, model.meta, sigma_mismatch_ok)
+    progress = progress or Progress(quiet=True)
+    x, _, indices = run.load()
+    check_model_fits(model.model, model.meta, run.model_path, x, run.dataset)
+    key = certify_key(run, model.meta.get("content_hash", ""), indices)
+    output = Path(output) if output is not None else default_path(runs_dir, run.model_path,
+                                                                  run, key)
+    progress.log(describe(run, output, len(x)) + f" ({workers} Ray tasks)")
+    with outputs.claim_output(output, what="certification artifact",
+                              schema=CERTIFICATION_SCHEMA, key=key, noun="a certification",
+                              kind="a certification artifact", overwrite=overwrite) as claim:
+        if claim.state == "complete":
+            progress.log(f"{output} is complete already; nothing to do")
+            return output
+        if claim.state == "partial":
+            raise ArtifactError(f"{output} holds an interrupted certification; finish it "
+                                "without --engine ray or pass --overwrite to start again")
+        shards = [Shard(i, workers) for i in range(workers)]
+        paths = shards_with_ray(shard_task, [
+            (model.source, absolute_data_dir(run), str(output.resolve()), shard.index,
+             shard.count, sigma_mismatch_ok) for shard in shards], retries=retries)
+        write_merge(paths, output)
+    return output
+
+
 def _fresh(n: int) -> dict[str, Any]:
     return {"pred": np.full(n, -1, np.int64), "pa_lower": np.zeros(n, np.float64),
             "count_top": np.zeros(n, np.int64), "radius": np.zeros(n, np.float64),
