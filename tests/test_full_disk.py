@@ -120,7 +120,9 @@ def test_an_evaluation_on_a_real_full_disk_keeps_the_previous_file(cli_env, disk
                  {"previous": np.arange(3)})
     before = out.read_bytes()
     fill(disk)
-    result = invoke("evaluate", cli_env, "--limit", 10, "-q", "--no-distance", "-o", out)
+    # --overwrite: the file holds another evaluation, which evaluate refuses otherwise.
+    result = invoke("evaluate", cli_env, "--limit", 10, "-q", "--no-distance", "-o", out,
+                    "--overwrite")
     assert one_line_error(result) == f"Error: cannot write artifact {out}: {ENOSPC_FIX}\n"
     assert out.read_bytes() == before and leftovers(disk, "eval.h5") == ["eval.h5"]
 
