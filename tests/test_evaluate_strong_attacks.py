@@ -74,7 +74,9 @@ def test_hold_returns_when_x_minus_eps_is_near_zero(norm):
     assert size <= eps and size > eps - 1e-6 and out.min() >= 0.0
 
 
-@pytest.mark.parametrize("norm, eps", [("linf", "0.2"), ("l1", "3")])
+# L1 takes 15 s on an idle core: slow; L-inf guards the stamp and the table.
+@pytest.mark.parametrize("norm, eps", [("linf", "0.2"),
+                                       pytest.param("l1", "3", marks=pytest.mark.slow)])
 def test_evaluate_stamps_the_protocol_and_prints_autoattacks_table(norm, eps, trained_tiny_cnn,
                                                                    fake_data_dir, tmp_path):
     """Every robust accuracy names its protocol (attack and version, norm, eps, images, seed),

@@ -668,6 +668,17 @@ def test_a_savedmodel_allocating_as_it_runs_is_refused_by_its_probe(tmp_path, al
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 2.5 * 2 ** 20  # KiB
 
 
+def test_the_probe_limit_grows_with_the_weights_the_folder_holds(tmp_path):
+    """A large real model (ConvNeXtXLarge: 1.4 GB of weights) must fit its probe: the limit
+    is PROBE_MEMORY plus PROBE_WEIGHT_FACTOR times the bytes of variables/, which are on disk
+    (not a size the file declares)."""
+    (tmp_path / "variables").mkdir()
+    (tmp_path / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 1000)
+    (tmp_path / "variables" / "variables.index").write_bytes(b"\0" * 24)
+    assert foreign.probe_memory(tmp_path) == foreign.PROBE_MEMORY + 3 * 1024
+    assert foreign.probe_memory(tmp_path / "none") == foreign.PROBE_MEMORY
+
+
 def test_a_savedmodel_that_runs_passes_its_probe(tmp_path):
     path = allocating_savedmodel(tmp_path / "fine", lambda x: tf.zeros([100, 100]))
     assert foreign.probe_savedmodel(path, probe(12)) > 0

@@ -152,6 +152,8 @@ def test_bad_names_and_settings_raise_one_line_errors(tmp_path, call, message):
     assert "\n" not in str(error.value)
 
 
+# 27 s on an idle core; test_paper_experiments' one-model two-seed run guards reuse and resume.
+@pytest.mark.slow
 def test_reproduce_reuses_a_finished_toy_run_of_the_same_settings(tmp_path, monkeypatch):
     from advbench.paper import experiments, toy
 

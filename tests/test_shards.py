@@ -314,6 +314,9 @@ def test_shard_bounds_are_usage_errors_before_tensorflow(command, text, message,
     assert result.stderr.splitlines()[-2:] == [f"Error: {message}", "False"]
 
 
+# 28 s on an idle core (two TensorFlow starts); test_merged_shards_equal_the_one_process_run
+# guards the merge.
+@pytest.mark.slow
 def test_two_cli_processes_and_merge_equal_one_process(trained_tiny_cnn, fake_data_dir, tmp_path):
     path, _, _ = trained_tiny_cnn
     command = [sys.executable, "-m", "advbench", "attack", str(path), "--attack", "pgd",

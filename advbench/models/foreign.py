@@ -411,10 +411,11 @@ class _SavedModelLayer(keras.layers.TFSMLayer):
 
 def _output_names(outputs) -> tuple[list[str], bool]:
     """The names of what a SavedModel endpoint returns, and whether they are a dict's keys:
-    the keys in order, else ``output_I`` per list entry (as ``serving_default`` names them;
-    one tensor is ``output_0``)."""
+    the keys sorted (``tf.nest``'s order: the order the loaded dict comes in varies with
+    what the process loaded before, so an index must not depend on it), else ``output_I``
+    per list entry (as ``serving_default`` names them; one tensor is ``output_0``)."""
     if isinstance(outputs, dict):
-        return [str(k) for k in outputs], True
+        return sorted(str(k) for k in outputs), True
     count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
     return [f"output_{i}" for i in range(count)], False
 
@@ -553,18 +554,33 @@ def check_savedmodel_memory(path: PathLike, limit: int = MEMORY_BUDGET) -> None:
                             f"{size_text(limit)} advbench allows; refusing it")
 
 
-#: The data segment (``RLIMIT_DATA``) of ``probe_savedmodel``'s child: Python, TensorFlow and
-#: a loaded keras.applications model take 0.65 to 0.7 GiB of it (ResNet50, EfficientNetB0),
-#: which leaves the graph 1.3 GiB for ``PROBE_BATCH`` images.
+#: The data segment (``RLIMIT_DATA``) of ``probe_savedmodel``'s child beside its weights:
+#: Python, TensorFlow and a loaded keras.applications model take 0.65 to 0.7 GiB of it
+#: (ResNet50, EfficientNetB0), which leaves the graph 1.3 GiB for ``PROBE_BATCH`` images.
 PROBE_MEMORY = 2 * GiB
+#: Bytes of the child's limit per byte of the SavedModel's variables on disk: the restored
+#: weights, a transient copy while restoring, and activations that grow with the model. The
+#: variables are bytes the file really holds, not sizes it declares.
+PROBE_WEIGHT_FACTOR = 3
+
+
+def probe_memory(path: PathLike) -> int:
+    """The probe's limit for the SavedModel at ``path``: ``PROBE_MEMORY`` plus
+    ``PROBE_WEIGHT_FACTOR`` times the size of its ``variables/`` folder (so a large real
+    model, VGG19 or ConvNeXtXLarge, is not refused for its own weights)."""
+    folder = Path(path) / "variables"
+    stored = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) \
+        if folder.is_dir() else 0
+    return PROBE_MEMORY + PROBE_WEIGHT_FACTOR * stored
 #: The images of ``probe_savedmodel``'s forward pass.
 PROBE_BATCH = 8
 
 
 def probe_savedmodel(path: PathLike, images: np.ndarray | None = None,
-                     limit: int = PROBE_MEMORY) -> float:
+                     limit: int | None = None) -> float:
     """Check and run a SavedModel in a child process whose data segment is limited to
-    ``limit`` bytes (``RLIMIT_DATA``), before advbench's own process loads anything of it:
+    ``limit`` bytes (``RLIMIT_DATA``; default ``probe_memory(path)``), before advbench's own
+    process loads anything of it:
     ``check_savedmodel_memory`` (there: importing its graphs leaves traces in TensorFlow's
     state), then loading it (its init op runs) and one forward pass of its endpoint on the
     first ``PROBE_BATCH`` of ``images`` (N, H, W, C float32, as the endpoint takes them;
@@ -579,6 +595,7 @@ def probe_savedmodel(path: PathLike, images: np.ndarray | None = None,
     other images is not covered (one pass on these)."""
     import time
 
+    limit = probe_memory(path) if limit is None else limit
     with tempfile.TemporaryDirectory() as tmp:
         batch = Path(tmp) / "images.npy"
         if images is not None:
