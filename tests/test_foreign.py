@@ -683,6 +683,13 @@ def test_a_savedmodel_that_runs_passes_its_probe(tmp_path):
     path = allocating_savedmodel(tmp_path / "fine", lambda x: tf.zeros([100, 100]))
     assert foreign.probe_savedmodel(path, probe(12)) > 0
     assert foreign.probe_savedmodel(path) > 0  # uniform images of the endpoint's shape
+    # Passed once in this process, the same files and images are not probed again; a file
+    # changed since is.
+    key = foreign._probe_key(path, probe(12), foreign.probe_memory(path))
+    assert key in foreign._PROBED
+    (path / "assets").mkdir(exist_ok=True)
+    (path / "assets" / "note.txt").write_text("changed")
+    assert foreign._probe_key(path, probe(12), foreign.probe_memory(path)) not in foreign._PROBED
 
 
 def test_evaluate_refuses_a_savedmodel_allocating_gigabytes_in_one_line(tmp_path,
@@ -1073,8 +1080,11 @@ def two_output_savedmodels(tmp_path_factory):
 
 
 @pytest.mark.parametrize("folder, choice, names", [
-    ("listed", "1", "output_0, output_1"), ("listed", "output_1", "output_0, output_1"),
-    ("keyed", "scores", "aux, scores"), ("keyed", "1", "aux, scores"),
+    ("listed", "1", "output_0, output_1"),
+    # 20 s each on an idle core (a SavedModel load): one reading of each folder is slow.
+    pytest.param("listed", "output_1", "output_0, output_1", marks=pytest.mark.slow),
+    pytest.param("keyed", "scores", "aux, scores", marks=pytest.mark.slow),
+    ("keyed", "1", "aux, scores"),  # the index of the sorted keys (the dict's order varied)
 ])
 def test_savedmodel_model_output_picks_the_class_scores(two_output_savedmodels, folder,
                                                         choice, names):

@@ -596,6 +596,9 @@ def probe_savedmodel(path: PathLike, images: np.ndarray | None = None,
     import time
 
     limit = probe_memory(path) if limit is None else limit
+    key = _probe_key(path, images, limit)
+    if key in _PROBED:  # the same files, images and limit passed in this process already
+        return _PROBED[key]
     with tempfile.TemporaryDirectory() as tmp:
         batch = Path(tmp) / "images.npy"
         if images is not None:
@@ -616,6 +619,7 @@ def probe_savedmodel(path: PathLike, images: np.ndarray | None = None,
     if child.returncode == _REFUSED and last.startswith(_REFUSAL):
         raise ArtifactError(last[len(_REFUSAL):])
     if child.returncode in (0, _UNLOADABLE):
+        _PROBED[key] = seconds
         return seconds
     reason = (f"killed by signal {-child.returncode}" if child.returncode < 0
               else last[:200] or f"exit code {child.returncode}")
@@ -624,6 +628,23 @@ def probe_savedmodel(path: PathLike, images: np.ndarray | None = None,
                         f"images failed in a process limited to {size_text(limit)} of "
                         f"memory ({reason}); refusing it: it allocates more than advbench "
                         "allows, or does not run on these images")
+
+
+#: The probes passed in this process: (files, images, limit) -> the child's seconds. A run
+#: opens one SavedModel more than once (evaluate, audit, the shards of one process); a file
+#: changed since is probed again (its files' sizes and modification times are in the key).
+_PROBED: dict[tuple, float] = {}
+
+
+def _probe_key(path: PathLike, images: np.ndarray | None, limit: int) -> tuple:
+    import hashlib
+
+    root = Path(path).resolve()
+    files = tuple(sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
+                         for f in root.rglob("*") if f.is_file()))
+    batch = None if images is None else hashlib.sha256(
+        np.ascontiguousarray(images[:PROBE_BATCH], dtype=np.float32).tobytes()).hexdigest()
+    return str(root), files, batch, int(limit)
 
 
 # ``_probe_child``'s exit codes and the prefix of its refusal line.
