@@ -492,3 +492,21 @@ def test_edited_certification_artifacts_are_refused(small_run, dense_mnist_model
     with pytest.raises(ArtifactError, match="is an interrupted run .12 of 12 images done.; "
                                             "rerun its `advbench certify` command"):
         certify.read_certification(tmp_path / "i.h5")
+
+
+
+def test_the_ray_engine_returns_a_complete_output_and_refuses_a_partial_one(tmp_path):
+    """attack and certify under --engine ray share one rule on a claimed output."""
+    from pathlib import Path
+
+    from advbench.core.errors import ArtifactError
+    from advbench.core.progress import Progress
+    from advbench.run.ray_engine import complete_for_ray
+
+    out = Path(tmp_path / "c.h5")
+    assert complete_for_ray("complete", out, "an interrupted run", Progress(quiet=True))
+    assert not complete_for_ray("new", out, "an interrupted run", Progress(quiet=True))
+    with pytest.raises(ArtifactError) as info:
+        complete_for_ray("partial", out, "an interrupted certification", Progress(quiet=True))
+    assert str(info.value) == (f"{out} holds an interrupted certification; finish it without "
+                               "--engine ray or pass --overwrite to start again")

@@ -96,12 +96,8 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *,
         if output.exists() and not overwrite else None
     with claim_output(output, what="attack artifact", schema=ATTACK_SCHEMA, key=key,
                       noun="a run", kind="an attack artifact", overwrite=overwrite) as claim:
-        if claim.state == "complete":
-            progress.log(f"{output} is complete already; nothing to do")
+        if complete_for_ray(claim.state, output, "an interrupted run", progress):
             return output
-        if claim.state == "partial":
-            raise ArtifactError(f"{output} holds an interrupted run; finish it without "
-                                "--engine ray or pass --overwrite to start again")
         shards = [Shard(i, workers) for i in range(workers)]
         progress.log(run_parameters(run, attack))
         progress.log(f"{attack.name}: {workers} Ray tasks")
@@ -111,6 +107,19 @@ def attack_with_ray(run: AttackRun, attack: Attack, output: PathLike, *,
             for shard in shards], retries=retries)
         write_merge(paths, output)
     return output
+
+
+def complete_for_ray(state: str, output: Path, interrupted: str, progress: Progress) -> bool:
+    """The Ray engine's rule on a claimed output (``outputs.claim_output``'s ``state``):
+    True (and said) when it is complete already; a partial one is refused, since Ray's
+    shards start from nothing (ArtifactError naming ``interrupted``, "an interrupted run")."""
+    if state == "complete":
+        progress.log(f"{output} is complete already; nothing to do")
+        return True
+    if state == "partial":
+        raise ArtifactError(f"{output} holds {interrupted}; finish it without --engine ray or "
+                            "pass --overwrite to start again")
+    return False
 
 
 def absolute_data_dir(run: Any) -> Any:

@@ -338,7 +338,7 @@ def certify_with_ray(run: CertifyRun, model: Any, output: PathLike | None = None
     is what a task runs (``certify_shard``'s arguments). Raises as ``certify_split``, and
     ParameterError without Ray or for workers < 1.
     """
-    from advbench.run.ray_engine import absolute_data_dir, shards_with_ray
+    from advbench.run.ray_engine import absolute_data_dir, complete_for_ray, shards_with_ray
     from advbench.run.shards import write_merge
 
     if workers < 1:
@@ -355,12 +355,8 @@ def certify_with_ray(run: CertifyRun, model: Any, output: PathLike | None = None
     with outputs.claim_output(output, what="certification artifact",
                               schema=CERTIFICATION_SCHEMA, key=key, noun="a certification",
                               kind="a certification artifact", overwrite=overwrite) as claim:
-        if claim.state == "complete":
-            progress.log(f"{output} is complete already; nothing to do")
+        if complete_for_ray(claim.state, output, "an interrupted certification", progress):
             return output
-        if claim.state == "partial":
-            raise ArtifactError(f"{output} holds an interrupted certification; finish it "
-                                "without --engine ray or pass --overwrite to start again")
         shards = [Shard(i, workers) for i in range(workers)]
         paths = shards_with_ray(shard_task, [
             (model.source, absolute_data_dir(run), str(output.resolve()), shard.index,
