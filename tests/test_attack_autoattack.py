@@ -253,3 +253,15 @@ def test_a_run_prints_and_stores_the_warnings(trained_tiny_cnn, fake_data_dir, t
     assert f"warning: {line}" in out.getvalue().splitlines()
     with h5py.File(output) as f:
         assert json.loads(f.attrs["warnings"]) == [line]
+
+
+def test_evaluate_tables_leave_out_the_derived_none_settings():
+    """Trial 3: evaluate's attack column showed `n_iter=None n_target_classes=None ...` for an
+    AutoAttack artifact. None stands for the version's default: the tables leave it out (the
+    stored parameters keep it)."""
+    from advbench.score.report import params_text
+
+    params = AutoAttack(eps=0.3).params()
+    assert params_text(params) == "eps=0.3 norm=linf version=standard"
+    assert params_text(params, ", ") == "eps=0.3, norm=linf, version=standard"
+    assert params_text(None) == ""

@@ -50,6 +50,14 @@ def param_text(value: Any) -> str:
     return shown(value) if isinstance(value, float) else str(value)
 
 
+def params_text(params: dict[str, Any] | None, sep: str = " ") -> str:
+    """An artifact's attack parameters as a table shows them, ``k=v`` joined by ``sep``;
+    None values left out: they stand for a default derived at run time (AutoAttack's
+    members' settings from its version, a step size from eps), which the start line
+    printed and the stored parameters keep."""
+    return sep.join(f"{k}={param_text(v)}" for k, v in (params or {}).items() if v is not None)
+
+
 def _console(console: Console | None) -> Console:
     if console is not None:
         return console
@@ -232,8 +240,7 @@ def print_evaluation(summary: dict, console: Console | None = None,
             table.add_column(column, justify="left" if column in (
                 "attack", "crafted on", "setting") else "right")
         for e in attacks:
-            params = " ".join(f"{k}={param_text(v)}"
-                              for k, v in (e["attack_params"] or {}).items())
+            params = params_text(e["attack_params"])
             seed = f" seed={e['seed']}" if e.get("seed") is not None else ""
             table.add_row(
                 f"{e['attack']} {params}{seed}".strip(),
@@ -499,7 +506,7 @@ def _has(record: dict, path: tuple[str, ...]) -> bool:
 # -- transfer --------------------------------------------------------------------------------
 def print_transfer(summary: dict, console: Console | None = None, fmt: str = "table") -> None:
     """The matrix in % (rows: crafted on; columns: tested on; diagonal: white-box)."""
-    params = ", ".join(f"{k}={param_text(v)}" for k, v in summary["attack_params"].items())
+    params = params_text(summary["attack_params"], ", ")
     table = Table(title=f"accuracy (%) under {summary['attack']} ({params}), "
                         f"{summary['samples']} {display_name(summary['dataset'])} "
                         f"{summary['split']} images")
