@@ -378,3 +378,44 @@ def test_stage_times_survive_an_interrupt_and_resumes(tmp_path, monkeypatch):
     (tmp_path / "old.json").write_text(json.dumps({"train": 12.5}))
     assert experiments.StageTimes(tmp_path / "old.json").done("train", 0.1) == (
         12.5, "an earlier run")
+
+
+def test_a_stage_run_alone_records_its_time(tmp_path, monkeypatch):
+    """Trial 3: `reproduce --stage ID` (one stage, a cluster job) recorded no time, so the
+    report's stage times showed the final run's moment of finding it complete. A stage run
+    alone keeps its seconds in timings.json, interrupted parts too."""
+    from advbench.paper import report
+
+    clock = [0.0]
+    monkeypatch.setattr(experiments.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(report, "write_report", lambda repro: repro.root / "report.md")
+    state = {"certify": 0}
+
+    def train():
+        clock[0] += 40.0 if "train" not in state else 0.01
+        state["train"] = 1
+
+    def certify():
+        state["certify"] += 1
+        clock[0] += 0.01 if state["certify"] > 2 else 20.0
+        if state["certify"] == 1:
+            raise KeyboardInterrupt
+
+    def invocation():
+        repro = experiments.Reproduction("toy", "quick", tmp_path)
+        monkeypatch.setattr(repro, "stages", lambda: [
+            experiments.Stage("train", train, id="train:x"),
+            experiments.Stage("certify", certify, id="certified:x")])
+        return repro
+
+    invocation().run_stage("train:x")
+    with pytest.raises(KeyboardInterrupt):
+        invocation().run_stage("certified:x")
+    invocation().run_stage("certified:x")
+    timings = json.loads((tmp_path / "toy" / "quick" / "timings.json").read_text())
+    assert timings == {"train": {"seconds": 40.0, "done": True},
+                       "certify": {"seconds": 40.0, "done": True}}
+    final = invocation()
+    final.run()
+    assert final.timings == {"train": (40.0, "an earlier run"),
+                             "certify": (40.0, "an earlier run")}

@@ -293,8 +293,26 @@ class Reproduction:
 
     def run_stage(self, stage_id: str) -> None:
         """Run the one stage ``stage_id`` (its dependencies must have run: their artifacts
-        are found on disk). ParameterError for an unknown id."""
-        self.stage(stage_id).run()
+        are found on disk), its seconds kept in ``timings.json`` for the report as in a full
+        run (``--stage`` jobs of a cluster). ParameterError for an unknown id."""
+        stage = self.stage(stage_id)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.stage_times = StageTimes(self.root / "timings.json")
+        self._timed(stage)
+
+    def _timed(self, stage: Stage) -> float:
+        """Run ``stage``, its seconds added to ``timings.json`` (an interrupted or failed
+        part too: its work counts towards the run that finishes it); returns the seconds
+        this call took."""
+        began = time.perf_counter()
+        try:
+            stage.run()
+        except BaseException:
+            self.stage_times.part(stage.name, time.perf_counter() - began)
+            raise
+        seconds = time.perf_counter() - began
+        self.timings[stage.name] = self.stage_times.done(stage.name, seconds)
+        return seconds
 
     def _train_weight(self, name: str) -> float:
         _, _, defense = MODEL_SPECS[name]
@@ -325,16 +343,7 @@ class Reproduction:
             left = worked_seconds / worked_weight * remaining if worked_weight else None
             self.progress.log(f"[{i}/{len(stages)}] {stage.name}  (elapsed {elapsed / 60:.1f} min"
                               + (f", about {left / 60:.0f} min left)" if left else ")"))
-            began = time.perf_counter()
-            try:
-                stage.run()
-            except BaseException:
-                # Interrupted (or failed) part-way: its work so far counts towards the run
-                # that finishes it.
-                self.stage_times.part(stage.name, time.perf_counter() - began)
-                raise
-            seconds = time.perf_counter() - began
-            self.timings[stage.name] = self.stage_times.done(stage.name, seconds)
+            seconds = self._timed(stage)
             remaining -= stage.weight
             if seconds > 2.0:
                 worked_weight += stage.weight
