@@ -419,3 +419,15 @@ def test_a_stage_run_alone_records_its_time(tmp_path, monkeypatch):
     final.run()
     assert final.timings == {"train": (40.0, "an earlier run"),
                              "certify": (40.0, "an earlier run")}
+
+
+def test_stages_running_at_once_keep_each_others_times(tmp_path):
+    """Stages of one graph run at once (--engine ray, a cluster's --stage jobs): each update
+    re-reads timings.json under its lock, so no stage's time overwrites another's."""
+    path = tmp_path / "timings.json"
+    first, second = experiments.StageTimes(path), experiments.StageTimes(path)
+    first.part("certify", 3.0)
+    second.done("train", 5.0)
+    assert first.done("certify", 4.0) == (7.0, "this run and earlier ones")
+    assert json.loads(path.read_text()) == {"train": {"seconds": 5.0, "done": True},
+                                            "certify": {"seconds": 7.0, "done": True}}

@@ -25,6 +25,7 @@ from advbench import data
 from advbench.attacks import make_attack
 from advbench.attacks.budgets import parameter_line
 from advbench.core.errors import ParameterError
+from advbench.core.files import output_lock
 from advbench.core.progress import Progress
 from advbench.core.revision import source_revision
 from advbench.core.types import PathLike
@@ -77,6 +78,8 @@ STAGE_TIME_WHERE = ("this run", "an earlier run", "this run and earlier ones")
 
 #: A stage that took less than this and is recorded as done was found complete on disk.
 FOUND_COMPLETE_S = 2.0
+# The lock is held for one small write: a wait this long means a hung process.
+STAGE_TIMES_WAIT_S = 60.0
 
 
 class StageTimes:
@@ -84,37 +87,50 @@ class StageTimes:
     interrupted and resumed invocations: ``{stage: {"seconds": s, "done": bool}}``, written
     after every stage (and at an interrupt), so the report shows the time of the runs that did
     a stage's work, not the moment a later run took to find it complete. A file of the older
-    form (``{stage: seconds}``) reads as every stage done."""
+    form (``{stage: seconds}``) reads as every stage done. Each update re-reads the file under
+    its lock: stages of one graph run at once (``--engine ray``, a cluster's ``--stage`` jobs)
+    and must not drop each other's times."""
 
     def __init__(self, path: Path):
         self.path = path
-        raw = json.loads(path.read_text()) if path.exists() else {}
-        self.record: dict[str, dict[str, Any]] = {
-            k: v if isinstance(v, dict) else {"seconds": float(v), "done": True}
-            for k, v in raw.items()}
+        self.record = self._read()
 
-    def _save(self) -> None:
-        write_text(self.path, json.dumps(self.record, indent=1))
+    def _read(self) -> dict[str, dict[str, Any]]:
+        raw = json.loads(self.path.read_text()) if self.path.exists() else {}
+        return {k: v if isinstance(v, dict) else {"seconds": float(v), "done": True}
+                for k, v in raw.items()}
+
+    def _update(self, stage: str, entry: Callable[[dict[str, Any]], dict[str, Any]]) -> dict:
+        """Set ``stage``'s entry to ``entry(its entry now, or {})`` on the file's latest
+        record, under its lock; returns the new entry."""
+        with output_lock(self.path, "the stage times", wait_s=STAGE_TIMES_WAIT_S):
+            self.record = self._read()
+            self.record[stage] = entry(self.record.get(stage, {}))
+            write_text(self.path, json.dumps(self.record, indent=1))
+        return self.record[stage]
 
     def part(self, stage: str, seconds: float) -> None:
         """Adds the seconds of an interrupted part of ``stage`` (resumed later)."""
-        before = self.record.get(stage, {})
-        earlier = before.get("seconds", 0.0) if not before.get("done", False) else 0.0
-        self.record[stage] = {"seconds": earlier + seconds, "done": False}
-        self._save()
+        def entry(before):
+            earlier = before.get("seconds", 0.0) if not before.get("done", False) else 0.0
+            return {"seconds": earlier + seconds, "done": False}
+        self._update(stage, entry)
 
     def done(self, stage: str, seconds: float) -> tuple[float, str]:
         """``stage`` returned after ``seconds``: (the seconds of its work, where measured)."""
-        before = self.record.get(stage)
+        before = self._read().get(stage)
         if before and before["done"] and seconds < FOUND_COMPLETE_S:
             return float(before["seconds"]), STAGE_TIME_WHERE[1]
-        if before and not before["done"]:
-            total, where = before["seconds"] + seconds, STAGE_TIME_WHERE[2]
-        else:
-            total, where = seconds, STAGE_TIME_WHERE[0]
-        self.record[stage] = {"seconds": total, "done": True}
-        self._save()
-        return total, where
+
+        resumed = []
+
+        def entry(now):
+            if now and not now["done"]:
+                resumed.append(True)
+                return {"seconds": now["seconds"] + seconds, "done": True}
+            return {"seconds": seconds, "done": True}
+        written = self._update(stage, entry)
+        return float(written["seconds"]), STAGE_TIME_WHERE[2 if resumed else 0]
 
 
 class Reproduction:
