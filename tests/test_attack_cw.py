@@ -268,7 +268,7 @@ def test_failure_hint_names_a_search_that_never_succeeded():
         "cw-l2: the binary search found no adversarial for 1 of 3 attacked samples, up to "
         "c = 0.1 (3 search steps from --initial-const 0.001, 50 Adam steps each): the constant "
         "is likely too small for this model's logits; raise --initial-const (e.g. 1) or "
-        "--binary-search-steps")
+        "--search-steps")
     assert attack.failure_hint(np.array([False, True, False, False]),
                                {"const": np.array([2e-3, top, 2e-3, 0.0], np.float32)}) == ""
     assert attack.failure_hint(np.zeros(2, bool), {"const": np.zeros(2, np.float32)}) == ""
@@ -293,4 +293,4 @@ def test_a_run_whose_search_fails_prints_the_hint(trained_tiny_cnn, fake_data_di
     assert ("cw-l2: the binary search found no adversarial for 8 of 8 attacked samples, up "
             "to c = 1e-06 (1 search step from --initial-const 1e-06, 3 Adam steps each): the "
             "constant is likely too small for this model's logits; raise --initial-const (e.g. "
-            "1) or --binary-search-steps") in out.getvalue().splitlines()
+            "1) or --search-steps") in out.getvalue().splitlines()

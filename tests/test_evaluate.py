@@ -3,6 +3,7 @@ black-box detection, robustness and training distance, the gate, bad input, the 
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -76,8 +77,9 @@ def test_evaluate_scores_saved_artifacts_without_attacking(trained_tiny_cnn, art
     assert fgsm["norms"]["linf_mean"] == pytest.approx(0.1, abs=1e-6)
     assert fgsm["robustness"] is None  # fgsm is not a minimal attack
     metric_values = summary["metrics"]
-    assert metric_values["adv_accuracy"] == min(fgsm["adv_accuracy"],
-                                                summary["artifacts"][1]["adv_accuracy"])
+    # Robust accuracy over the bounded artifacts only: minimal FGSM's is no robustness figure.
+    assert summary["artifacts"][1]["minimal"]
+    assert metric_values["adv_accuracy"] == fgsm["adv_accuracy"]
 
 
 def test_minimal_artifact_gives_robustness_and_training_distance(trained_tiny_cnn, artifacts,
@@ -160,10 +162,10 @@ def test_aggregate_takes_the_worst_value():
 
 @pytest.mark.parametrize("under, over, missed", [
     (["adv_accuracy=0.5", "clean_accuracy=0.9"], [], []),
-    (["adv_accuracy=0.6"], [], ["adv_accuracy 0.5000 is under 0.6"]),
+    (["adv_accuracy=0.6"], [], ["adv_accuracy 0.5000 (of file0) is under 0.6"]),
     (["adv_accuracy@a1=0.6"], [], []),
     (["adv_accuracy@file0=0.6"], [], ["adv_accuracy@file0 0.5000 is under 0.6"]),
-    ([], ["success_rate=0.3"], ["success_rate 0.4000 is over 0.3"]),
+    ([], ["success_rate=0.3"], ["success_rate 0.4000 (of file0) is over 0.3"]),
     ([], ["loss_sensitivity=0.1"], []),
     (["robustness=0.31"], ["loss_sensitivity=0.05"],
      ["robustness 0.3000 is under 0.31", "loss_sensitivity 0.0600 is over 0.05"]),
@@ -172,6 +174,25 @@ def test_check_thresholds(under, over, missed):
     thresholds = [ev.parse_threshold(t, "under") for t in under] + \
         [ev.parse_threshold(t, "over") for t in over]
     assert ev.check_thresholds(summary_with(), thresholds) == missed
+
+
+def test_a_minimal_artifact_gives_no_robust_accuracy():
+    """Trial 4: `--fail-under adv_accuracy=0.5` over a PGD and a FAB artifact failed on FAB's
+    0.0, which the table prints as "- (minimal)": a minimal attack has no budget, so its
+    accuracy is no robustness figure. The gate and the summary's metrics leave it out; with
+    only minimal artifacts the gate says what it needs."""
+    summary = summary_with()
+    summary["artifacts"].append({"kind": "attack", "attack": "fab", "name": "fab",
+                                 "path": "fab.h5", "minimal": True, "adv_accuracy": 0.0,
+                                 "success_rate": 1.0, "robustness": {"value": 0.1},
+                                 "training_distance": None})
+    assert ev.aggregate_metrics(summary)["adv_accuracy"] == 0.5
+    assert ev.aggregate_metrics(summary)["success_rate"] == 1.0
+    assert ev.check_thresholds(summary, [ev.parse_threshold("adv_accuracy=0.5")]) == []
+    with pytest.raises(ev.GateError, match=re.escape(
+            "adv_accuracy@fab is not available: it needs an artifact of a bounded attack (a "
+            "minimal attack has no budget: its accuracy is no robustness figure)")):
+        ev.check_thresholds(summary, [ev.parse_threshold("adv_accuracy@fab=0.5")])
 
 
 def test_the_gate_names_an_authors_sensitivity_variant():

@@ -120,8 +120,9 @@ def test_changed_data_under_the_same_path_is_caught(tmp_path, npz, keras_file):
     _, model, meta = open_model(str(keras_file), dataset=name,
                                 preprocessing=Preprocessing((0.0, 255.0)))
     with pytest.raises(ArtifactError, match=re.escape(
-            f"{out} holds digits.npz images but model {path} was trained on digits.npz (same "
-            "name, other content: the data hash differs); give artifacts of its data")):
+            f"{out} holds digits.npz images but --dataset/--data gave digits.npz for model "
+            f"{path} (same name, other content: the data hash differs); pass the data the "
+            "artifact was crafted on")):
         evaluate(model, meta, path, [out], limit=10)
     del meta["data_hash"]
     with pytest.raises(ArtifactError, match=re.escape(

@@ -242,13 +242,16 @@ class CarliniWagnerL2(Attack):
         stuck = attacked & ~fooled & np.isclose(const, largest, rtol=1e-5)
         if not stuck.any():
             return ""
+        from advbench.attacks import BINARY_SEARCH_STEPS, INITIAL_CONST
+
+        const_flag, steps_flag = INITIAL_CONST.cli_flag, BINARY_SEARCH_STEPS.cli_flag
         return (f"{self.name}: the binary search found no adversarial for "
                 f"{int(stuck.sum())} of {int(attacked.sum())} attacked samples, up to c = "
                 f"{largest:g} ({self.binary_search_steps} search "
-                f"step{'s' if self.binary_search_steps > 1 else ''} from --initial-const "
+                f"step{'s' if self.binary_search_steps > 1 else ''} from {const_flag} "
                 f"{self.initial_const:g}, {self.max_iter} Adam steps each): the constant is "
-                "likely too small for this model's logits; raise --initial-const (e.g. 1) or "
-                "--binary-search-steps")
+                f"likely too small for this model's logits; raise {const_flag} (e.g. 1) or "
+                f"{steps_flag}")
 
     def run(self, model: Model, x: np.ndarray, y: np.ndarray, *, target: np.ndarray | None,
             seed: int, logits: np.ndarray | None = None) -> AttackOutput:

@@ -50,15 +50,28 @@ DISTANCE_PART = "distance-part"
 def check_fits(path: PathLike, attrs: dict, x_adv: np.ndarray, model: Model,
                model_meta: dict, model_path: PathLike) -> None:
     """Refuse an artifact of another data set or of images the model cannot take."""
-    if not data.same_data(model_meta, attrs):
-        raise ArtifactError(f"{path} holds {data.display_name(attrs.get('dataset'))} images but "
-                            f"model {model_path} was trained on "
-                            f"{data.display_name(model_meta.get('dataset'))}"
-                            f"{_hash_note(model_meta, attrs)}; give artifacts of its data")
+    check_same_data(path, attrs, model_meta, model_path)
     shape = tuple(model.input_shape[1:])
     if tuple(x_adv.shape[1:]) != shape:
         raise ArtifactError(f"{path} holds images of shape {tuple(x_adv.shape[1:])} but model "
                             f"{model_path} takes {shape}; give artifacts crafted for its input")
+
+
+def check_same_data(path: PathLike, attrs: dict, model_meta: dict,
+                    model_path: PathLike) -> None:
+    """ArtifactError unless the artifact at ``path`` (its ``attrs``) holds the model's data."""
+    if data.same_data(model_meta, attrs):
+        return
+    held = data.display_name(attrs.get("dataset"))
+    if model_meta.get("model_kind"):
+        # Your own model: its data is what --dataset/--data said, not a training record.
+        raise ArtifactError(f"{path} holds {held} images but --dataset/--data gave "
+                            f"{data.display_name(model_meta.get('dataset'))} for model "
+                            f"{model_path}{_hash_note(model_meta, attrs)}; pass the data "
+                            "the artifact was crafted on")
+    raise ArtifactError(f"{path} holds {held} images but model {model_path} was trained on "
+                        f"{data.display_name(model_meta.get('dataset'))}"
+                        f"{_hash_note(model_meta, attrs)}; give artifacts of its data")
 
 
 def _hash_note(a: dict, b: dict) -> str:
@@ -249,6 +262,9 @@ def _scoring_checks(model_meta: dict, model_path: PathLike, distance_variant: st
             read_arrays(group[0], ATTACK_SCHEMA)  # raises the precise one-line error
         if kind == CERTIFICATION_SCHEMA:
             _check_certified_model(group[0], model_meta, model_path)
+        if kind == ATTACK_SCHEMA:
+            with open_artifact(group[0], ATTACK_SCHEMA) as f:
+                check_same_data(group[0], read_attrs(f), model_meta, model_path)
         kinds.append(kind)
     return dataset, groups, kinds
 
@@ -719,11 +735,27 @@ def check_thresholds(summary: dict, thresholds: list[Threshold]) -> list[str]:
                           f"required {'>=' if threshold.bound == 'under' else '<='} "
                           f"{threshold.value:g}")
         elif threshold.bound == "under" and value < threshold.value:
-            missed.append(f"{label} {value:.4f} is under {threshold.value:g}"
-                          + _beyond_the_draws(summary, threshold))
+            missed.append(f"{label} {value:.4f}{_given_by(summary, threshold, value)} is under "
+                          f"{threshold.value:g}" + _beyond_the_draws(summary, threshold))
         elif threshold.bound == "over" and value > threshold.value:
-            missed.append(f"{label} {value:.4f} is over {threshold.value:g}")
+            missed.append(f"{label} {value:.4f}{_given_by(summary, threshold, value)} is over "
+                          f"{threshold.value:g}")
     return missed
+
+
+def _given_by(summary: dict, threshold: Threshold, value: float) -> str:
+    """`` (of NAME)``: the artifact whose value missed the threshold, when several could."""
+    metric = lookup(threshold.name)
+    if metric is None or metric.scope == "clean":
+        return ""
+    radius = float(threshold.qualifier or 0.0) if metric.qualifier == "RADIUS" else 0.0
+    entries = [e for e in summary["artifacts"] if e.get("kind") == metric.scope
+               and metric.read(e, radius) is not None
+               and (metric.qualifier != "ATTACK" or threshold.qualifier is None
+                    or threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path")))]
+    names = [e.get("name") or str(e.get("path")) for e in entries
+             if metric.read(e, radius) == value]
+    return f" (of {names[0]})" if len(entries) > 1 and names else ""
 
 
 # -- writing ---------------------------------------------------------------------------------

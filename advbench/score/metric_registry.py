@@ -70,6 +70,9 @@ class Metric:
         column: its column in the printed table of attack artifacts (``report.
             print_evaluation``); None: not printed there. Fractions print as percentages,
             other values with ``digits`` decimals.
+        of_minimal: whether a minimal-perturbation artifact gives it. Robust accuracy does
+            not: a minimal attack has no budget and flips every sample it can, so its
+            accuracy is no robustness figure (the table prints "- (minimal)").
     """
 
     name: str
@@ -90,10 +93,14 @@ class Metric:
     needs: str = "at least one attack artifact"
     column: str | None = None
     digits: int = 4
+    of_minimal: bool = True
 
     def read(self, record: dict[str, Any], radius: float = 0.0) -> Any:
         """The value in ``record`` (an entry of its scope, or ``summary["clean"]``), None
-        where it is not measured; a RADIUS metric's value at ``radius``."""
+        where it is not measured (or not a figure of it: ``of_minimal``); a RADIUS metric's
+        value at ``radius``."""
+        if record.get("minimal") and not self.of_minimal:
+            return None
         value = walk(record, self.path)
         if self.qualifier == "RADIUS" and isinstance(value, dict):
             return value.get(f"{radius:g}")
@@ -149,9 +156,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            variant=("loss_sensitivity_variant",), plain_variant="loss", summary=True,
            needs="no --no-sensitivity"),
     Metric("adv_accuracy", "robust accuracy: accuracy on an artifact's x_adv (all samples; "
-           "`robust_accuracy` in JSON)", "higher", "fraction", "attack", ("adv_accuracy",),
+           "`robust_accuracy` in JSON); a bounded attack's artifact only, as the gate and the "
+           "summary's metrics read it", "higher", "fraction", "attack", ("adv_accuracy",),
            high=1.0, qualifier="ATTACK", aliases=("robust_accuracy",), summary=True,
-           note="= robust_accuracy", column="robust %"),
+           note="= robust_accuracy; bounded attacks only", column="robust %", of_minimal=False,
+           needs="an artifact of a bounded attack (a minimal attack has no budget: its "
+                 "accuracy is no robustness figure)"),
     Metric("success_rate", "attack success on MODEL over the samples it classifies correctly "
            "(NaN when none)", "lower", "fraction", "attack", ("success_rate",), high=1.0,
            qualifier="ATTACK", summary=True, note="of the correctly classified samples",
