@@ -1,4 +1,5 @@
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -52,9 +53,14 @@ def test_start_skips_samples(fake_data_dir):
     _, _, all_idx = data.load("mnist", "test", data_dir=fake_data_dir)
     _, _, rest = data.load("mnist", "test", data_dir=fake_data_dir, start=90)
     np.testing.assert_array_equal(rest, all_idx[90:])
-    with pytest.raises(ParameterError, match=rf"no samples left in mnist test after --start "
-                       rf"{len(all_idx)} \(it has {len(all_idx)}\); lower --start"):
+    with pytest.raises(ParameterError, match=rf"^no samples left in mnist test after --start "
+                       rf"{len(all_idx)}: it has {len(all_idx)}; lower --start$"):
         data.load("mnist", "test", data_dir=fake_data_dir, start=len(all_idx))
+    # Trial 4: with --limit, --start counts within the chosen samples; the message says so.
+    with pytest.raises(ParameterError, match=re.escape(
+            f"no samples left in mnist test after --start 12: it has 10 (--start counts within "
+            f"the 10 samples --limit chose of its {len(all_idx)}); lower --start")):
+        data.load("mnist", "test", data_dir=fake_data_dir, limit=10, start=12)
 
 
 def test_cifar_binary_layout(tmp_path):

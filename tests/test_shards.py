@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -234,6 +235,11 @@ def test_evaluate_and_transfer_take_the_shards(run, trained_tiny_cnn, tmp_path):
     for name, values in one.per_sample.items():
         np.testing.assert_array_equal(two.per_sample[name], values)
     assert find_shards(tmp_path / "runs", read_arrays(whole, ATTACK_SCHEMA)[0]["key"]) == shards
+    # Trial 4: one shard alone said "an interrupted run; rerun its attack command".
+    with pytest.raises(ArtifactError, match="^" + re.escape(
+            f"{shards[0]} is shard 0/2 of a run (24 of 40 samples); pass all 2 shards' files "
+            "together, or `advbench merge` them first") + "$"):
+        evaluate(model, meta, path, shards[:1], **kwargs)
     found, reused = craft_or_reuse(run, attack, trained_tiny_cnn, tmp_path / "runs")
     assert reused and found == shards
     # A missing shard is not a whole run: transfer crafts it again.

@@ -406,12 +406,13 @@ def load(name: str, split: str = "test", *, data_dir: PathLike | None = None,
         base = train_idx if split == "train" else val_idx
     else:
         base = np.arange(len(y))
+    chosen = ""
     if limit is not None and limit < len(base):
+        chosen = f" (--start counts within the {limit} samples --limit chose of its {len(base)})"
         base = base[balanced_subset(y[base], limit, seed)]
     if start >= len(base):
         raise ParameterError(f"no samples left in {display_name(name)} {split} after --start "
-                             f"{start} (it has "
-                             f"{len(base)}); lower --start")
+                             f"{start}: it has {len(base)}{chosen}; lower --start")
     base = base[start:]
     x = to_unit_range(x_raw[base], f"{display_name(name)} {raw_split} images")
     return x, y[base].astype(np.int64), base.astype(np.int64)

@@ -628,6 +628,12 @@ def read_attack_artifact(path: PathLike) -> tuple[dict[str, Any], dict[str, np.n
                             "incomplete or not written by `advbench attack`: run the attack again")
     if not attrs.get("complete"):
         done = int(np.count_nonzero(arrays["completed"]))
+        if attrs.get("shard_count") is not None:
+            count = int(attrs["shard_count"])
+            raise ArtifactError(f"{path} is shard {int(attrs['shard_index'])}/{count} of a run "
+                                f"({done} of {len(arrays['completed'])} samples); pass all "
+                                f"{count} shards' files together, or `advbench merge` them "
+                                "first")
         raise ArtifactError(f"{path} is an interrupted run ({done} of {len(arrays['completed'])} "
                             "samples done); rerun its `advbench attack` command to finish it")
     return attrs, arrays
