@@ -249,7 +249,8 @@ def test_a_flag_is_one_declaration(specs):
 def test_every_defense_flag_reaches_the_defense(name, tmp_path):
     """Each flag of a defense, given a value other than its default, sets that parameter of
     the defense `train` builds (through the same path as the command)."""
-    from advbench.cli import DEFENSE_OPTIONS, defense_from_flags
+    from advbench import stages
+    from advbench.cli import DEFENSE_OPTIONS
 
     for _, dest, owners, param, kind, _ in DEFENSE_OPTIONS:
         if name not in owners:
@@ -258,7 +259,7 @@ def test_every_defense_flag_reaches_the_defense(name, tmp_path):
         value = (not p.default if p.type is bool else
                  next(c for c in p.choices if c != p.default) if p.choices else
                  p.default + 1 if p.type is int else p.default / 2)
-        defense = defense_from_flags(name, "mnist", {dest: value})
+        defense = stages.build_defense(name, "mnist", {dest: value})
         assert getattr(defense, param) == value, (name, param)
 
 
