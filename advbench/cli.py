@@ -21,6 +21,7 @@ import click
 from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
 from advbench.attacks.budgets import AUDIT_EPS_HELP
 from advbench.core.errors import AdvbenchError, OptionError, ParameterError, flags_verb
+from advbench.core.params import stray_flags
 from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
 from advbench.score.metric_registry import gate_help
 
@@ -29,24 +30,13 @@ EXIT_AUDIT_FAILED = 4
 
 
 @contextlib.contextmanager
-def _usage_errors(kind: type[Exception] | None = None) -> Iterator[None]:
-    """Bad option values as usage errors (exit 2), raised before any work starts: the
-    library's checks (``advbench.core.checks``, the constructors' ParameterErrors) are the one
-    validation of every numeric option, and the CLI only maps them. ``kind``: map only this
-    subclass of ParameterError."""
-    from advbench.core.errors import ParameterError
-
+def _usage_errors() -> Iterator[None]:
+    """The library's ParameterErrors of an option's value as usage errors (exit 2), raised
+    while parsing, before any work starts."""
     try:
         yield
-    except (kind or ParameterError) as e:
+    except ParameterError as e:
         raise click.UsageError(str(e)) from None
-
-
-def _checked(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``check(*args, **kwargs)`` (a library rule on options), its ParameterError a usage
-    error (``_usage_errors``)."""
-    with _usage_errors():
-        return check(*args, **kwargs)
 
 
 def _check_shard(ctx: click.Context, param: click.Parameter, text: str | None) -> str | None:
@@ -184,9 +174,8 @@ def _precheck_attack_flags(ctx: click.Context, raw: dict, default: Any) -> None:
     name = raw.get("attack_name", default)
     if not isinstance(name, str) or name not in ATTACK_SPECS:
         return  # no --attack, or an invalid choice: the full parse says it
-    takes = {param.name for param in ATTACK_SPECS[name].params}
-    stray = sorted(flag.split("/")[0] for flag, dest, _, _ in ATTACK_OPTIONS
-                   if raw.get(dest) is not None and dest not in takes)
+    stray = stray_flags(ATTACK_SPECS, name, [dest for _, dest, _, _ in ATTACK_OPTIONS
+                                             if raw.get(dest) is not None])
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}",
                                ctx=ctx)
@@ -304,6 +293,16 @@ def _run_output_options(default_path: str):
     return decorate
 
 
+def _engine_options(f):
+    """--engine and --workers of a stage whose run splits into shards (attack, certify)."""
+    f = click.option("--workers", type=int, default=None,
+                     help="Shards (Ray tasks) of --engine ray.")(f)
+    return click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"),
+                        default="local", show_default=True,
+                        help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, else a local "
+                             "Ray) and merge them; needs advbench[ray].")(f)
+
+
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
                      limit_help: str, batch_size: int):
     """The options that pick a stage's samples (``data.samples.Samples``): --dataset and --data
@@ -392,20 +391,10 @@ def data_info(data_dir):
 
         advbench data info --data-dir ../shared/data
     """
-    from rich.table import Table
-
     from advbench import data as datamod
     from advbench.score import report
 
-    table = Table(title="advbench data sets")
-    for col in ("data set", "found", "layout", "path", "searched", "accepts"):
-        table.add_column(col)
-    for row in datamod.describe(data_dir):
-        table.add_row(row["dataset"], "yes" if row["found"] else "no", row["layout"],
-                      row["path"], "\n".join(row["searched"]), row["accepts"])
-    table.add_row("your own", "", "", "--data PATH", "", "an .npz (x_train, y_train, x_test, "
-                  "y_test; or x, y) or DIR/<class>/*.png|jpg (or DIR/train/, DIR/test/)")
-    report.show(table)  # full width when piped, as every table
+    report.show(report.data_table(datamod.describe(data_dir)))  # full width when piped
 
 
 @data.command("fetch")
@@ -610,8 +599,8 @@ def train(dataset, data_path, architecture, fine_tune, reading, activation, brel
 
         advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
-    own = _checked(stages.check_train_options, architecture, fine_tune=fine_tune,
-                   reading=reading, brelu_t=brelu_t, activation=activation)
+    own = stages.check_train_options(architecture, fine_tune=fine_tune,
+                                     reading=reading, brelu_t=brelu_t, activation=activation)
     dataset = stages.data_source(dataset, data_path, _say(quiet)) or "mnist"
     notes: list[str] = []
     spec, config = stages.train_config(
@@ -738,8 +727,8 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 
         RAY_ADDRESS=auto advbench reproduce --profile paper --out /shared/results --engine ray
     """
-    _checked(stages.check_reproduce_options, seed=seed, plan=show_plan, as_json=as_json,
-             stage=stage_id, emit=emit, engine=engine, workers=workers)
+    stages.check_reproduce_options(seed=seed, plan=show_plan, as_json=as_json,
+                                   stage=stage_id, emit=emit, engine=engine, workers=workers)
     repro = stages.reproduction(dataset, profile, out, seed=seed, data_dir=data_dir,
                                 models_dir=models_dir, stage=stage_id, plan=show_plan,
                                 progress=_progress(quiet))
@@ -812,10 +801,7 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run's summary as JSON on stdout instead of the path: success "
                    "rates both ways, norms, robustness for minimal attacks.")
-@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
-              show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
-                                      "else a local Ray) and merge them; needs advbench[ray].")
-@click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
+@_engine_options
 @click.option("--shard", "shard_text", default=None, metavar="I/N", callback=_check_shard,
               help="Attack batches I, I+N, I+2N, ... only (0 <= I < N); auto/N takes I from "
                    "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
@@ -838,7 +824,7 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
         advbench attack cnn --attack pgd --engine ray --workers 8 -o runs/pgd.h5
     """
     shard = _shard(shard_text)
-    _checked(stages.check_engine, engine, workers, shard)
+    stages.check_engine(engine, workers, shard)
     dataset = stages.data_source(dataset, data_path, _say(quiet))
     if stages.check_curve_options(attack_values.get("eps"), plot=plot, output=output,
                                   shard=shard, engine=engine, target_mode=target_mode):
@@ -929,10 +915,7 @@ def merge(shards, output, overwrite):
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Certify image groups I, I+N, ... only (as attack --shard); join the "
                    "shards with `advbench merge`.")
-@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
-              show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
-                                      "else a local Ray) and merge them; needs advbench[ray].")
-@click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
+@_engine_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary (certified accuracy at radii 0-1, average radius, "
                    "abstention) as JSON instead of the path.")
@@ -959,9 +942,9 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
     from advbench.score.certify import certify_json
 
     shard = _shard(shard_text)
-    _checked(stages.check_engine, engine, workers, shard)
+    stages.check_engine(engine, workers, shard)
     run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", **samples)
-    _checked(stages.check_certify_options, sigma=sigma, **run)
+    stages.check_certify_options(sigma=sigma, **run)
     stages.check_outputs(output=output)
     dataset = stages.data_source(dataset, data_path, _say(quiet))
     model = stages.open_model(model_ref, dataset=dataset, data_dir=data_dir,
@@ -1131,8 +1114,8 @@ def evaluate(model_ref, artifacts, dataset, data_path, samples, reading, eps, cu
                 "--eps": eps is not None, "--source": source_ref, "--alpha": alpha is not None,
                 "--fail-under": fail_under, "--fail-over": fail_over, "--csv": csv_path,
                 "--plot": plot})
-    eps = _checked(stages.check_evaluate_options, eps, alpha=alpha, source=source_ref,
-                   plot=plot, artifacts=artifacts)
+    eps = stages.check_evaluate_options(eps, alpha=alpha, source=source_ref,
+                                        plot=plot, artifacts=artifacts)
     stages.check_outputs(output=output, csv_path=csv_path, plot=plot)
     model, result = stages.evaluate_from_options(
         model_ref, artifacts, dataset=stages.data_source(dataset, data_path, _say(quiet)),
@@ -1165,8 +1148,8 @@ def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, stray
     """``evaluate --distance-shard``: write one part of the training-set distance."""
     from advbench.score import report
 
-    _checked(stages.check_distance_shard_options, distance=distance, output=output,
-             stray=[flag for flag, given in stray.items() if given])
+    stages.check_distance_shard_options(distance=distance, output=output,
+                                        stray=[flag for flag, given in stray.items() if given])
     path, part = stages.distance_part_from_options(
         model_ref, artifacts, _shard(shard_text, flag="--distance-shard"), output=output,
         **_voices(quiet), **options)
@@ -1382,11 +1365,10 @@ def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_f
     ctx = click.get_current_context()
     given = [name for name in values
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
-    with _usage_errors():
-        return stages.audit_settings(checks, eps=eps, norm=norm, values=values, given=given,
-                                     surrogate=bool(surrogate_ref),
-                                     surrogate_values=surrogate_flags,
-                                     unbounded_eps=unbounded_eps, limit=limit)
+    return stages.audit_settings(checks, eps=eps, norm=norm, values=values, given=given,
+                                 surrogate=bool(surrogate_ref),
+                                 surrogate_values=surrogate_flags,
+                                 unbounded_eps=unbounded_eps, limit=limit)
 
 
 def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format) -> None:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 import numpy as np
 
@@ -52,6 +53,29 @@ Say = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     """The default ``say`` of a Python call: no start lines (progress still logs)."""
+
+
+@contextlib.contextmanager
+def _as_options() -> Iterator[None]:
+    """The ParameterErrors of option values raised here as OptionErrors."""
+    try:
+        yield
+    except OptionError:
+        raise
+    except ParameterError as e:
+        raise OptionError(str(e)) from None
+
+
+Rule = TypeVar("Rule", bound=Callable[..., Any])
+
+
+def _option_rule(check: Rule) -> Rule:
+    """A rule on a command's options: its ParameterErrors are OptionErrors (usage errors)."""
+    @functools.wraps(check)
+    def rule(*args: Any, **kwargs: Any) -> Any:
+        with _as_options():
+            return check(*args, **kwargs)
+    return cast(Rule, rule)
 
 
 def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | None = None,
@@ -611,21 +635,21 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
 
 
 # -- the commands' rules on their options, for any caller --------------------------------------
+@_option_rule
 def build_attack(name: str, values: dict[str, Any]) -> Attack:
     """The attack ``name`` (``attacks.make_attack``) of option values by parameter name (a
     None value: not given), refusing the parameters it does not take (named by their flags,
     ``attacks.ATTACK_SPECS``) and an L-inf eps above 1 (an eps in the model's own pixel units,
     8 meaning 8/255, would turn every pixel into 0 or 1 and call it an attack).
 
-    Raises: ParameterError (one line, naming the flags)."""
-    from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS, ATTACKS, make_attack
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
+    from advbench.attacks import ATTACK_SPECS, make_attack
     from advbench.attacks.budgets import shown
     from advbench.core.errors import flags_verb
-    from advbench.core.params import flag_table
+    from advbench.core.params import stray_flags
 
-    flag_of = {p.name: flag for flag, (p, _) in flag_table(ATTACK_SPECS, ATTACK_PARAMETERS).items()}
     given = {k: v for k, v in values.items() if v is not None}
-    stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
+    stray = stray_flags(ATTACK_SPECS, name, given)
     if stray:
         raise ParameterError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
     attack = make_attack(name, **given)
@@ -638,6 +662,7 @@ def build_attack(name: str, values: dict[str, Any]) -> Attack:
     return attack
 
 
+@_option_rule
 def build_defense(defense: str, dataset: str, values: dict[str, Any],
                   notes: list[str] | None = None) -> Any:
     """The defense ``defense`` (``defenses.make_defense``) of `train`'s option values by flag
@@ -647,7 +672,7 @@ def build_defense(defense: str, dataset: str, values: dict[str, Any],
     ``dataset``, or, for a user's data, of the built-in set of its image size (said in
     ``notes``); a user's data of another size must give them.
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.attacks.budgets import matching_dataset
     from advbench.core.errors import flags_verb
     from advbench.core.params import flag_table
@@ -683,6 +708,7 @@ def build_defense(defense: str, dataset: str, values: dict[str, Any],
     return make_defense(defense, dataset, **params)
 
 
+@_option_rule
 def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str,
                    values: dict[str, Any], given: Sequence[str] = (),
                    surrogate: bool = False, surrogate_values: dict[str, Any] | None = None,
@@ -699,7 +725,7 @@ def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str
             trained surrogate's options by flag (``--surrogate-epochs``: None not given).
         unbounded_eps: check 4's eps; limit: the samples (default ``score.AUDIT_SAMPLES``).
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.checks import check_range
     from advbench.core.errors import flags_verb
     from advbench.score import AUDIT_CHECKS, AUDIT_PARAMS, AUDIT_SAMPLES, AUDIT_SETTING_CHECKS
@@ -740,23 +766,25 @@ def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str
     return checks, settings, AUDIT_SAMPLES if limit is None else limit
 
 
+@_option_rule
 def check_engine(engine: str, workers: int | None = None, shard: Shard | None = None) -> None:
     """Ray makes its own shards from ``workers``; a job array gives ``shard``: never both.
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     if engine == "ray" and (shard is not None or workers is None):
         raise ParameterError("--engine ray makes its own shards: give --workers N, not --shard")
     if engine != "ray" and workers is not None:
         raise ParameterError("--workers is for --engine ray; a job array gives --shard I/N")
 
 
+@_option_rule
 def check_attack_options(attack: Attack, name: str, *, target_mode: str | None = None,
                          start_from: str = "prediction") -> None:
     """`advbench attack`'s options checked against the attack: targets only for attacks
     that take them, ``start_from`` only for the untargeted minimal attacks
     (``run.START_FROM_ATTACKS``).
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.run import START_FROM_ATTACKS
 
     if target_mode is not None and not attack.accepts_targets():
@@ -768,13 +796,14 @@ def check_attack_options(attack: Attack, name: str, *, target_mode: str | None =
                              "from the label)")
 
 
+@_option_rule
 def check_train_options(architecture: str, *, fine_tune: bool = False,
                         reading: dict[str, Any] | None = None, brelu_t: float | None = None,
                         activation: str = "relu") -> bool:
     """Whether ``architecture`` is the user's own file (not a zoo architecture); the options
     that apply only to one (``fine_tune``, ``reading``) or only to BReLU refused.
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.errors import flags_verb
     from advbench.models.zoo import ARCHITECTURES
 
@@ -794,6 +823,7 @@ def check_train_options(architecture: str, *, fine_tune: bool = False,
     return own
 
 
+@_option_rule
 def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: float | None = None,
                            source: str | None = None, plot: PathLike | None = None,
                            artifacts: Sequence[PathLike] = ()) -> tuple[float, ...] | None:
@@ -801,7 +831,7 @@ def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: floa
     ``alpha`` and ``source`` shape a curve, ``plot`` draws one (of the eps, or of a curve or
     certification artifact among ``artifacts``).
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.checks import check_range
     from advbench.run.artifacts import CERTIFICATION_SCHEMA, CURVE_SCHEMA, artifact_kind
 
@@ -819,13 +849,14 @@ def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: floa
     return eps
 
 
+@_option_rule
 def check_reproduce_options(*, seed: int = 0, plan: bool = False, as_json: bool = False,
                             stage: str | None = None, emit: Any = None, engine: str = "local",
                             workers: int | None = None) -> None:
     """`advbench reproduce`'s options checked against each other: one of the plan, a stage
     and the emitted jobs; JSON only for the plan; Ray runs every stage with its workers.
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.checks import check_seed
 
     check_seed(seed)
@@ -839,13 +870,14 @@ def check_reproduce_options(*, seed: int = 0, plan: bool = False, as_json: bool 
         raise ParameterError("--workers is for --engine ray")
 
 
+@_option_rule
 def check_distance_shard_options(*, distance: bool = True, output: PathLike | None = None,
                                  stray: Sequence[str] = ()) -> None:
     """`advbench evaluate --distance-shard`'s options: it computes one part of the
     training-set distance (so ``distance`` on) into ``output``, and nothing else (``stray``:
     the flags of a full evaluation given).
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.errors import flags_verb
 
     if stray:
@@ -864,17 +896,6 @@ def check_distance_shard_options(*, distance: bool = True, output: PathLike | No
 # What each command does between parsing its flags and printing, for any caller: option values
 # in (None: not given), the same checks, defaults, messages and stage call out. A value refused
 # before any work is an OptionError (the command's usage error, exit 2).
-@contextlib.contextmanager
-def _as_options() -> Iterator[None]:
-    """The ParameterErrors of option values raised here as OptionErrors."""
-    try:
-        yield
-    except OptionError:
-        raise
-    except ParameterError as e:
-        raise OptionError(str(e)) from None
-
-
 def data_source(dataset: str | None = None, data_path: PathLike | None = None,
                 say: Say | None = None) -> str | None:
     """The data a command works on: ``dataset`` (a built-in name) or ``data_path`` (your .npz
@@ -914,6 +935,7 @@ def reading_options(*, custom_objects: str | None = None, outputs: str = "auto",
             "preprocessing": preprocessing, "model_output": model_output}
 
 
+@_option_rule
 def check_samples(*, limit: int | None = None, start: int = 0, batch_size: int = 128,
                   seed: int = 0, split: str = "test") -> None:
     """The sample options checked before any work (``data.samples.Samples.validate``: batch
@@ -922,9 +944,8 @@ def check_samples(*, limit: int | None = None, start: int = 0, batch_size: int =
     Raises: OptionError."""
     from advbench.data.samples import Samples
 
-    with _as_options():
-        Samples(dataset="", split=split, limit=limit, start=start, batch_size=batch_size,
-                seed=seed).validate()
+    Samples(dataset="", split=split, limit=limit, start=start, batch_size=batch_size,
+            seed=seed).validate()
 
 
 def check_outputs(*, output: PathLike | None = None, csv_path: PathLike | None = None,
@@ -978,15 +999,13 @@ def attack_with_budget(name: str, values: dict[str, Any], *, dataset: str | None
     Raises: OptionError (bad values; your data of no built-in image size without an eps),
         DataError (unreadable data)."""
     if model is None and not dataset:
-        with _as_options():
-            return build_attack(name, values), None
+        return build_attack(name, values), None
     input_shape = None
     if model is not None:
         dataset = dataset or model.meta.get("dataset")
         input_shape = tuple(model.model.input_shape[1:])
     budget = _budget(name, values, dataset, data_path, input_shape)
-    with _as_options():
-        return build_attack(name, {**values, **budget.values}), budget
+    return build_attack(name, {**values, **budget.values}), budget
 
 
 def check_curve_options(eps: Any, *, command: str = "attack", plot: PathLike | None = None,
@@ -1036,9 +1055,8 @@ def attack_from_options(model: LoadedModel | str, name: str, values: dict[str, A
     Raises: OptionError (options refused before any work), then as ``attack``.
     """
     attack_obj, budget = attack_with_budget(name, values, dataset=dataset, data_path=data_path)
-    with _as_options():
-        check_attack_options(attack_obj, name, target_mode=run.get("target_mode"),
-                             start_from=run.get("start_from", "prediction"))
+    check_attack_options(attack_obj, name, target_mode=run.get("target_mode"),
+                         start_from=run.get("start_from", "prediction"))
     check_samples(**{k: run[k] for k in ("limit", "start", "batch_size", "seed") if k in run})
     check_outputs(output=run.get("output"))
     model = _open_said(model, dataset, models_dir=models_dir, data_dir=run.get("data_dir"),
@@ -1081,8 +1099,7 @@ def curves_from_options(name: str, values: dict[str, Any], sources: Sequence[str
     checked = {**values, **(budget.values if budget else {}), "eps": max(eps)}
     if name == "rand-fgsm" and checked.get("alpha") is None:
         checked["alpha"] = 0.0  # checked against the data set's default once it is known
-    with _as_options():
-        attack_obj = build_attack(name, checked)
+    attack_obj = build_attack(name, checked)
     check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
     models = open_models([*sources, *targets], dataset=dataset, data_dir=data_dir,
                          models_dir=models_dir, say=say_note, **(reading or {}))
@@ -1091,8 +1108,7 @@ def curves_from_options(name: str, values: dict[str, Any], sources: Sequence[str
     if budget is None:
         budget = _budget(name, values, dataset, None,
                          input_shape=tuple(crafted_on[0].model.input_shape[1:]))
-        with _as_options():
-            attack_obj = build_attack(name, {**values, **budget.values, "eps": max(eps)})
+        attack_obj = build_attack(name, {**values, **budget.values, "eps": max(eps)})
     norm = getattr(attack_obj, "norm", "linf")
     if say is not None:
         # Every parameter of the curve, as an attack run's line gives them.
@@ -1375,6 +1391,7 @@ def reproduce(repro: Any, out: PathLike, *, stage: str | None = None, engine: st
     return repro.run()  # finds every stage done (or does what is left), writes the report
 
 
+@_option_rule
 def check_certify_options(*, sigma: float, **run: Any) -> None:
     """`advbench certify`'s values checked before any work (``certify.CertifyRun.validate``:
     sigma, n0, n, alpha, mode and the samples; ``run``: its fields).
@@ -1382,8 +1399,7 @@ def check_certify_options(*, sigma: float, **run: Any) -> None:
     Raises: OptionError."""
     from advbench.score.certify import CertifyRun
 
-    with _as_options():
-        CertifyRun(model_path="", dataset="", sigma=sigma, **run).validate()
+    CertifyRun(model_path="", dataset="", sigma=sigma, **run).validate()
 
 
 def distance_part_from_options(model: LoadedModel | str, artifacts: Sequence[PathLike],
