@@ -497,6 +497,18 @@ def _spec_options(specs: dict, order: tuple
 DEFENSE_OPTIONS = _spec_options(DEFENSE_SPECS, DEFENSE_PARAMETERS)
 
 
+def _declared_options(reference: str):
+    """One Click option per parameter of a library declaration (``"module:PARAMS"``, a tuple
+    of ``core.params.Param``) that has a flag: its default, type and help come from there."""
+    def decorate(f):
+        for p in reversed(_registry(reference)):
+            if p.cli_flag is not None:
+                f = click.option(p.cli_flag, p.name, type=_param_type(p), default=p.default,
+                                 show_default=True, help=p.help or None)(f)
+        return f
+    return decorate
+
+
 def _flag_options(rows, f):
     """One Click option per (flag, parameter name, type, help); a ``None`` type is an on/off
     flag. Every default is None, so that only the flags given reach the library."""
@@ -552,14 +564,7 @@ class ArchitectureOrFile(RegistryChoice):
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
               show_default=True)
 @_defense_options
-@click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
-@click.option("--patience", type=int, default=5, show_default=True,
-              help="Early stopping patience in epochs (validation accuracy).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, default=None,
-              help="Train on a class-balanced subset of this many images.")
+@_declared_options("advbench.run:TRAIN_PARAMS")
 @_data_dir_option
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -1255,21 +1260,6 @@ class CheckList(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-def _audit_flags() -> list[Any]:
-    """The budget and threshold flags of `advbench audit`: the settings declared with a flag
-    (``advbench.score.AUDIT_PARAMS``)."""
-    from advbench.score import AUDIT_PARAMS
-
-    return [p for p in AUDIT_PARAMS if p.cli_flag is not None]
-
-
-def _audit_options(f):
-    for p in reversed(_audit_flags()):
-        f = click.option(p.cli_flag, p.name, type=_param_type(p), default=p.default,
-                         show_default=True, help=p.help)(f)
-    return f
-
-
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
 @click.option("--eps", type=EpsValue(), default=None,
@@ -1296,7 +1286,7 @@ def _audit_options(f):
 @click.option("--unbounded-eps", type=EpsValue(), default=None,
               help="Check 4's eps [default: the whole image box, 1 (linf) or "
                    "sqrt(pixels x channels) (l2)].")
-@_audit_options
+@_declared_options("advbench.score:AUDIT_PARAMS")
 @click.option("--fail-on", type=RegistryChoice("advbench.score:FAIL_ON"), default=None,
               help="Exit with code 4 when a check's verdict is this or worse (CI).")
 @click.option("--json", "as_json", is_flag=True,

@@ -281,3 +281,19 @@ def test_cli_stderr_has_no_tensorflow_start_up_logs(trained_tiny_cnn, fake_data_
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{tmp_path / 'fgsm.h5'}\n"
     assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr, proc.stderr
+
+
+def test_train_flags_and_config_share_one_declaration():
+    """`advbench train`'s training flags and ``TrainConfig``'s defaults are the same
+    declarations (``run.TRAIN_PARAMS``), so the help cannot show another default than a Python
+    caller gets."""
+    import dataclasses
+
+    from advbench.run import TRAIN_PARAMS
+    from advbench.run.train import TrainConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    options = {p.name: p for p in main.commands["train"].params}
+    for p in TRAIN_PARAMS:
+        assert fields[p.name] == p.default == options[p.name].default, p.name
+        assert options[p.name].opts == [p.cli_flag]
