@@ -225,6 +225,23 @@ DATA_HELP = ("Your own data instead of --dataset: an .npz (x_train, y_train, x_t
              "x, y as a test split) or a folder with one sub-folder of images per class.")
 
 
+def _options(options: list) -> Callable[[Callable], Callable]:
+    """Apply Click options in the order they are listed (as stacked decorators read)."""
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+def _data_options(dataset_help: str, data_help: str = DATA_HELP) -> list:
+    """--dataset (a built-in data set) and --data (the user's own, ``stages.data_source``)."""
+    return [click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"),
+                         default=None, help=dataset_help),
+            click.option("--data", "data_path", type=click.Path(), default=None,
+                         metavar="FILE|DIR", help=data_help)]
+
+
 def _grouped(name: str, keys: tuple[str, ...], build: Callable[..., Any] = dict):
     """Pass a group of options to the command as one keyword ``name``: ``build(**values)``."""
     def decorate(f):
@@ -248,7 +265,7 @@ def _reading_options(f):
     command gets them as ``reading`` (``stages.reading_options``)."""
     f = _grouped("reading", ("custom_objects", "outputs", "input_range", "mean", "std",
                              "model_output"), _reading)(f)
-    for option in reversed([
+    return _options([
         click.option("--custom-objects", metavar="MODULE", default=None,
                      help="Your importable module defining your model file's custom layers "
                           "(the only code of yours advbench runs)."),
@@ -270,9 +287,7 @@ def _reading_options(f):
                      help="Which output of your multi-output model holds the class scores: "
                           "its layer name or 0-based index (named --model-output because "
                           "-o/--output is the artifact path and --outputs their kind)."),
-    ]):
-        f = option(f)
-    return f
+    ])(f)
 
 
 def _run_output_options(default_path: str):
@@ -285,12 +300,7 @@ def _run_output_options(default_path: str):
                      help="Continue an interrupted run of the same command."),
         click.option("--overwrite", is_flag=True, help="Replace an existing artifact."),
     ]
-
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-    return decorate
+    return _options(options)
 
 
 def _engine_options(f):
@@ -318,17 +328,10 @@ def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
         click.option("--seed", type=int, default=0, show_default=True),
     ]
     if dataset_help is not None:
-        options[:0] = [click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"),
-                                    default=None, help=dataset_help),
-                       click.option("--data", "data_path", type=click.Path(), default=None,
-                                    metavar="FILE|DIR", help=DATA_HELP)]
+        options[:0] = _data_options(dataset_help)
 
-    def decorate(f):
-        f = _grouped("samples", ("split", "limit", "start", "batch_size", "seed"))(f)
-        for option in reversed(options):
-            f = option(f)
-        return f
-    return decorate
+    return lambda f: _options(options)(
+        _grouped("samples", ("split", "limit", "start", "batch_size", "seed"))(f))
 
 
 # What Ctrl-C leaves behind, by command: an audit writes its record only at the end.
@@ -541,10 +544,7 @@ class ArchitectureOrFile(RegistryChoice):
 
 
 @main.command()
-@click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"), default=None,
-              help="Data set [default: mnist].")
-@click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
-              help=DATA_HELP)
+@_options(_data_options("Data set [default: mnist]."))
 @click.option("--model", "architecture",
               type=ArchitectureOrFile("advbench.models:ARCHITECTURE_BUILDERS"),
               default="cnn", show_default=True,
@@ -651,10 +651,7 @@ def models_command(paths, models_dir, as_json):
 @click.argument("model_ref", metavar="MODEL")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="The .keras file to write.")
-@click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"), default=None,
-              help="Data set of a foreign MODEL.")
-@click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
-              help="Your own data, for a foreign MODEL.")
+@_options(_data_options("Data set of a foreign MODEL.", "Your own data, for a foreign MODEL."))
 @_reading_options
 @_data_dir_option
 @_models_dir_option
@@ -995,7 +992,7 @@ def _help_from(**texts: Callable[[], str]) -> Callable[[Callable], Callable]:
 
 
 def _output_options(f):
-    for option in reversed([
+    return _options([
         click.option("--json", "as_json", is_flag=True,
                      help="Print the results as JSON on stdout."),
         click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
@@ -1013,9 +1010,7 @@ def _output_options(f):
                      show_default=True,
                      help="Tables on stderr: rich boxes (plain, full width when stderr is not a "
                           "terminal) or markdown."),
-    ]):
-        f = option(f)
-    return f
+    ])(f)
 
 
 @main.command()
