@@ -8,14 +8,20 @@ each, with the same artifacts, run keys, default paths and output locks (docs/py
     run = stages.attack(model, make_attack("pgd", eps=0.1), limit=100)
     score = stages.evaluate(model, [run.path], limit=100)
 
+The ``*_from_options`` calls (``attack_from_options``, ``evaluate_from_options``...) are the
+commands themselves: they take the option values as typed (None: not given), check them
+before the model loads (``OptionError``: the command's usage error), open the MODEL reference,
+fill the data set's defaults and make the stage call, so that a command only parses, makes
+that one call and prints.
+
 Each stage owns its run: it loads the samples once, computes the run key
 (``outputs.run_key``), picks the default path, reuses a complete artifact of the same key,
 resumes an interrupted one, refuses anything else without ``overwrite`` and holds the output
 lock while it writes (``outputs.claim_output``). Errors are ``advbench.core.errors.AdvbenchError``
 subclasses with a one-line message: ``ParameterError`` (bad values, or options that do not
-apply), ``ArtifactError`` (an unreadable model or artifact, an output of another run),
-``DataError`` (data files), ``OutputError`` (an output that cannot be written, or is being
-written by another run).
+apply; ``OptionError`` when refused before any work), ``ArtifactError`` (an unreadable model
+or artifact, an output of another run), ``DataError`` (data files), ``OutputError`` (an
+output that cannot be written, or is being written by another run).
 """
 
 from __future__ import annotations

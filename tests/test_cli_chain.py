@@ -124,6 +124,10 @@ def test_fail_under_gate_exit_codes(in_chain):
     (["--fail-over", "success_rate=-0.1"], "success_rate is a fraction in [0, 1]\n"),
     (["--fail-under", "robustness=-1"], "robustness is >= 0\n"),
     (["--eps", "1:0:0.1"], "ends (0.0) before it starts"),
+    # stages.gate_options' OptionError names the flag: Click's "Invalid value for" form.
+    (["--radii", "0.1,x"], "Error: Invalid value for --radii: '0.1,x' is not a "
+     "comma-separated list of numbers\n"),
+    (["--radii", "-1"], "Error: radius must be a finite number >= 0, got -1.0\n"),
 ])
 def test_usage_errors_exit_2(in_chain, args, message):
     result = invoke("evaluate", "cnn", "--limit", 10, "-q", *args)
