@@ -506,8 +506,8 @@ def _declared_options(reference: str):
     def decorate(f):
         for p in reversed(_registry(reference)):
             if p.cli_flag is not None:
-                f = click.option(p.cli_flag, p.name, type=_param_type(p), default=p.default,
-                                 show_default=True, help=p.help or None)(f)
+                f = click.option(p.cli_declaration, p.name, type=_param_type(p),
+                                 default=p.default, show_default=True, help=p.help or None)(f)
         return f
     return decorate
 
@@ -1036,25 +1036,7 @@ def _output_options(f):
 @click.option("--radii", default=None, metavar="R[,R...]",
               help="L2 radii of certified accuracy for certification artifacts "
                    "[0,0.25,0.5,0.75,1].")
-@click.option("--distance-variant", type=RegistryChoice("advbench.run:DISTANCE_VARIANTS"),
-              default="l2",
-              show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
-@click.option("--success", "success_against",
-              type=RegistryChoice("advbench.run:SUCCESS_DEFINITIONS"), default="prediction",
-              show_default=True,
-              help="An untargeted attack succeeds when it changes the model's clean prediction "
-                   "(as ART and the paper's authors) or when the output differs from the "
-                   "label; success rate, norms and robustness use it, JSON has both rates.")
-@click.option("--distance/--no-distance", default=True, show_default=True,
-              help="Training-set distance for white-box minimal artifacts.")
-@click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
-              help="Loss sensitivity on the clean split.")
-@click.option("--sensitivity-variant",
-              type=RegistryChoice("advbench.run:SENSITIVITY_VARIANTS"), default="loss",
-              show_default=True,
-              help="What loss sensitivity differentiates: the loss at the label (the paper's "
-                   "text), or the predicted class's softmax output / logit (the authors' "
-                   "code, ART 735ead0c0 / tag 0.1).")
+@_declared_options("advbench.score:EVALUATE_PARAMS")
 @click.option("--overwrite", is_flag=True,
               help="Replace an -o file that holds something else than this evaluation (a "
                    "rerun of the same model and artifacts replaces its own).")

@@ -297,3 +297,18 @@ def test_train_flags_and_config_share_one_declaration():
     for p in TRAIN_PARAMS:
         assert fields[p.name] == p.default == options[p.name].default, p.name
         assert options[p.name].opts == [p.cli_flag]
+
+
+def test_evaluate_flags_are_the_declared_choices_of_the_library():
+    """`advbench evaluate`'s scoring flags come from ``score.EVALUATE_PARAMS``, whose defaults
+    are ``evaluate.evaluate``'s keyword defaults (what a Python caller gets)."""
+    import inspect
+
+    from advbench.score import EVALUATE_PARAMS
+    from advbench.score.evaluate import evaluate
+
+    keywords = inspect.signature(evaluate).parameters
+    options = {p.name: p for p in main.commands["evaluate"].params}
+    for p in EVALUATE_PARAMS:
+        assert keywords[p.name].default == p.default == options[p.name].default, p.name
+        assert options[p.name].opts == [p.cli_flag]
