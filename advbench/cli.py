@@ -147,7 +147,8 @@ class RegistryChoice(click.Choice):
 class AdvbenchCommand(click.Command):
     """A command that checks its model files and data (``advbench.models.precheck``) on the raw
     arguments, before any option's conversion can import TensorFlow (``--attack``'s choices
-    do), and imports TensorFlow quietly before running."""
+    do), imports TensorFlow quietly before running, and shows the library's OptionErrors as
+    its usage errors (with its usage line, as Click shows those raised in the command)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not any(arg in ("-h", "--help") for arg in args):
@@ -163,7 +164,11 @@ class AdvbenchCommand(click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         _quiet_tensorflow_import()
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except OptionError as e:  # the library's refusal of options: a usage error (exit 2)
+            raise (click.BadParameter(str(e), ctx=ctx, param_hint=e.flag) if e.flag
+                   else click.UsageError(str(e), ctx=ctx)) from None
 
 
 def _precheck_attack_flags(ctx: click.Context, raw: dict, default: Any) -> None:
@@ -351,9 +356,6 @@ class AdvbenchGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except OptionError as e:  # the library's refusal of options: a usage error (exit 2)
-            raise (click.BadParameter(str(e), param_hint=e.flag) if e.flag
-                   else click.UsageError(str(e))) from None
         except AdvbenchError as e:
             raise click.ClickException(str(e)) from None
         except KeyboardInterrupt:
