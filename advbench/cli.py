@@ -8,18 +8,20 @@ stderr. Bad input is a one-line error with exit code 1 (2 for usage errors).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import click
 
 from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
 from advbench.attacks.budgets import AUDIT_EPS_HELP
-from advbench.core.errors import AdvbenchError, flags_verb
+from advbench.core.errors import AdvbenchError, OptionError, ParameterError, flags_verb
+from advbench.core.params import stray_flags
 from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
 from advbench.score.metric_registry import gate_help
 
@@ -28,24 +30,13 @@ EXIT_AUDIT_FAILED = 4
 
 
 @contextlib.contextmanager
-def _usage_errors(kind: type[Exception] | None = None) -> Iterator[None]:
-    """Bad option values as usage errors (exit 2), raised before any work starts: the
-    library's checks (``advbench.core.checks``, the constructors' ParameterErrors) are the one
-    validation of every numeric option, and the CLI only maps them. ``kind``: map only this
-    subclass of ParameterError."""
-    from advbench.core.errors import ParameterError
-
+def _usage_errors() -> Iterator[None]:
+    """The library's ParameterErrors of an option's value as usage errors (exit 2), raised
+    while parsing, before any work starts."""
     try:
         yield
-    except (kind or ParameterError) as e:
+    except ParameterError as e:
         raise click.UsageError(str(e)) from None
-
-
-def _checked(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``check(*args, **kwargs)`` (a library rule on options), its ParameterError a usage
-    error (``_usage_errors``)."""
-    with _usage_errors():
-        return check(*args, **kwargs)
 
 
 def _check_shard(ctx: click.Context, param: click.Parameter, text: str | None) -> str | None:
@@ -156,7 +147,8 @@ class RegistryChoice(click.Choice):
 class AdvbenchCommand(click.Command):
     """A command that checks its model files and data (``advbench.models.precheck``) on the raw
     arguments, before any option's conversion can import TensorFlow (``--attack``'s choices
-    do), and imports TensorFlow quietly before running."""
+    do), imports TensorFlow quietly before running, and shows the library's OptionErrors as
+    its usage errors (with its usage line, as Click shows those raised in the command)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not any(arg in ("-h", "--help") for arg in args):
@@ -172,7 +164,11 @@ class AdvbenchCommand(click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         _quiet_tensorflow_import()
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except OptionError as e:  # the library's refusal of options: a usage error (exit 2)
+            raise (click.BadParameter(str(e), ctx=ctx, param_hint=e.flag) if e.flag
+                   else click.UsageError(str(e), ctx=ctx)) from None
 
 
 def _precheck_attack_flags(ctx: click.Context, raw: dict, default: Any) -> None:
@@ -183,9 +179,8 @@ def _precheck_attack_flags(ctx: click.Context, raw: dict, default: Any) -> None:
     name = raw.get("attack_name", default)
     if not isinstance(name, str) or name not in ATTACK_SPECS:
         return  # no --attack, or an invalid choice: the full parse says it
-    takes = {param.name for param in ATTACK_SPECS[name].params}
-    stray = sorted(flag.split("/")[0] for flag, dest, _, _ in ATTACK_OPTIONS
-                   if raw.get(dest) is not None and dest not in takes)
+    stray = stray_flags(ATTACK_SPECS, name, [dest for _, dest, _, _ in ATTACK_OPTIONS
+                                             if raw.get(dest) is not None])
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}",
                                ctx=ctx)
@@ -235,25 +230,47 @@ DATA_HELP = ("Your own data instead of --dataset: an .npz (x_train, y_train, x_t
              "x, y as a test split) or a folder with one sub-folder of images per class.")
 
 
-def _data_source(dataset: str | None, data_path: str | None, quiet: bool = False) -> str | None:
-    """The data set a command works on: --dataset's name or --data's file (checked, and what
-    was detected about it said on stderr); None when neither is given."""
-    if dataset and data_path:
-        raise click.UsageError("Use just one of --dataset or --data")
-    if data_path is None:
-        return dataset
-    from advbench import data as datamod
+def _options(options: list) -> Callable[[Callable], Callable]:
+    """Apply Click options in the order they are listed (as stacked decorators read)."""
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
 
-    name = datamod.source_name(data_path)
-    if not quiet:
-        for note in datamod.notes(name):
-            click.echo(note, err=True)
-    return name
+
+def _data_options(dataset_help: str, data_help: str = DATA_HELP) -> list:
+    """--dataset (a built-in data set) and --data (the user's own, ``stages.data_source``)."""
+    return [click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"),
+                         default=None, help=dataset_help),
+            click.option("--data", "data_path", type=click.Path(), default=None,
+                         metavar="FILE|DIR", help=data_help)]
+
+
+def _grouped(name: str, keys: tuple[str, ...], build: Callable[..., Any] = dict):
+    """Pass a group of options to the command as one keyword ``name``: ``build(**values)``."""
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            return f(*args, **{name: build(**{k: kwargs.pop(k) for k in keys})}, **kwargs)
+        return command
+    return decorate
+
+
+def _reading(**flags: Any) -> dict:
+    """``loading.open_model``'s reading keywords of the flags (``stages.reading_options``)."""
+    try:
+        return stages.reading_options(**flags)
+    except ParameterError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _reading_options(f):
-    """How to read a foreign model file: custom objects, outputs, expected input."""
-    for option in reversed([
+    """How to read a foreign model file: custom objects, outputs, expected input; the
+    command gets them as ``reading`` (``stages.reading_options``)."""
+    f = _grouped("reading", ("custom_objects", "outputs", "input_range", "mean", "std",
+                             "model_output"), _reading)(f)
+    return _options([
         click.option("--custom-objects", metavar="MODULE", default=None,
                      help="Your importable module defining your model file's custom layers "
                           "(the only code of yours advbench runs)."),
@@ -271,35 +288,11 @@ def _reading_options(f):
         click.option("--std", metavar="S[,S,S]", default=None,
                      help="Per-channel std your model divides by (after the mean)."),
         # Not -o/--output (the artifact path) nor --outputs (logits or probabilities).
-        # Stored in the context, so that the commands' signatures stay as they are.
-        click.option("--model-output", metavar="NAME|INDEX", default=None, expose_value=False,
-                     callback=lambda ctx, param, value: ctx.meta.__setitem__(
-                         "model_output", value),
+        click.option("--model-output", metavar="NAME|INDEX", default=None,
                      help="Which output of your multi-output model holds the class scores: "
                           "its layer name or 0-based index (named --model-output because "
                           "-o/--output is the artifact path and --outputs their kind)."),
-    ]):
-        f = option(f)
-    return f
-
-
-def _reading(custom_objects, outputs, input_range, mean, std) -> dict:
-    """``loading.open_model``'s reading keywords from the flags of ``_reading_options``."""
-    from advbench.core.errors import ParameterError
-    from advbench.models.adapt import Preprocessing, parse_channels, parse_range
-
-    try:
-        preprocessing = None
-        if input_range or mean or std:
-            preprocessing = Preprocessing(
-                input_range=parse_range(input_range) if input_range else (0.0, 1.0),
-                mean=parse_channels(mean, "--mean") if mean else (0.0,),
-                std=parse_channels(std, "--std") if std else (1.0,))
-    except ParameterError as e:
-        raise click.BadParameter(str(e)) from None
-    return {"custom_objects": custom_objects, "outputs": outputs,
-            "preprocessing": preprocessing,
-            "model_output": click.get_current_context().meta.get("model_output")}
+    ])(f)
 
 
 def _run_output_options(default_path: str):
@@ -312,18 +305,24 @@ def _run_output_options(default_path: str):
                      help="Continue an interrupted run of the same command."),
         click.option("--overwrite", is_flag=True, help="Replace an existing artifact."),
     ]
+    return _options(options)
 
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-    return decorate
+
+def _engine_options(f):
+    """--engine and --workers of a stage whose run splits into shards (attack, certify)."""
+    f = click.option("--workers", type=int, default=None,
+                     help="Shards (Ray tasks) of --engine ray.")(f)
+    return click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"),
+                        default="local", show_default=True,
+                        help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, else a local "
+                             "Ray) and merge them; needs advbench[ray].")(f)
 
 
 def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
                      limit_help: str, batch_size: int):
     """The options that pick a stage's samples (``data.samples.Samples``): --dataset and --data
-    (when ``dataset_help`` is given), --split, --limit, --start, --batch-size and --seed."""
+    (when ``dataset_help`` is given), --split, --limit, --start, --batch-size and --seed, the
+    last five given to the command as one dict, ``samples``."""
     options = [
         click.option("--split", type=RegistryChoice("advbench.data:SPLITS"), default="test",
                      show_default=True, help=split_help),
@@ -334,16 +333,10 @@ def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
         click.option("--seed", type=int, default=0, show_default=True),
     ]
     if dataset_help is not None:
-        options[:0] = [click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"),
-                                    default=None, help=dataset_help),
-                       click.option("--data", "data_path", type=click.Path(), default=None,
-                                    metavar="FILE|DIR", help=DATA_HELP)]
+        options[:0] = _data_options(dataset_help)
 
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-    return decorate
+    return lambda f: _options(options)(
+        _grouped("samples", ("split", "limit", "start", "batch_size", "seed"))(f))
 
 
 # What Ctrl-C leaves behind, by command: an audit writes its record only at the end.
@@ -403,20 +396,10 @@ def data_info(data_dir):
 
         advbench data info --data-dir ../shared/data
     """
-    from rich.table import Table
-
     from advbench import data as datamod
     from advbench.score import report
 
-    table = Table(title="advbench data sets")
-    for col in ("data set", "found", "layout", "path", "searched", "accepts"):
-        table.add_column(col)
-    for row in datamod.describe(data_dir):
-        table.add_row(row["dataset"], "yes" if row["found"] else "no", row["layout"],
-                      row["path"], "\n".join(row["searched"]), row["accepts"])
-    table.add_row("your own", "", "", "--data PATH", "", "an .npz (x_train, y_train, x_test, "
-                  "y_test; or x, y) or DIR/<class>/*.png|jpg (or DIR/train/, DIR/test/)")
-    report.show(table)  # full width when piped, as every table
+    report.show(report.data_table(datamod.describe(data_dir)))  # full width when piped
 
 
 @data.command("fetch")
@@ -519,6 +502,18 @@ def _spec_options(specs: dict, order: tuple
 DEFENSE_OPTIONS = _spec_options(DEFENSE_SPECS, DEFENSE_PARAMETERS)
 
 
+def _declared_options(reference: str):
+    """One Click option per parameter of a library declaration (``"module:PARAMS"``, a tuple
+    of ``core.params.Param``) that has a flag: its default, type and help come from there."""
+    def decorate(f):
+        for p in reversed(_registry(reference)):
+            if p.cli_flag is not None:
+                f = click.option(p.cli_declaration, p.name, type=_param_type(p),
+                                 default=p.default, show_default=True, help=p.help or None)(f)
+        return f
+    return decorate
+
+
 def _flag_options(rows, f):
     """One Click option per (flag, parameter name, type, help); a ``None`` type is an on/off
     flag. Every default is None, so that only the flags given reach the library."""
@@ -531,12 +526,6 @@ def _flag_options(rows, f):
 def _defense_options(f):
     return _flag_options([(flag, dest, kind, help_text)
                           for flag, dest, _, _, kind, help_text in DEFENSE_OPTIONS], f)
-
-
-def defense_from_flags(defense: str, dataset: str, values: dict[str, Any],
-                       notes: list[str] | None = None) -> Any:
-    """`train`'s defense of its flags (``stages.build_defense``; usage errors)."""
-    return _checked(stages.build_defense, defense, dataset, values, notes)
 
 
 class ArchitectureOrFile(RegistryChoice):
@@ -557,10 +546,7 @@ class ArchitectureOrFile(RegistryChoice):
 
 
 @main.command()
-@click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"), default=None,
-              help="Data set [default: mnist].")
-@click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
-              help=DATA_HELP)
+@_options(_data_options("Data set [default: mnist]."))
 @click.option("--model", "architecture",
               type=ArchitectureOrFile("advbench.models:ARCHITECTURE_BUILDERS"),
               default="cnn", show_default=True,
@@ -580,14 +566,7 @@ class ArchitectureOrFile(RegistryChoice):
 @click.option("--defense", type=RegistryChoice("advbench.defenses:DEFENSE_CLASSES"), default="none",
               show_default=True)
 @_defense_options
-@click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
-@click.option("--patience", type=int, default=5, show_default=True,
-              help="Early stopping patience in epochs (validation accuracy).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, default=None,
-              help="Train on a class-balanced subset of this many images.")
+@_declared_options("advbench.run:TRAIN_PARAMS")
 @_data_dir_option
 @_models_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -604,10 +583,9 @@ class ArchitectureOrFile(RegistryChoice):
                    "command resumes from it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, input_range, mean,
-          std, activation, brelu_t, defense, epochs, batch_size, learning_rate, patience, seed,
-          limit, data_dir, models_dir, output, strategy, devices, checkpoint_dir, overwrite,
-          quiet, **defense_values):
+def train(dataset, data_path, architecture, fine_tune, reading, activation, brelu_t, defense,
+          epochs, batch_size, learning_rate, patience, seed, limit, data_dir, models_dir, output,
+          strategy, devices, checkpoint_dir, overwrite, quiet, **defense_values):
     """Train a model (of the zoo, or your own architecture) with a defense; print its path.
 
     --model takes an architecture of the zoo or your own Keras file (.keras or legacy .h5):
@@ -628,46 +606,23 @@ def train(dataset, data_path, architecture, fine_tune, custom_objects, outputs, 
 
         advbench train --strategy mirrored --devices gpu:0,gpu:1 --checkpoint-dir ckpt/cnn
     """
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    own = _checked(stages.check_train_options, architecture, fine_tune=fine_tune,
-                   reading=reading, brelu_t=brelu_t, activation=activation)
-    dataset = _data_source(dataset, data_path, quiet) or "mnist"
-    budget_notes: list[str] = []
-    spec, config = _train_config(
-        defense, dataset, defense_values, budget_notes, architecture="cnn" if own else
-        architecture, activation=activation, brelu_t=1.0 if brelu_t is None else brelu_t,
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-        seed=seed, limit=limit, data_dir=data_dir, strategy=strategy, devices=devices,
-        checkpoint_dir=checkpoint_dir)
+    own = stages.check_train_options(architecture, fine_tune=fine_tune,
+                                     reading=reading, brelu_t=brelu_t, activation=activation)
+    dataset = stages.data_source(dataset, data_path, _say(quiet)) or "mnist"
+    notes: list[str] = []
+    spec, config = stages.train_config(
+        defense, dataset, defense_values, notes, architecture=architecture,
+        activation=activation, brelu_t=brelu_t, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, patience=patience, seed=seed, limit=limit,
+        data_dir=data_dir, strategy=strategy, devices=devices, checkpoint_dir=checkpoint_dir)
     path, metadata = stages.train(
         config, spec, output=output, models_dir=models_dir, reading=reading,
         architecture_file=architecture if own else None, fine_tune=fine_tune,
-        overwrite=overwrite, progress=_progress(quiet), say=_say(quiet), notes=budget_notes,
-        announce=_training_line(config, spec, Path(architecture).stem if own else architecture))
+        overwrite=overwrite, progress=_progress(quiet), say=_say(quiet), notes=notes)
     if path is not None:  # a multi-worker trainer that is not the chief writes nothing
-        _say(quiet)(f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
-                    f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s")
+        _echo_err(quiet, f"test accuracy {metadata['clean_test_accuracy']:.4f} after "
+                         f"{metadata['epochs_run']} epochs, {metadata['training_time_s']:.1f} s")
         click.echo(str(path))
-
-
-def _train_config(defense: str, dataset: str, defense_values: dict, notes: list[str], *,
-                  devices: str | None, **fields: Any) -> tuple[Any, Any]:
-    """(defense, ``train.TrainConfig``) of train's flags, checked (usage errors)."""
-    from advbench.run.distribute import parse_devices
-    from advbench.run.train import TrainConfig
-
-    with _usage_errors():
-        spec = defense_from_flags(defense, dataset, defense_values, notes)
-        config = TrainConfig(dataset=dataset, devices=tuple(parse_devices(devices)), **fields)
-        config.validate()
-    return spec, config
-
-
-def _training_line(config: Any, spec: Any, architecture: str) -> str:
-    """The line that starts a training run on stderr: every parameter it uses."""
-    from advbench.run.train import training_line
-
-    return training_line(config, spec, architecture)
 
 
 # -- models -------------------------------------------------------------------------------
@@ -698,17 +653,13 @@ def models_command(paths, models_dir, as_json):
 @click.argument("model_ref", metavar="MODEL")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="The .keras file to write.")
-@click.option("--dataset", type=RegistryChoice("advbench.data:DATASETS"), default=None,
-              help="Data set of a foreign MODEL.")
-@click.option("--data", "data_path", type=click.Path(), default=None, metavar="FILE|DIR",
-              help="Your own data, for a foreign MODEL.")
+@_options(_data_options("Data set of a foreign MODEL.", "Your own data, for a foreign MODEL."))
 @_reading_options
 @_data_dir_option
 @_models_dir_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr.")
-def export(model_ref, output, dataset, data_path, custom_objects, outputs, input_range, mean,
-           std, data_dir, models_dir, overwrite, quiet):
+def export(model_ref, output, dataset, data_path, reading, data_dir, models_dir, overwrite, quiet):
     """Write MODEL as a standard Keras 3 .keras file; print its path.
 
     MODEL is a zoo name, an advbench model (.h5), or your own .keras / legacy .h5 file as
@@ -723,26 +674,10 @@ def export(model_ref, output, dataset, data_path, custom_objects, outputs, input
 
         advbench export cnn-brelu-gda -o cnn-brelu-gda.keras
     """
-    from advbench.core.files import check_writable
-    from advbench.run.outputs import read_claim
-    from advbench.models.export import custom_layers, export_keras, with_original_input
-
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    # Before the model loads (export_keras checks again, holding the output lock).
-    check_writable(output, "model file")
-    read_claim(output, overwrite=overwrite)
-    _, model, _ = _load_model(model_ref, dataset, models_dir, data_dir=data_dir,
-                              reading=reading, quiet=quiet)
-    model, contract = with_original_input(model)
-    if contract and not (quiet and not contract.startswith("Warning")):
-        click.echo(contract, err=True)
-    path = export_keras(model, output, overwrite=overwrite)
-    needs = custom_layers(model)
-    if needs and not quiet:
-        click.echo(f"{path} holds advbench's {', '.join(needs)}: `import advbench.models.layers` "
-                   "before keras.saving.load_model", err=True)
-    click.echo(str(path))
+    click.echo(str(stages.export(
+        model_ref, output, dataset=stages.data_source(dataset, data_path, _say(quiet)),
+        data_dir=data_dir, models_dir=models_dir, reading=reading, overwrite=overwrite,
+        say=_say(quiet), say_note=_note_say(quiet))))
 
 
 # -- reproduce ----------------------------------------------------------------------------
@@ -796,50 +731,22 @@ def reproduce(dataset, profile, out, seed, data_dir, models_dir, show_plan, as_j
 
         RAY_ADDRESS=auto advbench reproduce --profile paper --out /shared/results --engine ray
     """
-    from advbench.core.progress import Progress
-    from advbench.paper.experiments import Reproduction
-
-    from advbench.core.files import ensure_folder
-
-    _checked(stages.check_reproduce_options, seed=seed, plan=show_plan, as_json=as_json,
-             stage=stage_id, emit=emit, engine=engine, workers=workers)
-    repro = Reproduction(dataset, profile, out, data_dir=data_dir, models_dir=models_dir,
-                         seed=seed, progress=Progress(quiet=quiet))
-    stage = None
-    if stage_id is not None:
-        with _usage_errors():
-            stage = repro.stage(stage_id)  # an unknown stage is refused before any folder
-    if not show_plan:
-        ensure_folder(Path(out) / dataset / profile, "results folder")
+    stages.check_reproduce_options(seed=seed, plan=show_plan, as_json=as_json,
+                                   stage=stage_id, emit=emit, engine=engine, workers=workers)
+    repro = stages.reproduction(dataset, profile, out, seed=seed, data_dir=data_dir,
+                                models_dir=models_dir, stage=stage_id, plan=show_plan,
+                                progress=_progress(quiet))
     if show_plan or emit:
-        from advbench.paper.plan import EMITTERS, base_command, plan
-
-        nodes = plan(repro, base_command(repro, out, data_dir=data_dir, models_dir=models_dir))
-        if emit:
-            for path in EMITTERS[emit[0]](nodes, emit[1]):
-                click.echo(str(path))
-        elif as_json:
+        nodes = stages.reproduction_plan(repro, out, data_dir=data_dir, models_dir=models_dir,
+                                         emit=emit)
+        if as_json:
             click.echo(json.dumps(nodes, indent=2))
-        else:
-            for node in nodes:
-                click.echo(f"{node['id']}\t{','.join(node['needs']) or '-'}\t{node['command']}")
+        for node in [] if as_json else nodes:
+            click.echo(str(node) if emit else
+                       f"{node['id']}\t{','.join(node['needs']) or '-'}\t{node['command']}")
         return
-    if stage is not None:
-        stage.run()
-        click.echo(stage_id)
-        return
-    if engine == "ray":
-        from advbench.paper.plan import base_command, plan, reproduce_with_ray
-
-        # Absolute paths: a Ray worker's working folder is not ours.
-        settings = {"dataset": dataset, "profile": profile, "out": str(Path(out).resolve()),
-                    "seed": seed, "data_dir": data_dir and str(Path(data_dir).resolve()),
-                    "models_dir": models_dir and str(Path(models_dir).resolve())}
-        reproduce_with_ray(settings, plan(repro, base_command(repro, out)), workers=workers,
-                           progress=repro.progress)
-    # The plain path: finds every stage done (or does what is left) and writes the report.
-    report = repro.run()
-    if "demo" in repro.results:
+    report = stages.reproduce(repro, out, stage=stage_id, engine=engine, workers=workers)
+    if stage_id is None and "demo" in repro.results:
         from advbench.score.report import print_markdown_table
 
         # The report's console: full width when piped (a log cut the columns to 80).
@@ -857,52 +764,6 @@ ATTACK_OPTIONS = [(flag, param, kind, help_text) for flag, _, _, param, kind, he
 
 def _attack_options(f):
     return _flag_options(ATTACK_OPTIONS, f)
-
-
-def attack_from_flags(name: str, values: dict[str, Any]) -> Any:
-    """The attack of CLI flag values (``stages.build_attack``; usage errors)."""
-    return _checked(stages.build_attack, name, values)
-
-
-def _attack_budget(attack_name: str, values: dict[str, Any], dataset: str | None,
-                   data_path: str | None, input_shape: tuple | None = None) -> Any:
-    """The eps-like defaults (``budgets.Budget``) of an attack on a data set, the flags given
-    kept; a user's data of no known image size without --eps is a usage error (exit 2).
-    Its note (defaults borrowed by image size) is printed with the run's parameter line."""
-    from advbench import data as datamod
-    from advbench.attacks.budgets import attack_budget
-    from advbench.core.errors import ParameterError
-
-    if dataset and dataset not in datamod.DATASETS:
-        input_shape = datamod.dataset_info(dataset).input_shape
-    try:
-        budget = attack_budget(attack_name, dataset, norm=values.get("norm"), given=values,
-                               input_shape=input_shape, steps=values.get("steps"),
-                               source_text=f"--data {data_path}" if data_path else None)
-    except ParameterError as e:
-        raise click.UsageError(str(e)) from None
-    return budget
-
-
-def _check_samples(**values) -> None:
-    """--limit, --start, --batch-size and --seed checked as usage errors before any work."""
-    from advbench.data.samples import Samples
-
-    with _usage_errors():
-        Samples(dataset="", **values).validate()
-
-
-def _load_model(ref: str, dataset: str | None, models_dir, *, data_dir=None,
-                reading: dict | None = None, quiet: bool = False, strict: bool = True):
-    """The ``loading.LoadedModel`` of a MODEL argument (``loading.open_model``; it unpacks
-    as (path, model, metadata)); what was done to read a foreign model is said on stderr."""
-    from advbench.run.loading import open_model
-
-    loaded = open_model(ref, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
-                        strict=strict, **(reading or {}))
-    for note in loaded.meta.get("notes", []):
-        _note_say(quiet)(note)
-    return loaded
 
 
 def _note_say(quiet: bool) -> Callable[[str], None]:
@@ -944,19 +805,14 @@ def _attack_choice() -> RegistryChoice:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the run's summary as JSON on stdout instead of the path: success "
                    "rates both ways, norms, robustness for minimal attacks.")
-@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
-              show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
-                                      "else a local Ray) and merge them; needs advbench[ray].")
-@click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
+@_engine_options
 @click.option("--shard", "shard_text", default=None, metavar="I/N", callback=_check_shard,
               help="Attack batches I, I+N, I+2N, ... only (0 <= I < N); auto/N takes I from "
                    "SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or CI_NODE_INDEX (1-based). "
                    "Join the shards with `advbench merge`.")
-def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, split, limit,
-           start,
-           batch_size, seed, custom_objects, outputs, input_range, mean, std, data_dir,
-           models_dir, output, resume, overwrite, quiet, plot, as_json, engine, workers,
-           shard_text, **attack_values):
+def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, samples,
+           reading, data_dir, models_dir, output, resume, overwrite, quiet, plot, as_json, engine,
+           workers, shard_text, **attack_values):
     """Craft adversarial examples for MODEL; print the artifact path.
 
     Example:
@@ -972,74 +828,37 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
         advbench attack cnn --attack pgd --engine ray --workers 8 -o runs/pgd.h5
     """
     shard = _shard(shard_text)
-    _checked(stages.check_engine, engine, workers, shard)
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
-    if isinstance(attack_values.get("eps"), tuple):
-        return _attack_curve(model_ref, attack_name, attack_values, target_mode, shard, engine,
-                             dataset=dataset, samples=samples, data_dir=data_dir, output=output,
-                             models_dir=models_dir, overwrite=overwrite, quiet=quiet,
-                             reading=reading, plot=plot, as_json=as_json)
-    if plot:
-        raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path)
-    _check_attack_run(attack_obj, attack_name, target_mode, start_from, samples, output)
-    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
-                        quiet=quiet)
-    if budget is None:  # the model's data set, known once it is loaded
-        attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path, model)
-    outcome = stages.attack(
-        model, attack_obj, dataset=dataset, data_dir=data_dir, target_mode=target_mode,
-        start_from=start_from, defaults_from=budget.defaults_from, output=output,
-        resume=resume, overwrite=overwrite, shard=shard, engine=engine, workers=workers,
-        progress=_progress(quiet), budget=budget, say=_say(quiet), **samples)
+    stages.check_engine(engine, workers, shard)
+    dataset = stages.data_source(dataset, data_path, _say(quiet))
+    if stages.check_curve_options(attack_values.get("eps"), plot=plot, output=output,
+                                  shard=shard, engine=engine, target_mode=target_mode):
+        return _echo_curves(stages.curves_from_options(
+            attack_name, attack_values, [model_ref], [model_ref], dataset=dataset,
+            data_dir=data_dir, models_dir=models_dir, output=output, overwrite=overwrite,
+            reading=reading, **_voices(quiet), **samples), plot=plot, as_json=as_json,
+            quiet=quiet)
+    outcome = stages.attack_from_options(
+        model_ref, attack_name, attack_values, dataset=dataset, data_path=data_path,
+        models_dir=models_dir, reading=reading, data_dir=data_dir, target_mode=target_mode,
+        start_from=start_from, output=output, resume=resume, overwrite=overwrite, shard=shard,
+        engine=engine, workers=workers, **_voices(quiet), **samples)
     click.echo(report_json(outcome.summary()) if as_json else str(outcome.path))
 
 
-def _attack_curve(model_ref, attack_name, attack_values, target_mode, shard, engine, *,
-                  dataset, samples, data_dir, output, models_dir, overwrite, quiet, reading,
-                  plot, as_json) -> None:
-    """``attack`` with an eps list: an accuracy-vs-eps curve (fgsm, rand-fgsm)."""
-    if shard is not None or engine == "ray":
-        raise click.UsageError("--shard and --engine ray split attack runs, not curves; "
-                               "give one --eps value")
-    if target_mode is not None:
-        raise click.UsageError("curves (an eps list) are untargeted; drop --target")
-    _check_outputs(output=output, plot=plot)
-    _echo_curves(_curves_from_flags(
-        attack_name, attack_values, [model_ref], [model_ref], dataset=dataset,
-        data_dir=data_dir, models_dir=models_dir, output=output, overwrite=overwrite,
-        quiet=quiet, reading=reading, **samples), plot=plot, as_json=as_json, quiet=quiet)
+def _say(quiet: bool) -> Callable[[str], None] | None:
+    """Where a stage's start lines go: stderr; None with --quiet."""
+    return None if quiet else (lambda line: click.echo(line, err=True))
 
 
-def _attack_for(attack_name: str, values: dict[str, Any], dataset: str | None,
-                data_path: str | None, model: Any = None) -> tuple[Any, Any]:
-    """(attack, budget) from the flags: the data set's eps-like defaults when it is known
-    before TensorFlow starts (budget None otherwise, until ``model`` is loaded: its data set
-    and input shape give them)."""
-    if model is None and not dataset:
-        return attack_from_flags(attack_name, values), None
-    if model is not None:
-        dataset = dataset or model.meta.get("dataset")
-    budget = _attack_budget(attack_name, values, dataset, data_path,
-                            input_shape=tuple(model.model.input_shape[1:]) if model else None)
-    return attack_from_flags(attack_name, {**values, **budget.values}), budget
+def _echo_err(quiet: bool, line: str) -> None:
+    if not quiet:
+        click.echo(line, err=True)
 
 
-def _check_attack_run(attack_obj: Any, attack_name: str, target_mode: str | None,
-                      start_from: str, samples: dict, output: str | None) -> None:
-    """attack's flags checked against the attack, the samples and -o (usage errors)."""
-    with _usage_errors():
-        stages.check_attack_options(attack_obj, attack_name, target_mode=target_mode,
-                                    start_from=start_from)
-    _check_samples(**{k: v for k, v in samples.items() if k != "split"})
-    _check_outputs(output=output)
-
-
-def _say(quiet: bool) -> Callable[[str], None]:
-    """Where a stage's start lines go: stderr, unless --quiet."""
-    return (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+def _voices(quiet: bool) -> dict[str, Any]:
+    """A stage's progress, start lines (``say``) and notes on reading models (``say_note``:
+    warnings even with --quiet)."""
+    return {"progress": _progress(quiet), "say": _say(quiet), "say_note": _note_say(quiet)}
 
 
 def report_json(value: Any) -> str:
@@ -1100,18 +919,14 @@ def merge(shards, output, overwrite):
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Certify image groups I, I+N, ... only (as attack --shard); join the "
                    "shards with `advbench merge`.")
-@click.option("--engine", type=RegistryChoice("advbench.run:ENGINES"), default="local",
-              show_default=True, help="ray: run --workers shards as Ray tasks (RAY_ADDRESS, "
-                                      "else a local Ray) and merge them; needs advbench[ray].")
-@click.option("--workers", type=int, default=None, help="Shards (Ray tasks) of --engine ray.")
+@_engine_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary (certified accuracy at radii 0-1, average radius, "
                    "abstention) as JSON instead of the path.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset, data_path,
-            split, limit, start, batch_size, seed, custom_objects, outputs, input_range, mean,
-            std, data_dir, models_dir, output, resume, overwrite, shard_text, engine, workers,
-            as_json, quiet):
+            samples, reading, data_dir, models_dir, output, resume, overwrite, shard_text, engine,
+            workers, as_json, quiet):
     """Certify MODEL's smoothed classifier by randomized smoothing; print the artifact path.
 
     Cohen, Rosenfeld and Kolter (ICML 2019): per image, --n0 noisy draws x + N(0, sigma^2)
@@ -1128,18 +943,16 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 
         advbench certify cnn-gda-cohen --sigma 0.25 --engine ray --workers 8
     """
-    from advbench.score.certify import CertifyRun, certify_json
+    from advbench.score.certify import certify_json
 
     shard = _shard(shard_text)
-    _checked(stages.check_engine, engine, workers, shard)
-    run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", split=split,
-               limit=limit, start=start, batch_size=batch_size, seed=seed)
-    with _usage_errors():
-        CertifyRun(model_path=model_ref, dataset="", sigma=sigma, **run).validate()
-    _check_outputs(output=output)
-    dataset = _data_source(dataset, data_path, quiet)
-    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, quiet=quiet,
-                        reading=_reading(custom_objects, outputs, input_range, mean, std))
+    stages.check_engine(engine, workers, shard)
+    run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", **samples)
+    stages.check_certify_options(sigma=sigma, **run)
+    stages.check_outputs(output=output)
+    dataset = stages.data_source(dataset, data_path, _say(quiet))
+    model = stages.open_model(model_ref, dataset=dataset, data_dir=data_dir,
+                              models_dir=models_dir, say=_note_say(quiet), **reading)
     result = stages.certify(model, sigma=sigma, dataset=dataset, output=output,
                             overwrite=overwrite, resume=resume, shard=shard,
                             sigma_mismatch_ok=sigma_mismatch_ok, data_dir=data_dir,
@@ -1148,66 +961,6 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 
 
 # -- evaluate and transfer -------------------------------------------------------------------
-def _load_models(refs, dataset, models_dir, *, data_dir=None, reading=None,
-                 quiet=False) -> list:
-    """``stages.open_models`` of MODEL arguments, their notes said as ``_load_model`` does."""
-    return stages.open_models(refs, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
-                              say=_note_say(quiet), **(reading or {}))
-
-
-def _curves_from_flags(attack_name, attack_values, source_refs, target_refs, *, dataset, split,
-                       limit, start, batch_size, seed, data_dir, models_dir, output=None,
-                       overwrite=False, quiet=False, runs_dir="runs", reading=None) -> list:
-    """Compute (or reuse) one curve artifact per source; returns the curves read back."""
-    from advbench import data as datamod
-    from advbench.attacks.budgets import parameter_line, shown
-    from advbench.run.curves import CURVE_ATTACKS
-
-    if attack_name not in CURVE_ATTACKS:
-        raise click.UsageError(f"an eps list draws a curve, which only "
-                               f"{' and '.join(CURVE_ATTACKS)} compute; give one --eps value "
-                               f"for --attack {attack_name}")
-    eps = attack_values["eps"]
-    # rand-fgsm's alpha from the data set (the eps are given), once it is known.
-    budget = _attack_budget(attack_name, attack_values, dataset, None) if dataset else None
-    # Validate the other flags against the attack (alpha <= eps holds for the largest eps).
-    values = {**attack_values, **(budget.values if budget else {}), "eps": max(eps)}
-    if attack_name == "rand-fgsm" and values.get("alpha") is None:
-        values["alpha"] = 0.0  # checked against the data set's default once it is known
-    attack_obj = attack_from_flags(attack_name, values)
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
-    models = _load_models([*source_refs, *target_refs], dataset, models_dir,
-                          data_dir=data_dir, reading=reading, quiet=quiet)
-    sources, targets = models[:len(source_refs)], models[len(source_refs):]
-    dataset = dataset or sources[0].meta.get("dataset")
-    if budget is None:
-        budget = _attack_budget(attack_name, attack_values, dataset, None,
-                                input_shape=tuple(sources[0].model.input_shape[1:]))
-        attack_obj = attack_from_flags(attack_name, {**attack_values, **budget.values,
-                                                     "eps": max(eps)})
-    if not quiet:
-        # Every parameter of the curve, as an attack run's line gives them.
-        params: dict[str, Any] = {"norm": getattr(attack_obj, "norm", "linf"),
-                                  "eps": ",".join(shown(e) for e in eps)}
-        if attack_name == "rand-fgsm":
-            params["alpha"] = float(attack_obj.alpha)
-        if budget.note:
-            click.echo(budget.note, err=True)
-        click.echo(parameter_line(
-            f"{attack_name} curve", params, budget=budget, extra="untargeted", seed=seed,
-            samples=(f"{f'{limit} samples (class-balanced)' if limit else 'all samples'} of "
-                     f"{datamod.display_name(dataset)} "
-                     f"{split} (start {start}, batch size {batch_size})")), err=True)
-    if output is not None and len(sources) > 1:
-        raise click.UsageError("-o names one curve artifact; with several --source leave it out")
-    return stages.curves(sources, targets, eps, attack=attack_name,
-                         norm=getattr(attack_obj, "norm", "linf"),
-                         alpha=getattr(attack_obj, "alpha", 0.05), dataset=dataset, split=split,
-                         limit=limit, start=start, batch_size=batch_size, seed=seed,
-                         data_dir=data_dir, output=output, runs_dir=runs_dir,
-                         overwrite=overwrite, progress=_progress(quiet), say=_say(quiet))
-
-
 def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
                  table_format="table") -> None:
     from advbench.score import report
@@ -1230,20 +983,6 @@ def _echo_curves(curves, *, plot, as_json, csv_path=None, quiet=False,
             click.echo(str(extra))
 
 
-def _thresholds(under, over):
-    from advbench.core.errors import ParameterError
-    from advbench.score.evaluate import parse_threshold
-
-    out = []
-    for flag, bound, texts in (("--fail-under", "under", under), ("--fail-over", "over", over)):
-        for text in texts:
-            try:
-                out.append(parse_threshold(text, bound))
-            except ParameterError as e:
-                raise click.BadParameter(str(e), param_hint=flag) from None
-    return out
-
-
 def _help_from(**texts: Callable[[], str]) -> Callable[[Callable], Callable]:
     """Fill a command's docstring (its --help) with texts derived from the library: each
     upper-case WORD of ``texts`` is replaced by what its function returns."""
@@ -1255,7 +994,7 @@ def _help_from(**texts: Callable[[], str]) -> Callable[[Callable], Callable]:
 
 
 def _output_options(f):
-    for option in reversed([
+    return _options([
         click.option("--json", "as_json", is_flag=True,
                      help="Print the results as JSON on stdout."),
         click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
@@ -1273,9 +1012,7 @@ def _output_options(f):
                      show_default=True,
                      help="Tables on stderr: rich boxes (plain, full width when stderr is not a "
                           "terminal) or markdown."),
-    ]):
-        f = option(f)
-    return f
+    ])(f)
 
 
 @main.command()
@@ -1301,25 +1038,7 @@ def _output_options(f):
 @click.option("--radii", default=None, metavar="R[,R...]",
               help="L2 radii of certified accuracy for certification artifacts "
                    "[0,0.25,0.5,0.75,1].")
-@click.option("--distance-variant", type=RegistryChoice("advbench.run:DISTANCE_VARIANTS"),
-              default="l2",
-              show_default=True, help="Training-set distance: L2, or the paper's ||d||^2/||x||.")
-@click.option("--success", "success_against",
-              type=RegistryChoice("advbench.run:SUCCESS_DEFINITIONS"), default="prediction",
-              show_default=True,
-              help="An untargeted attack succeeds when it changes the model's clean prediction "
-                   "(as ART and the paper's authors) or when the output differs from the "
-                   "label; success rate, norms and robustness use it, JSON has both rates.")
-@click.option("--distance/--no-distance", default=True, show_default=True,
-              help="Training-set distance for white-box minimal artifacts.")
-@click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
-              help="Loss sensitivity on the clean split.")
-@click.option("--sensitivity-variant",
-              type=RegistryChoice("advbench.run:SENSITIVITY_VARIANTS"), default="loss",
-              show_default=True,
-              help="What loss sensitivity differentiates: the loss at the label (the paper's "
-                   "text), or the predicted class's softmax output / logit (the authors' "
-                   "code, ART 735ead0c0 / tag 0.1).")
+@_declared_options("advbench.score:EVALUATE_PARAMS")
 @click.option("--overwrite", is_flag=True,
               help="Replace an -o file that holds something else than this evaluation (a "
                    "rerun of the same model and artifacts replaces its own).")
@@ -1333,8 +1052,7 @@ def _output_options(f):
 @_data_dir_option
 @_models_dir_option
 @_help_from(GATE_METRICS=gate_help)
-def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed, batch_size,
-             custom_objects, outputs, input_range, mean, std, eps, curve_attack, alpha,
+def evaluate(model_ref, artifacts, dataset, data_path, samples, reading, eps, curve_attack, alpha,
              source_ref, fail_under, fail_over, radii, distance_variant, success_against, distance,
              sensitivity, sensitivity_variant, overwrite, distance_shard_text, as_json,
              csv_path, output, plot, runs_dir, quiet, table_format, data_dir, models_dir):
@@ -1369,58 +1087,29 @@ def evaluate(model_ref, artifacts, dataset, data_path, split, limit, start, seed
 
         advbench evaluate my_model.keras runs/my_model-pgd-*.h5 --data my.npz --input-range 0:255
     """
-    from advbench.score.evaluate import GateError
-
-    thresholds = _thresholds(fail_under, fail_over)
-    radii = _radii(radii, thresholds)
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    thresholds, radii = stages.gate_options(fail_under, fail_over, radii)
+    stages.check_samples(**samples)
     if distance_shard_text is not None:
-        _distance_shard(model_ref, artifacts, distance_shard_text, distance=distance,
-                        output=output, dataset=_data_source(dataset, data_path, quiet),
-                        reading=_reading(custom_objects, outputs, input_range, mean, std),
-                        distance_variant=distance_variant, as_json=as_json, quiet=quiet,
-                        data_dir=data_dir, models_dir=models_dir,
-                        stray={"--eps": eps is not None, "--source": source_ref,
-                               "--alpha": alpha is not None, "--fail-under": fail_under,
-                               "--fail-over": fail_over, "--csv": csv_path, "--plot": plot})
-        return
-    eps = _checked(stages.check_evaluate_options, eps, alpha=alpha, source=source_ref,
-                   plot=plot, artifacts=artifacts)
-    _check_outputs(output=output, csv_path=csv_path, plot=plot)
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
-                        quiet=quiet)
-    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
-    curves = [] if eps is None else _curves_from_flags(
-        curve_attack, {"eps": eps, "alpha": alpha}, [source_ref or str(model.path)],
-        [str(model.path)], dataset=stages.scored_on(model.meta, dataset, data_dir)["dataset"],
-        data_dir=data_dir, models_dir=models_dir, quiet=quiet, runs_dir=runs_dir,
-        reading=reading, **samples)
-    with _usage_errors(GateError):  # a threshold of a metric no artifact gives
-        result = stages.evaluate(
-            model, [*artifacts, *(str(c.path) for c in curves)], dataset=dataset,
-            data_dir=data_dir, thresholds=thresholds, output=output, overwrite=overwrite,
-            progress=_progress(quiet),
-            sensitivity=sensitivity, distance=distance, distance_variant=distance_variant,
-            success_against=success_against, sensitivity_variant=sensitivity_variant,
-            radii=radii, **samples)
+        return _distance_shard(
+            model_ref, artifacts, distance_shard_text, as_json=as_json, quiet=quiet,
+            distance=distance, output=output, data_dir=data_dir, models_dir=models_dir,
+            dataset=stages.data_source(dataset, data_path, _say(quiet)), reading=reading,
+            distance_variant=distance_variant, stray={
+                "--eps": eps is not None, "--source": source_ref, "--alpha": alpha is not None,
+                "--fail-under": fail_under, "--fail-over": fail_over, "--csv": csv_path,
+                "--plot": plot})
+    eps = stages.check_evaluate_options(eps, alpha=alpha, source=source_ref,
+                                        plot=plot, artifacts=artifacts)
+    stages.check_outputs(output=output, csv_path=csv_path, plot=plot)
+    model, result = stages.evaluate_from_options(
+        model_ref, artifacts, dataset=stages.data_source(dataset, data_path, _say(quiet)),
+        eps=eps, curve_attack=curve_attack, alpha=alpha, source=source_ref, reading=reading,
+        models_dir=models_dir, runs_dir=runs_dir, data_dir=data_dir, thresholds=thresholds,
+        output=output, overwrite=overwrite, sensitivity=sensitivity, distance=distance,
+        distance_variant=distance_variant, success_against=success_against,
+        sensitivity_variant=sensitivity_variant, radii=radii, **_voices(quiet), **samples)
     _print_evaluation(result.summary, model, output=output, csv_path=csv_path, plot=plot,
                       as_json=as_json, quiet=quiet, table_format=table_format)
-
-
-def _radii(radii: str | None, thresholds: list) -> tuple:
-    """--radii with the radii the thresholds name (certified_accuracy@R)."""
-    from advbench.score.certify import DEFAULT_RADII
-    from advbench.score.evaluate import parse_radii, threshold_radii
-
-    try:
-        given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{radii!r} is not a comma-separated list of numbers",
-                                 param_hint="--radii") from None
-    with _usage_errors():
-        return parse_radii(given + threshold_radii(thresholds))
 
 
 def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_json, quiet,
@@ -1438,39 +1127,17 @@ def _print_evaluation(summary: dict, model: Any, *, output, csv_path, plot, as_j
     _exit_on_missed(summary["gate"]["missed"])
 
 
-def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, dataset, reading,
-                    distance_variant, as_json, quiet, data_dir, models_dir, stray) -> None:
+def _distance_shard(model_ref, artifacts, shard_text, *, distance, output, stray, as_json,
+                    quiet, **options) -> None:
     """``evaluate --distance-shard``: write one part of the training-set distance."""
     from advbench.score import report
-    from advbench.score.evaluate import DISTANCE_BLOCK
-    from advbench.run.shards import shard_output
 
-    _checked(stages.check_distance_shard_options, distance=distance, output=output,
-             stray=[flag for flag, given in stray.items() if given])
-    shard = _shard(shard_text, flag="--distance-shard")
-    # Each part its own file, named as attack shards are: -o parts/df.h5 -> df-shard0of4.h5.
-    output = shard_output(output, shard)
-    _check_outputs(output=output)
-    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, reading=reading,
-                        quiet=quiet)
-    part = stages.distance_part(model, artifacts, shard, output=output, dataset=dataset,
-                                data_dir=data_dir, distance_variant=distance_variant,
-                                progress=_progress(quiet))
-    if not quiet and not any(run["rows"] for run in part.summary["runs"]):
-        click.echo(f"shard {shard} holds no rows: the runs have fewer blocks of "
-                   f"{DISTANCE_BLOCK} query rows than {shard.count} shards", err=True)
-    click.echo(report.to_json(part.summary) if as_json else str(Path(output)))
-
-
-def _check_outputs(**paths) -> None:
-    """Refuse, before any work, outputs that cannot be written (OutputError, one line); the
-    stage holds the -o artifact's lock while it runs (``outputs.claim_output``)."""
-    from advbench.core.files import check_writable
-
-    what = {"output": "artifact", "csv_path": "CSV", "plot": "plot"}
-    for name, path in paths.items():
-        if path:
-            check_writable(path, what[name])
+    stages.check_distance_shard_options(distance=distance, output=output,
+                                        stray=[flag for flag, given in stray.items() if given])
+    path, part = stages.distance_part_from_options(
+        model_ref, artifacts, _shard(shard_text, flag="--distance-shard"), output=output,
+        **_voices(quiet), **options)
+    click.echo(report.to_json(part.summary) if as_json else str(path))
 
 
 def _exit_on_missed(missed) -> None:
@@ -1494,8 +1161,7 @@ def _exit_on_missed(missed) -> None:
 @_output_options
 @_data_dir_option
 @_models_dir_option
-def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, limit, start,
-             batch_size, seed, custom_objects, outputs, input_range, mean, std, as_json,
+def transfer(source_refs, target_refs, attack_name, dataset, data_path, samples, reading, as_json,
              csv_path, output, plot, runs_dir, quiet, table_format, data_dir, models_dir,
              **attack_values):
     """Craft on each --source, score every --target: the transfer accuracy matrix.
@@ -1518,59 +1184,21 @@ def transfer(source_refs, target_refs, attack_name, dataset, data_path, split, l
 
         advbench transfer --source my_model.keras --target cnn --dataset mnist --input-range 0:255
     """
-    _check_outputs(output=output, csv_path=csv_path, plot=plot)
-    dataset = _data_source(dataset, data_path, quiet)
-    reading = _reading(custom_objects, outputs, input_range, mean, std)
-    samples = dict(split=split, limit=limit, start=start, batch_size=batch_size, seed=seed)
-    if isinstance(attack_values.get("eps"), tuple):
-        return _transfer_curves(attack_name, attack_values, source_refs, target_refs,
-                                dataset=dataset, samples=samples, data_dir=data_dir,
-                                models_dir=models_dir, runs_dir=runs_dir, reading=reading,
-                                output=output, plot=plot, as_json=as_json, csv_path=csv_path,
-                                quiet=quiet, table_format=table_format)
-    if plot:
-        raise click.UsageError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
-    # eps-like defaults from the data set, as in `attack` (the first source's once loaded).
-    attack_obj, budget = _attack_for(attack_name, attack_values, dataset, data_path)
-    _check_samples(**{k: v for k, v in samples.items() if k != "split"})
-    models = _load_models([*source_refs, *target_refs], dataset, models_dir,
-                          data_dir=data_dir, reading=reading, quiet=quiet)
-    sources, targets = models[:len(source_refs)], models[len(source_refs):]
-    attack_obj = _transfer_attack(attack_name, attack_values, attack_obj, budget, sources[0],
-                                  seed, quiet)
-    result = stages.transfer(sources, targets, attack_obj, output=output, dataset=dataset,
-                             data_dir=data_dir, runs_dir=runs_dir, progress=_progress(quiet),
-                             **samples)
+    stages.check_outputs(output=output, csv_path=csv_path, plot=plot)
+    dataset = stages.data_source(dataset, data_path, _say(quiet))
+    if stages.check_curve_options(attack_values.get("eps"), command="transfer", plot=plot,
+                                  output=output, runs_dir=runs_dir):
+        return _echo_curves(stages.curves_from_options(
+            attack_name, attack_values, source_refs, target_refs, dataset=dataset,
+            data_dir=data_dir, models_dir=models_dir, runs_dir=runs_dir, reading=reading,
+            **_voices(quiet), **samples), plot=plot, as_json=as_json, csv_path=csv_path,
+            quiet=quiet, table_format=table_format)
+    result = stages.transfer_from_options(
+        attack_name, attack_values, source_refs, target_refs, dataset=dataset,
+        data_path=data_path, models_dir=models_dir, reading=reading, output=output,
+        data_dir=data_dir, runs_dir=runs_dir, **_voices(quiet), **samples)
     _print_transfer(result.summary, output=output, csv_path=csv_path, as_json=as_json,
                     quiet=quiet, table_format=table_format)
-
-
-def _transfer_curves(attack_name, attack_values, source_refs, target_refs, *, dataset,
-                     samples, data_dir, models_dir, runs_dir, reading, output, plot, as_json,
-                     csv_path, quiet, table_format) -> None:
-    """``transfer`` with an eps list: one accuracy-vs-eps curve per source."""
-    if output:
-        raise click.UsageError("-o writes the matrix artifact of one eps; curve artifacts "
-                               f"are written to --runs-dir ({runs_dir})")
-    _echo_curves(_curves_from_flags(
-        attack_name, attack_values, source_refs, target_refs, dataset=dataset,
-        data_dir=data_dir, models_dir=models_dir, quiet=quiet, runs_dir=runs_dir,
-        reading=reading, **samples), plot=plot, as_json=as_json, csv_path=csv_path,
-        quiet=quiet, table_format=table_format)
-
-
-def _transfer_attack(attack_name, attack_values, attack_obj, budget, first, seed, quiet) -> Any:
-    """transfer's attack (its defaults from the first source's data set when the data set
-    was not known before loading), its parameters said on stderr."""
-    from advbench.attacks.budgets import parameter_line
-
-    if budget is None:
-        attack_obj, budget = _attack_for(attack_name, attack_values, None, None, first)
-    for line in ([budget.note] if budget.note else []) + [parameter_line(
-            attack_obj.name, {"norm": attack_obj.norm, **attack_obj.params()}, budget=budget,
-            seed=seed)]:
-        _say(quiet)(line)
-    return attack_obj
 
 
 def _print_transfer(summary: dict, *, output, csv_path, as_json, quiet, table_format) -> None:
@@ -1611,21 +1239,6 @@ class CheckList(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-def _audit_flags() -> list[Any]:
-    """The budget and threshold flags of `advbench audit`: the settings declared with a flag
-    (``advbench.score.AUDIT_PARAMS``)."""
-    from advbench.score import AUDIT_PARAMS
-
-    return [p for p in AUDIT_PARAMS if p.cli_flag is not None]
-
-
-def _audit_options(f):
-    for p in reversed(_audit_flags()):
-        f = click.option(p.cli_flag, p.name, type=_param_type(p), default=p.default,
-                         show_default=True, help=p.help)(f)
-    return f
-
-
 @main.command()
 @click.argument("model_ref", metavar="MODEL")
 @click.option("--eps", type=EpsValue(), default=None,
@@ -1652,7 +1265,7 @@ def _audit_options(f):
 @click.option("--unbounded-eps", type=EpsValue(), default=None,
               help="Check 4's eps [default: the whole image box, 1 (linf) or "
                    "sqrt(pixels x channels) (l2)].")
-@_audit_options
+@_declared_options("advbench.score:AUDIT_PARAMS")
 @click.option("--fail-on", type=RegistryChoice("advbench.score:FAIL_ON"), default=None,
               help="Exit with code 4 when a check's verdict is this or worse (CI).")
 @click.option("--json", "as_json", is_flag=True,
@@ -1665,10 +1278,10 @@ def _audit_options(f):
 @click.option("-q", "--quiet", is_flag=True, help="No progress output or table.")
 @_data_dir_option
 @_models_dir_option
-def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start, batch_size,
-          seed, custom_objects, outputs, input_range, mean, std, surrogate_ref, surrogate_epochs,
-          surrogate_limit, surrogate_architecture, unbounded_eps, fail_on, as_json, output,
-          overwrite, table_format, quiet, data_dir, models_dir, **settings_values):
+def audit(model_ref, eps, norm, checks, dataset, data_path, samples, reading, surrogate_ref,
+          surrogate_epochs, surrogate_limit, surrogate_architecture, unbounded_eps, fail_on,
+          as_json, output, overwrite, table_format, quiet, data_dir, models_dir,
+          **settings_values):
     """Check MODEL for gradient masking: the sanity checks of a robustness evaluation.
 
     Runs eight checks (Carlini et al. 2019, "On Evaluating Adversarial Robustness"; Athalye
@@ -1700,45 +1313,18 @@ def audit(model_ref, eps, norm, checks, dataset, data_path, split, limit, start,
     surrogate_flags = {"--surrogate-epochs": surrogate_epochs,
                        "--surrogate-limit": surrogate_limit,
                        "--surrogate-architecture": surrogate_architecture}
-    checks, settings, limit = _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps,
-                                              surrogate_flags, settings_values, limit)
-    _check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
-    _check_outputs(output=output)
-    dataset = _data_source(dataset, data_path, quiet)
-    # The data set's budget when it is known before TensorFlow starts (a user's data of an
-    # unknown size without --eps is a usage error first); else the model's, once loaded.
-    budget = (_attack_budget("audit", {"eps": eps, "norm": norm}, dataset, data_path)
-              if dataset else None)
-    model = _load_model(model_ref, dataset, models_dir, data_dir=data_dir, quiet=quiet,
-                        reading=_reading(custom_objects, outputs, input_range, mean, std))
-    budget = budget or _attack_budget("audit", {"eps": eps, "norm": norm}, dataset or
-                                      model.meta.get("dataset"), data_path,
-                                      input_shape=tuple(model.model.input_shape[1:]))
-    eps = budget.values.get("eps", eps)
-    surrogate = _audit_surrogate(surrogate_ref, checks, model, dataset, models_dir, data_dir,
-                                 quiet)
-    summary = stages.audit(model, eps=eps, norm=norm, checks=checks, settings=settings,
-                           dataset=dataset, split=split, limit=limit, start=start,
-                           batch_size=batch_size, seed=seed, data_dir=data_dir,
-                           surrogate=surrogate, output=output, overwrite=overwrite,
-                           progress=_progress(quiet), announce=None if quiet else (
-                               lambda samples, n: _echo_lines(stages.audit_lines(
-                                   eps, norm, checks, settings, budget, samples, n))))
+    checks, settings, samples["limit"] = _audit_settings(
+        checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_flags, settings_values,
+        samples["limit"])
+    stages.check_samples(**samples)
+    stages.check_outputs(output=output)
+    summary = stages.audit_from_options(
+        model_ref, eps=eps, norm=norm, checks=checks, settings=settings,
+        dataset=stages.data_source(dataset, data_path, _say(quiet)), data_path=data_path,
+        models_dir=models_dir, reading=reading, surrogate=surrogate_ref, data_dir=data_dir,
+        output=output, overwrite=overwrite, **_voices(quiet), **samples)
     _print_audit(summary, output=output, as_json=as_json, quiet=quiet, fail_on=fail_on,
                  table_format=table_format)
-
-
-def _audit_surrogate(ref, checks, model, dataset, models_dir, data_dir, quiet) -> Any:
-    """The --surrogate model of check 3 (None when not given or check 3 does not run)."""
-    if not ref or "white-box-vs-transfer" not in checks:
-        return None
-    surrogate = _load_model(ref, dataset or model.meta.get("dataset"), models_dir,
-                            data_dir=data_dir, quiet=quiet, strict=False)
-    if surrogate.meta.get("content_hash") == model.meta.get("content_hash"):
-        raise click.UsageError(f"--surrogate {ref} is MODEL itself, so its attacks are "
-                               "white-box; give another model or leave --surrogate out to "
-                               "train one")
-    return surrogate
 
 
 def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_flags: dict,
@@ -1748,11 +1334,10 @@ def _audit_settings(checks, eps, norm, surrogate_ref, unbounded_eps, surrogate_f
     ctx = click.get_current_context()
     given = [name for name in values
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
-    with _usage_errors():
-        return stages.audit_settings(checks, eps=eps, norm=norm, values=values, given=given,
-                                     surrogate=bool(surrogate_ref),
-                                     surrogate_values=surrogate_flags,
-                                     unbounded_eps=unbounded_eps, limit=limit)
+    return stages.audit_settings(checks, eps=eps, norm=norm, values=values, given=given,
+                                 surrogate=bool(surrogate_ref),
+                                 surrogate_values=surrogate_flags,
+                                 unbounded_eps=unbounded_eps, limit=limit)
 
 
 def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format) -> None:
@@ -1769,11 +1354,6 @@ def _print_audit(summary: dict, *, output, as_json, quiet, fail_on, table_format
     if failure:
         click.echo(failure, err=True)
         sys.exit(EXIT_AUDIT_FAILED)
-
-
-def _echo_lines(lines: Sequence[str]) -> None:
-    for line in lines:
-        click.echo(line, err=True)
 
 
 if __name__ == "__main__":

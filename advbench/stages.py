@@ -8,27 +8,35 @@ each, with the same artifacts, run keys, default paths and output locks (docs/py
     run = stages.attack(model, make_attack("pgd", eps=0.1), limit=100)
     score = stages.evaluate(model, [run.path], limit=100)
 
+The ``*_from_options`` calls (``attack_from_options``, ``evaluate_from_options``...) are the
+commands themselves: they take the option values as typed (None: not given), check them
+before the model loads (``OptionError``: the command's usage error), open the MODEL reference,
+fill the data set's defaults and make the stage call, so that a command only parses, makes
+that one call and prints.
+
 Each stage owns its run: it loads the samples once, computes the run key
 (``outputs.run_key``), picks the default path, reuses a complete artifact of the same key,
 resumes an interrupted one, refuses anything else without ``overwrite`` and holds the output
 lock while it writes (``outputs.claim_output``). Errors are ``advbench.core.errors.AdvbenchError``
 subclasses with a one-line message: ``ParameterError`` (bad values, or options that do not
-apply), ``ArtifactError`` (an unreadable model or artifact, an output of another run),
-``DataError`` (data files), ``OutputError`` (an output that cannot be written, or is being
-written by another run).
+apply; ``OptionError`` when refused before any work), ``ArtifactError`` (an unreadable model
+or artifact, an output of another run), ``DataError`` (data files), ``OutputError`` (an
+output that cannot be written, or is being written by another run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 import numpy as np
 
 from advbench import data
 from advbench.attacks.base import Attack
-from advbench.core.errors import ParameterError
+from advbench.core.errors import OptionError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import PathLike
 from advbench.run.loading import LoadedModel, ModelSource
@@ -38,7 +46,13 @@ __all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", 
            "evaluate", "distance_part", "transfer", "certify", "audit", "train", "curves",
            "build_attack", "build_defense", "audit_settings", "audit_lines", "check_engine",
            "check_attack_options", "check_train_options", "check_evaluate_options",
-           "check_reproduce_options", "check_distance_shard_options"]
+           "check_reproduce_options", "check_distance_shard_options", "list_models",
+           "scored_on", "data_source", "reading_options", "check_samples", "check_outputs",
+           "attack_with_budget", "check_curve_options", "attack_from_options",
+           "curves_from_options", "transfer_from_options", "gate_options",
+           "evaluate_from_options", "audit_from_options", "train_config", "export",
+           "reproduction", "reproduction_plan", "reproduce", "check_certify_options",
+           "distance_part_from_options"]
 
 Say = Callable[[str], None]
 
@@ -47,8 +61,32 @@ def _quiet(_: str) -> None:
     """The default ``say`` of a Python call: no start lines (progress still logs)."""
 
 
+@contextlib.contextmanager
+def _as_options() -> Iterator[None]:
+    """The ParameterErrors of option values raised here as OptionErrors."""
+    try:
+        yield
+    except OptionError:
+        raise
+    except ParameterError as e:
+        raise OptionError(str(e)) from None
+
+
+Rule = TypeVar("Rule", bound=Callable[..., Any])
+
+
+def _option_rule(check: Rule) -> Rule:
+    """A rule on a command's options: its ParameterErrors are OptionErrors (usage errors)."""
+    @functools.wraps(check)
+    def rule(*args: Any, **kwargs: Any) -> Any:
+        with _as_options():
+            return check(*args, **kwargs)
+    return cast(Rule, rule)
+
+
 def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | None = None,
-               models_dir: PathLike | None = None, **reading: Any) -> LoadedModel:
+               models_dir: PathLike | None = None, say: Say | None = None,
+               **reading: Any) -> LoadedModel:
     """The model MODEL names, read as every command reads it (``loading.open_model``).
 
     Args:
@@ -61,7 +99,9 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
         reading: how to read your own model: ``custom_objects`` (a module name),
             ``outputs`` ("auto", "logits", "probabilities"), ``preprocessing``
             (``models.adapt.Preprocessing``: the input range, mean and std it expects),
-            ``model_output`` (a multi-output model's class-score output).
+            ``model_output`` (a multi-output model's class-score output); ``strict=False``
+            lets them pass for an advbench artifact (a command over several models).
+        say: gets the notes on how your model was read (warnings start "Warning:").
 
     Returns: ``LoadedModel``: ``.model`` takes float32 (N, H, W, C) images in [0, 1] and
         gives (N, classes) logits; ``.meta["content_hash"]`` is its identity (artifacts
@@ -71,8 +111,11 @@ def open_model(ref: str, *, dataset: str | None = None, data_dir: PathLike | Non
     """
     from advbench.run.loading import open_model as opened
 
-    return opened(ref, dataset=_data_name(dataset), data_dir=data_dir, models_dir=models_dir,
-                  **reading)
+    loaded = opened(ref, dataset=_data_name(dataset), data_dir=data_dir, models_dir=models_dir,
+                    **reading)
+    for note in loaded.meta.get("notes", []):
+        (say or _quiet)(note)
+    return loaded
 
 
 def open_models(refs: Sequence[str], *, dataset: str | None = None,
@@ -540,7 +583,7 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
           fine_tune: bool = False, reading: dict[str, Any] | None = None,
           overwrite: bool = False, progress: Progress | None = None,
           say: Say | None = None, notes: Sequence[str] = (),
-          announce: str = "") -> tuple[Path | None, dict]:
+          announce: str | None = None) -> tuple[Path | None, dict]:
     """Train a model with a defense and write its artifact (``advbench train``).
 
     Args:
@@ -553,7 +596,8 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
         overwrite: replace an existing model file (refused otherwise, before training:
             attack artifacts made on the old model would turn black-box).
         say: where ``notes`` (defaults borrowed by image size) and the notes on a user's
-            architecture go; announce: the start line (``progress``).
+            architecture go; announce: the start line (``progress``; default
+            ``train.training_line``: every parameter of the run).
 
     With ``config.strategy`` "multi-worker" every worker trains and only the chief claims
     and writes the output; the others return (None, metadata).
@@ -565,7 +609,7 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
     from advbench.run.distribute import is_chief
     from advbench.models.zoo import zoo_path
     from advbench.run.outputs import claim_output
-    from advbench.run.train import prepare_architecture, train as run_training
+    from advbench.run.train import prepare_architecture, train as run_training, training_line
 
     config.validate()
     say = say or _quiet
@@ -573,6 +617,7 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
     path = Path(output) if output else zoo_path(Path(data.display_name(config.dataset)).stem,
                                                stem, config.activation, defense.name,
                                                models_dir)
+    announce = training_line(config, defense, stem) if announce is None else announce
     chief = is_chief()
     # Only the chief writes, so only it holds the lock; every worker refuses alike.
     with claim_output(path, what="model artifact", overwrite=overwrite, lock=chief,
@@ -596,21 +641,21 @@ def train(config: Any, defense: Any, *, output: PathLike | None = None,
 
 
 # -- the commands' rules on their options, for any caller --------------------------------------
+@_option_rule
 def build_attack(name: str, values: dict[str, Any]) -> Attack:
     """The attack ``name`` (``attacks.make_attack``) of option values by parameter name (a
     None value: not given), refusing the parameters it does not take (named by their flags,
     ``attacks.ATTACK_SPECS``) and an L-inf eps above 1 (an eps in the model's own pixel units,
     8 meaning 8/255, would turn every pixel into 0 or 1 and call it an attack).
 
-    Raises: ParameterError (one line, naming the flags)."""
-    from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS, ATTACKS, make_attack
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
+    from advbench.attacks import ATTACK_SPECS, make_attack
     from advbench.attacks.budgets import shown
     from advbench.core.errors import flags_verb
-    from advbench.core.params import flag_table
+    from advbench.core.params import stray_flags
 
-    flag_of = {p.name: flag for flag, (p, _) in flag_table(ATTACK_SPECS, ATTACK_PARAMETERS).items()}
     given = {k: v for k, v in values.items() if v is not None}
-    stray = sorted(flag_of[k] for k in given if k not in ATTACKS[name].param_names)
+    stray = stray_flags(ATTACK_SPECS, name, given)
     if stray:
         raise ParameterError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}")
     attack = make_attack(name, **given)
@@ -623,6 +668,7 @@ def build_attack(name: str, values: dict[str, Any]) -> Attack:
     return attack
 
 
+@_option_rule
 def build_defense(defense: str, dataset: str, values: dict[str, Any],
                   notes: list[str] | None = None) -> Any:
     """The defense ``defense`` (``defenses.make_defense``) of `train`'s option values by flag
@@ -632,7 +678,7 @@ def build_defense(defense: str, dataset: str, values: dict[str, Any],
     ``dataset``, or, for a user's data, of the built-in set of its image size (said in
     ``notes``); a user's data of another size must give them.
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.attacks.budgets import matching_dataset
     from advbench.core.errors import flags_verb
     from advbench.core.params import flag_table
@@ -668,6 +714,7 @@ def build_defense(defense: str, dataset: str, values: dict[str, Any],
     return make_defense(defense, dataset, **params)
 
 
+@_option_rule
 def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str,
                    values: dict[str, Any], given: Sequence[str] = (),
                    surrogate: bool = False, surrogate_values: dict[str, Any] | None = None,
@@ -684,7 +731,7 @@ def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str
             trained surrogate's options by flag (``--surrogate-epochs``: None not given).
         unbounded_eps: check 4's eps; limit: the samples (default ``score.AUDIT_SAMPLES``).
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.checks import check_range
     from advbench.core.errors import flags_verb
     from advbench.score import AUDIT_CHECKS, AUDIT_PARAMS, AUDIT_SAMPLES, AUDIT_SETTING_CHECKS
@@ -725,23 +772,25 @@ def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str
     return checks, settings, AUDIT_SAMPLES if limit is None else limit
 
 
+@_option_rule
 def check_engine(engine: str, workers: int | None = None, shard: Shard | None = None) -> None:
     """Ray makes its own shards from ``workers``; a job array gives ``shard``: never both.
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     if engine == "ray" and (shard is not None or workers is None):
         raise ParameterError("--engine ray makes its own shards: give --workers N, not --shard")
     if engine != "ray" and workers is not None:
         raise ParameterError("--workers is for --engine ray; a job array gives --shard I/N")
 
 
+@_option_rule
 def check_attack_options(attack: Attack, name: str, *, target_mode: str | None = None,
                          start_from: str = "prediction") -> None:
     """`advbench attack`'s options checked against the attack: targets only for attacks
     that take them, ``start_from`` only for the untargeted minimal attacks
     (``run.START_FROM_ATTACKS``).
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.run import START_FROM_ATTACKS
 
     if target_mode is not None and not attack.accepts_targets():
@@ -753,13 +802,14 @@ def check_attack_options(attack: Attack, name: str, *, target_mode: str | None =
                              "from the label)")
 
 
+@_option_rule
 def check_train_options(architecture: str, *, fine_tune: bool = False,
                         reading: dict[str, Any] | None = None, brelu_t: float | None = None,
                         activation: str = "relu") -> bool:
     """Whether ``architecture`` is the user's own file (not a zoo architecture); the options
     that apply only to one (``fine_tune``, ``reading``) or only to BReLU refused.
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.errors import flags_verb
     from advbench.models.zoo import ARCHITECTURES
 
@@ -779,6 +829,7 @@ def check_train_options(architecture: str, *, fine_tune: bool = False,
     return own
 
 
+@_option_rule
 def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: float | None = None,
                            source: str | None = None, plot: PathLike | None = None,
                            artifacts: Sequence[PathLike] = ()) -> tuple[float, ...] | None:
@@ -786,7 +837,7 @@ def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: floa
     ``alpha`` and ``source`` shape a curve, ``plot`` draws one (of the eps, or of a curve or
     certification artifact among ``artifacts``).
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.checks import check_range
     from advbench.run.artifacts import CERTIFICATION_SCHEMA, CURVE_SCHEMA, artifact_kind
 
@@ -804,13 +855,14 @@ def check_evaluate_options(eps: float | tuple[float, ...] | None, *, alpha: floa
     return eps
 
 
+@_option_rule
 def check_reproduce_options(*, seed: int = 0, plan: bool = False, as_json: bool = False,
                             stage: str | None = None, emit: Any = None, engine: str = "local",
                             workers: int | None = None) -> None:
     """`advbench reproduce`'s options checked against each other: one of the plan, a stage
     and the emitted jobs; JSON only for the plan; Ray runs every stage with its workers.
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.checks import check_seed
 
     check_seed(seed)
@@ -824,13 +876,14 @@ def check_reproduce_options(*, seed: int = 0, plan: bool = False, as_json: bool 
         raise ParameterError("--workers is for --engine ray")
 
 
+@_option_rule
 def check_distance_shard_options(*, distance: bool = True, output: PathLike | None = None,
                                  stray: Sequence[str] = ()) -> None:
     """`advbench evaluate --distance-shard`'s options: it computes one part of the
     training-set distance (so ``distance`` on) into ``output``, and nothing else (``stray``:
     the flags of a full evaluation given).
 
-    Raises: ParameterError (one line, naming the flags)."""
+    Raises: OptionError (a ParameterError: one line, naming the flags)."""
     from advbench.core.errors import flags_verb
 
     if stray:
@@ -843,3 +896,544 @@ def check_distance_shard_options(*, distance: bool = True, output: PathLike | No
     if not output:
         raise ParameterError("--distance-shard writes its part to -o PART.h5 (as "
                              "PART-shard<I>of<N>.h5)")
+
+
+# -- the commands from their option values --------------------------------------------------
+# What each command does between parsing its flags and printing, for any caller: option values
+# in (None: not given), the same checks, defaults, messages and stage call out. A value refused
+# before any work is an OptionError (the command's usage error, exit 2).
+def data_source(dataset: str | None = None, data_path: PathLike | None = None,
+                say: Say | None = None) -> str | None:
+    """The data a command works on: ``dataset`` (a built-in name) or ``data_path`` (your .npz
+    or image folder, named as artifacts name it: its absolute path, ``data.source_name``);
+    None when neither is given. With ``say``, what was detected about your data (one
+    sentence each) is said.
+
+    Raises: OptionError (both given), DataError (unreadable data)."""
+    if dataset and data_path:
+        raise OptionError("Use just one of --dataset or --data")
+    if data_path is None:
+        return dataset
+    name = data.source_name(str(data_path))
+    if say is not None:
+        for note in data.notes(name):
+            say(note)
+    return name
+
+
+def reading_options(*, custom_objects: str | None = None, outputs: str = "auto",
+                    input_range: str | None = None, mean: str | None = None,
+                    std: str | None = None, model_output: str | None = None) -> dict[str, Any]:
+    """``open_model``'s reading keywords of the reading options as typed: ``input_range``
+    "LOW:HIGH" (e.g. "0:255"), ``mean`` and ``std`` "M[,M,M]" (one value per channel), giving
+    a ``models.adapt.Preprocessing`` when any is given (the others take 0:1, 0 and 1).
+
+    Raises: ParameterError (a bad range or channel list)."""
+    from advbench.models.adapt import Preprocessing, parse_channels, parse_range
+
+    preprocessing = None
+    if input_range or mean or std:
+        preprocessing = Preprocessing(
+            input_range=parse_range(input_range) if input_range else (0.0, 1.0),
+            mean=parse_channels(mean, "--mean") if mean else (0.0,),
+            std=parse_channels(std, "--std") if std else (1.0,))
+    return {"custom_objects": custom_objects, "outputs": outputs,
+            "preprocessing": preprocessing, "model_output": model_output}
+
+
+@_option_rule
+def check_samples(*, limit: int | None = None, start: int = 0, batch_size: int = 128,
+                  seed: int = 0, split: str = "test") -> None:
+    """The sample options checked before any work (``data.samples.Samples.validate``: batch
+    size and limit in [1, 2**31), start in [0, 2**31), seed in [0, 2**32)).
+
+    Raises: OptionError."""
+    from advbench.data.samples import Samples
+
+    Samples(dataset="", split=split, limit=limit, start=start, batch_size=batch_size,
+            seed=seed).validate()
+
+
+def check_outputs(*, output: PathLike | None = None, csv_path: PathLike | None = None,
+                  plot: PathLike | None = None) -> None:
+    """Refuse, before any work, outputs that cannot be written (``files.check_writable``:
+    the artifact, the CSV, the plot; None: not asked for); each stage holds its artifact's
+    lock while it runs (``outputs.claim_output``).
+
+    Raises: OutputError (one line)."""
+    from advbench.core.files import check_writable
+
+    for path, what in ((output, "artifact"), (csv_path, "CSV"), (plot, "plot")):
+        if path:
+            check_writable(path, what)
+
+
+def _open_said(ref: LoadedModel | str, dataset: str | None, *, models_dir: PathLike | None,
+               data_dir: PathLike | None, reading: dict[str, Any] | None, say_note: Say | None,
+               strict: bool = True) -> LoadedModel:
+    """``ref`` opened as a command opens its MODEL (a LoadedModel as it is), the notes on how
+    it was read said to ``say_note``."""
+    if isinstance(ref, LoadedModel):
+        return ref
+    return open_model(ref, dataset=dataset, data_dir=data_dir, models_dir=models_dir,
+                      say=say_note, strict=strict, **(reading or {}))
+
+
+def _budget(name: str, values: dict[str, Any], dataset: str | None, data_path: Any,
+            input_shape: tuple | None = None) -> Any:
+    """``budgets.attack_budget`` of option values: a user's data gives its image shape."""
+    from advbench.attacks.budgets import attack_budget
+
+    if dataset and dataset not in data.DATASETS:
+        input_shape = data.dataset_info(dataset).input_shape
+    with _as_options():
+        return attack_budget(name, dataset, norm=values.get("norm"), given=values,
+                             input_shape=input_shape, steps=values.get("steps"),
+                             source_text=f"--data {data_path}" if data_path else None)
+
+
+def attack_with_budget(name: str, values: dict[str, Any], *, dataset: str | None = None,
+                       data_path: PathLike | None = None, model: LoadedModel | None = None
+                       ) -> tuple[Attack, Any]:
+    """(attack, ``budgets.Budget``) of an attack's option values (``build_attack``; None:
+    not given) with the eps-like defaults of the data (``budgets.attack_budget``: the values
+    given are kept): ``dataset`` when it is known before the model loads, else ``model``'s
+    data set and input shape. Budget None when neither is given: the attack then has its
+    constructor's defaults, built to check the values before TensorFlow starts.
+    ``data_path``: your data as typed, to name it in messages.
+
+    Raises: OptionError (bad values; your data of no built-in image size without an eps),
+        DataError (unreadable data)."""
+    if model is None and not dataset:
+        return build_attack(name, values), None
+    input_shape = None
+    if model is not None:
+        dataset = dataset or model.meta.get("dataset")
+        input_shape = tuple(model.model.input_shape[1:])
+    budget = _budget(name, values, dataset, data_path, input_shape)
+    return build_attack(name, {**values, **budget.values}), budget
+
+
+def check_curve_options(eps: Any, *, command: str = "attack", plot: PathLike | None = None,
+                        output: PathLike | None = None, shard: Shard | None = None,
+                        engine: str = "local", target_mode: str | None = None,
+                        runs_dir: PathLike = "runs") -> bool:
+    """Whether ``eps`` (a tuple: an eps list) asks `attack` or `transfer` (``command``) for
+    accuracy-vs-eps curves, the options checked against it: a curve is untargeted, one
+    process's, written to ``output`` by `attack` (``check_outputs``) and to ``runs_dir`` by
+    `transfer`; ``plot`` draws one.
+
+    Raises: OptionError (one line, naming the flags), OutputError."""
+    curve = isinstance(eps, tuple)
+    if curve and command == "attack":
+        if shard is not None or engine == "ray":
+            raise OptionError("--shard and --engine ray split attack runs, not curves; give "
+                              "one --eps value")
+        if target_mode is not None:
+            raise OptionError("curves (an eps list) are untargeted; drop --target")
+        check_outputs(output=output, plot=plot)
+    elif curve and output:
+        raise OptionError("-o writes the matrix artifact of one eps; curve artifacts are "
+                          f"written to --runs-dir ({runs_dir})")
+    if plot and not curve:
+        raise OptionError("--plot draws a curve: give an eps list, e.g. --eps 0.01:1:0.01")
+    return curve
+
+
+def attack_from_options(model: LoadedModel | str, name: str, values: dict[str, Any], *,
+                        dataset: str | None = None, data_path: PathLike | None = None,
+                        models_dir: PathLike | None = None,
+                        reading: dict[str, Any] | None = None,
+                        say_note: Say | None = None, **run: Any) -> AttackOutcome:
+    """`advbench attack` with one eps: the attack ``name`` of its option ``values``
+    (``attack_with_budget``: the data set's eps-like defaults), checked against the targets,
+    ``start_from``, the samples and the output before the model loads, then ``attack``.
+
+    Args:
+        model: a MODEL reference opened here (``open_model`` with ``models_dir`` and
+            ``reading``; its notes said to ``say_note``) or a ``LoadedModel``.
+        dataset: ``data_source``'s name of the data (default: the model's); data_path: your
+            data as typed (named in messages).
+        run: ``attack``'s keywords (samples, target_mode, start_from, output, resume,
+            overwrite, shard, engine, workers, data_dir, runs_dir, progress, say).
+
+    Returns: ``AttackOutcome``.
+    Raises: OptionError (options refused before any work), then as ``attack``.
+    """
+    attack_obj, budget = attack_with_budget(name, values, dataset=dataset, data_path=data_path)
+    check_attack_options(attack_obj, name, target_mode=run.get("target_mode"),
+                         start_from=run.get("start_from", "prediction"))
+    check_samples(**{k: run[k] for k in ("limit", "start", "batch_size", "seed") if k in run})
+    check_outputs(output=run.get("output"))
+    model = _open_said(model, dataset, models_dir=models_dir, data_dir=run.get("data_dir"),
+                       reading=reading, say_note=say_note)
+    if budget is None:  # the model's data set, known once it is loaded
+        attack_obj, budget = attack_with_budget(name, values, dataset=dataset,
+                                                data_path=data_path, model=model)
+    return attack(model, attack_obj, dataset=dataset, defaults_from=budget.defaults_from,
+                  budget=budget, **run)
+
+
+def curves_from_options(name: str, values: dict[str, Any], sources: Sequence[str],
+                        targets: Sequence[str], *, dataset: str | None = None,
+                        split: str = "test", limit: int | None = None, start: int = 0,
+                        batch_size: int = 128, seed: int = 0, data_dir: PathLike | None = None,
+                        models_dir: PathLike | None = None, reading: dict[str, Any] | None = None,
+                        say: Say | None = None, say_note: Say | None = None,
+                        **options: Any) -> list[Any]:
+    """The accuracy-vs-eps curves of an eps list (``values["eps"]``, a tuple) of fgsm or
+    rand-fgsm: the attack's other ``values`` checked (at the largest eps) before the models
+    load, rand-fgsm's alpha from the data set, every parameter said to ``say``, then
+    ``curves`` on the ``sources`` and ``targets`` (MODEL references, opened as
+    ``open_models`` opens them, their notes said to ``say_note``).
+
+    ``options``: ``curves``' output, overwrite, runs_dir and progress.
+    Returns: the ``curves.Curve`` objects, one per source.
+    Raises: OptionError (another attack, bad values, -o with several sources), then as
+        ``curves``.
+    """
+    from advbench.attacks.budgets import parameter_line, shown
+    from advbench.run.curves import CURVE_ATTACKS
+
+    if name not in CURVE_ATTACKS:
+        raise OptionError(f"an eps list draws a curve, which only {' and '.join(CURVE_ATTACKS)}"
+                          f" compute; give one --eps value for --attack {name}")
+    eps = values["eps"]
+    # rand-fgsm's alpha from the data set (the eps are given), once it is known.
+    budget = _budget(name, values, dataset, None) if dataset else None
+    # The other values checked against the attack (alpha <= eps holds for the largest eps).
+    checked = {**values, **(budget.values if budget else {}), "eps": max(eps)}
+    if name == "rand-fgsm" and checked.get("alpha") is None:
+        checked["alpha"] = 0.0  # checked against the data set's default once it is known
+    attack_obj = build_attack(name, checked)
+    check_samples(limit=limit, start=start, batch_size=batch_size, seed=seed)
+    models = open_models([*sources, *targets], dataset=dataset, data_dir=data_dir,
+                         models_dir=models_dir, say=say_note, **(reading or {}))
+    crafted_on, scored = models[:len(sources)], models[len(sources):]
+    dataset = dataset or crafted_on[0].meta.get("dataset")
+    if budget is None:
+        budget = _budget(name, values, dataset, None,
+                         input_shape=tuple(crafted_on[0].model.input_shape[1:]))
+        attack_obj = build_attack(name, {**values, **budget.values, "eps": max(eps)})
+    norm = getattr(attack_obj, "norm", "linf")
+    if say is not None:
+        # Every parameter of the curve, as an attack run's line gives them.
+        params: dict[str, Any] = {"norm": norm, "eps": ",".join(shown(e) for e in eps)}
+        if name == "rand-fgsm":
+            params["alpha"] = float(attack_obj.alpha)
+        if budget.note:
+            say(budget.note)
+        say(parameter_line(
+            f"{name} curve", params, budget=budget, extra="untargeted", seed=seed,
+            samples=(f"{f'{limit} samples (class-balanced)' if limit else 'all samples'} of "
+                     f"{data.display_name(dataset)} "
+                     f"{split} (start {start}, batch size {batch_size})")))
+    if options.get("output") is not None and len(crafted_on) > 1:
+        raise OptionError("-o names one curve artifact; with several --source leave it out")
+    return curves(crafted_on, scored, eps, attack=name, norm=norm,
+                  alpha=getattr(attack_obj, "alpha", 0.05), dataset=dataset, split=split,
+                  limit=limit, start=start, batch_size=batch_size, seed=seed,
+                  data_dir=data_dir, say=say, **options)
+
+
+def transfer_from_options(name: str, values: dict[str, Any], sources: Sequence[str],
+                          targets: Sequence[str], *, dataset: str | None = None,
+                          data_path: PathLike | None = None, models_dir: PathLike | None = None,
+                          reading: dict[str, Any] | None = None, output: PathLike | None = None,
+                          say: Say | None = None, say_note: Say | None = None,
+                          **samples: Any) -> Any:
+    """`advbench transfer` with one eps: the attack ``name`` of its option ``values`` with
+    the data's eps-like defaults (``dataset``'s, else the first source's once loaded), the
+    samples checked before the models load, its parameters said to ``say``, then
+    ``transfer`` on the ``sources`` and ``targets`` (MODEL references, ``open_models``; their
+    notes said to ``say_note``).
+
+    ``samples``: ``transfer``'s split, limit, start, batch_size, seed, data_dir, runs_dir and
+    progress. Returns ``evaluate.Score``.
+    Raises: OptionError (options refused before any work), then as ``transfer``.
+    """
+    from advbench.attacks.budgets import parameter_line
+
+    attack_obj, budget = attack_with_budget(name, values, dataset=dataset, data_path=data_path)
+    check_samples(**{k: samples[k] for k in ("limit", "start", "batch_size", "seed")
+                     if k in samples})
+    models = open_models([*sources, *targets], dataset=dataset,
+                         data_dir=samples.get("data_dir"), models_dir=models_dir, say=say_note,
+                         **(reading or {}))
+    crafted_on, scored = models[:len(sources)], models[len(sources):]
+    if budget is None:  # the first source's data set
+        attack_obj, budget = attack_with_budget(name, values, model=crafted_on[0])
+    for line in ([budget.note] if budget.note else []) + [parameter_line(
+            attack_obj.name, {"norm": attack_obj.norm, **attack_obj.params()}, budget=budget,
+            seed=samples.get("seed", 0))]:
+        (say or _quiet)(line)
+    samples["progress"] = samples.get("progress") or Progress(quiet=True)
+    return transfer(crafted_on, scored, attack_obj, output=output, dataset=dataset, **samples)
+
+
+def gate_options(fail_under: Sequence[str] = (), fail_over: Sequence[str] = (),
+                 radii: str | None = None) -> tuple[list[Any], tuple[float, ...]]:
+    """(thresholds, radii) of `advbench evaluate`'s gate options: ``fail_under`` and
+    ``fail_over`` "NAME=VALUE" texts (``evaluate.parse_threshold``), ``radii`` "R[,R...]"
+    (default ``certify.DEFAULT_RADII``) joined by the radii the thresholds name
+    (``certified_accuracy@R``), sorted and unique.
+
+    Raises: OptionError (its ``flag`` set for a bad threshold or radius list)."""
+    from advbench.score.certify import DEFAULT_RADII
+    from advbench.score.evaluate import parse_radii, parse_threshold, threshold_radii
+
+    thresholds = []
+    for flag, bound, texts in (("--fail-under", "under", fail_under),
+                               ("--fail-over", "over", fail_over)):
+        for text in texts:
+            try:
+                thresholds.append(parse_threshold(text, bound))
+            except ParameterError as e:
+                raise OptionError(str(e), flag=flag) from None
+    try:
+        given = DEFAULT_RADII if radii is None else tuple(float(r) for r in radii.split(","))
+    except ValueError:
+        raise OptionError(f"{radii!r} is not a comma-separated list of numbers",
+                          flag="--radii") from None
+    with _as_options():
+        return thresholds, parse_radii(given + threshold_radii(thresholds))
+
+
+def evaluate_from_options(model: LoadedModel | str, artifacts: Sequence[PathLike] = (), *,
+                          dataset: str | None = None, eps: Sequence[float] | None = None,
+                          curve_attack: str = "fgsm", alpha: float | None = None,
+                          source: str | None = None, models_dir: PathLike | None = None,
+                          reading: dict[str, Any] | None = None, runs_dir: PathLike = "runs",
+                          say: Say | None = None, say_note: Say | None = None,
+                          **options: Any) -> tuple[LoadedModel, Any]:
+    """`advbench evaluate`: ``model`` (a MODEL reference opened as ``attack_from_options``
+    opens it, or a ``LoadedModel``) scored by ``evaluate`` on ``artifacts`` and, with an
+    ``eps`` list (``check_evaluate_options``), on the accuracy-vs-eps curve of
+    ``curve_attack`` (rand-fgsm's ``alpha``) crafted on ``source`` (default: the model) and
+    scored on the model (``curves_from_options``, reused from or written to ``runs_dir``).
+
+    ``options``: ``evaluate``'s keywords (samples, data_dir, thresholds, output, overwrite,
+    progress, and ``evaluate.evaluate``'s).
+    Returns: (the ``LoadedModel``, ``evaluate.Score``).
+    Raises: OptionError (GateError: a threshold of a metric no artifact gives), then as
+        ``evaluate``.
+    """
+    data_dir = options.get("data_dir")
+    model = _open_said(model, dataset, models_dir=models_dir, data_dir=data_dir,
+                       reading=reading, say_note=say_note)
+    found = [] if eps is None else curves_from_options(
+        curve_attack, {"eps": tuple(eps), "alpha": alpha}, [source or str(model.path)],
+        [str(model.path)], dataset=scored_on(model.meta, dataset, data_dir)["dataset"],
+        data_dir=data_dir, models_dir=models_dir, reading=reading, say=say,
+        say_note=say_note, runs_dir=runs_dir, progress=options.get("progress"),
+        **{k: options[k] for k in ("split", "limit", "start", "batch_size", "seed")
+           if k in options})
+    return model, evaluate(model, [*artifacts, *(str(c.path) for c in found)], dataset=dataset,
+                           **options)
+
+
+def audit_from_options(model: LoadedModel | str, *, eps: float | None, norm: str = "linf",
+                       checks: Sequence[str] | None = None, settings: Any = None,
+                       dataset: str | None = None, data_path: PathLike | None = None,
+                       models_dir: PathLike | None = None,
+                       reading: dict[str, Any] | None = None, surrogate: str | None = None,
+                       say: Say | None = None, say_note: Say | None = None,
+                       **run: Any) -> dict[str, Any]:
+    """`advbench audit` (``checks`` and ``settings`` from ``audit_settings``): the budget
+    (``eps`` None: the data's default, ``budgets.attack_budget("audit")``, known before the
+    model loads for ``dataset``, else from the model's data set and input shape), the
+    ``surrogate`` MODEL reference opened when check 3 runs, the start lines said to ``say``
+    once the samples are loaded, then ``audit``.
+
+    ``run``: ``audit``'s samples, data_dir, output, overwrite and progress.
+    Returns: the audit summary.
+    Raises: OptionError (no eps for data of no built-in image size, a surrogate that is the
+        model itself), then as ``audit``.
+    """
+    from advbench.score import AUDIT_CHECKS
+    from advbench.score.audit import AuditSettings
+
+    data_dir = run.get("data_dir")
+    checks, settings = tuple(checks or AUDIT_CHECKS), settings or AuditSettings()
+    asked = {"eps": eps, "norm": norm}
+    budget = _budget("audit", asked, dataset, data_path) if dataset else None
+    model = _open_said(model, dataset, models_dir=models_dir, data_dir=data_dir,
+                       reading=reading, say_note=say_note)
+    budget = budget or _budget("audit", asked, dataset or model.meta.get("dataset"), data_path,
+                               input_shape=tuple(model.model.input_shape[1:]))
+    eps = budget.values.get("eps", eps)
+    opened = None
+    if surrogate and "white-box-vs-transfer" in checks:
+        opened = _open_said(surrogate, dataset or model.meta.get("dataset"),
+                            models_dir=models_dir, data_dir=data_dir, reading=None,
+                            say_note=say_note, strict=False)
+        if opened.meta.get("content_hash") == model.meta.get("content_hash"):
+            raise OptionError(f"--surrogate {surrogate} is MODEL itself, so its attacks are "
+                              "white-box; give another model or leave --surrogate out to "
+                              "train one")
+
+    def announce(samples: Any, count: int) -> None:
+        for line in audit_lines(eps, norm, checks, settings, budget, samples, count):
+            (say or _quiet)(line)
+
+    return audit(model, eps=eps, norm=norm, checks=checks, settings=settings, dataset=dataset,
+                 surrogate=opened, announce=None if say is None else announce, **run)
+
+
+def train_config(defense: str, dataset: str, values: dict[str, Any],
+                 notes: list[str] | None = None, *, architecture: str = "cnn",
+                 brelu_t: float | None = None, devices: str | None = None,
+                 **fields: Any) -> tuple[Any, Any]:
+    """(defense, ``train.TrainConfig``) of `advbench train`'s options: the defense of its flag
+    values (``build_defense``; defaults borrowed by image size said in ``notes``) and the
+    config of ``fields`` (``TrainConfig``'s), validated. ``architecture``: a zoo name, or
+    your own file (then the config names "cnn", unused: the file is the architecture);
+    ``brelu_t`` None: 1.0; ``devices``: "cpu:0,cpu:1" or "gpu:0,gpu:1" (None: all GPUs, else
+    the CPU; ``distribute.parse_devices``).
+
+    Raises: OptionError (one line, naming the flags)."""
+    from advbench.models.zoo import ARCHITECTURES
+    from advbench.run.distribute import parse_devices
+    from advbench.run.train import TrainConfig
+
+    with _as_options():
+        spec = build_defense(defense, dataset, values, notes)
+        config = TrainConfig(dataset=dataset, devices=tuple(parse_devices(devices)),
+                             architecture=architecture if architecture in ARCHITECTURES
+                             else "cnn", brelu_t=1.0 if brelu_t is None else brelu_t, **fields)
+        config.validate()
+    return spec, config
+
+
+def export(model: LoadedModel | str, output: PathLike, *, dataset: str | None = None,
+           data_dir: PathLike | None = None, models_dir: PathLike | None = None,
+           reading: dict[str, Any] | None = None, overwrite: bool = False,
+           say: Say | None = None, say_note: Say | None = None) -> Path:
+    """Write ``model`` (a MODEL reference opened as ``attack_from_options`` opens it, or a
+    ``LoadedModel``) as a standard Keras 3 .keras file (``advbench export``): the input
+    range advbench put in front is left out, so the file takes what the model took
+    (``export.with_original_input``; what it takes is said to ``say_note``); the advbench
+    layers it holds (to import before loading it) are said to ``say``. Returns the path.
+
+    Raises: OutputError (``output`` cannot be written, or exists without ``overwrite``:
+        checked before the model loads), then as ``open_model``."""
+    from advbench.core.files import check_writable
+    from advbench.models.export import custom_layers, export_keras, with_original_input
+    from advbench.run.outputs import read_claim
+
+    # Before the model loads (export_keras checks again, holding the output lock).
+    check_writable(output, "model file")
+    read_claim(output, overwrite=overwrite)
+    loaded = _open_said(model, dataset, models_dir=models_dir, data_dir=data_dir,
+                        reading=reading, say_note=say_note)
+    keras_model, contract = with_original_input(loaded.model)
+    if contract:
+        (say_note or _quiet)(contract)
+    path = export_keras(keras_model, output, overwrite=overwrite)
+    needs = custom_layers(keras_model)
+    if needs:
+        (say or _quiet)(f"{path} holds advbench's {', '.join(needs)}: `import "
+                        "advbench.models.layers` before keras.saving.load_model")
+    return path
+
+
+# -- reproduce ------------------------------------------------------------------------------
+def reproduction(dataset: str, profile: str, out: PathLike, *, seed: int = 0,
+                 data_dir: PathLike | None = None, models_dir: PathLike | None = None,
+                 stage: str | None = None, plan: bool = False,
+                 progress: Progress | None = None) -> Any:
+    """The ``paper.experiments.Reproduction`` of `advbench reproduce`'s options: ``stage``
+    (an id of its plan) checked, and the results folder ``<out>/<dataset>/<profile>``
+    created unless only the ``plan`` is asked for.
+
+    Raises: ParameterError (an unknown data set or profile), OptionError (an unknown stage),
+        OutputError (a folder that cannot be written)."""
+    from advbench.core.files import ensure_folder
+    from advbench.paper.experiments import Reproduction
+
+    repro = Reproduction(dataset, profile, str(out), data_dir=data_dir, models_dir=models_dir,
+                         seed=seed, progress=progress)
+    if stage is not None:
+        with _as_options():
+            repro.stage(stage)  # an unknown stage is refused before any folder
+    if not plan:
+        ensure_folder(Path(out) / dataset / profile, "results folder")
+    return repro
+
+
+def reproduction_plan(repro: Any, out: PathLike, *, data_dir: PathLike | None = None,
+                      models_dir: PathLike | None = None,
+                      emit: tuple[str, PathLike] | None = None) -> list[Any]:
+    """The stages of ``repro`` as a graph (``paper.plan.plan``: one dict per stage, "id",
+    "name", "needs", "command", each after those it needs), or with ``emit`` (a format of
+    ``paper.plan.EMITTERS`` and a folder) the paths of the job scripts written there."""
+    from advbench.paper.plan import EMITTERS, base_command, plan
+
+    nodes = plan(repro, base_command(repro, str(out),
+                                     data_dir=str(data_dir) if data_dir else None,
+                                     models_dir=str(models_dir) if models_dir else None))
+    return list(EMITTERS[emit[0]](nodes, emit[1])) if emit else nodes
+
+
+def reproduce(repro: Any, out: PathLike, *, stage: str | None = None, engine: str = "local",
+              workers: int | None = None) -> Any:
+    """Run ``repro`` (``reproduction``; ``out`` its results folder as given): its ``stage``
+    only (returns the stage's id), or every stage not done yet, with ``engine="ray"`` as Ray
+    tasks after those they need (``workers`` CPUs of a local Ray; RAY_ADDRESS a cluster),
+    then write the report (returns its path)."""
+    if stage is not None:
+        repro.stage(stage).run()
+        return stage
+    if engine == "ray":
+        from advbench.paper.plan import base_command, plan, reproduce_with_ray
+
+        # Absolute paths: a Ray worker's working folder is not ours.
+        settings = {"dataset": repro.dataset, "profile": repro.profile.name,
+                    "out": str(Path(out).resolve()), "seed": repro.seed,
+                    "data_dir": repro.data_dir and str(Path(repro.data_dir).resolve()),
+                    "models_dir": repro.models_dir and str(Path(repro.models_dir).resolve())}
+        reproduce_with_ray(settings, plan(repro, base_command(repro, str(out))),
+                           workers=workers, progress=repro.progress)
+    return repro.run()  # finds every stage done (or does what is left), writes the report
+
+
+@_option_rule
+def check_certify_options(*, sigma: float, **run: Any) -> None:
+    """`advbench certify`'s values checked before any work (``certify.CertifyRun.validate``:
+    sigma, n0, n, alpha, mode and the samples; ``run``: its fields).
+
+    Raises: OptionError."""
+    from advbench.score.certify import CertifyRun
+
+    CertifyRun(model_path="", dataset="", sigma=sigma, **run).validate()
+
+
+def distance_part_from_options(model: LoadedModel | str, artifacts: Sequence[PathLike],
+                               shard: Shard, *, output: PathLike, dataset: str | None = None,
+                               data_dir: PathLike | None = None,
+                               models_dir: PathLike | None = None,
+                               reading: dict[str, Any] | None = None,
+                               distance_variant: str = "l2", progress: Progress | None = None,
+                               say: Say | None = None,
+                               say_note: Say | None = None) -> tuple[Path, Any]:
+    """`advbench evaluate --distance-shard`: ``distance_part`` of ``shard`` written to the
+    shard's own file beside ``output`` (``-o parts/df.h5`` -> ``parts/df-shard0of4.h5``,
+    ``shards.shard_output``; checked writable before the model loads), ``model`` opened as
+    ``attack_from_options`` opens it; a shard that holds no rows is said to ``say``.
+
+    Returns: (the part's path, its ``evaluate.Score``).
+    Raises: OutputError, then as ``distance_part``."""
+    from advbench.run.shards import shard_output
+    from advbench.score.evaluate import DISTANCE_BLOCK
+
+    path = Path(shard_output(output, shard))
+    check_outputs(output=path)
+    model = _open_said(model, dataset, models_dir=models_dir, data_dir=data_dir,
+                       reading=reading, say_note=say_note)
+    part = distance_part(model, artifacts, shard, output=path, dataset=dataset,
+                         data_dir=data_dir, distance_variant=distance_variant,
+                         progress=progress)
+    if say is not None and not any(run["rows"] for run in part.summary["runs"]):
+        say(f"shard {shard} holds no rows: the runs have fewer blocks of {DISTANCE_BLOCK} "
+            f"query rows than {shard.count} shards")
+    return path, part

@@ -249,7 +249,8 @@ def test_a_flag_is_one_declaration(specs):
 def test_every_defense_flag_reaches_the_defense(name, tmp_path):
     """Each flag of a defense, given a value other than its default, sets that parameter of
     the defense `train` builds (through the same path as the command)."""
-    from advbench.cli import DEFENSE_OPTIONS, defense_from_flags
+    from advbench import stages
+    from advbench.cli import DEFENSE_OPTIONS
 
     for _, dest, owners, param, kind, _ in DEFENSE_OPTIONS:
         if name not in owners:
@@ -258,7 +259,7 @@ def test_every_defense_flag_reaches_the_defense(name, tmp_path):
         value = (not p.default if p.type is bool else
                  next(c for c in p.choices if c != p.default) if p.choices else
                  p.default + 1 if p.type is int else p.default / 2)
-        defense = defense_from_flags(name, "mnist", {dest: value})
+        defense = stages.build_defense(name, "mnist", {dest: value})
         assert getattr(defense, param) == value, (name, param)
 
 
@@ -280,3 +281,34 @@ def test_cli_stderr_has_no_tensorflow_start_up_logs(trained_tiny_cnn, fake_data_
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{tmp_path / 'fgsm.h5'}\n"
     assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr, proc.stderr
+
+
+def test_train_flags_and_config_share_one_declaration():
+    """`advbench train`'s training flags and ``TrainConfig``'s defaults are the same
+    declarations (``run.TRAIN_PARAMS``), so the help cannot show another default than a Python
+    caller gets."""
+    import dataclasses
+
+    from advbench.run import TRAIN_PARAMS
+    from advbench.run.train import TrainConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    options = {p.name: p for p in main.commands["train"].params}
+    for p in TRAIN_PARAMS:
+        assert fields[p.name] == p.default == options[p.name].default, p.name
+        assert options[p.name].opts == [p.cli_flag]
+
+
+def test_evaluate_flags_are_the_declared_choices_of_the_library():
+    """`advbench evaluate`'s scoring flags come from ``score.EVALUATE_PARAMS``, whose defaults
+    are ``evaluate.evaluate``'s keyword defaults (what a Python caller gets)."""
+    import inspect
+
+    from advbench.score import EVALUATE_PARAMS
+    from advbench.score.evaluate import evaluate
+
+    keywords = inspect.signature(evaluate).parameters
+    options = {p.name: p for p in main.commands["evaluate"].params}
+    for p in EVALUATE_PARAMS:
+        assert keywords[p.name].default == p.default == options[p.name].default, p.name
+        assert options[p.name].opts == [p.cli_flag]

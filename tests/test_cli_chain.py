@@ -124,11 +124,32 @@ def test_fail_under_gate_exit_codes(in_chain):
     (["--fail-over", "success_rate=-0.1"], "success_rate is a fraction in [0, 1]\n"),
     (["--fail-under", "robustness=-1"], "robustness is >= 0\n"),
     (["--eps", "1:0:0.1"], "ends (0.0) before it starts"),
+    # stages.gate_options' OptionError names the flag: Click's "Invalid value for" form.
+    (["--radii", "0.1,x"], "Error: Invalid value for --radii: '0.1,x' is not a "
+     "comma-separated list of numbers\n"),
+    (["--radii", "-1"], "Error: radius must be a finite number >= 0, got -1.0\n"),
 ])
 def test_usage_errors_exit_2(in_chain, args, message):
     result = invoke("evaluate", "cnn", "--limit", 10, "-q", *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("args, error", [
+    (["evaluate", "cnn", "--radii", "0.1,x"], "Error: Invalid value for --radii: '0.1,x' is not "
+     "a comma-separated list of numbers"),
+    (["attack", "cnn", "--attack", "fgsm", "--eps", "0.1,0.2", "--target", "random"],
+     "Error: curves (an eps list) are untargeted; drop --target"),
+])
+def test_library_usage_errors_show_the_commands_usage(in_chain, args, error):
+    """An OptionError the library raises reads as Click's own usage errors: the command's
+    usage line, the help hint, then the one error line (exit 2)."""
+    result = invoke(*args, "--limit", 10, "-q")
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"Usage: main {args[0]} [OPTIONS] MODEL")
+    assert lines[1] == f"Try 'main {args[0]} --help' for help."
+    assert lines[2:] == ["", error]
 
 
 def test_attack_eps_list_usage_errors(in_chain):

@@ -1,7 +1,6 @@
 """Tests for advbench.run.curves: eps grids, the one-gradient sweep against FGSM / Random+FGSM run
 separately at each eps, black-box sweeps, curve artifacts and their reuse, plots."""
 
-import click
 import keras
 import numpy as np
 import pytest
@@ -213,13 +212,15 @@ def test_plot_without_a_curve_is_a_project_error(tmp_path):
     assert not (tmp_path / "curve.png").exists()
 
 
-def test_curve_flags_refuse_other_attacks():
-    from advbench.cli import _curves_from_flags
+def test_curve_options_refuse_other_attacks():
+    from advbench import stages
+    from advbench.core.errors import OptionError
 
-    with pytest.raises(click.UsageError, match="only fgsm and rand-fgsm compute"):
-        _curves_from_flags("deepfool", {"eps": (0.1, 0.2)}, ["cnn"], ["cnn"], dataset=None,
-                           split="test", limit=None, start=0, batch_size=8, seed=0,
-                           data_dir=None, models_dir=None)
+    with pytest.raises(OptionError, match=r"^an eps list draws a curve, which only fgsm and "
+                                          r"rand-fgsm compute; give one --eps value for "
+                                          r"--attack deepfool$"):
+        stages.curves_from_options("deepfool", {"eps": (0.1, 0.2)}, ["cnn"], ["cnn"],
+                                   batch_size=8)
 
 
 def test_curve_attacks_are_registered_attacks():

@@ -170,6 +170,15 @@ def flag_table(specs: dict[str, Spec], order: tuple[Param, ...] = ()
     return dict(sorted(table.items(), key=lambda item: rank.get(item[0], len(rank))))
 
 
+def stray_flags(specs: dict[str, Spec], owner: str, given: Any) -> list[str]:
+    """The flags, sorted, of the parameters named in ``given`` that ``owner`` (a name of the
+    registry ``specs``) does not take: a command refuses them ("--steps does not apply to
+    --attack fgsm") rather than run the default silently."""
+    flag_of = {p.name: flag for flag, (p, _) in flag_table(specs).items()}
+    takes = {p.name for p in specs[owner].params}
+    return sorted(flag_of[name] for name in given if name not in takes)
+
+
 def shown_default(value: Any) -> str:
     """A default as ``--help`` writes it: on/off for bools, else its str."""
     if isinstance(value, bool):

@@ -6,6 +6,21 @@
 This ``__init__`` holds the CLI's choices of these modules without importing TensorFlow.
 """
 
+from advbench.core.params import Param
+
+#: `advbench train`'s training parameters, declared once: ``train.TrainConfig``'s defaults and
+#: the command's flags come from here (``TrainConfig.validate`` checks their values).
+TRAIN_PARAMS: tuple[Param, ...] = (
+    Param("epochs", int, 20),
+    Param("batch_size", int, 128),
+    Param("learning_rate", float, 1e-3),
+    Param("patience", int, 5, help="Early stopping patience in epochs (validation accuracy)."),
+    Param("seed", int, 0),
+    Param("limit", int, None, help="Train on a class-balanced subset of this many images."),
+)
+#: The defaults of ``train.TrainConfig`` (``TRAIN_PARAMS``').
+TRAIN_DEFAULTS: dict[str, object] = {p.name: p.default for p in TRAIN_PARAMS}
+
 #: --curve-attack: the attacks whose accuracy-vs-eps curves ``advbench.run.curves`` computes from
 #: one direction per sample.
 CURVE_ATTACKS = ("fgsm", "rand-fgsm")

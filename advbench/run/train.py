@@ -19,7 +19,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import keras
 import numpy as np
@@ -33,7 +33,7 @@ from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.defenses.base import Defense
 from advbench.models.zoo import build_model, predict_labels, zoo_name
-from advbench.run import distribute, outputs
+from advbench.run import TRAIN_DEFAULTS, distribute, outputs
 from advbench.run.artifacts import read_arrays, write_arrays
 
 if TYPE_CHECKING:
@@ -47,12 +47,13 @@ class TrainConfig:
     architecture: str = "cnn"
     activation: str = "relu"
     brelu_t: float = 1.0
-    epochs: int = 20
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    patience: int = 5
-    seed: int = 0
-    limit: int | None = None
+    # The training parameters' defaults are declared once, with their flags (TRAIN_PARAMS).
+    epochs: int = cast(int, TRAIN_DEFAULTS["epochs"])
+    batch_size: int = cast(int, TRAIN_DEFAULTS["batch_size"])
+    learning_rate: float = cast(float, TRAIN_DEFAULTS["learning_rate"])
+    patience: int = cast(int, TRAIN_DEFAULTS["patience"])
+    seed: int = cast(int, TRAIN_DEFAULTS["seed"])
+    limit: int | None = cast("int | None", TRAIN_DEFAULTS["limit"])
     data_dir: PathLike | None = None
     strategy: str = "none"
     devices: tuple[str, ...] = ()  # TensorFlow names, "/cpu:0" (distribute.parse_devices)

@@ -7,6 +7,7 @@ TensorFlow, so that ``--help`` shows them.
 """
 
 from advbench.core.params import Param
+from advbench.run import DISTANCE_VARIANTS, SENSITIVITY_VARIANTS, SUCCESS_DEFINITIONS
 
 #: --format: how tables are written to stderr (``report``): "table", rich's boxes (plain and
 #: at full width when stderr is not a terminal), or "markdown", for CI summaries and reports.
@@ -70,6 +71,24 @@ AUDIT_PARAMS: tuple[Param, ...] = (
     Param("surrogate_epochs", int, 2, low=1, flag=None),
     Param("surrogate_limit", int, 5000, low=10, flag=None),
     Param("surrogate_architecture", str, "cnn", flag=None),
+)
+
+#: `advbench evaluate`'s choices of what to score, declared once with their flags and help (the
+#: command's flags derive from them; ``evaluate.evaluate``'s keyword defaults are the same,
+#: which a test holds).
+EVALUATE_PARAMS: tuple[Param, ...] = (
+    Param("distance_variant", str, "l2", choices=DISTANCE_VARIANTS,
+          help="Training-set distance: L2, or the paper's ||d||^2/||x||."),
+    Param("success_against", str, "prediction", choices=SUCCESS_DEFINITIONS, flag="--success",
+          help="An untargeted attack succeeds when it changes the model's clean prediction (as "
+               "ART and the paper's authors) or when the output differs from the label; success "
+               "rate, norms and robustness use it, JSON has both rates."),
+    Param("distance", bool, True, help="Training-set distance for white-box minimal artifacts."),
+    Param("sensitivity", bool, True, help="Loss sensitivity on the clean split."),
+    Param("sensitivity_variant", str, "loss", choices=SENSITIVITY_VARIANTS,
+          help="What loss sensitivity differentiates: the loss at the label (the paper's text), "
+               "or the predicted class's softmax output / logit (the authors' code, ART "
+               "735ead0c0 / tag 0.1)."),
 )
 
 #: The defaults of ``audit.AuditSettings`` (``AUDIT_PARAMS``').

@@ -24,7 +24,7 @@ import numpy as np
 from advbench import data
 from advbench.attacks import MINIMAL_ATTACKS
 from advbench.attacks.autoattack import artifact_table
-from advbench.core.errors import ArtifactError, ParameterError
+from advbench.core.errors import ArtifactError, OptionError, ParameterError
 from advbench.core.progress import Progress
 from advbench.core.types import Model, PathLike
 from advbench.data.samples import Samples, check_model_fits, clean_samples, training_set
@@ -674,7 +674,7 @@ def parse_threshold(text: str, bound: str = "under") -> Threshold:
     return Threshold(name, qualifier, number, bound)
 
 
-class GateError(ParameterError):
+class GateError(OptionError):
     """A threshold names a metric the evaluation does not give (the command's usage error)."""
 
 

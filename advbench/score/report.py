@@ -643,3 +643,20 @@ def models_table(rows: list[dict[str, Any]]) -> Any:
                            "{:.2f}%"),
                       cell(r["training_time_s"], "{:.1f}"), r["path"])
     return table
+
+
+def data_table(rows: list[dict[str, Any]]) -> Any:
+    """The table of ``advbench data info``: one row per built-in data set (rows of
+    ``data.describe``: found or not, layout, path, folders searched, layouts accepted), then
+    the user's own data."""
+    from rich.table import Table
+
+    table = Table(title="advbench data sets")
+    for col in ("data set", "found", "layout", "path", "searched", "accepts"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["dataset"], "yes" if row["found"] else "no", row["layout"],
+                      row["path"], "\n".join(row["searched"]), row["accepts"])
+    table.add_row("your own", "", "", "--data PATH", "", "an .npz (x_train, y_train, x_test, "
+                  "y_test; or x, y) or DIR/<class>/*.png|jpg (or DIR/train/, DIR/test/)")
+    return table
