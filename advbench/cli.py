@@ -21,7 +21,7 @@ import click
 from advbench.attacks import ATTACK_PARAMETERS, ATTACK_SPECS
 from advbench.attacks.budgets import AUDIT_EPS_HELP
 from advbench.core.errors import AdvbenchError, OptionError, ParameterError, flags_verb
-from advbench.core.params import stray_flags
+from advbench.core.params import choice_error, stray_flags
 from advbench.defenses import DEFENSE_PARAMETERS, DEFENSE_SPECS
 from advbench.score.metric_registry import gate_help
 
@@ -184,6 +184,10 @@ def _precheck_attack_flags(ctx: click.Context, raw: dict, default: Any) -> None:
     if stray:
         raise click.UsageError(f"{flags_verb(stray, 'does', 'do')} not apply to --attack {name}",
                                ctx=ctx)
+    wrong = choice_error(ATTACK_SPECS, name, {dest: raw.get(dest) for _, dest, _, _ in
+                                              ATTACK_OPTIONS})
+    if wrong:
+        raise click.UsageError(wrong, ctx=ctx)
 
 
 def _precheck(command: str, raw: dict) -> None:

@@ -128,6 +128,9 @@ def _saved_folder(root):
       "--max-iter", "5"], 2, "\nError: --max-iter does not apply to --attack fgsm\n"),
     (["transfer", "--source", "{root}/two.keras", "--target", "{root}/two.keras", "--steps",
       "3", "--theta", "1"], 2, "\nError: --steps, --theta do not apply to --attack fgsm\n"),
+    # A choice of another attack's (trial 4: it came after TensorFlow, without the attack).
+    (["attack", "{root}/two.keras", "--data", "{root}/digits.npz", "--attack", "fab",
+      "--norm", "l0"], 2, "\nError: --norm of --attack fab is one of linf, l2, l1, got 'l0'\n"),
     # A foreign model given without its data.
     (["attack", "{root}/cifar.keras", "--attack", "fgsm", "--eps", "0.1"], 1,
      "Error: {root}/cifar.keras is a Keras 3 .keras file with no data set of its own; say "
@@ -138,7 +141,7 @@ def _saved_folder(root):
     (["certify", "{saved}", "--sigma", "0.25"], 1,
      "Error: {saved} is a TensorFlow SavedModel directory with no data set of its own; say "
      "which data it takes: --dataset mnist|cifar10 or --data FILE.npz|DIR\n"),
-], ids=["attack-flag", "transfer-flags", "keras-without-data", "h5-without-data",
+], ids=["attack-flag", "transfer-flags", "attack-choice", "keras-without-data", "h5-without-data",
         "savedmodel-without-data"])
 def test_flag_and_data_errors_come_before_tensorflow_is_imported(files, args, code, ending,
                                                                  tmp_path):

@@ -100,6 +100,7 @@ CASES = [
      "attack 'fgsm-min' with search='authors' is untargeted only; drop --target"),
     (ATTACK + ["fgsm", "--steps", "3", "--theta", "1"],
      "--steps, --theta do not apply to --attack fgsm"),
+    (ATTACK + ["fab", "--norm", "l0"], "--norm of --attack fab is one of linf, l2, l1, got 'l0'"),
 ]
 
 

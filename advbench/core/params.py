@@ -179,6 +179,19 @@ def stray_flags(specs: dict[str, Spec], owner: str, given: Any) -> list[str]:
     return sorted(flag_of[name] for name in given if name not in takes)
 
 
+def choice_error(specs: dict[str, Spec], owner: str, given: dict[str, Any]) -> str | None:
+    """The usage error of a str parameter in ``given`` (name -> value as typed) that is not
+    one of ``owner``'s own choices (``--norm l0`` is fmn's, not fab's), None when all are:
+    the flag's choices are the union over the registry, the owner's may be fewer."""
+    flag_of = {p.name: flag for flag, (p, _) in flag_table(specs).items()}
+    for param in specs[owner].params:
+        value = given.get(param.name)
+        if param.choices is not None and value is not None and value not in param.choices:
+            return (f"{flag_of.get(param.name, param.name)} of --attack {owner} is one of "
+                    f"{', '.join(param.choices)}, got {value!r}")
+    return None
+
+
 def shown_default(value: Any) -> str:
     """A default as ``--help`` writes it: on/off for bools, else its str."""
     if isinstance(value, bool):
