@@ -332,7 +332,8 @@ def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
                      show_default=True, help=split_help),
         click.option("--limit", type=int, default=None, help=limit_help),
         click.option("--start", type=int, default=0, show_default=True,
-                     help="Skip the first K samples."),
+                     help="Skip the first K of the samples chosen (after --limit's "
+                          "class-balanced choice)."),
         click.option("--batch-size", type=int, default=batch_size, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
     ]
@@ -833,6 +834,7 @@ def attack(model_ref, attack_name, target_mode, start_from, dataset, data_path, 
     """
     shard = _shard(shard_text)
     stages.check_engine(engine, workers, shard)
+    stages.require_engine(engine)
     dataset = stages.data_source(dataset, data_path, _say(quiet))
     if stages.check_curve_options(attack_values.get("eps"), plot=plot, output=output,
                                   shard=shard, engine=engine, target_mode=target_mode):
@@ -876,7 +878,8 @@ def report_json(value: Any) -> str:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="The merged attack artifact.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact.")
-def merge(shards, output, overwrite):
+@click.option("-q", "--quiet", is_flag=True, help="No messages on stderr.")
+def merge(shards, output, overwrite, quiet):
     """Join the SHARDS of one attack run (`advbench attack --shard I/N`) into one artifact;
     shards of `advbench certify --shard I/N` merge the same way.
 
@@ -892,7 +895,7 @@ def merge(shards, output, overwrite):
     from advbench.run.shards import merge_shards
 
     path, attrs = merge_shards(shards, output, overwrite=overwrite)
-    if not attrs["complete"]:
+    if not attrs["complete"] and not quiet:
         click.echo(f"{path} is incomplete (shards are missing); rerun the attack command "
                    f"without --shard and with -o {path} to finish it", err=True)
     click.echo(str(path))
@@ -951,6 +954,7 @@ def certify(model_ref, sigma, n0, n, alpha, predict, sigma_mismatch_ok, dataset,
 
     shard = _shard(shard_text)
     stages.check_engine(engine, workers, shard)
+    stages.require_engine(engine)
     run = dict(n0=n0, n=n, alpha=alpha, mode="predict" if predict else "certify", **samples)
     stages.check_certify_options(sigma=sigma, **run)
     stages.check_outputs(output=output)

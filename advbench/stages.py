@@ -45,7 +45,7 @@ from advbench.run.shards import Shard
 __all__ = ["LoadedModel", "ModelSource", "open_model", "open_models", "attack", "AttackOutcome",
            "evaluate", "distance_part", "transfer", "certify", "audit", "train", "curves",
            "build_attack", "build_defense", "audit_settings", "audit_lines", "check_engine",
-           "check_attack_options", "check_train_options", "check_evaluate_options",
+           "require_engine", "check_attack_options", "check_train_options", "check_evaluate_options",
            "check_reproduce_options", "check_distance_shard_options", "list_models",
            "scored_on", "data_source", "reading_options", "check_samples", "check_outputs",
            "attack_with_budget", "check_curve_options", "attack_from_options",
@@ -772,6 +772,15 @@ def audit_settings(checks: Sequence[str] | None, *, eps: float | None, norm: str
     return checks, settings, AUDIT_SAMPLES if limit is None else limit
 
 
+def require_engine(engine: str) -> None:
+    """ParameterError (exit 1, not a usage error) when ``engine`` is "ray" and Ray is not
+    installed: said before any start line or model load, not after them."""
+    import importlib.util
+
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise ParameterError("--engine ray needs Ray: pip install 'advbench[ray]'")
+
+
 @_option_rule
 def check_engine(engine: str, workers: int | None = None, shard: Shard | None = None) -> None:
     """Ray makes its own shards from ``workers``; a job array gives ``shard``: never both.
@@ -1318,10 +1327,16 @@ def export(model: LoadedModel | str, output: PathLike, *, dataset: str | None = 
     Raises: OutputError (``output`` cannot be written, or exists without ``overwrite``:
         checked before the model loads), then as ``open_model``."""
     from advbench.core.files import check_writable
-    from advbench.models.export import custom_layers, export_keras, with_original_input
+    from advbench.models.export import (SAVEDMODEL_NOT_EXPORTED, custom_layers, export_keras,
+                                        with_original_input)
     from advbench.run.outputs import read_claim
 
     # Before the model loads (export_keras checks again, holding the output lock).
+    if Path(output).suffix != ".keras":
+        raise ParameterError(f"export writes a Keras 3 file; name it *.keras, not "
+                             f"{Path(output).name}")
+    if isinstance(model, str) and (Path(model) / "saved_model.pb").is_file():
+        raise ParameterError(SAVEDMODEL_NOT_EXPORTED)
     check_writable(output, "model file")
     read_claim(output, overwrite=overwrite)
     loaded = _open_said(model, dataset, models_dir=models_dir, data_dir=data_dir,

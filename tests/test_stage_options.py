@@ -4,7 +4,7 @@ decisions and one-line messages as the command line's usage errors."""
 import pytest
 
 from advbench import stages
-from advbench.core.errors import ParameterError
+from advbench.core.errors import OptionError, ParameterError
 
 
 def refused(call, *args, **kwargs) -> str:
@@ -162,3 +162,35 @@ def test_train_config_checks_the_defense_and_the_run():
         "--gda-sigma does not apply to --defense none", None)
     assert option_refusal(stages.train_config, "none", "mnist", {},
                           epochs=0)[0].startswith("epochs must be")
+
+
+def test_export_refuses_a_savedmodel_and_a_wrong_suffix_before_loading(tmp_path):
+    """Trial 4: `export my_sm` first asked for --outputs (the model was read), then said a
+    SavedModel cannot be exported. Both refusals now come before the model loads: a folder
+    of a bare saved_model.pb would fail to load."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ParameterError, match="^a SavedModel cannot be written as a .keras "
+                       r"file \(Keras stores layers, not compiled graphs\); it is already a "
+                       "standard format$"):
+        stages.export(str(folder), tmp_path / "out.keras", dataset="mnist")
+    with pytest.raises(ParameterError, match="^export writes a Keras 3 file; name it "
+                       r"\*.keras, not out.h5$"):
+        stages.export(str(folder), tmp_path / "out.h5", dataset="mnist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]
+
+
+def test_a_missing_ray_is_said_before_anything_runs(monkeypatch):
+    """Trial 4: without Ray, `attack --engine ray` printed its start lines and "2 Ray tasks"
+    before the error. The check comes first now (exit 1: not a usage error)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ParameterError, match=r"^--engine ray needs Ray: pip install "
+                       r"'advbench\[ray\]'$") as error:
+        stages.require_engine("ray")
+    assert not isinstance(error.value, OptionError)
+    stages.require_engine("local")

@@ -23,6 +23,10 @@ from advbench.core.types import Model, PathLike
 CUSTOM_LAYERS = ("FeatureSqueezing", "LogProbabilities")
 
 
+#: Why a SavedModel is not exported (said before it loads, and again if one is wrapped).
+SAVEDMODEL_NOT_EXPORTED = ("a SavedModel cannot be written as a .keras file (Keras stores "
+                           "layers, not compiled graphs); it is already a standard format")
+
 def custom_layers(model: Model) -> list[str]:
     """Names of the advbench layers in ``model`` that a loader must register first."""
     return sorted({type(layer).__name__ for layer in model.layers
@@ -42,8 +46,7 @@ def export_keras(model: Model, path: PathLike, *, overwrite: bool = False) -> Pa
     if path.suffix != ".keras":
         raise ParameterError(f"export writes a Keras 3 file; name it *.keras, not {path.name}")
     if any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
-        raise ParameterError("a SavedModel cannot be written as a .keras file (Keras stores "
-                             "layers, not compiled graphs); it is already a standard format")
+        raise ParameterError(SAVEDMODEL_NOT_EXPORTED)
     with output_lock(path, "model file"):
         refuse_existing(path, overwrite=overwrite)
         # Keras saves only to a name ending in .keras.
