@@ -63,6 +63,51 @@ def test_the_versions_data_is_the_authors():
             check_members(version, norm)
 
 
+def _chunk(start, broken_by, robust, seconds, **config):
+    """A JSON run of bench/bench_autoattack.py on images start.. of the order."""
+    members = ["apgd-ce", "apgd-t"]
+    n = len(broken_by)
+    ours = robust_accuracy_by_attack(np.array(broken_by), tuple(members))
+    theirs = {"clean": ours["clean"], "apgd-ce": np.mean(robust), "apgd-t": np.mean(robust)}
+    return {"model": "m.h5", "dataset": "mnist", "limit": 6, "norm": "linf", "eps": 0.3,
+            "version": "standard", "seed": 0, "threads": 1, "batch_size": 500,
+            "members": members, "start": start, "images": n, "load_start": [1, 1, 1],
+            "indices": list(range(start, start + n)),
+            "advbench": {"counts": {k: round(v * n) for k, v in ours.items()},
+                         "seconds": {"apgd-ce": seconds}, "entering": {"apgd-ce": n},
+                         "total_seconds": seconds, "broken_by": broken_by},
+            "reference": {"counts": {k: round(v * n) for k, v in theirs.items()},
+                          "seconds": {"apgd-ce": 2 * seconds}, "entering": {"apgd-ce": n},
+                          "total_seconds": 2 * seconds, "robust": robust}, **config}
+
+
+def test_bench_chunks_merge_into_their_union(tmp_path):
+    """bench_autoattack.py --merge: counts and seconds summed, per-sample arrays in image
+    order; chunks of another configuration or sharing images are refused."""
+    import json
+
+    from bench_autoattack import merge, table
+
+    paths = []
+    for name, chunk in (("b", _chunk(3, [-1, 0, -2], [True, False, False], 2.0)),
+                        ("a", _chunk(0, [-1, -1, 1], [True, True, False], 1.0))):
+        paths.append(str(tmp_path / f"{name}.json"))
+        Path(paths[-1]).write_text(json.dumps(chunk))
+    merged = merge(paths)
+    assert merged["images"] == 6 and merged["indices"] == list(range(6))
+    assert merged["advbench"]["broken_by"] == [-1, -1, 1, -1, 0, -2]
+    assert merged["advbench"]["after"] == {"clean": 5 / 6, "apgd-ce": 4 / 6, "apgd-t": 3 / 6}
+    assert merged["advbench"]["seconds"] == {"apgd-ce": 3.0}
+    assert merged["reference"]["robust"] == [True, True, False, True, False, False]
+    assert "| apgd-ce | 66.7 | 50.0 | 3.0 (6) | 6.0 (6) | 2.00 | 1.00 |" in table(merged)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_chunk(6, [-1], [True], 1.0, eps=0.1)))
+    with pytest.raises(ValueError, match="eps 0.1 differs from .*'s 0.3; merge runs of one"):
+        merge([paths[0], str(other)])
+    with pytest.raises(ValueError, match="the chunks share images"):
+        merge([paths[0], paths[0]])
+
+
 def test_overrides_reach_the_members_they_apply_to():
     attack = AutoAttack(eps=0.2, n_iter=7, n_target_classes=3, n_queries=50)
     for member in attack.attacks:

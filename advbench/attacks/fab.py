@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from advbench.attacks import FAB_NORMS
+from advbench.attacks.apgd import compile_batch_function
 from advbench.attacks.apgd_t import ranked_targets
 from advbench.attacks.base import EnsembleMember
 from advbench.attacks.norms import NORMS
@@ -245,7 +246,7 @@ def build_fab(model: Model, *, norm: str, targeted: bool, n_iter: int, alpha_max
                  + [tf.TensorSpec([None], tf.int32)] * 3
                  + [tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int64),
                     tf.TensorSpec([], tf.float32)])
-    return tf.function(attack, input_signature=signature)
+    return compile_batch_function(attack, signature)
 
 
 def build_final_search(model: Model, steps: int) -> Callable[..., Any]:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from advbench.attacks.apgd import batch_signature, drop
+from advbench.attacks.apgd import batch_signature, compile_batch_function, drop
 from advbench.attacks.base import EnsembleMember
 from advbench.attacks.norms import check_norm, l1_box_projection
 from advbench.core import progress
@@ -309,7 +309,7 @@ def build_square(model: Model, *, eps: float, norm: str, n_queries: int, p_init:
         out_loss = tf.tensor_scatter_nd_update(out_loss, rows, state["loss"])
         return out_x, out_fooled, out_queries, out_loss
 
-    return tf.function(attack, input_signature=batch_signature(image_shape, 2))
+    return compile_batch_function(attack, batch_signature(image_shape, 2))
 
 
 class Square(EnsembleMember):
