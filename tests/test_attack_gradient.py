@@ -330,7 +330,7 @@ def test_repr_holds_every_parameter(attack, text):
     (lambda: PGD(steps=2.5), r"steps must be an integer, got 2.5"),
     (lambda: PGD(steps=-1), r"steps must be >= 0, got -1"),
     (lambda: PGD(random_start="yes"), r"random_start must be True or False, got 'yes'"),
-    (lambda: PGD(norm="l1"), r"attack 'pgd' takes norm linf or l2, not l1"),
+    (lambda: PGD(norm="l1"), r"^norm must be one of linf, l2, got 'l1'$"),
     (lambda: PGD(early_stop=1), r"early_stop must be True or False, got 1"),
     (lambda: VirtualAdversarial(eps=float("nan")), r"eps must be a number, got NaN"),
     (lambda: VirtualAdversarial(xi=0.0), r"xi must be > 0.0, got 0.0"),

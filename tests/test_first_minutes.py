@@ -130,7 +130,7 @@ def _saved_folder(root):
       "3", "--theta", "1"], 2, "\nError: --steps, --theta do not apply to --attack fgsm\n"),
     # A choice of another attack's (trial 4: it came after TensorFlow, without the attack).
     (["attack", "{root}/two.keras", "--data", "{root}/digits.npz", "--attack", "fab",
-      "--norm", "l0"], 2, "\nError: --norm of --attack fab is one of linf, l2, l1, got 'l0'\n"),
+      "--norm", "l0"], 2, "\nError: --norm of --attack fab is one of linf, l2, l1, got 'l0' (l0 is for fmn)\n"),
     # A foreign model given without its data.
     (["attack", "{root}/cifar.keras", "--attack", "fgsm", "--eps", "0.1"], 1,
      "Error: {root}/cifar.keras is a Keras 3 .keras file with no data set of its own; say "

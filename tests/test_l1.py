@@ -127,9 +127,8 @@ def test_autoattack_l1_standard_holds_the_budget_and_beats_clean(tiny_model):
 
 @pytest.mark.parametrize("name", ["fgsm", "pgd"])
 def test_attacks_without_l1_refuse_it(name):
-    with pytest.raises(ParameterError, match=f"^attack '{name}' takes norm linf or l2, not l1 "
-                       r"\(l1 is for apgd-ce, apgd-dlr, apgd-t, autoattack, fab, fab-t, "
-                       r"square\)$"):
+    # Their declared norms (GRADIENT_NORMS) refuse it; the command line adds where l1 goes.
+    with pytest.raises(ParameterError, match="^norm must be one of linf, l2, got 'l1'$"):
         make_attack(name, norm="l1")
 
 

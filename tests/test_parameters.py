@@ -100,7 +100,10 @@ CASES = [
      "attack 'fgsm-min' with search='authors' is untargeted only; drop --target"),
     (ATTACK + ["fgsm", "--steps", "3", "--theta", "1"],
      "--steps, --theta do not apply to --attack fgsm"),
-    (ATTACK + ["fab", "--norm", "l0"], "--norm of --attack fab is one of linf, l2, l1, got 'l0'"),
+    (ATTACK + ["fab", "--norm", "l0"],
+     "--norm of --attack fab is one of linf, l2, l1, got 'l0' (l0 is for fmn)"),
+    (ATTACK + ["pgd", "--norm", "l1"], "--norm of --attack pgd is one of linf, l2, got 'l1' (l1 "
+     "is for apgd-ce, apgd-dlr, apgd-t, autoattack, fab, fab-t, fmn, square)"),
 ]
 
 

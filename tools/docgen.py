@@ -13,6 +13,7 @@ Usage: python tools/docgen.py [--check]
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -65,6 +66,10 @@ def parameter_table(specs: dict, order: tuple) -> str:
                               []).append(owner)
         default = "; ".join(f"{value} ({', '.join(owners)})" for value, owners in groups.items())
         flag = f"`{p.cli_declaration}`" if p.cli_flag else "(--target)"
+        if p.choices is not None:  # each owner may take fewer (fgsm's norms): list them all
+            every = [c for spec in specs.values() for q in spec.params
+                     if (q.name, q.cli_flag) == (p.name, p.cli_flag) for c in q.choices or ()]
+            p = dataclasses.replace(p, choices=tuple(dict.fromkeys(every)))
         lines.append(f"| `{p.name}` | {flag} | {p.type.__name__} | {_cell(p.range_text())} | "
                      f"{_cell(default)} | {_cell(p.help)} |")
     return "\n".join(lines) + "\n"

@@ -195,8 +195,11 @@ _MEMBER_DEFAULT = {"optional": True}
 #: entry each: the constructors and their checks, ``param_names``, the CLI's flags and help
 #: and the docs' tables derive from it. (Here, not in the attack modules, because those import
 #: TensorFlow and ``--help`` and the pre-TensorFlow checks must not.)
+#: The norms of FGSM and PGD: their steps and random starts were checked against their
+#: references in L-inf and L2 only (the APGD family, Square and FAB take L1 too).
+GRADIENT_NORMS = ("linf", "l2")
 ATTACK_SPECS: dict[str, Spec] = {
-    "fgsm": Spec("fgsm:FGSM", EPS(0.1), NORM("linf")),
+    "fgsm": Spec("fgsm:FGSM", EPS(0.1), NORM("linf", choices=GRADIENT_NORMS)),
     "fgsm-min": Spec("fgsm_min:MinimalFGSM", EPS_STEP(0.05), EPS_MAX(1.0), SEARCH("exact")),
     "rand-fgsm": Spec("rand_fgsm:RandomFGSM", EPS(0.1), ALPHA(0.05)),
     "jsma": Spec("jsma:JSMA", THETA(0.1), GAMMA(1.0), TARGET_MODE("random"), FALLBACK(True),
@@ -207,7 +210,7 @@ ATTACK_SPECS: dict[str, Spec] = {
                   MAX_ITER(1000), BINARY_SEARCH_STEPS(9), INITIAL_CONST(1e-3),
                   ABORT_EARLY(True)),
     "pgd": Spec("pgd:PGD", EPS(0.3), STEP_SIZE(0.01), STEPS(40), RANDOM_START(True),
-                NORM("linf"), EARLY_STOP(False)),
+                NORM("linf", choices=GRADIENT_NORMS), EARLY_STOP(False)),
     "vat": Spec("vat:VirtualAdversarial", EPS(2.1), XI(1e-6), POWER_ITERATIONS(1)),
     "apgd-ce": Spec("apgd_ce:APGDCrossEntropy", *_APGD),
     "apgd-dlr": Spec("apgd_dlr:APGDDifferenceLogitsRatio", *_APGD),

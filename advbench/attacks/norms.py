@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
 
-from advbench.attacks import NORM_CLASSES
+from advbench.attacks import ATTACK_SPECS, NORM_CLASSES
 from advbench.core.errors import ParameterError
 from advbench.core.ops import batch_norm, expand_to, l2_normalize
 from advbench.core.registry import load_classes
@@ -320,9 +320,10 @@ class L1Norm(RadialNorm):
         return direction * expand_to(eps * u ** (1.0 / dim), x)
 
 
-#: The attacks that take ``norm="l1"`` (the others refuse it: their steps and random starts
-#: were checked against their references in L-inf and L2 only).
-L1_ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "fab", "fab-t", "square")
+#: The attacks that take ``norm="l1"``: read from their declared norms (``ATTACK_SPECS``;
+#: FGSM and PGD declare ``GRADIENT_NORMS``, FMN its own norms).
+L1_ATTACKS = tuple(sorted(name for name, spec in ATTACK_SPECS.items() if name != "fmn" and any(
+    p.name == "norm" and "l1" in (p.choices or ()) for p in spec.params)))
 L1Norm.attacks = L1_ATTACKS
 
 NORMS: dict[str, Norm] = {name: cls(name)

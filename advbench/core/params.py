@@ -187,8 +187,11 @@ def choice_error(specs: dict[str, Spec], owner: str, given: dict[str, Any]) -> s
     for param in specs[owner].params:
         value = given.get(param.name)
         if param.choices is not None and value is not None and value not in param.choices:
+            others = sorted(name for name, spec in specs.items() if any(
+                p.name == param.name and value in (p.choices or ()) for p in spec.params))
+            where = f" ({value} is for {', '.join(others)})" if others else ""
             return (f"{flag_of.get(param.name, param.name)} of --attack {owner} is one of "
-                    f"{', '.join(param.choices)}, got {value!r}")
+                    f"{', '.join(param.choices)}, got {value!r}{where}")
     return None
 
 
