@@ -32,7 +32,8 @@ from advbench.paper.tables import finish_accuracy_figure, markdown_table, percen
 from advbench.run.artifacts import read_attack_artifact
 from advbench.run.runner import AttackRun
 from advbench.run.shards import merge_shards
-from advbench.score.certify import CertifyRun, certification_entry, certify_split, trained_sigma
+from advbench.score.certify import (CertifyRun, certification_entry, certify_split,
+                                    largest_certifiable_radius, trained_sigma)
 from advbench.score.transfer import craft_or_reuse
 
 if TYPE_CHECKING:
@@ -185,14 +186,20 @@ def certified_section(results: dict[str, Any], labels: dict[str, str], dataset: 
     radii = next(iter(certified.values()))["radii"]
     header = ["model", "sigma", "", *[f"r = {r:g}" for r in radii], "ACR", "seconds"]
     rows, samples, settings, attacks = [], set(), set(), set()
+    capped = False
     for name, entry in certified.items():
         c, e = entry["certified"], entry["empirical"]
         samples.add(entry["samples"])
         settings.add((c["n0"], c["n"], c["alpha"]))
         attacks.add(entry["attack"])
         label = labels.get(name, name)
-        rows.append([label, f"{entry['sigma']:g}", "certified (smoothed)",
-                     *[percent(c["certified_accuracy"].get(f"{r:g}"), 1) for r in radii],
+        # A radius past the largest n draws can certify at this sigma reads 0 whatever the
+        # model: marked, so the 0 is not read as the model's.
+        cap = largest_certifiable_radius(entry["sigma"], c["n"], c["alpha"])
+        cells = [percent(c["certified_accuracy"].get(f"{r:g}"), 1) + ("*" if r > cap else "")
+                 for r in radii]
+        capped |= any(r > cap for r in radii)
+        rows.append([label, f"{entry['sigma']:g}", "certified (smoothed)", *cells,
                      f"{c['average_certified_radius']:.3f}", f"{c['wall_time_s'] or 0:.0f}"])
         rows.append([label, "", f"empirical ({entry['attack']}, base model)",
                      *[percent(e["robust"].get(f"{r:g}"), 1) for r in radii], "",
@@ -217,6 +224,10 @@ def certified_section(results: dict[str, Any], labels: dict[str, str], dataset: 
         "images). Seconds: the certification's and the attack's time.\n",
         markdown_table(header, rows), "",
     ]
+    if capped:
+        lines.append(f"\\* r above sigma x {_max_z(n, alpha):.2f}, the largest radius n = {n:,} "
+                     "draws can certify at that sigma: 0 whatever the model (a larger n "
+                     "certifies farther).\n")
     if figure is not None:
         lines.append(f"![The defenses, certified]({figure.name})\n")
     lines += _claim_lines(certified, dataset)
@@ -225,8 +236,6 @@ def certified_section(results: dict[str, Any], labels: dict[str, str], dataset: 
 
 def _max_z(n: int, alpha: float) -> float:
     """Phi^-1 of the largest lower bound n draws can give (all n of one class)."""
-    from advbench.score.certify import largest_certifiable_radius
-
     return largest_certifiable_radius(1.0, n, alpha)
 
 
