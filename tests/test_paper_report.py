@@ -101,3 +101,23 @@ def test_certified_section_marks_radii_no_certificate_can_reach():
         entry["radii"] = [0.0, 0.25, 0.5, 0.75]
     lines = certified_section(results, {}, "mnist")
     assert "*" not in lines[2] and not lines[4].startswith("\\*")
+
+
+def test_the_empirical_row_runs_c_and_w_at_confidence_zero():
+    """The first CIFAR-10 run of the certified section ran the profile's C&W (confidence 2.3,
+    the paper's): a point 2.3 logits past the boundary, not the nearest, so no image fell
+    within r = 0.5 (median L2 1.33 where DeepFool found 0.54). The empirical row runs C&W at
+    confidence 0 with the profile's other settings; other attacks as the profile sets them."""
+    import dataclasses
+
+    from advbench.paper.certified import empirical_attack
+    from advbench.paper.profiles import PROFILES, QUICK_CW
+
+    attack = empirical_attack(PROFILES["quick"])
+    assert attack.name == "cw-l2" and attack.confidence == 0.0
+    for name in ("binary_search_steps", "max_iter", "learning_rate", "initial_const"):
+        assert getattr(attack, name) == QUICK_CW[name]
+    demo = empirical_attack(PROFILES["demo"])
+    assert demo.name == "deepfool" and demo.overshoot == 0.02 and demo.max_iter == 100
+    assert empirical_attack(dataclasses.replace(
+        PROFILES["quick"], attack_params={})).confidence == 0.0
