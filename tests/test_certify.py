@@ -510,3 +510,24 @@ def test_the_ray_engine_returns_a_complete_output_and_refuses_a_partial_one(tmp_
         complete_for_ray("partial", out, "an interrupted certification", Progress(quiet=True))
     assert str(info.value) == (f"{out} holds an interrupted certification; finish it without "
                                "--engine ray or pass --overwrite to start again")
+
+
+def test_plot_legend_tells_two_certifications_of_one_model_apart():
+    """`evaluate cifar-cnn-gda-cohen full.h5 merged.h5 --plot` (CIFAR-10 check, issue 23) drew
+    two legend entries "cifar-cnn-gda-cohen (sigma 0.12, n 1000)": the artifact's name now
+    follows a label that would repeat; a label read once stays as it was."""
+    from advbench.score.report import certified_labels
+
+    def entry(model, artifact, sigma=0.12, n=1000):
+        return {"certified_on": {"name": model, "path": f"models/{model}.h5"}, "name": artifact,
+                "sigma": sigma, "n": n}
+
+    assert certified_labels([entry("cifar-cnn-gda-cohen", "full"),
+                             entry("cifar-cnn-gda-cohen", "merged"),
+                             entry("cifar-cnn-gda-cohen", "other", n=10_000),
+                             entry(None, "x") | {"certified_on": {"name": None,
+                                                                  "path": "m/my.keras"}}]) == [
+        "cifar-cnn-gda-cohen (sigma 0.12, n 1000), full",
+        "cifar-cnn-gda-cohen (sigma 0.12, n 1000), merged",
+        "cifar-cnn-gda-cohen (sigma 0.12, n 10000)",
+        "my (sigma 0.12, n 1000)"]

@@ -4,6 +4,7 @@ commit made it")."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,13 @@ def test_no_checkout_is_none(tmp_path, monkeypatch):
         assert revision.describe(None) == "no git checkout (commit unknown)"
     finally:
         revision.source_revision.cache_clear()
+
+
+def test_the_source_root_is_the_checkout_holding_the_package():
+    """Since the layout moved this module into advbench/core/, SOURCE_ROOT was advbench/ (the
+    package), which has no .git: every report said "no git checkout (commit unknown)" (the
+    certified section's reports of 2026-12-06). It is the folder holding the package."""
+    import advbench
+
+    assert revision.SOURCE_ROOT == Path(advbench.__file__).resolve().parent.parent
+    assert (revision.SOURCE_ROOT / "advbench" / "core" / "revision.py").is_file()

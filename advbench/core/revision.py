@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 #: The checkout holding the ``advbench`` package (an editable install runs from it).
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # advbench/core/revision.py -> the checkout
 
 
 @functools.lru_cache(maxsize=None)

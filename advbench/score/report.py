@@ -357,6 +357,16 @@ def print_certifications(entries: list[dict], console: Console | None = None,
                 markup=False, highlight=False)
 
 
+def certified_labels(entries: list[dict]) -> list[str]:
+    """The legend of ``plot_certified``: "<model> (sigma S, n N)" per certification, and the
+    artifact's name after it where two would read the same (one model certified twice, e.g.
+    a run and its merged shards, or two test slices)."""
+    labels = [f"{e['certified_on']['name'] or Path(str(e['certified_on']['path'])).stem} "
+              f"(sigma {e['sigma']:g}, n {e['n']})" for e in entries]
+    return [f"{label}, {e['name']}" if labels.count(label) > 1 else label
+            for label, e in zip(labels, entries)]
+
+
 def plot_certified(entries: list[dict], path: PathLike, *, title: str | None = None) -> Path:
     """Save certified accuracy (%) vs L2 radius for every CERTIFY entry to ``path``, one line
     per certification (several models on one plot). ParameterError when there is none."""
@@ -370,10 +380,9 @@ def plot_certified(entries: list[dict], path: PathLike, *, title: str | None = N
         raise ParameterError("no certified radii to plot; give a certification artifact of "
                              "`advbench certify` (not --predict)")
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
-    for e in lines:
-        name = e["certified_on"]["name"] or Path(str(e["certified_on"]["path"])).stem
+    for e, label in zip(lines, certified_labels(lines)):
         axes.step(e["curve"]["radius"], [100 * a for a in e["curve"]["certified_accuracy"]],
-                  where="post", label=f"{name} (sigma {e['sigma']:g}, n {e['n']})")
+                  where="post", label=label)
     axes.set_xlim(left=0)
     return _save_percent_plot(figure, axes, path, xlabel="L2 radius ([0, 1] pixel units)",
                               ylabel="certified accuracy (%)",
