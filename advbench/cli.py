@@ -346,7 +346,8 @@ def _samples_options(*, dataset_help: str | None, split_help: str | None = None,
 
 # What Ctrl-C leaves behind, by command: an audit writes its record only at the end.
 INTERRUPTED = {
-    "": "interrupted; completed work is saved, rerun the command to resume",
+    "": "interrupted; the batches finished so far are saved (none before the first "
+        "checkpoint), rerun the command to resume",
     "audit": "interrupted; an audit writes nothing until every check is done, rerun the "
              "command to start it again",
 }

@@ -368,7 +368,8 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line(in_chain, monkeypatch):
     monkeypatch.setattr(cli, "_quiet_tensorflow_import", interrupted)
     result = invoke("models")
     assert result.exit_code == 130
-    assert result.stderr == "interrupted; completed work is saved, rerun the command to resume\n"
+    assert result.stderr == ("interrupted; the batches finished so far are saved (none before "
+                             "the first checkpoint), rerun the command to resume\n")
 
 
 def test_ctrl_c_during_an_audit_says_nothing_was_written(in_chain, monkeypatch):
