@@ -1397,7 +1397,7 @@ def reproduce(repro: Any, out: PathLike, *, stage: str | None = None, engine: st
     tasks after those they need (``workers`` CPUs of a local Ray; RAY_ADDRESS a cluster),
     then write the report (returns its path)."""
     if stage is not None:
-        repro.stage(stage).run()
+        repro.run_stage(stage)  # its seconds kept in timings.json for the report
         return stage
     if engine == "ray":
         from advbench.paper.plan import base_command, plan, reproduce_with_ray

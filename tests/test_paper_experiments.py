@@ -408,7 +408,10 @@ def test_a_stage_run_alone_records_its_time(tmp_path, monkeypatch):
             experiments.Stage("certify", certify, id="certified:x")])
         return repro
 
-    invocation().run_stage("train:x")
+    from advbench import stages
+
+    # `reproduce --stage ID` is stages.reproduce(..., stage=ID): it goes through run_stage.
+    stages.reproduce(invocation(), tmp_path, stage="train:x")
     with pytest.raises(KeyboardInterrupt):
         invocation().run_stage("certified:x")
     invocation().run_stage("certified:x")
