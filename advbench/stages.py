@@ -1327,14 +1327,12 @@ def export(model: LoadedModel | str, output: PathLike, *, dataset: str | None = 
     Raises: OutputError (``output`` cannot be written, or exists without ``overwrite``:
         checked before the model loads), then as ``open_model``."""
     from advbench.core.files import check_writable
-    from advbench.models.export import (SAVEDMODEL_NOT_EXPORTED, custom_layers, export_keras,
-                                        with_original_input)
+    from advbench.models.export import (SAVEDMODEL_NOT_EXPORTED, check_keras_name,
+                                        custom_layers, export_keras, with_original_input)
     from advbench.run.outputs import read_claim
 
     # Before the model loads (export_keras checks again, holding the output lock).
-    if Path(output).suffix != ".keras":
-        raise ParameterError(f"export writes a Keras 3 file; name it *.keras, not "
-                             f"{Path(output).name}")
+    check_keras_name(output)
     if isinstance(model, str) and (Path(model) / "saved_model.pb").is_file():
         raise ParameterError(SAVEDMODEL_NOT_EXPORTED)
     check_writable(output, "model file")

@@ -21,11 +21,17 @@ from advbench.core.types import Model, PathLike
 
 #: advbench's own layers: loading a file that has them needs ``import advbench.models.layers``.
 CUSTOM_LAYERS = ("FeatureSqueezing", "LogProbabilities")
-
-
 #: Why a SavedModel is not exported (said before it loads, and again if one is wrapped).
 SAVEDMODEL_NOT_EXPORTED = ("a SavedModel cannot be written as a .keras file (Keras stores "
                            "layers, not compiled graphs); it is already a standard format")
+
+
+def check_keras_name(path: PathLike) -> None:
+    """ParameterError unless ``path`` ends in .keras, the only name Keras 3 saves to."""
+    if Path(path).suffix != ".keras":
+        raise ParameterError(f"export writes a Keras 3 file; name it *.keras, not "
+                             f"{Path(path).name}")
+
 
 def custom_layers(model: Model) -> list[str]:
     """Names of the advbench layers in ``model`` that a loader must register first."""
@@ -43,8 +49,7 @@ def export_keras(model: Model, path: PathLike, *, overwrite: bool = False) -> Pa
     disk refuses (a full disk, a read-only folder, a file where a folder must be).
     """
     path = Path(path)
-    if path.suffix != ".keras":
-        raise ParameterError(f"export writes a Keras 3 file; name it *.keras, not {path.name}")
+    check_keras_name(path)
     if any(isinstance(layer, keras.layers.TFSMLayer) for layer in model.layers):
         raise ParameterError(SAVEDMODEL_NOT_EXPORTED)
     with output_lock(path, "model file"):

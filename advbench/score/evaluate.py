@@ -678,24 +678,33 @@ class GateError(OptionError):
     """A threshold names a metric the evaluation does not give (the command's usage error)."""
 
 
+def _named(summary: dict, metric: Metric, threshold: Threshold) -> list[dict]:
+    """The evaluation entries of ``metric``'s scope that ``threshold`` speaks of: those its
+    qualifier names (attack, file stem or path) for a per-artifact metric, else all."""
+    return [e for e in summary["artifacts"] if e.get("kind") == metric.scope
+            and (metric.qualifier != "ATTACK" or threshold.qualifier is None
+                 or threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path")))]
+
+
+def _radius(metric: Metric, threshold: Threshold) -> float:
+    """The radius a RADIUS metric's threshold is read at (0 for other metrics)."""
+    return float(threshold.qualifier or 0.0) if metric.qualifier == "RADIUS" else 0.0
+
+
 def metric_value(summary: dict, threshold: Threshold) -> float:
     """The value a threshold is checked against: its metric's (``metric_registry``) on the
     clean split, or the worst over the artifacts of its scope (those the qualifier names);
     GateError (a ParameterError) when it is not available."""
     metric = lookup(threshold.name)
     assert metric is not None, threshold  # parse_threshold made it
-    entries = summary["artifacts"]
     if metric.scope == "clean":
         value = metric.read(summary["clean"])
-    elif metric.qualifier == "ATTACK" and threshold.qualifier is not None:
-        entries = [e for e in entries if e.get("kind") == metric.scope
-                   and threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path"))]
-        if not entries:
+    else:
+        entries = _named(summary, metric, threshold)
+        if not entries and metric.qualifier == "ATTACK" and threshold.qualifier is not None:
             raise GateError(f"{threshold.label}: no given attack artifact has attack or "
                             f"file name {threshold.qualifier!r}")
-    if metric.scope != "clean":
-        radius = float(threshold.qualifier or 0.0) if metric.qualifier == "RADIUS" else 0.0
-        value = worst(_read(entries, metric, radius), metric.better)
+        value = worst(_read(entries, metric, _radius(metric, threshold)), metric.better)
     if value is None:
         raise GateError(f"{threshold.label} is not available: it needs {metric.needs}")
     return value
@@ -748,14 +757,11 @@ def _given_by(summary: dict, threshold: Threshold, value: float) -> str:
     metric = lookup(threshold.name)
     if metric is None or metric.scope == "clean":
         return ""
-    radius = float(threshold.qualifier or 0.0) if metric.qualifier == "RADIUS" else 0.0
-    entries = [e for e in summary["artifacts"] if e.get("kind") == metric.scope
-               and metric.read(e, radius) is not None
-               and (metric.qualifier != "ATTACK" or threshold.qualifier is None
-                    or threshold.qualifier in (e.get("attack"), e.get("name"), e.get("path")))]
-    names = [e.get("name") or str(e.get("path")) for e in entries
-             if metric.read(e, radius) == value]
-    return f" (of {names[0]})" if len(entries) > 1 and names else ""
+    radius = _radius(metric, threshold)
+    scored = [(e, metric.read(e, radius)) for e in _named(summary, metric, threshold)]
+    scored = [(e, v) for e, v in scored if v is not None]
+    names = [e.get("name") or str(e.get("path")) for e, v in scored if v == value]
+    return f" (of {names[0]})" if len(scored) > 1 and names else ""
 
 
 # -- writing ---------------------------------------------------------------------------------
