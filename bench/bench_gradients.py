@@ -1,9 +1,13 @@
 """The attack twin's input gradient against TensorFlow's, side by side in one process.
 
-Two tables, each a ratio taken in the same run (``make bench-gradients``):
+Three tables, each a ratio taken in the same run (``make bench-gradients``):
 - per convolution: us per image of the input gradient by TensorFlow's Conv2DBackpropInput
   (``tf.nn.conv2d_transpose``) and by ``subpixel_input_gradient``, for the zoo's layers and
   a few others; the column "twin uses it" is ``subpixel_eligible``'s rule;
+- per Dense layer and batch size: ms of the input gradient as TensorFlow's MatMul gradient
+  computes it (``dy @ kernel^T``, ``transpose_b``) and as the twin's
+  ``TransposedGradientDense`` does (``(kernel @ dy^T)^T``), and whether the two are
+  bit-identical; attacks run their late steps on a few samples, so small batches count;
 - per zoo model: images/s of one forward and backward pass to the input (cross-entropy
   gradient, what FGSM needs) through the Keras model and through ``attack_model``'s twin.
 
@@ -12,6 +16,7 @@ each is reported.
 
 Usage:
     python bench/bench_gradients.py [--batch-size 250] [--seconds 1.5] [--rounds 3]
+                                    [--threads N]
 """
 
 from __future__ import annotations
@@ -43,7 +48,10 @@ LAYERS = [
     ("5x5 s3, 3 ch", (17, 17, 3), 5, 3, "VALID", 8),
     ("3x3 s2, 8 ch", (16, 16, 8), 3, 2, "SAME", 64),
 ]
-MODELS = [("cnn", (28, 28, 1)), ("resnet", (28, 28, 1))]
+MODELS = [("cnn", (28, 28, 1)), ("resnet", (28, 28, 1)), ("cifar-cnn", (32, 32, 3))]
+# (label, inputs, outputs) of Dense layers: the CIFAR CNN's two, the MLP's first.
+DENSE = [("CIFAR CNN dense1", 3136, 500), ("CIFAR CNN logits", 500, 10), ("MLP dense", 784, 256)]
+DENSE_BATCHES = (1, 3, 16, 64, 250)
 
 
 def best_rates(functions: dict, args, batch: int, rounds: int, seconds: float) -> dict:
@@ -86,6 +94,26 @@ def layer_table(batch: int, rounds: int, seconds: float) -> None:
               f"{'yes' if subpixel_eligible(conv) else 'no'} |")
 
 
+def dense_table(rounds: int, seconds: float) -> None:
+    print("| Dense layer | batch | TensorFlow ms | twin ms | ratio | bit-identical |")
+    print("|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for label, inputs, outputs in DENSE:
+        kernel = tf.constant(rng.normal(size=(inputs, outputs)), tf.float32)
+        for batch in DENSE_BATCHES:
+            dy = tf.constant(rng.normal(size=(batch, outputs)), tf.float32)
+            functions = {
+                "tf": tf.function(lambda d, k: tf.matmul(d, k, transpose_b=True)),
+                "twin": tf.function(lambda d, k: tf.transpose(tf.matmul(k, d, transpose_b=True))),
+            }
+            same = np.array_equal(functions["tf"](dy, kernel).numpy(),
+                                  functions["twin"](dy, kernel).numpy())
+            rates = best_rates(functions, (dy, kernel), batch, rounds, seconds)
+            print(f"| {label} {inputs} -> {outputs} | {batch} | {1e3 * batch / rates['tf']:.3f} "
+                  f"| {1e3 * batch / rates['twin']:.3f} | {rates['twin'] / rates['tf']:.2f}x "
+                  f"| {'yes' if same else 'no'} |")
+
+
 def model_table(batch: int, rounds: int, seconds: float) -> None:
     print("| model | Keras model fwd+bwd/s | attack twin fwd+bwd/s | ratio |")
     print("|---|---|---|---|")
@@ -116,13 +144,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--seconds", type=float, default=1.5, help="length of one round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TensorFlow's intra- and inter-op threads (default: its own)")
     args = parser.parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     load = os.getloadavg()
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s), "
           f"{'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'}; batch "
-          f"{args.batch_size}; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+          f"{args.batch_size}; threads {args.threads or 'default'}; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print()
     layer_table(args.batch_size, args.rounds, args.seconds)
+    print()
+    dense_table(args.rounds, args.seconds)
     print()
     model_table(args.batch_size, args.rounds, args.seconds)
 

@@ -1,5 +1,5 @@
 """The attack twin of a model: same logits, sub-pixel input gradients for strided convolutions
-on few input channels (advbench.models.gradients)."""
+on few input channels, transposed ones for Dense layers (advbench.models.gradients)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advbench.models.gradients import (SubpixelGradientConv2D, attack_model,
-                                       subpixel_eligible, subpixel_input_gradient)
+from advbench.models.gradients import (SubpixelGradientConv2D, TransposedGradientDense,
+                                       attack_model, dense_eligible, subpixel_eligible,
+                                       subpixel_input_gradient)
 from advbench.models.zoo import ARCHITECTURES, build_model
 
 INPUT_SHAPES = {"cnn": (28, 28, 1), "resnet": (28, 28, 1), "cifar-cnn": (32, 32, 3),
@@ -53,8 +54,11 @@ def test_twin_has_identical_logits_and_matching_gradients(architecture, activati
     shape = INPUT_SHAPES[architecture]
     model = build_model(architecture, shape, activation=activation)
     twin = attack_model(model)
-    strided_first = any(subpixel_eligible(layer) for layer in model.layers)
-    assert (twin is not model) == strided_first
+    replaced = [layer.name for layer in model.layers
+                if subpixel_eligible(layer) or dense_eligible(layer)]
+    assert (twin is not model) == bool(replaced)
+    assert sum(isinstance(layer, TransposedGradientDense) for layer in twin.layers) == sum(
+        dense_eligible(layer) for layer in model.layers)
     assert attack_model(model) is twin  # built once per model
     x = tf.constant(np.random.default_rng(1).uniform(size=(16, *shape)), tf.float32)
     labels = tf.constant(np.arange(16) % 10, tf.int32)
@@ -90,9 +94,12 @@ def test_twin_weight_gradients_match(use_bias, activation):
     inputs = keras.Input((12, 12, 3))
     hidden = keras.layers.Conv2D(5, 4, strides=2, padding="same", use_bias=use_bias,
                                  activation=activation)(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(hidden)))
+    hidden = keras.layers.Dense(400, use_bias=use_bias, activation=activation)(
+        keras.layers.Flatten()(hidden))
+    model = keras.Model(inputs, keras.layers.Dense(200)(hidden))
     twin = attack_model(model)
     assert isinstance(twin.layers[1], SubpixelGradientConv2D)
+    assert [type(layer) for layer in twin.layers[-2:]] == [TransposedGradientDense] * 2
     x = tf.constant(np.random.default_rng(4).uniform(size=(6, 12, 12, 3)), tf.float32)
     grads = []
     for m in (model, twin):
@@ -139,3 +146,51 @@ def test_mixed_precision_convolutions_keep_their_own_gradients():
     plain = keras.layers.Conv2D(8, 4, strides=2)
     plain.build((None, 12, 12, 1))
     assert subpixel_eligible(plain)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 64])
+def test_dense_input_gradient_equals_tensorflows(batch):
+    """(kernel @ dy^T)^T against TensorFlow's dy @ kernel^T, on the CIFAR-10 CNN's largest
+    layer's shape."""
+    keras.utils.set_random_seed(5)
+    dense = keras.layers.Dense(500, activation="relu")
+    dense.build((None, 3136))
+    layer = TransposedGradientDense(dense)
+    x = tf.constant(np.random.default_rng(6).normal(size=(batch, 3136)), tf.float32)
+    gradients = []
+    for f in (dense, layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = f(x)
+            loss = tf.reduce_sum(y * tf.range(500, dtype=tf.float32))
+        gradients.append(tape.gradient(loss, x).numpy())
+        np.testing.assert_array_equal(y.numpy(), dense(x).numpy())
+    np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-5,
+                               atol=1e-6 * np.abs(gradients[0]).max())
+
+
+def test_dense_on_sequences_keeps_its_own_gradient():
+    """A Dense layer on (batch, steps, features) is keras' tensordot: the layer runs as is."""
+    dense = keras.layers.Dense(300)
+    dense.build((None, 4, 300))
+    x = tf.constant(np.random.default_rng(7).normal(size=(2, 4, 300)), tf.float32)
+    np.testing.assert_array_equal(TransposedGradientDense(dense)(x).numpy(), dense(x).numpy())
+
+
+def test_quantized_lora_and_mixed_precision_dense_keep_their_own_gradients():
+    mixed = keras.layers.Dense(256, dtype="mixed_float16")
+    mixed.build((None, 256))
+    lora = keras.layers.Dense(256)
+    lora.build((None, 256))
+    lora.enable_lora(2)
+    quantized = keras.layers.Dense(256)
+    quantized.build((None, 256))
+    quantized.quantize("int8")
+    small = keras.layers.Dense(255)
+    small.build((None, 256))  # one entry short of DENSE_MIN_KERNEL_ENTRIES
+    plain = keras.layers.Dense(256)
+    assert not dense_eligible(plain)  # not built
+    plain.build((None, 256))
+    assert [dense_eligible(layer) for layer in (mixed, lora, quantized, small, plain)] == [
+        False, False, False, False, True]
+    assert not dense_eligible(keras.layers.Conv2D(4, 3))
