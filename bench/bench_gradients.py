@@ -153,7 +153,8 @@ def main() -> None:
     load = os.getloadavg()
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s), "
           f"{'GPU' if tf.config.list_physical_devices('GPU') else 'no GPU'}; batch "
-          f"{args.batch_size}; threads {args.threads or 'default'}; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+          f"{args.batch_size}; threads {args.threads or 'default'}; load average at start "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print()
     layer_table(args.batch_size, args.rounds, args.seconds)
     print()
