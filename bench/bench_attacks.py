@@ -71,6 +71,7 @@ from benchlib import (art_classifier, base_parser, log, machine_line, run_ours, 
                       start, warm_up)
 
 import numpy as np  # noqa: E402
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
 import tensorflow as tf  # noqa: E402
 
 from advbench.attacks.carlini_wagner import CarliniWagnerL2  # noqa: E402

@@ -52,6 +52,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
+
 import numpy as np  # noqa: E402
 
 #: advbench's norm names -> the reference's.
@@ -290,7 +292,8 @@ def main() -> None:
     from advbench.attacks.autoattack import AutoAttack, robust_accuracy_by_attack
 
     load_start = os.getloadavg()
-    log(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
+    log(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}; "
+        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}")
     model, _ = load_model(args.model)
     x, y, indices = data.load(args.dataset, "test", data_dir=args.data_dir, limit=args.limit,
                               seed=0, start=args.start)
@@ -348,6 +351,7 @@ def main() -> None:
                      "seconds": seconds, "entering": entering, "total_seconds": ours_total,
                      "broken_by": np.concatenate(broken_by).tolist()},
         "tensorflow": tf.__version__, "torch": torch.__version__,
+        "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
     }
     if not args.skip_reference:
         log_path = Path(args.json or "bench_autoattack").with_suffix(".reference.log")

@@ -143,6 +143,7 @@ def run_advbench(args) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
+    __import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
     import tensorflow as tf
 
     from advbench.run.artifacts import CERTIFICATION_SCHEMA, load_model, read_arrays

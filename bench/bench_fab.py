@@ -57,6 +57,7 @@ def norms(x: np.ndarray, x_adv: np.ndarray, norm: str) -> np.ndarray:
 def projection_agreement(seed: int = 0) -> dict[str, float]:
     """Largest difference of the two projections' steps on 200 random 784-feature rows (half
     the pixels at 0, a tenth of the weights 0), per norm."""
+    __import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
     import tensorflow as tf
     import torch
     from autoattack.fab_projections import projection_l1, projection_l2, projection_linf

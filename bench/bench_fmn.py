@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import base_parser, log, machine_line, run_ours, start, warm_up  # noqa: E402
 
 import numpy as np  # noqa: E402
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
 import tensorflow as tf  # noqa: E402
 
 from advbench.attacks.fmn import FMN  # noqa: E402

@@ -30,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
 import tensorflow as tf  # noqa: E402
 
 from advbench import data  # noqa: E402

@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
+
 import numpy as np  # noqa: E402
 
 #: Steps per timed call.
@@ -83,7 +85,9 @@ def main() -> None:
     from advbench.run.artifacts import load_model
 
     load = os.getloadavg()
-    print(f"TensorFlow {tf.__version__}, torch {torch.__version__}, {args.threads} thread(s); "
+    print(f"TensorFlow {tf.__version__} (TF_ENABLE_ONEDNN_OPTS="
+          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS')}), torch {torch.__version__}, "
+          f"{args.threads} thread(s); "
           f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; ms per step "
           f"(best of {args.rounds} rounds of {REPS} steps)\n")
     print("| model | batch | Keras model ms | attack twin ms | torch port ms "

@@ -20,6 +20,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402

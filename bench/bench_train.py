@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
 import keras
 import numpy as np
 import tensorflow as tf

@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
 import tensorflow as tf  # noqa: E402
 
 # ART's class_gradient calls tape.gradient inside the tape's context: TF warns on every call.

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+__import__("advbench")  # its TensorFlow environment defaults, before TensorFlow loads
 
 
 def synthetic_digits(n: int, seed: int, shape=(28, 28)) -> tuple[np.ndarray, np.ndarray]:
