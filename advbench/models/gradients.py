@@ -43,7 +43,9 @@ from advbench.core.types import Model
 
 #: Convolutions whose input has at most this many channels get the sub-pixel input gradient
 #: when strided: measured 1.3-3x faster on 1 and 3 channels, about equal at 8, slower at 64,
-#: and slower at stride 1 (bench/bench_gradients.py, batch 250, 2 CPU cores).
+#: and slower at stride 1 (bench/bench_gradients.py, batch 250, 2 CPU cores), with oneDNN's
+#: kernels (advbench's default, see advbench/__init__.py); on Eigen's the gains differ
+#: (docs/performance.md, "TensorFlow's oneDNN kernels").
 SUBPIXEL_MAX_INPUT_CHANNELS = 4
 
 
