@@ -644,14 +644,19 @@ def test_a_savedmodel_allocating_a_static_size_is_refused_before_it_loads(
     assert peak_rss() - before < 200 * 1024  # KiB: nothing of the size was allocated
 
 
+#: TensorFlow's CPU allocator, as its out-of-memory messages name it: oneDNN's when its kernels
+#: are on (advbench's default, advbench/__init__.py), else TensorFlow's own.
+CPU_ALLOCATOR = "cpu" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "mklcpu"
+
+
 @pytest.mark.parametrize("allocate, reason", [
     # A shape computed from the pixels: unknown to shape inference.
     (lambda x: tf.zeros(tf.stack([tf.cast(tf.reduce_max(x) * 0 + 60000, tf.int32)] * 2)),
      "ResourceExhaustedError: OOM when allocating tensor with shape[60000,60000] and type "
-     "float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator cpu"),
+     f"float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator {CPU_ALLOCATOR}"),
     pytest.param(_grow_a_list, "ResourceExhaustedError: OOM when allocating tensor with "
                  "shape[1000000] and type float on /job:localhost/replica:0/task:0/device:CPU:0 "
-                 "by allocator cpu", marks=pytest.mark.slow),
+                 f"by allocator {CPU_ALLOCATOR}", marks=pytest.mark.slow),
 ], ids=["shape-from-data", "growing-loop"])
 def test_a_savedmodel_allocating_as_it_runs_is_refused_by_its_probe(tmp_path, allocate,
                                                                      reason):
