@@ -21,12 +21,12 @@ from advbench.run.train import TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 # Two replicas sum their halves' gradients where one device sums the whole batch: the
 # weights agree to float rounding (measured: <= 2.3e-7 after 14 steps, none and gda), on
-# Eigen's kernels. On oneDNN's the gradients agree as closely (2.3e-6 of the largest, no sign
-# differs), but with GDA's noisy inputs Adam's first steps, which move a weight by about the
-# learning rate whatever its gradient's size, turn a near-zero entry whose sign the rounding
-# decides into a difference of the learning rate: measured 1.4e-3 after the first step (36 images), 1.5e-2
-# after an epoch of 200 images (none: 1.8e-7). The test holds the replicas' arithmetic on
-# Eigen, where that rounding is equal.
+# Eigen's kernels. On oneDNN's one step's gradients agree as closely (2.3e-6 of the largest,
+# no sign differs), but with GDA the weights differ by 1.4e-3 after the first step (36
+# images) and 1.5e-2 after an epoch of 200 (none: 1.8e-7); likely (not isolated) Adam's first
+# steps, which move a weight by about the learning rate whatever its gradient's size, on
+# near-zero entries whose sign the rounding decides. The test holds the replicas' arithmetic
+# on Eigen, where that rounding is equal.
 TOLERANCE = 1e-5
 
 

@@ -42,10 +42,11 @@ import tensorflow as tf
 from advbench.core.types import Model
 
 #: Convolutions whose input has at most this many channels get the sub-pixel input gradient
-#: when strided: measured 1.3-3x faster on 1 and 3 channels, about equal at 8, slower at 64,
-#: and slower at stride 1 (bench/bench_gradients.py, batch 250, 2 CPU cores), with oneDNN's
-#: kernels (advbench's default, see advbench/__init__.py); on Eigen's the gains differ
-#: (docs/performance.md, "TensorFlow's oneDNN kernels").
+#: when strided: with oneDNN's kernels (advbench's default, advbench/__init__.py) measured
+#: 1.3-3.3x faster on 1 and 3 channels, slower at 8 channels and at stride 1, and 1.1x on the
+#: MNIST CNN's 64-channel conv2, where replacing it made the whole step slower
+#: (bench/bench_gradients.py and docs/performance.md, "TensorFlow's oneDNN kernels"; batch
+#: 250, 1 thread). On Eigen's kernels the sub-pixel form loses on 1 channel.
 SUBPIXEL_MAX_INPUT_CHANNELS = 4
 
 
